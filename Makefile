@@ -1,0 +1,50 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP_RUN := $(VENV)/.installed-run
+STAMP_TEST := $(VENV)/.installed-test
+NODE_STAMP := node_modules/.installed
+
+.PHONY: run test lint typecheck pytest install install-test node-tools package bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP_RUN): pyproject.toml | $(PY)
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(STAMP_TEST): pyproject.toml | $(PY)
+	$(PIP) install --quiet -e '.[test]'
+	touch $@ $(STAMP_RUN)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(STAMP_RUN) $(NODE_STAMP)
+install-test: $(STAMP_TEST) $(NODE_STAMP)
+node-tools: $(NODE_STAMP)
+
+## make run: the bot on the embedded default plus the Agents Playground; Ctrl-C stops both.
+run: install
+	$(PY) -m bot.devrun
+
+## make test: lint, type-check and the whole test suite (SQLite, PostgreSQL, end-to-end).
+test: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest -q
+
+## make package: the Teams app package dist/appPackage.zip (MICROSOFT_APP_ID fills the ids).
+package: install
+	$(VENV)/bin/cspbot package
+
+bench: install-test
+	$(PY) bench/turns.py
+
+clean:
+	rm -rf $(VENV) node_modules dist var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,188 @@
+"""The app factory, and `python app.py`: the bot on the embedded default.
+
+`create_app(settings)` builds everything in `cleanup_ctx` — database (migrated), services, the
+Agents SDK adapter, the bot, the job runner — and hands it down through constructors under typed
+`web.AppKey`s. No module-level mutable state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+
+from aiohttp import web
+from microsoft_agents.activity import Activity
+from microsoft_agents.hosting.aiohttp import CloudAdapter
+from microsoft_agents.hosting.core.authorization import Connections
+from pydantic import ValidationError
+from sqlalchemy import text
+
+from bot.auth import AuthenticationFailed, RequestAuthenticator, SigningKeySource, build_connections
+from bot.handler import CspBot
+from bot.job_notices import JobNotifier
+from bot.proactive import ProactiveMessenger
+from bot.storage import SqlStorage
+from bot.turn_errors import on_turn_error
+from dialogs.catalogue import Task, TaskCatalogue
+from dialogs.tasks import default_tasks
+from services.container import Services, build_services
+from services.db import create_engine
+from services.logging_context import configure_logging
+from services.migrate import upgrade_database
+from services.seed import seed_demo_organisation
+from services.settings import Settings, SettingsError
+
+log = logging.getLogger("cspbot")
+
+TaskFactory = Callable[[Services], Sequence[Task]]
+
+
+@dataclass(frozen=True)
+class BotRuntime:
+    """What the running app holds: services, the SDK adapter, the bot and its helpers."""
+
+    services: Services
+    adapter: CloudAdapter
+    bot: CspBot
+    authenticator: RequestAuthenticator
+    messenger: ProactiveMessenger
+
+
+SETTINGS = web.AppKey("settings", Settings)
+RUNTIME = web.AppKey("runtime", BotRuntime)
+
+
+def version() -> str:
+    try:
+        return metadata.version("csp-teams-bot")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    connections: Connections | None = None,
+    signing_keys: SigningKeySource | None = None,
+    tasks: TaskFactory = default_tasks,
+    run_jobs: bool = True,
+) -> web.Application:
+    """The aiohttp application. `connections` and `signing_keys` replace the outbound token
+    provider and the inbound key look-up (tests; no network); `tasks` builds the task list."""
+    settings.check_safe_to_serve()
+    app = web.Application()
+    app[SETTINGS] = settings
+
+    async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        try:
+            await upgrade_database(engine)
+            services = build_services(engine, settings)
+            if settings.seed_demo_organisation:
+                await seed_demo_organisation(services.organisations)
+            connection_manager = connections or build_connections(settings)
+            adapter = CloudAdapter(connection_manager=connection_manager)
+            adapter.on_turn_error = on_turn_error
+            messenger = ProactiveMessenger(adapter, services.conversations, app_id=settings.microsoft_app_id)
+            services.jobs.set_notifier(JobNotifier(messenger))
+            bot = CspBot(
+                storage=SqlStorage(services.sessions),
+                access=services.access,
+                conversations=services.conversations,
+                tasks=TaskCatalogue(tasks(services)),
+            )
+            authenticator = RequestAuthenticator(
+                connection_manager.get_default_connection_configuration(), signing_keys
+            )
+            app[RUNTIME] = BotRuntime(services, adapter, bot, authenticator, messenger)
+            if run_jobs:
+                services.jobs.start()
+            yield
+            await services.jobs.stop()
+        finally:
+            await engine.dispose()
+
+    app.cleanup_ctx.append(runtime_ctx)
+    app.router.add_post("/api/messages", handle_messages)
+    app.router.add_get("/healthz", handle_health)
+    return app
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def handle_messages(request: web.Request) -> web.StreamResponse:
+    """Authenticate, check the body is an activity, then hand it to the SDK adapter."""
+    runtime = request.app[RUNTIME]
+    try:
+        identity = await runtime.authenticator.authenticate(request.headers.get("Authorization"))
+    except AuthenticationFailed as failure:
+        return _error(401, str(failure))
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error(400, "The body must be a JSON activity.")
+    if not isinstance(body, dict):
+        return _error(400, "The body must be a JSON object (an activity).")
+    try:
+        activity = Activity.model_validate(body)
+    except ValidationError:
+        return _error(400, "The body is not a valid activity.")
+    if not activity.type or activity.conversation is None or not activity.conversation.id:
+        return _error(400, "An activity needs a type and a conversation id.")
+    try:
+        runtime.authenticator.check_service_url(identity, activity.service_url)
+    except AuthenticationFailed as failure:
+        return _error(401, str(failure))
+    request["claims_identity"] = identity
+    response = await runtime.adapter.process(request, runtime.bot)
+    return response if response is not None else web.Response(status=202)
+
+
+async def handle_health(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    settings = request.app[SETTINGS]
+    database = "ok"
+    open_alerts: int | None = None
+    try:
+        async with runtime.services.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        open_alerts = await runtime.services.alerts.open_count()
+    except Exception:
+        log.exception("health check: database unreachable")
+        database = "unreachable"
+    healthy = database == "ok"
+    return web.json_response(
+        {
+            "status": "ok" if healthy and not open_alerts else ("degraded" if healthy else "down"),
+            "version": version(),
+            "database": database,
+            "open_alerts": open_alerts,
+            "authentication": "bot-framework" if settings.authenticated else "none (local only)",
+        },
+        status=200 if healthy else 503,
+    )
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings.log_level)
+    try:
+        app = create_app(settings)
+    except SettingsError as error:
+        log.error("%s", error)
+        raise SystemExit(2) from None
+    if not settings.authenticated:
+        log.warning(
+            "*** UNAUTHENTICATED LOCAL MODE *** MICROSOFT_APP_ID is empty: /api/messages accepts any request "
+            "and callers are trusted by their channel id. Listening on %s only. Never expose this.",
+            settings.host,
+        )
+    web.run_app(app, host=settings.host, port=settings.port, print=None)
+
+
+if __name__ == "__main__":
+    main()

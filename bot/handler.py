@@ -1,0 +1,305 @@
+"""CspBot: the activity handler. One turn = resolve the caller, run the dialog, save state.
+
+Turn rules (see docs/architecture.md):
+- turns of one conversation run one at a time in this process; across replicas the state's e-tag
+  catches a concurrent turn, and the turn is retried once with fresh state;
+- replies are held until the state is saved, so a retried turn never answers twice;
+- a domain error is shown as its message and the dialog stays where it was; an unexpected error
+  resets the conversation's dialog stack and shows a reference id (the log has the details).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import logging
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from microsoft_agents.activity import (
+    Activity,
+    ActivityTypes,
+    AdaptiveCardInvokeResponse,
+    ChannelAccount,
+    InvokeResponse,
+    ResourceResponse,
+)
+from microsoft_agents.hosting.core import ActivityHandler, ConversationState, MessageFactory, TurnContext
+
+from bot.identity import channel_identity, roster_email
+from bot.storage import CREATE_ONLY, SqlStorage, StateConflictError
+from cards.common import (
+    CallerSummary,
+    build_error_card,
+    build_help_card,
+    build_menu_card,
+    build_not_registered_card,
+    build_welcome_card,
+)
+from dialogs.base import CALLER_KEY, card_activity, normalised_text
+from dialogs.catalogue import TaskCatalogue
+from services.access import AccessService, Caller
+from services.conversations import ConversationReferenceService
+from services.errors import DomainError
+from services.logging_context import correlation_scope, current_correlation_id
+
+log = logging.getLogger(__name__)
+
+STATE_KEY = "csp.conversation_state"
+OUTBOX_KEY = "csp.outbox"
+MENU_WORDS = frozenset({"menu", "hi", "hello", "hey", "start", "home"})
+HELP_WORDS = frozenset({"help", "?"})
+CANCEL_WORDS = frozenset({"cancel", "stop", "quit", "exit"})
+INVOKE_MESSAGE = "application/vnd.microsoft.activity.message"
+
+InvokeHandler = Callable[[TurnContext, Caller, dict[str, Any]], Awaitable[AdaptiveCardInvokeResponse]]
+
+
+class _Outbox:
+    """Holds a turn's replies until its state is saved; typing indicators go out at once."""
+
+    def __init__(self) -> None:
+        self.held: list[Activity] = []
+
+    async def intercept(
+        self, context: TurnContext, activities: list[Activity], send: Callable[[], Awaitable[Any]]
+    ) -> list[ResourceResponse]:
+        if all(activity.type == ActivityTypes.typing for activity in activities):
+            return await send()  # type: ignore[no-any-return]
+        self.held.extend(activities)
+        return [ResourceResponse() for _ in activities]
+
+    async def flush(self, context: TurnContext) -> None:
+        held, self.held = self.held, []
+        if held:
+            await context.adapter.send_activities(context, held)
+            context.responded = True
+
+
+def _conversation_type(activity: Activity) -> str:
+    conversation = activity.conversation
+    return (conversation.conversation_type if conversation is not None else None) or "personal"
+
+
+def _reference_of(activity: Activity) -> dict[str, Any]:
+    return activity.get_conversation_reference().model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class CspBot(ActivityHandler):
+    def __init__(
+        self,
+        *,
+        storage: SqlStorage,
+        access: AccessService,
+        conversations: ConversationReferenceService,
+        tasks: TaskCatalogue,
+        invoke_handlers: dict[str, InvokeHandler] | None = None,
+    ) -> None:
+        self._storage = storage
+        self._access = access
+        self._conversations = conversations
+        self._tasks = tasks
+        self._invoke_handlers = dict(invoke_handlers or {})
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    # ---- the turn ------------------------------------------------------------------------
+    def _lock_for(self, conversation_id: str) -> asyncio.Lock:
+        lock = self._locks.get(conversation_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[conversation_id] = lock
+        return lock
+
+    async def on_turn(self, turn_context: TurnContext) -> None:  # type: ignore[override]
+        activity = turn_context.activity
+        conversation_id = activity.conversation.id if activity.conversation else ""
+        with correlation_scope():
+            outbox = _Outbox()
+            turn_context.on_send_activities(outbox.intercept)
+            turn_context.turn_state[OUTBOX_KEY] = outbox
+            async with self._lock_for(conversation_id):
+                for attempt in (1, 2):
+                    try:
+                        await self._run_turn(turn_context)
+                        await outbox.flush(turn_context)
+                        return
+                    except StateConflictError:
+                        outbox.held.clear()
+                        if attempt == 2:
+                            await self._fail(turn_context, outbox, reset=False)
+                            return
+                        log.info("conversation state changed under this turn; running it again")
+                    except DomainError as error:
+                        # Nothing of this turn's dialog progress is saved: the user can simply retry.
+                        outbox.held = [MessageFactory.text(error.message)]
+                        await outbox.flush(turn_context)
+                        return
+                    except Exception:
+                        await self._fail(turn_context, outbox, reset=True)
+                        return
+
+    async def _run_turn(self, turn_context: TurnContext) -> None:
+        state = ConversationState(self._storage)  # per turn: a shared instance mixes conversations
+        await state.load(turn_context, force=True)
+        cached = state.get_cached_state()
+        is_new_conversation = getattr(cached, "e_tag", None) is None
+        if is_new_conversation:
+            cached.e_tag = CREATE_ONLY  # type: ignore[attr-defined]
+        turn_context.turn_state[STATE_KEY] = state
+        turn_context.turn_state["csp.new_conversation"] = is_new_conversation
+        await super().on_turn(turn_context)
+        await state.save(turn_context)
+
+    async def _fail(self, turn_context: TurnContext, outbox: _Outbox, *, reset: bool) -> None:
+        reference = current_correlation_id()
+        log.exception("turn failed (reference %s)", reference)
+        outbox.held.clear()
+        if reset:
+            try:
+                state = ConversationState(self._storage)
+                await self._storage.delete([state.get_storage_key(turn_context)])
+            except Exception:
+                log.exception("could not reset the conversation's dialog state")
+        if turn_context.activity.type == ActivityTypes.invoke:
+            outbox.held = [_invoke_message_activity("Sorry, that did not work. Reference: " + reference)]
+        else:
+            outbox.held = [card_activity(build_error_card(reference))]
+        try:
+            await outbox.flush(turn_context)
+        except Exception:
+            log.exception("could not tell the user about the failure")
+
+    # ---- who is calling -------------------------------------------------------------------
+    async def _caller(self, turn_context: TurnContext) -> Caller | None:
+        identity = channel_identity(turn_context.activity)
+        caller = await self._access.resolve(identity)
+        if caller is None and identity.aad_object_id and identity.tenant_id:
+            email = await roster_email(turn_context)
+            if email:
+                caller = await self._access.bind_by_email(identity, email)
+        if caller is not None:
+            turn_context.turn_state[CALLER_KEY] = caller
+        return caller
+
+    async def _remember_conversation(self, turn_context: TurnContext, caller: Caller | None) -> None:
+        activity = turn_context.activity
+        if activity.conversation is None:
+            return
+        await self._conversations.save(
+            activity.conversation.id,
+            _reference_of(activity),
+            conversation_type=_conversation_type(activity),
+            organisation_id=caller.organisation_id if caller else None,
+            member_id=caller.member_id if caller else None,
+        )
+
+    @staticmethod
+    def _summary(caller: Caller) -> CallerSummary:
+        return CallerSummary(caller.display_name or caller.email, caller.organisation_name, sorted(caller.roles))
+
+    # ---- messages --------------------------------------------------------------------------
+    async def on_message_activity(self, turn_context: TurnContext) -> None:  # type: ignore[override]
+        activity = turn_context.activity
+        await turn_context.send_activity(Activity(type=ActivityTypes.typing))
+        if activity.conversation is not None and activity.conversation.is_group:
+            turn_context.activity.remove_recipient_mention()
+        caller = await self._caller(turn_context)
+        if turn_context.turn_state.get("csp.new_conversation"):
+            await self._remember_conversation(turn_context, caller)
+        if caller is None:
+            sender = activity.from_property.name if activity.from_property else ""
+            await turn_context.send_activity(card_activity(build_not_registered_card(sender or "")))
+            return
+        state: ConversationState = turn_context.turn_state[STATE_KEY]
+        dialog_context = await self._tasks.dialog_set(state.create_property("DialogState")).create_context(turn_context)
+        if dialog_context.active_dialog is not None:
+            await dialog_context.continue_dialog()
+            return
+        await self._start(turn_context, dialog_context, caller)
+
+    async def _start(self, turn_context: TurnContext, dialog_context: Any, caller: Caller) -> None:
+        activity = turn_context.activity
+        value = activity.value if isinstance(activity.value, dict) else None
+        if value is not None and value.get("verb") == "command":
+            words = " ".join(str(value.get("command", "")).lower().split())
+        elif value is not None:
+            await turn_context.send_activity(
+                "That card belongs to a task that has finished or was cancelled. Type **menu** to start again."
+            )
+            return
+        else:
+            words = normalised_text(activity)
+        entries = self._tasks.menu_for(caller)
+        if words in HELP_WORDS:
+            await turn_context.send_activity(card_activity(build_help_card(entries)))
+        elif words in MENU_WORDS or not words:
+            await turn_context.send_activity(card_activity(build_menu_card(self._summary(caller), entries)))
+        elif words in CANCEL_WORDS:
+            await turn_context.send_activity("There is nothing to cancel. Type **menu** to see what I can do.")
+        elif (task := self._tasks.find(words)) is not None:
+            if not caller.can(task.permission):
+                await turn_context.send_activity(f"Your role does not allow **{task.title}**.")
+                return
+            await dialog_context.begin_dialog(task.dialog.id)
+        else:
+            await turn_context.send_activity(self._suggestion(words))
+
+    def _suggestion(self, words: str) -> str:
+        known = ["menu", "help", "cancel", *self._tasks.commands()]
+        close = difflib.get_close_matches(words, known, n=1, cutoff=0.6)
+        if close:
+            return f"I did not catch that. Did you mean **{close[0]}**? Type **menu** to see everything I can do."
+        return "I did not catch that. Type **menu** to see what I can do, or **help**."
+
+    # ---- installation and conversation updates -----------------------------------------------
+    async def on_members_added_activity(  # type: ignore[override]
+        self, members_added: list[ChannelAccount], turn_context: TurnContext
+    ) -> None:
+        recipient = turn_context.activity.recipient
+        if recipient is None or not any(member.id == recipient.id for member in members_added):
+            return
+        caller = await self._caller(turn_context)
+        await self._remember_conversation(turn_context, caller)
+        if caller is None:
+            name = turn_context.activity.from_property.name if turn_context.activity.from_property else ""
+            await turn_context.send_activity(card_activity(build_not_registered_card(name or "")))
+            return
+        welcome = build_welcome_card(self._summary(caller), self._tasks.menu_for(caller))
+        await turn_context.send_activity(card_activity(welcome))
+
+    async def on_installation_update_add(self, turn_context: TurnContext) -> None:  # type: ignore[override]
+        await self._remember_conversation(turn_context, await self._caller(turn_context))
+
+    # ---- invokes ----------------------------------------------------------------------------
+    async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:  # type: ignore[override]
+        activity = turn_context.activity
+        if activity.name == "adaptiveCard/action":
+            response = await self._card_action(turn_context)
+            return InvokeResponse(status=200, body=response.model_dump(by_alias=True, exclude_none=True))
+        return await super().on_invoke_activity(turn_context)  # type: ignore[no-any-return]
+
+    async def _card_action(self, turn_context: TurnContext) -> AdaptiveCardInvokeResponse:
+        value = turn_context.activity.value if isinstance(turn_context.activity.value, dict) else {}
+        action = value.get("action") if isinstance(value.get("action"), dict) else {}
+        verb = action.get("verb") if isinstance(action.get("verb"), str) else ""
+        data = action.get("data") if isinstance(action.get("data"), dict) else {}
+        caller = await self._caller(turn_context)
+        if caller is None:
+            return _invoke_message("You are not registered with your reseller, so this card cannot act for you.")
+        handler = self._invoke_handlers.get(verb)
+        if handler is None:
+            return _invoke_message("This card is out of date. Type **menu** to start again.")
+        try:
+            return await handler(turn_context, caller, data)
+        except DomainError as error:
+            return _invoke_message(error.message)
+
+
+def _invoke_message(message: str) -> AdaptiveCardInvokeResponse:
+    return AdaptiveCardInvokeResponse(status_code=200, type=INVOKE_MESSAGE, value=message)  # type: ignore[arg-type]
+
+
+def _invoke_message_activity(message: str) -> Activity:
+    body = _invoke_message(message).model_dump(by_alias=True, exclude_none=True)
+    return Activity(type=ActivityTypes.invoke_response, value={"status": 200, "body": body})

@@ -1,0 +1,58 @@
+"""Building blocks shared by every card: the envelope, text, facts and actions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+Card = dict[str, Any]
+SCHEMA_URL = "http://adaptivecards.io/schemas/adaptive-card.json"
+VERSION = "1.5"
+# Every submit carries a verb; the bot routes on it (CONVENTIONS: "Card submits are first-class").
+VERB_KEY = "verb"
+
+
+def card(body: Sequence[Mapping[str, Any]], actions: Sequence[Mapping[str, Any]] = ()) -> Card:
+    """The card envelope; full width in Teams so tables and forms stay readable."""
+    result: Card = {
+        "type": "AdaptiveCard",
+        "$schema": SCHEMA_URL,
+        "version": VERSION,
+        "body": [dict(element) for element in body],
+        "msteams": {"width": "Full"},
+    }
+    if actions:
+        result["actions"] = [dict(action) for action in actions]
+    return result
+
+
+def heading(text: str) -> dict[str, Any]:
+    return {"type": "TextBlock", "text": text, "size": "Large", "weight": "Bolder", "wrap": True, "style": "heading"}
+
+
+def text(value: str, *, subtle: bool = False, weight: str | None = None, color: str | None = None) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "TextBlock", "text": value, "wrap": True}
+    if subtle:
+        block["isSubtle"] = True
+    if weight:
+        block["weight"] = weight
+    if color:
+        block["color"] = color
+    return block
+
+
+def facts(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    return {"type": "FactSet", "facts": [{"title": title, "value": value} for title, value in pairs]}
+
+
+def submit(title: str, verb: str, data: Mapping[str, Any] | None = None, *, style: str | None = None) -> dict[str, Any]:
+    payload = {VERB_KEY: verb, **(data or {})}
+    action: dict[str, Any] = {"type": "Action.Submit", "title": title, "data": payload}
+    if style:
+        action["style"] = style
+    return action
+
+
+def command_button(title: str, command: str) -> dict[str, Any]:
+    """A button that does what typing `command` does."""
+    return submit(title, "command", {"command": command})

@@ -1,0 +1,103 @@
+"""The conversation skeleton's cards: welcome, menu, help, not registered, something went wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cards.base import Card, card, command_button, facts, heading, text
+
+
+@dataclass(frozen=True)
+class MenuEntry:
+    command: str
+    title: str
+    description: str
+
+
+@dataclass(frozen=True)
+class CallerSummary:
+    display_name: str
+    organisation_name: str
+    roles: Sequence[str]
+
+
+def _roles_text(roles: Sequence[str]) -> str:
+    return ", ".join(sorted(roles)) if roles else "none"
+
+
+def build_menu_card(caller: CallerSummary, entries: Sequence[MenuEntry]) -> Card:
+    body = [
+        heading("What would you like to do?"),
+        text(
+            f"{caller.organisation_name} · signed in as {caller.display_name} ({_roles_text(caller.roles)})",
+            subtle=True,
+        ),
+    ]
+    if entries:
+        body.append(facts((entry.command, entry.description) for entry in entries))
+    else:
+        body.append(text("Your roles do not include any task yet. Ask your reseller if you need more access."))
+    body.append(text("Type a command or press a button. Type **cancel** at any time to stop.", subtle=True))
+    actions = [command_button(entry.title, entry.command) for entry in entries[:5]]
+    actions.append(command_button("Help", "help"))
+    return card(body, actions)
+
+
+def build_welcome_card(caller: CallerSummary, entries: Sequence[MenuEntry]) -> Card:
+    body = [
+        heading(f"Welcome, {caller.display_name}"),
+        text(
+            f"I help {caller.organisation_name} run its Microsoft 365 services with your reseller right here in Teams."
+        ),
+    ]
+    menu = build_menu_card(caller, entries)
+    body.extend(menu["body"][2:])
+    return card(body, menu.get("actions", []))
+
+
+def build_help_card(entries: Sequence[MenuEntry], *, in_task: str | None = None) -> Card:
+    body = [heading("How to use this bot")]
+    if in_task:
+        body.append(text(f"You are in **{in_task}**. Answer the card above, or type **cancel** to stop it."))
+    body.append(
+        text(
+            "Type a command (for example **menu**) or use the buttons on the cards. In a team channel, "
+            "@mention me first; lists of users and bills are sent to you privately."
+        )
+    )
+    commands = [("menu", "Show what I can do"), ("help", "This help"), ("cancel", "Stop the current task")]
+    commands.extend((entry.command, entry.description) for entry in entries)
+    body.append(facts(commands))
+    return card(body, [command_button("Menu", "menu")])
+
+
+def build_not_registered_card(display_name: str) -> Card:
+    who = display_name or "there"
+    return card(
+        [
+            heading(f"Hello {who} — you are not registered yet"),
+            text(
+                "This bot serves the customer admins of our Microsoft CSP reseller. Your account is not "
+                "registered for any customer organisation, so I cannot show or change anything for you."
+            ),
+            text(
+                "Ask your reseller's support to add you: give them your work e-mail address and the "
+                "role you need (admin, approver or billing). Once they have, just say hello again."
+            ),
+        ]
+    )
+
+
+def build_error_card(reference_id: str) -> Card:
+    return card(
+        [
+            heading("Sorry, something went wrong"),
+            text(
+                "I could not finish your request, so I have reset what we were doing. "
+                "You can start again from the menu."
+            ),
+            text(f"If it happens again, tell your reseller this reference: **{reference_id}**", subtle=True),
+        ],
+        [command_button("Menu", "menu")],
+    )

@@ -1,0 +1,1 @@
+"""One ComponentDialog per task; steps render cards/ and call services/."""

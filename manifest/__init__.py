@@ -1,0 +1,1 @@
+"""Teams app manifest template, icons and the app-package builder (see ``manifest.build``)."""

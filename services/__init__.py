@@ -1,0 +1,1 @@
+"""Domain logic and persistence. Nothing Teams- or HTTP-framework-specific lives here."""

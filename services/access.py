@@ -1,0 +1,148 @@
+"""Who is calling, and may they do this? Every service call takes its organisation and roles
+from here — never from a card payload."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import joinedload
+
+from services import audit
+from services.errors import NotRegistered, PermissionDenied
+from services.models import Member, Organisation
+from services.organisations import normalise_email
+from services.roles import Permission, permissions_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChannelIdentity:
+    """What the channel says about the sender of an activity (plain strings, no SDK types)."""
+
+    tenant_id: str | None
+    aad_object_id: str | None
+    channel_user_id: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A resolved, registered member acting within their own organisation."""
+
+    member_id: int
+    organisation_id: int
+    organisation_name: str
+    email: str
+    display_name: str
+    roles: frozenset[str]
+
+    @property
+    def actor(self) -> str:
+        """How the caller appears in the audit log."""
+        return self.email
+
+    def can(self, permission: Permission) -> bool:
+        return permission in permissions_of(self.roles)
+
+    def require(self, permission: Permission) -> None:
+        if not self.can(permission):
+            raise PermissionDenied(_DENIED_MESSAGES.get(permission, "Your role does not allow that."))
+
+
+_DENIED_MESSAGES: dict[Permission, str] = {
+    Permission.MANAGE_SERVICES: "Only an admin of your organisation can do that. Ask your reseller to make you one.",
+    Permission.REQUEST_SUSPENSION: "Only an admin of your organisation can ask for a suspension.",
+    Permission.DECIDE_SUSPENSION: "Only an approver of your organisation can decide on suspensions.",
+    Permission.READ_SUBSCRIPTIONS: "Your role does not include reading subscriptions.",
+    Permission.READ_BILLING: "Only admins and billing readers of your organisation can see bills.",
+}
+
+
+def _caller(member: Member) -> Caller:
+    return Caller(
+        member_id=member.id,
+        organisation_id=member.organisation_id,
+        organisation_name=member.organisation.name,
+        email=member.email,
+        display_name=member.display_name,
+        roles=member.roles,
+    )
+
+
+class AccessService:
+    """Resolves callers from channel identities and binds registered e-mails to AAD object ids."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, allow_channel_user_id: bool) -> None:
+        # Only the unauthenticated local mode may trust `from.id` (the Playground's users).
+        self._sessions = sessions
+        self._allow_channel_user_id = allow_channel_user_id
+
+    async def resolve(self, identity: ChannelIdentity) -> Caller | None:
+        """The caller, or None when they need binding by e-mail (see `bind_by_email`) or are unknown."""
+        async with self._sessions() as session:
+            member = await self._find(session, identity)
+            return _caller(member) if member is not None else None
+
+    async def _find(self, session: AsyncSession, identity: ChannelIdentity) -> Member | None:
+        base = select(Member).join(Organisation).options(joinedload(Member.organisation)).order_by(Member.id).limit(1)
+        if identity.tenant_id:
+            base = base.where(Organisation.teams_tenant_id == identity.tenant_id.lower())
+        elif not self._allow_channel_user_id:
+            return None
+        if identity.aad_object_id:
+            member = await session.scalar(base.where(Member.aad_object_id == identity.aad_object_id))
+            if member is not None:
+                return member
+        if self._allow_channel_user_id and identity.channel_user_id:
+            return await session.scalar(base.where(Member.channel_user_id == identity.channel_user_id))
+        return None
+
+    async def bind_by_email(self, identity: ChannelIdentity, email: str) -> Caller | None:
+        """First contact of a member registered by e-mail/UPN: remember their AAD object id.
+
+        Only a member of the organisation linked to the caller's own Teams tenant, and not yet
+        bound to another object id, can be bound.
+        """
+        if not identity.tenant_id or not identity.aad_object_id:
+            return None
+        try:
+            address = normalise_email(email)
+        except Exception:
+            return None
+        async with self._sessions.begin() as session:
+            member = await session.scalar(
+                select(Member)
+                .join(Organisation)
+                .options(joinedload(Member.organisation))
+                .where(
+                    Organisation.teams_tenant_id == identity.tenant_id.lower(),
+                    Member.email == address,
+                    Member.aad_object_id.is_(None),
+                )
+            )
+            if member is None:
+                return None
+            member.aad_object_id = identity.aad_object_id
+            member.channel_user_id = identity.channel_user_id
+            if not member.display_name and identity.name:
+                member.display_name = identity.name
+            audit.record(
+                session,
+                actor=address,
+                action="member.bind",
+                organisation_id=member.organisation_id,
+                target=address,
+                after={"aad_object_id": identity.aad_object_id},
+            )
+            log.info("bound member %s to its AAD object id", member.id)
+            return _caller(member)
+
+    async def require_caller(self, identity: ChannelIdentity) -> Caller:
+        caller = await self.resolve(identity)
+        if caller is None:
+            raise NotRegistered("You are not registered with your reseller yet.")
+        return caller

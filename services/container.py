@@ -1,0 +1,49 @@
+"""All domain services, built once by the app factory (or the CLI) and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.access import AccessService
+from services.alerts import AlertService
+from services.conversations import ConversationReferenceService
+from services.db import create_session_factory
+from services.idempotency import IdempotencyService
+from services.jobs import JobService
+from services.organisations import OrganisationService
+from services.settings import Settings
+
+
+@dataclass(frozen=True)
+class Services:
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    organisations: OrganisationService
+    access: AccessService
+    alerts: AlertService
+    conversations: ConversationReferenceService
+    idempotency: IdempotencyService
+    jobs: JobService
+
+
+def build_services(engine: AsyncEngine, settings: Settings) -> Services:
+    sessions = create_session_factory(engine)
+    alerts = AlertService(sessions)
+    return Services(
+        engine=engine,
+        sessions=sessions,
+        organisations=OrganisationService(sessions),
+        # `from.id` identifies a caller only in the unauthenticated local mode (the Playground).
+        access=AccessService(sessions, allow_channel_user_id=not settings.authenticated),
+        alerts=alerts,
+        conversations=ConversationReferenceService(sessions),
+        idempotency=IdempotencyService(sessions),
+        jobs=JobService(
+            sessions,
+            alerts,
+            lease_seconds=settings.job_lease_seconds,
+            poll_interval=settings.job_poll_interval_seconds,
+        ),
+    )

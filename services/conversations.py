@@ -1,0 +1,76 @@
+"""Stored conversation references: where the bot can write later (jobs, approvals)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.models import ConversationReferenceRow
+
+
+@dataclass(frozen=True)
+class StoredReference:
+    conversation_id: str
+    conversation_type: str
+    organisation_id: int | None
+    member_id: int | None
+    reference: Mapping[str, Any]
+
+
+def _view(row: ConversationReferenceRow) -> StoredReference:
+    return StoredReference(
+        row.conversation_id, row.conversation_type, row.organisation_id, row.member_id, dict(row.reference)
+    )
+
+
+class ConversationReferenceService:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def save(
+        self,
+        conversation_id: str,
+        reference: Mapping[str, Any],
+        *,
+        conversation_type: str,
+        organisation_id: int | None,
+        member_id: int | None,
+    ) -> None:
+        """Insert or refresh; a 1:1 chat remembers its member, a channel only its organisation."""
+        async with self._sessions.begin() as session:
+            row = await session.scalar(
+                select(ConversationReferenceRow).where(ConversationReferenceRow.conversation_id == conversation_id)
+            )
+            if row is None:
+                row = ConversationReferenceRow(conversation_id=conversation_id)
+                session.add(row)
+            row.reference = dict(reference)
+            row.conversation_type = conversation_type
+            if organisation_id is not None:
+                row.organisation_id = organisation_id
+            if member_id is not None and conversation_type == "personal":
+                row.member_id = member_id
+
+    async def get(self, conversation_id: str) -> StoredReference | None:
+        async with self._sessions() as session:
+            row = await session.scalar(
+                select(ConversationReferenceRow).where(ConversationReferenceRow.conversation_id == conversation_id)
+            )
+            return _view(row) if row is not None else None
+
+    async def personal_chat_of(self, member_id: int) -> StoredReference | None:
+        async with self._sessions() as session:
+            row = await session.scalar(
+                select(ConversationReferenceRow)
+                .where(
+                    ConversationReferenceRow.member_id == member_id,
+                    ConversationReferenceRow.conversation_type == "personal",
+                )
+                .order_by(ConversationReferenceRow.updated_at.desc())
+                .limit(1)
+            )
+            return _view(row) if row is not None else None

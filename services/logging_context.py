@@ -1,0 +1,65 @@
+"""Structured logging with a correlation id carried through each turn, job and CLI command."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
+
+
+def new_correlation_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def current_correlation_id() -> str:
+    return _correlation_id.get()
+
+
+@contextmanager
+def correlation_scope(correlation_id: str | None = None) -> Iterator[str]:
+    """Everything logged inside carries this id (a fresh one unless given)."""
+    value = correlation_id or new_correlation_id()
+    token = _correlation_id.set(value)
+    try:
+        yield value
+    finally:
+        _correlation_id.reset(token)
+
+
+class _CorrelationFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.correlation_id = _correlation_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: easy to ship, easy to grep by correlation id."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "correlation_id": getattr(record, "correlation_id", "-"),
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload, ensure_ascii=False)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(_CorrelationFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # The SDK logs full activities at INFO; keep them out of our logs unless debugging.
+    logging.getLogger("microsoft_agents").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -1,0 +1,177 @@
+"""SQLAlchemy models of the foundation tables. The schema changes only through Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from services.db import Base, UtcDateTime, utcnow
+
+
+class Organisation(Base):
+    """A customer organisation of the reseller: its company profile and its Teams tenant."""
+
+    __tablename__ = "organisations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    teams_tenant_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    address_line1: Mapped[str] = mapped_column(String(200), default="")
+    address_line2: Mapped[str] = mapped_column(String(200), default="")
+    city: Mapped[str] = mapped_column(String(100), default="")
+    state: Mapped[str] = mapped_column(String(100), default="")
+    postal_code: Mapped[str] = mapped_column(String(20), default="")
+    country: Mapped[str] = mapped_column(String(2), default="")
+    contact_first_name: Mapped[str] = mapped_column(String(100), default="")
+    contact_last_name: Mapped[str] = mapped_column(String(100), default="")
+    contact_email: Mapped[str] = mapped_column(String(254), default="")
+    contact_phone: Mapped[str] = mapped_column(String(40), default="")
+    culture: Mapped[str] = mapped_column(String(10), default="")
+    language: Mapped[str] = mapped_column(String(10), default="")
+    registration_number: Mapped[str] = mapped_column(String(64), default="")
+    domain_prefix: Mapped[str] = mapped_column(String(27), default="")
+    allow_self_approval: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    members: Mapped[list[Member]] = relationship(
+        back_populates="organisation", cascade="all, delete-orphan", order_by="Member.id"
+    )
+
+
+class Member(Base):
+    """A person of an organisation who may use the bot, registered by e-mail/UPN."""
+
+    __tablename__ = "members"
+    __table_args__ = (UniqueConstraint("organisation_id", "email"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(254), index=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    # Channel ids are opaque text: the Playground's object ids are not GUIDs.
+    aad_object_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    channel_user_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    organisation: Mapped[Organisation] = relationship(back_populates="members")
+    role_rows: Mapped[list[MemberRole]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="MemberRole.role"
+    )
+
+    @property
+    def roles(self) -> frozenset[str]:
+        return frozenset(row.role for row in self.role_rows)
+
+
+class MemberRole(Base):
+    """One role of a member; the primary key makes the roles a set."""
+
+    __tablename__ = "member_roles"
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20), primary_key=True)
+
+
+class ConversationReferenceRow(Base):
+    """Where the bot can write to later: a 1:1 chat, a group chat or a channel."""
+
+    __tablename__ = "conversation_references"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(400), unique=True)
+    conversation_type: Mapped[str] = mapped_column(String(20), default="personal")
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
+    reference: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class AuditEntry(Base):
+    """Who changed what, when, with the state before and after."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    organisation_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    actor: Mapped[str] = mapped_column(String(254))
+    action: Mapped[str] = mapped_column(String(80))
+    target: Mapped[str] = mapped_column(String(200), default="")
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    correlation_id: Mapped[str] = mapped_column(String(64), default="")
+
+
+class IdempotencyKey(Base):
+    """A key stored before a side effect, so a repeat finds what the first attempt created."""
+
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    organisation_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    purpose: Mapped[str] = mapped_column(String(80))
+    resource_type: Mapped[str] = mapped_column(String(40), default="")
+    resource_id: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Job(Base):
+    """Durable work that may outlast a turn; claimed by one runner at a time through a lease."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(80), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    organisation_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    requested_by: Mapped[str] = mapped_column(String(254), default="")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    run_after: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error_message: Mapped[str] = mapped_column(Text, default="")
+    notify_conversation_id: Mapped[str | None] = mapped_column(String(400))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Set once the requester was told the outcome; a finished job without it is told again.
+    notified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Alert(Base):
+    """Something that needs a person; one open alert per dedup key, counted when raised again."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(60), index=True)
+    severity: Mapped[str] = mapped_column(String(10), default="warning")
+    dedup_key: Mapped[str] = mapped_column(String(200), index=True)
+    message: Mapped[str] = mapped_column(Text)
+    organisation_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    status: Mapped[str] = mapped_column(String(20), default="open", index=True)
+    occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    acknowledged_by: Mapped[str] = mapped_column(String(254), default="")
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class BotStateRow(Base):
+    """The bot framework's state (dialog stacks) as JSON, with a version for optimistic concurrency."""
+
+    __tablename__ = "bot_state"
+
+    key: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    data: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

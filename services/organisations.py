@@ -1,0 +1,346 @@
+"""Customer organisations and their members, as the reseller's operator registers them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from services import audit
+from services.errors import Conflict, InvalidInput, NotFound
+from services.models import Member, MemberRole, Organisation
+from services.roles import Role, parse_role
+
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z0-9-]{2,}$")
+SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+COUNTRY_PATTERN = re.compile(r"^[A-Z]{2}$")
+
+# Profile fields an operator may set; the keys are the model's column names.
+PROFILE_FIELDS: tuple[str, ...] = (
+    "name",
+    "address_line1",
+    "address_line2",
+    "city",
+    "state",
+    "postal_code",
+    "country",
+    "contact_first_name",
+    "contact_last_name",
+    "contact_email",
+    "contact_phone",
+    "culture",
+    "language",
+    "registration_number",
+    "domain_prefix",
+    "allow_self_approval",
+)
+
+
+def normalise_email(value: str) -> str:
+    email = value.strip().lower()
+    if not EMAIL_PATTERN.match(email):
+        raise InvalidInput(f"{value!r} is not a valid e-mail address.", field="email")
+    return email
+
+
+def _clean_profile(changes: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = set(changes) - set(PROFILE_FIELDS)
+    if unknown:
+        raise InvalidInput(f"Unknown organisation field(s): {', '.join(sorted(unknown))}.")
+    cleaned: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key == "allow_self_approval":
+            cleaned[key] = bool(value)
+            continue
+        text = "" if value is None else str(value).strip()
+        if key == "name" and not text:
+            raise InvalidInput("The organisation needs a name.", field="name")
+        if key == "country" and text:
+            text = text.upper()
+            if not COUNTRY_PATTERN.match(text):
+                raise InvalidInput(f"Country must be a two-letter ISO code (e.g. GB), not {value!r}.", field=key)
+        if key == "contact_email" and text:
+            text = normalise_email(text)
+        cleaned[key] = text
+    return cleaned
+
+
+@dataclass(frozen=True)
+class MemberView:
+    id: int
+    email: str
+    display_name: str
+    roles: frozenset[str]
+    aad_object_id: str | None
+    channel_user_id: str | None
+
+
+@dataclass(frozen=True)
+class OrganisationView:
+    id: int
+    slug: str
+    name: str
+    teams_tenant_id: str | None
+    address_line1: str
+    address_line2: str
+    city: str
+    state: str
+    postal_code: str
+    country: str
+    contact_first_name: str
+    contact_last_name: str
+    contact_email: str
+    contact_phone: str
+    culture: str
+    language: str
+    registration_number: str
+    domain_prefix: str
+    allow_self_approval: bool
+    members: tuple[MemberView, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "members"}
+        data["members"] = [
+            {
+                "email": m.email,
+                "display_name": m.display_name,
+                "roles": sorted(m.roles),
+                "aad_object_id": m.aad_object_id,
+                "channel_user_id": m.channel_user_id,
+            }
+            for m in self.members
+        ]
+        return data
+
+
+def _member_view(member: Member) -> MemberView:
+    return MemberView(
+        id=member.id,
+        email=member.email,
+        display_name=member.display_name,
+        roles=member.roles,
+        aad_object_id=member.aad_object_id,
+        channel_user_id=member.channel_user_id,
+    )
+
+
+def _organisation_view(org: Organisation, *, with_members: bool = True) -> OrganisationView:
+    values = {name: getattr(org, name) for name in PROFILE_FIELDS}
+    return OrganisationView(
+        id=org.id,
+        slug=org.slug,
+        teams_tenant_id=org.teams_tenant_id,
+        members=tuple(_member_view(m) for m in org.members) if with_members else (),
+        **values,
+    )
+
+
+def _snapshot(org: Organisation) -> dict[str, Any]:
+    return {name: getattr(org, name) for name in (*PROFILE_FIELDS, "teams_tenant_id")}
+
+
+class OrganisationService:
+    """Create and change organisations and members; every change is audited."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def _load(self, session: AsyncSession, slug: str) -> Organisation:
+        org = await session.scalar(
+            select(Organisation)
+            .where(Organisation.slug == slug.strip().lower())
+            .options(selectinload(Organisation.members))
+        )
+        if org is None:
+            raise NotFound(f"No organisation {slug!r}. `cspbot org list` shows the registered ones.")
+        return org
+
+    async def create(self, slug: str, profile: Mapping[str, Any], *, actor: str) -> OrganisationView:
+        slug = slug.strip().lower()
+        if not SLUG_PATTERN.match(slug):
+            raise InvalidInput(
+                f"{slug!r} is not a valid short name: use 2-63 lower-case letters, digits and dashes.",
+                field="slug",
+            )
+        values = _clean_profile(profile)
+        if "name" not in values:
+            raise InvalidInput("The organisation needs a name.", field="name")
+        async with self._sessions.begin() as session:
+            org = Organisation(slug=slug, **values)
+            session.add(org)
+            try:
+                await session.flush()
+            except IntegrityError:
+                raise Conflict(f"An organisation {slug!r} already exists.") from None
+            audit.record(
+                session,
+                actor=actor,
+                action="organisation.create",
+                organisation_id=org.id,
+                target=slug,
+                after=_snapshot(org),
+            )
+            await session.refresh(org, ["members"])
+            return _organisation_view(org)
+
+    async def list(self) -> list[OrganisationView]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(Organisation).order_by(Organisation.slug).options(selectinload(Organisation.members))
+            )
+            return [_organisation_view(org) for org in rows]
+
+    async def get(self, slug: str) -> OrganisationView:
+        async with self._sessions() as session:
+            return _organisation_view(await self._load(session, slug))
+
+    async def get_by_id(self, organisation_id: int) -> OrganisationView:
+        async with self._sessions() as session:
+            org = await session.get(Organisation, organisation_id, options=[selectinload(Organisation.members)])
+            if org is None:
+                raise NotFound("That organisation no longer exists.")
+            return _organisation_view(org)
+
+    async def update(self, slug: str, changes: Mapping[str, Any], *, actor: str) -> OrganisationView:
+        values = _clean_profile(changes)
+        if not values:
+            raise InvalidInput("Nothing to change: give at least one field.")
+        async with self._sessions.begin() as session:
+            org = await self._load(session, slug)
+            before = _snapshot(org)
+            for key, value in values.items():
+                setattr(org, key, value)
+            audit.record(
+                session,
+                actor=actor,
+                action="organisation.update",
+                organisation_id=org.id,
+                target=org.slug,
+                before=before,
+                after=_snapshot(org),
+            )
+            await session.flush()
+            return _organisation_view(org)
+
+    async def link_teams_tenant(self, slug: str, tenant_id: str, *, actor: str) -> OrganisationView:
+        tenant_id = tenant_id.strip().lower()
+        if not tenant_id or len(tenant_id) > 100 or any(c.isspace() for c in tenant_id):
+            raise InvalidInput("Give the Teams (Microsoft Entra) tenant id, e.g. a GUID.", field="tenant_id")
+        async with self._sessions.begin() as session:
+            org = await self._load(session, slug)
+            other = await session.scalar(
+                select(Organisation).where(Organisation.teams_tenant_id == tenant_id, Organisation.id != org.id)
+            )
+            if other is not None:
+                raise Conflict(f"Tenant {tenant_id} is already linked to organisation {other.slug!r}.")
+            before = _snapshot(org)
+            org.teams_tenant_id = tenant_id
+            audit.record(
+                session,
+                actor=actor,
+                action="organisation.link_tenant",
+                organisation_id=org.id,
+                target=org.slug,
+                before=before,
+                after=_snapshot(org),
+            )
+            await session.flush()
+            return _organisation_view(org)
+
+    async def add_member(
+        self,
+        slug: str,
+        email: str,
+        roles: Iterable[str],
+        *,
+        actor: str,
+        display_name: str = "",
+        channel_user_id: str | None = None,
+        aad_object_id: str | None = None,
+    ) -> MemberView:
+        address = normalise_email(email)
+        parsed = sorted({parse_role(role) for role in roles})
+        if not parsed:
+            raise InvalidInput("Give at least one role: admin, approver or billing.", field="role")
+        async with self._sessions.begin() as session:
+            org = await self._load(session, slug)
+            taken = await session.scalar(
+                select(func.count())
+                .select_from(Member)
+                .where(Member.organisation_id == org.id, Member.email == address)
+            )
+            if taken:
+                raise Conflict(f"{address} is already a member of {org.slug}; change their roles instead.")
+            member = Member(
+                organisation_id=org.id,
+                email=address,
+                display_name=display_name.strip(),
+                channel_user_id=channel_user_id,
+                aad_object_id=aad_object_id,
+                role_rows=[MemberRole(role=role.value) for role in parsed],
+            )
+            session.add(member)
+            await session.flush()
+            audit.record(
+                session,
+                actor=actor,
+                action="member.add",
+                organisation_id=org.id,
+                target=address,
+                after={"roles": [r.value for r in parsed], "display_name": member.display_name},
+            )
+            return _member_view(member)
+
+    async def remove_member(self, slug: str, email: str, *, actor: str) -> None:
+        address = normalise_email(email)
+        async with self._sessions.begin() as session:
+            org = await self._load(session, slug)
+            member = next((m for m in org.members if m.email == address), None)
+            if member is None:
+                raise NotFound(f"{address} is not a member of {org.slug}.")
+            audit.record(
+                session,
+                actor=actor,
+                action="member.remove",
+                organisation_id=org.id,
+                target=address,
+                before={"roles": sorted(member.roles)},
+            )
+            await session.delete(member)
+
+    async def set_roles(
+        self, slug: str, email: str, *, add: Iterable[str] = (), remove: Iterable[str] = (), actor: str
+    ) -> MemberView:
+        address = normalise_email(email)
+        to_add = {parse_role(r) for r in add}
+        to_remove = {parse_role(r) for r in remove}
+        async with self._sessions.begin() as session:
+            org = await self._load(session, slug)
+            member = next((m for m in org.members if m.email == address), None)
+            if member is None:
+                raise NotFound(f"{address} is not a member of {org.slug}.")
+            before = sorted(member.roles)
+            wanted = (set(member.roles) | {r.value for r in to_add}) - {r.value for r in to_remove}
+            if not wanted:
+                raise InvalidInput(f"{address} would be left without a role; remove the member instead.", field="role")
+            member.role_rows = [MemberRole(role=role) for role in sorted(wanted)]
+            audit.record(
+                session,
+                actor=actor,
+                action="member.roles",
+                organisation_id=org.id,
+                target=address,
+                before={"roles": before},
+                after={"roles": sorted(wanted)},
+            )
+            await session.flush()
+            return _member_view(member)
+
+
+__all__ = ["OrganisationService", "OrganisationView", "MemberView", "Role", "PROFILE_FIELDS", "normalise_email"]

@@ -1,0 +1,81 @@
+"""Typed settings, read from the environment (and `.env`), one class for the whole app.
+
+Every setting has a default that serves the embedded mode (SQLite, sandbox, outbox, loopback)
+or fails start-up with a clear message.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
+
+
+class SettingsError(ValueError):
+    """A configuration that must not start (e.g. unauthenticated on a public address)."""
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for names and addresses that only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    """All configuration. Field names are the environment variable names (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- The bot's own identity (Azure Bot registration) -------------------------------------
+    microsoft_app_id: str = ""
+    microsoft_app_password: SecretStr = SecretStr("")
+    microsoft_app_tenant_id: str = ""
+    dangerously_allow_unauthenticated_requests: bool = False
+
+    # --- Serving ------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=3978, ge=1, le=65535)
+    log_level: str = "INFO"
+    database_url: str = f"sqlite+aiosqlite:///{DEFAULT_VAR_DIR / 'cspbot.sqlite3'}"
+
+    # --- Embedded default conveniences --------------------------------------------------------
+    seed_demo_organisation: bool = True
+    job_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    job_lease_seconds: int = Field(default=120, ge=5)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {value!r}")
+        return level
+
+    @property
+    def authenticated(self) -> bool:
+        """True when requests must carry a Bot Framework token (an App ID is configured)."""
+        return bool(self.microsoft_app_id.strip())
+
+    def check_safe_to_serve(self) -> None:
+        """Refuse an unauthenticated bot on a non-loopback address unless explicitly allowed."""
+        if self.authenticated:
+            if not self.microsoft_app_password.get_secret_value() or not self.microsoft_app_tenant_id:
+                raise SettingsError(
+                    "MICROSOFT_APP_ID is set, so MICROSOFT_APP_PASSWORD and MICROSOFT_APP_TENANT_ID are required too."
+                )
+            return
+        if not is_loopback_host(self.host) and not self.dangerously_allow_unauthenticated_requests:
+            raise SettingsError(
+                f"HOST={self.host} is not a loopback address but MICROSOFT_APP_ID is empty, so anyone "
+                "could talk to the bot unauthenticated. Set MICROSOFT_APP_ID (with its password and "
+                "tenant), bind to 127.0.0.1, or set DANGEROUSLY_ALLOW_UNAUTHENTICATED_REQUESTS=true."
+            )

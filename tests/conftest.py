@@ -1,0 +1,145 @@
+"""Shared fixtures: real databases (SQLite file, fresh PostgreSQL database), the app on them,
+and a fake connector at the process edge."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from app import RUNTIME, BotRuntime, create_app
+from services.container import Services, build_services
+from services.db import create_engine
+from services.migrate import upgrade_database
+from services.seed import PLAYGROUND_TENANT_ID
+from services.settings import Settings
+from tests.fakes import FakeConnector
+
+POSTGRES_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Any) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A brand-new PostgreSQL database for one test, dropped afterwards."""
+    name = f"cspbot_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+    except (OSError, asyncpg.PostgresError) as error:
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_DSN} ({error}); .ci/run starts it")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    yield f"{base}/{name}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[str]:
+    """Each test using this runs twice: on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
+    else:
+        generator = postgres_url.__wrapped__()  # type: ignore[attr-defined]
+        url = await generator.__anext__()
+        yield url
+        await generator.aclose()
+
+
+@pytest.fixture
+async def services(database_url: str) -> AsyncIterator[Services]:
+    engine = create_engine(database_url)
+    await upgrade_database(engine)
+    yield build_services(engine, Settings(database_url=database_url))
+    await engine.dispose()
+
+
+@pytest.fixture
+async def sqlite_services(sqlite_url: str) -> AsyncIterator[Services]:
+    engine = create_engine(sqlite_url)
+    await upgrade_database(engine)
+    yield build_services(engine, Settings(database_url=sqlite_url))
+    await engine.dispose()
+
+
+@pytest.fixture
+async def connector(aiohttp_server: Any) -> AsyncIterator[tuple[FakeConnector, str]]:
+    fake = FakeConnector()
+    server = await aiohttp_server(fake.app())
+    yield fake, str(server.make_url("")).rstrip("/") + "/"
+
+
+BotFactory = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture
+def make_bot(aiohttp_client: Any, sqlite_url: str) -> BotFactory:
+    """Build the real app (unauthenticated local mode unless settings say otherwise)."""
+
+    async def _make(**overrides: Any) -> TestClient:
+        settings_values: dict[str, Any] = {"database_url": sqlite_url, "job_poll_interval_seconds": 0.05}
+        settings_values.update(overrides.pop("settings", {}))
+        return await aiohttp_client(create_app(Settings(**settings_values), **overrides))
+
+    return _make
+
+
+def runtime_of(client: TestClient) -> BotRuntime:
+    return client.app[RUNTIME]
+
+
+def message(
+    text: str | None,
+    *,
+    service_url: str,
+    conversation_id: str = "personal-chat-alex",
+    user_id: str = "user-id-0",
+    name: str = "Alex Wilber",
+    aad_object_id: str | None = "00000000-0000-0000-0000-0000000000020",
+    tenant_id: str | None = PLAYGROUND_TENANT_ID,
+    value: dict[str, Any] | None = None,
+    conversation_type: str = "personal",
+    activity_id: str | None = None,
+    mention_bot: bool = False,
+) -> dict[str, Any]:
+    """A Teams-shaped message activity."""
+    activity: dict[str, Any] = {
+        "type": "message",
+        "id": activity_id or uuid.uuid4().hex,
+        "channelId": "msteams",
+        "serviceUrl": service_url,
+        "from": {"id": user_id, "name": name, **({"aadObjectId": aad_object_id} if aad_object_id else {})},
+        "recipient": {"id": "28:bot-id", "name": "CSP Bot"},
+        "conversation": {
+            "id": conversation_id,
+            "conversationType": conversation_type,
+            **({"isGroup": True} if conversation_type != "personal" else {}),
+        },
+        "channelData": {"tenant": {"id": tenant_id}} if tenant_id else {},
+        "locale": "en-US",
+    }
+    if text is not None:
+        activity["text"] = f"<at>CSP Bot</at> {text}" if mention_bot else text
+        activity["textFormat"] = "plain"
+    if mention_bot:
+        activity["entities"] = [
+            {"type": "mention", "mentioned": {"id": "28:bot-id", "name": "CSP Bot"}, "text": "<at>CSP Bot</at>"}
+        ]
+    if value is not None:
+        activity["value"] = value
+    return activity

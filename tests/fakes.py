@@ -1,0 +1,129 @@
+"""Fakes at the process edge: a Bot Framework connector that records what the bot sends."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class RecordedActivity:
+    conversation_id: str
+    activity: dict[str, Any]
+    method: str
+    reply_to_id: str | None = None
+    updated_id: str | None = None
+
+
+@dataclass
+class FakeConnector:
+    """Speaks the connector paths the SDK uses; keeps every activity per conversation."""
+
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    received: list[RecordedActivity] = field(default_factory=list)
+    authorizations: list[str | None] = field(default_factory=list)
+    fail_next: int = 0
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _changed: asyncio.Condition | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v3/conversations/{conversation}/activities", self._send)
+        app.router.add_post("/v3/conversations/{conversation}/activities/{activity}", self._send)
+        app.router.add_put("/v3/conversations/{conversation}/activities/{activity}", self._update)
+        app.router.add_get("/v3/conversations/{conversation}/members/{member}", self._member)
+        return app
+
+    def _condition(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    async def _record(self, item: RecordedActivity) -> None:
+        self.received.append(item)
+        async with self._condition():
+            self._condition().notify_all()
+
+    async def _send(self, request: web.Request) -> web.Response:
+        self.authorizations.append(request.headers.get("Authorization"))
+        if self.fail_next:
+            self.fail_next -= 1
+            return web.json_response({"error": {"code": "ServiceError"}}, status=500)
+        body = await request.json()
+        message_id = f"msg-{next(self._ids)}"
+        await self._record(
+            RecordedActivity(
+                request.match_info["conversation"], body, "POST", reply_to_id=request.match_info.get("activity")
+            )
+        )
+        return web.json_response({"id": message_id})
+
+    async def _update(self, request: web.Request) -> web.Response:
+        self.authorizations.append(request.headers.get("Authorization"))
+        body = await request.json()
+        activity_id = request.match_info["activity"]
+        await self._record(
+            RecordedActivity(request.match_info["conversation"], body, "PUT", updated_id=activity_id)
+        )
+        return web.json_response({"id": activity_id})
+
+    async def _member(self, request: web.Request) -> web.Response:
+        member = self.members.get(request.match_info["member"])
+        if member is None:
+            return web.json_response({"error": {"code": "MemberNotFoundInConversation"}}, status=404)
+        return web.json_response(member)
+
+    def messages(self, conversation_id: str | None = None) -> list[dict[str, Any]]:
+        """Activities other than typing, in arrival order."""
+        return [
+            item.activity
+            for item in self.received
+            if item.activity.get("type") != "typing"
+            and (conversation_id is None or item.conversation_id == conversation_id)
+        ]
+
+    def by_conversation(self) -> dict[str, list[dict[str, Any]]]:
+        grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for item in self.received:
+            if item.activity.get("type") != "typing":
+                grouped[item.conversation_id].append(item.activity)
+        return grouped
+
+    async def wait_for(self, count: int, conversation_id: str | None = None, timeout: float = 10.0) -> None:
+        async def _enough() -> None:
+            async with self._condition():
+                await self._condition().wait_for(lambda: len(self.messages(conversation_id)) >= count)
+
+        await asyncio.wait_for(_enough(), timeout)
+
+
+def card_of(activity: dict[str, Any]) -> dict[str, Any] | None:
+    for attachment in activity.get("attachments") or []:
+        if attachment.get("contentType") == "application/vnd.microsoft.card.adaptive":
+            return attachment["content"]
+    return None
+
+
+def card_text(card: dict[str, Any]) -> str:
+    """All visible text of a card, for assertions on what it says."""
+    parts: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key in ("text", "title", "value", "label", "placeholder"):
+                if isinstance(node.get(key), str):
+                    parts.append(node[key])
+            for value in node.values():
+                if isinstance(value, dict | list):
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(card)
+    return "\n".join(parts)
