@@ -57,7 +57,7 @@ InvokeHandler = Callable[[TurnContext, Caller, dict[str, Any]], Awaitable[Adapti
 
 
 class _Outbox:
-    """Holds a turn's replies until its state is saved; typing indicators go out at once."""
+    """Holds a turn's replies until its state is saved (typing indicators go out at once)."""
 
     def __init__(self) -> None:
         self.held: list[Activity] = []
@@ -65,10 +65,18 @@ class _Outbox:
     async def intercept(
         self, context: TurnContext, activities: list[Activity], send: Callable[[], Awaitable[Any]]
     ) -> list[ResourceResponse]:
-        if all(activity.type == ActivityTypes.typing for activity in activities):
-            return await send()  # type: ignore[no-any-return]
         self.held.extend(activities)
+        if any(activity.type not in (ActivityTypes.trace, ActivityTypes.typing) for activity in activities):
+            context.responded = True  # what the SDK would record had they been sent (prompts read it)
         return [ResourceResponse() for _ in activities]
+
+    @staticmethod
+    async def send_typing(context: TurnContext) -> None:
+        """Straight to the channel, around the hold, and without marking the turn as answered."""
+        typing = TurnContext.apply_conversation_reference(
+            Activity(type=ActivityTypes.typing), context.activity.get_conversation_reference()
+        )
+        await context.adapter.send_activities(context, [typing])
 
     async def flush(self, context: TurnContext) -> None:
         held, self.held = self.held, []
@@ -132,7 +140,8 @@ class CspBot(ActivityHandler):
                         log.info("conversation state changed under this turn; running it again")
                     except DomainError as error:
                         # Nothing of this turn's dialog progress is saved: the user can simply retry.
-                        outbox.held = [MessageFactory.text(error.message)]
+                        outbox.held.clear()
+                        await turn_context.send_activity(MessageFactory.text(error.message))
                         await outbox.flush(turn_context)
                         return
                     except Exception:
@@ -161,11 +170,13 @@ class CspBot(ActivityHandler):
                 await self._storage.delete([state.get_storage_key(turn_context)])
             except Exception:
                 log.exception("could not reset the conversation's dialog state")
-        if turn_context.activity.type == ActivityTypes.invoke:
-            outbox.held = [_invoke_message_activity("Sorry, that did not work. Reference: " + reference)]
-        else:
-            outbox.held = [card_activity(build_error_card(reference))]
         try:
+            if turn_context.activity.type == ActivityTypes.invoke:
+                await turn_context.send_activity(
+                    _invoke_message_activity("Sorry, that did not work. Reference: " + reference)
+                )
+            else:
+                await turn_context.send_activity(card_activity(build_error_card(reference)))
             await outbox.flush(turn_context)
         except Exception:
             log.exception("could not tell the user about the failure")
@@ -201,7 +212,7 @@ class CspBot(ActivityHandler):
     # ---- messages --------------------------------------------------------------------------
     async def on_message_activity(self, turn_context: TurnContext) -> None:  # type: ignore[override]
         activity = turn_context.activity
-        await turn_context.send_activity(Activity(type=ActivityTypes.typing))
+        await _Outbox.send_typing(turn_context)
         if activity.conversation is not None and activity.conversation.is_group:
             turn_context.activity.remove_recipient_mention()
         caller = await self._caller(turn_context)

@@ -67,9 +67,7 @@ class FakeConnector:
         self.authorizations.append(request.headers.get("Authorization"))
         body = await request.json()
         activity_id = request.match_info["activity"]
-        await self._record(
-            RecordedActivity(request.match_info["conversation"], body, "PUT", updated_id=activity_id)
-        )
+        await self._record(RecordedActivity(request.match_info["conversation"], body, "PUT", updated_id=activity_id))
         return web.json_response({"id": activity_id})
 
     async def _member(self, request: web.Request) -> web.Response:
@@ -94,12 +92,10 @@ class FakeConnector:
                 grouped[item.conversation_id].append(item.activity)
         return grouped
 
-    async def wait_for(self, count: int, conversation_id: str | None = None, timeout: float = 10.0) -> None:
-        async def _enough() -> None:
-            async with self._condition():
-                await self._condition().wait_for(lambda: len(self.messages(conversation_id)) >= count)
-
-        await asyncio.wait_for(_enough(), timeout)
+    async def wait_for(self, count: int, conversation_id: str | None = None) -> None:
+        """Until `count` messages arrived; bounded so a missing reply fails the test instead of hanging."""
+        async with asyncio.timeout(10), self._condition():
+            await self._condition().wait_for(lambda: len(self.messages(conversation_id)) >= count)
 
 
 def card_of(activity: dict[str, Any]) -> dict[str, Any] | None:

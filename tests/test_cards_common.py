@@ -1,0 +1,66 @@
+"""Every card builder of the conversation skeleton: valid Adaptive Card 1.5, and says the right things."""
+
+from cards.common import (
+    CallerSummary,
+    MenuEntry,
+    build_error_card,
+    build_help_card,
+    build_menu_card,
+    build_not_registered_card,
+    build_welcome_card,
+)
+from tests.cardcheck import assert_valid_card
+from tests.fakes import card_text
+
+ALEX = CallerSummary("Alex Wilber", "Contoso Ltd", ["admin", "billing"])
+ENTRIES = [MenuEntry("add tenant", "Add tenant", "Create your Microsoft 365 tenant")]
+
+
+def _submits(card):
+    return [a["data"] for a in card.get("actions", []) if a["type"] == "Action.Submit"]
+
+
+def test_menu_lists_entries_as_buttons_and_shows_who_is_signed_in():
+    card = build_menu_card(ALEX, ENTRIES)
+    assert_valid_card(card)
+    said = card_text(card)
+    assert "Contoso Ltd" in said and "Alex Wilber" in said and "admin, billing" in said
+    assert {"verb": "command", "command": "add tenant"} in _submits(card)
+    assert {"verb": "command", "command": "help"} in _submits(card)
+
+
+def test_menu_without_tasks_says_so_instead_of_offering_nothing_silently():
+    card = build_menu_card(CallerSummary("Megan", "Contoso Ltd", ["approver"]), [])
+    assert_valid_card(card)
+    assert "do not include any task" in card_text(card)
+    assert _submits(card) == [{"verb": "command", "command": "help"}]
+
+
+def test_welcome_greets_by_name_and_carries_the_menu():
+    card = build_welcome_card(ALEX, ENTRIES)
+    assert_valid_card(card)
+    assert "Welcome, Alex Wilber" in card_text(card)
+    assert {"verb": "command", "command": "add tenant"} in _submits(card)
+
+
+def test_help_lists_the_basic_commands_and_the_current_task():
+    card = build_help_card(ENTRIES, in_task="Add tenant")
+    assert_valid_card(card)
+    said = card_text(card)
+    for command in ("menu", "help", "cancel", "add tenant"):
+        assert command in said
+    assert "You are in **Add tenant**" in said
+
+
+def test_not_registered_tells_what_to_ask_the_reseller():
+    card = build_not_registered_card("Pat")
+    assert_valid_card(card)
+    said = card_text(card)
+    assert "not registered" in said and "work e-mail" in said and "admin, approver or billing" in said
+    assert "actions" not in card
+
+
+def test_error_card_shows_only_the_reference():
+    card = build_error_card("abc123")
+    assert_valid_card(card)
+    assert "abc123" in card_text(card)

@@ -1,0 +1,195 @@
+"""The conversation skeleton through the real HTTP endpoint: welcome, menu, help, cancel, unknown
+text, unregistered callers, channels, invokes and turn errors."""
+
+from __future__ import annotations
+
+import logging
+
+from microsoft_agents.hosting.dialogs import WaterfallDialog, WaterfallStepContext
+
+from dialogs.base import TaskDialog
+from dialogs.catalogue import Task
+from services.errors import InvalidInput
+from services.roles import Permission
+from tests.cardcheck import assert_valid_activity_cards
+from tests.conftest import message, runtime_of
+from tests.fakes import card_of, card_text
+
+
+async def _say(client, fake, text, url, count, **kwargs):
+    response = await client.post("/api/messages", json=message(text, service_url=url, **kwargs))
+    assert response.status == 202
+    await fake.wait_for(count)
+    reply = fake.messages()[count - 1]
+    assert_valid_activity_cards(reply)
+    return reply
+
+
+def _said(reply) -> str:
+    card = card_of(reply)
+    return card_text(card) if card else reply.get("text", "")
+
+
+async def test_install_sends_the_welcome_card_and_remembers_the_conversation(make_bot, connector):
+    fake, url = connector
+    client = await make_bot()
+    update = message(None, service_url=url)
+    update.update(type="conversationUpdate", membersAdded=[{"id": "28:bot-id"}])
+    response = await client.post("/api/messages", json=update)
+    assert response.status == 202
+    await fake.wait_for(1)
+    assert "Welcome, Alex Wilber" in _said(fake.messages()[0])
+    stored = await runtime_of(client).services.conversations.get("personal-chat-alex")
+    assert stored is not None and stored.member_id is not None
+    assert stored.reference["serviceUrl"] == url
+
+
+async def test_menu_help_cancel_and_unknown_text(make_bot, connector):
+    fake, url = connector
+    client = await make_bot()
+    assert "What would you like to do?" in _said(await _say(client, fake, "menu", url, 1))
+    assert "How to use this bot" in _said(await _say(client, fake, "help", url, 2))
+    assert "nothing to cancel" in _said(await _say(client, fake, "cancel", url, 3))
+    assert "Did you mean **help**" in _said(await _say(client, fake, "hlep", url, 4))
+    assert "Type **menu**" in _said(await _say(client, fake, "order me a pizza", url, 5))
+
+
+async def test_typing_indicator_goes_out_before_the_reply(make_bot, connector):
+    fake, url = connector
+    client = await make_bot()
+    await _say(client, fake, "menu", url, 1)
+    kinds = [item.activity["type"] for item in fake.received]
+    assert kinds == ["typing", "message"]
+
+
+async def test_menu_button_submit_works_like_typing(make_bot, connector):
+    fake, url = connector
+    client = await make_bot()
+    reply = await _say(client, fake, None, url, 1, value={"verb": "command", "command": "help"})
+    assert "How to use this bot" in _said(reply)
+
+
+async def test_unknown_caller_only_gets_the_not_registered_card(make_bot, connector):
+    fake, url = connector
+    client = await make_bot()
+    stranger = {"user_id": "user-id-9", "name": "Pat Stranger", "aad_object_id": "aad-stranger"}
+    for count, text in enumerate(["menu", "help", "add tenant"], start=1):
+        said = _said(await _say(client, fake, text, url, count, **stranger))
+        assert "not registered" in said
+        assert "What would you like to do?" not in said
+
+
+async def test_caller_of_another_tenant_is_not_the_demo_admin(make_bot, connector):
+    fake, url = connector
+    client = await make_bot()
+    said = _said(await _say(client, fake, "menu", url, 1, tenant_id="another-tenant"))
+    assert "not registered" in said
+
+
+async def test_channel_message_with_mention_is_answered_in_the_thread(make_bot, connector):
+    fake, url = connector
+    client = await make_bot()
+    thread = "team-id;messageid=1700000000000"
+    reply = await _say(
+        client, fake, "menu", url, 1, conversation_id=thread, conversation_type="channel", mention_bot=True
+    )
+    assert "What would you like to do?" in _said(reply)
+    assert fake.received[-1].conversation_id == thread
+
+
+async def test_stale_card_submit_outside_a_task_gets_a_clear_message(make_bot, connector):
+    fake, url = connector
+    client = await make_bot()
+    reply = await _say(client, fake, None, url, 1, value={"verb": "survey_colour", "colour": "red"})
+    assert "finished or was cancelled" in _said(reply)
+
+
+async def test_card_action_invokes_never_fail_with_500(make_bot, connector):
+    fake, url = connector
+    client = await make_bot()
+    invoke = message(None, service_url=url)
+    for value in (
+        {"action": {"type": "Action.Execute", "verb": "no_such_verb", "data": {}}},
+        {"action": "not-an-object"},
+        None,
+    ):
+        invoke.update(type="invoke", name="adaptiveCard/action", value=value)
+        response = await client.post("/api/messages", json=invoke)
+        assert response.status == 200
+        body = await response.json()
+        assert body["statusCode"] == 200
+        assert body["type"] == "application/vnd.microsoft.activity.message"
+        assert "out of date" in body["value"]
+
+
+class _FaultyDialog(TaskDialog):
+    title = "Faulty"
+
+    def __init__(self) -> None:
+        super().__init__("faulty")
+        self.add_dialog(WaterfallDialog("steps", [self.ask_step, self.explode_step]))
+        self.initial_dialog_id = "steps"
+
+    async def ask_step(self, step: WaterfallStepContext):
+        return await step.prompt(
+            "card_prompt",
+            self.prompt_card({"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": "go"}]}),
+        )
+
+    async def explode_step(self, step: WaterfallStepContext):
+        value = step.result or {}
+        if value.get("mode") == "domain":
+            raise InvalidInput("The quantity must be between 1 and 300.")
+        raise RuntimeError("database password is hunter2")  # must never reach the user
+
+
+def _faulty_tasks(services):
+    return [Task("faulty", "Faulty", "Fails on purpose", _FaultyDialog(), Permission.READ_SUBSCRIPTIONS)]
+
+
+async def test_domain_error_shows_its_message_and_keeps_the_dialog(make_bot, connector):
+    fake, url = connector
+    client = await make_bot(tasks=_faulty_tasks)
+    await _say(client, fake, "faulty", url, 1)
+    reply = await _say(client, fake, None, url, 2, value={"verb": "go", "mode": "domain"})
+    assert reply["text"] == "The quantity must be between 1 and 300."
+    # The dialog is still waiting for the card: typed text gets the card's retry prompt.
+    reply = await _say(client, fake, "hello?", url, 3)
+    assert "Please use the card above" in reply["text"]
+
+
+async def test_unexpected_error_resets_the_dialog_and_shows_only_a_reference(make_bot, connector, caplog):
+    fake, url = connector
+    client = await make_bot(tasks=_faulty_tasks)
+    await _say(client, fake, "faulty", url, 1)
+    with caplog.at_level(logging.ERROR):
+        reply = await _say(client, fake, None, url, 2, value={"verb": "go", "mode": "crash"})
+    said = _said(reply)
+    assert "Sorry, something went wrong" in said
+    assert "hunter2" not in str(reply) and "Traceback" not in str(reply)
+    failure = next(r for r in caplog.records if "turn failed" in r.getMessage())
+    reference = failure.getMessage().split("reference ")[1].rstrip(")")
+    assert reference in said  # the user's reference finds the full error in the log
+    assert failure.exc_info is not None
+    # The dialog stack was reset: the next message starts afresh.
+    assert "nothing to cancel" in _said(await _say(client, fake, "cancel", url, 3))
+
+
+async def test_malformed_activities_are_rejected_with_400(make_bot, connector):
+    _, url = connector
+    client = await make_bot()
+    for body in ("not json", "[1, 2]", '{"type": "message"}', '{"type": 5, "conversation": {"id": "x"}}'):
+        response = await client.post("/api/messages", data=body, headers={"Content-Type": "application/json"})
+        assert response.status == 400, body
+
+
+async def test_health_reports_database_version_and_alerts(make_bot):
+    client = await make_bot()
+    response = await client.get("/healthz")
+    assert response.status == 200
+    body = await response.json()
+    assert body["database"] == "ok" and body["open_alerts"] == 0 and body["status"] == "ok"
+    assert body["authentication"] == "none (local only)"
+    await runtime_of(client).services.alerts.raise_alert("unpriced_product", "Product X has no price")
+    body = await (await client.get("/healthz")).json()
+    assert body["open_alerts"] == 1 and body["status"] == "degraded"
