@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
 FINISHED = (SUCCEEDED, FAILED)
 GENERIC_FAILURE = "Something went wrong on our side; the reseller's operator has been alerted."
+# A requester who could not be told is tried again this long after the last try, for a day at most.
+RENOTIFY_AFTER = timedelta(seconds=30)
+RENOTIFY_FOR = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -228,6 +231,9 @@ class JobService:
             await self._notifier(job)
         except Exception:
             log.exception("job %s: could not tell the requester; will try again", job.id)
+            async with self._sessions() as session:
+                await session.execute(update(Job).where(Job.id == job.id).values(updated_at=utcnow()))
+                await session.commit()
             return
         await self._mark_notified(job.id)
 
@@ -238,10 +244,19 @@ class JobService:
 
     async def _renotify(self) -> None:
         """Finished jobs whose requester was never told (a crash or a failed send)."""
+        now = utcnow()
         async with self._sessions() as session:
             rows = list(
                 await session.scalars(
-                    select(Job).where(Job.status.in_(FINISHED), Job.notified_at.is_(None)).order_by(Job.id).limit(20)
+                    select(Job)
+                    .where(
+                        Job.status.in_(FINISHED),
+                        Job.notified_at.is_(None),
+                        Job.updated_at <= now - RENOTIFY_AFTER,
+                        Job.finished_at >= now - RENOTIFY_FOR,
+                    )
+                    .order_by(Job.id)
+                    .limit(20)
                 )
             )
         for job in rows:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from alembic import command
@@ -36,13 +40,31 @@ def _upgrade(connection: Connection) -> None:
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
             connection.commit()
     else:
-        # SQLite: BEGIN IMMEDIATE takes the database's write lock for the whole upgrade.
         command.upgrade(_alembic_config(connection), "head")
         connection.commit()
 
 
+@contextlib.asynccontextmanager
+async def _sqlite_file_lock(engine: AsyncEngine) -> AsyncIterator[None]:
+    """SQLite has no advisory locks: a lock file beside the database serialises the upgrades of
+    every process (and engine) on this machine. Taken off the event loop, so waiting blocks nothing."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    handle = await asyncio.to_thread(open, f"{database}.migrate-lock", "a+")
+    try:
+        await asyncio.to_thread(fcntl.flock, handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    finally:
+        handle.close()
+
+
 async def upgrade_database(engine: AsyncEngine) -> None:
     """Bring the schema to the newest revision; safe to call from several processes at once."""
-    async with engine.connect() as connection:
+    async with _sqlite_file_lock(engine), engine.connect() as connection:
         await connection.run_sync(_upgrade)
     log.info("database schema is up to date")
