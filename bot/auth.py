@@ -61,9 +61,13 @@ def build_connections(settings: Settings) -> Connections:
     return MsalConnectionManager(connections_configurations={"SERVICE_CONNECTION": config})
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url.strip())
-    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    """Scheme, host and port; None for a URL that cannot be parsed (it then matches nothing)."""
+    try:
+        parts = urlsplit(url.strip())
+        return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -109,6 +113,7 @@ class RequestAuthenticator:
             if issuer == BOT_FRAMEWORK_ISSUER and service_url:
                 raise AuthenticationFailed("The token does not name a service URL.")
             return
-        if not service_url or _origin(str(claim)) != _origin(service_url):
+        claimed = _origin(str(claim))
+        if not service_url or claimed is None or claimed != _origin(service_url):
             log.warning("rejected an activity whose serviceUrl does not match its token")
             raise AuthenticationFailed("The activity's service URL does not match its token.")

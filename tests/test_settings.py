@@ -1,0 +1,169 @@
+"""Settings validation and the refusal to serve unauthenticated on a public address."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from app import create_app
+from services.settings import PROJECT_ROOT, Settings, SettingsError
+
+APP_ID = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
+TENANT_ID = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
+
+
+def make_settings(**values: Any) -> Settings:
+    """Settings from these values only: no developer `.env`, no MICROSOFT_APP_* from the shell."""
+    defaults: dict[str, Any] = {
+        "microsoft_app_id": "",
+        "microsoft_app_password": "",
+        "microsoft_app_tenant_id": "",
+        "dangerously_allow_unauthenticated_requests": False,
+    }
+    return Settings(_env_file=None, **{**defaults, **values})  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "bot.example.com", "127.0.0.1.example.com"])
+def test_unauthenticated_on_a_public_host_is_refused(host: str) -> None:
+    settings = make_settings(host=host)
+    assert not settings.authenticated
+    with pytest.raises(SettingsError) as raised:
+        settings.check_safe_to_serve()
+    assert "DANGEROUSLY_ALLOW_UNAUTHENTICATED_REQUESTS" in str(raised.value)
+    assert "MICROSOFT_APP_ID" in str(raised.value)
+
+
+def test_whitespace_app_id_is_not_an_app_id() -> None:
+    settings = make_settings(host="0.0.0.0", microsoft_app_id="   ")
+    assert not settings.authenticated
+    with pytest.raises(SettingsError):
+        settings.check_safe_to_serve()
+
+
+def test_the_dangerous_flag_allows_a_public_host() -> None:
+    make_settings(host="0.0.0.0", dangerously_allow_unauthenticated_requests=True).check_safe_to_serve()
+
+
+def test_the_dangerous_flag_reads_env_style_strings() -> None:
+    make_settings(host="0.0.0.0", dangerously_allow_unauthenticated_requests="true").check_safe_to_serve()
+    with pytest.raises(SettingsError):
+        make_settings(host="0.0.0.0", dangerously_allow_unauthenticated_requests="false").check_safe_to_serve()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"])
+def test_loopback_hosts_may_serve_unauthenticated(host: str) -> None:
+    make_settings(host=host).check_safe_to_serve()
+
+
+def test_authenticated_settings_may_serve_anywhere() -> None:
+    settings = make_settings(
+        host="0.0.0.0",
+        microsoft_app_id=APP_ID,
+        microsoft_app_password="s3cret-value",
+        microsoft_app_tenant_id=TENANT_ID,
+    )
+    assert settings.authenticated
+    settings.check_safe_to_serve()
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [
+        {"microsoft_app_password": "", "microsoft_app_tenant_id": TENANT_ID},
+        {"microsoft_app_password": "s3cret-value", "microsoft_app_tenant_id": ""},
+        {"microsoft_app_password": "", "microsoft_app_tenant_id": ""},
+    ],
+    ids=["no-password", "no-tenant", "neither"],
+)
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_app_id_needs_password_and_tenant(missing: dict[str, str], host: str) -> None:
+    settings = make_settings(host=host, microsoft_app_id=APP_ID, **missing)
+    with pytest.raises(SettingsError) as raised:
+        settings.check_safe_to_serve()
+    message = str(raised.value)
+    assert "MICROSOFT_APP_PASSWORD" in message and "MICROSOFT_APP_TENANT_ID" in message
+    assert "s3cret-value" not in message
+
+
+def test_password_is_not_shown_by_repr() -> None:
+    settings = make_settings(microsoft_app_id=APP_ID, microsoft_app_password="s3cret-value")
+    assert "s3cret-value" not in repr(settings)
+    assert "s3cret-value" not in str(settings)
+
+
+@pytest.mark.parametrize("level", ["VERBOSE", "", "trace", "10"])
+def test_unknown_log_level_is_a_validation_error(level: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        make_settings(log_level=level)
+    assert "LOG_LEVEL" in str(raised.value)
+
+
+@pytest.mark.parametrize("level", ["debug", "Info", "WARNING"])
+def test_log_level_is_normalised(level: str) -> None:
+    assert make_settings(log_level=level).log_level == level.upper()
+
+
+@pytest.mark.parametrize("port", [0, 65536, -1])
+def test_port_out_of_range_is_a_validation_error(port: int) -> None:
+    with pytest.raises(ValidationError):
+        make_settings(port=port)
+
+
+def test_create_app_refuses_an_unauthenticated_public_host(tmp_path: Path) -> None:
+    settings = make_settings(host="0.0.0.0", database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.sqlite3'}")
+    with pytest.raises(SettingsError, match="DANGEROUSLY_ALLOW_UNAUTHENTICATED_REQUESTS"):
+        create_app(settings)
+    assert not (tmp_path / "x.sqlite3").exists()  # refused before touching anything
+
+
+def test_create_app_refuses_an_app_id_without_password(tmp_path: Path) -> None:
+    settings = make_settings(microsoft_app_id=APP_ID, database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.sqlite3'}")
+    with pytest.raises(SettingsError):
+        create_app(settings)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_python_app_py_exits_2_on_an_unauthenticated_public_host(tmp_path: Path) -> None:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.upper().startswith(("MICROSOFT_APP_", "DANGEROUSLY_", "HOST", "PORT", "DATABASE_URL"))
+    }
+    database = tmp_path / "refused.sqlite3"
+    env.update(
+        {
+            "HOST": "0.0.0.0",
+            "PORT": str(_free_port()),
+            "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+            # Explicitly empty: environment variables win over any developer .env in the project.
+            "MICROSOFT_APP_ID": "",
+            "DANGEROUSLY_ALLOW_UNAUTHENTICATED_REQUESTS": "false",
+            "LOG_LEVEL": "INFO",
+        }
+    )
+    completed = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 2, completed.stderr
+    assert "DANGEROUSLY_ALLOW_UNAUTHENTICATED_REQUESTS" in completed.stderr
+    assert "HOST=0.0.0.0" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert not database.exists()
