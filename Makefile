@@ -31,7 +31,7 @@ node-tools: $(NODE_STAMP)
 
 ## make run: the bot on the embedded default plus the Agents Playground; Ctrl-C stops both.
 run: install
-	$(PY) -m bot.devrun
+	$(PY) -m cli.devrun
 
 ## make test: lint, type-check and the whole test suite (SQLite, PostgreSQL, end-to-end).
 test: install-test

@@ -80,7 +80,7 @@ def create_app(
         try:
             await upgrade_database(engine)
             services = build_services(engine, settings)
-            if settings.seed_demo_organisation:
+            if settings.seeds_demo_organisation:
                 await seed_demo_organisation(services.organisations)
             connection_manager = connections or build_connections(settings)
             adapter = CloudAdapter(connection_manager=connection_manager)

@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     database_url: str = f"sqlite+aiosqlite:///{DEFAULT_VAR_DIR / 'cspbot.sqlite3'}"
 
     # --- Embedded default conveniences --------------------------------------------------------
-    seed_demo_organisation: bool = True
+    # Unset: seeded in the unauthenticated local mode only, never next to real Teams traffic.
+    seed_demo_organisation: bool | None = None
     job_poll_interval_seconds: float = Field(default=1.0, gt=0)
     job_lease_seconds: int = Field(default=120, ge=5)
 
@@ -64,6 +65,12 @@ class Settings(BaseSettings):
     def authenticated(self) -> bool:
         """True when requests must carry a Bot Framework token (an App ID is configured)."""
         return bool(self.microsoft_app_id.strip())
+
+    @property
+    def seeds_demo_organisation(self) -> bool:
+        if self.seed_demo_organisation is None:
+            return not self.authenticated
+        return self.seed_demo_organisation
 
     def check_safe_to_serve(self) -> None:
         """Refuse an unauthenticated bot on a non-loopback address unless explicitly allowed."""

@@ -43,6 +43,7 @@ AUTH_SETTINGS: dict[str, Any] = {
     "microsoft_app_id": APP_ID,
     "microsoft_app_password": APP_PASSWORD,
     "microsoft_app_tenant_id": TENANT_ID,
+    "seed_demo_organisation": True,  # off by default with an app id; the tests chat as its admin
 }
 
 

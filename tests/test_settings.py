@@ -167,3 +167,16 @@ def test_python_app_py_exits_2_on_an_unauthenticated_public_host(tmp_path: Path)
     assert "HOST=0.0.0.0" in completed.stderr
     assert "Traceback" not in completed.stderr
     assert not database.exists()
+
+
+def test_demo_organisation_is_seeded_only_in_local_mode_unless_asked():
+    local = Settings(_env_file=None)
+    assert local.seeds_demo_organisation
+    production = Settings(
+        _env_file=None,
+        microsoft_app_id="6f1c8d2e-0000-4000-8000-000000000001",
+        microsoft_app_password="x",
+        microsoft_app_tenant_id="6f1c8d2e-0000-4000-8000-000000000002",
+    )
+    assert not production.seeds_demo_organisation
+    assert Settings(_env_file=None, seed_demo_organisation=False).seeds_demo_organisation is False
