@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.models import ConversationReferenceRow
@@ -41,6 +42,19 @@ class ConversationReferenceService:
         member_id: int | None,
     ) -> None:
         """Insert or refresh; a 1:1 chat remembers its member, a channel only its organisation."""
+        try:
+            await self._save(conversation_id, reference, conversation_type, organisation_id, member_id)
+        except IntegrityError:  # another replica inserted it a moment ago: refresh that row
+            await self._save(conversation_id, reference, conversation_type, organisation_id, member_id)
+
+    async def _save(
+        self,
+        conversation_id: str,
+        reference: Mapping[str, Any],
+        conversation_type: str,
+        organisation_id: int | None,
+        member_id: int | None,
+    ) -> None:
         async with self._sessions.begin() as session:
             row = await session.scalar(
                 select(ConversationReferenceRow).where(ConversationReferenceRow.conversation_id == conversation_id)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -18,8 +19,15 @@ from services.models import Member, MemberRole, Organisation
 from services.roles import Role, parse_role
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z0-9-]{2,}$")
-SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+SLUG_PATTERN = re.compile(r"^(?=.{2,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$")
 COUNTRY_PATTERN = re.compile(r"^[A-Z]{2}$")
+# Microsoft's rule for the <prefix>.onmicrosoft.com domain.
+DOMAIN_PREFIX_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,26}$")
+# Entra tenant ids are GUIDs; the Agents Playground's has a 13-digit last group, so the check is
+# on the alphabet and length rather than the exact GUID layout.
+TENANT_ID_PATTERN = re.compile(r"^[0-9a-f][0-9a-f-]{30,38}[0-9a-f]$")
+TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
+FALSE_WORDS = frozenset({"false", "no", "off", "0", ""})
 
 # Profile fields an operator may set; the keys are the model's column names.
 PROFILE_FIELDS: tuple[str, ...] = (
@@ -49,6 +57,17 @@ def normalise_email(value: str) -> str:
     return email
 
 
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise InvalidInput(f"{value!r} is not yes or no.", field="allow_self_approval")
+
+
 def _clean_profile(changes: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(changes) - set(PROFILE_FIELDS)
     if unknown:
@@ -56,9 +75,14 @@ def _clean_profile(changes: Mapping[str, Any]) -> dict[str, Any]:
     cleaned: dict[str, Any] = {}
     for key, value in changes.items():
         if key == "allow_self_approval":
-            cleaned[key] = bool(value)
+            cleaned[key] = _flag(value)
             continue
         text = "" if value is None else str(value).strip()
+        if key == "domain_prefix" and text and not DOMAIN_PREFIX_PATTERN.match(text):
+            raise InvalidInput(
+                "The domain prefix must start with a letter and have only letters and digits (at most 27).",
+                field=key,
+            )
         if key == "name" and not text:
             raise InvalidInput("The organisation needs a name.", field="name")
         if key == "country" and text:
@@ -67,6 +91,9 @@ def _clean_profile(changes: Mapping[str, Any]) -> dict[str, Any]:
                 raise InvalidInput(f"Country must be a two-letter ISO code (e.g. GB), not {value!r}.", field=key)
         if key == "contact_email" and text:
             text = normalise_email(text)
+        limit = getattr(Organisation.__table__.c[key].type, "length", None)
+        if limit is not None and len(text) > limit:
+            raise InvalidInput(f"{key.replace('_', ' ').capitalize()} is limited to {limit} characters.", field=key)
         cleaned[key] = text
     return cleaned
 
@@ -145,6 +172,15 @@ def _snapshot(org: Organisation) -> dict[str, Any]:
     return {name: getattr(org, name) for name in (*PROFILE_FIELDS, "teams_tenant_id")}
 
 
+@asynccontextmanager
+async def _unique(message: str) -> AsyncIterator[None]:
+    """A concurrent writer that won the race on a unique column is a conflict, not a crash."""
+    try:
+        yield
+    except IntegrityError:
+        raise Conflict(message) from None
+
+
 class OrganisationService:
     """Create and change organisations and members; every change is audited."""
 
@@ -162,10 +198,11 @@ class OrganisationService:
         return org
 
     async def create(self, slug: str, profile: Mapping[str, Any], *, actor: str) -> OrganisationView:
-        slug = slug.strip().lower()
+        given, slug = slug, slug.strip().lower()
         if not SLUG_PATTERN.match(slug):
             raise InvalidInput(
-                f"{slug!r} is not a valid short name: use 2-63 lower-case letters, digits and dashes.",
+                f"{given!r} is not a valid short name: use 2-63 lower-case letters and digits, "
+                "words joined by single dashes.",
                 field="slug",
             )
         values = _clean_profile(profile)
@@ -230,9 +267,14 @@ class OrganisationService:
 
     async def link_teams_tenant(self, slug: str, tenant_id: str, *, actor: str) -> OrganisationView:
         tenant_id = tenant_id.strip().lower()
-        if not tenant_id or len(tenant_id) > 100 or any(c.isspace() for c in tenant_id):
-            raise InvalidInput("Give the Teams (Microsoft Entra) tenant id, e.g. a GUID.", field="tenant_id")
-        async with self._sessions.begin() as session:
+        if not TENANT_ID_PATTERN.match(tenant_id):
+            raise InvalidInput(
+                f"{tenant_id!r} is not a tenant id: give the Microsoft Entra tenant id (a GUID).", field="tenant_id"
+            )
+        async with (
+            _unique(f"Tenant {tenant_id} is already linked to another organisation."),
+            self._sessions.begin() as session,
+        ):
             org = await self._load(session, slug)
             other = await session.scalar(
                 select(Organisation).where(Organisation.teams_tenant_id == tenant_id, Organisation.id != org.id)
@@ -268,7 +310,7 @@ class OrganisationService:
         parsed = sorted({parse_role(role) for role in roles})
         if not parsed:
             raise InvalidInput("Give at least one role: admin, approver or billing.", field="role")
-        async with self._sessions.begin() as session:
+        async with _unique(f"{address} is already a member of {slug}."), self._sessions.begin() as session:
             org = await self._load(session, slug)
             taken = await session.scalar(
                 select(func.count())
@@ -329,6 +371,8 @@ class OrganisationService:
             wanted = (set(member.roles) | {r.value for r in to_add}) - {r.value for r in to_remove}
             if not wanted:
                 raise InvalidInput(f"{address} would be left without a role; remove the member instead.", field="role")
+            if wanted == set(before):
+                return _member_view(member)
             member.role_rows = [MemberRole(role=role) for role in sorted(wanted)]
             audit.record(
                 session,

@@ -152,3 +152,37 @@ async def test_idempotency_keys_return_the_first_resource(services):
         await services.idempotency.claim(
             "card-1", purpose="create_tenant", organisation_id=2, resource_type="job", resource_id="9"
         )
+
+
+async def test_profile_fields_follow_microsofts_limits(services):
+    await _org(services)
+    for changes, field in (
+        ({"domain_prefix": "a" * 28}, "domain_prefix"),
+        ({"domain_prefix": "1contoso"}, "domain_prefix"),
+        ({"domain_prefix": "contoso-demo"}, "domain_prefix"),
+        ({"postal_code": "9" * 21}, "postal_code"),
+        ({"allow_self_approval": "perhaps"}, "allow_self_approval"),
+    ):
+        with pytest.raises(InvalidInput) as raised:
+            await services.organisations.update("fabrikam", changes, actor="x")
+        assert raised.value.field == field
+    org = await services.organisations.update(
+        "fabrikam", {"domain_prefix": "Fabrikam2026", "allow_self_approval": "false"}, actor="x"
+    )
+    assert org.domain_prefix == "Fabrikam2026" and org.allow_self_approval is False
+    for slug in ("a-", "a--b", "-a", "x"):
+        with pytest.raises(InvalidInput):
+            await services.organisations.create(slug, {"name": "N"}, actor="x")
+    with pytest.raises(InvalidInput, match="tenant id"):
+        await services.organisations.link_teams_tenant("fabrikam", "foo", actor="x")
+
+
+async def test_unchanged_roles_write_no_audit_entry(services):
+    await _org(services)
+    await services.organisations.add_member("fabrikam", "pat@fabrikam.com", ["admin"], actor="x")
+    org = await services.organisations.get("fabrikam")
+    async with services.sessions() as session:
+        before = len(await entries_for(session, org.id))
+    await services.organisations.set_roles("fabrikam", "pat@fabrikam.com", add=["admin"], actor="x")
+    async with services.sessions() as session:
+        assert len(await entries_for(session, org.id)) == before

@@ -1,0 +1,1 @@
+"""`cspbot`: the reseller operator's command line (organisations, members, alerts, app package)."""

@@ -1,0 +1,489 @@
+"""`cspbot`: what the reseller's operator does without Teams (SPEC "Reseller operator").
+
+    cspbot org create|list|show|update|link-tenant ...
+    cspbot member add|remove|roles ...
+    cspbot alerts list|ack ...
+    cspbot package [--app-id GUID] [--out dist/appPackage.zip] [--version X.Y.Z] [--bot-domain HOST]
+
+Settings come from the environment (`DATABASE_URL`, `MICROSOFT_APP_ID`, ...), exactly as for the
+bot, so the CLI and a running bot share one database. Results go to stdout; failures are one
+`error: ...` line on stderr with exit code 1 (argparse usage errors: 2); logs (JSON, WARNING and
+above) go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import pathlib
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from manifest.build import build_app_package
+from services.alerts import AlertView
+from services.container import Services, build_services
+from services.db import create_engine
+from services.errors import DomainError
+from services.logging_context import configure_logging, correlation_scope
+from services.migrate import upgrade_database
+from services.organisations import PROFILE_FIELDS, MemberView, OrganisationView
+from services.roles import Role
+from services.settings import Settings, SettingsError
+
+log = logging.getLogger("cspbot.cli")
+
+PROG = "cspbot"
+DEFAULT_PACKAGE_PATH = pathlib.Path("dist") / "appPackage.zip"
+ROLE_NAMES = ", ".join(role.value for role in Role)
+
+# Help per profile field; a field missing here still gets a flag (PROFILE_FIELDS is the source).
+PROFILE_HELP: dict[str, str] = {
+    "name": "company name",
+    "address_line1": "street address (Microsoft requires the company address to create a tenant)",
+    "address_line2": "second address line",
+    "city": "city",
+    "state": "state or region",
+    "postal_code": "postal code",
+    "country": "two-letter ISO country code, e.g. GB",
+    "contact_first_name": "contact's first name (becomes the new tenant's first admin user)",
+    "contact_last_name": "contact's last name",
+    "contact_email": "contact's e-mail (tenant credentials are e-mailed there)",
+    "contact_phone": "contact's phone number",
+    "culture": "culture, e.g. en-GB",
+    "language": "language, e.g. en",
+    "registration_number": "organisation registration number (required by Microsoft in some countries)",
+    "domain_prefix": "proposed domain prefix: <prefix>.onmicrosoft.com",
+    "allow_self_approval": "let an approver approve their own suspension requests",
+}
+
+
+class CliError(Exception):
+    """A failure the operator can fix, reported as one `error:` line (like a DomainError)."""
+
+
+Handler = Callable[[argparse.Namespace, Services], Awaitable[None]]
+
+
+def _out(text: str = "") -> None:
+    # Resolved at call time so a replaced sys.stdout (tests, redirection) is honoured.
+    sys.stdout.write(text + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _actor() -> str:
+    """The audit log's `who` for CLI changes: the operator's login name."""
+    try:
+        login = getpass.getuser()
+    except (OSError, KeyError, ImportError):  # no LOGNAME/USER and no passwd entry (some containers)
+        login = "unknown"
+    return f"operator:{login}"
+
+
+# ---- argument parsing -------------------------------------------------------------------------
+
+
+def _add_profile_flags(parser: argparse.ArgumentParser, *, name_required: bool) -> None:
+    group = parser.add_argument_group("organisation profile")
+    for field in PROFILE_FIELDS:
+        help_text = PROFILE_HELP.get(field, field.replace("_", " "))
+        if field == "allow_self_approval":
+            group.add_argument(
+                _flag(field), dest=field, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+        elif field == "name":
+            group.add_argument(_flag(field), dest=field, required=name_required, metavar="NAME", help=help_text)
+        else:
+            group.add_argument(_flag(field), dest=field, metavar=field.upper(), help=help_text)
+
+
+def _add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree; each leaf sets `handler` (async, needs the database) or `sync_handler`."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Operator commands for the CSP self-service Teams bot. Uses DATABASE_URL like the bot.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{org,member,alerts,package}")
+
+    # org
+    org = commands.add_parser("org", help="customer organisations").add_subparsers(
+        dest="action", required=True, metavar="{create,list,show,update,link-tenant}"
+    )
+    create = org.add_parser("create", help="register a customer organisation")
+    create.add_argument("slug", metavar="SLUG", help="short name: 2-63 lower-case letters, digits, dashes")
+    _add_profile_flags(create, name_required=True)
+    create.set_defaults(handler=_org_create)
+
+    listing = org.add_parser("list", help="list the organisations")
+    _add_json_flag(listing)
+    listing.set_defaults(handler=_org_list)
+
+    show = org.add_parser("show", help="an organisation's profile, tenant and members")
+    show.add_argument("slug", metavar="SLUG")
+    _add_json_flag(show)
+    show.set_defaults(handler=_org_show)
+
+    update = org.add_parser("update", help="change profile fields (only the flags given)")
+    update.add_argument("slug", metavar="SLUG")
+    _add_profile_flags(update, name_required=False)
+    update.set_defaults(handler=_org_update)
+
+    link = org.add_parser("link-tenant", help="link the organisation's Teams (Microsoft Entra) tenant")
+    link.add_argument("slug", metavar="SLUG")
+    link.add_argument("tenant_id", metavar="TENANT_ID", help="the tenant id (a GUID)")
+    link.set_defaults(handler=_org_link_tenant)
+
+    # member
+    member = commands.add_parser("member", help="people of an organisation and their roles").add_subparsers(
+        dest="action", required=True, metavar="{add,remove,roles}"
+    )
+    add = member.add_parser("add", help="register a member by their work e-mail / sign-in name")
+    add.add_argument("slug", metavar="SLUG")
+    add.add_argument("email", metavar="EMAIL")
+    add.add_argument(
+        "--role", dest="roles", action="append", required=True, metavar="ROLE", help=f"repeatable: {ROLE_NAMES}"
+    )
+    add.add_argument("--name", dest="display_name", default="", metavar="DISPLAY_NAME", help="display name")
+    add.set_defaults(handler=_member_add)
+
+    remove = member.add_parser("remove", help="remove a member")
+    remove.add_argument("slug", metavar="SLUG")
+    remove.add_argument("email", metavar="EMAIL")
+    remove.set_defaults(handler=_member_remove)
+
+    roles = member.add_parser("roles", help="add or remove roles of a member")
+    roles.add_argument("slug", metavar="SLUG")
+    roles.add_argument("email", metavar="EMAIL")
+    roles.add_argument("--add", action="append", default=[], metavar="ROLE", help=f"repeatable: {ROLE_NAMES}")
+    roles.add_argument("--remove", action="append", default=[], metavar="ROLE", help="repeatable")
+    roles.set_defaults(handler=_member_roles, usage_error=roles.error)
+
+    # alerts
+    alerts = commands.add_parser("alerts", help="what needs a person").add_subparsers(
+        dest="action", required=True, metavar="{list,ack}"
+    )
+    alert_list = alerts.add_parser("list", help="open alerts")
+    alert_list.add_argument("--all", action="store_true", help="include acknowledged alerts")
+    _add_json_flag(alert_list)
+    alert_list.set_defaults(handler=_alerts_list)
+
+    ack = alerts.add_parser("ack", help="acknowledge an alert")
+    ack.add_argument("alert_id", metavar="ID", type=int)
+    ack.set_defaults(handler=_alerts_ack)
+
+    # package
+    package = commands.add_parser("package", help="build the Teams app package (zip)")
+    package.add_argument(
+        "--app-id", default=None, metavar="GUID", help="the bot's Microsoft App ID (default: MICROSOFT_APP_ID)"
+    )
+    package.add_argument(
+        "--out", type=pathlib.Path, default=DEFAULT_PACKAGE_PATH, help=f"default: {DEFAULT_PACKAGE_PATH}"
+    )
+    package.add_argument("--version", default="1.0.0", help="app version MAJOR.MINOR.PATCH (default: 1.0.0)")
+    package.add_argument("--bot-domain", default=None, metavar="HOST", help="host name for validDomains")
+    package.set_defaults(sync_handler=_package)
+    return parser
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "handler", None) is _member_roles and not (args.add or args.remove):
+        args.usage_error("give --add ROLE and/or --remove ROLE")
+    return args
+
+
+# ---- rendering --------------------------------------------------------------------------------
+
+
+def _json(value: Any) -> str:
+    def default(item: Any) -> Any:
+        if isinstance(item, datetime):
+            return item.isoformat()
+        if isinstance(item, frozenset | set):
+            return sorted(item)
+        raise TypeError(f"not JSON serialisable: {type(item).__name__}")
+
+    return json.dumps(value, indent=2, ensure_ascii=False, default=default)
+
+
+def _roles(member: MemberView) -> str:
+    return ", ".join(sorted(member.roles))
+
+
+def _member_line(member: MemberView) -> str:
+    name = f" ({member.display_name})" if member.display_name else ""
+    bound = "" if member.aad_object_id else "  [not signed in yet]"
+    return f"{member.email}{name}: {_roles(member)}{bound}"
+
+
+def _render_organisation(org: OrganisationView) -> list[str]:
+    address = ", ".join(
+        part
+        for part in (org.address_line1, org.address_line2, org.city, org.state, org.postal_code, org.country)
+        if part
+    )
+    contact_name = " ".join(part for part in (org.contact_first_name, org.contact_last_name) if part)
+    contact = ", ".join(part for part in (contact_name, org.contact_email, org.contact_phone) if part)
+    tenant = org.teams_tenant_id or f"not linked (cspbot org link-tenant {org.slug} TENANT_ID)"
+    rows = [
+        ("Organisation", f"{org.slug} — {org.name}"),
+        ("Teams tenant", tenant),
+        ("Address", address or "-"),
+        ("  line 1", org.address_line1),
+        ("  line 2", org.address_line2),
+        ("  city", org.city),
+        ("  state/region", org.state),
+        ("  postal code", org.postal_code),
+        ("  country", org.country),
+        ("Contact", contact or "-"),
+        ("Culture", org.culture),
+        ("Language", org.language),
+        ("Registration no.", org.registration_number),
+        ("Domain prefix", f"{org.domain_prefix}.onmicrosoft.com" if org.domain_prefix else ""),
+        ("Self-approval", "allowed" if org.allow_self_approval else "not allowed"),
+    ]
+    width = max(len(label) for label, _ in rows) + 2
+    lines = [f"{label + ':':<{width}}{value or '-'}" for label, value in rows]
+    lines.append(f"Members ({len(org.members)}):")
+    if org.members:
+        lines.extend("  " + _member_line(m) for m in org.members)
+    else:
+        lines.append(f"  none (cspbot member add {org.slug} EMAIL --role admin)")
+    return lines
+
+
+def _alert_dict(alert: AlertView, slugs: dict[int, str]) -> dict[str, Any]:
+    data = asdict(alert)
+    data["organisation"] = slugs.get(alert.organisation_id) if alert.organisation_id is not None else None
+    return data
+
+
+def _alert_line(alert: AlertView, slugs: dict[int, str]) -> str:
+    where = ""
+    if alert.organisation_id is not None:
+        where = f" [{slugs.get(alert.organisation_id, f'organisation #{alert.organisation_id}')}]"
+    seen = (
+        f", seen {alert.occurrences} times, last {alert.last_seen_at:%Y-%m-%d %H:%M} UTC"
+        if alert.occurrences > 1
+        else ""
+    )
+    status = "" if alert.status == "open" else f" ({alert.status} by {alert.acknowledged_by})"
+    return (
+        f"#{alert.id} {alert.severity} {alert.code}{where}: {alert.message}"
+        f" (since {alert.created_at:%Y-%m-%d %H:%M} UTC{seen}){status}"
+    )
+
+
+# ---- commands ---------------------------------------------------------------------------------
+
+
+def _profile_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """Only the flags the operator gave: absent flags must not blank stored values."""
+    return {field: getattr(args, field) for field in PROFILE_FIELDS if getattr(args, field) is not None}
+
+
+async def _org_create(args: argparse.Namespace, services: Services) -> None:
+    org = await services.organisations.create(args.slug, _profile_changes(args), actor=_actor())
+    _out(f"Created organisation {org.slug} ({org.name}).")
+    _out(f"Next: cspbot org link-tenant {org.slug} TENANT_ID, then cspbot member add {org.slug} EMAIL --role admin")
+
+
+async def _org_list(args: argparse.Namespace, services: Services) -> None:
+    organisations = await services.organisations.list()
+    if args.json:
+        _out(_json([org.as_dict() for org in organisations]))
+        return
+    if not organisations:
+        _out("No organisations yet. Register one with: cspbot org create SLUG --name NAME")
+        return
+    rows = [("SLUG", "NAME", "TEAMS TENANT", "MEMBERS")]
+    rows += [(o.slug, o.name, o.teams_tenant_id or "-", str(len(o.members))) for o in organisations]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        _out("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3])
+
+
+async def _org_show(args: argparse.Namespace, services: Services) -> None:
+    org = await services.organisations.get(args.slug)
+    if args.json:
+        _out(_json(org.as_dict()))
+        return
+    for line in _render_organisation(org):
+        _out(line)
+
+
+async def _org_update(args: argparse.Namespace, services: Services) -> None:
+    changes = _profile_changes(args)
+    org = await services.organisations.update(args.slug, changes, actor=_actor())
+    _out(f"Updated {org.slug}: {', '.join(sorted(changes))}.")
+
+
+async def _org_link_tenant(args: argparse.Namespace, services: Services) -> None:
+    org = await services.organisations.link_teams_tenant(args.slug, args.tenant_id, actor=_actor())
+    _out(f"Linked Teams tenant {org.teams_tenant_id} to {org.slug}.")
+
+
+async def _member_add(args: argparse.Namespace, services: Services) -> None:
+    member = await services.organisations.add_member(
+        args.slug, args.email, args.roles, actor=_actor(), display_name=args.display_name
+    )
+    _out(f"Added {member.email} to {args.slug.strip().lower()} with roles: {_roles(member)}.")
+
+
+async def _member_remove(args: argparse.Namespace, services: Services) -> None:
+    await services.organisations.remove_member(args.slug, args.email, actor=_actor())
+    _out(f"Removed {args.email.strip().lower()} from {args.slug.strip().lower()}.")
+
+
+async def _member_roles(args: argparse.Namespace, services: Services) -> None:
+    member = await services.organisations.set_roles(
+        args.slug, args.email, add=args.add, remove=args.remove, actor=_actor()
+    )
+    _out(f"{member.email} in {args.slug.strip().lower()} now has roles: {_roles(member)}.")
+
+
+async def _organisation_slugs(services: Services) -> dict[int, str]:
+    return {org.id: org.slug for org in await services.organisations.list()}
+
+
+async def _alerts_list(args: argparse.Namespace, services: Services) -> None:
+    alerts = await services.alerts.list(include_acknowledged=args.all)
+    slugs = await _organisation_slugs(services) if any(a.organisation_id is not None for a in alerts) else {}
+    if args.json:
+        _out(_json([_alert_dict(alert, slugs) for alert in alerts]))
+        return
+    if not alerts:
+        _out("No alerts." if args.all else "No open alerts.")
+        return
+    for alert in alerts:
+        _out(_alert_line(alert, slugs))
+
+
+async def _alerts_ack(args: argparse.Namespace, services: Services) -> None:
+    alert = await services.alerts.acknowledge(args.alert_id, actor=_actor())
+    _out(f"Acknowledged alert #{alert.id} ({alert.code}).")
+
+
+def _package(args: argparse.Namespace, settings: Settings) -> None:
+    app_id = (args.app_id if args.app_id is not None else settings.microsoft_app_id).strip()
+    if not app_id:
+        raise CliError(
+            "no app id: pass --app-id GUID or set MICROSOFT_APP_ID (the bot's Microsoft App ID from its "
+            "Entra app registration)."
+        )
+    try:
+        path = build_app_package(app_id, args.out, version=args.version, bot_domain=args.bot_domain)
+    except ValueError as error:  # the builder's input checks (app id, version, domain)
+        raise CliError(str(error)) from None
+    except OSError as error:
+        raise CliError(f"cannot write {args.out}: {error.strerror or error}") from None
+    _out(f"Wrote {path} (app id {app_id}, version {args.version}). Upload it in Teams (Apps > Manage your apps).")
+
+
+# ---- running ----------------------------------------------------------------------------------
+
+
+def _database_url(settings: Settings) -> str:
+    url = settings.database_url
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError):
+        # Never echo the URL: it may carry a password.
+        raise CliError(
+            "DATABASE_URL is not a valid database URL (e.g. sqlite+aiosqlite:///var/cspbot.sqlite3 or "
+            "postgresql+asyncpg://user:password@host/db)."
+        ) from None
+    return url
+
+
+def _database_detail(error: Exception, url: str) -> str:
+    """The first line of a driver error, password removed (messages may quote a connection string)."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    password = make_url(url).password
+    return text.replace(password, "***") if password else text
+
+
+async def _run_with_database(handler: Handler, args: argparse.Namespace, settings: Settings) -> None:
+    """Open the database, bring its schema up to date (a fresh database just works), run one command."""
+    url = _database_url(settings)
+    try:
+        engine = create_engine(url)
+    except (SQLAlchemyError, ImportError, OSError) as error:  # no (async) driver, unwritable SQLite folder
+        raise CliError(f"cannot open the database (check DATABASE_URL): {_database_detail(error, url)}") from None
+    try:
+        try:
+            await upgrade_database(engine)
+        except (SQLAlchemyError, OSError) as error:
+            raise CliError(f"cannot open the database (check DATABASE_URL): {_database_detail(error, url)}") from None
+        services = build_services(engine, settings)
+        try:
+            await handler(args, services)
+        except SQLAlchemyError as error:  # e.g. PostgreSQL refusing a value longer than its column
+            raise CliError(f"the database refused the command: {_database_detail(error, url)}") from None
+    finally:
+        await engine.dispose()
+
+
+def _run(args: argparse.Namespace) -> None:
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']).upper()}: {problem['msg']}" for problem in error.errors()
+        )
+        raise CliError(f"invalid configuration: {problems}") from None
+    sync_handler: Callable[[argparse.Namespace, Settings], None] | None = getattr(args, "sync_handler", None)
+    if sync_handler is not None:
+        # Packaging touches no database: it must work on a build machine without one.
+        sync_handler(args, settings)
+        return
+    asyncio.run(_run_with_database(args.handler, args, settings))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code (0 ok, 1 failed, 2 usage) instead of exiting."""
+    try:
+        args = _parse(argv)
+    except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
+        return exit_.code if isinstance(exit_.code, int) else 2
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    configure_logging("WARNING")
+    try:
+        with correlation_scope():
+            _run(args)
+    except (DomainError, CliError, SettingsError) as error:
+        _err(f"error: {getattr(error, 'message', None) or error}")
+        return 1
+    except KeyboardInterrupt:
+        _err("error: interrupted")
+        return 130
+    finally:
+        # main() may run inside another program (tests): give the logging set-up back.
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

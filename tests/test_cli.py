@@ -1,0 +1,386 @@
+"""The operator CLI, driven in-process through `main(argv)` on a temporary SQLite database (plus one
+run of the installed `cspbot` console script). Sync tests: `main` runs its own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sqlite3
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli.main import main
+from services.alerts import AlertService
+from services.db import create_engine, create_session_factory
+from services.migrate import upgrade_database
+
+APP_ID = "5f2b7c1e-8a41-4d3b-9c0e-2a6f1b9d7e34"
+TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+OTHER_TENANT_ID = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+
+FULL_PROFILE = [
+    "--name", "Fabrikam Ltd",
+    "--address-line1", "1 Long Lane",
+    "--address-line2", "Floor 3",
+    "--city", "London",
+    "--state", "Greater London",
+    "--postal-code", "EC1A 1BB",
+    "--country", "gb",
+    "--contact-first-name", "Ann",
+    "--contact-last-name", "Lee",
+    "--contact-email", "Ann.Lee@Fabrikam.example",
+    "--contact-phone", "+44 20 7946 0000",
+    "--culture", "en-GB",
+    "--language", "en",
+    "--registration-number", "01234567",
+    "--domain-prefix", "fabrikamltd",
+    "--allow-self-approval",
+]  # fmt: skip
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Db:
+    url: str
+    path: Path
+
+
+@pytest.fixture
+def db(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Db:
+    """A fresh database file via DATABASE_URL, a fixed operator login, and no stray `.env`."""
+    path = tmp_path / "var" / "cli.sqlite3"
+    url = f"sqlite+aiosqlite:///{path}"
+    monkeypatch.chdir(tmp_path)  # Settings read `.env` from the working directory; `dist/` lands here too
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("SEED_DEMO_ORGANISATION", "false")
+    monkeypatch.setenv("MICROSOFT_APP_ID", "")
+    monkeypatch.setattr("cli.main.getpass.getuser", lambda: "opsy")
+    return Db(url, path)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> Result:
+    capsys.readouterr()
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return Result(code, out, err)
+
+
+def ok(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    result = run(capsys, *argv)
+    assert result.code == 0, result.err
+    assert result.err == ""
+    return result.out
+
+
+def show_json(capsys: pytest.CaptureFixture[str], slug: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(ok(capsys, "org", "show", slug, "--json"))
+    return data
+
+
+def audit_rows(db: Db) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(db.path) as connection:
+        return connection.execute("SELECT actor, action, target FROM audit_log ORDER BY id").fetchall()
+
+
+def test_happy_path_from_registration_to_member_removal(capsys: pytest.CaptureFixture[str], db: Db) -> None:
+    root_handlers = logging.getLogger().handlers[:]
+
+    out = ok(capsys, "org", "create", "fabrikam", *FULL_PROFILE)
+    assert "Created organisation fabrikam (Fabrikam Ltd)" in out
+    assert logging.getLogger().handlers == root_handlers  # main() gives the logging set-up back
+
+    shown = ok(capsys, "org", "show", "fabrikam")
+    for fact in ("1 Long Lane", "Floor 3", "London", "Greater London", "EC1A 1BB", "GB", "Ann Lee"):
+        assert fact in shown
+    assert "ann.lee@fabrikam.example" in shown and "+44 20 7946 0000" in shown
+    assert "fabrikamltd.onmicrosoft.com" in shown and "01234567" in shown
+    assert "Self-approval:" in shown and "allowed" in shown
+    assert "not linked" in shown and "Members (0)" in shown
+
+    profile = show_json(capsys, "fabrikam")
+    assert profile["country"] == "GB" and profile["contact_email"] == "ann.lee@fabrikam.example"
+    assert profile["allow_self_approval"] is True and profile["teams_tenant_id"] is None
+
+    out = ok(capsys, "org", "update", "fabrikam", "--city", "Leeds", "--no-allow-self-approval")
+    assert "city" in out
+    profile = show_json(capsys, "fabrikam")
+    assert profile["city"] == "Leeds" and profile["allow_self_approval"] is False
+    assert profile["address_line1"] == "1 Long Lane"  # flags not given keep their values
+
+    out = ok(capsys, "org", "link-tenant", "fabrikam", TENANT_ID.upper())
+    assert TENANT_ID in out
+    assert show_json(capsys, "fabrikam")["teams_tenant_id"] == TENANT_ID
+    assert TENANT_ID in ok(capsys, "org", "show", "fabrikam")
+
+    out = ok(capsys, "member", "add", "fabrikam", "Bob@Fabrikam.example", "--role", "admin", "--role", "approver",
+             "--name", "Bob Brown")  # fmt: skip
+    assert "bob@fabrikam.example" in out and "admin, approver" in out
+    shown = ok(capsys, "org", "show", "fabrikam")
+    assert "bob@fabrikam.example (Bob Brown): admin, approver" in shown
+
+    out = ok(capsys, "member", "roles", "fabrikam", "bob@fabrikam.example", "--add", "billing", "--remove", "approver")
+    assert "admin, billing" in out
+    (member,) = show_json(capsys, "fabrikam")["members"]
+    assert member["roles"] == ["admin", "billing"] and member["display_name"] == "Bob Brown"
+
+    listed = json.loads(ok(capsys, "org", "list", "--json"))
+    assert [o["slug"] for o in listed] == ["fabrikam"]
+    assert listed[0]["members"][0]["roles"] == ["admin", "billing"]
+    table = ok(capsys, "org", "list")
+    assert "fabrikam" in table and "Fabrikam Ltd" in table and TENANT_ID in table
+
+    out = ok(capsys, "member", "remove", "fabrikam", "BOB@fabrikam.example")
+    assert "Removed bob@fabrikam.example" in out
+    assert show_json(capsys, "fabrikam")["members"] == []
+
+    actions = [(actor, action) for actor, action, _ in audit_rows(db)]
+    assert actions == [
+        ("operator:opsy", "organisation.create"),
+        ("operator:opsy", "organisation.update"),
+        ("operator:opsy", "organisation.link_tenant"),
+        ("operator:opsy", "member.add"),
+        ("operator:opsy", "member.roles"),
+        ("operator:opsy", "member.remove"),
+    ]
+
+
+def test_fresh_database_is_migrated_on_first_command(capsys: pytest.CaptureFixture[str], db: Db) -> None:
+    assert not db.path.exists()
+    assert "No organisations yet" in ok(capsys, "org", "list")
+    assert json.loads(ok(capsys, "org", "list", "--json")) == []
+    assert json.loads(ok(capsys, "alerts", "list", "--json")) == []
+
+
+@pytest.fixture
+def registered(capsys: pytest.CaptureFixture[str], db: Db) -> Db:
+    """Two organisations: acme (bob is its admin) and other (linked to OTHER_TENANT_ID)."""
+    ok(capsys, "org", "create", "acme", "--name", "Acme", "--country", "DE", "--city", "Berlin")
+    ok(capsys, "member", "add", "acme", "bob@acme.example", "--role", "admin")
+    ok(capsys, "org", "create", "other", "--name", "Other")
+    ok(capsys, "org", "link-tenant", "other", OTHER_TENANT_ID)
+    return db
+
+
+BAD_INPUT = [
+    pytest.param(["org", "show", "nope"], "No organisation 'nope'", id="unknown-org-show"),
+    pytest.param(["org", "update", "nope", "--city", "X"], "No organisation 'nope'", id="unknown-org-update"),
+    pytest.param(["member", "add", "nope", "x@acme.example", "--role", "admin"], "No organisation", id="unknown-org"),
+    pytest.param(
+        ["member", "add", "acme", "new@acme.example", "--role", "boss"],
+        "Unknown role 'boss'; the roles are: admin, approver, billing",
+        id="bad-role",
+    ),
+    pytest.param(
+        ["member", "add", "acme", "new@acme.example", "--role", "admin", "--role", "root"],
+        "Unknown role 'root'",
+        id="one-bad-role-of-two",
+    ),
+    pytest.param(
+        ["member", "add", "acme", "not-an-email", "--role", "admin"],
+        "'not-an-email' is not a valid e-mail address",
+        id="malformed-email",
+    ),
+    pytest.param(
+        ["member", "add", "acme", "BOB@acme.example", "--role", "billing"],
+        "bob@acme.example is already a member of acme",
+        id="duplicate-member",
+    ),
+    pytest.param(["org", "create", "acme", "--name", "Acme 2"], "already exists", id="duplicate-org"),
+    pytest.param(["org", "create", "Acme Corp!", "--name", "X"], "not a valid short name", id="invalid-slug"),
+    pytest.param(
+        ["org", "create", "newco", "--name", "New", "--country", "Germany"], "two-letter ISO code", id="bad-country"
+    ),
+    pytest.param(["org", "update", "acme", "--country", "DEU"], "two-letter ISO code", id="bad-country-update"),
+    pytest.param(
+        ["org", "update", "acme", "--contact-email", "bob at acme"], "not a valid e-mail", id="bad-contact-email"
+    ),
+    pytest.param(["org", "update", "acme", "--name", " "], "needs a name", id="blank-name"),
+    pytest.param(["org", "update", "acme"], "Nothing to change", id="update-nothing"),
+    pytest.param(
+        ["member", "roles", "acme", "bob@acme.example", "--remove", "admin"],
+        "would be left without a role; remove the member instead",
+        id="last-role",
+    ),
+    pytest.param(["member", "roles", "acme", "bob@acme.example", "--add", "god"], "Unknown role 'god'", id="roles-bad"),
+    pytest.param(
+        ["member", "roles", "acme", "eve@acme.example", "--add", "admin"], "not a member of acme", id="roles-stranger"
+    ),
+    pytest.param(["member", "remove", "acme", "eve@acme.example"], "not a member of acme", id="remove-stranger"),
+    pytest.param(["member", "remove", "acme", "eve"], "not a valid e-mail", id="remove-malformed"),
+    pytest.param(["org", "link-tenant", "acme", OTHER_TENANT_ID], "already linked to organisation 'other'", id="taken"),
+    pytest.param(["org", "link-tenant", "acme", "two words"], "tenant id", id="bad-tenant-id"),
+    pytest.param(["alerts", "ack", "999"], "No alert #999", id="unknown-alert"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_INPUT)
+def test_bad_input_is_one_error_line_and_changes_nothing(
+    capsys: pytest.CaptureFixture[str], registered: Db, argv: list[str], message: str
+) -> None:
+    before = (show_json(capsys, "acme"), show_json(capsys, "other"), ok(capsys, "org", "list", "--json"))
+    audit_before = audit_rows(registered)
+
+    result = run(capsys, *argv)
+
+    assert result.code == 1
+    assert result.out == ""
+    assert result.err.startswith("error: ") and result.err.count("\n") == 1, result.err
+    assert message in result.err
+    after = (show_json(capsys, "acme"), show_json(capsys, "other"), ok(capsys, "org", "list", "--json"))
+    assert after == before
+    assert audit_rows(registered) == audit_before
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["org"],
+        ["org", "create", "acme"],  # --name is required
+        ["member", "add", "acme", "x@acme.example"],  # --role is required
+        ["member", "roles", "acme", "bob@acme.example"],  # neither --add nor --remove
+        ["alerts", "ack", "first"],
+        ["org", "list", "--colour"],
+    ],
+)
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], db: Db, argv: list[str]) -> None:
+    result = run(capsys, *argv)
+    assert result.code == 2
+    assert "usage: cspbot" in result.err
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str], db: Db) -> None:
+    result = run(capsys, "org", "create", "--help")
+    assert result.code == 0
+    for flag in ("--address-line1", "--postal-code", "--contact-email", "--domain-prefix", "--no-allow-self-approval"):
+        assert flag in result.out
+
+
+def test_database_errors_never_show_the_password(capsys: pytest.CaptureFixture[str], db: Db, monkeypatch: Any) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://operator:s3cret-pw@127.0.0.1:1/cspbot")
+    result = run(capsys, "org", "list")
+    assert result.code == 1 and result.err.startswith("error: cannot open the database")
+    assert "s3cret-pw" not in result.err
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://operator:s3cret-pw@host:notaport/db")
+    result = run(capsys, "org", "list")
+    assert result.code == 1 and "DATABASE_URL is not a valid database URL" in result.err
+    assert "s3cret-pw" not in result.err
+
+
+async def _raise_alert(url: str, *, organisation_id: int | None = None) -> int:
+    engine = create_engine(url)
+    try:
+        await upgrade_database(engine)
+        alerts = AlertService(create_session_factory(engine))
+        message = "No price for CFQ7TTC0LH18."
+        await alerts.raise_alert("unpriced_product", message, organisation_id=organisation_id)
+        view = await alerts.raise_alert("unpriced_product", message, organisation_id=organisation_id)
+        return view.id
+    finally:
+        await engine.dispose()
+
+
+def test_alerts_list_and_acknowledge(capsys: pytest.CaptureFixture[str], registered: Db) -> None:
+    organisation_id = show_json(capsys, "acme")["id"]
+    alert_id = asyncio.run(_raise_alert(registered.url, organisation_id=organisation_id))
+
+    listed = ok(capsys, "alerts", "list")
+    assert f"#{alert_id} warning unpriced_product [acme]: No price for CFQ7TTC0LH18." in listed
+    assert "seen 2 times" in listed
+    (alert,) = json.loads(ok(capsys, "alerts", "list", "--json"))
+    assert alert["id"] == alert_id and alert["status"] == "open" and alert["organisation"] == "acme"
+    assert alert["occurrences"] == 2
+
+    assert f"Acknowledged alert #{alert_id}" in ok(capsys, "alerts", "ack", str(alert_id))
+    assert "No open alerts." in ok(capsys, "alerts", "list")
+    (alert,) = json.loads(ok(capsys, "alerts", "list", "--all", "--json"))
+    assert alert["status"] == "acknowledged" and alert["acknowledged_by"] == "operator:opsy"
+    assert "acknowledged by operator:opsy" in ok(capsys, "alerts", "list", "--all")
+
+    again = run(capsys, "alerts", "ack", str(alert_id))
+    assert again.code == 1 and "already acknowledged by operator:opsy" in again.err
+    unknown = run(capsys, "alerts", "ack", "4242")
+    assert unknown.code == 1 and unknown.err == "error: No alert #4242.\n"
+
+
+def _manifest(path: Path) -> dict[str, Any]:
+    with zipfile.ZipFile(path) as archive:
+        assert sorted(archive.namelist()) == ["color.png", "manifest.json", "outline.png"]
+        data: dict[str, Any] = json.loads(archive.read("manifest.json"))
+        return data
+
+
+def test_package_builds_the_teams_app_zip(capsys: pytest.CaptureFixture[str], db: Db, tmp_path: Path) -> None:
+    out_path = tmp_path / "out" / "app.zip"
+    out = ok(capsys, "package", "--app-id", APP_ID, "--out", str(out_path), "--version", "1.2.3",
+             "--bot-domain", "bot.fabrikam.example")  # fmt: skip
+    assert str(out_path) in out
+    manifest = _manifest(out_path)
+    assert manifest["id"] == APP_ID and manifest["bots"][0]["botId"] == APP_ID
+    assert manifest["version"] == "1.2.3" and manifest["validDomains"] == ["bot.fabrikam.example"]
+    assert not db.path.exists()  # packaging needs no database
+
+
+def test_package_defaults_to_microsoft_app_id_and_dist(
+    capsys: pytest.CaptureFixture[str], db: Db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MICROSOFT_APP_ID", APP_ID)
+    ok(capsys, "package")
+    assert _manifest(tmp_path / "dist" / "appPackage.zip")["id"] == APP_ID
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["package", "--app-id", "not-a-guid"], "app_id must be a GUID"),
+        (["package"], "no app id: pass --app-id GUID or set MICROSOFT_APP_ID"),
+        (["package", "--app-id", APP_ID, "--version", "1.0"], "version must be MAJOR.MINOR.PATCH"),
+        (["package", "--app-id", APP_ID, "--bot-domain", "https://bot.example/x"], "bare host name"),
+    ],
+)
+def test_package_bad_input(
+    capsys: pytest.CaptureFixture[str], db: Db, tmp_path: Path, argv: list[str], message: str
+) -> None:
+    result = run(capsys, *argv)
+    assert result.code == 1
+    assert result.err.startswith("error: ") and message in result.err
+    assert not (tmp_path / "dist").exists()
+
+
+def test_installed_console_script(db: Db, tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("cspbot")
+    assert script.exists(), "run `pip install -e .` so the cspbot console script exists"
+    env = {**os.environ, "DATABASE_URL": db.url, "SEED_DEMO_ORGANISATION": "false"}
+
+    def cspbot(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(script), *argv], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    empty = cspbot("org", "list")
+    assert empty.returncode == 0, empty.stderr
+    assert "No organisations yet" in empty.stdout
+
+    assert cspbot("org", "create", "acme", "--name", "Acme").returncode == 0
+    listed = cspbot("org", "list", "--json")
+    assert [o["slug"] for o in json.loads(listed.stdout)] == ["acme"]
+
+    failed = cspbot("member", "add", "acme", "x@acme.example", "--role", "boss")
+    assert failed.returncode == 1
+    assert failed.stderr.startswith("error: Unknown role 'boss'") and "Traceback" not in failed.stderr
