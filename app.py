@@ -92,6 +92,7 @@ def create_app(
                 access=services.access,
                 conversations=services.conversations,
                 tasks=TaskCatalogue(tasks(services)),
+                messenger=messenger,
             )
             authenticator = RequestAuthenticator(
                 connection_manager.get_default_connection_configuration(), signing_keys

@@ -28,6 +28,8 @@ from microsoft_agents.activity import (
 from microsoft_agents.hosting.core import ActivityHandler, ConversationState, MessageFactory, TurnContext
 
 from bot.identity import channel_identity, roster_email
+from bot.private_replies import MESSENGER_KEY
+from bot.proactive import ProactiveMessenger
 from bot.storage import CREATE_ONLY, SqlStorage, StateConflictError
 from cards.common import (
     CallerSummary,
@@ -102,9 +104,11 @@ class CspBot(ActivityHandler):
         access: AccessService,
         conversations: ConversationReferenceService,
         tasks: TaskCatalogue,
+        messenger: ProactiveMessenger,
         invoke_handlers: dict[str, InvokeHandler] | None = None,
     ) -> None:
         self._storage = storage
+        self._messenger = messenger
         self._access = access
         self._conversations = conversations
         self._tasks = tasks
@@ -126,6 +130,7 @@ class CspBot(ActivityHandler):
             outbox = _Outbox()
             turn_context.on_send_activities(outbox.intercept)
             turn_context.turn_state[OUTBOX_KEY] = outbox
+            turn_context.turn_state[MESSENGER_KEY] = self._messenger
             async with self._lock_for(conversation_id):
                 for attempt in (1, 2):
                     try:
