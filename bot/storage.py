@@ -13,6 +13,8 @@ from typing import Any
 
 from microsoft_agents.hosting.core.storage import Storage, StoreItem
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,6 +25,11 @@ from services.models import BotStateRow
 ANY_ETAG = "*"
 CREATE_ONLY = ""
 MAX_PLAIN_KEY = 500
+
+
+def _dialect_insert(session: AsyncSession) -> Any:
+    """INSERT … ON CONFLICT exists in both SQLite and PostgreSQL, under dialect-specific constructs."""
+    return postgresql_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
 
 
 class StateConflictError(Exception):
@@ -91,15 +98,13 @@ class SqlStorage(Storage):
             await session.execute(insert(BotStateRow).values(key=key, data=data, version=1, updated_at=now))
             return 1
         if e_tag is None or e_tag == ANY_ETAG:
-            current = await session.scalar(select(BotStateRow.version).where(BotStateRow.key == key))
-            if current is None:
-                await session.execute(insert(BotStateRow).values(key=key, data=data, version=1, updated_at=now))
-                return 1
-            new_version = current + 1
-            await session.execute(
-                update(BotStateRow).where(BotStateRow.key == key).values(data=data, version=new_version, updated_at=now)
-            )
-            return new_version
+            # One statement, so concurrent unconditional writers cannot both "insert".
+            upsert = _dialect_insert(session)(BotStateRow).values(key=key, data=data, version=1, updated_at=now)
+            upsert = upsert.on_conflict_do_update(
+                index_elements=[BotStateRow.key],
+                set_={"data": data, "version": BotStateRow.version + 1, "updated_at": now},
+            ).returning(BotStateRow.version)
+            return int((await session.execute(upsert)).scalar_one())
         try:
             expected = int(e_tag)
         except ValueError:
