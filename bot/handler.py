@@ -169,10 +169,14 @@ class CspBot(ActivityHandler):
         reference = current_correlation_id()
         log.exception("turn failed (reference %s)", reference)
         outbox.held.clear()
-        if reset:
+        state = turn_context.turn_state.get(STATE_KEY)
+        if reset and isinstance(state, ConversationState):
+            # Conditional on the e-tag this turn read: never wipes what another replica saved since.
             try:
-                state = ConversationState(self._storage)
-                await self._storage.delete([state.get_storage_key(turn_context)])
+                state.clear(turn_context)
+                await state.save(turn_context, force=True)
+            except StateConflictError:
+                log.info("the conversation moved on elsewhere; its state was left as it is")
             except Exception:
                 log.exception("could not reset the conversation's dialog state")
         try:

@@ -3,7 +3,7 @@ through one prompt, and the caller and domain errors are handled the same way ev
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from microsoft_agents.activity import Activity
@@ -16,11 +16,14 @@ from microsoft_agents.hosting.dialogs import (
     PromptOptions,
     PromptValidatorContext,
     TextPrompt,
+    WaterfallDialog,
+    WaterfallStepContext,
 )
 
 from cards.common import build_help_card
 from services.access import Caller
 
+WaterfallStep = Callable[[WaterfallStepContext], Awaitable[DialogTurnResult]]
 CALLER_KEY = "csp.caller"
 CARD_PROMPT = "card_prompt"
 CANCEL_WORDS = frozenset({"cancel", "stop", "quit", "exit"})
@@ -53,13 +56,17 @@ async def _card_submit_validator(prompt_context: PromptValidatorContext) -> bool
 
 
 class TaskDialog(ComponentDialog):
-    """Base of every task: intercepts cancel/help, offers `prompt_card` for card steps."""
+    """Base of every task: its waterfall of `*_step`s, cancel/help at any step, and `prompt_card`
+    for steps that wait for a card submit."""
 
     title = "this task"
 
-    def __init__(self, dialog_id: str) -> None:
+    def __init__(self, dialog_id: str, steps: Sequence[WaterfallStep]) -> None:
         super().__init__(dialog_id)
+        waterfall_id = f"{dialog_id}.steps"
+        self.add_dialog(WaterfallDialog(waterfall_id, list(steps)))
         self.add_dialog(TextPrompt(CARD_PROMPT, _card_submit_validator))
+        self.initial_dialog_id = waterfall_id
 
     async def on_continue_dialog(self, inner_dc: DialogContext) -> DialogTurnResult:
         interrupted = await self._interrupt(inner_dc)

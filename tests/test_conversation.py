@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from microsoft_agents.hosting.dialogs import WaterfallDialog, WaterfallStepContext
+from microsoft_agents.hosting.dialogs import WaterfallStepContext
 
 from dialogs.base import TaskDialog
 from dialogs.catalogue import Task
@@ -126,9 +126,7 @@ class _FaultyDialog(TaskDialog):
     title = "Faulty"
 
     def __init__(self) -> None:
-        super().__init__("faulty")
-        self.add_dialog(WaterfallDialog("steps", [self.ask_step, self.explode_step]))
-        self.initial_dialog_id = "steps"
+        super().__init__("faulty", [self.ask_step, self.explode_step])
 
     async def ask_step(self, step: WaterfallStepContext):
         return await step.prompt(

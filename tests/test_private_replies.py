@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from microsoft_agents.hosting.core import MessageFactory
-from microsoft_agents.hosting.dialogs import WaterfallDialog, WaterfallStepContext
+from microsoft_agents.hosting.dialogs import WaterfallStepContext
 
 from bot.private_replies import OPEN_A_CHAT, SENT_PRIVATELY, send_privately
 from dialogs.base import TaskDialog, caller_of
@@ -18,9 +18,7 @@ class _SecretsDialog(TaskDialog):
     title = "User list"
 
     def __init__(self) -> None:
-        super().__init__("secrets")
-        self.add_dialog(WaterfallDialog("steps", [self.show_step]))
-        self.initial_dialog_id = "steps"
+        super().__init__("secrets", [self.show_step])
 
     async def show_step(self, step: WaterfallStepContext):
         await send_privately(step.context, caller_of(step.context), MessageFactory.text("alice@contoso.com"))
