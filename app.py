@@ -7,6 +7,7 @@ Agents SDK adapter, the bot, the job runner — and hands it down through constr
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -100,6 +101,10 @@ def create_app(
             app[RUNTIME] = BotRuntime(services, adapter, bot, authenticator, messenger)
             if run_jobs:
                 services.jobs.start()
+            # The start-up heap (SDK, SQLAlchemy, pydantic models) never becomes garbage; moving it out
+            # of the collector's reach stops full collections from pausing turns for ~100 ms (p99).
+            gc.collect()
+            gc.freeze()
             yield
             await services.jobs.stop()
         finally:
