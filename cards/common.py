@@ -37,7 +37,7 @@ def build_menu_card(caller: CallerSummary, entries: Sequence[MenuEntry]) -> Card
     if entries:
         body.append(facts((entry.command, entry.description) for entry in entries))
     else:
-        body.append(text("Your roles do not include any task yet. Ask your reseller if you need more access."))
+        body.append(text("No tasks are available to you here yet. Ask your reseller if you expected some."))
     body.append(text("Type a command or press a button. Type **cancel** at any time to stop.", subtle=True))
     actions = [command_button(entry.title, entry.command) for entry in entries[:5]]
     actions.append(command_button("Help", "help"))

@@ -32,7 +32,7 @@ def test_menu_lists_entries_as_buttons_and_shows_who_is_signed_in():
 def test_menu_without_tasks_says_so_instead_of_offering_nothing_silently():
     card = build_menu_card(CallerSummary("Megan", "Contoso Ltd", ["approver"]), [])
     assert_valid_card(card)
-    assert "do not include any task" in card_text(card)
+    assert "No tasks are available to you here yet" in card_text(card)
     assert _submits(card) == [{"verb": "command", "command": "help"}]
 
 
