@@ -19,6 +19,7 @@ from microsoft_agents.hosting.aiohttp import CloudAdapter
 from microsoft_agents.hosting.core.authorization import Connections
 from pydantic import ValidationError
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.auth import AuthenticationFailed, RequestAuthenticator, SigningKeySource, build_connections
 from bot.handler import CspBot
@@ -32,6 +33,8 @@ from services.container import Services, build_services
 from services.db import create_engine
 from services.logging_context import configure_logging
 from services.migrate import upgrade_database
+from services.partner_center import PartnerCenterClient
+from services.partner_center.connection import PartnerCenterOpener, open_partner_center
 from services.seed import seed_demo_organisation
 from services.settings import Settings, SettingsError
 
@@ -69,9 +72,11 @@ def create_app(
     signing_keys: SigningKeySource | None = None,
     tasks: TaskFactory = default_tasks,
     run_jobs: bool = True,
+    partner_center: PartnerCenterOpener = open_partner_center,
 ) -> web.Application:
     """The aiohttp application. `connections` and `signing_keys` replace the outbound token
-    provider and the inbound key look-up (tests; no network); `tasks` builds the task list."""
+    provider and the inbound key look-up (tests; no network); `tasks` builds the task list;
+    `partner_center` opens the Partner Center client (Microsoft's API or the built-in sandbox)."""
     settings.check_safe_to_serve()
     app = web.Application()
     app[SETTINGS] = settings
@@ -80,35 +85,39 @@ def create_app(
         engine = create_engine(settings.database_url)
         try:
             await upgrade_database(engine)
-            services = build_services(engine, settings)
-            if settings.seeds_demo_organisation:
-                await seed_demo_organisation(services.organisations)
-            connection_manager = connections or build_connections(settings)
-            adapter = CloudAdapter(connection_manager=connection_manager)
-            adapter.on_turn_error = on_turn_error
-            messenger = ProactiveMessenger(adapter, services.conversations, app_id=settings.microsoft_app_id)
-            services.jobs.set_notifier(JobNotifier(messenger))
-            bot = CspBot(
-                storage=SqlStorage(services.sessions),
-                access=services.access,
-                conversations=services.conversations,
-                tasks=TaskCatalogue(tasks(services)),
-                messenger=messenger,
-            )
-            authenticator = RequestAuthenticator(
-                connection_manager.get_default_connection_configuration(), signing_keys
-            )
-            app[RUNTIME] = BotRuntime(services, adapter, bot, authenticator, messenger)
-            if run_jobs:
-                services.jobs.start()
-            # The start-up heap (SDK, SQLAlchemy, pydantic models) never becomes garbage; moving it out
-            # of the collector's reach stops full collections from pausing turns for ~100 ms (p99).
-            gc.collect()
-            gc.freeze()
-            yield
-            await services.jobs.stop()
+            async with partner_center(settings) as client:
+                async for _ in _serve(app, engine, client):
+                    yield
         finally:
             await engine.dispose()
+
+    async def _serve(app: web.Application, engine: AsyncEngine, client: PartnerCenterClient) -> AsyncIterator[None]:
+        """Build the services and the bot on an open database and Partner Center client; run until shutdown."""
+        services = build_services(engine, settings, client)
+        if settings.seeds_demo_organisation:
+            await seed_demo_organisation(services.organisations)
+        connection_manager = connections or build_connections(settings)
+        adapter = CloudAdapter(connection_manager=connection_manager)
+        adapter.on_turn_error = on_turn_error
+        messenger = ProactiveMessenger(adapter, services.conversations, app_id=settings.microsoft_app_id)
+        services.jobs.set_notifier(JobNotifier(messenger))
+        bot = CspBot(
+            storage=SqlStorage(services.sessions),
+            access=services.access,
+            conversations=services.conversations,
+            tasks=TaskCatalogue(tasks(services)),
+            messenger=messenger,
+        )
+        authenticator = RequestAuthenticator(connection_manager.get_default_connection_configuration(), signing_keys)
+        app[RUNTIME] = BotRuntime(services, adapter, bot, authenticator, messenger)
+        if run_jobs:
+            services.jobs.start()
+        # The start-up heap (SDK, SQLAlchemy, pydantic models) never becomes garbage; moving it out
+        # of the collector's reach stops full collections from pausing turns for ~100 ms (p99).
+        gc.collect()
+        gc.freeze()
+        yield
+        await services.jobs.stop()
 
     app.cleanup_ctx.append(runtime_ctx)
     app.router.add_post("/api/messages", handle_messages)
@@ -168,6 +177,7 @@ async def handle_health(request: web.Request) -> web.Response:
             "database": database,
             "open_alerts": open_alerts,
             "authentication": "bot-framework" if settings.authenticated else "none (local only)",
+            "partner_center": "sandbox" if settings.uses_partner_center_sandbox else "microsoft",
         },
         status=200 if healthy else 503,
     )

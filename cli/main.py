@@ -18,7 +18,9 @@ import asyncio
 import getpass
 import json
 import logging
+import os
 import pathlib
+import secrets
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
@@ -37,13 +39,16 @@ from services.errors import DomainError
 from services.logging_context import configure_logging, correlation_scope
 from services.migrate import upgrade_database
 from services.organisations import PROFILE_FIELDS, MemberView, OrganisationView
+from services.partner_center.connection import open_partner_center
+from services.partner_center.sandbox import run_sandbox
 from services.roles import Role
-from services.settings import Settings, SettingsError
+from services.settings import DEFAULT_VAR_DIR, Settings, SettingsError, is_loopback_host
 
 log = logging.getLogger("cspbot.cli")
 
 PROG = "cspbot"
 DEFAULT_PACKAGE_PATH = pathlib.Path("dist") / "appPackage.zip"
+DEFAULT_SANDBOX_TOKEN_PATH = DEFAULT_VAR_DIR / "partner-center-sandbox.token"
 ROLE_NAMES = ", ".join(role.value for role in Role)
 
 # Help per profile field; a field missing here still gets a flag (PROFILE_FIELDS is the source).
@@ -123,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Operator commands for the CSP self-service Teams bot. Uses DATABASE_URL like the bot.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{org,member,alerts,package}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{org,member,alerts,package,sandbox}")
 
     # org
     org = commands.add_parser("org", help="customer organisations").add_subparsers(
@@ -202,6 +207,19 @@ def build_parser() -> argparse.ArgumentParser:
     package.add_argument("--version", default="1.0.0", help="app version MAJOR.MINOR.PATCH (default: 1.0.0)")
     package.add_argument("--bot-domain", default=None, metavar="HOST", help="host name for validDomains")
     package.set_defaults(sync_handler=_package)
+
+    # sandbox
+    sandbox = commands.add_parser("sandbox", help="serve the Partner Center sandbox alone (Ctrl-C stops it)")
+    sandbox.add_argument("--port", type=int, default=8088, help="default: 8088")
+    sandbox.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (loopback)")
+    sandbox.add_argument(
+        "--token-file",
+        type=pathlib.Path,
+        default=DEFAULT_SANDBOX_TOKEN_PATH,
+        help=f"the bearer token callers must send; created with a random token if missing (default: "
+        f"{DEFAULT_SANDBOX_TOKEN_PATH})",
+    )
+    sandbox.set_defaults(sync_handler=_sandbox)
     return parser
 
 
@@ -400,6 +418,32 @@ def _package(args: argparse.Namespace, settings: Settings) -> None:
     _out(f"Wrote {path} (app id {app_id}, version {args.version}). Upload it in Teams (Apps > Manage your apps).")
 
 
+def _sandbox_token(path: pathlib.Path) -> str:
+    if path.exists():
+        token = path.read_text(encoding="utf-8").strip()
+        if not token:
+            raise CliError(f"{path} is empty; delete it to get a new token")
+        return token
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle:
+        handle.write(token + "\n")
+    return token
+
+
+def _sandbox(args: argparse.Namespace, settings: Settings) -> None:
+    if not 1 <= args.port <= 65535:
+        raise CliError("--port must be between 1 and 65535")
+    if not is_loopback_host(args.host):
+        raise CliError("the sandbox accepts writes from anyone holding its token; serve it on loopback only")
+    token = _sandbox_token(args.token_file)
+    _out(
+        f"Partner Center sandbox on http://{args.host}:{args.port} (admin endpoint /_sandbox); "
+        f"send 'Authorization: Bearer <token in {args.token_file}>'. Ctrl-C stops it."
+    )
+    run_sandbox(args.port, settings.sandbox_database_url, token, host=args.host)
+
+
 # ---- running ----------------------------------------------------------------------------------
 
 
@@ -435,11 +479,12 @@ async def _run_with_database(handler: Handler, args: argparse.Namespace, setting
             await upgrade_database(engine)
         except (SQLAlchemyError, OSError) as error:
             raise CliError(f"cannot open the database (check DATABASE_URL): {_database_detail(error, url)}") from None
-        services = build_services(engine, settings)
-        try:
-            await handler(args, services)
-        except SQLAlchemyError as error:  # e.g. PostgreSQL refusing a value longer than its column
-            raise CliError(f"the database refused the command: {_database_detail(error, url)}") from None
+        async with open_partner_center(settings) as partner_center:
+            services = build_services(engine, settings, partner_center)
+            try:
+                await handler(args, services)
+            except SQLAlchemyError as error:  # e.g. PostgreSQL refusing a value longer than its column
+                raise CliError(f"the database refused the command: {_database_detail(error, url)}") from None
     finally:
         await engine.dispose()
 

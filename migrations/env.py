@@ -9,7 +9,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import services.models  # noqa: F401  (registers the tables on Base.metadata)
-from services.db import Base, create_engine
+from services.db import Base, create_engine, include_name
 from services.settings import Settings
 
 target_metadata = Base.metadata
@@ -19,6 +19,7 @@ def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        include_name=include_name,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )

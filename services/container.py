@@ -13,6 +13,7 @@ from services.db import create_session_factory
 from services.idempotency import IdempotencyService
 from services.jobs import JobService
 from services.organisations import OrganisationService
+from services.partner_center import PartnerCenterClient
 from services.settings import Settings
 
 
@@ -26,9 +27,10 @@ class Services:
     conversations: ConversationReferenceService
     idempotency: IdempotencyService
     jobs: JobService
+    partner_center: PartnerCenterClient
 
 
-def build_services(engine: AsyncEngine, settings: Settings) -> Services:
+def build_services(engine: AsyncEngine, settings: Settings, partner_center: PartnerCenterClient) -> Services:
     sessions = create_session_factory(engine)
     alerts = AlertService(sessions)
     return Services(
@@ -46,4 +48,5 @@ def build_services(engine: AsyncEngine, settings: Settings) -> Services:
             lease_seconds=settings.job_lease_seconds,
             poll_interval=settings.job_poll_interval_seconds,
         ),
+        partner_center=partner_center,
     )

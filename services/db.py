@@ -87,3 +87,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic's filter: the Partner Center sandbox keeps its own `sandbox_*` tables (created by
+    itself) in the bot's database when they share one; migrations neither manage nor drop them."""
+    return not (type_ == "table" and name is not None and name.startswith("sandbox_"))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
@@ -53,6 +54,21 @@ class Settings(BaseSettings):
     job_poll_interval_seconds: float = Field(default=1.0, gt=0)
     job_lease_seconds: int = Field(default=120, ge=5)
 
+    # --- Partner Center ---------------------------------------------------------------------------
+    # Empty URL = the built-in sandbox, started with the bot on its own loopback port.
+    partner_center_url: str = ""
+    partner_center_price_sheet_url: str = "https://api.partner.microsoft.com"
+    partner_center_tenant_id: str = ""
+    partner_center_client_id: str = ""
+    partner_center_client_secret: SecretStr = SecretStr("")
+    partner_center_refresh_token: SecretStr = SecretStr("")
+    partner_center_authority: str = "https://login.microsoftonline.com"
+    partner_center_timeout_seconds: float = Field(default=30.0, gt=0)
+    # The sandbox: its port (0 = any free port) and database (empty = beside the bot's SQLite file,
+    # or the bot's own database in its `sandbox_*` tables when that is not SQLite).
+    partner_center_sandbox_port: int = Field(default=0, ge=0, le=65535)
+    partner_center_sandbox_database_url: str = ""
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -67,13 +83,43 @@ class Settings(BaseSettings):
         return bool(self.microsoft_app_id.strip())
 
     @property
+    def uses_partner_center_sandbox(self) -> bool:
+        return not self.partner_center_url.strip()
+
+    @property
+    def sandbox_database_url(self) -> str:
+        if self.partner_center_sandbox_database_url:
+            return self.partner_center_sandbox_database_url
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            database = Path(url.database)
+            sibling = database.with_name(f"{database.stem}.partner-center-sandbox{database.suffix}")
+            return url.set(database=str(sibling)).render_as_string(hide_password=False)
+        return self.database_url
+
+    @property
     def seeds_demo_organisation(self) -> bool:
         if self.seed_demo_organisation is None:
             return not self.authenticated
         return self.seed_demo_organisation
 
     def check_safe_to_serve(self) -> None:
-        """Refuse an unauthenticated bot on a non-loopback address unless explicitly allowed."""
+        """Refuse an unauthenticated bot on a non-loopback address unless explicitly allowed, and a
+        real Partner Center URL without the credentials to call it."""
+        if not self.uses_partner_center_sandbox:
+            missing = [
+                name
+                for name, value in (
+                    ("PARTNER_CENTER_TENANT_ID", self.partner_center_tenant_id),
+                    ("PARTNER_CENTER_CLIENT_ID", self.partner_center_client_id),
+                    ("PARTNER_CENTER_CLIENT_SECRET", self.partner_center_client_secret.get_secret_value()),
+                )
+                if not value.strip()
+            ]
+            if missing:
+                raise SettingsError(
+                    f"PARTNER_CENTER_URL is set, so {', '.join(missing)} must be set too (see docs/partner-center.md)."
+                )
         if self.authenticated:
             if not self.microsoft_app_password.get_secret_value() or not self.microsoft_app_tenant_id:
                 raise SettingsError(

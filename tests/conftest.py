@@ -6,8 +6,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
@@ -16,9 +20,15 @@ from app import RUNTIME, BotRuntime, create_app
 from services.container import Services, build_services
 from services.db import create_engine
 from services.migrate import upgrade_database
+from services.partner_center import PartnerCenterClient, StaticTokenProvider
+from services.partner_center.sandbox import SandboxClock, SandboxSettings, start_sandbox
 from services.seed import PLAYGROUND_TENANT_ID
 from services.settings import Settings
 from tests.fakes import FakeConnector
+
+SANDBOX_TOKEN = "sandbox-test-token"
+# The sandbox's frozen "now" in tests: a Monday, mid-month, so cycles and 7-day windows are easy to read.
+SANDBOX_START = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
 
 POSTGRES_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -61,19 +71,78 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIt
         await generator.aclose()
 
 
+@dataclass
+class Sandbox:
+    """The built-in Partner Center sandbox on a free loopback port, its clock frozen (tests move it),
+    and the product's real client pointed at it."""
+
+    url: str
+    token: str
+    clock: SandboxClock
+    client: PartnerCenterClient
+    session: aiohttp.ClientSession
+
+    async def admin(self, method: str, path: str, body: Any = None) -> Any:
+        """Call the sandbox-only admin endpoint (what "elsewhere" or the customer's admin would do)."""
+        async with self.session.request(
+            method, f"{self.url}/_sandbox{path}", json=body, headers={"Authorization": f"Bearer {self.token}"}
+        ) as response:
+            data = await response.json() if response.content_type == "application/json" else await response.text()
+            assert response.status < 400, f"sandbox admin {method} {path}: {response.status} {data}"
+            return data
+
+
+async def _no_wait(_: float) -> None:
+    return None
+
+
 @pytest.fixture
-async def services(database_url: str) -> AsyncIterator[Services]:
+async def sandbox(tmp_path: Any) -> AsyncIterator[Sandbox]:
+    clock = SandboxClock(frozen_at=SANDBOX_START)
+    running = await start_sandbox(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'sandbox.sqlite3'}",
+        accepted_token=SANDBOX_TOKEN,
+        clock=clock,
+        settings=SandboxSettings(availability_salt="tests"),
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = PartnerCenterClient(
+                session,
+                base_url=running.url,
+                price_sheet_url=running.url,
+                tokens=StaticTokenProvider(SANDBOX_TOKEN),
+                sleep=_no_wait,
+                poll_interval=0.01,
+            )
+            yield Sandbox(running.url, SANDBOX_TOKEN, clock, client, session)
+    finally:
+        await running.close()
+
+
+def sandbox_opener(sandbox: Sandbox) -> Callable[[Settings], AbstractAsyncContextManager[PartnerCenterClient]]:
+    """For `create_app(partner_center=...)`: the app uses the test's sandbox (and its clock)."""
+
+    @asynccontextmanager
+    async def _open(_: Settings) -> AsyncIterator[PartnerCenterClient]:
+        yield sandbox.client
+
+    return _open
+
+
+@pytest.fixture
+async def services(database_url: str, sandbox: Sandbox) -> AsyncIterator[Services]:
     engine = create_engine(database_url)
     await upgrade_database(engine)
-    yield build_services(engine, Settings(database_url=database_url))
+    yield build_services(engine, Settings(database_url=database_url), sandbox.client)
     await engine.dispose()
 
 
 @pytest.fixture
-async def sqlite_services(sqlite_url: str) -> AsyncIterator[Services]:
+async def sqlite_services(sqlite_url: str, sandbox: Sandbox) -> AsyncIterator[Services]:
     engine = create_engine(sqlite_url)
     await upgrade_database(engine)
-    yield build_services(engine, Settings(database_url=sqlite_url))
+    yield build_services(engine, Settings(database_url=sqlite_url), sandbox.client)
     await engine.dispose()
 
 
@@ -88,12 +157,14 @@ BotFactory = Callable[..., Awaitable[TestClient]]
 
 
 @pytest.fixture
-def make_bot(aiohttp_client: Any, sqlite_url: str) -> BotFactory:
-    """Build the real app (unauthenticated local mode unless settings say otherwise)."""
+def make_bot(aiohttp_client: Any, sqlite_url: str, sandbox: Sandbox) -> BotFactory:
+    """Build the real app (unauthenticated local mode unless settings say otherwise), talking to the
+    test's Partner Center sandbox."""
 
     async def _make(**overrides: Any) -> TestClient:
         settings_values: dict[str, Any] = {"database_url": sqlite_url, "job_poll_interval_seconds": 0.05}
         settings_values.update(overrides.pop("settings", {}))
+        overrides.setdefault("partner_center", sandbox_opener(sandbox))
         return await aiohttp_client(create_app(Settings(**settings_values), **overrides))
 
     return _make

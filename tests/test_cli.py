@@ -384,3 +384,52 @@ def test_installed_console_script(db: Db, tmp_path: Path) -> None:
     failed = cspbot("member", "add", "acme", "x@acme.example", "--role", "boss")
     assert failed.returncode == 1
     assert failed.stderr.startswith("error: Unknown role 'boss'") and "Traceback" not in failed.stderr
+
+
+def test_sandbox_command_serves_the_sandbox_alone_with_a_private_token(tmp_path: Path) -> None:
+    """`cspbot sandbox --port N`: the same sandbox the bot embeds, on its own port, token in a 0600 file."""
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    token_file = tmp_path / "sandbox.token"
+    env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}"}
+    command = [sys.executable, "-m", "cli.main", "sandbox", "--port", str(port), "--token-file", str(token_file)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not token_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+        token = token_file.read_text().strip()
+        status = None
+        while time.monotonic() < deadline:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/v1/domains/contoso.onmicrosoft.com",
+                method="HEAD",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            try:
+                status = urllib.request.urlopen(request, timeout=2).status
+                break
+            except urllib.error.HTTPError as error:
+                status = error.code
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert status == 200  # contoso.onmicrosoft.com is one of the seeded, taken domains
+        unauthorised = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/domains/contoso.onmicrosoft.com", method="HEAD"
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(unauthorised, timeout=2)
+        assert refused.value.code == 401
+        assert (tmp_path / "bot.partner-center-sandbox.sqlite3").exists()
+    finally:
+        process.terminate()
+        out, err = process.communicate(timeout=10)
+    assert token not in out + err

@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 import services.models  # noqa: F401  (tables on the metadata)
-from services.db import Base, create_engine
+from services.db import Base, create_engine, include_name
 from services.migrate import upgrade_database
 
 
@@ -33,7 +33,7 @@ async def test_migrations_match_the_models(database_url):
         await upgrade_database(engine)
 
         def _diff(connection):
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            context = MigrationContext.configure(connection, opts={"compare_type": True, "include_name": include_name})
             return compare_metadata(context, Base.metadata)
 
         async with engine.connect() as connection:

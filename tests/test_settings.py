@@ -180,3 +180,27 @@ def test_demo_organisation_is_seeded_only_in_local_mode_unless_asked():
     )
     assert not production.seeds_demo_organisation
     assert Settings(_env_file=None, seed_demo_organisation=False).seeds_demo_organisation is False
+
+
+@pytest.mark.parametrize(
+    "missing", ["partner_center_tenant_id", "partner_center_client_id", "partner_center_client_secret"]
+)
+def test_a_real_partner_center_url_needs_its_credentials(missing: str) -> None:
+    values = {
+        "partner_center_url": "https://api.partnercenter.microsoft.com",
+        "partner_center_tenant_id": "11111111-1111-1111-1111-111111111111",
+        "partner_center_client_id": "22222222-2222-2222-2222-222222222222",
+        "partner_center_client_secret": "s3cret-value",
+    }
+    values[missing] = ""
+    with pytest.raises(SettingsError, match=missing.upper()) as raised:
+        make_settings(**values).check_safe_to_serve()
+    assert "s3cret-value" not in str(raised.value)
+
+
+def test_the_sandbox_is_the_default_and_keeps_its_own_sqlite_file(tmp_path: Path) -> None:
+    settings = make_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}")
+    assert settings.uses_partner_center_sandbox
+    assert settings.sandbox_database_url == f"sqlite+aiosqlite:///{tmp_path / 'bot.partner-center-sandbox.sqlite3'}"
+    shared = make_settings(database_url="postgresql+asyncpg://bot@db/cspbot")
+    assert shared.sandbox_database_url == "postgresql+asyncpg://bot@db/cspbot"

@@ -1,4 +1,6 @@
-from tests.conftest import message
+from app import create_app
+from services.settings import Settings
+from tests.conftest import message, runtime_of
 from tests.fakes import card_of, card_text
 
 
@@ -11,3 +13,15 @@ async def test_menu_reaches_the_connector(make_bot, connector):
     card = card_of(fake.messages()[0])
     assert card is not None
     assert "Contoso" in card_text(card)
+
+
+async def test_the_embedded_default_starts_the_sandbox_and_points_the_client_at_it(aiohttp_client, tmp_path):
+    """No Partner Center settings: the app opens the built-in sandbox itself (its own SQLite file)."""
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}")
+    client = await aiohttp_client(create_app(settings))
+    partner_center = runtime_of(client).services.partner_center
+    assert await partner_center.domain_is_taken("contoso.onmicrosoft.com")
+    assert not await partner_center.domain_is_taken("surely-free-4711.onmicrosoft.com")
+    assert (tmp_path / "bot.partner-center-sandbox.sqlite3").exists()
+    health = await (await client.get("/healthz")).json()
+    assert health["partner_center"] == "sandbox"
