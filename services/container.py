@@ -12,6 +12,8 @@ from services.conversations import ConversationReferenceService
 from services.db import create_session_factory
 from services.idempotency import IdempotencyService
 from services.jobs import JobService
+from services.ledger import SubscriptionLedger
+from services.mail import Mailer, MailTransport, OutboxTransport, SmtpTransport
 from services.organisations import OrganisationService
 from services.partner_center import PartnerCenterClient
 from services.settings import Settings
@@ -28,6 +30,8 @@ class Services:
     idempotency: IdempotencyService
     jobs: JobService
     partner_center: PartnerCenterClient
+    mailer: Mailer
+    ledger: SubscriptionLedger
 
 
 def build_services(engine: AsyncEngine, settings: Settings, partner_center: PartnerCenterClient) -> Services:
@@ -49,4 +53,18 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
             poll_interval=settings.job_poll_interval_seconds,
         ),
         partner_center=partner_center,
+        mailer=Mailer(mail_transport(settings), sender=settings.mail_from, alerts=alerts),
+        ledger=SubscriptionLedger(sessions),
     )
+
+
+def mail_transport(settings: Settings) -> MailTransport:
+    if settings.smtp_host.strip():
+        return SmtpTransport(
+            settings.smtp_host.strip(),
+            settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+        )
+    return OutboxTransport(settings.mail_outbox_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from services.db import Base, UtcDateTime, utcnow
@@ -35,6 +35,9 @@ class Organisation(Base):
     registration_number: Mapped[str] = mapped_column(String(64), default="")
     domain_prefix: Mapped[str] = mapped_column(String(27), default="")
     allow_self_approval: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Microsoft's id of the organisation's tenant as a customer of the reseller (set by "add tenant"
+    # or once a reseller relationship is accepted); everything sold is bought for it.
+    partner_center_customer_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
@@ -175,3 +178,66 @@ class BotStateRow(Base):
     data: Mapped[str] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer, default=1)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SubscriptionRow(Base):
+    """The bot's mirror of one of Microsoft's subscriptions (written only after Microsoft accepted a
+    change, or by a sync). Current state only; the history that billing reads is the ledger."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # Microsoft's subscription id
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    parent_subscription_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    offer_id: Mapped[str] = mapped_column(String(120))  # product:sku:availability
+    product_id: Mapped[str] = mapped_column(String(40))
+    sku_id: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(200))
+    # The licence product (subscribed SKU id) its seats are pooled in; empty when it grants none.
+    licence_sku_id: Mapped[str] = mapped_column(String(64), default="")
+    quantity: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    term_duration: Mapped[str] = mapped_column(String(10))
+    billing_cycle: Mapped[str] = mapped_column(String(20))
+    auto_renew: Mapped[bool] = mapped_column(Boolean, default=True)
+    commitment_end_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    cancellation_allowed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Microsoft's `refundableQuantity` as last seen: {"totalQuantity": n, "details": [...]}.
+    refundable: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    scheduled_quantity: Mapped[int | None] = mapped_column(Integer)
+    etag: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    synced_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class LedgerEntry(Base):
+    """One event in a subscription's life, as billing needs it: never updated, never deleted.
+
+    `source_key` makes recording idempotent: the same order, change or audit record is written once
+    however often it is seen (a re-delivered activity, a retried job, a second sync)."""
+
+    __tablename__ = "subscription_ledger"
+    __table_args__ = (Index("ix_subscription_ledger_org_effective", "organisation_id", "effective_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    subscription_id: Mapped[str] = mapped_column(String(64), index=True)
+    parent_subscription_id: Mapped[str | None] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(30))
+    effective_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    offer_id: Mapped[str] = mapped_column(String(120))
+    product_id: Mapped[str] = mapped_column(String(40))
+    sku_id: Mapped[str] = mapped_column(String(40))
+    product_name: Mapped[str] = mapped_column(String(200))
+    term_duration: Mapped[str] = mapped_column(String(10))
+    billing_cycle: Mapped[str] = mapped_column(String(20))
+    quantity_before: Mapped[int] = mapped_column(Integer)
+    quantity_after: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(20))  # "bot" or "sync"
+    source_key: Mapped[str] = mapped_column(String(200), unique=True)
+    actor: Mapped[str] = mapped_column(String(254), default="")
+    # The price-list entry shown to the customer when they bought or changed it (informational;
+    # rating looks the price up again by the rules, so a corrected list is honoured).
+    price_entry_id: Mapped[int | None] = mapped_column(Integer)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -54,6 +54,15 @@ class Settings(BaseSettings):
     job_poll_interval_seconds: float = Field(default=1.0, gt=0)
     job_lease_seconds: int = Field(default=120, ge=5)
 
+    # --- Mail: SMTP when SMTP_HOST is set, else .eml files in MAIL_OUTBOX_DIR -----------------------
+    mail_from: str = "CSP self-service <cspbot@localhost>"
+    mail_outbox_dir: Path = DEFAULT_VAR_DIR / "outbox"
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_starttls: bool = True
+
     # --- Partner Center ---------------------------------------------------------------------------
     # Empty URL = the built-in sandbox, started with the bot on its own loopback port.
     partner_center_url: str = ""

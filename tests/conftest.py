@@ -9,6 +9,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email import message_from_bytes
+from email import policy as email_policy
+from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -131,18 +135,34 @@ def sandbox_opener(sandbox: Sandbox) -> Callable[[Settings], AbstractAsyncContex
 
 
 @pytest.fixture
-async def services(database_url: str, sandbox: Sandbox) -> AsyncIterator[Services]:
+def outbox(tmp_path: Any) -> Path:
+    """Where the tests' mail goes (the outbox transport): one .eml file per message."""
+    return Path(tmp_path) / "outbox"
+
+
+def outbox_messages(folder: Path) -> list[EmailMessage]:
+    """The mail delivered to the outbox, oldest first."""
+    if not folder.exists():
+        return []
+    return [
+        message_from_bytes(path.read_bytes(), policy=email_policy.default)  # type: ignore[misc]
+        for path in sorted(folder.glob("*.eml"), key=lambda item: item.stat().st_mtime_ns)
+    ]
+
+
+@pytest.fixture
+async def services(database_url: str, sandbox: Sandbox, outbox: Path) -> AsyncIterator[Services]:
     engine = create_engine(database_url)
     await upgrade_database(engine)
-    yield build_services(engine, Settings(database_url=database_url), sandbox.client)
+    yield build_services(engine, Settings(database_url=database_url, mail_outbox_dir=outbox), sandbox.client)
     await engine.dispose()
 
 
 @pytest.fixture
-async def sqlite_services(sqlite_url: str, sandbox: Sandbox) -> AsyncIterator[Services]:
+async def sqlite_services(sqlite_url: str, sandbox: Sandbox, outbox: Path) -> AsyncIterator[Services]:
     engine = create_engine(sqlite_url)
     await upgrade_database(engine)
-    yield build_services(engine, Settings(database_url=sqlite_url), sandbox.client)
+    yield build_services(engine, Settings(database_url=sqlite_url, mail_outbox_dir=outbox), sandbox.client)
     await engine.dispose()
 
 
@@ -157,12 +177,16 @@ BotFactory = Callable[..., Awaitable[TestClient]]
 
 
 @pytest.fixture
-def make_bot(aiohttp_client: Any, sqlite_url: str, sandbox: Sandbox) -> BotFactory:
+def make_bot(aiohttp_client: Any, sqlite_url: str, sandbox: Sandbox, outbox: Path) -> BotFactory:
     """Build the real app (unauthenticated local mode unless settings say otherwise), talking to the
     test's Partner Center sandbox."""
 
     async def _make(**overrides: Any) -> TestClient:
-        settings_values: dict[str, Any] = {"database_url": sqlite_url, "job_poll_interval_seconds": 0.05}
+        settings_values: dict[str, Any] = {
+            "database_url": sqlite_url,
+            "job_poll_interval_seconds": 0.05,
+            "mail_outbox_dir": outbox,
+        }
         settings_values.update(overrides.pop("settings", {}))
         overrides.setdefault("partner_center", sandbox_opener(sandbox))
         return await aiohttp_client(create_app(Settings(**settings_values), **overrides))

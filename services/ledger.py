@@ -1,0 +1,144 @@
+"""The subscription ledger: every purchase, quantity change, suspension, reactivation, cancellation,
+renewal and expiry, from the bot or discovered by a sync. Billing's only input besides the price lists.
+
+Entries are appended, never changed. Recording is idempotent through `source_key` (an order id, a
+change's idempotency key, an audit record id): the same event seen twice is one entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.models import LedgerEntry
+
+
+class LedgerEvent(StrEnum):
+    PURCHASE = "purchase"
+    QUANTITY_INCREASE = "quantity_increase"
+    QUANTITY_DECREASE = "quantity_decrease"  # a refunded reduction, inside the seats' window
+    CANCELLATION = "cancellation"  # inside the window, refunded
+    SUSPENSION = "suspension"
+    REACTIVATION = "reactivation"
+    RENEWAL = "renewal"  # a new term; quantity_after is the renewed quantity
+    EXPIRY = "expiry"  # the term ended without renewal
+
+
+class LedgerSource(StrEnum):
+    BOT = "bot"
+    SYNC = "sync"
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    """What happened, in the terms billing needs. `effective_at` is Microsoft's time of the event."""
+
+    organisation_id: int
+    subscription_id: str
+    parent_subscription_id: str | None
+    event_type: LedgerEvent
+    effective_at: datetime
+    offer_id: str
+    product_id: str
+    sku_id: str
+    product_name: str
+    term_duration: str
+    billing_cycle: str
+    quantity_before: int
+    quantity_after: int
+    source: LedgerSource
+    source_key: str
+    actor: str = ""
+    price_entry_id: int | None = None
+    id: int | None = None
+
+
+def _record(entry: LedgerEntry) -> LedgerRecord:
+    return LedgerRecord(
+        id=entry.id,
+        organisation_id=entry.organisation_id,
+        subscription_id=entry.subscription_id,
+        parent_subscription_id=entry.parent_subscription_id,
+        event_type=LedgerEvent(entry.event_type),
+        effective_at=entry.effective_at,
+        offer_id=entry.offer_id,
+        product_id=entry.product_id,
+        sku_id=entry.sku_id,
+        product_name=entry.product_name,
+        term_duration=entry.term_duration,
+        billing_cycle=entry.billing_cycle,
+        quantity_before=entry.quantity_before,
+        quantity_after=entry.quantity_after,
+        source=LedgerSource(entry.source),
+        source_key=entry.source_key,
+        actor=entry.actor,
+        price_entry_id=entry.price_entry_id,
+    )
+
+
+class SubscriptionLedger:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    @staticmethod
+    def add(session: AsyncSession, record: LedgerRecord) -> None:
+        """Add an entry inside the caller's transaction (with the mirror row it goes with).
+        The caller must know the `source_key` is new (or let the unique constraint roll it back)."""
+        if record.effective_at.tzinfo is None:
+            raise ValueError("ledger times are timezone-aware")
+        session.add(
+            LedgerEntry(
+                organisation_id=record.organisation_id,
+                subscription_id=record.subscription_id,
+                parent_subscription_id=record.parent_subscription_id,
+                event_type=record.event_type.value,
+                effective_at=record.effective_at,
+                offer_id=record.offer_id,
+                product_id=record.product_id,
+                sku_id=record.sku_id,
+                product_name=record.product_name,
+                term_duration=record.term_duration,
+                billing_cycle=record.billing_cycle,
+                quantity_before=record.quantity_before,
+                quantity_after=record.quantity_after,
+                source=record.source.value,
+                source_key=record.source_key,
+                actor=record.actor,
+                price_entry_id=record.price_entry_id,
+            )
+        )
+
+    async def record(self, record: LedgerRecord) -> bool:
+        """Append one entry in its own transaction; False if its `source_key` was already recorded."""
+        async with self._sessions() as session:
+            if await session.scalar(select(LedgerEntry.id).where(LedgerEntry.source_key == record.source_key)):
+                return False
+            self.add(session, record)
+            try:
+                await session.commit()
+            except IntegrityError:  # recorded concurrently by another replica
+                await session.rollback()
+                return False
+            return True
+
+    async def has(self, source_key: str) -> bool:
+        async with self._sessions() as session:
+            return await session.scalar(select(LedgerEntry.id).where(LedgerEntry.source_key == source_key)) is not None
+
+    async def entries(
+        self, organisation_id: int, *, until: datetime | None = None, subscription_id: str | None = None
+    ) -> list[LedgerRecord]:
+        """An organisation's entries in time order (ties in recording order), optionally up to `until`."""
+        query = select(LedgerEntry).where(LedgerEntry.organisation_id == organisation_id)
+        if until is not None:
+            query = query.where(LedgerEntry.effective_at <= until)
+        if subscription_id is not None:
+            query = query.where(LedgerEntry.subscription_id == subscription_id)
+        async with self._sessions() as session:
+            rows = (await session.scalars(query.order_by(LedgerEntry.effective_at, LedgerEntry.id))).all()
+        return [_record(row) for row in rows]

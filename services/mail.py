@@ -1,0 +1,153 @@
+"""Outgoing e-mail: tenant credentials, new users' passwords, directory passwords.
+
+Two transports, chosen by settings: SMTP (`SMTP_HOST` set) or, by default, a local outbox folder
+where each message is one `.eml` file (readable only by the owner) — the embedded default's
+"mail". A message may carry secrets (a password): they are placed into the body only at delivery,
+never logged, never stored anywhere else, and never part of an error or alert text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import smtplib
+import ssl
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import SecretStr
+
+from services.alerts import AlertService
+from services.db import utcnow
+from services.errors import DomainError, InvalidInput
+
+log = logging.getLogger(__name__)
+
+_ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$")
+
+
+def is_mail_address(value: str) -> bool:
+    return len(value) <= 254 and _ADDRESS.match(value) is not None
+
+
+class MailNotDelivered(DomainError):
+    """The message could not be handed over; the operator has an alert. Safe to show."""
+
+
+@dataclass(frozen=True)
+class Mail:
+    """A message to send. `body` may hold `{name}` placeholders filled from `secrets` at delivery."""
+
+    to: str
+    subject: str
+    body: str
+    secrets: Mapping[str, SecretStr] = field(default_factory=dict)
+
+    def render(self) -> str:
+        text = self.body
+        for name, value in self.secrets.items():
+            text = text.replace("{" + name + "}", value.get_secret_value())
+        return text
+
+
+class MailTransport(Protocol):
+    async def deliver(self, message: EmailMessage) -> str:
+        """Hand the message over; returns where it went (no secret in it)."""
+
+
+class OutboxTransport:
+    """Writes each message as an .eml file into a folder (the embedded default; tests read it)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    async def deliver(self, message: EmailMessage) -> str:
+        return await asyncio.to_thread(self._write, message)
+
+    def _write(self, message: EmailMessage) -> str:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        stamp = utcnow().strftime("%Y%m%dT%H%M%S")
+        path = self.folder / f"{stamp}-{uuid.uuid4().hex[:8]}.eml"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(message.as_bytes())
+        return str(path)
+
+
+class SmtpTransport:
+    """SMTP with STARTTLS (unless disabled) and optional login; run off the event loop."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        username: str = "",
+        password: SecretStr | None = None,
+        starttls: bool = True,
+        timeout: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._username = username
+        self._password = password
+        self._starttls = starttls
+        self._timeout = timeout
+        self._ssl_context = ssl_context
+
+    async def deliver(self, message: EmailMessage) -> str:
+        await asyncio.to_thread(self._send, message)
+        return f"smtp://{self._host}:{self._port}"
+
+    def _send(self, message: EmailMessage) -> None:
+        with smtplib.SMTP(self._host, self._port, timeout=self._timeout) as smtp:
+            if self._starttls:
+                smtp.starttls(context=self._ssl_context or ssl.create_default_context())
+            if self._username and self._password is not None:
+                smtp.login(self._username, self._password.get_secret_value())
+            smtp.send_message(message)
+
+
+class Mailer:
+    def __init__(self, transport: MailTransport, *, sender: str, alerts: AlertService) -> None:
+        self._transport = transport
+        self._sender = sender
+        self._alerts = alerts
+
+    async def send(self, mail: Mail, *, organisation_id: int | None = None, sent_at: datetime | None = None) -> None:
+        """Deliver one message or raise `MailNotDelivered` (after raising an operator alert)."""
+        if not is_mail_address(mail.to):
+            raise InvalidInput(f"{mail.to!r} is not a valid e-mail address.")
+        message = EmailMessage()
+        message["From"] = self._sender
+        message["To"] = mail.to
+        message["Subject"] = mail.subject
+        message["Date"] = format_datetime(sent_at or utcnow())
+        message["Message-ID"] = make_msgid(domain=self._sender.rsplit("@", 1)[-1] or "localhost")
+        message.set_content(mail.render())
+        try:
+            where = await self._transport.deliver(message)
+        except (OSError, smtplib.SMTPException) as error:
+            # The error text of smtplib never holds the body; still, only its class is kept.
+            log.warning("mail to %s (%r) not delivered: %s", mail.to, mail.subject, type(error).__name__)
+            await self._alerts.raise_alert(
+                "mail_undeliverable",
+                f"E-mail '{mail.subject}' to {mail.to} could not be delivered ({type(error).__name__}). "
+                "Check the SMTP settings; the person did not get it.",
+                dedup_key=f"mail_undeliverable:{mail.to}:{mail.subject}",
+                severity="error",
+                organisation_id=organisation_id,
+            )
+            raise MailNotDelivered(
+                f"The e-mail to {mail.to} could not be sent. The reseller has been told; please try again later."
+            ) from None
+        log.info("mail '%s' sent to %s via %s", mail.subject, mail.to, where)
