@@ -129,6 +129,7 @@ class OrganisationView:
     registration_number: str
     domain_prefix: str
     allow_self_approval: bool
+    partner_center_customer_id: str | None = None
     members: tuple[MemberView, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
@@ -163,13 +164,14 @@ def _organisation_view(org: Organisation, *, with_members: bool = True) -> Organ
         id=org.id,
         slug=org.slug,
         teams_tenant_id=org.teams_tenant_id,
+        partner_center_customer_id=org.partner_center_customer_id,
         members=tuple(_member_view(m) for m in org.members) if with_members else (),
         **values,
     )
 
 
 def _snapshot(org: Organisation) -> dict[str, Any]:
-    return {name: getattr(org, name) for name in (*PROFILE_FIELDS, "teams_tenant_id")}
+    return {name: getattr(org, name) for name in (*PROFILE_FIELDS, "teams_tenant_id", "partner_center_customer_id")}
 
 
 @asynccontextmanager
@@ -294,6 +296,39 @@ class OrganisationService:
             )
             await session.flush()
             return _organisation_view(org)
+
+    async def set_partner_center_customer(
+        self, organisation_id: int, customer_id: str, *, actor: str
+    ) -> OrganisationView:
+        """Record the organisation's tenant as a customer at Microsoft (after Microsoft created or
+        confirmed it). Setting the same id again is a no-op; another id is refused (one tenant each)."""
+        customer_id = customer_id.strip().lower()
+        if not TENANT_ID_PATTERN.match(customer_id):
+            raise InvalidInput(f"{customer_id!r} is not a Partner Center customer id (a GUID).", field="customer_id")
+        async with (
+            _unique(f"Customer {customer_id} already belongs to another organisation."),
+            self._sessions.begin() as session,
+        ):
+            org = await session.get(Organisation, organisation_id)
+            if org is None:
+                raise NotFound("That organisation no longer exists.")
+            if org.partner_center_customer_id == customer_id:
+                return _organisation_view(org, with_members=False)
+            if org.partner_center_customer_id is not None:
+                raise Conflict(f"Organisation {org.slug!r} already has a Microsoft tenant.")
+            before = _snapshot(org)
+            org.partner_center_customer_id = customer_id
+            audit.record(
+                session,
+                actor=actor,
+                action="organisation.partner_center_customer",
+                organisation_id=org.id,
+                target=org.slug,
+                before=before,
+                after=_snapshot(org),
+            )
+            await session.flush()
+            return _organisation_view(org, with_members=False)
 
     async def add_member(
         self,

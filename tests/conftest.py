@@ -24,9 +24,17 @@ from app import RUNTIME, BotRuntime, create_app
 from services.container import Services, build_services
 from services.db import create_engine
 from services.migrate import upgrade_database
+from services.organisations import OrganisationView
 from services.partner_center import PartnerCenterClient, StaticTokenProvider
+from services.partner_center.models import (
+    Address,
+    Contact,
+    Customer,
+    CustomerBillingProfile,
+    CustomerCompanyProfile,
+)
 from services.partner_center.sandbox import SandboxClock, SandboxSettings, start_sandbox
-from services.seed import PLAYGROUND_TENANT_ID
+from services.seed import DEMO_SLUG, PLAYGROUND_TENANT_ID, seed_demo_organisation
 from services.settings import Settings
 from tests.fakes import FakeConnector
 
@@ -238,3 +246,52 @@ def message(
     if value is not None:
         activity["value"] = value
     return activity
+
+
+async def link_demo_customer(services: Services, *, domain_prefix: str = "contosodemo") -> OrganisationView:
+    """The demo organisation (seeded if missing) with a Microsoft tenant created in the sandbox and
+    the Microsoft Customer Agreement attested — ready to buy. Returns its view."""
+    await seed_demo_organisation(services.organisations)
+    org = await services.organisations.get(DEMO_SLUG)
+    if org.partner_center_customer_id:
+        return org
+    client = services.partner_center
+    customer = await client.create_customer(
+        Customer(
+            company_profile=CustomerCompanyProfile(domain=f"{domain_prefix}.onmicrosoft.com"),
+            billing_profile=CustomerBillingProfile(
+                email=org.contact_email,
+                culture=org.culture,
+                language=org.language,
+                company_name=org.name,
+                default_address=Address(
+                    country=org.country,
+                    city=org.city,
+                    state=org.state,
+                    address_line1=org.address_line1,
+                    postal_code=org.postal_code,
+                    first_name=org.contact_first_name,
+                    last_name=org.contact_last_name,
+                    phone_number=org.contact_phone.replace(" ", "").lstrip("+"),
+                ),
+            ),
+        )
+    )
+    assert customer.id
+    await client.accept_agreement(
+        customer.id,
+        Contact(first_name=org.contact_first_name, last_name=org.contact_last_name, email=org.contact_email),
+    )
+    return await services.organisations.set_partner_center_customer(org.id, customer.id, actor="tests")
+
+
+@pytest.fixture
+async def demo_customer(services: Services) -> OrganisationView:
+    """On SQLite and PostgreSQL: the demo organisation as a sandbox customer that may buy."""
+    return await link_demo_customer(services)
+
+
+@pytest.fixture
+async def sqlite_demo_customer(sqlite_services: Services) -> OrganisationView:
+    """The same on the SQLite file `make_bot` uses, so a bot test starts with a linked tenant."""
+    return await link_demo_customer(sqlite_services)

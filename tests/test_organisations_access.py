@@ -186,3 +186,17 @@ async def test_unchanged_roles_write_no_audit_entry(services):
     await services.organisations.set_roles("fabrikam", "pat@fabrikam.com", add=["admin"], actor="x")
     async with services.sessions() as session:
         assert len(await entries_for(session, org.id)) == before
+
+
+async def test_the_partner_center_customer_is_set_once_and_audited(services, demo_customer) -> None:
+    org = demo_customer
+    assert org.partner_center_customer_id
+    again = await services.organisations.set_partner_center_customer(org.id, org.partner_center_customer_id, actor="t")
+    assert again.partner_center_customer_id == org.partner_center_customer_id  # idempotent
+    with pytest.raises(Conflict):
+        await services.organisations.set_partner_center_customer(
+            org.id, "11111111-2222-3333-4444-555555555555", actor="t"
+        )
+    with pytest.raises(InvalidInput):
+        await services.organisations.set_partner_center_customer(org.id, "not-a-guid", actor="t")
+    assert (await services.organisations.get_by_id(org.id)).partner_center_customer_id == org.partner_center_customer_id
