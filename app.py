@@ -107,6 +107,7 @@ def create_app(
             conversations=services.conversations,
             tasks=TaskCatalogue(tasks(services)),
             messenger=messenger,
+            typing_delay=settings.typing_indicator_delay_seconds,
         )
         authenticator = RequestAuthenticator(connection_manager.get_default_connection_configuration(), signing_keys)
         app[RUNTIME] = BotRuntime(services, adapter, bot, authenticator, messenger)

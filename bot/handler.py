@@ -11,6 +11,7 @@ Turn rules (see docs/architecture.md):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import logging
 import weakref
@@ -58,11 +59,37 @@ INVOKE_MESSAGE = "application/vnd.microsoft.activity.message"
 InvokeHandler = Callable[[TurnContext, Caller, dict[str, Any]], Awaitable[AdaptiveCardInvokeResponse]]
 
 
+class _DelayedTyping:
+    """One typing indicator, sent only if the turn is still running after `delay` seconds: a fast
+    turn's reply arrives before anyone would notice, and needs no extra round trip to Teams."""
+
+    def __init__(self, context: TurnContext, delay: float) -> None:
+        self._context = context
+        self._sending = False
+        self._task = asyncio.create_task(self._after(delay))
+
+    async def _after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._sending = True
+        try:
+            await _Outbox.send_typing(self._context)
+        except Exception:
+            log.warning("the typing indicator could not be sent", exc_info=True)
+
+    async def stop(self) -> None:
+        """Before the replies go out: cancel a pending indicator, or let one in flight arrive first."""
+        if not self._sending:
+            self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
 class _Outbox:
-    """Holds a turn's replies until its state is saved (typing indicators go out at once)."""
+    """Holds a turn's replies until its state is saved (typing indicators go out around it)."""
 
     def __init__(self) -> None:
         self.held: list[Activity] = []
+        self.typing: _DelayedTyping | None = None
 
     async def intercept(
         self, context: TurnContext, activities: list[Activity], send: Callable[[], Awaitable[Any]]
@@ -71,6 +98,18 @@ class _Outbox:
         if any(activity.type not in (ActivityTypes.trace, ActivityTypes.typing) for activity in activities):
             context.responded = True  # what the SDK would record had they been sent (prompts read it)
         return [ResourceResponse() for _ in activities]
+
+    def hold(self, context: TurnContext, activity: Activity) -> None:
+        """Queue an activity this handler has just built, for the end of the turn.
+
+        `context.send_activity` deep-copies every activity it is given (so callers may reuse theirs);
+        for a freshly built card that copy is most of a menu turn's CPU (docs/benchmarks.md), and an
+        activity built for one reply needs no protection from its builder."""
+        activity = TurnContext.apply_conversation_reference(activity, context.activity.get_conversation_reference())
+        activity.input_hint = activity.input_hint or "acceptingInput"
+        activity.id = None
+        self.held.append(activity)
+        context.responded = True
 
     @staticmethod
     async def send_typing(context: TurnContext) -> None:
@@ -81,6 +120,8 @@ class _Outbox:
         await context.adapter.send_activities(context, [typing])
 
     async def flush(self, context: TurnContext) -> None:
+        if self.typing is not None:
+            await self.typing.stop()
         held, self.held = self.held, []
         if held:
             await context.adapter.send_activities(context, held)
@@ -106,7 +147,9 @@ class CspBot(ActivityHandler):
         tasks: TaskCatalogue,
         messenger: ProactiveMessenger,
         invoke_handlers: dict[str, InvokeHandler] | None = None,
+        typing_delay: float = 0.5,
     ) -> None:
+        self._typing_delay = typing_delay
         self._storage = storage
         self._messenger = messenger
         self._access = access
@@ -131,27 +174,37 @@ class CspBot(ActivityHandler):
             turn_context.on_send_activities(outbox.intercept)
             turn_context.turn_state[OUTBOX_KEY] = outbox
             turn_context.turn_state[MESSENGER_KEY] = self._messenger
-            async with self._lock_for(conversation_id):
-                for attempt in (1, 2):
-                    try:
-                        await self._run_turn(turn_context)
-                        await outbox.flush(turn_context)
+            if activity.type == ActivityTypes.message:
+                outbox.typing = _DelayedTyping(turn_context, self._typing_delay)
+            try:
+                await self._serialised_turn(turn_context, outbox, conversation_id)
+            finally:
+                if outbox.typing is not None:
+                    await outbox.typing.stop()
+
+    async def _serialised_turn(self, turn_context: TurnContext, outbox: _Outbox, conversation_id: str) -> None:
+        """One turn at a time per conversation; a state conflict runs the turn once more."""
+        async with self._lock_for(conversation_id):
+            for attempt in (1, 2):
+                try:
+                    await self._run_turn(turn_context)
+                    await outbox.flush(turn_context)
+                    return
+                except StateConflictError:
+                    outbox.held.clear()
+                    if attempt == 2:
+                        await self._fail(turn_context, outbox, reset=False)
                         return
-                    except StateConflictError:
-                        outbox.held.clear()
-                        if attempt == 2:
-                            await self._fail(turn_context, outbox, reset=False)
-                            return
-                        log.info("conversation state changed under this turn; running it again")
-                    except DomainError as error:
-                        # Nothing of this turn's dialog progress is saved: the user can simply retry.
-                        outbox.held.clear()
-                        await turn_context.send_activity(MessageFactory.text(error.message))
-                        await outbox.flush(turn_context)
-                        return
-                    except Exception:
-                        await self._fail(turn_context, outbox, reset=True)
-                        return
+                    log.info("conversation state changed under this turn; running it again")
+                except DomainError as error:
+                    # Nothing of this turn's dialog progress is saved: the user can simply retry.
+                    outbox.held.clear()
+                    await turn_context.send_activity(MessageFactory.text(error.message))
+                    await outbox.flush(turn_context)
+                    return
+                except Exception:
+                    await self._fail(turn_context, outbox, reset=True)
+                    return
 
     async def _run_turn(self, turn_context: TurnContext) -> None:
         state = ConversationState(self._storage)  # per turn: a shared instance mixes conversations
@@ -215,13 +268,17 @@ class CspBot(ActivityHandler):
         )
 
     @staticmethod
+    def _reply(turn_context: TurnContext, reply: Activity | str) -> None:
+        outbox: _Outbox = turn_context.turn_state[OUTBOX_KEY]
+        outbox.hold(turn_context, MessageFactory.text(reply) if isinstance(reply, str) else reply)
+
+    @staticmethod
     def _summary(caller: Caller) -> CallerSummary:
         return CallerSummary(caller.display_name or caller.email, caller.organisation_name, sorted(caller.roles))
 
     # ---- messages --------------------------------------------------------------------------
     async def on_message_activity(self, turn_context: TurnContext) -> None:  # type: ignore[override]
         activity = turn_context.activity
-        await _Outbox.send_typing(turn_context)
         if activity.conversation is not None and activity.conversation.is_group:
             turn_context.activity.remove_recipient_mention()
         caller = await self._caller(turn_context)
@@ -229,7 +286,7 @@ class CspBot(ActivityHandler):
             await self._remember_conversation(turn_context, caller)
         if caller is None:
             sender = activity.from_property.name if activity.from_property else ""
-            await turn_context.send_activity(card_activity(build_not_registered_card(sender or "")))
+            self._reply(turn_context, card_activity(build_not_registered_card(sender or "")))
             return
         state: ConversationState = turn_context.turn_state[STATE_KEY]
         dialog_context = await self._tasks.dialog_set(state.create_property("DialogState")).create_context(turn_context)
@@ -244,26 +301,27 @@ class CspBot(ActivityHandler):
         if value is not None and value.get("verb") == "command":
             words = " ".join(str(value.get("command", "")).lower().split())
         elif value is not None:
-            await turn_context.send_activity(
-                "That card belongs to a task that has finished or was cancelled. Type **menu** to start again."
+            self._reply(
+                turn_context,
+                "That card belongs to a task that has finished or was cancelled. Type **menu** to start again.",
             )
             return
         else:
             words = normalised_text(activity)
         entries = self._tasks.menu_for(caller)
         if words in HELP_WORDS:
-            await turn_context.send_activity(card_activity(build_help_card(entries)))
+            self._reply(turn_context, card_activity(build_help_card(entries)))
         elif words in MENU_WORDS or not words:
-            await turn_context.send_activity(card_activity(build_menu_card(self._summary(caller), entries)))
+            self._reply(turn_context, card_activity(build_menu_card(self._summary(caller), entries)))
         elif words in CANCEL_WORDS:
-            await turn_context.send_activity("There is nothing to cancel. Type **menu** to see what I can do.")
+            self._reply(turn_context, "There is nothing to cancel. Type **menu** to see what I can do.")
         elif (task := self._tasks.find(words)) is not None:
             if not caller.can(task.permission):
-                await turn_context.send_activity(f"Your role does not allow **{task.title}**.")
+                self._reply(turn_context, f"Your role does not allow **{task.title}**.")
                 return
             await dialog_context.begin_dialog(task.dialog.id)
         else:
-            await turn_context.send_activity(self._suggestion(words))
+            self._reply(turn_context, self._suggestion(words))
 
     def _suggestion(self, words: str) -> str:
         known = ["menu", "help", "cancel", *self._tasks.commands()]
@@ -283,10 +341,10 @@ class CspBot(ActivityHandler):
         await self._remember_conversation(turn_context, caller)
         if caller is None:
             name = turn_context.activity.from_property.name if turn_context.activity.from_property else ""
-            await turn_context.send_activity(card_activity(build_not_registered_card(name or "")))
+            self._reply(turn_context, card_activity(build_not_registered_card(name or "")))
             return
         welcome = build_welcome_card(self._summary(caller), self._tasks.menu_for(caller))
-        await turn_context.send_activity(card_activity(welcome))
+        self._reply(turn_context, card_activity(welcome))
 
     async def on_installation_update_add(self, turn_context: TurnContext) -> None:  # type: ignore[override]
         await self._remember_conversation(turn_context, await self._caller(turn_context))

@@ -12,11 +12,11 @@ import hashlib
 from typing import Any
 
 from microsoft_agents.hosting.core.storage import Storage, StoreItem
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot import state_codec
 from services.db import utcnow
@@ -25,6 +25,9 @@ from services.models import BotStateRow
 ANY_ETAG = "*"
 CREATE_ONLY = ""
 MAX_PLAIN_KEY = 500
+_READ_STATE = select(BotStateRow.key, BotStateRow.data, BotStateRow.version).where(
+    BotStateRow.key.in_(bindparam("keys", expanding=True))
+)
 
 
 def _dialect_insert(session: AsyncSession) -> Any:
@@ -53,17 +56,19 @@ def _stamp(item: Any, version: int) -> None:
 class SqlStorage(Storage):
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        engine = sessions.kw.get("bind")
+        if not isinstance(engine, AsyncEngine):
+            raise TypeError("SqlStorage needs a session factory bound to an AsyncEngine")
+        self._engine = engine
 
     async def read(self, keys: list[str], *, target_cls: type[Any], **kwargs: Any) -> dict[str, Any]:
         if not keys:
             raise ValueError("Storage.read(): keys are required")
         by_row_key = {_row_key(k): k for k in keys}
-        async with self._sessions() as session:
-            rows = await session.execute(
-                select(BotStateRow.key, BotStateRow.data, BotStateRow.version).where(
-                    BotStateRow.key.in_(list(by_row_key))
-                )
-            )
+        # A plain connection and a statement built once: every turn reads state, and the ORM session's
+        # own work (identity map, rollback on close) is most of that read's cost.
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(_READ_STATE, {"keys": list(by_row_key)})
             found: dict[str, Any] = {}
             for row_key, data, version in rows:
                 item = target_cls.from_json_to_store_item(state_codec.loads(data))

@@ -4,6 +4,8 @@ from here — never from a card payload."""
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -17,6 +19,7 @@ from services.organisations import normalise_email
 from services.roles import Permission, permissions_of
 
 log = logging.getLogger(__name__)
+_MAX_REMEMBERED = 10_000
 
 
 @dataclass(frozen=True)
@@ -73,19 +76,68 @@ def _caller(member: Member) -> Caller:
     )
 
 
-class AccessService:
-    """Resolves callers from channel identities and binds registered e-mails to AAD object ids."""
+def _identity_key(identity: ChannelIdentity) -> tuple[str | None, str | None, str]:
+    return (identity.tenant_id, identity.aad_object_id, identity.channel_user_id)
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, allow_channel_user_id: bool) -> None:
+
+class AccessService:
+    """Resolves callers from channel identities and binds registered e-mails to AAD object ids.
+
+    A resolved caller is remembered for `cache_seconds` (a chat is a burst of turns by one person;
+    resolving costs two queries). Changes made in this process drop the memory at once (`forget`);
+    a change made elsewhere — the operator CLI, another replica — takes effect within that time.
+    Unknown callers are never remembered, so a newly registered member is recognised at once.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        allow_channel_user_id: bool,
+        cache_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         # Only the unauthenticated local mode may trust `from.id` (the Playground's users).
         self._sessions = sessions
         self._allow_channel_user_id = allow_channel_user_id
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._remembered: dict[tuple[str | None, str | None, str], tuple[float, Caller]] = {}
+
+    def forget(self) -> None:
+        """Drop every remembered caller (after a change to members, roles or organisations)."""
+        self._remembered.clear()
+
+    def _recall(self, identity: ChannelIdentity) -> Caller | None:
+        if self._cache_seconds <= 0:
+            return None
+        remembered = self._remembered.get(_identity_key(identity))
+        if remembered is None:
+            return None
+        expires_at, caller = remembered
+        if expires_at <= self._clock():
+            self._remembered.pop(_identity_key(identity), None)
+            return None
+        return caller
+
+    def _remember(self, identity: ChannelIdentity, caller: Caller) -> None:
+        if self._cache_seconds <= 0:
+            return
+        if len(self._remembered) >= _MAX_REMEMBERED:
+            self._remembered.clear()  # bounded memory; the next turns simply query again
+        self._remembered[_identity_key(identity)] = (self._clock() + self._cache_seconds, caller)
 
     async def resolve(self, identity: ChannelIdentity) -> Caller | None:
         """The caller, or None when they need binding by e-mail (see `bind_by_email`) or are unknown."""
+        caller = self._recall(identity)
+        if caller is not None:
+            return caller
         async with self._sessions() as session:
             member = await self._find(session, identity)
-            return _caller(member) if member is not None else None
+            caller = _caller(member) if member is not None else None
+        if caller is not None:
+            self._remember(identity, caller)
+        return caller
 
     async def _find(self, session: AsyncSession, identity: ChannelIdentity) -> Member | None:
         base = select(Member).join(Organisation).options(joinedload(Member.organisation)).order_by(Member.id).limit(1)

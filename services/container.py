@@ -37,12 +37,15 @@ class Services:
 def build_services(engine: AsyncEngine, settings: Settings, partner_center: PartnerCenterClient) -> Services:
     sessions = create_session_factory(engine)
     alerts = AlertService(sessions)
+    # `from.id` identifies a caller only in the unauthenticated local mode (the Playground).
+    access = AccessService(
+        sessions, allow_channel_user_id=not settings.authenticated, cache_seconds=settings.caller_cache_seconds
+    )
     return Services(
         engine=engine,
         sessions=sessions,
-        organisations=OrganisationService(sessions),
-        # `from.id` identifies a caller only in the unauthenticated local mode (the Playground).
-        access=AccessService(sessions, allow_channel_user_id=not settings.authenticated),
+        organisations=OrganisationService(sessions, on_access_change=access.forget),
+        access=access,
         alerts=alerts,
         conversations=ConversationReferenceService(sessions),
         idempotency=IdempotencyService(sessions),

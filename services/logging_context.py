@@ -53,6 +53,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, ensure_ascii=False)
 
 
+class _DropRepeatedSdkNotice(logging.Filter):
+    """The SDK warns "App ID is not provided" on every turn of the unauthenticated local mode; the
+    bot already says so loudly once at start-up, and a line per turn buries everything else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("App ID is not provided."))
+
+
+SDK_TOKEN_CLIENT_LOGGER = "microsoft_agents.hosting.core.connector.client.user_token_client"
+
+
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
@@ -63,3 +74,6 @@ def configure_logging(level: str) -> None:
     # The SDK logs full activities at INFO; keep them out of our logs unless debugging.
     logging.getLogger("microsoft_agents").setLevel(max(logging.WARNING, logging.getLevelName(level)))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    token_client_log = logging.getLogger(SDK_TOKEN_CLIENT_LOGGER)
+    if not any(isinstance(existing, _DropRepeatedSdkNotice) for existing in token_client_log.filters):
+        token_client_log.addFilter(_DropRepeatedSdkNotice())

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -183,11 +184,31 @@ async def _unique(message: str) -> AsyncIterator[None]:
         raise Conflict(message) from None
 
 
+_Mutator = TypeVar("_Mutator", bound=Callable[..., Awaitable[Any]])
+
+
+def _changes_access(method: _Mutator) -> _Mutator:
+    """After a change that can alter who a caller is (members, roles, tenant, organisation name),
+    tell the access layer to forget the callers it remembers."""
+
+    @functools.wraps(method)
+    async def wrapper(self: OrganisationService, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(self, *args, **kwargs)
+        finally:
+            self._on_access_change()
+
+    return cast(_Mutator, wrapper)
+
+
 class OrganisationService:
     """Create and change organisations and members; every change is audited."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, on_access_change: Callable[[], None] = lambda: None
+    ) -> None:
         self._sessions = sessions
+        self._on_access_change = on_access_change
 
     async def _load(self, session: AsyncSession, slug: str) -> Organisation:
         org = await session.scalar(
@@ -246,6 +267,7 @@ class OrganisationService:
                 raise NotFound("That organisation no longer exists.")
             return _organisation_view(org)
 
+    @_changes_access
     async def update(self, slug: str, changes: Mapping[str, Any], *, actor: str) -> OrganisationView:
         values = _clean_profile(changes)
         if not values:
@@ -267,6 +289,7 @@ class OrganisationService:
             await session.flush()
             return _organisation_view(org)
 
+    @_changes_access
     async def link_teams_tenant(self, slug: str, tenant_id: str, *, actor: str) -> OrganisationView:
         tenant_id = tenant_id.strip().lower()
         if not TENANT_ID_PATTERN.match(tenant_id):
@@ -330,6 +353,7 @@ class OrganisationService:
             await session.flush()
             return _organisation_view(org, with_members=False)
 
+    @_changes_access
     async def add_member(
         self,
         slug: str,
@@ -374,6 +398,7 @@ class OrganisationService:
             )
             return _member_view(member)
 
+    @_changes_access
     async def remove_member(self, slug: str, email: str, *, actor: str) -> None:
         address = normalise_email(email)
         async with self._sessions.begin() as session:
@@ -391,6 +416,7 @@ class OrganisationService:
             )
             await session.delete(member)
 
+    @_changes_access
     async def set_roles(
         self, slug: str, email: str, *, add: Iterable[str] = (), remove: Iterable[str] = (), actor: str
     ) -> MemberView:

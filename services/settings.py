@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     job_poll_interval_seconds: float = Field(default=1.0, gt=0)
     job_lease_seconds: int = Field(default=120, ge=5)
 
+    # --- Turn tuning ------------------------------------------------------------------------------
+    # How long a resolved caller is remembered; a role change made by the CLI or another replica
+    # takes effect within this time (changes made in this process at once). 0 = always query.
+    caller_cache_seconds: float = Field(default=2.0, ge=0, le=60)
+    # Teams shows "typing…" only for a turn still running after this long (fast turns need none).
+    typing_indicator_delay_seconds: float = Field(default=0.5, ge=0)
+
     # --- Mail: SMTP when SMTP_HOST is set, else .eml files in MAIL_OUTBOX_DIR -----------------------
     mail_from: str = "CSP self-service <cspbot@localhost>"
     mail_outbox_dir: Path = DEFAULT_VAR_DIR / "outbox"

@@ -3,6 +3,7 @@ text, unregistered callers, channels, invokes and turn errors."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from microsoft_agents.hosting.dialogs import WaterfallStepContext
@@ -54,10 +55,32 @@ async def test_menu_help_cancel_and_unknown_text(make_bot, connector):
     assert "Type **menu**" in _said(await _say(client, fake, "order me a pizza", url, 5))
 
 
-async def test_typing_indicator_goes_out_before_the_reply(make_bot, connector):
+async def test_a_fast_turn_needs_no_typing_indicator(make_bot, connector):
     fake, url = connector
-    client = await make_bot()
+    client = await make_bot(settings={"typing_indicator_delay_seconds": 5})
     await _say(client, fake, "menu", url, 1)
+    kinds = [item.activity["type"] for item in fake.received]
+    assert kinds == ["message"]
+
+
+class _SlowDialog(TaskDialog):
+    def __init__(self) -> None:
+        super().__init__("slow_dialog", [self.work_step])
+
+    async def work_step(self, step_context: WaterfallStepContext):
+        await asyncio.sleep(0.3)  # e.g. a slow call to Microsoft
+        await step_context.context.send_activity("Done.")
+        return await step_context.end_dialog()
+
+
+def _slow_tasks(services):
+    return [Task("slow", "a slow task", "tests only", _SlowDialog(), Permission.READ_SUBSCRIPTIONS)]
+
+
+async def test_a_slow_turn_shows_typing_before_its_reply(make_bot, connector):
+    fake, url = connector
+    client = await make_bot(tasks=_slow_tasks, settings={"typing_indicator_delay_seconds": 0.05})
+    assert "Done." in _said(await _say(client, fake, "slow", url, 1))
     kinds = [item.activity["type"] for item in fake.received]
     assert kinds == ["typing", "message"]
 

@@ -200,3 +200,25 @@ async def test_the_partner_center_customer_is_set_once_and_audited(services, dem
     with pytest.raises(InvalidInput):
         await services.organisations.set_partner_center_customer(org.id, "not-a-guid", actor="t")
     assert (await services.organisations.get_by_id(org.id)).partner_center_customer_id == org.partner_center_customer_id
+
+
+async def test_a_remembered_caller_is_forgotten_when_roles_change_here_and_expires_otherwise(services) -> None:
+    now = [1000.0]
+    access = AccessService(services.sessions, allow_channel_user_id=True, cache_seconds=2.0, clock=lambda: now[0])
+    organisations = type(services.organisations)(services.sessions, on_access_change=access.forget)
+    await organisations.create("fabrikam", {"name": "Fabrikam"}, actor="op")
+    await organisations.add_member("fabrikam", "ann@fabrikam.example", roles=["admin"], actor="op")
+    await organisations.link_teams_tenant("fabrikam", "72f988bf-86f1-41af-91ab-2d7cd011db47", actor="op")
+    await services.access.bind_by_email(
+        ChannelIdentity("72f988bf-86f1-41af-91ab-2d7cd011db47", "aad-ann", "29:ann"), "ann@fabrikam.example"
+    )
+    identity = ChannelIdentity("72f988bf-86f1-41af-91ab-2d7cd011db47", "aad-ann", "29:ann")
+    assert (await access.resolve(identity)).roles == {"admin"}
+    # A change through this process's service is seen at once.
+    await organisations.set_roles("fabrikam", "ann@fabrikam.example", add=["billing"], remove=["admin"], actor="op")
+    assert (await access.resolve(identity)).roles == {"billing"}
+    # A change made elsewhere (another process's service) is seen once the memory expires.
+    await services.organisations.remove_member("fabrikam", "ann@fabrikam.example", actor="op")
+    assert await access.resolve(identity) is not None  # still remembered
+    now[0] += 2.01
+    assert await access.resolve(identity) is None
