@@ -29,6 +29,7 @@ from bot.storage import SqlStorage
 from bot.turn_errors import on_turn_error
 from dialogs.catalogue import Task, TaskCatalogue
 from dialogs.tasks import default_tasks
+from services.catalog.startup import prepare_catalog
 from services.container import Services, build_services
 from services.db import create_engine
 from services.logging_context import configure_logging
@@ -96,6 +97,11 @@ def create_app(
         services = build_services(engine, settings, client)
         if settings.seeds_demo_organisation:
             await seed_demo_organisation(services.organisations)
+        catalog_refresh = await prepare_catalog(
+            services.catalog,
+            services.pricing,
+            seed_demo_prices=settings.seeds_demo_organisation and settings.uses_partner_center_sandbox,
+        )
         connection_manager = connections or build_connections(settings)
         adapter = CloudAdapter(connection_manager=connection_manager)
         adapter.on_turn_error = on_turn_error
@@ -118,6 +124,8 @@ def create_app(
         gc.collect()
         gc.freeze()
         yield
+        if catalog_refresh is not None:
+            catalog_refresh.cancel()
         await services.jobs.stop()
 
     app.cleanup_ctx.append(runtime_ctx)

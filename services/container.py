@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.access import AccessService
 from services.alerts import AlertService
+from services.catalog import CatalogService
 from services.conversations import ConversationReferenceService
 from services.db import create_session_factory
 from services.idempotency import IdempotencyService
@@ -16,6 +17,7 @@ from services.ledger import SubscriptionLedger
 from services.mail import Mailer, MailTransport, OutboxTransport, SmtpTransport
 from services.organisations import OrganisationService
 from services.partner_center import PartnerCenterClient
+from services.pricing import PriceBook
 from services.settings import Settings
 
 
@@ -32,6 +34,8 @@ class Services:
     partner_center: PartnerCenterClient
     mailer: Mailer
     ledger: SubscriptionLedger
+    pricing: PriceBook
+    catalog: CatalogService
 
 
 def build_services(engine: AsyncEngine, settings: Settings, partner_center: PartnerCenterClient) -> Services:
@@ -58,6 +62,8 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         partner_center=partner_center,
         mailer=Mailer(mail_transport(settings), sender=settings.mail_from, alerts=alerts),
         ledger=SubscriptionLedger(sessions),
+        pricing=PriceBook(sessions, partner_center),
+        catalog=CatalogService(sessions, partner_center, alerts),
     )
 
 

@@ -241,3 +241,136 @@ class LedgerEntry(Base):
     # rating looks the price up again by the rules, so a corrected list is honoured).
     price_entry_id: Mapped[int | None] = mapped_column(Integer)
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+# --- Catalog cache and price lists (issue 6) --------------------------------------------------------
+# Imported here, not at the top, so parallel features appending their own sections merge cleanly.
+from datetime import date  # noqa: E402
+
+from sqlalchemy import Date, ForeignKeyConstraint  # noqa: E402
+
+
+class CatalogProduct(Base):
+    """A product of Microsoft's catalog as last synced, with its place in our taxonomy (Partner
+    Center has no product groups: `category`/`product_group` come from the taxonomy)."""
+
+    __tablename__ = "catalog_products"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # Microsoft's product id
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[str] = mapped_column(String(80), index=True)
+    product_group: Mapped[str] = mapped_column(String(80))
+    # "operator" (edited), "default" (the shipped mapping) or "unmapped" (landed in Other).
+    taxonomy_source: Mapped[str] = mapped_column(String(20), default="default")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    synced_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class CatalogSku(Base):
+    """A SKU of a product: quantity bounds, the licence SKU its seats are pooled in, add-on flag."""
+
+    __tablename__ = "catalog_skus"
+
+    product_id: Mapped[str] = mapped_column(ForeignKey("catalog_products.id", ondelete="CASCADE"), primary_key=True)
+    sku_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    minimum_quantity: Mapped[int] = mapped_column(Integer, default=1)
+    maximum_quantity: Mapped[int] = mapped_column(Integer, default=1)
+    # Microsoft's `dynamicAttributes.provisioningId`: the subscribed SKU id licences are pooled in.
+    licence_sku_id: Mapped[str] = mapped_column(String(64), default="", index=True)
+    is_addon: Mapped[bool] = mapped_column(Boolean, default=False)
+    has_addons: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    synced_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class CatalogTerm(Base):
+    """A term and billing frequency a SKU can be bought with (from its availabilities; the
+    availability id itself rotates and is fetched again at purchase, never stored as a key)."""
+
+    __tablename__ = "catalog_terms"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["product_id", "sku_id"], ["catalog_skus.product_id", "catalog_skus.sku_id"], ondelete="CASCADE"
+        ),
+    )
+
+    product_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    sku_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    term_duration: Mapped[str] = mapped_column(String(10), primary_key=True)
+    billing_cycle: Mapped[str] = mapped_column(String(20), primary_key=True)
+    description: Mapped[str] = mapped_column(String(200), default="")
+    currency: Mapped[str] = mapped_column(String(3), default="")
+
+
+class CatalogAddonBase(Base):
+    """An add-on SKU and a base SKU it can be bought for (Microsoft's `prerequisiteSkus`)."""
+
+    __tablename__ = "catalog_addon_bases"
+
+    addon_product_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    addon_sku_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    base_product_id: Mapped[str] = mapped_column(String(40), primary_key=True, index=True)
+    base_sku_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+
+
+class CatalogTaxonomyRow(Base):
+    """The operator's placement of a product (overrides the shipped default mapping)."""
+
+    __tablename__ = "catalog_taxonomy"
+
+    product_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    category: Mapped[str] = mapped_column(String(80))
+    product_group: Mapped[str] = mapped_column(String(80))
+    updated_by: Mapped[str] = mapped_column(String(254), default="")
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class PriceList(Base):
+    """A reseller price list: the one global list (name "global") or a customer-specific one."""
+
+    __tablename__ = "price_lists"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    is_global: Mapped[bool] = mapped_column(Boolean, default=False)
+    description: Mapped[str] = mapped_column(String(400), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class PriceEntryRow(Base):
+    """One price: product/SKU, term, billing frequency, currency, amount per seat per billing
+    period, validity (inclusive). The amount is kept as decimal text, exact on every backend."""
+
+    __tablename__ = "price_entries"
+    __table_args__ = (
+        UniqueConstraint(
+            "price_list_id", "product_id", "sku_id", "term_duration", "billing_cycle", "valid_from", name="uq_price_key"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    price_list_id: Mapped[int] = mapped_column(ForeignKey("price_lists.id", ondelete="CASCADE"), index=True)
+    product_id: Mapped[str] = mapped_column(String(40))
+    sku_id: Mapped[str] = mapped_column(String(40))
+    term_duration: Mapped[str] = mapped_column(String(10))
+    billing_cycle: Mapped[str] = mapped_column(String(20))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[str] = mapped_column(String(40))
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class PriceListAssignment(Base):
+    """The customer-specific list of an organisation (at most one; none = global prices only)."""
+
+    __tablename__ = "price_list_assignments"
+
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True)
+    price_list_id: Mapped[int] = mapped_column(ForeignKey("price_lists.id", ondelete="CASCADE"), index=True)
+    assigned_by: Mapped[str] = mapped_column(String(254), default="")
+    assigned_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

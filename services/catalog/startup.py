@@ -1,0 +1,51 @@
+"""What the app does with the catalog and prices when it starts.
+
+The catalog cache is synced before the bot answers when it is empty (so the first "add
+subscription" has products), else refreshed in the background when older than `REFRESH_AFTER`.
+In the embedded demo (sandbox + demo organisation) a global price list is generated from the
+sandbox's price sheet with `DEMO_MARKUP` unless a global list exists, so products are offered."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from decimal import Decimal
+
+from services.catalog import CatalogService
+from services.db import utcnow
+from services.errors import DomainError
+from services.pricing import PriceBook
+
+log = logging.getLogger(__name__)
+
+REFRESH_AFTER = timedelta(hours=6)
+DEMO_MARKUP = Decimal(15)
+SEED_ACTOR = "system:seed"
+
+
+async def _sync_quietly(catalog: CatalogService) -> None:
+    try:
+        await catalog.sync()
+    except DomainError as error:  # alerted by the sync; the bot still serves from the cache
+        log.warning("catalog sync at start-up failed: %s", error.message)
+
+
+async def prepare_catalog(
+    catalog: CatalogService, pricing: PriceBook, *, seed_demo_prices: bool
+) -> asyncio.Task[None] | None:
+    """Sync (or schedule a refresh of) the catalog and seed the demo prices. Returns the
+    background refresh task, if one was started; the caller cancels it at shutdown."""
+    last = await catalog.last_synced_at()
+    refresh: asyncio.Task[None] | None = None
+    if last is None:
+        await _sync_quietly(catalog)
+    elif utcnow() - last > REFRESH_AFTER:
+        refresh = asyncio.create_task(_sync_quietly(catalog), name="catalog-refresh")
+    if seed_demo_prices:
+        try:
+            if await pricing.ensure_default_global(DEMO_MARKUP, actor=SEED_ACTOR):
+                log.info("generated the demo's global price list (price sheet + %s%%)", DEMO_MARKUP)
+        except DomainError as error:
+            log.warning("could not generate the demo's global price list: %s", error.message)
+    return refresh
