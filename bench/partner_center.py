@@ -22,9 +22,10 @@ for three GETs: one subscription (`client.subscription`), the customer's subscri
 the country rules (`client.country_rules`). Variants alternate in rounds (rotating order) after a warm-up, over
 the same kept-alive session and the same sandbox, so they are compared close together in time.
 
-Figures: wall time per call (what a caller waits: the sandbox's own work is in it, equal for all variants),
-this process's CPU per call (`time.process_time`: the client side only), and the ratios to raw. It prints
-PASS/MISS for the target (client wall time per call <= 1.3x raw for a GET) and asserts nothing.
+Figures: time per call (what a caller waits: the sandbox's own work is in it, equal for all variants) as the
+median call (p50; robust against the shared machine's spikes, which inflate means in whichever variant they
+hit), p99 and the mean; this process's CPU per call (`time.process_time`: the client side only); the ratios to
+raw. It prints PASS/MISS for the target (the client's median GET <= 1.3x raw) and asserts nothing.
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ class Figures:
     wall: list[float] = field(default_factory=list)  # seconds per call, one entry per round
     cpu: list[float] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
+    p50: list[float] = field(default_factory=list)  # the median call of each round
 
 
 async def seed(client: PartnerCenterClient) -> tuple[str, str]:
@@ -229,6 +231,7 @@ async def measure(call: Callable[[], Awaitable[Any]], calls: int, figures: Figur
         figures.wall.append((time.perf_counter() - wall0) / calls)
         figures.cpu.append((time.process_time() - cpu0) / calls)
         figures.latencies.extend(latencies)
+        figures.p50.append(statistics.median(latencies))
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -299,34 +302,35 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, Figures]]) -> 
     )
     out()
     header = (
-        f"{'endpoint':<22} {'variant':<11} {'wall µs/call':>12} {'p50 µs':>8} {'p99 µs':>8} "
-        f"{'CPU µs/call':>11} {'wall ratio':>10} {'rounds min-max':>15} {'CPU ratio':>9}"
+        f"{'endpoint':<22} {'variant':<11} {'p50 µs':>7} {'p99 µs':>7} {'mean µs':>8} {'CPU µs/call':>11} "
+        f"{'p50 ratio':>9} {'rounds min-max':>14} {'mean ratio':>10} {'CPU ratio':>9}"
     )
     out(header)
     out("-" * len(header))
     verdicts = []
     for name, figures in results.items():
         raw = figures["raw"]
+        raw_p50 = statistics.median(raw.latencies)
         for variant in VARIANTS:
             current = figures[variant]
-            wall = statistics.median(current.wall)
+            p50 = statistics.median(current.latencies)
+            mean = statistics.median(current.wall)
             cpu = statistics.median(current.cpu)
-            per_round = [mine / theirs for mine, theirs in zip(current.wall, raw.wall, strict=True)]
-            wall_ratio = wall / statistics.median(raw.wall)
-            cpu_ratio = cpu / statistics.median(raw.cpu)
+            per_round = [mine / theirs for mine, theirs in zip(current.p50, raw.p50, strict=True)]
             spread = f"{min(per_round):.2f}-{max(per_round):.2f}" if variant != "raw" else "-"
             out(
-                f"{name:<22} {variant:<11} {wall * 1e6:>12.0f} {percentile(current.latencies, 0.5) * 1e6:>8.0f} "
-                f"{percentile(current.latencies, 0.99) * 1e6:>8.0f} {cpu * 1e6:>11.0f} "
-                f"{wall_ratio:>9.2f}x {spread:>15} {cpu_ratio:>8.2f}x"
+                f"{name:<22} {variant:<11} {p50 * 1e6:>7.0f} {percentile(current.latencies, 0.99) * 1e6:>7.0f} "
+                f"{mean * 1e6:>8.0f} {cpu * 1e6:>11.0f} {p50 / raw_p50:>8.2f}x {spread:>14} "
+                f"{mean / statistics.median(raw.wall):>9.2f}x {cpu / statistics.median(raw.cpu):>8.2f}x"
             )
             if variant != "raw":
-                verdicts.append((name, variant, wall_ratio, (wall - statistics.median(raw.wall)) * 1e6))
+                extra_cpu = (cpu - statistics.median(raw.cpu)) * 1e6
+                verdicts.append((name, variant, p50 / raw_p50, (p50 - raw_p50) * 1e6, extra_cpu))
         out()
-    out(f"TARGETS (printed, not asserted): client wall time per GET <= {TARGET_RATIO}x raw aiohttp")
-    for name, variant, ratio, extra in verdicts:
+    out(f"TARGETS (printed, not asserted): client time per GET (median call) <= {TARGET_RATIO}x raw aiohttp")
+    for name, variant, ratio, extra, extra_cpu in verdicts:
         verdict = "PASS" if ratio <= TARGET_RATIO else "MISS"
-        out(f"  {verdict}  {name}, {variant}: {ratio:.2f}x raw (+{extra:.0f} µs per call)")
+        out(f"  {verdict}  {name}, {variant}: {ratio:.2f}x raw (+{extra:.0f} µs per call, +{extra_cpu:.0f} µs CPU)")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
