@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 
 from services.errors import Conflict, InvalidInput, NotFound
+from services.partner_center import PartnerCenterClient, StaticTokenProvider
 from services.partner_center.errors import (
     PartnerCenterConflict,
     PartnerCenterError,
@@ -616,3 +617,48 @@ async def test_throttling_a_storm_and_a_202_are_absorbed(sandbox: Sandbox) -> No
     assert updated.quantity == 5
     assert (await sandbox.client.subscription(cid, bought.id)).quantity == 5
     assert all(fault["fired"] >= 1 for fault in (await sandbox.admin("GET", "/faults"))["faults"])
+
+
+async def test_per_customer_throttling_is_waited_out_on_retry_after(sandbox: Sandbox) -> None:
+    customer = await new_customer(sandbox)
+    other = await new_customer(sandbox)
+    assert customer.id and other.id
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # the client's wait moves the sandbox's frozen clock
+        waits.append(seconds)
+        sandbox.clock.advance(timedelta(seconds=seconds))
+
+    client = PartnerCenterClient(
+        sandbox.session,
+        base_url=sandbox.url,
+        price_sheet_url=sandbox.url,
+        tokens=StaticTokenProvider(sandbox.token),
+        sleep=sleep,
+    )
+    await sandbox.admin("POST", "/throttle", {"enabled": True, "capacity": 2, "refillPerSecond": 0.5})
+
+    for _ in range(3):
+        assert await client.subscriptions(customer.id) == []
+    assert waits == [2.0], "the third call was throttled, waited Retry-After, and went through"
+    assert await client.subscriptions(other.id) == [], "another customer has its own budget"
+    assert waits == [2.0]
+
+
+async def test_quantity_never_falls_below_the_assigned_licences_800095(sandbox: Sandbox) -> None:
+    customer = await new_customer(sandbox)
+    assert customer.id and customer.domain
+    cid = customer.id
+    bought = await buy(sandbox, cid, BASIC, 2)
+    for name in ("ann", "bob"):
+        user = await sandbox.client.create_user(cid, new_user(customer.domain, name))
+        assert user.id
+        await sandbox.client.update_user_licenses(
+            cid, user.id, LicenseUpdate(licenses_to_assign=[LicenseAssignment(sku_id=BASIC_LICENCE)])
+        )
+
+    with pytest.raises(PartnerCenterRuleViolation) as refused:
+        await sandbox.client.update_subscription(cid, changed(bought, quantity=1))
+    assert refused.value.code == "800095" and refused.value.field == "quantity"
+    assert "assigned to users" in refused.value.message
+    assert (await sandbox.client.subscription(cid, bought.id)).quantity == 2
