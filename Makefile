@@ -45,6 +45,7 @@ package: install
 
 bench: install-test
 	$(PY) bench/turns.py
+	$(PY) bench/partner_center.py
 
 clean:
 	rm -rf $(VENV) node_modules dist var .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -16,7 +17,8 @@ from services.jobs import JobService
 from services.ledger import SubscriptionLedger
 from services.mail import Mailer, MailTransport, OutboxTransport, SmtpTransport
 from services.organisations import OrganisationService
-from services.partner_center import PartnerCenterClient
+from services.partner_center import PartnerCenterAuthError, PartnerCenterClient
+from services.partner_center.auth import TokenKind
 from services.pricing import PriceBook
 from services.settings import Settings
 
@@ -45,6 +47,7 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
     access = AccessService(
         sessions, allow_channel_user_id=not settings.authenticated, cache_seconds=settings.caller_cache_seconds
     )
+    partner_center.on_auth_failure = partner_center_auth_alert(alerts)
     return Services(
         engine=engine,
         sessions=sessions,
@@ -77,3 +80,39 @@ def mail_transport(settings: Settings) -> MailTransport:
             starttls=settings.smtp_starttls,
         )
     return OutboxTransport(settings.mail_outbox_dir)
+
+
+# --- Partner Center: refused credentials alert the operator ---------------------------------------
+
+PARTNER_CENTER_AUTH_ALERT = "partner_center_auth"
+
+_AUTH_ADVICE = {
+    "app": (
+        "Microsoft refused this app's Partner Center sign-in (PARTNER_CENTER_CLIENT_ID / "
+        "PARTNER_CENTER_CLIENT_SECRET): the client secret may have expired or the app lost its permission. "
+        "Customers, orders and subscriptions cannot be reached until it is fixed."
+    ),
+    "app_user": (
+        "Microsoft refused the app+user sign-in (PARTNER_CENTER_REFRESH_TOKEN) or the permission behind it: "
+        "the refresh token may have expired or been revoked, or the consenting admin or the customer's GDAP "
+        "roles changed. Users, licences, agreements and the price sheet cannot be reached until it is renewed."
+    ),
+}
+
+
+def partner_center_auth_alert(alerts: AlertService) -> Callable[[PartnerCenterAuthError, TokenKind], Awaitable[None]]:
+    """The client's `on_auth_failure`: one open alert per sign-in kind (repeats count occurrences).
+    The message names settings and ids only, never a token or secret."""
+
+    async def raise_alert(error: PartnerCenterAuthError, kind: TokenKind) -> None:
+        details = [f"HTTP {error.http_status}" if error.http_status else "at sign-in"]
+        if error.request_id:
+            details.append(f"MS-RequestId {error.request_id}")
+        await alerts.raise_alert(
+            PARTNER_CENTER_AUTH_ALERT,
+            f"{_AUTH_ADVICE[kind]} ({', '.join(details)}). See docs/partner-center.md.",
+            dedup_key=f"{PARTNER_CENTER_AUTH_ALERT}:{kind}",
+            severity="error",
+        )
+
+    return raise_alert

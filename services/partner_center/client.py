@@ -14,6 +14,8 @@ Protocol rules it enforces so callers need not think about them:
   domain; the cart's status and the subscriptions it produced), so a retried checkout cannot buy twice.
 - `202 Accepted` + `Location` is polled to completion; collections are followed page by page.
 - Error bodies `{code, description, data, source}` become the domain errors of `errors.py`.
+- Refused credentials (a 401/403, or Microsoft's sign-in refusing our app or refresh token) are also
+  handed to `on_auth_failure`, so the app can alert the operator; the caller still gets the error.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from services.partner_center.errors import (
     ETAG_MESSAGE,
     THROTTLED_MESSAGE,
     UNAVAILABLE_MESSAGE,
+    PartnerCenterAuthError,
     PartnerCenterConflict,
     PartnerCenterError,
     PartnerCenterInvalidInput,
@@ -101,6 +104,10 @@ _CLOCK_SKEW = timedelta(minutes=10)
 
 R = TypeVar("R")
 M = TypeVar("M", bound=BaseModel)
+
+AuthFailureHook = Callable[[PartnerCenterAuthError, TokenKind], Awaitable[None]]
+"""Told when Microsoft refuses our credentials: the error (no secrets in it) and which sign-in
+(`app` = client id and secret, `app_user` = the refresh token) the call used."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +262,7 @@ class PartnerCenterClient:
         locale: str = "en-US",
         application_name: str | None = None,
         rng: random.Random | None = None,
+        on_auth_failure: AuthFailureHook | None = None,
     ) -> None:
         if not base_url:
             raise ValueError("base_url is required (PARTNER_CENTER_URL)")
@@ -276,6 +284,8 @@ class PartnerCenterClient:
         self._locale = locale
         self._application_name = application_name
         self._rng = rng or random.Random()
+        # Public so the app can attach its operator alert once its services exist (`build_services`).
+        self.on_auth_failure = on_auth_failure
 
     # --- URLs ---------------------------------------------------------------------------------
 
@@ -334,7 +344,11 @@ class PartnerCenterClient:
                     return recovered
                 uncertain = False
             correlation_id = _new_id()
-            token = await self._tokens.get_token(kind, audience)
+            try:
+                token = await self._tokens.get_token(kind, audience)
+            except PartnerCenterAuthError as refused:
+                await self._auth_failed(refused, kind)
+                raise
             request_headers = {
                 "Authorization": f"Bearer {token}",
                 "Accept": accept,
@@ -404,7 +418,10 @@ class PartnerCenterClient:
                     request_id = _new_id()
                     delay = self._backoff(attempt - 1)
                 else:
-                    raise error_from_response(status, fault, request_id=request_id, correlation_id=correlation_id)
+                    refusal = error_from_response(status, fault, request_id=request_id, correlation_id=correlation_id)
+                    if isinstance(refusal, PartnerCenterAuthError):
+                        await self._auth_failed(refusal, kind)
+                    raise refusal
             if attempt >= self._max_attempts or waited + delay > self._max_total_wait:
                 if uncertain and recover is not None:
                     # Out of retries with the outcome unknown: one last look before reporting failure.
@@ -422,6 +439,15 @@ class PartnerCenterClient:
                 raise error
             await self._sleep(delay)
             waited += delay
+
+    async def _auth_failed(self, error: PartnerCenterAuthError, kind: TokenKind) -> None:
+        """Tell the operator hook; its own failure must not hide the user's error."""
+        if self.on_auth_failure is None:
+            return
+        try:
+            await self.on_auth_failure(error, kind)
+        except Exception:
+            logger.exception("Could not report refused Partner Center credentials")
 
     def _parse(self, parse: Callable[[_Response], R], response: _Response, request_id: str, correlation_id: str) -> R:
         try:

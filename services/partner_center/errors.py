@@ -140,7 +140,8 @@ ERROR_TABLE: Mapping[str, tuple[type[PartnerCenterError], str, str | None]] = Ma
         ),
         "800095": (
             PartnerCenterRuleViolation,
-            "Microsoft does not allow changing the number of licences of this subscription.",
+            "Microsoft does not allow this number of licences for this subscription; for example, it cannot "
+            "go below the licences already assigned to users. Remove licences from users first, or choose more.",
             "quantity",
         ),
         "60012": (

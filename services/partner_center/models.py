@@ -87,6 +87,8 @@ class WireModel(BaseModel):
     )
 
     _keys_by_lower_name: ClassVar[dict[str, str]] = {}
+    # The keys needing no renaming (field names and aliases as declared): most answers use only these.
+    _exact_keys: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -98,12 +100,15 @@ class WireModel(BaseModel):
             if alias:
                 keys[alias.lower()] = alias
         cls._keys_by_lower_name = keys
+        cls._exact_keys = frozenset(keys.values())
 
     @model_validator(mode="before")
     @classmethod
     def _accept_any_key_casing(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
+        if data.keys() <= cls._exact_keys:
+            return data  # the fast path (one set comparison in C): every key already as declared
         keys = cls._keys_by_lower_name
         renamed: dict[str, Any] | None = None
         for key in data:

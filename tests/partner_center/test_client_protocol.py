@@ -8,6 +8,7 @@ import logging
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -818,3 +819,98 @@ async def test_tokens_and_passwords_never_reach_the_logs(pc: Harness, caplog: py
     for record in request_lines:
         assert "correlation=turn-42" in record.getMessage()
     assert any(request.correlation_id in caplog.text for request in pc.fake.requests if request.correlation_id)
+
+
+# --- More edges: a throttled create, paging of every collection, unknown enum values ------------------------
+
+
+async def test_a_throttled_checkout_is_retried_with_the_same_request_id_without_a_lookup(pc: Harness) -> None:
+    checkout = f"/v1/customers/{CUSTOMER}/carts/{CART}/checkout"
+    done = {"orders": [{"id": ORDER, "status": "pending"}], "orderErrors": []}
+    pc.fake.script("POST", checkout, Reply(429, None, {"Retry-After": "2"}), Reply(201, done))
+
+    result = await pc.client.checkout(CUSTOMER, CART, request_id="5e0c7a1b-2d3f-4a5b-8c6d-7e8f9a0b1c2d")
+
+    assert result.orders[0].id == ORDER
+    first, second = pc.fake.requests_to("POST", checkout)
+    assert first.request_id == second.request_id == "5e0c7a1b-2d3f-4a5b-8c6d-7e8f9a0b1c2d"
+    assert pc.fake.requests_to("GET", f"/v1/customers/{CUSTOMER}/carts/{CART}") == [], "a 429 was not processed"
+    assert pc.sleeps == [2.0]
+
+
+async def test_every_collection_follows_its_pages(pc: Harness) -> None:
+    path = f"/v1/customers/{CUSTOMER}/subscriptions"
+    pc.fake.script(
+        "GET",
+        path,
+        Reply(
+            200,
+            collection([subscription_body(id="s1")], next_token="t2", next_uri=f"/customers/{CUSTOMER}/subscriptions"),
+        ),
+        Reply(200, collection([subscription_body(id="s2")])),
+    )
+    assert [item.id for item in await pc.client.subscriptions(CUSTOMER)] == ["s1", "s2"]
+    assert pc.fake.requests_to("GET", path)[1].headers["MS-ContinuationToken"] == "t2"
+
+
+async def test_audit_records_send_the_query_once_and_follow_the_next_link(pc: Harness) -> None:
+    fake = pc.fake
+    record = {"id": "r1", "operationType": "update_subscription", "customerId": CUSTOMER, "brandNew": 1}
+    fake.script(
+        "GET",
+        "/v1/auditrecords",
+        Reply(200, collection([record], next_token="a2", next_uri="/auditrecords?size=1&seekOperation=Next&filter=x")),
+        Reply(200, collection([dict(record, id="r2", operationType="somethingNewer")])),
+    )
+
+    records = [
+        item
+        async for item in pc.client.audit_records(
+            datetime(2026, 11, 1, tzinfo=UTC).date(),
+            size=1,
+            filter={"Field": "CustomerId", "Value": CUSTOMER, "Operator": "equals"},
+        )
+    ]
+
+    assert [(item.id, item.operation_type) for item in records] == [
+        ("r1", "update_subscription"),
+        ("r2", "somethingNewer"),
+    ]
+    first, second = fake.requests_to("GET", "/v1/auditrecords")
+    assert first.query == {
+        "startDate": "2026-11-01",
+        "size": "1",
+        "filter": f'{{"Field":"CustomerId","Value":"{CUSTOMER}","Operator":"equals"}}',
+    }
+    assert second.query == {"size": "1", "seekOperation": "Next", "filter": "x"}, "the link, not our query again"
+    assert second.headers["MS-ContinuationToken"] == "a2"
+
+
+async def test_a_repeated_page_link_stops_the_listing(pc: Harness) -> None:
+    path = f"/v1/customers/{CUSTOMER}/subscriptions"
+    looping = collection([subscription_body()], next_token="same", next_uri=f"/customers/{CUSTOMER}/subscriptions")
+    pc.fake.always("GET", path, Reply(200, looping))
+
+    subscriptions = await pc.client.subscriptions(CUSTOMER)
+
+    assert len(subscriptions) == 2 and len(pc.fake.requests_to("GET", path)) == 2
+
+
+async def test_unknown_enum_values_parse_in_every_resource(pc: Harness) -> None:
+    fake = pc.fake
+    fake.script("GET", f"/v1/customers/{CUSTOMER}/carts/{CART}", Reply(200, {"id": CART, "status": "Processing"}))
+    fake.script(
+        "GET", f"/v1/customers/{CUSTOMER}/orders/{ORDER}", Reply(200, {"id": ORDER, "status": "provisioning", "x": 1})
+    )
+    fake.script("POST", "/v1/validations/address", Reply(200, {"status": "PartiallyVerified", "newField": True}))
+    fake.script("GET", f"/v1/customers/{CUSTOMER}/users/u1", Reply(200, {"id": "u1", "state": "disabled"}))
+
+    cart = await pc.client.get_cart(CUSTOMER, CART)
+    order = await pc.client.get_order(CUSTOMER, ORDER)
+    verdict = await pc.client.validate_address(Address(country="US"))
+    user = await pc.client.get_user(CUSTOMER, "u1")
+
+    assert cart.status == "Processing" and cart.status is not None and not cart.status.is_known
+    assert order.status == "provisioning" and order.model_extra == {"x": 1}
+    assert verdict.status == "PartiallyVerified"
+    assert user.state == "disabled"

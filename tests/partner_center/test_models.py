@@ -402,3 +402,15 @@ async def test_domain_availability_exchange(replay: tuple[ScriptedPartnerCenter,
     for header in exchange["request"]["headers"]:
         assert header in request.headers, f"the documented request carries {header}"
     assert request.headers["Accept"] == "application/json" and request.headers["X-Locale"] == "en-US"
+
+
+def test_any_key_casing_with_and_without_the_fast_path() -> None:
+    exact = Subscription.model_validate({"id": "s1", "quantity": 3, "attributes": {"etag": "e1"}})
+    mixed = Subscription.model_validate(
+        {"Id": "s1", "quantity": 3, "AUTORENEWENABLED": True, "Attributes": {"Etag": "e1"}, "brandNew": 1}
+    )
+    assert (exact.id, exact.quantity, exact.etag) == ("s1", 3, "e1")
+    assert (mixed.id, mixed.quantity, mixed.auto_renew_enabled, mixed.etag) == ("s1", 3, True, "e1")
+    assert mixed.model_extra == {"brandNew": 1}
+    by_name = Subscription.model_validate({"id": "s1", "auto_renew_enabled": False})
+    assert by_name.auto_renew_enabled is False

@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from services.partner_center.sandbox import errors as codes
 from services.partner_center.sandbox.catalog import Catalog, SkuRef
@@ -407,7 +408,8 @@ class SandboxBackend:
         self, tx: Unit, *, filter_text: str | None, size: int | None, token: str | None
     ) -> dict[str, Any]:
         customers = await tx.documents("customer")
-        self_uri = "/customers"
+        # The next link keeps the filter, or the following pages would list everyone.
+        self_uri = f"/customers?filter={quote(filter_text, safe='')}" if filter_text else "/customers"
         if filter_text:
             try:
                 spec = normalise(json.loads(filter_text))
@@ -1385,6 +1387,12 @@ class SandboxBackend:
             else:
                 raise invalid_input("filter Field must be CustomerId, ResourceType or CompanyName")
         query = "&".join(
-            part for part in (f"startDate={start}" if start else "", f"endDate={end}" if end else "") if part
+            part
+            for part in (
+                f"startDate={quote(start, safe='')}" if start else "",
+                f"endDate={quote(end, safe='')}" if end else "",
+                f"filter={quote(filter_text, safe='')}" if filter_text else "",
+            )
+            if part
         )
         return self._page(records, "/auditrecords" + (f"?{query}" if query else ""), "audit", size, token)

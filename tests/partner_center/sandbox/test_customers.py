@@ -121,6 +121,16 @@ async def test_customers_filter_by_domain_prefix_and_page(api: Api) -> None:
     rest = await api.ok("GET", first_page["links"]["next"]["uri"].replace("/customers", "/v1/customers", 1),
                         headers={"MS-ContinuationToken": token})  # fmt: skip
     assert rest["totalCount"] == 1 and "next" not in rest["links"]
+    filtered = await api.ok("GET", f"/v1/customers?size=1&filter={urllib.parse.quote(spec)}")
+    following = filtered["links"]["next"]
+    second = await api.ok(
+        "GET", "/v1" + following["uri"], headers={"MS-ContinuationToken": following["headers"][0]["value"]}
+    )
+    assert [c["companyProfile"]["domain"] for c in filtered["items"] + second["items"]] == [
+        "alphaone.onmicrosoft.com",
+        "alphatwo.onmicrosoft.com",
+    ], "the next link keeps the filter"
+    assert "next" not in second["links"]
     wrong = json.dumps({"Field": "Domain", "Value": "a", "Operator": "equals"})
     await api.fails("GET", f"/v1/customers?filter={urllib.parse.quote(wrong)}", status=400, code=800002)
 
