@@ -17,6 +17,7 @@ from services.mail import Mailer, MailTransport, OutboxTransport, SmtpTransport
 from services.organisations import OrganisationService
 from services.partner_center import PartnerCenterClient
 from services.settings import Settings
+from services.tenants import TenantService
 
 
 @dataclass(frozen=True)
@@ -32,29 +33,34 @@ class Services:
     partner_center: PartnerCenterClient
     mailer: Mailer
     ledger: SubscriptionLedger
+    tenants: TenantService
 
 
 def build_services(engine: AsyncEngine, settings: Settings, partner_center: PartnerCenterClient) -> Services:
     sessions = create_session_factory(engine)
     alerts = AlertService(sessions)
+    organisations = OrganisationService(sessions)
+    jobs = JobService(
+        sessions,
+        alerts,
+        lease_seconds=settings.job_lease_seconds,
+        poll_interval=settings.job_poll_interval_seconds,
+    )
+    mailer = Mailer(mail_transport(settings), sender=settings.mail_from, alerts=alerts)
     return Services(
         engine=engine,
         sessions=sessions,
-        organisations=OrganisationService(sessions),
+        organisations=organisations,
         # `from.id` identifies a caller only in the unauthenticated local mode (the Playground).
         access=AccessService(sessions, allow_channel_user_id=not settings.authenticated),
         alerts=alerts,
         conversations=ConversationReferenceService(sessions),
         idempotency=IdempotencyService(sessions),
-        jobs=JobService(
-            sessions,
-            alerts,
-            lease_seconds=settings.job_lease_seconds,
-            poll_interval=settings.job_poll_interval_seconds,
-        ),
+        jobs=jobs,
         partner_center=partner_center,
-        mailer=Mailer(mail_transport(settings), sender=settings.mail_from, alerts=alerts),
+        mailer=mailer,
         ledger=SubscriptionLedger(sessions),
+        tenants=TenantService(sessions, organisations, partner_center, jobs, mailer),
     )
 
 

@@ -63,3 +63,6 @@ def configure_logging(level: str) -> None:
     # The SDK logs full activities at INFO; keep them out of our logs unless debugging.
     logging.getLogger("microsoft_agents").setLevel(max(logging.WARNING, logging.getLevelName(level)))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # aiosqlite logs every statement's parameters at DEBUG: a password waiting for its e-mail would
+    # be among them. Never below INFO.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLevelName(level)))
