@@ -1,4 +1,4 @@
-""""add tenant" and "my services" through the real HTTP endpoint, the sandbox and the job runner:
+"""The tasks "add tenant" and "my services" through the real HTTP endpoint, the sandbox and the job runner:
 a validation error kept on the card, a taken domain, Microsoft's suggested address, the MCA, the
 "working on it" answer and the follow-up card, the credentials mail in the outbox (the password in
 no chat message and no log line), a re-submitted card, linking an existing tenant, and roles."""
