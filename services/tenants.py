@@ -35,9 +35,9 @@ from services import audit
 from services.access import Caller
 from services.db import utcnow
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
-from services.jobs import JobService, JobView
+from services.jobs import FAILED, JobService, JobView
 from services.mail import Mail, Mailer, MailNotDelivered, is_mail_address
-from services.models import Organisation, TenantServiceRow
+from services.models import Job, Organisation, TenantServiceRow
 from services.organisations import OrganisationService
 from services.partner_center import (
     PartnerCenterAuthError,
@@ -72,14 +72,6 @@ MAIL_SENT, MAIL_QUEUED, MAIL_PENDING, MAIL_NONE = "sent", "queued", "pending", "
 CREATE_ATTEMPTS = 4  # tries of the whole job when Microsoft does not answer (the client retries too)
 MAIL_ATTEMPTS = 12  # ~30 minutes of back-off before the operator alert says it keeps failing
 DOMAIN_SUFFIX = ".onmicrosoft.com"
-MCA_LINK = "https://www.microsoft.com/licensing/docs/customeragreement"
-ADMIN_ROLE_HELP = (
-    "Your Microsoft 365 global administrator opens the link below, signs in with your tenant's admin "
-    "account and accepts the invitation to make your reseller your Microsoft partner (CSP). Nothing "
-    "is bought and nothing changes in your tenant. When it is accepted, your tenant shows under "
-    "**My services** and you can buy subscriptions here."
-)
-
 # Where Microsoft's rules resource gives no field for it: the countries whose customers need an
 # organisation registration number (and a phone number) — Microsoft's list for 600049/600051,
 # plus Brazil (CNPJ). A rules answer carrying the sandbox's extension object wins over this list.
@@ -484,7 +476,18 @@ class TenantService:
         caller.require(Permission.READ_SUBSCRIPTIONS)
         async with self._sessions() as session:
             row = await self._row(session, caller.organisation_id)
+            if row is not None and row.status == CREATING and await self._gave_up(session, row):
+                row = None
             return _view(row, caller.organisation_name) if row is not None else None
+
+    async def _gave_up(self, session: AsyncSession, row: TenantServiceRow) -> bool:
+        """A claim whose job failed for good (e.g. an unexpected error after all its attempts) is
+        released, so the organisation is not stuck "being created" forever."""
+        job = await session.scalar(select(Job).where(Job.idempotency_key == row.job_key))
+        if job is None or job.status != FAILED:
+            return False
+        await self._release(row.organisation_id, row.job_key, "system:jobs", "job failed")
+        return True
 
     async def country_profile(self, country: str) -> CountryProfile:
         code = country.strip().upper()
@@ -674,6 +677,7 @@ class TenantService:
         form, _ = await self.check_form(caller, values)  # never trust what the card carried
         if not contact.first_name or not contact.last_name or not is_mail_address(contact.email):
             raise InvalidInput("Give the name and e-mail of the person accepting the Microsoft Customer Agreement.")
+        await self.my_service(caller)  # releases a claim whose job failed for good
         job_key = f"{CREATE_JOB}:{caller.organisation_id}:{uuid.uuid4()}"
         async with self._sessions() as session:
             org = await session.get(Organisation, caller.organisation_id)

@@ -350,6 +350,17 @@ async def test_microsoft_refusing_frees_the_request_with_its_reason(services: Se
     assert (await services.jobs.get(job.id)).status == SUCCEEDED  # type: ignore[union-attr]
 
 
+async def test_a_request_whose_job_failed_for_good_is_released(services: Services) -> None:
+    caller = await _caller(services)
+    job, _ = await services.tenants.start_creation(caller, GOOD_FORM, _contact(), notify_conversation_id=None)
+    async with services.sessions() as session:  # e.g. an unexpected error on every attempt
+        await session.execute(update(Job).where(Job.id == job.id).values(status=FAILED))
+        await session.commit()
+    assert await services.tenants.my_service(caller) is None
+    again, started = await services.tenants.start_creation(caller, GOOD_FORM, _contact(), notify_conversation_id=None)
+    assert started and again.id != job.id
+
+
 async def test_link_existing_tenant_once_the_relationship_is_accepted(services: Services, sandbox: Sandbox) -> None:
     caller = await _caller(services)
     await services.organisations.link_teams_tenant(DEMO_SLUG, GUID_TENANT, actor="tests")
