@@ -18,6 +18,7 @@ VERB_KEEP_ADDRESS = "tenant_keep_address"
 VERB_EDIT = "tenant_edit"
 VERB_CONFIRM = "tenant_confirm"
 VERB_CANCEL = "tenant_cancel"
+VERB_ACCEPT_MCA = "tenant_accept_mca"
 
 MCA_URL = "https://www.microsoft.com/licensing/docs/customeragreement"
 NO_CHARGES = "No charges arise at this step: subscriptions are bought separately, afterwards."
@@ -312,6 +313,18 @@ def build_tenant_confirm_card(
             "recorded with Microsoft."
         ),
     ]
+    body += _mca_inputs(form.get("company_name", "the company"), contact, errors)
+    actions = [
+        submit("Create the tenant", VERB_CONFIRM, {"rev": rev}, style="positive"),
+        submit("Change details", VERB_EDIT, {"rev": rev}),
+        submit("Cancel", VERB_CANCEL, {"rev": rev}),
+    ]
+    return card(body, actions)
+
+
+def _mca_inputs(company: str, contact: Mapping[str, str], errors: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Who accepts the Microsoft Customer Agreement, and the acceptance itself."""
+    body: list[dict[str, Any]] = []
     if errors:
         body.append(_notice("Please complete the agreement details below."))
     for input_id, label in (
@@ -326,8 +339,7 @@ def build_tenant_confirm_card(
         {
             "type": "Input.Toggle",
             "id": "mca_accept",
-            "title": f"On behalf of {form.get('company_name', 'the company')}, I accept the Microsoft Customer "
-            "Agreement.",
+            "title": f"On behalf of {company}, I accept the Microsoft Customer Agreement.",
             "value": "false",
             "valueOn": "true",
             "valueOff": "false",
@@ -336,10 +348,31 @@ def build_tenant_confirm_card(
     )
     if "mca_accept" in errors:
         body.append(_error(errors["mca_accept"]))
+    return body
+
+
+def build_mca_card(
+    organisation_name: str,
+    domain: str,
+    contact: Mapping[str, str],
+    *,
+    errors: Mapping[str, str] | None = None,
+    rev: int = 0,
+) -> Card:
+    """A linked tenant whose acceptance of the MCA Microsoft does not have yet."""
+    body: list[dict[str, Any]] = [
+        heading("Accept the Microsoft Customer Agreement"),
+        text(
+            f"Microsoft needs {organisation_name}'s acceptance of the Microsoft Customer Agreement for {domain} "
+            f"before anything can be bought. Read it at {MCA_URL}. The name, e-mail and today's date are "
+            "recorded with Microsoft."
+        ),
+        _notice(NO_CHARGES, warning=False),
+    ]
+    body += _mca_inputs(organisation_name, contact, errors or {})
     actions = [
-        submit("Create the tenant", VERB_CONFIRM, {"rev": rev}, style="positive"),
-        submit("Change details", VERB_EDIT, {"rev": rev}),
-        submit("Cancel", VERB_CANCEL, {"rev": rev}),
+        submit("Record the acceptance", VERB_ACCEPT_MCA, {"rev": rev}, style="positive"),
+        submit("Later", VERB_CANCEL, {"rev": rev}),
     ]
     return card(body, actions)
 

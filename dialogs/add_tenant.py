@@ -25,6 +25,7 @@ from microsoft_agents.hosting.core import MessageFactory
 from microsoft_agents.hosting.dialogs import DialogTurnResult, WaterfallStepContext
 
 from cards.tenant import (
+    VERB_ACCEPT_MCA,
     VERB_CANCEL,
     VERB_CHECK_FORM,
     VERB_CHECK_LINK,
@@ -40,6 +41,7 @@ from cards.tenant import (
     build_address_suggestion_card,
     build_already_has_tenant_card,
     build_link_or_create_card,
+    build_mca_card,
     build_my_services_card,
     build_tenant_confirm_card,
     build_tenant_form_card,
@@ -137,6 +139,7 @@ class AddTenantDialog(TaskDialog):
             VERB_KEEP_ADDRESS: self._keep_address,
             VERB_EDIT: self._edit,
             VERB_CONFIRM: self._confirm,
+            VERB_ACCEPT_MCA: self._accept_mca,
         }.get(verb)
         if handler is None:
             return await self._again(step, state, notice="Please use the buttons on this card.")
@@ -154,6 +157,7 @@ class AddTenantDialog(TaskDialog):
         if existing is not None:
             if existing.active:
                 await step.context.send_activity(card_activity(build_already_has_tenant_card(service_card(existing))))
+                return await self._mca_state(caller, existing)
             else:
                 await step.context.send_activity(
                     f"Your tenant {existing.domain} is being created; I will tell you here when it is ready."
@@ -162,12 +166,26 @@ class AddTenantDialog(TaskDialog):
         linked = await self._tenants.link_existing(caller)
         if linked is not None:
             await self._tell_linked(step, linked)
-            return {}
+            return await self._mca_state(caller, linked)
         return {
             "stage": "start",
             "rev": 1,
             "organisation": caller.organisation_name,
             "link": await self._tenants.relationship_link(),
+        }
+
+    async def _mca_state(self, caller: Caller, view: ServiceView) -> dict[str, Any]:
+        """A linked tenant whose MCA acceptance Microsoft lacks: ask for it (nothing can be bought
+        without it). Empty when there is nothing to ask."""
+        if await self._tenants.mca_recorded(caller):
+            return {}
+        form, _ = await self._tenants.prefilled_form(caller)
+        return {
+            "stage": "mca",
+            "rev": 1,
+            "organisation": caller.organisation_name,
+            "domain": view.domain,
+            "contact": {"mca_first_name": form.first_name, "mca_last_name": form.last_name, "mca_email": form.email},
         }
 
     async def _tell_linked(self, step: WaterfallStepContext, view: ServiceView) -> None:
@@ -186,6 +204,9 @@ class AddTenantDialog(TaskDialog):
         linked = await self._tenants.link_existing(caller)
         if linked is not None:
             await self._tell_linked(step, linked)
+            mca = await self._mca_state(caller, linked)
+            if mca:
+                return await step.replace_dialog(self._loop_id, mca)
             return await step.end_dialog()
         return await self._again(
             step,
@@ -280,17 +301,7 @@ class AddTenantDialog(TaskDialog):
     ) -> DialogTurnResult:
         if state.get("stage") != "confirm":
             return await self._again(step, state, notice="Please use this card.")
-        contact = {key: " ".join(str(submitted.get(key, "")).split()) for key in ("mca_first_name", "mca_last_name")}
-        contact["mca_email"] = str(submitted.get("mca_email", "")).strip().lower()
-        errors: dict[str, str] = {}
-        if not contact["mca_first_name"]:
-            errors["mca_first_name"] = "Enter the first name of the person accepting."
-        if not contact["mca_last_name"]:
-            errors["mca_last_name"] = "Enter the last name of the person accepting."
-        if not is_mail_address(contact["mca_email"]):
-            errors["mca_email"] = "Enter a valid e-mail address."
-        if str(submitted.get("mca_accept", "")).lower() != "true":
-            errors["mca_accept"] = "Microsoft requires the agreement to be accepted before the tenant is created."
+        contact, errors = _read_acceptance(submitted)
         if errors:
             return await self._again(step, {**state, "contact": contact}, errors=errors)
         acceptance = MicrosoftContact(
@@ -318,6 +329,26 @@ class AddTenantDialog(TaskDialog):
             )
         return await step.end_dialog()
 
+    async def _accept_mca(
+        self, step: WaterfallStepContext, caller: Caller, state: dict[str, Any], submitted: dict[str, Any]
+    ) -> DialogTurnResult:
+        if state.get("stage") != "mca":
+            return await self._again(step, state, notice="Please use this card.")
+        contact, errors = _read_acceptance(submitted)
+        if errors:
+            return await self._again(step, {**state, "contact": contact}, errors=errors)
+        view = await self._tenants.attest_mca(
+            caller,
+            MicrosoftContact(contact["mca_first_name"], contact["mca_last_name"], contact["mca_email"], utcnow()),
+        )
+        await step.context.send_activity("Recorded with Microsoft: you can buy subscriptions now.")
+        await step.context.send_activity(
+            card_activity(
+                build_my_services_card(service_card(view), organisation_name=view.organisation_name, can_manage=True)
+            )
+        )
+        return await step.end_dialog()
+
     # ---- cards ----------------------------------------------------------------------------------
     def _card(self, state: dict[str, Any]) -> dict[str, Any]:
         stage = state.get("stage")
@@ -337,6 +368,14 @@ class AddTenantDialog(TaskDialog):
             return build_address_suggestion_card(
                 form, state.get("suggestion"), state.get("address_message", ""), rev=rev
             )
+        if stage == "mca":
+            return build_mca_card(
+                self._organisation_name(state),
+                str(state.get("domain", "")),
+                state.get("contact") or {},
+                errors=state.get("errors"),
+                rev=rev,
+            )
         if stage == "confirm":
             return build_tenant_confirm_card(form, state.get("contact") or {}, errors=state.get("errors"), rev=rev)
         return build_link_or_create_card(
@@ -346,6 +385,22 @@ class AddTenantDialog(TaskDialog):
     @staticmethod
     def _organisation_name(state: dict[str, Any]) -> str:
         return str(state.get("organisation") or "your organisation")
+
+
+def _read_acceptance(submitted: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """Who accepts the MCA, from the card, and what is missing."""
+    contact = {key: " ".join(str(submitted.get(key, "")).split()) for key in ("mca_first_name", "mca_last_name")}
+    contact["mca_email"] = str(submitted.get("mca_email", "")).strip().lower()
+    errors: dict[str, str] = {}
+    if not contact["mca_first_name"]:
+        errors["mca_first_name"] = "Enter the first name of the person accepting."
+    if not contact["mca_last_name"]:
+        errors["mca_last_name"] = "Enter the last name of the person accepting."
+    if not is_mail_address(contact["mca_email"]):
+        errors["mca_email"] = "Enter a valid e-mail address."
+    if str(submitted.get("mca_accept", "")).lower() != "true":
+        errors["mca_accept"] = "Microsoft requires the agreement to be accepted; tick the box."
+    return contact, errors
 
 
 class MyServicesDialog(TaskDialog):

@@ -659,6 +659,81 @@ class TenantService:
             )
             return _view(row, caller.organisation_name)
 
+    # ---- the Microsoft Customer Agreement of a linked tenant -------------------------------------
+    async def mca_recorded(self, caller: Caller) -> bool:
+        """Whether Microsoft has the customer's acceptance of the MCA (needed before buying). An
+        attestation made elsewhere (e.g. in Partner Center) is copied to My services."""
+        caller.require(Permission.READ_SUBSCRIPTIONS)
+        async with self._sessions() as session:
+            row = await self._row(session, caller.organisation_id)
+            if row is None or row.status != ACTIVE or not row.customer_id:
+                return False
+            if row.mca_accepted_at is not None:
+                return True
+            customer_id = row.customer_id
+        recorded = await self._pc.agreements(customer_id, agreement_type=MICROSOFT_CUSTOMER_AGREEMENT)
+        if not recorded:
+            return False
+        first = recorded[0]
+        contact = first.primary_contact
+        await self._record_mca(
+            caller.organisation_id,
+            name=f"{contact.first_name} {contact.last_name}".strip() if contact else "",
+            email=contact.email if contact else "",
+            accepted_at=first.date_agreed or utcnow(),
+            actor="system:partner-center",
+        )
+        return True
+
+    async def attest_mca(self, caller: Caller, contact: MicrosoftContact) -> ServiceView:
+        """Record with Microsoft that the customer accepted the MCA (name, e-mail, date)."""
+        caller.require(Permission.MANAGE_SERVICES)
+        if not contact.first_name or not contact.last_name or not is_mail_address(contact.email):
+            raise InvalidInput("Give the name and e-mail of the person accepting the Microsoft Customer Agreement.")
+        current = await self.my_service(caller)
+        if current is None or not current.active or not current.customer_id:
+            raise Conflict("Your organisation has no Microsoft tenant yet; type **add tenant** first.")
+        if await self.mca_recorded(caller):
+            return await self._current(caller)
+        await self._pc.accept_agreement(
+            current.customer_id,
+            Contact(first_name=contact.first_name, last_name=contact.last_name, email=contact.email),
+            date_agreed=contact.accepted_at,
+        )
+        await self._record_mca(
+            caller.organisation_id,
+            name=contact.name,
+            email=contact.email.lower(),
+            accepted_at=contact.accepted_at,
+            actor=caller.actor,
+        )
+        return await self._current(caller)
+
+    async def _current(self, caller: Caller) -> ServiceView:
+        view = await self.my_service(caller)
+        if view is None:
+            raise NotFound("Your organisation's tenant is no longer recorded.")
+        return view
+
+    async def _record_mca(
+        self, organisation_id: int, *, name: str, email: str, accepted_at: datetime, actor: str
+    ) -> None:
+        async with self._sessions.begin() as session:
+            row = await self._row(session, organisation_id)
+            if row is None or row.mca_accepted_at is not None:
+                return
+            before = _snapshot(row)
+            row.mca_name, row.mca_email, row.mca_accepted_at = name, email, accepted_at
+            audit.record(
+                session,
+                actor=actor,
+                action="tenant.mca_attested",
+                organisation_id=organisation_id,
+                target=row.domain,
+                before=before,
+                after=_snapshot(row),
+            )
+
     # ---- creating a new tenant ------------------------------------------------------------------
     async def start_creation(
         self,

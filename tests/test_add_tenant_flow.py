@@ -125,7 +125,7 @@ async def test_create_a_tenant_from_the_prefilled_form(make_bot, connector, sand
 
     # The agreement must be accepted.
     again = await chat.card(value=submit(confirm, "Create the tenant"))
-    assert "accepted before the tenant is created" in card_text(again)
+    assert "requires the agreement to be accepted" in error_under(again, "mca_accept")
     assert await _customers(sandbox, "contosotwo.onmicrosoft.com") == 0
 
     create = submit(again, "Create the tenant", mca_accept="true")
@@ -190,12 +190,21 @@ async def test_link_the_existing_tenant_once_the_admin_accepted(make_bot, connec
         "/relationships/accept",
         {"tenantId": GUID_TENANT, "companyName": "Contoso Ltd", "domain": "contosolinked.onmicrosoft.com"},
     )
-    linked, services_card = await chat.send(value=action(not_yet, "I have accepted — check now"), replies=2)
+    linked, services_card, mca = await chat.send(value=action(not_yet, "I have accepted — check now"), replies=3)
     assert "now linked" in said(linked)
     text = said(services_card)
     assert "contosolinked.onmicrosoft.com" in text and "Linked (existing tenant)" in text
     org = await sqlite_services.organisations.get(DEMO_SLUG)
     assert org.partner_center_customer_id == GUID_TENANT
+
+    # Microsoft has no MCA acceptance for a linked tenant yet: asked for, prefilled, then recorded.
+    mca_card = card_of(mca)
+    assert mca_card is not None and "Accept the Microsoft Customer Agreement" in card_text(mca_card)
+    assert inputs(mca_card)["mca_email"] == "alexw@example.com"
+    recorded, shown = await chat.send(value=submit(mca_card, "Record the acceptance", mca_accept="true"), replies=2)
+    assert "Recorded with Microsoft" in said(recorded) and "accepted by Alex Wilber" in said(shown)
+    [agreement] = await sandbox.client.agreements(GUID_TENANT)
+    assert agreement.primary_contact is not None and agreement.primary_contact.email == "alexw@example.com"
 
 
 @pytest.mark.parametrize("command", ["add tenant", "link tenant"])

@@ -13,6 +13,7 @@ from cards.tenant import (
     build_address_suggestion_card,
     build_already_has_tenant_card,
     build_link_or_create_card,
+    build_mca_card,
     build_my_services_card,
     build_tenant_confirm_card,
     build_tenant_form_card,
@@ -126,3 +127,12 @@ def test_my_services_card_in_each_state() -> None:
     text = card_text(build_my_services_card(active, organisation_name="Fabrikam Kft", can_manage=True))
     assert "Linked (existing tenant)" in text and "c-1" in text and "16 Nov 2026" in text
     assert "Add tenant" in card_text(build_my_services_card(None, organisation_name="F", can_manage=True))
+
+
+def test_mca_card_for_a_linked_tenant() -> None:
+    contact = {"mca_first_name": "Kim", "mca_last_name": "Akers", "mca_email": "kim@contoso.example"}
+    card = build_mca_card("Contoso Ltd", "contoso.onmicrosoft.com", contact, errors={"mca_email": "Bad."}, rev=2)
+    assert_valid_card(card)
+    text = card_text(card)
+    assert "contoso.onmicrosoft.com" in text and "customeragreement" in text and "Bad." in text
+    assert {"mca_first_name", "mca_last_name", "mca_email", "mca_accept"} <= set(_ids(card))

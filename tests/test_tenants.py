@@ -23,6 +23,7 @@ from services.jobs import FAILED, SUCCEEDED
 from services.migrate import upgrade_database
 from services.models import AuditEntry, Job, TenantServiceRow
 from services.partner_center.client import MICROSOFT_CUSTOMER_AGREEMENT
+from services.partner_center.models import Contact
 from services.seed import DEMO_SLUG, seed_demo_organisation
 from services.settings import Settings
 from services.tenants import (
@@ -377,6 +378,30 @@ async def test_link_existing_tenant_once_the_relationship_is_accepted(services: 
     assert (await services.tenants.link_existing(caller)) == view  # idempotent
     with pytest.raises(Conflict):
         await services.tenants.start_creation(caller, GOOD_FORM, _contact(), notify_conversation_id=None)
+
+    # Nothing can be bought before Microsoft has the MCA acceptance: recorded once, from here.
+    assert not await services.tenants.mca_recorded(caller)
+    view = await services.tenants.attest_mca(caller, _contact())
+    assert view.mca_name == "Nancy Davolio" and view.mca_accepted_at is not None
+    await services.tenants.attest_mca(caller, _contact())
+    assert len(await sandbox.client.agreements(GUID_TENANT)) == 1
+
+
+async def test_an_mca_accepted_elsewhere_shows_under_my_services(services: Services, sandbox: Sandbox) -> None:
+    caller = await _caller(services)
+    await services.organisations.link_teams_tenant(DEMO_SLUG, GUID_TENANT, actor="tests")
+    await sandbox.admin(
+        "POST",
+        "/relationships/accept",
+        {"tenantId": GUID_TENANT, "companyName": "Contoso Ltd", "domain": "contosoexisting.onmicrosoft.com"},
+    )
+    await services.tenants.link_existing(caller)
+    await sandbox.client.accept_agreement(
+        GUID_TENANT, Contact(first_name="Kim", last_name="Akers", email="kim@contoso.example")
+    )
+    assert await services.tenants.mca_recorded(caller)
+    view = await services.tenants.my_service(caller)
+    assert view is not None and view.mca_name == "Kim Akers" and view.mca_email == "kim@contoso.example"
 
 
 def _free_port() -> int:
