@@ -996,8 +996,11 @@ class TenantService:
                 after=_snapshot(row),
             )
 
-    async def _deliver_credentials(self, organisation_id: int, job: JobView, *, first_name: str = "") -> ServiceView:
-        """E-mail the first admin's sign-in details; a mail server that is down queues a retry job."""
+    async def _deliver_credentials(
+        self, organisation_id: int, job: JobView | None, *, first_name: str = ""
+    ) -> ServiceView:
+        """E-mail the first admin's sign-in details; a mail server that is down queues a retry job
+        (or, from the operator's command, says so)."""
         async with self._sessions() as session:
             row = await self._row(session, organisation_id)
             org = await session.get(Organisation, organisation_id)
@@ -1028,6 +1031,10 @@ class TenantService:
                         organisation_id=organisation_id,
                         target=row.contact_email,
                     )
+            if job is None:
+                raise DomainError(
+                    "The mail server still does not take the message; the password stays stored for another try."
+                ) from None
             if job.kind == MAIL_JOB:
                 raise _TryAgain("the mail server did not take the message") from None
             await self._jobs.submit(
@@ -1058,6 +1065,27 @@ class TenantService:
             if row is None:
                 raise DomainError("The organisation's tenant is no longer recorded.")
             return _view(row, organisation_name)
+
+    # ---- the operator's view (CLI: no caller, any organisation) -----------------------------------
+    async def service_of(self, organisation_id: int) -> ServiceView | None:
+        async with self._sessions() as session:
+            row = await self._row(session, organisation_id)
+            org = await session.get(Organisation, organisation_id)
+            return _view(row, org.name if org else "") if row is not None else None
+
+    async def resend_credentials(self, organisation_id: int, *, actor: str) -> ServiceView:
+        """Deliver sign-in details still waiting for their e-mail (after the retries gave up)."""
+        view = await self.service_of(organisation_id)
+        if view is None or not view.active:
+            raise NotFound("This organisation has no Microsoft tenant created here.")
+        if view.credentials_status not in (MAIL_QUEUED, MAIL_PENDING):
+            raise Conflict(
+                "No e-mail is waiting: the sign-in details were delivered (or Microsoft gave none), and the "
+                "stored password is gone. The admin can use “Forgot password” at https://portal.office.com."
+            )
+        org = await self._organisations.get_by_id(organisation_id)
+        log.info("operator %s resends the tenant credentials of organisation %s", actor, organisation_id)
+        return await self._deliver_credentials(organisation_id, None, first_name=org.contact_first_name)
 
     async def _run_mail(self, job: JobView) -> Mapping[str, Any]:
         if job.organisation_id is None:
