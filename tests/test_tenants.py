@@ -283,14 +283,16 @@ async def test_a_tenant_belongs_to_its_organisation_only(services: Services) -> 
     assert (await services.tenants.my_service(caller)) is not None
 
 
+@pytest.mark.parametrize("fault", ["error_after_commit", "drop_after_commit"])
 async def test_server_error_after_microsoft_committed_still_one_tenant(
-    services: Services, sandbox: Sandbox, outbox, caplog
+    services: Services, sandbox: Sandbox, outbox, caplog, fault: str
 ) -> None:
-    """The answer is lost after the tenant exists: the client finds it by domain; the first admin
-    gets a new password (Microsoft shows one only once), e-mailed, never logged."""
+    """The answer is lost (a 5xx, or the connection dropped) after the tenant exists: the client
+    finds it by domain; the first admin gets a new password (Microsoft shows one only once),
+    e-mailed, never logged."""
     _debug_logs(caplog)
     caller = await _caller(services)
-    await sandbox.admin("POST", "/faults", {"kind": "error_after_commit", "method": "POST", "path": "/v1/customers"})
+    await sandbox.admin("POST", "/faults", {"kind": fault, "method": "POST", "path": "/v1/customers"})
     job, _ = await services.tenants.start_creation(caller, GOOD_FORM, _contact(), notify_conversation_id=None)
     await services.jobs.run_pending()
     done = await services.jobs.get(job.id)
