@@ -53,6 +53,7 @@ from services.db import utcnow
 from services.errors import Conflict
 from services.jobs import SUCCEEDED, JobView
 from services.mail import is_mail_address
+from services.partner_center import PartnerCenterError
 from services.roles import Permission
 from services.tenants import (
     CREATE_JOB,
@@ -416,7 +417,7 @@ class MyServicesDialog(TaskDialog):
         if view is None and caller.can(Permission.MANAGE_SERVICES):
             try:  # a relationship accepted since shows up here too
                 view = await self._tenants.link_existing(caller)
-            except Conflict:
+            except (Conflict, PartnerCenterError):  # Microsoft unreachable: show what is known
                 view = await self._tenants.my_service(caller)
         shown = service_card(view) if view is not None else None
         await step.context.send_activity(

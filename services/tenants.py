@@ -794,6 +794,7 @@ class TenantService:
                 raise Conflict(f"Your organisation already has its Microsoft tenant {row.domain}; see **my services**.")
             job_key = row.job_key
         payload = {
+            "job_key": job_key,
             "form": form.as_dict(),
             "contact": {
                 "first_name": contact.first_name,
@@ -837,8 +838,9 @@ class TenantService:
             raise DomainError("This request has no organisation.")
         form = TenantForm.from_mapping(job.payload.get("form") or {})
         key = await self._job_key_of(organisation_id)
-        if key is None:
-            raise DomainError("This request was withdrawn; nothing was created.")
+        if key is None or key != job.payload.get("job_key"):
+            # Released (Microsoft refused, or it failed for good) and perhaps claimed again since.
+            raise DomainError("This request was withdrawn; nothing was created by it.")
         row_status = await self._status_of(organisation_id)
         if row_status == CREATING:
             await self._create_at_microsoft(job, organisation_id, form, key)

@@ -378,6 +378,9 @@ async def test_link_existing_tenant_once_the_relationship_is_accepted(services: 
     assert view is not None and view.origin == "linked" and view.domain == "contosoexisting.onmicrosoft.com"
     assert (await services.organisations.get(DEMO_SLUG)).partner_center_customer_id == GUID_TENANT
     assert (await services.tenants.link_existing(caller)) == view  # idempotent
+    async with services.sessions() as session:
+        actions = list(await session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))
+    assert actions.count("tenant.link") == 1 and "organisation.partner_center_customer" in actions
     with pytest.raises(Conflict):
         await services.tenants.start_creation(caller, GOOD_FORM, _contact(), notify_conversation_id=None)
 
