@@ -16,6 +16,7 @@ Every change is audited; the password is never returned, logged or put into an e
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 import secrets
@@ -444,6 +445,17 @@ You will be asked to choose a new password when you first sign in. No charges ha
 subscriptions are bought separately, in Teams ("add subscription").
 
 Your reseller
+"""
+
+
+CREDENTIALS_HTML = """<p>Hello {first_name},</p>
+<p>your new Microsoft 365 tenant for <b>{company}</b> is ready.</p>
+<p>Sign in at <a href="https://portal.office.com">portal.office.com</a> with</p>
+<table><tr><td>user name</td><td><code>{user_name}</code></td></tr>
+<tr><td>password</td><td><code>{{password}}</code></td></tr></table>
+<p>You will be asked to choose a new password when you first sign in. No charges have arisen yet:
+subscriptions are bought separately, in Teams (&ldquo;add subscription&rdquo;).</p>
+<p>Your reseller</p>
 """
 
 
@@ -1017,6 +1029,11 @@ class TenantService:
                     first_name=first_name or "there", company=org.name, user_name=row.admin_user
                 ),
                 secrets={"password": SecretStr(row.credentials_password)},
+                html=CREDENTIALS_HTML.format(
+                    first_name=html.escape(first_name or "there"),
+                    company=html.escape(org.name),
+                    user_name=html.escape(row.admin_user),
+                ),
             )
             organisation_name = org.name
         try:

@@ -14,6 +14,7 @@ from services.seed import DEMO_SLUG, seed_demo_organisation
 from tests.cardcheck import assert_valid_activity_cards
 from tests.conftest import Sandbox, message, outbox_messages, runtime_of
 from tests.fakes import FakeConnector, card_of, card_text
+from tests.mailparts import plain_text
 
 GUID_TENANT = "6b2f1c7e-3d4a-4b5c-8d9e-0f1a2b3c4d5e"
 
@@ -146,7 +147,7 @@ async def test_create_a_tenant_from_the_prefilled_form(make_bot, connector, sand
 
     [mail] = outbox_messages(outbox)
     assert mail["To"] == "alexw@example.com"
-    password = mail.get_content().split("password:", 1)[1].split()[0]
+    password = plain_text(mail).split("password:", 1)[1].split()[0]
     assert len(password) >= 8
     assert all(password not in str(item.activity) for item in fake.received)
     assert password not in caplog.text

@@ -5,6 +5,7 @@ exactly-once creation (double confirm, races, faults after commit), the MCA, the
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 import socket
 from datetime import timedelta
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Message
+from pydantic import SecretStr
 from sqlalchemy import select, update
 
 from services.access import Caller
@@ -20,6 +22,7 @@ from services.container import Services, build_services
 from services.db import create_engine, utcnow
 from services.errors import Conflict, PermissionDenied
 from services.jobs import FAILED, SUCCEEDED
+from services.mail import Mail
 from services.migrate import upgrade_database
 from services.models import AuditEntry, Job, TenantServiceRow
 from services.partner_center.client import MICROSOFT_CUSTOMER_AGREEMENT
@@ -37,6 +40,7 @@ from services.tenants import (
     validate_form,
 )
 from tests.conftest import Sandbox, outbox_messages
+from tests.mailparts import plain_text
 
 GUID_TENANT = "6b2f1c7e-3d4a-4b5c-8d9e-0f1a2b3c4d5e"
 
@@ -229,9 +233,11 @@ async def test_create_tenant_exactly_once_with_mca_and_mailed_credentials(
 
     [mail] = outbox_messages(outbox)
     assert mail["To"] == "nancy.davolio@northwindbrews.example"
-    body = mail.get_content()
+    body = plain_text(mail)
     password = body.split("password:", 1)[1].split()[0]
     assert len(password) >= 8 and f"admin@{domain}" in body
+    html_part = mail.get_body(preferencelist=("html",))
+    assert html_part is not None and f"<code>{html.escape(password)}</code>" in html_part.get_content()
     row = await _row(services, org.id)
     assert row is not None and row.credentials_password is None and row.credentials_status == "sent"
     assert password not in str(done.result) and password not in caplog.text
@@ -300,7 +306,7 @@ async def test_server_error_after_microsoft_committed_still_one_tenant(
     assert await _customers_with_domain(sandbox, "northwindbrews.onmicrosoft.com") == 1
     assert "already gone through" in caplog.text  # found by its domain, not created twice
     [mail] = outbox_messages(outbox)
-    password = mail.get_content().split("password:", 1)[1].split()[0]
+    password = plain_text(mail).split("password:", 1)[1].split()[0]
     assert password and password not in caplog.text
 
 
@@ -456,9 +462,18 @@ async def test_mail_server_down_queues_the_credentials_and_delivers_them_later(
         finally:
             controller.stop()
         [message] = inbox.messages
-        password = message.get_payload(decode=True).decode().split("password:", 1)[1].split()[0]
+        plain = next(part for part in message.walk() if part.get_content_type() == "text/plain")
+        password = plain.get_payload(decode=True).decode().split("password:", 1)[1].split()[0]
+        assert any(part.get_content_type() == "text/html" for part in message.walk())
         row = await _row(services, caller.organisation_id)
         assert row is not None and row.credentials_password is None and row.credentials_status == "sent"
         assert password not in caplog.text
     finally:
         await engine.dispose()
+
+
+def test_credentials_html_alternative_escapes_the_secret() -> None:
+    mail = Mail(to="a@b.example", subject="s", body="pw {password}", html="<code>{password}</code>",
+                secrets={"password": SecretStr("a<b&c")})  # fmt: skip
+    assert mail.render() == "pw a<b&c" and mail.render_html() == "<code>a&lt;b&amp;c</code>"
+    assert "{password}" in mail.html  # the template itself never holds the secret

@@ -18,6 +18,7 @@ from tests.cardcheck import assert_valid_card
 from tests.conftest import outbox_messages
 from tests.e2e.playground import Playground
 from tests.fakes import card_text
+from tests.mailparts import plain_text
 
 pytestmark = pytest.mark.e2e
 
@@ -99,5 +100,5 @@ async def test_create_a_tenant_and_find_the_credentials_mail(bot_and_playground)
 
     [mail] = outbox_messages(outbox)
     assert mail["To"] == "alexw@example.com"
-    password = mail.get_content().split("password:", 1)[1].split()[0]
+    password = plain_text(mail).split("password:", 1)[1].split()[0]
     assert all(password not in said for said in texts)
