@@ -28,7 +28,7 @@ from bot.proactive import ProactiveMessenger
 from bot.storage import SqlStorage
 from bot.turn_errors import on_turn_error
 from dialogs.catalogue import Task, TaskCatalogue
-from dialogs.tasks import default_tasks
+from dialogs.tasks import default_tasks, job_renderers
 from services.catalog.startup import prepare_catalog
 from services.container import Services, build_services
 from services.db import create_engine
@@ -106,7 +106,7 @@ def create_app(
         adapter = CloudAdapter(connection_manager=connection_manager)
         adapter.on_turn_error = on_turn_error
         messenger = ProactiveMessenger(adapter, services.conversations, app_id=settings.microsoft_app_id)
-        services.jobs.set_notifier(JobNotifier(messenger))
+        services.jobs.set_notifier(JobNotifier(messenger, job_renderers()))
         bot = CspBot(
             storage=SqlStorage(services.sessions),
             access=services.access,

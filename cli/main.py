@@ -196,6 +196,20 @@ def build_parser() -> argparse.ArgumentParser:
     ack.add_argument("alert_id", metavar="ID", type=int)
     ack.set_defaults(handler=_alerts_ack)
 
+    # tenant
+    tenant = commands.add_parser("tenant", help="an organisation's Microsoft 365 tenant").add_subparsers(
+        dest="action", required=True, metavar="{show,resend-credentials}"
+    )
+    tenant_show = tenant.add_parser("show", help="the tenant (created or linked), the MCA and the credentials e-mail")
+    tenant_show.add_argument("slug", metavar="SLUG")
+    _add_json_flag(tenant_show)
+    tenant_show.set_defaults(handler=_tenant_show)
+    resend = tenant.add_parser(
+        "resend-credentials", help="deliver the first admin's sign-in e-mail that the mail server refused"
+    )
+    resend.add_argument("slug", metavar="SLUG")
+    resend.set_defaults(handler=_tenant_resend)
+
     # package
     package = commands.add_parser("package", help="build the Teams app package (zip)")
     package.add_argument(
@@ -400,6 +414,39 @@ async def _alerts_list(args: argparse.Namespace, services: Services) -> None:
 async def _alerts_ack(args: argparse.Namespace, services: Services) -> None:
     alert = await services.alerts.acknowledge(args.alert_id, actor=_actor())
     _out(f"Acknowledged alert #{alert.id} ({alert.code}).")
+
+
+async def _tenant_show(args: argparse.Namespace, services: Services) -> None:
+    org = await services.organisations.get(args.slug)
+    view = await services.tenants.service_of(org.id)
+    if view is None:
+        _out(f"{org.slug} has no Microsoft 365 tenant yet (the admin types 'add tenant' in Teams).")
+        return
+    rows = {
+        "status": view.status,
+        "origin": view.origin,
+        "domain": view.domain,
+        "customer_id": view.customer_id,
+        "by": view.requested_by,
+        "at": (view.completed_at or view.requested_at).isoformat(),
+        "admin_user": view.admin_user,
+        "credentials_email": view.credentials_status,
+        "mail_to": view.mail_to,
+        "mca": f"{view.mca_name} <{view.mca_email}> {view.mca_accepted_at.isoformat()}"
+        if view.mca_accepted_at
+        else "not recorded",
+    }
+    if args.json:
+        _out(_json(rows))
+        return
+    for key, value in rows.items():
+        _out(f"{key:18} {value if value not in (None, '') else '-'}")
+
+
+async def _tenant_resend(args: argparse.Namespace, services: Services) -> None:
+    org = await services.organisations.get(args.slug)
+    view = await services.tenants.resend_credentials(org.id, actor=_actor())
+    _out(f"Sent the sign-in details for {view.domain} to {view.mail_to}.")
 
 
 def _package(args: argparse.Namespace, settings: Settings) -> None:

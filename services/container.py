@@ -21,6 +21,7 @@ from services.partner_center import PartnerCenterAuthError, PartnerCenterClient
 from services.partner_center.auth import TokenKind
 from services.pricing import PriceBook
 from services.settings import Settings
+from services.tenants import TenantService
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Services:
     ledger: SubscriptionLedger
     pricing: PriceBook
     catalog: CatalogService
+    tenants: TenantService
 
 
 def build_services(engine: AsyncEngine, settings: Settings, partner_center: PartnerCenterClient) -> Services:
@@ -48,25 +50,29 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         sessions, allow_channel_user_id=not settings.authenticated, cache_seconds=settings.caller_cache_seconds
     )
     partner_center.on_auth_failure = partner_center_auth_alert(alerts)
+    organisations = OrganisationService(sessions, on_access_change=access.forget)
+    jobs = JobService(
+        sessions,
+        alerts,
+        lease_seconds=settings.job_lease_seconds,
+        poll_interval=settings.job_poll_interval_seconds,
+    )
+    mailer = Mailer(mail_transport(settings), sender=settings.mail_from, alerts=alerts)
     return Services(
         engine=engine,
         sessions=sessions,
-        organisations=OrganisationService(sessions, on_access_change=access.forget),
+        organisations=organisations,
         access=access,
         alerts=alerts,
         conversations=ConversationReferenceService(sessions),
         idempotency=IdempotencyService(sessions),
-        jobs=JobService(
-            sessions,
-            alerts,
-            lease_seconds=settings.job_lease_seconds,
-            poll_interval=settings.job_poll_interval_seconds,
-        ),
+        jobs=jobs,
         partner_center=partner_center,
-        mailer=Mailer(mail_transport(settings), sender=settings.mail_from, alerts=alerts),
+        mailer=mailer,
         ledger=SubscriptionLedger(sessions),
         pricing=PriceBook(sessions, partner_center),
         catalog=CatalogService(sessions, partner_center, alerts),
+        tenants=TenantService(sessions, organisations, partner_center, jobs, mailer),
     )
 
 

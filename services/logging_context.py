@@ -77,3 +77,6 @@ def configure_logging(level: str) -> None:
     token_client_log = logging.getLogger(SDK_TOKEN_CLIENT_LOGGER)
     if not any(isinstance(existing, _DropRepeatedSdkNotice) for existing in token_client_log.filters):
         token_client_log.addFilter(_DropRepeatedSdkNotice())
+    # aiosqlite logs every statement's parameters at DEBUG: a password waiting for its e-mail would
+    # be among them. Never below INFO.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLevelName(level)))

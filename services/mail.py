@@ -9,6 +9,7 @@ never logged, never stored anywhere else, and never part of an error or alert te
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 import os
 import re
@@ -50,12 +51,20 @@ class Mail:
     subject: str
     body: str
     secrets: Mapping[str, SecretStr] = field(default_factory=dict)
+    # An optional HTML alternative with the same `{name}` placeholders (secrets are HTML-escaped).
+    html: str = ""
 
     def render(self) -> str:
         text = self.body
         for name, value in self.secrets.items():
             text = text.replace("{" + name + "}", value.get_secret_value())
         return text
+
+    def render_html(self) -> str:
+        page = self.html
+        for name, value in self.secrets.items():
+            page = page.replace("{" + name + "}", html.escape(value.get_secret_value()))
+        return page
 
 
 class MailTransport(Protocol):
@@ -134,6 +143,8 @@ class Mailer:
         message["Date"] = format_datetime(sent_at or utcnow())
         message["Message-ID"] = make_msgid(domain=self._sender.rsplit("@", 1)[-1] or "localhost")
         message.set_content(mail.render())
+        if mail.html:
+            message.add_alternative(mail.render_html(), subtype="html")
         try:
             where = await self._transport.deliver(message)
         except (OSError, smtplib.SMTPException) as error:

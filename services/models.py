@@ -374,3 +374,37 @@ class PriceListAssignment(Base):
     price_list_id: Mapped[int] = mapped_column(ForeignKey("price_lists.id", ondelete="CASCADE"), index=True)
     assigned_by: Mapped[str] = mapped_column(String(254), default="")
     assigned_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+# --- Tenants (add tenant / link tenant / My services) -----------------------------------------
+
+
+class TenantServiceRow(Base):
+    """The organisation's Microsoft 365 service: its tenant as a customer of the reseller.
+
+    One row per organisation (the unique key is what makes "add tenant" exactly-once): it is
+    inserted as `creating` before the durable job asks Microsoft, becomes `active` once Microsoft
+    created (or the customer's admin linked) the tenant, and is deleted again if Microsoft refused.
+    `credentials_password` holds the first admin's password only until the e-mail carrying it is
+    delivered (a mail server that is down must not lose it); it is never shown or logged."""
+
+    __tablename__ = "tenant_services"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), unique=True)
+    status: Mapped[str] = mapped_column(String(20))  # creating | active
+    origin: Mapped[str] = mapped_column(String(10))  # created | linked
+    customer_id: Mapped[str | None] = mapped_column(String(64))
+    domain: Mapped[str] = mapped_column(String(255), default="")
+    job_key: Mapped[str] = mapped_column(String(200), default="")
+    requested_by: Mapped[str] = mapped_column(String(254), default="")
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    admin_user: Mapped[str] = mapped_column(String(254), default="")
+    contact_email: Mapped[str] = mapped_column(String(254), default="")
+    credentials_status: Mapped[str] = mapped_column(String(20), default="")  # pending | queued | sent | ...
+    credentials_password: Mapped[str | None] = mapped_column(Text)
+    credentials_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    mca_name: Mapped[str] = mapped_column(String(200), default="")
+    mca_email: Mapped[str] = mapped_column(String(254), default="")
+    mca_accepted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

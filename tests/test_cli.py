@@ -433,3 +433,34 @@ def test_sandbox_command_serves_the_sandbox_alone_with_a_private_token(tmp_path:
         process.terminate()
         out, err = process.communicate(timeout=10)
     assert token not in out + err
+
+
+def test_tenant_show_and_resend_credentials(capsys: pytest.CaptureFixture[str], db: Db, monkeypatch) -> None:
+    """The operator sees the organisation's tenant and delivers a sign-in e-mail the retries gave up on."""
+    outbox = db.path.parent / "outbox"
+    monkeypatch.setenv("MAIL_OUTBOX_DIR", str(outbox))
+    ok(capsys, "org", "create", "fabrikam", *FULL_PROFILE)
+    assert "no Microsoft 365 tenant yet" in ok(capsys, "tenant", "show", "fabrikam")
+    assert run(capsys, "tenant", "resend-credentials", "fabrikam").code == 1
+    with sqlite3.connect(db.path) as connection:
+        (org_id,) = connection.execute("SELECT id FROM organisations WHERE slug = 'fabrikam'").fetchone()
+        connection.execute(
+            "INSERT INTO tenant_services (organisation_id, status, origin, customer_id, domain, job_key, requested_by,"
+            " requested_at, admin_user, contact_email, credentials_status, credentials_password, mca_name, mca_email)"
+            " VALUES (?, 'active', 'created', 'c-1', 'fabrikamltd.onmicrosoft.com', 'k', 'ann@fabrikam.example',"
+            " '2026-11-16 09:00:00', 'admin@fabrikamltd.onmicrosoft.com', 'ann.lee@fabrikam.example', 'queued',"
+            " 'Pw-waiting-7!', '', '')",
+            (org_id,),
+        )
+    shown = json.loads(ok(capsys, "tenant", "show", "fabrikam", "--json"))
+    assert shown["domain"] == "fabrikamltd.onmicrosoft.com" and shown["credentials_email"] == "queued"
+    assert "Pw-waiting-7!" not in json.dumps(shown)
+
+    out = ok(capsys, "tenant", "resend-credentials", "fabrikam")
+    assert "Sent the sign-in details for fabrikamltd.onmicrosoft.com to a***@fabrikam.example" in out
+    [mail] = list(outbox.glob("*.eml"))
+    assert "Pw-waiting-7!" in mail.read_text()
+    with sqlite3.connect(db.path) as connection:
+        assert connection.execute("SELECT credentials_password FROM tenant_services").fetchone() == (None,)
+    again = run(capsys, "tenant", "resend-credentials", "fabrikam")
+    assert again.code == 1 and "No e-mail is waiting" in again.err
