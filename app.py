@@ -112,11 +112,13 @@ def create_app(
         app[RUNTIME] = BotRuntime(services, adapter, bot, authenticator, messenger)
         if run_jobs:
             services.jobs.start()
+            services.user_sync.start()
         # The start-up heap (SDK, SQLAlchemy, pydantic models) never becomes garbage; moving it out
         # of the collector's reach stops full collections from pausing turns for ~100 ms (p99).
         gc.collect()
         gc.freeze()
         yield
+        await services.user_sync.stop()
         await services.jobs.stop()
 
     app.cleanup_ctx.append(runtime_ctx)

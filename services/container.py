@@ -17,6 +17,7 @@ from services.mail import Mailer, MailTransport, OutboxTransport, SmtpTransport
 from services.organisations import OrganisationService
 from services.partner_center import PartnerCenterClient
 from services.settings import Settings
+from services.users import DirectoryService, LeaseService, LicenceService, UserService, UserSync
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,26 @@ class Services:
     partner_center: PartnerCenterClient
     mailer: Mailer
     ledger: SubscriptionLedger
+    # Users and licences (issue 8)
+    user_sync: UserSync
+    users: UserService
+    licences: LicenceService
+    directory: DirectoryService
 
 
 def build_services(engine: AsyncEngine, settings: Settings, partner_center: PartnerCenterClient) -> Services:
     sessions = create_session_factory(engine)
     alerts = AlertService(sessions)
+    idempotency = IdempotencyService(sessions)
+    jobs = JobService(
+        sessions,
+        alerts,
+        lease_seconds=settings.job_lease_seconds,
+        poll_interval=settings.job_poll_interval_seconds,
+    )
+    mailer = Mailer(mail_transport(settings), sender=settings.mail_from, alerts=alerts)
+    user_sync = UserSync(sessions, partner_center, LeaseService(sessions), alerts)
+    users = UserService(sessions, partner_center, user_sync, idempotency, mailer, jobs)
     return Services(
         engine=engine,
         sessions=sessions,
@@ -45,16 +61,15 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         access=AccessService(sessions, allow_channel_user_id=not settings.authenticated),
         alerts=alerts,
         conversations=ConversationReferenceService(sessions),
-        idempotency=IdempotencyService(sessions),
-        jobs=JobService(
-            sessions,
-            alerts,
-            lease_seconds=settings.job_lease_seconds,
-            poll_interval=settings.job_poll_interval_seconds,
-        ),
+        idempotency=idempotency,
+        jobs=jobs,
         partner_center=partner_center,
-        mailer=Mailer(mail_transport(settings), sender=settings.mail_from, alerts=alerts),
+        mailer=mailer,
         ledger=SubscriptionLedger(sessions),
+        user_sync=user_sync,
+        users=users,
+        licences=LicenceService(sessions, partner_center, users, user_sync, idempotency),
+        directory=DirectoryService(sessions, users, idempotency, mailer),
     )
 
 
