@@ -20,7 +20,7 @@ from services.errors import Conflict, DomainError, InvalidInput, NotFound
 from services.idempotency import IdempotencyService
 from services.jobs import JobService, JobView
 from services.mail import Mail, Mailer, MailNotDelivered, is_mail_address
-from services.models import LicencePool, Organisation, SubscriptionRow, TenantUser, UserSyncState
+from services.models import IdempotencyKey, LicencePool, Organisation, SubscriptionRow, TenantUser, UserSyncState
 from services.partner_center import PartnerCenterClient
 from services.partner_center.errors import PartnerCenterConflict
 from services.partner_center.models import CustomerUser, PasswordProfile
@@ -329,7 +329,11 @@ class UserService:
             field_name, message = next(iter(errors.items()))
             raise InvalidInput(message, field=field_name)
         upn = f"{clean.user_name}@{clean.domain}"
+        key = f"users.create:{request_key}"
         async with self._sessions() as session:
+            earlier = await session.get(IdempotencyKey, key)
+            if earlier is not None and earlier.organisation_id == ctx.organisation_id:
+                return await self._already_created(ctx, earlier.resource_id)  # a double click or re-delivery
             taken = await session.scalar(
                 select(TenantUser.id).where(
                     TenantUser.organisation_id == ctx.organisation_id, TenantUser.user_principal_name == upn
@@ -338,7 +342,7 @@ class UserService:
         if taken is not None:
             raise InvalidInput(f"{upn} already exists in your tenant. Choose another user name.", field="user_name")
         claim = await self._idempotency.claim(
-            f"users.create:{request_key}",
+            key,
             purpose="users.create",
             organisation_id=ctx.organisation_id,
             resource_type="tenant_user",
