@@ -37,6 +37,8 @@ COMMANDS: Final[list[tuple[str, str]]] = [
     ("menu", "Show what I can do"),
     ("help", "How to use the bot"),
     ("cancel", "Stop what we are doing"),
+    ("users", "Users of your tenant and their licences"),
+    ("assign", "Assign licences to users"),
 ]
 COMMAND_SCOPES: Final[tuple[str, ...]] = ("personal", "team")
 

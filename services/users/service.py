@@ -4,6 +4,7 @@ on every call; ids from cards are looked up within the caller's organisation."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
@@ -156,6 +157,7 @@ class UserService:
         self._mailer = mailer
         self._jobs = jobs
         self._stale_after = stale_after
+        self._running: set[asyncio.Future[bool]] = set()
         jobs.register(SYNC_JOB, self._run_sync_job)
 
     # --- context --------------------------------------------------------------------------------
@@ -177,7 +179,9 @@ class UserService:
 
     # --- the list -------------------------------------------------------------------------------
 
-    async def list_users(self, caller: Caller, *, search: str = "", page: int = 1) -> UsersPage:
+    async def list_users(
+        self, caller: Caller, *, search: str = "", page: int = 1, page_size: int = PAGE_SIZE
+    ) -> UsersPage:
         """A page of the synced copy at once; a background sync is queued when it is stale."""
         ctx = await self.context(caller)
         search = " ".join(search.split())[:100]
@@ -192,12 +196,12 @@ class UserService:
                     )
                 )
             total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-            page_count = max(1, -(-total // PAGE_SIZE))
+            page_count = max(1, -(-total // page_size))
             page = min(max(1, page), page_count)
             users = await session.scalars(
                 query.order_by(func.lower(TenantUser.display_name), TenantUser.user_id)
-                .offset((page - 1) * PAGE_SIZE)
-                .limit(PAGE_SIZE)
+                .offset((page - 1) * page_size)
+                .limit(page_size)
             )
             rows = [_row(user) for user in users]
             state = await session.get(UserSyncState, ctx.organisation_id)
@@ -223,10 +227,32 @@ class UserService:
         )
         return created
 
-    async def refresh(self, caller: Caller) -> None:
-        """ "Refresh": sync now (in this turn), so the card shown next is current."""
+    async def refresh(self, caller: Caller, *, wait_seconds: float = 8.0) -> bool:
+        """Sync now ("refresh"), waiting up to `wait_seconds` so the next card is current (Teams
+        re-sends a message not answered within ~15 s); True when it finished in time. A longer sync
+        goes on in the background. If another replica is syncing, ours runs right after it."""
         ctx = await self.context(caller)
-        await self.sync.sync(ctx.organisation_id)
+        task: asyncio.Future[bool] = asyncio.ensure_future(self._sync_when_free(ctx.organisation_id, wait_seconds * 4))
+        self._running.add(task)
+        task.add_done_callback(self._finished)
+        done, _ = await asyncio.wait({task}, timeout=wait_seconds)
+        if task in done:
+            return task.result()  # a failure is shown to the admin
+        return False
+
+    async def _sync_when_free(self, organisation_id: int, patience: float) -> bool:
+        waited = 0.0
+        while True:
+            result = await self.sync.sync(organisation_id)
+            if result.ran or waited >= patience:
+                return result.ran
+            await asyncio.sleep(0.2)
+            waited += 0.2
+
+    def _finished(self, task: asyncio.Future[bool]) -> None:
+        self._running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("a users refresh failed: %s", type(task.exception()).__name__)
 
     async def _run_sync_job(self, job: JobView) -> dict[str, object]:
         organisation_id = int(job.payload["organisation_id"])
