@@ -154,6 +154,17 @@ class DirectoryService:
             await session.commit()
         return LoadResult(added, updated, errors)
 
+    async def entries_of(self, organisation_slug: str) -> list[DirectoryEntry]:
+        """The operator's view of an organisation's directory (no passwords, only whether one is set)."""
+        async with self._sessions() as session:
+            org = await session.scalar(select(Organisation).where(Organisation.slug == organisation_slug))
+            if org is None:
+                raise NotFound(f"No organisation {organisation_slug!r}.")
+            rows = await session.scalars(
+                select(DirectoryUser).where(DirectoryUser.organisation_id == org.id).order_by(DirectoryUser.email)
+            )
+            return [_entry(row) for row in rows]
+
     # --- in Teams -----------------------------------------------------------------------------
 
     async def entries(self, caller: Caller) -> list[DirectoryEntry]:
