@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import AlertService
@@ -221,17 +221,41 @@ class UserSync:
                     )
                 )
             }
+            fresh: list[dict[str, object]] = []
             for user_id, user in by_id.items():
                 row = existing.get(user_id)
                 if row is None:
-                    row = TenantUser(organisation_id=organisation_id, user_id=user_id, licence_sku_ids=[])
+                    row = TenantUser(organisation_id=organisation_id, user_id=user_id)
                     apply_user(row, user)
-                    session.add(row)
+                    fresh.append(
+                        {
+                            "organisation_id": organisation_id,
+                            "user_id": user_id,
+                            "user_principal_name": row.user_principal_name,
+                            "first_name": row.first_name,
+                            "last_name": row.last_name,
+                            "display_name": row.display_name,
+                            "usage_location": row.usage_location,
+                            "state": row.state,
+                            "licence_sku_ids": [],
+                            "seen_generation": generation,
+                            "created_at": now,
+                            "synced_at": now,
+                        }
+                    )
                     counts["created"] += 1
                 elif apply_user(row, user):
                     counts["updated"] += 1
-                row.seen_generation = generation
-                row.synced_at = now
+            if fresh:
+                await session.execute(insert(TenantUser), fresh)
+            if existing:
+                # One statement marks every known user of the page as seen by this run.
+                await session.execute(
+                    update(TenantUser)
+                    .where(TenantUser.organisation_id == organisation_id, TenantUser.user_id.in_(list(existing)))
+                    .values(seen_generation=generation, synced_at=now)
+                    .execution_options(synchronize_session=False)
+                )
             counts["seen"] += len(by_id)
             state = await session.get(UserSyncState, organisation_id)
             if state is not None:
