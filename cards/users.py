@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from cards.base import Card, card, facts, heading, submit, text
+from cards.base import Card, card, command_button, facts, heading, submit, text
 
 if TYPE_CHECKING:
     from services.users.directory import DirectoryEntry, EntryResult
@@ -551,4 +551,12 @@ def build_user_created_card(
             submit("New user", USERS_NEW),
             submit("Back to users", USERS_LIST),
         ],
+    )
+
+
+def build_continue_here_card(title: str, command: str) -> Card:
+    """Sent to the 1:1 chat when a users task is asked for in a channel (its cards hold user data)."""
+    return card(
+        [heading(title), text("This task shows your tenant's users, so it runs here in our 1:1 chat.")],
+        [command_button(f"Start {title.lower()} here", command)],
     )

@@ -29,6 +29,7 @@ from services.errors import DomainError, InvalidInput
 from services.users.service import NewUser
 
 LIST, USER, NEW, ASSIGN, DIRECTORY, CARD = "list", "user", "new", "assign", "directory", "card"
+CHANNEL_STARTS = {NEW: ("New user", "new user"), ASSIGN: ("Assign licences", "assign")}
 NEW_USER_FIELDS = ("first_name", "last_name", "display_name", "user_name", "domain", "usage_location", "password_email")
 
 
@@ -69,12 +70,14 @@ class UsersDialog(TaskDialog):
     async def show_step(self, step: WaterfallStepContext) -> DialogTurnResult:
         options: dict[str, Any] = dict(step.options) if isinstance(step.options, dict) else {"screen": self._start}
         caller = caller_of(step.context)
-        if not is_personal(step.context) and options.get("screen") in (LIST, ASSIGN, NEW):
-            # User lists are private: they go to the requester's 1:1 chat, where the task continues.
-            page = await self._services.users.list_users(caller)
-            await send_privately(
-                step.context, caller, card_activity(ui.build_users_card(page, utcnow(), interactive=False))
-            )
+        if not is_personal(step.context):
+            # User data is private: it goes to the requester's 1:1 chat, where the task continues.
+            if options.get("screen", LIST) == LIST:
+                page = await self._services.users.list_users(caller)
+                private = ui.build_users_card(page, utcnow(), interactive=False)
+            else:
+                private = ui.build_continue_here_card(*CHANNEL_STARTS.get(options.get("screen"), ("Users", "users")))
+            await send_privately(step.context, caller, card_activity(private))
             return await step.end_dialog()
         step.values["options"] = options
         card = await self.render(caller, options)

@@ -141,3 +141,9 @@ def test_directory_card_offers_import_and_export():
     nobody = ui.build_directory_card([], _rows(1), "key")
     assert_valid_card(nobody)
     assert ui.USERS_IMPORT not in _verbs(nobody)
+
+
+def test_continue_here_card_starts_the_task_in_the_personal_chat():
+    card = ui.build_continue_here_card("New user", "new user")
+    assert_valid_card(card)
+    assert card["actions"][0]["data"] == {"verb": "command", "command": "new user"}

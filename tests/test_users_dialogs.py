@@ -136,7 +136,7 @@ async def test_assign_and_unassign_with_counts_on_the_cards(make_bot, connector,
     sam = await sandbox.admin(
         "POST", users, {"userPrincipalName": f"sam@{DOMAIN}", "displayName": "Sam", "usageLocation": "US"}
     )
-    await services.user_sync.sync(sqlite_demo_customer.id)
+    await services.user_sync.sync_now(sqlite_demo_customer.id)
 
     card = await chat.say("assign")
     text = said(card)
@@ -169,7 +169,7 @@ async def test_forged_user_id_on_a_card_changes_nothing(make_bot, connector, sql
 
 async def test_in_a_channel_the_users_list_goes_to_the_personal_chat(make_bot, connector, sqlite_demo_customer):
     chat, services = await _chat(make_bot, connector)
-    await services.user_sync.sync(sqlite_demo_customer.id)
+    await services.user_sync.sync_now(sqlite_demo_customer.id)
     await chat.say("menu")  # the 1:1 chat exists
     await chat.say("users", conversation_id=THREAD, conversation_type="channel", mention_bot=True, expect=2)
     sent = [(item.conversation_id, item.activity) for item in chat.fake.received if item.activity["type"] == "message"]
@@ -186,3 +186,45 @@ async def test_users_need_the_admin_role(make_bot, connector, sqlite_demo_custom
     await fake.wait_for(1)
     reply = fake.messages()[0]
     assert "does not allow" in said(reply)
+
+
+async def test_new_user_asked_in_a_channel_continues_in_the_personal_chat(make_bot, connector, sqlite_demo_customer):
+    chat, _ = await _chat(make_bot, connector)
+    await chat.say("menu")
+    await chat.say("new user", conversation_id=THREAD, conversation_type="channel", mention_bot=True, expect=2)
+    private = [
+        item.activity
+        for item in chat.fake.received
+        if item.conversation_id == "personal-chat-alex" and card_of(item.activity)
+    ]
+    assert "Start new user here" in card_text(card_of(private[-1]))
+    started = await chat.say(value={"verb": "command", "command": "new user"})
+    assert "New user" in said(started) and action_data(started, ui.USERS_CREATE)
+
+
+async def test_directory_import_and_export_through_the_card(make_bot, connector, sqlite_demo_customer, outbox):
+    chat, services = await _chat(make_bot, connector)
+    await services.directory.load_csv("contoso", "email,first_name,last_name\nana@example.com,Ana,Silva\n", actor="op")
+    await services.user_sync.sync_now(sqlite_demo_customer.id)
+    await chat.say("users")
+    card = await chat.say(value={"verb": ui.USERS_DIRECTORY})
+    assert "1 not yet in the Microsoft tenant" in said(card)
+    entry = next(i for i in _inputs(card_of(card)) if i["id"] == "entry_ids")["choices"][0]["value"]
+    imported = await chat.say(value={**action_data(card, ui.USERS_IMPORT), "entry_ids": entry})
+    assert f"created as ana@{DOMAIN}" in said(imported) and "password sent to ana@example.com" in said(imported)
+    card = await chat.say(value={"verb": ui.USERS_DIRECTORY})
+    admin = next(
+        c["value"]
+        for c in next(i for i in _inputs(card_of(card)) if i["id"] == "user_ids")["choices"]
+        if "admin@" in c["title"]
+    )
+    bad = await chat.say(value={**action_data(card, ui.USERS_EXPORT), "user_ids": admin, "send_to": "not-mail"})
+    assert "valid e-mail address" in said(bad)
+    exported = await chat.say(
+        value={**action_data(bad, ui.USERS_EXPORT), "user_ids": admin, "send_to": "it@example.com"}
+    )
+    assert "password sent to it@example.com" in said(exported)
+    mails = outbox_messages(outbox)
+    assert [m["To"] for m in mails] == ["ana@example.com", "it@example.com"]
+    secrets = [m.get_content().split("password: ")[1].split()[0] for m in mails]
+    assert all(secret not in str(item.activity) for secret in secrets for item in chat.fake.received)

@@ -112,7 +112,7 @@ async def _people(services, org, sandbox, count, *, location="US"):
         if location:
             body["usageLocation"] = location
         ids.append((await sandbox.admin("POST", f"/customers/{customer}/users", body))["id"])
-    await services.user_sync.sync(org.id)
+    await services.user_sync.sync_now(org.id)
     return ids
 
 
@@ -237,7 +237,7 @@ async def test_directory_csv_import_into_tenant_and_export_with_hashed_password(
     repeat = await services.directory.import_to_tenant(caller, [entries[0].entry_id], request_key="imp2")
     assert repeat[0].message == "already in the tenant"
 
-    await services.user_sync.sync(demo_customer.id)
+    await services.user_sync.sync_now(demo_customer.id)
     admin = next(
         r for r in (await services.users.list_users(caller)).rows if r.user_principal_name.startswith("admin@")
     )

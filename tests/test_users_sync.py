@@ -177,3 +177,14 @@ async def test_search_and_paging(sqlite_services, sqlite_demo_customer, sandbox)
     found = await services.users.list_users(caller, search="person 07")
     assert [r.display_name for r in found.rows] == ["Person 07"]
     assert (await services.users.list_users(caller, search="P11@")).total == 1
+
+
+async def test_concurrent_syncs_on_one_replica_run_once_and_sync_now_waits_its_turn(services, demo_customer):
+    import asyncio
+
+    results = await asyncio.gather(*(services.user_sync.sync(demo_customer.id) for _ in range(3)))
+    assert sum(result.ran for result in results) == 1
+    first, second = await asyncio.gather(
+        services.user_sync.sync_now(demo_customer.id), services.user_sync.sync_now(demo_customer.id)
+    )
+    assert first.ran and second.ran

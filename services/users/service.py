@@ -232,7 +232,7 @@ class UserService:
         re-sends a message not answered within ~15 s); True when it finished in time. A longer sync
         goes on in the background. If another replica is syncing, ours runs right after it."""
         ctx = await self.context(caller)
-        task: asyncio.Future[bool] = asyncio.ensure_future(self._sync_when_free(ctx.organisation_id, wait_seconds * 4))
+        task: asyncio.Future[bool] = asyncio.ensure_future(self._sync_now(ctx.organisation_id, wait_seconds * 4))
         self._running.add(task)
         task.add_done_callback(self._finished)
         done, _ = await asyncio.wait({task}, timeout=wait_seconds)
@@ -240,14 +240,8 @@ class UserService:
             return task.result()  # a failure is shown to the admin
         return False
 
-    async def _sync_when_free(self, organisation_id: int, patience: float) -> bool:
-        waited = 0.0
-        while True:
-            result = await self.sync.sync(organisation_id)
-            if result.ran or waited >= patience:
-                return result.ran
-            await asyncio.sleep(0.2)
-            waited += 0.2
+    async def _sync_now(self, organisation_id: int, patience: float) -> bool:
+        return (await self.sync.sync_now(organisation_id, patience=patience)).ran
 
     def _finished(self, task: asyncio.Future[bool]) -> None:
         self._running.discard(task)

@@ -118,12 +118,33 @@ class UserSync:
         self._lease_seconds = lease_seconds
         self.periodic_seconds = periodic_seconds
         self._task: asyncio.Task[None] | None = None
+        self._running: dict[int, asyncio.Lock] = {}
 
     # --- one organisation ---------------------------------------------------------------------
 
     async def sync(self, organisation_id: int) -> SyncResult:
         """A full sync of the organisation's users and licence pools, if no other replica runs one."""
         lease = f"users-sync:{organisation_id}"
+        local = self._running.setdefault(organisation_id, asyncio.Lock())
+        if local.locked():  # this replica is syncing it already (the lease is per replica)
+            return SyncResult(organisation_id, ran=False)
+        async with local:
+            return await self._sync_leased(organisation_id, lease)
+
+    async def sync_now(self, organisation_id: int, *, patience: float = 30.0) -> SyncResult:
+        """A sync that waits its turn: after a run already going on here or (up to `patience`
+        seconds) on another replica, so what it reads is current from now."""
+        lease = f"users-sync:{organisation_id}"
+        waited = 0.0
+        while True:
+            async with self._running.setdefault(organisation_id, asyncio.Lock()):
+                result = await self._sync_leased(organisation_id, lease)
+            if result.ran or waited >= patience:
+                return result
+            await asyncio.sleep(0.2)
+            waited += 0.2
+
+    async def _sync_leased(self, organisation_id: int, lease: str) -> SyncResult:
         if not await self._leases.acquire(lease, self._lease_seconds):
             return SyncResult(organisation_id, ran=False)
         try:
