@@ -264,3 +264,41 @@ def test_password_hash_round_trip_and_salting():
     assert verify_password_sync(SecretStr("Correct-Horse-9"), first)
     assert not verify_password_sync(SecretStr("correct-horse-9"), first)
     assert not verify_password_sync(SecretStr("x"), "garbage")
+
+
+async def test_undeliverable_password_mail_is_reported_and_alerted(sqlite_services, sqlite_demo_customer, outbox):
+    outbox.parent.mkdir(parents=True, exist_ok=True)
+    outbox.write_text("not a folder")  # the outbox transport cannot write: delivery fails
+    caller = await admin_caller(sqlite_services, sqlite_demo_customer)
+    created = await sqlite_services.users.create_user(caller, _form(), request_key="m")
+    assert created.mail_failed and created.user_id
+    alerts = await sqlite_services.alerts.list(include_acknowledged=False)
+    assert [alert.code for alert in alerts] == ["mail_undeliverable"]
+    assert "Temporary password" not in alerts[0].message
+
+
+async def test_licences_and_directory_are_admin_only(sqlite_services, sqlite_demo_customer):
+    services, org = sqlite_services, sqlite_demo_customer
+    billing = await admin_caller(services, org, roles=frozenset({"billing", "approver"}))
+    with pytest.raises(PermissionDenied):
+        await services.licences.pools(billing)
+    with pytest.raises(PermissionDenied):
+        await services.licences.assign(billing, ["x"], BASIC_LICENCE, request_key="k")
+    with pytest.raises(PermissionDenied):
+        await services.licences.unassign(billing, "x", [BASIC_LICENCE], request_key="k")
+    with pytest.raises(PermissionDenied):
+        await services.directory.entries(billing)
+    with pytest.raises(PermissionDenied):
+        await services.directory.import_to_tenant(billing, [1], request_key="k")
+    with pytest.raises(PermissionDenied):
+        await services.directory.export_from_tenant(billing, ["x"], request_key="k")
+
+
+async def test_pool_counts_for_the_subscriptions_list(sqlite_services, sqlite_demo_customer, sandbox):
+    services, org = sqlite_services, sqlite_demo_customer
+    await buy_licences(services, org, BASIC, 2)
+    ids = await _people(services, org, sandbox, 1)
+    caller = await admin_caller(services, org)
+    await services.licences.pools(caller)
+    await services.licences.assign(caller, ids, BASIC_LICENCE, request_key="p")
+    assert await services.licences.pool_counts(org.id) == {BASIC_LICENCE: (2, 1)}

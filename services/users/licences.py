@@ -102,6 +102,14 @@ class LicenceService:
             await self._sync.refresh_pools(ctx.organisation_id, ctx.customer_id)
         return await self._pool_views(ctx.organisation_id)
 
+    async def pool_counts(self, organisation_id: int) -> dict[str, tuple[int, int]]:
+        """Licence SKU id -> (units, assigned) as last read from Microsoft or moved by our own changes.
+        For other features' views (the subscriptions list shows "consumed" per licence product);
+        the caller has already checked the organisation and role."""
+        async with self._sessions() as session:
+            pools = await session.scalars(select(LicencePool).where(LicencePool.organisation_id == organisation_id))
+            return {pool.licence_sku_id: (pool.active_units, pool.consumed_units) for pool in pools}
+
     async def _pool_views(self, organisation_id: int, sku: str | None = None) -> list[PoolView]:
         async with self._sessions() as session:
             query = select(LicencePool).where(
@@ -203,7 +211,7 @@ class LicenceService:
         except PartnerCenterError as error:
             log.info("licence assignment for user %s refused by Microsoft (%s)", user_id, error.code)
             return UserResult(user_id, name, False, error.message)
-        await self._update_row(ctx, user_id, add=[pool.licence_sku_id], audit_action="licence.assign", pool=pool)
+        await self._update_row(ctx, user_id, add=[pool.licence_sku_id], audit_action="licence.assign")
         return UserResult(user_id, name, True, "assigned")
 
     async def _update_row(
@@ -215,7 +223,6 @@ class LicenceService:
         remove: Sequence[str] = (),
         usage_location: str | None = None,
         audit_action: str | None = None,
-        pool: PoolView | None = None,
     ) -> None:
         """Reflect a change Microsoft accepted: the user's licences and the pool's consumed count."""
         async with self._sessions() as session:
