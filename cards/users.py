@@ -56,7 +56,7 @@ def _notice(message: str) -> list[dict[str, Any]]:
 
 def _user_line(row: UserRow) -> dict[str, Any]:
     licences = f"{row.licence_count} licence{'s' if row.licence_count != 1 else ''}"
-    state = "" if row.state == "active" else f" · {row.state}"
+    state = f" · {row.state}"
     return {
         "type": "Container",
         "separator": True,

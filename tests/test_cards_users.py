@@ -47,7 +47,8 @@ def test_users_card_lists_names_user_names_licences_and_paging():
     card = ui.build_users_card(page, NOW, notice="Refreshed from Microsoft.")
     assert_valid_card(card)
     text = card_text(card)
-    assert "Person 1" in text and "p1@contoso.onmicrosoft.com" in text and "1 licence" in text and "2 licences" in text
+    assert "Person 1" in text and "p1@contoso.onmicrosoft.com" in text and "1 licence · active" in text
+    assert "2 licences · active" in text
     assert "Page 2 of 3" in text and "25 user(s) match 'per'" in text and "refreshing in the background" in text
     verbs = _verbs(card)
     assert verbs.count(ui.USERS_PAGE) == 2 and ui.USERS_OPEN in verbs and ui.USERS_NEW in verbs
