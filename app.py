@@ -119,6 +119,7 @@ def create_app(
         app[RUNTIME] = BotRuntime(services, adapter, bot, authenticator, messenger)
         if run_jobs:
             services.jobs.start()
+            services.user_sync.start()
         # The start-up heap (SDK, SQLAlchemy, pydantic models) never becomes garbage; moving it out
         # of the collector's reach stops full collections from pausing turns for ~100 ms (p99).
         gc.collect()
@@ -126,6 +127,7 @@ def create_app(
         yield
         if catalog_refresh is not None:
             catalog_refresh.cancel()
+        await services.user_sync.stop()
         await services.jobs.stop()
 
     app.cleanup_ctx.append(runtime_ctx)

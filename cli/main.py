@@ -43,6 +43,7 @@ from services.partner_center.connection import open_partner_center
 from services.partner_center.sandbox import run_sandbox
 from services.roles import Role
 from services.settings import DEFAULT_VAR_DIR, Settings, SettingsError, is_loopback_host
+from services.users.directory import CSV_COLUMNS as DIRECTORY_CSV_COLUMNS
 
 log = logging.getLogger("cspbot.cli")
 
@@ -128,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Operator commands for the CSP self-service Teams bot. Uses DATABASE_URL like the bot.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{org,member,alerts,package,sandbox}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{org,member,alerts,package,sandbox,directory}"
+    )
 
     # org
     org = commands.add_parser("org", help="customer organisations").add_subparsers(
@@ -234,6 +237,18 @@ def build_parser() -> argparse.ArgumentParser:
         f"{DEFAULT_SANDBOX_TOKEN_PATH})",
     )
     sandbox.set_defaults(sync_handler=_sandbox)
+
+    # directory (users and licences, issue 8)
+    directory = commands.add_parser("directory", help="an organisation's own user directory").add_subparsers(
+        dest="action", required=True, metavar="{import,list}"
+    )
+    load = directory.add_parser("import", help="add or update directory people from a CSV file (by e-mail)")
+    load.add_argument("slug", metavar="ORG")
+    load.add_argument("csv", metavar="CSV", type=pathlib.Path, help="header: " + ",".join(DIRECTORY_CSV_COLUMNS))
+    load.set_defaults(handler=_directory_import)
+    people = directory.add_parser("list", help="the people in an organisation's directory")
+    people.add_argument("slug", metavar="ORG")
+    people.set_defaults(handler=_directory_list)
     return parser
 
 
@@ -447,6 +462,28 @@ async def _tenant_resend(args: argparse.Namespace, services: Services) -> None:
     org = await services.organisations.get(args.slug)
     view = await services.tenants.resend_credentials(org.id, actor=_actor())
     _out(f"Sent the sign-in details for {view.domain} to {view.mail_to}.")
+
+
+async def _directory_import(args: argparse.Namespace, services: Services) -> None:
+    try:
+        text = args.csv.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise CliError(f"cannot read {args.csv}: {type(error).__name__}") from None
+    result = await services.directory.load_csv(args.slug.strip().lower(), text, actor=_actor())
+    for problem in result.errors:
+        _err(f"skipped {problem}")
+    _out(f"Directory of {args.slug.strip().lower()}: {result.added} added, {result.updated} updated.")
+
+
+async def _directory_list(args: argparse.Namespace, services: Services) -> None:
+    slug = args.slug.strip().lower()
+    people = await services.directory.entries_of(slug)
+    if not people:
+        _out(f"The directory of {slug} is empty.")
+    for entry in people:
+        tenant = "in tenant" if entry.tenant_user_id else "not in tenant"
+        password = ", has directory password" if entry.has_password else ""
+        _out(f"{entry.email}  {entry.display_name or '-'}  ({tenant}{password})")
 
 
 def _package(args: argparse.Namespace, settings: Settings) -> None:

@@ -8,6 +8,7 @@ from microsoft_agents.activity import Activity
 
 from dialogs.add_tenant import AddTenantDialog, MyServicesDialog, tenant_job_renderers
 from dialogs.catalogue import Task
+from dialogs.users import ASSIGN, NEW, UsersDialog
 from services.container import Services
 from services.jobs import JobView
 from services.roles import Permission
@@ -30,6 +31,31 @@ def default_tasks(services: Services) -> list[Task]:
             MyServicesDialog(services.tenants),
             Permission.READ_SUBSCRIPTIONS,
             aliases=("services", "my service"),
+        ),
+        # Users and licences (issue 8)
+        Task(
+            "users",
+            "Users",
+            "Your tenant's users and their licences",
+            UsersDialog(services, "users_dialog"),
+            Permission.MANAGE_SERVICES,
+            aliases=("user list", "list users"),
+        ),
+        Task(
+            "new user",
+            "New user",
+            "Create a user in your tenant (password e-mailed)",
+            UsersDialog(services, "new_user_dialog", start=NEW),
+            Permission.MANAGE_SERVICES,
+            aliases=("add user", "create user"),
+        ),
+        Task(
+            "assign",
+            "Assign licences",
+            "Give users licences from your subscriptions",
+            UsersDialog(services, "assign_dialog", start=ASSIGN),
+            Permission.MANAGE_SERVICES,
+            aliases=("assign licences", "assign licenses", "licences", "licenses"),
         ),
     ]
 

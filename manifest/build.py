@@ -38,6 +38,8 @@ COMMANDS: Final[list[tuple[str, str]]] = [
     ("help", "How to use the bot"),
     ("cancel", "Stop what we are doing"),
     ("add tenant", "Link or create your Microsoft 365 tenant"),
+    ("users", "Users of your tenant and their licences"),
+    ("assign", "Assign licences to users"),
 ]
 COMMAND_SCOPES: Final[tuple[str, ...]] = ("personal", "team")
 

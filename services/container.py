@@ -22,6 +22,7 @@ from services.partner_center.auth import TokenKind
 from services.pricing import PriceBook
 from services.settings import Settings
 from services.tenants import TenantService
+from services.users import DirectoryService, LeaseService, LicenceService, UserService, UserSync
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ class Services:
     pricing: PriceBook
     catalog: CatalogService
     tenants: TenantService
+    # Users and licences (issue 8)
+    user_sync: UserSync
+    users: UserService
+    licences: LicenceService
+    directory: DirectoryService
 
 
 def build_services(engine: AsyncEngine, settings: Settings, partner_center: PartnerCenterClient) -> Services:
@@ -51,6 +57,7 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
     )
     partner_center.on_auth_failure = partner_center_auth_alert(alerts)
     organisations = OrganisationService(sessions, on_access_change=access.forget)
+    idempotency = IdempotencyService(sessions)
     jobs = JobService(
         sessions,
         alerts,
@@ -58,6 +65,8 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         poll_interval=settings.job_poll_interval_seconds,
     )
     mailer = Mailer(mail_transport(settings), sender=settings.mail_from, alerts=alerts)
+    user_sync = UserSync(sessions, partner_center, LeaseService(sessions), alerts)
+    users = UserService(sessions, partner_center, user_sync, idempotency, mailer, jobs)
     return Services(
         engine=engine,
         sessions=sessions,
@@ -65,7 +74,7 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         access=access,
         alerts=alerts,
         conversations=ConversationReferenceService(sessions),
-        idempotency=IdempotencyService(sessions),
+        idempotency=idempotency,
         jobs=jobs,
         partner_center=partner_center,
         mailer=mailer,
@@ -73,6 +82,10 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         pricing=PriceBook(sessions, partner_center),
         catalog=CatalogService(sessions, partner_center, alerts),
         tenants=TenantService(sessions, organisations, partner_center, jobs, mailer),
+        user_sync=user_sync,
+        users=users,
+        licences=LicenceService(sessions, partner_center, users, user_sync, idempotency),
+        directory=DirectoryService(sessions, users, idempotency, mailer),
     )
 
 

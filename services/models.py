@@ -408,3 +408,100 @@ class TenantServiceRow(Base):
     mca_name: Mapped[str] = mapped_column(String(200), default="")
     mca_email: Mapped[str] = mapped_column(String(254), default="")
     mca_accepted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+# --- Users and licences (issue 8) -----------------------------------------------------------------
+
+
+class TenantUser(Base):
+    """The synced copy of one user of the organisation's Microsoft tenant (Microsoft's object id).
+
+    `licence_sku_ids` are the licence SKU GUIDs the user holds as last seen (our own changes, the
+    user's own licences fetched when opened, audit records of changes made elsewhere)."""
+
+    __tablename__ = "tenant_users"
+    __table_args__ = (
+        UniqueConstraint("organisation_id", "user_id", name="uq_tenant_users_org_user"),
+        Index("ix_tenant_users_org_name", "organisation_id", "display_name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(String(64))
+    user_principal_name: Mapped[str] = mapped_column(String(254))
+    first_name: Mapped[str] = mapped_column(String(100), default="")
+    last_name: Mapped[str] = mapped_column(String(100), default="")
+    display_name: Mapped[str] = mapped_column(String(256), default="")
+    usage_location: Mapped[str] = mapped_column(String(2), default="")
+    state: Mapped[str] = mapped_column(String(20), default="active")
+    licence_sku_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    licences_synced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The sync run that last saw this user in Microsoft's listing (mark and sweep).
+    seen_generation: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    synced_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class LicencePool(Base):
+    """Microsoft's per-licence-SKU pool in the tenant (subscribed SKUs): units and consumed units."""
+
+    __tablename__ = "licence_pools"
+
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True)
+    licence_sku_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    sku_part_number: Mapped[str] = mapped_column(String(100), default="")
+    target_type: Mapped[str] = mapped_column(String(20), default="User")
+    active_units: Mapped[int] = mapped_column(Integer, default=0)
+    suspended_units: Mapped[int] = mapped_column(Integer, default=0)
+    warning_units: Mapped[int] = mapped_column(Integer, default=0)
+    consumed_units: Mapped[int] = mapped_column(Integer, default=0)
+    synced_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class UserSyncState(Base):
+    """Per organisation: how fresh the users copy is, and where an interrupted listing resumes."""
+
+    __tablename__ = "user_sync_states"
+
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    # `links.next` of the last page stored by a run that did not finish (None: start afresh).
+    resume_link: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Microsoft's time of the newest audit record read (licence changes made elsewhere).
+    audit_cursor: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class SyncLease(Base):
+    """A named lease: only its owner runs that work until it expires (one replica at a time)."""
+
+    __tablename__ = "sync_leases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DirectoryUser(Base):
+    """A person in the organisation's own user directory (kept by the bot, loaded from CSV or exported
+    from the tenant). The directory password is stored only as a scrypt hash."""
+
+    __tablename__ = "directory_users"
+    __table_args__ = (UniqueConstraint("organisation_id", "email", name="uq_directory_users_org_email"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(254))
+    first_name: Mapped[str] = mapped_column(String(100), default="")
+    last_name: Mapped[str] = mapped_column(String(100), default="")
+    display_name: Mapped[str] = mapped_column(String(256), default="")
+    user_name: Mapped[str] = mapped_column(String(64), default="")
+    usage_location: Mapped[str] = mapped_column(String(2), default="")
+    tenant_user_id: Mapped[str | None] = mapped_column(String(64))
+    password_hash: Mapped[str | None] = mapped_column(String(300))
+    password_set_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

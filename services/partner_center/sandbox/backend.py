@@ -427,12 +427,21 @@ class SandboxBackend:
         return self._page([customer_json(c) for c in customers], self_uri, "customers", size, token)
 
     def _page(
-        self, items: list[dict[str, Any]], self_uri: str, scope: str, size: int | None, token: str | None
+        self,
+        items: list[dict[str, Any]],
+        self_uri: str,
+        scope: str,
+        size: int | None,
+        token: str | None,
+        render: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """One page of a listing; `links.next` repeats the listing uri with a continuation token."""
+        """One page of a listing; `links.next` repeats the listing uri with a continuation token.
+        `render` turns stored documents into wire JSON for the page's items only."""
         limit = self.settings.max_page_size if not size or size <= 0 else min(size, self.settings.max_page_size)
         offset = decode_token(token, scope) if token else 0
         page = items[offset : offset + limit]
+        if render is not None:
+            page = [render(item) for item in page]
         more = offset + limit < len(items)
         separator = "&" if "?" in self_uri else "?"
         next_uri = f"{self_uri}{separator}size={limit}&seekOperation=Next" if more else None
@@ -1111,13 +1120,13 @@ class SandboxBackend:
 
     async def users(self, tx: Unit, customer_id: str, size: int | None, token: str | None) -> dict[str, Any]:
         customer = await self.customer(tx, customer_id)
-        users = [user_json(u) for u in await self._active_users(tx, customer["id"])]
         return self._page(
-            users,
+            await self._active_users(tx, customer["id"]),
             f"/customers/{customer['id']}/users",
             f"users:{customer['id']}",
             size or self.settings.users_page_size,
             token,
+            render=user_json,
         )
 
     async def user(self, tx: Unit, customer_id: str, user_id: str) -> dict[str, Any]:

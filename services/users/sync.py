@@ -1,0 +1,423 @@
+"""Two-way sync of the tenant's users and licence pools with Partner Center.
+
+Microsoft is the source of truth (rules in docs/users-sync.md): a full listing, page by page, marks
+every user it sees with the run's generation; only a listing that reached its last page may sweep
+users it did not see. An interrupted listing keeps the next page's link and the next run resumes
+there with the same generation, so nothing is duplicated (rows are keyed by Microsoft's id) and
+nothing is wrongly deleted. Licence pools come from subscribed SKUs; licence changes made elsewhere
+come from audit records (the users who were touched get their own licences fetched again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.alerts import AlertService
+from services.db import utcnow
+from services.errors import DomainError
+from services.models import LicencePool, Organisation, TenantUser, UserSyncState
+from services.partner_center import PartnerCenterClient
+from services.partner_center.errors import PartnerCenterError
+from services.partner_center.models import CustomerUser, License, Link, SubscribedSku
+from services.users.leases import LeaseService
+
+log = logging.getLogger(__name__)
+
+SYNC_PAGE_SIZE = 500  # Microsoft's largest users page: 10,000 users in 20 listing requests
+# Microsoft keeps audit records for 90 days; the first run reads what it can.
+AUDIT_LOOKBACK = timedelta(days=89)
+LICENCE_OPERATIONS = ("license",)
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    organisation_id: int
+    ran: bool  # False: another replica holds this organisation's sync lease
+    complete: bool = False
+    pages: int = 0
+    seen: int = 0
+    created: int = 0
+    updated: int = 0
+    removed: int = 0
+    licence_users_refreshed: int = 0
+    resumed: bool = False
+
+
+def apply_user(row: TenantUser, user: CustomerUser) -> bool:
+    """Copy Microsoft's fields onto the row; True when something changed."""
+    values = {
+        "user_principal_name": (user.user_principal_name or "").lower(),
+        "first_name": user.first_name or "",
+        "last_name": user.last_name or "",
+        "display_name": user.display_name or user.user_principal_name or "",
+        "usage_location": (user.usage_location or "").upper(),
+        "state": str(user.state or "active"),
+    }
+    changed = False
+    for key, value in values.items():
+        if getattr(row, key) != value:
+            setattr(row, key, value)
+            changed = True
+    return changed
+
+
+def apply_licences(row: TenantUser, licences: Sequence[License], at: datetime) -> None:
+    row.licence_sku_ids = sorted({licence.product_sku.id.lower() for licence in licences})
+    row.licences_synced_at = at
+
+
+def apply_pools(existing: dict[str, LicencePool], skus: Sequence[SubscribedSku], organisation_id: int) -> list[str]:
+    """Update/insert pools from subscribed SKUs; returns the ids Microsoft no longer reports."""
+    now = utcnow()
+    seen: set[str] = set()
+    for sku in skus:
+        key = sku.product_sku.id.lower()
+        seen.add(key)
+        pool = existing.get(key)
+        if pool is None:
+            pool = LicencePool(organisation_id=organisation_id, licence_sku_id=key)
+            existing[key] = pool
+        pool.name = sku.product_sku.name or key
+        pool.sku_part_number = sku.product_sku.sku_part_number or ""
+        pool.target_type = sku.product_sku.target_type or "User"
+        pool.active_units = sku.active_units or 0
+        pool.suspended_units = sku.suspended_units or 0
+        pool.warning_units = sku.warning_units or 0
+        pool.consumed_units = sku.consumed_units or 0
+        pool.synced_at = now
+    return [key for key in existing if key not in seen]
+
+
+class UserSync:
+    """Runs the sync of one organisation (under its lease) and the periodic sync of all of them."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        client: PartnerCenterClient,
+        leases: LeaseService,
+        alerts: AlertService,
+        *,
+        page_size: int = SYNC_PAGE_SIZE,
+        lease_seconds: float = 300,
+        periodic_seconds: float = 900,
+    ) -> None:
+        self._sessions = sessions
+        self._client = client
+        self._leases = leases
+        self._alerts = alerts
+        self.page_size = page_size
+        self._lease_seconds = lease_seconds
+        self.periodic_seconds = periodic_seconds
+        self._task: asyncio.Task[None] | None = None
+        self._running: dict[int, asyncio.Lock] = {}
+
+    # --- one organisation ---------------------------------------------------------------------
+
+    async def sync(self, organisation_id: int) -> SyncResult:
+        """A full sync of the organisation's users and licence pools, if no other replica runs one."""
+        lease = f"users-sync:{organisation_id}"
+        local = self._running.setdefault(organisation_id, asyncio.Lock())
+        if local.locked():  # this replica is syncing it already (the lease is per replica)
+            return SyncResult(organisation_id, ran=False)
+        async with local:
+            return await self._sync_leased(organisation_id, lease)
+
+    async def sync_now(self, organisation_id: int, *, patience: float = 30.0) -> SyncResult:
+        """A sync that waits its turn: after a run already going on here or (up to `patience`
+        seconds) on another replica, so what it reads is current from now."""
+        lease = f"users-sync:{organisation_id}"
+        waited = 0.0
+        while True:
+            async with self._running.setdefault(organisation_id, asyncio.Lock()):
+                result = await self._sync_leased(organisation_id, lease)
+            if result.ran or waited >= patience:
+                return result
+            await asyncio.sleep(0.2)
+            waited += 0.2
+
+    async def _sync_leased(self, organisation_id: int, lease: str) -> SyncResult:
+        if not await self._leases.acquire(lease, self._lease_seconds):
+            return SyncResult(organisation_id, ran=False)
+        try:
+            return await self._sync(organisation_id)
+        except PartnerCenterError as error:
+            await self._record_error(organisation_id, error.message)
+            await self._alerts.raise_alert(
+                "user_sync_failed",
+                f"The users sync of organisation {organisation_id} failed: {error.message}",
+                dedup_key=f"user_sync_failed:{organisation_id}",
+                organisation_id=organisation_id,
+            )
+            raise
+        finally:
+            await self._leases.release(lease)
+
+    async def _customer_id(self, organisation_id: int) -> str:
+        async with self._sessions() as session:
+            org = await session.get(Organisation, organisation_id)
+            if org is None or not org.partner_center_customer_id:
+                raise DomainError("This organisation has no Microsoft tenant yet.", code="no_tenant")
+            return org.partner_center_customer_id
+
+    async def _record_error(self, organisation_id: int, message: str) -> None:
+        async with self._sessions() as session:
+            state = await session.get(UserSyncState, organisation_id)
+            if state is not None:
+                state.last_error = message
+                await session.commit()
+
+    async def _sync(self, organisation_id: int) -> SyncResult:
+        customer_id = await self._customer_id(organisation_id)
+        async with self._sessions() as session:
+            state = await session.get(UserSyncState, organisation_id)
+            if state is None:
+                state = UserSyncState(organisation_id=organisation_id, generation=0)
+                session.add(state)
+            resumed = state.resume_link is not None
+            if not resumed:
+                state.generation += 1
+                state.started_at = utcnow()
+            generation, started_at = state.generation, state.started_at or utcnow()
+            link = Link.model_validate(state.resume_link) if state.resume_link else None
+            await session.commit()
+
+        await self.refresh_pools(organisation_id, customer_id)
+        counts = {"pages": 0, "seen": 0, "created": 0, "updated": 0}
+        while True:
+            try:
+                page = await self._client.users_page(customer_id, page_size=self.page_size, next_link=link)
+            except PartnerCenterError:
+                if link is not None and resumed and counts["pages"] == 0:
+                    # The stored continuation was no longer accepted: list from the first page again
+                    # (same generation, so what the interrupted run saw still counts).
+                    log.info("users sync of organisation %s: resume link refused; listing afresh", organisation_id)
+                    link = None
+                    continue
+                raise
+            counts["pages"] += 1
+            next_link = page.next_link if page.items else None
+            await self._store_page(organisation_id, page.items, generation, next_link, counts)
+            if next_link is None:
+                break
+            link = next_link
+
+        removed = await self._sweep(organisation_id, generation, started_at)
+        refreshed = await self._licence_changes(organisation_id, customer_id)
+        return SyncResult(
+            organisation_id,
+            ran=True,
+            complete=True,
+            removed=removed,
+            licence_users_refreshed=refreshed,
+            resumed=resumed,
+            **counts,
+        )
+
+    async def _store_page(
+        self,
+        organisation_id: int,
+        users: Sequence[CustomerUser],
+        generation: int,
+        next_link: Link | None,
+        counts: dict[str, int],
+    ) -> None:
+        """Upsert one page and remember where the listing continues, in one transaction."""
+        now = utcnow()
+        by_id = {user.id.lower(): user for user in users if user.id}
+        async with self._sessions() as session:
+            existing = {
+                row.user_id: row
+                for row in await session.scalars(
+                    select(TenantUser).where(
+                        TenantUser.organisation_id == organisation_id, TenantUser.user_id.in_(list(by_id))
+                    )
+                )
+            }
+            fresh: list[dict[str, object]] = []
+            for user_id, user in by_id.items():
+                row = existing.get(user_id)
+                if row is None:
+                    row = TenantUser(organisation_id=organisation_id, user_id=user_id)
+                    apply_user(row, user)
+                    fresh.append(
+                        {
+                            "organisation_id": organisation_id,
+                            "user_id": user_id,
+                            "user_principal_name": row.user_principal_name,
+                            "first_name": row.first_name,
+                            "last_name": row.last_name,
+                            "display_name": row.display_name,
+                            "usage_location": row.usage_location,
+                            "state": row.state,
+                            "licence_sku_ids": [],
+                            "seen_generation": generation,
+                            "created_at": now,
+                            "synced_at": now,
+                        }
+                    )
+                    counts["created"] += 1
+                elif apply_user(row, user):
+                    counts["updated"] += 1
+            if fresh:
+                await session.execute(insert(TenantUser), fresh)
+            if existing:
+                # One statement marks every known user of the page as seen by this run.
+                await session.execute(
+                    update(TenantUser)
+                    .where(TenantUser.organisation_id == organisation_id, TenantUser.user_id.in_(list(existing)))
+                    .values(seen_generation=generation, synced_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+            counts["seen"] += len(by_id)
+            state = await session.get(UserSyncState, organisation_id)
+            if state is not None:
+                state.resume_link = next_link.model_dump(mode="json", by_alias=True) if next_link else None
+            await session.commit()
+
+    async def _sweep(self, organisation_id: int, generation: int, started_at: datetime) -> int:
+        """After a complete listing: users Microsoft no longer lists are gone (deleted elsewhere).
+        Rows written since the run started (created or fetched here meanwhile) are kept."""
+        async with self._sessions() as session:
+            result = await session.execute(
+                delete(TenantUser).where(
+                    TenantUser.organisation_id == organisation_id,
+                    TenantUser.seen_generation != generation,
+                    TenantUser.synced_at < started_at,
+                )
+            )
+            state = await session.get(UserSyncState, organisation_id)
+            if state is not None:
+                state.resume_link = None
+                state.completed_at = utcnow()
+                state.last_error = ""
+            await session.commit()
+            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def refresh_pools(self, organisation_id: int, customer_id: str) -> None:
+        skus = await self._client.subscribed_skus(customer_id)
+        async with self._sessions() as session:
+            existing = {
+                pool.licence_sku_id: pool
+                for pool in await session.scalars(
+                    select(LicencePool).where(LicencePool.organisation_id == organisation_id)
+                )
+            }
+            gone = apply_pools(existing, skus, organisation_id)
+            for pool in existing.values():
+                if pool.licence_sku_id not in gone:
+                    session.add(pool)
+            if gone:
+                await session.execute(
+                    delete(LicencePool).where(
+                        LicencePool.organisation_id == organisation_id, LicencePool.licence_sku_id.in_(gone)
+                    )
+                )
+            await session.commit()
+
+    async def _licence_changes(self, organisation_id: int, customer_id: str) -> int:
+        """Users whose licences changed (per Microsoft's audit records since the cursor) get their own
+        licences fetched; the cursor is inclusive, so records at the same instant are never missed."""
+        async with self._sessions() as session:
+            state = await session.get(UserSyncState, organisation_id)
+            cursor = state.audit_cursor if state else None
+        start = cursor or (utcnow() - AUDIT_LOOKBACK)
+        newest = cursor
+        touched: set[str] = set()
+        records = self._client.audit_records(
+            start, filter={"Field": "CustomerId", "Value": customer_id, "Operator": "equals"}
+        )
+        async with contextlib.aclosing(records):
+            async for record in records:
+                if (record.resource_type or "").lower() not in LICENCE_OPERATIONS:
+                    continue
+                user_id = record.data("CustomerUserId")
+                if user_id:
+                    touched.add(user_id.lower())
+                if record.operation_date and (newest is None or record.operation_date > newest):
+                    newest = record.operation_date
+        refreshed = 0
+        for user_id in sorted(touched):
+            if await self.fetch_licences(organisation_id, customer_id, user_id):
+                refreshed += 1
+        async with self._sessions() as session:
+            state = await session.get(UserSyncState, organisation_id)
+            if state is not None and newest is not None:
+                state.audit_cursor = newest
+                await session.commit()
+        return refreshed
+
+    async def fetch_licences(self, organisation_id: int, customer_id: str, user_id: str) -> bool:
+        """The user's own licences from Microsoft into the copy; False if we do not know the user."""
+        async with self._sessions() as session:
+            row = await session.scalar(
+                select(TenantUser).where(TenantUser.organisation_id == organisation_id, TenantUser.user_id == user_id)
+            )
+            if row is None:
+                return False
+        try:
+            licences = await self._client.user_licenses(customer_id, user_id)
+        except PartnerCenterError as error:
+            if error.code in ("not_found", "60002"):
+                return False
+            raise
+        async with self._sessions() as session:
+            row = await session.scalar(
+                select(TenantUser).where(TenantUser.organisation_id == organisation_id, TenantUser.user_id == user_id)
+            )
+            if row is None:
+                return False
+            apply_licences(row, licences, utcnow())
+            await session.commit()
+        return True
+
+    # --- all organisations, periodically --------------------------------------------------------
+
+    async def run_periodic_once(self) -> list[SyncResult]:
+        """One pass of the periodic sync: only the replica holding the scheduler lease syncs, and only
+        organisations whose copy is older than the period."""
+        if not await self._leases.acquire("users-sync:periodic", self.periodic_seconds):
+            return []
+        due_before = utcnow() - timedelta(seconds=self.periodic_seconds)
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(Organisation.id, UserSyncState.completed_at)
+                .outerjoin(UserSyncState, UserSyncState.organisation_id == Organisation.id)
+                .where(Organisation.partner_center_customer_id.is_not(None))
+                .order_by(Organisation.id)
+            )
+            due = [org_id for org_id, completed in rows if completed is None or completed < due_before]
+        results = []
+        for organisation_id in due:
+            try:
+                results.append(await self.sync(organisation_id))
+            except DomainError as error:
+                log.warning("periodic users sync of organisation %s failed: %s", organisation_id, error.message)
+        return results
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.run_periodic_once()
+            except Exception:
+                log.exception("periodic users sync failed")
+            await asyncio.sleep(min(60.0, self.periodic_seconds))
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="users-sync")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,150 @@
+"""Every users/licences card: valid Adaptive Card 1.5 under Teams' size, and says the right things."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from cards import users as ui
+from services.users.directory import DirectoryEntry, EntryResult
+from services.users.licences import LicenceOutcome, PoolView, UserResult
+from services.users.service import NewUserDefaults, SubscriptionBrief, UserDetail, UserLicence, UserRow, UsersPage
+from tests.cardcheck import assert_valid_card
+from tests.fakes import card_text
+
+NOW = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
+SUB = SubscriptionBrief("sub-1", "Microsoft 365 Business Basic", 3, "active", "P1Y", "monthly")
+POOL = PoolView("sku-1", "Microsoft 365 Business Basic", "O365_BUSINESS_ESSENTIALS", 3, 1, [SUB], NOW)
+
+
+def _rows(count):
+    return [
+        UserRow(f"id-{i}", f"Person {i}", f"p{i}@contoso.onmicrosoft.com", "active", i % 3, "US") for i in range(count)
+    ]
+
+
+def _verbs(node, found=None):
+    found = [] if found is None else found
+    if isinstance(node, dict):
+        if node.get("type") == "Action.Submit":
+            found.append(node["data"]["verb"])
+        for value in node.values():
+            _verbs(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _verbs(value, found)
+    return found
+
+
+def test_freshness_in_words():
+    assert "Not synced" in ui.freshness(None, NOW)
+    assert ui.freshness(NOW - timedelta(seconds=20), NOW) == "Synced with Microsoft just now."
+    assert ui.freshness(NOW - timedelta(minutes=7), NOW, syncing=True).startswith("Synced with Microsoft 7 minutes ago")
+    assert "3 hours ago" in ui.freshness(NOW - timedelta(hours=3), NOW)
+
+
+def test_users_card_lists_names_user_names_licences_and_paging():
+    page = UsersPage(_rows(10), 25, 2, 3, "per", NOW - timedelta(minutes=6), True, "")
+    card = ui.build_users_card(page, NOW, notice="Refreshed from Microsoft.")
+    assert_valid_card(card)
+    text = card_text(card)
+    assert "Person 1" in text and "p1@contoso.onmicrosoft.com" in text and "1 licence · active" in text
+    assert "2 licences · active" in text
+    assert "Page 2 of 3" in text and "25 user(s) match 'per'" in text and "refreshing in the background" in text
+    verbs = _verbs(card)
+    assert verbs.count(ui.USERS_PAGE) == 2 and ui.USERS_OPEN in verbs and ui.USERS_NEW in verbs
+    assert ui.USERS_ASSIGN in verbs and ui.USERS_DIRECTORY in verbs
+
+
+def test_users_card_sent_from_a_channel_has_no_actions_but_opening_the_list():
+    page = UsersPage(_rows(3), 3, 1, 1, "", NOW, False, "the listing failed")
+    card = ui.build_users_card(page, NOW, interactive=False)
+    assert_valid_card(card)
+    assert _verbs(card) == ["command"] and "The last sync did not finish" in card_text(card)
+
+
+def test_user_card_shows_licences_with_their_subscriptions_and_removal():
+    detail = UserDetail(
+        "id-1",
+        "Kim Lee",
+        "kim@contoso.onmicrosoft.com",
+        "Kim",
+        "Lee",
+        "GB",
+        "active",
+        [UserLicence("sku-1", "Microsoft 365 Business Basic", [SUB])],
+        NOW,
+    )
+    card = ui.build_user_card(detail, NOW, "key-1", notice="Licences removed.")
+    assert_valid_card(card)
+    text = card_text(card)
+    assert "Microsoft 365 Business Basic (3 seats, active, P1Y billed monthly)" in text and "GB" in text
+    assert ui.USERS_UNASSIGN in _verbs(card)
+    empty = ui.build_user_card(
+        UserDetail("id-2", "Sam", "sam@x.onmicrosoft.com", "", "", "", "active", [], None), NOW, "key"
+    )
+    assert_valid_card(empty)
+    assert "no licences" in card_text(empty) and ui.USERS_UNASSIGN not in _verbs(empty)
+
+
+def test_new_user_card_keeps_values_and_shows_the_error_at_the_field():
+    defaults = NewUserDefaults(["contoso.onmicrosoft.com"], "US")
+    card = ui.build_new_user_card(
+        defaults, {"user_name": "kim lee", "first_name": "Kim"}, "key", error="Bad user name", error_field="user_name"
+    )
+    assert_valid_card(card)
+    text = card_text(card)
+    assert "Bad user name" in text and "never shown here" in text
+    assert '"value": "kim lee"' in str(card).replace("'", '"')
+    fresh = ui.build_new_user_card(defaults, {}, "key")
+    assert_valid_card(fresh)
+    assert "'value': 'US'" in str(fresh)  # usage location defaults to the organisation's country
+
+
+def test_assign_card_shows_pool_numbers_and_subscriptions_and_caps_choices():
+    card = ui.build_assign_card(_rows(150), [POOL], "key", total_users=150, error="Too many", error_field="users")
+    assert_valid_card(card)
+    text = card_text(card)
+    assert "2 available of 3 (1 assigned)" in text and "Showing 100 of 150 users" in text and "Too many" in text
+    assert "Microsoft 365 Business Basic: 3 seats (active)" in text
+    none = ui.build_assign_card(_rows(1), [], "key")
+    assert_valid_card(none)
+    assert "no licences to assign" in card_text(none) and ui.USERS_ASSIGN_DO not in _verbs(none)
+
+
+def test_outcome_cards():
+    outcome = LicenceOutcome(POOL, [UserResult("a", "Kim", True, "assigned"), UserResult("b", "Sam", False, "No")])
+    card = ui.build_licence_outcome_card("Licences assigned", outcome)
+    assert_valid_card(card)
+    assert "✔ Kim: assigned" in card_text(card) and "✖ Sam: No" in card_text(card)
+    repeat = ui.build_licence_outcome_card("Licences assigned", LicenceOutcome(POOL, [], already_done=True))
+    assert_valid_card(repeat)
+    assert "already done" in card_text(repeat)
+    results = ui.build_directory_outcome_card("Imported", [EntryResult("Ana", True, "created")])
+    assert_valid_card(results)
+    for mail_failed, already in ((False, False), (True, False), (False, True)):
+        created = ui.build_user_created_card(
+            "id", "kim@x.onmicrosoft.com", "Kim", "k@example.com", mail_failed=mail_failed, already=already
+        )
+        assert_valid_card(created)
+        assert "Temporary password" not in card_text(created)
+
+
+def test_directory_card_offers_import_and_export():
+    entries = [
+        DirectoryEntry(1, "ana@example.com", "Ana", "Silva", "Ana Silva", "ana", "PT", None, False),
+        DirectoryEntry(2, "bo@example.com", "Bo", "", "Bo", "", "", "id-9", True),
+    ]
+    card = ui.build_directory_card(entries, _rows(2), "key", error="Select someone")
+    assert_valid_card(card)
+    text = card_text(card)
+    assert "2 people in the directory; 1 not yet in the Microsoft tenant" in text and "Ana Silva" in text
+    assert {ui.USERS_IMPORT, ui.USERS_EXPORT} <= set(_verbs(card))
+    nobody = ui.build_directory_card([], _rows(1), "key")
+    assert_valid_card(nobody)
+    assert ui.USERS_IMPORT not in _verbs(nobody)
+
+
+def test_continue_here_card_starts_the_task_in_the_personal_chat():
+    card = ui.build_continue_here_card("New user", "new user")
+    assert_valid_card(card)
+    assert card["actions"][0]["data"] == {"verb": "command", "command": "new user"}

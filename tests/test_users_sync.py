@@ -1,0 +1,190 @@
+"""Users sync with the sandbox: the admin from tenant creation, changes made elsewhere, licence
+counts, paging interrupted mid-sync, the lease (one replica at a time), freshness and scope."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from services.errors import DomainError, PermissionDenied
+from services.models import TenantUser, UserSyncState
+from services.partner_center.errors import PartnerCenterError
+from services.users.leases import LeaseService
+from tests.users_support import BASIC, BASIC_LICENCE, admin_caller, buy_licences
+
+DOMAIN = "contosodemo.onmicrosoft.com"
+
+
+async def _user_rows(services, org_id):
+    async with services.sessions() as session:
+        return {
+            row.user_principal_name: row
+            for row in await session.scalars(select(TenantUser).where(TenantUser.organisation_id == org_id))
+        }
+
+
+async def test_first_sync_brings_the_tenant_admin(services, demo_customer):
+    result = await services.user_sync.sync(demo_customer.id)
+    assert result.ran and result.complete and result.created == 1
+    rows = await _user_rows(services, demo_customer.id)
+    assert list(rows) == [f"admin@{DOMAIN}"]
+    page = await services.users.list_users(await admin_caller(services, demo_customer))
+    assert page.total == 1 and page.synced_at is not None and not page.syncing
+
+
+async def test_created_renamed_deleted_elsewhere_and_licences_elsewhere_appear(services, demo_customer, sandbox):
+    await buy_licences(services, demo_customer, BASIC, 3)
+    await services.user_sync.sync(demo_customer.id)
+    users = f"/customers/{demo_customer.partner_center_customer_id}/users"
+    kim = await sandbox.admin(
+        "POST", users, {"userPrincipalName": f"kim@{DOMAIN}", "displayName": "Kim", "usageLocation": "US"}
+    )
+    lee = await sandbox.admin("POST", users, {"userPrincipalName": f"lee@{DOMAIN}", "displayName": "Lee"})
+    await services.user_sync.sync(demo_customer.id)
+    assert set(await _user_rows(services, demo_customer.id)) == {f"admin@{DOMAIN}", f"kim@{DOMAIN}", f"lee@{DOMAIN}"}
+
+    await sandbox.admin(
+        "PATCH", f"{users}/{kim['id']}", {"userPrincipalName": f"kimberly@{DOMAIN}", "displayName": "Kimberly"}
+    )
+    await sandbox.admin("DELETE", f"{users}/{lee['id']}")
+    await sandbox.admin("POST", f"{users}/{kim['id']}/licenses", {"assign": [BASIC_LICENCE], "remove": []})
+    result = await services.user_sync.sync(demo_customer.id)
+    assert result.removed == 1 and result.licence_users_refreshed >= 1
+    rows = await _user_rows(services, demo_customer.id)
+    assert set(rows) == {f"admin@{DOMAIN}", f"kimberly@{DOMAIN}"}
+    assert rows[f"kimberly@{DOMAIN}"].display_name == "Kimberly"
+    assert rows[f"kimberly@{DOMAIN}"].licence_sku_ids == [BASIC_LICENCE]
+    pools = await services.licences.pools(await admin_caller(services, demo_customer), refresh=False)
+    assert [(p.licence_sku_id, p.active, p.consumed, p.available) for p in pools] == [(BASIC_LICENCE, 3, 1, 2)]
+
+
+async def test_interrupted_paging_resumes_without_duplicates_or_wrong_deletions(
+    sqlite_services, sqlite_demo_customer, sandbox
+):
+    services, org = sqlite_services, sqlite_demo_customer
+    users = f"/customers/{org.partner_center_customer_id}/users"
+    for index in range(6):
+        await sandbox.admin("POST", users, {"userPrincipalName": f"u{index}@{DOMAIN}", "displayName": f"User {index}"})
+    services.user_sync.page_size = 2
+    await services.user_sync.sync(org.id)  # 7 users known
+    gone = await sandbox.admin("POST", users, {"userPrincipalName": f"gone@{DOMAIN}", "displayName": "Gone"})
+    await services.user_sync.sync(org.id)
+    await sandbox.admin("DELETE", f"{users}/{gone['id']}")
+    # The second page of the next listing fails (every retry): the run stops half-way.
+    await sandbox.admin(
+        "POST", "/faults", {"kind": "error", "status": 503, "path": "/v1/customers/*/users", "nth": 2, "repeat": 10}
+    )
+    with pytest.raises(PartnerCenterError):
+        await services.user_sync.sync(org.id)
+    async with services.sessions() as session:
+        state = await session.get(UserSyncState, org.id)
+        assert state is not None and state.resume_link is not None and state.last_error
+    assert len(await _user_rows(services, org.id)) == 8  # nothing deleted by a partial listing
+    await sandbox.admin("DELETE", "/faults")
+    result = await services.user_sync.sync(org.id)
+    assert result.resumed and result.complete and result.removed == 1
+    rows = await _user_rows(services, org.id)
+    assert len(rows) == 7 and f"gone@{DOMAIN}" not in rows
+    async with services.sessions() as session:
+        count = await session.scalar(select(func.count()).select_from(TenantUser))
+        assert count == 7  # no duplicate rows
+
+
+async def test_a_user_created_here_during_a_sync_is_not_swept(services, demo_customer):
+    await services.user_sync.sync(demo_customer.id)
+    async with services.sessions() as session:
+        state = await session.get(UserSyncState, demo_customer.id)
+        assert state is not None
+        generation = state.generation
+    # A row written now (by "new user") with an old generation survives the next sweep.
+    async with services.sessions.begin() as session:
+        session.add(
+            TenantUser(
+                organisation_id=demo_customer.id,
+                user_id="fresh",
+                user_principal_name=f"fresh@{DOMAIN}",
+                seen_generation=generation - 1,
+                licence_sku_ids=[],
+            )
+        )
+    await services.user_sync._sweep(
+        demo_customer.id,
+        generation + 5,
+        started_at=__import__("datetime").datetime(2000, 1, 1, tzinfo=__import__("datetime").UTC),
+    )
+    assert f"fresh@{DOMAIN}" in await _user_rows(services, demo_customer.id)
+
+
+async def test_only_one_replica_holds_the_sync_lease(services, demo_customer):
+    first, second = LeaseService(services.sessions, owner="a"), LeaseService(services.sessions, owner="b")
+    assert await first.acquire("test-lease", 60)
+    assert not await second.acquire("test-lease", 60)
+    assert await first.acquire("test-lease", 60)  # the owner extends it
+    await first.release("test-lease")
+    assert await second.acquire("test-lease", 60)
+    # While another replica holds an organisation's lease, a sync there does nothing.
+    holder = LeaseService(services.sessions, owner="other-replica")
+    assert await holder.acquire(f"users-sync:{demo_customer.id}", 60)
+    result = await services.user_sync.sync(demo_customer.id)
+    assert not result.ran
+    assert await _user_rows(services, demo_customer.id) == {}
+
+
+async def test_periodic_sync_runs_once_per_period_across_replicas(services, demo_customer):
+    results = await services.user_sync.run_periodic_once()
+    assert [r.organisation_id for r in results if r.ran] == [demo_customer.id]
+    assert await services.user_sync.run_periodic_once() == []  # same replica: not due yet
+    other = type(services.user_sync)(
+        services.sessions, services.partner_center, LeaseService(services.sessions), services.alerts
+    )
+    assert await other.run_periodic_once() == []  # another replica: the period's lease is taken
+
+
+async def test_stale_copy_queues_one_background_sync(services, demo_customer):
+    caller = await admin_caller(services, demo_customer)
+    page = await services.users.list_users(caller)
+    assert page.synced_at is None and page.syncing and page.total == 0
+    again = await services.users.list_users(caller)
+    assert not again.syncing  # the same job, not a second one
+    assert await services.jobs.run_pending() == 1
+    page = await services.users.list_users(caller)
+    assert page.total == 1 and page.synced_at is not None
+
+
+async def test_users_are_admin_only_and_need_a_tenant(services, demo_customer):
+    billing = await admin_caller(services, demo_customer, roles=frozenset({"billing"}))
+    with pytest.raises(PermissionDenied):
+        await services.users.list_users(billing)
+    org = await services.organisations.create("fabrikam", {"name": "Fabrikam", "country": "GB"}, actor="t")
+    caller = await admin_caller(services, org)
+    with pytest.raises(DomainError, match="add tenant"):
+        await services.users.list_users(caller)
+
+
+async def test_search_and_paging(sqlite_services, sqlite_demo_customer, sandbox):
+    services, org = sqlite_services, sqlite_demo_customer
+    users = f"/customers/{org.partner_center_customer_id}/users"
+    for index in range(12):
+        await sandbox.admin(
+            "POST", users, {"userPrincipalName": f"p{index:02}@{DOMAIN}", "displayName": f"Person {index:02}"}
+        )
+    await services.user_sync.sync(org.id)
+    caller = await admin_caller(services, org)
+    first = await services.users.list_users(caller)
+    assert first.total == 13 and first.page_count == 2 and len(first.rows) == 10
+    second = await services.users.list_users(caller, page=2)
+    assert len(second.rows) == 3 and not {r.user_id for r in first.rows} & {r.user_id for r in second.rows}
+    found = await services.users.list_users(caller, search="person 07")
+    assert [r.display_name for r in found.rows] == ["Person 07"]
+    assert (await services.users.list_users(caller, search="P11@")).total == 1
+
+
+async def test_concurrent_syncs_on_one_replica_run_once_and_sync_now_waits_its_turn(services, demo_customer):
+    import asyncio
+
+    results = await asyncio.gather(*(services.user_sync.sync(demo_customer.id) for _ in range(3)))
+    assert sum(result.ran for result in results) == 1
+    first, second = await asyncio.gather(
+        services.user_sync.sync_now(demo_customer.id), services.user_sync.sync_now(demo_customer.id)
+    )
+    assert first.ran and second.ran
