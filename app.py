@@ -27,6 +27,7 @@ from bot.job_notices import JobNotifier
 from bot.proactive import ProactiveMessenger
 from bot.storage import SqlStorage
 from bot.turn_errors import on_turn_error
+from dialogs.add_subscription import render_order_job
 from dialogs.catalogue import Task, TaskCatalogue
 from dialogs.tasks import default_tasks
 from services.catalog.startup import prepare_catalog
@@ -34,6 +35,7 @@ from services.container import Services, build_services
 from services.db import create_engine
 from services.logging_context import configure_logging
 from services.migrate import upgrade_database
+from services.ordering import ORDER_JOB
 from services.partner_center import PartnerCenterClient
 from services.partner_center.connection import PartnerCenterOpener, open_partner_center
 from services.seed import seed_demo_organisation
@@ -106,7 +108,7 @@ def create_app(
         adapter = CloudAdapter(connection_manager=connection_manager)
         adapter.on_turn_error = on_turn_error
         messenger = ProactiveMessenger(adapter, services.conversations, app_id=settings.microsoft_app_id)
-        services.jobs.set_notifier(JobNotifier(messenger))
+        services.jobs.set_notifier(JobNotifier(messenger, {ORDER_JOB: render_order_job}))
         bot = CspBot(
             storage=SqlStorage(services.sessions),
             access=services.access,

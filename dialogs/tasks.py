@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dialogs.add_subscription import add_subscription_tasks
 from dialogs.catalogue import Task
 from services.container import Services
 
 
 def default_tasks(services: Services) -> list[Task]:
-    return []
+    return [
+        *add_subscription_tasks(services),
+    ]

@@ -15,6 +15,7 @@ from services.idempotency import IdempotencyService
 from services.jobs import JobService
 from services.ledger import SubscriptionLedger
 from services.mail import Mailer, MailTransport, OutboxTransport, SmtpTransport
+from services.ordering import OrderingService
 from services.organisations import OrganisationService
 from services.partner_center import PartnerCenterClient
 from services.pricing import PriceBook
@@ -36,11 +37,20 @@ class Services:
     ledger: SubscriptionLedger
     pricing: PriceBook
     catalog: CatalogService
+    ordering: OrderingService
 
 
 def build_services(engine: AsyncEngine, settings: Settings, partner_center: PartnerCenterClient) -> Services:
     sessions = create_session_factory(engine)
     alerts = AlertService(sessions)
+    jobs = JobService(
+        sessions,
+        alerts,
+        lease_seconds=settings.job_lease_seconds,
+        poll_interval=settings.job_poll_interval_seconds,
+    )
+    pricing = PriceBook(sessions, partner_center)
+    catalog = CatalogService(sessions, partner_center, alerts)
     return Services(
         engine=engine,
         sessions=sessions,
@@ -50,17 +60,22 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         alerts=alerts,
         conversations=ConversationReferenceService(sessions),
         idempotency=IdempotencyService(sessions),
-        jobs=JobService(
-            sessions,
-            alerts,
-            lease_seconds=settings.job_lease_seconds,
-            poll_interval=settings.job_poll_interval_seconds,
-        ),
+        jobs=jobs,
         partner_center=partner_center,
         mailer=Mailer(mail_transport(settings), sender=settings.mail_from, alerts=alerts),
         ledger=SubscriptionLedger(sessions),
-        pricing=PriceBook(sessions, partner_center),
-        catalog=CatalogService(sessions, partner_center, alerts),
+        pricing=pricing,
+        catalog=catalog,
+        ordering=OrderingService(
+            sessions,
+            catalog,
+            pricing,
+            partner_center,
+            jobs,
+            IdempotencyService(sessions),
+            SubscriptionLedger(sessions),
+            alerts,
+        ),
     )
 
 
