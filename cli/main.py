@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from cli.catalog_commands import add_catalog_commands
 from manifest.build import build_app_package
 from services.alerts import AlertView
 from services.container import Services, build_services
@@ -220,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         f"{DEFAULT_SANDBOX_TOKEN_PATH})",
     )
     sandbox.set_defaults(sync_handler=_sandbox)
+
+    add_catalog_commands(commands)  # prices, catalog
     return parser
 
 
