@@ -206,3 +206,23 @@ async def test_a_refused_order_changes_nothing_here(services: Services, sandbox:
     async with services.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(SubscriptionRow)) == 1
         assert await session.scalar(select(func.count()).select_from(LedgerEntry)) == 1
+
+
+async def test_a_customer_specific_price_is_offered_to_its_organisation_only(services: Services) -> None:
+    await services.catalog.sync()
+    contoso = await _caller(services)
+    fabrikam = await services.organisations.create("fabrikam", {"name": "Fabrikam"}, actor="op")
+    outsider = Caller(0, fabrikam.id, "Fabrikam", "ann@fabrikam.example", "Ann", frozenset({"admin"}))
+    await services.pricing.import_csv(
+        "contoso-only",
+        "product_id,sku_id,term_duration,billing_cycle,currency,unit_price,valid_from,valid_to\n"
+        "CFQ7TTC0LDPB,0001,P1Y,monthly,USD,11.00,2026-01-01,\n",
+        actor="op",
+    )
+    await services.pricing.assign("contoso", "contoso-only", actor="op")
+    assert [item.key for item in (await services.ordering.storefront(contoso, on=DAY)).products] == [
+        "CFQ7TTC0LDPB:0001"
+    ]
+    assert (await services.ordering.storefront(outsider, on=DAY)).products == ()
+    with pytest.raises(InvalidInput, match="not offered"):
+        await services.ordering.quote(outsider, "CFQ7TTC0LDPB:0001", "P1Y:monthly", "1", on=DAY)
