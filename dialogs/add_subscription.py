@@ -132,6 +132,62 @@ def render_order_job(job: JobView) -> Activity:
     return card_activity(build_order_result_card(view))
 
 
+def render_stage_card(store: Storefront, state: dict[str, Any]) -> dict[str, Any]:
+    """The card for the state's stage (pure: the storefront is already computed)."""
+    stage, token, error = state["stage"], state["card"], state.pop("error", "")
+    if stage == "category":
+        choices = [Choice(category, category, ", ".join(store.groups(category))) for category in store.categories()]
+        return build_choice_card(
+            ChoiceCardView("Add a subscription", "Pick a category.", choices, token, error, can_go_back=False)
+        )
+    if stage == "group":
+        category = state["category"]
+        choices = [
+            Choice(group, group, f"{len(store.in_group(category, group))} product(s)")
+            for group in store.groups(category)
+        ]
+        return build_choice_card(
+            ChoiceCardView(category, "Pick a product group.", choices, token, error, can_go_back=True)
+        )
+    if stage == "product":
+        items = store.in_group(state["category"], state["group"])
+        pages = max(1, math.ceil(len(items) / PAGE_SIZE))
+        page = min(int(state.get("page", 0)), pages - 1)
+        shown = items[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+        return build_product_list_card(
+            ProductListView(
+                state["category"],
+                state["group"],
+                [_product_item(item) for item in shown],
+                token,
+                page,
+                pages,
+                error,
+            )
+        )
+    if stage == "configure":
+        offered = store.find(state["product"])
+        if offered is None:  # no longer offered (price list or catalog changed meanwhile)
+            state["stage"] = "product"
+            state["error"] = "That product is no longer offered to your organisation."
+            return render_stage_card(store, state)
+        return build_configure_card(
+            ConfigureView(
+                product_name=offered.name,
+                offer_id=offered.key,
+                plans=[PlanChoice(term.key, f"{term.label} — {per_seat(term)}") for term in offered.terms],
+                plan=state.get("plan") or offered.terms[0].key,
+                quantity=str(state.get("quantity", offered.sku.minimum_quantity)),
+                minimum=offered.sku.minimum_quantity,
+                maximum=offered.sku.maximum_quantity,
+                token=token,
+                error=error,
+                error_field=state.pop("error_field", ""),
+            )
+        )
+    return build_quote_card(quote_view(Quote.from_dict(state["quote"]), token, error))
+
+
 class AddSubscriptionDialog(TaskDialog):
     title = TITLE
 
@@ -162,61 +218,7 @@ class AddSubscriptionDialog(TaskDialog):
             return await step.end_dialog()
         state["card"] = uuid.uuid4().hex
         step.values["state"] = state
-        return await step.prompt(CARD_PROMPT, self.prompt_card(self._card(store, state)))
-
-    def _card(self, store: Storefront, state: dict[str, Any]) -> dict[str, Any]:
-        stage, token, error = state["stage"], state["card"], state.pop("error", "")
-        if stage == "category":
-            choices = [Choice(category, category, ", ".join(store.groups(category))) for category in store.categories()]
-            return build_choice_card(
-                ChoiceCardView("Add a subscription", "Pick a category.", choices, token, error, can_go_back=False)
-            )
-        if stage == "group":
-            category = state["category"]
-            choices = [
-                Choice(group, group, f"{len(store.in_group(category, group))} product(s)")
-                for group in store.groups(category)
-            ]
-            return build_choice_card(
-                ChoiceCardView(category, "Pick a product group.", choices, token, error, can_go_back=True)
-            )
-        if stage == "product":
-            items = store.in_group(state["category"], state["group"])
-            pages = max(1, math.ceil(len(items) / PAGE_SIZE))
-            page = min(int(state.get("page", 0)), pages - 1)
-            shown = items[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
-            return build_product_list_card(
-                ProductListView(
-                    state["category"],
-                    state["group"],
-                    [_product_item(item) for item in shown],
-                    token,
-                    page,
-                    pages,
-                    error,
-                )
-            )
-        if stage == "configure":
-            offered = store.find(state["product"])
-            if offered is None:  # no longer offered (price list or catalog changed meanwhile)
-                state["stage"] = "product"
-                state["error"] = "That product is no longer offered to your organisation."
-                return self._card(store, state)
-            return build_configure_card(
-                ConfigureView(
-                    product_name=offered.name,
-                    offer_id=offered.key,
-                    plans=[PlanChoice(term.key, f"{term.label} — {per_seat(term)}") for term in offered.terms],
-                    plan=state.get("plan") or offered.terms[0].key,
-                    quantity=str(state.get("quantity", offered.sku.minimum_quantity)),
-                    minimum=offered.sku.minimum_quantity,
-                    maximum=offered.sku.maximum_quantity,
-                    token=token,
-                    error=error,
-                    error_field=state.pop("error_field", ""),
-                )
-            )
-        return build_quote_card(quote_view(Quote.from_dict(state["quote"]), token, error))
+        return await step.prompt(CARD_PROMPT, self.prompt_card(render_stage_card(store, state)))
 
     # --- handling what was submitted ---------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -232,6 +232,43 @@ def parse_quantity(value: Any, minimum: int, maximum: int) -> int:
     return number
 
 
+def _price_key(product_id: str, sku_id: str, term_duration: str, billing_cycle: str) -> tuple[str, str, str, str]:
+    return (product_id.upper(), sku_id.upper(), term_duration.upper(), billing_cycle.lower())
+
+
+def build_storefront(products: Iterable[ProductView], entries: Iterable[UnitPrice], day: date) -> Storefront:
+    """The priced, non-add-on SKUs of the catalog on `day`. Entries are grouped by key first, so a
+    large catalog costs one pass over the price list, not one per term (the catalog cache stores
+    ids upper-case and billing cycles lower-case; price entries are normalised here)."""
+    by_key: dict[tuple[str, str, str, str], list[UnitPrice]] = {}
+    for entry in entries:
+        key = _price_key(entry.product_id, entry.sku_id, entry.term_duration, entry.billing_cycle)
+        by_key.setdefault(key, []).append(entry)
+    offered: list[OfferedProduct] = []
+    for product in products:
+        for sku in product.skus:
+            if sku.is_addon:
+                continue
+            terms = []
+            for term in sku.terms:
+                candidates = by_key.get((sku.product_id, sku.sku_id, term.term_duration, term.billing_cycle))
+                if not candidates:
+                    continue
+                price = price_in_force(
+                    candidates,
+                    product_id=sku.product_id,
+                    sku_id=sku.sku_id,
+                    term_duration=term.term_duration,
+                    billing_cycle=term.billing_cycle,
+                    on=day,
+                )
+                if price is not None:
+                    terms.append(OfferedTerm(term.term_duration, term.billing_cycle, term.description, price))
+            if terms:
+                offered.append(OfferedProduct(product, sku, tuple(terms)))
+    return Storefront(tuple(offered))
+
+
 class OrderingService:
     def __init__(
         self,
@@ -269,28 +306,8 @@ class OrderingService:
     async def storefront(self, caller: Caller, *, on: date | None = None) -> Storefront:
         """What the caller's organisation can buy on `on` (default today, UTC)."""
         caller.require(Permission.MANAGE_SERVICES)
-        day = on or utcnow().date()
         entries = await self._pricing.entries_for(caller.organisation_id)
-        offered: list[OfferedProduct] = []
-        for product in await self._catalog.products():
-            for sku in product.skus:
-                if sku.is_addon:
-                    continue
-                terms = []
-                for term in sku.terms:
-                    price = price_in_force(
-                        entries,
-                        product_id=sku.product_id,
-                        sku_id=sku.sku_id,
-                        term_duration=term.term_duration,
-                        billing_cycle=term.billing_cycle,
-                        on=day,
-                    )
-                    if price is not None and periods_in_term(term.term_duration, term.billing_cycle):
-                        terms.append(OfferedTerm(term.term_duration, term.billing_cycle, term.description, price))
-                if terms:
-                    offered.append(OfferedProduct(product, sku, tuple(terms)))
-        return Storefront(tuple(offered))
+        return build_storefront(await self._catalog.products(), entries, on or utcnow().date())
 
     async def quote(
         self, caller: Caller, product_key: str, plan: str, quantity: Any, *, on: date | None = None
