@@ -38,8 +38,8 @@ from services.idempotency import IdempotencyService
 from services.jobs import JobService, JobView
 from services.ledger import LedgerEvent, LedgerRecord, LedgerSource, SubscriptionLedger
 from services.models import Job, LedgerEntry, Organisation, SubscriptionRow
-from services.partner_center import PartnerCenterClient
-from services.partner_center.models import BillingCycle, CartLineItem, Subscription
+from services.partner_center import PartnerCenterClient, PartnerCenterError
+from services.partner_center.models import BillingCycle, CartLineItem, Subscription, SubscriptionStatus
 from services.price_rules import UnitPrice, price_in_force
 from services.pricing import PriceBook, periods_in_term
 from services.roles import Permission
@@ -429,7 +429,20 @@ class OrderingService:
             )
         order, item = line
         assert item.subscription_id is not None
-        subscription = await self._partner_center.subscription(customer_id, item.subscription_id)
+        try:
+            subscription = await self._partner_center.subscription(customer_id, item.subscription_id)
+        except PartnerCenterError:
+            # Bought: never report it as failed. Record what the order says; a sync fills in the rest.
+            log.warning("order %s: subscription %s bought but not readable yet", order_key, item.subscription_id)
+            subscription = Subscription(
+                id=item.subscription_id,
+                offer_id=item.offer_id,
+                quantity=item.quantity or quote.quantity,
+                term_duration=item.term_duration or quote.term_duration,
+                billing_cycle=BillingCycle(quote.billing_cycle),
+                status=SubscriptionStatus.ACTIVE,
+                creation_date=order.creation_date,
+            )
         await self._record_purchase(
             organisation_id, customer_id, quote, subscription, order_id=order.id or "", actor=job.requested_by
         )

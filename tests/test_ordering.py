@@ -4,6 +4,7 @@ written only after Microsoft accepted, Microsoft's refusals and faults."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from decimal import Decimal
 
@@ -201,7 +202,8 @@ async def test_a_refused_order_changes_nothing_here(services: Services, sandbox:
     await services.jobs.run_pending()
     ok, refused = await services.jobs.get(first.job.id), await services.jobs.get(second.job.id)
     assert ok is not None and ok.status == "succeeded"
-    assert refused is not None and refused.status == "failed" and refused.error_message
+    assert refused is not None and refused.status == "failed"
+    assert "over Microsoft's limit" in refused.error_message  # 403 800088 at cart creation
     assert len(await _subscriptions(sandbox, demo_customer.partner_center_customer_id)) == 1
     async with services.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(SubscriptionRow)) == 1
@@ -226,3 +228,53 @@ async def test_a_customer_specific_price_is_offered_to_its_organisation_only(ser
     assert (await services.ordering.storefront(outsider, on=DAY)).products == ()
     with pytest.raises(InvalidInput, match="not offered"):
         await services.ordering.quote(outsider, "CFQ7TTC0LDPB:0001", "P1Y:monthly", "1", on=DAY)
+
+
+async def test_an_unreadable_new_subscription_is_still_recorded_as_bought(
+    services: Services, sandbox: Sandbox, demo_customer
+) -> None:
+    caller = await _ready(services)
+    await sandbox.admin(
+        "POST",
+        "/faults",
+        {"kind": "error", "status": 503, "method": "GET", "path": "/v1/customers/*/subscriptions/*", "repeat": 50},
+    )
+    placed = await services.ordering.place_order(
+        caller, await services.ordering.quote(caller, BASIC, "P1Y:monthly", "4"), "k-read", notify_conversation_id=None
+    )
+    await services.jobs.run_pending()
+    done = await services.jobs.get(placed.job.id)
+    assert done is not None and done.status == "succeeded", done
+    assert (await sandbox.admin("GET", "/faults"))["faults"][0]["fired"] > 0
+    await sandbox.admin("DELETE", "/faults")
+    bought = await _subscriptions(sandbox, demo_customer.partner_center_customer_id)
+    async with services.sessions() as session:
+        row = await session.get(SubscriptionRow, bought[0].id)
+        assert row is not None and row.quantity == 4
+        assert await session.scalar(select(func.count()).select_from(LedgerEntry)) == 1
+
+
+async def test_order_errors_at_checkout_are_reported_and_nothing_is_recorded(
+    services: Services, sandbox: Sandbox, demo_customer
+) -> None:
+    """Both carts pass Microsoft's pooled-maximum check when created; the checkout that comes second
+    gets `orderErrors` (HTTP 200). The checkouts are slowed so both carts exist before either is bought."""
+    caller = await _ready(services)
+    await sandbox.admin(
+        "POST", "/faults", {"kind": "latency", "latencyMs": 1500, "method": "POST", "path": "*/checkout"}
+    )
+    quotes = [await services.ordering.quote(caller, BASIC, "P1Y:monthly", count) for count in ("300", "2")]
+    placed = [
+        await services.ordering.place_order(caller, quote, f"k-race-{index}", notify_conversation_id=None)
+        for index, quote in enumerate(quotes)
+    ]
+    await asyncio.gather(services.jobs.run_pending(limit=1), services.jobs.run_pending(limit=1))
+    jobs = [await services.jobs.get(item.job.id) for item in placed]
+    assert sorted(job.status for job in jobs if job) == ["failed", "succeeded"]
+    failed = next(job for job in jobs if job and job.status == "failed")
+    assert failed.error_message.startswith("Microsoft refused the order:"), failed.error_message
+    assert failed.error_message.endswith("Nothing was bought.")
+    assert len(await _subscriptions(sandbox, demo_customer.partner_center_customer_id)) == 1
+    async with services.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(SubscriptionRow)) == 1
+        assert await session.scalar(select(func.count()).select_from(LedgerEntry)) == 1
