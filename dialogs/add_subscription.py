@@ -53,7 +53,7 @@ from services.container import Services
 from services.errors import DomainError, InvalidInput
 from services.jobs import SUCCEEDED, JobView
 from services.ordering import (
-    PERIOD_NAMES,
+    PERIOD_PHRASES,
     OfferedProduct,
     OfferedTerm,
     PriceChanged,
@@ -77,8 +77,8 @@ def money(currency: str, amount: Decimal) -> str:
 
 
 def per_seat(term: OfferedTerm) -> str:
-    period = PERIOD_NAMES.get(term.billing_cycle, term.billing_cycle)
-    return f"{money(term.price.currency, term.price.amount)} per licence a {period}"
+    period = PERIOD_PHRASES.get(term.billing_cycle, f"per {term.billing_cycle} period")
+    return f"{money(term.price.currency, term.price.amount)} per licence {period}"
 
 
 def _product_item(item: OfferedProduct) -> ProductItem:
@@ -106,8 +106,8 @@ def quote_view(quote: Quote, token: str, error: str = "") -> QuoteView:
         offer_id=f"{quote.product_id}:{quote.sku_id}",
         plan=quote.plan,
         quantity=quote.quantity,
-        unit_price=f"{money(quote.currency, quote.unit_price)} per licence a {quote.period_name}",
-        total_per_period=f"{money(quote.currency, quote.total_per_period)} a {quote.period_name}",
+        unit_price=f"{money(quote.currency, quote.unit_price)} per licence {quote.per_period}",
+        total_per_period=f"{money(quote.currency, quote.total_per_period)} {quote.per_period}",
         term_total=f"{money(quote.currency, quote.total_for_term)} over the {term_name(quote.term_duration)} term",
         token=token,
         error=error,
@@ -126,7 +126,7 @@ def render_order_job(job: JobView) -> Activity:
         subscription_id=str(result.get("subscription_id", "")),
         status=str(result.get("status", "active")).capitalize(),
         plan=quote.plan,
-        total_per_period=f"{money(quote.currency, quote.total_per_period)} a {quote.period_name}",
+        total_per_period=f"{money(quote.currency, quote.total_per_period)} {quote.per_period}",
         term_end=str(result.get("commitment_end_date", "")),
     )
     return card_activity(build_order_result_card(view))

@@ -54,7 +54,8 @@ NO_TENANT_MESSAGE = (
 )
 TERM_NAMES = {"P1M": "1 month", "P1Y": "1 year", "P2Y": "2 years", "P3Y": "3 years"}
 CYCLE_NAMES = {"monthly": "monthly", "annual": "yearly", "triennial": "every 3 years"}
-PERIOD_NAMES = {"monthly": "month", "annual": "year", "triennial": "3 years"}
+# How a price per billing period reads: "USD 5.52 a month".
+PERIOD_PHRASES = {"monthly": "a month", "annual": "a year", "triennial": "every 3 years"}
 _REQUEST_NAMESPACE = uuid.UUID("5b0c3f52-6a7e-4f0c-9d0e-8f1f3c9b6a21")
 
 
@@ -154,8 +155,8 @@ class Quote:
         return self.total_per_period * self.periods
 
     @property
-    def period_name(self) -> str:
-        return PERIOD_NAMES.get(self.billing_cycle, self.billing_cycle)
+    def per_period(self) -> str:
+        return PERIOD_PHRASES.get(self.billing_cycle, f"per {self.billing_cycle} period")
 
     @property
     def plan(self) -> str:

@@ -73,7 +73,10 @@ async def test_quotes_refuse_bad_quantities_and_forged_choices(services: Service
         "USD",
         12,
     )
-    assert quote.total_for_term == Decimal("331.20")
+    assert quote.total_for_term == Decimal("331.20") and quote.per_period == "a month"
+    triennial = await services.ordering.quote(caller, BASIC, "P3Y:triennial", "1", on=DAY)
+    # 216.00 ERP for three years, cost 172.80, + 15 %: one payment per term.
+    assert (triennial.unit_price, triennial.periods, triennial.per_period) == (Decimal("198.72"), 1, "every 3 years")
     for bad, words in (("0", "between 1 and 300"), ("-2", "between 1 and 300"), ("301", "between 1 and 300"),
                        ("abc", "whole number"), ("2.5", "whole number"), ("", "how many")):  # fmt: skip
         with pytest.raises(InvalidInput, match=words) as error:
