@@ -281,3 +281,23 @@ async def test_order_errors_at_checkout_are_reported_and_nothing_is_recorded(
     async with services.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(SubscriptionRow)) == 1
         assert await session.scalar(select(func.count()).select_from(LedgerEntry)) == 1
+
+
+async def test_microsoft_unavailable_fails_with_a_clear_message_and_buys_nothing(
+    services: Services, sandbox: Sandbox, demo_customer
+) -> None:
+    caller = await _ready(services)
+    await sandbox.admin(
+        "POST", "/faults", {"kind": "error", "status": 503, "method": "POST", "path": "*/carts", "repeat": 50}
+    )
+    placed = await services.ordering.place_order(
+        caller, await services.ordering.quote(caller, BASIC, "P1Y:monthly", "1"), "k-down", notify_conversation_id=None
+    )
+    await services.jobs.run_pending()
+    job = await services.jobs.get(placed.job.id)
+    assert job is not None and job.status == "failed" and job.attempts == 1
+    assert job.error_message and "Traceback" not in job.error_message and "503" not in job.error_message
+    assert await _subscriptions(sandbox, demo_customer.partner_center_customer_id) == []
+    async with services.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(SubscriptionRow)) == 0
+        assert await session.scalar(select(func.count()).select_from(LedgerEntry)) == 0
