@@ -98,9 +98,7 @@ def create_app(
         if settings.seeds_demo_organisation:
             await seed_demo_organisation(services.organisations)
         catalog_refresh = await prepare_catalog(
-            services.catalog,
-            services.pricing,
-            seed_demo_prices=settings.seeds_demo_organisation and settings.uses_partner_center_sandbox,
+            services, seed_demo_prices=settings.seeds_demo_organisation and settings.uses_partner_center_sandbox
         )
         connection_manager = connections or build_connections(settings)
         adapter = CloudAdapter(connection_manager=connection_manager)

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from cli.catalog_commands import add_catalog_commands
 from manifest.build import build_app_package
 from services.alerts import AlertView
 from services.container import Services, build_services
@@ -249,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     people = directory.add_parser("list", help="the people in an organisation's directory")
     people.add_argument("slug", metavar="ORG")
     people.set_defaults(handler=_directory_list)
+    add_catalog_commands(commands)  # prices, catalog
     return parser
 
 

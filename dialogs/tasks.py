@@ -6,11 +6,13 @@ from collections.abc import Callable
 
 from microsoft_agents.activity import Activity
 
+from dialogs.add_subscription import add_subscription_tasks, render_order_job
 from dialogs.add_tenant import AddTenantDialog, MyServicesDialog, tenant_job_renderers
 from dialogs.catalogue import Task
 from dialogs.users import ASSIGN, NEW, UsersDialog
 from services.container import Services
 from services.jobs import JobView
+from services.ordering import ORDER_JOB
 from services.roles import Permission
 
 
@@ -57,9 +59,10 @@ def default_tasks(services: Services) -> list[Task]:
             Permission.MANAGE_SERVICES,
             aliases=("assign licences", "assign licenses", "licences", "licenses"),
         ),
+        *add_subscription_tasks(services),
     ]
 
 
 def job_renderers() -> dict[str, Callable[[JobView], Activity]]:
     """How each feature's durable jobs tell their outcome (kinds without one get a plain message)."""
-    return {**tenant_job_renderers()}
+    return {**tenant_job_renderers(), ORDER_JOB: render_order_job}

@@ -40,6 +40,7 @@ COMMANDS: Final[list[tuple[str, str]]] = [
     ("add tenant", "Link or create your Microsoft 365 tenant"),
     ("users", "Users of your tenant and their licences"),
     ("assign", "Assign licences to users"),
+    ("buy", "Add a subscription: browse products, see the price, order"),
 ]
 COMMAND_SCOPES: Final[tuple[str, ...]] = ("personal", "team")
 

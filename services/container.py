@@ -16,6 +16,7 @@ from services.idempotency import IdempotencyService
 from services.jobs import JobService
 from services.ledger import SubscriptionLedger
 from services.mail import Mailer, MailTransport, OutboxTransport, SmtpTransport
+from services.ordering import OrderingService
 from services.organisations import OrganisationService
 from services.partner_center import PartnerCenterAuthError, PartnerCenterClient
 from services.partner_center.auth import TokenKind
@@ -46,6 +47,7 @@ class Services:
     users: UserService
     licences: LicenceService
     directory: DirectoryService
+    ordering: OrderingService
 
 
 def build_services(engine: AsyncEngine, settings: Settings, partner_center: PartnerCenterClient) -> Services:
@@ -67,6 +69,9 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
     mailer = Mailer(mail_transport(settings), sender=settings.mail_from, alerts=alerts)
     user_sync = UserSync(sessions, partner_center, LeaseService(sessions), alerts)
     users = UserService(sessions, partner_center, user_sync, idempotency, mailer, jobs)
+    pricing = PriceBook(sessions, partner_center)
+    catalog = CatalogService(sessions, partner_center, alerts)
+    ledger = SubscriptionLedger(sessions)
     return Services(
         engine=engine,
         sessions=sessions,
@@ -78,14 +83,24 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         jobs=jobs,
         partner_center=partner_center,
         mailer=mailer,
-        ledger=SubscriptionLedger(sessions),
-        pricing=PriceBook(sessions, partner_center),
-        catalog=CatalogService(sessions, partner_center, alerts),
+        ledger=ledger,
         tenants=TenantService(sessions, organisations, partner_center, jobs, mailer),
         user_sync=user_sync,
         users=users,
         licences=LicenceService(sessions, partner_center, users, user_sync, idempotency),
         directory=DirectoryService(sessions, users, idempotency, mailer),
+        pricing=pricing,
+        catalog=catalog,
+        ordering=OrderingService(
+            sessions,
+            catalog,
+            pricing,
+            partner_center,
+            jobs,
+            idempotency,
+            ledger,
+            alerts,
+        ),
     )
 
 

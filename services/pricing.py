@@ -289,6 +289,17 @@ class PriceBook:
             on=on,
         )
 
+    async def global_entries(self) -> list[UnitPrice]:
+        """The global list alone (what a customer without a list of its own is offered)."""
+        query = (
+            select(PriceEntryRow)
+            .join(PriceList, PriceList.id == PriceEntryRow.price_list_id)
+            .where(PriceList.is_global.is_(True))
+            .order_by(PriceEntryRow.id)
+        )
+        async with self._sessions() as session:
+            return [_unit_price(row, True) for row in await session.scalars(query)]
+
     async def entry(self, entry_id: int) -> UnitPrice | None:
         async with self._sessions() as session:
             row = (

@@ -13,9 +13,10 @@ from datetime import timedelta
 from decimal import Decimal
 
 from services.catalog import CatalogService
+from services.container import Services
 from services.db import utcnow
 from services.errors import DomainError
-from services.pricing import PriceBook
+from services.ordering import OrderingService
 
 log = logging.getLogger(__name__)
 
@@ -24,28 +25,29 @@ DEMO_MARKUP = Decimal(15)
 SEED_ACTOR = "system:seed"
 
 
-async def _sync_quietly(catalog: CatalogService) -> None:
+async def _sync_quietly(catalog: CatalogService, ordering: OrderingService) -> None:
     try:
         await catalog.sync()
+        await ordering.alert_unpriced()
     except DomainError as error:  # alerted by the sync; the bot still serves from the cache
         log.warning("catalog sync at start-up failed: %s", error.message)
 
 
-async def prepare_catalog(
-    catalog: CatalogService, pricing: PriceBook, *, seed_demo_prices: bool
-) -> asyncio.Task[None] | None:
-    """Sync (or schedule a refresh of) the catalog and seed the demo prices. Returns the
-    background refresh task, if one was started; the caller cancels it at shutdown."""
+async def prepare_catalog(services: Services, *, seed_demo_prices: bool) -> asyncio.Task[None] | None:
+    """Sync (or schedule a refresh of) the catalog, seed the demo prices, and alert the operator
+    of unpriced products. Returns the background refresh task, if one was started; the caller
+    cancels it at shutdown."""
+    catalog, pricing, ordering = services.catalog, services.pricing, services.ordering
     last = await catalog.last_synced_at()
     refresh: asyncio.Task[None] | None = None
-    if last is None:
-        await _sync_quietly(catalog)
-    elif utcnow() - last > REFRESH_AFTER:
-        refresh = asyncio.create_task(_sync_quietly(catalog), name="catalog-refresh")
     if seed_demo_prices:
         try:
             if await pricing.ensure_default_global(DEMO_MARKUP, actor=SEED_ACTOR):
                 log.info("generated the demo's global price list (price sheet + %s%%)", DEMO_MARKUP)
         except DomainError as error:
             log.warning("could not generate the demo's global price list: %s", error.message)
+    if last is None:
+        await _sync_quietly(catalog, ordering)
+    elif utcnow() - last > REFRESH_AFTER:
+        refresh = asyncio.create_task(_sync_quietly(catalog, ordering), name="catalog-refresh")
     return refresh

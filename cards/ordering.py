@@ -1,0 +1,294 @@
+"""Cards of "add subscription": category → product group → product (with "show details") →
+term, billing frequency and quantity → the price → the new subscription.
+
+Every submit carries its verb and the card's `card` token; the dialog refuses a token that is not
+the current card's (a stale or replayed card) and re-checks every id against the organisation's
+storefront. Texts arrive formatted (money, terms); these builders do no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cards.base import Card, card, command_button, facts, heading, submit, text
+
+PICK = "order_pick"
+BACK = "order_back"
+MORE = "order_more"
+QUOTE = "order_quote"
+CHANGE = "order_change"
+CREATE = "order_create"
+CANCEL = "order_cancel"
+DESCRIPTION_CHARS = 160
+
+
+@dataclass(frozen=True)
+class Choice:
+    value: str
+    title: str
+    subtitle: str = ""
+
+
+@dataclass(frozen=True)
+class ChoiceCardView:
+    title: str
+    intro: str
+    choices: Sequence[Choice]
+    token: str
+    error: str = ""
+    can_go_back: bool = False
+
+
+@dataclass(frozen=True)
+class ProductItem:
+    key: str  # PRODUCT:SKU, the offer id
+    name: str
+    description: str
+    from_price: str  # "from USD 5.52 per licence a month"
+    plans: Sequence[str]  # priced terms and billing frequencies, as text
+    quantity_range: str  # "1–300 licences"
+    includes: str = ""
+
+
+@dataclass(frozen=True)
+class ProductListView:
+    category: str
+    group: str
+    items: Sequence[ProductItem]
+    token: str
+    page: int = 0
+    pages: int = 1
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class PlanChoice:
+    key: str  # "P1Y:monthly"
+    label: str  # "1 year commitment, billed monthly — USD 5.52 per licence a month"
+
+
+@dataclass(frozen=True)
+class ConfigureView:
+    product_name: str
+    offer_id: str
+    plans: Sequence[PlanChoice]
+    plan: str
+    quantity: str
+    minimum: int
+    maximum: int
+    token: str
+    error: str = ""
+    error_field: str = ""
+
+
+@dataclass(frozen=True)
+class QuoteView:
+    product_name: str
+    offer_id: str
+    plan: str  # "1 year commitment, billed monthly"
+    quantity: int
+    unit_price: str  # "USD 5.52 per licence a month"
+    total_per_period: str  # "USD 27.60 a month"
+    term_total: str  # "USD 331.20 over the 1 year term"
+    token: str
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class OrderResultView:
+    product_name: str
+    quantity: int
+    subscription_id: str
+    status: str
+    plan: str
+    total_per_period: str
+    term_end: str
+
+
+def _error(message: str) -> list[dict[str, Any]]:
+    return [text(message, color="Attention", weight="Bolder")] if message else []
+
+
+def _short(description: str) -> str:
+    clean = " ".join(description.split())
+    if len(clean) <= DESCRIPTION_CHARS:
+        return clean
+    cut = clean[:DESCRIPTION_CHARS].rsplit(" ", 1)[0]
+    return f"{cut}…"
+
+
+def _nav(token: str, *, back: bool) -> list[dict[str, Any]]:
+    actions = [submit("Back", BACK, {"card": token})] if back else []
+    actions.append(submit("Cancel", CANCEL, {"card": token}))
+    return actions
+
+
+def build_choice_card(view: ChoiceCardView) -> Card:
+    """Categories, or the product groups of a category: one button each."""
+    body: list[dict[str, Any]] = [heading(view.title), text(view.intro, subtle=True), *_error(view.error)]
+    for choice in view.choices:
+        body.append(
+            {
+                "type": "ActionSet",
+                "actions": [submit(choice.title, PICK, {"card": view.token, "value": choice.value})],
+            }
+        )
+        if choice.subtitle:
+            body.append(text(choice.subtitle, subtle=True))
+    return card(body, _nav(view.token, back=view.can_go_back))
+
+
+def build_product_list_card(view: ProductListView) -> Card:
+    """The products of a group: name, short description, price from; details on request."""
+    body: list[dict[str, Any]] = [
+        heading(f"{view.category} › {view.group}"),
+        text("Pick a product. **Show details** tells what it includes and its terms.", subtle=True),
+        *_error(view.error),
+    ]
+    for index, item in enumerate(view.items):
+        details_id = f"details-{index}"
+        body.append(
+            {
+                "type": "Container",
+                "separator": True,
+                "spacing": "Medium",
+                "items": [
+                    text(item.name, weight="Bolder"),
+                    text(_short(item.description)),
+                    text(item.from_price, subtle=True),
+                    {
+                        "type": "Container",
+                        "id": details_id,
+                        "isVisible": False,
+                        "items": [
+                            facts(
+                                [
+                                    ("Offer id / item code", item.key),
+                                    ("Quantity", item.quantity_range),
+                                    *(("Term" if i == 0 else "", plan) for i, plan in enumerate(item.plans)),
+                                ]
+                            ),
+                            text(item.includes or item.description, subtle=True),
+                        ],
+                    },
+                    {
+                        "type": "ActionSet",
+                        "actions": [
+                            {
+                                "type": "Action.ToggleVisibility",
+                                "title": "Show details",
+                                "targetElements": [details_id],
+                            },
+                            submit("Choose", PICK, {"card": view.token, "value": item.key}, style="positive"),
+                        ],
+                    },
+                ],
+            }
+        )
+    if view.pages > 1:
+        body.append(text(f"Page {view.page + 1} of {view.pages}", subtle=True))
+    actions = _nav(view.token, back=True)
+    if view.page + 1 < view.pages:
+        actions.insert(0, submit("More products", MORE, {"card": view.token}))
+    return card(body, actions)
+
+
+def build_configure_card(view: ConfigureView) -> Card:
+    """Term and billing frequency (from the product's priced availabilities) and the quantity."""
+    plan_error = view.error if view.error_field == "plan" else ""
+    quantity_error = view.error if view.error_field == "quantity" else ""
+    general_error = view.error if view.error_field not in ("plan", "quantity") else ""
+    plan_input: dict[str, Any] = {
+        "type": "Input.ChoiceSet",
+        "id": "plan",
+        "label": "Term and billing frequency",
+        "style": "expanded",
+        "isRequired": True,
+        "errorMessage": "Pick a term and billing frequency.",
+        "value": view.plan,
+        "choices": [{"title": plan.label, "value": plan.key} for plan in view.plans],
+    }
+    quantity_input: dict[str, Any] = {
+        "type": "Input.Number",
+        "id": "quantity",
+        "label": f"Quantity ({view.minimum}–{view.maximum} licences)",
+        "min": view.minimum,
+        "max": view.maximum,
+        "isRequired": True,
+        "errorMessage": f"Enter a whole number from {view.minimum} to {view.maximum}.",
+    }
+    if view.quantity.strip():
+        try:
+            quantity_input["value"] = float(view.quantity) if "." in view.quantity else int(view.quantity)
+        except ValueError:
+            pass  # what was typed is not a number: the error above says so
+    body: list[dict[str, Any]] = [
+        heading(view.product_name),
+        text(f"Offer id {view.offer_id}", subtle=True),
+        *_error(general_error),
+        plan_input,
+        *_error(plan_error),
+        quantity_input,
+        *_error(quantity_error),
+    ]
+    actions = [submit("Show price", QUOTE, {"card": view.token}, style="positive"), *_nav(view.token, back=True)]
+    return card(body, actions)
+
+
+def build_quote_card(view: QuoteView) -> Card:
+    """The price for the choice, before anything is ordered."""
+    body: list[dict[str, Any]] = [
+        heading("Check and create the subscription"),
+        *_error(view.error),
+        facts(
+            [
+                ("Product", view.product_name),
+                ("Offer id", view.offer_id),
+                ("Commitment", view.plan),
+                ("Quantity", f"{view.quantity} licence{'s' if view.quantity != 1 else ''}"),
+                ("Unit price", view.unit_price),
+                ("Total per billing period", view.total_per_period),
+                ("Over the whole term", view.term_total),
+            ]
+        ),
+        text(
+            "When you create it, Microsoft starts the subscription at once and costs start under Microsoft's "
+            "billing rules: seats can be reduced or cancelled only within 7 days; after that the commitment "
+            "runs to the end of the term.",
+            subtle=True,
+        ),
+    ]
+    actions = [
+        submit("Create subscription", CREATE, {"card": view.token}, style="positive"),
+        submit("Change", CHANGE, {"card": view.token}),
+        submit("Cancel", CANCEL, {"card": view.token}),
+    ]
+    return card(body, actions)
+
+
+def build_order_result_card(view: OrderResultView) -> Card:
+    body: list[dict[str, Any]] = [
+        heading("Subscription created"),
+        facts(
+            [
+                ("Product", view.product_name),
+                ("Quantity", str(view.quantity)),
+                ("Status", view.status),
+                ("Commitment", view.plan),
+                ("Price per billing period", view.total_per_period),
+                ("Term ends", view.term_end or "—"),
+                ("Subscription id", view.subscription_id),
+            ]
+        ),
+        text("Costs now start under Microsoft's billing rules."),
+    ]
+    return card(body, [command_button("Add another subscription", "add subscription"), command_button("Menu", "menu")])
+
+
+def build_no_tenant_card(message: str) -> Card:
+    return card(
+        [heading("First, a Microsoft 365 tenant"), text(message)],
+        [command_button("Add tenant", "add tenant"), command_button("Menu", "menu")],
+    )

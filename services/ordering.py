@@ -1,0 +1,584 @@
+"""Buying a subscription (SPEC §2): what an organisation is offered, the quote for a choice, and
+the order — exactly once, recorded only after Microsoft accepted it.
+
+- The **storefront** is the catalog cache filtered to what the organisation can buy today: active,
+  not an add-on (add-ons are bought for a subscription), and priced (customer list, else global)
+  for at least one term and billing frequency. An unpriced product is never offered.
+- A **quote** re-validates a choice (product, term, billing frequency, quantity) against the
+  storefront — ids from a card are never trusted — and prices it.
+- **place_order** re-quotes, refuses a changed price (the caller must confirm the new one), and
+  submits a durable job keyed by the order key shown on the card, so a double click, a resubmitted
+  card or a re-delivered activity find the same job: one order.
+- The **job** fetches a fresh availability, creates the cart once per order key (remembered with an
+  idempotency key), checks it out with a request id derived from the order key (the client recovers
+  a checkout whose answer was lost), then writes the subscription mirror, the ledger's PURCHASE
+  entry (with the price-list entry) and the audit entry in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services import audit
+from services.access import Caller
+from services.alerts import AlertService
+from services.catalog import CatalogService, ProductView, SkuView
+from services.db import utcnow
+from services.errors import Conflict, DomainError, InvalidInput, NotFound
+from services.idempotency import IdempotencyService
+from services.jobs import JobService, JobView
+from services.ledger import LedgerEvent, LedgerRecord, LedgerSource, SubscriptionLedger
+from services.models import Job, LedgerEntry, Organisation, SubscriptionRow
+from services.partner_center import PartnerCenterClient, PartnerCenterError
+from services.partner_center.models import BillingCycle, CartLineItem, Subscription, SubscriptionStatus
+from services.price_rules import UnitPrice, price_in_force
+from services.pricing import PriceBook, periods_in_term
+from services.roles import Permission
+
+log = logging.getLogger(__name__)
+
+ORDER_JOB = "order_subscription"
+UNPRICED_ALERT = "unpriced_products"
+NO_TENANT_MESSAGE = (
+    "Your organisation has no Microsoft 365 tenant with us yet, so nothing can be bought. "
+    "Type **add tenant** to create or link one first."
+)
+TERM_NAMES = {"P1M": "1 month", "P1Y": "1 year", "P2Y": "2 years", "P3Y": "3 years"}
+CYCLE_NAMES = {"monthly": "monthly", "annual": "yearly", "triennial": "every 3 years"}
+# How a price per billing period reads: "USD 5.52 a month".
+PERIOD_PHRASES = {"monthly": "a month", "annual": "a year", "triennial": "every 3 years"}
+_REQUEST_NAMESPACE = uuid.UUID("5b0c3f52-6a7e-4f0c-9d0e-8f1f3c9b6a21")
+
+
+def term_name(term_duration: str) -> str:
+    return TERM_NAMES.get(term_duration.upper(), term_duration)
+
+
+def plan_label(term_duration: str, billing_cycle: str) -> str:
+    return f"{term_name(term_duration)} commitment, billed {CYCLE_NAMES.get(billing_cycle, billing_cycle)}"
+
+
+def plan_key(term_duration: str, billing_cycle: str) -> str:
+    return f"{term_duration.upper()}:{billing_cycle.lower()}"
+
+
+@dataclass(frozen=True)
+class OfferedTerm:
+    term_duration: str
+    billing_cycle: str
+    description: str
+    price: UnitPrice
+
+    @property
+    def key(self) -> str:
+        return plan_key(self.term_duration, self.billing_cycle)
+
+    @property
+    def label(self) -> str:
+        return plan_label(self.term_duration, self.billing_cycle)
+
+
+@dataclass(frozen=True)
+class OfferedProduct:
+    """One SKU the organisation can buy, with its priced terms."""
+
+    product: ProductView
+    sku: SkuView
+    terms: tuple[OfferedTerm, ...]
+
+    @property
+    def key(self) -> str:
+        return self.sku.key
+
+    @property
+    def name(self) -> str:
+        if len(self.product.skus) > 1 and self.sku.title and self.sku.title != self.product.title:
+            return f"{self.product.title} — {self.sku.title}"
+        return self.product.title
+
+    def term(self, key: str) -> OfferedTerm | None:
+        duration, _, cycle = str(key).partition(":")
+        wanted = plan_key(duration.strip(), cycle.strip())
+        return next((term for term in self.terms if term.key == wanted), None)
+
+
+@dataclass(frozen=True)
+class Storefront:
+    products: tuple[OfferedProduct, ...]
+
+    def categories(self) -> list[str]:
+        return sorted({item.product.category for item in self.products})
+
+    def groups(self, category: str) -> list[str]:
+        return sorted({item.product.product_group for item in self.products if item.product.category == category})
+
+    def in_group(self, category: str, group: str) -> list[OfferedProduct]:
+        return [
+            item for item in self.products if item.product.category == category and item.product.product_group == group
+        ]
+
+    def find(self, key: str) -> OfferedProduct | None:
+        wanted = key.strip().upper()
+        return next((item for item in self.products if item.key == wanted), None)
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The price of one choice, as shown before "create subscription"."""
+
+    product_id: str
+    sku_id: str
+    product_name: str
+    term_duration: str
+    billing_cycle: str
+    quantity: int
+    currency: str
+    unit_price: Decimal  # per seat per billing period
+    price_entry_id: int
+    periods: int  # billing periods in the term
+
+    @property
+    def total_per_period(self) -> Decimal:
+        return self.unit_price * self.quantity
+
+    @property
+    def total_for_term(self) -> Decimal:
+        return self.total_per_period * self.periods
+
+    @property
+    def per_period(self) -> str:
+        return PERIOD_PHRASES.get(self.billing_cycle, f"per {self.billing_cycle} period")
+
+    @property
+    def plan(self) -> str:
+        return plan_label(self.term_duration, self.billing_cycle)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "product_id": self.product_id,
+            "sku_id": self.sku_id,
+            "product_name": self.product_name,
+            "term_duration": self.term_duration,
+            "billing_cycle": self.billing_cycle,
+            "quantity": self.quantity,
+            "currency": self.currency,
+            "unit_price": str(self.unit_price),
+            "price_entry_id": self.price_entry_id,
+            "periods": self.periods,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Quote:
+        return cls(
+            product_id=str(data["product_id"]),
+            sku_id=str(data["sku_id"]),
+            product_name=str(data["product_name"]),
+            term_duration=str(data["term_duration"]),
+            billing_cycle=str(data["billing_cycle"]),
+            quantity=int(data["quantity"]),
+            currency=str(data["currency"]),
+            unit_price=Decimal(str(data["unit_price"])),
+            price_entry_id=int(data["price_entry_id"]),
+            periods=int(data["periods"]),
+        )
+
+
+class PriceChanged(Conflict):
+    """The price moved between the quote and the confirmation; `quote` is the new one."""
+
+    code = "price_changed"
+
+    def __init__(self, quote: Quote) -> None:
+        super().__init__("The price changed since it was shown. Check the new price and confirm again.", field="price")
+        self.quote = quote
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    job: JobView
+    created: bool
+
+
+@dataclass(frozen=True)
+class UnpricedItem:
+    product_id: str
+    sku_id: str
+    title: str
+    term_duration: str
+    billing_cycle: str
+
+
+def parse_quantity(value: Any, minimum: int, maximum: int) -> int:
+    """A whole number within the SKU's bounds, or InvalidInput(field="quantity") saying which."""
+    text = str(value).strip() if value is not None else ""
+    if isinstance(value, float) and value.is_integer():
+        text = str(int(value))
+    if not text:
+        raise InvalidInput("Enter how many licences you need.", field="quantity")
+    try:
+        number = int(text)
+    except ValueError:
+        raise InvalidInput(f"The quantity must be a whole number ({minimum}–{maximum}).", field="quantity") from None
+    if number < minimum or number > maximum:
+        raise InvalidInput(f"The quantity must be between {minimum} and {maximum} for this product.", field="quantity")
+    return number
+
+
+def _price_key(product_id: str, sku_id: str, term_duration: str, billing_cycle: str) -> tuple[str, str, str, str]:
+    return (product_id.upper(), sku_id.upper(), term_duration.upper(), billing_cycle.lower())
+
+
+def build_storefront(products: Iterable[ProductView], entries: Iterable[UnitPrice], day: date) -> Storefront:
+    """The priced, non-add-on SKUs of the catalog on `day`. Entries are grouped by key first, so a
+    large catalog costs one pass over the price list, not one per term (the catalog cache stores
+    ids upper-case and billing cycles lower-case; price entries are normalised here)."""
+    by_key: dict[tuple[str, str, str, str], list[UnitPrice]] = {}
+    for entry in entries:
+        key = _price_key(entry.product_id, entry.sku_id, entry.term_duration, entry.billing_cycle)
+        by_key.setdefault(key, []).append(entry)
+    offered: list[OfferedProduct] = []
+    for product in products:
+        for sku in product.skus:
+            if sku.is_addon:
+                continue
+            terms = []
+            for term in sku.terms:
+                candidates = by_key.get((sku.product_id, sku.sku_id, term.term_duration, term.billing_cycle))
+                if not candidates:
+                    continue
+                price = price_in_force(
+                    candidates,
+                    product_id=sku.product_id,
+                    sku_id=sku.sku_id,
+                    term_duration=term.term_duration,
+                    billing_cycle=term.billing_cycle,
+                    on=day,
+                )
+                if price is not None:
+                    terms.append(OfferedTerm(term.term_duration, term.billing_cycle, term.description, price))
+            if terms:
+                offered.append(OfferedProduct(product, sku, tuple(terms)))
+    return Storefront(tuple(offered))
+
+
+class OrderingService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        catalog: CatalogService,
+        pricing: PriceBook,
+        partner_center: PartnerCenterClient,
+        jobs: JobService,
+        idempotency: IdempotencyService,
+        ledger: SubscriptionLedger,
+        alerts: AlertService,
+    ) -> None:
+        self._sessions = sessions
+        self._catalog = catalog
+        self._pricing = pricing
+        self._partner_center = partner_center
+        self._jobs = jobs
+        self._idempotency = idempotency
+        self._ledger = ledger
+        self._alerts = alerts
+        jobs.register(ORDER_JOB, self._run_order)
+
+    # --- browsing --------------------------------------------------------------------------------
+
+    async def customer_id(self, caller: Caller) -> str:
+        """The organisation's Partner Center customer, or a DomainError pointing to "add tenant"."""
+        async with self._sessions() as session:
+            organisation = await session.get(Organisation, caller.organisation_id)
+        if organisation is None:
+            raise NotFound("Your organisation is no longer registered with the reseller.")
+        if not organisation.partner_center_customer_id:
+            raise DomainError(NO_TENANT_MESSAGE, code="no_tenant")
+        return organisation.partner_center_customer_id
+
+    async def storefront(self, caller: Caller, *, on: date | None = None) -> Storefront:
+        """What the caller's organisation can buy on `on` (default today, UTC)."""
+        caller.require(Permission.MANAGE_SERVICES)
+        entries = await self._pricing.entries_for(caller.organisation_id)
+        return build_storefront(await self._catalog.products(), entries, on or utcnow().date())
+
+    async def quote(
+        self, caller: Caller, product_key: str, plan: str, quantity: Any, *, on: date | None = None
+    ) -> Quote:
+        """Price a choice; every id is checked against what this organisation is offered."""
+        storefront = await self.storefront(caller, on=on)
+        item = storefront.find(product_key)
+        if item is None:
+            raise InvalidInput("That product is not offered to your organisation.", field="product")
+        term = item.term(plan)
+        if term is None:
+            raise InvalidInput("Pick a term and billing frequency offered for this product.", field="plan")
+        count = parse_quantity(quantity, item.sku.minimum_quantity, item.sku.maximum_quantity)
+        periods = periods_in_term(term.term_duration, term.billing_cycle) or 1
+        return Quote(
+            product_id=item.sku.product_id,
+            sku_id=item.sku.sku_id,
+            product_name=item.name,
+            term_duration=term.term_duration,
+            billing_cycle=term.billing_cycle,
+            quantity=count,
+            currency=term.price.currency,
+            unit_price=term.price.amount,
+            price_entry_id=term.price.entry_id,
+            periods=periods,
+        )
+
+    # --- ordering --------------------------------------------------------------------------------
+
+    async def place_order(
+        self, caller: Caller, shown: Quote, order_key: str, *, notify_conversation_id: str | None
+    ) -> PlacedOrder:
+        """Order what the caller confirmed. The same order key always means the same single order."""
+        caller.require(Permission.MANAGE_SERVICES)
+        key = f"order:{caller.organisation_id}:{order_key}"
+        existing = await self._job_for(key)
+        if existing is not None:  # a double click, a resubmitted card, a re-delivered activity
+            return PlacedOrder(existing, created=False)
+        customer_id = await self.customer_id(caller)
+        current = await self.quote(
+            caller,
+            f"{shown.product_id}:{shown.sku_id}",
+            plan_key(shown.term_duration, shown.billing_cycle),
+            shown.quantity,
+        )
+        if (current.price_entry_id, current.unit_price, current.currency) != (
+            shown.price_entry_id,
+            shown.unit_price,
+            shown.currency,
+        ):
+            raise PriceChanged(current)
+        job, created = await self._jobs.submit(
+            ORDER_JOB,
+            idempotency_key=key,
+            payload={"order_key": order_key, "customer_id": customer_id, "quote": current.as_dict()},
+            organisation_id=caller.organisation_id,
+            requested_by=caller.actor,
+            notify_conversation_id=notify_conversation_id,
+            max_attempts=3,
+        )
+        if created:
+            log.info("order %s submitted as job %s", order_key, job.id)
+        return PlacedOrder(job, created)
+
+    async def _run_order(self, job: JobView) -> Mapping[str, Any]:
+        """The durable part: cart → checkout → mirror + ledger. Safe to run again after a crash."""
+        payload = job.payload
+        order_key = str(payload["order_key"])
+        customer_id = str(payload["customer_id"])
+        quote = Quote.from_dict(payload["quote"])
+        organisation_id = job.organisation_id
+        if organisation_id is None:
+            raise DomainError("The order has no organisation.")
+        async with self._sessions() as session:
+            organisation = await session.get(Organisation, organisation_id)
+            if organisation is None or organisation.partner_center_customer_id != customer_id:
+                raise DomainError("Your organisation's Microsoft tenant changed; the order was not placed.")
+        catalog_item_id = await self._catalog.fresh_catalog_item_id(
+            quote.product_id, quote.sku_id, quote.term_duration, quote.billing_cycle
+        )
+        cart = await self._partner_center.create_cart(
+            customer_id,
+            [
+                CartLineItem(
+                    catalog_item_id=catalog_item_id,
+                    quantity=quote.quantity,
+                    billing_cycle=BillingCycle(quote.billing_cycle),
+                    term_duration=quote.term_duration,
+                    friendly_name=quote.product_name[:50],
+                )
+            ],
+        )
+        if not cart.id:
+            raise DomainError("Microsoft did not accept the order (no cart). Nothing was bought.")
+        # One cart per order: a rerun after a crash checks out the cart the first run created.
+        claimed = await self._idempotency.claim(
+            f"order-cart:{organisation_id}:{order_key}",
+            purpose="order_cart",
+            organisation_id=organisation_id,
+            resource_type="cart",
+            resource_id=cart.id,
+        )
+        cart_id = claimed.resource_id
+        request_id = str(uuid.uuid5(_REQUEST_NAMESPACE, f"{organisation_id}:{order_key}"))
+        result = await self._partner_center.checkout(customer_id, cart_id, request_id=request_id)
+        if result.order_errors:
+            first = result.order_errors[0]
+            detail = first.description or first.code or "unknown reason"
+            raise DomainError(f"Microsoft refused the order: {detail}. Nothing was bought.", code="order_error")
+        line = next(
+            ((order, item) for order in result.orders for item in order.line_items if item.subscription_id),
+            None,
+        )
+        if line is None:
+            raise DomainError(
+                "Microsoft accepted the order but has not named its subscription yet. "
+                "It will appear in your subscriptions shortly; do not order again.",
+                code="checkout_unconfirmed",
+            )
+        order, item = line
+        assert item.subscription_id is not None
+        try:
+            subscription = await self._partner_center.subscription(customer_id, item.subscription_id)
+        except PartnerCenterError:
+            # Bought: never report it as failed. Record what the order says; a sync fills in the rest.
+            log.warning("order %s: subscription %s bought but not readable yet", order_key, item.subscription_id)
+            subscription = Subscription(
+                id=item.subscription_id,
+                offer_id=item.offer_id,
+                quantity=item.quantity or quote.quantity,
+                term_duration=item.term_duration or quote.term_duration,
+                billing_cycle=BillingCycle(quote.billing_cycle),
+                status=SubscriptionStatus.ACTIVE,
+                creation_date=order.creation_date,
+            )
+        await self._record_purchase(
+            organisation_id, customer_id, quote, subscription, order_id=order.id or "", actor=job.requested_by
+        )
+        return {
+            "message": (
+                f"Your subscription **{quote.product_name}** × {quote.quantity} is active "
+                "(costs now start under Microsoft's billing rules)."
+            ),
+            "subscription_id": subscription.id,
+            "order_id": order.id or "",
+            "quote": quote.as_dict(),
+            "commitment_end_date": subscription.commitment_end_date.date().isoformat()
+            if subscription.commitment_end_date
+            else "",
+            "status": str(subscription.status or "active"),
+        }
+
+    async def _record_purchase(
+        self,
+        organisation_id: int,
+        customer_id: str,
+        quote: Quote,
+        subscription: Subscription,
+        *,
+        order_id: str,
+        actor: str,
+    ) -> None:
+        """Mirror + ledger + audit in one transaction; a rerun finds them written and adds nothing."""
+        source_key = f"purchase:{subscription.id}"
+        licence = await self._catalog.licence_sku_id(quote.product_id, quote.sku_id) or ""
+        effective = subscription.creation_date or subscription.effective_start_date or datetime.now(UTC)
+        async with self._sessions() as session:
+            row = await session.get(SubscriptionRow, subscription.id)
+            if row is None:
+                row = SubscriptionRow(id=subscription.id, organisation_id=organisation_id, customer_id=customer_id)
+                session.add(row)
+            row.parent_subscription_id = subscription.parent_subscription_id
+            row.offer_id = subscription.offer_id or f"{quote.product_id}:{quote.sku_id}"
+            row.product_id = quote.product_id
+            row.sku_id = quote.sku_id
+            row.name = (subscription.friendly_name or subscription.offer_name or quote.product_name)[:200]
+            row.licence_sku_id = licence
+            row.quantity = subscription.quantity if subscription.quantity is not None else quote.quantity
+            row.status = str(subscription.status or "active")
+            row.term_duration = subscription.term_duration or quote.term_duration
+            row.billing_cycle = str(subscription.billing_cycle or quote.billing_cycle)
+            row.auto_renew = subscription.auto_renew_enabled if subscription.auto_renew_enabled is not None else True
+            row.commitment_end_date = subscription.commitment_end_date
+            row.cancellation_allowed_until = subscription.cancellation_allowed_until_date
+            row.refundable = (
+                subscription.refundable_quantity.to_wire() if subscription.refundable_quantity is not None else {}
+            )
+            row.etag = (subscription.attributes.etag or "") if subscription.attributes else ""
+            row.synced_at = utcnow()
+            if not await self._ledger_has(session, source_key):
+                SubscriptionLedger.add(
+                    session,
+                    LedgerRecord(
+                        organisation_id=organisation_id,
+                        subscription_id=subscription.id,
+                        parent_subscription_id=subscription.parent_subscription_id,
+                        event_type=LedgerEvent.PURCHASE,
+                        effective_at=effective,
+                        offer_id=row.offer_id,
+                        product_id=quote.product_id,
+                        sku_id=quote.sku_id,
+                        product_name=quote.product_name[:200],
+                        term_duration=row.term_duration,
+                        billing_cycle=row.billing_cycle,
+                        quantity_before=0,
+                        quantity_after=quote.quantity,
+                        source=LedgerSource.BOT,
+                        source_key=source_key,
+                        actor=actor,
+                        price_entry_id=quote.price_entry_id,
+                    ),
+                )
+                audit.record(
+                    session,
+                    actor=actor,
+                    action="subscription.purchase",
+                    organisation_id=organisation_id,
+                    target=subscription.id,
+                    after={**quote.as_dict(), "order_id": order_id},
+                )
+            await session.commit()
+
+    async def _job_for(self, idempotency_key: str) -> JobView | None:
+        async with self._sessions() as session:
+            job_id = await session.scalar(select(Job.id).where(Job.idempotency_key == idempotency_key))
+        return await self._jobs.get(job_id) if job_id is not None else None
+
+    @staticmethod
+    async def _ledger_has(session: AsyncSession, source_key: str) -> bool:
+        return await session.scalar(select(LedgerEntry.id).where(LedgerEntry.source_key == source_key)) is not None
+
+    # --- operator report -------------------------------------------------------------------------
+
+    async def unpriced(self, *, on: date | None = None, organisation_id: int | None = None) -> list[UnpricedItem]:
+        """Catalog terms with no price in force (global list, or the organisation's lists)."""
+        day = on or utcnow().date()
+        if organisation_id is None:
+            entries = await self._pricing.global_entries()
+        else:
+            entries = await self._pricing.entries_for(organisation_id)
+        missing: list[UnpricedItem] = []
+        for product in await self._catalog.products():
+            for sku in product.skus:
+                for term in sku.terms:
+                    if (
+                        price_in_force(
+                            entries,
+                            product_id=sku.product_id,
+                            sku_id=sku.sku_id,
+                            term_duration=term.term_duration,
+                            billing_cycle=term.billing_cycle,
+                            on=day,
+                        )
+                        is None
+                    ):
+                        missing.append(
+                            UnpricedItem(sku.product_id, sku.sku_id, sku.title, term.term_duration, term.billing_cycle)
+                        )
+        return missing
+
+    async def alert_unpriced(self, *, on: date | None = None) -> list[UnpricedItem]:
+        """Raise (or count again) the operator alert when catalog items have no global price."""
+        missing = await self.unpriced(on=on)
+        if missing:
+            products = sorted({f"{item.title} ({item.product_id}:{item.sku_id})" for item in missing})
+            await self._alerts.raise_alert(
+                UNPRICED_ALERT,
+                f"{len(missing)} product term(s) have no global price and are not offered to customers without "
+                f"their own price: {', '.join(products[:15])}{' …' if len(products) > 15 else ''}. "
+                "See `cspbot prices unpriced`.",
+                dedup_key=UNPRICED_ALERT,
+            )
+        return missing

@@ -1,0 +1,318 @@
+"""The "add subscription" dialog over the real HTTP endpoint, with the sandbox: browse, details,
+bad input on the same card, a changed price, exactly one order for a double click, a resubmitted
+card and a re-delivered activity, the tenant and role rules, and every card schema-checked."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from cards.ordering import (
+    Choice,
+    ChoiceCardView,
+    ConfigureView,
+    OrderResultView,
+    PlanChoice,
+    ProductItem,
+    ProductListView,
+    QuoteView,
+    build_choice_card,
+    build_configure_card,
+    build_no_tenant_card,
+    build_order_result_card,
+    build_product_list_card,
+    build_quote_card,
+)
+from services.db import utcnow
+from services.models import Job, LedgerEntry, SubscriptionRow
+from services.pricing import GLOBAL_LIST
+from tests.cardcheck import assert_valid_activity_cards, assert_valid_card
+from tests.conftest import message, runtime_of
+from tests.fakes import card_of, card_text
+
+APPROVER = {"user_id": "user-id-1", "name": "Megan Bowen", "aad_object_id": "00000000-0000-0000-0000-0000000000021"}
+
+
+class Chat:
+    """One person's chat with the bot: send, wait for the reply, click buttons on the last card."""
+
+    def __init__(self, client: Any, fake: Any, url: str, **who: Any) -> None:
+        self.client, self.fake, self.url, self.who = client, fake, url, who
+        self.seen = 0
+
+    async def post(self, activity: dict[str, Any]) -> None:
+        response = await self.client.post("/api/messages", json=activity)
+        assert response.status == 202
+
+    async def _reply(self, expect: int = 1) -> dict[str, Any]:
+        self.seen += expect
+        await self.fake.wait_for(self.seen)
+        reply = self.fake.messages()[self.seen - 1]
+        assert_valid_activity_cards(reply)
+        return reply
+
+    async def say(self, text: str) -> dict[str, Any]:
+        await self.post(message(text, service_url=self.url, **self.who))
+        return await self._reply()
+
+    def activity(self, value: dict[str, Any], activity_id: str | None = None) -> dict[str, Any]:
+        return message(None, service_url=self.url, value=value, activity_id=activity_id, **self.who)
+
+    async def submit(self, value: dict[str, Any]) -> dict[str, Any]:
+        await self.post(self.activity(value))
+        return await self._reply()
+
+    async def wait(self) -> dict[str, Any]:
+        return await self._reply()
+
+
+def said(reply: dict[str, Any]) -> str:
+    card = card_of(reply)
+    return card_text(card) if card else reply.get("text", "")
+
+
+def action(reply: dict[str, Any], title: str) -> dict[str, Any]:
+    """The submit data of the button called `title` (anywhere on the card)."""
+    found: list[dict[str, Any]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "Action.Submit" and node.get("title") == title:
+                found.append(dict(node["data"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(card_of(reply))
+    assert found, f"no button {title!r} on: {said(reply)}"
+    return found[0]
+
+
+def choose(reply: dict[str, Any], index: int = 0) -> dict[str, Any]:
+    """The n-th "Choose" button of a product list."""
+    buttons: list[dict[str, Any]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "Action.Submit" and node.get("title") == "Choose":
+                buttons.append(dict(node["data"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(card_of(reply))
+    return buttons[index]
+
+
+async def _to_quote(chat: Chat, quantity: Any = "5", plan: str = "P1Y:monthly") -> dict[str, Any]:
+    """Business → Microsoft 365 → Business Basic → plan and quantity → the price card."""
+    categories = await chat.say("add subscription")
+    assert "Pick a category" in said(categories)
+    groups = await chat.submit(action(categories, "Business"))
+    products = await chat.submit(action(groups, "Microsoft 365"))
+    assert "Microsoft 365 Business Basic" in said(products)
+    configure = await chat.submit(
+        next(data for data in (choose(products, i) for i in range(3)) if data["value"] == "CFQ7TTC0LH18:0001")
+    )
+    assert "Quantity (1–300 licences)" in said(configure)
+    return await chat.submit({**action(configure, "Show price"), "plan": plan, "quantity": quantity})
+
+
+async def _counts(services: Any) -> tuple[int, int, int]:
+    async with services.sessions() as session:
+        jobs = await session.scalar(select(func.count()).select_from(Job))
+        rows = await session.scalar(select(func.count()).select_from(SubscriptionRow))
+        ledger = await session.scalar(select(func.count()).select_from(LedgerEntry))
+    return int(jobs or 0), int(rows or 0), int(ledger or 0)
+
+
+async def test_browse_price_and_buy_one_subscription(make_bot, connector, sqlite_demo_customer, sandbox) -> None:
+    fake, url = connector
+    client = await make_bot()
+    services = runtime_of(client).services
+    chat = Chat(client, fake, url)
+
+    categories = await chat.say("add subscription")
+    text = said(categories)
+    assert "Add-ons" not in text  # add-ons are bought for a subscription, not here
+    groups = await chat.submit(action(categories, "Business"))
+    assert {"Microsoft 365", "Teams", "Security"} <= set(said(groups).splitlines())
+    products = await chat.submit(action(groups, "Microsoft 365"))
+    listing = said(products)
+    for fact in ("Microsoft 365 Business Basic", "Offer id / item code", "CFQ7TTC0LH18:0001", "1–300 licences",
+                 "1 year commitment, billed monthly: USD 5.52 per licence a month", "Show details"):  # fmt: skip
+        assert fact in listing
+    basic = next(choose(products, i) for i in range(3) if choose(products, i)["value"] == "CFQ7TTC0LH18:0001")
+    configure = await chat.submit(basic)
+    assert "1 month commitment, billed monthly — USD 6.62 per licence a month" in said(configure)
+
+    quote = await chat.submit({**action(configure, "Show price"), "plan": "P1Y:monthly", "quantity": "5"})
+    shown = said(quote)
+    for fact in (
+        "USD 5.52 per licence a month",
+        "USD 27.60 a month",
+        "USD 331.20 over the 1 year term",
+        "1 year commitment, billed monthly",
+        "5 licences",
+        "costs start under Microsoft's billing rules",
+    ):
+        assert fact in shown
+
+    working = await chat.submit(action(quote, "Create subscription"))
+    assert "Ordering **Microsoft 365 Business Basic** × 5" in said(working)
+    result = await chat.wait()  # the job's follow-up
+    done = said(result)
+    assert "Subscription created" in done and "Costs now start under Microsoft's billing rules." in done
+    bought = await sandbox.client.subscriptions(sqlite_demo_customer.partner_center_customer_id)
+    assert len(bought) == 1 and bought[0].quantity == 5 and bought[0].id in done
+    assert await _counts(services) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("bad", ["0", "-3", "301", "abc", ""])
+async def test_bad_quantities_are_refused_on_the_same_card(make_bot, connector, sqlite_demo_customer, bad) -> None:
+    fake, url = connector
+    client = await make_bot()
+    chat = Chat(client, fake, url)
+    again = await _to_quote(chat, quantity=bad)
+    text = said(again)
+    assert "Quantity (1–300 licences)" in text  # the same card, shown again
+    assert ("between 1 and 300" in text) or ("whole number" in text) or ("how many" in text)
+    assert await _counts(runtime_of(client).services) == (0, 0, 0)
+    fixed = await chat.submit({**action(again, "Show price"), "plan": "P1Y:monthly", "quantity": "2"})
+    assert "USD 11.04 a month" in said(fixed)
+
+
+async def test_forged_and_stale_submits_buy_nothing(make_bot, connector, sqlite_demo_customer) -> None:
+    fake, url = connector
+    client = await make_bot()
+    chat = Chat(client, fake, url)
+    categories = await chat.say("add subscription")
+    groups = await chat.submit(action(categories, "Business"))
+    products = await chat.submit(action(groups, "Microsoft 365"))
+    token = choose(products)["card"]
+    # A product of another group, an add-on, an unknown id: not on this card's list.
+    for forged in ("CFQ7TTC0LH0J:0001", "CFQ7TTC0LF8R:0001", "CFQ7TTC0NOPE:0001"):
+        products = await chat.submit({"verb": "order_pick", "card": token, "value": forged})
+        assert "not offered to your organisation" in said(products)
+        token = choose(products)["card"]
+    # A button from an older card.
+    stale = await chat.submit(action(categories, "Business"))
+    assert "out of date" in said(stale) and "Microsoft 365 Business Basic" in said(stale)
+    # A forged plan at the configure step.
+    basic = next(choose(stale, i) for i in range(3) if choose(stale, i)["value"].startswith("CFQ7TTC0LH18"))
+    configure = await chat.submit(basic)
+    refused = await chat.submit({**action(configure, "Show price"), "plan": "P1M:triennial", "quantity": "1"})
+    assert "Pick a term and billing frequency offered" in said(refused)
+    assert await _counts(runtime_of(client).services) == (0, 0, 0)
+
+
+async def test_double_click_resubmit_and_redelivery_make_one_order(
+    make_bot, connector, sqlite_demo_customer, sandbox
+) -> None:
+    fake, url = connector
+    client = await make_bot()
+    services = runtime_of(client).services
+    chat = Chat(client, fake, url)
+    quote = await _to_quote(chat, quantity="3")
+    create = action(quote, "Create subscription")
+
+    # Double click: two submits of the same card at once.
+    await asyncio.gather(chat.post(chat.activity(create)), chat.post(chat.activity(create)))
+    # Teams re-delivers the first activity (same id) and the user resubmits the card later.
+    redelivered = chat.activity(create, activity_id="same-activity")
+    await chat.post(redelivered)
+    await chat.post(chat.activity(create, activity_id="same-activity"))
+    await chat.post(chat.activity(create))
+    await fake.wait_for(chat.seen + 6)  # 5 answers + the job's follow-up
+    texts = [said(item) for item in fake.messages()[chat.seen :]]
+    assert sum("Ordering **Microsoft 365 Business Basic**" in text for text in texts) == 1
+    assert sum("Subscription created" in text for text in texts) == 1
+    assert sum("finished or was cancelled" in text for text in texts) == 4
+    assert len(await sandbox.client.subscriptions(sqlite_demo_customer.partner_center_customer_id)) == 1
+    assert await _counts(services) == (1, 1, 1)
+
+
+async def test_a_price_changed_after_display_is_shown_and_confirmed_again(
+    make_bot, connector, sqlite_demo_customer
+) -> None:
+    fake, url = connector
+    client = await make_bot()
+    services = runtime_of(client).services
+    chat = Chat(client, fake, url)
+    quote = await _to_quote(chat, quantity="2")
+    await services.pricing.import_csv(
+        GLOBAL_LIST,
+        "product_id,sku_id,term_duration,billing_cycle,currency,unit_price,valid_from,valid_to\n"
+        f"CFQ7TTC0LH18,0001,P1Y,monthly,USD,6.10,{utcnow().date().isoformat()},\n",
+        actor="op",
+    )
+    again = await chat.submit(action(quote, "Create subscription"))
+    text = said(again)
+    assert "The price changed" in text and "USD 12.20 a month" in text
+    assert await _counts(services) == (0, 0, 0)
+    await chat.submit(action(again, "Create subscription"))
+    await chat.wait()
+    jobs, rows, ledger = await _counts(services)
+    assert (jobs, rows, ledger) == (1, 1, 1)
+    async with services.sessions() as session:
+        entry = await session.scalar(select(LedgerEntry))
+    price = await services.pricing.entry(entry.price_entry_id)  # type: ignore[union-attr]
+    assert price is not None and price.amount == Decimal("6.10")
+
+
+async def test_back_change_and_cancel(make_bot, connector, sqlite_demo_customer) -> None:
+    fake, url = connector
+    client = await make_bot()
+    chat = Chat(client, fake, url)
+    quote = await _to_quote(chat, quantity="4")
+    configure = await chat.submit(action(quote, "Change"))
+    assert "Quantity (1–300 licences)" in said(configure)
+    products = await chat.submit(action(configure, "Back"))
+    assert "Business › Microsoft 365" in said(products)
+    cancelled = await chat.submit(action(products, "Cancel"))
+    assert "Nothing was ordered" in said(cancelled)
+    assert await _counts(runtime_of(client).services) == (0, 0, 0)
+
+
+async def test_without_a_tenant_the_card_points_to_add_tenant(make_bot, connector) -> None:
+    fake, url = connector
+    client = await make_bot()
+    chat = Chat(client, fake, url)
+    reply = await chat.say("add subscription")
+    assert "add tenant" in said(reply).lower() and action(reply, "Add tenant") == {
+        "verb": "command",
+        "command": "add tenant",
+    }
+
+
+async def test_only_admins_can_start_it(make_bot, connector, sqlite_demo_customer) -> None:
+    fake, url = connector
+    client = await make_bot()
+    chat = Chat(client, fake, url, **APPROVER)
+    reply = await chat.say("add subscription")
+    assert "does not allow" in said(reply)
+
+
+def test_every_ordering_card_is_valid() -> None:
+    assert_valid_card(build_choice_card(ChoiceCardView("T", "Pick", [Choice("a", "A", "x")], "tok", "err", True)))
+    items = [
+        ProductItem(f"CFQ7TTC0{i:04d}:0001", f"P{i}", "Text " * 60, "From USD 1.00", ["1 year: USD 1.00"], "1–300")
+        for i in range(8)
+    ]
+    listing = build_product_list_card(ProductListView("Business", "Microsoft 365", items, "tok", 0, 3, "err"))
+    assert_valid_card(listing)
+    assert "More products" in card_text(listing)
+    plans = [PlanChoice("P1Y:monthly", "1 year")]
+    configure = ConfigureView("P", "X:1", plans, "P1Y:monthly", "abc", 1, 300, "tok", "bad", "quantity")
+    assert_valid_card(build_configure_card(configure))
+    assert_valid_card(build_quote_card(QuoteView("P", "X:1", "1 year", 1, "u", "t", "tt", "tok", "changed")))
+    assert_valid_card(build_order_result_card(OrderResultView("P", 1, "sid", "Active", "1 year", "USD 1.00", "")))
+    assert_valid_card(build_no_tenant_card("No tenant"))

@@ -1,0 +1,303 @@
+"""Ordering a subscription through the services, on SQLite and PostgreSQL with the sandbox: what
+is offered, quotes and their bad input, exactly one order per order key, the mirror and ledger
+written only after Microsoft accepted, Microsoft's refusals and faults."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from services.access import Caller, ChannelIdentity
+from services.container import Services
+from services.db import utcnow
+from services.errors import DomainError, InvalidInput, PermissionDenied
+from services.ledger import LedgerEvent
+from services.models import AuditEntry, Job, LedgerEntry, SubscriptionRow
+from services.ordering import NO_TENANT_MESSAGE, PriceChanged, Quote
+from services.pricing import GLOBAL_LIST
+from services.seed import PLAYGROUND_ADMIN, PLAYGROUND_APPROVER, PLAYGROUND_TENANT_ID, seed_demo_organisation
+from tests.conftest import SANDBOX_START, Sandbox
+
+BASIC = "CFQ7TTC0LH18:0001"
+DAY = SANDBOX_START.date()
+
+
+async def _caller(services: Services, who: tuple[str, str, str, str] = PLAYGROUND_ADMIN) -> Caller:
+    await seed_demo_organisation(services.organisations)
+    _, name, user_id, object_id = who
+    caller = await services.access.resolve(ChannelIdentity(PLAYGROUND_TENANT_ID, object_id, user_id, name))
+    assert caller is not None
+    return caller
+
+
+async def _ready(services: Services) -> Caller:
+    await services.catalog.sync()
+    await services.pricing.generate(GLOBAL_LIST, Decimal(15), actor="op")
+    return await _caller(services)
+
+
+async def _subscriptions(sandbox: Sandbox, customer_id: str) -> list:
+    return await sandbox.client.subscriptions(customer_id)
+
+
+async def test_only_priced_base_products_are_offered(services: Services) -> None:
+    await services.catalog.sync()
+    caller = await _caller(services)
+    assert (await services.ordering.storefront(caller, on=DAY)).products == ()  # nothing priced yet
+    await services.pricing.import_csv(
+        GLOBAL_LIST,
+        "product_id,sku_id,term_duration,billing_cycle,currency,unit_price,valid_from,valid_to\n"
+        "CFQ7TTC0LH18,0001,P1Y,monthly,USD,6.00,2026-01-01,\n"
+        "CFQ7TTC0LH0J,0001,P1Y,monthly,USD,3.00,2026-01-01,\n",  # an add-on: bought for a subscription
+        actor="op",
+    )
+    store = await services.ordering.storefront(caller, on=DAY)
+    assert [item.key for item in store.products] == [BASIC]
+    assert store.categories() == ["Business"] and store.groups("Business") == ["Microsoft 365"]
+    assert [term.key for term in store.products[0].terms] == ["P1Y:monthly"]
+    missing = await services.ordering.alert_unpriced(on=DAY)
+    assert any(item.product_id == "CFQ7TTC0LDPB" for item in missing)
+    assert "unpriced_products" in {alert.code for alert in await services.alerts.list()}
+
+
+async def test_quotes_refuse_bad_quantities_and_forged_choices(services: Services) -> None:
+    caller = await _ready(services)
+    quote = await services.ordering.quote(caller, BASIC, "P1Y:monthly", "5", on=DAY)
+    assert (quote.unit_price, quote.total_per_period, quote.currency, quote.periods) == (
+        Decimal("5.52"),
+        Decimal("27.60"),
+        "USD",
+        12,
+    )
+    assert quote.total_for_term == Decimal("331.20") and quote.per_period == "a month"
+    triennial = await services.ordering.quote(caller, BASIC, "P3Y:triennial", "1", on=DAY)
+    # 216.00 ERP for three years, cost 172.80, + 15 %: one payment per term.
+    assert (triennial.unit_price, triennial.periods, triennial.per_period) == (Decimal("198.72"), 1, "every 3 years")
+    for bad, words in (("0", "between 1 and 300"), ("-2", "between 1 and 300"), ("301", "between 1 and 300"),
+                       ("abc", "whole number"), ("2.5", "whole number"), ("", "how many")):  # fmt: skip
+        with pytest.raises(InvalidInput, match=words) as error:
+            await services.ordering.quote(caller, BASIC, "P1Y:monthly", bad, on=DAY)
+        assert error.value.field == "quantity"
+    with pytest.raises(InvalidInput, match="not offered") as forged:
+        await services.ordering.quote(caller, "CFQ7TTC0LH0J:0001", "P1Y:monthly", "1", on=DAY)  # add-on
+    assert forged.value.field == "product"
+    with pytest.raises(InvalidInput, match="not offered"):
+        await services.ordering.quote(caller, "CFQ7TTC0NOPE:0001", "P1Y:monthly", "1", on=DAY)
+    with pytest.raises(InvalidInput, match="term and billing") as plan:
+        await services.ordering.quote(caller, BASIC, "P1M:annual", "1", on=DAY)
+    assert plan.value.field == "plan"
+
+
+async def test_only_admins_may_browse_or_order(services: Services) -> None:
+    await _ready(services)
+    approver = await _caller(services, PLAYGROUND_APPROVER)
+    with pytest.raises(PermissionDenied):
+        await services.ordering.storefront(approver)
+    fake_quote = Quote(*BASIC.split(":"), "x", "P1Y", "monthly", 1, "USD", Decimal(1), 1, 12)  # type: ignore[call-arg]
+    with pytest.raises(PermissionDenied):
+        await services.ordering.place_order(approver, fake_quote, "k", notify_conversation_id=None)
+
+
+async def test_without_a_tenant_nothing_is_ordered(services: Services) -> None:
+    caller = await _ready(services)
+    quote = await services.ordering.quote(caller, BASIC, "P1Y:monthly", "1", on=DAY)
+    with pytest.raises(DomainError) as error:
+        await services.ordering.place_order(caller, quote, "k1", notify_conversation_id=None)
+    assert error.value.message == NO_TENANT_MESSAGE
+    async with services.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Job)) == 0
+
+
+async def test_one_order_per_key_then_mirror_ledger_and_audit(
+    services: Services, sandbox: Sandbox, demo_customer
+) -> None:
+    caller = await _ready(services)
+    quote = await services.ordering.quote(caller, BASIC, "P1Y:monthly", "5")
+    key = uuid.uuid4().hex
+    first = await services.ordering.place_order(caller, quote, key, notify_conversation_id=None)
+    again = await services.ordering.place_order(caller, quote, key, notify_conversation_id=None)
+    assert first.created and not again.created and again.job.id == first.job.id
+    assert await services.jobs.run_pending() == 1
+    done = await services.jobs.get(first.job.id)
+    assert done is not None and done.status == "succeeded", done
+    after = await services.ordering.place_order(caller, quote, key, notify_conversation_id=None)
+    assert not after.created and after.job.result == done.result
+    assert await services.jobs.run_pending() == 0
+
+    bought = await _subscriptions(sandbox, demo_customer.partner_center_customer_id)
+    assert len(bought) == 1 and bought[0].quantity == 5
+    sid = bought[0].id
+    assert done.result is not None and done.result["subscription_id"] == sid
+    assert "costs now start under Microsoft's billing rules" in done.result["message"]
+    async with services.sessions() as session:
+        row = await session.get(SubscriptionRow, sid)
+        assert row is not None and row.organisation_id == caller.organisation_id
+        assert (row.product_id, row.sku_id, row.quantity, row.term_duration, row.billing_cycle) == (
+            "CFQ7TTC0LH18",
+            "0001",
+            5,
+            "P1Y",
+            "monthly",
+        )
+        assert row.licence_sku_id == "3b555118-da6a-4418-894f-7df1e2096870"
+        ledger = list(await session.scalars(select(LedgerEntry)))
+        assert len(ledger) == 1
+        entry = ledger[0]
+        assert entry.event_type == LedgerEvent.PURCHASE and (entry.quantity_before, entry.quantity_after) == (0, 5)
+        assert entry.price_entry_id == quote.price_entry_id and entry.actor == caller.actor
+        actions = list(await session.scalars(select(AuditEntry.action).where(AuditEntry.target == sid)))
+        assert actions == ["subscription.purchase"]
+
+
+async def test_a_changed_price_must_be_confirmed_again(services: Services, demo_customer) -> None:
+    caller = await _ready(services)
+    shown = await services.ordering.quote(caller, BASIC, "P1Y:monthly", "2")
+    await services.pricing.import_csv(
+        GLOBAL_LIST,
+        "product_id,sku_id,term_duration,billing_cycle,currency,unit_price,valid_from,valid_to\n"
+        f"CFQ7TTC0LH18,0001,P1Y,monthly,USD,9.99,{utcnow().date().isoformat()},\n",
+        actor="op",
+    )
+    with pytest.raises(PriceChanged) as changed:
+        await services.ordering.place_order(caller, shown, "k-price", notify_conversation_id=None)
+    assert changed.value.quote.unit_price == Decimal("9.99")
+    async with services.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Job)) == 0
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "error", "status": 503, "method": "POST", "path": "*/checkout", "nth": 1},
+        {"kind": "throttle", "method": "POST", "path": "*/checkout", "nth": 1, "retryAfter": 1},
+        {"kind": "error_after_commit", "status": 500, "method": "POST", "path": "*/checkout", "nth": 1},
+        {"kind": "drop_after_commit", "method": "POST", "path": "*/checkout", "nth": 1},
+    ],
+    ids=["503", "429", "500-after-commit", "lost-answer"],
+)
+async def test_faults_at_checkout_never_buy_twice(services: Services, sandbox: Sandbox, demo_customer, fault) -> None:
+    caller = await _ready(services)
+    await sandbox.admin("POST", "/faults", fault)
+    quote = await services.ordering.quote(caller, BASIC, "P1Y:monthly", "3")
+    placed = await services.ordering.place_order(caller, quote, "k-fault", notify_conversation_id=None)
+    await services.jobs.run_pending()
+    done = await services.jobs.get(placed.job.id)
+    assert done is not None and done.status == "succeeded", done
+    assert len(await _subscriptions(sandbox, demo_customer.partner_center_customer_id)) == 1
+    async with services.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(LedgerEntry)) == 1
+    assert [item["fired"] for item in (await sandbox.admin("GET", "/faults"))["faults"]] == [1]
+
+
+async def test_a_refused_order_changes_nothing_here(services: Services, sandbox: Sandbox, demo_customer) -> None:
+    caller = await _ready(services)
+    # 300 is Business Basic's maximum per customer: a second order of 300 breaks Microsoft's pooled limit.
+    first = await services.ordering.place_order(
+        caller, await services.ordering.quote(caller, BASIC, "P1Y:monthly", "300"), "k-a", notify_conversation_id=None
+    )
+    second = await services.ordering.place_order(
+        caller, await services.ordering.quote(caller, BASIC, "P1Y:monthly", "1"), "k-b", notify_conversation_id=None
+    )
+    await services.jobs.run_pending()
+    ok, refused = await services.jobs.get(first.job.id), await services.jobs.get(second.job.id)
+    assert ok is not None and ok.status == "succeeded"
+    assert refused is not None and refused.status == "failed"
+    assert "over Microsoft's limit" in refused.error_message  # 403 800088 at cart creation
+    assert len(await _subscriptions(sandbox, demo_customer.partner_center_customer_id)) == 1
+    async with services.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(SubscriptionRow)) == 1
+        assert await session.scalar(select(func.count()).select_from(LedgerEntry)) == 1
+
+
+async def test_a_customer_specific_price_is_offered_to_its_organisation_only(services: Services) -> None:
+    await services.catalog.sync()
+    contoso = await _caller(services)
+    fabrikam = await services.organisations.create("fabrikam", {"name": "Fabrikam"}, actor="op")
+    outsider = Caller(0, fabrikam.id, "Fabrikam", "ann@fabrikam.example", "Ann", frozenset({"admin"}))
+    await services.pricing.import_csv(
+        "contoso-only",
+        "product_id,sku_id,term_duration,billing_cycle,currency,unit_price,valid_from,valid_to\n"
+        "CFQ7TTC0LDPB,0001,P1Y,monthly,USD,11.00,2026-01-01,\n",
+        actor="op",
+    )
+    await services.pricing.assign("contoso", "contoso-only", actor="op")
+    assert [item.key for item in (await services.ordering.storefront(contoso, on=DAY)).products] == [
+        "CFQ7TTC0LDPB:0001"
+    ]
+    assert (await services.ordering.storefront(outsider, on=DAY)).products == ()
+    with pytest.raises(InvalidInput, match="not offered"):
+        await services.ordering.quote(outsider, "CFQ7TTC0LDPB:0001", "P1Y:monthly", "1", on=DAY)
+
+
+async def test_an_unreadable_new_subscription_is_still_recorded_as_bought(
+    services: Services, sandbox: Sandbox, demo_customer
+) -> None:
+    caller = await _ready(services)
+    await sandbox.admin(
+        "POST",
+        "/faults",
+        {"kind": "error", "status": 503, "method": "GET", "path": "/v1/customers/*/subscriptions/*", "repeat": 50},
+    )
+    placed = await services.ordering.place_order(
+        caller, await services.ordering.quote(caller, BASIC, "P1Y:monthly", "4"), "k-read", notify_conversation_id=None
+    )
+    await services.jobs.run_pending()
+    done = await services.jobs.get(placed.job.id)
+    assert done is not None and done.status == "succeeded", done
+    assert (await sandbox.admin("GET", "/faults"))["faults"][0]["fired"] > 0
+    await sandbox.admin("DELETE", "/faults")
+    bought = await _subscriptions(sandbox, demo_customer.partner_center_customer_id)
+    async with services.sessions() as session:
+        row = await session.get(SubscriptionRow, bought[0].id)
+        assert row is not None and row.quantity == 4
+        assert await session.scalar(select(func.count()).select_from(LedgerEntry)) == 1
+
+
+async def test_order_errors_at_checkout_are_reported_and_nothing_is_recorded(
+    services: Services, sandbox: Sandbox, demo_customer
+) -> None:
+    """Both carts pass Microsoft's pooled-maximum check when created; the checkout that comes second
+    gets `orderErrors` (HTTP 200). The checkouts are slowed so both carts exist before either is bought."""
+    caller = await _ready(services)
+    await sandbox.admin(
+        "POST", "/faults", {"kind": "latency", "latencyMs": 1500, "method": "POST", "path": "*/checkout"}
+    )
+    quotes = [await services.ordering.quote(caller, BASIC, "P1Y:monthly", count) for count in ("300", "2")]
+    placed = [
+        await services.ordering.place_order(caller, quote, f"k-race-{index}", notify_conversation_id=None)
+        for index, quote in enumerate(quotes)
+    ]
+    await asyncio.gather(services.jobs.run_pending(limit=1), services.jobs.run_pending(limit=1))
+    jobs = [await services.jobs.get(item.job.id) for item in placed]
+    assert sorted(job.status for job in jobs if job) == ["failed", "succeeded"]
+    failed = next(job for job in jobs if job and job.status == "failed")
+    assert failed.error_message.startswith("Microsoft refused the order:"), failed.error_message
+    assert failed.error_message.endswith("Nothing was bought.")
+    assert len(await _subscriptions(sandbox, demo_customer.partner_center_customer_id)) == 1
+    async with services.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(SubscriptionRow)) == 1
+        assert await session.scalar(select(func.count()).select_from(LedgerEntry)) == 1
+
+
+async def test_microsoft_unavailable_fails_with_a_clear_message_and_buys_nothing(
+    services: Services, sandbox: Sandbox, demo_customer
+) -> None:
+    caller = await _ready(services)
+    await sandbox.admin(
+        "POST", "/faults", {"kind": "error", "status": 503, "method": "POST", "path": "*/carts", "repeat": 50}
+    )
+    placed = await services.ordering.place_order(
+        caller, await services.ordering.quote(caller, BASIC, "P1Y:monthly", "1"), "k-down", notify_conversation_id=None
+    )
+    await services.jobs.run_pending()
+    job = await services.jobs.get(placed.job.id)
+    assert job is not None and job.status == "failed" and job.attempts == 1
+    assert job.error_message and "Traceback" not in job.error_message and "503" not in job.error_message
+    assert await _subscriptions(sandbox, demo_customer.partner_center_customer_id) == []
+    async with services.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(SubscriptionRow)) == 0
+        assert await session.scalar(select(func.count()).select_from(LedgerEntry)) == 0
