@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.access import AccessService
 from services.alerts import AlertService
+from services.billing.service import BillingService, NoPriceSource, PriceSource
 from services.conversations import ConversationReferenceService
 from services.db import create_session_factory
 from services.idempotency import IdempotencyService
@@ -32,11 +33,18 @@ class Services:
     partner_center: PartnerCenterClient
     mailer: Mailer
     ledger: SubscriptionLedger
+    billing: BillingService
 
 
-def build_services(engine: AsyncEngine, settings: Settings, partner_center: PartnerCenterClient) -> Services:
+def build_services(
+    engine: AsyncEngine,
+    settings: Settings,
+    partner_center: PartnerCenterClient,
+    price_source: PriceSource | None = None,
+) -> Services:
     sessions = create_session_factory(engine)
     alerts = AlertService(sessions)
+    ledger = SubscriptionLedger(sessions)
     return Services(
         engine=engine,
         sessions=sessions,
@@ -54,7 +62,9 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         ),
         partner_center=partner_center,
         mailer=Mailer(mail_transport(settings), sender=settings.mail_from, alerts=alerts),
-        ledger=SubscriptionLedger(sessions),
+        ledger=ledger,
+        # Billing prices come from the price book (issue 6): pass `PriceBook` as `price_source`.
+        billing=BillingService(sessions, ledger, price_source or NoPriceSource(), alerts),
     )
 
 

@@ -1,0 +1,453 @@
+"""The billing service: settings, issued reports (stored once, never rewritten), the open cycle,
+look-ups and export links. Every call is scoped to the caller's organisation and needs the
+`read_billing` permission (admin or billing role).
+
+Issuing: the report of an ended cycle is produced the first time it is needed, together with every
+earlier unissued cycle since the organisation's first ledger event, in order. Its lines are the
+rating engine's lines for the cycle plus, for each earlier issued cycle whose lines would now come
+out differently (a late ledger event, a corrected price), one `adjustment` line per subscription.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from services import audit
+from services.access import Caller
+from services.alerts import AlertService
+from services.billing.cycles import Cycle, CycleCalendar, CycleSetting, parse_cycle_day, parse_timezone
+from services.billing.rating import ChargeType, Line, PriceIndex, adjustment_lines, rate_cycle
+from services.billing.reports import CycleReport, Query, check_range, filter_product, month_label, parse_query
+from services.db import utcnow
+from services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from services.ledger import LedgerRecord, SubscriptionLedger
+from services.models import BillingExportRow, BillingReportLineRow, BillingReportRow, BillingSettingRow
+from services.price_rules import UnitPrice
+from services.roles import Permission
+
+log = logging.getLogger(__name__)
+
+EXPORT_LINK_MINUTES = 15
+EXPORT_FORMATS = ("xlsx", "csv")
+
+
+class PriceSource(Protocol):
+    """Where prices come from: the price book (`services.pricing.PriceBook`) in the app, a list in tests."""
+
+    async def entries_for(self, organisation_id: int) -> list[UnitPrice]: ...
+
+
+class NoPriceSource:
+    """Until a price book is connected every line is unpriced (flagged and alerted, never 0)."""
+
+    async def entries_for(self, organisation_id: int) -> list[UnitPrice]:
+        return []
+
+
+@dataclass(frozen=True)
+class ExportGrant:
+    """What a redeemed export link allows: one download of these months for this organisation."""
+
+    organisation_id: int
+    member_id: int
+    actor: str
+    file_format: str
+    first: tuple[int, int]
+    last: tuple[int, int]
+
+
+def _month(text: str) -> tuple[int, int]:
+    year, month = text.split("-")
+    return int(year), int(month)
+
+
+def _decimal(value: str | None) -> Decimal | None:
+    return Decimal(value) if value is not None else None
+
+
+def _line_of(row: BillingReportLineRow, cycle: Cycle) -> Line:
+    return Line(
+        cycle=cycle,
+        subscription_id=row.subscription_id,
+        parent_subscription_id=row.parent_subscription_id,
+        product=row.product,
+        offer_id=row.offer_id,
+        product_id=row.product_id,
+        sku_id=row.sku_id,
+        term_duration=row.term_duration,
+        billing_cycle=row.billing_cycle,
+        charge_type=ChargeType(row.charge_type),
+        charge_day=row.charge_day,
+        quantity=row.quantity,
+        unit_price=_decimal(row.unit_price),
+        days=row.days,
+        cycle_days=row.cycle_days,
+        amount=_decimal(row.amount),
+        currency=row.currency,
+        price_entry_id=row.price_entry_id,
+        corrects=row.corrects_cycle_end,
+    )
+
+
+def _row_of(line: Line, position: int) -> BillingReportLineRow:
+    return BillingReportLineRow(
+        position=position,
+        subscription_id=line.subscription_id,
+        parent_subscription_id=line.parent_subscription_id,
+        product=line.product,
+        offer_id=line.offer_id,
+        product_id=line.product_id,
+        sku_id=line.sku_id,
+        term_duration=line.term_duration,
+        billing_cycle=line.billing_cycle,
+        charge_type=line.charge_type.value,
+        charge_day=line.charge_day,
+        quantity=line.quantity,
+        unit_price=None if line.unit_price is None else str(line.unit_price),
+        days=line.days,
+        cycle_days=line.cycle_days,
+        amount=None if line.amount is None else str(line.amount),
+        currency=line.currency,
+        price_entry_id=line.price_entry_id,
+        corrects_cycle_end=line.corrects,
+    )
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class BillingService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        ledger: SubscriptionLedger,
+        prices: PriceSource,
+        alerts: AlertService,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._sessions = sessions
+        self._ledger = ledger
+        self._prices = prices
+        self._alerts = alerts
+        self._clock = clock
+
+    # ---- settings (operator) -----------------------------------------------------------------
+    async def settings_history(self) -> list[CycleSetting]:
+        async with self._sessions() as session:
+            rows = (await session.scalars(select(BillingSettingRow).order_by(BillingSettingRow.effective_from))).all()
+        return [CycleSetting(row.effective_from, row.cycle_day, row.timezone) for row in rows]
+
+    async def calendar(self) -> CycleCalendar:
+        return CycleCalendar(await self.settings_history())
+
+    async def set_cycle(self, *, day: str | None, timezone: str | None, effective: date, actor: str) -> CycleSetting:
+        """A new cycle day and/or time zone from `effective` on (for the cycles starting then or
+        later). Refused for a date in the past or inside a cycle already issued: history is never re-cut."""
+        calendar = await self.calendar()
+        today = calendar.today(self._clock())
+        if effective < today:
+            raise InvalidInput(
+                f"The effective date {effective} is in the past; history is never re-cut.", field="effective"
+            )
+        async with self._sessions.begin() as session:
+            latest_issued = await session.scalar(
+                select(BillingReportRow.cycle_end).order_by(BillingReportRow.cycle_end.desc()).limit(1)
+            )
+            if latest_issued is not None and effective <= latest_issued:
+                raise InvalidInput(
+                    f"Reports up to {latest_issued} are already issued; choose a date after it.", field="effective"
+                )
+            current = calendar.setting_on(effective)
+            setting = CycleSetting(
+                effective_from=effective,
+                cycle_day=current.cycle_day if day is None else parse_cycle_day(day),
+                timezone=current.timezone if timezone is None else parse_timezone(timezone),
+            )
+            existing = await session.scalar(
+                select(BillingSettingRow).where(BillingSettingRow.effective_from == effective)
+            )
+            before = None
+            if existing is not None:  # a not-yet-effective setting may be corrected
+                before = {"cycle_day": existing.cycle_day, "timezone": existing.timezone}
+                existing.cycle_day, existing.timezone, existing.actor = setting.cycle_day, setting.timezone, actor
+            else:
+                session.add(
+                    BillingSettingRow(
+                        effective_from=effective, cycle_day=setting.cycle_day, timezone=setting.timezone, actor=actor
+                    )
+                )
+            audit.record(
+                session,
+                actor=actor,
+                action="billing.set_cycle",
+                organisation_id=None,
+                target=str(effective),
+                before=before,
+                after={"cycle_day": setting.day_label, "timezone": setting.timezone, "effective": str(effective)},
+            )
+        return setting
+
+    # ---- reports -----------------------------------------------------------------------------
+    async def today(self) -> date:
+        return (await self.calendar()).today(self._clock())
+
+    async def last_month(self, caller: Caller) -> CycleReport:
+        caller.require(Permission.READ_BILLING)
+        calendar = await self.calendar()
+        cycle = calendar.last_ended(calendar.today(self._clock()))
+        return (await self._reports(caller.organisation_id, calendar, [cycle]))[0]
+
+    async def months(self, caller: Caller, first: tuple[int, int], last: tuple[int, int]) -> list[CycleReport]:
+        """One report per cycle ending in the months first..last (the open cycle included, marked so)."""
+        caller.require(Permission.READ_BILLING)
+        calendar = await self.calendar()
+        today = calendar.today(self._clock())
+        check_range(first, last, today)
+        cycles = [cycle for cycle in calendar.cycles_ending_in(first, last) if cycle.start <= today]
+        if not cycles:  # the month asked for is the current one and its cycle ends later
+            cycles = [calendar.cycle_of(today)]
+        return await self._reports(caller.organisation_id, calendar, cycles)
+
+    async def lookup(self, caller: Caller, text: str) -> tuple[Query, list[CycleReport]]:
+        """A quick look-up: "billing last month", "billing 2026-09", "this year", "what did we spend on E3"."""
+        caller.require(Permission.READ_BILLING)
+        query = parse_query(text, await self.today())
+        if query.first is None or query.last is None:
+            reports = [await self.last_month(caller)]
+        else:
+            reports = await self.months(caller, query.first, query.last)
+        if query.product:
+            reports = filter_product(reports, query.product)
+        return query, reports
+
+    async def _reports(
+        self, organisation_id: int, calendar: CycleCalendar, cycles: Sequence[Cycle]
+    ) -> list[CycleReport]:
+        today = calendar.today(self._clock())
+        records = await self._ledger.entries(organisation_id)
+        prices = PriceIndex(await self._prices.entries_for(organisation_id))
+        ended = [cycle for cycle in cycles if cycle.end < today]
+        stored: dict[date, CycleReport] = {}
+        if ended:
+            stored = await self._issue_through(organisation_id, calendar, records, prices, max(ended), min(ended))
+        result = []
+        for cycle in cycles:
+            if cycle.end < today:
+                result.append(stored[cycle.end])
+            else:
+                result.append(
+                    CycleReport(cycle, tuple(self._open_lines(calendar, records, prices, cycle, stored)), False)
+                )
+        await self._alert_unpriced(organisation_id, result)
+        return result
+
+    def _open_lines(
+        self,
+        calendar: CycleCalendar,
+        records: Sequence[LedgerRecord],
+        prices: PriceIndex,
+        cycle: Cycle,
+        stored: dict[date, CycleReport],
+    ) -> list[Line]:
+        lines = rate_cycle(records, prices, calendar, cycle)
+        return lines + self._adjustments(calendar, records, prices, cycle, stored)
+
+    @staticmethod
+    def _adjustments(
+        calendar: CycleCalendar,
+        records: Sequence[LedgerRecord],
+        prices: PriceIndex,
+        target: Cycle,
+        stored: dict[date, CycleReport],
+    ) -> list[Line]:
+        result: list[Line] = []
+        corrections: dict[date, list[Line]] = {}
+        for report in stored.values():
+            for line in report.lines:
+                if line.corrects is not None:
+                    corrections.setdefault(line.corrects, []).append(line)
+        for end in sorted(stored):
+            report = stored[end]
+            if report.cycle >= target:
+                continue
+            native = [line for line in report.lines if line.charge_type is not ChargeType.ADJUSTMENT]
+            recomputed = rate_cycle(records, prices, calendar, report.cycle)
+            result += adjustment_lines(target, report.cycle, recomputed, native + corrections.get(end, []))
+        return result
+
+    async def _load_stored(self, organisation_id: int) -> dict[date, CycleReport]:
+        async with self._sessions() as session:
+            rows = (
+                await session.scalars(
+                    select(BillingReportRow)
+                    .where(BillingReportRow.organisation_id == organisation_id)
+                    .options(selectinload(BillingReportRow.lines))
+                )
+            ).all()
+            result = {}
+            for row in rows:
+                cycle = Cycle(row.cycle_start, row.cycle_end)
+                lines = tuple(_line_of(line, cycle) for line in row.lines)
+                result[row.cycle_end] = CycleReport(cycle, lines, True, row.issued_at)
+            return result
+
+    async def _issue_through(
+        self,
+        organisation_id: int,
+        calendar: CycleCalendar,
+        records: Sequence[LedgerRecord],
+        prices: PriceIndex,
+        last: Cycle,
+        first_asked: Cycle,
+    ) -> dict[date, CycleReport]:
+        """Issue every unissued ended cycle from the first activity (or `first_asked`) to `last`, in order."""
+        stored = await self._load_stored(organisation_id)
+        start = first_asked
+        if records:
+            start = min(start, calendar.cycle_of(calendar.day_of(records[0].effective_at)))
+        cycle = start
+        while cycle <= last:
+            if cycle.end not in stored:
+                lines = rate_cycle(records, prices, calendar, cycle)
+                lines += self._adjustments(calendar, records, prices, cycle, stored)
+                stored[cycle.end] = await self._store(organisation_id, cycle, lines)
+            cycle = calendar.cycle_of(cycle.end + timedelta(days=1))
+        return stored
+
+    async def _store(self, organisation_id: int, cycle: Cycle, lines: Sequence[Line]) -> CycleReport:
+        issued_at = self._clock()
+        try:
+            async with self._sessions.begin() as session:
+                report = BillingReportRow(
+                    organisation_id=organisation_id, cycle_start=cycle.start, cycle_end=cycle.end, issued_at=issued_at
+                )
+                report.lines = [_row_of(line, position) for position, line in enumerate(lines)]
+                session.add(report)
+        except IntegrityError:
+            # Issued at the same moment by another replica: theirs is the report.
+            log.info("cycle %s of organisation %s was issued concurrently", cycle.end, organisation_id)
+            return (await self._load_stored(organisation_id))[cycle.end]
+        log.info("issued the report of cycle %s–%s for organisation %s", cycle.start, cycle.end, organisation_id)
+        return CycleReport(cycle, tuple(lines), True, issued_at)
+
+    async def _alert_unpriced(self, organisation_id: int, reports: Sequence[CycleReport]) -> None:
+        seen: set[tuple[str, str, str, str]] = set()
+        for report in reports:
+            for line in report.lines:
+                key = (line.product_id, line.sku_id, line.term_duration, line.billing_cycle)
+                if line.priced or key in seen:
+                    continue
+                seen.add(key)
+                await self._alerts.raise_alert(
+                    "billing.unpriced",
+                    f"No price for {line.product} ({line.product_id}/{line.sku_id}, {line.term_duration}, "
+                    f"{line.billing_cycle}) on {line.charge_day} for organisation #{organisation_id}: "
+                    "its bill lines are shown as unpriced. Add it to a price list.",
+                    dedup_key=f"billing.unpriced:{organisation_id}:{':'.join(key)}",
+                    organisation_id=organisation_id,
+                )
+
+    # ---- export links ------------------------------------------------------------------------
+    async def create_export_link(
+        self, caller: Caller, file_format: str, first: tuple[int, int], last: tuple[int, int]
+    ) -> str:
+        """A single-use bearer token for one download, valid 15 minutes (stored only as its hash)."""
+        caller.require(Permission.READ_BILLING)
+        if file_format not in EXPORT_FORMATS:
+            raise InvalidInput("Exports are xlsx or csv.", field="format")
+        check_range(first, last, await self.today())
+        token = secrets.token_urlsafe(32)
+        async with self._sessions.begin() as session:
+            session.add(
+                BillingExportRow(
+                    token_hash=_hash(token),
+                    organisation_id=caller.organisation_id,
+                    member_id=caller.member_id,
+                    actor=caller.actor,
+                    file_format=file_format,
+                    first_month=month_label(first),
+                    last_month=month_label(last),
+                    expires_at=self._clock() + timedelta(minutes=EXPORT_LINK_MINUTES),
+                )
+            )
+            audit.record(
+                session,
+                actor=caller.actor,
+                action="billing.export.link",
+                organisation_id=caller.organisation_id,
+                target=f"{month_label(first)}..{month_label(last)}",
+                after={"format": file_format},
+            )
+        return token
+
+    async def redeem_export_link(self, token: str) -> ExportGrant:
+        """Use a link once: unknown, tampered, expired or used tokens are refused (and audited)."""
+        async with self._sessions.begin() as session:
+            row = await session.scalar(
+                select(BillingExportRow).where(BillingExportRow.token_hash == _hash(token)).with_for_update()
+            )
+            if row is None:
+                raise NotFound("This download link is not valid.")
+            now = self._clock()
+            if row.used_at is not None:
+                raise Conflict("This download link was already used. Ask the bot for a new export.")
+            expires_at = row.expires_at
+            if expires_at <= now:
+                raise PermissionDenied("This download link has expired. Ask the bot for a new export.")
+            # Conditional on "not used yet": two downloads racing with one link get one file.
+            claimed = await session.execute(
+                update(BillingExportRow)
+                .where(BillingExportRow.id == row.id, BillingExportRow.used_at.is_(None))
+                .values(used_at=now)
+            )
+            if getattr(claimed, "rowcount", 0) != 1:
+                raise Conflict("This download link was already used. Ask the bot for a new export.")
+            audit.record(
+                session,
+                actor=row.actor,
+                action="billing.export.download",
+                organisation_id=row.organisation_id,
+                target=f"{row.first_month}..{row.last_month}",
+                after={"format": row.file_format},
+            )
+            return ExportGrant(
+                row.organisation_id,
+                row.member_id,
+                row.actor,
+                row.file_format,
+                _month(row.first_month),
+                _month(row.last_month),
+            )
+
+    async def reports_for_grant(self, grant: ExportGrant) -> list[CycleReport]:
+        """The reports an export link was made for (its organisation only)."""
+        calendar = await self.calendar()
+        today = calendar.today(self._clock())
+        cycles = [cycle for cycle in calendar.cycles_ending_in(grant.first, grant.last) if cycle.start <= today]
+        if not cycles:
+            cycles = [calendar.cycle_of(today)]
+        return await self._reports(grant.organisation_id, calendar, cycles)
+
+    async def export_reports(self, caller: Caller, first: tuple[int, int], last: tuple[int, int]) -> list[CycleReport]:
+        return await self.months(caller, first, last)
+
+    @staticmethod
+    def describe(setting: CycleSetting) -> str:
+        return f"from {setting.effective_from}: cycle ends on day {setting.day_label}, time zone {setting.timezone}"
+
+
+__all__ = ["BillingService", "ExportGrant", "NoPriceSource", "PriceSource"]
