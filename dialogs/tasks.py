@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dialogs.billing import billing_tasks
 from dialogs.catalogue import Task
 from services.container import Services
 
 
 def default_tasks(services: Services) -> list[Task]:
-    return []
+    return [*billing_tasks(services)]

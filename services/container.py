@@ -64,7 +64,14 @@ def build_services(
         mailer=Mailer(mail_transport(settings), sender=settings.mail_from, alerts=alerts),
         ledger=ledger,
         # Billing prices come from the price book (issue 6): pass `PriceBook` as `price_source`.
-        billing=BillingService(sessions, ledger, price_source or NoPriceSource(), alerts),
+        billing=BillingService(
+            sessions,
+            ledger,
+            price_source or NoPriceSource(),
+            alerts,
+            export_base_url=settings.export_base_url,
+            file_consent=settings.authenticated,
+        ),
     )
 
 

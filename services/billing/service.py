@@ -138,8 +138,14 @@ class BillingService:
         alerts: AlertService,
         *,
         clock: Callable[[], datetime] = utcnow,
+        export_base_url: str = "http://127.0.0.1:3978",
+        file_consent: bool = False,
     ) -> None:
         self._sessions = sessions
+        self._export_base_url = export_base_url.rstrip("/")
+        # Real Teams delivers files to a 1:1 chat through the file consent flow; the local
+        # Playground cannot, so there a download link is the delivery.
+        self.file_consent = file_consent
         self._ledger = ledger
         self._prices = prices
         self._alerts = alerts
@@ -432,6 +438,9 @@ class BillingService:
                 _month(row.first_month),
                 _month(row.last_month),
             )
+
+    def export_url(self, token: str) -> str:
+        return f"{self._export_base_url}/exports/{token}"
 
     async def reports_for_grant(self, grant: ExportGrant) -> list[CycleReport]:
         """The reports an export link was made for (its organisation only)."""
