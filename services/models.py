@@ -271,6 +271,9 @@ class BillingReportRow(Base):
     cycle_start: Mapped[date] = mapped_column(Date)
     cycle_end: Mapped[date] = mapped_column(Date)
     issued_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # What the report was rated from (ledger extent + price entries): when nothing changed since the
+    # latest issued report, no earlier cycle can need an adjustment and none is re-rated.
+    inputs_fingerprint: Mapped[str] = mapped_column(String(64), default="")
 
     lines: Mapped[list[BillingReportLineRow]] = relationship(
         back_populates="report", cascade="all, delete-orphan", order_by="BillingReportLineRow.position"

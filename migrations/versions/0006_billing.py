@@ -2,7 +2,7 @@
 
 Revision ID: 0006
 Revises: 0002
-Create Date: 2026-11-26 01:37:22.922518
+Create Date: 2026-11-26 01:51:44.378819
 """
 
 from collections.abc import Sequence
@@ -63,6 +63,7 @@ def upgrade() -> None:
         sa.Column("cycle_start", sa.Date(), nullable=False),
         sa.Column("cycle_end", sa.Date(), nullable=False),
         sa.Column("issued_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("inputs_fingerprint", sa.String(length=64), nullable=False),
         sa.ForeignKeyConstraint(
             ["organisation_id"],
             ["organisations.id"],

@@ -112,6 +112,7 @@ class CycleCalendar:
         self._settings = tuple(ordered)
         self._zones = {s.timezone: ZoneInfo(s.timezone) for s in self._settings}
         self._cache: dict[date, Cycle] = {}
+        self._days: dict[datetime, date] = {}
 
     @property
     def settings(self) -> tuple[CycleSetting, ...]:
@@ -126,10 +127,14 @@ class CycleCalendar:
 
     def day_of(self, moment: datetime) -> date:
         """An event's day: its date in the reseller's time zone (the one in force on its UTC date)."""
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        setting = self.setting_on(moment.astimezone(UTC).date())
-        return moment.astimezone(self._zones[setting.timezone]).date()
+        known = self._days.get(moment)
+        if known is not None:
+            return known
+        aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        setting = self.setting_on(aware.astimezone(UTC).date())
+        day = aware.astimezone(self._zones[setting.timezone]).date()
+        self._days[moment] = day
+        return day
 
     def today(self, now: datetime) -> date:
         return self.day_of(now)

@@ -7,8 +7,10 @@ import csv
 import io
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any
 
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
@@ -90,71 +92,82 @@ def _sheet_title(report: CycleReport) -> str:
 
 
 def to_xlsx(reports: Sequence[CycleReport], *, organisation: str = "") -> bytes:
-    workbook = Workbook()
+    """Write-only (streamed) workbook: a few seconds and little memory even for 24 cycles of 1,000
+    subscriptions."""
+    workbook = Workbook(write_only=True)
     bold = Font(bold=True)
-    summary = workbook.active
-    assert summary is not None
-    summary.title = "Summary"
-    summary.append(["report_date", "cycle_start", "cycle_end", "status", "total", "currency", "unpriced_lines"])
+
+    def header(sheet: Any, names: Sequence[str]) -> None:
+        cells = []
+        for name in names:
+            cell = WriteOnlyCell(sheet, name)
+            cell.font = bold
+            cells.append(cell)
+        sheet.append(cells)
+
+    def styled(sheet: Any, value: Any, number_format: str) -> WriteOnlyCell:
+        cell = WriteOnlyCell(sheet, value)
+        cell.number_format = number_format
+        return cell
+
+    summary = workbook.create_sheet("Summary")
+    _layout(summary, widths=[12, 12, 12, 14, 14, 9, 14, 4, 30])
+    header(summary, ["report_date", "cycle_start", "cycle_end", "status", "total", "currency", "unpriced_lines"])
     for report in reports:
         totals = report.totals or {"": Decimal(0)}
         for currency, total in sorted(totals.items()):
             summary.append(
                 [
-                    report.report_date,
-                    report.cycle.start,
-                    report.cycle.end,
+                    styled(summary, report.report_date, DATE_FORMAT),
+                    styled(summary, report.cycle.start, DATE_FORMAT),
+                    styled(summary, report.cycle.end, DATE_FORMAT),
                     "issued" if report.issued else "open (so far)",
-                    total,
+                    styled(summary, total, _money_format(currency or "EUR")),
                     currency,
                     report.unpriced,
                 ]
             )
-            row = summary.max_row
-            for column in (1, 2, 3):
-                summary.cell(row, column).number_format = "yyyy-mm-dd"
-            summary.cell(row, 5).number_format = _money_format(currency or "EUR")
-    _finish(summary, bold, widths=[12, 12, 12, 14, 14, 9, 14])
     if organisation:
-        summary.cell(1, 9, organisation).font = bold
+        summary.append([])
+        summary.append([WriteOnlyCell(summary, "Organisation"), organisation])
 
     for report in reports:
         sheet = workbook.create_sheet(_sheet_title(report))
-        sheet.append(list(CSV_COLUMNS))
+        _layout(sheet, widths=[12, 12, 12, 38, 38, 36, 44, 18, 9, 12, 6, 10, 12, 9])
+        header(sheet, CSV_COLUMNS)
+        dates = [
+            styled(sheet, report.report_date, DATE_FORMAT),
+            styled(sheet, report.cycle.start, DATE_FORMAT),
+            styled(sheet, report.cycle.end, DATE_FORMAT),
+        ]
         for line in report.lines:
+            money = _money_format(line.currency or "EUR")
             sheet.append(
                 [
-                    report.report_date,
-                    report.cycle.start,
-                    report.cycle.end,
+                    *dates,
                     line.subscription_id,
                     line.parent_subscription_id or "",
                     line.product,
                     line.offer_id,
                     line.charge_type.value,
                     line.quantity,
-                    line.unit_price,
+                    styled(sheet, line.unit_price, money),
                     line.days,
                     line.cycle_days,
-                    line.amount,
+                    styled(sheet, line.amount, money),
                     line.currency,
                 ]
             )
-            row = sheet.max_row
-            for column in (1, 2, 3):
-                sheet.cell(row, column).number_format = "yyyy-mm-dd"
-            money = _money_format(line.currency or "EUR")
-            sheet.cell(row, 10).number_format = money
-            sheet.cell(row, 13).number_format = money
-        _finish(sheet, bold, widths=[12, 12, 12, 38, 38, 36, 44, 18, 9, 12, 6, 10, 12, 9])
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()
 
 
-def _finish(sheet, bold: Font, *, widths: Sequence[int]) -> None:  # type: ignore[no-untyped-def]
-    for cell in sheet[1]:
-        cell.font = bold
+DATE_FORMAT = "yyyy-mm-dd"
+
+
+def _layout(sheet: Any, *, widths: Sequence[int]) -> None:
+    """Frozen header row and column widths (set before any row is written in write-only mode)."""
     sheet.freeze_panes = "A2"
     for index, width in enumerate(widths, start=1):
         sheet.column_dimensions[get_column_letter(index)].width = width

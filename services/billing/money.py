@@ -30,7 +30,7 @@ def round_money(exact: Fraction | Decimal, currency: str) -> Decimal:
     scaled = exact * 10**digits
     units = abs(scaled.numerator) * 2 + scaled.denominator  # floor(|x| + 1/2) = floor((2|n| + d) / 2d)
     rounded = units // (2 * scaled.denominator)
-    value = Decimal(-rounded if scaled < 0 else rounded).scaleb(-digits)
+    value = Decimal(-rounded if scaled.numerator < 0 else rounded).scaleb(-digits)
     return value.quantize(quantum(currency))
 
 
@@ -38,10 +38,9 @@ def line_amount(
     quantity: int, unit_price: Decimal, days: int | None, period_days: int | None, currency: str
 ) -> Decimal:
     """quantity × unit price (× days ÷ period days), exact, then rounded once."""
-    exact = Fraction(unit_price) * quantity
-    if days is not None and period_days:
-        exact = exact * days / period_days
-    return round_money(exact, currency)
+    if days is None or not period_days:
+        return round_money(unit_price * quantity, currency)  # exact in Decimal: no division
+    return round_money(Fraction(unit_price) * quantity * days / period_days, currency)
 
 
 def format_money(amount: Decimal, currency: str) -> str:

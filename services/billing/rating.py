@@ -268,8 +268,13 @@ class _Rater:
         return (self.cycle.end - day).days + 1, self.cycle.days
 
     # ---- events ------------------------------------------------------------------------------
+    def _before_cycle(self, state: _State, day: date) -> bool:
+        """Monthly billing before the rated cycle: only the quantity matters (the cycle fee re-prices
+        the seats held), so no charge is priced or stacked."""
+        return not state.periodic and day < self.cycle.start
+
     def _add_seats(self, state: _State, kind: str, day: date, seats: int) -> None:
-        if seats <= 0:
+        if seats <= 0 or self._before_cycle(state, day):
             return
         price = self.prices.on(state.record, day)
         days, period_days = self._window(state, day)
@@ -279,6 +284,8 @@ class _Rater:
         self._line(state, kind, day, seats, price, days, period_days)
 
     def _remove_seats(self, state: _State, day: date, seats: int, *, refund: bool) -> None:
+        if self._before_cycle(state, day):
+            return
         days, period_days = self._window(state, day)
         while seats > 0:
             if state.stack:

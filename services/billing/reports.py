@@ -43,6 +43,7 @@ class CycleReport:
     lines: tuple[Line, ...]
     issued: bool  # an ended cycle's stored report (final); False = the open cycle (so far)
     issued_at: datetime | None = None
+    fingerprint: str = ""
 
     @property
     def report_date(self) -> date:

@@ -17,12 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import selectinload
 
 from services import audit
 from services.access import Caller
@@ -77,7 +76,7 @@ def _decimal(value: str | None) -> Decimal | None:
     return Decimal(value) if value is not None else None
 
 
-def _line_of(row: BillingReportLineRow, cycle: Cycle) -> Line:
+def _line_of(row: Any, cycle: Cycle) -> Line:
     return Line(
         cycle=cycle,
         subscription_id=row.subscription_id,
@@ -123,6 +122,16 @@ def _row_of(line: Line, position: int) -> BillingReportLineRow:
         price_entry_id=line.price_entry_id,
         corrects_cycle_end=line.corrects,
     )
+
+
+def fingerprint(records: Sequence[LedgerRecord], prices: Sequence[UnitPrice]) -> str:
+    """The rating inputs in one value: the ledger is append-only (its extent is its count and last
+    id); price entries are compared whole, so a corrected price changes it."""
+    digest = hashlib.sha256()
+    digest.update(f"{len(records)}:{max((r.id or 0 for r in records), default=0)}".encode())
+    for entry in sorted(prices, key=lambda e: (e.entry_id, e.scope.value, e.valid_from)):
+        digest.update(repr(entry).encode())
+    return digest.hexdigest()
 
 
 def _hash(token: str) -> str:
@@ -244,72 +253,100 @@ class BillingService:
         self, organisation_id: int, calendar: CycleCalendar, cycles: Sequence[Cycle]
     ) -> list[CycleReport]:
         today = calendar.today(self._clock())
-        records = await self._ledger.entries(organisation_id)
-        prices = PriceIndex(await self._prices.entries_for(organisation_id))
         ended = [cycle for cycle in cycles if cycle.end < today]
-        stored: dict[date, CycleReport] = {}
-        if ended:
-            stored = await self._issue_through(organisation_id, calendar, records, prices, max(ended), min(ended))
-        result = []
-        for cycle in cycles:
-            if cycle.end < today:
-                result.append(stored[cycle.end])
-            else:
-                result.append(
-                    CycleReport(cycle, tuple(self._open_lines(calendar, records, prices, cycle, stored)), False)
+        open_ = [cycle for cycle in cycles if cycle.end >= today]
+        issued_ends = await self._issued_ends(organisation_id)
+        stored: dict[date, CycleReport]
+        if ended and not open_ and all(cycle.end in issued_ends for cycle in ended):
+            # Everything asked for is issued: read just those reports, rate nothing.
+            stored = await self._load_stored(organisation_id, {cycle.end for cycle in ended})
+        else:
+            records = await self._ledger.entries(organisation_id)
+            entries = await self._prices.entries_for(organisation_id)
+            prices = PriceIndex(entries)
+            inputs = fingerprint(records, entries)
+            # Issued reports' heads only: their lines are read when an adjustment check needs them.
+            stored = await self._load_stored(organisation_id, with_lines=False)
+            heads_only = set(stored)
+            if ended:
+                stored = await self._issue_through(
+                    organisation_id, calendar, records, prices, stored, max(ended), min(ended), inputs
                 )
+            for cycle in open_:
+                lines = rate_cycle(records, prices, calendar, cycle)
+                lines += await self._adjustments(organisation_id, calendar, records, prices, cycle, stored, inputs)
+                stored[cycle.end] = CycleReport(cycle, tuple(lines), False)
+            wanted = {cycle.end for cycle in ended} & heads_only
+            if wanted:
+                stored.update(await self._load_stored(organisation_id, wanted))
+        result = [stored[cycle.end] for cycle in cycles]
         await self._alert_unpriced(organisation_id, result)
         return result
 
-    def _open_lines(
-        self,
-        calendar: CycleCalendar,
-        records: Sequence[LedgerRecord],
-        prices: PriceIndex,
-        cycle: Cycle,
-        stored: dict[date, CycleReport],
-    ) -> list[Line]:
-        lines = rate_cycle(records, prices, calendar, cycle)
-        return lines + self._adjustments(calendar, records, prices, cycle, stored)
+    async def _issued_ends(self, organisation_id: int) -> set[date]:
+        async with self._sessions() as session:
+            query = select(BillingReportRow.cycle_end).where(BillingReportRow.organisation_id == organisation_id)
+            return set((await session.scalars(query)).all())
 
-    @staticmethod
-    def _adjustments(
+    async def _adjustments(
+        self,
+        organisation_id: int,
         calendar: CycleCalendar,
         records: Sequence[LedgerRecord],
         prices: PriceIndex,
         target: Cycle,
         stored: dict[date, CycleReport],
+        inputs: str,
     ) -> list[Line]:
+        """Adjustment lines in `target` for every issued cycle before it whose lines would now differ."""
         result: list[Line] = []
+        issued = [report for report in stored.values() if report.issued and report.cycle < target]
+        if not issued or max(issued, key=lambda r: r.cycle).fingerprint == inputs:
+            return result  # nothing changed since the latest issued report checked every cycle before it
+        full = await self._load_stored(organisation_id, {report.cycle.end for report in issued})
         corrections: dict[date, list[Line]] = {}
-        for report in stored.values():
+        for report in full.values():
             for line in report.lines:
                 if line.corrects is not None:
                     corrections.setdefault(line.corrects, []).append(line)
-        for end in sorted(stored):
-            report = stored[end]
-            if report.cycle >= target:
-                continue
+        for end in sorted(full):
+            report = full[end]
             native = [line for line in report.lines if line.charge_type is not ChargeType.ADJUSTMENT]
             recomputed = rate_cycle(records, prices, calendar, report.cycle)
             result += adjustment_lines(target, report.cycle, recomputed, native + corrections.get(end, []))
         return result
 
-    async def _load_stored(self, organisation_id: int) -> dict[date, CycleReport]:
+    async def _load_stored(
+        self, organisation_id: int, ends: set[date] | None = None, *, with_lines: bool = True
+    ) -> dict[date, CycleReport]:
+        """Issued reports (all, or those ending on `ends`), read as plain rows (fast for large reports);
+        `with_lines=False` reads their heads only (the lines left empty)."""
+        reports = BillingReportRow.__table__
+        lines = BillingReportLineRow.__table__
+        query = select(
+            reports.c.id, reports.c.cycle_start, reports.c.cycle_end, reports.c.issued_at, reports.c.inputs_fingerprint
+        ).where(reports.c.organisation_id == organisation_id)
+        if ends is not None:
+            query = query.where(reports.c.cycle_end.in_(sorted(ends)))
         async with self._sessions() as session:
-            rows = (
-                await session.scalars(
-                    select(BillingReportRow)
-                    .where(BillingReportRow.organisation_id == organisation_id)
-                    .options(selectinload(BillingReportRow.lines))
+            heads = (await session.execute(query)).all()
+            by_report: dict[int, list[Any]] = {head.id: [] for head in heads}
+            if heads and with_lines:
+                line_query = (
+                    select(lines)
+                    .where(lines.c.report_id.in_(list(by_report)))
+                    .order_by(lines.c.report_id, lines.c.position)
                 )
-            ).all()
-            result = {}
-            for row in rows:
-                cycle = Cycle(row.cycle_start, row.cycle_end)
-                lines = tuple(_line_of(line, cycle) for line in row.lines)
-                result[row.cycle_end] = CycleReport(cycle, lines, True, row.issued_at)
-            return result
+                for row in (await session.execute(line_query)).all():
+                    by_report[row.report_id].append(row)
+        result = {}
+        for head in heads:
+            cycle = Cycle(head.cycle_start, head.cycle_end)
+            issued_at = head.issued_at
+            rows = by_report[head.id]
+            lines_of = tuple(_line_of(row, cycle) for row in rows)
+            result[head.cycle_end] = CycleReport(cycle, lines_of, True, issued_at, head.inputs_fingerprint)
+        return result
 
     async def _issue_through(
         self,
@@ -317,38 +354,51 @@ class BillingService:
         calendar: CycleCalendar,
         records: Sequence[LedgerRecord],
         prices: PriceIndex,
+        stored: dict[date, CycleReport],
         last: Cycle,
         first_asked: Cycle,
+        inputs: str,
     ) -> dict[date, CycleReport]:
-        """Issue every unissued ended cycle from the first activity (or `first_asked`) to `last`, in order."""
-        stored = await self._load_stored(organisation_id)
+        """Issue every unissued ended cycle from the first activity (or `first_asked`) to `last`, in order.
+
+        Differences found for cycles issued earlier become adjustments in the first cycle issued now
+        (the next open one); cycles issued in this same pass were rated from the same ledger and
+        prices, so they need none."""
         start = first_asked
         if records:
             start = min(start, calendar.cycle_of(calendar.day_of(records[0].effective_at)))
+        earlier = dict(stored)
         cycle = start
+        adjusted = False
         while cycle <= last:
             if cycle.end not in stored:
                 lines = rate_cycle(records, prices, calendar, cycle)
-                lines += self._adjustments(calendar, records, prices, cycle, stored)
-                stored[cycle.end] = await self._store(organisation_id, cycle, lines)
+                if not adjusted:
+                    lines += await self._adjustments(organisation_id, calendar, records, prices, cycle, earlier, inputs)
+                    adjusted = True
+                stored[cycle.end] = await self._store(organisation_id, cycle, lines, inputs)
             cycle = calendar.cycle_of(cycle.end + timedelta(days=1))
         return stored
 
-    async def _store(self, organisation_id: int, cycle: Cycle, lines: Sequence[Line]) -> CycleReport:
+    async def _store(self, organisation_id: int, cycle: Cycle, lines: Sequence[Line], inputs: str) -> CycleReport:
         issued_at = self._clock()
         try:
             async with self._sessions.begin() as session:
                 report = BillingReportRow(
-                    organisation_id=organisation_id, cycle_start=cycle.start, cycle_end=cycle.end, issued_at=issued_at
+                    organisation_id=organisation_id,
+                    cycle_start=cycle.start,
+                    cycle_end=cycle.end,
+                    issued_at=issued_at,
+                    inputs_fingerprint=inputs,
                 )
                 report.lines = [_row_of(line, position) for position, line in enumerate(lines)]
                 session.add(report)
         except IntegrityError:
             # Issued at the same moment by another replica: theirs is the report.
             log.info("cycle %s of organisation %s was issued concurrently", cycle.end, organisation_id)
-            return (await self._load_stored(organisation_id))[cycle.end]
+            return (await self._load_stored(organisation_id, {cycle.end}))[cycle.end]
         log.info("issued the report of cycle %s–%s for organisation %s", cycle.start, cycle.end, organisation_id)
-        return CycleReport(cycle, tuple(lines), True, issued_at)
+        return CycleReport(cycle, tuple(lines), True, issued_at, inputs)
 
     async def _alert_unpriced(self, organisation_id: int, reports: Sequence[CycleReport]) -> None:
         seen: set[tuple[str, str, str, str]] = set()
