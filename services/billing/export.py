@@ -7,16 +7,11 @@ import csv
 import io
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
-
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Font
-from openpyxl.utils import get_column_letter
 
 from services.billing.money import minor_digits
 from services.billing.rating import Line
 from services.billing.reports import CycleReport
+from services.billing.xlsx import BOLD, Sheet, money_style, workbook_bytes
 
 CSV_COLUMNS = (
     "report_date",
@@ -82,95 +77,60 @@ def to_csv(reports: Sequence[CycleReport]) -> bytes:
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
 
 
-def _money_format(currency: str) -> str:
-    digits = minor_digits(currency)
-    return "#,##0" + ("." + "0" * digits if digits else "")
-
-
 def _sheet_title(report: CycleReport) -> str:
     return f"{report.cycle.start.isoformat()} to {report.cycle.end.isoformat()}"[:31]
 
 
 def to_xlsx(reports: Sequence[CycleReport], *, organisation: str = "") -> bytes:
-    """Write-only (streamed) workbook: a few seconds and little memory even for 24 cycles of 1,000
-    subscriptions."""
-    workbook = Workbook(write_only=True)
-    bold = Font(bold=True)
-
-    def header(sheet: Any, names: Sequence[str]) -> None:
-        cells = []
-        for name in names:
-            cell = WriteOnlyCell(sheet, name)
-            cell.font = bold
-            cells.append(cell)
-        sheet.append(cells)
-
-    def styled(sheet: Any, value: Any, number_format: str) -> WriteOnlyCell:
-        cell = WriteOnlyCell(sheet, value)
-        cell.number_format = number_format
-        return cell
-
-    summary = workbook.create_sheet("Summary")
-    _layout(summary, widths=[12, 12, 12, 14, 14, 9, 14, 4, 30])
-    header(summary, ["report_date", "cycle_start", "cycle_end", "status", "total", "currency", "unpriced_lines"])
+    """A `Summary` sheet (one row per cycle and currency) and one sheet per cycle with the CSV columns."""
+    summary = Sheet("Summary", widths=[12, 12, 12, 14, 14, 9, 14, 4, 30])
+    summary.append(
+        (name, BOLD)
+        for name in ("report_date", "cycle_start", "cycle_end", "status", "total", "currency", "unpriced_lines")
+    )
     for report in reports:
         totals = report.totals or {"": Decimal(0)}
         for currency, total in sorted(totals.items()):
             summary.append(
                 [
-                    styled(summary, report.report_date, DATE_FORMAT),
-                    styled(summary, report.cycle.start, DATE_FORMAT),
-                    styled(summary, report.cycle.end, DATE_FORMAT),
+                    report.report_date,
+                    report.cycle.start,
+                    report.cycle.end,
                     "issued" if report.issued else "open (so far)",
-                    styled(summary, total, _money_format(currency or "EUR")),
+                    (total, money_style(minor_digits(currency or "EUR"))),
                     currency,
                     report.unpriced,
                 ]
             )
     if organisation:
         summary.append([])
-        summary.append([WriteOnlyCell(summary, "Organisation"), organisation])
-
+        summary.append([("Organisation", BOLD), organisation])
+    sheets = [summary]
     for report in reports:
-        sheet = workbook.create_sheet(_sheet_title(report))
-        _layout(sheet, widths=[12, 12, 12, 38, 38, 36, 44, 18, 9, 12, 6, 10, 12, 9])
-        header(sheet, CSV_COLUMNS)
-        dates = [
-            styled(sheet, report.report_date, DATE_FORMAT),
-            styled(sheet, report.cycle.start, DATE_FORMAT),
-            styled(sheet, report.cycle.end, DATE_FORMAT),
-        ]
+        sheet = Sheet(_sheet_title(report), widths=[12, 12, 12, 38, 38, 36, 44, 18, 9, 12, 6, 10, 12, 9])
+        sheet.append((name, BOLD) for name in CSV_COLUMNS)
         for line in report.lines:
-            money = _money_format(line.currency or "EUR")
+            style = money_style(minor_digits(line.currency or "EUR"))
             sheet.append(
                 [
-                    *dates,
+                    report.report_date,
+                    report.cycle.start,
+                    report.cycle.end,
                     line.subscription_id,
-                    line.parent_subscription_id or "",
+                    line.parent_subscription_id,
                     line.product,
                     line.offer_id,
                     line.charge_type.value,
                     line.quantity,
-                    styled(sheet, line.unit_price, money),
+                    (line.unit_price, style),
                     line.days,
                     line.cycle_days,
-                    styled(sheet, line.amount, money),
+                    (line.amount, style),
                     line.currency,
                 ]
             )
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
-
-
-DATE_FORMAT = "yyyy-mm-dd"
-
-
-def _layout(sheet: Any, *, widths: Sequence[int]) -> None:
-    """Frozen header row and column widths (set before any row is written in write-only mode)."""
-    sheet.freeze_panes = "A2"
-    for index, width in enumerate(widths, start=1):
-        sheet.column_dimensions[get_column_letter(index)].width = width
+        sheets.append(sheet)
+    return workbook_bytes(sheets)
 
 
 def export_name(first: str, last: str, file_format: str) -> str:

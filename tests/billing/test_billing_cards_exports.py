@@ -128,3 +128,14 @@ def test_other_billing_cards_are_valid() -> None:
     assert_valid_card(chooser)
     assert "That is not a month." in card_text(chooser)
     assert_valid_card(build_export_link_card("billing_2026-09.csv", "http://127.0.0.1:3978/exports/x", 15))
+
+
+def test_xlsx_escapes_text_and_leaves_unpriced_cells_empty() -> None:
+    odd = event(Ev.PURCHASE, date(2026, 9, 1), 0, 1, subscription="s&<1>", product=("P1", "0001", 'R&D "Plan" <1>\x01'))
+    reports = [
+        CycleReport(c, tuple(rate_cycle([odd], PRICES, MONTHS, c)), True) for c in [MONTHS.cycle_of_month(2026, 9)]
+    ]
+    sheet = load_workbook(io.BytesIO(to_xlsx(reports)))["2026-09-01 to 2026-09-30"]
+    assert sheet["D2"].value == "s&<1>" and sheet["F2"].value == 'R&D "Plan" <1>'
+    assert sheet["J2"].value is None and sheet["M2"].value is None and sheet["N2"].value is None
+    assert sheet["I2"].value == 1 and sheet["K2"].value == 30
