@@ -53,7 +53,7 @@ from services.billing.rating import CHARGE_LABELS, ChargeType, Line
 from services.billing.reports import CycleReport, Query, month_label, parse_month
 from services.billing.service import EXPORT_FORMATS, EXPORT_LINK_MINUTES, BillingService
 from services.container import Services
-from services.errors import DomainError, InvalidInput, PermissionDenied
+from services.errors import DomainError, InvalidInput
 from services.roles import Permission
 from services.settings import is_loopback_host
 
@@ -301,10 +301,9 @@ class BillingInvokes:
             if value.get("action") != "accept":
                 await self._send_link(context, caller, fmt, first, last, declined=True)
                 return InvokeResponse(status=200)
-            grant = await self._billing.redeem_export_link(str(data.get("export", "")))
-            if grant.organisation_id != caller.organisation_id or grant.member_id != caller.member_id:
-                raise PermissionDenied("That file belongs to someone else's export.")
             upload = value.get("uploadInfo") if isinstance(value.get("uploadInfo"), dict) else {}
+            _check_upload_url(str(upload.get("uploadUrl", "")))  # before the export is used up
+            grant = await self._billing.redeem_export_link(str(data.get("export", "")), caller=caller)
             reports = await self._billing.reports_for_grant(grant)
             content, media_type = export_file(reports, grant.file_format, caller.organisation_name)
             await _upload(str(upload.get("uploadUrl", "")), content, media_type)
@@ -357,11 +356,16 @@ def _compose(message: str) -> InvokeResponse:
     return InvokeResponse(status=200, body=compose_extension_message(message))
 
 
-async def _upload(url: str, content: bytes, media_type: str) -> None:
-    """PUT the file to the OneDrive upload session Teams created (https; http only on loopback for tests)."""
+def _check_upload_url(url: str) -> None:
+    """Only https (http on loopback, for tests): the URL comes in the invoke, from Teams."""
     parsed = urlparse(url)
     if parsed.scheme != "https" and not (parsed.scheme == "http" and is_loopback_host(parsed.hostname or "")):
-        raise InvalidInput("Teams gave an upload address I cannot use; here is no file, sorry. Try the export again.")
+        raise InvalidInput("Teams gave an upload address I cannot use, so no file was sent. Try the export again.")
+
+
+async def _upload(url: str, content: bytes, media_type: str) -> None:
+    """PUT the file to the OneDrive upload session Teams created."""
+    _check_upload_url(url)
     headers = {
         "Content-Type": media_type,
         "Content-Range": f"bytes 0-{len(content) - 1}/{len(content)}",

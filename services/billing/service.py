@@ -450,14 +450,20 @@ class BillingService:
             )
         return token
 
-    async def redeem_export_link(self, token: str) -> ExportGrant:
-        """Use a link once: unknown, tampered, expired or used tokens are refused (and audited)."""
+    async def redeem_export_link(self, token: str, *, caller: Caller | None = None) -> ExportGrant:
+        """Use a link once: unknown, tampered, expired or used tokens are refused. With `caller`
+        (the file consent flow) only the member who asked may use it; anyone else leaves it unused."""
         async with self._sessions.begin() as session:
             row = await session.scalar(
                 select(BillingExportRow).where(BillingExportRow.token_hash == _hash(token)).with_for_update()
             )
             if row is None:
                 raise NotFound("This download link is not valid.")
+            if caller is not None and (row.organisation_id, row.member_id) != (
+                caller.organisation_id,
+                caller.member_id,
+            ):
+                raise PermissionDenied("That file belongs to someone else's export.")
             now = self._clock()
             if row.used_at is not None:
                 raise Conflict("This download link was already used. Ask the bot for a new export.")

@@ -254,3 +254,27 @@ async def test_the_message_extension_lists_bills_and_inserts_cards(make_bot, con
         {"commandId": "searchBills", "parameters": [{"name": "query", "value": "2026-13"}]},
     )
     assert bad["composeExtension"]["type"] == "message"
+
+
+async def test_file_consent_for_someone_elses_export_is_refused(make_bot, connector) -> None:
+    fake, url = connector
+    client = await _bot(make_bot, file_consent=True)
+    services = runtime_of(client).services
+    await services.organisations.add_member(
+        DEMO_SLUG, "bill@example.com", ["billing"], actor="test", channel_user_id="user-id-7", aad_object_id="aad-bill"
+    )
+    await _invoke(client, url, "adaptiveCard/action", _export_value("csv"))
+    await fake.wait_for(1)
+    context = fake.messages()[-1]["attachments"][0]["content"]["acceptContext"]
+    upload_info = {"name": "x.csv", "uploadUrl": "https://example.invalid/upload", "contentUrl": "", "uniqueId": "u"}
+    accept = {"type": "fileUpload", "action": "accept", "context": context, "uploadInfo": upload_info}
+    await _invoke(client, url, "fileConsent/invoke", accept, user_id="user-id-7", name="Bill", aad_object_id="aad-bill")
+    await fake.wait_for(2)
+    assert "someone else" in fake.messages()[-1]["text"]
+    # A bad upload address is refused before the export is used up …
+    await _invoke(client, url, "fileConsent/invoke", {**accept, "uploadInfo": {**upload_info, "uploadUrl": "ftp://x"}})
+    await fake.wait_for(3)
+    assert "upload address" in fake.messages()[-1]["text"]
+    # … and the other member's attempt did not use it up either: Alex's own consent still redeems it.
+    grant = await services.billing.redeem_export_link(context["export"])
+    assert grant.file_format == "csv"

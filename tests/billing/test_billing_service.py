@@ -226,3 +226,16 @@ async def test_export_links_are_single_use_short_lived_and_unforgeable(services)
             select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "billing.export.download")
         )
     assert downloads == 1
+
+
+async def test_a_cycle_issued_concurrently_is_stored_once(services) -> None:
+    import asyncio
+
+    org = await _org(services)
+    await services.ledger.record(event(Ev.PURCHASE, date(2026, 10, 1), 0, 2, organisation_id=org))
+    billing = billing_service(services, ListPrices(global_entries=[price("30.00")]), Clock())
+    first, second = await asyncio.gather(billing.last_month(caller(org)), billing.last_month(caller(org)))
+    assert _amounts(first) == _amounts(second) == [("sub-e3", "prorata_purchase", "60.00")]
+    async with services.sessions() as session:
+        ends = (await session.scalars(select(BillingReportRow.cycle_end))).all()
+    assert sorted(ends) == [date(2026, 10, 31)]
