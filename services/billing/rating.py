@@ -236,8 +236,10 @@ class _Rater:
         if state.cycle_fee_done:
             return
         state.cycle_fee_done = True
+        if state.periodic:  # its charges (and their stack) run by billing period, not by cycle
+            return
         state.stack = []
-        if state.periodic or not state.started or state.ended or state.quantity <= 0:
+        if not state.started or state.ended or state.quantity <= 0:
             return
         price = self.prices.on(state.record, self.cycle.start)
         state.stack.append(_Charge(state.quantity, price))

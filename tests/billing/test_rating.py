@@ -113,6 +113,19 @@ CASES = [
         id="decrease across two charges",
     ),
     pytest.param(
+        # bought 28 Sep, reduced 2 Oct (inside the window, in the next cycle): the seats were billed in
+        # October by the cycle fee, so the refund reverses that fee from 2 Oct: 2 × 30 × 30/31 = 58.064…
+        # → −58.06; September's pro-rata (28–30 Sep) stays billed
+        [event(Ev.PURCHASE, date(2026, 9, 28), 0, 5), event(Ev.QUANTITY_DECREASE, date(2026, 10, 2), 5, 3)],
+        E3_30,
+        (2026, 10),
+        [
+            ("sub-e3", "cycle_fee", 5, "30.00", None, None, "150.00"),
+            ("sub-e3", "refund", 2, "30.00", 30, 31, "-58.06"),
+        ],
+        id="decrease in the next cycle reverses its cycle fee",
+    ),
+    pytest.param(
         # price list 30 until 31 Oct, 32 from 1 Nov: November's fee 6 × 32 = 192.00
         [event(Ev.PURCHASE, date(2026, 9, 11), 0, 6)],
         [price("30.00", valid_to=date(2026, 10, 31)), price("32.00", valid_from=date(2026, 11, 1))],
@@ -290,6 +303,23 @@ CASES = [
         (2027, 3),
         [("sub-e3", "cycle_fee", 12, "310.00", None, None, "3720.00")],
         id="annual: renewal",
+    ),
+    pytest.param(
+        # bought 28 Mar (fee 10 × 300, priced 1 Mar); −2 on 2 Apr, in the next cycle, after the price
+        # rose to 320 on 1 Apr: the refund reverses the purchase fee at 300, over the term
+        # 28 Mar 2026 – 27 Mar 2027 (365 days); 2 Apr..27 Mar = 29+31+30+31+31+30+31+30+31+31+28+27 = 360
+        # → 2 × 300 × 360/365 = 591.780… → −591.78
+        [
+            event(Ev.PURCHASE, date(2026, 3, 28), 0, 10, term="P1Y", billing="annual"),
+            event(Ev.QUANTITY_DECREASE, date(2026, 4, 2), 10, 8, term="P1Y", billing="annual"),
+        ],
+        [
+            price("300.00", term="P1Y", billing="annual", valid_to=date(2026, 3, 31)),
+            price("320.00", term="P1Y", billing="annual", valid_from=date(2026, 4, 1)),
+        ],
+        (2026, 4),
+        [("sub-e3", "refund", 2, "300.00", 360, 365, "-591.78")],
+        id="annual: refund in a later cycle at the purchase fee's price",
     ),
     pytest.param(
         # a three-year term billed annually: a fee on each anniversary, 4 × 280
