@@ -27,7 +27,7 @@ from services import audit
 from services.access import Caller
 from services.alerts import AlertService
 from services.billing.cycles import Cycle, CycleCalendar, CycleSetting, parse_cycle_day, parse_timezone
-from services.billing.rating import ChargeType, Line, PriceIndex, adjustment_lines, rate_cycle
+from services.billing.rating import ChargeType, Line, PriceIndex, adjustment_lines, rate_cycle, totals_by_currency
 from services.billing.reports import CycleReport, Query, check_range, filter_product, month_label, parse_query
 from services.db import utcnow
 from services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -393,6 +393,14 @@ class BillingService:
                 )
                 report.lines = [_row_of(line, position) for position, line in enumerate(lines)]
                 session.add(report)
+                audit.record(
+                    session,
+                    actor="system:billing",
+                    action="billing.report.issue",
+                    organisation_id=organisation_id,
+                    target=f"{cycle.start}..{cycle.end}",
+                    after={"lines": len(lines), "totals": {c: str(a) for c, a in totals_by_currency(lines).items()}},
+                )
         except IntegrityError:
             # Issued at the same moment by another replica: theirs is the report.
             log.info("cycle %s of organisation %s was issued concurrently", cycle.end, organisation_id)

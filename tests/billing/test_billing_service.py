@@ -56,6 +56,10 @@ async def test_last_month_is_issued_once_and_late_events_become_adjustments(serv
     assert _amounts(november) == [("sub-e3", "cycle_fee", "180.00")]
     async with services.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(BillingReportRow)) == 3
+        issued = (
+            await session.scalars(select(AuditEntry.target).where(AuditEntry.action == "billing.report.issue"))
+        ).all()
+    assert sorted(issued) == ["2026-09-01..2026-09-30", "2026-10-01..2026-10-31", "2026-11-01..2026-11-30"]
 
 
 async def test_a_price_correction_for_a_closed_cycle_becomes_an_adjustment(services) -> None:
