@@ -327,8 +327,10 @@ class BillingInvokes:
         value = context.activity.value if isinstance(context.activity.value, dict) else {}
         words = ""
         for parameter in value.get("parameters") or []:
-            if isinstance(parameter, dict) and parameter.get("name") == "query":
+            # Our manifest names it "query"; clients may send "searchQuery"; "initialRun" is no query.
+            if isinstance(parameter, dict) and parameter.get("name") != "initialRun":
                 words = str(parameter.get("value") or "").strip()
+                break
         try:
             if not words:
                 today = await self._billing.today()

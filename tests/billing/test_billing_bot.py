@@ -240,6 +240,8 @@ async def test_the_message_extension_lists_bills_and_inserts_cards(make_bot, con
     assert len(initial["composeExtension"]["attachments"]) == 6
     for attachment in initial["composeExtension"]["attachments"]:
         assert_valid_card(attachment["content"])
+    renamed = {"commandId": "searchBills", "parameters": [{"name": "searchQuery", "value": LAST_MONTH}]}
+    assert len((await _invoke(client, url, "composeExtension/query", renamed))["composeExtension"]["attachments"]) == 1
     product = await _invoke(
         client,
         url,
