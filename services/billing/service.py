@@ -232,10 +232,17 @@ class BillingService:
         calendar = await self.calendar()
         today = calendar.today(self._clock())
         check_range(first, last, today)
+        return await self._reports(caller.organisation_id, calendar, self._cycles_for(calendar, first, last, today))
+
+    @staticmethod
+    def _cycles_for(calendar: CycleCalendar, first: tuple[int, int], last: tuple[int, int], today: date) -> list[Cycle]:
+        """The cycles ending in first..last; a range reaching the current month also gets the open
+        cycle (with a cycle day such as 15 it ends next month)."""
         cycles = [cycle for cycle in calendar.cycles_ending_in(first, last) if cycle.start <= today]
-        if not cycles:  # the month asked for is the current one and its cycle ends later
-            cycles = [calendar.cycle_of(today)]
-        return await self._reports(caller.organisation_id, calendar, cycles)
+        current = calendar.cycle_of(today)
+        if last >= (today.year, today.month) and current not in cycles:
+            cycles.append(current)
+        return cycles
 
     async def lookup(self, caller: Caller, text: str) -> tuple[Query, list[CycleReport]]:
         """A quick look-up: "billing last month", "billing 2026-09", "this year", "what did we spend on E3"."""
@@ -510,13 +517,8 @@ class BillingService:
         """The reports an export link was made for (its organisation only)."""
         calendar = await self.calendar()
         today = calendar.today(self._clock())
-        cycles = [cycle for cycle in calendar.cycles_ending_in(grant.first, grant.last) if cycle.start <= today]
-        if not cycles:
-            cycles = [calendar.cycle_of(today)]
+        cycles = self._cycles_for(calendar, grant.first, grant.last, today)
         return await self._reports(grant.organisation_id, calendar, cycles)
-
-    async def export_reports(self, caller: Caller, first: tuple[int, int], last: tuple[int, int]) -> list[CycleReport]:
-        return await self.months(caller, first, last)
 
     @staticmethod
     def describe(setting: CycleSetting) -> str:

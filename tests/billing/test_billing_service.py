@@ -243,3 +243,16 @@ async def test_a_cycle_issued_concurrently_is_stored_once(services) -> None:
     async with services.sessions() as session:
         ends = (await session.scalars(select(BillingReportRow.cycle_end))).all()
     assert sorted(ends) == [date(2026, 10, 31)]
+
+
+async def test_with_cycle_day_15_the_current_month_includes_the_open_cycle(services) -> None:
+    org = await _org(services)
+    clock = Clock(datetime(2026, 11, 5, 9, tzinfo=UTC))
+    billing = billing_service(services, ListPrices(global_entries=[price("30.00")]), clock)
+    await billing.set_cycle(day="15", timezone=None, effective=date(2026, 12, 1), actor="op")
+    clock.now = datetime(2026, 12, 20, 9, tzinfo=UTC)
+    reports = await billing.months(caller(org), (2026, 12), (2026, 12))
+    assert [(r.cycle.start, r.cycle.end, r.issued) for r in reports] == [
+        (date(2026, 12, 1), date(2026, 12, 15), True),
+        (date(2026, 12, 16), date(2027, 1, 15), False),
+    ]
