@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.auth import AuthenticationFailed, RequestAuthenticator, SigningKeySource, build_connections
+from bot.exports import export_handler
 from bot.handler import CspBot
 from bot.job_notices import JobNotifier
 from bot.proactive import ProactiveMessenger
@@ -131,6 +132,7 @@ def create_app(
     app.cleanup_ctx.append(runtime_ctx)
     app.router.add_post("/api/messages", handle_messages)
     app.router.add_get("/healthz", handle_health)
+    app.router.add_get("/exports/{token}", export_handler(lambda: app[RUNTIME].services.billing))
     return app
 
 

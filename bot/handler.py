@@ -155,7 +155,8 @@ class CspBot(ActivityHandler):
         self._access = access
         self._conversations = conversations
         self._tasks = tasks
-        self._invoke_handlers = dict(invoke_handlers or {})
+        self._invoke_handlers = {**tasks.card_actions(), **(invoke_handlers or {})}
+        self._named_invokes = tasks.invokes()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # ---- the turn ------------------------------------------------------------------------
@@ -355,6 +356,13 @@ class CspBot(ActivityHandler):
         if activity.name == "adaptiveCard/action":
             response = await self._card_action(turn_context)
             return InvokeResponse(status=200, body=response.model_dump(by_alias=True, exclude_none=True))
+        named = self._named_invokes.get(activity.name or "")
+        if named is not None:  # e.g. composeExtension/query, fileConsent/invoke (by invoke name)
+            caller = await self._caller(turn_context)
+            try:
+                return await named(turn_context, caller)
+            except DomainError as error:
+                return InvokeResponse(status=200, body={"composeExtension": {"type": "message", "text": error.message}})
         return await super().on_invoke_activity(turn_context)  # type: ignore[no-any-return]
 
     async def _card_action(self, turn_context: TurnContext) -> AdaptiveCardInvokeResponse:

@@ -3,6 +3,7 @@
     cspbot org create|list|show|update|link-tenant ...
     cspbot member add|remove|roles ...
     cspbot alerts list|ack ...
+    cspbot billing show | set-cycle [--day 1-31|last] [--timezone ZONE] --effective YYYY-MM-DD
     cspbot package [--app-id GUID] [--out dist/appPackage.zip] [--version X.Y.Z] [--bot-domain HOST]
 
 Settings come from the environment (`DATABASE_URL`, `MICROSOFT_APP_ID`, ...), exactly as for the
@@ -24,7 +25,7 @@ import secrets
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -131,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Operator commands for the CSP self-service Teams bot. Uses DATABASE_URL like the bot.",
     )
     commands = parser.add_subparsers(
-        dest="command", required=True, metavar="{org,member,alerts,package,sandbox,directory}"
+        dest="command",
+        required=True,
+        metavar="{org,member,alerts,tenant,directory,prices,catalog,billing,package,sandbox}",
     )
 
     # org
@@ -213,6 +216,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     resend.add_argument("slug", metavar="SLUG")
     resend.set_defaults(handler=_tenant_resend)
+    # billing
+    billing = commands.add_parser("billing", help="the reseller's billing cycle").add_subparsers(
+        dest="action", required=True, metavar="{show,set-cycle}"
+    )
+    billing_show = billing.add_parser("show", help="the cycle settings in force and planned, and the current cycle")
+    _add_json_flag(billing_show)
+    billing_show.set_defaults(handler=_billing_show)
+    set_cycle = billing.add_parser(
+        "set-cycle", help="a new cycle-end day and/or time zone for the cycles starting on or after a date"
+    )
+    set_cycle.add_argument("--day", default=None, metavar="1-31|last", help="cycle-end day (last = calendar months)")
+    set_cycle.add_argument("--timezone", default=None, metavar="ZONE", help="IANA time zone deciding an event's day")
+    set_cycle.add_argument(
+        "--effective",
+        required=True,
+        type=_iso_date,
+        metavar="YYYY-MM-DD",
+        help="today or later; history is never re-cut",
+    )
+    set_cycle.set_defaults(handler=_billing_set_cycle, usage_error=set_cycle.error)
 
     # package
     package = commands.add_parser("package", help="build the Teams app package (zip)")
@@ -258,6 +281,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     if getattr(args, "handler", None) is _member_roles and not (args.add or args.remove):
         args.usage_error("give --add ROLE and/or --remove ROLE")
+    if getattr(args, "handler", None) is _billing_set_cycle and args.day is None and args.timezone is None:
+        args.usage_error("give --day and/or --timezone")
     return args
 
 
@@ -486,6 +511,51 @@ async def _directory_list(args: argparse.Namespace, services: Services) -> None:
         tenant = "in tenant" if entry.tenant_user_id else "not in tenant"
         password = ", has directory password" if entry.has_password else ""
         _out(f"{entry.email}  {entry.display_name or '-'}  ({tenant}{password})")
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-12-01") from None
+
+
+async def _billing_show(args: argparse.Namespace, services: Services) -> None:
+    billing = services.billing
+    calendar = await billing.calendar()
+    today = await billing.today()
+    current, last = calendar.cycle_of(today), calendar.last_ended(today)
+    settings = [setting for setting in calendar.settings if setting.effective_from > date.min]
+    if args.json:
+        _out(
+            _json(
+                {
+                    "settings": [
+                        {"effective": str(s.effective_from), "cycle_day": s.day_label, "timezone": s.timezone}
+                        for s in settings
+                    ],
+                    "current_cycle": {"start": str(current.start), "end": str(current.end)},
+                    "last_ended_cycle": {"start": str(last.start), "end": str(last.end)},
+                }
+            )
+        )
+        return
+    in_force = calendar.setting_on(today)
+    _out(f"Cycle ends on day {in_force.day_label} of each month; event days in {in_force.timezone}.")
+    if not settings:
+        _out("(the default: calendar months in UTC; change it with `cspbot billing set-cycle`)")
+    for setting in settings:
+        planned = " (planned)" if setting.effective_from > today else ""
+        _out(f"  {billing.describe(setting)}{planned}")
+    _out(f"Current cycle: {current.start} to {current.end} (report dated {current.report_date}).")
+    _out(f"Last ended cycle: {last.start} to {last.end}.")
+
+
+async def _billing_set_cycle(args: argparse.Namespace, services: Services) -> None:
+    setting = await services.billing.set_cycle(
+        day=args.day, timezone=args.timezone, effective=args.effective, actor=_actor()
+    )
+    _out(f"Billing cycle {services.billing.describe(setting)}.")
 
 
 def _package(args: argparse.Namespace, settings: Settings) -> None:

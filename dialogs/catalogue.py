@@ -5,15 +5,22 @@ Read as one table (entry points of the conversation); each later feature adds a 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from microsoft_agents.hosting.core import StatePropertyAccessor
+from microsoft_agents.activity import AdaptiveCardInvokeResponse, InvokeResponse
+from microsoft_agents.hosting.core import StatePropertyAccessor, TurnContext
 from microsoft_agents.hosting.dialogs import Dialog, DialogSet
 
 from cards.common import MenuEntry
 from services.access import Caller
 from services.roles import Permission
+
+# Action.Execute verbs (`adaptiveCard/action`): (turn, caller, data) -> the invoke's answer.
+CardActionHandler = Callable[[TurnContext, Caller, dict[str, Any]], Awaitable[AdaptiveCardInvokeResponse]]
+# Other invokes by name (`composeExtension/query`, `fileConsent/invoke`): the caller may be None.
+NamedInvokeHandler = Callable[[TurnContext, "Caller | None"], Awaitable[InvokeResponse]]
 
 
 @dataclass(frozen=True)
@@ -24,9 +31,18 @@ class Task:
     dialog: Dialog
     permission: Permission
     aliases: tuple[str, ...] = field(default=())
+    # Words that start the task with more words after them ("billing 2026-09"); the dialog reads
+    # the whole text.
+    prefixes: tuple[str, ...] = field(default=())
+    card_actions: Mapping[str, CardActionHandler] = field(default_factory=dict)
+    invokes: Mapping[str, NamedInvokeHandler] = field(default_factory=dict)
 
     def matches(self, words: str) -> bool:
-        return words == self.command or words in self.aliases
+        return (
+            words == self.command
+            or words in self.aliases
+            or any(words == prefix or words.startswith(prefix + " ") for prefix in self.prefixes)
+        )
 
 
 class TaskCatalogue:
@@ -41,6 +57,12 @@ class TaskCatalogue:
         for task in self._tasks:
             dialogs.add(task.dialog)
         return dialogs
+
+    def card_actions(self) -> dict[str, CardActionHandler]:
+        return {verb: handler for task in self._tasks for verb, handler in task.card_actions.items()}
+
+    def invokes(self) -> dict[str, NamedInvokeHandler]:
+        return {name: handler for task in self._tasks for name, handler in task.invokes.items()}
 
     def find(self, words: str) -> Task | None:
         return next((task for task in self._tasks if task.matches(words)), None)

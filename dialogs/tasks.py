@@ -8,6 +8,7 @@ from microsoft_agents.activity import Activity
 
 from dialogs.add_subscription import add_subscription_tasks, render_order_job
 from dialogs.add_tenant import AddTenantDialog, MyServicesDialog, tenant_job_renderers
+from dialogs.billing import billing_tasks
 from dialogs.catalogue import Task
 from dialogs.users import ASSIGN, NEW, UsersDialog
 from services.container import Services
@@ -60,6 +61,7 @@ def default_tasks(services: Services) -> list[Task]:
             aliases=("assign licences", "assign licenses", "licences", "licenses"),
         ),
         *add_subscription_tasks(services),
+        *billing_tasks(services),
     ]
 
 

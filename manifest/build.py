@@ -41,6 +41,7 @@ COMMANDS: Final[list[tuple[str, str]]] = [
     ("users", "Users of your tenant and their licences"),
     ("assign", "Assign licences to users"),
     ("buy", "Add a subscription: browse products, see the price, order"),
+    ("billing", "Bills: last month, 2026-09, or a product"),
 ]
 COMMAND_SCOPES: Final[tuple[str, ...]] = ("personal", "team")
 

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.access import AccessService
 from services.alerts import AlertService
+from services.billing.service import BillingService
 from services.catalog import CatalogService
 from services.conversations import ConversationReferenceService
 from services.db import create_session_factory
@@ -48,6 +49,7 @@ class Services:
     licences: LicenceService
     directory: DirectoryService
     ordering: OrderingService
+    billing: BillingService
 
 
 def build_services(engine: AsyncEngine, settings: Settings, partner_center: PartnerCenterClient) -> Services:
@@ -100,6 +102,14 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
             idempotency,
             ledger,
             alerts,
+        ),
+        billing=BillingService(
+            sessions,
+            ledger,
+            pricing,
+            alerts,
+            export_base_url=settings.export_base_url,
+            file_consent=settings.authenticated,
         ),
     )
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from services.db import Base, UtcDateTime, utcnow
@@ -245,9 +245,7 @@ class LedgerEntry(Base):
 
 # --- Catalog cache and price lists (issue 6) --------------------------------------------------------
 # Imported here, not at the top, so parallel features appending their own sections merge cleanly.
-from datetime import date  # noqa: E402
-
-from sqlalchemy import Date, ForeignKeyConstraint  # noqa: E402
+from sqlalchemy import ForeignKeyConstraint  # noqa: E402
 
 
 class CatalogProduct(Base):
@@ -505,3 +503,88 @@ class DirectoryUser(Base):
     password_set_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+# ---- Billing (issue 9) ------------------------------------------------------------------------
+
+
+class BillingSettingRow(Base):
+    """The reseller's cycle-end day and time zone, from an effective date on (never edited: a new
+    row takes effect for the cycles that start on or after its date, so history is never re-cut)."""
+
+    __tablename__ = "billing_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    effective_from: Mapped[date] = mapped_column(Date, index=True)
+    cycle_day: Mapped[int | None] = mapped_column(Integer)  # None = the last day of the month
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    actor: Mapped[str] = mapped_column(String(254), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class BillingReportRow(Base):
+    """An issued report of an ended cycle: stored once, never rewritten."""
+
+    __tablename__ = "billing_reports"
+    __table_args__ = (UniqueConstraint("organisation_id", "cycle_end"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    cycle_start: Mapped[date] = mapped_column(Date)
+    cycle_end: Mapped[date] = mapped_column(Date)
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # What the report was rated from (ledger extent + price entries): when nothing changed since the
+    # latest issued report, no earlier cycle can need an adjustment and none is re-rated.
+    inputs_fingerprint: Mapped[str] = mapped_column(String(64), default="")
+
+    lines: Mapped[list[BillingReportLineRow]] = relationship(
+        back_populates="report", cascade="all, delete-orphan", order_by="BillingReportLineRow.position"
+    )
+
+
+class BillingReportLineRow(Base):
+    """One line of an issued report. Money is stored as decimal text: exact on SQLite and PostgreSQL."""
+
+    __tablename__ = "billing_report_lines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("billing_reports.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    subscription_id: Mapped[str] = mapped_column(String(64))
+    parent_subscription_id: Mapped[str | None] = mapped_column(String(64))
+    product: Mapped[str] = mapped_column(String(200))
+    offer_id: Mapped[str] = mapped_column(String(120))
+    product_id: Mapped[str] = mapped_column(String(40))
+    sku_id: Mapped[str] = mapped_column(String(40))
+    term_duration: Mapped[str] = mapped_column(String(10))
+    billing_cycle: Mapped[str] = mapped_column(String(20))
+    charge_type: Mapped[str] = mapped_column(String(30))
+    charge_day: Mapped[date] = mapped_column(Date)
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[str | None] = mapped_column(String(40))
+    days: Mapped[int | None] = mapped_column(Integer)
+    cycle_days: Mapped[int | None] = mapped_column(Integer)
+    amount: Mapped[str | None] = mapped_column(String(40))
+    currency: Mapped[str] = mapped_column(String(3), default="")
+    price_entry_id: Mapped[int | None] = mapped_column(Integer)
+    corrects_cycle_end: Mapped[date | None] = mapped_column(Date)
+
+    report: Mapped[BillingReportRow] = relationship(back_populates="lines")
+
+
+class BillingExportRow(Base):
+    """A signed, single-use download link for an export (stored by the hash of its token)."""
+
+    __tablename__ = "billing_exports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    member_id: Mapped[int] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(254))
+    file_format: Mapped[str] = mapped_column(String(8))
+    first_month: Mapped[str] = mapped_column(String(7))  # YYYY-MM
+    last_month: Mapped[str] = mapped_column(String(7))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

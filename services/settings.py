@@ -85,6 +85,15 @@ class Settings(BaseSettings):
     partner_center_sandbox_port: int = Field(default=0, ge=0, le=65535)
     partner_center_sandbox_database_url: str = ""
 
+    # --- Billing (issue 9) -----------------------------------------------------------------------
+    # Where users reach the bot's own HTTP server (export download links `/exports/{token}`);
+    # empty = http://HOST:PORT (fine for the local Playground, not for Teams).
+    public_base_url: str = ""
+
+    @property
+    def export_base_url(self) -> str:
+        return (self.public_base_url.strip() or f"http://{self.host}:{self.port}").rstrip("/")
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:

@@ -120,7 +120,9 @@ def test_rendered_manifest_content() -> None:
         assert manifest["developer"][key].startswith("https://example.com/")
     bot = manifest["bots"][0]
     assert {"personal", "team"} <= set(bot["scopes"])
-    assert bot["supportsFiles"] is False
+    assert bot["supportsFiles"] is True  # billing exports go to a 1:1 chat through file consent
+    (extension,) = manifest["composeExtensions"]
+    assert extension["botId"] == APP_ID and extension["commands"][0]["type"] == "query"
     assert bot["isNotificationOnly"] is False
     assert manifest["permissions"] == ["identity", "messageTeamMembers"]
     assert manifest["icons"] == {"color": build.COLOR_ICON, "outline": build.OUTLINE_ICON}

@@ -1,0 +1,49 @@
+"""`GET /exports/{token}`: the download behind an export link — single use, 15 minutes, one
+organisation's bills only, every download audited (the token is the only credential; it is stored
+as its hash and never logged)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from services.billing.export import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, export_name, to_csv, to_xlsx
+from services.billing.reports import month_label
+from services.billing.service import BillingService
+from services.errors import Conflict, DomainError, NotFound, PermissionDenied
+
+log = logging.getLogger(__name__)
+
+_PAGE = "<!doctype html><meta charset=utf-8><title>Export</title><p>{message}</p>"
+
+
+def export_handler(billing: Callable[[], BillingService]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle_export(request: web.Request) -> web.StreamResponse:
+        service = billing()
+        try:
+            grant = await service.redeem_export_link(request.match_info["token"])
+            reports = await service.reports_for_grant(grant)
+        except (NotFound, Conflict, PermissionDenied) as error:
+            status = 404 if isinstance(error, NotFound) else 410
+            log.info("export link refused (%s)", error.code)
+            return web.Response(status=status, text=_PAGE.format(message=error.message), content_type="text/html")
+        except DomainError as error:
+            return web.Response(status=400, text=_PAGE.format(message=error.message), content_type="text/html")
+        name = export_name(month_label(grant.first), month_label(grant.last), grant.file_format)
+        if grant.file_format == "csv":
+            body, media_type = to_csv(reports), CSV_MEDIA_TYPE
+        else:
+            body, media_type = to_xlsx(reports), XLSX_MEDIA_TYPE
+        return web.Response(
+            body=body,
+            content_type=media_type,
+            headers={
+                "Content-Disposition": f'attachment; filename="{name}"',
+                "Cache-Control": "no-store",
+                "Referrer-Policy": "no-referrer",
+            },
+        )
+
+    return handle_export

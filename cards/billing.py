@@ -1,0 +1,326 @@
+"""Billing cards: the report (cycle → subscriptions → detail lines, expandable in place), the
+range chooser, a product's spend, the export link, and the Teams file attachments (file consent,
+file info) and message-extension results. Pure: view models in, dicts out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cards.base import Card, card, command_button, facts, heading, text
+
+# Teams refuses messages over ~28 KB; keep a margin for the activity envelope.
+CARD_BUDGET = 24_000
+EXPORT_VERB = "billing_export"
+RANGE_VERB = "billing_range"
+FILE_CONSENT = "application/vnd.microsoft.teams.card.file.consent"
+FILE_INFO = "application/vnd.microsoft.teams.card.file.info"
+ADAPTIVE = "application/vnd.microsoft.card.adaptive"
+THUMBNAIL = "application/vnd.microsoft.card.thumbnail"
+
+
+@dataclass(frozen=True)
+class DetailView:
+    label: str  # "Pro-rata increase"
+    product: str  # shown for add-on lines
+    quantity: str
+    unit_price: str
+    days: str  # "22/31 days" or ""
+    amount: str
+    unpriced: bool = False
+
+
+@dataclass(frozen=True)
+class SubscriptionView:
+    subscription_id: str
+    product: str
+    amount: str
+    details: tuple[DetailView, ...]
+    unpriced: bool = False
+
+
+@dataclass(frozen=True)
+class CycleView:
+    title: str  # "September 2026"
+    period: str  # "1 Sep – 30 Sep 2026"
+    report_date: str
+    total: str
+    issued: bool
+    subscriptions: tuple[SubscriptionView, ...]  # largest first
+    unpriced: int = 0
+
+
+@dataclass(frozen=True)
+class ReportView:
+    title: str
+    organisation: str
+    cycles: tuple[CycleView, ...]
+    first_month: str
+    last_month: str
+    grand_total: str = ""
+
+
+@dataclass(frozen=True)
+class SpendView:
+    product: str
+    label: str  # "the last 12 months"
+    rows: tuple[tuple[str, str], ...]  # (cycle title, amount)
+    total: str
+    full_report_command: str
+
+
+@dataclass(frozen=True)
+class RangeChoiceView:
+    first_month: str = ""
+    last_month: str = ""
+    error: str = ""
+    example: str = "2026-01"
+
+
+def _execute(title: str, verb: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    return {"type": "Action.Execute", "title": title, "verb": verb, "data": {"verb": verb, **data}}
+
+
+def export_actions(first_month: str, last_month: str) -> list[dict[str, Any]]:
+    data = {"first_month": first_month, "last_month": last_month}
+    return [
+        _execute("Export to Excel", EXPORT_VERB, {**data, "format": "xlsx"}),
+        _execute("Export CSV", EXPORT_VERB, {**data, "format": "csv"}),
+    ]
+
+
+def _detail_row(detail: DetailView) -> dict[str, Any]:
+    label = detail.label if not detail.product else f"{detail.label} · {detail.product}"
+    quantity = f"{detail.quantity} × {detail.unit_price}" if not detail.unpriced else f"{detail.quantity} × no price"
+    return {
+        "type": "ColumnSet",
+        "spacing": "None",
+        "columns": [
+            {"type": "Column", "width": "stretch", "items": [text(label, subtle=True)]},
+            {"type": "Column", "width": "auto", "items": [text(quantity, subtle=True)]},
+            {"type": "Column", "width": "auto", "items": [text(detail.days or " ", subtle=True)]},
+            {
+                "type": "Column",
+                "width": "auto",
+                "items": [text(detail.amount, color="Attention" if detail.unpriced else None)],
+            },
+        ],
+    }
+
+
+def _amount_row(left: list[dict[str, Any]], amount: str, target: str, *, bold: bool = False) -> dict[str, Any]:
+    return {
+        "type": "ColumnSet",
+        "selectAction": {"type": "Action.ToggleVisibility", "title": "Show details", "targetElements": [target]},
+        "columns": [
+            {"type": "Column", "width": "stretch", "items": left},
+            {
+                "type": "Column",
+                "width": "auto",
+                "verticalContentAlignment": "Center",
+                "items": [text(amount, weight="Bolder" if bold else None)],
+            },
+        ],
+    }
+
+
+def _cycle_block(index: int, cycle: CycleView, top: int, max_details: int) -> list[dict[str, Any]]:
+    cycle_id = f"cycle{index}"
+    status = "issued" if cycle.issued else "open — so far, not final"
+    left = [
+        text(f"**{cycle.title}** · {cycle.period}", weight=None),
+        text(f"Report dated {cycle.report_date} · {status}", subtle=True),
+    ]
+    if cycle.unpriced:
+        left.append(
+            text(f"⚠ {cycle.unpriced} line(s) without a price — your reseller has been told.", color="Attention")
+        )
+    items: list[dict[str, Any]] = []
+    shown = cycle.subscriptions[:top]
+    for position, subscription in enumerate(shown):
+        details_id = f"{cycle_id}s{position}"
+        items.append(
+            _amount_row(
+                [
+                    text(f"▸ {subscription.product}", weight="Bolder"),
+                    text(subscription.subscription_id, subtle=True),
+                ],
+                subscription.amount,
+                details_id,
+            )
+        )
+        details = [_detail_row(detail) for detail in subscription.details[:max_details]]
+        if len(subscription.details) > max_details:
+            details.append(
+                text(f"…and {len(subscription.details) - max_details} more lines in the export.", subtle=True)
+            )
+        items.append({"type": "Container", "id": details_id, "isVisible": False, "items": details})
+    hidden = len(cycle.subscriptions) - len(shown)
+    if hidden > 0:
+        items.append(text(f"…and {hidden} more subscription(s): use **Export** for all of them.", subtle=True))
+    if not cycle.subscriptions:
+        items.append(text("No charges in this cycle.", subtle=True))
+    return [
+        {**_amount_row(left, cycle.total, cycle_id, bold=True), "separator": True, "spacing": "Medium"},
+        {"type": "Container", "id": cycle_id, "isVisible": False, "items": items},
+    ]
+
+
+def build_report_card(view: ReportView, *, top: int = 10, max_details: int = 12) -> Card:
+    """One entry per cycle with its total; tap it for the subscriptions (largest first), tap one of
+    those for its detail lines. Shrinks the lists to stay within Teams' message size."""
+    for attempt_top, attempt_details in ((top, max_details), (5, 8), (3, 5), (1, 3), (0, 0)):
+        body: list[dict[str, Any]] = [
+            heading(view.title),
+            text(f"{view.organisation} · tap a cycle, then a subscription, for the details.", subtle=True),
+        ]
+        if view.grand_total and len(view.cycles) > 1:
+            body.append(facts([("Total", view.grand_total)]))
+        for index, cycle in enumerate(view.cycles):
+            body += _cycle_block(index, cycle, attempt_top, attempt_details)
+        result = card(body, export_actions(view.first_month, view.last_month))
+        if len(json.dumps(result, ensure_ascii=False).encode()) <= CARD_BUDGET:
+            return result
+    return result
+
+
+def build_spend_card(view: SpendView) -> Card:
+    body: list[dict[str, Any]] = [heading(f"Spend on {view.product}"), text(view.label.capitalize(), subtle=True)]
+    if view.rows:
+        body.append(facts(view.rows))
+        body.append(text(f"Total: **{view.total}**", weight=None))
+    else:
+        body.append(text(f"No charges for {view.product!r} in {view.label}."))
+    return card(body, [command_button("Full report", view.full_report_command)])
+
+
+def build_range_card(view: RangeChoiceView) -> Card:
+    body: list[dict[str, Any]] = [
+        heading("Billing report"),
+        text("Last month is the most recent billing cycle that has ended. Or choose a range of months."),
+    ]
+    if view.error:
+        body.append(text(view.error, color="Attention", weight="Bolder"))
+    body += [
+        {
+            "type": "Input.Text",
+            "id": "first_month",
+            "label": "First month (YYYY-MM)",
+            "placeholder": view.example,
+            "value": view.first_month,
+            "maxLength": 7,
+        },
+        {
+            "type": "Input.Text",
+            "id": "last_month",
+            "label": "Last month (YYYY-MM)",
+            "placeholder": view.example,
+            "value": view.last_month,
+            "maxLength": 7,
+        },
+    ]
+    return card(
+        body,
+        [
+            {"type": "Action.Submit", "title": "Last month", "data": {"verb": RANGE_VERB, "choice": "last"}},
+            {"type": "Action.Submit", "title": "Show the range", "data": {"verb": RANGE_VERB, "choice": "range"}},
+        ],
+    )
+
+
+def build_export_link_card(name: str, url: str, minutes: int, *, declined: bool = False) -> Card:
+    intro = "No problem — here is a download link instead." if declined else "Your export is ready."
+    return card(
+        [
+            heading(name),
+            text(intro),
+            text(
+                f"The link works **once**, for **{minutes} minutes**, and only for you; downloads are logged.",
+                subtle=True,
+            ),
+        ],
+        [{"type": "Action.OpenUrl", "title": "Download", "url": url}],
+    )
+
+
+def file_consent_attachment(name: str, size: int, description: str, context: Mapping[str, Any]) -> dict[str, Any]:
+    """Teams' FileConsentCard: asks the user to let the bot put a file in their OneDrive."""
+    return {
+        "contentType": FILE_CONSENT,
+        "name": name,
+        "content": {
+            "description": description,
+            "sizeInBytes": size,
+            "acceptContext": dict(context),
+            "declineContext": dict(context),
+        },
+    }
+
+
+def file_info_attachment(name: str, content_url: str, unique_id: str, file_type: str) -> dict[str, Any]:
+    """Teams' FileInfoCard: the uploaded file, shown in the chat."""
+    return {
+        "contentType": FILE_INFO,
+        "name": name,
+        "contentUrl": content_url,
+        "content": {"uniqueId": unique_id, "fileType": file_type},
+    }
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    title: str
+    subtitle: str
+    card: Card = field(default_factory=dict)
+
+
+def compose_extension_result(hits: Sequence[SearchHit]) -> dict[str, Any]:
+    """The `composeExtension/query` answer: a list of previews; picking one inserts its card."""
+    return {
+        "composeExtension": {
+            "type": "result",
+            "attachmentLayout": "list",
+            "attachments": [
+                {
+                    "contentType": ADAPTIVE,
+                    "content": hit.card,
+                    "preview": {"contentType": THUMBNAIL, "content": {"title": hit.title, "text": hit.subtitle}},
+                }
+                for hit in hits
+            ],
+        }
+    }
+
+
+def compose_extension_message(message: str) -> dict[str, Any]:
+    return {"composeExtension": {"type": "message", "text": message}}
+
+
+@dataclass(frozen=True)
+class BillSummaryView:
+    title: str  # "Bill — September 2026"
+    period: str
+    report_date: str
+    total: str
+    status: str
+    top: tuple[tuple[str, str], ...]  # (product, amount), largest first
+    more: int
+    full_report_command: str
+
+
+def build_bill_summary_card(view: BillSummaryView) -> Card:
+    """A compact bill for look-ups and the message extension: totals and the largest subscriptions."""
+    body: list[dict[str, Any]] = [
+        heading(view.title),
+        facts([("Period", view.period), ("Report dated", view.report_date), ("Status", view.status)]),
+        text(f"Total: **{view.total}**"),
+    ]
+    if view.top:
+        body.append(facts(view.top))
+    if view.more:
+        body.append(text(f"…and {view.more} more subscription(s).", subtle=True))
+    if not view.top:
+        body.append(text("No charges in this cycle.", subtle=True))
+    return card(body, [command_button("Full report", view.full_report_command)])

@@ -1,0 +1,395 @@
+"""Billing: the report dialog, quick look-ups, exports and the bills message extension.
+
+Steps of the dialog (`billing`, or the menu's Billing entry):
+  start_step  — "billing <words>" (last month, 2026-09, this year, 2026-01..2026-06, a product) is
+                answered at once; plain "billing" shows the chooser (last month or a range of months)
+  range_step  — reads the chooser; a bad range re-shows it with the error and the values kept
+
+Bills are answered in the requester's 1:1 chat (asked in a channel, the channel only hears that).
+Exports (Action.Execute `billing_export`) go through Teams' file consent flow in a personal chat
+with real Teams, otherwise (and when consent is declined) as a single-use download link.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlparse
+
+import aiohttp
+from microsoft_agents.activity import AdaptiveCardInvokeResponse, Attachment, InvokeResponse
+from microsoft_agents.hosting.core import MessageFactory, TurnContext
+from microsoft_agents.hosting.dialogs import DialogTurnResult, WaterfallStepContext
+
+from bot.private_replies import send_privately
+from cards.billing import (
+    EXPORT_VERB,
+    BillSummaryView,
+    CycleView,
+    DetailView,
+    RangeChoiceView,
+    ReportView,
+    SearchHit,
+    SpendView,
+    SubscriptionView,
+    build_bill_summary_card,
+    build_export_link_card,
+    build_range_card,
+    build_report_card,
+    build_spend_card,
+    compose_extension_message,
+    compose_extension_result,
+    file_consent_attachment,
+    file_info_attachment,
+)
+from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_activity, normalised_text
+from dialogs.catalogue import Task
+from services.access import Caller
+from services.billing.export import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, export_name, to_csv, to_xlsx
+from services.billing.money import format_money
+from services.billing.rating import CHARGE_LABELS, ChargeType, Line
+from services.billing.reports import CycleReport, Query, month_label, parse_month
+from services.billing.service import EXPORT_FORMATS, EXPORT_LINK_MINUTES, BillingService
+from services.container import Services
+from services.errors import DomainError, InvalidInput
+from services.roles import Permission
+from services.settings import is_loopback_host
+
+log = logging.getLogger(__name__)
+
+BILLING_DIALOG = "billing_dialog"
+BILLING_TITLE = "Billing"
+SEARCH_COMMAND = "searchBills"
+SUMMARY_TOP = 5
+INVOKE_MESSAGE = "application/vnd.microsoft.activity.message"
+
+
+# ---- view models ---------------------------------------------------------------------------------
+def _totals_text(totals: dict[str, Decimal]) -> str:
+    if not totals:
+        return "0.00"
+    return " + ".join(format_money(amount, currency) for currency, amount in sorted(totals.items()))
+
+
+def _day(value: Any) -> str:
+    return f"{value.day} {value:%b %Y}"
+
+
+def _period(report: CycleReport) -> str:
+    start, end = report.cycle.start, report.cycle.end
+    if start.year == end.year:
+        return f"{start.day} {start:%b} – {_day(end)}"
+    return f"{_day(start)} – {_day(end)}"
+
+
+def _title(report: CycleReport) -> str:
+    return f"{report.cycle.end:%B %Y}"
+
+
+def _detail(line: Line) -> DetailView:
+    label = CHARGE_LABELS[line.charge_type]
+    if line.charge_type is ChargeType.ADJUSTMENT and line.corrects is not None:
+        label = f"{label} for the cycle ending {_day(line.corrects)}"
+    priced = line.amount is not None and line.unit_price is not None
+    return DetailView(
+        label=label,
+        product=line.product if line.parent_subscription_id else "",
+        quantity=str(line.quantity),
+        unit_price=format_money(line.unit_price, line.currency) if priced and line.unit_price is not None else "",
+        days=f"{line.days}/{line.cycle_days} days" if line.days is not None else "",
+        amount=format_money(line.amount, line.currency) if line.amount is not None else "no price",
+        unpriced=not priced,
+    )
+
+
+def cycle_view(report: CycleReport) -> CycleView:
+    groups = sorted(report.groups(), key=lambda group: group.sort_amount, reverse=True)
+    return CycleView(
+        title=_title(report),
+        period=_period(report),
+        report_date=_day(report.report_date),
+        total=_totals_text(report.totals),
+        issued=report.issued,
+        subscriptions=tuple(
+            SubscriptionView(
+                subscription_id=group.subscription_id,
+                product=group.product,
+                amount=_totals_text(group.totals) + (" + unpriced" if group.unpriced else ""),
+                details=tuple(_detail(line) for line in group.lines),
+                unpriced=bool(group.unpriced),
+            )
+            for group in groups
+        ),
+        unpriced=report.unpriced,
+    )
+
+
+def report_view(reports: Sequence[CycleReport], organisation: str, label: str) -> ReportView:
+    totals: dict[str, Decimal] = {}
+    for report in reports:
+        for currency, amount in report.totals.items():
+            totals[currency] = totals.get(currency, Decimal(0)) + amount
+    first, last = reports[0].cycle.month, reports[-1].cycle.month
+    return ReportView(
+        title=f"Bills — {label}",
+        organisation=organisation,
+        cycles=tuple(cycle_view(report) for report in reports),
+        first_month=month_label(first),
+        last_month=month_label(last),
+        grand_total=_totals_text(totals),
+    )
+
+
+def summary_view(report: CycleReport) -> BillSummaryView:
+    view = cycle_view(report)
+    return BillSummaryView(
+        title=f"Bill — {view.title}",
+        period=view.period,
+        report_date=view.report_date,
+        total=view.total,
+        status="issued" if report.issued else "open — so far, not final",
+        top=tuple((s.product, s.amount) for s in view.subscriptions[:SUMMARY_TOP]),
+        more=max(len(view.subscriptions) - SUMMARY_TOP, 0),
+        full_report_command=f"billing {month_label(report.cycle.month)}",
+    )
+
+
+def spend_view(query: Query, reports: Sequence[CycleReport]) -> SpendView:
+    rows = tuple((_title(r), _totals_text(r.totals)) for r in reports if r.lines)
+    totals: dict[str, Decimal] = {}
+    for report in reports:
+        for currency, amount in report.totals.items():
+            totals[currency] = totals.get(currency, Decimal(0)) + amount
+    first, last = query.first or reports[0].cycle.month, query.last or reports[-1].cycle.month
+    return SpendView(
+        product=query.product,
+        label=query.label,
+        rows=rows,
+        total=_totals_text(totals),
+        full_report_command=f"billing {month_label(first)}..{month_label(last)}",
+    )
+
+
+def answer_card(caller: Caller, query: Query, reports: Sequence[CycleReport]) -> dict[str, Any]:
+    if query.product:
+        return build_spend_card(spend_view(query, reports))
+    return build_report_card(report_view(reports, caller.organisation_name, query.label))
+
+
+# ---- the dialog ------------------------------------------------------------------------------------
+class BillingDialog(TaskDialog):
+    title = BILLING_TITLE
+
+    def __init__(self, billing: BillingService) -> None:
+        super().__init__(BILLING_DIALOG, [self.start_step, self.range_step])
+        self._billing = billing
+
+    async def start_step(self, step_context: WaterfallStepContext) -> DialogTurnResult:
+        options = step_context.options if isinstance(step_context.options, dict) else {}
+        if options.get("error"):
+            view = RangeChoiceView(options.get("first", ""), options.get("last", ""), options["error"])
+            return await step_context.prompt(CARD_PROMPT, self.prompt_card(build_range_card(view)))
+        activity = step_context.context.activity
+        value = activity.value if isinstance(activity.value, dict) else {}
+        words = " ".join(str(value.get("command", "")).lower().split()) if value else normalised_text(activity)
+        if words in ("billing", "bills", "bill"):
+            return await step_context.prompt(CARD_PROMPT, self.prompt_card(build_range_card(RangeChoiceView())))
+        caller = caller_of(step_context.context)
+        query, reports = await self._billing.lookup(caller, words)
+        await send_privately(step_context.context, caller, card_activity(answer_card(caller, query, reports)))
+        return await step_context.end_dialog()
+
+    async def range_step(self, step_context: WaterfallStepContext) -> DialogTurnResult:
+        submitted = step_context.result if isinstance(step_context.result, dict) else {}
+        caller = caller_of(step_context.context)
+        first_text = str(submitted.get("first_month", "")).strip()
+        last_text = str(submitted.get("last_month", "")).strip() or first_text
+        try:
+            if submitted.get("choice") == "last":
+                reports = [await self._billing.last_month(caller)]
+                label = "last month"
+            else:
+                if not first_text:
+                    raise InvalidInput("Enter the first month like 2026-01 (and the last month, or leave it empty).")
+                today = await self._billing.today()
+                first, last = parse_month(first_text, today), parse_month(last_text, today)
+                reports = await self._billing.months(caller, first, last)
+                label = month_label(first) if first == last else f"{month_label(first)} to {month_label(last)}"
+        except InvalidInput as error:
+            return await step_context.replace_dialog(
+                f"{BILLING_DIALOG}.steps", {"error": error.message, "first": first_text, "last": last_text}
+            )
+        view = report_view(reports, caller.organisation_name, label)
+        await send_privately(step_context.context, caller, card_activity(build_report_card(view)))
+        return await step_context.end_dialog()
+
+
+# ---- exports --------------------------------------------------------------------------------------
+def _month_argument(value: Any) -> tuple[int, int]:
+    text = str(value or "").strip()
+    parts = text.split("-")
+    if len(parts) != 2 or not all(part.isdigit() for part in parts) or not 1 <= int(parts[1]) <= 12:
+        raise InvalidInput("That export is not valid any more. Ask for the report again.")
+    return int(parts[0]), int(parts[1])
+
+
+def export_file(reports: Sequence[CycleReport], file_format: str, organisation: str) -> tuple[bytes, str]:
+    if file_format == "csv":
+        return to_csv(reports), CSV_MEDIA_TYPE
+    return to_xlsx(reports, organisation=organisation), XLSX_MEDIA_TYPE
+
+
+def _invoke_message(message: str) -> AdaptiveCardInvokeResponse:
+    return AdaptiveCardInvokeResponse(status_code=200, type=INVOKE_MESSAGE, value=message)  # type: ignore[arg-type]
+
+
+def _is_personal(context: TurnContext) -> bool:
+    conversation = context.activity.conversation
+    return conversation is None or (conversation.conversation_type or "personal") == "personal"
+
+
+class BillingInvokes:
+    """The card action and the invokes of billing: export, file consent, the message extension."""
+
+    def __init__(self, billing: BillingService) -> None:
+        self._billing = billing
+
+    async def _send_link(
+        self, context: TurnContext, caller: Caller, fmt: str, first: tuple[int, int], last: tuple[int, int], **kw: Any
+    ) -> None:
+        token = await self._billing.create_export_link(caller, fmt, first, last)
+        name = export_name(month_label(first), month_label(last), fmt)
+        card = build_export_link_card(name, self._billing.export_url(token), EXPORT_LINK_MINUTES, **kw)
+        await send_privately(context, caller, card_activity(card))
+
+    async def export(self, context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
+        caller.require(Permission.READ_BILLING)
+        fmt = str(data.get("format", ""))
+        if fmt not in EXPORT_FORMATS:
+            return _invoke_message("That export is not valid any more. Ask for the report again.")
+        first, last = _month_argument(data.get("first_month")), _month_argument(data.get("last_month"))
+        if self._billing.file_consent and _is_personal(context):
+            reports = await self._billing.months(caller, first, last)
+            content, _ = export_file(reports, fmt, caller.organisation_name)
+            token = await self._billing.create_export_link(caller, fmt, first, last)
+            name = export_name(month_label(first), month_label(last), fmt)
+            context_data = {
+                "export": token,
+                "format": fmt,
+                "first_month": month_label(first),
+                "last_month": month_label(last),
+            }
+            attachment = file_consent_attachment(name, len(content), f"Bills {name}", context_data)
+            await context.send_activity(MessageFactory.attachment(Attachment.model_validate(attachment)))
+            return _invoke_message("Allow me to put the file in your OneDrive, and it appears here.")
+        await self._send_link(context, caller, fmt, first, last)
+        return _invoke_message("Your export link is in our 1:1 chat.")
+
+    async def file_consent(self, context: TurnContext, caller: Caller | None) -> InvokeResponse:
+        """`fileConsent/invoke`: accepted → upload to the URL Teams gave and show the file; declined →
+        a download link instead. The export named in the context is re-checked against the caller."""
+        value = context.activity.value if isinstance(context.activity.value, dict) else {}
+        data = value.get("context") if isinstance(value.get("context"), dict) else {}
+        if caller is None:
+            return InvokeResponse(status=200)
+        try:
+            caller.require(Permission.READ_BILLING)
+            fmt = str(data.get("format", ""))
+            first, last = _month_argument(data.get("first_month")), _month_argument(data.get("last_month"))
+            if value.get("action") != "accept":
+                await self._send_link(context, caller, fmt, first, last, declined=True)
+                return InvokeResponse(status=200)
+            upload = value.get("uploadInfo") if isinstance(value.get("uploadInfo"), dict) else {}
+            _check_upload_url(str(upload.get("uploadUrl", "")))  # before the export is used up
+            grant = await self._billing.redeem_export_link(str(data.get("export", "")), caller=caller)
+            reports = await self._billing.reports_for_grant(grant)
+            content, media_type = export_file(reports, grant.file_format, caller.organisation_name)
+            await _upload(str(upload.get("uploadUrl", "")), content, media_type)
+            info = file_info_attachment(
+                str(upload.get("name", "")),
+                str(upload.get("contentUrl", "")),
+                str(upload.get("uniqueId", "")),
+                str(upload.get("fileType", grant.file_format)),
+            )
+            await context.send_activity(MessageFactory.attachment(Attachment.model_validate(info)))
+        except DomainError as error:
+            await context.send_activity(error.message)
+        return InvokeResponse(status=200)
+
+    async def search(self, context: TurnContext, caller: Caller | None) -> InvokeResponse:
+        """`composeExtension/query`: a month or a product typed in the compose box → bill summaries."""
+        if caller is None:
+            return _compose("You are not registered with your reseller, so I cannot show bills.")
+        if not caller.can(Permission.READ_BILLING):
+            return _compose("Only admins and billing readers of your organisation can see bills.")
+        value = context.activity.value if isinstance(context.activity.value, dict) else {}
+        words = ""
+        for parameter in value.get("parameters") or []:
+            # Our manifest names it "query"; clients may send "searchQuery"; "initialRun" is no query.
+            if isinstance(parameter, dict) and parameter.get("name") != "initialRun":
+                words = str(parameter.get("value") or "").strip()
+                break
+        try:
+            if not words:
+                today = await self._billing.today()
+                first = (today.year, today.month - 5) if today.month > 5 else (today.year - 1, today.month + 7)
+                reports = await self._billing.months(caller, first, (today.year, today.month))
+                query = Query(first=first, last=(today.year, today.month), label="the last 6 months")
+            else:
+                query, reports = await self._billing.lookup(caller, words)
+        except InvalidInput as error:
+            return _compose(error.message)
+        if query.product:
+            spend = spend_view(query, reports)
+            hits = [SearchHit(f"Spend on {query.product}: {spend.total}", query.label, build_spend_card(spend))]
+        else:
+            hits = [
+                SearchHit(
+                    f"{_title(r)}: {_totals_text(r.totals)}", _period(r), build_bill_summary_card(summary_view(r))
+                )
+                for r in reversed(reports)
+            ]
+        return InvokeResponse(status=200, body=compose_extension_result(hits))
+
+
+def _compose(message: str) -> InvokeResponse:
+    return InvokeResponse(status=200, body=compose_extension_message(message))
+
+
+def _check_upload_url(url: str) -> None:
+    """Only https (http on loopback, for tests): the URL comes in the invoke, from Teams."""
+    parsed = urlparse(url)
+    if parsed.scheme != "https" and not (parsed.scheme == "http" and is_loopback_host(parsed.hostname or "")):
+        raise InvalidInput("Teams gave an upload address I cannot use, so no file was sent. Try the export again.")
+
+
+async def _upload(url: str, content: bytes, media_type: str) -> None:
+    """PUT the file to the OneDrive upload session Teams created."""
+    _check_upload_url(url)
+    headers = {
+        "Content-Type": media_type,
+        "Content-Range": f"bytes 0-{len(content) - 1}/{len(content)}",
+    }
+    async with aiohttp.ClientSession() as session, session.put(url, data=content, headers=headers) as response:
+        if response.status >= 400:
+            log.warning("file upload refused with HTTP %s", response.status)
+            raise InvalidInput("Uploading the file did not work. Try the export again, or ask for a link.")
+
+
+def billing_tasks(services: Services) -> list[Task]:
+    invokes = BillingInvokes(services.billing)
+    return [
+        Task(
+            command="billing",
+            title=BILLING_TITLE,
+            description="Bills: last month, a range of months, a product's spend; export to Excel/CSV",
+            dialog=BillingDialog(services.billing),
+            permission=Permission.READ_BILLING,
+            aliases=("bills", "bill"),
+            prefixes=("billing", "what did we spend on", "what do we spend on", "spend on"),
+            card_actions={EXPORT_VERB: invokes.export},
+            invokes={"fileConsent/invoke": invokes.file_consent, "composeExtension/query": invokes.search},
+        )
+    ]

@@ -1,0 +1,521 @@
+"""The billing service: settings, issued reports (stored once, never rewritten), the open cycle,
+look-ups and export links. Every call is scoped to the caller's organisation and needs the
+`read_billing` permission (admin or billing role).
+
+Issuing: the report of an ended cycle is produced the first time it is needed, together with every
+earlier unissued cycle since the organisation's first ledger event, in order. Its lines are the
+rating engine's lines for the cycle plus, for each earlier issued cycle whose lines would now come
+out differently (a late ledger event, a corrected price), one `adjustment` line per subscription.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services import audit
+from services.access import Caller
+from services.alerts import AlertService
+from services.billing.cycles import Cycle, CycleCalendar, CycleSetting, parse_cycle_day, parse_timezone
+from services.billing.rating import ChargeType, Line, PriceIndex, adjustment_lines, rate_cycle, totals_by_currency
+from services.billing.reports import CycleReport, Query, check_range, filter_product, month_label, parse_query
+from services.db import utcnow
+from services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from services.ledger import LedgerRecord, SubscriptionLedger
+from services.models import BillingExportRow, BillingReportLineRow, BillingReportRow, BillingSettingRow
+from services.price_rules import UnitPrice
+from services.roles import Permission
+
+log = logging.getLogger(__name__)
+
+EXPORT_LINK_MINUTES = 15
+EXPORT_FORMATS = ("xlsx", "csv")
+
+
+class PriceSource(Protocol):
+    """Where prices come from: the price book (`services.pricing.PriceBook`) in the app, a list in tests."""
+
+    async def entries_for(self, organisation_id: int) -> list[UnitPrice]: ...
+
+
+@dataclass(frozen=True)
+class ExportGrant:
+    """What a redeemed export link allows: one download of these months for this organisation."""
+
+    organisation_id: int
+    member_id: int
+    actor: str
+    file_format: str
+    first: tuple[int, int]
+    last: tuple[int, int]
+
+
+def _month(text: str) -> tuple[int, int]:
+    year, month = text.split("-")
+    return int(year), int(month)
+
+
+def _decimal(value: str | None) -> Decimal | None:
+    return Decimal(value) if value is not None else None
+
+
+def _line_of(row: Any, cycle: Cycle) -> Line:
+    return Line(
+        cycle=cycle,
+        subscription_id=row.subscription_id,
+        parent_subscription_id=row.parent_subscription_id,
+        product=row.product,
+        offer_id=row.offer_id,
+        product_id=row.product_id,
+        sku_id=row.sku_id,
+        term_duration=row.term_duration,
+        billing_cycle=row.billing_cycle,
+        charge_type=ChargeType(row.charge_type),
+        charge_day=row.charge_day,
+        quantity=row.quantity,
+        unit_price=_decimal(row.unit_price),
+        days=row.days,
+        cycle_days=row.cycle_days,
+        amount=_decimal(row.amount),
+        currency=row.currency,
+        price_entry_id=row.price_entry_id,
+        corrects=row.corrects_cycle_end,
+    )
+
+
+def _row_of(line: Line, position: int) -> BillingReportLineRow:
+    return BillingReportLineRow(
+        position=position,
+        subscription_id=line.subscription_id,
+        parent_subscription_id=line.parent_subscription_id,
+        product=line.product,
+        offer_id=line.offer_id,
+        product_id=line.product_id,
+        sku_id=line.sku_id,
+        term_duration=line.term_duration,
+        billing_cycle=line.billing_cycle,
+        charge_type=line.charge_type.value,
+        charge_day=line.charge_day,
+        quantity=line.quantity,
+        unit_price=None if line.unit_price is None else str(line.unit_price),
+        days=line.days,
+        cycle_days=line.cycle_days,
+        amount=None if line.amount is None else str(line.amount),
+        currency=line.currency,
+        price_entry_id=line.price_entry_id,
+        corrects_cycle_end=line.corrects,
+    )
+
+
+def fingerprint(records: Sequence[LedgerRecord], prices: Sequence[UnitPrice]) -> str:
+    """The rating inputs in one value: the ledger is append-only (its extent is its count and last
+    id); price entries are compared whole, so a corrected price changes it."""
+    digest = hashlib.sha256()
+    digest.update(f"{len(records)}:{max((r.id or 0 for r in records), default=0)}".encode())
+    for entry in sorted(prices, key=lambda e: (e.entry_id, e.scope.value, e.valid_from)):
+        digest.update(repr(entry).encode())
+    return digest.hexdigest()
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class BillingService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        ledger: SubscriptionLedger,
+        prices: PriceSource,
+        alerts: AlertService,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        export_base_url: str = "http://127.0.0.1:3978",
+        file_consent: bool = False,
+    ) -> None:
+        self._sessions = sessions
+        self._export_base_url = export_base_url.rstrip("/")
+        # Real Teams delivers files to a 1:1 chat through the file consent flow; the local
+        # Playground cannot, so there a download link is the delivery.
+        self.file_consent = file_consent
+        self._ledger = ledger
+        self._prices = prices
+        self._alerts = alerts
+        self._clock = clock
+
+    # ---- settings (operator) -----------------------------------------------------------------
+    async def settings_history(self) -> list[CycleSetting]:
+        async with self._sessions() as session:
+            rows = (await session.scalars(select(BillingSettingRow).order_by(BillingSettingRow.effective_from))).all()
+        return [CycleSetting(row.effective_from, row.cycle_day, row.timezone) for row in rows]
+
+    async def calendar(self) -> CycleCalendar:
+        return CycleCalendar(await self.settings_history())
+
+    async def set_cycle(self, *, day: str | None, timezone: str | None, effective: date, actor: str) -> CycleSetting:
+        """A new cycle day and/or time zone from `effective` on (for the cycles starting then or
+        later). Refused for a date in the past or inside a cycle already issued: history is never re-cut."""
+        calendar = await self.calendar()
+        today = calendar.today(self._clock())
+        if effective < today:
+            raise InvalidInput(
+                f"The effective date {effective} is in the past; history is never re-cut.", field="effective"
+            )
+        async with self._sessions.begin() as session:
+            latest_issued = await session.scalar(
+                select(BillingReportRow.cycle_end).order_by(BillingReportRow.cycle_end.desc()).limit(1)
+            )
+            if latest_issued is not None and effective <= latest_issued:
+                raise InvalidInput(
+                    f"Reports up to {latest_issued} are already issued; choose a date after it.", field="effective"
+                )
+            current = calendar.setting_on(effective)
+            setting = CycleSetting(
+                effective_from=effective,
+                cycle_day=current.cycle_day if day is None else parse_cycle_day(day),
+                timezone=current.timezone if timezone is None else parse_timezone(timezone),
+            )
+            existing = await session.scalar(
+                select(BillingSettingRow).where(BillingSettingRow.effective_from == effective)
+            )
+            before = None
+            if existing is not None:  # a not-yet-effective setting may be corrected
+                before = {"cycle_day": existing.cycle_day, "timezone": existing.timezone}
+                existing.cycle_day, existing.timezone, existing.actor = setting.cycle_day, setting.timezone, actor
+            else:
+                session.add(
+                    BillingSettingRow(
+                        effective_from=effective, cycle_day=setting.cycle_day, timezone=setting.timezone, actor=actor
+                    )
+                )
+            audit.record(
+                session,
+                actor=actor,
+                action="billing.set_cycle",
+                organisation_id=None,
+                target=str(effective),
+                before=before,
+                after={"cycle_day": setting.day_label, "timezone": setting.timezone, "effective": str(effective)},
+            )
+        return setting
+
+    # ---- reports -----------------------------------------------------------------------------
+    async def today(self) -> date:
+        return (await self.calendar()).today(self._clock())
+
+    async def last_month(self, caller: Caller) -> CycleReport:
+        caller.require(Permission.READ_BILLING)
+        calendar = await self.calendar()
+        cycle = calendar.last_ended(calendar.today(self._clock()))
+        return (await self._reports(caller.organisation_id, calendar, [cycle]))[0]
+
+    async def months(self, caller: Caller, first: tuple[int, int], last: tuple[int, int]) -> list[CycleReport]:
+        """One report per cycle ending in the months first..last (the open cycle included, marked so)."""
+        caller.require(Permission.READ_BILLING)
+        calendar = await self.calendar()
+        today = calendar.today(self._clock())
+        check_range(first, last, today)
+        return await self._reports(caller.organisation_id, calendar, self._cycles_for(calendar, first, last, today))
+
+    @staticmethod
+    def _cycles_for(calendar: CycleCalendar, first: tuple[int, int], last: tuple[int, int], today: date) -> list[Cycle]:
+        """The cycles ending in first..last; a range reaching the current month also gets the open
+        cycle (with a cycle day such as 15 it ends next month)."""
+        cycles = [cycle for cycle in calendar.cycles_ending_in(first, last) if cycle.start <= today]
+        current = calendar.cycle_of(today)
+        if last >= (today.year, today.month) and current not in cycles:
+            cycles.append(current)
+        return cycles
+
+    async def lookup(self, caller: Caller, text: str) -> tuple[Query, list[CycleReport]]:
+        """A quick look-up: "billing last month", "billing 2026-09", "this year", "what did we spend on E3"."""
+        caller.require(Permission.READ_BILLING)
+        query = parse_query(text, await self.today())
+        if query.first is None or query.last is None:
+            reports = [await self.last_month(caller)]
+        else:
+            reports = await self.months(caller, query.first, query.last)
+        if query.product:
+            reports = filter_product(reports, query.product)
+        return query, reports
+
+    async def _reports(
+        self, organisation_id: int, calendar: CycleCalendar, cycles: Sequence[Cycle]
+    ) -> list[CycleReport]:
+        today = calendar.today(self._clock())
+        ended = [cycle for cycle in cycles if cycle.end < today]
+        open_ = [cycle for cycle in cycles if cycle.end >= today]
+        issued_ends = await self._issued_ends(organisation_id)
+        stored: dict[date, CycleReport]
+        if ended and not open_ and all(cycle.end in issued_ends for cycle in ended):
+            # Everything asked for is issued: read just those reports, rate nothing.
+            stored = await self._load_stored(organisation_id, {cycle.end for cycle in ended})
+        else:
+            records = await self._ledger.entries(organisation_id)
+            entries = await self._prices.entries_for(organisation_id)
+            prices = PriceIndex(entries)
+            inputs = fingerprint(records, entries)
+            # Issued reports' heads only: their lines are read when an adjustment check needs them.
+            stored = await self._load_stored(organisation_id, with_lines=False)
+            heads_only = set(stored)
+            if ended:
+                stored = await self._issue_through(
+                    organisation_id, calendar, records, prices, stored, max(ended), min(ended), inputs
+                )
+            for cycle in open_:
+                lines = rate_cycle(records, prices, calendar, cycle)
+                lines += await self._adjustments(organisation_id, calendar, records, prices, cycle, stored, inputs)
+                stored[cycle.end] = CycleReport(cycle, tuple(lines), False)
+            wanted = {cycle.end for cycle in ended} & heads_only
+            if wanted:
+                stored.update(await self._load_stored(organisation_id, wanted))
+        result = [stored[cycle.end] for cycle in cycles]
+        await self._alert_unpriced(organisation_id, result)
+        return result
+
+    async def _issued_ends(self, organisation_id: int) -> set[date]:
+        async with self._sessions() as session:
+            query = select(BillingReportRow.cycle_end).where(BillingReportRow.organisation_id == organisation_id)
+            return set((await session.scalars(query)).all())
+
+    async def _adjustments(
+        self,
+        organisation_id: int,
+        calendar: CycleCalendar,
+        records: Sequence[LedgerRecord],
+        prices: PriceIndex,
+        target: Cycle,
+        stored: dict[date, CycleReport],
+        inputs: str,
+    ) -> list[Line]:
+        """Adjustment lines in `target` for every issued cycle before it whose lines would now differ."""
+        result: list[Line] = []
+        issued = [report for report in stored.values() if report.issued and report.cycle < target]
+        if not issued or max(issued, key=lambda r: r.cycle).fingerprint == inputs:
+            return result  # nothing changed since the latest issued report checked every cycle before it
+        full = await self._load_stored(organisation_id, {report.cycle.end for report in issued})
+        corrections: dict[date, list[Line]] = {}
+        for report in full.values():
+            for line in report.lines:
+                if line.corrects is not None:
+                    corrections.setdefault(line.corrects, []).append(line)
+        for end in sorted(full):
+            report = full[end]
+            native = [line for line in report.lines if line.charge_type is not ChargeType.ADJUSTMENT]
+            recomputed = rate_cycle(records, prices, calendar, report.cycle)
+            result += adjustment_lines(target, report.cycle, recomputed, native + corrections.get(end, []))
+        return result
+
+    async def _load_stored(
+        self, organisation_id: int, ends: set[date] | None = None, *, with_lines: bool = True
+    ) -> dict[date, CycleReport]:
+        """Issued reports (all, or those ending on `ends`), read as plain rows (fast for large reports);
+        `with_lines=False` reads their heads only (the lines left empty)."""
+        reports = BillingReportRow.__table__
+        lines = BillingReportLineRow.__table__
+        query = select(
+            reports.c.id, reports.c.cycle_start, reports.c.cycle_end, reports.c.issued_at, reports.c.inputs_fingerprint
+        ).where(reports.c.organisation_id == organisation_id)
+        if ends is not None:
+            query = query.where(reports.c.cycle_end.in_(sorted(ends)))
+        async with self._sessions() as session:
+            heads = (await session.execute(query)).all()
+            by_report: dict[int, list[Any]] = {head.id: [] for head in heads}
+            if heads and with_lines:
+                line_query = (
+                    select(lines)
+                    .where(lines.c.report_id.in_(list(by_report)))
+                    .order_by(lines.c.report_id, lines.c.position)
+                )
+                for row in (await session.execute(line_query)).all():
+                    by_report[row.report_id].append(row)
+        result = {}
+        for head in heads:
+            cycle = Cycle(head.cycle_start, head.cycle_end)
+            issued_at = head.issued_at
+            rows = by_report[head.id]
+            lines_of = tuple(_line_of(row, cycle) for row in rows)
+            result[head.cycle_end] = CycleReport(cycle, lines_of, True, issued_at, head.inputs_fingerprint)
+        return result
+
+    async def _issue_through(
+        self,
+        organisation_id: int,
+        calendar: CycleCalendar,
+        records: Sequence[LedgerRecord],
+        prices: PriceIndex,
+        stored: dict[date, CycleReport],
+        last: Cycle,
+        first_asked: Cycle,
+        inputs: str,
+    ) -> dict[date, CycleReport]:
+        """Issue every unissued ended cycle from the first activity (or `first_asked`) to `last`, in order.
+
+        Differences found for cycles issued earlier become adjustments in the first cycle issued now
+        (the next open one); cycles issued in this same pass were rated from the same ledger and
+        prices, so they need none."""
+        start = first_asked
+        if records:
+            start = min(start, calendar.cycle_of(calendar.day_of(records[0].effective_at)))
+        earlier = dict(stored)
+        cycle = start
+        adjusted = False
+        while cycle <= last:
+            if cycle.end not in stored:
+                lines = rate_cycle(records, prices, calendar, cycle)
+                if not adjusted:
+                    lines += await self._adjustments(organisation_id, calendar, records, prices, cycle, earlier, inputs)
+                    adjusted = True
+                stored[cycle.end] = await self._store(organisation_id, cycle, lines, inputs)
+            cycle = calendar.cycle_of(cycle.end + timedelta(days=1))
+        return stored
+
+    async def _store(self, organisation_id: int, cycle: Cycle, lines: Sequence[Line], inputs: str) -> CycleReport:
+        issued_at = self._clock()
+        try:
+            async with self._sessions.begin() as session:
+                report = BillingReportRow(
+                    organisation_id=organisation_id,
+                    cycle_start=cycle.start,
+                    cycle_end=cycle.end,
+                    issued_at=issued_at,
+                    inputs_fingerprint=inputs,
+                )
+                report.lines = [_row_of(line, position) for position, line in enumerate(lines)]
+                session.add(report)
+                audit.record(
+                    session,
+                    actor="system:billing",
+                    action="billing.report.issue",
+                    organisation_id=organisation_id,
+                    target=f"{cycle.start}..{cycle.end}",
+                    after={"lines": len(lines), "totals": {c: str(a) for c, a in totals_by_currency(lines).items()}},
+                )
+        except IntegrityError:
+            # Issued at the same moment by another replica: theirs is the report.
+            log.info("cycle %s of organisation %s was issued concurrently", cycle.end, organisation_id)
+            return (await self._load_stored(organisation_id, {cycle.end}))[cycle.end]
+        log.info("issued the report of cycle %s–%s for organisation %s", cycle.start, cycle.end, organisation_id)
+        return CycleReport(cycle, tuple(lines), True, issued_at, inputs)
+
+    async def _alert_unpriced(self, organisation_id: int, reports: Sequence[CycleReport]) -> None:
+        seen: set[tuple[str, str, str, str]] = set()
+        for report in reports:
+            for line in report.lines:
+                key = (line.product_id, line.sku_id, line.term_duration, line.billing_cycle)
+                if line.priced or key in seen:
+                    continue
+                seen.add(key)
+                await self._alerts.raise_alert(
+                    "billing.unpriced",
+                    f"No price for {line.product} ({line.product_id}/{line.sku_id}, {line.term_duration}, "
+                    f"{line.billing_cycle}) on {line.charge_day} for organisation #{organisation_id}: "
+                    "its bill lines are shown as unpriced. Add it to a price list.",
+                    dedup_key=f"billing.unpriced:{organisation_id}:{':'.join(key)}",
+                    organisation_id=organisation_id,
+                )
+
+    # ---- export links ------------------------------------------------------------------------
+    async def create_export_link(
+        self, caller: Caller, file_format: str, first: tuple[int, int], last: tuple[int, int]
+    ) -> str:
+        """A single-use bearer token for one download, valid 15 minutes (stored only as its hash)."""
+        caller.require(Permission.READ_BILLING)
+        if file_format not in EXPORT_FORMATS:
+            raise InvalidInput("Exports are xlsx or csv.", field="format")
+        check_range(first, last, await self.today())
+        token = secrets.token_urlsafe(32)
+        async with self._sessions.begin() as session:
+            session.add(
+                BillingExportRow(
+                    token_hash=_hash(token),
+                    organisation_id=caller.organisation_id,
+                    member_id=caller.member_id,
+                    actor=caller.actor,
+                    file_format=file_format,
+                    first_month=month_label(first),
+                    last_month=month_label(last),
+                    expires_at=self._clock() + timedelta(minutes=EXPORT_LINK_MINUTES),
+                )
+            )
+            audit.record(
+                session,
+                actor=caller.actor,
+                action="billing.export.link",
+                organisation_id=caller.organisation_id,
+                target=f"{month_label(first)}..{month_label(last)}",
+                after={"format": file_format},
+            )
+        return token
+
+    async def redeem_export_link(self, token: str, *, caller: Caller | None = None) -> ExportGrant:
+        """Use a link once: unknown, tampered, expired or used tokens are refused. With `caller`
+        (the file consent flow) only the member who asked may use it; anyone else leaves it unused."""
+        async with self._sessions.begin() as session:
+            row = await session.scalar(
+                select(BillingExportRow).where(BillingExportRow.token_hash == _hash(token)).with_for_update()
+            )
+            if row is None:
+                raise NotFound("This download link is not valid.")
+            if caller is not None and (row.organisation_id, row.member_id) != (
+                caller.organisation_id,
+                caller.member_id,
+            ):
+                raise PermissionDenied("That file belongs to someone else's export.")
+            now = self._clock()
+            if row.used_at is not None:
+                raise Conflict("This download link was already used. Ask the bot for a new export.")
+            expires_at = row.expires_at
+            if expires_at <= now:
+                raise PermissionDenied("This download link has expired. Ask the bot for a new export.")
+            # Conditional on "not used yet": two downloads racing with one link get one file.
+            claimed = await session.execute(
+                update(BillingExportRow)
+                .where(BillingExportRow.id == row.id, BillingExportRow.used_at.is_(None))
+                .values(used_at=now)
+            )
+            if getattr(claimed, "rowcount", 0) != 1:
+                raise Conflict("This download link was already used. Ask the bot for a new export.")
+            audit.record(
+                session,
+                actor=row.actor,
+                action="billing.export.download",
+                organisation_id=row.organisation_id,
+                target=f"{row.first_month}..{row.last_month}",
+                after={"format": row.file_format},
+            )
+            return ExportGrant(
+                row.organisation_id,
+                row.member_id,
+                row.actor,
+                row.file_format,
+                _month(row.first_month),
+                _month(row.last_month),
+            )
+
+    def export_url(self, token: str) -> str:
+        return f"{self._export_base_url}/exports/{token}"
+
+    async def reports_for_grant(self, grant: ExportGrant) -> list[CycleReport]:
+        """The reports an export link was made for (its organisation only)."""
+        calendar = await self.calendar()
+        today = calendar.today(self._clock())
+        cycles = self._cycles_for(calendar, grant.first, grant.last, today)
+        return await self._reports(grant.organisation_id, calendar, cycles)
+
+    @staticmethod
+    def describe(setting: CycleSetting) -> str:
+        return f"from {setting.effective_from}: cycle ends on day {setting.day_label}, time zone {setting.timezone}"
+
+
+__all__ = ["BillingService", "ExportGrant", "PriceSource"]

@@ -1,0 +1,141 @@
+"""Billing cards (schema-valid, within Teams' size, readable when large) and the CSV/XLSX exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import date
+from decimal import Decimal
+
+from openpyxl import load_workbook
+
+from cards.billing import (
+    CARD_BUDGET,
+    RangeChoiceView,
+    build_export_link_card,
+    build_range_card,
+    build_report_card,
+)
+from dialogs.billing import report_view
+from services.billing.cycles import CycleCalendar
+from services.billing.export import CSV_COLUMNS, to_csv, to_xlsx
+from services.billing.rating import rate_cycle
+from services.billing.reports import CycleReport
+from services.ledger import LedgerEvent as Ev
+from tests.billing.ledger_fixtures import BASIC, TEAMS_PHONE, event, price
+from tests.cardcheck import assert_valid_card
+from tests.fakes import card_text
+
+MONTHS = CycleCalendar()
+PRICES = [price("30.00"), price("8.00", product=TEAMS_PHONE)]
+RECORDS = [
+    event(Ev.PURCHASE, date(2026, 9, 11), 0, 5),
+    event(Ev.QUANTITY_INCREASE, date(2026, 10, 10), 5, 8),
+    event(Ev.QUANTITY_DECREASE, date(2026, 10, 14), 8, 6),
+    event(Ev.PURCHASE, date(2026, 10, 16), 0, 2, subscription="addon-phone", product=TEAMS_PHONE, parent="sub-e3"),
+    event(Ev.PURCHASE, date(2026, 10, 20), 0, 1, subscription="sub-basic", product=BASIC),  # unpriced
+]
+
+
+def _reports(months=((2026, 9), (2026, 10))) -> list[CycleReport]:
+    return [
+        CycleReport(cycle, tuple(rate_cycle(RECORDS, PRICES, MONTHS, cycle)), True)
+        for cycle in (MONTHS.cycle_of_month(*m) for m in months)
+    ]
+
+
+def test_csv_has_exactly_the_spec_columns_and_values() -> None:
+    text = to_csv(_reports()).decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert tuple(csv.reader(io.StringIO(text.splitlines()[0])).__next__()) == CSV_COLUMNS
+    by_type = {(row["cycle_end"], row["subscription_id"], row["charge_type"]): row for row in rows}
+    first = by_type[("2026-09-30", "sub-e3", "prorata_purchase")]
+    assert first == {
+        "report_date": "2026-10-01",
+        "cycle_start": "2026-09-01",
+        "cycle_end": "2026-09-30",
+        "subscription_id": "sub-e3",
+        "parent_subscription_id": "",
+        "product": "Office 365 E3",
+        "offer_id": "CFQ7TTC0LFLX:0001:CFQ7TTC0LFLX:0001:AVAIL",
+        "charge_type": "prorata_purchase",
+        "quantity": "5",
+        "unit_price": "30.00",
+        "days": "20",
+        "cycle_days": "30",
+        "amount": "100.00",
+        "currency": "EUR",
+    }
+    fee = by_type[("2026-10-31", "sub-e3", "cycle_fee")]
+    assert (fee["days"], fee["cycle_days"], fee["amount"]) == ("", "", "150.00")
+    refund = by_type[("2026-10-31", "sub-e3", "refund")]
+    assert (refund["quantity"], refund["amount"]) == ("2", "-34.84")  # 2 × 30 × 18/31 = 34.838…
+    addon = by_type[("2026-10-31", "addon-phone", "addon_prorata")]
+    assert (addon["parent_subscription_id"], addon["amount"]) == ("sub-e3", "8.26")
+    unpriced = by_type[("2026-10-31", "sub-basic", "prorata_purchase")]
+    assert (unpriced["unit_price"], unpriced["amount"], unpriced["currency"]) == ("", "", "")
+
+
+def test_xlsx_has_a_summary_and_one_sheet_per_cycle() -> None:
+    workbook = load_workbook(io.BytesIO(to_xlsx(_reports(), organisation="Contoso Ltd")))
+    assert workbook.sheetnames == ["Summary", "2026-09-01 to 2026-09-30", "2026-10-01 to 2026-10-31"]
+    summary = workbook["Summary"]
+    assert summary.freeze_panes == "A2"
+    assert [c.value for c in summary[1]][:7] == [
+        "report_date", "cycle_start", "cycle_end", "status", "total", "currency", "unpriced_lines",
+    ]  # fmt: skip
+    assert summary["E2"].value == 100 and summary["E2"].number_format == "#,##0.00"
+    assert summary["A2"].is_date and summary["A2"].number_format == "yyyy-mm-dd"
+    assert summary["G3"].value == 1  # the unpriced Business Basic line
+    october = workbook["2026-10-01 to 2026-10-31"]
+    assert october.freeze_panes == "A2" and tuple(c.value for c in october[1]) == CSV_COLUMNS
+    assert october["A1"].font.bold
+    amounts = [row[12] for row in october.iter_rows(min_row=2, values_only=True)]
+    assert Decimal(str(sum(a for a in amounts if a is not None))) == sum(
+        (line.amount for line in _reports()[1].lines if line.amount is not None), Decimal(0)
+    )
+    assert october["M2"].number_format == "#,##0.00"
+
+
+def test_report_card_is_valid_and_drills_down() -> None:
+    card = build_report_card(report_view(_reports(), "Contoso Ltd", "2026-09 to 2026-10"))
+    assert_valid_card(card)
+    said = card_text(card)
+    assert "September 2026" in said and "October 2026" in said
+    assert "Add-on pro-rata · Teams Phone Standard" in said
+    assert "no price" in said and "without a price" in said
+    toggles = json.dumps(card).count("Action.ToggleVisibility")
+    assert toggles >= 2 + 3  # cycles, then subscriptions
+
+
+def test_a_large_report_stays_within_teams_limits() -> None:
+    many = [event(Ev.PURCHASE, date(2025, 1, 1), 0, n % 7 + 1, subscription=f"sub-{n:04d}") for n in range(400)]
+    months = [(2025, m) for m in range(1, 13)]
+    reports = [
+        CycleReport(c, tuple(rate_cycle(many, PRICES, MONTHS, c)), True)
+        for c in (MONTHS.cycle_of_month(*m) for m in months)
+    ]
+    card = build_report_card(report_view(reports, "Contoso Ltd", "2025"))
+    assert_valid_card(card)
+    assert len(json.dumps(card, ensure_ascii=False).encode()) <= CARD_BUDGET
+    assert "Export" in card_text(card)
+    assert "more subscription(s)" in card_text(card)
+
+
+def test_other_billing_cards_are_valid() -> None:
+    chooser = build_range_card(RangeChoiceView("2026-01", "2027-13", "That is not a month."))
+    assert_valid_card(chooser)
+    assert "That is not a month." in card_text(chooser)
+    assert_valid_card(build_export_link_card("billing_2026-09.csv", "http://127.0.0.1:3978/exports/x", 15))
+
+
+def test_xlsx_escapes_text_and_leaves_unpriced_cells_empty() -> None:
+    odd = event(Ev.PURCHASE, date(2026, 9, 1), 0, 1, subscription="s&<1>", product=("P1", "0001", 'R&D "Plan" <1>\x01'))
+    reports = [
+        CycleReport(c, tuple(rate_cycle([odd], PRICES, MONTHS, c)), True) for c in [MONTHS.cycle_of_month(2026, 9)]
+    ]
+    sheet = load_workbook(io.BytesIO(to_xlsx(reports)))["2026-09-01 to 2026-09-30"]
+    assert sheet["D2"].value == "s&<1>" and sheet["F2"].value == 'R&D "Plan" <1>'
+    assert sheet["J2"].value is None and sheet["M2"].value is None and sheet["N2"].value is None
+    assert sheet["I2"].value == 1 and sheet["K2"].value == 30
