@@ -105,7 +105,6 @@ def create_app(
         adapter = CloudAdapter(connection_manager=connection_manager)
         adapter.on_turn_error = on_turn_error
         messenger = ProactiveMessenger(adapter, services.conversations, app_id=settings.microsoft_app_id)
-        services.jobs.set_notifier(JobNotifier(messenger, job_renderers()))
         bot = CspBot(
             storage=SqlStorage(services.sessions),
             access=services.access,
@@ -114,6 +113,7 @@ def create_app(
             messenger=messenger,
             typing_delay=settings.typing_indicator_delay_seconds,
         )
+        services.jobs.set_notifier(JobNotifier(messenger, job_renderers(), conversation_lock=bot.conversation_lock))
         authenticator = RequestAuthenticator(connection_manager.get_default_connection_configuration(), signing_keys)
         app[RUNTIME] = BotRuntime(services, adapter, bot, authenticator, messenger)
         if run_jobs:

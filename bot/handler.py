@@ -160,6 +160,10 @@ class CspBot(ActivityHandler):
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # ---- the turn ------------------------------------------------------------------------
+    def conversation_lock(self, conversation_id: str) -> asyncio.Lock:
+        """The lock a turn of this conversation holds until its replies are sent (for follow-ups)."""
+        return self._lock_for(conversation_id)
+
     def _lock_for(self, conversation_id: str) -> asyncio.Lock:
         lock = self._locks.get(conversation_id)
         if lock is None:

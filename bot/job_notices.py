@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 from microsoft_agents.activity import Activity
 from microsoft_agents.hosting.core import MessageFactory
@@ -20,15 +21,34 @@ def default_render(job: JobView) -> Activity:
     return MessageFactory.text(f"That did not work: {job.error_message}")
 
 
-class JobNotifier:
-    """A job kind may register its own renderer (e.g. a card showing the new tenant)."""
+ConversationLock = Callable[[str], AbstractAsyncContextManager[object]]
 
-    def __init__(self, messenger: ProactiveMessenger, renderers: dict[str, JobRenderer] | None = None) -> None:
+
+class JobNotifier:
+    """A job kind may register its own renderer (e.g. a card showing the new tenant).
+
+    `conversation_lock` is the bot's per-conversation turn lock: a job that finishes while the turn
+    that submitted it is still running (its "working on it…" held until the state is saved) waits
+    for that turn, so the outcome never arrives before the acknowledgement."""
+
+    def __init__(
+        self,
+        messenger: ProactiveMessenger,
+        renderers: dict[str, JobRenderer] | None = None,
+        *,
+        conversation_lock: ConversationLock | None = None,
+    ) -> None:
         self._messenger = messenger
         self._renderers = dict(renderers or {})
+        self._conversation_lock = conversation_lock
 
     async def __call__(self, job: JobView) -> None:
-        if job.notify_conversation_id is None:
+        conversation_id = job.notify_conversation_id
+        if conversation_id is None:
             return
         render = self._renderers.get(job.kind, default_render)
-        await self._messenger.send(job.notify_conversation_id, render(job))
+        if self._conversation_lock is None:
+            await self._messenger.send(conversation_id, render(job))
+            return
+        async with self._conversation_lock(conversation_id):
+            await self._messenger.send(conversation_id, render(job))

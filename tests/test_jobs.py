@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from types import SimpleNamespace
 
 from sqlalchemy import update
 
@@ -207,3 +208,24 @@ async def test_proactive_send_and_update_by_stored_reference(make_bot, connector
     )
     await runtime.messenger.send_to_member(member.member_id, MessageFactory.text("Just for you"))
     assert fake.received[-1].activity["text"] == "Just for you"
+
+
+async def test_a_follow_up_waits_for_the_turn_that_submitted_its_job() -> None:
+    """The notifier takes the conversation's turn lock: an outcome never overtakes the turn's reply."""
+    from bot.job_notices import JobNotifier
+
+    sent: list[str] = []
+
+    class _Messenger:
+        async def send(self, conversation_id: str, activity: object) -> None:
+            sent.append(conversation_id)
+
+    lock = asyncio.Lock()
+    notifier = JobNotifier(_Messenger(), conversation_lock=lambda _conversation: lock)  # type: ignore[arg-type]
+    job = SimpleNamespace(notify_conversation_id="chat-1", kind="k", status="succeeded", result={}, error_message="")
+    async with lock:  # the turn is still running
+        pending = asyncio.create_task(notifier(job))  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        assert sent == []
+    await pending
+    assert sent == ["chat-1"]
