@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -19,6 +20,7 @@ from services.organisations import OrganisationService
 from services.partner_center import PartnerCenterClient
 from services.pricing import PriceBook
 from services.settings import Settings
+from services.subscriptions import ApprovalService, SubscriptionChanges, SubscriptionService
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,10 @@ class Services:
     ledger: SubscriptionLedger
     pricing: PriceBook
     catalog: CatalogService
+    # issue 7: subscriptions (list/sync, changes, approvals)
+    subscriptions: SubscriptionService
+    subscription_changes: SubscriptionChanges
+    approvals: ApprovalService
 
 
 def build_services(engine: AsyncEngine, settings: Settings, partner_center: PartnerCenterClient) -> Services:
@@ -45,6 +51,19 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
     access = AccessService(
         sessions, allow_channel_user_id=not settings.authenticated, cache_seconds=settings.caller_cache_seconds
     )
+    ledger = SubscriptionLedger(sessions)
+    pricing = PriceBook(sessions, partner_center)
+    catalog = CatalogService(sessions, partner_center, alerts)
+    idempotency = IdempotencyService(sessions)
+    subscriptions = SubscriptionService(
+        sessions,
+        partner_center,
+        catalog,
+        pricing,
+        ledger,
+        refresh_after=timedelta(minutes=settings.subscriptions_refresh_minutes),
+    )
+    changes = SubscriptionChanges(sessions, partner_center, catalog, pricing, ledger, idempotency, subscriptions)
     return Services(
         engine=engine,
         sessions=sessions,
@@ -52,7 +71,7 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         access=access,
         alerts=alerts,
         conversations=ConversationReferenceService(sessions),
-        idempotency=IdempotencyService(sessions),
+        idempotency=idempotency,
         jobs=JobService(
             sessions,
             alerts,
@@ -61,9 +80,12 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         ),
         partner_center=partner_center,
         mailer=Mailer(mail_transport(settings), sender=settings.mail_from, alerts=alerts),
-        ledger=SubscriptionLedger(sessions),
-        pricing=PriceBook(sessions, partner_center),
-        catalog=CatalogService(sessions, partner_center, alerts),
+        ledger=ledger,
+        pricing=pricing,
+        catalog=catalog,
+        subscriptions=subscriptions,
+        subscription_changes=changes,
+        approvals=ApprovalService(sessions, changes, expiry=timedelta(hours=settings.approval_expiry_hours)),
     )
 
 
