@@ -22,7 +22,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.auth import AuthenticationFailed, RequestAuthenticator, SigningKeySource, build_connections
-from bot.handler import CspBot
+from bot.handler import CspBot, InvokeHandler
+from bot.invokes import default_invoke_handlers
 from bot.job_notices import JobNotifier
 from bot.proactive import ProactiveMessenger
 from bot.storage import SqlStorage
@@ -42,6 +43,7 @@ from services.settings import Settings, SettingsError
 log = logging.getLogger("cspbot")
 
 TaskFactory = Callable[[Services], Sequence[Task]]
+InvokeFactory = Callable[[Services, ProactiveMessenger], dict[str, InvokeHandler]]
 
 
 @dataclass(frozen=True)
@@ -74,10 +76,12 @@ def create_app(
     tasks: TaskFactory = default_tasks,
     run_jobs: bool = True,
     partner_center: PartnerCenterOpener = open_partner_center,
+    invokes: InvokeFactory = default_invoke_handlers,
 ) -> web.Application:
     """The aiohttp application. `connections` and `signing_keys` replace the outbound token
     provider and the inbound key look-up (tests; no network); `tasks` builds the task list;
-    `partner_center` opens the Partner Center client (Microsoft's API or the built-in sandbox)."""
+    `partner_center` opens the Partner Center client (Microsoft's API or the built-in sandbox);
+    `invokes` builds the `adaptiveCard/action` verb handlers."""
     settings.check_safe_to_serve()
     app = web.Application()
     app[SETTINGS] = settings
@@ -113,6 +117,7 @@ def create_app(
             conversations=services.conversations,
             tasks=TaskCatalogue(tasks(services)),
             messenger=messenger,
+            invoke_handlers=invokes(services, messenger),
             typing_delay=settings.typing_indicator_delay_seconds,
         )
         authenticator = RequestAuthenticator(connection_manager.get_default_connection_configuration(), signing_keys)

@@ -37,6 +37,7 @@ COMMANDS: Final[list[tuple[str, str]]] = [
     ("menu", "Show what I can do"),
     ("help", "How to use the bot"),
     ("cancel", "Stop what we are doing"),
+    ("subscriptions", "See and manage your subscriptions"),
 ]
 COMMAND_SCOPES: Final[tuple[str, ...]] = ("personal", "team")
 

@@ -34,6 +34,7 @@ from services.partner_center.models import (
     ProductTerm,
     ScheduledNextTermInstructions,
     Subscription,
+    SubscriptionStatus,
 )
 from services.price_rules import UnitPrice
 from services.pricing import PriceBook
@@ -511,7 +512,9 @@ class SubscriptionChanges:
             current = await self._fresh(caller, customer_id, row, str(etag or ""))
             if not self._in_window(current):
                 raise DomainError(_RULES["900117"], code="window_passed")
-            result = await self._patch(caller, customer_id, row, current.model_copy(update={"status": "deleted"}))
+            result = await self._patch(
+                caller, customer_id, row, current.model_copy(update={"status": SubscriptionStatus.DELETED})
+            )
         except DomainError:
             await self._release(str(key), purpose)
             raise
@@ -558,7 +561,9 @@ class SubscriptionChanges:
             current = await self._fresh(caller, customer_id, row, None)
             if str(current.status) != "suspended":
                 raise DomainError(f"{row.name} is {current.status}, not suspended.", code="not_suspended")
-            result = await self._patch(caller, customer_id, row, current.model_copy(update={"status": "active"}))
+            result = await self._patch(
+                caller, customer_id, row, current.model_copy(update={"status": SubscriptionStatus.ACTIVE})
+            )
         except DomainError:
             await self._release(str(key), purpose)
             raise
@@ -591,7 +596,7 @@ class SubscriptionChanges:
         else:
             try:
                 result = await self._client.update_subscription(
-                    customer_id, current.model_copy(update={"status": "suspended"})
+                    customer_id, current.model_copy(update={"status": SubscriptionStatus.SUSPENDED})
                 )
             except PartnerCenterError as error:
                 raise _translate(error) from None
