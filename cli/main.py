@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # org
     org = commands.add_parser("org", help="customer organisations").add_subparsers(
-        dest="action", required=True, metavar="{create,list,show,update,link-tenant}"
+        dest="action", required=True, metavar="{create,list,show,update,link-tenant,approvals-channel}"
     )
     create = org.add_parser("create", help="register a customer organisation")
     create.add_argument("slug", metavar="SLUG", help="short name: 2-63 lower-case letters, digits, dashes")
@@ -157,6 +157,20 @@ def build_parser() -> argparse.ArgumentParser:
     link.add_argument("slug", metavar="SLUG")
     link.add_argument("tenant_id", metavar="TENANT_ID", help="the tenant id (a GUID)")
     link.set_defaults(handler=_org_link_tenant)
+
+    # issue 7: where suspension approval cards are also posted
+    channel = org.add_parser(
+        "approvals-channel", help="also post suspension approval cards in this Teams channel (or --clear)"
+    )
+    channel.add_argument("slug", metavar="SLUG")
+    channel.add_argument(
+        "conversation_id",
+        metavar="CONVERSATION_ID",
+        nargs="?",
+        help="the channel's conversation id (the bot must have been mentioned there once)",
+    )
+    channel.add_argument("--clear", action="store_true", help="stop posting to a channel (approvers' chats only)")
+    channel.set_defaults(handler=_org_approvals_channel, usage_error=channel.error)
 
     # member
     member = commands.add_parser("member", help="people of an organisation and their roles").add_subparsers(
@@ -227,6 +241,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     if getattr(args, "handler", None) is _member_roles and not (args.add or args.remove):
         args.usage_error("give --add ROLE and/or --remove ROLE")
+    if getattr(args, "handler", None) is _org_approvals_channel and bool(args.clear) == bool(args.conversation_id):
+        args.usage_error("give either CONVERSATION_ID or --clear")
     return args
 
 
@@ -359,6 +375,15 @@ async def _org_update(args: argparse.Namespace, services: Services) -> None:
 async def _org_link_tenant(args: argparse.Namespace, services: Services) -> None:
     org = await services.organisations.link_teams_tenant(args.slug, args.tenant_id, actor=_actor())
     _out(f"Linked Teams tenant {org.teams_tenant_id} to {org.slug}.")
+
+
+async def _org_approvals_channel(args: argparse.Namespace, services: Services) -> None:
+    target = None if args.clear else args.conversation_id
+    await services.approvals.set_channel(args.slug, target, actor=_actor())
+    if target is None:
+        _out(f"Approval cards of {args.slug.strip().lower()} go to its approvers' 1:1 chats only.")
+    else:
+        _out(f"Approval cards of {args.slug.strip().lower()} are also posted in {target}.")
 
 
 async def _member_add(args: argparse.Namespace, services: Services) -> None:
