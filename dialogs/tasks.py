@@ -18,7 +18,7 @@ def default_tasks(services: Services) -> list[Task]:
             description="See your subscriptions; change seats, add-ons, cancel, auto-renew, suspend",
             dialog=SubscriptionsDialog(services),
             permission=Permission.READ_SUBSCRIPTIONS,
-            aliases=("my subscriptions", "subscription", "my services"),
+            aliases=("my subscriptions", "subscription"),
         )
     )
     return tasks
