@@ -91,7 +91,6 @@ class SubscriptionsDialog(TaskDialog):
         verb = value.get("verb")
         sid = value.get("subscription_id")
         caller = caller_of(step.context)
-        changes = self._services.subscription_changes
         if verb == cards.CLOSE:
             await step.context.send_activity("Done. Type **subscriptions** to open them again.")
             return await step.end_dialog()
@@ -142,9 +141,8 @@ class SubscriptionsDialog(TaskDialog):
             return await self._next(step, notice=bad.message)
         except DomainError as problem:
             return await self._next(step, notice=problem.message)
-        if message is None:  # not a verb of this task (e.g. an old card): show the list again
+        if message is None:  # "Back", or not a verb of this task (e.g. an old card): the list again
             return await self._next(step)
-        del changes
         return await self._next(step, notice=message)
 
     async def _act(self, step: WaterfallStepContext, caller: Any, verb: Any, value: dict[str, Any]) -> str | None:

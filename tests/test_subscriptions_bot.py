@@ -350,3 +350,67 @@ async def test_microsoft_failing_during_the_suspension_shows_failed_and_retry(
     status, body = await _invoke(client, url, "approval_retry", {"approval_id": approval_id}, **MEGAN)
     assert status == 200
     await _wait_status(services, approval_id, "suspended")
+
+
+async def test_addons_auto_renew_and_cancel_through_the_cards(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    client, services, sid = await _setup(make_bot, sqlite_services, sqlite_demo_customer, sandbox)
+    listing = await _reply(client, fake, url, "subscriptions")
+    addons = await _reply(client, fake, url, value=_action(card_of(listing), "Add-ons")["data"])
+    assert "Exchange Online Archiving" in _said(addons) and "3.00 USD per seat per month" in _said(addons)
+    order = _action(card_of(addons), "Order the add-on")["data"]
+    archiving = "CFQ7TTC0LH0J:0001"
+    bad = await _reply(client, fake, url, value={**order, "addon": archiving, "quantity": "0"})
+    assert "Choose between 1 and" in _said(bad)
+    assert any(b.get("value") == "0" for b in card_of(bad)["body"] if b.get("id") == "quantity")
+    order = _action(card_of(bad), "Order the add-on")["data"]
+    done = await _reply(client, fake, url, value={**order, "addon": archiving, "quantity": "2"})
+    assert "Ordered 2 × Exchange Online Archiving" in _said(done) and "Add-on: Exchange Online Archiving" in _said(done)
+    again = await _reply(client, fake, url, value={**order, "addon": archiving, "quantity": "2"})
+    assert "already ordered" in _said(again)
+    customer = sqlite_demo_customer.partner_center_customer_id
+    assert len(await services.partner_center.subscription_addons(customer, sid)) == 1
+
+    confirm = await _reply(client, fake, url, value={"verb": "subs_autorenew", "subscription_id": sid})
+    assert "ends on" in _said(confirm)
+    off = await _reply(client, fake, url, value=_action(card_of(confirm), "Turn auto-renew off")["data"])
+    assert "Auto-renew is off" in _said(off)
+
+    confirm = await _reply(client, fake, url, value={"verb": "subs_cancel", "subscription_id": sid})
+    assert "Refund" in _said(confirm) and "30.00 USD" in _said(confirm)  # 10 x 6.00 x 15/30
+    cancelled = await _reply(client, fake, url, value=_action(card_of(confirm), "Cancel the subscription")["data"])
+    assert "is cancelled" in _said(cancelled)
+    assert str((await services.partner_center.subscription(customer, sid)).status) == "deleted"
+
+
+async def test_a_card_gone_stale_is_reloaded_and_asked_again(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    client, services, sid = await _setup(make_bot, sqlite_services, sqlite_demo_customer, sandbox)
+    await _reply(client, fake, url, "subscriptions")
+    preview = await _reply(
+        client, fake, url, value={"verb": "subs_quantity_preview", "subscription_id": sid, "quantity": "12"}
+    )
+    customer = sqlite_demo_customer.partner_center_customer_id
+    current = await services.partner_center.subscription(customer, sid)
+    await services.partner_center.update_subscription(customer, current.model_copy(update={"quantity": 15}))
+    stale = await _reply(client, fake, url, value=_action(card_of(preview), "Add 2 seat(s)")["data"])
+    assert "changed meanwhile" in _said(stale) and "New number of seats" in _said(stale)
+    assert (await services.partner_center.subscription(customer, sid)).quantity == 15
+
+
+async def test_changes_are_refused_while_suspended(make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox):
+    fake, url = connector
+    client, services, sid = await _setup(make_bot, sqlite_services, sqlite_demo_customer, sandbox)
+    customer = sqlite_demo_customer.partner_center_customer_id
+    current = await services.partner_center.subscription(customer, sid)
+    await services.partner_center.update_subscription(customer, current.model_copy(update={"status": "suspended"}))
+    listing = await _reply(client, fake, url, "subscriptions")  # first read syncs it
+    assert "Suspended" in _said(listing) and "Reactivate" in _said(listing)
+    reply = await _reply(
+        client, fake, url, value={"verb": "subs_quantity_preview", "subscription_id": sid, "quantity": "12"}
+    )
+    assert "suspended: its seats cannot change" in _said(reply)
