@@ -92,7 +92,10 @@ async def test_quantity_rules_before_and_after_the_seats_window(services, ready,
     assert plan.kind == "decrease" and plan.charge_now is not None and plan.charge_now.amount < 0
     assert plan.recurring_new == Decimal("42.00") and plan.recurring_now == Decimal("60.00")
     # 16 Nov: 15 of 30 days left in the month -> 3 seats x 6.00 x 15/30 = 9.00 refunded.
-    assert plan.charge_now.amount == Decimal("-9.00") and (plan.charge_now.days, plan.charge_now.period_days) == (15, 30)
+    assert plan.charge_now.amount == Decimal("-9.00") and (plan.charge_now.days, plan.charge_now.period_days) == (
+        15,
+        30,
+    )
     result = await changes.change_quantity(caller, sid, "7", etag=plan.etag, key="k-dec")
     assert "now has 7 seats" in result.message
     again = await changes.change_quantity(caller, sid, "7", etag=plan.etag, key="k-dec")
@@ -152,8 +155,14 @@ async def test_never_below_assigned_and_nothing_while_suspended(services, ready,
     caller = await admin(services)
     customer = ready.partner_center_customer_id
     for name in ("a", "b"):
-        user = await sandbox.admin("POST", f"/customers/{customer}/users", {"userPrincipalName": f"{name}@contosodemo.onmicrosoft.com", "displayName": name, "usageLocation": "US"})
-        await sandbox.admin("POST", f"/customers/{customer}/users/{user['id']}/licenses", {"assign": [BASIC_LICENCE], "remove": []})
+        user = await sandbox.admin(
+            "POST",
+            f"/customers/{customer}/users",
+            {"userPrincipalName": f"{name}@contosodemo.onmicrosoft.com", "displayName": name, "usageLocation": "US"},
+        )
+        await sandbox.admin(
+            "POST", f"/customers/{customer}/users/{user['id']}/licenses", {"assign": [BASIC_LICENCE], "remove": []}
+        )
     await services.subscriptions.sync(caller.organisation_id)
     with pytest.raises(InvalidInput, match="2 licence\\(s\\) .* are assigned"):
         await services.subscription_changes.plan_quantity(caller, sid, "1")
@@ -233,7 +242,24 @@ async def test_forged_ids_and_roles_are_refused(services, ready, sandbox):
         row = await session.get(SubscriptionRow, sid)
         session.expunge(row)
     async with services.sessions.begin() as session:
-        forged = SubscriptionRow(**{c: getattr(row, c) for c in ("offer_id", "product_id", "sku_id", "name", "quantity", "status", "term_duration", "billing_cycle", "customer_id")}, id="forged-1", organisation_id=other.id)
+        forged = SubscriptionRow(
+            **{
+                c: getattr(row, c)
+                for c in (
+                    "offer_id",
+                    "product_id",
+                    "sku_id",
+                    "name",
+                    "quantity",
+                    "status",
+                    "term_duration",
+                    "billing_cycle",
+                    "customer_id",
+                )
+            },
+            id="forged-1",
+            organisation_id=other.id,
+        )
         session.add(forged)
     for call in (
         services.subscription_changes.plan_quantity(caller, "forged-1", "3"),
@@ -248,3 +274,24 @@ async def test_forged_ids_and_roles_are_refused(services, ready, sandbox):
     async with services.sessions() as session:
         assert await session.scalar(select(AuditEntry.id).where(AuditEntry.action == "subscription.quantity")) is None
         assert len(list(await session.scalars(select(LedgerEntry)))) == 1
+
+
+async def test_the_bots_own_changes_are_never_ledgered_twice_by_later_syncs(services, ready, sandbox):
+    sid = await buy(services, ready, quantity=10)
+    caller = await admin(services)
+    await services.subscriptions.sync(caller.organisation_id)
+    sandbox.clock.advance(timedelta(minutes=5))
+    plan = await services.subscription_changes.plan_quantity(caller, sid, "12")
+    await services.subscription_changes.change_quantity(caller, sid, "12", etag=plan.etag, key="mine")
+    sandbox.clock.advance(timedelta(minutes=5))
+    customer = ready.partner_center_customer_id
+    current = await services.partner_center.subscription(customer, sid)
+    await services.partner_center.update_subscription(customer, current.model_copy(update={"quantity": 10}))
+    for _ in range(3):
+        sandbox.clock.advance(timedelta(minutes=5))
+        await services.subscriptions.sync(caller.organisation_id)
+    assert await _ledger(services, sid) == [
+        ("purchase", 0, 10),
+        ("quantity_increase", 10, 12),
+        ("quantity_decrease", 12, 10),
+    ]

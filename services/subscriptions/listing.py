@@ -346,10 +346,12 @@ class SubscriptionService:
             async for record in records:
                 if (record.resource_type or "").lower() != "subscription":
                     continue
+                when = as_utc(record.operation_date)
+                if cursor is not None and when is not None and when < cursor:
+                    continue  # read by an earlier sync: already in the mirror and the ledger
                 subscription_id = (record.data("SubscriptionId") or "").lower()
                 if subscription_id:
                     by_subscription.setdefault(subscription_id, []).append(record)
-                when = as_utc(record.operation_date)
                 if when is not None and (newest is None or when > newest):
                     newest = when
         except DomainError as error:
@@ -377,6 +379,12 @@ class SubscriptionService:
                 )
             }
             pending: list[Any] = []
+            seen_keys = [f"audit:{record.id}" for items in records.values() for record in items]
+            seen = (
+                set(await session.scalars(select(LedgerEntry.source_key).where(LedgerEntry.source_key.in_(seen_keys))))
+                if seen_keys
+                else set()
+            )
             for subscription in subscriptions:
                 sid = subscription.id.lower()
                 row = mirror.get(sid)
@@ -410,6 +418,12 @@ class SubscriptionService:
                 for record in history:
                     old, new = _snapshot(record, "resource_old_value"), _snapshot(record, "resource_new_value")
                     if old is None or new is None:
+                        continue
+                    if f"audit:{record.id}" in seen:  # ledgered by an earlier sync (same instant as the cursor)
+                        tracked = {
+                            "quantity": int(new.get("quantity") or 0),
+                            "status": str(new.get("status", "")).lower(),
+                        }
                         continue
                     if (int(old.get("quantity") or 0), str(old.get("status", "")).lower()) != (
                         tracked["quantity"],
