@@ -13,6 +13,7 @@ from sqlalchemy import update
 
 from services.db import utcnow
 from services.models import Approval
+from services.partner_center.models import SubscriptionStatus
 from tests.cardcheck import assert_valid_card
 from tests.conftest import message, runtime_of
 from tests.fakes import card_of, card_text
@@ -407,7 +408,9 @@ async def test_changes_are_refused_while_suspended(make_bot, connector, sqlite_s
     client, services, sid = await _setup(make_bot, sqlite_services, sqlite_demo_customer, sandbox)
     customer = sqlite_demo_customer.partner_center_customer_id
     current = await services.partner_center.subscription(customer, sid)
-    await services.partner_center.update_subscription(customer, current.model_copy(update={"status": "suspended"}))
+    await services.partner_center.update_subscription(
+        customer, current.model_copy(update={"status": SubscriptionStatus.SUSPENDED})
+    )
     listing = await _reply(client, fake, url, "subscriptions")  # first read syncs it
     assert "Suspended" in _said(listing) and "Reactivate" in _said(listing)
     reply = await _reply(

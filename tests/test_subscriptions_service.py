@@ -4,6 +4,7 @@ organisation scope and roles — on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from decimal import Decimal
 
@@ -15,6 +16,7 @@ from services.errors import DomainError, InvalidInput, NotFound, PermissionDenie
 from services.ledger import LedgerEvent
 from services.models import AuditEntry, LedgerEntry, SubscriptionRow
 from services.organisations import OrganisationView
+from services.partner_center.models import SubscriptionStatus
 from tests.conftest import Sandbox
 from tests.subscription_fixtures import (
     ARCHIVING,
@@ -167,7 +169,9 @@ async def test_never_below_assigned_and_nothing_while_suspended(services, ready,
     with pytest.raises(InvalidInput, match="2 licence\\(s\\) .* are assigned"):
         await services.subscription_changes.plan_quantity(caller, sid, "1")
     current = await services.partner_center.subscription(customer, sid)
-    await services.partner_center.update_subscription(customer, current.model_copy(update={"status": "suspended"}))
+    await services.partner_center.update_subscription(
+        customer, current.model_copy(update={"status": SubscriptionStatus.SUSPENDED})
+    )
     await services.subscriptions.sync(caller.organisation_id)
     with pytest.raises(DomainError, match="suspended"):
         await services.subscription_changes.plan_quantity(caller, sid, "5")
@@ -295,3 +299,44 @@ async def test_the_bots_own_changes_are_never_ledgered_twice_by_later_syncs(serv
         ("quantity_increase", 10, 12),
         ("quantity_decrease", 12, 10),
     ]
+
+
+async def test_a_412_from_microsoft_reloads_and_asks_again(services, ready, sandbox):
+    sid = await buy(services, ready, quantity=10)
+    caller = await admin(services)
+    await services.subscriptions.sync(caller.organisation_id)
+    plan = await services.subscription_changes.plan_quantity(caller, sid, "11")
+    # The bot's PATCH is held back; meanwhile someone else changes the subscription.
+    fault = await sandbox.admin(
+        "POST",
+        "/faults",
+        {"kind": "latency", "latencyMs": 1500, "method": "PATCH", "path": "/v1/customers/*/subscriptions/*", "nth": 1},
+    )
+    change = asyncio.create_task(
+        services.subscription_changes.change_quantity(caller, sid, "11", etag=plan.etag, key="k412")
+    )
+    for _ in range(200):
+        faults = await sandbox.admin("GET", "/faults")
+        if any(f.get("matched") for f in (faults.get("faults", faults) if isinstance(faults, dict) else faults)):
+            break
+        await asyncio.sleep(0.01)
+    customer = ready.partner_center_customer_id
+    current = await services.partner_center.subscription(customer, sid)
+    await services.partner_center.update_subscription(customer, current.model_copy(update={"quantity": 14}))
+    with pytest.raises(DomainError, match="changed at Microsoft a moment ago"):
+        await change
+    assert (await services.subscriptions.get(caller, sid)).quantity == 14  # reloaded
+    assert [e[0] for e in await _ledger(services, sid)] == ["purchase", "quantity_increase"]  # only the other change
+    del fault
+
+
+async def test_the_list_is_paged(services, ready, sandbox):
+    for _ in range(6):
+        await buy(services, ready, quantity=1, term="P1M")
+    caller = await approver(services)
+    first = await services.subscriptions.page(caller)
+    second = await services.subscriptions.page(caller, page=1)
+    beyond = await services.subscriptions.page(caller, page=9)
+    assert (first.total, first.pages, len(first.items), len(second.items)) == (6, 2, 5, 1)
+    assert beyond.page == 1 and not first.can_manage and not first.can_request_suspension
+    assert {i.id for i in first.items}.isdisjoint({i.id for i in second.items})
