@@ -278,6 +278,10 @@ class ApprovalService:
         except DomainError as error:
             log.warning("approval %s: the suspension failed: %s", approval.id, error.message)
             outcome, status = error.message, FAILED
+        except Exception:
+            # Never leave a request "suspending" for ever: an approver can retry; the operator has the log.
+            log.exception("approval %s: the suspension failed unexpectedly", approval.id)
+            outcome, status = "Something went wrong on our side.", FAILED
         async with self._sessions() as session:
             await session.execute(
                 update(Approval)

@@ -235,6 +235,8 @@ class SubscriptionChanges:
             before = snapshot(row)
             apply_to_row(row, result, licence_sku_id=None, now=self._now())
             for event, quantity_before, quantity_after, source_key in events:
+                if await self._ledger_has(session, source_key):
+                    continue  # a retried job whose first attempt got this far
                 self._ledger.add(
                     session,
                     ledger_record(

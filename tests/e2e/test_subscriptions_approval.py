@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from sqlalchemy import select
 
 from app import RUNTIME, create_app
 from services.container import Services
+from services.models import ConversationReferenceRow
 from services.settings import Settings
 from tests.cardcheck import assert_valid_card
 from tests.conftest import link_demo_customer
@@ -75,7 +77,14 @@ async def test_admin_asks_approver_approves_and_the_subscription_is_suspended(ru
     group = pg.group_chat_id
     await pg.send_text(group, "menu", mention_bot=True)
     await _message_with(pg, "What would you like to do?")
-    await services.approvals.set_channel("contoso", group, actor="e2e")
+    async with services.sessions() as session:
+        stored = await session.scalar(
+            select(ConversationReferenceRow.conversation_id).where(
+                ConversationReferenceRow.conversation_id.startswith(group)
+            )
+        )
+    assert stored, "the bot did not remember the group chat"
+    await services.approvals.set_channel("contoso", stored, actor="e2e")
 
     chat = pg.personal_conversation_id
     await pg.send_text(chat, "subscriptions")
