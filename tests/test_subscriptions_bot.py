@@ -9,6 +9,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import update
 
 from services.db import utcnow
@@ -320,8 +321,11 @@ async def test_a_non_approver_and_another_organisation_cannot_decide(
     assert (await services.approvals.load(approval_id)).status == "pending"
 
 
+@pytest.mark.parametrize(
+    "fault", [{"kind": "error", "status": 503}, {"kind": "throttle", "retryAfter": 1}], ids=["5xx", "429"]
+)
 async def test_microsoft_failing_during_the_suspension_shows_failed_and_retry(
-    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox, fault
 ):
     fake, url = connector
     client, services, sid = await _setup(make_bot, sqlite_services, sqlite_demo_customer, sandbox)
@@ -329,14 +333,7 @@ async def test_microsoft_failing_during_the_suspension_shows_failed_and_retry(
     await sandbox.admin(
         "POST",
         "/faults",
-        {
-            "kind": "error",
-            "status": 503,
-            "method": "PATCH",
-            "path": "/v1/customers/*/subscriptions/*",
-            "nth": 1,
-            "repeat": 50,
-        },
+        {**fault, "method": "PATCH", "path": "/v1/customers/*/subscriptions/*", "nth": 1, "repeat": 50},
     )
     await _invoke(client, url, "approval_approve", {"approval_id": approval_id}, **MEGAN)
     await _wait_status(services, approval_id, "failed")
