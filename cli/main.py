@@ -167,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
         "conversation_id",
         metavar="CONVERSATION_ID",
         nargs="?",
-        help="the channel's conversation id (the bot must have been mentioned there once)",
+        help="the channel's conversation id (the bot must have been mentioned there once); "
+        "without it, show the current channel and the ones the bot knows",
     )
     channel.add_argument("--clear", action="store_true", help="stop posting to a channel (approvers' chats only)")
     channel.set_defaults(handler=_org_approvals_channel, usage_error=channel.error)
@@ -241,7 +242,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     if getattr(args, "handler", None) is _member_roles and not (args.add or args.remove):
         args.usage_error("give --add ROLE and/or --remove ROLE")
-    if getattr(args, "handler", None) is _org_approvals_channel and bool(args.clear) == bool(args.conversation_id):
+    if getattr(args, "handler", None) is _org_approvals_channel and args.clear and args.conversation_id:
         args.usage_error("give either CONVERSATION_ID or --clear")
     return args
 
@@ -378,6 +379,16 @@ async def _org_link_tenant(args: argparse.Namespace, services: Services) -> None
 
 
 async def _org_approvals_channel(args: argparse.Namespace, services: Services) -> None:
+    if not args.clear and not args.conversation_id:
+        current, known = await services.approvals.channel_choices(args.slug)
+        _out(f"Approvals channel: {current or 'none (approvers 1:1 chats only)'}")
+        if known:
+            _out("Channels and group chats the bot knows for this organisation:")
+            for conversation_id, kind in known:
+                _out(f"  {conversation_id}  ({kind})")
+        else:
+            _out("The bot knows no channel of this organisation yet: add it to the team and @mention it once.")
+        return
     target = None if args.clear else args.conversation_id
     await services.approvals.set_channel(args.slug, target, actor=_actor())
     if target is None:

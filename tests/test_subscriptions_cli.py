@@ -21,10 +21,12 @@ def test_set_and_clear_the_approvals_channel(capsys: pytest.CaptureFixture[str],
             "updated_at) VALUES ('19:abc@thread.tacv2', 'channel', ?, '{}', '2026-11-16 09:00:00')",
             (org_id,),
         )
+    out = ok(capsys, "org", "approvals-channel", "fabrikam")
+    assert "Approvals channel: none" in out and "19:abc@thread.tacv2  (channel)" in out
     out = ok(capsys, "org", "approvals-channel", "fabrikam", "19:abc@thread.tacv2")
     assert "also posted in 19:abc@thread.tacv2" in out
+    assert "Approvals channel: 19:abc@thread.tacv2" in ok(capsys, "org", "approvals-channel", "fabrikam")
     out = ok(capsys, "org", "approvals-channel", "fabrikam", "--clear")
     assert "1:1 chats only" in out
     assert [row[1] for row in audit_rows(db)].count("approval.channel") == 2
-    assert run(capsys, "org", "approvals-channel", "fabrikam").code == 2
     assert run(capsys, "org", "approvals-channel", "fabrikam", "19:abc@thread.tacv2", "--clear").code == 2

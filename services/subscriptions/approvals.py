@@ -333,6 +333,26 @@ class ApprovalService:
             row = await session.get(ApprovalChannel, organisation_id)
             return row.conversation_id if row is not None else None
 
+    async def channel_choices(self, slug: str) -> tuple[str | None, list[tuple[str, str]]]:
+        """The organisation's approvals channel and the team channels / group chats the bot knows
+        for it (what the operator can pick from)."""
+        async with self._sessions() as session:
+            org = await session.scalar(select(Organisation).where(Organisation.slug == slug.strip().lower()))
+            if org is None:
+                raise NotFound(f"No organisation {slug!r}.")
+            current = await session.get(ApprovalChannel, org.id)
+            rows = await session.scalars(
+                select(ConversationReferenceRow)
+                .where(
+                    ConversationReferenceRow.organisation_id == org.id,
+                    ConversationReferenceRow.conversation_type != "personal",
+                )
+                .order_by(ConversationReferenceRow.updated_at.desc())
+            )
+            return (current.conversation_id if current else None), [
+                (row.conversation_id, row.conversation_type) for row in rows
+            ]
+
     async def set_channel(self, slug: str, conversation_id: str | None, *, actor: str) -> str | None:
         """The operator's setting: also post approval cards in this channel (None: only 1:1 chats).
         The channel must be a conversation the bot was added to, of this organisation."""
