@@ -414,3 +414,36 @@ async def test_changes_are_refused_while_suspended(make_bot, connector, sqlite_s
         client, fake, url, value={"verb": "subs_quantity_preview", "subscription_id": sid, "quantity": "12"}
     )
     assert "suspended: its seats cannot change" in _said(reply)
+
+
+async def test_a_billing_reader_sees_the_list_without_change_buttons(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    client, services, sid = await _setup(make_bot, sqlite_services, sqlite_demo_customer, sandbox)
+    await services.organisations.add_member(
+        "contoso",
+        "billing@example.com",
+        ["billing"],
+        actor="t",
+        display_name="Bill",
+        channel_user_id="user-id-3",
+        aad_object_id="00000000-0000-0000-0000-0000000000023",
+    )
+    bill = {
+        "user_id": "user-id-3",
+        "name": "Bill",
+        "aad_object_id": "00000000-0000-0000-0000-0000000000023",
+        "conversation_id": "chat-bill",
+    }
+    menu = await _reply(client, fake, url, "menu", **bill)
+    assert "Subscriptions" in _said(menu)
+    listing = await _reply(client, fake, url, "subscriptions", **bill)
+    said = _said(listing)
+    assert "10 seats" in said and "Change quantity" not in said and "Suspend" not in said
+    forged = await _reply(
+        client, fake, url, value={"verb": "subs_quantity_preview", "subscription_id": sid, "quantity": "12"}, **bill
+    )
+    assert "Only an admin" in _said(forged)
+    customer = sqlite_demo_customer.partner_center_customer_id
+    assert (await services.partner_center.subscription(customer, sid)).quantity == 10

@@ -117,6 +117,16 @@ async def test_quantity_rules_before_and_after_the_seats_window(services, ready,
         ("quantity_decrease", 10, 7),
         ("quantity_increase", 7, 12),
     ]
+    async with services.sessions() as session:
+        audited = list(
+            await session.scalars(
+                select(AuditEntry).where(AuditEntry.action == "subscription.quantity").order_by(AuditEntry.id)
+            )
+        )
+    assert [(a.actor, a.target, a.before["quantity"], a.after["quantity"]) for a in audited] == [
+        ("alexw@example.com", sid, 10, 7),
+        ("alexw@example.com", sid, 7, 12),
+    ]
 
 
 async def test_removal_limited_to_seats_in_their_own_window(services, ready, sandbox):
