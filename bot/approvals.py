@@ -62,9 +62,10 @@ class ApprovalDelivery:
             approver_user_ids=user_ids,
         )
 
-    async def post(self, approval: ApprovalView) -> int:
+    async def post(self, approval: ApprovalView) -> tuple[int, bool]:
         """Send the card to each approver (not the requester, unless self-approval is allowed) and to
-        the approvals channel. Returns how many approvers were reached."""
+        the approvals channel. Returns how many approvers' chats were reached, and whether the
+        channel was."""
         services = self._services
         view = await self.card_view(approval)
         allow_self = await services.approvals.allows_self_approval(approval.organisation_id)
@@ -85,16 +86,17 @@ class ApprovalDelivery:
             await services.approvals.add_post(approval.id, chat.conversation_id, activity_id, approver=True)
             reached += 1
         channel = await services.approvals.channel_of(approval.organisation_id)
+        in_channel = False
         if channel:
             try:
                 activity_id = await self._messenger.send(
                     channel, card_activity(build_approval_card(view, for_approver=False))
                 )
                 await services.approvals.add_post(approval.id, channel, activity_id, approver=False)
-                reached += 1
+                in_channel = True
             except Exception:
                 log.exception("could not post approval %s to the approvals channel", approval.id)
-        return reached
+        return reached, in_channel
 
     async def refresh_everywhere(self, approval: ApprovalView) -> None:
         """Replace every posted copy with the current state (best effort per copy)."""
@@ -193,7 +195,7 @@ def approval_invoke_handlers(services: Services, messenger: ProactiveMessenger) 
     return {APPROVE: approve, REJECT: reject, RETRY: retry, REFRESH: refresh}
 
 
-async def post_request(context: TurnContext, services: Services, approval: ApprovalView) -> int:
+async def post_request(context: TurnContext, services: Services, approval: ApprovalView) -> tuple[int, bool]:
     """From a dialog: post a new request's cards with this turn's messenger."""
     from bot.private_replies import MESSENGER_KEY
 

@@ -171,17 +171,17 @@ class SubscriptionsDialog(TaskDialog):
             approval, created = await self._services.approvals.request_suspension(caller, sid, value.get("reason"))
             if not created:
                 return f"A suspension of {approval.subscription_name} is already waiting for an approver."
-            reached = await post_request(step.context, self._services, approval)
-            if not reached:
+            reached, in_channel = await post_request(step.context, self._services, approval)
+            if not reached and not in_channel:
                 return (
                     f"I recorded your request to suspend {approval.subscription_name}, but no approver of your "
                     "organisation has chatted with me yet, so nobody could be asked. Ask an approver to say hi "
                     "to the bot, or your reseller to set an approvals channel."
                 )
-            return (
-                f"I asked {reached} approver(s) to confirm suspending {approval.subscription_name}. "
-                "I will tell you when one of them decides."
-            )
+            where = f"I asked {reached} approver(s)" if reached else "I posted the request"
+            if in_channel:
+                where += " in their chats and in the approvals channel" if reached else " in the approvals channel"
+            return f"{where} to confirm suspending {approval.subscription_name}. I will tell you when one decides."
         return None
 
     async def _next(self, step: WaterfallStepContext, **options: Any) -> DialogTurnResult:

@@ -154,7 +154,7 @@ async def _request_suspension(client, fake, url, sid) -> int:
     asked = await _reply(
         client, fake, url, value={**_action(card_of(empty), "Ask an approver")["data"], "reason": "Project paused"}
     )
-    assert "asked 1 approver" in _said(asked)
+    assert "asked 1 approver(s)" in _said(asked)
     await fake.wait_for(posted_before + 1, MEGAN["conversation_id"])
     card = card_of(fake.messages(MEGAN["conversation_id"])[-1])
     assert_valid_card(card)
@@ -447,3 +447,28 @@ async def test_a_billing_reader_sees_the_list_without_change_buttons(
     assert "Only an admin" in _said(forged)
     customer = sqlite_demo_customer.partner_center_customer_id
     assert (await services.partner_center.subscription(customer, sid)).quantity == 10
+
+
+async def test_the_approvals_channel_gets_a_status_card_that_is_updated_too(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    client, services, sid = await _setup(make_bot, sqlite_services, sqlite_demo_customer, sandbox)
+    channel = "19:approvals@thread.tacv2"
+    await _reply(client, fake, url, "menu", conversation_id=channel, conversation_type="channel", mention_bot=True)
+    await services.approvals.set_channel("contoso", channel, actor="operator")
+    approval_id = await _request_suspension(client, fake, url, sid)
+    posted = card_of(fake.messages(channel)[-1])
+    assert_valid_card(posted)
+    assert "Suspension request" in card_text(posted) and "actions" not in posted
+    assert posted["refresh"]["action"]["data"] == {"approval_id": approval_id}
+    await _invoke(client, url, "approval_approve", {"approval_id": approval_id}, **MEGAN)
+    await _wait_status(services, approval_id, "suspended")
+
+    async def channel_updated() -> bool:
+        return any(
+            item.method == "PUT" and item.conversation_id == channel and "— suspended" in str(item.activity)
+            for item in fake.received
+        )
+
+    await _eventually(channel_updated)
