@@ -14,9 +14,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from microsoft_agents.activity import Activity, AdaptiveCardInvokeResponse
+from microsoft_agents.activity import AdaptiveCardInvokeResponse
 from microsoft_agents.hosting.core import MessageFactory, TurnContext
 
+from bot.private_replies import MESSENGER_KEY
 from bot.proactive import ProactiveMessenger
 from cards.approvals import APPROVE, REFRESH, REJECT, RETRY, ApprovalCardView, build_approval_card
 from dialogs.base import card_activity
@@ -197,13 +198,7 @@ def approval_invoke_handlers(services: Services, messenger: ProactiveMessenger) 
 
 async def post_request(context: TurnContext, services: Services, approval: ApprovalView) -> tuple[int, bool]:
     """From a dialog: post a new request's cards with this turn's messenger."""
-    from bot.private_replies import MESSENGER_KEY
-
     messenger = context.turn_state.get(MESSENGER_KEY)
     if not isinstance(messenger, ProactiveMessenger):
         raise DomainError("I cannot reach the approvers right now. Try again in a moment.")
     return await ApprovalDelivery(services, messenger).post(approval)
-
-
-def text_activity(message: str) -> Activity:
-    return MessageFactory.text(message)

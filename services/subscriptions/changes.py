@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit
@@ -26,7 +26,7 @@ from services.catalog import CatalogService, SkuView
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
 from services.idempotency import IdempotencyService
 from services.ledger import LedgerEvent, LedgerSource, SubscriptionLedger
-from services.models import IdempotencyKey, SubscriptionRow
+from services.models import IdempotencyKey, LedgerEntry, SubscriptionRow
 from services.partner_center import PartnerCenterClient
 from services.partner_center.errors import PartnerCenterConflict, PartnerCenterError
 from services.partner_center.models import (
@@ -382,8 +382,6 @@ class SubscriptionChanges:
         if consumed is None:
             return None
         async with self._sessions() as session:
-            from sqlalchemy import func, select
-
             others = await session.scalar(
                 select(func.coalesce(func.sum(SubscriptionRow.quantity), 0)).where(
                     SubscriptionRow.organisation_id == caller.organisation_id,
@@ -746,8 +744,4 @@ class SubscriptionChanges:
 
     @staticmethod
     async def _ledger_has(session: AsyncSession, source_key: str) -> bool:
-        from sqlalchemy import select
-
-        from services.models import LedgerEntry
-
         return await session.scalar(select(LedgerEntry.id).where(LedgerEntry.source_key == source_key)) is not None
