@@ -23,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.auth import AuthenticationFailed, RequestAuthenticator, SigningKeySource, build_connections
 from bot.exports import export_handler
-from bot.handler import CspBot
+from bot.handler import CspBot, InvokeHandler
+from bot.invokes import default_invoke_handlers
 from bot.job_notices import JobNotifier
 from bot.proactive import ProactiveMessenger
 from bot.storage import SqlStorage
@@ -43,6 +44,7 @@ from services.settings import Settings, SettingsError
 log = logging.getLogger("cspbot")
 
 TaskFactory = Callable[[Services], Sequence[Task]]
+InvokeFactory = Callable[[Services, ProactiveMessenger], dict[str, InvokeHandler]]
 
 
 @dataclass(frozen=True)
@@ -75,10 +77,12 @@ def create_app(
     tasks: TaskFactory = default_tasks,
     run_jobs: bool = True,
     partner_center: PartnerCenterOpener = open_partner_center,
+    invokes: InvokeFactory = default_invoke_handlers,
 ) -> web.Application:
     """The aiohttp application. `connections` and `signing_keys` replace the outbound token
     provider and the inbound key look-up (tests; no network); `tasks` builds the task list;
-    `partner_center` opens the Partner Center client (Microsoft's API or the built-in sandbox)."""
+    `partner_center` opens the Partner Center client (Microsoft's API or the built-in sandbox);
+    `invokes` builds the `adaptiveCard/action` verb handlers."""
     settings.check_safe_to_serve()
     app = web.Application()
     app[SETTINGS] = settings
@@ -111,6 +115,7 @@ def create_app(
             conversations=services.conversations,
             tasks=TaskCatalogue(tasks(services)),
             messenger=messenger,
+            invoke_handlers=invokes(services, messenger),
             typing_delay=settings.typing_indicator_delay_seconds,
         )
         services.jobs.set_notifier(JobNotifier(messenger, job_renderers(), conversation_lock=bot.conversation_lock))

@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # org
     org = commands.add_parser("org", help="customer organisations").add_subparsers(
-        dest="action", required=True, metavar="{create,list,show,update,link-tenant}"
+        dest="action", required=True, metavar="{create,list,show,update,link-tenant,approvals-channel}"
     )
     create = org.add_parser("create", help="register a customer organisation")
     create.add_argument("slug", metavar="SLUG", help="short name: 2-63 lower-case letters, digits, dashes")
@@ -164,6 +164,21 @@ def build_parser() -> argparse.ArgumentParser:
     link.add_argument("slug", metavar="SLUG")
     link.add_argument("tenant_id", metavar="TENANT_ID", help="the tenant id (a GUID)")
     link.set_defaults(handler=_org_link_tenant)
+
+    # issue 7: where suspension approval cards are also posted
+    channel = org.add_parser(
+        "approvals-channel", help="also post suspension approval cards in this Teams channel (or --clear)"
+    )
+    channel.add_argument("slug", metavar="SLUG")
+    channel.add_argument(
+        "conversation_id",
+        metavar="CONVERSATION_ID",
+        nargs="?",
+        help="the channel's conversation id (the bot must have been mentioned there once); "
+        "without it, show the current channel and the ones the bot knows",
+    )
+    channel.add_argument("--clear", action="store_true", help="stop posting to a channel (approvers' chats only)")
+    channel.set_defaults(handler=_org_approvals_channel, usage_error=channel.error)
 
     # member
     member = commands.add_parser("member", help="people of an organisation and their roles").add_subparsers(
@@ -283,6 +298,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         args.usage_error("give --add ROLE and/or --remove ROLE")
     if getattr(args, "handler", None) is _billing_set_cycle and args.day is None and args.timezone is None:
         args.usage_error("give --day and/or --timezone")
+    if getattr(args, "handler", None) is _org_approvals_channel and args.clear and args.conversation_id:
+        args.usage_error("give either CONVERSATION_ID or --clear")
     return args
 
 
@@ -415,6 +432,25 @@ async def _org_update(args: argparse.Namespace, services: Services) -> None:
 async def _org_link_tenant(args: argparse.Namespace, services: Services) -> None:
     org = await services.organisations.link_teams_tenant(args.slug, args.tenant_id, actor=_actor())
     _out(f"Linked Teams tenant {org.teams_tenant_id} to {org.slug}.")
+
+
+async def _org_approvals_channel(args: argparse.Namespace, services: Services) -> None:
+    if not args.clear and not args.conversation_id:
+        current, known = await services.approvals.channel_choices(args.slug)
+        _out(f"Approvals channel: {current or 'none (approvers 1:1 chats only)'}")
+        if known:
+            _out("Channels and group chats the bot knows for this organisation:")
+            for conversation_id, kind in known:
+                _out(f"  {conversation_id}  ({kind})")
+        else:
+            _out("The bot knows no channel of this organisation yet: add it to the team and @mention it once.")
+        return
+    target = None if args.clear else args.conversation_id
+    await services.approvals.set_channel(args.slug, target, actor=_actor())
+    if target is None:
+        _out(f"Approval cards of {args.slug.strip().lower()} go to its approvers' 1:1 chats only.")
+    else:
+        _out(f"Approval cards of {args.slug.strip().lower()} are also posted in {target}.")
 
 
 async def _member_add(args: argparse.Namespace, services: Services) -> None:

@@ -10,6 +10,7 @@ from dialogs.add_subscription import add_subscription_tasks, render_order_job
 from dialogs.add_tenant import AddTenantDialog, MyServicesDialog, tenant_job_renderers
 from dialogs.billing import billing_tasks
 from dialogs.catalogue import Task
+from dialogs.subscriptions import SubscriptionsDialog
 from dialogs.users import ASSIGN, NEW, UsersDialog
 from services.container import Services
 from services.jobs import JobView
@@ -62,6 +63,14 @@ def default_tasks(services: Services) -> list[Task]:
         ),
         *add_subscription_tasks(services),
         *billing_tasks(services),
+        Task(
+            "subscriptions",
+            "Subscriptions",
+            "See your subscriptions; change seats, add-ons, cancel, auto-renew, suspend",
+            SubscriptionsDialog(services),
+            Permission.READ_SUBSCRIPTIONS,
+            aliases=("my subscriptions", "subscription"),
+        ),
     ]
 
 

@@ -42,6 +42,7 @@ COMMANDS: Final[list[tuple[str, str]]] = [
     ("assign", "Assign licences to users"),
     ("buy", "Add a subscription: browse products, see the price, order"),
     ("billing", "Bills: last month, 2026-09, or a product"),
+    ("subscriptions", "See and manage your subscriptions"),
 ]
 COMMAND_SCOPES: Final[tuple[str, ...]] = ("personal", "team")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -23,6 +24,7 @@ from services.partner_center import PartnerCenterAuthError, PartnerCenterClient
 from services.partner_center.auth import TokenKind
 from services.pricing import PriceBook
 from services.settings import Settings
+from services.subscriptions import ApprovalService, SubscriptionChanges, SubscriptionService
 from services.tenants import TenantService
 from services.users import DirectoryService, LeaseService, LicenceService, UserService, UserSync
 
@@ -50,6 +52,9 @@ class Services:
     directory: DirectoryService
     ordering: OrderingService
     billing: BillingService
+    subscriptions: SubscriptionService
+    subscription_changes: SubscriptionChanges
+    approvals: ApprovalService
 
 
 def build_services(engine: AsyncEngine, settings: Settings, partner_center: PartnerCenterClient) -> Services:
@@ -74,6 +79,15 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
     pricing = PriceBook(sessions, partner_center)
     catalog = CatalogService(sessions, partner_center, alerts)
     ledger = SubscriptionLedger(sessions)
+    subscriptions = SubscriptionService(
+        sessions,
+        partner_center,
+        catalog,
+        pricing,
+        ledger,
+        refresh_after=timedelta(minutes=settings.subscriptions_refresh_minutes),
+    )
+    changes = SubscriptionChanges(sessions, partner_center, catalog, pricing, ledger, idempotency, subscriptions)
     return Services(
         engine=engine,
         sessions=sessions,
@@ -111,6 +125,9 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
             export_base_url=settings.export_base_url,
             file_consent=settings.authenticated,
         ),
+        subscriptions=subscriptions,
+        subscription_changes=changes,
+        approvals=ApprovalService(sessions, changes, expiry=timedelta(hours=settings.approval_expiry_hours)),
     )
 
 

@@ -588,3 +588,57 @@ class BillingExportRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+# --- Subscriptions management and approvals (issue 7) -----------------------------------------------
+
+
+class Approval(Base):
+    """A request that needs an approver (a suspension): who asked, what, why, when, until when, and
+    who decided when. `status` moves only by conditional UPDATEs, so a request is decided once."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(30), default="suspend")
+    subscription_id: Mapped[str] = mapped_column(String(64), index=True)
+    subscription_name: Mapped[str] = mapped_column(String(200), default="")
+    requested_by_member_id: Mapped[int | None] = mapped_column(Integer)
+    requested_by: Mapped[str] = mapped_column(String(254))
+    requester_name: Mapped[str] = mapped_column(String(200), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    # pending -> suspending -> suspended | failed (-> suspending on retry); pending -> rejected | expired
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    decided_by_member_id: Mapped[int | None] = mapped_column(Integer)
+    decided_by: Mapped[str] = mapped_column(String(254), default="")
+    decider_name: Mapped[str] = mapped_column(String(200), default="")
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    outcome: Mapped[str] = mapped_column(Text, default="")
+    # Where the approval card was posted: [{"conversation_id": ..., "activity_id": ...}].
+    posts: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ApprovalChannel(Base):
+    """The channel (a stored conversation) where an organisation's approval cards are also posted."""
+
+    __tablename__ = "approval_channels"
+
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(400))
+    set_by: Mapped[str] = mapped_column(String(254), default="")
+    set_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class SubscriptionSyncState(Base):
+    """Per organisation: when its subscriptions were last synced from Partner Center, and the time of
+    the last audit record read (where the next sync starts reading)."""
+
+    __tablename__ = "subscription_sync_state"
+
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True)
+    synced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    audit_cursor: Mapped[datetime | None] = mapped_column(UtcDateTime)

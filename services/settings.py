@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     # Teams shows "typing…" only for a turn still running after this long (fast turns need none).
     typing_indicator_delay_seconds: float = Field(default=0.5, ge=0)
 
+    # --- Subscriptions and approvals (issue 7) ----------------------------------------------------
+    # A suspension request not decided within this many hours expires.
+    approval_expiry_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    # The subscriptions card refreshes from Partner Center when its copy is older than this.
+    subscriptions_refresh_minutes: float = Field(default=5.0, ge=0)
+
     # --- Mail: SMTP when SMTP_HOST is set, else .eml files in MAIL_OUTBOX_DIR -----------------------
     mail_from: str = "CSP self-service <cspbot@localhost>"
     mail_outbox_dir: Path = DEFAULT_VAR_DIR / "outbox"

@@ -1,0 +1,98 @@
+"""The approval card: an Action.Execute card with `refresh.userIds`, so the approvers named there see
+Approve/Reject (or Retry after a failure) and everyone else sees the status. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cards.base import Card, card, facts, heading, text
+
+APPROVE, REJECT, RETRY, REFRESH = "approval_approve", "approval_reject", "approval_retry", "approval_refresh"
+
+
+@dataclass(frozen=True)
+class ApprovalCardView:
+    approval_id: int
+    subscription_name: str
+    requester_name: str
+    reason: str
+    requested_at: datetime
+    expires_at: datetime
+    status: str  # pending | suspending | suspended | failed | rejected | expired
+    decider_name: str = ""
+    decided_at: datetime | None = None
+    outcome: str = ""
+    approver_user_ids: Sequence[str] = ()
+
+
+def _when(value: datetime | None) -> str:
+    return f"{value:%H:%M}" if value is not None else ""
+
+
+def status_line(view: ApprovalCardView) -> tuple[str, str]:
+    """What happened, and the colour it is shown in."""
+    who, at = view.decider_name or "an approver", _when(view.decided_at)
+    if view.status == "pending":
+        return f"Waiting for an approver (expires {view.expires_at:%d %b %H:%M} UTC)", "Default"
+    if view.status == "suspending":
+        return f"Approved by {who} at {at} — suspending…", "Accent"
+    if view.status == "suspended":
+        return f"Approved by {who} at {at} — suspended", "Good"
+    if view.status == "failed":
+        return f"Approved by {who} at {at} — failed: {view.outcome} Retry when Microsoft is reachable.", "Attention"
+    if view.status == "rejected":
+        return f"Rejected by {who} at {at} — nothing was changed", "Warning"
+    if view.status == "expired":
+        return f"Expired at {view.expires_at:%d %b %H:%M} UTC — nothing was changed", "Warning"
+    return view.status, "Default"
+
+
+def _execute(title: str, verb: str, approval_id: int, style: str | None = None) -> dict[str, Any]:
+    action: dict[str, Any] = {
+        "type": "Action.Execute",
+        "title": title,
+        "verb": verb,
+        "data": {"approval_id": approval_id},
+    }
+    if style:
+        action["style"] = style
+    return action
+
+
+def build_approval_card(view: ApprovalCardView, *, for_approver: bool) -> Card:
+    """`for_approver`: the card an approver sees (with the decision buttons while they apply)."""
+    line, colour = status_line(view)
+    body = [
+        heading("Suspension request"),
+        facts(
+            [
+                ("Subscription", view.subscription_name),
+                ("Asked by", view.requester_name),
+                ("Why", view.reason),
+                ("Asked at", f"{view.requested_at:%d %b %Y %H:%M} UTC"),
+            ]
+        ),
+        text(line, weight="Bolder", color=colour),
+    ]
+    actions: list[dict[str, Any]] = []
+    if for_approver and view.status == "pending":
+        actions = [
+            _execute("Approve", APPROVE, view.approval_id, "positive"),
+            _execute("Reject", REJECT, view.approval_id, "destructive"),
+        ]
+    elif for_approver and view.status == "failed":
+        actions = [_execute("Retry", RETRY, view.approval_id, "positive")]
+    result = card(body, actions)
+    result["refresh"] = {
+        "action": {
+            "type": "Action.Execute",
+            "title": "Refresh",
+            "verb": REFRESH,
+            "data": {"approval_id": view.approval_id},
+        },
+        "userIds": list(view.approver_user_ids)[:60],
+    }
+    return result

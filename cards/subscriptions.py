@@ -1,0 +1,382 @@
+"""Cards of the subscriptions task: the list (with actions per row), quantity, its preview, add-ons,
+cancel, auto-renew, suspend request and reactivate. Pure functions of the services' views."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from cards.base import Card, card, facts, heading, submit, text
+from services.subscriptions import AddonOffer, CancelPlan, QuantityPlan, SubscriptionPage, SubscriptionView
+
+PAGE, REFRESH, CLOSE, BACK = "subs_page", "subs_refresh", "subs_close", "subs_back"
+QUANTITY, PREVIEW, CONFIRM_QUANTITY, CONFIRM_SCHEDULE = (
+    "subs_quantity",
+    "subs_quantity_preview",
+    "subs_quantity_confirm",
+    "subs_schedule_confirm",
+)
+ADDONS, ORDER_ADDON = "subs_addons", "subs_addon_order"
+CANCEL, CONFIRM_CANCEL = "subs_cancel", "subs_cancel_confirm"
+AUTORENEW, CONFIRM_AUTORENEW = "subs_autorenew", "subs_autorenew_confirm"
+SUSPEND, SEND_SUSPEND = "subs_suspend", "subs_suspend_send"
+REACTIVATE, CONFIRM_REACTIVATE = "subs_reactivate", "subs_reactivate_confirm"
+
+_PERIOD = {"monthly": "month", "annual": "year", "triennial": "3 years"}
+_TERMS = {"P1M": "1 month", "P1Y": "1 year", "P3Y": "3 years"}
+_BILLING = {"monthly": "monthly", "annual": "annually", "triennial": "every 3 years"}
+
+
+def _term(term_duration: str, billing_cycle: str) -> str:
+    return f"{_TERMS.get(term_duration, term_duration)}, billed {_BILLING.get(billing_cycle, billing_cycle)}"
+
+
+def _per(billing_cycle: str) -> str:
+    return _PERIOD.get(billing_cycle, billing_cycle)
+
+
+def _date(value: datetime | None) -> str:
+    return f"{value:%d %b %Y}" if value is not None else "—"
+
+
+def _money(amount: Decimal | None, currency: str) -> str:
+    if amount is None:
+        return "no price set — ask your reseller"
+    sign = "-" if amount < 0 else ""
+    return f"{sign}{abs(amount):,.2f} {currency}"
+
+
+def _status(view: SubscriptionView) -> str:
+    return {"active": "Active", "suspended": "⏸ Suspended", "deleted": "Cancelled", "expired": "Expired"}.get(
+        view.status, view.status.capitalize()
+    )
+
+
+def _consumed(view: SubscriptionView) -> str:
+    if not view.licence_sku_id:
+        return "— (grants no licences)"
+    if view.consumed is None:
+        return "unknown right now"
+    shown = f"{view.consumed} assigned"
+    if view.shared_with:
+        shown += f" — shared with {view.shared_with} other subscription(s) of this licence product"
+    return shown
+
+
+def _renewal(view: SubscriptionView) -> str:
+    if view.status in ("deleted", "expired"):
+        return "—"
+    verb = "renews" if view.auto_renew else "ends (auto-renew off)"
+    shown = f"{_date(view.renewal_date)} ({verb}; price locked until then)"
+    if view.scheduled_quantity is not None:
+        shown += f"; renews with {view.scheduled_quantity} seats"
+    return shown
+
+
+def _row_facts(view: SubscriptionView) -> list[tuple[str, str]]:
+    return [
+        ("Offer id", view.offer_id),
+        ("Price", view.unit_price or "no price set — ask your reseller"),
+        ("Purchased", f"{view.quantity} seats"),
+        ("Consumed", _consumed(view)),
+        ("Status", _status(view)),
+        (
+            "Term",
+            _term(view.term_duration, view.billing_cycle),
+        ),
+        ("Renewal", _renewal(view)),
+    ]
+
+
+def _row_actions(view: SubscriptionView, page: SubscriptionPage) -> list[dict[str, Any]]:
+    ids = {"subscription_id": view.id}
+    actions: list[dict[str, Any]] = []
+    if page.can_manage and view.is_active:
+        actions.append(submit("Change quantity", QUANTITY, ids))
+        actions.append(submit("Add-ons", ADDONS, ids))
+        actions.append(submit("Auto-renew " + ("off" if view.auto_renew else "on"), AUTORENEW, ids))
+        actions.append(submit("Cancel", CANCEL, ids))
+    if page.can_request_suspension and view.is_active:
+        actions.append(submit("Suspend", SUSPEND, ids))
+    if page.can_manage and view.is_suspended:
+        actions.append(submit("Reactivate", REACTIVATE, ids))
+        actions.append(submit("Auto-renew " + ("off" if view.auto_renew else "on"), AUTORENEW, ids))
+    return actions
+
+
+def _row(view: SubscriptionView, page: SubscriptionPage) -> dict[str, Any]:
+    items: list[dict[str, Any]] = [
+        text(view.name, weight="Bolder"),
+        facts(_row_facts(view)),
+    ]
+    for addon in view.addons:
+        items.append(
+            {
+                "type": "Container",
+                "style": "emphasis",
+                "items": [
+                    text(f"Add-on: {addon.name}", weight="Bolder"),
+                    facts(_row_facts(addon)),
+                ],
+            }
+        )
+        addon_actions = _row_actions(addon, page)
+        if addon_actions:
+            items.append({"type": "ActionSet", "actions": addon_actions[:5]})
+    actions = _row_actions(view, page)
+    if actions:
+        items.append({"type": "ActionSet", "actions": actions[:6]})
+    return {"type": "Container", "separator": True, "spacing": "Medium", "items": items}
+
+
+def build_subscriptions_card(page: SubscriptionPage) -> Card:
+    body: list[dict[str, Any]] = [heading("Your subscriptions")]
+    if page.notice:
+        body.append(text(page.notice, color="Attention"))
+    if not page.has_tenant:
+        body.append(text("Your organisation has no Microsoft tenant with the reseller yet. Type **add tenant** first."))
+    elif not page.items:
+        body.append(text("You have no subscriptions yet. Type **add subscription** to buy one."))
+    fresh = (
+        f"Updated from Microsoft {page.synced_at:%d %b %Y %H:%M} UTC"
+        if page.synced_at
+        else "Not read from Microsoft yet"
+    )
+    body.append(text(f"{fresh}. {page.total} subscription(s).", subtle=True))
+    body.extend(_row(view, page) for view in page.items)
+    actions: list[dict[str, Any]] = []
+    if page.page > 0:
+        actions.append(submit("◀ Previous", PAGE, {"page": page.page - 1}))
+    if page.page + 1 < page.pages:
+        actions.append(submit(f"Next ▶ (page {page.page + 2} of {page.pages})", PAGE, {"page": page.page + 1}))
+    actions.append(submit("Refresh", REFRESH, {"page": page.page}))
+    actions.append(submit("Done", CLOSE))
+    return card(body, actions)
+
+
+def _back(view_id: str | None = None) -> dict[str, Any]:
+    return submit("Back to the list", BACK, {"subscription_id": view_id} if view_id else None)
+
+
+def _error(error: str) -> list[dict[str, Any]]:
+    return [text(error, color="Attention", weight="Bolder")] if error else []
+
+
+def build_quantity_card(view: SubscriptionView, *, entered: str = "", error: str = "") -> Card:
+    body = [
+        heading(f"Change the quantity of {view.name}"),
+        facts(
+            [
+                ("Now", f"{view.quantity} seats"),
+                ("Consumed", _consumed(view)),
+                ("Price", view.unit_price or "no price set"),
+            ]
+        ),
+        text(
+            "Seats can be added at any time. Microsoft lets seats be removed only within 7 days of adding them; "
+            "after that a lower quantity can be scheduled for the renewal.",
+            subtle=True,
+        ),
+        *_error(error),
+        {
+            "type": "Input.Text",
+            "id": "quantity",
+            "label": "New number of seats",
+            "value": entered or str(view.quantity),
+            "isRequired": True,
+            "errorMessage": "Enter a whole number of seats",
+        },
+    ]
+    return card(body, [submit("Show the cost", PREVIEW, {"subscription_id": view.id}), _back()])
+
+
+def build_quantity_preview_card(plan: QuantityPlan, key: str) -> Card:
+    period = _PERIOD.get(plan.billing_cycle, plan.billing_cycle)
+    ids = {"subscription_id": plan.subscription_id, "quantity": str(plan.new), "etag": plan.etag, "key": key}
+    body: list[dict[str, Any]] = [heading(f"{plan.name}: {plan.current} → {plan.new} seats")]
+    pairs: list[tuple[str, str]] = []
+    if plan.kind == "schedule":
+        body.append(text(plan.explanation, color="Warning"))
+        pairs.append(("Renewal", _date(plan.renewal_date)))
+        pairs.append(("From the renewal", f"{_money(plan.recurring_new, plan.currency)} per {period}"))
+        body.append(facts(pairs))
+        actions = [
+            submit(f"Schedule {plan.new} seats for the renewal", CONFIRM_SCHEDULE, ids, style="positive"),
+            submit("Choose another number", QUANTITY, {"subscription_id": plan.subscription_id}),
+            _back(),
+        ]
+        return card(body, actions)
+    charge = plan.charge_now
+    if charge is not None:
+        label = "Charged now (pro rata)" if plan.kind == "increase" else "Refunded now (pro rata)"
+        pairs.append(
+            (
+                label,
+                f"{_money(abs(charge.amount), plan.currency)} "
+                f"({charge.seats} × {_money(charge.unit_price, plan.currency)} × "
+                f"{charge.days}/{charge.period_days} days)",
+            )
+        )
+    else:
+        pairs.append(("Charged now", "no price set — ask your reseller"))
+    pairs.append(("Now per " + period, _money(plan.recurring_now, plan.currency)))
+    pairs.append(("New cost per " + period, _money(plan.recurring_new, plan.currency)))
+    if plan.kind == "decrease" and plan.refundable_until is not None:
+        pairs.append(("Removable until", f"{plan.refundable} seat(s) until {plan.refundable_until:%d %b %Y %H:%M} UTC"))
+    if plan.assigned is not None:
+        pairs.append(("Assigned licences", str(plan.assigned)))
+    body.append(facts(pairs))
+    body.append(text("Charges follow Microsoft's billing rules; the bill shows the exact lines.", subtle=True))
+    verb_title = "Add" if plan.kind == "increase" else "Remove"
+    seats = abs(plan.new - plan.current)
+    return card(
+        body,
+        [
+            submit(f"{verb_title} {seats} seat(s)", CONFIRM_QUANTITY, ids, style="positive"),
+            submit("Choose another number", QUANTITY, {"subscription_id": plan.subscription_id}),
+            _back(),
+        ],
+    )
+
+
+def build_addons_card(
+    base: SubscriptionView,
+    offers: Sequence[AddonOffer],
+    key: str,
+    *,
+    error: str = "",
+    entered: dict[str, str] | None = None,
+) -> Card:
+    entered = entered or {}
+    body: list[dict[str, Any]] = [heading(f"Add-ons for {base.name}"), *_error(error)]
+    buyable = [offer for offer in offers if offer.price is not None]
+    if not offers:
+        body.append(text("No add-ons fit this subscription."))
+        return card(body, [_back()])
+    for offer in offers:
+        price = (
+            f"{offer.price.amount:,.2f} {offer.price.currency} per seat per {_per(offer.billing_cycle)}"
+            if offer.price is not None
+            else "no price set — ask your reseller"
+        )
+        body.append(
+            {
+                "type": "Container",
+                "separator": True,
+                "items": [
+                    text(offer.title, weight="Bolder"),
+                    text(offer.description[:300] or "—", subtle=True),
+                    facts(
+                        [
+                            ("Price", price),
+                            (
+                                "Term",
+                                _term(offer.term_duration, offer.billing_cycle),
+                            ),
+                            ("Quantity", f"{offer.minimum}–{offer.maximum}"),
+                        ]
+                    ),
+                ],
+            }
+        )
+    if not buyable:
+        body.append(text("None of these add-ons has a price yet, so they cannot be ordered here.", color="Warning"))
+        return card(body, [_back()])
+    body.append(
+        {
+            "type": "Input.ChoiceSet",
+            "id": "addon",
+            "label": "Add-on",
+            "isRequired": True,
+            "errorMessage": "Pick an add-on",
+            "value": entered.get("addon") or f"{buyable[0].product_id}:{buyable[0].sku_id}",
+            "choices": [{"title": offer.title, "value": f"{offer.product_id}:{offer.sku_id}"} for offer in buyable],
+        }
+    )
+    body.append(
+        {
+            "type": "Input.Text",
+            "id": "quantity",
+            "label": "Quantity",
+            "value": entered.get("quantity", "1"),
+            "isRequired": True,
+            "errorMessage": "Enter a quantity",
+        }
+    )
+    body.append(text("Ordering starts the add-on at once; costs start under Microsoft's billing rules.", subtle=True))
+    return card(
+        body,
+        [submit("Order the add-on", ORDER_ADDON, {"subscription_id": base.id, "key": key}, style="positive"), _back()],
+    )
+
+
+def build_cancel_card(plan: CancelPlan, key: str) -> Card:
+    refund = (
+        f"{_money(abs(plan.refund.amount), plan.currency)} ({plan.refund.seats} × "
+        f"{_money(plan.refund.unit_price, plan.currency)} × {plan.refund.days}/{plan.refund.period_days} days)"
+        if plan.refund is not None
+        else "no price set — ask your reseller"
+    )
+    body = [
+        heading(f"Cancel {plan.name}?"),
+        facts(
+            [
+                ("Seats", str(plan.quantity)),
+                ("Refund", refund),
+                ("Cancellation possible until", f"{plan.window_ends:%d %b %Y %H:%M} UTC" if plan.window_ends else "—"),
+            ]
+        ),
+        text(
+            "Cancelling ends the subscription now and removes its licences from users. It cannot be undone.",
+            color="Warning",
+        ),
+    ]
+    ids = {"subscription_id": plan.subscription_id, "etag": plan.etag, "key": key}
+    return card(body, [submit("Cancel the subscription", CONFIRM_CANCEL, ids, style="destructive"), _back()])
+
+
+def build_autorenew_card(view: SubscriptionView, key: str) -> Card:
+    turn_on = not view.auto_renew
+    if turn_on:
+        explanation = f"With auto-renew on, {view.name} renews on {_date(view.renewal_date)} for another term."
+    else:
+        explanation = (
+            f"With auto-renew off, {view.name} ends on {_date(view.renewal_date)} and is not billed after that."
+        )
+    body = [heading(f"Auto-renew {'on' if turn_on else 'off'} for {view.name}?"), text(explanation)]
+    data = {"subscription_id": view.id, "enabled": turn_on, "key": key}
+    return card(body, [submit(f"Turn auto-renew {'on' if turn_on else 'off'}", CONFIRM_AUTORENEW, data), _back()])
+
+
+def build_suspend_request_card(view: SubscriptionView, *, entered: str = "", error: str = "") -> Card:
+    body = [
+        heading(f"Suspend {view.name}?"),
+        text(
+            "An approver of your organisation has to confirm. Suspended seats stop working for users, "
+            "but Microsoft keeps billing them until the subscription is cancelled or expires.",
+        ),
+        *_error(error),
+        {
+            "type": "Input.Text",
+            "id": "reason",
+            "label": "Why? (the approver reads this)",
+            "isMultiline": True,
+            "maxLength": 500,
+            "value": entered,
+            "isRequired": True,
+            "errorMessage": "Give a reason",
+        },
+    ]
+    return card(body, [submit("Ask an approver", SEND_SUSPEND, {"subscription_id": view.id}), _back()])
+
+
+def build_reactivate_card(view: SubscriptionView, key: str) -> Card:
+    body = [
+        heading(f"Reactivate {view.name}?"),
+        facts([("Seats", str(view.quantity)), ("Renewal", _renewal(view))]),
+        text("Its licences work again for the users they are assigned to.", subtle=True),
+    ]
+    data = {"subscription_id": view.id, "key": key}
+    return card(body, [submit("Reactivate", CONFIRM_REACTIVATE, data, style="positive"), _back()])

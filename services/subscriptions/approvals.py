@@ -1,0 +1,407 @@
+"""Suspension approvals: an admin asks, an approver of the same organisation decides — once.
+
+Every status move is a conditional UPDATE on the current status, so two approvers clicking together
+make one decision (the other reads it), and an expired request cannot be approved. Approve moves the
+request to `suspending`; the suspension then runs (a durable job) and ends `suspended`, or `failed`
+with Microsoft's reason and nothing changed — an approver may retry a failed one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services import audit
+from services.access import Caller
+from services.db import utcnow
+from services.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
+from services.models import Approval, ApprovalChannel, ConversationReferenceRow, Member, MemberRole, Organisation
+from services.roles import Permission, Role
+from services.subscriptions.changes import SubscriptionChanges
+from services.subscriptions.common import Clock, as_utc, organisation_of, row_in_organisation
+
+log = logging.getLogger(__name__)
+
+PENDING, SUSPENDING, SUSPENDED, FAILED, REJECTED, EXPIRED = (
+    "pending",
+    "suspending",
+    "suspended",
+    "failed",
+    "rejected",
+    "expired",
+)
+OPEN = (PENDING, SUSPENDING, FAILED)
+MAX_REASON = 500
+
+
+@dataclass(frozen=True)
+class ApprovalView:
+    id: int
+    organisation_id: int
+    subscription_id: str
+    subscription_name: str
+    requested_by_member_id: int | None
+    requested_by: str
+    requester_name: str
+    reason: str
+    status: str
+    created_at: datetime
+    expires_at: datetime
+    decided_by: str
+    decider_name: str
+    decided_at: datetime | None
+    outcome: str
+    posts: tuple[dict[str, Any], ...]
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN
+
+
+@dataclass(frozen=True)
+class Decision:
+    approval: ApprovalView
+    decided_now: bool  # False: someone else decided first (or it had expired); the card shows what happened
+    message: str
+
+
+@dataclass(frozen=True)
+class Approver:
+    member_id: int
+    name: str
+    channel_user_id: str | None
+
+
+def _view(row: Approval) -> ApprovalView:
+    return ApprovalView(
+        id=row.id,
+        organisation_id=row.organisation_id,
+        subscription_id=row.subscription_id,
+        subscription_name=row.subscription_name,
+        requested_by_member_id=row.requested_by_member_id,
+        requested_by=row.requested_by,
+        requester_name=row.requester_name,
+        reason=row.reason,
+        status=row.status,
+        created_at=as_utc(row.created_at) or row.created_at,
+        expires_at=as_utc(row.expires_at) or row.expires_at,
+        decided_by=row.decided_by,
+        decider_name=row.decider_name,
+        decided_at=as_utc(row.decided_at),
+        outcome=row.outcome,
+        posts=tuple(dict(post) for post in row.posts or ()),
+    )
+
+
+class ApprovalService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        changes: SubscriptionChanges,
+        *,
+        expiry: timedelta = timedelta(hours=24),
+        clock: Clock = utcnow,
+    ) -> None:
+        self._sessions = sessions
+        self._changes = changes
+        self.expiry = expiry
+        self._clock = clock
+
+    # --- asking -----------------------------------------------------------------------------------
+
+    async def request_suspension(self, caller: Caller, subscription_id: Any, reason: Any) -> tuple[ApprovalView, bool]:
+        """A new request (True), or the open one for that subscription (False)."""
+        caller.require(Permission.REQUEST_SUSPENSION)
+        why = " ".join(str(reason or "").split())
+        if not why:
+            raise InvalidInput("Say why the subscription should be suspended; the approver reads it.", field="reason")
+        if len(why) > MAX_REASON:
+            raise InvalidInput(f"Keep the reason under {MAX_REASON} characters.", field="reason")
+        async with self._sessions() as session:
+            row = await row_in_organisation(session, caller.organisation_id, subscription_id)
+            if row.status != "active":
+                raise DomainError(f"{row.name} is {row.status}; only an active subscription can be suspended.")
+            existing = await session.scalar(
+                select(Approval).where(
+                    Approval.organisation_id == caller.organisation_id,
+                    Approval.subscription_id == row.id,
+                    Approval.status.in_(OPEN),
+                    Approval.expires_at > self._clock(),
+                )
+            )
+            if existing is not None:
+                return _view(existing), False
+            now = self._clock()
+            approval = Approval(
+                organisation_id=caller.organisation_id,
+                kind="suspend",
+                subscription_id=row.id,
+                subscription_name=row.name,
+                requested_by_member_id=caller.member_id,
+                requested_by=caller.email,
+                requester_name=caller.display_name or caller.email,
+                reason=why,
+                status=PENDING,
+                created_at=now,
+                expires_at=now + self.expiry,
+                posts=[],
+            )
+            session.add(approval)
+            await session.flush()
+            audit.record(
+                session,
+                actor=caller.actor,
+                action="approval.request",
+                organisation_id=caller.organisation_id,
+                target=f"approval:{approval.id}",
+                after={"subscription": row.id, "kind": "suspend", "reason": why},
+            )
+            await session.commit()
+            return _view(approval), True
+
+    async def get(self, caller: Caller, approval_id: Any) -> ApprovalView:
+        """Any member of the organisation may see a request (the card shows its status)."""
+        async with self._sessions() as session:
+            approval = await self._in_organisation(session, caller.organisation_id, approval_id)
+        return await self._expire_if_due(approval)
+
+    async def load(self, approval_id: int) -> ApprovalView:
+        async with self._sessions() as session:
+            approval = await session.get(Approval, approval_id)
+            if approval is None:
+                raise NotFound("That request does not exist any more.")
+            return _view(approval)
+
+    @staticmethod
+    async def _in_organisation(session: AsyncSession, organisation_id: int, approval_id: Any) -> ApprovalView:
+        try:
+            number = int(approval_id)
+        except (TypeError, ValueError):
+            raise NotFound("That request is not one of your organisation's.") from None
+        approval = await session.get(Approval, number)
+        if approval is None or approval.organisation_id != organisation_id:
+            raise NotFound("That request is not one of your organisation's.")
+        return _view(approval)
+
+    async def _expire_if_due(self, approval: ApprovalView) -> ApprovalView:
+        if approval.status != PENDING or self._clock() < approval.expires_at:
+            return approval
+        async with self._sessions() as session:
+            await session.execute(
+                update(Approval).where(Approval.id == approval.id, Approval.status == PENDING).values(status=EXPIRED)
+            )
+            await session.commit()
+        return await self.load(approval.id)
+
+    # --- deciding ---------------------------------------------------------------------------------
+
+    async def decide(self, caller: Caller, approval_id: Any, *, approve: bool) -> Decision:
+        caller.require(Permission.DECIDE_SUSPENSION)
+        async with self._sessions() as session:
+            approval = await self._in_organisation(session, caller.organisation_id, approval_id)
+            org = await organisation_of(session, caller.organisation_id)
+            allow_self = org.allow_self_approval
+        if approval.requested_by_member_id == caller.member_id and not allow_self:
+            raise PermissionDenied("You asked for this suspension yourself; another approver has to decide.")
+        approval = await self._expire_if_due(approval)
+        if approval.status != PENDING:
+            return Decision(approval, False, _already(approval))
+        now = self._clock()
+        async with self._sessions() as session:
+            result = await session.execute(
+                update(Approval)
+                .where(Approval.id == approval.id, Approval.status == PENDING, Approval.expires_at > now)
+                .values(
+                    status=SUSPENDING if approve else REJECTED,
+                    decided_by=caller.email,
+                    decider_name=caller.display_name or caller.email,
+                    decided_by_member_id=caller.member_id,
+                    decided_at=now,
+                )
+            )
+            won = result.rowcount == 1  # type: ignore[attr-defined]
+            if won:
+                audit.record(
+                    session,
+                    actor=caller.actor,
+                    action="approval.approve" if approve else "approval.reject",
+                    organisation_id=caller.organisation_id,
+                    target=f"approval:{approval.id}",
+                    before={"status": PENDING},
+                    after={"status": SUSPENDING if approve else REJECTED},
+                )
+            await session.commit()
+        current = await self.load(approval.id)
+        if not won:
+            return Decision(current, False, _already(current))
+        return Decision(current, True, "Approved — suspending now." if approve else "Rejected — nothing was changed.")
+
+    async def retry(self, caller: Caller, approval_id: Any) -> Decision:
+        """Run a failed suspension again (an approver; the same rules as deciding)."""
+        caller.require(Permission.DECIDE_SUSPENSION)
+        async with self._sessions() as session:
+            approval = await self._in_organisation(session, caller.organisation_id, approval_id)
+            result = await session.execute(
+                update(Approval)
+                .where(Approval.id == approval.id, Approval.status == FAILED)
+                .values(status=SUSPENDING, outcome="")
+            )
+            won = result.rowcount == 1  # type: ignore[attr-defined]
+            if won:
+                audit.record(
+                    session,
+                    actor=caller.actor,
+                    action="approval.retry",
+                    organisation_id=caller.organisation_id,
+                    target=f"approval:{approval.id}",
+                )
+            await session.commit()
+        current = await self.load(approval.id)
+        return Decision(current, won, "Trying the suspension again." if won else _already(current))
+
+    async def run_suspension(self, approval_id: int) -> ApprovalView:
+        """Suspend at Microsoft; ends `suspended`, or `failed` with the reason and nothing changed."""
+        approval = await self.load(approval_id)
+        if approval.status != SUSPENDING:
+            return approval
+        actor = approval.decided_by or "approver"
+        try:
+            outcome = await self._changes.suspend_approved(
+                approval.organisation_id, approval.subscription_id, actor=actor, approval_id=approval.id
+            )
+            status = SUSPENDED
+        except DomainError as error:
+            log.warning("approval %s: the suspension failed: %s", approval.id, error.message)
+            outcome, status = error.message, FAILED
+        except Exception:
+            # Never leave a request "suspending" for ever: an approver can retry; the operator has the log.
+            log.exception("approval %s: the suspension failed unexpectedly", approval.id)
+            outcome, status = "Something went wrong on our side.", FAILED
+        async with self._sessions() as session:
+            await session.execute(
+                update(Approval)
+                .where(Approval.id == approval.id, Approval.status == SUSPENDING)
+                .values(status=status, outcome=outcome)
+            )
+            audit.record(
+                session,
+                actor=actor,
+                action="approval.suspension_" + status,
+                organisation_id=approval.organisation_id,
+                target=f"approval:{approval.id}",
+                after={"status": status, "outcome": outcome},
+            )
+            await session.commit()
+        return await self.load(approval.id)
+
+    # --- where the cards go -------------------------------------------------------------------------
+
+    async def add_post(
+        self, approval_id: int, conversation_id: str, activity_id: str | None, *, approver: bool
+    ) -> None:
+        async with self._sessions() as session:
+            approval = await session.get(Approval, approval_id)
+            if approval is None:
+                return
+            approval.posts = [
+                *(approval.posts or []),
+                {"conversation_id": conversation_id, "activity_id": activity_id, "approver": approver},
+            ]
+            await session.commit()
+
+    async def approvers(self, organisation_id: int) -> list[Approver]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(Member)
+                .join(MemberRole, MemberRole.member_id == Member.id)
+                .where(Member.organisation_id == organisation_id, MemberRole.role == Role.APPROVER.value)
+                .order_by(Member.id)
+            )
+            return [Approver(m.id, m.display_name or m.email, m.channel_user_id) for m in rows]
+
+    async def allows_self_approval(self, organisation_id: int) -> bool:
+        async with self._sessions() as session:
+            return bool((await organisation_of(session, organisation_id)).allow_self_approval)
+
+    async def channel_of(self, organisation_id: int) -> str | None:
+        async with self._sessions() as session:
+            row = await session.get(ApprovalChannel, organisation_id)
+            return row.conversation_id if row is not None else None
+
+    async def channel_choices(self, slug: str) -> tuple[str | None, list[tuple[str, str]]]:
+        """The organisation's approvals channel and the team channels / group chats the bot knows
+        for it (what the operator can pick from)."""
+        async with self._sessions() as session:
+            org = await session.scalar(select(Organisation).where(Organisation.slug == slug.strip().lower()))
+            if org is None:
+                raise NotFound(f"No organisation {slug!r}.")
+            current = await session.get(ApprovalChannel, org.id)
+            rows = await session.scalars(
+                select(ConversationReferenceRow)
+                .where(
+                    ConversationReferenceRow.organisation_id == org.id,
+                    ConversationReferenceRow.conversation_type != "personal",
+                )
+                .order_by(ConversationReferenceRow.updated_at.desc())
+            )
+            return (current.conversation_id if current else None), [
+                (row.conversation_id, row.conversation_type) for row in rows
+            ]
+
+    async def set_channel(self, slug: str, conversation_id: str | None, *, actor: str) -> str | None:
+        """The operator's setting: also post approval cards in this channel (None: only 1:1 chats).
+        The channel must be a conversation the bot was added to, of this organisation."""
+        async with self._sessions() as session:
+            org = await session.scalar(select(Organisation).where(Organisation.slug == slug.strip().lower()))
+            if org is None:
+                raise NotFound(f"No organisation {slug!r}.")
+            row = await session.get(ApprovalChannel, org.id)
+            before = {"conversation_id": row.conversation_id} if row is not None else None
+            if conversation_id is None:
+                if row is not None:
+                    await session.delete(row)
+            else:
+                reference = await session.scalar(
+                    select(ConversationReferenceRow).where(
+                        ConversationReferenceRow.conversation_id == conversation_id.strip()
+                    )
+                )
+                if reference is None:
+                    raise NotFound(
+                        "The bot has no conversation with that id. Add the bot to the team, mention it once in "
+                        "the channel, then use the channel's conversation id."
+                    )
+                if reference.organisation_id not in (None, org.id):
+                    raise Conflict("That channel belongs to another organisation.")
+                if row is None:
+                    row = ApprovalChannel(organisation_id=org.id, conversation_id=reference.conversation_id)
+                    session.add(row)
+                row.conversation_id = reference.conversation_id
+                row.set_by = actor
+                row.set_at = utcnow()
+            audit.record(
+                session,
+                actor=actor,
+                action="approval.channel",
+                organisation_id=org.id,
+                before=before,
+                after={"conversation_id": conversation_id},
+            )
+            await session.commit()
+        return conversation_id
+
+
+def _already(approval: ApprovalView) -> str:
+    who = approval.decider_name or "another approver"
+    return {
+        SUSPENDING: f"Already approved by {who}; the suspension is running.",
+        SUSPENDED: f"Already approved by {who}; the subscription is suspended.",
+        FAILED: f"Approved by {who}, but the suspension failed: {approval.outcome}",
+        REJECTED: f"Already rejected by {who}.",
+        EXPIRED: "This request expired before anyone decided; nothing was changed. The admin can ask again.",
+    }.get(approval.status, "This request was already decided.")

@@ -1,0 +1,747 @@
+"""Changes to a subscription under Microsoft's new-commerce rules: quantity (with the charge now and
+the new recurring cost), a lower quantity scheduled for the renewal, cancel inside the window,
+auto-renew, reactivate, the suspension an approver allowed, and add-ons.
+
+Every change: the caller's organisation and role are checked; Microsoft's current subscription is
+read first and must still be the one the admin saw (its e-tag), else the admin is asked again; the
+PATCH carries `If-Match`; the mirror, the ledger and the audit log are written together only after
+Microsoft accepted. A card's idempotency key makes a double click one change.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services import audit
+from services.access import Caller
+from services.catalog import CatalogService, SkuView
+from services.errors import Conflict, DomainError, InvalidInput, NotFound
+from services.idempotency import IdempotencyService
+from services.ledger import LedgerEvent, LedgerSource, SubscriptionLedger
+from services.models import IdempotencyKey, LedgerEntry, SubscriptionRow
+from services.partner_center import PartnerCenterClient
+from services.partner_center.errors import PartnerCenterConflict, PartnerCenterError
+from services.partner_center.models import (
+    CartLineItem,
+    ProductTerm,
+    ScheduledNextTermInstructions,
+    Subscription,
+    SubscriptionStatus,
+)
+from services.price_rules import UnitPrice
+from services.pricing import PriceBook
+from services.roles import Permission
+from services.subscriptions.common import (
+    Clock,
+    ProRata,
+    apply_to_row,
+    as_utc,
+    customer_of,
+    ledger_record,
+    new_row,
+    organisation_of,
+    pro_rata,
+    row_in_organisation,
+    show_date,
+    snapshot,
+)
+from services.subscriptions.listing import SubscriptionService
+
+log = logging.getLogger(__name__)
+
+# Microsoft's refusals, in plain words (the client maps only the codes every feature shares).
+_RULES = {
+    "2001": "This subscription is suspended: its seats cannot change until it is reactivated.",
+    "800090": "Those seats are past their 7-day window, so Microsoft no longer lets them be removed.",
+    "800095": "Licences are assigned to users from these seats; unassign them before lowering the quantity.",
+    "900117": "The 7-day cancellation window has passed, so it can no longer be cancelled.",
+    "2011": "This subscription has ended and can no longer be changed.",
+    "2002": "Microsoft does not sell that quantity of this product.",
+    "27009": "The base subscription must be active before an add-on can be bought for it.",
+}
+
+
+class StaleSubscription(Conflict):
+    """The subscription changed since the card was shown (or Microsoft answered 412)."""
+
+    code = "stale_subscription"
+
+
+@dataclass(frozen=True)
+class QuantityPlan:
+    subscription_id: str
+    name: str
+    current: int
+    new: int
+    kind: str  # "increase" | "decrease" | "schedule"
+    etag: str
+    currency: str
+    unit_price: Decimal | None
+    charge_now: ProRata | None  # positive: charged now; negative amount: refunded now
+    recurring_now: Decimal | None
+    recurring_new: Decimal | None
+    billing_cycle: str
+    refundable: int
+    refundable_until: datetime | None
+    renewal_date: datetime | None
+    assigned: int | None
+    explanation: str = ""  # why a decrease must wait for the renewal, in plain words
+    price_entry_id: int | None = None
+
+
+@dataclass(frozen=True)
+class CancelPlan:
+    subscription_id: str
+    name: str
+    quantity: int
+    etag: str
+    currency: str
+    refund: ProRata | None
+    window_ends: datetime | None
+
+
+@dataclass(frozen=True)
+class AddonOffer:
+    product_id: str
+    sku_id: str
+    title: str
+    description: str
+    minimum: int
+    maximum: int
+    term_duration: str
+    billing_cycle: str
+    price: UnitPrice | None
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    message: str
+    subscription_id: str
+    repeated: bool = False
+
+
+def parse_quantity(value: Any) -> int:
+    text = str(value if value is not None else "").strip()
+    if not text.isdigit() or len(text) > 6:
+        raise InvalidInput("Enter the number of seats as a whole number, for example 12.", field="quantity")
+    return int(text)
+
+
+def _translate(error: PartnerCenterError) -> DomainError:
+    message = _RULES.get(error.code or "")
+    return DomainError(message, code=error.code) if message else error
+
+
+class SubscriptionChanges:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        partner_center: PartnerCenterClient,
+        catalog: CatalogService,
+        pricing: PriceBook,
+        ledger: SubscriptionLedger,
+        idempotency: IdempotencyService,
+        listing: SubscriptionService,
+    ) -> None:
+        self._sessions = sessions
+        self._client = partner_center
+        self._catalog = catalog
+        self._pricing = pricing
+        self._ledger = ledger
+        self._idempotency = idempotency
+        self._listing = listing
+
+    @property
+    def _now(self) -> Clock:
+        return self._listing.clock
+
+    # --- shared steps ---------------------------------------------------------------------------
+
+    async def _load(self, caller: Caller, subscription_id: Any) -> tuple[str, SubscriptionRow]:
+        async with self._sessions() as session:
+            customer_id = customer_of(await organisation_of(session, caller.organisation_id))
+            row = await row_in_organisation(session, caller.organisation_id, subscription_id)
+            session.expunge(row)
+        return customer_id, row
+
+    async def _fresh(
+        self, caller: Caller, customer_id: str, row: SubscriptionRow, expected_etag: str | None
+    ) -> Subscription:
+        """Microsoft's subscription now; if it is not what the admin saw, mirror it and ask again."""
+        current = await self._client.subscription(customer_id, row.id)
+        if expected_etag is not None and current.etag != expected_etag:
+            await self._listing.sync(caller.organisation_id)
+            raise StaleSubscription(
+                f"{row.name} was changed meanwhile (it now has {current.quantity} seats, "
+                f"{current.status}). I reloaded it: please check the numbers and confirm again."
+            )
+        return current
+
+    async def _patch(
+        self, caller: Caller, customer_id: str, row: SubscriptionRow, desired: Subscription
+    ) -> Subscription:
+        try:
+            return await self._client.update_subscription(customer_id, desired)
+        except PartnerCenterConflict as error:
+            if error.http_status == 412 or error.code in ("2055", "etag_mismatch"):
+                await self._listing.sync(caller.organisation_id)
+                raise StaleSubscription(
+                    f"{row.name} was changed at Microsoft a moment ago. I reloaded it: please check and confirm again."
+                ) from None
+            raise _translate(error) from None
+        except PartnerCenterError as error:
+            raise _translate(error) from None
+
+    async def _claim(self, caller: Caller, key: Any, purpose: str) -> bool:
+        if not isinstance(key, str) or not key.strip() or len(key) > 150:
+            raise InvalidInput("This card is out of date. Open **subscriptions** again.")
+        record = await self._idempotency.claim(
+            f"{purpose}:{key}",
+            purpose=purpose,
+            organisation_id=caller.organisation_id,
+            resource_type="subscription",
+            resource_id="",
+        )
+        return record.first_use
+
+    async def _release(self, key: str, purpose: str) -> None:
+        """A change Microsoft refused did nothing: the same card may try again."""
+        async with self._sessions() as session:
+            await session.execute(delete(IdempotencyKey).where(IdempotencyKey.key == f"{purpose}:{key}"))
+            await session.commit()
+
+    async def _commit(
+        self,
+        caller_actor: str,
+        organisation_id: int,
+        subscription_id: str,
+        result: Subscription,
+        action: str,
+        events: list[tuple[LedgerEvent, int, int, str]],
+        *,
+        price_entry_id: int | None = None,
+    ) -> None:
+        """Mirror row, ledger entries and audit entry in one transaction."""
+        async with self._sessions() as session:
+            row = await row_in_organisation(session, organisation_id, subscription_id)
+            before = snapshot(row)
+            apply_to_row(row, result, licence_sku_id=None, now=self._now())
+            for event, quantity_before, quantity_after, source_key in events:
+                if await self._ledger_has(session, source_key):
+                    continue  # a retried job whose first attempt got this far
+                self._ledger.add(
+                    session,
+                    ledger_record(
+                        row,
+                        event,
+                        before=quantity_before,
+                        after=quantity_after,
+                        at=self._now(),
+                        source=LedgerSource.BOT,
+                        source_key=source_key,
+                        actor=caller_actor,
+                        price_entry_id=price_entry_id,
+                    ),
+                )
+            audit.record(
+                session,
+                actor=caller_actor,
+                action=action,
+                organisation_id=organisation_id,
+                target=subscription_id,
+                before=before,
+                after=snapshot(row),
+            )
+            await session.commit()
+
+    async def _price(self, caller: Caller, row: SubscriptionRow) -> UnitPrice | None:
+        return await self._pricing.price_for(
+            caller.organisation_id, row.product_id, row.sku_id, row.term_duration, row.billing_cycle, self._now().date()
+        )
+
+    def _pro_rata(self, seats: int, price: UnitPrice | None, current: Subscription) -> ProRata | None:
+        if price is None:
+            return None
+        end = as_utc(current.commitment_end_date)
+        start = as_utc(current.effective_start_date)
+        return pro_rata(
+            seats,
+            price,
+            billing_cycle=str(current.billing_cycle or "monthly"),
+            today=self._now().date(),
+            term_start=start.date() if start else None,
+            term_end=end.date() if end else None,
+        )
+
+    async def _sku(self, row: SubscriptionRow) -> SkuView | None:
+        try:
+            return await self._catalog.sku(row.product_id, row.sku_id, include_inactive=True)
+        except NotFound:
+            return None
+
+    # --- quantity ---------------------------------------------------------------------------------
+
+    async def plan_quantity(self, caller: Caller, subscription_id: Any, quantity: Any) -> QuantityPlan:
+        """What changing to `quantity` does (charge now, new recurring cost), or why it cannot."""
+        caller.require(Permission.MANAGE_SERVICES)
+        new = parse_quantity(quantity)
+        customer_id, row = await self._load(caller, subscription_id)
+        current = await self._fresh(caller, customer_id, row, None)
+        if current.etag != row.etag:
+            await self._listing.sync(caller.organisation_id)
+            customer_id, row = await self._load(caller, subscription_id)
+        return await self._plan(caller, customer_id, row, current, new)
+
+    async def _plan(
+        self, caller: Caller, customer_id: str, row: SubscriptionRow, current: Subscription, new: int
+    ) -> QuantityPlan:
+        status = str(current.status or "")
+        if status == "suspended":
+            raise DomainError(_RULES["2001"], code="suspended")
+        if status != "active":
+            raise DomainError(f"This subscription is {status}; its seats cannot change.", code="not_active")
+        sku = await self._sku(row)
+        low, high = (sku.minimum_quantity, sku.maximum_quantity) if sku else (1, 100000)
+        if not low <= new <= high:
+            raise InvalidInput(f"Choose between {low} and {high} seats for {row.name}.", field="quantity")
+        have = current.quantity or 0
+        if new == have:
+            raise InvalidInput(f"{row.name} already has {have} seats. Enter a different number.", field="quantity")
+        price = await self._price(caller, row)
+        refundable = current.refundable_quantity
+        refundable_seats = refundable.total_quantity if refundable else 0
+        until = min(  # type: ignore[type-var]
+            (
+                as_utc(d.allowed_until_date_time)
+                for d in (refundable.details if refundable else [])
+                if d.allowed_until_date_time
+            ),
+            default=None,
+        )
+        assigned: int | None = None
+        kind, explanation, charge = "increase", "", None
+        if new > have:
+            charge = self._pro_rata(new - have, price, current)
+        else:
+            assigned = await self._check_assigned(caller, customer_id, row, new)
+            if have - new <= refundable_seats:
+                kind = "decrease"
+                refund = self._pro_rata(have - new, price, current)
+                charge = (
+                    ProRata(refund.seats, refund.unit_price, refund.days, refund.period_days, -refund.amount)
+                    if refund
+                    else None
+                )
+            else:
+                kind = "schedule"
+                renewal = as_utc(current.commitment_end_date)
+                if refundable_seats:
+                    explanation = (
+                        f"Microsoft lets seats be removed only within 7 days of being added: you can remove up to "
+                        f"{refundable_seats} seat(s) until {show_date(until)} (down to {have - refundable_seats})."
+                    )
+                else:
+                    explanation = (
+                        "These seats are past their 7-day window, so Microsoft no longer lets them be removed now."
+                    )
+                explanation += f" You can instead schedule {new} seats for the renewal on {show_date(renewal)}."
+        return QuantityPlan(
+            subscription_id=row.id,
+            name=row.name,
+            current=have,
+            new=new,
+            kind=kind,
+            etag=current.etag or "",
+            currency=price.currency if price else "",
+            unit_price=price.amount if price else None,
+            charge_now=charge,
+            recurring_now=price.amount * have if price else None,
+            recurring_new=price.amount * new if price else None,
+            billing_cycle=row.billing_cycle,
+            refundable=refundable_seats,
+            refundable_until=until,
+            renewal_date=as_utc(current.commitment_end_date),
+            assigned=assigned,
+            explanation=explanation,
+            price_entry_id=price.entry_id if price else None,
+        )
+
+    async def _check_assigned(self, caller: Caller, customer_id: str, row: SubscriptionRow, new: int) -> int | None:
+        """The licence product's total may never drop below the licences assigned from it."""
+        if not row.licence_sku_id:
+            return None
+        consumed = (await self._listing.consumed_by_licence(customer_id) or {}).get(row.licence_sku_id.lower())
+        if consumed is None:
+            return None
+        async with self._sessions() as session:
+            others = await session.scalar(
+                select(func.coalesce(func.sum(SubscriptionRow.quantity), 0)).where(
+                    SubscriptionRow.organisation_id == caller.organisation_id,
+                    SubscriptionRow.licence_sku_id == row.licence_sku_id,
+                    SubscriptionRow.status == "active",
+                    SubscriptionRow.id != row.id,
+                )
+            )
+        if int(others or 0) + new < consumed:
+            lowest = max(0, consumed - int(others or 0))
+            raise InvalidInput(
+                f"{consumed} licence(s) of {row.name} are assigned to users, and the total can't go below that. "
+                f"Choose at least {lowest} seats, or unassign licences first.",
+                field="quantity",
+            )
+        return consumed
+
+    async def change_quantity(
+        self, caller: Caller, subscription_id: Any, quantity: Any, *, etag: Any, key: Any
+    ) -> ChangeResult:
+        """Add seats, or remove refundable ones — the change the admin confirmed on the preview."""
+        caller.require(Permission.MANAGE_SERVICES)
+        new = parse_quantity(quantity)
+        customer_id, row = await self._load(caller, subscription_id)
+        purpose = "subscriptions.quantity"
+        if not await self._claim(caller, key, purpose):
+            return ChangeResult(f"That change of {row.name} was already sent.", row.id, repeated=True)
+        try:
+            current = await self._fresh(caller, customer_id, row, str(etag or ""))
+            plan = await self._plan(caller, customer_id, row, current, new)
+            if plan.kind == "schedule":
+                raise DomainError(plan.explanation, code="outside_window")
+            result = await self._patch(caller, customer_id, row, current.model_copy(update={"quantity": new}))
+        except DomainError:
+            await self._release(str(key), purpose)
+            raise
+        event = LedgerEvent.QUANTITY_INCREASE if new > plan.current else LedgerEvent.QUANTITY_DECREASE
+        await self._commit(
+            caller.actor,
+            caller.organisation_id,
+            row.id,
+            result,
+            "subscription.quantity",
+            [(event, plan.current, new, f"bot:quantity:{key}")],
+            price_entry_id=plan.price_entry_id,
+        )
+        return ChangeResult(f"{row.name} now has {new} seats (was {plan.current}).", row.id)
+
+    async def schedule_quantity(
+        self, caller: Caller, subscription_id: Any, quantity: Any, *, etag: Any, key: Any
+    ) -> ChangeResult:
+        """Lower the quantity at the renewal (Microsoft's scheduledNextTermInstructions)."""
+        caller.require(Permission.MANAGE_SERVICES)
+        new = parse_quantity(quantity)
+        customer_id, row = await self._load(caller, subscription_id)
+        purpose = "subscriptions.schedule"
+        if not await self._claim(caller, key, purpose):
+            return ChangeResult(f"That renewal change of {row.name} was already sent.", row.id, repeated=True)
+        try:
+            current = await self._fresh(caller, customer_id, row, str(etag or ""))
+            plan = await self._plan(caller, customer_id, row, current, new)
+            if new > plan.current:
+                raise InvalidInput("Adding seats needs no scheduling: change the quantity now.", field="quantity")
+            instructions = ScheduledNextTermInstructions(
+                product=ProductTerm(
+                    product_id=row.product_id,
+                    sku_id=row.sku_id,
+                    billing_cycle=current.billing_cycle,
+                    term_duration=current.term_duration,
+                ),
+                quantity=new,
+            )
+            result = await self._patch(
+                caller, customer_id, row, current.model_copy(update={"scheduled_next_term_instructions": instructions})
+            )
+        except DomainError:
+            await self._release(str(key), purpose)
+            raise
+        await self._commit(caller.actor, caller.organisation_id, row.id, result, "subscription.schedule_quantity", [])
+        return ChangeResult(
+            f"{row.name} will renew with {new} seats on {show_date(as_utc(result.commitment_end_date))}; "
+            f"until then it keeps {result.quantity}.",
+            row.id,
+        )
+
+    # --- cancel, auto-renew, reactivate, suspend ---------------------------------------------------
+
+    def _in_window(self, current: Subscription) -> bool:
+        if current.actions is not None:
+            return "cancel" in [action.lower() for action in current.actions]
+        until = as_utc(current.cancellation_allowed_until_date)
+        return until is not None and self._now() <= until
+
+    async def plan_cancel(self, caller: Caller, subscription_id: Any) -> CancelPlan:
+        caller.require(Permission.MANAGE_SERVICES)
+        customer_id, row = await self._load(caller, subscription_id)
+        current = await self._fresh(caller, customer_id, row, None)
+        if str(current.status) not in ("active", "suspended"):
+            raise DomainError(f"This subscription is {current.status}; there is nothing to cancel.", code="not_active")
+        if not self._in_window(current):
+            raise DomainError(
+                f"The 7-day cancellation window of {row.name} ended on "
+                f"{show_date(as_utc(current.cancellation_allowed_until_date))}, so it can no longer be cancelled. "
+                f"You can turn auto-renew off so it ends on {show_date(as_utc(current.commitment_end_date))}.",
+                code="window_passed",
+            )
+        price = await self._price(caller, row)
+        refund = self._pro_rata(current.quantity or 0, price, current)
+        return CancelPlan(
+            row.id,
+            row.name,
+            current.quantity or 0,
+            current.etag or "",
+            price.currency if price else "",
+            ProRata(refund.seats, refund.unit_price, refund.days, refund.period_days, -refund.amount)
+            if refund
+            else None,
+            as_utc(current.cancellation_allowed_until_date),
+        )
+
+    async def cancel(self, caller: Caller, subscription_id: Any, *, etag: Any, key: Any) -> ChangeResult:
+        caller.require(Permission.MANAGE_SERVICES)
+        customer_id, row = await self._load(caller, subscription_id)
+        purpose = "subscriptions.cancel"
+        if not await self._claim(caller, key, purpose):
+            return ChangeResult(f"The cancellation of {row.name} was already sent.", row.id, repeated=True)
+        try:
+            current = await self._fresh(caller, customer_id, row, str(etag or ""))
+            if not self._in_window(current):
+                raise DomainError(_RULES["900117"], code="window_passed")
+            result = await self._patch(
+                caller, customer_id, row, current.model_copy(update={"status": SubscriptionStatus.DELETED})
+            )
+        except DomainError:
+            await self._release(str(key), purpose)
+            raise
+        quantity = current.quantity or 0
+        await self._commit(
+            caller.actor,
+            caller.organisation_id,
+            row.id,
+            result,
+            "subscription.cancel",
+            [(LedgerEvent.CANCELLATION, quantity, 0, f"bot:cancel:{key}")],
+        )
+        return ChangeResult(f"{row.name} is cancelled; the refund appears on the next bill.", row.id)
+
+    async def set_auto_renew(self, caller: Caller, subscription_id: Any, enabled: bool, *, key: Any) -> ChangeResult:
+        caller.require(Permission.MANAGE_SERVICES)
+        customer_id, row = await self._load(caller, subscription_id)
+        purpose = "subscriptions.autorenew"
+        if not await self._claim(caller, key, purpose):
+            return ChangeResult(f"That auto-renew change of {row.name} was already sent.", row.id, repeated=True)
+        try:
+            current = await self._fresh(caller, customer_id, row, None)
+            if str(current.status) not in ("active", "suspended"):
+                raise DomainError(f"This subscription is {current.status}; it does not renew.", code="not_active")
+            result = await self._patch(
+                caller, customer_id, row, current.model_copy(update={"auto_renew_enabled": enabled})
+            )
+        except DomainError:
+            await self._release(str(key), purpose)
+            raise
+        await self._commit(caller.actor, caller.organisation_id, row.id, result, "subscription.auto_renew", [])
+        renewal = show_date(as_utc(result.commitment_end_date))
+        if enabled:
+            return ChangeResult(f"Auto-renew is on: {row.name} renews on {renewal}.", row.id)
+        return ChangeResult(f"Auto-renew is off: {row.name} ends on {renewal}.", row.id)
+
+    async def reactivate(self, caller: Caller, subscription_id: Any, *, key: Any) -> ChangeResult:
+        caller.require(Permission.MANAGE_SERVICES)
+        customer_id, row = await self._load(caller, subscription_id)
+        purpose = "subscriptions.reactivate"
+        if not await self._claim(caller, key, purpose):
+            return ChangeResult(f"The reactivation of {row.name} was already sent.", row.id, repeated=True)
+        try:
+            current = await self._fresh(caller, customer_id, row, None)
+            if str(current.status) != "suspended":
+                raise DomainError(f"{row.name} is {current.status}, not suspended.", code="not_suspended")
+            result = await self._patch(
+                caller, customer_id, row, current.model_copy(update={"status": SubscriptionStatus.ACTIVE})
+            )
+        except DomainError:
+            await self._release(str(key), purpose)
+            raise
+        await self._commit(
+            caller.actor,
+            caller.organisation_id,
+            row.id,
+            result,
+            "subscription.reactivate",
+            [(LedgerEvent.REACTIVATION, result.quantity or 0, result.quantity or 0, f"bot:reactivate:{key}")],
+        )
+        return ChangeResult(f"{row.name} is active again.", row.id)
+
+    async def suspend_approved(
+        self, organisation_id: int, subscription_id: str, *, actor: str, approval_id: int
+    ) -> str:
+        """The suspension an approver allowed (permissions were checked by the approval)."""
+        async with self._sessions() as session:
+            customer_id = customer_of(await organisation_of(session, organisation_id))
+            row = await row_in_organisation(session, organisation_id, subscription_id)
+            session.expunge(row)
+        try:
+            current = await self._client.subscription(customer_id, row.id)
+        except PartnerCenterError as error:
+            raise _translate(error) from None
+        if str(current.status) == "suspended":
+            result = current  # a lost answer of an earlier attempt: Microsoft already did it
+        elif str(current.status) != "active":
+            raise DomainError(f"{row.name} is {current.status}; it cannot be suspended.", code="not_active")
+        else:
+            try:
+                result = await self._client.update_subscription(
+                    customer_id, current.model_copy(update={"status": SubscriptionStatus.SUSPENDED})
+                )
+            except PartnerCenterError as error:
+                raise _translate(error) from None
+        await self._commit(
+            actor,
+            organisation_id,
+            row.id,
+            result,
+            "subscription.suspend",
+            [(LedgerEvent.SUSPENSION, result.quantity or 0, result.quantity or 0, f"approval:{approval_id}:suspend")],
+        )
+        return f"{row.name} is suspended."
+
+    # --- add-ons ------------------------------------------------------------------------------------
+
+    async def addons(self, caller: Caller, subscription_id: Any) -> tuple[SubscriptionRow, list[AddonOffer]]:
+        """The add-ons that fit the subscription, each with its term and the reseller's price."""
+        caller.require(Permission.READ_SUBSCRIPTIONS)
+        _, row = await self._load(caller, subscription_id)
+        offers: list[AddonOffer] = []
+        for sku in await self._catalog.addons_for(row.product_id, row.sku_id):
+            term = sku.term(row.term_duration, row.billing_cycle) or (sku.terms[0] if sku.terms else None)
+            if term is None:
+                continue
+            price = await self._pricing.price_for(
+                caller.organisation_id,
+                sku.product_id,
+                sku.sku_id,
+                term.term_duration,
+                term.billing_cycle,
+                self._now().date(),
+            )
+            offers.append(
+                AddonOffer(
+                    sku.product_id,
+                    sku.sku_id,
+                    sku.title,
+                    sku.description,
+                    sku.minimum_quantity,
+                    sku.maximum_quantity,
+                    term.term_duration,
+                    term.billing_cycle,
+                    price,
+                )
+            )
+        return row, offers
+
+    async def order_addon(
+        self, caller: Caller, subscription_id: Any, addon: Any, quantity: Any, *, key: Any
+    ) -> ChangeResult:
+        """Buy an add-on for a base subscription, exactly once per card (cart with the base as
+        `provisioningContext` parent, checkout with a request id derived from the card's key)."""
+        caller.require(Permission.MANAGE_SERVICES)
+        count = parse_quantity(quantity)
+        row, offers = await self.addons(caller, subscription_id)
+        offer = next((o for o in offers if f"{o.product_id}:{o.sku_id}" == str(addon or "").upper()), None)
+        if offer is None:
+            raise NotFound("That add-on does not fit this subscription. Open its add-ons again.")
+        if offer.price is None:
+            raise DomainError("Your reseller has not priced this add-on yet, so it cannot be ordered.", code="unpriced")
+        if not offer.minimum <= count <= offer.maximum:
+            raise InvalidInput(
+                f"Choose between {offer.minimum} and {offer.maximum} for {offer.title}.", field="quantity"
+            )
+        if row.status != "active":
+            raise DomainError(_RULES["27009"], code="parent_not_active")
+        customer_id, _ = await self._load(caller, subscription_id)
+        purpose = "subscriptions.addon"
+        if not await self._claim(caller, key, purpose):
+            return ChangeResult(f"{offer.title} was already ordered from this card.", row.id, repeated=True)
+        try:
+            catalog_item = await self._catalog.fresh_catalog_item_id(
+                offer.product_id, offer.sku_id, offer.term_duration, offer.billing_cycle
+            )
+            cart = await self._client.create_cart(
+                customer_id,
+                [
+                    CartLineItem(
+                        catalog_item_id=catalog_item,
+                        quantity=count,
+                        term_duration=offer.term_duration,
+                        billing_cycle=offer.billing_cycle,  # type: ignore[arg-type]
+                        friendly_name=offer.title,
+                        provisioning_context={"parentSubscriptionId": row.id},
+                    )
+                ],
+            )
+            assert cart.id is not None
+            checkout = await self._client.checkout(
+                customer_id, cart.id, request_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"addon:{key}"))
+            )
+        except PartnerCenterError as error:
+            await self._release(str(key), purpose)
+            raise _translate(error) from None
+        except DomainError:
+            await self._release(str(key), purpose)
+            raise
+        if checkout.order_errors and not checkout.orders:
+            await self._release(str(key), purpose)
+            code = checkout.order_errors[0].code or ""
+            raise DomainError(_RULES.get(code, "Microsoft refused the order of this add-on."), code=code or None)
+        new_id = next(
+            (line.subscription_id for order in checkout.orders for line in order.line_items if line.subscription_id),
+            None,
+        )
+        if new_id is None:
+            raise DomainError("Microsoft accepted the order but has not listed it yet. Refresh in a minute.")
+        bought = await self._client.subscription(customer_id, new_id)
+        licence = await self._catalog.licence_sku_for_offer(bought.offer_id or "")
+        async with self._sessions() as session:
+            existing = await session.get(SubscriptionRow, bought.id.lower())
+            addon_row = existing or new_row(caller.organisation_id, customer_id, bought)
+            apply_to_row(addon_row, bought, licence_sku_id=licence or "", now=self._now())
+            if existing is None:
+                session.add(addon_row)
+            if not await self._ledger_has(session, f"purchase:{addon_row.id}"):
+                self._ledger.add(
+                    session,
+                    ledger_record(
+                        addon_row,
+                        LedgerEvent.PURCHASE,
+                        before=0,
+                        after=count,
+                        at=as_utc(bought.creation_date) or self._now(),
+                        source=LedgerSource.BOT,
+                        source_key=f"purchase:{addon_row.id}",
+                        actor=caller.actor,
+                        price_entry_id=offer.price.entry_id,
+                    ),
+                )
+            audit.record(
+                session,
+                actor=caller.actor,
+                action="subscription.addon_order",
+                organisation_id=caller.organisation_id,
+                target=addon_row.id,
+                after={"parent": row.id, "offer": addon_row.offer_id, "quantity": count},
+            )
+            await session.commit()
+        return ChangeResult(
+            f"Ordered {count} × {offer.title} for {row.name}. It is available now and shows under it; "
+            "costs start under Microsoft's billing rules.",
+            bought.id.lower(),
+        )
+
+    @staticmethod
+    async def _ledger_has(session: AsyncSession, source_key: str) -> bool:
+        return await session.scalar(select(LedgerEntry.id).where(LedgerEntry.source_key == source_key)) is not None

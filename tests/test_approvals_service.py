@@ -1,0 +1,106 @@
+"""Approvals on SQLite and PostgreSQL: who may ask and decide, self-approval policy, one decision
+under concurrency, expiry, the approvals channel setting."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from services.container import Services
+from services.db import utcnow
+from services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from services.organisations import OrganisationView
+from services.subscriptions import ApprovalService
+from tests.conftest import Sandbox
+from tests.subscription_fixtures import admin, approver, buy, caller, prepare_catalog_and_prices
+
+PATTI = ("pattif@example.com", "Patti Fernandez", "user-id-2", "00000000-0000-0000-0000-0000000000022")
+
+
+@pytest.fixture
+async def subscription(services: Services, demo_customer: OrganisationView, sandbox: Sandbox) -> str:
+    await prepare_catalog_and_prices(services)
+    sid = await buy(services, demo_customer, quantity=3)
+    await services.subscriptions.sync(demo_customer.id)
+    return sid
+
+
+async def test_asking_needs_an_admin_a_reason_and_gives_one_open_request(services, subscription):
+    with pytest.raises(PermissionDenied):
+        await services.approvals.request_suspension(await approver(services), subscription, "why")
+    with pytest.raises(InvalidInput) as empty:
+        await services.approvals.request_suspension(await admin(services), subscription, "   ")
+    assert empty.value.field == "reason"
+    with pytest.raises(NotFound):
+        await services.approvals.request_suspension(await admin(services), "someone-elses", "why")
+    first, created = await services.approvals.request_suspension(await admin(services), subscription, "Project paused")
+    again, created_again = await services.approvals.request_suspension(await admin(services), subscription, "again")
+    assert created and not created_again and again.id == first.id and first.status == "pending"
+
+
+async def test_self_approval_only_when_the_organisation_allows_it(services, subscription):
+    await services.organisations.set_roles("contoso", "alexw@example.com", add=["approver"], remove=[], actor="t")
+    alex = await admin(services)
+    approval, _ = await services.approvals.request_suspension(alex, subscription, "Paused")
+    with pytest.raises(PermissionDenied, match="another approver"):
+        await services.approvals.decide(alex, approval.id, approve=False)
+    await services.organisations.update("contoso", {"allow_self_approval": True}, actor="t")
+    decision = await services.approvals.decide(alex, approval.id, approve=False)
+    assert decision.decided_now and decision.approval.status == "rejected"
+
+
+async def test_two_simultaneous_decisions_make_exactly_one(services, subscription):
+    await services.organisations.add_member(
+        "contoso",
+        PATTI[0],
+        ["approver"],
+        actor="t",
+        display_name=PATTI[1],
+        channel_user_id=PATTI[2],
+        aad_object_id=PATTI[3],
+    )
+    approval, _ = await services.approvals.request_suspension(await admin(services), subscription, "Paused")
+    megan, patti = await approver(services), await caller(services, PATTI)
+    results = await asyncio.gather(
+        services.approvals.decide(megan, approval.id, approve=True),
+        services.approvals.decide(patti, approval.id, approve=False),
+    )
+    assert sum(result.decided_now for result in results) == 1
+    final = await services.approvals.load(approval.id)
+    loser = next(result for result in results if not result.decided_now)
+    assert loser.approval.status == final.status and final.decider_name in loser.message
+
+
+async def test_requests_expire_after_the_configured_time(services, subscription):
+    now = [utcnow()]
+    approvals = ApprovalService(
+        services.sessions, services.subscription_changes, expiry=timedelta(hours=2), clock=lambda: now[0]
+    )
+    approval, _ = await approvals.request_suspension(await admin(services), subscription, "Paused")
+    assert approval.expires_at - approval.created_at == timedelta(hours=2)
+    now[0] = now[0] + timedelta(hours=2, seconds=1)
+    decision = await approvals.decide(await approver(services), approval.id, approve=True)
+    assert not decision.decided_now and decision.approval.status == "expired" and "expired" in decision.message
+    _, created = await approvals.request_suspension(await admin(services), subscription, "Paused again")
+    assert created  # an expired request does not block a new one
+
+
+async def test_the_approvals_channel_must_be_a_conversation_of_the_organisation(services, subscription):
+    with pytest.raises(NotFound):
+        await services.approvals.set_channel("contoso", "19:nope@thread.tacv2", actor="op")
+    org = await services.organisations.get("contoso")
+    other = await services.organisations.create("fabrikam", {"name": "Fabrikam"}, actor="op")
+    await services.conversations.save(
+        "19:ours@thread.tacv2", {"x": 1}, conversation_type="channel", organisation_id=org.id, member_id=None
+    )
+    await services.conversations.save(
+        "19:theirs@thread.tacv2", {"x": 1}, conversation_type="channel", organisation_id=other.id, member_id=None
+    )
+    with pytest.raises(Conflict):
+        await services.approvals.set_channel("contoso", "19:theirs@thread.tacv2", actor="op")
+    await services.approvals.set_channel("contoso", "19:ours@thread.tacv2", actor="op")
+    assert await services.approvals.channel_of(org.id) == "19:ours@thread.tacv2"
+    await services.approvals.set_channel("contoso", None, actor="op")
+    assert await services.approvals.channel_of(org.id) is None

@@ -1,0 +1,202 @@
+"""Every card of the subscriptions task and the approval card: Adaptive Card 1.5 schema, Teams size,
+and the facts each shows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from cards.approvals import ApprovalCardView, build_approval_card
+from cards.subscriptions import (
+    build_addons_card,
+    build_autorenew_card,
+    build_cancel_card,
+    build_quantity_card,
+    build_quantity_preview_card,
+    build_reactivate_card,
+    build_subscriptions_card,
+    build_suspend_request_card,
+)
+from services.price_rules import PriceScope, UnitPrice
+from services.subscriptions import AddonOffer, CancelPlan, QuantityPlan, SubscriptionPage, SubscriptionView
+from services.subscriptions.common import ProRata
+from tests.cardcheck import assert_valid_card
+from tests.fakes import card_text
+
+WHEN = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
+RENEWAL = datetime(2027, 11, 15, tzinfo=UTC)
+
+
+def _view(**changes) -> SubscriptionView:
+    values = dict(
+        id="sub-1",
+        name="Microsoft 365 Business Basic",
+        offer_id="CFQ7TTC0LH18:0001:CFQ7TTC0ABCD",
+        product_id="CFQ7TTC0LH18",
+        sku_id="0001",
+        parent_id=None,
+        quantity=10,
+        status="active",
+        term_duration="P1Y",
+        billing_cycle="monthly",
+        auto_renew=True,
+        renewal_date=RENEWAL,
+        cancellation_until=WHEN,
+        scheduled_quantity=None,
+        refundable=10,
+        licence_sku_id="lic",
+        consumed=3,
+        shared_with=1,
+        unit_price="6.00 USD / month",
+        currency="USD",
+    )
+    values.update(changes)
+    return SubscriptionView(**values)
+
+
+def _page(items, **changes) -> SubscriptionPage:
+    values = dict(
+        items=tuple(items),
+        page=0,
+        pages=1,
+        total=len(items),
+        synced_at=WHEN,
+        has_tenant=True,
+        can_manage=True,
+        can_request_suspension=True,
+    )
+    values.update(changes)
+    return SubscriptionPage(**values)
+
+
+def test_the_list_shows_every_column_and_row_actions():
+    addon = _view(
+        id="sub-2", name="Exchange Online Archiving", parent_id="sub-1", licence_sku_id="", consumed=None, shared_with=0
+    )
+    card = build_subscriptions_card(_page([_view(addons=(addon,)), _view(id="sub-3", status="suspended")], pages=3))
+    assert_valid_card(card)
+    said = card_text(card)
+    for fact in (
+        "CFQ7TTC0LH18:0001:CFQ7TTC0ABCD",
+        "6.00 USD / month",
+        "10 seats",
+        "3 assigned — shared with 1",
+        "1 year, billed monthly",
+        "15 Nov 2027",
+        "price locked",
+        "Add-on: Exchange Online Archiving",
+        "Reactivate",
+        "Suspend",
+        "Next ▶",
+        "Suspended",
+    ):
+        assert fact in said, fact
+
+
+def test_a_reader_sees_no_change_buttons_and_many_rows_stay_under_the_size_limit():
+    card = build_subscriptions_card(
+        _page([_view(id=f"s{i}") for i in range(5)], can_manage=False, can_request_suspension=False)
+    )
+    assert_valid_card(card)
+    assert "Change quantity" not in card_text(card) and "Suspend" not in card_text(card)
+
+
+def _plan(kind: str, **changes) -> QuantityPlan:
+    values = dict(
+        subscription_id="sub-1",
+        name="Basic",
+        current=10,
+        new=12,
+        kind=kind,
+        etag="e",
+        currency="USD",
+        unit_price=Decimal("6.00"),
+        charge_now=ProRata(2, Decimal("6.00"), 15, 30, Decimal("6.00")),
+        recurring_now=Decimal("60.00"),
+        recurring_new=Decimal("72.00"),
+        billing_cycle="monthly",
+        refundable=10,
+        refundable_until=WHEN,
+        renewal_date=RENEWAL,
+        assigned=None,
+    )
+    values.update(changes)
+    return QuantityPlan(**values)
+
+
+@pytest.mark.parametrize("kind", ["increase", "decrease", "schedule"])
+def test_quantity_cards(kind):
+    plan = _plan(kind, explanation="you can remove up to 2 seat(s) until 23 Nov 2026" if kind == "schedule" else "")
+    card = build_quantity_preview_card(plan, "key")
+    assert_valid_card(card)
+    said = card_text(card)
+    assert "72.00 USD" in said
+    if kind == "schedule":
+        assert "you can remove up to 2 seat(s)" in said and "Schedule 12 seats" in said
+    else:
+        assert "6.00 USD (2 × 6.00 USD × 15/30 days)" in said
+    form = build_quantity_card(_view(), entered="abc", error="Enter a whole number")
+    assert_valid_card(form)
+    assert "Enter a whole number" in card_text(form)
+
+
+def test_addons_cancel_autorenew_suspend_reactivate_cards():
+    price = UnitPrice(
+        1, PriceScope.GLOBAL, "CFQ7TTC0LH0J", "0001", "P1Y", "monthly", "USD", Decimal("3.00"), WHEN.date()
+    )
+    offers = [
+        AddonOffer("CFQ7TTC0LH0J", "0001", "Exchange Online Archiving", "Archive", 1, 300, "P1Y", "monthly", price),
+        AddonOffer("X", "0001", "Unpriced", "", 1, 10, "P1M", "monthly", None),
+    ]
+    addons = build_addons_card(_view(), offers, "k", error="Choose between 1 and 300")
+    cancel = build_cancel_card(
+        CancelPlan("sub-1", "Basic", 4, "e", "USD", ProRata(4, Decimal(6), 15, 30, Decimal("-12.00")), WHEN), "k"
+    )
+    for built, expected in (
+        (addons, "3.00 USD per seat per month"),
+        (cancel, "12.00 USD"),
+        (build_autorenew_card(_view(), "k"), "ends on 15 Nov 2027"),
+        (build_autorenew_card(_view(auto_renew=False), "k"), "renews on 15 Nov 2027"),
+        (build_suspend_request_card(_view(), entered="x", error="Say why"), "approver"),
+        (build_reactivate_card(_view(status="suspended"), "k"), "Reactivate"),
+    ):
+        assert_valid_card(built)
+        assert expected in card_text(built), expected
+    assert "no price set" in card_text(addons)
+
+
+@pytest.mark.parametrize(
+    ("status", "expected", "buttons"),
+    [
+        ("pending", "Waiting for an approver", ["Approve", "Reject"]),
+        ("suspending", "Approved by Megan Bowen at 14:03 — suspending", []),
+        ("suspended", "Approved by Megan Bowen at 14:03 — suspended", []),
+        ("failed", "failed: Microsoft is busy.", ["Retry"]),
+        ("rejected", "Rejected by Megan Bowen at 14:03", []),
+        ("expired", "Expired", []),
+    ],
+)
+def test_the_approval_card_in_each_state(status, expected, buttons):
+    view = ApprovalCardView(
+        approval_id=7,
+        subscription_name="Basic",
+        requester_name="Alex Wilber",
+        reason="Paused",
+        requested_at=WHEN,
+        expires_at=WHEN,
+        status=status,
+        decider_name="Megan Bowen",
+        decided_at=datetime(2026, 11, 16, 14, 3, tzinfo=UTC),
+        outcome="Microsoft is busy.",
+        approver_user_ids=["user-id-1"],
+    )
+    for_approver = build_approval_card(view, for_approver=True)
+    everyone = build_approval_card(view, for_approver=False)
+    for built in (for_approver, everyone):
+        assert_valid_card(built)
+        assert expected in card_text(built) and built["refresh"]["userIds"] == ["user-id-1"]
+        assert built["refresh"]["action"]["verb"] == "approval_refresh"
+    assert [a["title"] for a in for_approver.get("actions", [])] == buttons
+    assert "actions" not in everyone
