@@ -188,3 +188,55 @@ async def test_concurrent_syncs_on_one_replica_run_once_and_sync_now_waits_its_t
         services.user_sync.sync_now(demo_customer.id), services.user_sync.sync_now(demo_customer.id)
     )
     assert first.ran and second.ran
+
+
+async def test_a_long_sync_extends_its_lease_and_stops_unswept_when_another_replica_took_it(
+    sqlite_services, sqlite_demo_customer, sandbox
+):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from services.db import utcnow
+    from services.models import SyncLease
+
+    services, org = sqlite_services, sqlite_demo_customer
+    users = f"/customers/{org.partner_center_customer_id}/users"
+    made = [
+        await sandbox.admin("POST", users, {"userPrincipalName": f"u{index}@{DOMAIN}", "displayName": f"U{index}"})
+        for index in range(4)
+    ]
+    services.user_sync.page_size = 2
+    await services.user_sync.sync(org.id)  # 5 users known
+    await sandbox.admin("DELETE", f"{users}/{made[3]['id']}")
+    lease = f"users-sync:{org.id}"
+    real = services.user_sync._leases
+    calls: list[str] = []
+
+    class TakenOverAfterFirstPage(LeaseService):
+        async def acquire(self, name: str, seconds: float) -> bool:
+            calls.append(name)
+            if len(calls) == 2:  # the run's lease expired meanwhile and another replica took it
+                async with services.sessions.begin() as session:
+                    await session.execute(
+                        update(SyncLease)
+                        .where(SyncLease.name == name)
+                        .values(owner="other-replica", expires_at=utcnow() + timedelta(minutes=5))
+                    )
+            return await super().acquire(name, seconds)
+
+    services.user_sync._leases = TakenOverAfterFirstPage(services.sessions, owner=real.owner)
+    result = await services.user_sync.sync(org.id)
+    assert result.ran and not result.complete and result.pages == 1 and calls == [lease, lease]
+    assert len(await _user_rows(services, org.id)) == 5  # nothing swept by the partial run
+    async with services.sessions() as session:
+        state = await session.get(UserSyncState, org.id)
+        holder = await session.get(SyncLease, lease)
+        assert state is not None and state.resume_link is not None
+        assert holder is not None and holder.owner == "other-replica"  # our release left it alone
+    other = LeaseService(services.sessions, owner="other-replica")
+    await other.release(lease)
+    services.user_sync._leases = real
+    result = await services.user_sync.sync(org.id)
+    assert result.resumed and result.complete and result.removed == 1
+    assert f"u3@{DOMAIN}" not in await _user_rows(services, org.id)

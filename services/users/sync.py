@@ -16,8 +16,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import AlertService
@@ -51,9 +52,12 @@ class SyncResult:
     resumed: bool = False
 
 
-def apply_user(row: TenantUser, user: CustomerUser) -> bool:
-    """Copy Microsoft's fields onto the row; True when something changed."""
-    values = {
+USER_FIELDS = ("user_principal_name", "first_name", "last_name", "display_name", "usage_location", "state")
+
+
+def user_values(user: CustomerUser) -> dict[str, str]:
+    """Microsoft's fields of a user as the copy stores them (in `USER_FIELDS` order)."""
+    return {
         "user_principal_name": (user.user_principal_name or "").lower(),
         "first_name": user.first_name or "",
         "last_name": user.last_name or "",
@@ -61,8 +65,12 @@ def apply_user(row: TenantUser, user: CustomerUser) -> bool:
         "usage_location": (user.usage_location or "").upper(),
         "state": str(user.state or "active"),
     }
+
+
+def apply_user(row: TenantUser, user: CustomerUser) -> bool:
+    """Copy Microsoft's fields onto the row; True when something changed."""
     changed = False
-    for key, value in values.items():
+    for key, value in user_values(user).items():
         if getattr(row, key) != value:
             setattr(row, key, value)
             changed = True
@@ -148,7 +156,7 @@ class UserSync:
         if not await self._leases.acquire(lease, self._lease_seconds):
             return SyncResult(organisation_id, ran=False)
         try:
-            return await self._sync(organisation_id)
+            return await self._sync(organisation_id, lease)
         except PartnerCenterError as error:
             await self._record_error(organisation_id, error.message)
             await self._alerts.raise_alert(
@@ -175,7 +183,7 @@ class UserSync:
                 state.last_error = message
                 await session.commit()
 
-    async def _sync(self, organisation_id: int) -> SyncResult:
+    async def _sync(self, organisation_id: int, lease: str) -> SyncResult:
         customer_id = await self._customer_id(organisation_id)
         async with self._sessions() as session:
             state = await session.get(UserSyncState, organisation_id)
@@ -209,6 +217,11 @@ class UserSync:
             if next_link is None:
                 break
             link = next_link
+            # A long listing keeps its lease; if it expired and another replica took it over, stop
+            # here (nothing swept): that replica resumes from the stored link in the same generation.
+            if not await self._leases.acquire(lease, self._lease_seconds):
+                log.warning("users sync of organisation %s: lease taken over; stopping", organisation_id)
+                return SyncResult(organisation_id, ran=True, complete=False, resumed=resumed, **counts)
 
         removed = await self._sweep(organisation_id, generation, started_at)
         refreshed = await self._licence_changes(organisation_id, customer_id)
@@ -230,54 +243,60 @@ class UserSync:
         next_link: Link | None,
         counts: dict[str, int],
     ) -> None:
-        """Upsert one page and remember where the listing continues, in one transaction."""
+        """Upsert one page and remember where the listing continues, in one transaction. Lean: the
+        known rows are read as plain tuples of the compared columns; new users are one bulk insert,
+        changed users one executemany, and all known users of the page are marked seen at once."""
         now = utcnow()
         by_id = {user.id.lower(): user for user in users if user.id}
+        table = cast(Table, TenantUser.__table__)
+        columns = [table.c[name] for name in USER_FIELDS]
         async with self._sessions() as session:
             existing = {
-                row.user_id: row
-                for row in await session.scalars(
-                    select(TenantUser).where(
-                        TenantUser.organisation_id == organisation_id, TenantUser.user_id.in_(list(by_id))
+                row[0]: tuple(row[1:])
+                for row in await session.execute(
+                    select(table.c.user_id, *columns).where(
+                        table.c.organisation_id == organisation_id, table.c.user_id.in_(list(by_id))
                     )
                 )
             }
             fresh: list[dict[str, object]] = []
+            changed: list[dict[str, object]] = []
             for user_id, user in by_id.items():
-                row = existing.get(user_id)
-                if row is None:
-                    row = TenantUser(organisation_id=organisation_id, user_id=user_id)
-                    apply_user(row, user)
+                values = user_values(user)
+                known = existing.get(user_id)
+                if known is None:
                     fresh.append(
                         {
                             "organisation_id": organisation_id,
                             "user_id": user_id,
-                            "user_principal_name": row.user_principal_name,
-                            "first_name": row.first_name,
-                            "last_name": row.last_name,
-                            "display_name": row.display_name,
-                            "usage_location": row.usage_location,
-                            "state": row.state,
+                            **values,
                             "licence_sku_ids": [],
                             "seen_generation": generation,
                             "created_at": now,
                             "synced_at": now,
                         }
                     )
-                    counts["created"] += 1
-                elif apply_user(row, user):
-                    counts["updated"] += 1
+                elif known != tuple(values.values()):
+                    changed.append({"key": user_id, **values})
             if fresh:
                 await session.execute(insert(TenantUser), fresh)
+            if changed:
+                await session.execute(
+                    update(table)
+                    .where(table.c.organisation_id == organisation_id, table.c.user_id == bindparam("key"))
+                    .values({name: bindparam(name) for name in USER_FIELDS}),
+                    changed,
+                )
             if existing:
                 # One statement marks every known user of the page as seen by this run.
                 await session.execute(
-                    update(TenantUser)
-                    .where(TenantUser.organisation_id == organisation_id, TenantUser.user_id.in_(list(existing)))
+                    update(table)
+                    .where(table.c.organisation_id == organisation_id, table.c.user_id.in_(list(existing)))
                     .values(seen_generation=generation, synced_at=now)
-                    .execution_options(synchronize_session=False)
                 )
             counts["seen"] += len(by_id)
+            counts["created"] += len(fresh)
+            counts["updated"] += len(changed)
             state = await session.get(UserSyncState, organisation_id)
             if state is not None:
                 state.resume_link = next_link.model_dump(mode="json", by_alias=True) if next_link else None

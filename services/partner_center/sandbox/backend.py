@@ -1115,18 +1115,26 @@ class SandboxBackend:
             raise not_found(codes.USER_NOT_FOUND, f"User object Id {user_id} is not found")
         return user
 
-    async def _active_users(self, tx: Unit, customer_id: str) -> list[dict[str, Any]]:
-        return [u for u in await tx.documents("user", customer_id=customer_id) if u["state"] == "active"]
-
     async def users(self, tx: Unit, customer_id: str, size: int | None, token: str | None) -> dict[str, Any]:
+        """Active users in creation order, paged by keyset: the continuation token names the last
+        user's position, so a page reads only its own rows, and a user created or deleted between
+        two pages neither shifts nor repeats the others (as Microsoft's opaque tokens behave)."""
         customer = await self.customer(tx, customer_id)
-        return self._page(
-            await self._active_users(tx, customer["id"]),
-            f"/customers/{customer['id']}/users",
-            f"users:{customer['id']}",
-            size or self.settings.users_page_size,
-            token,
-            render=user_json,
+        wanted = size or self.settings.users_page_size
+        limit = self.settings.max_page_size if wanted <= 0 else min(wanted, self.settings.max_page_size)
+        scope = f"users-after:{customer['id']}"
+        after = decode_token(token, scope) if token else 0
+        rows = await tx.page(
+            "user", customer_id=customer["id"], after=after, limit=limit + 1, where={"state": "active"}
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        self_uri = f"/customers/{customer['id']}/users"
+        return collection(
+            [user_json(user) for _, user in rows],
+            self_uri,
+            next_uri=f"{self_uri}?size={limit}&seekOperation=Next" if more else None,
+            token=encode_token({"s": scope, "o": rows[-1][0]}) if more else None,
         )
 
     async def user(self, tx: Unit, customer_id: str, user_id: str) -> dict[str, Any]:
@@ -1139,8 +1147,8 @@ class SandboxBackend:
             raise invalid_property("UserPrincipalName", f"The user principal name must be <name>@{customer['domain']}.")
 
     async def _upn_free(self, tx: Unit, customer: dict[str, Any], upn: str, *, except_id: str | None = None) -> None:
-        for other in await self._active_users(tx, customer["id"]):
-            if other["userPrincipalName"].lower() == upn.lower() and other["id"] != except_id:
+        for other in await tx.find("user", customer_id=customer["id"], where={"userPrincipalName": upn}):
+            if other["state"] == "active" and other["id"] != except_id:
                 raise invalid_property("UserPrincipalName", f"{upn} already exists.", status=409)
 
     async def create_user(
@@ -1261,8 +1269,9 @@ class SandboxBackend:
                     subscription["provisioningId"].lower(), {"active": 0, "suspended": 0, "consumed": 0}
                 )
                 entry[subscription["status"]] += subscription["quantity"]
-        for user in await self._active_users(tx, customer_id):
-            for licence in user["licenses"]:
+        held = await tx.field_values("user", customer_id=customer_id, field="licenses", where={"state": "active"})
+        for licences in held:
+            for licence in licences or []:
                 entry = counts.setdefault(licence.lower(), {"active": 0, "suspended": 0, "consumed": 0})
                 entry["consumed"] += 1
         return counts

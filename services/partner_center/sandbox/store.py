@@ -46,6 +46,10 @@ documents = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_sandbox_documents_kind_customer", "kind", "customer_id"),
+    # Keyset paging of one customer's documents of a kind (a users page reads only its own rows)
+    # and the next insertion ordinal without a table scan.
+    Index("ix_sandbox_documents_kind_customer_ordinal", "kind", "customer_id", "ordinal"),
+    Index("ix_sandbox_documents_ordinal", "ordinal"),
 )
 
 audit_records = Table(
@@ -117,6 +121,38 @@ class Unit:
         query = query.order_by(documents.c.ordinal)
         return [dict(row[0]) for row in (await self._connection.execute(query)).all()]
 
+    async def page(
+        self, kind: str, *, customer_id: str, after: int, limit: int, where: dict[str, str] | None = None
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Up to `limit` (ordinal, document) pairs of one customer's documents of a kind whose
+        ordinal is above `after`, oldest first; `where` keeps those whose top-level string fields
+        equal the values given. Only the page's rows are read and decoded."""
+        query = select(documents.c.ordinal, documents.c.data).where(
+            documents.c.kind == kind, documents.c.customer_id == customer_id, documents.c.ordinal > after
+        )
+        for key, value in (where or {}).items():
+            query = query.where(documents.c.data[key].as_string() == value)
+        rows = (await self._connection.execute(query.order_by(documents.c.ordinal).limit(limit))).all()
+        return [(int(row[0]), dict(row[1])) for row in rows]
+
+    async def find(self, kind: str, *, customer_id: str, where: dict[str, str]) -> list[dict[str, Any]]:
+        """One customer's documents of a kind whose top-level string fields equal `where`
+        (compared without case), decoding only the matches."""
+        query = select(documents.c.data).where(documents.c.kind == kind, documents.c.customer_id == customer_id)
+        for key, value in where.items():
+            query = query.where(func.lower(documents.c.data[key].as_string()) == value.lower())
+        return [dict(row[0]) for row in (await self._connection.execute(query.order_by(documents.c.ordinal))).all()]
+
+    async def field_values(
+        self, kind: str, *, customer_id: str, field: str, where: dict[str, str] | None = None
+    ) -> list[Any]:
+        """One top-level field of one customer's documents of a kind (those matching `where`),
+        without decoding the whole documents."""
+        query = select(documents.c.data[field]).where(documents.c.kind == kind, documents.c.customer_id == customer_id)
+        for key, value in (where or {}).items():
+            query = query.where(documents.c.data[key].as_string() == value)
+        return [row[0] for row in (await self._connection.execute(query.order_by(documents.c.ordinal))).all()]
+
     async def add_audit(self, record: dict[str, Any], *, operation_date: datetime) -> None:
         await self._connection.execute(
             insert(audit_records).values(
@@ -142,6 +178,9 @@ class Store:
     async def create_tables(self) -> None:
         async with self.engine.begin() as connection:
             await connection.run_sync(metadata.create_all)
+            # A store created by an earlier version has the tables but not the newer indexes.
+            for index in documents.indexes:
+                await connection.run_sync(index.create, checkfirst=True)
 
     @asynccontextmanager
     async def unit(self, now: datetime) -> AsyncIterator[Unit]:

@@ -76,6 +76,29 @@ async def test_users_page_with_a_continuation_token(api: Api, customer: dict[str
     )
 
 
+async def test_users_pages_hold_their_place_when_users_change_between_pages(api: Api, customer: dict[str, Any]) -> None:
+    """The token names the last user's position (not an offset): deleting a user already listed
+    neither skips nor repeats anyone; a user created meanwhile comes on a later page; a listing
+    that ends exactly on a page boundary has no next link."""
+    cid, domain = customer["id"], customer["companyProfile"]["domain"]
+    users = f"/v1/customers/{cid}/users"
+    made = [await api.ok("POST", users, new_user(domain, f"user{index}"), status=201) for index in range(5)]
+    first = await api.ok("GET", f"{users}?size=3")
+    listed = [user["id"] for user in first["items"]]
+    assert listed[1:] == [made[0]["id"], made[1]["id"]]  # the admin first, in creation order
+    status, _, _ = await api.call("DELETE", f"{users}/{made[0]['id']}")
+    assert status == 204
+    late = await api.ok("POST", users, new_user(domain, "late"), status=201)
+    (header,) = first["links"]["next"]["headers"]
+    second = await api.ok("GET", f"{users}?size=3", headers={"MS-ContinuationToken": header["value"]})
+    assert [user["id"] for user in second["items"]] == [made[2]["id"], made[3]["id"], made[4]["id"]]
+    (header,) = second["links"]["next"]["headers"]
+    third = await api.ok("GET", f"{users}?size=3", headers={"MS-ContinuationToken": header["value"]})
+    assert [user["id"] for user in third["items"]] == [late["id"]] and "next" not in third["links"]
+    exact = await api.ok("GET", f"{users}?size=6")  # admin + 5 active users (one deleted)
+    assert len(exact["items"]) == 6 and "next" not in exact["links"]
+
+
 async def test_subscribed_skus_follow_subscriptions_and_assignments(api: Api, customer: dict[str, Any]) -> None:
     cid, domain = customer["id"], customer["companyProfile"]["domain"]
     basic = await api.buy(cid, BASIC, 3)
