@@ -479,12 +479,21 @@ def build_directory_card(
             {
                 "type": "Input.ChoiceSet",
                 "id": "entry_ids",
-                "label": "People to create in the tenant (each gets a password e-mailed to their address)",
+                "label": "People to create in the tenant (each gets a generated password by e-mail)",
                 "isMultiSelect": True,
                 "choices": [
                     {"title": f"{entry.display_name or entry.email} <{entry.email}>", "value": str(entry.entry_id)}
                     for entry in waiting[:MAX_CHOICES]
                 ],
+            }
+        )
+        body.append(
+            {
+                "type": "Input.Text",
+                "id": "import_send_to",
+                "label": "E-mail the passwords to (empty: each person's own address)",
+                "style": "Email",
+                "maxLength": 254,
             }
         )
     else:

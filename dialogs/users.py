@@ -173,7 +173,10 @@ class UsersDialog(TaskDialog):
             return {"screen": DIRECTORY}
         if verb == ui.USERS_IMPORT:
             results = await self._services.directory.import_to_tenant(
-                caller, ids_of(value.get("entry_ids")), request_key=text_of(value, "request_key", 64)
+                caller,
+                ids_of(value.get("entry_ids")),
+                request_key=text_of(value, "request_key", 64),
+                send_to=text_of(value, "import_send_to", 254),
             )
             return {"screen": CARD, "card": ui.build_directory_outcome_card("Imported into the tenant", results)}
         if verb == ui.USERS_EXPORT:

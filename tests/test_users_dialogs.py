@@ -210,6 +210,7 @@ async def test_directory_import_and_export_through_the_card(make_bot, connector,
     card = await chat.say(value={"verb": ui.USERS_DIRECTORY})
     assert "1 not yet in the Microsoft tenant" in said(card)
     entry = next(i for i in _inputs(card_of(card)) if i["id"] == "entry_ids")["choices"][0]["value"]
+    assert any(i["id"] == "import_send_to" for i in _inputs(card_of(card)))  # "the address entered"
     imported = await chat.say(value={**action_data(card, ui.USERS_IMPORT), "entry_ids": entry})
     assert f"created as ana@{DOMAIN}" in said(imported) and "password sent to ana@example.com" in said(imported)
     card = await chat.say(value={"verb": ui.USERS_DIRECTORY})

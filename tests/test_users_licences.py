@@ -95,6 +95,13 @@ async def test_duplicate_user_name_is_refused(services, demo_customer, sandbox, 
     )
     with pytest.raises(InvalidInput, match="already exists"):
         await services.users.create_user(caller, _form(user_name="sam"), request_key="c")
+    # The same submit delivered again (before and after a sync): refused again, never taken for an
+    # earlier success that would present the user created elsewhere as ours.
+    with pytest.raises(InvalidInput, match="already exists"):
+        await services.users.create_user(caller, _form(user_name="sam"), request_key="c")
+    await services.user_sync.sync(demo_customer.id)
+    with pytest.raises(InvalidInput, match="already exists"):
+        await services.users.create_user(caller, _form(user_name="sam"), request_key="c")
     assert len(outbox_messages(outbox)) == 1
 
 
@@ -236,6 +243,20 @@ async def test_directory_csv_import_into_tenant_and_export_with_hashed_password(
     assert sorted(m["To"] for m in outbox_messages(outbox)) == ["ana@example.com", "bo@example.com"]
     repeat = await services.directory.import_to_tenant(caller, [entries[0].entry_id], request_key="imp2")
     assert repeat[0].message == "already in the tenant"
+    # The address entered on the card gets the password instead of the person's own.
+    await services.directory.load_csv("contoso", "email,first_name,last_name\ncy@example.com,Cy,Dahl\n", actor="op")
+    cy = next(e for e in await services.directory.entries(caller) if e.email == "cy@example.com")
+    with pytest.raises(InvalidInput) as bad:
+        await services.directory.import_to_tenant(caller, [cy.entry_id], request_key="imp3", send_to="not-mail")
+    assert bad.value.field == "import_send_to"
+    with pytest.raises(InvalidInput, match="out of date"):
+        await services.directory.import_to_tenant(caller, [cy.entry_id], request_key="")
+    (sent,) = await services.directory.import_to_tenant(
+        caller, [cy.entry_id], request_key="imp3", send_to="helpdesk@example.com"
+    )
+    assert sent.ok and "password sent to helpdesk@example.com" in sent.message
+    assert outbox_messages(outbox)[-1]["To"] == "helpdesk@example.com"
+    assert len(outbox_messages(outbox)) == 3
 
     await services.user_sync.sync_now(demo_customer.id)
     admin = next(
@@ -302,3 +323,12 @@ async def test_pool_counts_for_the_subscriptions_list(sqlite_services, sqlite_de
     await services.licences.pools(caller)
     await services.licences.assign(caller, ids, BASIC_LICENCE, request_key="p")
     assert await services.licences.pool_counts(org.id) == {BASIC_LICENCE: (2, 1)}
+
+    async def consumed_in_the_subscriptions_list() -> list[int | None]:
+        page = await services.subscriptions.page(caller)
+        return [item.consumed for item in page.items if item.licence_sku_id == BASIC_LICENCE]
+
+    assert await consumed_in_the_subscriptions_list() == [1]  # at once, no sync in between
+    await services.licences.unassign(caller, ids[0], [BASIC_LICENCE], request_key="q")
+    assert await consumed_in_the_subscriptions_list() == [0]
+    assert await services.licences.pool_counts(org.id) == {BASIC_LICENCE: (2, 0)}

@@ -178,11 +178,18 @@ class DirectoryService:
             return [_entry(row) for row in rows]
 
     async def import_to_tenant(
-        self, caller: Caller, entry_ids: Sequence[int | str], *, request_key: str
+        self, caller: Caller, entry_ids: Sequence[int | str], *, request_key: str, send_to: str = ""
     ) -> list[EntryResult]:
         """Create the selected directory people as tenant users; each one's password is e-mailed to
-        their directory address. One person failing does not stop the others."""
+        the address entered (`send_to`), else to their directory address. One person failing does
+        not stop the others."""
         ctx = await self._users.context(caller)
+        _need_key(request_key)
+        send_to = send_to.strip()
+        if send_to and not is_mail_address(send_to):
+            raise InvalidInput(
+                "Enter a valid e-mail address for the passwords, or leave it empty.", field="import_send_to"
+            )
         ids = _int_ids(entry_ids)
         async with self._sessions() as session:
             rows = list(
@@ -209,7 +216,7 @@ class DirectoryService:
                 user_name=suggested_user_name(entry),
                 domain=domains[0] if domains else "",
                 usage_location=entry.usage_location or ctx.country,
-                password_email=entry.email,
+                password_email=send_to or entry.email,
             )
             try:
                 created = await self._users.create_user(caller, form, request_key=f"{request_key}:{entry.entry_id}")
@@ -229,7 +236,11 @@ class DirectoryService:
                         after={"user_principal_name": created.user_principal_name},
                     )
                     await session.commit()
-            note = "password e-mail could not be sent" if created.mail_failed else f"password sent to {entry.email}"
+            note = (
+                "password e-mail could not be sent"
+                if created.mail_failed
+                else f"password sent to {send_to or entry.email}"
+            )
             results.append(EntryResult(name, True, f"created as {created.user_principal_name}; {note}"))
         return results
 
@@ -248,6 +259,7 @@ class DirectoryService:
         """Copy the selected tenant users into the directory, each with a new directory password that
         is e-mailed (to `send_to`, else the user's own address) and stored only as a hash."""
         ctx = await self._users.context(caller)
+        _need_key(request_key)
         send_to = send_to.strip()
         if send_to and not is_mail_address(send_to):
             raise InvalidInput("Enter a valid e-mail address for the passwords, or leave it empty.", field="send_to")
@@ -348,6 +360,13 @@ def _row_problem(values: dict[str, str]) -> str | None:
     if values["user_name"] and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", values["user_name"]):
         return "user_name may use letters, digits, dots, dashes and underscores"
     return None
+
+
+def _need_key(request_key: str) -> None:
+    """Exactly once needs the card's own request key; without one, two different submits would
+    share a key and the second would be taken for the first."""
+    if not request_key.strip():
+        raise InvalidInput("This card is out of date; open the user directory again.")
 
 
 def _int_ids(values: Sequence[int | str]) -> list[int]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from pydantic import SecretStr
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit
@@ -23,7 +23,7 @@ from services.jobs import JobService, JobView
 from services.mail import Mail, Mailer, MailNotDelivered, is_mail_address
 from services.models import IdempotencyKey, LicencePool, Organisation, SubscriptionRow, TenantUser, UserSyncState
 from services.partner_center import PartnerCenterClient
-from services.partner_center.errors import PartnerCenterConflict
+from services.partner_center.errors import PartnerCenterConflict, PartnerCenterInvalidInput
 from services.partner_center.models import CustomerUser, PasswordProfile
 from services.roles import Permission
 from services.users.countries import normalise_usage_location
@@ -384,9 +384,13 @@ class UserService:
                 ),
             )
         except PartnerCenterConflict:
+            await self._forget_claim(ctx, key)
             raise InvalidInput(
                 f"{upn} already exists in your tenant. Choose another user name.", field="user_name"
             ) from None
+        except PartnerCenterInvalidInput:
+            await self._forget_claim(ctx, key)
+            raise
         created_id = (created.id or "").lower()
         async with self._sessions() as session:
             row = TenantUser(organisation_id=ctx.organisation_id, user_id=created_id, licence_sku_ids=[])
@@ -409,6 +413,18 @@ class UserService:
             await session.commit()
         mail_failed = not await self._send_password(ctx, clean.password_email, upn, clean.display_name, password)
         return CreatedUser(created_id, upn, row.display_name, clean.password_email, mail_failed)
+
+    async def _forget_claim(self, ctx: TenantContext, key: str) -> None:
+        """Microsoft refused the user outright (nothing was created): the request key is free again,
+        so a re-delivered submit is refused the same way rather than taken for an earlier success
+        (which would present a user created elsewhere as ours)."""
+        async with self._sessions() as session:
+            await session.execute(
+                delete(IdempotencyKey).where(
+                    IdempotencyKey.key == key, IdempotencyKey.organisation_id == ctx.organisation_id
+                )
+            )
+            await session.commit()
 
     async def _send_password(self, ctx: TenantContext, to: str, upn: str, name: str, password: SecretStr) -> bool:
         try:
