@@ -459,14 +459,21 @@ def build_licence_outcome_card(title: str, outcome: LicenceOutcome) -> Card:
     return card(body, [submit("Back to users", USERS_LIST), submit("Assign more", USERS_ASSIGN)])
 
 
+def _kept(values: dict[str, str], key: str) -> dict[str, str]:
+    return {"value": values[key]} if values.get(key) else {}
+
+
 def build_directory_card(
     entries: Sequence[DirectoryEntry],
     users: Sequence[UserRow],
     request_key: str,
     *,
     error: str | None = None,
+    values: dict[str, str] | None = None,
 ) -> Card:
-    """The organisation's own directory: import people into the tenant, export tenant users to it."""
+    """The organisation's own directory: import people into the tenant, export tenant users to it.
+    `values`: what the admin had entered (kept when the card comes back with an error)."""
+    kept = values or {}
     waiting = [entry for entry in entries if not entry.tenant_user_id]
     body: list[dict[str, Any]] = [
         heading("Your organisation's user directory"),
@@ -479,6 +486,7 @@ def build_directory_card(
             {
                 "type": "Input.ChoiceSet",
                 "id": "entry_ids",
+                **_kept(kept, "entry_ids"),
                 "label": "People to create in the tenant (each gets a generated password by e-mail)",
                 "isMultiSelect": True,
                 "choices": [
@@ -491,6 +499,7 @@ def build_directory_card(
             {
                 "type": "Input.Text",
                 "id": "import_send_to",
+                **_kept(kept, "import_send_to"),
                 "label": "E-mail the passwords to (empty: each person's own address)",
                 "style": "Email",
                 "maxLength": 254,
@@ -503,6 +512,7 @@ def build_directory_card(
         {
             "type": "Input.ChoiceSet",
             "id": "user_ids",
+            **_kept(kept, "user_ids"),
             "label": "Tenant users to add to the directory",
             "isMultiSelect": True,
             "choices": [
@@ -515,6 +525,7 @@ def build_directory_card(
         {
             "type": "Input.Text",
             "id": "send_to",
+            **_kept(kept, "send_to"),
             "label": "E-mail the directory passwords to (empty: each user's own address)",
             "style": "Email",
             "maxLength": 254,

@@ -30,6 +30,7 @@ from services.users.service import NewUser
 
 LIST, USER, NEW, ASSIGN, DIRECTORY, CARD = "list", "user", "new", "assign", "directory", "card"
 CHANNEL_STARTS = {NEW: ("New user", "new user"), ASSIGN: ("Assign licences", "assign")}
+DIRECTORY_FIELDS = ("entry_ids", "import_send_to", "user_ids", "send_to")
 NEW_USER_FIELDS = ("first_name", "last_name", "display_name", "user_name", "domain", "usage_location", "password_email")
 
 
@@ -120,7 +121,9 @@ class UsersDialog(TaskDialog):
         if screen == DIRECTORY:
             entries = await self._services.directory.entries(caller)
             page = await users.list_users(caller, page_size=ui.MAX_CHOICES)
-            return ui.build_directory_card(entries, page.rows, new_key(), error=options.get("error"))
+            return ui.build_directory_card(
+                entries, page.rows, new_key(), error=options.get("error"), values=options.get("values", {})
+            )
         page = await users.list_users(caller, search=options.get("search", ""), page=int(options.get("page", 1)))
         return ui.build_users_card(page, utcnow(), notice=options.get("notice", ""), error=options.get("error"))
 
@@ -136,6 +139,8 @@ class UsersDialog(TaskDialog):
                 retry["values"] = {key: text_of(value, key) for key in NEW_USER_FIELDS} or retry.get("values", {})
             if retry.get("screen") == ASSIGN:
                 retry.update(licences.assign_values(value))
+            if retry.get("screen") == DIRECTORY:
+                retry["values"] = {key: text_of(value, key, 2000) for key in DIRECTORY_FIELDS}
             if retry.get("screen") in (LIST, CARD, None):
                 return {"screen": LIST, "notice": "", "error": error.message}
             return retry

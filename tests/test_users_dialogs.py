@@ -221,6 +221,8 @@ async def test_directory_import_and_export_through_the_card(make_bot, connector,
     )
     bad = await chat.say(value={**action_data(card, ui.USERS_EXPORT), "user_ids": admin, "send_to": "not-mail"})
     assert "valid e-mail address" in said(bad)
+    kept = {i["id"]: i.get("value") for i in _inputs(card_of(bad))}
+    assert kept["send_to"] == "not-mail" and kept["user_ids"] == admin  # what was entered is kept
     exported = await chat.say(
         value={**action_data(bad, ui.USERS_EXPORT), "user_ids": admin, "send_to": "it@example.com"}
     )
