@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from services.errors import InvalidInput, NotFound, PermissionDenied
-from services.models import AuditEntry, DirectoryUser, TenantUser
+from services.models import AuditEntry, DirectoryUser, LicencePool, Organisation, TenantUser
 from services.users.passwords import hash_password_sync, verify_password_sync
 from services.users.service import NewUser
 from tests.conftest import outbox_messages
@@ -192,6 +192,10 @@ async def test_forged_ids_from_another_organisation_change_nothing(services, dem
         await services.licences.assign(caller, [ids[0], "foreign-user"], BASIC_LICENCE, request_key="f1")
     with pytest.raises(NotFound):
         await services.licences.assign(caller, ids, "00000000-0000-0000-0000-000000000000", request_key="f2")
+    async with services.sessions.begin() as session:  # another organisation's licence product, free units
+        session.add(LicencePool(organisation_id=other.id, licence_sku_id="foreign-sku", name="F", active_units=9))
+    with pytest.raises(NotFound):
+        await services.licences.assign(caller, ids, "foreign-sku", request_key="f4")
     with pytest.raises(NotFound):
         await services.users.get_user(caller, "foreign-user")
     with pytest.raises(NotFound):
@@ -332,3 +336,39 @@ async def test_pool_counts_for_the_subscriptions_list(sqlite_services, sqlite_de
     await services.licences.unassign(caller, ids[0], [BASIC_LICENCE], request_key="q")
     assert await consumed_in_the_subscriptions_list() == [0]
     assert await services.licences.pool_counts(org.id) == {BASIC_LICENCE: (2, 0)}
+
+
+async def test_licence_and_directory_changes_are_audited(sqlite_services, sqlite_demo_customer, sandbox, outbox):
+    services, org = sqlite_services, sqlite_demo_customer
+    await buy_licences(services, org, BASIC, 1)
+    ids = await _people(services, org, sandbox, 1)
+    caller = await admin_caller(services, org)
+    await services.licences.pools(caller)
+    await services.licences.assign(caller, ids, BASIC_LICENCE, request_key="a")
+    await services.licences.unassign(caller, ids[0], [BASIC_LICENCE], request_key="u")
+    await services.directory.load_csv("contoso", "email,first_name,last_name\nana@example.com,Ana,Silva\n", actor="op")
+    (entry,) = await services.directory.entries(caller)
+    await services.directory.import_to_tenant(caller, [entry.entry_id], request_key="i")
+    await services.directory.export_from_tenant(caller, ids, request_key="e", send_to="it@example.com")
+    async with services.sessions() as session:
+        entries = [
+            (e.action, e.organisation_id) for e in await session.scalars(select(AuditEntry).order_by(AuditEntry.id))
+        ]
+    actions = [action for action, organisation_id in entries if organisation_id == org.id]
+    for action in ("licence.assign", "licence.unassign", "directory.load_csv", "tenant_user.create",
+                   "directory.import", "directory.export"):  # fmt: skip
+        assert action in actions, (action, actions)
+    async with services.sessions() as session:
+        assigned = await session.scalar(select(AuditEntry).where(AuditEntry.action == "licence.assign"))
+        assert assigned is not None and assigned.after == {"licences": [BASIC_LICENCE], "usage_location": "US"}
+
+
+async def test_new_user_form_defaults_to_the_organisations_country_and_the_tenant_domain(
+    sqlite_services, sqlite_demo_customer
+):
+    async with sqlite_services.sessions.begin() as session:
+        stored = await session.get(Organisation, sqlite_demo_customer.id)
+        assert stored is not None
+        stored.country = "GB"
+    defaults = await sqlite_services.users.new_user_defaults(await admin_caller(sqlite_services, sqlite_demo_customer))
+    assert (defaults.usage_location, defaults.domains) == ("GB", [DOMAIN])
