@@ -372,3 +372,22 @@ async def test_new_user_form_defaults_to_the_organisations_country_and_the_tenan
         stored.country = "GB"
     defaults = await sqlite_services.users.new_user_defaults(await admin_caller(sqlite_services, sqlite_demo_customer))
     assert (defaults.usage_location, defaults.domains) == ("GB", [DOMAIN])
+
+
+async def test_opening_a_user_while_microsoft_is_unreachable_shows_the_copy(
+    sqlite_services, sqlite_demo_customer, sandbox
+):
+    services, org = sqlite_services, sqlite_demo_customer
+    await buy_licences(services, org, BASIC, 1)
+    ids = await _people(services, org, sandbox, 1)
+    caller = await admin_caller(services, org)
+    await services.licences.pools(caller)
+    await services.licences.assign(caller, ids, BASIC_LICENCE, request_key="a")
+    await sandbox.admin(
+        "POST",
+        "/faults",
+        {"kind": "error", "status": 503, "path": "/v1/customers/*/users/*/licenses", "repeat": 20},
+    )
+    detail = await services.users.get_user(caller, ids[0])
+    assert [lic.licence_sku_id for lic in detail.licences] == [BASIC_LICENCE]  # the copy, not an error
+    await sandbox.admin("DELETE", "/faults")

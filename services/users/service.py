@@ -23,7 +23,7 @@ from services.jobs import JobService, JobView
 from services.mail import Mail, Mailer, MailNotDelivered, is_mail_address
 from services.models import IdempotencyKey, LicencePool, Organisation, SubscriptionRow, TenantUser, UserSyncState
 from services.partner_center import PartnerCenterClient
-from services.partner_center.errors import PartnerCenterConflict, PartnerCenterInvalidInput
+from services.partner_center.errors import PartnerCenterConflict, PartnerCenterError, PartnerCenterInvalidInput
 from services.partner_center.models import CustomerUser, PasswordProfile
 from services.roles import Permission
 from services.users.countries import normalise_usage_location
@@ -271,7 +271,11 @@ class UserService:
         async with self._sessions() as session:
             await self._user_row(session, ctx.organisation_id, user_id)
         if fetch:
-            await self.sync.fetch_licences(ctx.organisation_id, ctx.customer_id, str(user_id).lower())
+            try:
+                await self.sync.fetch_licences(ctx.organisation_id, ctx.customer_id, str(user_id).lower())
+            except PartnerCenterError as error:
+                # Microsoft cannot be reached now: the copy is shown, with when its licences were read.
+                log.warning("licences of a user not refreshed: %s", error.code)
         async with self._sessions() as session:
             row = await self._user_row(session, ctx.organisation_id, user_id)
             licences = await self._licences_of(session, ctx.organisation_id, list(row.licence_sku_ids or []))
