@@ -177,6 +177,8 @@ async def test_search_and_paging(sqlite_services, sqlite_demo_customer, sandbox)
     found = await services.users.list_users(caller, search="person 07")
     assert [r.display_name for r in found.rows] == ["Person 07"]
     assert (await services.users.list_users(caller, search="P11@")).total == 1
+    assert (await services.users.list_users(caller, search="_")).total == 0  # literal, not a wildcard
+    assert (await services.users.list_users(caller, search="%")).total == 0
 
 
 async def test_concurrent_syncs_on_one_replica_run_once_and_sync_now_waits_its_turn(services, demo_customer):

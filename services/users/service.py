@@ -188,11 +188,13 @@ class UserService:
         async with self._sessions() as session:
             query = select(TenantUser).where(TenantUser.organisation_id == ctx.organisation_id)
             if search:
-                pattern = f"%{search.lower()}%"
+                # The admin's text is matched literally: % and _ are not wildcards here.
+                escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                pattern = f"%{escaped}%"
                 query = query.where(
                     or_(
-                        func.lower(TenantUser.display_name).like(pattern),
-                        func.lower(TenantUser.user_principal_name).like(pattern),
+                        func.lower(TenantUser.display_name).like(pattern, escape="\\"),
+                        func.lower(TenantUser.user_principal_name).like(pattern, escape="\\"),
                     )
                 )
             total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
