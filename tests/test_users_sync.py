@@ -242,3 +242,35 @@ async def test_a_long_sync_extends_its_lease_and_stops_unswept_when_another_repl
     result = await services.user_sync.sync(org.id)
     assert result.resumed and result.complete and result.removed == 1
     assert f"u3@{DOMAIN}" not in await _user_rows(services, org.id)
+
+
+async def test_a_stored_continuation_microsoft_no_longer_accepts_lists_afresh_in_the_same_run(
+    sqlite_services, sqlite_demo_customer, sandbox, caplog
+):
+    services, org = sqlite_services, sqlite_demo_customer
+    users = f"/customers/{org.partner_center_customer_id}/users"
+    made = [
+        await sandbox.admin("POST", users, {"userPrincipalName": f"v{index}@{DOMAIN}", "displayName": f"V{index}"})
+        for index in range(4)
+    ]
+    services.user_sync.page_size = 2
+    await services.user_sync.sync(org.id)
+    await sandbox.admin("DELETE", f"{users}/{made[0]['id']}")
+    await sandbox.admin(
+        "POST", "/faults", {"kind": "error", "status": 503, "path": "/v1/customers/*/users", "nth": 2, "repeat": 10}
+    )
+    with pytest.raises(PartnerCenterError):
+        await services.user_sync.sync(org.id)
+    await sandbox.admin("DELETE", "/faults")
+    async with services.sessions.begin() as session:  # e.g. a token from before an upgrade
+        state = await session.get(UserSyncState, org.id)
+        assert state is not None and state.resume_link is not None
+        link = dict(state.resume_link)
+        link["headers"] = [{"key": "MS-ContinuationToken", "value": "eyJzIjoieCIsIm8iOjJ9"}]
+        state.resume_link = link
+    with caplog.at_level("INFO", logger="services.users.sync"):
+        result = await services.user_sync.sync(org.id)
+    assert "resume link refused" in caplog.text
+    assert result.resumed and result.complete and result.removed == 1
+    rows = await _user_rows(services, org.id)
+    assert len(rows) == 4 and f"v0@{DOMAIN}" not in rows
