@@ -477,3 +477,58 @@ def test_credentials_html_alternative_escapes_the_secret() -> None:
                 secrets={"password": SecretStr("a<b&c")})  # fmt: skip
     assert mail.render() == "pw a<b&c" and mail.render_html() == "<code>a&lt;b&amp;c</code>"
     assert "{password}" in mail.html  # the template itself never holds the secret
+
+
+async def test_agreement_refused_after_creation_still_mails_the_credentials(
+    services: Services, sandbox: Sandbox, outbox
+) -> None:
+    """The tenant exists once Microsoft created it: if the MCA acceptance then cannot be recorded
+    (Microsoft not answering through every try), the job still succeeds, the sign-in details are
+    e-mailed, the admin is told to record the agreement, and "add tenant" can record it later."""
+    caller = await _caller(services)
+    await sandbox.admin(
+        "POST",
+        "/faults",
+        {"kind": "error", "status": 503, "method": "POST", "path": "/v1/customers/*/agreements", "repeat": 10000},
+    )
+    job, _ = await services.tenants.start_creation(caller, GOOD_FORM, _contact(), notify_conversation_id=None)
+    for _ in range(6):
+        await _make_due(services)
+        await services.jobs.run_pending()
+    done = await services.jobs.get(job.id)
+    assert done is not None and done.status == SUCCEEDED, done
+    assert done.result is not None and "did not record the acceptance" in str(done.result["message"])
+    assert done.result["mca_name"] == ""  # the ready card must not claim it was recorded
+    assert done.attempts > 1  # retried while Microsoft did not answer
+    assert len(outbox_messages(outbox)) == 1  # mailed once, on the first attempt, not once per retry
+    view = await services.tenants.my_service(caller)
+    assert view is not None and view.status == ACTIVE and view.mca_accepted_at is None
+    async with services.sessions() as session:
+        actions = list(await session.scalars(select(AuditEntry.action)))
+    assert "tenant.mca_failed" in actions and "tenant.credentials_sent" in actions
+
+    await sandbox.admin("DELETE", "/faults")
+    assert not await services.tenants.mca_recorded(caller)
+    view = await services.tenants.attest_mca(caller, _contact())
+    assert view.mca_accepted_at is not None
+    assert len(await sandbox.client.agreements(view.customer_id or "")) == 1
+
+
+async def test_agreement_retried_after_a_short_outage_mails_once(services: Services, sandbox: Sandbox, outbox) -> None:
+    caller = await _caller(services)
+    await sandbox.admin(
+        "POST",
+        "/faults",
+        {"kind": "error", "status": 503, "method": "POST", "path": "/v1/customers/*/agreements", "repeat": 100},
+    )
+    job, _ = await services.tenants.start_creation(caller, GOOD_FORM, _contact(), notify_conversation_id=None)
+    await services.jobs.run_pending()
+    pending = await services.jobs.get(job.id)
+    assert pending is not None and pending.status == "pending"
+    await sandbox.admin("DELETE", "/faults")
+    await _make_due(services)
+    await services.jobs.run_pending()
+    done = await services.jobs.get(job.id)
+    assert done is not None and done.status == SUCCEEDED and done.result is not None
+    assert done.result["mca_name"] == "Nancy Davolio" and "did not record" not in str(done.result["message"])
+    assert len(outbox_messages(outbox)) == 1
