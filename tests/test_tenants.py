@@ -532,3 +532,46 @@ async def test_agreement_retried_after_a_short_outage_mails_once(services: Servi
     assert done is not None and done.status == SUCCEEDED and done.result is not None
     assert done.result["mca_name"] == "Nancy Davolio" and "did not record" not in str(done.result["message"])
     assert len(outbox_messages(outbox)) == 1
+
+
+async def test_a_timeout_during_creation_leaves_one_tenant(sqlite_url: str, sandbox: Sandbox, outbox) -> None:
+    """Microsoft takes longer than the client waits (the tenant may be committed after the client
+    gave up): the client's retry and the job's re-run, both with the job's MS-RequestId, end with
+    exactly one tenant, and the sign-in details still go out."""
+    import aiohttp
+
+    from services.partner_center import PartnerCenterClient, StaticTokenProvider
+
+    async def no_wait(_: float) -> None:
+        return None
+
+    await sandbox.admin(
+        "POST", "/faults", {"kind": "latency", "latencyMs": 1500, "method": "POST", "path": "/v1/customers"}
+    )
+    engine = create_engine(sqlite_url)
+    await upgrade_database(engine)
+    async with aiohttp.ClientSession() as session:
+        impatient = PartnerCenterClient(
+            session,
+            base_url=sandbox.url,
+            price_sheet_url=sandbox.url,
+            tokens=StaticTokenProvider(sandbox.token),
+            sleep=no_wait,
+            request_timeout=0.5,
+        )
+        services = build_services(engine, Settings(database_url=sqlite_url, mail_outbox_dir=outbox), impatient)
+        try:
+            caller = await _caller(services)
+            job, _ = await services.tenants.start_creation(caller, GOOD_FORM, _contact(), notify_conversation_id=None)
+            for _ in range(5):
+                await services.jobs.run_pending()
+                done = await services.jobs.get(job.id)
+                if done is not None and done.finished:
+                    break
+                await asyncio.sleep(1.6)  # the slow call of the sandbox finishes (or not) meanwhile
+                await _make_due(services)
+            assert done is not None and done.status == SUCCEEDED, done
+        finally:
+            await engine.dispose()
+    assert await _customers_with_domain(sandbox, "northwindbrews.onmicrosoft.com") == 1
+    assert len(outbox_messages(outbox)) == 1
