@@ -24,7 +24,7 @@ import string
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import SecretStr
@@ -73,6 +73,7 @@ MAIL_SENT, MAIL_QUEUED, MAIL_PENDING, MAIL_NONE = "sent", "queued", "pending", "
 CREATE_ATTEMPTS = 4  # tries of the whole job when Microsoft does not answer (the client retries too)
 MAIL_ATTEMPTS = 12  # ~30 minutes of back-off before the operator alert says it keeps failing
 DOMAIN_SUFFIX = ".onmicrosoft.com"
+ORPHANED_CLAIM_AFTER = timedelta(minutes=10)  # a tenant claim whose job was never stored
 # Where Microsoft's rules resource gives no field for it: the countries whose customers need an
 # organisation registration number (and a phone number) — Microsoft's list for 600049/600051,
 # plus Brazil (CNPJ). A rules answer carrying the sandbox's extension object wins over this list.
@@ -496,7 +497,12 @@ class TenantService:
         """A claim whose job failed for good (e.g. an unexpected error after all its attempts) is
         released, so the organisation is not stuck "being created" forever."""
         job = await session.scalar(select(Job).where(Job.idempotency_key == row.job_key))
-        if job is None or job.status != FAILED:
+        if job is None:
+            # The claim is committed a moment before its job: a claim without a job long after (the
+            # process stopped in between) would otherwise say "being created" for ever.
+            if row.requested_at > utcnow() - ORPHANED_CLAIM_AFTER:
+                return False
+        elif job.status != FAILED:
             return False
         await self._release(row.organisation_id, row.job_key, "system:jobs", "job failed")
         return True

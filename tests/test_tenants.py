@@ -15,7 +15,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Message
 from pydantic import SecretStr
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from services.access import Caller
 from services.container import Services, build_services
@@ -266,13 +266,15 @@ async def test_concurrent_confirmations_create_one_tenant(services: Services, sa
     assert await _customers_with_domain(sandbox, "northwindbrews.onmicrosoft.com") == 1
 
 
-async def test_only_admins_may_add_or_link_a_tenant(services: Services) -> None:
-    billing = await _caller(services, roles=frozenset({"billing"}))
+@pytest.mark.parametrize("role", ["billing", "approver"])
+async def test_only_admins_may_add_or_link_a_tenant(services: Services, role: str) -> None:
+    billing = await _caller(services, roles=frozenset({role}))
     for call in (
         services.tenants.prefilled_form(billing),
         services.tenants.link_existing(billing),
         services.tenants.check_form(billing, GOOD_FORM),
         services.tenants.start_creation(billing, GOOD_FORM, _contact(), notify_conversation_id=None),
+        services.tenants.attest_mca(billing, _contact()),
     ):
         with pytest.raises(PermissionDenied):
             await call
@@ -367,7 +369,7 @@ async def test_a_request_whose_job_failed_for_good_is_released(services: Service
         await session.commit()
     assert await services.tenants.my_service(caller) is None
     again, started = await services.tenants.start_creation(caller, GOOD_FORM, _contact(), notify_conversation_id=None)
-    assert started and again.id != job.id
+    assert started and again.payload["job_key"] != job.payload["job_key"]  # (SQLite may reuse the id)
 
 
 async def test_link_existing_tenant_once_the_relationship_is_accepted(services: Services, sandbox: Sandbox) -> None:
@@ -575,3 +577,21 @@ async def test_a_timeout_during_creation_leaves_one_tenant(sqlite_url: str, sand
             await engine.dispose()
     assert await _customers_with_domain(sandbox, "northwindbrews.onmicrosoft.com") == 1
     assert len(outbox_messages(outbox)) == 1
+
+
+async def test_a_claim_whose_job_was_never_stored_is_released_after_a_while(services: Services) -> None:
+    """The process stopped between claiming the tenant and storing its job: not "being created" for
+    ever. A fresh claim (its job a moment away) is left alone."""
+    caller = await _caller(services)
+    job, _ = await services.tenants.start_creation(caller, GOOD_FORM, _contact(), notify_conversation_id=None)
+    async with services.sessions() as session:
+        await session.execute(delete(Job).where(Job.id == job.id))
+        await session.commit()
+    view = await services.tenants.my_service(caller)
+    assert view is not None and view.status == "creating"  # just claimed: its job may still come
+    async with services.sessions() as session:
+        await session.execute(update(TenantServiceRow).values(requested_at=utcnow() - timedelta(minutes=11)))
+        await session.commit()
+    assert await services.tenants.my_service(caller) is None
+    again, started = await services.tenants.start_creation(caller, GOOD_FORM, _contact(), notify_conversation_id=None)
+    assert started and again.payload["job_key"] != job.payload["job_key"]  # (SQLite may reuse the id)
