@@ -17,7 +17,7 @@ from services.db import create_session_factory
 from services.idempotency import IdempotencyService
 from services.jobs import JobService
 from services.ledger import SubscriptionLedger
-from services.mail import Mailer, MailTransport, OutboxTransport, SmtpTransport
+from services.mail import Mailer, MailTransport, OutboxTransport, SmtpTransport, smtp_transport_from_url
 from services.ordering import OrderingService
 from services.organisations import OrganisationService
 from services.partner_center import PartnerCenterAuthError, PartnerCenterClient
@@ -132,6 +132,8 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
 
 
 def mail_transport(settings: Settings) -> MailTransport:
+    if settings.mail_smtp_url.get_secret_value().strip():
+        return smtp_transport_from_url(settings.mail_smtp_url.get_secret_value())
     if settings.smtp_host.strip():
         return SmtpTransport(
             settings.smtp_host.strip(),

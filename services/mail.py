@@ -1,6 +1,7 @@
 """Outgoing e-mail: tenant credentials, new users' passwords, directory passwords.
 
-Two transports, chosen by settings: SMTP (`SMTP_HOST` set) or, by default, a local outbox folder
+Two transports, chosen by settings: SMTP (`MAIL_SMTP_URL`, e.g. `smtp://user:password@host:587`
+with STARTTLS, or the separate `SMTP_HOST`/`SMTP_PORT`/... settings) or, by default, a local outbox folder
 where each message is one `.eml` file (readable only by the owner) — the embedded default's
 "mail". A message may carry secrets (a password): they are placed into the body only at delivery,
 never logged, never stored anywhere else, and never part of an error or alert text.
@@ -23,6 +24,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import SecretStr
 
@@ -104,7 +106,9 @@ class SmtpTransport:
         starttls: bool = True,
         timeout: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
     ) -> None:
+        self._implicit_tls = implicit_tls
         self._host = host
         self._port = port
         self._username = username
@@ -118,12 +122,45 @@ class SmtpTransport:
         return f"smtp://{self._host}:{self._port}"
 
     def _send(self, message: EmailMessage) -> None:
+        if self._implicit_tls:
+            context = self._ssl_context or ssl.create_default_context()
+            with smtplib.SMTP_SSL(self._host, self._port, timeout=self._timeout, context=context) as smtp:
+                if self._username and self._password is not None:
+                    smtp.login(self._username, self._password.get_secret_value())
+                smtp.send_message(message)
+            return
         with smtplib.SMTP(self._host, self._port, timeout=self._timeout) as smtp:
             if self._starttls:
                 smtp.starttls(context=self._ssl_context or ssl.create_default_context())
             if self._username and self._password is not None:
                 smtp.login(self._username, self._password.get_secret_value())
             smtp.send_message(message)
+
+
+def smtp_transport_from_url(url: str, *, ssl_context: ssl.SSLContext | None = None) -> SmtpTransport:
+    """`MAIL_SMTP_URL`: `smtp://[user[:password]@]host[:port]` sends with STARTTLS (port 587 by
+    default; `?starttls=false` only for a relay on this machine), `smtps://` with TLS from the first
+    byte (port 465). User and password are URL-encoded. A bad URL raises ValueError (no secret in it)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("smtp", "smtps"):
+        raise ValueError("MAIL_SMTP_URL must start with smtp:// (STARTTLS) or smtps:// (TLS)")
+    if not parts.hostname:
+        raise ValueError("MAIL_SMTP_URL has no host, e.g. smtp://user:password@smtp.example.com:587")
+    try:
+        port = parts.port or (465 if parts.scheme == "smtps" else 587)
+    except ValueError:
+        raise ValueError("MAIL_SMTP_URL has a port that is not a number between 1 and 65535") from None
+    options = {key.lower(): values[-1].lower() for key, values in parse_qs(parts.query).items()}
+    starttls = options.get("starttls", "true") not in ("false", "0", "no", "off")
+    return SmtpTransport(
+        parts.hostname,
+        port,
+        username=unquote(parts.username or ""),
+        password=SecretStr(unquote(parts.password)) if parts.password is not None else None,
+        starttls=starttls and parts.scheme == "smtp",
+        implicit_tls=parts.scheme == "smtps",
+        ssl_context=ssl_context,
+    )
 
 
 class Mailer:

@@ -67,8 +67,11 @@ class Settings(BaseSettings):
     # The subscriptions card refreshes from Partner Center when its copy is older than this.
     subscriptions_refresh_minutes: float = Field(default=5.0, ge=0)
 
-    # --- Mail: SMTP when SMTP_HOST is set, else .eml files in MAIL_OUTBOX_DIR -----------------------
+    # --- Mail: SMTP when MAIL_SMTP_URL or SMTP_HOST is set, else .eml files in MAIL_OUTBOX_DIR -----
     mail_from: str = "CSP self-service <cspbot@localhost>"
+    # smtp://user:password@host:587 (STARTTLS) or smtps://...:465; wins over the SMTP_* settings.
+    # Checked when the services are built (a bad URL stops start-up; the message never repeats it).
+    mail_smtp_url: SecretStr = SecretStr("")
     mail_outbox_dir: Path = DEFAULT_VAR_DIR / "outbox"
     smtp_host: str = ""
     smtp_port: int = Field(default=587, ge=1, le=65535)

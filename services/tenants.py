@@ -24,7 +24,7 @@ import string
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import SecretStr
@@ -73,6 +73,7 @@ MAIL_SENT, MAIL_QUEUED, MAIL_PENDING, MAIL_NONE = "sent", "queued", "pending", "
 CREATE_ATTEMPTS = 4  # tries of the whole job when Microsoft does not answer (the client retries too)
 MAIL_ATTEMPTS = 12  # ~30 minutes of back-off before the operator alert says it keeps failing
 DOMAIN_SUFFIX = ".onmicrosoft.com"
+ORPHANED_CLAIM_AFTER = timedelta(minutes=10)  # a tenant claim whose job was never stored
 # Where Microsoft's rules resource gives no field for it: the countries whose customers need an
 # organisation registration number (and a phone number) — Microsoft's list for 600049/600051,
 # plus Brazil (CNPJ). A rules answer carrying the sandbox's extension object wins over this list.
@@ -496,7 +497,12 @@ class TenantService:
         """A claim whose job failed for good (e.g. an unexpected error after all its attempts) is
         released, so the organisation is not stuck "being created" forever."""
         job = await session.scalar(select(Job).where(Job.idempotency_key == row.job_key))
-        if job is None or job.status != FAILED:
+        if job is None:
+            # The claim is committed a moment before its job: a claim without a job long after (the
+            # process stopped in between) would otherwise say "being created" for ever.
+            if row.requested_at > utcnow() - ORPHANED_CLAIM_AFTER:
+                return False
+        elif job.status != FAILED:
             return False
         await self._release(row.organisation_id, row.job_key, "system:jobs", "job failed")
         return True
@@ -856,9 +862,20 @@ class TenantService:
         row_status = await self._status_of(organisation_id)
         if row_status == CREATING:
             await self._create_at_microsoft(job, organisation_id, form, key)
-        await self._attest_mca(job, organisation_id)
-        view = await self._deliver_credentials(organisation_id, job, first_name=form.first_name)
-        return self._outcome(view)
+        # The tenant exists from here on: its sign-in details go out first, whatever happens to the
+        # agreement below (a re-run leaves a queued e-mail to its own job).
+        if await self._credentials_status_of(organisation_id) == MAIL_PENDING:
+            await self._deliver_credentials(organisation_id, job, first_name=form.first_name)
+        mca_recorded = await self._attest_mca(job, organisation_id)
+        view = await self.service_of(organisation_id)
+        if view is None:
+            raise DomainError("The organisation's tenant is no longer recorded.")
+        return self._outcome(view, mca_recorded=mca_recorded)
+
+    async def _credentials_status_of(self, organisation_id: int) -> str | None:
+        async with self._sessions() as session:
+            row = await self._row(session, organisation_id)
+            return row.credentials_status if row is not None else None
 
     async def _job_key_of(self, organisation_id: int) -> str | None:
         async with self._sessions() as session:
@@ -970,12 +987,17 @@ class TenantService:
             log.warning("could not give the first admin of %s a new password (%s)", customer_id, error.code)
             return wanted, None
 
-    async def _attest_mca(self, job: JobView, organisation_id: int) -> None:
+    async def _attest_mca(self, job: JobView, organisation_id: int) -> bool:
+        """Record the MCA acceptance with Microsoft; whether it is recorded. The tenant exists already,
+        so a refusal (or Microsoft not answering after every try) does not fail the job: the admin is
+        told, and "add tenant" asks for the acceptance again."""
         contact = job.payload.get("contact") or {}
         async with self._sessions() as session:
             row = await self._row(session, organisation_id)
-            if row is None or row.mca_accepted_at is not None or not row.customer_id:
-                return
+            if row is None or not row.customer_id:
+                return False
+            if row.mca_accepted_at is not None:
+                return True
             customer_id = row.customer_id
         accepted_at = (
             datetime.fromisoformat(str(contact.get("accepted_at"))) if contact.get("accepted_at") else utcnow()
@@ -992,12 +1014,18 @@ class TenantService:
                     ),
                     date_agreed=accepted_at,
                 )
-        except (PartnerCenterUnavailable, PartnerCenterThrottled) as error:
-            raise _TryAgain(f"Partner Center did not answer ({error.code})") from None
+        except (PartnerCenterUnavailable, PartnerCenterThrottled, PartnerCenterAuthError) as error:
+            if job.attempts < CREATE_ATTEMPTS:
+                raise _TryAgain(f"Partner Center did not answer ({error.code})") from None
+            await self._mca_not_recorded(job, organisation_id, error.code)
+            return False
+        except PartnerCenterError as error:
+            await self._mca_not_recorded(job, organisation_id, error.code)
+            return False
         async with self._sessions.begin() as session:
             row = await self._row(session, organisation_id)
             if row is None:
-                return
+                return False
             before = _snapshot(row)
             row.mca_accepted_at = accepted_at
             audit.record(
@@ -1008,6 +1036,18 @@ class TenantService:
                 target=row.domain,
                 before=before,
                 after=_snapshot(row),
+            )
+        return True
+
+    async def _mca_not_recorded(self, job: JobView, organisation_id: int, reason: str) -> None:
+        log.warning("organisation %s: Microsoft did not record the MCA acceptance (%s)", organisation_id, reason)
+        async with self._sessions.begin() as session:
+            audit.record(
+                session,
+                actor=job.requested_by,
+                action="tenant.mca_failed",
+                organisation_id=organisation_id,
+                after={"reason": reason},
             )
 
     async def _deliver_credentials(
@@ -1118,7 +1158,7 @@ class TenantService:
         }
 
     @staticmethod
-    def _outcome(view: ServiceView) -> dict[str, Any]:
+    def _outcome(view: ServiceView, *, mca_recorded: bool = True) -> dict[str, Any]:
         """The job's result: what the follow-up message shows (no password, ever)."""
         if view.credentials_status == MAIL_SENT:
             mail = f"The sign-in details were e-mailed to {view.mail_to}."
@@ -1132,6 +1172,11 @@ class TenantService:
                 "Microsoft did not give a password for the first admin; use “Forgot password” at "
                 "https://portal.office.com or ask your reseller."
             )
+        if not mca_recorded:
+            mail += (
+                " Microsoft did not record the acceptance of the Microsoft Customer Agreement yet, and nothing "
+                "can be bought without it: type **add tenant** to record it."
+            )
         return {
             "message": f"Your Microsoft 365 tenant {view.domain} is ready. {mail} No charges have arisen.",
             "customer_id": view.customer_id,
@@ -1140,7 +1185,7 @@ class TenantService:
             "mail_to": view.mail_to,
             "mail_note": mail,
             "credentials_status": view.credentials_status,
-            "mca_name": view.mca_name,
+            "mca_name": view.mca_name if mca_recorded else "",
         }
 
 

@@ -225,3 +225,24 @@ async def test_only_admins_may_add_a_tenant(make_bot, connector, command) -> Non
     assert "Your role does not allow **Add tenant**" in said(reply)
     services_card = await megan.card("my services")
     assert "no Microsoft 365 service" in card_text(services_card) and "An admin" in card_text(services_card)
+
+
+async def test_an_address_microsoft_cannot_confirm_is_explained_without_a_suggestion(
+    make_bot, connector, sandbox
+) -> None:
+    """No house number: Microsoft confirms only part of the address and suggests nothing. The card
+    says so, offers no suggestion to take, and "Change details" brings back the form as entered."""
+    fake, url = connector
+    client = await make_bot()
+    chat = Chat(client, fake, url)
+    start = await chat.card("add tenant")
+    form = await chat.card(value=action(start, "Create a new tenant"))
+    check = await chat.card(
+        value=submit(form, "Check and continue", address_line1="Main Street", domain_prefix="contosonew")
+    )
+    assert "could not confirm every part of the address" in card_text(check)
+    titles = [a["title"] for a in check.get("actions", [])]
+    assert "Use the suggested address" not in titles and "Keep my address" in titles
+    form = await chat.card(value=action(check, "Change details"))
+    assert inputs(form)["address_line1"] == "Main Street" and inputs(form)["domain_prefix"] == "contosonew"
+    assert await _customers(sandbox, "contosonew.onmicrosoft.com") == 0

@@ -88,3 +88,124 @@ async def test_undeliverable_mail_alerts_the_operator_without_the_password(sqlit
     [alert] = await alerts.list()
     assert alert.code == "mail_undeliverable" and PASSWORD not in alert.message
     assert PASSWORD not in caplog.text
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 / localhost, made for this test only."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "smtp.crt", folder / "smtp.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+async def test_smtp_url_with_starttls_and_login_against_a_real_server(
+    sqlite_services, tmp_path: Path, monkeypatch, caplog
+) -> None:
+    """MAIL_SMTP_URL as an operator writes it: the server insists on STARTTLS before AUTH, the
+    mailer logs in with the URL's (encoded) user and password, the sender is MAIL_FROM, and neither
+    the SMTP password nor the mailed one reaches a log line."""
+    import ssl
+
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    from services.container import mail_transport
+    from services.settings import Settings
+
+    caplog.set_level(logging.DEBUG)
+    cert, key = _self_signed(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    logins: list[tuple[str, str]] = []
+
+    def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:  # type: ignore[no-untyped-def]
+        assert isinstance(auth_data, LoginPassword)
+        logins.append((auth_data.login.decode(), auth_data.password.decode()))
+        ok = (auth_data.login, auth_data.password) == (b"bot@reseller.example", b"s3cret:pw/1")
+        return AuthResult(success=ok)
+
+    handler = _Collector()
+    port = _free_port()
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=server_tls,
+        require_starttls=True,
+        authenticator=authenticate,
+        auth_require_tls=True,
+    )
+    controller.start()
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts this test's certificate only
+    try:
+        settings = Settings(
+            mail_smtp_url=SecretStr(f"smtp://bot%40reseller.example:s3cret%3Apw%2F1@127.0.0.1:{port}"),
+            mail_from="CSP self-service <bot@reseller.example>",
+            smtp_host="ignored.example",
+        )
+        transport = mail_transport(settings)
+        assert isinstance(transport, SmtpTransport)
+        mailer = Mailer(transport, sender=settings.mail_from, alerts=sqlite_services.alerts)
+        await mailer.send(CREDENTIALS)
+
+    finally:
+        controller.stop()
+    assert logins == [("bot@reseller.example", "s3cret:pw/1")]
+    [message] = handler.messages
+    assert message["From"] == "CSP self-service <bot@reseller.example>"
+    assert PASSWORD in message.get_payload(decode=True).decode()
+    ours = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("mail.log"))  # not the server's
+    assert "s3cret" not in ours and PASSWORD not in ours
+    assert all("s3cret" not in alert.message for alert in await sqlite_services.alerts.list())
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("smtp://mail.example", ("mail.example", 587, "", True, False)),
+        ("smtps://u:p@mail.example", ("mail.example", 465, "u", False, True)),
+        ("smtp://relay.local:25?starttls=false", ("relay.local", 25, "", False, False)),
+    ],
+)
+def test_smtp_url_forms(url: str, expected: tuple) -> None:
+    from services.mail import smtp_transport_from_url
+
+    t = smtp_transport_from_url(url)
+    assert (t._host, t._port, t._username, t._starttls, t._implicit_tls) == expected
+
+
+@pytest.mark.parametrize("url", ["http://mail.example", "smtp://", "smtp://user:s3cret@mail.example:99999"])
+def test_a_bad_smtp_url_stops_start_up_without_repeating_it(url: str) -> None:
+    from services.container import mail_transport
+    from services.settings import Settings
+
+    with pytest.raises(ValueError, match="MAIL_SMTP_URL") as raised:
+        mail_transport(Settings(mail_smtp_url=SecretStr(url)))
+    assert "s3cret" not in str(raised.value)

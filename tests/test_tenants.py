@@ -15,7 +15,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Message
 from pydantic import SecretStr
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from services.access import Caller
 from services.container import Services, build_services
@@ -266,13 +266,15 @@ async def test_concurrent_confirmations_create_one_tenant(services: Services, sa
     assert await _customers_with_domain(sandbox, "northwindbrews.onmicrosoft.com") == 1
 
 
-async def test_only_admins_may_add_or_link_a_tenant(services: Services) -> None:
-    billing = await _caller(services, roles=frozenset({"billing"}))
+@pytest.mark.parametrize("role", ["billing", "approver"])
+async def test_only_admins_may_add_or_link_a_tenant(services: Services, role: str) -> None:
+    billing = await _caller(services, roles=frozenset({role}))
     for call in (
         services.tenants.prefilled_form(billing),
         services.tenants.link_existing(billing),
         services.tenants.check_form(billing, GOOD_FORM),
         services.tenants.start_creation(billing, GOOD_FORM, _contact(), notify_conversation_id=None),
+        services.tenants.attest_mca(billing, _contact()),
     ):
         with pytest.raises(PermissionDenied):
             await call
@@ -367,7 +369,7 @@ async def test_a_request_whose_job_failed_for_good_is_released(services: Service
         await session.commit()
     assert await services.tenants.my_service(caller) is None
     again, started = await services.tenants.start_creation(caller, GOOD_FORM, _contact(), notify_conversation_id=None)
-    assert started and again.id != job.id
+    assert started and again.payload["job_key"] != job.payload["job_key"]  # (SQLite may reuse the id)
 
 
 async def test_link_existing_tenant_once_the_relationship_is_accepted(services: Services, sandbox: Sandbox) -> None:
@@ -477,3 +479,119 @@ def test_credentials_html_alternative_escapes_the_secret() -> None:
                 secrets={"password": SecretStr("a<b&c")})  # fmt: skip
     assert mail.render() == "pw a<b&c" and mail.render_html() == "<code>a&lt;b&amp;c</code>"
     assert "{password}" in mail.html  # the template itself never holds the secret
+
+
+async def test_agreement_refused_after_creation_still_mails_the_credentials(
+    services: Services, sandbox: Sandbox, outbox
+) -> None:
+    """The tenant exists once Microsoft created it: if the MCA acceptance then cannot be recorded
+    (Microsoft not answering through every try), the job still succeeds, the sign-in details are
+    e-mailed, the admin is told to record the agreement, and "add tenant" can record it later."""
+    caller = await _caller(services)
+    await sandbox.admin(
+        "POST",
+        "/faults",
+        {"kind": "error", "status": 503, "method": "POST", "path": "/v1/customers/*/agreements", "repeat": 10000},
+    )
+    job, _ = await services.tenants.start_creation(caller, GOOD_FORM, _contact(), notify_conversation_id=None)
+    for _ in range(6):
+        await _make_due(services)
+        await services.jobs.run_pending()
+    done = await services.jobs.get(job.id)
+    assert done is not None and done.status == SUCCEEDED, done
+    assert done.result is not None and "did not record the acceptance" in str(done.result["message"])
+    assert done.result["mca_name"] == ""  # the ready card must not claim it was recorded
+    assert done.attempts > 1  # retried while Microsoft did not answer
+    assert len(outbox_messages(outbox)) == 1  # mailed once, on the first attempt, not once per retry
+    view = await services.tenants.my_service(caller)
+    assert view is not None and view.status == ACTIVE and view.mca_accepted_at is None
+    async with services.sessions() as session:
+        actions = list(await session.scalars(select(AuditEntry.action)))
+    assert "tenant.mca_failed" in actions and "tenant.credentials_sent" in actions
+
+    await sandbox.admin("DELETE", "/faults")
+    assert not await services.tenants.mca_recorded(caller)
+    view = await services.tenants.attest_mca(caller, _contact())
+    assert view.mca_accepted_at is not None
+    assert len(await sandbox.client.agreements(view.customer_id or "")) == 1
+
+
+async def test_agreement_retried_after_a_short_outage_mails_once(services: Services, sandbox: Sandbox, outbox) -> None:
+    caller = await _caller(services)
+    await sandbox.admin(
+        "POST",
+        "/faults",
+        {"kind": "error", "status": 503, "method": "POST", "path": "/v1/customers/*/agreements", "repeat": 100},
+    )
+    job, _ = await services.tenants.start_creation(caller, GOOD_FORM, _contact(), notify_conversation_id=None)
+    await services.jobs.run_pending()
+    pending = await services.jobs.get(job.id)
+    assert pending is not None and pending.status == "pending"
+    await sandbox.admin("DELETE", "/faults")
+    await _make_due(services)
+    await services.jobs.run_pending()
+    done = await services.jobs.get(job.id)
+    assert done is not None and done.status == SUCCEEDED and done.result is not None
+    assert done.result["mca_name"] == "Nancy Davolio" and "did not record" not in str(done.result["message"])
+    assert len(outbox_messages(outbox)) == 1
+
+
+async def test_a_timeout_during_creation_leaves_one_tenant(sqlite_url: str, sandbox: Sandbox, outbox) -> None:
+    """Microsoft takes longer than the client waits (the tenant may be committed after the client
+    gave up): the client's retry and the job's re-run, both with the job's MS-RequestId, end with
+    exactly one tenant, and the sign-in details still go out."""
+    import aiohttp
+
+    from services.partner_center import PartnerCenterClient, StaticTokenProvider
+
+    async def no_wait(_: float) -> None:
+        return None
+
+    await sandbox.admin(
+        "POST", "/faults", {"kind": "latency", "latencyMs": 1500, "method": "POST", "path": "/v1/customers"}
+    )
+    engine = create_engine(sqlite_url)
+    await upgrade_database(engine)
+    async with aiohttp.ClientSession() as session:
+        impatient = PartnerCenterClient(
+            session,
+            base_url=sandbox.url,
+            price_sheet_url=sandbox.url,
+            tokens=StaticTokenProvider(sandbox.token),
+            sleep=no_wait,
+            request_timeout=0.5,
+        )
+        services = build_services(engine, Settings(database_url=sqlite_url, mail_outbox_dir=outbox), impatient)
+        try:
+            caller = await _caller(services)
+            job, _ = await services.tenants.start_creation(caller, GOOD_FORM, _contact(), notify_conversation_id=None)
+            for _ in range(5):
+                await services.jobs.run_pending()
+                done = await services.jobs.get(job.id)
+                if done is not None and done.finished:
+                    break
+                await asyncio.sleep(1.6)  # the slow call of the sandbox finishes (or not) meanwhile
+                await _make_due(services)
+            assert done is not None and done.status == SUCCEEDED, done
+        finally:
+            await engine.dispose()
+    assert await _customers_with_domain(sandbox, "northwindbrews.onmicrosoft.com") == 1
+    assert len(outbox_messages(outbox)) == 1
+
+
+async def test_a_claim_whose_job_was_never_stored_is_released_after_a_while(services: Services) -> None:
+    """The process stopped between claiming the tenant and storing its job: not "being created" for
+    ever. A fresh claim (its job a moment away) is left alone."""
+    caller = await _caller(services)
+    job, _ = await services.tenants.start_creation(caller, GOOD_FORM, _contact(), notify_conversation_id=None)
+    async with services.sessions() as session:
+        await session.execute(delete(Job).where(Job.id == job.id))
+        await session.commit()
+    view = await services.tenants.my_service(caller)
+    assert view is not None and view.status == "creating"  # just claimed: its job may still come
+    async with services.sessions() as session:
+        await session.execute(update(TenantServiceRow).values(requested_at=utcnow() - timedelta(minutes=11)))
+        await session.commit()
+    assert await services.tenants.my_service(caller) is None
+    again, started = await services.tenants.start_creation(caller, GOOD_FORM, _contact(), notify_conversation_id=None)
+    assert started and again.payload["job_key"] != job.payload["job_key"]  # (SQLite may reuse the id)
