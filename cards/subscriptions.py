@@ -9,7 +9,9 @@ from decimal import Decimal
 from typing import Any
 
 from cards.base import Card, card, facts, heading, submit, text
+from services.billing.money import format_money
 from services.subscriptions import AddonOffer, CancelPlan, QuantityPlan, SubscriptionPage, SubscriptionView
+from services.subscriptions.common import ProRata
 
 PAGE, REFRESH, CLOSE, BACK = "subs_page", "subs_refresh", "subs_close", "subs_back"
 QUANTITY, PREVIEW, CONFIRM_QUANTITY, CONFIRM_SCHEDULE = (
@@ -44,8 +46,7 @@ def _date(value: datetime | None) -> str:
 def _money(amount: Decimal | None, currency: str) -> str:
     if amount is None:
         return "no price set — ask your reseller"
-    sign = "-" if amount < 0 else ""
-    return f"{sign}{abs(amount):,.2f} {currency}"
+    return format_money(amount, currency)
 
 
 def _status(view: SubscriptionView) -> str:
@@ -192,6 +193,16 @@ def build_quantity_card(view: SubscriptionView, *, entered: str = "", error: str
     return card(body, [submit("Show the cost", PREVIEW, {"subscription_id": view.id}), _back()])
 
 
+def _pro_rata_text(charge: ProRata, currency: str) -> str:
+    """The amount the bill will show; the formula too when one unit price and window explain it."""
+    amount = _money(abs(charge.amount), currency)
+    if charge.mixed:
+        return amount
+    return (
+        f"{amount} ({charge.seats} × {_money(charge.unit_price, currency)} × {charge.days}/{charge.period_days} days)"
+    )
+
+
 def build_quantity_preview_card(plan: QuantityPlan, key: str) -> Card:
     period = _PERIOD.get(plan.billing_cycle, plan.billing_cycle)
     ids = {"subscription_id": plan.subscription_id, "quantity": str(plan.new), "etag": plan.etag, "key": key}
@@ -211,14 +222,7 @@ def build_quantity_preview_card(plan: QuantityPlan, key: str) -> Card:
     charge = plan.charge_now
     if charge is not None:
         label = "Charged now (pro rata)" if plan.kind == "increase" else "Refunded now (pro rata)"
-        pairs.append(
-            (
-                label,
-                f"{_money(abs(charge.amount), plan.currency)} "
-                f"({charge.seats} × {_money(charge.unit_price, plan.currency)} × "
-                f"{charge.days}/{charge.period_days} days)",
-            )
-        )
+        pairs.append((label, _pro_rata_text(charge, plan.currency)))
     else:
         pairs.append(("Charged now", "no price set — ask your reseller"))
     pairs.append(("Now per " + period, _money(plan.recurring_now, plan.currency)))
@@ -314,11 +318,9 @@ def build_addons_card(
 
 def build_cancel_card(plan: CancelPlan, key: str) -> Card:
     refund = (
-        f"{_money(abs(plan.refund.amount), plan.currency)} ({plan.refund.seats} × "
-        f"{_money(plan.refund.unit_price, plan.currency)} × {plan.refund.days}/{plan.refund.period_days} days)"
-        if plan.refund is not None
-        else "no price set — ask your reseller"
+        _pro_rata_text(plan.refund, plan.currency) if plan.refund is not None else "no price set — ask your reseller"
     )
+
     body = [
         heading(f"Cancel {plan.name}?"),
         facts(

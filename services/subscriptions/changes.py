@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit
 from services.access import Caller
+from services.billing.rating import event_lines
+from services.billing.service import cycle_calendar
 from services.catalog import CatalogService, SkuView
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
 from services.idempotency import IdempotencyService
@@ -48,7 +50,6 @@ from services.subscriptions.common import (
     ledger_record,
     new_row,
     organisation_of,
-    pro_rata,
     row_in_organisation,
     show_date,
     snapshot,
@@ -267,18 +268,43 @@ class SubscriptionChanges:
             caller.organisation_id, row.product_id, row.sku_id, row.term_duration, row.billing_cycle, self._now().date()
         )
 
-    def _pro_rata(self, seats: int, price: UnitPrice | None, current: Subscription) -> ProRata | None:
-        if price is None:
+    async def _preview(
+        self, caller: Caller, row: SubscriptionRow, event: LedgerEvent, before: int, after: int
+    ) -> ProRata | None:
+        """What the bill will charge (or refund) for this change made now: the billing engine's own
+        lines for the event, in the reseller's cycle, with its pro-rata rules and rounding. None when
+        a line has no price in force."""
+        record = ledger_record(
+            row,
+            event,
+            before=before,
+            after=after,
+            at=self._now(),
+            source=LedgerSource.BOT,
+            source_key="preview",
+            actor=caller.actor,
+        )
+        lines = event_lines(
+            await self._ledger.entries(caller.organisation_id, subscription_id=row.id),
+            await self._pricing.entries_for(caller.organisation_id),
+            await cycle_calendar(self._sessions),
+            record,
+        )
+        seats = abs(after - before)
+        if not lines:
+            return ProRata(seats, Decimal(0), 0, 0, Decimal(0), mixed=True)
+        amounts = [line.amount for line in lines]
+        if any(amount is None for amount in amounts):
             return None
-        end = as_utc(current.commitment_end_date)
-        start = as_utc(current.effective_start_date)
-        return pro_rata(
-            seats,
-            price,
-            billing_cycle=str(current.billing_cycle or "monthly"),
-            today=self._now().date(),
-            term_start=start.date() if start else None,
-            term_end=end.date() if end else None,
+        first = lines[0]
+        shape = {(line.unit_price, line.days, line.cycle_days) for line in lines}
+        return ProRata(
+            sum(line.quantity for line in lines),
+            first.unit_price or Decimal(0),
+            first.days or 0,
+            first.cycle_days or 0,
+            sum((amount for amount in amounts if amount is not None), Decimal(0)),
+            mixed=len(shape) > 1 or first.days is None,
         )
 
     async def _sku(self, row: SubscriptionRow) -> SkuView | None:
@@ -329,17 +355,12 @@ class SubscriptionChanges:
         assigned: int | None = None
         kind, explanation, charge = "increase", "", None
         if new > have:
-            charge = self._pro_rata(new - have, price, current)
+            charge = await self._preview(caller, row, LedgerEvent.QUANTITY_INCREASE, have, new)
         else:
             assigned = await self._check_assigned(caller, customer_id, row, new)
             if have - new <= refundable_seats:
                 kind = "decrease"
-                refund = self._pro_rata(have - new, price, current)
-                charge = (
-                    ProRata(refund.seats, refund.unit_price, refund.days, refund.period_days, -refund.amount)
-                    if refund
-                    else None
-                )
+                charge = await self._preview(caller, row, LedgerEvent.QUANTITY_DECREASE, have, new)
             else:
                 kind = "schedule"
                 renewal = as_utc(current.commitment_end_date)
@@ -489,16 +510,14 @@ class SubscriptionChanges:
                 code="window_passed",
             )
         price = await self._price(caller, row)
-        refund = self._pro_rata(current.quantity or 0, price, current)
+        refund = await self._preview(caller, row, LedgerEvent.CANCELLATION, current.quantity or 0, 0)
         return CancelPlan(
             row.id,
             row.name,
             current.quantity or 0,
             current.etag or "",
             price.currency if price else "",
-            ProRata(refund.seats, refund.unit_price, refund.days, refund.period_days, -refund.amount)
-            if refund
-            else None,
+            refund,
             as_utc(current.cancellation_allowed_until_date),
         )
 
