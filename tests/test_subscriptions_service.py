@@ -247,6 +247,30 @@ async def test_addon_is_ordered_once_under_its_base(services, ready, sandbox):
     assert [(e.event_type, e.parent_subscription_id) for e in entries] == [(LedgerEvent.PURCHASE, base)]
 
 
+async def test_an_addon_order_whose_answer_was_lost_is_never_bought_twice(services, ready, sandbox):
+    """The add-on shares the ordering checkout core: one cart per card key. Microsoft bought it but
+    the answer was lost (and could not be recovered at once); the same card, tried again, checks out
+    the same cart and finds the order instead of buying a second add-on."""
+    base = await buy(services, ready, quantity=5)
+    caller = await admin(services)
+    await services.subscriptions.sync(caller.organisation_id)
+    customer = ready.partner_center_customer_id
+    await sandbox.admin("POST", "/faults", {"kind": "drop_after_commit", "method": "POST", "path": "*/checkout"})
+    await sandbox.admin(
+        "POST", "/faults", {"kind": "error", "status": 503, "method": "GET", "path": "*/carts/*", "repeat": 50}
+    )
+    with pytest.raises(DomainError):
+        await services.subscription_changes.order_addon(caller, base, f"{ARCHIVING}:0001", "2", key="lost")
+    await sandbox.admin("DELETE", "/faults")
+    addons = [s for s in await services.partner_center.subscriptions(customer) if s.parent_subscription_id]
+    assert len(addons) == 1  # Microsoft did buy it
+    result = await services.subscription_changes.order_addon(caller, base, f"{ARCHIVING}:0001", "2", key="lost")
+    addons = [s for s in await services.partner_center.subscriptions(customer) if s.parent_subscription_id]
+    assert len(addons) == 1 and result.subscription_id == addons[0].id.lower()
+    entries = await services.ledger.entries(caller.organisation_id, subscription_id=result.subscription_id)
+    assert [(e.event_type, e.quantity_after) for e in entries] == [(LedgerEvent.PURCHASE, 2)]
+
+
 async def test_forged_ids_and_roles_are_refused(services, ready, sandbox):
     sid = await buy(services, ready)
     caller = await admin(services)

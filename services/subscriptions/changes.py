@@ -11,7 +11,6 @@ Microsoft accepted. A card's idempotency key makes a double click one change.
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -29,10 +28,10 @@ from services.errors import Conflict, DomainError, InvalidInput, NotFound
 from services.idempotency import IdempotencyService
 from services.ledger import LedgerEvent, LedgerSource, SubscriptionLedger
 from services.models import IdempotencyKey, LedgerEntry, SubscriptionRow
+from services.ordering import checkout_once
 from services.partner_center import PartnerCenterClient
 from services.partner_center.errors import PartnerCenterConflict, PartnerCenterError
 from services.partner_center.models import (
-    CartLineItem,
     ProductTerm,
     ScheduledNextTermInstructions,
     Subscription,
@@ -687,30 +686,28 @@ class SubscriptionChanges:
         if not await self._claim(caller, key, purpose):
             return ChangeResult(f"{offer.title} was already ordered from this card.", row.id, repeated=True)
         try:
-            catalog_item = await self._catalog.fresh_catalog_item_id(
-                offer.product_id, offer.sku_id, offer.term_duration, offer.billing_cycle
-            )
-            cart = await self._client.create_cart(
-                customer_id,
-                [
-                    CartLineItem(
-                        catalog_item_id=catalog_item,
-                        quantity=count,
-                        term_duration=offer.term_duration,
-                        billing_cycle=offer.billing_cycle,  # type: ignore[arg-type]
-                        friendly_name=offer.title,
-                        provisioning_context={"parentSubscriptionId": row.id},
-                    )
-                ],
-            )
-            assert cart.id is not None
-            checkout = await self._client.checkout(
-                customer_id, cart.id, request_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"addon:{key}"))
+            # The checkout core every purchase shares: one cart per card key, a request id derived
+            # from it — so a retry after a lost answer or a crash can never buy the add-on twice.
+            checkout = await checkout_once(
+                self._client,
+                self._catalog,
+                self._idempotency,
+                organisation_id=caller.organisation_id,
+                customer_id=customer_id,
+                order_key=f"addon:{key}",
+                product_id=offer.product_id,
+                sku_id=offer.sku_id,
+                term_duration=offer.term_duration,
+                billing_cycle=offer.billing_cycle,
+                quantity=count,
+                friendly_name=offer.title[:50],
+                parent_subscription_id=row.id,
             )
         except PartnerCenterError as error:
             await self._release(str(key), purpose)
             raise _translate(error) from None
-        except DomainError:
+        except Exception:
+            # Nothing recorded yet; the same card may try again, and its retry reuses this cart.
             await self._release(str(key), purpose)
             raise
         if checkout.order_errors and not checkout.orders:
