@@ -226,8 +226,12 @@ async def post_request(context: TurnContext, services: Services, approval: Appro
     messenger = context.turn_state.get(MESSENGER_KEY)
     if not isinstance(messenger, ProactiveMessenger):
         raise DomainError("I cannot reach the approvers right now. Try again in a moment.")
-    await schedule_expiry(services, approval)
-    return await ApprovalDelivery(services, messenger).post(approval)
+    posted = await ApprovalDelivery(services, messenger).post(approval)
+    try:
+        await schedule_expiry(services, approval)
+    except Exception:  # the request stands; a click, a refresh or another request's check expires it
+        log.exception("could not schedule the expiry check of approval %s", approval.id)
+    return posted
 
 
 async def schedule_expiry(services: Services, approval: ApprovalView) -> None:
