@@ -11,6 +11,7 @@ from typing import Any
 from cards.base import Card, card, facts, heading, submit, text
 from services.billing.money import format_money
 from services.subscriptions import AddonOffer, CancelPlan, QuantityPlan, SubscriptionPage, SubscriptionView
+from services.subscriptions.changes import addon_price_token
 from services.subscriptions.common import ProRata
 
 PAGE, REFRESH, CLOSE, BACK = "subs_page", "subs_refresh", "subs_close", "subs_back"
@@ -312,7 +313,20 @@ def build_addons_card(
     body.append(text("Ordering starts the add-on at once; costs start under Microsoft's billing rules.", subtle=True))
     return card(
         body,
-        [submit("Order the add-on", ORDER_ADDON, {"subscription_id": base.id, "key": key}, style="positive"), _back()],
+        [
+            submit(
+                "Order the add-on",
+                ORDER_ADDON,
+                {
+                    "subscription_id": base.id,
+                    "key": key,
+                    # the prices shown, so an order is refused if the price changed before the click
+                    "prices": {f"{o.product_id}:{o.sku_id}": addon_price_token(o) for o in buyable},
+                },
+                style="positive",
+            ),
+            _back(),
+        ],
     )
 
 

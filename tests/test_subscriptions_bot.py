@@ -406,6 +406,15 @@ async def test_addons_auto_renew_and_cancel_through_the_cards(
     assert "Choose between 1 and" in _said(bad)
     assert any(b.get("value") == "0" for b in card_of(bad)["body"] if b.get("id") == "quantity")
     order = _action(card_of(bad), "Order the add-on")["data"]
+    assert order["prices"][archiving].endswith(":3.00:USD")
+    # A price that changed after the card was shown: nothing is ordered, the card shows the new price.
+    moved = await _reply(
+        client, fake, url, value={**order, "prices": {archiving: "0:2.50:USD"}, "addon": archiving, "quantity": "2"}
+    )
+    assert "changed since the card was shown" in _said(moved) and "3.00 USD" in _said(moved)
+    customer = sqlite_demo_customer.partner_center_customer_id
+    assert await services.partner_center.subscription_addons(customer, sid) == []
+    order = _action(card_of(moved), "Order the add-on")["data"]
     done = await _reply(client, fake, url, value={**order, "addon": archiving, "quantity": "2"})
     assert "Ordered 2 × Exchange Online Archiving" in _said(done) and "Add-on: Exchange Online Archiving" in _said(done)
     again = await _reply(client, fake, url, value={**order, "addon": archiving, "quantity": "2"})

@@ -17,6 +17,7 @@ from services.ledger import LedgerEvent
 from services.models import AuditEntry, LedgerEntry, SubscriptionRow
 from services.organisations import OrganisationView
 from services.partner_center.models import SubscriptionStatus
+from services.subscriptions.changes import addon_price_token
 from tests.conftest import Sandbox
 from tests.subscription_fixtures import (
     ARCHIVING,
@@ -245,6 +246,27 @@ async def test_addon_is_ordered_once_under_its_base(services, ready, sandbox):
     assert page.total == 1 and [a.id for a in page.items[0].addons] == [first.subscription_id]
     entries = await services.ledger.entries(caller.organisation_id, subscription_id=first.subscription_id)
     assert [(e.event_type, e.parent_subscription_id) for e in entries] == [(LedgerEvent.PURCHASE, base)]
+
+
+async def test_an_addon_is_not_ordered_at_another_price_than_the_card_showed(services, ready, sandbox):
+    base = await buy(services, ready, quantity=5)
+    caller = await admin(services)
+    await services.subscriptions.sync(caller.organisation_id)
+    _, offers = await services.subscription_changes.addons(caller, base)
+    archiving = next(o for o in offers if o.product_id == ARCHIVING)
+    shown = addon_price_token(archiving)
+    stale = shown.replace("3.00", "2.50")
+    with pytest.raises(InvalidInput, match="price of .* changed .* 3.00 USD") as changed:
+        await services.subscription_changes.order_addon(
+            caller, base, f"{ARCHIVING}:0001", "2", key="p1", shown_price=stale
+        )
+    assert changed.value.field == "addon"
+    customer = ready.partner_center_customer_id
+    assert await services.partner_center.subscription_addons(customer, base) == []
+    done = await services.subscription_changes.order_addon(
+        caller, base, f"{ARCHIVING}:0001", "2", key="p1", shown_price=shown
+    )
+    assert not done.repeated  # the refused attempt did not use up the card
 
 
 async def test_an_addon_order_whose_answer_was_lost_is_never_bought_twice(services, ready, sandbox):

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit
 from services.access import Caller
+from services.billing.money import format_money
 from services.billing.rating import event_lines
 from services.billing.service import cycle_calendar
 from services.catalog import CatalogService, SkuView
@@ -126,6 +127,12 @@ class ChangeResult:
     message: str
     subscription_id: str
     repeated: bool = False
+
+
+def addon_price_token(offer: AddonOffer) -> str:
+    """The price an add-on card showed (price-list entry, amount, currency), compared at the order."""
+    price = offer.price
+    return f"{price.entry_id}:{price.amount}:{price.currency}" if price is not None else ""
 
 
 def parse_quantity(value: Any) -> int:
@@ -663,7 +670,7 @@ class SubscriptionChanges:
         return row, offers
 
     async def order_addon(
-        self, caller: Caller, subscription_id: Any, addon: Any, quantity: Any, *, key: Any
+        self, caller: Caller, subscription_id: Any, addon: Any, quantity: Any, *, key: Any, shown_price: Any = None
     ) -> ChangeResult:
         """Buy an add-on for a base subscription, exactly once per card (cart with the base as
         `provisioningContext` parent, checkout with a request id derived from the card's key)."""
@@ -675,6 +682,12 @@ class SubscriptionChanges:
             raise NotFound("That add-on does not fit this subscription. Open its add-ons again.")
         if offer.price is None:
             raise DomainError("Your reseller has not priced this add-on yet, so it cannot be ordered.", code="unpriced")
+        if shown_price is not None and str(shown_price) != addon_price_token(offer):
+            raise InvalidInput(
+                f"The price of {offer.title} changed since the card was shown: it is now "
+                f"{format_money(offer.price.amount, offer.price.currency)} per seat. Check it and order again.",
+                field="addon",
+            )
         if not offer.minimum <= count <= offer.maximum:
             raise InvalidInput(
                 f"Choose between {offer.minimum} and {offer.maximum} for {offer.title}.", field="quantity"
