@@ -31,6 +31,7 @@ from services.subscriptions import ApprovalView
 log = logging.getLogger(__name__)
 
 JOB_KIND = "approval.suspend"
+EXPIRE_JOB_KIND = "approval.expire"
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
 
 
@@ -111,6 +112,11 @@ class ApprovalDelivery:
             except Exception:
                 log.warning("could not update a copy of approval %s", approval.id, exc_info=True)
 
+    async def expired(self, approval: ApprovalView) -> None:
+        """A request that expired undecided: every copy shows it, and the requester learns it."""
+        await self.refresh_everywhere(approval)
+        await self.tell_requester(approval)
+
     async def tell_requester(self, approval: ApprovalView) -> None:
         if approval.requested_by_member_id is None:
             return
@@ -121,6 +127,9 @@ class ApprovalDelivery:
             "Nothing was changed.",
             "failed": f"{who} approved suspending **{approval.subscription_name}**, but Microsoft refused or was "
             f"unreachable: {approval.outcome} An approver can retry from the card.",
+            "expired": f"Your request to suspend **{approval.subscription_name}** expired on "
+            f"{approval.expires_at:%d %b %Y at %H:%M} UTC before an approver decided. Nothing was changed; "
+            "you can ask again from **subscriptions**.",
         }.get(approval.status)
         if message is None:
             return
@@ -162,6 +171,8 @@ def approval_invoke_handlers(services: Services, messenger: ProactiveMessenger) 
         context: TurnContext, caller: Caller, data: dict[str, Any], approve: bool
     ) -> AdaptiveCardInvokeResponse:
         decision = await services.approvals.decide(caller, data.get("approval_id"), approve=approve)
+        if decision.expired_now:
+            await delivery.expired(decision.approval)
         if decision.decided_now:
             if approve:
                 await start_suspension(caller, decision.approval)
@@ -184,7 +195,10 @@ def approval_invoke_handlers(services: Services, messenger: ProactiveMessenger) 
         return await respond(caller, decision.approval, "" if decision.decided_now else decision.message)
 
     async def refresh(context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
-        return await respond(caller, await services.approvals.get(caller, data.get("approval_id")))
+        approval, expired_now = await services.approvals.look(caller, data.get("approval_id"))
+        if expired_now:
+            await delivery.expired(approval)
+        return await respond(caller, approval)
 
     async def run(job: JobView) -> Mapping[str, Any]:
         approval = await services.approvals.run_suspension(int(job.payload["approval_id"]))
@@ -192,7 +206,18 @@ def approval_invoke_handlers(services: Services, messenger: ProactiveMessenger) 
         await delivery.tell_requester(approval)
         return {"status": approval.status, "message": approval.outcome}
 
+    async def expire(job: JobView) -> Mapping[str, Any]:
+        """Due when the request expires: mark it (and any other overdue request) expired, update
+        every copy of its card and tell the requester — once, whoever noticed first."""
+        approval, expired_now = await services.approvals.expire(int(job.payload["approval_id"]))
+        if expired_now:
+            await delivery.expired(approval)
+        for other in await services.approvals.expire_due():
+            await delivery.expired(other)
+        return {"status": approval.status}
+
     services.jobs.register(JOB_KIND, run)
+    services.jobs.register(EXPIRE_JOB_KIND, expire)
     return {APPROVE: approve, REJECT: reject, RETRY: retry, REFRESH: refresh}
 
 
@@ -201,4 +226,21 @@ async def post_request(context: TurnContext, services: Services, approval: Appro
     messenger = context.turn_state.get(MESSENGER_KEY)
     if not isinstance(messenger, ProactiveMessenger):
         raise DomainError("I cannot reach the approvers right now. Try again in a moment.")
-    return await ApprovalDelivery(services, messenger).post(approval)
+    posted = await ApprovalDelivery(services, messenger).post(approval)
+    try:
+        await schedule_expiry(services, approval)
+    except Exception:  # the request stands; a click, a refresh or another request's check expires it
+        log.exception("could not schedule the expiry check of approval %s", approval.id)
+    return posted
+
+
+async def schedule_expiry(services: Services, approval: ApprovalView) -> None:
+    """A durable job due at the request's expiry time (one per request)."""
+    await services.jobs.submit(
+        EXPIRE_JOB_KIND,
+        idempotency_key=f"{EXPIRE_JOB_KIND}:{approval.id}",
+        payload={"approval_id": approval.id},
+        organisation_id=approval.organisation_id,
+        requested_by="system",
+        run_after=approval.expires_at,
+    )

@@ -9,7 +9,10 @@ from decimal import Decimal
 from typing import Any
 
 from cards.base import Card, card, facts, heading, submit, text
+from services.billing.money import format_money
 from services.subscriptions import AddonOffer, CancelPlan, QuantityPlan, SubscriptionPage, SubscriptionView
+from services.subscriptions.changes import addon_price_token
+from services.subscriptions.common import ProRata
 
 PAGE, REFRESH, CLOSE, BACK = "subs_page", "subs_refresh", "subs_close", "subs_back"
 QUANTITY, PREVIEW, CONFIRM_QUANTITY, CONFIRM_SCHEDULE = (
@@ -44,8 +47,7 @@ def _date(value: datetime | None) -> str:
 def _money(amount: Decimal | None, currency: str) -> str:
     if amount is None:
         return "no price set — ask your reseller"
-    sign = "-" if amount < 0 else ""
-    return f"{sign}{abs(amount):,.2f} {currency}"
+    return format_money(amount, currency)
 
 
 def _status(view: SubscriptionView) -> str:
@@ -192,6 +194,16 @@ def build_quantity_card(view: SubscriptionView, *, entered: str = "", error: str
     return card(body, [submit("Show the cost", PREVIEW, {"subscription_id": view.id}), _back()])
 
 
+def _pro_rata_text(charge: ProRata, currency: str) -> str:
+    """The amount the bill will show; the formula too when one unit price and window explain it."""
+    amount = _money(abs(charge.amount), currency)
+    if charge.mixed:
+        return amount
+    return (
+        f"{amount} ({charge.seats} × {_money(charge.unit_price, currency)} × {charge.days}/{charge.period_days} days)"
+    )
+
+
 def build_quantity_preview_card(plan: QuantityPlan, key: str) -> Card:
     period = _PERIOD.get(plan.billing_cycle, plan.billing_cycle)
     ids = {"subscription_id": plan.subscription_id, "quantity": str(plan.new), "etag": plan.etag, "key": key}
@@ -211,14 +223,7 @@ def build_quantity_preview_card(plan: QuantityPlan, key: str) -> Card:
     charge = plan.charge_now
     if charge is not None:
         label = "Charged now (pro rata)" if plan.kind == "increase" else "Refunded now (pro rata)"
-        pairs.append(
-            (
-                label,
-                f"{_money(abs(charge.amount), plan.currency)} "
-                f"({charge.seats} × {_money(charge.unit_price, plan.currency)} × "
-                f"{charge.days}/{charge.period_days} days)",
-            )
-        )
+        pairs.append((label, _pro_rata_text(charge, plan.currency)))
     else:
         pairs.append(("Charged now", "no price set — ask your reseller"))
     pairs.append(("Now per " + period, _money(plan.recurring_now, plan.currency)))
@@ -308,17 +313,28 @@ def build_addons_card(
     body.append(text("Ordering starts the add-on at once; costs start under Microsoft's billing rules.", subtle=True))
     return card(
         body,
-        [submit("Order the add-on", ORDER_ADDON, {"subscription_id": base.id, "key": key}, style="positive"), _back()],
+        [
+            submit(
+                "Order the add-on",
+                ORDER_ADDON,
+                {
+                    "subscription_id": base.id,
+                    "key": key,
+                    # the prices shown, so an order is refused if the price changed before the click
+                    "prices": {f"{o.product_id}:{o.sku_id}": addon_price_token(o) for o in buyable},
+                },
+                style="positive",
+            ),
+            _back(),
+        ],
     )
 
 
 def build_cancel_card(plan: CancelPlan, key: str) -> Card:
     refund = (
-        f"{_money(abs(plan.refund.amount), plan.currency)} ({plan.refund.seats} × "
-        f"{_money(plan.refund.unit_price, plan.currency)} × {plan.refund.days}/{plan.refund.period_days} days)"
-        if plan.refund is not None
-        else "no price set — ask your reseller"
+        _pro_rata_text(plan.refund, plan.currency) if plan.refund is not None else "no price set — ask your reseller"
     )
+
     body = [
         heading(f"Cancel {plan.name}?"),
         facts(

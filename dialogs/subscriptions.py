@@ -165,7 +165,11 @@ class SubscriptionsDialog(TaskDialog):
         if verb == cards.CONFIRM_REACTIVATE:
             return (await changes.reactivate(caller, sid, key=key)).message
         if verb == cards.ORDER_ADDON:
-            result = await changes.order_addon(caller, sid, value.get("addon"), value.get("quantity"), key=key)
+            prices = value.get("prices")
+            shown = prices.get(str(value.get("addon") or "").upper(), "") if isinstance(prices, dict) else ""
+            result = await changes.order_addon(
+                caller, sid, value.get("addon"), value.get("quantity"), key=key, shown_price=shown
+            )
             return result.message
         if verb == cards.SEND_SUSPEND:
             approval, created = await self._services.approvals.request_suspension(caller, sid, value.get("reason"))

@@ -116,6 +116,7 @@ class JobService:
         requested_by: str,
         notify_conversation_id: str | None = None,
         max_attempts: int = 3,
+        run_after: datetime | None = None,
     ) -> tuple[JobView, bool]:
         """The job for this key, and whether this call created it."""
         if kind not in self._handlers:
@@ -130,6 +131,8 @@ class JobService:
                 notify_conversation_id=notify_conversation_id,
                 max_attempts=max_attempts,
             )
+            if run_after is not None:  # a job due later (e.g. when an approval request expires)
+                job.run_after = run_after
             session.add(job)
             try:
                 await session.commit()

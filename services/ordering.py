@@ -39,7 +39,13 @@ from services.jobs import JobService, JobView
 from services.ledger import LedgerEvent, LedgerRecord, LedgerSource, SubscriptionLedger
 from services.models import Job, LedgerEntry, Organisation, SubscriptionRow
 from services.partner_center import PartnerCenterClient, PartnerCenterError
-from services.partner_center.models import BillingCycle, CartLineItem, Subscription, SubscriptionStatus
+from services.partner_center.models import (
+    BillingCycle,
+    CartCheckoutResult,
+    CartLineItem,
+    Subscription,
+    SubscriptionStatus,
+)
 from services.price_rules import UnitPrice, price_in_force
 from services.pricing import PriceBook, periods_in_term
 from services.roles import Permission
@@ -270,6 +276,56 @@ def build_storefront(products: Iterable[ProductView], entries: Iterable[UnitPric
     return Storefront(tuple(offered))
 
 
+async def checkout_once(
+    partner_center: PartnerCenterClient,
+    catalog: CatalogService,
+    idempotency: IdempotencyService,
+    *,
+    organisation_id: int,
+    customer_id: str,
+    order_key: str,
+    product_id: str,
+    sku_id: str,
+    term_duration: str,
+    billing_cycle: str,
+    quantity: int,
+    friendly_name: str,
+    parent_subscription_id: str | None = None,
+) -> CartCheckoutResult:
+    """The one checkout core of every purchase (a subscription, or an add-on under its base): a
+    fresh availability, **one cart per order key** (remembered with an idempotency key, so a rerun
+    after a crash or an uncertain answer checks out the cart the first run created, and the client
+    finds the orders if that cart was already bought), and a checkout request id derived from the
+    order key. The caller interprets `order_errors` and records the purchase."""
+    catalog_item_id = await catalog.fresh_catalog_item_id(product_id, sku_id, term_duration, billing_cycle)
+    cart = await partner_center.create_cart(
+        customer_id,
+        [
+            CartLineItem(
+                catalog_item_id=catalog_item_id,
+                quantity=quantity,
+                billing_cycle=BillingCycle(billing_cycle),
+                term_duration=term_duration,
+                friendly_name=friendly_name,
+                provisioning_context={"parentSubscriptionId": parent_subscription_id}
+                if parent_subscription_id
+                else None,
+            )
+        ],
+    )
+    if not cart.id:
+        raise DomainError("Microsoft did not accept the order (no cart). Nothing was bought.")
+    claimed = await idempotency.claim(
+        f"order-cart:{organisation_id}:{order_key}",
+        purpose="order_cart",
+        organisation_id=organisation_id,
+        resource_type="cart",
+        resource_id=cart.id,
+    )
+    request_id = str(uuid.uuid5(_REQUEST_NAMESPACE, f"{organisation_id}:{order_key}"))
+    return await partner_center.checkout(customer_id, claimed.resource_id, request_id=request_id)
+
+
 class OrderingService:
     def __init__(
         self,
@@ -386,34 +442,20 @@ class OrderingService:
             organisation = await session.get(Organisation, organisation_id)
             if organisation is None or organisation.partner_center_customer_id != customer_id:
                 raise DomainError("Your organisation's Microsoft tenant changed; the order was not placed.")
-        catalog_item_id = await self._catalog.fresh_catalog_item_id(
-            quote.product_id, quote.sku_id, quote.term_duration, quote.billing_cycle
-        )
-        cart = await self._partner_center.create_cart(
-            customer_id,
-            [
-                CartLineItem(
-                    catalog_item_id=catalog_item_id,
-                    quantity=quote.quantity,
-                    billing_cycle=BillingCycle(quote.billing_cycle),
-                    term_duration=quote.term_duration,
-                    friendly_name=quote.product_name[:50],
-                )
-            ],
-        )
-        if not cart.id:
-            raise DomainError("Microsoft did not accept the order (no cart). Nothing was bought.")
-        # One cart per order: a rerun after a crash checks out the cart the first run created.
-        claimed = await self._idempotency.claim(
-            f"order-cart:{organisation_id}:{order_key}",
-            purpose="order_cart",
+        result = await checkout_once(
+            self._partner_center,
+            self._catalog,
+            self._idempotency,
             organisation_id=organisation_id,
-            resource_type="cart",
-            resource_id=cart.id,
+            customer_id=customer_id,
+            order_key=order_key,
+            product_id=quote.product_id,
+            sku_id=quote.sku_id,
+            term_duration=quote.term_duration,
+            billing_cycle=quote.billing_cycle,
+            quantity=quote.quantity,
+            friendly_name=quote.product_name[:50],
         )
-        cart_id = claimed.resource_id
-        request_id = str(uuid.uuid5(_REQUEST_NAMESPACE, f"{organisation_id}:{order_key}"))
-        result = await self._partner_center.checkout(customer_id, cart_id, request_id=request_id)
         if result.order_errors:
             first = result.order_errors[0]
             detail = first.description or first.code or "unknown reason"

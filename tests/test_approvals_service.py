@@ -7,10 +7,12 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import func, select
 
 from services.container import Services
 from services.db import utcnow
 from services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from services.models import AuditEntry
 from services.organisations import OrganisationView
 from services.subscriptions import ApprovalService
 from tests.conftest import Sandbox
@@ -85,6 +87,45 @@ async def test_requests_expire_after_the_configured_time(services, subscription)
     assert not decision.decided_now and decision.approval.status == "expired" and "expired" in decision.message
     _, created = await approvals.request_suspension(await admin(services), subscription, "Paused again")
     assert created  # an expired request does not block a new one
+
+
+async def test_expiry_is_noticed_once_whoever_looks_first(services, subscription):
+    """The scheduled check, a sweep, a refresh and a click may all find a request due: exactly one
+    of them moves it to expired (and so tells the requester); it is audited."""
+    now = [utcnow()]
+    approvals = ApprovalService(
+        services.sessions, services.subscription_changes, expiry=timedelta(hours=2), clock=lambda: now[0]
+    )
+    approval, _ = await approvals.request_suspension(await admin(services), subscription, "Paused")
+    assert await approvals.expire_due() == []  # not due yet
+    assert (await approvals.expire(approval.id))[1] is False
+    now[0] = now[0] + timedelta(hours=2)
+    results = await asyncio.gather(
+        approvals.expire(approval.id),
+        approvals.expire(approval.id),
+        approvals.look(await admin(services), approval.id),
+        approvals.decide(await approver(services), approval.id, approve=True),
+    )
+    moved = [results[0][1], results[1][1], results[2][1], results[3].expired_now]
+    assert moved.count(True) == 1
+    assert not results[3].decided_now and (await approvals.load(approval.id)).status == "expired"
+    assert await approvals.expire_due() == []
+    async with services.sessions() as session:
+        audited = await session.scalar(
+            select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "approval.expire")
+        )
+    assert audited == 1
+
+
+async def test_the_sweep_expires_every_overdue_request(services, subscription):
+    now = [utcnow()]
+    approvals = ApprovalService(
+        services.sessions, services.subscription_changes, expiry=timedelta(hours=1), clock=lambda: now[0]
+    )
+    approval, _ = await approvals.request_suspension(await admin(services), subscription, "Paused")
+    now[0] = now[0] + timedelta(hours=1, minutes=1)
+    assert [a.id for a in await approvals.expire_due()] == [approval.id]
+    assert (await approvals.load(approval.id)).status == "expired"
 
 
 async def test_the_approvals_channel_must_be_a_conversation_of_the_organisation(services, subscription):

@@ -142,6 +142,17 @@ def test_quantity_cards(kind):
     assert "Enter a whole number" in card_text(form)
 
 
+def test_a_charge_made_of_several_bill_lines_shows_only_the_amount():
+    """Seats charged at two prices (or a JPY amount) are not one `seats × price × days` formula: the
+    card shows the bill's amount, in the currency's minor unit, and no formula that would not add up."""
+    plan = _plan("decrease", new=7, charge_now=ProRata(3, Decimal("6.00"), 5, 31, Decimal("-2.61"), mixed=True))
+    card = build_quantity_preview_card(plan, "key")
+    assert_valid_card(card)
+    assert "2.61 USD" in card_text(card) and "× 5/31" not in card_text(card)
+    yen = _plan("increase", currency="JPY", charge_now=ProRata(2, Decimal("700"), 5, 31, Decimal("226")))
+    assert "226 JPY (2 × 700 JPY × 5/31 days)" in card_text(build_quantity_preview_card(yen, "key"))
+
+
 def test_addons_cancel_autorenew_suspend_reactivate_cards():
     price = UnitPrice(
         1, PriceScope.GLOBAL, "CFQ7TTC0LH0J", "0001", "P1Y", "monthly", "USD", Decimal("3.00"), WHEN.date()

@@ -10,11 +10,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from services.db import utcnow
-from services.models import Approval
+from services.models import Approval, Job
 from services.partner_center.models import SubscriptionStatus
+from services.subscriptions.common import as_utc
 from tests.cardcheck import assert_valid_card
 from tests.conftest import message, runtime_of
 from tests.fakes import card_of, card_text
@@ -291,6 +292,47 @@ async def test_expired_requests_cannot_be_approved(make_bot, connector, sqlite_s
     status, body = await _invoke(client, url, "approval_approve", {"approval_id": approval_id}, **MEGAN)
     assert status == 200 and "expired" in card_text(body["value"]).lower()
     assert (await services.approvals.load(approval_id)).status == "expired"
+    # The click noticed it: the requester is told and every copy of the card shows it.
+    await _told(fake, "expired on")
+    updates = [item for item in fake.received if item.method == "PUT"]
+    assert updates and "expired" in card_text(card_of(updates[-1].activity)).lower()
+
+
+async def test_an_expiring_request_tells_the_requester_without_anyone_clicking(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    client, services, sid = await _setup(make_bot, sqlite_services, sqlite_demo_customer, sandbox)
+    approval_id = await _request_suspension(client, fake, url, sid)
+    async with services.sessions() as session:
+        jobs = list(await session.scalars(select(Job).where(Job.kind == "approval.expire")))
+        assert [job.payload["approval_id"] for job in jobs] == [approval_id]  # due when the request expires
+        approval = await session.get(Approval, approval_id)
+        assert approval is not None and as_utc(jobs[0].run_after) == as_utc(approval.expires_at)
+        # Time passes: the request's time is up and its check is due.
+        past = utcnow() - timedelta(minutes=1)
+        await session.execute(update(Approval).where(Approval.id == approval_id).values(expires_at=past))
+        await session.execute(update(Job).where(Job.id == jobs[0].id).values(run_after=past))
+        await session.commit()
+    await _wait_status(services, approval_id, "expired")
+    await _told(fake, "expired on")
+    told = [m for m in fake.messages("personal-chat-alex") if "expired on" in m.get("text", "")]
+    assert len(told) == 1 and "Nothing was changed" in told[0]["text"]
+
+    async def card_updated() -> bool:
+        updates = [item for item in fake.received if item.method == "PUT"]
+        return bool(updates) and "expired" in card_text(card_of(updates[-1].activity)).lower()
+
+    await _eventually(card_updated)
+    card = card_of([item for item in fake.received if item.method == "PUT"][-1].activity)
+    assert_valid_card(card)
+    assert "actions" not in card or not any(a.get("title") == "Approve" for a in card["actions"])
+    # A later click changes nothing and tells nobody again.
+    status, body = await _invoke(client, url, "approval_approve", {"approval_id": approval_id}, **MEGAN)
+    assert status == 200 and "expired" in card_text(body["value"]).lower()
+    assert len([m for m in fake.messages("personal-chat-alex") if "expired on" in m.get("text", "")]) == 1
+    customer = sqlite_demo_customer.partner_center_customer_id
+    assert str((await services.partner_center.subscription(customer, sid)).status) == "active"
 
 
 async def test_a_non_approver_and_another_organisation_cannot_decide(
@@ -364,6 +406,15 @@ async def test_addons_auto_renew_and_cancel_through_the_cards(
     assert "Choose between 1 and" in _said(bad)
     assert any(b.get("value") == "0" for b in card_of(bad)["body"] if b.get("id") == "quantity")
     order = _action(card_of(bad), "Order the add-on")["data"]
+    assert order["prices"][archiving].endswith(":3.00:USD")
+    # A price that changed after the card was shown: nothing is ordered, the card shows the new price.
+    moved = await _reply(
+        client, fake, url, value={**order, "prices": {archiving: "0:2.50:USD"}, "addon": archiving, "quantity": "2"}
+    )
+    assert "changed since the card was shown" in _said(moved) and "3.00 USD" in _said(moved)
+    customer = sqlite_demo_customer.partner_center_customer_id
+    assert await services.partner_center.subscription_addons(customer, sid) == []
+    order = _action(card_of(moved), "Order the add-on")["data"]
     done = await _reply(client, fake, url, value={**order, "addon": archiving, "quantity": "2"})
     assert "Ordered 2 × Exchange Online Archiving" in _said(done) and "Add-on: Exchange Online Archiving" in _said(done)
     again = await _reply(client, fake, url, value={**order, "addon": archiving, "quantity": "2"})

@@ -17,6 +17,7 @@ from services.ledger import LedgerEvent
 from services.models import AuditEntry, LedgerEntry, SubscriptionRow
 from services.organisations import OrganisationView
 from services.partner_center.models import SubscriptionStatus
+from services.subscriptions.changes import addon_price_token
 from tests.conftest import Sandbox
 from tests.subscription_fixtures import (
     ARCHIVING,
@@ -245,6 +246,51 @@ async def test_addon_is_ordered_once_under_its_base(services, ready, sandbox):
     assert page.total == 1 and [a.id for a in page.items[0].addons] == [first.subscription_id]
     entries = await services.ledger.entries(caller.organisation_id, subscription_id=first.subscription_id)
     assert [(e.event_type, e.parent_subscription_id) for e in entries] == [(LedgerEvent.PURCHASE, base)]
+
+
+async def test_an_addon_is_not_ordered_at_another_price_than_the_card_showed(services, ready, sandbox):
+    base = await buy(services, ready, quantity=5)
+    caller = await admin(services)
+    await services.subscriptions.sync(caller.organisation_id)
+    _, offers = await services.subscription_changes.addons(caller, base)
+    archiving = next(o for o in offers if o.product_id == ARCHIVING)
+    shown = addon_price_token(archiving)
+    stale = shown.replace("3.00", "2.50")
+    with pytest.raises(InvalidInput, match="price of .* changed .* 3.00 USD") as changed:
+        await services.subscription_changes.order_addon(
+            caller, base, f"{ARCHIVING}:0001", "2", key="p1", shown_price=stale
+        )
+    assert changed.value.field == "addon"
+    customer = ready.partner_center_customer_id
+    assert await services.partner_center.subscription_addons(customer, base) == []
+    done = await services.subscription_changes.order_addon(
+        caller, base, f"{ARCHIVING}:0001", "2", key="p1", shown_price=shown
+    )
+    assert not done.repeated  # the refused attempt did not use up the card
+
+
+async def test_an_addon_order_whose_answer_was_lost_is_never_bought_twice(services, ready, sandbox):
+    """The add-on shares the ordering checkout core: one cart per card key. Microsoft bought it but
+    the answer was lost (and could not be recovered at once); the same card, tried again, checks out
+    the same cart and finds the order instead of buying a second add-on."""
+    base = await buy(services, ready, quantity=5)
+    caller = await admin(services)
+    await services.subscriptions.sync(caller.organisation_id)
+    customer = ready.partner_center_customer_id
+    await sandbox.admin("POST", "/faults", {"kind": "drop_after_commit", "method": "POST", "path": "*/checkout"})
+    await sandbox.admin(
+        "POST", "/faults", {"kind": "error", "status": 503, "method": "GET", "path": "*/carts/*", "repeat": 50}
+    )
+    with pytest.raises(DomainError):
+        await services.subscription_changes.order_addon(caller, base, f"{ARCHIVING}:0001", "2", key="lost")
+    await sandbox.admin("DELETE", "/faults")
+    addons = [s for s in await services.partner_center.subscriptions(customer) if s.parent_subscription_id]
+    assert len(addons) == 1  # Microsoft did buy it
+    result = await services.subscription_changes.order_addon(caller, base, f"{ARCHIVING}:0001", "2", key="lost")
+    addons = [s for s in await services.partner_center.subscriptions(customer) if s.parent_subscription_id]
+    assert len(addons) == 1 and result.subscription_id == addons[0].id.lower()
+    entries = await services.ledger.entries(caller.organisation_id, subscription_id=result.subscription_id)
+    assert [(e.event_type, e.quantity_after) for e in entries] == [(LedgerEvent.PURCHASE, 2)]
 
 
 async def test_forged_ids_and_roles_are_refused(services, ready, sandbox):

@@ -442,3 +442,32 @@ def totals_by_currency(lines: Iterable[Line]) -> Mapping[str, Decimal]:
         if line.amount is not None:
             totals[line.currency] = totals.get(line.currency, Decimal(0)) + line.amount
     return totals
+
+
+def event_lines(
+    records: Sequence[LedgerRecord],
+    prices: Iterable[UnitPrice] | PriceIndex,
+    calendar: CycleCalendar,
+    event: LedgerRecord,
+) -> list[Line]:
+    """The lines `event` will add to the bill of the cycle it falls in — the same cycle, the same
+    pro-rata and the same once-per-line rounding as the bill, because it *is* the bill's computation:
+    the cycle rated from the subscription's ledger with and without `event` (which comes after the
+    recorded ones), and the lines only the second has. Used to preview a change before it is made."""
+    index = prices if isinstance(prices, PriceIndex) else PriceIndex(prices)
+    own = [record for record in records if record.subscription_id == event.subscription_id]
+    cycle = calendar.cycle_of(calendar.day_of(event.effective_at))
+    without = rate_cycle(own, index, calendar, cycle)
+    latest = max((record.effective_at for record in own), default=event.effective_at)
+    if event.effective_at < latest:  # a preview never precedes what is already recorded
+        event = replace(event, effective_at=latest)
+    last_id = max((record.id or 0 for record in own), default=0)
+    with_event = rate_cycle([*own, replace(event, id=last_id + 1)], index, calendar, cycle)
+    remaining = list(without)
+    added: list[Line] = []
+    for line in with_event:
+        if line in remaining:
+            remaining.remove(line)
+        else:
+            added.append(line)
+    return added

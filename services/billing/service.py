@@ -127,6 +127,18 @@ def fingerprint(records: Sequence[LedgerRecord], prices: Sequence[UnitPrice]) ->
     return digest.hexdigest()
 
 
+async def settings_history(sessions: async_sessionmaker[AsyncSession]) -> list[CycleSetting]:
+    """The stored cycle settings, oldest first (the billing service and the change previews read the same)."""
+    async with sessions() as session:
+        rows = (await session.scalars(select(BillingSettingRow).order_by(BillingSettingRow.effective_from))).all()
+    return [CycleSetting(row.effective_from, row.cycle_day, row.timezone) for row in rows]
+
+
+async def cycle_calendar(sessions: async_sessionmaker[AsyncSession]) -> CycleCalendar:
+    """The reseller's cycle calendar as the bill uses it."""
+    return CycleCalendar(await settings_history(sessions))
+
+
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -155,9 +167,7 @@ class BillingService:
 
     # ---- settings (operator) -----------------------------------------------------------------
     async def settings_history(self) -> list[CycleSetting]:
-        async with self._sessions() as session:
-            rows = (await session.scalars(select(BillingSettingRow).order_by(BillingSettingRow.effective_from))).all()
-        return [CycleSetting(row.effective_from, row.cycle_day, row.timezone) for row in rows]
+        return await settings_history(self._sessions)
 
     async def calendar(self) -> CycleCalendar:
         return CycleCalendar(await self.settings_history())

@@ -68,6 +68,7 @@ class Decision:
     approval: ApprovalView
     decided_now: bool  # False: someone else decided first (or it had expired); the card shows what happened
     message: str
+    expired_now: bool = False  # this call found it due and marked it expired: tell the requester, update cards
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,10 @@ class ApprovalService:
 
     async def get(self, caller: Caller, approval_id: Any) -> ApprovalView:
         """Any member of the organisation may see a request (the card shows its status)."""
+        return (await self.look(caller, approval_id))[0]
+
+    async def look(self, caller: Caller, approval_id: Any) -> tuple[ApprovalView, bool]:
+        """The request as `get` shows it, and whether this look found it due and expired it."""
         async with self._sessions() as session:
             approval = await self._in_organisation(session, caller.organisation_id, approval_id)
         return await self._expire_if_due(approval)
@@ -188,15 +193,53 @@ class ApprovalService:
             raise NotFound("That request is not one of your organisation's.")
         return _view(approval)
 
-    async def _expire_if_due(self, approval: ApprovalView) -> ApprovalView:
+    async def _expire_if_due(self, approval: ApprovalView) -> tuple[ApprovalView, bool]:
+        """Mark a due pending request expired. True only for the one call that moved it (a
+        conditional UPDATE), so the requester is told exactly once, whoever noticed first."""
         if approval.status != PENDING or self._clock() < approval.expires_at:
-            return approval
+            return approval, False
         async with self._sessions() as session:
-            await session.execute(
-                update(Approval).where(Approval.id == approval.id, Approval.status == PENDING).values(status=EXPIRED)
+            result = await session.execute(
+                update(Approval)
+                .where(Approval.id == approval.id, Approval.status == PENDING, Approval.expires_at <= self._clock())
+                .values(status=EXPIRED)
             )
+            moved = result.rowcount == 1  # type: ignore[attr-defined]
+            if moved:
+                audit.record(
+                    session,
+                    actor="system",
+                    action="approval.expire",
+                    organisation_id=approval.organisation_id,
+                    target=f"approval:{approval.id}",
+                    before={"status": PENDING},
+                    after={"status": EXPIRED},
+                )
             await session.commit()
-        return await self.load(approval.id)
+        return await self.load(approval.id), moved
+
+    async def expire(self, approval_id: int) -> tuple[ApprovalView, bool]:
+        """The expiry check of one request (the job scheduled for its expiry time)."""
+        return await self._expire_if_due(await self.load(approval_id))
+
+    async def expire_due(self, *, limit: int = 100) -> list[ApprovalView]:
+        """Every pending request past its time, marked expired; returns the ones this call expired."""
+        async with self._sessions() as session:
+            rows = list(
+                await session.scalars(
+                    select(Approval)
+                    .where(Approval.status == PENDING, Approval.expires_at <= self._clock())
+                    .order_by(Approval.id)
+                    .limit(limit)
+                )
+            )
+            due = [_view(row) for row in rows]
+        expired = []
+        for approval in due:
+            view, moved = await self._expire_if_due(approval)
+            if moved:
+                expired.append(view)
+        return expired
 
     # --- deciding ---------------------------------------------------------------------------------
 
@@ -208,9 +251,9 @@ class ApprovalService:
             allow_self = org.allow_self_approval
         if approval.requested_by_member_id == caller.member_id and not allow_self:
             raise PermissionDenied("You asked for this suspension yourself; another approver has to decide.")
-        approval = await self._expire_if_due(approval)
+        approval, expired_now = await self._expire_if_due(approval)
         if approval.status != PENDING:
-            return Decision(approval, False, _already(approval))
+            return Decision(approval, False, _already(approval), expired_now=expired_now)
         now = self._clock()
         async with self._sessions() as session:
             result = await session.execute(
@@ -238,7 +281,8 @@ class ApprovalService:
             await session.commit()
         current = await self.load(approval.id)
         if not won:
-            return Decision(current, False, _already(current))
+            current, expired_now = await self._expire_if_due(current)  # it fell due meanwhile
+            return Decision(current, False, _already(current), expired_now=expired_now)
         return Decision(current, True, "Approved — suspending now." if approve else "Rejected — nothing was changed.")
 
     async def retry(self, caller: Caller, approval_id: Any) -> Decision:

@@ -11,7 +11,6 @@ Microsoft accepted. A card's idempotency key makes a double click one change.
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -22,15 +21,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit
 from services.access import Caller
+from services.billing.money import format_money
+from services.billing.rating import event_lines
+from services.billing.service import cycle_calendar
 from services.catalog import CatalogService, SkuView
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
 from services.idempotency import IdempotencyService
 from services.ledger import LedgerEvent, LedgerSource, SubscriptionLedger
 from services.models import IdempotencyKey, LedgerEntry, SubscriptionRow
+from services.ordering import checkout_once
 from services.partner_center import PartnerCenterClient
 from services.partner_center.errors import PartnerCenterConflict, PartnerCenterError
 from services.partner_center.models import (
-    CartLineItem,
     ProductTerm,
     ScheduledNextTermInstructions,
     Subscription,
@@ -48,7 +50,6 @@ from services.subscriptions.common import (
     ledger_record,
     new_row,
     organisation_of,
-    pro_rata,
     row_in_organisation,
     show_date,
     snapshot,
@@ -126,6 +127,12 @@ class ChangeResult:
     message: str
     subscription_id: str
     repeated: bool = False
+
+
+def addon_price_token(offer: AddonOffer) -> str:
+    """The price an add-on card showed (price-list entry, amount, currency), compared at the order."""
+    price = offer.price
+    return f"{price.entry_id}:{price.amount}:{price.currency}" if price is not None else ""
 
 
 def parse_quantity(value: Any) -> int:
@@ -267,18 +274,43 @@ class SubscriptionChanges:
             caller.organisation_id, row.product_id, row.sku_id, row.term_duration, row.billing_cycle, self._now().date()
         )
 
-    def _pro_rata(self, seats: int, price: UnitPrice | None, current: Subscription) -> ProRata | None:
-        if price is None:
+    async def _preview(
+        self, caller: Caller, row: SubscriptionRow, event: LedgerEvent, before: int, after: int
+    ) -> ProRata | None:
+        """What the bill will charge (or refund) for this change made now: the billing engine's own
+        lines for the event, in the reseller's cycle, with its pro-rata rules and rounding. None when
+        a line has no price in force."""
+        record = ledger_record(
+            row,
+            event,
+            before=before,
+            after=after,
+            at=self._now(),
+            source=LedgerSource.BOT,
+            source_key="preview",
+            actor=caller.actor,
+        )
+        lines = event_lines(
+            await self._ledger.entries(caller.organisation_id, subscription_id=row.id),
+            await self._pricing.entries_for(caller.organisation_id),
+            await cycle_calendar(self._sessions),
+            record,
+        )
+        seats = abs(after - before)
+        if not lines:
+            return ProRata(seats, Decimal(0), 0, 0, Decimal(0), mixed=True)
+        amounts = [line.amount for line in lines]
+        if any(amount is None for amount in amounts):
             return None
-        end = as_utc(current.commitment_end_date)
-        start = as_utc(current.effective_start_date)
-        return pro_rata(
-            seats,
-            price,
-            billing_cycle=str(current.billing_cycle or "monthly"),
-            today=self._now().date(),
-            term_start=start.date() if start else None,
-            term_end=end.date() if end else None,
+        first = lines[0]
+        shape = {(line.unit_price, line.days, line.cycle_days) for line in lines}
+        return ProRata(
+            sum(line.quantity for line in lines),
+            first.unit_price or Decimal(0),
+            first.days or 0,
+            first.cycle_days or 0,
+            sum((amount for amount in amounts if amount is not None), Decimal(0)),
+            mixed=len(shape) > 1 or first.days is None,
         )
 
     async def _sku(self, row: SubscriptionRow) -> SkuView | None:
@@ -329,17 +361,12 @@ class SubscriptionChanges:
         assigned: int | None = None
         kind, explanation, charge = "increase", "", None
         if new > have:
-            charge = self._pro_rata(new - have, price, current)
+            charge = await self._preview(caller, row, LedgerEvent.QUANTITY_INCREASE, have, new)
         else:
             assigned = await self._check_assigned(caller, customer_id, row, new)
             if have - new <= refundable_seats:
                 kind = "decrease"
-                refund = self._pro_rata(have - new, price, current)
-                charge = (
-                    ProRata(refund.seats, refund.unit_price, refund.days, refund.period_days, -refund.amount)
-                    if refund
-                    else None
-                )
+                charge = await self._preview(caller, row, LedgerEvent.QUANTITY_DECREASE, have, new)
             else:
                 kind = "schedule"
                 renewal = as_utc(current.commitment_end_date)
@@ -489,16 +516,14 @@ class SubscriptionChanges:
                 code="window_passed",
             )
         price = await self._price(caller, row)
-        refund = self._pro_rata(current.quantity or 0, price, current)
+        refund = await self._preview(caller, row, LedgerEvent.CANCELLATION, current.quantity or 0, 0)
         return CancelPlan(
             row.id,
             row.name,
             current.quantity or 0,
             current.etag or "",
             price.currency if price else "",
-            ProRata(refund.seats, refund.unit_price, refund.days, refund.period_days, -refund.amount)
-            if refund
-            else None,
+            refund,
             as_utc(current.cancellation_allowed_until_date),
         )
 
@@ -645,7 +670,7 @@ class SubscriptionChanges:
         return row, offers
 
     async def order_addon(
-        self, caller: Caller, subscription_id: Any, addon: Any, quantity: Any, *, key: Any
+        self, caller: Caller, subscription_id: Any, addon: Any, quantity: Any, *, key: Any, shown_price: Any = None
     ) -> ChangeResult:
         """Buy an add-on for a base subscription, exactly once per card (cart with the base as
         `provisioningContext` parent, checkout with a request id derived from the card's key)."""
@@ -657,6 +682,12 @@ class SubscriptionChanges:
             raise NotFound("That add-on does not fit this subscription. Open its add-ons again.")
         if offer.price is None:
             raise DomainError("Your reseller has not priced this add-on yet, so it cannot be ordered.", code="unpriced")
+        if shown_price is not None and str(shown_price) != addon_price_token(offer):
+            raise InvalidInput(
+                f"The price of {offer.title} changed since the card was shown: it is now "
+                f"{format_money(offer.price.amount, offer.price.currency)} per seat. Check it and order again.",
+                field="addon",
+            )
         if not offer.minimum <= count <= offer.maximum:
             raise InvalidInput(
                 f"Choose between {offer.minimum} and {offer.maximum} for {offer.title}.", field="quantity"
@@ -668,30 +699,28 @@ class SubscriptionChanges:
         if not await self._claim(caller, key, purpose):
             return ChangeResult(f"{offer.title} was already ordered from this card.", row.id, repeated=True)
         try:
-            catalog_item = await self._catalog.fresh_catalog_item_id(
-                offer.product_id, offer.sku_id, offer.term_duration, offer.billing_cycle
-            )
-            cart = await self._client.create_cart(
-                customer_id,
-                [
-                    CartLineItem(
-                        catalog_item_id=catalog_item,
-                        quantity=count,
-                        term_duration=offer.term_duration,
-                        billing_cycle=offer.billing_cycle,  # type: ignore[arg-type]
-                        friendly_name=offer.title,
-                        provisioning_context={"parentSubscriptionId": row.id},
-                    )
-                ],
-            )
-            assert cart.id is not None
-            checkout = await self._client.checkout(
-                customer_id, cart.id, request_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"addon:{key}"))
+            # The checkout core every purchase shares: one cart per card key, a request id derived
+            # from it — so a retry after a lost answer or a crash can never buy the add-on twice.
+            checkout = await checkout_once(
+                self._client,
+                self._catalog,
+                self._idempotency,
+                organisation_id=caller.organisation_id,
+                customer_id=customer_id,
+                order_key=f"addon:{key}",
+                product_id=offer.product_id,
+                sku_id=offer.sku_id,
+                term_duration=offer.term_duration,
+                billing_cycle=offer.billing_cycle,
+                quantity=count,
+                friendly_name=offer.title[:50],
+                parent_subscription_id=row.id,
             )
         except PartnerCenterError as error:
             await self._release(str(key), purpose)
             raise _translate(error) from None
-        except DomainError:
+        except Exception:
+            # Nothing recorded yet; the same card may try again, and its retry reuses this cart.
             await self._release(str(key), purpose)
             raise
         if checkout.order_errors and not checkout.orders:

@@ -3,7 +3,6 @@ a mirror row, writing a mirror row from Microsoft's subscription, and the pro-ra
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -17,7 +16,6 @@ from services.errors import DomainError, NotFound
 from services.ledger import LedgerEvent, LedgerRecord, LedgerSource
 from services.models import Organisation, SubscriptionRow
 from services.partner_center.models import Subscription
-from services.price_rules import UnitPrice
 
 Clock = Callable[[], datetime]
 NOT_YOURS = "That subscription is not one of your organisation's. Open **subscriptions** again."
@@ -49,34 +47,16 @@ def as_utc(value: datetime | None) -> datetime | None:
 
 @dataclass(frozen=True)
 class ProRata:
-    """Seats × unit price × days ÷ period days: the charge (or, negative, the refund) of a change today."""
+    """The charge (or, negative, the refund) a change makes now, as the bill will show it: the sum of
+    the bill's own lines for the change (`services.billing.rating.event_lines`). `seats × unit_price ×
+    days ÷ period_days` describes them when they share one unit price and window (`mixed` False)."""
 
     seats: int
     unit_price: Decimal
     days: int
     period_days: int
     amount: Decimal
-
-
-def pro_rata(
-    seats: int,
-    price: UnitPrice,
-    *,
-    billing_cycle: str,
-    today: date,
-    term_start: date | None,
-    term_end: date | None,
-) -> ProRata:
-    """Monthly billing: from today to the end of the calendar month (both included) over the days in
-    that month. Annual and triennial billing: from today to the term's last day over the term's days."""
-    if billing_cycle.lower() == "monthly" or term_start is None or term_end is None:
-        period = calendar.monthrange(today.year, today.month)[1]
-        days = period - today.day + 1
-    else:
-        period = (term_end - term_start).days + 1
-        days = max(0, (term_end - today).days + 1)
-    amount = money(Decimal(seats) * price.amount * Decimal(days) / Decimal(max(period, 1)))
-    return ProRata(seats, price.amount, days, period, amount)
+    mixed: bool = False
 
 
 async def organisation_of(session: AsyncSession, organisation_id: int) -> Organisation:
