@@ -287,8 +287,9 @@ def build_order_result_card(view: OrderResultView) -> Card:
     return card(body, [command_button("Add another subscription", "add subscription"), command_button("Menu", "menu")])
 
 
-def build_no_tenant_card(message: str) -> Card:
+def build_no_tenant_card(message: str, *, title: str = "First, a Microsoft 365 tenant") -> Card:
+    """Nothing can be bought yet (no tenant, or no Microsoft Customer Agreement): on to "add tenant"."""
     return card(
-        [heading("First, a Microsoft 365 tenant"), text(message)],
+        [heading(title), text(message)],
         [command_button("Add tenant", "add tenant"), command_button("Menu", "menu")],
     )

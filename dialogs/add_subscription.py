@@ -69,6 +69,7 @@ ORDER_DIALOG_ID = "add_subscription"
 TITLE = "add subscription"
 PAGE_SIZE = 8
 STALE_MESSAGE = "That card is out of date; this is where your order stands. Use this card."
+AGREEMENT_TITLE = "First, the Microsoft Customer Agreement"
 STAGES = ("category", "group", "product", "configure", "confirm")
 
 
@@ -206,7 +207,13 @@ class AddSubscriptionDialog(TaskDialog):
             try:
                 await ordering.customer_id(caller)
             except DomainError as error:
-                await step.context.send_activity(card_activity(build_no_tenant_card(error.message)))
+                if error.code == "no_agreement":
+                    reply = card_activity(build_no_tenant_card(error.message, title=AGREEMENT_TITLE))
+                elif error.code == "no_tenant":
+                    reply = card_activity(build_no_tenant_card(error.message))
+                else:  # e.g. Microsoft unreachable while checking the agreement: say so, nothing else
+                    reply = MessageFactory.text(f"I cannot open the catalog right now: {error.message}")
+                await step.context.send_activity(reply)
                 return await step.end_dialog()
         store = await ordering.storefront(caller)
         if not store.products:

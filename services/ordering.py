@@ -37,8 +37,9 @@ from services.errors import Conflict, DomainError, InvalidInput, NotFound
 from services.idempotency import IdempotencyService
 from services.jobs import JobService, JobView
 from services.ledger import LedgerEvent, LedgerRecord, LedgerSource, SubscriptionLedger
-from services.models import Job, LedgerEntry, Organisation, SubscriptionRow
+from services.models import Job, LedgerEntry, Organisation, SubscriptionRow, TenantServiceRow
 from services.partner_center import PartnerCenterClient, PartnerCenterError
+from services.partner_center.client import MICROSOFT_CUSTOMER_AGREEMENT
 from services.partner_center.models import BillingCycle, CartLineItem, Subscription, SubscriptionStatus
 from services.price_rules import UnitPrice, price_in_force
 from services.pricing import PriceBook, periods_in_term
@@ -51,6 +52,10 @@ UNPRICED_ALERT = "unpriced_products"
 NO_TENANT_MESSAGE = (
     "Your organisation has no Microsoft 365 tenant with us yet, so nothing can be bought. "
     "Type **add tenant** to create or link one first."
+)
+NO_AGREEMENT_MESSAGE = (
+    "Microsoft needs your organisation's acceptance of the Microsoft Customer Agreement before anything can be "
+    "bought, and it has none on record for your tenant. Type **add tenant** to record it, then order again."
 )
 TERM_NAMES = {"P1M": "1 month", "P1Y": "1 year", "P2Y": "2 years", "P3Y": "3 years"}
 CYCLE_NAMES = {"monthly": "monthly", "annual": "yearly", "triennial": "every 3 years"}
@@ -295,14 +300,35 @@ class OrderingService:
     # --- browsing --------------------------------------------------------------------------------
 
     async def customer_id(self, caller: Caller) -> str:
-        """The organisation's Partner Center customer, or a DomainError pointing to "add tenant"."""
+        """The organisation's Partner Center customer, ready to buy: a tenant with the Microsoft
+        Customer Agreement accepted. Else a DomainError (code `no_tenant` / `no_agreement`) pointing
+        to "add tenant"."""
         async with self._sessions() as session:
             organisation = await session.get(Organisation, caller.organisation_id)
         if organisation is None:
             raise NotFound("Your organisation is no longer registered with the reseller.")
         if not organisation.partner_center_customer_id:
             raise DomainError(NO_TENANT_MESSAGE, code="no_tenant")
-        return organisation.partner_center_customer_id
+        customer_id = organisation.partner_center_customer_id
+        if not await self._agreement_recorded(organisation.id, customer_id):
+            raise DomainError(NO_AGREEMENT_MESSAGE, code="no_agreement")
+        return customer_id
+
+    async def _agreement_recorded(self, organisation_id: int, customer_id: str) -> bool:
+        """Whether the customer's acceptance of the Microsoft Customer Agreement is on record (SPEC
+        §1.4: nothing can be bought without it): in My services when "add tenant" recorded it, else
+        as Microsoft lists it (a tenant the operator linked, an attestation made in Partner Center)."""
+        async with self._sessions() as session:
+            service = await session.scalar(
+                select(TenantServiceRow).where(TenantServiceRow.organisation_id == organisation_id)
+            )
+        if (
+            service is not None
+            and service.mca_accepted_at is not None
+            and (service.customer_id or "").lower() == customer_id.lower()
+        ):
+            return True
+        return bool(await self._partner_center.agreements(customer_id, agreement_type=MICROSOFT_CUSTOMER_AGREEMENT))
 
     async def storefront(self, caller: Caller, *, on: date | None = None) -> Storefront:
         """What the caller's organisation can buy on `on` (default today, UTC)."""

@@ -33,6 +33,7 @@ from services.pricing import GLOBAL_LIST
 from tests.cardcheck import assert_valid_activity_cards, assert_valid_card
 from tests.conftest import message, runtime_of
 from tests.fakes import card_of, card_text
+from tests.test_ordering import link_without_agreement
 
 APPROVER = {"user_id": "user-id-1", "name": "Megan Bowen", "aad_object_id": "00000000-0000-0000-0000-0000000000021"}
 
@@ -293,6 +294,20 @@ async def test_without_a_tenant_the_card_points_to_add_tenant(make_bot, connecto
     }
 
 
+async def test_without_the_customer_agreement_the_card_points_to_add_tenant(
+    make_bot, connector, sqlite_services
+) -> None:
+    fake, url = connector
+    client = await make_bot()
+    await link_without_agreement(sqlite_services)
+    chat = Chat(client, fake, url)
+    reply = await chat.say("add subscription")
+    text = said(reply)
+    assert "First, the Microsoft Customer Agreement" in text and "Pick a category" not in text
+    assert action(reply, "Add tenant") == {"verb": "command", "command": "add tenant"}
+    assert await _counts(runtime_of(client).services) == (0, 0, 0)
+
+
 async def test_only_admins_can_start_it(make_bot, connector, sqlite_demo_customer) -> None:
     fake, url = connector
     client = await make_bot()
@@ -316,3 +331,4 @@ def test_every_ordering_card_is_valid() -> None:
     assert_valid_card(build_quote_card(QuoteView("P", "X:1", "1 year", 1, "u", "t", "tt", "tok", "changed")))
     assert_valid_card(build_order_result_card(OrderResultView("P", 1, "sid", "Active", "1 year", "USD 1.00", "")))
     assert_valid_card(build_no_tenant_card("No tenant"))
+    assert_valid_card(build_no_tenant_card("No agreement", title="First, the Microsoft Customer Agreement"))
