@@ -274,6 +274,44 @@ async def test_faults_at_checkout_never_buy_twice(services: Services, sandbox: S
     assert [item["fired"] for item in (await sandbox.admin("GET", "/faults"))["faults"]] == [1]
 
 
+async def test_a_job_rerun_after_a_crash_past_checkout_buys_nothing_more(
+    services: Services, sandbox: Sandbox, demo_customer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process dies after Microsoft bought, before the mirror/ledger were written: the job runs
+    again, checks out the cart the first run created (claimed under the order key) with the same
+    request id, finds the order already placed, and records it once."""
+    caller = await _ready(services)
+    record = services.ordering._record_purchase
+    crashes = []
+
+    async def crash_once(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if not crashes:
+            crashes.append(1)
+            raise RuntimeError("process died")
+        return await record(*args, **kwargs)
+
+    monkeypatch.setattr(services.ordering, "_record_purchase", crash_once)
+    placed = await services.ordering.place_order(
+        caller, await services.ordering.quote(caller, BASIC, "P1Y:monthly", "2"), "k-crash", notify_conversation_id=None
+    )
+    await services.jobs.run_pending()
+    assert len(await _subscriptions(sandbox, demo_customer.partner_center_customer_id)) == 1
+    async with services.sessions() as session:
+        job = await session.get(Job, placed.job.id)
+        assert job is not None and job.status == "pending" and job.attempts == 1
+        assert await session.scalar(select(func.count()).select_from(LedgerEntry)) == 0
+        job.run_after = utcnow()  # the backoff is over
+        await session.commit()
+    assert await services.jobs.run_pending() == 1
+    done = await services.jobs.get(placed.job.id)
+    assert done is not None and done.status == "succeeded" and done.attempts == 2, done
+    bought = await _subscriptions(sandbox, demo_customer.partner_center_customer_id)
+    assert len(bought) == 1 and done.result is not None and done.result["subscription_id"] == bought[0].id
+    async with services.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(SubscriptionRow)) == 1
+        assert await session.scalar(select(func.count()).select_from(LedgerEntry)) == 1
+
+
 async def test_a_refused_order_changes_nothing_here(services: Services, sandbox: Sandbox, demo_customer) -> None:
     caller = await _ready(services)
     # 300 is Business Basic's maximum per customer: a second order of 300 breaks Microsoft's pooled limit.
