@@ -40,7 +40,7 @@ from services.ledger import LedgerEvent, LedgerRecord, LedgerSource, Subscriptio
 from services.models import Job, LedgerEntry, Organisation, SubscriptionRow, TenantServiceRow
 from services.partner_center import PartnerCenterClient, PartnerCenterError
 from services.partner_center.client import MICROSOFT_CUSTOMER_AGREEMENT
-from services.partner_center.models import BillingCycle, CartLineItem, Subscription, SubscriptionStatus
+from services.partner_center.models import BillingCycle, CartLineItem, Order, Subscription, SubscriptionStatus
 from services.price_rules import UnitPrice, price_in_force
 from services.pricing import PriceBook, periods_in_term
 from services.roles import Permission
@@ -211,6 +211,17 @@ class PriceChanged(Conflict):
 class PlacedOrder:
     job: JobView
     created: bool
+
+
+@dataclass(frozen=True)
+class AddonPurchase:
+    """An add-on bought under a parent subscription (`OrderingService.order_addon`)."""
+
+    subscription_id: str
+    parent_subscription_id: str
+    quote: Quote  # what was bought and at which price-list entry
+    order_id: str
+    repeated: bool  # this order key had bought it already: nothing more was bought now
 
 
 @dataclass(frozen=True)
@@ -399,6 +410,97 @@ class OrderingService:
             log.info("order %s submitted as job %s", order_key, job.id)
         return PlacedOrder(job, created)
 
+    async def order_addon(
+        self,
+        caller: Caller,
+        parent_subscription_id: str,
+        addon_key: str,
+        quantity: Any,
+        order_key: str,
+        *,
+        plan: str | None = None,
+    ) -> AddonPurchase:
+        """Buy an add-on under one of the organisation's subscriptions, exactly once per
+        `order_key` (e.g. the card's key): the cart line names the parent in its
+        `provisioningContext`, the first cart created under the key is the one checked out, with a
+        request id derived from the key; then mirror + PURCHASE ledger entry (with the parent id and
+        the price-list entry) + audit, in one transaction. Calling again with the same key after
+        success (double click, re-delivery, a retry after a crash) buys nothing more and answers
+        `repeated=True`.
+
+        Checked here: role (admin), a tenant with the Customer Agreement, the parent belongs to the
+        caller's organisation and is active, the add-on fits the parent (catalog add-on bases), its
+        term and billing frequency (`plan` "P1Y:monthly"; default the parent's, else the add-on's
+        first) is offered, it has a price in force for the organisation, and the quantity is within
+        the add-on's bounds. Microsoft's refusals raise a DomainError (nothing bought)."""
+        caller.require(Permission.MANAGE_SERVICES)
+        customer_id = await self.customer_id(caller)
+        async with self._sessions() as session:
+            parent = await session.get(SubscriptionRow, str(parent_subscription_id or "").strip().lower())
+        if parent is None or parent.organisation_id != caller.organisation_id:
+            raise NotFound("That subscription is not one of your organisation's.")
+        if parent.status.lower() != "active":
+            raise DomainError("Add-ons can be bought only for an active subscription.", code="parent_not_active")
+        wanted = str(addon_key or "").strip().upper()
+        sku = next(
+            (item for item in await self._catalog.addons_for(parent.product_id, parent.sku_id) if item.key == wanted),
+            None,
+        )
+        if sku is None:
+            raise InvalidInput("That add-on does not fit this subscription.", field="addon")
+        if plan:
+            duration, _, cycle = str(plan).partition(":")
+            term = sku.term(duration.strip(), cycle.strip())
+        else:
+            term = sku.term(parent.term_duration, parent.billing_cycle) or (sku.terms[0] if sku.terms else None)
+        if term is None:
+            raise InvalidInput("Pick a term and billing frequency offered for this add-on.", field="plan")
+        count = parse_quantity(quantity, sku.minimum_quantity, sku.maximum_quantity)
+        price = await self._pricing.price_for(
+            caller.organisation_id, sku.product_id, sku.sku_id, term.term_duration, term.billing_cycle, utcnow().date()
+        )
+        if price is None:
+            raise DomainError("Your reseller has not priced this add-on yet, so it cannot be ordered.", code="unpriced")
+        quote = Quote(
+            product_id=sku.product_id,
+            sku_id=sku.sku_id,
+            product_name=sku.title,
+            term_duration=term.term_duration,
+            billing_cycle=term.billing_cycle,
+            quantity=count,
+            currency=price.currency,
+            unit_price=price.amount,
+            price_entry_id=price.entry_id,
+            periods=periods_in_term(term.term_duration, term.billing_cycle) or 1,
+        )
+        organisation_id = caller.organisation_id
+        order, subscription = await self._checkout_once(
+            organisation_id,
+            customer_id,
+            quote,
+            cart_key=f"addon-cart:{organisation_id}:{order_key}",
+            request_id=str(uuid.uuid5(_REQUEST_NAMESPACE, f"addon:{organisation_id}:{order_key}")),
+            cart_purpose="addon_cart",
+            parent_subscription_id=parent.id,
+        )
+        recorded_now = await self._record_purchase(
+            organisation_id,
+            customer_id,
+            quote,
+            subscription,
+            order_id=order.id or "",
+            actor=caller.actor,
+            parent_subscription_id=parent.id,
+            action="subscription.addon_order",
+        )
+        return AddonPurchase(
+            subscription_id=subscription.id,
+            parent_subscription_id=parent.id,
+            quote=quote,
+            order_id=order.id or "",
+            repeated=not recorded_now,
+        )
+
     async def _run_order(self, job: JobView) -> Mapping[str, Any]:
         """The durable part: cart → checkout → mirror + ledger. Safe to run again after a crash."""
         payload = job.payload
@@ -412,6 +514,46 @@ class OrderingService:
             organisation = await session.get(Organisation, organisation_id)
             if organisation is None or organisation.partner_center_customer_id != customer_id:
                 raise DomainError("Your organisation's Microsoft tenant changed; the order was not placed.")
+        order, subscription = await self._checkout_once(
+            organisation_id,
+            customer_id,
+            quote,
+            cart_key=f"order-cart:{organisation_id}:{order_key}",
+            request_id=str(uuid.uuid5(_REQUEST_NAMESPACE, f"{organisation_id}:{order_key}")),
+        )
+        await self._record_purchase(
+            organisation_id, customer_id, quote, subscription, order_id=order.id or "", actor=job.requested_by
+        )
+        return {
+            "message": (
+                f"Your subscription **{quote.product_name}** × {quote.quantity} is active "
+                "(costs now start under Microsoft's billing rules)."
+            ),
+            "subscription_id": subscription.id,
+            "order_id": order.id or "",
+            "quote": quote.as_dict(),
+            "commitment_end_date": subscription.commitment_end_date.date().isoformat()
+            if subscription.commitment_end_date
+            else "",
+            "status": str(subscription.status or "active"),
+        }
+
+    async def _checkout_once(
+        self,
+        organisation_id: int,
+        customer_id: str,
+        quote: Quote,
+        *,
+        cart_key: str,
+        request_id: str,
+        cart_purpose: str = "order_cart",
+        parent_subscription_id: str | None = None,
+    ) -> tuple[Order, Subscription]:
+        """Buy one line exactly once per `cart_key`: a fresh availability, the cart (the first one
+        created under the key is the one checked out, so a rerun never buys a second), checkout with
+        a request id fixed by the caller (a lost answer is recovered, not bought again). Returns the
+        order and the new subscription as Microsoft reads it (or as the order names it). Raises a
+        DomainError when Microsoft refused: then nothing was bought."""
         catalog_item_id = await self._catalog.fresh_catalog_item_id(
             quote.product_id, quote.sku_id, quote.term_duration, quote.billing_cycle
         )
@@ -424,6 +566,9 @@ class OrderingService:
                     billing_cycle=BillingCycle(quote.billing_cycle),
                     term_duration=quote.term_duration,
                     friendly_name=quote.product_name[:50],
+                    provisioning_context={"parentSubscriptionId": parent_subscription_id}
+                    if parent_subscription_id
+                    else None,
                 )
             ],
         )
@@ -431,14 +576,13 @@ class OrderingService:
             raise DomainError("Microsoft did not accept the order (no cart). Nothing was bought.")
         # One cart per order: a rerun after a crash checks out the cart the first run created.
         claimed = await self._idempotency.claim(
-            f"order-cart:{organisation_id}:{order_key}",
-            purpose="order_cart",
+            cart_key,
+            purpose=cart_purpose,
             organisation_id=organisation_id,
             resource_type="cart",
             resource_id=cart.id,
         )
         cart_id = claimed.resource_id
-        request_id = str(uuid.uuid5(_REQUEST_NAMESPACE, f"{organisation_id}:{order_key}"))
         result = await self._partner_center.checkout(customer_id, cart_id, request_id=request_id)
         if result.order_errors:
             first = result.order_errors[0]
@@ -460,7 +604,7 @@ class OrderingService:
             subscription = await self._partner_center.subscription(customer_id, item.subscription_id)
         except PartnerCenterError:
             # Bought: never report it as failed. Record what the order says; a sync fills in the rest.
-            log.warning("order %s: subscription %s bought but not readable yet", order_key, item.subscription_id)
+            log.warning("%s: subscription %s bought but not readable yet", cart_key, item.subscription_id)
             subscription = Subscription(
                 id=item.subscription_id,
                 offer_id=item.offer_id,
@@ -469,23 +613,9 @@ class OrderingService:
                 billing_cycle=BillingCycle(quote.billing_cycle),
                 status=SubscriptionStatus.ACTIVE,
                 creation_date=order.creation_date,
+                parent_subscription_id=parent_subscription_id,
             )
-        await self._record_purchase(
-            organisation_id, customer_id, quote, subscription, order_id=order.id or "", actor=job.requested_by
-        )
-        return {
-            "message": (
-                f"Your subscription **{quote.product_name}** × {quote.quantity} is active "
-                "(costs now start under Microsoft's billing rules)."
-            ),
-            "subscription_id": subscription.id,
-            "order_id": order.id or "",
-            "quote": quote.as_dict(),
-            "commitment_end_date": subscription.commitment_end_date.date().isoformat()
-            if subscription.commitment_end_date
-            else "",
-            "status": str(subscription.status or "active"),
-        }
+        return order, subscription
 
     async def _record_purchase(
         self,
@@ -496,8 +626,11 @@ class OrderingService:
         *,
         order_id: str,
         actor: str,
-    ) -> None:
-        """Mirror + ledger + audit in one transaction; a rerun finds them written and adds nothing."""
+        parent_subscription_id: str | None = None,
+        action: str = "subscription.purchase",
+    ) -> bool:
+        """Mirror + ledger + audit in one transaction; a rerun finds them written and adds nothing
+        (then False). An add-on's mirror row and PURCHASE entry carry its parent subscription."""
         source_key = f"purchase:{subscription.id}"
         licence = await self._catalog.licence_sku_id(quote.product_id, quote.sku_id) or ""
         effective = subscription.creation_date or subscription.effective_start_date or datetime.now(UTC)
@@ -506,7 +639,8 @@ class OrderingService:
             if row is None:
                 row = SubscriptionRow(id=subscription.id, organisation_id=organisation_id, customer_id=customer_id)
                 session.add(row)
-            row.parent_subscription_id = subscription.parent_subscription_id
+            parent = (subscription.parent_subscription_id or parent_subscription_id or "").lower() or None
+            row.parent_subscription_id = parent
             row.offer_id = subscription.offer_id or f"{quote.product_id}:{quote.sku_id}"
             row.product_id = quote.product_id
             row.sku_id = quote.sku_id
@@ -524,13 +658,14 @@ class OrderingService:
             )
             row.etag = (subscription.attributes.etag or "") if subscription.attributes else ""
             row.synced_at = utcnow()
-            if not await self._ledger_has(session, source_key):
+            recorded_now = not await self._ledger_has(session, source_key)
+            if recorded_now:
                 SubscriptionLedger.add(
                     session,
                     LedgerRecord(
                         organisation_id=organisation_id,
                         subscription_id=subscription.id,
-                        parent_subscription_id=subscription.parent_subscription_id,
+                        parent_subscription_id=parent,
                         event_type=LedgerEvent.PURCHASE,
                         effective_at=effective,
                         offer_id=row.offer_id,
@@ -550,12 +685,13 @@ class OrderingService:
                 audit.record(
                     session,
                     actor=actor,
-                    action="subscription.purchase",
+                    action=action,
                     organisation_id=organisation_id,
                     target=subscription.id,
-                    after={**quote.as_dict(), "order_id": order_id},
+                    after={**quote.as_dict(), "order_id": order_id, **({"parent": parent} if parent else {})},
                 )
             await session.commit()
+        return recorded_now
 
     async def _job_for(self, idempotency_key: str) -> JobView | None:
         async with self._sessions() as session:

@@ -46,29 +46,39 @@ async def link_without_agreement(services: Services) -> str:
     """The demo organisation linked to a new sandbox customer whose Microsoft Customer Agreement
     acceptance Microsoft does not have (a tenant the operator linked by hand). Returns its id."""
     await seed_demo_organisation(services.organisations)
-    org = await services.organisations.get(DEMO_SLUG)
+    return await link_new_customer(services, DEMO_SLUG, "contosonomca", agreement=False)
+
+
+async def link_new_customer(services: Services, slug: str, domain_prefix: str, *, agreement: bool) -> str:
+    """Organisation `slug` linked to a new sandbox customer (with the MCA attested or not)."""
+    demo = await services.organisations.get(DEMO_SLUG)  # its address is valid for the sandbox
+    org = await services.organisations.get(slug)
     customer = await services.partner_center.create_customer(
         Customer(
-            company_profile=CustomerCompanyProfile(domain="contosonomca.onmicrosoft.com"),
+            company_profile=CustomerCompanyProfile(domain=f"{domain_prefix}.onmicrosoft.com"),
             billing_profile=CustomerBillingProfile(
-                email=org.contact_email,
-                culture=org.culture,
-                language=org.language,
+                email=demo.contact_email,
+                culture=demo.culture,
+                language=demo.language,
                 company_name=org.name,
                 default_address=Address(
-                    country=org.country,
-                    city=org.city,
-                    state=org.state,
-                    address_line1=org.address_line1,
-                    postal_code=org.postal_code,
-                    first_name=org.contact_first_name,
-                    last_name=org.contact_last_name,
-                    phone_number=org.contact_phone.replace(" ", "").lstrip("+"),
+                    country=demo.country,
+                    city=demo.city,
+                    state=demo.state,
+                    address_line1=demo.address_line1,
+                    postal_code=demo.postal_code,
+                    first_name=demo.contact_first_name,
+                    last_name=demo.contact_last_name,
+                    phone_number=demo.contact_phone.replace(" ", "").lstrip("+"),
                 ),
             ),
         )
     )
     assert customer.id
+    if agreement:
+        await services.partner_center.accept_agreement(
+            customer.id, Contact(first_name="Alex", last_name="Wilber", email=demo.contact_email)
+        )
     await services.organisations.set_partner_center_customer(org.id, customer.id, actor="tests")
     return customer.id
 
