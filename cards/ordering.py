@@ -8,6 +8,7 @@ storefront. Texts arrive formatted (money, terms); these builders do no I/O.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -221,9 +222,12 @@ def build_configure_card(view: ConfigureView) -> Card:
     }
     if view.quantity.strip():
         try:
-            quantity_input["value"] = float(view.quantity) if "." in view.quantity else int(view.quantity)
+            number: float = float(view.quantity) if "." in view.quantity else int(view.quantity)
         except ValueError:
             pass  # what was typed is not a number: the error above says so
+        else:
+            if math.isfinite(number):  # "1.e999" is infinite: not a JSON number, the card would be refused
+                quantity_input["value"] = number
     body: list[dict[str, Any]] = [
         heading(view.product_name),
         text(f"Offer id {view.offer_id}", subtle=True),

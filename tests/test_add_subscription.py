@@ -177,7 +177,7 @@ async def test_browse_price_and_buy_one_subscription(make_bot, connector, sqlite
     assert await _counts(services) == (1, 1, 1)
 
 
-@pytest.mark.parametrize("bad", ["0", "-3", "301", "abc", ""])
+@pytest.mark.parametrize("bad", ["0", "-3", "301", "abc", "", "1.e999", "2.5"])
 async def test_bad_quantities_are_refused_on_the_same_card(make_bot, connector, sqlite_demo_customer, bad) -> None:
     fake, url = connector
     client = await make_bot()
@@ -306,6 +306,18 @@ async def test_without_the_customer_agreement_the_card_points_to_add_tenant(
     assert "First, the Microsoft Customer Agreement" in text and "Pick a category" not in text
     assert action(reply, "Add tenant") == {"verb": "command", "command": "add tenant"}
     assert await _counts(runtime_of(client).services) == (0, 0, 0)
+
+
+async def test_it_is_on_the_admins_menu_and_not_on_an_approvers(make_bot, connector, sqlite_demo_customer) -> None:
+    fake, url = connector
+    client = await make_bot()
+    admin = Chat(client, fake, url)
+    admin_menu = said(await admin.say("menu"))
+    assert "add subscription" in admin_menu and "Buy a Microsoft 365 subscription" in admin_menu
+    approver = Chat(client, fake, url, **APPROVER)
+    approver.seen = admin.seen
+    approver_menu = said(await approver.say("menu"))
+    assert "What would you like to do?" in approver_menu and "add subscription" not in approver_menu
 
 
 async def test_only_admins_can_start_it(make_bot, connector, sqlite_demo_customer) -> None:
