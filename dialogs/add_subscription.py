@@ -54,6 +54,7 @@ from services.errors import DomainError, InvalidInput
 from services.jobs import SUCCEEDED, JobView
 from services.ordering import (
     PERIOD_PHRASES,
+    UNCONFIRMED_MESSAGE,
     OfferedProduct,
     OfferedTerm,
     PriceChanged,
@@ -119,6 +120,8 @@ def render_order_job(job: JobView) -> Activity:
     """The job's outcome for the requester: the new subscription, or why nothing was bought."""
     result = job.result or {}
     if job.status != SUCCEEDED or "quote" not in result:
+        if job.error_message == UNCONFIRMED_MESSAGE:  # bought: never "not placed"
+            return MessageFactory.text(f"Your order went through. {UNCONFIRMED_MESSAGE}")
         return MessageFactory.text(f"Your order was not placed: {job.error_message or 'unknown reason'}")
     quote = Quote.from_dict(result["quote"])
     view = OrderResultView(

@@ -57,6 +57,12 @@ NO_AGREEMENT_MESSAGE = (
     "Microsoft needs your organisation's acceptance of the Microsoft Customer Agreement before anything can be "
     "bought, and it has none on record for your tenant. Type **add tenant** to record it, then order again."
 )
+# Bought, but Microsoft's answer named no subscription yet: the job ends without the mirror row; the
+# next subscriptions sync records it. Not "not placed" — the requester must not order again.
+UNCONFIRMED_MESSAGE = (
+    "Microsoft accepted the order but has not named its subscription yet. "
+    "It will appear in your subscriptions shortly; do not order again."
+)
 TERM_NAMES = {"P1M": "1 month", "P1Y": "1 year", "P2Y": "2 years", "P3Y": "3 years"}
 CYCLE_NAMES = {"monthly": "monthly", "annual": "yearly", "triennial": "every 3 years"}
 # How a price per billing period reads: "USD 5.52 a month".
@@ -593,11 +599,7 @@ class OrderingService:
             None,
         )
         if line is None:
-            raise DomainError(
-                "Microsoft accepted the order but has not named its subscription yet. "
-                "It will appear in your subscriptions shortly; do not order again.",
-                code="checkout_unconfirmed",
-            )
+            raise DomainError(UNCONFIRMED_MESSAGE, code="checkout_unconfirmed")
         order, item = line
         assert item.subscription_id is not None
         try:

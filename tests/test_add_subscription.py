@@ -27,8 +27,11 @@ from cards.ordering import (
     build_product_list_card,
     build_quote_card,
 )
+from dialogs.add_subscription import render_order_job
 from services.db import utcnow
+from services.jobs import FAILED, JobView
 from services.models import Job, LedgerEntry, SubscriptionRow
+from services.ordering import UNCONFIRMED_MESSAGE
 from services.pricing import GLOBAL_LIST
 from tests.cardcheck import assert_valid_activity_cards, assert_valid_card
 from tests.conftest import message, runtime_of
@@ -326,6 +329,16 @@ async def test_only_admins_can_start_it(make_bot, connector, sqlite_demo_custome
     chat = Chat(client, fake, url, **APPROVER)
     reply = await chat.say("add subscription")
     assert "does not allow" in said(reply)
+
+
+def test_the_order_outcome_never_says_not_placed_for_a_bought_order() -> None:
+    def failed(message: str) -> JobView:
+        return JobView(1, "order_subscription", FAILED, 1, "a", {}, None, message, 1, "c", utcnow(), utcnow())
+
+    unconfirmed = render_order_job(failed(UNCONFIRMED_MESSAGE)).text or ""
+    assert "not placed" not in unconfirmed and "do not order again" in unconfirmed
+    refused = render_order_job(failed("Microsoft refused the order: x. Nothing was bought.")).text or ""
+    assert refused.startswith("Your order was not placed: Microsoft refused")
 
 
 def test_every_ordering_card_is_valid() -> None:
