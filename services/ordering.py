@@ -37,7 +37,7 @@ from services.errors import Conflict, DomainError, InvalidInput, NotFound
 from services.idempotency import IdempotencyService
 from services.jobs import JobService, JobView
 from services.ledger import LedgerEvent, LedgerRecord, LedgerSource, SubscriptionLedger
-from services.models import Job, LedgerEntry, Organisation, SubscriptionRow, TenantServiceRow
+from services.models import IdempotencyKey, Job, LedgerEntry, Organisation, SubscriptionRow, TenantServiceRow
 from services.partner_center import PartnerCenterClient, PartnerCenterError
 from services.partner_center.client import MICROSOFT_CUSTOMER_AGREEMENT
 from services.partner_center.models import BillingCycle, CartLineItem, Order, Subscription, SubscriptionStatus
@@ -555,40 +555,17 @@ class OrderingService:
         cart_purpose: str = "order_cart",
         parent_subscription_id: str | None = None,
     ) -> tuple[Order, Subscription]:
-        """Buy one line exactly once per `cart_key`: a fresh availability, the cart (the first one
-        created under the key is the one checked out, so a rerun never buys a second), checkout with
+        """Buy one line exactly once per `cart_key`: the cart created under the key (the first one is
+        the one checked out; a rerun or a repeated call creates no other, so it never buys a second;
+        a new cart is made from a fresh availability id), checkout with
         a request id fixed by the caller (a lost answer is recovered, not bought again). Returns the
         order and the new subscription as Microsoft reads it (or as the order names it). Raises a
         DomainError when Microsoft refused: then nothing was bought."""
-        catalog_item_id = await self._catalog.fresh_catalog_item_id(
-            quote.product_id, quote.sku_id, quote.term_duration, quote.billing_cycle
-        )
-        cart = await self._partner_center.create_cart(
-            customer_id,
-            [
-                CartLineItem(
-                    catalog_item_id=catalog_item_id,
-                    quantity=quote.quantity,
-                    billing_cycle=BillingCycle(quote.billing_cycle),
-                    term_duration=quote.term_duration,
-                    friendly_name=quote.product_name[:50],
-                    provisioning_context={"parentSubscriptionId": parent_subscription_id}
-                    if parent_subscription_id
-                    else None,
-                )
-            ],
-        )
-        if not cart.id:
-            raise DomainError("Microsoft did not accept the order (no cart). Nothing was bought.")
-        # One cart per order: a rerun after a crash checks out the cart the first run created.
-        claimed = await self._idempotency.claim(
-            cart_key,
-            purpose=cart_purpose,
-            organisation_id=organisation_id,
-            resource_type="cart",
-            resource_id=cart.id,
-        )
-        cart_id = claimed.resource_id
+        cart_id = await self._claimed_cart(cart_key, cart_purpose, organisation_id)
+        if cart_id is None:
+            cart_id = await self._create_cart(
+                organisation_id, customer_id, quote, cart_key, cart_purpose, parent_subscription_id
+            )
         result = await self._partner_center.checkout(customer_id, cart_id, request_id=request_id)
         if result.order_errors:
             first = result.order_errors[0]
@@ -618,6 +595,56 @@ class OrderingService:
                 parent_subscription_id=parent_subscription_id,
             )
         return order, subscription
+
+    async def _claimed_cart(self, cart_key: str, purpose: str, organisation_id: int) -> str | None:
+        """The cart an earlier attempt created under `cart_key` (a rerun, a repeated call): checked
+        out again instead of creating another."""
+        async with self._sessions() as session:
+            row = await session.get(IdempotencyKey, cart_key)
+        if row is None:
+            return None
+        if row.purpose != purpose or row.organisation_id != organisation_id:
+            raise Conflict("That order key belongs to something else.")
+        return row.resource_id
+
+    async def _create_cart(
+        self,
+        organisation_id: int,
+        customer_id: str,
+        quote: Quote,
+        cart_key: str,
+        cart_purpose: str,
+        parent_subscription_id: str | None,
+    ) -> str:
+        catalog_item_id = await self._catalog.fresh_catalog_item_id(
+            quote.product_id, quote.sku_id, quote.term_duration, quote.billing_cycle
+        )
+        cart = await self._partner_center.create_cart(
+            customer_id,
+            [
+                CartLineItem(
+                    catalog_item_id=catalog_item_id,
+                    quantity=quote.quantity,
+                    billing_cycle=BillingCycle(quote.billing_cycle),
+                    term_duration=quote.term_duration,
+                    friendly_name=quote.product_name[:50],
+                    provisioning_context={"parentSubscriptionId": parent_subscription_id}
+                    if parent_subscription_id
+                    else None,
+                )
+            ],
+        )
+        if not cart.id:
+            raise DomainError("Microsoft did not accept the order (no cart). Nothing was bought.")
+        # One cart per order: a rerun after a crash checks out the cart the first run created.
+        claimed = await self._idempotency.claim(
+            cart_key,
+            purpose=cart_purpose,
+            organisation_id=organisation_id,
+            resource_type="cart",
+            resource_id=cart.id,
+        )
+        return claimed.resource_id
 
     async def _record_purchase(
         self,

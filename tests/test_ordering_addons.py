@@ -44,10 +44,13 @@ async def test_an_addon_is_bought_once_under_its_parent_and_ledgered_with_it(
 ) -> None:
     caller = await _ready(services)
     base = await _base(services, caller)
+    # Counts the carts created from here on (never fires).
+    await sandbox.admin("POST", "/faults", {"kind": "latency", "method": "POST", "path": "*/carts", "nth": 1000})
     first = await services.ordering.order_addon(caller, base, ARCHIVING, "3", "card-1")
     again = await services.ordering.order_addon(caller, base, ARCHIVING, "3", "card-1")  # double click
     assert not first.repeated and again.repeated and again.subscription_id == first.subscription_id
     assert first.parent_subscription_id == base and first.quote.quantity == 3
+    assert [fault["matched"] for fault in (await sandbox.admin("GET", "/faults"))["faults"]] == [1]  # one cart
 
     at_microsoft = await sandbox.client.subscriptions(demo_customer.partner_center_customer_id)
     assert len(at_microsoft) == 2
