@@ -8,6 +8,7 @@ storefront. Texts arrive formatted (money, terms); these builders do no I/O.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -221,9 +222,12 @@ def build_configure_card(view: ConfigureView) -> Card:
     }
     if view.quantity.strip():
         try:
-            quantity_input["value"] = float(view.quantity) if "." in view.quantity else int(view.quantity)
+            number: float = float(view.quantity) if "." in view.quantity else int(view.quantity)
         except ValueError:
             pass  # what was typed is not a number: the error above says so
+        else:
+            if math.isfinite(number):  # "1.e999" is infinite: not a JSON number, the card would be refused
+                quantity_input["value"] = number
     body: list[dict[str, Any]] = [
         heading(view.product_name),
         text(f"Offer id {view.offer_id}", subtle=True),
@@ -287,8 +291,9 @@ def build_order_result_card(view: OrderResultView) -> Card:
     return card(body, [command_button("Add another subscription", "add subscription"), command_button("Menu", "menu")])
 
 
-def build_no_tenant_card(message: str) -> Card:
+def build_no_tenant_card(message: str, *, title: str = "First, a Microsoft 365 tenant") -> Card:
+    """Nothing can be bought yet (no tenant, or no Microsoft Customer Agreement): on to "add tenant"."""
     return card(
-        [heading("First, a Microsoft 365 tenant"), text(message)],
+        [heading(title), text(message)],
         [command_button("Add tenant", "add tenant"), command_button("Menu", "menu")],
     )

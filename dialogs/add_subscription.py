@@ -54,6 +54,7 @@ from services.errors import DomainError, InvalidInput
 from services.jobs import SUCCEEDED, JobView
 from services.ordering import (
     PERIOD_PHRASES,
+    UNCONFIRMED_MESSAGE,
     OfferedProduct,
     OfferedTerm,
     PriceChanged,
@@ -69,6 +70,7 @@ ORDER_DIALOG_ID = "add_subscription"
 TITLE = "add subscription"
 PAGE_SIZE = 8
 STALE_MESSAGE = "That card is out of date; this is where your order stands. Use this card."
+AGREEMENT_TITLE = "First, the Microsoft Customer Agreement"
 STAGES = ("category", "group", "product", "configure", "confirm")
 
 
@@ -118,6 +120,8 @@ def render_order_job(job: JobView) -> Activity:
     """The job's outcome for the requester: the new subscription, or why nothing was bought."""
     result = job.result or {}
     if job.status != SUCCEEDED or "quote" not in result:
+        if job.error_message == UNCONFIRMED_MESSAGE:  # bought: never "not placed"
+            return MessageFactory.text(f"Your order went through. {UNCONFIRMED_MESSAGE}")
         return MessageFactory.text(f"Your order was not placed: {job.error_message or 'unknown reason'}")
     quote = Quote.from_dict(result["quote"])
     view = OrderResultView(
@@ -206,7 +210,13 @@ class AddSubscriptionDialog(TaskDialog):
             try:
                 await ordering.customer_id(caller)
             except DomainError as error:
-                await step.context.send_activity(card_activity(build_no_tenant_card(error.message)))
+                if error.code == "no_agreement":
+                    reply = card_activity(build_no_tenant_card(error.message, title=AGREEMENT_TITLE))
+                elif error.code == "no_tenant":
+                    reply = card_activity(build_no_tenant_card(error.message))
+                else:  # e.g. Microsoft unreachable while checking the agreement: say so, nothing else
+                    reply = MessageFactory.text(f"I cannot open the catalog right now: {error.message}")
+                await step.context.send_activity(reply)
                 return await step.end_dialog()
         store = await ordering.storefront(caller)
         if not store.products:

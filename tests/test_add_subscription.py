@@ -27,12 +27,16 @@ from cards.ordering import (
     build_product_list_card,
     build_quote_card,
 )
+from dialogs.add_subscription import render_order_job
 from services.db import utcnow
+from services.jobs import FAILED, JobView
 from services.models import Job, LedgerEntry, SubscriptionRow
+from services.ordering import UNCONFIRMED_MESSAGE
 from services.pricing import GLOBAL_LIST
 from tests.cardcheck import assert_valid_activity_cards, assert_valid_card
 from tests.conftest import message, runtime_of
 from tests.fakes import card_of, card_text
+from tests.test_ordering import link_without_agreement
 
 APPROVER = {"user_id": "user-id-1", "name": "Megan Bowen", "aad_object_id": "00000000-0000-0000-0000-0000000000021"}
 
@@ -176,7 +180,7 @@ async def test_browse_price_and_buy_one_subscription(make_bot, connector, sqlite
     assert await _counts(services) == (1, 1, 1)
 
 
-@pytest.mark.parametrize("bad", ["0", "-3", "301", "abc", ""])
+@pytest.mark.parametrize("bad", ["0", "-3", "301", "abc", "", "1.e999", "2.5"])
 async def test_bad_quantities_are_refused_on_the_same_card(make_bot, connector, sqlite_demo_customer, bad) -> None:
     fake, url = connector
     client = await make_bot()
@@ -293,12 +297,48 @@ async def test_without_a_tenant_the_card_points_to_add_tenant(make_bot, connecto
     }
 
 
+async def test_without_the_customer_agreement_the_card_points_to_add_tenant(
+    make_bot, connector, sqlite_services
+) -> None:
+    fake, url = connector
+    client = await make_bot()
+    await link_without_agreement(sqlite_services)
+    chat = Chat(client, fake, url)
+    reply = await chat.say("add subscription")
+    text = said(reply)
+    assert "First, the Microsoft Customer Agreement" in text and "Pick a category" not in text
+    assert action(reply, "Add tenant") == {"verb": "command", "command": "add tenant"}
+    assert await _counts(runtime_of(client).services) == (0, 0, 0)
+
+
+async def test_it_is_on_the_admins_menu_and_not_on_an_approvers(make_bot, connector, sqlite_demo_customer) -> None:
+    fake, url = connector
+    client = await make_bot()
+    admin = Chat(client, fake, url)
+    admin_menu = said(await admin.say("menu"))
+    assert "add subscription" in admin_menu and "Buy a Microsoft 365 subscription" in admin_menu
+    approver = Chat(client, fake, url, **APPROVER)
+    approver.seen = admin.seen
+    approver_menu = said(await approver.say("menu"))
+    assert "What would you like to do?" in approver_menu and "add subscription" not in approver_menu
+
+
 async def test_only_admins_can_start_it(make_bot, connector, sqlite_demo_customer) -> None:
     fake, url = connector
     client = await make_bot()
     chat = Chat(client, fake, url, **APPROVER)
     reply = await chat.say("add subscription")
     assert "does not allow" in said(reply)
+
+
+def test_the_order_outcome_never_says_not_placed_for_a_bought_order() -> None:
+    def failed(message: str) -> JobView:
+        return JobView(1, "order_subscription", FAILED, 1, "a", {}, None, message, 1, "c", utcnow(), utcnow())
+
+    unconfirmed = render_order_job(failed(UNCONFIRMED_MESSAGE)).text or ""
+    assert "not placed" not in unconfirmed and "do not order again" in unconfirmed
+    refused = render_order_job(failed("Microsoft refused the order: x. Nothing was bought.")).text or ""
+    assert refused.startswith("Your order was not placed: Microsoft refused")
 
 
 def test_every_ordering_card_is_valid() -> None:
@@ -316,3 +356,4 @@ def test_every_ordering_card_is_valid() -> None:
     assert_valid_card(build_quote_card(QuoteView("P", "X:1", "1 year", 1, "u", "t", "tt", "tok", "changed")))
     assert_valid_card(build_order_result_card(OrderResultView("P", 1, "sid", "Active", "1 year", "USD 1.00", "")))
     assert_valid_card(build_no_tenant_card("No tenant"))
+    assert_valid_card(build_no_tenant_card("No agreement", title="First, the Microsoft Customer Agreement"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from cli.main import build_parser
 from services.catalog import OTHER, CatalogService, DefaultTaxonomy, PlacementSource
 from services.container import Services
 from services.errors import DomainError, InvalidInput, NotFound
@@ -81,6 +82,11 @@ async def test_unknown_products_land_in_other_and_alert_the_operator(services: S
     assert (basic.category, basic.product_group, basic.taxonomy_source) == (OTHER, OTHER, "unmapped")
     alerts = [alert for alert in await services.alerts.list() if alert.code == "catalog_unmapped"]
     assert len(alerts) == 1 and "Microsoft 365 Business Basic (CFQ7TTC0LH18)" in alerts[0].message
+    # The command the alert names is one the operator CLI has.
+    hint = alerts[0].message.split("`")[1]
+    assert hint.startswith("cspbot catalog place ")
+    args = build_parser().parse_args(["catalog", "place", BASIC, "--category", "Business", "--group", "Microsoft 365"])
+    assert args.handler.__name__ == "_catalog_place"
     await catalog.sync()
     alerts = [alert for alert in await services.alerts.list() if alert.code == "catalog_unmapped"]
     assert len(alerts) == 1 and alerts[0].occurrences == 2

@@ -16,10 +16,12 @@ from services.container import Services
 from services.db import utcnow
 from services.errors import DomainError, InvalidInput, PermissionDenied
 from services.ledger import LedgerEvent
-from services.models import AuditEntry, Job, LedgerEntry, SubscriptionRow
-from services.ordering import NO_TENANT_MESSAGE, PriceChanged, Quote
+from services.models import AuditEntry, Job, LedgerEntry, SubscriptionRow, TenantServiceRow
+from services.ordering import NO_AGREEMENT_MESSAGE, NO_TENANT_MESSAGE, PriceChanged, Quote
+from services.partner_center.client import MICROSOFT_CUSTOMER_AGREEMENT
+from services.partner_center.models import Address, Contact, Customer, CustomerBillingProfile, CustomerCompanyProfile
 from services.pricing import GLOBAL_LIST
-from services.seed import PLAYGROUND_ADMIN, PLAYGROUND_APPROVER, PLAYGROUND_TENANT_ID, seed_demo_organisation
+from services.seed import DEMO_SLUG, PLAYGROUND_ADMIN, PLAYGROUND_APPROVER, PLAYGROUND_TENANT_ID, seed_demo_organisation
 from tests.conftest import SANDBOX_START, Sandbox
 
 BASIC = "CFQ7TTC0LH18:0001"
@@ -38,6 +40,47 @@ async def _ready(services: Services) -> Caller:
     await services.catalog.sync()
     await services.pricing.generate(GLOBAL_LIST, Decimal(15), actor="op")
     return await _caller(services)
+
+
+async def link_without_agreement(services: Services) -> str:
+    """The demo organisation linked to a new sandbox customer whose Microsoft Customer Agreement
+    acceptance Microsoft does not have (a tenant the operator linked by hand). Returns its id."""
+    await seed_demo_organisation(services.organisations)
+    return await link_new_customer(services, DEMO_SLUG, "contosonomca", agreement=False)
+
+
+async def link_new_customer(services: Services, slug: str, domain_prefix: str, *, agreement: bool) -> str:
+    """Organisation `slug` linked to a new sandbox customer (with the MCA attested or not)."""
+    demo = await services.organisations.get(DEMO_SLUG)  # its address is valid for the sandbox
+    org = await services.organisations.get(slug)
+    customer = await services.partner_center.create_customer(
+        Customer(
+            company_profile=CustomerCompanyProfile(domain=f"{domain_prefix}.onmicrosoft.com"),
+            billing_profile=CustomerBillingProfile(
+                email=demo.contact_email,
+                culture=demo.culture,
+                language=demo.language,
+                company_name=org.name,
+                default_address=Address(
+                    country=demo.country,
+                    city=demo.city,
+                    state=demo.state,
+                    address_line1=demo.address_line1,
+                    postal_code=demo.postal_code,
+                    first_name=demo.contact_first_name,
+                    last_name=demo.contact_last_name,
+                    phone_number=demo.contact_phone.replace(" ", "").lstrip("+"),
+                ),
+            ),
+        )
+    )
+    assert customer.id
+    if agreement:
+        await services.partner_center.accept_agreement(
+            customer.id, Contact(first_name="Alex", last_name="Wilber", email=demo.contact_email)
+        )
+    await services.organisations.set_partner_center_customer(org.id, customer.id, actor="tests")
+    return customer.id
 
 
 async def _subscriptions(sandbox: Sandbox, customer_id: str) -> list:
@@ -110,6 +153,54 @@ async def test_without_a_tenant_nothing_is_ordered(services: Services) -> None:
     assert error.value.message == NO_TENANT_MESSAGE
     async with services.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Job)) == 0
+
+
+async def test_without_the_customer_agreement_nothing_is_ordered(services: Services, sandbox: Sandbox) -> None:
+    """SPEC §1.4/§2, issue 6 point 5: Microsoft requires the MCA acceptance before anything can be
+    bought; without it the caller is sent to "add tenant" and no job, cart or order is made."""
+    caller = await _ready(services)
+    customer_id = await link_without_agreement(services)
+    quote = await services.ordering.quote(caller, BASIC, "P1Y:monthly", "1")
+    with pytest.raises(DomainError) as error:
+        await services.ordering.customer_id(caller)
+    assert (error.value.code, error.value.message) == ("no_agreement", NO_AGREEMENT_MESSAGE)
+    with pytest.raises(DomainError, match="Customer Agreement"):
+        await services.ordering.place_order(caller, quote, "k-mca", notify_conversation_id=None)
+    async with services.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Job)) == 0
+    assert await _subscriptions(sandbox, customer_id) == []
+
+    # Once Microsoft has the acceptance (recorded elsewhere, e.g. in Partner Center) it may buy.
+    await sandbox.client.accept_agreement(customer_id, Contact(first_name="Alex", last_name="W", email="a@b.example"))
+    assert await services.ordering.customer_id(caller) == customer_id
+    placed = await services.ordering.place_order(caller, quote, "k-mca", notify_conversation_id=None)
+    assert placed.created
+
+
+async def test_an_acceptance_recorded_in_my_services_is_not_asked_of_microsoft_again(
+    services: Services, sandbox: Sandbox, demo_customer
+) -> None:
+    caller = await _ready(services)
+    customer_id = demo_customer.partner_center_customer_id
+    assert await sandbox.client.agreements(customer_id, agreement_type=MICROSOFT_CUSTOMER_AGREEMENT)
+    async with services.sessions() as session:
+        session.add(
+            TenantServiceRow(
+                organisation_id=caller.organisation_id,
+                status="active",
+                origin="linked",
+                customer_id=customer_id.lower(),
+                mca_name="Alex Wilber",
+                mca_accepted_at=utcnow(),
+            )
+        )
+        await session.commit()
+    # Microsoft cannot be asked now: the recorded acceptance is enough.
+    await sandbox.admin(
+        "POST", "/faults", {"kind": "error", "status": 503, "method": "GET", "path": "*/agreements", "repeat": 5}
+    )
+    assert await services.ordering.customer_id(caller) == customer_id
+    assert [fault["fired"] for fault in (await sandbox.admin("GET", "/faults"))["faults"]] == [0]
 
 
 async def test_one_order_per_key_then_mirror_ledger_and_audit(
@@ -191,6 +282,44 @@ async def test_faults_at_checkout_never_buy_twice(services: Services, sandbox: S
     async with services.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(LedgerEntry)) == 1
     assert [item["fired"] for item in (await sandbox.admin("GET", "/faults"))["faults"]] == [1]
+
+
+async def test_a_job_rerun_after_a_crash_past_checkout_buys_nothing_more(
+    services: Services, sandbox: Sandbox, demo_customer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process dies after Microsoft bought, before the mirror/ledger were written: the job runs
+    again, checks out the cart the first run created (claimed under the order key) with the same
+    request id, finds the order already placed, and records it once."""
+    caller = await _ready(services)
+    record = services.ordering._record_purchase
+    crashes = []
+
+    async def crash_once(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if not crashes:
+            crashes.append(1)
+            raise RuntimeError("process died")
+        return await record(*args, **kwargs)
+
+    monkeypatch.setattr(services.ordering, "_record_purchase", crash_once)
+    placed = await services.ordering.place_order(
+        caller, await services.ordering.quote(caller, BASIC, "P1Y:monthly", "2"), "k-crash", notify_conversation_id=None
+    )
+    await services.jobs.run_pending()
+    assert len(await _subscriptions(sandbox, demo_customer.partner_center_customer_id)) == 1
+    async with services.sessions() as session:
+        job = await session.get(Job, placed.job.id)
+        assert job is not None and job.status == "pending" and job.attempts == 1
+        assert await session.scalar(select(func.count()).select_from(LedgerEntry)) == 0
+        job.run_after = utcnow()  # the backoff is over
+        await session.commit()
+    assert await services.jobs.run_pending() == 1
+    done = await services.jobs.get(placed.job.id)
+    assert done is not None and done.status == "succeeded" and done.attempts == 2, done
+    bought = await _subscriptions(sandbox, demo_customer.partner_center_customer_id)
+    assert len(bought) == 1 and done.result is not None and done.result["subscription_id"] == bought[0].id
+    async with services.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(SubscriptionRow)) == 1
+        assert await session.scalar(select(func.count()).select_from(LedgerEntry)) == 1
 
 
 async def test_a_refused_order_changes_nothing_here(services: Services, sandbox: Sandbox, demo_customer) -> None:

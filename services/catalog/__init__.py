@@ -187,7 +187,8 @@ class CatalogService:
             await self._alerts.raise_alert(
                 UNMAPPED_ALERT,
                 f"{len(report.unmapped)} product(s) have no place in the catalog taxonomy and are shown under "
-                f"'{OTHER}': {', '.join(report.unmapped[:20])}. Place them with `cspbot catalog taxonomy set`.",
+                f"'{OTHER}': {', '.join(report.unmapped[:20])}. "
+                "Place each with `cspbot catalog place PRODUCT_ID --category NAME --group NAME`.",
                 dedup_key=UNMAPPED_ALERT,
             )
         log.info(
