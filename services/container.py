@@ -91,6 +91,16 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         clock=microsoft_now,
     )
     changes = SubscriptionChanges(sessions, partner_center, catalog, pricing, ledger, idempotency, subscriptions)
+    billing = BillingService(
+        sessions,
+        ledger,
+        pricing,
+        alerts,
+        export_base_url=settings.export_base_url,
+        file_consent=settings.authenticated,
+        clock=microsoft_now,
+    )
+    changes.billing_calendar = billing.calendar  # "charged now" follows the reseller's billing cycle
     return Services(
         engine=engine,
         sessions=sessions,
@@ -120,15 +130,7 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
             ledger,
             alerts,
         ),
-        billing=BillingService(
-            sessions,
-            ledger,
-            pricing,
-            alerts,
-            export_base_url=settings.export_base_url,
-            file_consent=settings.authenticated,
-            clock=microsoft_now,
-        ),
+        billing=billing,
         subscriptions=subscriptions,
         subscription_changes=changes,
         approvals=ApprovalService(sessions, changes, expiry=timedelta(hours=settings.approval_expiry_hours)),

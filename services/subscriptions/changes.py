@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -54,6 +55,9 @@ from services.subscriptions.common import (
     snapshot,
 )
 from services.subscriptions.listing import SubscriptionService
+
+if TYPE_CHECKING:
+    from services.billing.cycles import CycleCalendar
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +162,10 @@ class SubscriptionChanges:
         self._ledger = ledger
         self._idempotency = idempotency
         self._listing = listing
+        # The reseller's billing cycles (`BillingService.calendar`, set by `build_services`): the
+        # "charged now" of a monthly-billed change is pro-rated over the cycle the bill uses, on the
+        # day in the reseller's time zone. None: calendar months in UTC.
+        self.billing_calendar: Callable[[], Awaitable[CycleCalendar]] | None = None
 
     @property
     def _now(self) -> Clock:
@@ -267,7 +275,22 @@ class SubscriptionChanges:
             caller.organisation_id, row.product_id, row.sku_id, row.term_duration, row.billing_cycle, self._now().date()
         )
 
-    def _pro_rata(self, seats: int, price: UnitPrice | None, current: Subscription) -> ProRata | None:
+    async def _billing_cycle(self) -> tuple[date, date, date] | None:
+        """(today, first day, last day) of the reseller's billing cycle today is in."""
+        if self.billing_calendar is None:
+            return None
+        calendar = await self.billing_calendar()
+        today = calendar.day_of(self._now())
+        cycle = calendar.cycle_of(today)
+        return today, cycle.start, cycle.end
+
+    def _pro_rata(
+        self,
+        seats: int,
+        price: UnitPrice | None,
+        current: Subscription,
+        cycle: tuple[date, date, date] | None = None,
+    ) -> ProRata | None:
         if price is None:
             return None
         end = as_utc(current.commitment_end_date)
@@ -276,9 +299,10 @@ class SubscriptionChanges:
             seats,
             price,
             billing_cycle=str(current.billing_cycle or "monthly"),
-            today=self._now().date(),
+            today=cycle[0] if cycle else self._now().date(),
             term_start=start.date() if start else None,
             term_end=end.date() if end else None,
+            cycle=(cycle[1], cycle[2]) if cycle else None,
         )
 
     async def _sku(self, row: SubscriptionRow) -> SkuView | None:
@@ -329,12 +353,12 @@ class SubscriptionChanges:
         assigned: int | None = None
         kind, explanation, charge = "increase", "", None
         if new > have:
-            charge = self._pro_rata(new - have, price, current)
+            charge = self._pro_rata(new - have, price, current, await self._billing_cycle())
         else:
             assigned = await self._check_assigned(caller, customer_id, row, new)
             if have - new <= refundable_seats:
                 kind = "decrease"
-                refund = self._pro_rata(have - new, price, current)
+                refund = self._pro_rata(have - new, price, current, await self._billing_cycle())
                 charge = (
                     ProRata(refund.seats, refund.unit_price, refund.days, refund.period_days, -refund.amount)
                     if refund
@@ -489,7 +513,7 @@ class SubscriptionChanges:
                 code="window_passed",
             )
         price = await self._price(caller, row)
-        refund = self._pro_rata(current.quantity or 0, price, current)
+        refund = self._pro_rata(current.quantity or 0, price, current, await self._billing_cycle())
         return CancelPlan(
             row.id,
             row.name,

@@ -66,12 +66,18 @@ def pro_rata(
     today: date,
     term_start: date | None,
     term_end: date | None,
+    cycle: tuple[date, date] | None = None,
 ) -> ProRata:
-    """Monthly billing: from today to the end of the calendar month (both included) over the days in
-    that month. Annual and triennial billing: from today to the term's last day over the term's days."""
+    """Monthly billing: from today to the end of the reseller's billing cycle (`cycle`, first and
+    last day; default the calendar month), both included, over the days in that cycle. Annual and
+    triennial billing: from today to the term's last day over the term's days."""
     if billing_cycle.lower() == "monthly" or term_start is None or term_end is None:
-        period = calendar.monthrange(today.year, today.month)[1]
-        days = period - today.day + 1
+        if cycle is not None:
+            period = (cycle[1] - cycle[0]).days + 1
+            days = (cycle[1] - today).days + 1
+        else:
+            period = calendar.monthrange(today.year, today.month)[1]
+            days = period - today.day + 1
     else:
         period = (term_end - term_start).days + 1
         days = max(0, (term_end - today).days + 1)

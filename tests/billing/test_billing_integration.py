@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -26,7 +26,7 @@ from services.billing.reports import CycleReport
 from services.billing.service import BillingService
 from services.container import Services
 from services.ledger import LedgerSource
-from services.models import BillingReportLineRow
+from services.models import BillingReportLineRow, BillingSettingRow
 from services.organisations import OrganisationView
 from tests.conftest import Sandbox
 from tests.subscription_fixtures import ARCHIVING, admin, approver, buy, prepare_catalog_and_prices
@@ -270,3 +270,39 @@ async def test_bills_of_what_was_bought_and_changed_through_the_services(
     late = by_type[(d, "adjustment")]
     assert (late[4], late[8], late[12], late[13]) == ("", "1", "1.44", "USD")
     assert sum(Decimal(row[12]) for row in parsed[1:]) == Decimal("132.84")
+
+
+async def test_the_charge_shown_before_a_change_is_what_the_bill_charges_on_the_resellers_cycle(
+    services: Services, sandbox: Sandbox, demo_customer: OrganisationView, billing: BillingService
+) -> None:
+    """With cycles ending on the 15th (set earlier in the year), 16 Nov is the first day of the cycle
+    16 Nov – 15 Dec (30 days): adding 2 seats of 6.00 on it charges 2 × 6.00 × 30/30 = 12.00 — what
+    the quantity card shows and what the bill says (a calendar month would have said 15/30 = 6.00);
+    cancelling another subscription the same day refunds 3 × 7.20 × 30/30 = 21.60 on both."""
+    async with services.sessions.begin() as session:
+        session.add(BillingSettingRow(effective_from=date(2026, 1, 1), cycle_day=15, timezone="UTC", actor="op"))
+    await prepare_catalog_and_prices(services)
+    services.subscriptions.use_clock(sandbox.clock.now)
+    changes = services.subscription_changes
+    me = await admin(services)
+    a = await buy(services, demo_customer, quantity=10, term="P1Y", cycle="monthly")
+    b = await buy(services, demo_customer, quantity=3, term="P1M", cycle="monthly")
+    await services.subscriptions.sync(me.organisation_id)
+    plan = await changes.plan_quantity(me, a, "12")
+    assert plan.charge_now is not None
+    assert (plan.charge_now.days, plan.charge_now.period_days, plan.charge_now.amount) == (30, 30, Decimal("12.00"))
+    await changes.change_quantity(me, a, "12", etag=plan.etag, key="add-2")
+    cancel = await changes.plan_cancel(me, b)
+    assert cancel.refund is not None and cancel.refund.amount == Decimal("-21.60")
+    await changes.cancel(me, b, etag=cancel.etag, key="cancel-b")
+
+    reports = await billing.months(me, (2026, 11), (2026, 11))
+    current = reports[-1]
+    assert (current.cycle.start, current.cycle.end, current.issued) == (date(2026, 11, 16), date(2026, 12, 15), False)
+    amounts = {(line.subscription_id, line.charge_type.value): line.amount for line in current.lines}
+    assert amounts == {
+        (a, "prorata_purchase"): Decimal("60.00"),  # 10 × 6.00 × 30/30
+        (a, "prorata_increase"): plan.charge_now.amount,
+        (b, "prorata_purchase"): Decimal("21.60"),  # 3 × 7.20 × 30/30
+        (b, "refund"): cancel.refund.amount,
+    }
