@@ -13,7 +13,7 @@ from services.alerts import AlertService
 from services.billing.service import BillingService
 from services.catalog import CatalogService
 from services.conversations import ConversationReferenceService
-from services.db import create_session_factory
+from services.db import create_session_factory, utcnow
 from services.idempotency import IdempotencyService
 from services.jobs import JobService
 from services.ledger import SubscriptionLedger
@@ -79,6 +79,8 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
     pricing = PriceBook(sessions, partner_center)
     catalog = CatalogService(sessions, partner_center, alerts)
     ledger = SubscriptionLedger(sessions)
+    # Microsoft's "now": the wall clock, or the built-in sandbox's movable clock.
+    microsoft_now = partner_center.clock or utcnow
     subscriptions = SubscriptionService(
         sessions,
         partner_center,
@@ -86,8 +88,18 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         pricing,
         ledger,
         refresh_after=timedelta(minutes=settings.subscriptions_refresh_minutes),
+        clock=microsoft_now,
     )
     changes = SubscriptionChanges(sessions, partner_center, catalog, pricing, ledger, idempotency, subscriptions)
+    billing = BillingService(
+        sessions,
+        ledger,
+        pricing,
+        alerts,
+        export_base_url=settings.export_base_url,
+        file_consent=settings.authenticated,
+        clock=microsoft_now,
+    )
     return Services(
         engine=engine,
         sessions=sessions,
@@ -117,14 +129,7 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
             ledger,
             alerts,
         ),
-        billing=BillingService(
-            sessions,
-            ledger,
-            pricing,
-            alerts,
-            export_base_url=settings.export_base_url,
-            file_consent=settings.authenticated,
-        ),
+        billing=billing,
         subscriptions=subscriptions,
         subscription_changes=changes,
         approvals=ApprovalService(sessions, changes, expiry=timedelta(hours=settings.approval_expiry_hours)),

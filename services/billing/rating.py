@@ -251,8 +251,10 @@ class _Rater:
         assert state.term_end is not None
         state.period_start = start
         state.period_end = min(add_months(start, months) - timedelta(days=1), state.term_end)
-        # A fee's day is the first day of the cycle it falls in.
-        price = self.prices.on(state.record, self.calendar.cycle_of(start).start)
+        # A fee's day is the first day of the cycle it falls in. A product first priced later in that
+        # cycle (a price list valid from mid-cycle, the term bought after that) is priced on the term's
+        # own day, as it was quoted, rather than left unpriced.
+        price = self.prices.on(state.record, self.calendar.cycle_of(start).start) or self.prices.on(state.record, start)
         state.stack = [_Charge(seats, price)] if seats > 0 else []
         self._line(state, "fee", start, seats, price, None, None)
 

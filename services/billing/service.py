@@ -372,18 +372,21 @@ class BillingService:
         """Issue every unissued ended cycle from the first activity (or `first_asked`) to `last`, in order.
 
         Differences found for cycles issued earlier become adjustments in the first cycle issued now
-        (the next open one); cycles issued in this same pass were rated from the same ledger and
-        prices, so they need none."""
+        after all of them (the next open one); cycles issued in this same pass were rated from the
+        same ledger and prices, so they need none. A cycle issued now that lies before an issued one
+        (a late event dated before the first issued report) carries no adjustments: the issued
+        cycles after it would not be checked."""
         start = first_asked
         if records:
             start = min(start, calendar.cycle_of(calendar.day_of(records[0].effective_at)))
         earlier = dict(stored)
+        latest_issued = max((report.cycle for report in earlier.values()), default=None)
         cycle = start
         adjusted = False
         while cycle <= last:
             if cycle.end not in stored:
                 lines = rate_cycle(records, prices, calendar, cycle)
-                if not adjusted:
+                if not adjusted and (latest_issued is None or cycle > latest_issued):
                     lines += await self._adjustments(organisation_id, calendar, records, prices, cycle, earlier, inputs)
                     adjusted = True
                 stored[cycle.end] = await self._store(organisation_id, cycle, lines, inputs)

@@ -59,6 +59,7 @@ async def open_partner_center(settings: Settings) -> AsyncIterator[PartnerCenter
                 price_sheet_url=sandbox.url,
                 tokens=StaticTokenProvider(token),
                 request_timeout=settings.partner_center_timeout_seconds,
+                clock=sandbox.clock.now,
             )
         finally:
             await sandbox.close()

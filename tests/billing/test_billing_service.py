@@ -256,3 +256,31 @@ async def test_with_cycle_day_15_the_current_month_includes_the_open_cycle(servi
         (date(2026, 12, 1), date(2026, 12, 15), True),
         (date(2026, 12, 16), date(2027, 1, 15), False),
     ]
+
+
+async def test_a_late_event_before_the_first_issued_cycle_adjusts_every_issued_cycle_it_changes(services) -> None:
+    """September and October were issued empty; then a sync finds a purchase of 20 Aug (3 seats at 30).
+    August, never issued, is issued with its own line (3 × 30 × 12/31 = 34.84); the fees September and
+    October missed (3 × 30 = 90.00 each) become adjustments in November, the next cycle issued."""
+    org = await _org(services)
+    clock = Clock(datetime(2026, 11, 5, 9, tzinfo=UTC))
+    billing = billing_service(services, ListPrices(global_entries=[price("30.00")]), clock)
+    issued = await billing.months(caller(org), (2026, 9), (2026, 10))
+    assert [(r.cycle.end, r.issued, r.lines) for r in issued] == [
+        (date(2026, 9, 30), True, ()),
+        (date(2026, 10, 31), True, ()),
+    ]
+    await services.ledger.record(event(Ev.PURCHASE, date(2026, 8, 20), 0, 3, organisation_id=org))
+    clock.now = datetime(2026, 12, 2, 9, tzinfo=UTC)
+    november = await billing.last_month(caller(org))
+    assert sorted((line.charge_type.value, str(line.amount), line.corrects) for line in november.lines) == [
+        ("adjustment", "90.00", date(2026, 9, 30)),
+        ("adjustment", "90.00", date(2026, 10, 31)),
+        ("cycle_fee", "90.00", None),
+    ]
+    (august,) = await billing.months(caller(org), (2026, 8), (2026, 8))
+    assert august.issued and _amounts(august) == [("sub-e3", "prorata_purchase", "34.84")]
+    september, october = await billing.months(caller(org), (2026, 9), (2026, 10))
+    assert september.lines == () and october.lines == (), "issued reports never change"
+    clock.now = datetime(2027, 1, 2, 9, tzinfo=UTC)
+    assert _amounts(await billing.last_month(caller(org))) == [("sub-e3", "cycle_fee", "90.00")]  # corrected once

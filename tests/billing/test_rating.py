@@ -322,6 +322,15 @@ CASES = [
         id="annual: refund in a later cycle at the purchase fee's price",
     ),
     pytest.param(
+        # the annual price list starts on 10 Nov, mid-cycle; bought 20 Nov: no price on the cycle's
+        # first day, so the fee takes the price in force on the term's day (as quoted): 2 × 72.00
+        [event(Ev.PURCHASE, date(2026, 11, 20), 0, 2, term="P1Y", billing="annual")],
+        [price("72.00", term="P1Y", billing="annual", valid_from=date(2026, 11, 10))],
+        (2026, 11),
+        [("sub-e3", "cycle_fee", 2, "72.00", None, None, "144.00")],
+        id="annual: a price list starting mid-cycle still prices the fee",
+    ),
+    pytest.param(
         # a three-year term billed annually: a fee on each anniversary, 4 × 280
         [event(Ev.PURCHASE, date(2026, 5, 20), 0, 4, term="P3Y", billing="annual")],
         [price("280.00", term="P3Y", billing="annual")],

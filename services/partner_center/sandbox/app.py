@@ -223,6 +223,12 @@ class RunningSandbox:
     runner: web.AppRunner
     url: str
 
+    @property
+    def clock(self) -> SandboxClock:
+        """The sandbox's clock (moved by `POST /_sandbox/clock`): Microsoft's "now" for the app."""
+        clock: SandboxClock = self.runner.app[RUNTIME].backend.clock
+        return clock
+
     async def close(self) -> None:
         await self.runner.cleanup()
 
