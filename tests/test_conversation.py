@@ -237,3 +237,26 @@ async def test_a_member_registered_by_email_is_bound_on_first_contact_through_th
     fake.members["29:eve"] = {"id": "29:eve", "name": "Eve", "userPrincipalName": "pat@contoso.com"}
     eve = {"user_id": "29:eve", "name": "Eve", "aad_object_id": "aad-eve", "conversation_id": "personal-chat-eve"}
     assert "not registered" in _said(await _say(client, fake, "menu", url, 3, **eve))
+
+
+async def test_health_names_the_version_and_says_down_when_the_database_is_unreachable(make_bot, monkeypatch):
+    from dataclasses import replace
+
+    from app import RUNTIME, version
+
+    client = await make_bot()
+    body = await (await client.get("/healthz")).json()
+    assert body["version"] == version() and body["version"] != "0+unknown"
+
+    class Unreachable:
+        def connect(self):
+            raise ConnectionRefusedError("database gone")
+
+    runtime = runtime_of(client)
+    # Only the health check sees the broken engine (the job runner keeps its sessions).
+    monkeypatch.setitem(client.app, RUNTIME, replace(runtime, services=replace(runtime.services, engine=Unreachable())))
+    response = await client.get("/healthz")
+    assert response.status == 503
+    body = await response.json()
+    assert body["status"] == "down" and body["database"] == "unreachable" and body["open_alerts"] is None
+    assert "database gone" not in str(body)
