@@ -9,7 +9,6 @@ invoke must be answered within seconds.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -25,8 +24,6 @@ from services.container import Services
 from services.jobs import JobView
 from services.roles import Permission
 from services.subscriptions import ApprovalView
-
-log = logging.getLogger(__name__)
 
 JOB_KIND = "approval.suspend"
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
