@@ -29,7 +29,6 @@ from microsoft_agents.activity import (
 from microsoft_agents.hosting.core import ActivityHandler, ConversationState, MessageFactory, TurnContext
 
 from bot.identity import channel_identity, roster_email
-from bot.private_replies import MESSENGER_KEY
 from bot.proactive import ProactiveMessenger
 from bot.storage import CREATE_ONLY, SqlStorage, StateConflictError
 from cards.common import (
@@ -42,6 +41,7 @@ from cards.common import (
 )
 from dialogs.base import CALLER_KEY, card_activity, normalised_text
 from dialogs.catalogue import TaskCatalogue
+from dialogs.private_replies import MESSENGER_KEY
 from services.access import AccessService, Caller
 from services.conversations import ConversationReferenceService
 from services.errors import DomainError

@@ -1,34 +1,8 @@
-"""Answers that hold user lists or bills go to the requester's 1:1 chat, never into a channel."""
+"""Private answers: the logic lives in `dialogs.private_replies` (dialogs use it, and dialogs may not
+import `bot/`); the bot layer imports it from here or there."""
 
 from __future__ import annotations
 
-from microsoft_agents.activity import Activity
-from microsoft_agents.hosting.core import TurnContext
+from dialogs.private_replies import MESSENGER_KEY, OPEN_A_CHAT, SENT_PRIVATELY, Messenger, send_privately
 
-from bot.proactive import ProactiveMessenger
-from services.access import Caller
-from services.errors import NotFound
-
-MESSENGER_KEY = "csp.messenger"
-SENT_PRIVATELY = "I have sent that to you in our 1:1 chat."
-OPEN_A_CHAT = (
-    "That answer holds private details, so I only send it in a 1:1 chat, and we have not chatted "
-    "yet. Open a chat with me (Apps → CSP Self-Service) and ask there."
-)
-
-
-async def send_privately(context: TurnContext, caller: Caller, activity: Activity) -> None:
-    """In a 1:1 chat reply as usual; elsewhere post to the caller's 1:1 chat and say so here."""
-    conversation = context.activity.conversation
-    if conversation is None or (conversation.conversation_type or "personal") == "personal":
-        await context.send_activity(activity)
-        return
-    messenger = context.turn_state.get(MESSENGER_KEY)
-    if not isinstance(messenger, ProactiveMessenger):
-        raise RuntimeError("the bot did not provide a messenger for this turn")
-    try:
-        await messenger.send_to_member(caller.member_id, activity)
-    except NotFound:
-        await context.send_activity(OPEN_A_CHAT)
-        return
-    await context.send_activity(SENT_PRIVATELY)
+__all__ = ["MESSENGER_KEY", "OPEN_A_CHAT", "SENT_PRIVATELY", "Messenger", "send_privately"]

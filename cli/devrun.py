@@ -50,8 +50,17 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         pass
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # The bot and the Playground run in their own sessions (a Ctrl-C reaches only us, and we stop them
+    # in order); a closed terminal (SIGHUP) or a `kill` (SIGTERM) must stop them too, not orphan them.
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     if not PLAYGROUND_BIN.exists():
         log.error("The Agents Playground is not installed: run `npm ci` (make run does this).")
         return 1

@@ -23,7 +23,6 @@ from microsoft_agents.activity import AdaptiveCardInvokeResponse, Attachment, In
 from microsoft_agents.hosting.core import MessageFactory, TurnContext
 from microsoft_agents.hosting.dialogs import DialogTurnResult, WaterfallStepContext
 
-from bot.private_replies import send_privately
 from cards.billing import (
     EXPORT_VERB,
     BillSummaryView,
@@ -46,6 +45,7 @@ from cards.billing import (
 )
 from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_activity, normalised_text
 from dialogs.catalogue import Task
+from dialogs.private_replies import send_privately
 from services.access import Caller
 from services.billing.export import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, export_name, to_csv, to_xlsx
 from services.billing.money import format_money

@@ -17,8 +17,8 @@ from typing import Any
 
 from microsoft_agents.hosting.dialogs import DialogTurnResult, WaterfallStepContext
 
-from bot.approvals import post_request
 from cards import subscriptions as cards
+from dialogs.approval_delivery import post_request
 from dialogs.base import CARD_PROMPT, TaskDialog, caller_of
 from services.container import Services
 from services.errors import DomainError, InvalidInput

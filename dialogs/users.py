@@ -18,10 +18,10 @@ from typing import Any
 from microsoft_agents.hosting.core import TurnContext
 from microsoft_agents.hosting.dialogs import DialogTurnResult, WaterfallStepContext
 
-from bot.private_replies import send_privately
 from cards import users as ui
 from dialogs import licences
 from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_activity
+from dialogs.private_replies import send_privately
 from services.access import Caller
 from services.container import Services
 from services.db import utcnow

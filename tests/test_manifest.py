@@ -234,3 +234,21 @@ def test_commands() -> None:
             assert command["title"] == " ".join(command["title"].lower().split())
             assert 0 < len(command["description"]) <= 128
     assert {"menu", "help", "cancel"} <= {title for title, _ in build.COMMANDS}
+
+
+async def test_every_manifest_command_starts_something(sqlite_services: Any) -> None:
+    """Each command Teams offers in its command list is a built-in word or starts one of the bot's tasks,
+    and the message extension's command is the one the billing dialog answers."""
+    from bot.handler import CANCEL_WORDS, HELP_WORDS, MENU_WORDS
+    from dialogs.billing import SEARCH_COMMAND
+    from dialogs.catalogue import TaskCatalogue
+    from dialogs.tasks import default_tasks
+
+    catalogue = TaskCatalogue(default_tasks(sqlite_services))
+    built_in = MENU_WORDS | HELP_WORDS | CANCEL_WORDS
+    dead = [title for title, _ in build.COMMANDS if title not in built_in and catalogue.find(title) is None]
+    assert dead == [], f"manifest commands that start nothing: {dead}"
+    (extension,) = build.render_manifest(APP_ID)["composeExtensions"]
+    (command,) = extension["commands"]
+    assert command["id"] == SEARCH_COMMAND
+    assert "composeExtension/query" in catalogue.invokes()

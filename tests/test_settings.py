@@ -204,3 +204,19 @@ def test_the_sandbox_is_the_default_and_keeps_its_own_sqlite_file(tmp_path: Path
     assert settings.sandbox_database_url == f"sqlite+aiosqlite:///{tmp_path / 'bot.partner-center-sandbox.sqlite3'}"
     shared = make_settings(database_url="postgresql+asyncpg://bot@db/cspbot")
     assert shared.sandbox_database_url == "postgresql+asyncpg://bot@db/cspbot"
+
+
+def test_every_setting_is_in_env_example_and_documented() -> None:
+    """Each setting is in `.env.example` and explained in the README (the Partner Center ones in
+    docs/partner-center.md, which the README's configuration table points to)."""
+    root = Path(__file__).resolve().parent.parent
+    example = (root / ".env.example").read_text(encoding="utf-8")
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    partner_center = (root / "docs" / "partner-center.md").read_text(encoding="utf-8")
+    missing = []
+    for name in Settings.model_fields:
+        key = name.upper()
+        docs = partner_center if key.startswith("PARTNER_CENTER_") else readme
+        if key not in example or key not in docs:
+            missing.append(key)
+    assert missing == []

@@ -21,7 +21,7 @@ from services.ledger import LedgerEvent as Ev
 from services.seed import DEMO_SLUG
 from tests.billing.helpers import ListPrices
 from tests.billing.ledger_fixtures import event, price
-from tests.cardcheck import assert_valid_card
+from tests.cardcheck import assert_valid_attachment, assert_valid_card, assert_valid_compose_result
 from tests.conftest import message, runtime_of
 from tests.fakes import card_of, card_text
 
@@ -190,6 +190,7 @@ async def test_file_consent_accept_uploads_and_decline_offers_a_link(make_bot, c
     await fake.wait_for(1)
     (attachment,) = fake.messages()[-1]["attachments"]
     assert attachment["contentType"] == FILE_CONSENT
+    assert_valid_attachment(attachment)
     context = attachment["content"]["acceptContext"]
     assert attachment["content"]["sizeInBytes"] > 0
 
@@ -205,6 +206,7 @@ async def test_file_consent_accept_uploads_and_decline_offers_a_link(make_bot, c
     await fake.wait_for(2)
     (info,) = fake.messages()[-1]["attachments"]
     assert info["contentType"] == FILE_INFO and info["content"]["uniqueId"] == upload_info["uniqueId"]
+    assert_valid_attachment(info)
     (content, content_range) = uploads[0]
     assert content[:2] == b"PK" and content_range == f"bytes 0-{len(content) - 1}/{len(content)}"
 
@@ -226,6 +228,7 @@ async def test_the_message_extension_lists_bills_and_inserts_cards(make_bot, con
     client = await _bot(make_bot)
     query = {"commandId": "searchBills", "parameters": [{"name": "query", "value": LAST_MONTH}]}
     body = await _invoke(client, url, "composeExtension/query", query)
+    assert_valid_compose_result(body)
     result = body["composeExtension"]
     assert result["type"] == "result"
     (hit,) = result["attachments"]
@@ -249,6 +252,7 @@ async def test_the_message_extension_lists_bills_and_inserts_cards(make_bot, con
         {"commandId": "searchBills", "parameters": [{"name": "query", "value": "E3"}]},
     )
     assert "Spend on e3" in product["composeExtension"]["attachments"][0]["preview"]["content"]["title"]
+    assert_valid_compose_result(product)  # the spend card
     bad = await _invoke(
         client,
         url,
@@ -256,6 +260,7 @@ async def test_the_message_extension_lists_bills_and_inserts_cards(make_bot, con
         {"commandId": "searchBills", "parameters": [{"name": "query", "value": "2026-13"}]},
     )
     assert bad["composeExtension"]["type"] == "message"
+    assert_valid_compose_result(bad)
 
 
 async def test_file_consent_for_someone_elses_export_is_refused(make_bot, connector) -> None:

@@ -48,13 +48,15 @@ from services.partner_center.models import (
 from tests.partner_center.scripted_fake import Reply, ScriptedPartnerCenter, serve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = REPO_ROOT.parent / "shared" / "reference" / "partner-center" / "fixtures"
+# Microsoft's reference JSON, copied from ../shared/reference/partner-center/fixtures/ so a clone is
+# self-contained (tests/partner_center/test_fixture_copies.py keeps the copies equal).
+FIXTURES = REPO_ROOT / "tests" / "partner_center" / "fixtures"
 
 
 def fixture(name: str) -> Any:
     path = FIXTURES / name
     if not path.is_file():
-        pytest.fail(f"Reference fixture {path} is missing: the Partner Center fixtures must sit in ../shared/")
+        pytest.fail(f"Reference fixture {path} is missing: copy it from ../shared/reference/partner-center/fixtures/")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -292,7 +294,9 @@ NOT_MODELS = {
 
 def test_every_fixture_is_accounted_for() -> None:
     if not FIXTURES.is_dir():
-        pytest.fail(f"Reference fixtures not found at {FIXTURES}: the Partner Center fixtures must sit in ../shared/")
+        pytest.fail(
+            f"Reference fixtures not found at {FIXTURES}: copy it from ../shared/reference/partner-center/fixtures/"
+        )
     present = {path.name for path in FIXTURES.glob("*.json")}
     assert present == set(MODELS) | set(NOT_MODELS), "a new fixture needs a model (or a stated reason) here"
 

@@ -1,5 +1,5 @@
 """Contract tests: the sandbox's answers carry every field name of Microsoft's reference examples
-(`../shared/reference/partner-center/fixtures/`), and it accepts the reference requests as sent
+(copied into `tests/partner_center/fixtures/` from the shared reference), and it accepts the reference requests as sent
 (PascalCase included). Extra fields are allowed; a missing one is a contract break."""
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from services.partner_center.sandbox import SandboxSettings
 from tests.partner_center.sandbox.conftest import BASIC, TEAMS_PHONE, Api, customer_request
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-FIXTURES = REPO_ROOT.parent / "shared" / "reference" / "partner-center" / "fixtures"
+# Microsoft's reference JSON, copied from ../shared/reference/partner-center/fixtures/ so a clone is
+# self-contained (tests/partner_center/test_fixture_copies.py keeps the copies equal).
+FIXTURES = REPO_ROOT / "tests" / "partner_center" / "fixtures"
 POWER_BI_PRO = ("CFQ7TTC0LHSF", "0001")  # the licence SKU (f8a1db68-…) the licence fixtures use
 
 

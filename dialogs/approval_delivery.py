@@ -1,0 +1,154 @@
+"""Posting approval cards and keeping every copy current: to the organisation's approvers (their 1:1
+chats, where the bot has a conversation reference) and to its approvals channel if the operator set
+one; the requester told of the decision.
+
+Used by the subscriptions dialog (a new suspension request) and by the bot's approval invokes and job
+(`bot/approvals.py`). It lives in `dialogs/` because dialogs may import only cards and services: the
+bot hands its proactive messenger to each turn (`dialogs.private_replies.MESSENGER_KEY`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from microsoft_agents.hosting.core import MessageFactory, TurnContext
+
+from cards.approvals import ApprovalCardView, build_approval_card
+from dialogs.base import card_activity
+from dialogs.private_replies import Messenger, messenger_of
+from services.container import Services
+from services.errors import DomainError
+from services.subscriptions import ApprovalView
+
+log = logging.getLogger(__name__)
+
+EXPIRE_JOB_KIND = "approval.expire"
+
+
+class ApprovalDelivery:
+    """Where approval cards go, and keeping every copy current."""
+
+    def __init__(self, services: Services, messenger: Messenger) -> None:
+        self._services = services
+        self._messenger = messenger
+
+    async def card_view(self, approval: ApprovalView) -> ApprovalCardView:
+        approvers = await self._services.approvals.approvers(approval.organisation_id)
+        allow_self = await self._services.approvals.allows_self_approval(approval.organisation_id)
+        user_ids = [
+            a.channel_user_id
+            for a in approvers
+            if a.channel_user_id and (allow_self or a.member_id != approval.requested_by_member_id)
+        ]
+        return ApprovalCardView(
+            approval_id=approval.id,
+            subscription_name=approval.subscription_name,
+            requester_name=approval.requester_name,
+            reason=approval.reason,
+            requested_at=approval.created_at,
+            expires_at=approval.expires_at,
+            status=approval.status,
+            decider_name=approval.decider_name,
+            decided_at=approval.decided_at,
+            outcome=approval.outcome,
+            approver_user_ids=user_ids,
+        )
+
+    async def post(self, approval: ApprovalView) -> tuple[int, bool]:
+        """Send the card to each approver (not the requester, unless self-approval is allowed) and to
+        the approvals channel. Returns how many approvers' chats were reached, and whether the
+        channel was."""
+        services = self._services
+        view = await self.card_view(approval)
+        allow_self = await services.approvals.allows_self_approval(approval.organisation_id)
+        reached = 0
+        for approver in await services.approvals.approvers(approval.organisation_id):
+            if approver.member_id == approval.requested_by_member_id and not allow_self:
+                continue
+            chat = await services.conversations.personal_chat_of(approver.member_id)
+            if chat is None:
+                continue
+            try:
+                activity_id = await self._messenger.send(
+                    chat.conversation_id, card_activity(build_approval_card(view, for_approver=True))
+                )
+            except Exception:
+                log.exception("could not post approval %s to an approver", approval.id)
+                continue
+            await services.approvals.add_post(approval.id, chat.conversation_id, activity_id, approver=True)
+            reached += 1
+        channel = await services.approvals.channel_of(approval.organisation_id)
+        in_channel = False
+        if channel:
+            try:
+                activity_id = await self._messenger.send(
+                    channel, card_activity(build_approval_card(view, for_approver=False))
+                )
+                await services.approvals.add_post(approval.id, channel, activity_id, approver=False)
+                in_channel = True
+            except Exception:
+                log.exception("could not post approval %s to the approvals channel", approval.id)
+        return reached, in_channel
+
+    async def refresh_everywhere(self, approval: ApprovalView) -> None:
+        """Replace every posted copy with the current state (best effort per copy)."""
+        view = await self.card_view(approval)
+        for post in approval.posts:
+            if not post.get("activity_id"):
+                continue
+            activity = card_activity(build_approval_card(view, for_approver=bool(post.get("approver"))))
+            try:
+                await self._messenger.update(str(post["conversation_id"]), str(post["activity_id"]), activity)
+            except Exception:
+                log.warning("could not update a copy of approval %s", approval.id, exc_info=True)
+
+    async def expired(self, approval: ApprovalView) -> None:
+        """A request that expired undecided: every copy shows it, and the requester learns it."""
+        await self.refresh_everywhere(approval)
+        await self.tell_requester(approval)
+
+    async def tell_requester(self, approval: ApprovalView) -> None:
+        if approval.requested_by_member_id is None:
+            return
+        who = approval.decider_name or "An approver"
+        message = {
+            "suspended": f"{who} approved your request: **{approval.subscription_name}** is suspended.",
+            "rejected": f"{who} rejected your request to suspend **{approval.subscription_name}**. "
+            "Nothing was changed.",
+            "failed": f"{who} approved suspending **{approval.subscription_name}**, but Microsoft refused or was "
+            f"unreachable: {approval.outcome} An approver can retry from the card.",
+            "expired": f"Your request to suspend **{approval.subscription_name}** expired on "
+            f"{approval.expires_at:%d %b %Y at %H:%M} UTC before an approver decided. Nothing was changed; "
+            "you can ask again from **subscriptions**.",
+        }.get(approval.status)
+        if message is None:
+            return
+        try:
+            await self._messenger.send_to_member(approval.requested_by_member_id, MessageFactory.text(message))
+        except Exception:
+            log.warning("could not tell the requester of approval %s", approval.id, exc_info=True)
+
+
+async def post_request(context: TurnContext, services: Services, approval: ApprovalView) -> tuple[int, bool]:
+    """From a dialog: post a new request's cards with this turn's messenger."""
+    messenger = messenger_of(context)
+    if messenger is None:
+        raise DomainError("I cannot reach the approvers right now. Try again in a moment.")
+    posted = await ApprovalDelivery(services, messenger).post(approval)
+    try:
+        await schedule_expiry(services, approval)
+    except Exception:  # the request stands; a click, a refresh or another request's check expires it
+        log.exception("could not schedule the expiry check of approval %s", approval.id)
+    return posted
+
+
+async def schedule_expiry(services: Services, approval: ApprovalView) -> None:
+    """A durable job due at the request's expiry time (one per request); `bot/approvals.py` runs it."""
+    await services.jobs.submit(
+        EXPIRE_JOB_KIND,
+        idempotency_key=f"{EXPIRE_JOB_KIND}:{approval.id}",
+        payload={"approval_id": approval.id},
+        organisation_id=approval.organisation_id,
+        requested_by="system",
+        run_after=approval.expires_at,
+    )
