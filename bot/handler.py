@@ -27,6 +27,7 @@ from microsoft_agents.activity import (
     ResourceResponse,
 )
 from microsoft_agents.hosting.core import ActivityHandler, ConversationState, MessageFactory, TurnContext
+from microsoft_agents.hosting.dialogs import ComponentDialog, DialogInstance
 
 from bot.identity import channel_identity, roster_email
 from bot.proactive import ProactiveMessenger
@@ -39,7 +40,7 @@ from cards.common import (
     build_not_registered_card,
     build_welcome_card,
 )
-from dialogs.base import CALLER_KEY, card_activity, normalised_text
+from dialogs.base import CALLER_KEY, CARD_PROMPT, card_activity, normalised_text
 from dialogs.catalogue import TaskCatalogue
 from dialogs.private_replies import MESSENGER_KEY
 from services.access import AccessService, Caller
@@ -296,9 +297,22 @@ class CspBot(ActivityHandler):
         state: ConversationState = turn_context.turn_state[STATE_KEY]
         dialog_context = await self._tasks.dialog_set(state.create_property("DialogState")).create_context(turn_context)
         if dialog_context.active_dialog is not None:
-            await dialog_context.continue_dialog()
-            return
+            if not self._switches_task(activity, dialog_context.active_dialog):
+                await dialog_context.continue_dialog()
+                return
+            # A typed command (e.g. from Teams' command list) or "menu" leaves the task waiting here.
+            title = self._tasks.title_of(dialog_context.active_dialog.id) or "the previous task"
+            await dialog_context.cancel_all_dialogs()
+            self._reply(turn_context, f"Stopped **{title}**; nothing more was changed there.")
         await self._start(turn_context, dialog_context, caller)
+
+    def _switches_task(self, activity: Activity, active: DialogInstance) -> bool:
+        """Typed text that names a task, or the menu, while the task waits for a card. A task asking
+        for typed text gets the text as its answer; card submits always go to the task."""
+        if activity.value is not None or _waiting_step(active) != CARD_PROMPT:
+            return False
+        words = normalised_text(activity)
+        return bool(words) and (words in MENU_WORDS or self._tasks.find(words) is not None)
 
     async def _start(self, turn_context: TurnContext, dialog_context: Any, caller: Caller) -> None:
         activity = turn_context.activity
@@ -384,6 +398,17 @@ class CspBot(ActivityHandler):
             return await handler(turn_context, caller, data)
         except DomainError as error:
             return _invoke_message(error.message)
+
+
+def _waiting_step(instance: DialogInstance) -> str:
+    """The innermost dialog waiting for the user (inside component dialogs): e.g. the card prompt."""
+    while isinstance(instance.state, dict):
+        inner = instance.state.get(ComponentDialog.persisted_dialog_state)
+        stack = getattr(inner, "dialog_stack", None)
+        if not stack:
+            break
+        instance = stack[0]
+    return instance.id
 
 
 def _invoke_message(message: str) -> AdaptiveCardInvokeResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cards.base import Card, card, command_button, facts, heading, text
 
@@ -35,13 +36,26 @@ def build_menu_card(caller: CallerSummary, entries: Sequence[MenuEntry]) -> Card
         ),
     ]
     if entries:
-        body.append(facts((entry.command, entry.description) for entry in entries))
+        # One tappable row per task: every task has its button, however many the roles allow (a card's
+        # own action bar shows only a few in Teams and hides the rest behind "...").
+        body.extend(_menu_row(entry) for entry in entries)
     else:
         body.append(text("No tasks are available to you here yet. Ask your reseller if you expected some."))
-    body.append(text("Type a command or press a button. Type **cancel** at any time to stop.", subtle=True))
-    actions = [command_button(entry.title, entry.command) for entry in entries[:5]]
-    actions.append(command_button("Help", "help"))
-    return card(body, actions)
+    body.append(text("Tap a task or type its command. Type **cancel** at any time to stop.", subtle=True))
+    return card(body, [command_button("Help", "help")])
+
+
+def _menu_row(entry: MenuEntry) -> dict[str, Any]:
+    return {
+        "type": "Container",
+        "style": "emphasis",
+        "spacing": "Small",
+        "selectAction": command_button(entry.title, entry.command),
+        "items": [
+            text(f"**{entry.title}** · `{entry.command}`"),
+            {**text(entry.description, subtle=True), "spacing": "None"},
+        ],
+    }
 
 
 def build_welcome_card(caller: CallerSummary, entries: Sequence[MenuEntry]) -> Card:

@@ -17,7 +17,17 @@ ENTRIES = [MenuEntry("add tenant", "Add tenant", "Create your Microsoft 365 tena
 
 
 def _submits(card):
-    return [a["data"] for a in card.get("actions", []) if a["type"] == "Action.Submit"]
+    """Every submit a user can trigger: the card's actions and its tappable rows."""
+    rows = [item["selectAction"] for item in card["body"] if "selectAction" in item]
+    return [a["data"] for a in [*card.get("actions", []), *rows] if a["type"] == "Action.Submit"]
+
+
+def test_every_task_gets_its_button_however_many_there_are():
+    entries = [MenuEntry(f"task {n}", f"Task {n}", f"Does thing {n}") for n in range(12)]
+    card = build_menu_card(ALEX, entries)
+    assert_valid_card(card)
+    submits = _submits(card)
+    assert all({"verb": "command", "command": f"task {n}"} in submits for n in range(12))
 
 
 def test_menu_lists_entries_as_buttons_and_shows_who_is_signed_in():

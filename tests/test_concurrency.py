@@ -398,12 +398,34 @@ async def test_typed_text_while_the_card_waits_gets_the_retry_prompt(
 
     await chat.send(client, chat.activity("blue, I think"), 3)
     assert chat.texts()[2] == RETRY_TEXT
-    await chat.send(client, chat.activity("menu"), 4)  # not a card submit either
+    await chat.send(client, chat.activity("menus please"), 4)  # not a command, not a card submit
     assert chat.texts()[3] == RETRY_TEXT
 
     await chat.send(client, chat.submit("blue"), 5)  # the dialog was still waiting
     assert chat.texts()[4] == summary("Edsger", "blue")
     assert len(chat.replies()) == 5
+    assert_nothing_leaked(fake)
+
+
+@pytest.mark.parametrize("typed", ["menu", "survey"])
+async def test_a_typed_command_while_the_card_waits_leaves_the_task_for_it(
+    bot_on: Callable[..., Awaitable[TestClient]], connector: tuple[FakeConnector, str], typed: str
+) -> None:
+    """Teams' command list types commands: one while a task waits starts that task (or the menu)."""
+    fake, url = connector
+    client = await bot_on()
+    chat = Chat(fake, url)
+    await chat.send(client, chat.activity("survey"), 1)
+    await chat.send(client, chat.activity("Edsger"), 2)
+
+    replies = await chat.send(client, chat.activity(typed), 4)
+    assert chat.texts()[2] == "Stopped **the survey**; nothing more was changed there."
+    if typed == "menu":
+        assert "What would you like to do?" in card_text(card_of(replies[-1]))
+    else:
+        assert chat.texts()[3] == NAME_QUESTION  # the survey from its start
+    await chat.send(client, chat.submit("black"), 5)  # the old card no longer runs anything
+    assert summaries(fake, chat.conversation_id) == []
     assert_nothing_leaked(fake)
 
 
