@@ -42,9 +42,9 @@ from services.partner_center import PartnerCenterClient, PartnerCenterError
 from services.partner_center.client import MICROSOFT_CUSTOMER_AGREEMENT
 from services.partner_center.models import (
     BillingCycle,
-    CartCheckoutResult,
     CartLineItem,
     Order,
+    OrderError,
     Subscription,
     SubscriptionStatus,
 )
@@ -227,17 +227,6 @@ class PlacedOrder:
 
 
 @dataclass(frozen=True)
-class AddonPurchase:
-    """An add-on bought under a parent subscription (`OrderingService.order_addon`)."""
-
-    subscription_id: str
-    parent_subscription_id: str
-    quote: Quote  # what was bought and at which price-list entry
-    order_id: str
-    repeated: bool  # this order key had bought it already: nothing more was bought now
-
-
-@dataclass(frozen=True)
 class UnpricedItem:
     product_id: str
     sku_id: str
@@ -299,54 +288,109 @@ def build_storefront(products: Iterable[ProductView], entries: Iterable[UnitPric
     return Storefront(tuple(offered))
 
 
+def order_request_id(organisation_id: int, order_key: str) -> str:
+    """The checkout request id of an order key: the same on every retry, so Microsoft (and the
+    client's recovery of a lost answer) sees one order."""
+    return str(uuid.uuid5(_REQUEST_NAMESPACE, f"{organisation_id}:{order_key}"))
+
+
+class OrderRefused(DomainError):
+    """Microsoft answered the checkout with order errors and bought nothing; `errors` are its own."""
+
+    def __init__(self, errors: list[OrderError]) -> None:
+        first = errors[0]
+        detail = first.description or first.code or "unknown reason"
+        super().__init__(f"Microsoft refused the order: {detail}. Nothing was bought.", code="order_error")
+        self.errors = errors
+
+
 async def checkout_once(
+    sessions: async_sessionmaker[AsyncSession],
     partner_center: PartnerCenterClient,
     catalog: CatalogService,
     idempotency: IdempotencyService,
     *,
     organisation_id: int,
     customer_id: str,
-    order_key: str,
     product_id: str,
     sku_id: str,
     term_duration: str,
     billing_cycle: str,
     quantity: int,
     friendly_name: str,
+    cart_key: str,
+    request_id: str,
+    cart_purpose: str = "order_cart",
     parent_subscription_id: str | None = None,
-) -> CartCheckoutResult:
-    """The one checkout core of every purchase (a subscription, or an add-on under its base): a
-    fresh availability, **one cart per order key** (remembered with an idempotency key, so a rerun
-    after a crash or an uncertain answer checks out the cart the first run created, and the client
-    finds the orders if that cart was already bought), and a checkout request id derived from the
-    order key. The caller interprets `order_errors` and records the purchase."""
-    catalog_item_id = await catalog.fresh_catalog_item_id(product_id, sku_id, term_duration, billing_cycle)
-    cart = await partner_center.create_cart(
-        customer_id,
-        [
-            CartLineItem(
-                catalog_item_id=catalog_item_id,
-                quantity=quantity,
-                billing_cycle=BillingCycle(billing_cycle),
-                term_duration=term_duration,
-                friendly_name=friendly_name,
-                provisioning_context={"parentSubscriptionId": parent_subscription_id}
-                if parent_subscription_id
-                else None,
-            )
-        ],
+) -> tuple[Order, Subscription]:
+    """The one checkout core of every purchase (a subscription, or an add-on under its base), exactly
+    once per `cart_key`: the cart claimed under the key is the one checked out (a rerun after a crash
+    or an uncertain answer, or a repeated call, creates no other, so it never buys a second; a new
+    cart is made from a fresh availability id and claimed through the idempotency service), with a
+    request id fixed by the caller (derived from the order key: a lost answer is recovered, not
+    bought again). Returns the order and the new subscription as Microsoft reads it (or as the order
+    names it). Raises OrderRefused when Microsoft refused (nothing was bought) and a DomainError
+    with code "checkout_unconfirmed" when the order names no subscription yet."""
+    async with sessions() as session:
+        claimed = await session.get(IdempotencyKey, cart_key)
+    if claimed is not None and (claimed.purpose != cart_purpose or claimed.organisation_id != organisation_id):
+        raise Conflict("That order key belongs to something else.")
+    cart_id = claimed.resource_id if claimed is not None else None
+    if cart_id is None:
+        catalog_item_id = await catalog.fresh_catalog_item_id(product_id, sku_id, term_duration, billing_cycle)
+        cart = await partner_center.create_cart(
+            customer_id,
+            [
+                CartLineItem(
+                    catalog_item_id=catalog_item_id,
+                    quantity=quantity,
+                    billing_cycle=BillingCycle(billing_cycle),
+                    term_duration=term_duration,
+                    friendly_name=friendly_name,
+                    provisioning_context={"parentSubscriptionId": parent_subscription_id}
+                    if parent_subscription_id
+                    else None,
+                )
+            ],
+        )
+        if not cart.id:
+            raise DomainError("Microsoft did not accept the order (no cart). Nothing was bought.")
+        # One cart per order: a rerun after a crash checks out the cart the first run created.
+        record = await idempotency.claim(
+            cart_key,
+            purpose=cart_purpose,
+            organisation_id=organisation_id,
+            resource_type="cart",
+            resource_id=cart.id,
+        )
+        cart_id = record.resource_id
+    result = await partner_center.checkout(customer_id, cart_id, request_id=request_id)
+    if result.order_errors:
+        raise OrderRefused(list(result.order_errors))
+    line = next(
+        ((order, item) for order in result.orders for item in order.line_items if item.subscription_id),
+        None,
     )
-    if not cart.id:
-        raise DomainError("Microsoft did not accept the order (no cart). Nothing was bought.")
-    claimed = await idempotency.claim(
-        f"order-cart:{organisation_id}:{order_key}",
-        purpose="order_cart",
-        organisation_id=organisation_id,
-        resource_type="cart",
-        resource_id=cart.id,
-    )
-    request_id = str(uuid.uuid5(_REQUEST_NAMESPACE, f"{organisation_id}:{order_key}"))
-    return await partner_center.checkout(customer_id, claimed.resource_id, request_id=request_id)
+    if line is None:
+        raise DomainError(UNCONFIRMED_MESSAGE, code="checkout_unconfirmed")
+    order, item = line
+    assert item.subscription_id is not None
+    try:
+        subscription = await partner_center.subscription(customer_id, item.subscription_id)
+    except PartnerCenterError:
+        # Bought: never report it as failed. Record what the order says; a sync fills in the rest.
+        log.warning("%s: subscription %s bought but not readable yet", cart_key, item.subscription_id)
+        subscription = Subscription(
+            id=item.subscription_id,
+            offer_id=item.offer_id,
+            quantity=item.quantity or quantity,
+            term_duration=item.term_duration or term_duration,
+            billing_cycle=BillingCycle(billing_cycle),
+            status=SubscriptionStatus.ACTIVE,
+            creation_date=order.creation_date,
+            parent_subscription_id=parent_subscription_id,
+        )
+    return order, subscription
 
 
 class OrderingService:
@@ -473,97 +517,6 @@ class OrderingService:
             log.info("order %s submitted as job %s", order_key, job.id)
         return PlacedOrder(job, created)
 
-    async def order_addon(
-        self,
-        caller: Caller,
-        parent_subscription_id: str,
-        addon_key: str,
-        quantity: Any,
-        order_key: str,
-        *,
-        plan: str | None = None,
-    ) -> AddonPurchase:
-        """Buy an add-on under one of the organisation's subscriptions, exactly once per
-        `order_key` (e.g. the card's key): the cart line names the parent in its
-        `provisioningContext`, the first cart created under the key is the one checked out, with a
-        request id derived from the key; then mirror + PURCHASE ledger entry (with the parent id and
-        the price-list entry) + audit, in one transaction. Calling again with the same key after
-        success (double click, re-delivery, a retry after a crash) buys nothing more and answers
-        `repeated=True`.
-
-        Checked here: role (admin), a tenant with the Customer Agreement, the parent belongs to the
-        caller's organisation and is active, the add-on fits the parent (catalog add-on bases), its
-        term and billing frequency (`plan` "P1Y:monthly"; default the parent's, else the add-on's
-        first) is offered, it has a price in force for the organisation, and the quantity is within
-        the add-on's bounds. Microsoft's refusals raise a DomainError (nothing bought)."""
-        caller.require(Permission.MANAGE_SERVICES)
-        customer_id = await self.customer_id(caller)
-        async with self._sessions() as session:
-            parent = await session.get(SubscriptionRow, str(parent_subscription_id or "").strip().lower())
-        if parent is None or parent.organisation_id != caller.organisation_id:
-            raise NotFound("That subscription is not one of your organisation's.")
-        if parent.status.lower() != "active":
-            raise DomainError("Add-ons can be bought only for an active subscription.", code="parent_not_active")
-        wanted = str(addon_key or "").strip().upper()
-        sku = next(
-            (item for item in await self._catalog.addons_for(parent.product_id, parent.sku_id) if item.key == wanted),
-            None,
-        )
-        if sku is None:
-            raise InvalidInput("That add-on does not fit this subscription.", field="addon")
-        if plan:
-            duration, _, cycle = str(plan).partition(":")
-            term = sku.term(duration.strip(), cycle.strip())
-        else:
-            term = sku.term(parent.term_duration, parent.billing_cycle) or (sku.terms[0] if sku.terms else None)
-        if term is None:
-            raise InvalidInput("Pick a term and billing frequency offered for this add-on.", field="plan")
-        count = parse_quantity(quantity, sku.minimum_quantity, sku.maximum_quantity)
-        price = await self._pricing.price_for(
-            caller.organisation_id, sku.product_id, sku.sku_id, term.term_duration, term.billing_cycle, utcnow().date()
-        )
-        if price is None:
-            raise DomainError("Your reseller has not priced this add-on yet, so it cannot be ordered.", code="unpriced")
-        quote = Quote(
-            product_id=sku.product_id,
-            sku_id=sku.sku_id,
-            product_name=sku.title,
-            term_duration=term.term_duration,
-            billing_cycle=term.billing_cycle,
-            quantity=count,
-            currency=price.currency,
-            unit_price=price.amount,
-            price_entry_id=price.entry_id,
-            periods=periods_in_term(term.term_duration, term.billing_cycle) or 1,
-        )
-        organisation_id = caller.organisation_id
-        order, subscription = await self._checkout_once(
-            organisation_id,
-            customer_id,
-            quote,
-            cart_key=f"addon-cart:{organisation_id}:{order_key}",
-            request_id=str(uuid.uuid5(_REQUEST_NAMESPACE, f"addon:{organisation_id}:{order_key}")),
-            cart_purpose="addon_cart",
-            parent_subscription_id=parent.id,
-        )
-        recorded_now = await self._record_purchase(
-            organisation_id,
-            customer_id,
-            quote,
-            subscription,
-            order_id=order.id or "",
-            actor=caller.actor,
-            parent_subscription_id=parent.id,
-            action="subscription.addon_order",
-        )
-        return AddonPurchase(
-            subscription_id=subscription.id,
-            parent_subscription_id=parent.id,
-            quote=quote,
-            order_id=order.id or "",
-            repeated=not recorded_now,
-        )
-
     async def _run_order(self, job: JobView) -> Mapping[str, Any]:
         """The durable part: cart → checkout → mirror + ledger. Safe to run again after a crash."""
         payload = job.payload
@@ -577,12 +530,21 @@ class OrderingService:
             organisation = await session.get(Organisation, organisation_id)
             if organisation is None or organisation.partner_center_customer_id != customer_id:
                 raise DomainError("Your organisation's Microsoft tenant changed; the order was not placed.")
-        order, subscription = await self._checkout_once(
-            organisation_id,
-            customer_id,
-            quote,
+        order, subscription = await checkout_once(
+            self._sessions,
+            self._partner_center,
+            self._catalog,
+            self._idempotency,
+            organisation_id=organisation_id,
+            customer_id=customer_id,
+            product_id=quote.product_id,
+            sku_id=quote.sku_id,
+            term_duration=quote.term_duration,
+            billing_cycle=quote.billing_cycle,
+            quantity=quote.quantity,
+            friendly_name=quote.product_name[:50],
             cart_key=f"order-cart:{organisation_id}:{order_key}",
-            request_id=str(uuid.uuid5(_REQUEST_NAMESPACE, f"{organisation_id}:{order_key}")),
+            request_id=order_request_id(organisation_id, order_key),
         )
         await self._record_purchase(
             organisation_id, customer_id, quote, subscription, order_id=order.id or "", actor=job.requested_by
@@ -601,108 +563,6 @@ class OrderingService:
             "status": str(subscription.status or "active"),
         }
 
-    async def _checkout_once(
-        self,
-        organisation_id: int,
-        customer_id: str,
-        quote: Quote,
-        *,
-        cart_key: str,
-        request_id: str,
-        cart_purpose: str = "order_cart",
-        parent_subscription_id: str | None = None,
-    ) -> tuple[Order, Subscription]:
-        """Buy one line exactly once per `cart_key`: the cart created under the key (the first one is
-        the one checked out; a rerun or a repeated call creates no other, so it never buys a second;
-        a new cart is made from a fresh availability id), checkout with
-        a request id fixed by the caller (a lost answer is recovered, not bought again). Returns the
-        order and the new subscription as Microsoft reads it (or as the order names it). Raises a
-        DomainError when Microsoft refused: then nothing was bought."""
-        cart_id = await self._claimed_cart(cart_key, cart_purpose, organisation_id)
-        if cart_id is None:
-            cart_id = await self._create_cart(
-                organisation_id, customer_id, quote, cart_key, cart_purpose, parent_subscription_id
-            )
-        result = await self._partner_center.checkout(customer_id, cart_id, request_id=request_id)
-        if result.order_errors:
-            first = result.order_errors[0]
-            detail = first.description or first.code or "unknown reason"
-            raise DomainError(f"Microsoft refused the order: {detail}. Nothing was bought.", code="order_error")
-        line = next(
-            ((order, item) for order in result.orders for item in order.line_items if item.subscription_id),
-            None,
-        )
-        if line is None:
-            raise DomainError(UNCONFIRMED_MESSAGE, code="checkout_unconfirmed")
-        order, item = line
-        assert item.subscription_id is not None
-        try:
-            subscription = await self._partner_center.subscription(customer_id, item.subscription_id)
-        except PartnerCenterError:
-            # Bought: never report it as failed. Record what the order says; a sync fills in the rest.
-            log.warning("%s: subscription %s bought but not readable yet", cart_key, item.subscription_id)
-            subscription = Subscription(
-                id=item.subscription_id,
-                offer_id=item.offer_id,
-                quantity=item.quantity or quote.quantity,
-                term_duration=item.term_duration or quote.term_duration,
-                billing_cycle=BillingCycle(quote.billing_cycle),
-                status=SubscriptionStatus.ACTIVE,
-                creation_date=order.creation_date,
-                parent_subscription_id=parent_subscription_id,
-            )
-        return order, subscription
-
-    async def _claimed_cart(self, cart_key: str, purpose: str, organisation_id: int) -> str | None:
-        """The cart an earlier attempt created under `cart_key` (a rerun, a repeated call): checked
-        out again instead of creating another."""
-        async with self._sessions() as session:
-            row = await session.get(IdempotencyKey, cart_key)
-        if row is None:
-            return None
-        if row.purpose != purpose or row.organisation_id != organisation_id:
-            raise Conflict("That order key belongs to something else.")
-        return row.resource_id
-
-    async def _create_cart(
-        self,
-        organisation_id: int,
-        customer_id: str,
-        quote: Quote,
-        cart_key: str,
-        cart_purpose: str,
-        parent_subscription_id: str | None,
-    ) -> str:
-        catalog_item_id = await self._catalog.fresh_catalog_item_id(
-            quote.product_id, quote.sku_id, quote.term_duration, quote.billing_cycle
-        )
-        cart = await self._partner_center.create_cart(
-            customer_id,
-            [
-                CartLineItem(
-                    catalog_item_id=catalog_item_id,
-                    quantity=quote.quantity,
-                    billing_cycle=BillingCycle(quote.billing_cycle),
-                    term_duration=quote.term_duration,
-                    friendly_name=quote.product_name[:50],
-                    provisioning_context={"parentSubscriptionId": parent_subscription_id}
-                    if parent_subscription_id
-                    else None,
-                )
-            ],
-        )
-        if not cart.id:
-            raise DomainError("Microsoft did not accept the order (no cart). Nothing was bought.")
-        # One cart per order: a rerun after a crash checks out the cart the first run created.
-        claimed = await self._idempotency.claim(
-            cart_key,
-            purpose=cart_purpose,
-            organisation_id=organisation_id,
-            resource_type="cart",
-            resource_id=cart.id,
-        )
-        return claimed.resource_id
-
     async def _record_purchase(
         self,
         organisation_id: int,
@@ -712,11 +572,8 @@ class OrderingService:
         *,
         order_id: str,
         actor: str,
-        parent_subscription_id: str | None = None,
-        action: str = "subscription.purchase",
-    ) -> bool:
-        """Mirror + ledger + audit in one transaction; a rerun finds them written and adds nothing
-        (then False). An add-on's mirror row and PURCHASE entry carry its parent subscription."""
+    ) -> None:
+        """Mirror + ledger + audit in one transaction; a rerun finds them written and adds nothing."""
         source_key = f"purchase:{subscription.id}"
         licence = await self._catalog.licence_sku_id(quote.product_id, quote.sku_id) or ""
         effective = subscription.creation_date or subscription.effective_start_date or datetime.now(UTC)
@@ -725,8 +582,6 @@ class OrderingService:
             if row is None:
                 row = SubscriptionRow(id=subscription.id, organisation_id=organisation_id, customer_id=customer_id)
                 session.add(row)
-            parent = (subscription.parent_subscription_id or parent_subscription_id or "").lower() or None
-            row.parent_subscription_id = parent
             row.offer_id = subscription.offer_id or f"{quote.product_id}:{quote.sku_id}"
             row.product_id = quote.product_id
             row.sku_id = quote.sku_id
@@ -744,14 +599,13 @@ class OrderingService:
             )
             row.etag = (subscription.attributes.etag or "") if subscription.attributes else ""
             row.synced_at = utcnow()
-            recorded_now = not await self._ledger_has(session, source_key)
-            if recorded_now:
+            if not await self._ledger_has(session, source_key):
                 SubscriptionLedger.add(
                     session,
                     LedgerRecord(
                         organisation_id=organisation_id,
                         subscription_id=subscription.id,
-                        parent_subscription_id=parent,
+                        parent_subscription_id=None,  # a base subscription (add-ons: SubscriptionChanges)
                         event_type=LedgerEvent.PURCHASE,
                         effective_at=effective,
                         offer_id=row.offer_id,
@@ -771,13 +625,12 @@ class OrderingService:
                 audit.record(
                     session,
                     actor=actor,
-                    action=action,
+                    action="subscription.purchase",
                     organisation_id=organisation_id,
                     target=subscription.id,
-                    after={**quote.as_dict(), "order_id": order_id, **({"parent": parent} if parent else {})},
+                    after={**quote.as_dict(), "order_id": order_id},
                 )
             await session.commit()
-        return recorded_now
 
     async def _job_for(self, idempotency_key: str) -> JobView | None:
         async with self._sessions() as session:

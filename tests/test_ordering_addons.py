@@ -1,6 +1,7 @@
-"""`OrderingService.order_addon`: an add-on bought under a parent subscription, exactly once per
-order key (cart line with the parent in `provisioningContext`, mirror + PURCHASE ledger entry with
-the parent id and the price-list entry), on SQLite and PostgreSQL with the sandbox."""
+"""`SubscriptionChanges.order_addon` (the add-on path of the subscriptions dialog) on the shared
+checkout core `services.ordering.checkout_once`: an add-on bought under a parent subscription,
+exactly once per card key (cart line with the parent in `provisioningContext`, mirror + PURCHASE
+ledger entry with the parent id and the price-list entry), on SQLite and PostgreSQL with the sandbox."""
 
 from __future__ import annotations
 
@@ -16,10 +17,15 @@ from services.errors import DomainError, InvalidInput, NotFound, PermissionDenie
 from services.ledger import LedgerEvent
 from services.models import AuditEntry, LedgerEntry, PriceEntryRow, SubscriptionRow
 from services.seed import PLAYGROUND_APPROVER
+from services.subscriptions.changes import ChangeResult
 from tests.conftest import Sandbox
 from tests.test_ordering import BASIC, _caller, _ready, link_new_customer
 
 ARCHIVING = "CFQ7TTC0LH0J:0001"  # Exchange Online Archiving: an add-on of Business Basic
+
+
+async def _order(services: Services, caller: Caller, base: str, addon: str, quantity: str, key: str) -> ChangeResult:
+    return await services.subscription_changes.order_addon(caller, base, addon, quantity, key=key)
 
 
 async def _base(services: Services, caller: Caller) -> str:
@@ -46,10 +52,9 @@ async def test_an_addon_is_bought_once_under_its_parent_and_ledgered_with_it(
     base = await _base(services, caller)
     # Counts the carts created from here on (never fires).
     await sandbox.admin("POST", "/faults", {"kind": "latency", "method": "POST", "path": "*/carts", "nth": 1000})
-    first = await services.ordering.order_addon(caller, base, ARCHIVING, "3", "card-1")
-    again = await services.ordering.order_addon(caller, base, ARCHIVING, "3", "card-1")  # double click
-    assert not first.repeated and again.repeated and again.subscription_id == first.subscription_id
-    assert first.parent_subscription_id == base and first.quote.quantity == 3
+    first = await _order(services, caller, base, ARCHIVING, "3", "card-1")
+    again = await _order(services, caller, base, ARCHIVING, "3", "card-1")  # double click
+    assert not first.repeated and again.repeated and "already ordered" in again.message
     assert [fault["matched"] for fault in (await sandbox.admin("GET", "/faults"))["faults"]] == [1]  # one cart
 
     at_microsoft = await sandbox.client.subscriptions(demo_customer.partner_center_customer_id)
@@ -59,7 +64,7 @@ async def test_an_addon_is_bought_once_under_its_parent_and_ledgered_with_it(
     price = await services.pricing.price_for(
         caller.organisation_id, "CFQ7TTC0LH0J", "0001", "P1Y", "monthly", utcnow().date()
     )
-    assert price is not None and first.quote.price_entry_id == price.entry_id
+    assert price is not None
     async with services.sessions() as session:
         row = await session.get(SubscriptionRow, first.subscription_id)
         assert row is not None and row.parent_subscription_id == base and row.quantity == 3
@@ -82,7 +87,7 @@ async def test_an_addon_is_bought_once_under_its_parent_and_ledgered_with_it(
         assert actions == ["subscription.addon_order"]
 
     # Another card (another key) is another order.
-    other = await services.ordering.order_addon(caller, base, ARCHIVING, "1", "card-2")
+    other = await _order(services, caller, base, ARCHIVING, "1", "card-2")
     assert not other.repeated and other.subscription_id != first.subscription_id
     assert len(await sandbox.client.subscriptions(demo_customer.partner_center_customer_id)) == 3
 
@@ -101,7 +106,7 @@ async def test_a_lost_checkout_answer_buys_the_addon_once(
     caller = await _ready(services)
     base = await _base(services, caller)
     await sandbox.admin("POST", "/faults", fault)
-    bought = await services.ordering.order_addon(caller, base, ARCHIVING, "2", "card-lost")
+    bought = await _order(services, caller, base, ARCHIVING, "2", "card-lost")
     assert [item["fired"] for item in (await sandbox.admin("GET", "/faults"))["faults"]] == [1]
     at_microsoft = await sandbox.client.subscriptions(demo_customer.partner_center_customer_id)
     assert len(at_microsoft) == 2 and bought.subscription_id in {item.id for item in at_microsoft}
@@ -117,35 +122,30 @@ async def test_bad_addon_orders_buy_nothing(services: Services, sandbox: Sandbox
     approver = await _caller(services, PLAYGROUND_APPROVER)
 
     with pytest.raises(PermissionDenied):
-        await services.ordering.order_addon(approver, base, ARCHIVING, "1", "k1")
-    with pytest.raises(DomainError, match="no Microsoft 365 tenant"):  # another organisation, no tenant
-        await services.ordering.order_addon(outsider, base, ARCHIVING, "1", "k2")
+        await _order(services, approver, base, ARCHIVING, "1", "k1")
+    with pytest.raises(DomainError, match="no Microsoft tenant"):  # another organisation, no tenant
+        await _order(services, outsider, base, ARCHIVING, "1", "k2")
     # Even with a tenant (with the agreement) of its own, another organisation's subscription is not its.
     await link_new_customer(services, "fabrikam", "fabrikamaddons", agreement=True)
     with pytest.raises(NotFound):
-        await services.ordering.order_addon(outsider, base, ARCHIVING, "1", "k2")
+        await _order(services, outsider, base, ARCHIVING, "1", "k2")
     with pytest.raises(NotFound):
-        await services.ordering.order_addon(caller, "00000000-0000-0000-0000-000000000000", ARCHIVING, "1", "k3")
-    with pytest.raises(InvalidInput) as not_an_addon:
-        await services.ordering.order_addon(caller, base, BASIC, "1", "k4")
-    assert not_an_addon.value.field == "addon"
-    with pytest.raises(InvalidInput) as unfit:  # a base product, not an add-on of Basic
-        await services.ordering.order_addon(caller, base, "CFQ7TTC0LDPB:0001", "1", "k5")
-    assert unfit.value.field == "addon"
+        await _order(services, caller, "00000000-0000-0000-0000-000000000000", ARCHIVING, "1", "k3")
+    with pytest.raises(NotFound, match="does not fit"):  # not an add-on
+        await _order(services, caller, base, BASIC, "1", "k4")
+    with pytest.raises(NotFound, match="does not fit"):  # a base product, not an add-on of Basic
+        await _order(services, caller, base, "CFQ7TTC0LDPB:0001", "1", "k5")
     for bad in ("0", "-1", "abc", "100001"):
         with pytest.raises(InvalidInput) as quantity:
-            await services.ordering.order_addon(caller, base, ARCHIVING, bad, "k6")
+            await _order(services, caller, base, ARCHIVING, bad, "k6")
         assert quantity.value.field == "quantity"
-    with pytest.raises(InvalidInput) as plan:
-        await services.ordering.order_addon(caller, base, ARCHIVING, "1", "k7", plan="P3Y:triennial")
-    assert plan.value.field == "plan"
     async with services.sessions() as session:  # the reseller withdraws the add-on's prices
         rows = await session.scalars(select(PriceEntryRow).where(PriceEntryRow.product_id == "CFQ7TTC0LH0J"))
         for row in rows:
             await session.delete(row)
         await session.commit()
     with pytest.raises(DomainError) as unpriced:
-        await services.ordering.order_addon(caller, base, ARCHIVING, "1", "k8")
+        await _order(services, caller, base, ARCHIVING, "1", "k8")
     assert unpriced.value.code == "unpriced"
 
     assert await _counts(services) == before
@@ -162,5 +162,10 @@ async def test_an_addon_is_priced_from_the_organisations_list(services: Services
         actor="op",
     )
     await services.pricing.assign("contoso", "contoso-special", actor="op")
-    bought = await services.ordering.order_addon(caller, base, ARCHIVING, "2", "card-special")
-    assert (bought.quote.unit_price, bought.quote.total_per_period) == (Decimal("2.25"), Decimal("4.50"))
+    _, offers = await services.subscription_changes.addons(caller, base)
+    offer = next(item for item in offers if f"{item.product_id}:{item.sku_id}" == ARCHIVING)
+    assert offer.price is not None and offer.price.amount == Decimal("2.25")
+    bought = await _order(services, caller, base, ARCHIVING, "2", "card-special")
+    async with services.sessions() as session:
+        entry = await session.scalar(select(LedgerEntry).where(LedgerEntry.subscription_id == bought.subscription_id))
+    assert entry is not None and entry.price_entry_id == offer.price.entry_id

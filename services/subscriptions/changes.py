@@ -29,7 +29,7 @@ from services.errors import Conflict, DomainError, InvalidInput, NotFound
 from services.idempotency import IdempotencyService
 from services.ledger import LedgerEvent, LedgerSource, SubscriptionLedger
 from services.models import IdempotencyKey, LedgerEntry, SubscriptionRow
-from services.ordering import checkout_once
+from services.ordering import OrderRefused, checkout_once, order_request_id
 from services.partner_center import PartnerCenterClient
 from services.partner_center.errors import PartnerCenterConflict, PartnerCenterError
 from services.partner_center.models import (
@@ -701,39 +701,43 @@ class SubscriptionChanges:
         try:
             # The checkout core every purchase shares: one cart per card key, a request id derived
             # from it — so a retry after a lost answer or a crash can never buy the add-on twice.
-            checkout = await checkout_once(
+            _, bought = await checkout_once(
+                self._sessions,
                 self._client,
                 self._catalog,
                 self._idempotency,
                 organisation_id=caller.organisation_id,
                 customer_id=customer_id,
-                order_key=f"addon:{key}",
                 product_id=offer.product_id,
                 sku_id=offer.sku_id,
                 term_duration=offer.term_duration,
                 billing_cycle=offer.billing_cycle,
                 quantity=count,
                 friendly_name=offer.title[:50],
+                cart_key=f"order-cart:{caller.organisation_id}:addon:{key}",
+                request_id=order_request_id(caller.organisation_id, f"addon:{key}"),
                 parent_subscription_id=row.id,
             )
         except PartnerCenterError as error:
             await self._release(str(key), purpose)
             raise _translate(error) from None
+        except OrderRefused as refused:
+            await self._release(str(key), purpose)
+            code = refused.errors[0].code or ""
+            raise DomainError(
+                _RULES.get(code, "Microsoft refused the order of this add-on."), code=code or None
+            ) from None
+        except DomainError as error:
+            if error.code == "checkout_unconfirmed":  # bought: the card must not order again
+                raise DomainError(
+                    "Microsoft accepted the order but has not listed it yet. Refresh in a minute."
+                ) from None
+            await self._release(str(key), purpose)
+            raise
         except Exception:
             # Nothing recorded yet; the same card may try again, and its retry reuses this cart.
             await self._release(str(key), purpose)
             raise
-        if checkout.order_errors and not checkout.orders:
-            await self._release(str(key), purpose)
-            code = checkout.order_errors[0].code or ""
-            raise DomainError(_RULES.get(code, "Microsoft refused the order of this add-on."), code=code or None)
-        new_id = next(
-            (line.subscription_id for order in checkout.orders for line in order.line_items if line.subscription_id),
-            None,
-        )
-        if new_id is None:
-            raise DomainError("Microsoft accepted the order but has not listed it yet. Refresh in a minute.")
-        bought = await self._client.subscription(customer_id, new_id)
         licence = await self._catalog.licence_sku_for_offer(bought.offer_id or "")
         async with self._sessions() as session:
             existing = await session.get(SubscriptionRow, bought.id.lower())
