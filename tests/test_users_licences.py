@@ -416,3 +416,25 @@ async def test_opening_a_user_while_microsoft_is_unreachable_shows_the_copy(
     detail = await services.users.get_user(caller, ids[0])
     assert [lic.licence_sku_id for lic in detail.licences] == [BASIC_LICENCE]  # the copy, not an error
     await sandbox.admin("DELETE", "/faults")
+
+
+async def test_directory_password_is_queued_when_mail_is_down(sqlite_services, sqlite_demo_customer, outbox):
+    services = sqlite_services
+    outbox.parent.mkdir(parents=True, exist_ok=True)
+    outbox.write_text("not a folder")
+    services.mailer.retry_delays = (timedelta(0),)
+    caller = await admin_caller(services, sqlite_demo_customer)
+    await services.user_sync.sync_now(sqlite_demo_customer.id)
+    admin = next(
+        r for r in (await services.users.list_users(caller)).rows if r.user_principal_name.startswith("admin@")
+    )
+    (exported,) = await services.directory.export_from_tenant(
+        caller, [admin.user_id], request_key="exp", send_to="it@example.com"
+    )
+    assert exported.ok and "password e-mail to it@example.com is queued" in exported.message
+    outbox.unlink()
+    await services.jobs.run_pending()
+    [mail] = outbox_messages(outbox)
+    assert mail["To"] == "it@example.com" and "Directory password: " in mail.get_content()
+    [sent] = await services.mailer.messages()
+    assert sent.status == "sent" and not sent.has_secrets
