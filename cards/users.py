@@ -549,7 +549,7 @@ def build_directory_outcome_card(title: str, results: Sequence[EntryResult]) -> 
 
 
 def build_user_created_card(
-    user_id: str, upn: str, name: str, sent_to: str, *, mail_failed: bool, already: bool
+    user_id: str, upn: str, name: str, sent_to: str, *, mail_failed: bool, already: bool, mail_queued: bool = False
 ) -> Card:
     if already:
         lines = [text(f"{name} ({upn}) was already created from this card; nothing more was done.")]
@@ -559,6 +559,15 @@ def build_user_created_card(
             text(
                 f"The password e-mail to {sent_to} could not be sent; the reseller was alerted. "
                 "Reset the password in the Microsoft 365 admin centre.",
+                color="Warning",
+            ),
+        ]
+    elif mail_queued:
+        lines = [
+            text(f"{name} was created as {upn}."),
+            text(
+                f"The mail server is not answering: the password e-mail to {sent_to} is queued and will be "
+                "sent when it is back (the reseller is alerted if it keeps failing).",
                 color="Warning",
             ),
         ]

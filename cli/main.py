@@ -289,6 +289,18 @@ def build_parser() -> argparse.ArgumentParser:
     people.add_argument("slug", metavar="ORG")
     people.set_defaults(handler=_directory_list)
     add_catalog_commands(commands)  # prices, catalog
+    # mail (the outbox)
+    mail = commands.add_parser("mail", help="the outgoing e-mail outbox").add_subparsers(
+        dest="action", required=True, metavar="{list,retry}"
+    )
+    mail_list = mail.add_parser("list", help="the newest e-mails and their status (never their secrets)")
+    mail_list.add_argument("--status", choices=("queued", "sent", "failed"), help="only this status")
+    mail_list.add_argument("--limit", type=int, default=50)
+    _add_json_flag(mail_list)
+    mail_list.set_defaults(handler=_mail_list)
+    mail_retry = mail.add_parser("retry", help="try a queued or failed e-mail again now")
+    mail_retry.add_argument("message_id", metavar="ID", type=int)
+    mail_retry.set_defaults(handler=_mail_retry)
     return parser
 
 
@@ -525,6 +537,30 @@ async def _tenant_resend(args: argparse.Namespace, services: Services) -> None:
     org = await services.organisations.get(args.slug)
     view = await services.tenants.resend_credentials(org.id, actor=_actor())
     _out(f"Sent the sign-in details for {view.domain} to {view.mail_to}.")
+
+
+async def _mail_list(args: argparse.Namespace, services: Services) -> None:
+    messages = await services.mailer.messages(status=args.status, limit=args.limit)
+    if args.json:
+        _out(_json([asdict(message) for message in messages]))
+        return
+    if not messages:
+        _out("No e-mails.")
+        return
+    for m in messages:
+        error = f" last error {m.last_error}" if m.last_error and m.status != "sent" else ""
+        _out(
+            f"#{m.id} {m.status:6} {m.created_at.isoformat(timespec='seconds')} to {m.to} '{m.subject}' "
+            f"tries {m.attempts}{error}"
+        )
+
+
+async def _mail_retry(args: argparse.Namespace, services: Services) -> None:
+    receipt = await services.mailer.retry(args.message_id)
+    if receipt.delivered:
+        _out(f"E-mail #{args.message_id} delivered.")
+    else:
+        _out(f"E-mail #{args.message_id} could not be delivered yet; it stays queued and is retried.")
 
 
 async def _directory_import(args: argparse.Namespace, services: Services) -> None:

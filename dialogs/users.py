@@ -209,5 +209,6 @@ class UsersDialog(TaskDialog):
             created.password_sent_to,
             mail_failed=created.mail_failed,
             already=created.already_done,
+            mail_queued=created.mail_queued,
         )
         return {"screen": CARD, "card": card}

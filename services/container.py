@@ -73,7 +73,7 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         lease_seconds=settings.job_lease_seconds,
         poll_interval=settings.job_poll_interval_seconds,
     )
-    mailer = Mailer(mail_transport(settings), sender=settings.mail_from, alerts=alerts)
+    mailer = Mailer(mail_transport(settings), sender=settings.mail_from, alerts=alerts, sessions=sessions, jobs=jobs)
     user_sync = UserSync(sessions, partner_center, LeaseService(sessions), alerts)
     users = UserService(sessions, partner_center, user_sync, idempotency, mailer, jobs)
     pricing = PriceBook(sessions, partner_center)

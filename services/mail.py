@@ -17,20 +17,24 @@ import re
 import smtplib
 import ssl
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import SecretStr
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import AlertService
 from services.db import utcnow
-from services.errors import DomainError, InvalidInput
+from services.errors import Conflict, DomainError, InvalidInput, NotFound
+from services.jobs import JobService, JobView
+from services.models import MailMessage
 
 log = logging.getLogger(__name__)
 
@@ -163,16 +167,97 @@ def smtp_transport_from_url(url: str, *, ssl_context: ssl.SSLContext | None = No
     )
 
 
+MAIL_JOB = "mail.deliver"
+QUEUED, SENT, FAILED = "queued", "sent", "failed"
+# After a failed try the next one waits this long; when all are used the message is `failed`.
+RETRY_DELAYS = (
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=15),
+    timedelta(hours=1),
+    timedelta(hours=3),
+)
+
+
+@dataclass(frozen=True)
+class MailReceipt:
+    """What became of a message: delivered now, or recorded in the outbox and retried."""
+
+    message_id: int | None
+    delivered: bool
+
+    @property
+    def queued(self) -> bool:
+        return not self.delivered
+
+
+@dataclass(frozen=True)
+class MailMessageView:
+    """A stored message as the operator sees it (never its secrets)."""
+
+    id: int
+    organisation_id: int | None
+    to: str
+    subject: str
+    status: str
+    attempts: int
+    last_error: str
+    has_secrets: bool
+    created_at: datetime
+    sent_at: datetime | None
+
+
+def _message_view(row: MailMessage) -> MailMessageView:
+    return MailMessageView(
+        id=row.id,
+        organisation_id=row.organisation_id,
+        to=row.to_address,
+        subject=row.subject,
+        status=row.status,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        has_secrets=bool(row.secrets),
+        created_at=row.created_at,
+        sent_at=row.sent_at,
+    )
+
+
+def _mail_of(row: MailMessage) -> Mail:
+    secrets = {name: SecretStr(str(value)) for name, value in (row.secrets or {}).items()}
+    return Mail(to=row.to_address, subject=row.subject, body=row.body_text, secrets=secrets, html=row.body_html)
+
+
 class Mailer:
-    def __init__(self, transport: MailTransport, *, sender: str, alerts: AlertService) -> None:
+    """Sends e-mail. With `sessions` and `jobs` (as built by the app) every message is first recorded
+    in the outbox table `mail_messages`; a failed send stays queued and the durable job `mail.deliver`
+    tries again after `retry_delays`; when they are used up the operator gets a `mail_undeliverable`
+    alert and the message (secrets kept) waits for `cspbot mail retry <id>`. Once delivered, the
+    stored secrets are removed. Without them (`durable=False`) a failed send raises `MailNotDelivered`."""
+
+    def __init__(
+        self,
+        transport: MailTransport,
+        *,
+        sender: str,
+        alerts: AlertService,
+        sessions: async_sessionmaker[AsyncSession] | None = None,
+        jobs: JobService | None = None,
+        retry_delays: Sequence[timedelta] = RETRY_DELAYS,
+    ) -> None:
         self._transport = transport
         self._sender = sender
         self._alerts = alerts
+        self._sessions = sessions
+        self._jobs = jobs
+        self.retry_delays = tuple(retry_delays)
+        if jobs is not None:
+            jobs.register(MAIL_JOB, self._run_job)
 
-    async def send(self, mail: Mail, *, organisation_id: int | None = None, sent_at: datetime | None = None) -> None:
-        """Deliver one message or raise `MailNotDelivered` (after raising an operator alert)."""
-        if not is_mail_address(mail.to):
-            raise InvalidInput(f"{mail.to!r} is not a valid e-mail address.")
+    @property
+    def durable(self) -> bool:
+        return self._sessions is not None and self._jobs is not None
+
+    def _message(self, mail: Mail, sent_at: datetime | None) -> EmailMessage:
         message = EmailMessage()
         message["From"] = self._sender
         message["To"] = mail.to
@@ -182,14 +267,38 @@ class Mailer:
         message.set_content(mail.render())
         if mail.html:
             message.add_alternative(mail.render_html(), subtype="html")
+        return message
+
+    async def _deliver(self, mail: Mail, sent_at: datetime | None = None) -> str | None:
+        """Hand over once; the error class name when it failed (the error text is never kept)."""
         try:
-            where = await self._transport.deliver(message)
+            where = await self._transport.deliver(self._message(mail, sent_at))
         except (OSError, smtplib.SMTPException) as error:
-            # The error text of smtplib never holds the body; still, only its class is kept.
             log.warning("mail to %s (%r) not delivered: %s", mail.to, mail.subject, type(error).__name__)
+            return type(error).__name__
+        log.info("mail '%s' sent to %s via %s", mail.subject, mail.to, where)
+        return None
+
+    async def send(
+        self,
+        mail: Mail,
+        *,
+        organisation_id: int | None = None,
+        sent_at: datetime | None = None,
+        durable: bool = True,
+    ) -> MailReceipt:
+        """Deliver one message. Durable (the default when the outbox is set up): record it, try at
+        once, and on failure leave it queued for retries (`receipt.queued`). Otherwise raise
+        `MailNotDelivered` (after an operator alert) when it could not be handed over."""
+        if not is_mail_address(mail.to):
+            raise InvalidInput(f"{mail.to!r} is not a valid e-mail address.")
+        if durable and self._sessions is not None and self._jobs is not None:
+            return await self._send_durable(mail, organisation_id, sent_at)
+        failure = await self._deliver(mail, sent_at)
+        if failure is not None:
             await self._alerts.raise_alert(
                 "mail_undeliverable",
-                f"E-mail '{mail.subject}' to {mail.to} could not be delivered ({type(error).__name__}). "
+                f"E-mail '{mail.subject}' to {mail.to} could not be delivered ({failure}). "
                 "Check the SMTP settings; the person did not get it.",
                 dedup_key=f"mail_undeliverable:{mail.to}:{mail.subject}",
                 severity="error",
@@ -197,5 +306,100 @@ class Mailer:
             )
             raise MailNotDelivered(
                 f"The e-mail to {mail.to} could not be sent. The reseller has been told; please try again later."
-            ) from None
-        log.info("mail '%s' sent to %s via %s", mail.subject, mail.to, where)
+            )
+        return MailReceipt(None, True)
+
+    async def _send_durable(self, mail: Mail, organisation_id: int | None, sent_at: datetime | None) -> MailReceipt:
+        assert self._sessions is not None
+        async with self._sessions() as session:
+            row = MailMessage(
+                organisation_id=organisation_id,
+                to_address=mail.to,
+                subject=mail.subject,
+                body_text=mail.body,
+                body_html=mail.html,
+                secrets={name: value.get_secret_value() for name, value in mail.secrets.items()} or None,
+                status=QUEUED,
+                attempts=0,
+                last_error="",
+            )
+            session.add(row)
+            await session.commit()
+            message_id = row.id
+        delivered = await self._attempt(message_id, sent_at)
+        return MailReceipt(message_id, delivered)
+
+    async def _attempt(self, message_id: int, sent_at: datetime | None = None) -> bool:
+        """One try of a stored message; on failure the next try is scheduled or the operator alerted."""
+        assert self._sessions is not None and self._jobs is not None
+        async with self._sessions() as session:
+            row = await session.get(MailMessage, message_id)
+            if row is None or row.status == SENT:
+                return row is not None
+            mail = _mail_of(row)
+        failure = await self._deliver(mail, sent_at)
+        async with self._sessions() as session:
+            row = await session.get(MailMessage, message_id)
+            if row is None:
+                return False
+            row.attempts += 1
+            if failure is None:
+                row.status, row.secrets, row.last_error, row.sent_at = SENT, None, "", utcnow()
+                await session.commit()
+                return True
+            row.last_error = failure
+            attempts, organisation_id = row.attempts, row.organisation_id
+            exhausted = attempts > len(self.retry_delays)
+            if exhausted:
+                row.status = FAILED
+            await session.commit()
+        if exhausted:
+            await self._alerts.raise_alert(
+                "mail_undeliverable",
+                f"E-mail #{message_id} '{mail.subject}' to {mail.to} could not be delivered after {attempts} tries "
+                f"({failure}). It is kept: fix the mail settings, then run 'cspbot mail retry {message_id}'.",
+                dedup_key=f"mail_undeliverable:{message_id}",
+                severity="error",
+                organisation_id=organisation_id,
+            )
+        else:
+            await self._jobs.submit(
+                MAIL_JOB,
+                idempotency_key=f"{MAIL_JOB}:{message_id}:{attempts}:{uuid.uuid4().hex[:8]}",
+                payload={"message_id": message_id},
+                organisation_id=organisation_id,
+                requested_by="system:mail",
+                run_after=utcnow() + self.retry_delays[attempts - 1],
+                max_attempts=1,
+            )
+        return False
+
+    async def _run_job(self, job: JobView) -> Mapping[str, Any]:
+        message_id = int(job.payload["message_id"])
+        delivered = await self._attempt(message_id)
+        return {"message_id": message_id, "delivered": delivered}
+
+    async def retry(self, message_id: int) -> MailReceipt:
+        """The operator's retry of a failed (or still queued) message: tried at once, then on the
+        usual schedule. Raises NotFound, or Conflict when it was delivered already."""
+        if self._sessions is None or self._jobs is None:
+            raise Conflict("Mail is not kept in an outbox here.")
+        async with self._sessions() as session:
+            row = await session.get(MailMessage, message_id)
+            if row is None:
+                raise NotFound(f"There is no e-mail #{message_id}.")
+            if row.status == SENT:
+                raise Conflict(f"E-mail #{message_id} was delivered already.")
+            row.status, row.attempts = QUEUED, 0
+            await session.commit()
+        return MailReceipt(message_id, await self._attempt(message_id))
+
+    async def messages(self, *, status: str | None = None, limit: int = 50) -> list[MailMessageView]:
+        """The newest stored messages (optionally of one status), without their secrets."""
+        if self._sessions is None:
+            return []
+        async with self._sessions() as session:
+            query = select(MailMessage).order_by(MailMessage.id.desc()).limit(limit)
+            if status:
+                query = query.where(MailMessage.status == status)
+            return [_message_view(row) for row in await session.scalars(query)]

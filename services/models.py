@@ -642,3 +642,27 @@ class SubscriptionSyncState(Base):
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True)
     synced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     audit_cursor: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+# --- Mail outbox: every e-mail recorded, retried until delivered ---------------------------------
+
+
+class MailMessage(Base):
+    """One outgoing e-mail. `secrets` (e.g. a password for the body's `{password}` placeholder) are
+    kept only until the message is delivered, then removed; the row stays as the record."""
+
+    __tablename__ = "mail_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organisation_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    to_address: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(400))
+    body_text: Mapped[str] = mapped_column(Text, default="")
+    body_html: Mapped[str] = mapped_column(Text, default="")
+    secrets: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

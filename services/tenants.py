@@ -1077,7 +1077,7 @@ class TenantService:
             )
             organisation_name = org.name
         try:
-            await self._mailer.send(mail, organisation_id=organisation_id)
+            await self._mailer.send(mail, organisation_id=organisation_id, durable=False)
         except MailNotDelivered:
             async with self._sessions.begin() as session:
                 row = await self._row(session, organisation_id)

@@ -121,12 +121,24 @@ def test_outcome_cards():
     assert "already done" in card_text(repeat)
     results = ui.build_directory_outcome_card("Imported", [EntryResult("Ana", True, "created")])
     assert_valid_card(results)
-    for mail_failed, already in ((False, False), (True, False), (False, True)):
+    for mail_failed, already, queued in (
+        (False, False, False),
+        (True, False, False),
+        (False, True, False),
+        (False, False, True),
+    ):
         created = ui.build_user_created_card(
-            "id", "kim@x.onmicrosoft.com", "Kim", "k@example.com", mail_failed=mail_failed, already=already
+            "id",
+            "kim@x.onmicrosoft.com",
+            "Kim",
+            "k@example.com",
+            mail_failed=mail_failed,
+            already=already,
+            mail_queued=queued,
         )
         assert_valid_card(created)
         assert "Temporary password" not in card_text(created)
+        assert ("is queued" in card_text(created)) == queued
 
 
 def test_directory_card_offers_import_and_export():

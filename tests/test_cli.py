@@ -464,3 +464,32 @@ def test_tenant_show_and_resend_credentials(capsys: pytest.CaptureFixture[str], 
         assert connection.execute("SELECT credentials_password FROM tenant_services").fetchone() == (None,)
     again = run(capsys, "tenant", "resend-credentials", "fabrikam")
     assert again.code == 1 and "No e-mail is waiting" in again.err
+
+
+def test_mail_list_and_retry(capsys: pytest.CaptureFixture[str], db: Db, monkeypatch) -> None:
+    """The operator lists the outbox (never a secret) and sends a message the retries gave up on."""
+    outbox = db.path.parent / "outbox"
+    monkeypatch.setenv("MAIL_OUTBOX_DIR", str(outbox))
+    assert "No e-mails." in ok(capsys, "mail", "list")
+    with sqlite3.connect(db.path) as connection:
+        connection.execute(
+            "INSERT INTO mail_messages (to_address, subject, body_text, body_html, secrets, status, attempts,"
+            " last_error, created_at, updated_at) VALUES ('kim@example.com', 'Your password', 'Password: {password}',"
+            " '', '{\"password\": \"Pw-kept-8!\"}', 'failed', 6, 'ConnectionRefusedError', '2026-11-26 03:00:00',"
+            " '2026-11-26 03:00:00')"
+        )
+        (message_id,) = connection.execute("SELECT id FROM mail_messages").fetchone()
+    listed = ok(capsys, "mail", "list", "--status", "failed")
+    assert f"#{message_id} failed" in listed and "kim@example.com" in listed and "ConnectionRefusedError" in listed
+    assert "Pw-kept-8!" not in listed
+    (row,) = json.loads(ok(capsys, "mail", "list", "--json"))
+    assert row["id"] == message_id and row["has_secrets"] and "Pw-kept-8!" not in json.dumps(row)
+
+    assert f"E-mail #{message_id} delivered." in ok(capsys, "mail", "retry", str(message_id))
+    [mail] = list(outbox.glob("*.eml"))
+    assert "Password: Pw-kept-8!" in mail.read_text()
+    with sqlite3.connect(db.path) as connection:
+        assert connection.execute("SELECT status, secrets FROM mail_messages").fetchone() == ("sent", None)
+    again = run(capsys, "mail", "retry", str(message_id))
+    assert again.code == 1 and "delivered already" in again.err
+    assert run(capsys, "mail", "retry", "4242").code == 1

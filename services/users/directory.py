@@ -236,11 +236,12 @@ class DirectoryService:
                         after={"user_principal_name": created.user_principal_name},
                     )
                     await session.commit()
-            note = (
-                "password e-mail could not be sent"
-                if created.mail_failed
-                else f"password sent to {send_to or entry.email}"
-            )
+            if created.mail_failed:
+                note = "password e-mail could not be sent"
+            elif created.mail_queued:
+                note = f"the mail server is not answering: the password e-mail to {send_to or entry.email} is queued"
+            else:
+                note = f"password sent to {send_to or entry.email}"
             results.append(EntryResult(name, True, f"created as {created.user_principal_name}; {note}"))
         return results
 
@@ -317,7 +318,7 @@ class DirectoryService:
                 await session.commit()
             to = send_to or user.user_principal_name
             try:
-                await self._mailer.send(
+                receipt = await self._mailer.send(
                     Mail(
                         to=to,
                         subject=f"Directory password for {user.display_name}",
@@ -329,7 +330,11 @@ class DirectoryService:
                     ),
                     organisation_id=ctx.organisation_id,
                 )
-                results.append(EntryResult(user.display_name, True, f"exported; password sent to {to}"))
+                if receipt.queued:
+                    note = f"exported; the mail server is not answering: the password e-mail to {to} is queued"
+                else:
+                    note = f"exported; password sent to {to}"
+                results.append(EntryResult(user.display_name, True, note))
             except (MailNotDelivered, InvalidInput):
                 results.append(EntryResult(user.display_name, False, "exported, but the password e-mail failed"))
         return results

@@ -118,6 +118,8 @@ class CreatedUser:
     password_sent_to: str = ""
     mail_failed: bool = False
     already_done: bool = False
+    # The mail server did not take the password e-mail now; it waits in the outbox and is retried.
+    mail_queued: bool = False
 
 
 @dataclass(frozen=True)
@@ -417,8 +419,15 @@ class UserService:
                 },
             )
             await session.commit()
-        mail_failed = not await self._send_password(ctx, clean.password_email, upn, clean.display_name, password)
-        return CreatedUser(created_id, upn, row.display_name, clean.password_email, mail_failed)
+        outcome = await self._send_password(ctx, clean.password_email, upn, clean.display_name, password)
+        return CreatedUser(
+            created_id,
+            upn,
+            row.display_name,
+            clean.password_email,
+            mail_failed=outcome == "failed",
+            mail_queued=outcome == "queued",
+        )
 
     async def _forget_claim(self, ctx: TenantContext, key: str) -> None:
         """Microsoft refused the user outright (nothing was created): the request key is free again,
@@ -432,9 +441,10 @@ class UserService:
             )
             await session.commit()
 
-    async def _send_password(self, ctx: TenantContext, to: str, upn: str, name: str, password: SecretStr) -> bool:
+    async def _send_password(self, ctx: TenantContext, to: str, upn: str, name: str, password: SecretStr) -> str:
+        """'sent', 'queued' (kept in the outbox and retried) or 'failed'."""
         try:
-            await self._mailer.send(
+            receipt = await self._mailer.send(
                 Mail(
                     to=to,
                     subject=f"Microsoft 365 account for {name}",
@@ -449,8 +459,8 @@ class UserService:
                 organisation_id=ctx.organisation_id,
             )
         except MailNotDelivered:
-            return False
-        return True
+            return "failed"
+        return "queued" if receipt.queued else "sent"
 
     async def _already_created(self, ctx: TenantContext, upn: str) -> CreatedUser:
         async with self._sessions() as session:

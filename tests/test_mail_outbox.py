@@ -1,0 +1,155 @@
+"""The mail outbox: a message the mail server refused stays queued, is retried by a durable job, is
+delivered when the server is back (its secrets then removed), and alerts the operator when every try
+failed — kept for `cspbot mail retry`. No log line, alert, error or job payload holds the secret."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from datetime import timedelta
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Message
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from services.errors import Conflict, NotFound
+from services.mail import MAIL_JOB, Mail, SmtpTransport
+from services.models import Job, MailMessage
+
+PASSWORD = "Qz7!pLm3#Rw9"
+MAIL = Mail(
+    to="kim.lee@fabrikam.example",
+    subject="Your new password",
+    body="Password: {password}\n",
+    html="<p>Password: {password}</p>",
+    secrets={"password": SecretStr(PASSWORD)},
+)
+
+
+class _Collector(Message):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list = []
+
+    def handle_message(self, message) -> None:  # type: ignore[override]
+        self.messages.append(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _smtp_down(services) -> int:
+    """Point the mailer at an SMTP port nobody listens on (yet); returns the port."""
+    port = _free_port()
+    services.mailer._transport = SmtpTransport("127.0.0.1", port, starttls=False, timeout=2)
+    return port
+
+
+def _our_logs(caplog) -> str:
+    """Our log lines: not the test SMTP server's debug log (it prints what it received) nor the SQLite
+    driver's debug trace of statement parameters (it shows what is stored, the row's secrets included)."""
+    foreign = ("mail.log", "aiosqlite")
+    return "\n".join(record.getMessage() for record in caplog.records if not record.name.startswith(foreign))
+
+
+async def _row(services, message_id: int) -> MailMessage:
+    async with services.sessions() as session:
+        row = await session.get(MailMessage, message_id)
+        assert row is not None
+        return row
+
+
+async def _job_payloads(services) -> list[str]:
+    async with services.sessions() as session:
+        jobs = list(await session.scalars(select(Job).where(Job.kind == MAIL_JOB)))
+    return [json.dumps(job.payload) for job in jobs]
+
+
+async def test_a_refused_message_is_queued_and_delivered_when_the_server_is_back(services, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    port = _smtp_down(services)
+    services.mailer.retry_delays = (timedelta(0), timedelta(0))
+    receipt = await services.mailer.send(MAIL, organisation_id=None)
+    assert receipt.queued and receipt.message_id is not None
+    row = await _row(services, receipt.message_id)
+    assert (row.status, row.attempts, row.last_error) == ("queued", 1, "ConnectionRefusedError")
+    assert row.secrets == {"password": PASSWORD}  # kept until delivered
+    assert row.body_text == "Password: {password}\n"  # the template, not the rendered text
+    payloads = await _job_payloads(services)
+    assert payloads and all(PASSWORD not in payload for payload in payloads)
+    assert json.loads(payloads[0]) == {"message_id": receipt.message_id}
+    assert await services.alerts.list() == []  # one failed try is not yet the operator's problem
+
+    handler = _Collector()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        await services.jobs.run_pending()
+    finally:
+        controller.stop()
+    [message] = handler.messages
+    assert message["To"] == MAIL.to and PASSWORD in message.as_string()
+    row = await _row(services, receipt.message_id)
+    assert (row.status, row.attempts, row.last_error) == ("sent", 2, "")
+    assert row.secrets is None and row.sent_at is not None
+    assert await services.alerts.list() == []
+    assert PASSWORD not in _our_logs(caplog)
+    [view] = await services.mailer.messages()
+    assert view.status == "sent" and not view.has_secrets
+
+
+async def test_exhausted_retries_alert_the_operator_and_keep_the_message(services, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    port = _smtp_down(services)
+    services.mailer.retry_delays = (timedelta(0), timedelta(0))
+    receipt = await services.mailer.send(MAIL)
+    assert receipt.message_id is not None
+    await services.jobs.run_pending()
+    row = await _row(services, receipt.message_id)
+    assert (row.status, row.attempts) == ("failed", 3)
+    assert row.secrets == {"password": PASSWORD}  # never lost: kept for a later retry
+    [alert] = await services.alerts.list()
+    assert alert.code == "mail_undeliverable" and PASSWORD not in alert.message
+    assert f"cspbot mail retry {receipt.message_id}" in alert.message
+    assert [view.id for view in await services.mailer.messages(status="failed")] == [receipt.message_id]
+
+    handler = _Collector()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        retried = await services.mailer.retry(receipt.message_id)
+    finally:
+        controller.stop()
+    assert retried.delivered and len(handler.messages) == 1
+    row = await _row(services, receipt.message_id)
+    assert row.status == "sent" and row.secrets is None
+    with pytest.raises(Conflict):
+        await services.mailer.retry(receipt.message_id)
+    with pytest.raises(NotFound):
+        await services.mailer.retry(999999)
+    assert PASSWORD not in _our_logs(caplog)
+    assert all(PASSWORD not in payload for payload in await _job_payloads(services))
+
+
+async def test_a_message_delivered_at_once_keeps_no_secret(services, outbox) -> None:
+    receipt = await services.mailer.send(MAIL)
+    assert receipt.delivered and receipt.message_id is not None
+    row = await _row(services, receipt.message_id)
+    assert (row.status, row.attempts, row.secrets) == ("sent", 1, None)
+    assert await _job_payloads(services) == []
+
+
+async def test_without_the_outbox_a_refused_message_still_raises(services) -> None:
+    from services.mail import MailNotDelivered
+
+    _smtp_down(services)
+    with pytest.raises(MailNotDelivered) as failed:
+        await services.mailer.send(MAIL, durable=False)
+    assert PASSWORD not in str(failed.value)
+    assert await services.mailer.messages() == []
