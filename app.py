@@ -25,15 +25,16 @@ from bot.auth import AuthenticationFailed, RequestAuthenticator, SigningKeySourc
 from bot.exports import export_handler
 from bot.handler import CspBot, InvokeHandler
 from bot.invokes import default_invoke_handlers
-from bot.job_notices import JobNotifier
+from bot.job_notices import FollowUp, JobNotifier
 from bot.proactive import ProactiveMessenger
 from bot.storage import SqlStorage
 from bot.turn_errors import on_turn_error
 from dialogs.catalogue import Task, TaskCatalogue
-from dialogs.tasks import default_tasks, job_renderers
+from dialogs.tasks import default_tasks, job_follow_ups, job_renderers
 from services.catalog.startup import prepare_catalog
 from services.container import Services, build_services
 from services.db import create_engine
+from services.jobs import JobView
 from services.logging_context import configure_logging
 from services.migrate import upgrade_database
 from services.partner_center import PartnerCenterClient
@@ -118,7 +119,14 @@ def create_app(
             invoke_handlers=invokes(services, messenger),
             typing_delay=settings.typing_indicator_delay_seconds,
         )
-        services.jobs.set_notifier(JobNotifier(messenger, job_renderers(), conversation_lock=bot.conversation_lock))
+        services.jobs.set_notifier(
+            JobNotifier(
+                messenger,
+                job_renderers(),
+                conversation_lock=bot.conversation_lock,
+                follow_ups={kind: _starts_task(services, bot, command) for kind, command in job_follow_ups().items()},
+            )
+        )
         authenticator = RequestAuthenticator(connection_manager.get_default_connection_configuration(), signing_keys)
         app[RUNTIME] = BotRuntime(services, adapter, bot, authenticator, messenger)
         if run_jobs:
@@ -139,6 +147,19 @@ def create_app(
     app.router.add_get("/healthz", handle_health)
     app.router.add_get("/exports/{token}", export_handler(lambda: app[RUNTIME].services.billing))
     return app
+
+
+def _starts_task(services: Services, bot: CspBot, command: str) -> FollowUp:
+    """A job follow-up: start `command` for the member who submitted the job, with their roles now."""
+
+    async def start(conversation_id: str, job: JobView) -> None:
+        if job.organisation_id is None:
+            return
+        caller = await services.access.member_caller(job.organisation_id, job.requested_by)
+        if caller is not None:
+            await bot.begin_task(conversation_id, command, caller)
+
+    return start
 
 
 def _error(status: int, message: str) -> web.Response:

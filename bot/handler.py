@@ -188,6 +188,44 @@ class CspBot(ActivityHandler):
                 if outbox.typing is not None:
                     await outbox.typing.stop()
 
+    async def begin_task(self, conversation_id: str, command: str, caller: Caller) -> bool:
+        """Start a task in a conversation outside the user's turn — e.g. "add subscription" right
+        after the tenant it needs was created by a job. Does nothing if the caller's role does not
+        allow the task or a task is already waiting there. True when the task was started."""
+        task = self._tasks.find(command)
+        if task is None or not caller.can(task.permission):
+            return False
+        started: list[bool] = []
+
+        async def _begin(turn_context: TurnContext) -> None:
+            with correlation_scope():
+                outbox = _Outbox()
+                turn_context.on_send_activities(outbox.intercept)
+                turn_context.turn_state[OUTBOX_KEY] = outbox
+                turn_context.turn_state[MESSENGER_KEY] = self._messenger
+                turn_context.turn_state[CALLER_KEY] = caller
+                async with self._lock_for(conversation_id):
+                    state = ConversationState(self._storage)
+                    await state.load(turn_context, force=True)
+                    cached = state.get_cached_state()
+                    if getattr(cached, "e_tag", None) is None:
+                        cached.e_tag = CREATE_ONLY  # type: ignore[attr-defined]
+                    accessor = state.create_property("DialogState")
+                    dialog_context = await self._tasks.dialog_set(accessor).create_context(turn_context)
+                    if dialog_context.active_dialog is not None:
+                        return
+                    await dialog_context.begin_dialog(task.dialog.id)
+                    await state.save(turn_context)  # a conflict: the user moved on; nothing is sent
+                    await outbox.flush(turn_context)
+                    started.append(True)
+
+        try:
+            await self._messenger.run(conversation_id, _begin)
+        except StateConflictError:
+            log.info("the conversation moved on; %r was not started for it", command)
+            return False
+        return bool(started)
+
     async def _serialised_turn(self, turn_context: TurnContext, outbox: _Outbox, conversation_id: str) -> None:
         """One turn at a time per conversation; a state conflict runs the turn once more."""
         async with self._lock_for(conversation_id):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 
 from microsoft_agents.activity import Activity
@@ -12,6 +13,7 @@ from bot.proactive import ProactiveMessenger
 from services.jobs import SUCCEEDED, JobView
 
 JobRenderer = Callable[[JobView], Activity]
+log = logging.getLogger(__name__)
 
 
 def default_render(job: JobView) -> Activity:
@@ -22,6 +24,8 @@ def default_render(job: JobView) -> Activity:
 
 
 ConversationLock = Callable[[str], AbstractAsyncContextManager[object]]
+# After a job's outcome is told: start the next task in the same conversation (conversation id, job).
+FollowUp = Callable[[str, JobView], Awaitable[None]]
 
 
 class JobNotifier:
@@ -37,10 +41,12 @@ class JobNotifier:
         renderers: dict[str, JobRenderer] | None = None,
         *,
         conversation_lock: ConversationLock | None = None,
+        follow_ups: dict[str, FollowUp] | None = None,
     ) -> None:
         self._messenger = messenger
         self._renderers = dict(renderers or {})
         self._conversation_lock = conversation_lock
+        self._follow_ups = dict(follow_ups or {})
 
     async def __call__(self, job: JobView) -> None:
         conversation_id = job.notify_conversation_id
@@ -49,6 +55,12 @@ class JobNotifier:
         render = self._renderers.get(job.kind, default_render)
         if self._conversation_lock is None:
             await self._messenger.send(conversation_id, render(job))
-            return
-        async with self._conversation_lock(conversation_id):
-            await self._messenger.send(conversation_id, render(job))
+        else:
+            async with self._conversation_lock(conversation_id):
+                await self._messenger.send(conversation_id, render(job))
+        follow_up = self._follow_ups.get(job.kind)
+        if follow_up is not None and job.status == SUCCEEDED:
+            try:
+                await follow_up(conversation_id, job)
+            except Exception:  # the outcome was told; the next task can still be started by hand
+                log.exception("job %s: the follow-up task could not be started", job.id)

@@ -40,6 +40,10 @@ class ProactiveMessenger:
             # Unauthenticated local mode (the Playground): no outbound token to ask for.
             await self._adapter.continue_conversation_with_claims(ClaimsIdentity(), continuation, callback)
 
+    async def run(self, conversation_id: str, callback: Callable[[TurnContext], Awaitable[None]]) -> None:
+        """Run `callback` in a turn of the stored conversation (e.g. to start a task proactively)."""
+        await self._continue(conversation_id, callback)
+
     async def send(self, conversation_id: str, activity: Activity) -> str | None:
         """Post `activity` into the conversation; returns the new message's id (to update it later)."""
         sent: list[str | None] = []

@@ -16,6 +16,7 @@ from services.container import Services
 from services.jobs import JobView
 from services.ordering import ORDER_JOB
 from services.roles import Permission
+from services.tenants import CREATE_JOB as TENANT_CREATE_JOB
 
 
 def default_tasks(services: Services) -> list[Task]:
@@ -77,3 +78,9 @@ def default_tasks(services: Services) -> list[Task]:
 def job_renderers() -> dict[str, Callable[[JobView], Activity]]:
     """How each feature's durable jobs tell their outcome (kinds without one get a plain message)."""
     return {**tenant_job_renderers(), ORDER_JOB: render_order_job}
+
+
+def job_follow_ups() -> dict[str, str]:
+    """The task that starts by itself once a job succeeded (job kind -> command): after the tenant is
+    created the bot moves straight on to buying its first subscription."""
+    return {TENANT_CREATE_JOB: "add subscription"}

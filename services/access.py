@@ -193,6 +193,21 @@ class AccessService:
             log.info("bound member %s to its AAD object id", member.id)
             return _caller(member)
 
+    async def member_caller(self, organisation_id: int, email: str) -> Caller | None:
+        """The member of `organisation_id` registered with `email` (e.g. who submitted a job), as a
+        caller with their current roles; None if they are no longer a member."""
+        try:
+            address = normalise_email(email)
+        except Exception:
+            return None
+        async with self._sessions() as session:
+            member = await session.scalar(
+                select(Member)
+                .options(joinedload(Member.organisation))
+                .where(Member.organisation_id == organisation_id, Member.email == address)
+            )
+            return _caller(member) if member is not None else None
+
     async def require_caller(self, identity: ChannelIdentity) -> Caller:
         caller = await self.resolve(identity)
         if caller is None:

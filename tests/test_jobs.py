@@ -229,3 +229,33 @@ async def test_a_follow_up_waits_for_the_turn_that_submitted_its_job() -> None:
         assert sent == []
     await pending
     assert sent == ["chat-1"]
+
+
+async def test_a_task_started_by_a_follow_up_runs_like_a_typed_one_and_never_interrupts(make_bot, connector) -> None:
+    """`CspBot.begin_task` (used after a job, e.g. "add subscription" once the tenant exists): it starts
+    the task for a caller whose role allows it, and never replaces a task already waiting."""
+    from dataclasses import replace as replace_caller
+
+    from services.seed import DEMO_SLUG
+    from tests.dialog_fixtures import NAME_QUESTION, survey_tasks
+
+    fake, url = connector
+    client = await make_bot(tasks=survey_tasks)
+    await client.post("/api/messages", json=message("menu", service_url=url))  # the chat is known now
+    await fake.wait_for(1)
+    runtime = runtime_of(client)
+    org = await runtime.services.organisations.get(DEMO_SLUG)
+    caller = await runtime.services.access.member_caller(org.id, "AlexW@example.com")
+    assert caller is not None and "admin" in caller.roles
+
+    assert not await runtime.bot.begin_task("personal-chat-alex", "survey", replace_caller(caller, roles=frozenset()))
+    assert await runtime.bot.begin_task("personal-chat-alex", "survey", caller)
+    await fake.wait_for(2)
+    assert fake.messages()[1]["text"] == NAME_QUESTION
+    assert not await runtime.bot.begin_task("personal-chat-alex", "survey", caller)  # one is waiting
+    assert await runtime.services.access.member_caller(org.id, "nobody@example.com") is None
+
+    # The user answers the proactively started task as usual.
+    await client.post("/api/messages", json=message("Ada", service_url=url))
+    await fake.wait_for(3)
+    assert len(fake.messages()) == 3
