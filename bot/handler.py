@@ -104,7 +104,7 @@ class _Outbox:
         """Queue an activity this handler has just built, for the end of the turn.
 
         `context.send_activity` deep-copies every activity it is given (so callers may reuse theirs);
-        for a freshly built card that copy is most of a menu turn's CPU (docs/benchmarks.md), and an
+        for a freshly built card that copy is a tenth of a menu turn's CPU (docs/benchmarks.md), and an
         activity built for one reply needs no protection from its builder."""
         activity = TurnContext.apply_conversation_reference(activity, context.activity.get_conversation_reference())
         activity.input_hint = activity.input_hint or "acceptingInput"
