@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,3 +124,10 @@ def card_text(card: dict[str, Any]) -> str:
 
     walk(card)
     return "\n".join(parts)
+
+
+def free_port() -> int:
+    """A loopback port that is free right now (for a server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

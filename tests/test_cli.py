@@ -21,6 +21,7 @@ from cli.main import main
 from services.alerts import AlertService
 from services.db import create_engine, create_session_factory
 from services.migrate import upgrade_database
+from tests.fakes import free_port
 
 APP_ID = "5f2b7c1e-8a41-4d3b-9c0e-2a6f1b9d7e34"
 TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -388,14 +389,11 @@ def test_installed_console_script(db: Db, tmp_path: Path) -> None:
 
 def test_sandbox_command_serves_the_sandbox_alone_with_a_private_token(tmp_path: Path) -> None:
     """`cspbot sandbox --port N`: the same sandbox the bot embeds, on its own port, token in a 0600 file."""
-    import socket
     import time
     import urllib.error
     import urllib.request
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     token_file = tmp_path / "sandbox.token"
     env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}"}
     command = [sys.executable, "-m", "cli.main", "sandbox", "--port", str(port), "--token-file", str(token_file)]

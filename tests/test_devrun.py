@@ -14,13 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _alive(pid: int) -> bool:
@@ -54,7 +50,7 @@ def test_make_run_starts_both_and_stops_both(tmp_path: Path, stop_signal: signal
         )
     )
     stub.chmod(0o755)
-    bot_port, playground_port = _free_port(), _free_port()
+    bot_port, playground_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MICROSOFT_APP_", "PARTNER_CENTER_", "DATABASE_"))}
     env.update(
         PORT=str(bot_port),

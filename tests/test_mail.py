@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from services.alerts import AlertService
 from services.errors import InvalidInput
 from services.mail import Mail, Mailer, MailNotDelivered, OutboxTransport, SmtpTransport
 from tests.conftest import outbox_messages
+from tests.fakes import free_port
 
 PASSWORD = "Xk9#mQ2!vTz7"
 CREDENTIALS = Mail(
@@ -56,15 +56,9 @@ class _Collector(Message):
         self.messages.append(message)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_smtp_delivers_to_a_real_smtp_server(sqlite_services) -> None:
     handler = _Collector()
-    port = _free_port()
+    port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
@@ -79,7 +73,7 @@ async def test_smtp_delivers_to_a_real_smtp_server(sqlite_services) -> None:
 
 
 async def test_undeliverable_mail_alerts_the_operator_without_the_password(sqlite_services, caplog) -> None:
-    port = _free_port()  # nobody listens on it
+    port = free_port()  # nobody listens on it
     alerts: AlertService = sqlite_services.alerts
     mailer = Mailer(SmtpTransport("127.0.0.1", port, timeout=2), sender="bot@reseller.example", alerts=alerts)
     with pytest.raises(MailNotDelivered) as failed:
@@ -152,7 +146,7 @@ async def test_smtp_url_with_starttls_and_login_against_a_real_server(
         return AuthResult(success=ok)
 
     handler = _Collector()
-    port = _free_port()
+    port = free_port()
     controller = Controller(
         handler,
         hostname="127.0.0.1",

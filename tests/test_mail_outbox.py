@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from datetime import timedelta
 
 import pytest
@@ -18,6 +17,7 @@ from sqlalchemy import select
 from services.errors import Conflict, NotFound
 from services.mail import MAIL_JOB, Mail, SmtpTransport
 from services.models import Job, MailMessage
+from tests.fakes import free_port
 
 PASSWORD = "Qz7!pLm3#Rw9"
 MAIL = Mail(
@@ -38,15 +38,9 @@ class _Collector(Message):
         self.messages.append(message)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _smtp_down(services) -> int:
     """Point the mailer at an SMTP port nobody listens on (yet); returns the port."""
-    port = _free_port()
+    port = free_port()
     services.mailer._transport = SmtpTransport("127.0.0.1", port, starttls=False, timeout=2)
     return port
 

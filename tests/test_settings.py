@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from pydantic import ValidationError
 
 from app import create_app
 from services.settings import PROJECT_ROOT, Settings, SettingsError
+from tests.fakes import free_port
 
 APP_ID = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
 TENANT_ID = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
@@ -129,12 +129,6 @@ def test_create_app_refuses_an_app_id_without_password(tmp_path: Path) -> None:
         create_app(settings)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_python_app_py_exits_2_on_an_unauthenticated_public_host(tmp_path: Path) -> None:
     env = {
         key: value
@@ -145,7 +139,7 @@ def test_python_app_py_exits_2_on_an_unauthenticated_public_host(tmp_path: Path)
     env.update(
         {
             "HOST": "0.0.0.0",
-            "PORT": str(_free_port()),
+            "PORT": str(free_port()),
             "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
             # Explicitly empty: environment variables win over any developer .env in the project.
             "MICROSOFT_APP_ID": "",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
-import socket
 from datetime import timedelta
 from typing import Any
 
@@ -40,6 +39,7 @@ from services.tenants import (
     validate_form,
 )
 from tests.conftest import Sandbox, outbox_messages
+from tests.fakes import free_port
 from tests.mailparts import plain_text
 
 GUID_TENANT = "6b2f1c7e-3d4a-4b5c-8d9e-0f1a2b3c4d5e"
@@ -417,12 +417,6 @@ async def test_an_mca_accepted_elsewhere_shows_under_my_services(services: Servi
     assert view is not None and view.mca_name == "Kim Akers" and view.mca_email == "kim@contoso.example"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class _Inbox(Message):
     def __init__(self) -> None:
         super().__init__()
@@ -438,7 +432,7 @@ async def test_mail_server_down_queues_the_credentials_and_delivers_them_later(
     """A real SMTP server that is not there at first: the tenant is still created, the admin is told
     the e-mail is on its way, the retry delivers it and the stored password is then gone."""
     _debug_logs(caplog)
-    port = _free_port()
+    port = free_port()
     engine = create_engine(sqlite_url)
     await upgrade_database(engine)
     settings = Settings(database_url=sqlite_url, smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False)

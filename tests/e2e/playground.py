@@ -16,14 +16,20 @@ import os
 import re
 import shutil
 import signal
-import socket
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import aiohttp
+from aiohttp import web
+
+from app import RUNTIME, create_app
+from services.container import Services
+from services.settings import Settings
+from tests.fakes import free_port
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +42,6 @@ _INVOKE_NEEDS_REPLY_TO = "adaptiveCard/action"
 
 class PlaygroundError(RuntimeError):
     """The Playground did not start, or one of its API calls failed."""
-
-
-def _free_port() -> int:
-    """A port that is free right now (the Playground falls back to a random port if it is taken)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Playground:
@@ -120,7 +119,7 @@ class Playground:
         )
         if self.config_path is not None:
             env["M365_AGENTS_PLAYGROUND_CONFIG_PATH"] = str(self.config_path)
-        args = [str(PLAYGROUND_BIN), "start", "--disable-telemetry", "-c", "msteams", "-p", str(_free_port())]
+        args = [str(PLAYGROUND_BIN), "start", "--disable-telemetry", "-c", "msteams", "-p", str(free_port())]
         if self.conversation_id is not None:
             args += ["--conversation-id", self.conversation_id]
         log.info("starting Agents Playground for %s", self.bot_endpoint)
@@ -378,3 +377,27 @@ class Playground:
             if frame.get("action") == "createMessage":
                 return {**frame["message"], "actionConversationId": frame["actionConversationId"]}
             log.debug("skipping %s frame", frame.get("action"))
+
+
+@contextlib.asynccontextmanager
+async def bot_in_playground(tmp_path: Path) -> AsyncIterator[tuple[Playground, Services, Path]]:
+    """The bot on the embedded default — its own SQLite file, its built-in sandbox, the demo
+    organisation, mail in `tmp_path/outbox` — served on a free port, and the Playground pointed at it.
+    Yields the Playground, the app's services and the outbox folder."""
+    port = free_port()
+    outbox = tmp_path / "outbox"
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'e2e.sqlite3'}",
+        port=port,
+        mail_outbox_dir=outbox,
+    )
+    app = create_app(settings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with Playground(f"http://127.0.0.1:{port}/api/messages") as playground:
+            yield playground, app[RUNTIME].services, outbox
+    finally:
+        await runner.cleanup()

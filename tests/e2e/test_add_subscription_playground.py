@@ -10,17 +10,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 from sqlalchemy import func, select
 
-from app import RUNTIME, create_app
 from cards import ordering as ui
 from services.container import Services
 from services.models import LedgerEntry, SubscriptionRow
-from services.settings import Settings
 from tests.conftest import link_demo_customer
-from tests.e2e.playground import Playground
-from tests.e2e.test_playground import _card, _free_port
+from tests.e2e.playground import Playground, bot_in_playground
+from tests.e2e.test_playground import _card
 from tests.e2e.test_users_playground import _submit_data
 from tests.fakes import card_text
 
@@ -31,26 +28,10 @@ BASIC = "CFQ7TTC0LH18:0001"
 
 @pytest.fixture
 async def linked(tmp_path: Any) -> AsyncIterator[tuple[Playground, Services, str]]:
-    port = _free_port()
-    settings = Settings(
-        _env_file=None,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'e2e.sqlite3'}",
-        port=port,
-        mail_outbox_dir=tmp_path / "outbox",
-    )
-    app = create_app(settings)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
-        services = app[RUNTIME].services
+    async with bot_in_playground(tmp_path) as (pg, services, _):
         org = await link_demo_customer(services)
         assert org.partner_center_customer_id
-        async with Playground(f"http://127.0.0.1:{port}/api/messages") as pg:
-            yield pg, services, org.partner_center_customer_id
-    finally:
-        await runner.cleanup()
+        yield pg, services, org.partner_center_customer_id
 
 
 def _pick(card: dict[str, Any], value: str) -> dict[str, Any]:

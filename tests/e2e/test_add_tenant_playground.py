@@ -3,51 +3,26 @@ from the prefilled form to the follow-up card, and the credentials e-mail in the
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
-from app import create_app
-from services.settings import Settings
 from tests.cardcheck import assert_valid_card
 from tests.conftest import outbox_messages
-from tests.e2e.playground import Playground
+from tests.e2e.playground import Playground, bot_in_playground
 from tests.fakes import card_text
 from tests.mailparts import plain_text
 
 pytestmark = pytest.mark.e2e
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 async def bot_and_playground(tmp_path: Path) -> AsyncIterator[tuple[Playground, Path]]:
-    port = _free_port()
-    outbox = tmp_path / "outbox"
-    settings = Settings(
-        _env_file=None,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'e2e.sqlite3'}",
-        port=port,
-        mail_outbox_dir=outbox,
-    )
-    runner = web.AppRunner(create_app(settings))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
-        async with Playground(f"http://127.0.0.1:{port}/api/messages") as pg:
-            yield pg, outbox
-    finally:
-        await runner.cleanup()
+    async with bot_in_playground(tmp_path) as (pg, _, outbox):
+        yield pg, outbox
 
 
 def _card(message: dict[str, Any]) -> dict[str, Any] | None:

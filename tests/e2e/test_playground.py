@@ -3,42 +3,23 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 
-from app import create_app
-from services.settings import Settings
 from tests.cardcheck import assert_valid_card
-from tests.e2e.playground import Playground
+from tests.e2e.playground import Playground, bot_in_playground
 from tests.fakes import card_text
 
 pytestmark = pytest.mark.e2e
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 async def playground(tmp_path: Any) -> AsyncIterator[Playground]:
     """The bot on the embedded default (its own SQLite file, demo organisation) and the Playground."""
-    port = _free_port()
-    settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path / 'e2e.sqlite3'}", port=port)
-    runner = web.AppRunner(create_app(settings))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
-        async with Playground(f"http://127.0.0.1:{port}/api/messages") as pg:
-            yield pg
-    finally:
-        await runner.cleanup()
+    async with bot_in_playground(tmp_path) as (pg, _, _):
+        yield pg
 
 
 def _card(message: dict[str, Any]) -> dict[str, Any]:

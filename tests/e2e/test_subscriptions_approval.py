@@ -7,21 +7,17 @@ Not run by helpers (the Playground uses fixed ports); the lead runs it with the 
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
 from sqlalchemy import select
 
-from app import RUNTIME, create_app
 from services.container import Services
 from services.models import ConversationReferenceRow
-from services.settings import Settings
 from tests.cardcheck import assert_valid_card
 from tests.conftest import link_demo_customer
-from tests.e2e.playground import Playground
+from tests.e2e.playground import Playground, bot_in_playground
 from tests.fakes import card_text
 from tests.subscription_fixtures import buy
 
@@ -30,26 +26,10 @@ pytestmark = pytest.mark.e2e
 APPROVER_ID = "user-id-1"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 async def running(tmp_path: Any) -> AsyncIterator[tuple[Playground, Services]]:
-    port = _free_port()
-    settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path / 'e2e.sqlite3'}", port=port)
-    app = create_app(settings)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
-        async with Playground(f"http://127.0.0.1:{port}/api/messages") as pg:
-            yield pg, app[RUNTIME].services
-    finally:
-        await runner.cleanup()
+    async with bot_in_playground(tmp_path) as (pg, services, _):
+        yield pg, services
 
 
 def _card(message: dict[str, Any]) -> dict[str, Any]:

@@ -11,15 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
-from app import RUNTIME, create_app
 from cards import users as ui
 from services.container import Services
-from services.settings import Settings
 from tests.conftest import link_demo_customer
-from tests.e2e.playground import Playground
-from tests.e2e.test_playground import _card, _free_port
+from tests.e2e.playground import Playground, bot_in_playground
+from tests.e2e.test_playground import _card
 from tests.fakes import card_text
 from tests.users_support import BASIC, buy_licences
 
@@ -28,27 +25,10 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 async def linked(tmp_path: Any) -> AsyncIterator[tuple[Playground, Services, Path]]:
-    port = _free_port()
-    outbox = tmp_path / "outbox"
-    settings = Settings(
-        _env_file=None,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'e2e.sqlite3'}",
-        port=port,
-        mail_outbox_dir=outbox,
-    )
-    app = create_app(settings)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
-        services = app[RUNTIME].services
+    async with bot_in_playground(tmp_path) as (pg, services, outbox):
         org = await link_demo_customer(services)
         await buy_licences(services, org, BASIC, 2)
-        async with Playground(f"http://127.0.0.1:{port}/api/messages") as pg:
-            yield pg, services, outbox
-    finally:
-        await runner.cleanup()
+        yield pg, services, outbox
 
 
 def _submit_data(card: dict[str, Any], verb: str) -> dict[str, Any]:
