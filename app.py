@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.auth import AuthenticationFailed, RequestAuthenticator, SigningKeySource, build_connections
+from bot.connector_clients import KeepAliveClientFactory
 from bot.exports import export_handler
 from bot.handler import CspBot, InvokeHandler
 from bot.invokes import default_invoke_handlers
@@ -107,7 +108,8 @@ def create_app(
             services, seed_demo_prices=settings.seeds_demo_organisation and settings.uses_partner_center_sandbox
         )
         connection_manager = connections or build_connections(settings)
-        adapter = CloudAdapter(connection_manager=connection_manager)
+        connector_clients = KeepAliveClientFactory(connection_manager)
+        adapter = CloudAdapter(connection_manager=connection_manager, channel_service_client_factory=connector_clients)
         adapter.on_turn_error = on_turn_error
         messenger = ProactiveMessenger(adapter, services.conversations, app_id=settings.microsoft_app_id)
         bot = CspBot(
@@ -141,6 +143,7 @@ def create_app(
             catalog_refresh.cancel()
         await services.user_sync.stop()
         await services.jobs.stop()
+        await connector_clients.close()
 
     app.cleanup_ctx.append(runtime_ctx)
     app.router.add_post("/api/messages", handle_messages)

@@ -28,6 +28,8 @@ class FakeConnector:
     members: dict[str, dict[str, Any]] = field(default_factory=dict)
     received: list[RecordedActivity] = field(default_factory=list)
     authorizations: list[str | None] = field(default_factory=list)
+    # The bot's end of the TCP connection each request came over: (host, port).
+    peers: list[tuple[str, int]] = field(default_factory=list)
     fail_next: int = 0
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _changed: asyncio.Condition | None = None
@@ -52,6 +54,7 @@ class FakeConnector:
 
     async def _send(self, request: web.Request) -> web.Response:
         self.authorizations.append(request.headers.get("Authorization"))
+        self.peers.append(request.transport.get_extra_info("peername")[:2] if request.transport else ("", 0))
         if self.fail_next:
             self.fail_next -= 1
             return web.json_response({"error": {"code": "ServiceError"}}, status=500)
