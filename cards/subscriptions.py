@@ -262,7 +262,7 @@ def build_addons_card(
         return card(body, [_back()])
     for offer in offers:
         price = (
-            f"{offer.price.amount:,.2f} {offer.price.currency} per seat per {_per(offer.billing_cycle)}"
+            f"{format_money(offer.price.amount, offer.price.currency)} per seat per {_per(offer.billing_cycle)}"
             if offer.price is not None
             else "no price set — ask your reseller"
         )

@@ -18,6 +18,7 @@ from services.models import AuditEntry, LedgerEntry, SubscriptionRow
 from services.organisations import OrganisationView
 from services.partner_center.models import SubscriptionStatus
 from services.subscriptions.changes import addon_price_token
+from services.subscriptions.listing import price_per_period
 from tests.conftest import Sandbox
 from tests.subscription_fixtures import (
     ARCHIVING,
@@ -396,3 +397,9 @@ async def test_the_list_is_paged(services, ready, sandbox):
     assert (first.total, first.pages, len(first.items), len(second.items)) == (6, 2, 5, 1)
     assert beyond.page == 1 and not first.can_manage and not first.can_request_suspension
     assert {i.id for i in first.items}.isdisjoint({i.id for i in second.items})
+
+
+def test_a_seat_price_is_shown_with_its_currencys_own_minor_unit():
+    assert price_per_period(Decimal("6"), "USD", "monthly") == "6.00 USD / month"
+    assert price_per_period(Decimal("1360"), "JPY", "annual") == "1,360 JPY / year"
+    assert price_per_period(Decimal("2.5"), "KWD", "triennial") == "2.500 KWD / 3 years"

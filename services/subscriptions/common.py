@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -20,17 +20,6 @@ from services.partner_center.models import Subscription
 Clock = Callable[[], datetime]
 NOT_YOURS = "That subscription is not one of your organisation's. Open **subscriptions** again."
 LIVE = ("active", "suspended")
-CENT = Decimal("0.01")
-
-
-def money(amount: Decimal) -> Decimal:
-    """Rounded once, half away from zero, to the currency's minor unit (SPEC rating rules)."""
-    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-def show_money(amount: Decimal, currency: str) -> str:
-    sign = "-" if amount < 0 else ""
-    return f"{sign}{abs(amount):,.2f} {currency}"
 
 
 def show_date(value: datetime | date | None) -> str:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit
 from services.access import Caller
+from services.billing.money import format_money
 from services.catalog import CatalogService
 from services.db import utcnow
 from services.errors import DomainError
@@ -108,8 +109,9 @@ class SyncResult:
 _PERIOD = {"monthly": "month", "annual": "year", "triennial": "3 years"}
 
 
-def _price_text(amount: Decimal, currency: str, billing_cycle: str) -> str:
-    return f"{amount:,.2f} {currency} / {_PERIOD.get(billing_cycle, billing_cycle)}"
+def price_per_period(amount: Decimal, currency: str, billing_cycle: str) -> str:
+    """`6.00 USD / month`, `1,360 JPY / year`: the currency's own minor-unit digits."""
+    return f"{format_money(amount, currency)} / {_PERIOD.get(billing_cycle, billing_cycle)}"
 
 
 def _view(row: SubscriptionRow) -> SubscriptionView:
@@ -299,7 +301,7 @@ class SubscriptionService:
                         "shared_with": max(0, pool.get(licence, 0) - (1 if row.status in LIVE else 0))
                         if licence
                         else 0,
-                        "unit_price": _price_text(price.amount, price.currency, row.billing_cycle)
+                        "unit_price": price_per_period(price.amount, price.currency, row.billing_cycle)
                         if price is not None
                         else "",
                         "currency": price.currency if price is not None else "",
