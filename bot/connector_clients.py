@@ -31,6 +31,11 @@ from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
 # How many connections the pool keeps open at once (all hosts together); turns beyond it wait for one.
 CONNECTION_LIMIT = 100
+# An idle connection is dropped after this long, before the far end can drop it: a reply POSTed over a
+# connection the server is closing at that instant would fail, and aiohttp retries only idempotent
+# requests. Below Node's default of 5 s (the Agents Playground) and far below Azure's ~4 minutes (Teams'
+# Bot Connector); turns in a busy app still share connections.
+IDLE_CONNECTION_SECONDS = 4.0
 
 
 def _with_json_and_token(session: ClientSession, token: str) -> ClientSession:
@@ -73,7 +78,7 @@ class KeepAliveClientFactory(RestChannelServiceClientFactory):
 
     def _session(self, endpoint: str) -> ClientSession:
         if self._pool is None or self._pool.closed:
-            self._pool = TCPConnector(limit=CONNECTION_LIMIT)
+            self._pool = TCPConnector(limit=CONNECTION_LIMIT, keepalive_timeout=IDLE_CONNECTION_SECONDS)
         if not endpoint.endswith("/"):
             endpoint += "/"
         return ClientSession(
