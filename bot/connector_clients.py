@@ -9,8 +9,9 @@ large share of a turn's CPU and, against Teams, a handshake of latency per turn.
 `KeepAliveClientFactory` is that factory with one connection pool for the application's life: each
 client still gets its own session (a client's headers, its token among them, are its own), but the
 sessions share one `TCPConnector`, so connections are kept alive and reused; the User-Agent is worked
-out once. Tokens are obtained exactly as the SDK's factory obtains them; agentic and Copilot Studio
-requests are left to the SDK's own path unchanged.
+out once. Tokens are obtained exactly as the SDK's factory obtains them (without its OpenTelemetry span
+around making a client, which this app does not export); agentic and Copilot Studio requests are left
+to the SDK's own path unchanged.
 """
 
 from __future__ import annotations
