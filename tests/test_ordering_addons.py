@@ -16,6 +16,8 @@ from services.db import utcnow
 from services.errors import DomainError, InvalidInput, NotFound, PermissionDenied
 from services.ledger import LedgerEvent
 from services.models import AuditEntry, LedgerEntry, PriceEntryRow, SubscriptionRow
+from services.ordering import NO_AGREEMENT_MESSAGE
+from services.partner_center.errors import PartnerCenterRuleViolation
 from services.seed import PLAYGROUND_APPROVER
 from services.subscriptions.changes import ChangeResult
 from tests.conftest import Sandbox
@@ -169,3 +171,27 @@ async def test_an_addon_is_priced_from_the_organisations_list(services: Services
     async with services.sessions() as session:
         entry = await session.scalar(select(LedgerEntry).where(LedgerEntry.subscription_id == bought.subscription_id))
     assert entry is not None and entry.price_entry_id == offer.price.entry_id
+
+
+async def test_an_addon_refused_for_a_missing_agreement_says_how_to_record_it(
+    services: Services, demo_customer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A customer whose subscriptions predate the Microsoft Customer Agreement has none on record, and
+    Microsoft refuses its add-ons with 13605: the admin is told to record it, and the card may retry."""
+    caller = await _ready(services)
+    base = await _base(services, caller)
+    before = await _counts(services)
+    real_create_cart = services.partner_center.create_cart
+
+    async def refused(*args: object, **kwargs: object) -> object:
+        raise PartnerCenterRuleViolation("agreement missing", code="13605", http_status=403)
+
+    monkeypatch.setattr(services.partner_center, "create_cart", refused)
+    with pytest.raises(DomainError) as missing:
+        await _order(services, caller, base, ARCHIVING, "1", "card-mca")
+    assert missing.value.message == NO_AGREEMENT_MESSAGE
+    assert await _counts(services) == before
+
+    monkeypatch.setattr(services.partner_center, "create_cart", real_create_cart)  # recorded meanwhile
+    bought = await _order(services, caller, base, ARCHIVING, "1", "card-mca")
+    assert not bought.repeated

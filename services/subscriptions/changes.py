@@ -29,7 +29,7 @@ from services.errors import Conflict, DomainError, InvalidInput, NotFound
 from services.idempotency import IdempotencyService
 from services.ledger import LedgerEvent, LedgerSource, SubscriptionLedger
 from services.models import IdempotencyKey, LedgerEntry, SubscriptionRow
-from services.ordering import OrderRefused, checkout_once, order_request_id
+from services.ordering import NO_AGREEMENT_MESSAGE, OrderRefused, checkout_once, order_request_id
 from services.partner_center import PartnerCenterClient
 from services.partner_center.errors import PartnerCenterConflict, PartnerCenterError
 from services.partner_center.models import (
@@ -67,6 +67,9 @@ _RULES = {
     "2011": "This subscription has ended and can no longer be changed.",
     "2002": "Microsoft does not sell that quantity of this product.",
     "27009": "The base subscription must be active before an add-on can be bought for it.",
+    # A customer with subscriptions from before the Microsoft Customer Agreement (or bought through
+    # Partner Center directly) may have none on record: say how to record it, as ordering does.
+    "13605": NO_AGREEMENT_MESSAGE,
 }
 
 
