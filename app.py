@@ -40,6 +40,7 @@ from services.logging_context import configure_logging
 from services.migrate import upgrade_database
 from services.partner_center import PartnerCenterClient
 from services.partner_center.connection import PartnerCenterOpener, open_partner_center
+from services.sealed_secrets import SecretsKeyError
 from services.seed import seed_demo_organisation
 from services.settings import Settings, SettingsError
 
@@ -237,7 +238,11 @@ def main() -> None:
             "and callers are trusted by their channel id. Listening on %s only. Never expose this.",
             settings.host,
         )
-    web.run_app(app, host=settings.host, port=settings.port, print=None)
+    try:
+        web.run_app(app, host=settings.host, port=settings.port, print=None)
+    except SecretsKeyError as error:  # the key file is unreadable or holds no key (found at start-up)
+        log.error("%s", error)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

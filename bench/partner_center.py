@@ -59,7 +59,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from services.logging_context import configure_logging  # noqa: E402
+from services.logging_context import logging_configured  # noqa: E402
 from services.partner_center import PartnerCenterClient, StaticTokenProvider  # noqa: E402
 from services.partner_center.models import (  # noqa: E402
     Address,
@@ -206,18 +206,10 @@ def app_logging(enabled: bool) -> Any:
     if not enabled:
         yield
         return
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
-    with open(os.devnull, "w") as sink:
-        configure_logging("INFO")
-        handler = root.handlers[0]
+    with open(os.devnull, "w") as sink, logging_configured("INFO") as handler:
         assert isinstance(handler, logging.StreamHandler)
         handler.setStream(sink)
-        try:
-            yield
-        finally:
-            root.handlers[:] = saved[0]
-            root.setLevel(saved[1])  # setLevel, not `.level =`: it also clears the loggers' level caches
+        yield
 
 
 async def measure(call: Callable[[], Awaitable[Any]], calls: int, figures: Figures | None) -> None:

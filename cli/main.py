@@ -38,12 +38,13 @@ from services.alerts import AlertView
 from services.container import Services, build_services
 from services.db import create_engine
 from services.errors import DomainError
-from services.logging_context import configure_logging, correlation_scope
+from services.logging_context import correlation_scope, logging_configured
 from services.migrate import upgrade_database
 from services.organisations import PROFILE_FIELDS, MemberView, OrganisationView
 from services.partner_center.connection import open_partner_center
 from services.partner_center.sandbox import run_sandbox
 from services.roles import Role
+from services.sealed_secrets import SecretsKeyError, generate_key
 from services.settings import DEFAULT_VAR_DIR, Settings, SettingsError, is_loopback_host
 from services.users.directory import CSV_COLUMNS as DIRECTORY_CSV_COLUMNS
 
@@ -263,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     package.add_argument("--version", default="1.0.0", help="app version MAJOR.MINOR.PATCH (default: 1.0.0)")
     package.add_argument("--bot-domain", default=None, metavar="HOST", help="host name for validDomains")
     package.set_defaults(sync_handler=_package)
+
+    # secrets-key
+    secrets_key = commands.add_parser(
+        "secrets-key", help="print a new key for SECRETS_KEY (seals passwords waiting for their e-mail)"
+    )
+    secrets_key.set_defaults(sync_handler=_secrets_key)
 
     # sandbox
     sandbox = commands.add_parser("sandbox", help="serve the Partner Center sandbox alone (Ctrl-C stops it)")
@@ -630,6 +637,15 @@ async def _billing_set_cycle(args: argparse.Namespace, services: Services) -> No
     _out(f"Billing cycle {services.billing.describe(setting)}.")
 
 
+def _secrets_key(args: argparse.Namespace, settings: Settings) -> None:
+    _out(generate_key())
+    _err(
+        "Set it as SECRETS_KEY on every replica. To rotate, put the new key first and keep the old one after "
+        "a comma until nothing sealed with it waits: no queued or failed e-mail in 'cspbot mail list', no "
+        "pending credentials e-mail in 'cspbot tenant show'."
+    )
+
+
 def _package(args: argparse.Namespace, settings: Settings) -> None:
     app_id = (args.app_id if args.app_id is not None else settings.microsoft_app_id).strip()
     if not app_id:
@@ -739,22 +755,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parse(argv)
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
         return exit_.code if isinstance(exit_.code, int) else 2
-    root = logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
-    configure_logging("WARNING")
+    # main() may run inside another program (tests): the logging set-up is given back after.
     try:
-        with correlation_scope():
+        with logging_configured("WARNING"), correlation_scope():
             _run(args)
-    except (DomainError, CliError, SettingsError) as error:
+    except (DomainError, CliError, SettingsError, SecretsKeyError) as error:
         _err(f"error: {getattr(error, 'message', None) or error}")
         return 1
     except KeyboardInterrupt:
         _err("error: interrupted")
         return 130
-    finally:
-        # main() may run inside another program (tests): give the logging set-up back.
-        root.handlers[:] = saved_handlers
-        root.setLevel(saved_level)
     return 0
 
 

@@ -23,6 +23,7 @@ from services.organisations import OrganisationService
 from services.partner_center import PartnerCenterAuthError, PartnerCenterClient
 from services.partner_center.auth import TokenKind
 from services.pricing import PriceBook
+from services.sealed_secrets import SecretBox, open_secret_box
 from services.settings import Settings
 from services.subscriptions import ApprovalService, SubscriptionChanges, SubscriptionService
 from services.tenants import TenantService
@@ -40,6 +41,7 @@ class Services:
     idempotency: IdempotencyService
     jobs: JobService
     partner_center: PartnerCenterClient
+    secret_box: SecretBox  # seals what waits in the database to be used (a password for its e-mail)
     mailer: Mailer
     ledger: SubscriptionLedger
     pricing: PriceBook
@@ -73,7 +75,10 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         lease_seconds=settings.job_lease_seconds,
         poll_interval=settings.job_poll_interval_seconds,
     )
-    mailer = Mailer(mail_transport(settings), sender=settings.mail_from, alerts=alerts, sessions=sessions, jobs=jobs)
+    box = open_secret_box(settings.secrets_key.get_secret_value(), settings.secrets_key_path)
+    mailer = Mailer(
+        mail_transport(settings), sender=settings.mail_from, alerts=alerts, sessions=sessions, jobs=jobs, box=box
+    )
     user_sync = UserSync(sessions, partner_center, LeaseService(sessions), alerts)
     users = UserService(sessions, partner_center, user_sync, idempotency, mailer, jobs)
     pricing = PriceBook(sessions, partner_center)
@@ -110,9 +115,10 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         idempotency=idempotency,
         jobs=jobs,
         partner_center=partner_center,
+        secret_box=box,
         mailer=mailer,
         ledger=ledger,
-        tenants=TenantService(sessions, organisations, partner_center, jobs, mailer),
+        tenants=TenantService(sessions, organisations, partner_center, jobs, mailer, box, alerts),
         user_sync=user_sync,
         users=users,
         licences=LicenceService(sessions, partner_center, users, user_sync, idempotency),

@@ -101,3 +101,23 @@ def configure_logging(level: str) -> None:
     # aiosqlite logs every statement's parameters at DEBUG: a password waiting for its e-mail would
     # be among them. Never below INFO.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLevelName(level)))
+
+
+_RECORD_FLAGS = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
+
+
+@contextmanager
+def logging_configured(level: str) -> Iterator[logging.Handler]:
+    """`configure_logging(level)` for the span of a block (the CLI run inside another program, a test,
+    a benchmark), then the earlier set-up back; yields the app's handler."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    saved_flags = {name: getattr(logging, name) for name in _RECORD_FLAGS}
+    try:
+        configure_logging(level)
+        yield root.handlers[0]
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)  # setLevel, not `.level =`: it also clears the loggers' level caches
+        for name, value in saved_flags.items():
+            setattr(logging, name, value)

@@ -4,7 +4,8 @@ Two transports, chosen by settings: SMTP (`MAIL_SMTP_URL`, e.g. `smtp://user:pas
 with STARTTLS, or the separate `SMTP_HOST`/`SMTP_PORT`/... settings) or, by default, a local outbox folder
 where each message is one `.eml` file (readable only by the owner) — the embedded default's
 "mail". A message may carry secrets (a password): they are placed into the body only at delivery,
-never logged, never stored anywhere else, and never part of an error or alert text.
+kept in the outbox table only sealed (`services/sealed_secrets.py`) and only until delivered, never
+logged, and never part of an error or alert text.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from services.db import utcnow
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
 from services.jobs import JobService, JobView
 from services.models import MailMessage
+from services.sealed_secrets import SecretBox, SecretUnreadable
 
 log = logging.getLogger(__name__)
 
@@ -222,8 +224,9 @@ def _message_view(row: MailMessage) -> MailMessageView:
     )
 
 
-def _mail_of(row: MailMessage) -> Mail:
-    secrets = {name: SecretStr(str(value)) for name, value in (row.secrets or {}).items()}
+def _mail_of(row: MailMessage, box: SecretBox) -> Mail:
+    """The stored message with its secrets opened (`SecretUnreadable` if sealed under another key)."""
+    secrets = {name: SecretStr(box.open(str(value))) for name, value in (row.secrets or {}).items()}
     return Mail(to=row.to_address, subject=row.subject, body=row.body_text, secrets=secrets, html=row.body_html)
 
 
@@ -231,8 +234,9 @@ class Mailer:
     """Sends e-mail. With `sessions` and `jobs` (as built by the app) every message is first recorded
     in the outbox table `mail_messages`; a failed send stays queued and the durable job `mail.deliver`
     tries again after `retry_delays`; when they are used up the operator gets a `mail_undeliverable`
-    alert and the message (secrets kept) waits for `cspbot mail retry <id>`. Once delivered, the
-    stored secrets are removed. Without them (`durable=False`) a failed send raises `MailNotDelivered`."""
+    alert and the message (secrets kept) waits for `cspbot mail retry <id>`. Stored secrets are sealed
+    with `box` and removed once delivered. Without them (`durable=False`) a failed send raises
+    `MailNotDelivered`."""
 
     def __init__(
         self,
@@ -242,8 +246,12 @@ class Mailer:
         alerts: AlertService,
         sessions: async_sessionmaker[AsyncSession] | None = None,
         jobs: JobService | None = None,
+        box: SecretBox | None = None,
         retry_delays: Sequence[timedelta] = RETRY_DELAYS,
     ) -> None:
+        if sessions is not None and box is None:
+            raise ValueError("a mailer that stores messages needs a SecretBox to seal their secrets")
+        self._box = box
         self._transport = transport
         self._sender = sender
         self._alerts = alerts
@@ -309,6 +317,10 @@ class Mailer:
             )
         return MailReceipt(None, True)
 
+    def _sealed(self, secret: SecretStr) -> str:
+        assert self._box is not None
+        return self._box.seal(secret.get_secret_value())
+
     async def _send_durable(self, mail: Mail, organisation_id: int | None, sent_at: datetime | None) -> MailReceipt:
         assert self._sessions is not None
         async with self._sessions() as session:
@@ -318,7 +330,7 @@ class Mailer:
                 subject=mail.subject,
                 body_text=mail.body,
                 body_html=mail.html,
-                secrets={name: value.get_secret_value() for name, value in mail.secrets.items()} or None,
+                secrets={name: self._sealed(value) for name, value in mail.secrets.items()} or None,
                 status=QUEUED,
                 attempts=0,
                 last_error="",
@@ -331,12 +343,28 @@ class Mailer:
 
     async def _attempt(self, message_id: int, sent_at: datetime | None = None) -> bool:
         """One try of a stored message; on failure the next try is scheduled or the operator alerted."""
-        assert self._sessions is not None and self._jobs is not None
+        assert self._sessions is not None and self._jobs is not None and self._box is not None
         async with self._sessions() as session:
             row = await session.get(MailMessage, message_id)
             if row is None or row.status == SENT:
                 return row is not None
-            mail = _mail_of(row)
+            try:
+                mail = _mail_of(row, self._box)
+            except SecretUnreadable:
+                # No retry can help until the key it was sealed with is configured again.
+                row.status, row.last_error = FAILED, SecretUnreadable.__name__
+                to, subject, organisation_id = row.to_address, row.subject, row.organisation_id
+                await session.commit()
+                await self._alerts.raise_alert(
+                    "mail_undeliverable",
+                    f"E-mail #{message_id} '{subject}' to {to} holds a secret sealed with another key than "
+                    "SECRETS_KEY now holds. Add that key to SECRETS_KEY (after the current one), then run "
+                    f"'cspbot mail retry {message_id}'; without it, issue the password again.",
+                    dedup_key=f"mail_undeliverable:{message_id}",
+                    severity="error",
+                    organisation_id=organisation_id,
+                )
+                return False
         failure = await self._deliver(mail, sent_at)
         async with self._sessions() as session:
             row = await session.get(MailMessage, message_id)
@@ -392,7 +420,15 @@ class Mailer:
                 raise Conflict(f"E-mail #{message_id} was delivered already.")
             row.status, row.attempts = QUEUED, 0
             await session.commit()
-        return MailReceipt(message_id, await self._attempt(message_id))
+        delivered = await self._attempt(message_id)
+        async with self._sessions() as session:
+            row = await session.get(MailMessage, message_id)
+            if not delivered and row is not None and row.last_error == SecretUnreadable.__name__:
+                raise SecretUnreadable(
+                    f"E-mail #{message_id} holds a secret sealed with another key than SECRETS_KEY holds. Add that "
+                    "key after the current one and retry, or issue the password again."
+                )
+        return MailReceipt(message_id, delivered)
 
     async def messages(self, *, status: str | None = None, limit: int = 50) -> list[MailMessageView]:
         """The newest stored messages (optionally of one status), without their secrets."""

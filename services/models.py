@@ -383,8 +383,9 @@ class TenantServiceRow(Base):
     One row per organisation (the unique key is what makes "add tenant" exactly-once): it is
     inserted as `creating` before the durable job asks Microsoft, becomes `active` once Microsoft
     created (or the customer's admin linked) the tenant, and is deleted again if Microsoft refused.
-    `credentials_password` holds the first admin's password only until the e-mail carrying it is
-    delivered (a mail server that is down must not lose it); it is never shown or logged."""
+    `credentials_password` holds the first admin's password, sealed (`services/sealed_secrets.py`),
+    only until the e-mail carrying it is delivered (a mail server that is down must not lose it); it
+    is never shown or logged."""
 
     __tablename__ = "tenant_services"
 
@@ -649,7 +650,8 @@ class SubscriptionSyncState(Base):
 
 class MailMessage(Base):
     """One outgoing e-mail. `secrets` (e.g. a password for the body's `{password}` placeholder) are
-    kept only until the message is delivered, then removed; the row stays as the record."""
+    kept sealed (`services/sealed_secrets.py`) and only until the message is delivered, then
+    removed; the row stays as the record."""
 
     __tablename__ = "mail_messages"
 

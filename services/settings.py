@@ -13,6 +13,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from services.sealed_secrets import SecretBox, SecretsKeyError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
 
@@ -79,6 +81,14 @@ class Settings(BaseSettings):
     smtp_password: SecretStr = SecretStr("")
     smtp_starttls: bool = True
 
+    # --- Secrets kept until used (a password waiting for its e-mail) are stored sealed ------------
+    # A Fernet key (`cspbot secrets-key` makes one); comma-separated keys rotate: the first seals, all
+    # open. Empty = the key in SECRETS_KEY_FILE, created on first start. Required with PostgreSQL
+    # when authenticated (replicas must share it).
+    secrets_key: SecretStr = SecretStr("")
+    # Empty = beside the SQLite database (`<name>.secrets.key`), or var/secrets.key.
+    secrets_key_file: Path | None = None
+
     # --- Partner Center ---------------------------------------------------------------------------
     # Empty URL = the built-in sandbox, started with the bot on its own loopback port.
     partner_center_url: str = ""
@@ -102,6 +112,11 @@ class Settings(BaseSettings):
     @property
     def export_base_url(self) -> str:
         return (self.public_base_url.strip() or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @field_validator("secrets_key_file", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level")
     @classmethod
@@ -132,6 +147,16 @@ class Settings(BaseSettings):
         return self.database_url
 
     @property
+    def secrets_key_path(self) -> Path:
+        if self.secrets_key_file is not None:
+            return self.secrets_key_file
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            database = Path(url.database)
+            return database.with_name(f"{database.stem}.secrets.key")
+        return DEFAULT_VAR_DIR / "secrets.key"
+
+    @property
     def seeds_demo_organisation(self) -> bool:
         if self.seed_demo_organisation is None:
             return not self.authenticated
@@ -154,10 +179,20 @@ class Settings(BaseSettings):
                 raise SettingsError(
                     f"PARTNER_CENTER_URL is set, so {', '.join(missing)} must be set too (see docs/partner-center.md)."
                 )
+        if self.secrets_key.get_secret_value().strip():
+            try:
+                SecretBox.from_keys(self.secrets_key.get_secret_value())
+            except SecretsKeyError as error:
+                raise SettingsError(str(error)) from None
         if self.authenticated:
             if not self.microsoft_app_password.get_secret_value() or not self.microsoft_app_tenant_id:
                 raise SettingsError(
                     "MICROSOFT_APP_ID is set, so MICROSOFT_APP_PASSWORD and MICROSOFT_APP_TENANT_ID are required too."
+                )
+            if make_url(self.database_url).get_backend_name() != "sqlite" and not self.secrets_key.get_secret_value():
+                raise SettingsError(
+                    "SECRETS_KEY is required with a shared database: every replica must open what another "
+                    "sealed. Make one with 'cspbot secrets-key' and give it to all of them."
                 )
             return
         if not is_loopback_host(self.host) and not self.dangerously_allow_unauthenticated_requests:

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit
 from services.access import Caller
+from services.alerts import AlertService
 from services.db import utcnow
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
 from services.jobs import FAILED, JobService, JobView
@@ -61,6 +62,7 @@ from services.partner_center.models import (
     PasswordProfile,
 )
 from services.roles import Permission
+from services.sealed_secrets import SecretBox, SecretUnreadable
 
 log = logging.getLogger(__name__)
 
@@ -471,12 +473,16 @@ class TenantService:
         partner_center: PartnerCenterClient,
         jobs: JobService,
         mailer: Mailer,
+        box: SecretBox,
+        alerts: AlertService,
     ) -> None:
         self._sessions = sessions
         self._organisations = organisations
         self._pc = partner_center
         self._jobs = jobs
         self._mailer = mailer
+        self._box = box
+        self._alerts = alerts
         jobs.register(CREATE_JOB, self._run_create)
         jobs.register(MAIL_JOB, self._run_mail)
 
@@ -949,7 +955,7 @@ class TenantService:
             row.domain = customer.domain or form.domain
             row.completed_at = utcnow()
             row.admin_user = user_name
-            row.credentials_password = password
+            row.credentials_password = self._box.seal(password) if password else None
             row.credentials_status = MAIL_PENDING if password else MAIL_NONE
             audit.record(
                 session,
@@ -1068,7 +1074,7 @@ class TenantService:
                 body=CREDENTIALS_BODY.format(
                     first_name=first_name or "there", company=org.name, user_name=row.admin_user
                 ),
-                secrets={"password": SecretStr(row.credentials_password)},
+                secrets={"password": SecretStr(self._box.open(row.credentials_password))},
                 html=CREDENTIALS_HTML.format(
                     first_name=html.escape(first_name or "there"),
                     company=html.escape(org.name),
@@ -1149,9 +1155,25 @@ class TenantService:
     async def _run_mail(self, job: JobView) -> Mapping[str, Any]:
         if job.organisation_id is None:
             raise DomainError("This e-mail has no organisation.")
-        view = await self._deliver_credentials(
-            job.organisation_id, job, first_name=str(job.payload.get("first_name", ""))
-        )
+        try:
+            view = await self._deliver_credentials(
+                job.organisation_id, job, first_name=str(job.payload.get("first_name", ""))
+            )
+        except SecretUnreadable:
+            # The key changed since the password was sealed: no retry helps; the operator can.
+            org = await self._organisations.get_by_id(job.organisation_id)
+            await self._alerts.raise_alert(
+                "mail_undeliverable",
+                f"The sign-in e-mail for {org.name}'s new tenant holds a password sealed with another key than "
+                "SECRETS_KEY now holds. Add that key to SECRETS_KEY (after the current one), then run "
+                f"'cspbot tenant resend-credentials {org.slug}'.",
+                dedup_key=f"tenant_credentials_unreadable:{job.organisation_id}",
+                severity="error",
+                organisation_id=job.organisation_id,
+            )
+            raise DomainError(
+                "The e-mail with the sign-in details could not be sent. Your reseller has been told and will send it."
+            ) from None
         return {
             "message": f"The e-mail with the sign-in details for {view.domain} has now been sent to {view.mail_to}.",
             "domain": view.domain,

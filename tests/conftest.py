@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +43,16 @@ SANDBOX_TOKEN = "sandbox-test-token"
 SANDBOX_START = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
 
 POSTGRES_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _secrets_key_file_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The key file the app creates when SECRETS_KEY is empty goes to a temporary folder, never into the
+    checkout's var/ (a PostgreSQL database has no SQLite file to put it beside)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("SECRETS_KEY_FILE", str(tmp_path_factory.mktemp("keys") / "secrets.key"))
+    yield
+    patch.undo()
 
 
 @pytest.fixture

@@ -9,27 +9,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.logging_context import SDK_TOKEN_CLIENT_LOGGER, configure_logging, correlation_scope
-
-_RECORD_FLAGS = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
+from services.logging_context import SDK_TOKEN_CLIENT_LOGGER, correlation_scope, logging_configured
 
 
 @pytest.fixture
 def app_log() -> Iterator[io.StringIO]:
     """The app's logging set-up writing into a string; the test process's own set-up restored after."""
-    root = logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
-    saved_flags = {name: getattr(logging, name) for name in _RECORD_FLAGS}
-    try:
-        configure_logging("INFO")
+    with logging_configured("INFO") as handler:
         stream = io.StringIO()
-        root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
+        handler.setStream(stream)  # type: ignore[attr-defined]
         yield stream
-    finally:
-        root.handlers[:] = saved_handlers
-        root.setLevel(saved_level)
-        for name, value in saved_flags.items():
-            setattr(logging, name, value)
 
 
 def test_json_lines_carry_the_correlation_id_and_the_sdk_notice_is_dropped(app_log: io.StringIO) -> None:

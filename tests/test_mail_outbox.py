@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -15,8 +17,10 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from services.errors import Conflict, NotFound
-from services.mail import MAIL_JOB, Mail, SmtpTransport
+from services.mail import MAIL_JOB, Mail, OutboxTransport, SmtpTransport
 from services.models import Job, MailMessage
+from services.sealed_secrets import SecretBox, SecretUnreadable, generate_key
+from tests.conftest import outbox_messages
 from tests.fakes import free_port
 
 PASSWORD = "Qz7!pLm3#Rw9"
@@ -59,6 +63,19 @@ async def _row(services, message_id: int) -> MailMessage:
         return row
 
 
+def _sealed_password(services, row: MailMessage) -> None:
+    """The row keeps the password sealed: not readable in the database, opened by the app's key."""
+    assert row.secrets is not None
+    stored = row.secrets["password"]
+    assert stored.startswith("sealed:v1:") and PASSWORD not in stored
+    assert services.secret_box.open(stored) == PASSWORD
+
+
+def _tests_key() -> str:
+    """The key the app sealed with in these tests: the key file conftest points SECRETS_KEY_FILE at."""
+    return Path(os.environ["SECRETS_KEY_FILE"]).read_text().strip()
+
+
 async def _job_payloads(services) -> list[str]:
     async with services.sessions() as session:
         jobs = list(await session.scalars(select(Job).where(Job.kind == MAIL_JOB)))
@@ -73,7 +90,7 @@ async def test_a_refused_message_is_queued_and_delivered_when_the_server_is_back
     assert receipt.queued and receipt.message_id is not None
     row = await _row(services, receipt.message_id)
     assert (row.status, row.attempts, row.last_error) == ("queued", 1, "ConnectionRefusedError")
-    assert row.secrets == {"password": PASSWORD}  # kept until delivered
+    _sealed_password(services, row)  # kept until delivered
     assert row.body_text == "Password: {password}\n"  # the template, not the rendered text
     payloads = await _job_payloads(services)
     assert payloads and all(PASSWORD not in payload for payload in payloads)
@@ -107,7 +124,7 @@ async def test_exhausted_retries_alert_the_operator_and_keep_the_message(service
     await services.jobs.run_pending()
     row = await _row(services, receipt.message_id)
     assert (row.status, row.attempts) == ("failed", 3)
-    assert row.secrets == {"password": PASSWORD}  # never lost: kept for a later retry
+    _sealed_password(services, row)  # never lost: kept for a later retry
     [alert] = await services.alerts.list()
     assert alert.code == "mail_undeliverable" and PASSWORD not in alert.message
     assert f"cspbot mail retry {receipt.message_id}" in alert.message
@@ -147,3 +164,53 @@ async def test_without_the_outbox_a_refused_message_still_raises(services) -> No
         await services.mailer.send(MAIL, durable=False)
     assert PASSWORD not in str(failed.value)
     assert await services.mailer.messages() == []
+
+
+async def test_a_secret_sealed_under_another_key_fails_with_an_alert_until_that_key_is_back(services, outbox) -> None:
+    """E.g. SECRETS_KEY rotated with the old key dropped too soon: no retry can help, so the message fails
+    at once and the operator is told what to do; with the old key added back it is delivered."""
+    _smtp_down(services)
+    services.mailer.retry_delays = (timedelta(0), timedelta(0))
+    receipt = await services.mailer.send(MAIL)
+    assert receipt.queued and receipt.message_id is not None
+    services.mailer._transport = OutboxTransport(outbox)
+    sealed_with = _tests_key()
+    services.mailer._box = SecretBox([generate_key()])  # the key it was sealed with is gone
+
+    await services.jobs.run_pending()  # the scheduled retry
+    row = await _row(services, receipt.message_id)
+    assert (row.status, row.last_error) == ("failed", "SecretUnreadable")
+    _sealed_password(services, row)  # kept: nothing is lost
+    [alert] = await services.alerts.list()
+    assert alert.code == "mail_undeliverable" and "SECRETS_KEY" in alert.message
+    assert f"cspbot mail retry {receipt.message_id}" in alert.message and PASSWORD not in alert.message
+    assert outbox_messages(outbox) == []
+    with pytest.raises(SecretUnreadable, match="SECRETS_KEY"):  # the operator's retry says why at once
+        await services.mailer.retry(receipt.message_id)
+    assert (await _row(services, receipt.message_id)).status == "failed"
+
+    services.mailer._box = SecretBox([generate_key(), sealed_with])  # a new key first, the old one after
+    assert (await services.mailer.retry(receipt.message_id)).delivered
+    [delivered] = outbox_messages(outbox)
+    assert PASSWORD in delivered.get_body(preferencelist=("plain",)).get_content()
+
+
+async def test_a_password_stored_before_sealing_existed_is_still_delivered(services, outbox) -> None:
+    """An outbox row written by an earlier version holds its secret as plain text: an upgrade loses nothing."""
+    async with services.sessions() as session:
+        row = MailMessage(
+            to_address=MAIL.to,
+            subject=MAIL.subject,
+            body_text=MAIL.body,
+            secrets={"password": PASSWORD},
+            status="failed",
+            attempts=3,
+            last_error="ConnectionRefusedError",
+        )
+        session.add(row)
+        await session.commit()
+        message_id = row.id
+    assert (await services.mailer.retry(message_id)).delivered
+    [delivered] = outbox_messages(outbox)
+    assert PASSWORD in delivered.get_body(preferencelist=("plain",)).get_content()
+    assert (await _row(services, message_id)).secrets is None

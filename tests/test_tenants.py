@@ -5,8 +5,10 @@ exactly-once creation (double confirm, races, faults after commit), the MCA, the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import logging
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -20,12 +22,13 @@ from services.access import Caller
 from services.container import Services, build_services
 from services.db import create_engine, utcnow
 from services.errors import Conflict, PermissionDenied
-from services.jobs import FAILED, SUCCEEDED
-from services.mail import Mail
+from services.jobs import FAILED, SUCCEEDED, JobView
+from services.mail import Mail, OutboxTransport
 from services.migrate import upgrade_database
 from services.models import AuditEntry, Job, TenantServiceRow
 from services.partner_center.client import MICROSOFT_CUSTOMER_AGREEMENT
 from services.partner_center.models import Contact
+from services.sealed_secrets import SecretBox, generate_key
 from services.seed import DEMO_SLUG, seed_demo_organisation
 from services.settings import Settings
 from services.tenants import (
@@ -417,6 +420,28 @@ async def test_an_mca_accepted_elsewhere_shows_under_my_services(services: Servi
     assert view is not None and view.mca_name == "Kim Akers" and view.mca_email == "kim@contoso.example"
 
 
+@contextlib.asynccontextmanager
+async def _tenant_created_while_smtp_is_down(
+    sqlite_url: str, sandbox: Sandbox
+) -> AsyncIterator[tuple[Services, Caller, JobView, int]]:
+    """Services mailing over SMTP to a port nobody listens on (yet), and a tenant created through them:
+    its sign-in e-mail is queued. Yields the services, the caller, the creation job and the SMTP port."""
+    port = free_port()
+    engine = create_engine(sqlite_url)
+    await upgrade_database(engine)
+    settings = Settings(database_url=sqlite_url, smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False)
+    services = build_services(engine, settings, sandbox.client)
+    try:
+        caller = await _caller(services)
+        job, _ = await services.tenants.start_creation(caller, GOOD_FORM, _contact(), notify_conversation_id=None)
+        await services.jobs.run_pending()
+        done = await services.jobs.get(job.id)
+        assert done is not None
+        yield services, caller, done, port
+    finally:
+        await engine.dispose()
+
+
 class _Inbox(Message):
     def __init__(self) -> None:
         super().__init__()
@@ -432,21 +457,14 @@ async def test_mail_server_down_queues_the_credentials_and_delivers_them_later(
     """A real SMTP server that is not there at first: the tenant is still created, the admin is told
     the e-mail is on its way, the retry delivers it and the stored password is then gone."""
     _debug_logs(caplog)
-    port = free_port()
-    engine = create_engine(sqlite_url)
-    await upgrade_database(engine)
-    settings = Settings(database_url=sqlite_url, smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False)
-    services = build_services(engine, settings, sandbox.client)
-    try:
-        caller = await _caller(services)
-        job, _ = await services.tenants.start_creation(caller, GOOD_FORM, _contact(), notify_conversation_id=None)
-        await services.jobs.run_pending()
-        done = await services.jobs.get(job.id)
-        assert done is not None and done.status == SUCCEEDED
+    async with _tenant_created_while_smtp_is_down(sqlite_url, sandbox) as (services, caller, done, port):
+        assert done.status == SUCCEEDED
         assert done.result is not None and done.result["credentials_status"] == "queued"
         assert "on its way" in str(done.result["message"])
         row = await _row(services, caller.organisation_id)
-        assert row is not None and row.credentials_password  # kept until delivered
+        assert row is not None and row.credentials_password  # kept until delivered, sealed
+        stored = row.credentials_password
+        assert stored.startswith("sealed:v1:")
         assert any(alert.code == "mail_undeliverable" for alert in await services.alerts.list())
 
         inbox = _Inbox()
@@ -464,8 +482,7 @@ async def test_mail_server_down_queues_the_credentials_and_delivers_them_later(
         row = await _row(services, caller.organisation_id)
         assert row is not None and row.credentials_password is None and row.credentials_status == "sent"
         assert password not in caplog.text
-    finally:
-        await engine.dispose()
+        assert password not in stored and services.secret_box.open(stored) == password
 
 
 def test_credentials_html_alternative_escapes_the_secret() -> None:
@@ -589,3 +606,37 @@ async def test_a_claim_whose_job_was_never_stored_is_released_after_a_while(serv
     assert await services.tenants.my_service(caller) is None
     again, started = await services.tenants.start_creation(caller, GOOD_FORM, _contact(), notify_conversation_id=None)
     assert started and again.payload["job_key"] != job.payload["job_key"]  # (SQLite may reuse the id)
+
+
+async def test_credentials_sealed_under_a_key_since_removed_alert_the_operator_and_wait_for_it(
+    sqlite_url: str, sandbox: Sandbox, outbox, caplog
+) -> None:
+    """SECRETS_KEY changed while the sign-in e-mail waited for the mail server: the retry cannot open
+    the password, so the admin is told the reseller will send it, the operator is told how, and with the
+    old key back the operator's resend delivers it."""
+    _debug_logs(caplog)
+    async with _tenant_created_while_smtp_is_down(sqlite_url, sandbox) as (services, caller, _, _port):
+        row = await _row(services, caller.organisation_id)
+        assert row is not None and row.credentials_status == "queued"
+        password = services.secret_box.open(row.credentials_password or "")
+        sealed_with = services.tenants._box
+        services.tenants._box = SecretBox([generate_key()])  # the key was replaced, the old one dropped
+
+        await _make_due(services)
+        await services.jobs.run_pending()
+        async with services.sessions() as session:
+            retry = await session.scalar(select(Job).where(Job.kind == "tenant.credentials_mail"))
+        assert retry is not None and retry.status == FAILED
+        assert "Your reseller has been told" in (retry.error_message or "")
+        alert = next(a for a in await services.alerts.list() if "SECRETS_KEY" in a.message)
+        assert f"cspbot tenant resend-credentials {DEMO_SLUG}" in alert.message
+        row = await _row(services, caller.organisation_id)
+        assert row is not None and row.credentials_password and row.credentials_status == "queued"  # kept
+
+        services.tenants._box = sealed_with
+        services.mailer._transport = OutboxTransport(outbox)
+        view = await services.tenants.resend_credentials(caller.organisation_id, actor="operator")
+        assert view.credentials_status == "sent"
+        [message] = outbox_messages(outbox)
+        assert password in plain_text(message)
+        assert password not in caplog.text and password not in alert.message
