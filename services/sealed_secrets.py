@@ -77,12 +77,15 @@ def _split(keys: str) -> list[str]:
 
 def _read_or_create_key_file(path: Path) -> list[str]:
     """The keys in `path`; a new random key written there first (mode 0600) if it does not exist."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w", encoding="ascii") as file:
-            file.write(generate_key() + "\n")
-    return _split(path.read_text(encoding="ascii").replace("\n", ","))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w", encoding="ascii") as file:
+                file.write(generate_key() + "\n")
+        return _split(path.read_text(encoding="ascii").replace("\n", ","))
+    except (OSError, UnicodeDecodeError) as error:
+        raise SecretsKeyError(f"The key file {path} cannot be read or made ({type(error).__name__}).") from None
 
 
 def open_secret_box(keys: str, key_file: Path) -> SecretBox:

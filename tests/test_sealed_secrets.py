@@ -76,6 +76,11 @@ def test_an_unusable_key_is_refused_without_repeating_it(tmp_path: Path) -> None
     with pytest.raises(SecretsKeyError) as from_file:
         open_secret_box("", key_file)
     assert str(key_file) in str(from_file.value) and "not-a-key-at-all" not in str(from_file.value)
+    key_file.write_bytes(b"\xff\xfe not text")
+    with pytest.raises(SecretsKeyError, match="cannot be read"):
+        open_secret_box("", key_file)
+    with pytest.raises(SecretsKeyError, match="cannot be read"):  # a folder where the file should be
+        open_secret_box("", tmp_path)
     with pytest.raises(SecretsKeyError) as from_setting:
         SecretBox.from_keys(f"{generate_key()},hunter2-is-no-key")
     assert "hunter2" not in str(from_setting.value)
