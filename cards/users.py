@@ -33,6 +33,18 @@ USERS_DONE = "users_done"
 MAX_CHOICES = 100
 
 
+def _search_row(placeholder: str, value: str, search: dict[str, Any]) -> dict[str, Any]:
+    """A search box (`search`) with its Search button beside it."""
+    box = {"type": "Input.Text", "id": "search", "placeholder": placeholder, "value": value, "maxLength": 100}
+    return {
+        "type": "ColumnSet",
+        "columns": [
+            {"type": "Column", "width": "stretch", "items": [box]},
+            {"type": "Column", "width": "auto", "items": [{"type": "ActionSet", "actions": [search]}]},
+        ],
+    }
+
+
 def freshness(synced_at: datetime | None, now: datetime, *, syncing: bool = False) -> str:
     """How fresh the copy is, in words."""
     if synced_at is None:
@@ -103,31 +115,7 @@ def build_users_card(
     if page.last_error:
         body.append(text(f"The last sync did not finish: {page.last_error}", color="Warning"))
     if interactive:
-        body.append(
-            {
-                "type": "ColumnSet",
-                "columns": [
-                    {
-                        "type": "Column",
-                        "width": "stretch",
-                        "items": [
-                            {
-                                "type": "Input.Text",
-                                "id": "search",
-                                "placeholder": "Search by name or user name",
-                                "value": page.search,
-                                "maxLength": 100,
-                            }
-                        ],
-                    },
-                    {
-                        "type": "Column",
-                        "width": "auto",
-                        "items": [{"type": "ActionSet", "actions": [submit("Search", USERS_SEARCH)]}],
-                    },
-                ],
-            }
-        )
+        body.append(_search_row("Search by name or user name", page.search, submit("Search", USERS_SEARCH)))
     if page.search:
         body.append(text(f"{page.total} user(s) match '{page.search}'.", subtle=True))
     if not page.rows:
@@ -353,31 +341,7 @@ def build_assign_card(
     body.append(text("1. Users", weight="Bolder"))
     if total_users > len(shown):
         body.append(text(f"Showing {len(shown)} of {total_users} users; search to narrow the list.", subtle=True))
-    body.append(
-        {
-            "type": "ColumnSet",
-            "columns": [
-                {
-                    "type": "Column",
-                    "width": "stretch",
-                    "items": [
-                        {
-                            "type": "Input.Text",
-                            "id": "search",
-                            "placeholder": "Search users",
-                            "value": search,
-                            "maxLength": 100,
-                        }
-                    ],
-                },
-                {
-                    "type": "Column",
-                    "width": "auto",
-                    "items": [{"type": "ActionSet", "actions": [submit("Search", USERS_ASSIGN, {"searching": True})]}],
-                },
-            ],
-        }
-    )
+    body.append(_search_row("Search users", search, submit("Search", USERS_ASSIGN, {"searching": True})))
     body += _error(error) if error_field == "users" else []
     body.append(
         {

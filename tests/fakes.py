@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiosmtpd.handlers import Message
 
 
 @dataclass
@@ -129,8 +130,25 @@ def card_text(card: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def said(reply: dict[str, Any]) -> str:
+    """What a reply says: its card's visible text, or its plain text."""
+    card = card_of(reply)
+    return card_text(card) if card else str(reply.get("text") or "")
+
+
 def free_port() -> int:
     """A loopback port that is free right now (for a server a test starts)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class SmtpInbox(Message):
+    """An aiosmtpd handler keeping every message a test SMTP server received (`email.message.Message`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[Any] = []
+
+    def handle_message(self, message: Any) -> None:
+        self.messages.append(message)

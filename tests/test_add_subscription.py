@@ -35,7 +35,7 @@ from services.ordering import UNCONFIRMED_MESSAGE
 from services.pricing import GLOBAL_LIST
 from tests.cardcheck import assert_valid_activity_cards, assert_valid_card
 from tests.conftest import message, runtime_of
-from tests.fakes import card_of, card_text
+from tests.fakes import card_of, card_text, said
 from tests.test_ordering import link_without_agreement
 
 APPROVER = {"user_id": "user-id-1", "name": "Megan Bowen", "aad_object_id": "00000000-0000-0000-0000-0000000000021"}
@@ -72,11 +72,6 @@ class Chat:
 
     async def wait(self) -> dict[str, Any]:
         return await self._reply()
-
-
-def said(reply: dict[str, Any]) -> str:
-    card = card_of(reply)
-    return card_text(card) if card else reply.get("text", "")
 
 
 def action(reply: dict[str, Any], title: str) -> dict[str, Any]:

@@ -11,45 +11,12 @@ from typing import Any
 import pytest
 
 from services.seed import DEMO_SLUG, seed_demo_organisation
-from tests.cardcheck import assert_valid_activity_cards
-from tests.conftest import Sandbox, message, outbox_messages, runtime_of
-from tests.fakes import FakeConnector, card_of, card_text
+from tests.chat import Chat
+from tests.conftest import Sandbox, outbox_messages, runtime_of
+from tests.fakes import card_of, card_text, said
 from tests.mailparts import plain_text
 
 GUID_TENANT = "6b2f1c7e-3d4a-4b5c-8d9e-0f1a2b3c4d5e"
-
-
-class Chat:
-    """One person's 1:1 chat with the bot, over HTTP."""
-
-    def __init__(self, client: Any, fake: FakeConnector, url: str, **identity: Any) -> None:
-        self.client, self.fake, self.url, self.identity = client, fake, url, identity
-        self.seen = 0
-
-    async def send(self, text: str | None = None, value: dict[str, Any] | None = None, replies: int = 1) -> list[dict]:
-        body = message(text, service_url=self.url, value=value, **self.identity)
-        response = await self.client.post("/api/messages", json=body)
-        assert response.status == 202
-        return await self.wait(replies)
-
-    async def wait(self, replies: int = 1) -> list[dict]:
-        await self.fake.wait_for(self.seen + replies)
-        new = self.fake.messages()[self.seen : self.seen + replies]
-        self.seen += replies
-        for reply in new:
-            assert_valid_activity_cards(reply)
-        return new
-
-    async def card(self, text: str | None = None, value: dict[str, Any] | None = None) -> dict[str, Any]:
-        [reply] = await self.send(text, value)
-        card = card_of(reply)
-        assert card is not None, reply.get("text")
-        return card
-
-
-def said(reply: dict[str, Any]) -> str:
-    card = card_of(reply)
-    return card_text(card) if card else reply.get("text", "")
 
 
 def inputs(card: dict[str, Any]) -> dict[str, str]:

@@ -22,7 +22,7 @@ from app import SETTINGS
 from bot.storage import SqlStorage
 from tests.conftest import message, runtime_of
 from tests.dialog_fixtures import NAME_QUESTION, SURVEY_VERB, survey_tasks
-from tests.fakes import FakeConnector, card_of, card_text
+from tests.fakes import FakeConnector, card_of, card_text, said
 
 RETRY_TEXT = "Please use the card above, or type cancel."
 FINISHED_CARD_TEXT = "That card belongs to a task that has finished or was cancelled"
@@ -31,11 +31,6 @@ CONFLICT_LOG = "conversation state changed under this turn"
 
 
 # ---- helpers ------------------------------------------------------------------------------------
-
-
-def said(activity: dict[str, Any]) -> str:
-    card = card_of(activity)
-    return card_text(card) if card else activity.get("text") or ""
 
 
 def is_colour_card(activity: dict[str, Any], name: str) -> bool:

@@ -15,7 +15,7 @@ from services.roles import Permission
 from services.seed import DEMO_SLUG
 from tests.cardcheck import assert_valid_activity_cards
 from tests.conftest import message, runtime_of
-from tests.fakes import card_of, card_text
+from tests.fakes import said as _said
 
 
 async def _say(client, fake, text, url, count, **kwargs):
@@ -25,11 +25,6 @@ async def _say(client, fake, text, url, count, **kwargs):
     reply = fake.messages()[count - 1]
     assert_valid_activity_cards(reply)
     return reply
-
-
-def _said(reply) -> str:
-    card = card_of(reply)
-    return card_text(card) if card else reply.get("text", "")
 
 
 async def test_install_sends_the_welcome_card_and_remembers_the_conversation(make_bot, connector):

@@ -19,42 +19,14 @@ from sqlalchemy import select
 from services.ledger import LedgerEvent
 from services.models import SubscriptionRow
 from services.seed import DEMO_SLUG
-from tests.cardcheck import assert_valid_activity_cards
-from tests.conftest import SANDBOX_START, message, outbox_messages, runtime_of
-from tests.fakes import FakeConnector, card_of, card_text
+from tests.chat import Chat
+from tests.conftest import SANDBOX_START, outbox_messages, runtime_of
+from tests.fakes import card_of, card_text, said
 
 DOMAIN = "contosodemo.onmicrosoft.com"
 BASIC_OFFER = "CFQ7TTC0LH18:0001"  # Microsoft 365 Business Basic in the sandbox catalog
 SEATS = 5
 MONTHLY_PRICE = Decimal("5.52")  # the demo price list: 1 year commitment, billed monthly, per seat
-
-
-class Chat:
-    """Alex Wilber's 1:1 chat with the bot, over HTTP: every reply's cards are schema-checked."""
-
-    def __init__(self, client: Any, fake: FakeConnector, url: str) -> None:
-        self.client, self.fake, self.url, self.seen = client, fake, url, 0
-
-    async def send(self, text: str | None = None, value: dict[str, Any] | None = None, replies: int = 1) -> list[dict]:
-        response = await self.client.post("/api/messages", json=message(text, service_url=self.url, value=value))
-        assert response.status == 202
-        await self.fake.wait_for(self.seen + replies)
-        new = self.fake.messages()[self.seen : self.seen + replies]
-        self.seen += replies
-        for reply in new:
-            assert_valid_activity_cards(reply)
-        return new
-
-    async def card(self, text: str | None = None, value: dict[str, Any] | None = None) -> dict[str, Any]:
-        [reply] = await self.send(text, value)
-        card = card_of(reply)
-        assert card is not None, reply.get("text")
-        return card
-
-
-def said(reply: dict[str, Any]) -> str:
-    card = card_of(reply)
-    return card_text(card) if card else str(reply.get("text", ""))
 
 
 def _walk(node: Any):

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message
 from pydantic import SecretStr
 
 from services.alerts import AlertService
 from services.errors import InvalidInput
 from services.mail import Mail, Mailer, MailNotDelivered, OutboxTransport, SmtpTransport
 from tests.conftest import outbox_messages
-from tests.fakes import free_port
+from tests.fakes import SmtpInbox, free_port
 
 PASSWORD = "Xk9#mQ2!vTz7"
 CREDENTIALS = Mail(
@@ -47,17 +46,8 @@ async def test_a_malformed_address_is_refused_before_anything_is_sent(sqlite_ser
     assert not (tmp_path / "mail").exists()
 
 
-class _Collector(Message):
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list = []
-
-    def handle_message(self, message) -> None:  # type: ignore[override]
-        self.messages.append(message)
-
-
 async def test_smtp_delivers_to_a_real_smtp_server(sqlite_services) -> None:
-    handler = _Collector()
+    handler = SmtpInbox()
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
@@ -145,7 +135,7 @@ async def test_smtp_url_with_starttls_and_login_against_a_real_server(
         ok = (auth_data.login, auth_data.password) == (b"bot@reseller.example", b"s3cret:pw/1")
         return AuthResult(success=ok)
 
-    handler = _Collector()
+    handler = SmtpInbox()
     port = free_port()
     controller = Controller(
         handler,

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message
 from pydantic import SecretStr
 from sqlalchemy import select
 
@@ -21,7 +20,7 @@ from services.mail import MAIL_JOB, Mail, OutboxTransport, SmtpTransport
 from services.models import Job, MailMessage
 from services.sealed_secrets import SecretBox, SecretUnreadable, generate_key
 from tests.conftest import outbox_messages
-from tests.fakes import free_port
+from tests.fakes import SmtpInbox, free_port
 
 PASSWORD = "Qz7!pLm3#Rw9"
 MAIL = Mail(
@@ -31,15 +30,6 @@ MAIL = Mail(
     html="<p>Password: {password}</p>",
     secrets={"password": SecretStr(PASSWORD)},
 )
-
-
-class _Collector(Message):
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list = []
-
-    def handle_message(self, message) -> None:  # type: ignore[override]
-        self.messages.append(message)
 
 
 def _smtp_down(services) -> int:
@@ -97,7 +87,7 @@ async def test_a_refused_message_is_queued_and_delivered_when_the_server_is_back
     assert json.loads(payloads[0]) == {"message_id": receipt.message_id}
     assert await services.alerts.list() == []  # one failed try is not yet the operator's problem
 
-    handler = _Collector()
+    handler = SmtpInbox()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
@@ -130,7 +120,7 @@ async def test_exhausted_retries_alert_the_operator_and_keep_the_message(service
     assert f"cspbot mail retry {receipt.message_id}" in alert.message
     assert [view.id for view in await services.mailer.messages(status="failed")] == [receipt.message_id]
 
-    handler = _Collector()
+    handler = SmtpInbox()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:

@@ -19,6 +19,7 @@ from services.subscriptions.common import as_utc
 from tests.cardcheck import assert_valid_card
 from tests.conftest import message, runtime_of
 from tests.fakes import card_of, card_text
+from tests.fakes import said as _said
 from tests.subscription_fixtures import buy, prepare_catalog_and_prices
 
 MEGAN = {
@@ -53,11 +54,6 @@ async def _reply(client, fake, url, text=None, value=None, **who) -> dict[str, A
     if card is not None:
         assert_valid_card(card)
     return reply
-
-
-def _said(reply: dict[str, Any]) -> str:
-    card = card_of(reply)
-    return card_text(card) if card else reply.get("text", "")
 
 
 def _action(card: dict[str, Any], title_start: str) -> dict[str, Any]:

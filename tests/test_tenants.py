@@ -10,11 +10,9 @@ import html
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message
 from pydantic import SecretStr
 from sqlalchemy import delete, select, update
 
@@ -42,7 +40,7 @@ from services.tenants import (
     validate_form,
 )
 from tests.conftest import Sandbox, outbox_messages
-from tests.fakes import free_port
+from tests.fakes import SmtpInbox, free_port
 from tests.mailparts import plain_text
 
 GUID_TENANT = "6b2f1c7e-3d4a-4b5c-8d9e-0f1a2b3c4d5e"
@@ -442,15 +440,6 @@ async def _tenant_created_while_smtp_is_down(
         await engine.dispose()
 
 
-class _Inbox(Message):
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list[Any] = []
-
-    def handle_message(self, message: Any) -> None:
-        self.messages.append(message)
-
-
 async def test_mail_server_down_queues_the_credentials_and_delivers_them_later(
     sqlite_url: str, sandbox: Sandbox, tmp_path, caplog
 ) -> None:
@@ -467,7 +456,7 @@ async def test_mail_server_down_queues_the_credentials_and_delivers_them_later(
         assert stored.startswith("sealed:v1:")
         assert any(alert.code == "mail_undeliverable" for alert in await services.alerts.list())
 
-        inbox = _Inbox()
+        inbox = SmtpInbox()
         controller = Controller(inbox, hostname="127.0.0.1", port=port)
         controller.start()
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from cards import users as ui
 from tests.cardcheck import assert_valid_activity_cards
 from tests.conftest import message, outbox_messages, runtime_of
-from tests.fakes import card_of, card_text
+from tests.fakes import card_of, card_text, said
 from tests.users_support import BASIC, buy_licences
 
 DOMAIN = "contosodemo.onmicrosoft.com"
@@ -27,11 +27,6 @@ class Chat:
         reply = self.fake.messages()[self.count - 1]
         assert_valid_activity_cards(reply)
         return reply
-
-
-def said(reply) -> str:
-    card = card_of(reply)
-    return card_text(card) if card else reply.get("text", "")
 
 
 def action_data(reply, verb):
