@@ -206,7 +206,7 @@ def _pro_rata_text(charge: ProRata, currency: str) -> str:
 
 def build_quantity_preview_card(plan: QuantityPlan, key: str) -> Card:
     period = _PERIOD.get(plan.billing_cycle, plan.billing_cycle)
-    ids = {"subscription_id": plan.subscription_id, "quantity": str(plan.new), "etag": plan.etag, "key": key}
+    ids = {"subscription_id": plan.subscription_id, "quantity": str(plan.new), "etag": plan.etag, "request_key": key}
     body: list[dict[str, Any]] = [heading(f"{plan.name}: {plan.current} → {plan.new} seats")]
     pairs: list[tuple[str, str]] = []
     if plan.kind == "schedule":
@@ -319,7 +319,7 @@ def build_addons_card(
                 ORDER_ADDON,
                 {
                     "subscription_id": base.id,
-                    "key": key,
+                    "request_key": key,
                     # the prices shown, so an order is refused if the price changed before the click
                     "prices": {f"{o.product_id}:{o.sku_id}": addon_price_token(o) for o in buyable},
                 },
@@ -349,7 +349,7 @@ def build_cancel_card(plan: CancelPlan, key: str) -> Card:
             color="Warning",
         ),
     ]
-    ids = {"subscription_id": plan.subscription_id, "etag": plan.etag, "key": key}
+    ids = {"subscription_id": plan.subscription_id, "etag": plan.etag, "request_key": key}
     return card(body, [submit("Cancel the subscription", CONFIRM_CANCEL, ids, style="destructive"), _back()])
 
 
@@ -362,7 +362,7 @@ def build_autorenew_card(view: SubscriptionView, key: str) -> Card:
             f"With auto-renew off, {view.name} ends on {_date(view.renewal_date)} and is not billed after that."
         )
     body = [heading(f"Auto-renew {'on' if turn_on else 'off'} for {view.name}?"), text(explanation)]
-    data = {"subscription_id": view.id, "enabled": turn_on, "key": key}
+    data = {"subscription_id": view.id, "enabled": turn_on, "request_key": key}
     return card(body, [submit(f"Turn auto-renew {'on' if turn_on else 'off'}", CONFIRM_AUTORENEW, data), _back()])
 
 
@@ -394,5 +394,5 @@ def build_reactivate_card(view: SubscriptionView, key: str) -> Card:
         facts([("Seats", str(view.quantity)), ("Renewal", _renewal(view))]),
         text("Its licences work again for the users they are assigned to.", subtle=True),
     ]
-    data = {"subscription_id": view.id, "key": key}
+    data = {"subscription_id": view.id, "request_key": key}
     return card(body, [submit("Reactivate", CONFIRM_REACTIVATE, data, style="positive"), _back()])

@@ -148,7 +148,7 @@ class SubscriptionsDialog(TaskDialog):
     async def _act(self, step: WaterfallStepContext, caller: Any, verb: Any, value: dict[str, Any]) -> str | None:
         changes = self._services.subscription_changes
         sid = value.get("subscription_id")
-        key = value.get("key")
+        key = value.get("request_key")
         if verb == cards.CONFIRM_QUANTITY:
             return (
                 await changes.change_quantity(caller, sid, value.get("quantity"), etag=value.get("etag"), key=key)
