@@ -27,6 +27,7 @@ from bot.exports import export_handler
 from bot.handler import CspBot, InvokeHandler
 from bot.invokes import default_invoke_handlers
 from bot.job_notices import FollowUp, JobNotifier
+from bot.live_cards import LiveCards
 from bot.proactive import ProactiveMessenger
 from bot.storage import SqlStorage
 from bot.turn_errors import on_turn_error
@@ -113,14 +114,16 @@ def create_app(
         adapter = CloudAdapter(connection_manager=connection_manager, channel_service_client_factory=connector_clients)
         adapter.on_turn_error = on_turn_error
         messenger = ProactiveMessenger(adapter, services.conversations, app_id=settings.microsoft_app_id)
+        catalogue = TaskCatalogue(tasks(services))
         bot = CspBot(
             storage=SqlStorage(services.sessions),
             access=services.access,
             conversations=services.conversations,
-            tasks=TaskCatalogue(tasks(services)),
+            tasks=catalogue,
             messenger=messenger,
             invoke_handlers=invokes(services, messenger),
             typing_delay=settings.typing_indicator_delay_seconds,
+            live_cards=LiveCards(services.sent_cards, catalogue.describe),
         )
         services.jobs.set_notifier(
             JobNotifier(

@@ -30,6 +30,7 @@ from microsoft_agents.hosting.core import ActivityHandler, ConversationState, Me
 from microsoft_agents.hosting.dialogs import ComponentDialog, DialogInstance
 
 from bot.identity import channel_identity, roster_email
+from bot.live_cards import CardTurn, LiveCards
 from bot.proactive import ProactiveMessenger
 from bot.storage import CREATE_ONLY, SqlStorage, StateConflictError
 from cards.common import (
@@ -88,9 +89,11 @@ class _DelayedTyping:
 class _Outbox:
     """Holds a turn's replies until its state is saved (typing indicators go out around it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, live_cards: LiveCards | None = None) -> None:
         self.held: list[Activity] = []
         self.typing: _DelayedTyping | None = None
+        self.live_cards = live_cards
+        self.card_turn: CardTurn | None = None  # None: this turn's cards are not a task's (or it failed)
 
     async def intercept(
         self, context: TurnContext, activities: list[Activity], send: Callable[[], Awaitable[Any]]
@@ -124,9 +127,16 @@ class _Outbox:
         if self.typing is not None:
             await self.typing.stop()
         held, self.held = self.held, []
+        turn, live = self.card_turn, self.live_cards
+        stamped: list[tuple[int, str, dict[str, Any]]] = []
+        if turn is not None and live is not None:
+            held = await live.settle(context, turn, held)
+            stamped = live.stamp_outgoing(turn, held)
         if held:
-            await context.adapter.send_activities(context, held)
+            responses = await context.adapter.send_activities(context, held)
             context.responded = True
+            if stamped and turn is not None and live is not None:
+                await live.remember(turn, stamped, responses)
 
 
 def _conversation_type(activity: Activity) -> str:
@@ -149,8 +159,10 @@ class CspBot(ActivityHandler):
         messenger: ProactiveMessenger,
         invoke_handlers: dict[str, InvokeHandler] | None = None,
         typing_delay: float = 0.5,
+        live_cards: LiveCards | None = None,
     ) -> None:
         self._typing_delay = typing_delay
+        self._live_cards = live_cards
         self._storage = storage
         self._messenger = messenger
         self._access = access
@@ -176,12 +188,14 @@ class CspBot(ActivityHandler):
         activity = turn_context.activity
         conversation_id = activity.conversation.id if activity.conversation else ""
         with correlation_scope():
-            outbox = _Outbox()
+            outbox = _Outbox(self._live_cards)
             turn_context.on_send_activities(outbox.intercept)
             turn_context.turn_state[OUTBOX_KEY] = outbox
             turn_context.turn_state[MESSENGER_KEY] = self._messenger
             if activity.type == ActivityTypes.message:
                 outbox.typing = _DelayedTyping(turn_context, self._typing_delay)
+                if self._live_cards is not None:
+                    outbox.card_turn = self._live_cards.begin(turn_context)
             try:
                 await self._serialised_turn(turn_context, outbox, conversation_id)
             finally:
@@ -199,7 +213,8 @@ class CspBot(ActivityHandler):
 
         async def _begin(turn_context: TurnContext) -> None:
             with correlation_scope():
-                outbox = _Outbox()
+                outbox = _Outbox(self._live_cards)
+                outbox.card_turn = CardTurn(conversation_id, caller.display_name or "", task_at_end=task.dialog.id)
                 turn_context.on_send_activities(outbox.intercept)
                 turn_context.turn_state[OUTBOX_KEY] = outbox
                 turn_context.turn_state[MESSENGER_KEY] = self._messenger
@@ -236,6 +251,8 @@ class CspBot(ActivityHandler):
                     return
                 except StateConflictError:
                     outbox.held.clear()
+                    if outbox.card_turn is not None:
+                        outbox.card_turn.closing.clear()
                     if attempt == 2:
                         await self._fail(turn_context, outbox, reset=False)
                         return
@@ -243,6 +260,7 @@ class CspBot(ActivityHandler):
                 except DomainError as error:
                     # Nothing of this turn's dialog progress is saved: the user can simply retry.
                     outbox.held.clear()
+                    outbox.card_turn = None
                     await turn_context.send_activity(MessageFactory.text(error.message))
                     await outbox.flush(turn_context)
                     return
@@ -266,6 +284,7 @@ class CspBot(ActivityHandler):
         reference = current_correlation_id()
         log.exception("turn failed (reference %s)", reference)
         outbox.held.clear()
+        outbox.card_turn = None
         state = turn_context.turn_state.get(STATE_KEY)
         if reset and isinstance(state, ConversationState):
             # Conditional on the e-tag this turn read: never wipes what another replica saved since.
@@ -334,14 +353,48 @@ class CspBot(ActivityHandler):
             return
         state: ConversationState = turn_context.turn_state[STATE_KEY]
         dialog_context = await self._tasks.dialog_set(state.create_property("DialogState")).create_context(turn_context)
+        outbox: _Outbox = turn_context.turn_state[OUTBOX_KEY]
+        card_turn = outbox.card_turn
+        active = dialog_context.active_dialog.id if dialog_context.active_dialog is not None else None
+        if card_turn is not None and self._live_cards is not None:
+            await self._live_cards.load_source(card_turn)
+            card_turn.task_at_start = active
+            refusal = self._live_cards.refusal(card_turn, active)
+            if refusal is not None:
+                card_turn.task_at_end = active
+                if refusal:
+                    self._reply(turn_context, refusal)
+                return
+        try:
+            await self._dispatch(turn_context, dialog_context, caller)
+        finally:
+            if card_turn is not None:
+                card_turn.task_at_end = (
+                    dialog_context.active_dialog.id if dialog_context.active_dialog is not None else None
+                )
+
+    async def _dispatch(self, turn_context: TurnContext, dialog_context: Any, caller: Caller) -> None:
+        """Continue the waiting task, or leave it for a typed command, or start one."""
+        activity = turn_context.activity
         if dialog_context.active_dialog is not None:
             if not self._switches_task(activity, dialog_context.active_dialog):
                 await dialog_context.continue_dialog()
                 return
             # A typed command (e.g. from Teams' command list) or "menu" leaves the task waiting here.
-            title = self._tasks.title_of(dialog_context.active_dialog.id) or "the previous task"
+            active_id = dialog_context.active_dialog.id
+            title = self._tasks.title_of(active_id) or "the previous task"
             await dialog_context.cancel_all_dialogs()
-            self._reply(turn_context, f"Stopped **{title}**; nothing more was changed there.")
+            following = self._tasks.find(normalised_text(activity))
+            card_turn: CardTurn | None = turn_context.turn_state[OUTBOX_KEY].card_turn
+            if following is not None and following.dialog.id == active_id:
+                # The same task typed again (e.g. one the bot started by itself): start it afresh.
+                if card_turn is not None:
+                    card_turn.closing[active_id] = "Started again below."
+            else:
+                if card_turn is not None:
+                    what = f"**{following.title}**" if following is not None else "the menu"
+                    card_turn.closing[active_id] = f"Stopped: you went on to {what}."
+                self._reply(turn_context, f"Stopped **{title}**; nothing more was changed there.")
         await self._start(turn_context, dialog_context, caller)
 
     def _switches_task(self, activity: Activity, active: DialogInstance) -> bool:

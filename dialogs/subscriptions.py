@@ -19,7 +19,7 @@ from microsoft_agents.hosting.dialogs import DialogTurnResult, WaterfallStepCont
 
 from cards import subscriptions as cards
 from dialogs.approval_delivery import post_request
-from dialogs.base import CARD_PROMPT, TaskDialog, caller_of
+from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_done
 from services.container import Services
 from services.errors import DomainError, InvalidInput
 from services.subscriptions import StaleSubscription
@@ -143,6 +143,7 @@ class SubscriptionsDialog(TaskDialog):
             return await self._next(step, notice=problem.message)
         if message is None:  # "Back", or not a verb of this task (e.g. an old card): the list again
             return await self._next(step)
+        card_done(step.context)
         return await self._next(step, notice=message)
 
     async def _act(self, step: WaterfallStepContext, caller: Any, verb: Any, value: dict[str, Any]) -> str | None:

@@ -414,7 +414,7 @@ async def test_addons_auto_renew_and_cancel_through_the_cards(
     done = await _reply(client, fake, url, value={**order, "addon": archiving, "quantity": "2"})
     assert "Ordered 2 × Exchange Online Archiving" in _said(done) and "Add-on: Exchange Online Archiving" in _said(done)
     again = await _reply(client, fake, url, value={**order, "addon": archiving, "quantity": "2"})
-    assert "already ordered" in _said(again)
+    assert "already done from this card" in _said(again) and "nothing more was done" in _said(again)
     customer = sqlite_demo_customer.partner_center_customer_id
     assert len(await services.partner_center.subscription_addons(customer, sid)) == 1
 

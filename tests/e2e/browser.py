@@ -47,7 +47,7 @@ class Browser:
     async def __aenter__(self) -> Browser:
         if shutil.which("node") is None:
             raise RuntimeError("node is not on PATH")
-        if not Path(CHROMIUM).exists():
+        if shutil.which(CHROMIUM) is None:
             raise RuntimeError(f"Chromium not found at {CHROMIUM}: .ci/run installs Debian's chromium")
         self._proc = await asyncio.create_subprocess_exec(
             "node",
@@ -118,17 +118,18 @@ class Browser:
 
     async def send(self, text: str, *, expect: str | None = None) -> list[dict[str, Any]]:
         """Type `text` in the compose box and press Enter; wait for the bot's answer (containing
-        `expect` when given). Returns the bot's new messages."""
-        before = len(await self.messages())
+        `expect` when given). Returns the bot's messages that are new or changed."""
+        before = await self.messages()
         await self._call("send", text=text)
-        return await self._answer(f"send {text!r}", before + 1, expect)
+        return await self._answer(f"send {text!r}", before, expect)
 
     async def click(
         self, button: str, *, expect: str | None = None, near: str | None = None, index: int | None = None
     ) -> list[dict[str, Any]]:
         """Click the button named `button` on the newest card that has one (or card `index`; `near`:
-        the one beside this text), and wait for the bot's answer."""
-        before = len(await self.messages())
+        the one beside this text), and wait for the bot's answer: a new message, or the card
+        updated in place."""
+        before = await self.messages()
         await self._call("click", name=button, index=index, near=near)
         return await self._answer(f"click {button!r}", before, expect)
 
@@ -161,18 +162,23 @@ class Browser:
             await self._call("screenshot", path=str(path))
         return path
 
-    async def _answer(self, what: str, first_new: int, expect: str | None) -> list[dict[str, Any]]:
-        """Poll the chat until a bot message at or after `first_new` (containing `expect`) shows."""
+    async def _answer(self, what: str, before: list[dict[str, Any]], expect: str | None) -> list[dict[str, Any]]:
+        """Poll the chat until a bot message is new or has changed (and one such contains `expect`)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.reply_timeout
-        seen: list[dict[str, Any]] = []
+        earlier = [m["text"] for m in before]
+        answered: list[dict[str, Any]] = []
         while loop.time() < deadline:
             current = await self.messages()
-            seen = [m for m in current[first_new:] if m["author"] == BOT_AUTHOR]
-            if seen and (expect is None or any(expect in m["text"] for m in seen)):
-                return seen
+            answered = [
+                m
+                for position, m in enumerate(current)
+                if m["author"] == BOT_AUTHOR and (position >= len(earlier) or earlier[position] != m["text"])
+            ]
+            if answered and (expect is None or any(expect in m["text"] for m in answered)):
+                return answered
             await asyncio.sleep(0.2)
         self._failed = True
-        got = " | ".join(m["text"][:200] for m in seen) or "nothing"
+        got = " | ".join(m["text"][:200] for m in answered) or "nothing"
         wanted = f" containing {expect!r}" if expect else ""
-        raise BrowserError(f"{what}: no bot reply{wanted} within {self.reply_timeout} s (got: {got})")
+        raise BrowserError(f"{what}: no bot answer{wanted} within {self.reply_timeout} s (got: {got})")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+
 import pytest
 
 from services.container import Services
@@ -55,6 +56,10 @@ async def test_an_admin_buys_and_changes_the_quantity_by_clicking(chat: tuple[Br
     await browser.fill("New number of seats", "7")
     await browser.click("Show the cost", expect="5 → 7 seats")
     await browser.screenshot("quantity-preview")
-    await browser.click("Add 2 seat(s)", expect="7 seats")
+    answer = await browser.click("Add 2 seat(s)", expect="7 seats")
+    # The preview the admin confirmed is now a read-only record in place; the list follows it.
+    record = next(m for m in answer if "5 → 7 seats" in m["text"])
+    assert "✓ Add 2 seat(s) — Alex Wilber" in record["text"] and "Add 2 seat(s)\n" not in record["text"]
+    await browser.screenshot("confirmed")
     page = await services.subscriptions.page(await admin(services))
     assert [row.quantity for row in page.items] == [7]
