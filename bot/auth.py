@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -90,7 +89,6 @@ class RequestAuthenticator:
     config: AgentAuthConfiguration
     signing_keys: SigningKeySource | None = None
     clock_skew_seconds: float = 60.0
-    clock: Callable[[], float] = time.time
 
     def _validator(self) -> JwtTokenValidator:
         validator = JwtTokenValidator(self.config)
@@ -120,7 +118,7 @@ class RequestAuthenticator:
 
     def _check_lifetime(self, claims: dict[str, Any]) -> None:
         """`exp` required; `exp`, `nbf` and `iat` within our skew (the SDK's validator allowed 300 s)."""
-        now, skew = self.clock(), self.clock_skew_seconds
+        now, skew = time.time(), self.clock_skew_seconds  # the wall clock, as PyJWT's own check uses
         expires, not_before, issued = _number(claims.get("exp")), _number(claims.get("nbf")), _number(claims.get("iat"))
         if expires is None:
             log.warning("rejected a token without an expiry")
