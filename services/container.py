@@ -20,6 +20,7 @@ from services.ledger import SubscriptionLedger
 from services.mail import Mailer, MailTransport, OutboxTransport, SmtpTransport, smtp_transport_from_url
 from services.ordering import OrderingService
 from services.organisations import OrganisationService
+from services.outbound_hosts import OutboundHosts
 from services.partner_center import PartnerCenterAuthError, PartnerCenterClient
 from services.partner_center.auth import TokenKind
 from services.pricing import PriceBook
@@ -57,6 +58,8 @@ class Services:
     subscriptions: SubscriptionService
     subscription_changes: SubscriptionChanges
     approvals: ApprovalService
+    # Where URLs named by activities may be sent: connector service URLs, file-consent uploads.
+    outbound_hosts: OutboundHosts
 
 
 def build_services(engine: AsyncEngine, settings: Settings, partner_center: PartnerCenterClient) -> Services:
@@ -139,6 +142,7 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         subscriptions=subscriptions,
         subscription_changes=changes,
         approvals=ApprovalService(sessions, changes, expiry=timedelta(hours=settings.approval_expiry_hours)),
+        outbound_hosts=OutboundHosts.from_settings(settings),
     )
 
 
