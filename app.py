@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -39,6 +40,7 @@ from services.db import create_engine
 from services.jobs import JobView
 from services.logging_context import configure_logging
 from services.migrate import upgrade_database
+from services.outbound_hosts import HostNotAllowed
 from services.partner_center import PartnerCenterClient
 from services.partner_center.connection import PartnerCenterOpener, open_partner_center
 from services.sealed_secrets import SecretsKeyError
@@ -82,11 +84,13 @@ def create_app(
     run_jobs: bool = True,
     partner_center: PartnerCenterOpener = open_partner_center,
     invokes: InvokeFactory = default_invoke_handlers,
+    connector_tls: ssl.SSLContext | None = None,
 ) -> web.Application:
     """The aiohttp application. `connections` and `signing_keys` replace the outbound token
     provider and the inbound key look-up (tests; no network); `tasks` builds the task list;
     `partner_center` opens the Partner Center client (Microsoft's API or the built-in sandbox);
-    `invokes` builds the `adaptiveCard/action` verb handlers."""
+    `invokes` builds the `adaptiveCard/action` verb handlers; `connector_tls` is the TLS context of
+    connections to the Bot Connector (default: the system's trusted CAs; tests trust their own)."""
     settings.check_safe_to_serve()
     app = web.Application()
     app[SETTINGS] = settings
@@ -110,10 +114,17 @@ def create_app(
             services, seed_demo_prices=settings.seeds_demo_organisation and settings.uses_partner_center_sandbox
         )
         connection_manager = connections or build_connections(settings)
-        connector_clients = KeepAliveClientFactory(connection_manager)
+        connector_clients = KeepAliveClientFactory(
+            connection_manager, services.outbound_hosts.connector, tls=connector_tls
+        )
         adapter = CloudAdapter(connection_manager=connection_manager, channel_service_client_factory=connector_clients)
         adapter.on_turn_error = on_turn_error
-        messenger = ProactiveMessenger(adapter, services.conversations, app_id=settings.microsoft_app_id)
+        messenger = ProactiveMessenger(
+            adapter,
+            services.conversations,
+            app_id=settings.microsoft_app_id,
+            connector_hosts=services.outbound_hosts.connector,
+        )
         catalogue = TaskCatalogue(tasks(services))
         bot = CspBot(
             storage=SqlStorage(services.sessions),
@@ -133,7 +144,11 @@ def create_app(
                 follow_ups={kind: _starts_task(services, bot, command) for kind, command in job_follow_ups().items()},
             )
         )
-        authenticator = RequestAuthenticator(connection_manager.get_default_connection_configuration(), signing_keys)
+        authenticator = RequestAuthenticator(
+            connection_manager.get_default_connection_configuration(),
+            signing_keys,
+            clock_skew_seconds=settings.token_clock_skew_seconds,
+        )
         app[RUNTIME] = BotRuntime(services, adapter, bot, authenticator, messenger)
         if run_jobs:
             services.jobs.start()
@@ -174,7 +189,8 @@ def _error(status: int, message: str) -> web.Response:
 
 
 async def handle_messages(request: web.Request) -> web.StreamResponse:
-    """Authenticate, check the body is an activity, then hand it to the SDK adapter."""
+    """Authenticate, check the body is an activity from Teams whose serviceUrl is a connector this bot
+    sends to, then hand it to the SDK adapter."""
     runtime = request.app[RUNTIME]
     try:
         identity = await runtime.authenticator.authenticate(request.headers.get("Authorization"))
@@ -196,6 +212,10 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
         runtime.authenticator.check_service_url(identity, activity.service_url)
     except AuthenticationFailed as failure:
         return _error(401, str(failure))
+    try:
+        runtime.services.outbound_hosts.connector.check(activity.service_url)
+    except HostNotAllowed:
+        return _error(400, "The activity's serviceUrl is not a Bot Connector host this bot sends to.")
     request["claims_identity"] = identity
     response = await runtime.adapter.process(request, runtime.bot)
     return response if response is not None else web.Response(status=202)

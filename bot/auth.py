@@ -2,13 +2,18 @@
 
 The SDK's aiohttp middleware is not used: it would guard every route (health, sandbox), accepts
 tokens without `exp`, and only logs a `serviceurl` claim that does not match the activity. This
-module does the same validation through the SDK's `JwtTokenValidator` (issuer allow-list on) and
-adds those two checks. Every failure is a 401, never a 500.
+module validates through the SDK's `JwtTokenValidator` (signature, audience, issuer allow-list on)
+and then accepts only what Teams sends: a Bot Framework token (the SDK also accepts Entra issuers of
+the bot's tenant and Microsoft's first-party tenants, whose tokens name no service URL), with an
+expiry, within TOKEN_CLOCK_SKEW_SECONDS of this clock (the SDK allows 300 s and has no setting for
+it), and a `serviceurl` claim equal to the activity's `serviceUrl`. Every failure is a 401, never a
+500.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -61,13 +66,20 @@ def build_connections(settings: Settings) -> Connections:
     return MsalConnectionManager(connections_configurations={"SERVICE_CONNECTION": config})
 
 
-def _origin(url: str) -> tuple[str, str, int | None] | None:
-    """Scheme, host and port; None for a URL that cannot be parsed (it then matches nothing)."""
+def _comparable(url: str) -> tuple[str, str, int | None, str, str] | None:
+    """Scheme, host, port, path (without a trailing slash) and query, for comparing two spellings of one
+    URL (scheme and host are case-insensitive); None for a URL that cannot be parsed (it matches nothing)."""
     try:
         parts = urlsplit(url.strip())
-        return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+        scheme = parts.scheme.lower()
+        port = parts.port or {"https": 443, "http": 80}.get(scheme)
+        return scheme, (parts.hostname or "").lower().rstrip("."), port, parts.path.rstrip("/"), parts.query
     except ValueError:
         return None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 @dataclass
@@ -76,6 +88,7 @@ class RequestAuthenticator:
 
     config: AgentAuthConfiguration
     signing_keys: SigningKeySource | None = None
+    clock_skew_seconds: float = 60.0
 
     def _validator(self) -> JwtTokenValidator:
         validator = JwtTokenValidator(self.config)
@@ -97,23 +110,36 @@ class RequestAuthenticator:
         except Exception as error:  # PyJWT, ValueError, key look-up: all mean "not authenticated"
             log.warning("rejected a token: %s", type(error).__name__)
             raise AuthenticationFailed("Invalid token or authentication failed.") from None
-        if "exp" not in identity.claims:
+        self._check_lifetime(identity.claims)
+        if identity.claims.get("iss") != BOT_FRAMEWORK_ISSUER:
+            log.warning("rejected a token that the Bot Framework did not issue")
+            raise AuthenticationFailed("Only the Bot Framework channel (Teams) may call this endpoint.")
+        return identity
+
+    def _check_lifetime(self, claims: dict[str, Any]) -> None:
+        """`exp` required; `exp`, `nbf` and `iat` within our skew (the SDK's validator allowed 300 s)."""
+        now, skew = time.time(), self.clock_skew_seconds  # the wall clock, as PyJWT's own check uses
+        expires, not_before, issued = _number(claims.get("exp")), _number(claims.get("nbf")), _number(claims.get("iat"))
+        if expires is None:
             log.warning("rejected a token without an expiry")
             raise AuthenticationFailed("Invalid token or authentication failed.")
-        return identity
+        if now > expires + skew or (not_before is not None and now < not_before - skew):
+            log.warning("rejected a token outside its lifetime (clock skew allowed: %s s)", skew)
+            raise AuthenticationFailed("Invalid token or authentication failed.")
+        if issued is not None and issued > now + skew:
+            log.warning("rejected a token issued in the future (clock skew allowed: %s s)", skew)
+            raise AuthenticationFailed("Invalid token or authentication failed.")
 
     @staticmethod
     def check_service_url(identity: ClaimsIdentity, service_url: str | None) -> None:
-        """A channel token names the service URL it was issued for; the activity must match it."""
+        """A channel token names the service URL it was issued for; the activity must name the same."""
         if identity.allow_anonymous:
             return
         claim = identity.claims.get("serviceurl")
-        issuer = identity.claims.get("iss")
-        if claim is None:
-            if issuer == BOT_FRAMEWORK_ISSUER and service_url:
-                raise AuthenticationFailed("The token does not name a service URL.")
-            return
-        claimed = _origin(str(claim))
-        if not service_url or claimed is None or claimed != _origin(service_url):
+        if not isinstance(claim, str) or not claim:
+            log.warning("rejected a token that names no service URL")
+            raise AuthenticationFailed("The token does not name a service URL.")
+        claimed = _comparable(claim)
+        if not service_url or claimed is None or claimed != _comparable(service_url):
             log.warning("rejected an activity whose serviceUrl does not match its token")
             raise AuthenticationFailed("The activity's service URL does not match its token.")

@@ -12,9 +12,15 @@ sessions share one `TCPConnector`, so connections are kept alive and reused; the
 out once. Tokens are obtained exactly as the SDK's factory obtains them (without its OpenTelemetry span
 around making a client, which this app does not export); agentic and Copilot Studio requests are left
 to the SDK's own path unchanged.
+
+Every connector client of a turn or a proactive message is made here, so this is where the service URL
+is checked against CONNECTOR_HOSTS before a token is even asked for: a client for any other host is
+refused (`HostNotAllowed`), and the bot's token never leaves for it.
 """
 
 from __future__ import annotations
+
+import ssl
 
 from aiohttp import ClientSession, TCPConnector
 from microsoft_agents.activity import RoleTypes
@@ -29,6 +35,8 @@ from microsoft_agents.hosting.core.connector.client.connector_client import (
 )
 from microsoft_agents.hosting.core.connector.client.user_token import UserToken
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
+
+from services.outbound_hosts import HostAllowList
 
 # How many connections the pool keeps open at once (all hosts together); turns beyond it wait for one.
 CONNECTION_LIMIT = 100
@@ -70,16 +78,24 @@ class _PooledUserTokenClient(UserTokenClient):
 class KeepAliveClientFactory(RestChannelServiceClientFactory):
     """`RestChannelServiceClientFactory` whose clients share one kept-alive connection pool.
 
-    Call `close()` when the application stops (the clients' own `close()` leaves the pool open)."""
+    Connector clients are made only for service URLs that `connector_hosts` allows. `tls` replaces the
+    system's trusted CAs for those connections (tests with their own CA). Call `close()` when the
+    application stops (the clients' own `close()` leaves the pool open)."""
 
-    def __init__(self, connection_manager: Connections) -> None:
+    def __init__(
+        self, connection_manager: Connections, connector_hosts: HostAllowList, *, tls: ssl.SSLContext | None = None
+    ) -> None:
         super().__init__(connection_manager)
+        self._connector_hosts = connector_hosts
+        self._tls = tls
         self._user_agent = get_product_info()
         self._pool: TCPConnector | None = None
 
     def _session(self, endpoint: str) -> ClientSession:
         if self._pool is None or self._pool.closed:
-            self._pool = TCPConnector(limit=CONNECTION_LIMIT, keepalive_timeout=IDLE_CONNECTION_SECONDS)
+            self._pool = TCPConnector(
+                limit=CONNECTION_LIMIT, keepalive_timeout=IDLE_CONNECTION_SECONDS, ssl=self._tls or True
+            )
         if not endpoint.endswith("/"):
             endpoint += "/"
         return ClientSession(
@@ -95,6 +111,7 @@ class KeepAliveClientFactory(RestChannelServiceClientFactory):
         scopes: list[str] | None = None,
         use_anonymous: bool = False,
     ) -> ConnectorClientBase:
+        self._connector_hosts.check(service_url)
         activity = context.activity if context is not None else None
         if (
             not service_url

@@ -1,5 +1,9 @@
 """Proactive messages: write to a member or a channel later, by stored conversation reference
-(job outcomes, approval cards), and update a card sent earlier."""
+(job outcomes, approval cards), and update a card sent earlier.
+
+A stored reference whose service URL CONNECTOR_HOSTS does not allow (stored before the list changed,
+or written into the database by hand) is refused before the SDK makes a turn for it: a warning is
+logged, `HostNotAllowed` raised, and no token is asked for or sent."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from microsoft_agents.hosting.core.channel_service_adapter import ChannelService
 
 from services.conversations import ConversationReferenceService
 from services.errors import NotFound
+from services.outbound_hosts import HostAllowList
 
 log = logging.getLogger(__name__)
 
@@ -23,16 +28,19 @@ class ProactiveMessenger:
         conversations: ConversationReferenceService,
         *,
         app_id: str,
+        connector_hosts: HostAllowList,
     ) -> None:
         self._adapter = adapter
         self._conversations = conversations
         self._app_id = app_id
+        self._connector_hosts = connector_hosts
 
     async def _continue(self, conversation_id: str, callback: Callable[[TurnContext], Awaitable[None]]) -> None:
         stored = await self._conversations.get(conversation_id)
         if stored is None:
             raise NotFound(f"No stored conversation {conversation_id!r}; the bot was never installed there.")
         reference = ConversationReference.model_validate(stored.reference)
+        self._connector_hosts.check(reference.service_url)
         continuation = reference.get_continuation_activity()
         if self._app_id:
             await self._adapter.continue_conversation(self._app_id, continuation, callback)

@@ -16,7 +16,6 @@ import logging
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlparse
 
 import aiohttp
 from microsoft_agents.activity import AdaptiveCardInvokeResponse, Attachment, InvokeResponse
@@ -54,8 +53,8 @@ from services.billing.reports import CycleReport, Query, month_label, parse_mont
 from services.billing.service import EXPORT_FORMATS, EXPORT_LINK_MINUTES, BillingService
 from services.container import Services
 from services.errors import DomainError, InvalidInput
+from services.outbound_hosts import HostAllowList, HostNotAllowed
 from services.roles import Permission
-from services.settings import is_loopback_host
 
 log = logging.getLogger(__name__)
 
@@ -253,8 +252,9 @@ def _is_personal(context: TurnContext) -> bool:
 class BillingInvokes:
     """The card action and the invokes of billing: export, file consent, the message extension."""
 
-    def __init__(self, billing: BillingService) -> None:
+    def __init__(self, billing: BillingService, upload_hosts: HostAllowList) -> None:
         self._billing = billing
+        self._upload_hosts = upload_hosts
 
     async def _send_link(
         self, context: TurnContext, caller: Caller, fmt: str, first: tuple[int, int], last: tuple[int, int], **kw: Any
@@ -302,11 +302,12 @@ class BillingInvokes:
                 await self._send_link(context, caller, fmt, first, last, declined=True)
                 return InvokeResponse(status=200)
             upload = value.get("uploadInfo") if isinstance(value.get("uploadInfo"), dict) else {}
-            _check_upload_url(str(upload.get("uploadUrl", "")))  # before the export is used up
+            upload_url = str(upload.get("uploadUrl", ""))
+            self._check_upload_url(upload_url)  # before the export is used up
             grant = await self._billing.redeem_export_link(str(data.get("export", "")), caller=caller)
             reports = await self._billing.reports_for_grant(grant)
             content, media_type = export_file(reports, grant.file_format, caller.organisation_name)
-            await _upload(str(upload.get("uploadUrl", "")), content, media_type)
+            await _upload(upload_url, content, media_type)
             info = file_info_attachment(
                 str(upload.get("name", "")),
                 str(upload.get("contentUrl", "")),
@@ -317,6 +318,16 @@ class BillingInvokes:
         except DomainError as error:
             await context.send_activity(error.message)
         return InvokeResponse(status=200)
+
+    def _check_upload_url(self, url: str) -> None:
+        """The URL comes in the invoke: https to OneDrive for Business only (FILE_UPLOAD_HOSTS), or loopback in
+        local mode."""
+        try:
+            self._upload_hosts.check(url)
+        except HostNotAllowed:
+            raise InvalidInput(
+                "Teams gave an upload address I cannot use, so no file was sent. Try the export again."
+            ) from None
 
     async def search(self, context: TurnContext, caller: Caller | None) -> InvokeResponse:
         """`composeExtension/query`: a month or a product typed in the compose box → bill summaries."""
@@ -358,16 +369,8 @@ def _compose(message: str) -> InvokeResponse:
     return InvokeResponse(status=200, body=compose_extension_message(message))
 
 
-def _check_upload_url(url: str) -> None:
-    """Only https (http on loopback, for tests): the URL comes in the invoke, from Teams."""
-    parsed = urlparse(url)
-    if parsed.scheme != "https" and not (parsed.scheme == "http" and is_loopback_host(parsed.hostname or "")):
-        raise InvalidInput("Teams gave an upload address I cannot use, so no file was sent. Try the export again.")
-
-
 async def _upload(url: str, content: bytes, media_type: str) -> None:
-    """PUT the file to the OneDrive upload session Teams created."""
-    _check_upload_url(url)
+    """PUT the file to the OneDrive upload session Teams created (a URL the caller has checked)."""
     headers = {
         "Content-Type": media_type,
         "Content-Range": f"bytes 0-{len(content) - 1}/{len(content)}",
@@ -379,7 +382,7 @@ async def _upload(url: str, content: bytes, media_type: str) -> None:
 
 
 def billing_tasks(services: Services) -> list[Task]:
-    invokes = BillingInvokes(services.billing)
+    invokes = BillingInvokes(services.billing, services.outbound_hosts.file_upload)
     return [
         Task(
             command="billing",

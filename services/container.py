@@ -20,6 +20,7 @@ from services.ledger import SubscriptionLedger
 from services.mail import Mailer, MailTransport, OutboxTransport, SmtpTransport, smtp_transport_from_url
 from services.ordering import OrderingService
 from services.organisations import OrganisationService
+from services.outbound_hosts import OutboundHosts
 from services.partner_center import PartnerCenterAuthError, PartnerCenterClient
 from services.partner_center.auth import TokenKind
 from services.pricing import PriceBook
@@ -59,6 +60,8 @@ class Services:
     subscription_changes: SubscriptionChanges
     approvals: ApprovalService
     sent_cards: SentCardStore
+    # Where URLs named by activities may be sent: connector service URLs, file-consent uploads.
+    outbound_hosts: OutboundHosts
 
 
 def build_services(engine: AsyncEngine, settings: Settings, partner_center: PartnerCenterClient) -> Services:
@@ -142,6 +145,7 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         subscription_changes=changes,
         approvals=ApprovalService(sessions, changes, expiry=timedelta(hours=settings.approval_expiry_hours)),
         sent_cards=SentCardStore(sessions),
+        outbound_hosts=OutboundHosts.from_settings(settings),
     )
 
 

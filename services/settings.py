@@ -7,6 +7,7 @@ or fails start-up with a clear message.
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -33,6 +34,44 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+_HOST_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def is_ip_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_host_list(value: str) -> tuple[str, ...]:
+    """The hosts of a comma-separated host setting, lower-cased; a leading `*.` means the same as none.
+
+    Raises ValueError naming the first entry that is neither a host name with a dot nor an IP address."""
+    hosts: list[str] = []
+    for raw in value.split(","):
+        entry = raw.strip().lower().removeprefix("*.").rstrip(".")
+        if not entry:
+            continue
+        labels = entry.split(".")
+        if not is_ip_address(entry) and (len(labels) < 2 or not all(_HOST_LABEL.match(label) for label in labels)):
+            raise ValueError(
+                f"{raw.strip()!r} is not a host name with a dot (like smba.trafficmanager.net) or an IP address; "
+                "give host names only, without scheme, port or path"
+            )
+        hosts.append(entry)
+    return tuple(dict.fromkeys(hosts))
+
+
+# Teams' Bot Connector hosts of the public cloud and GCC, as Microsoft's Teams SDK allows them
+# (docs/security.md cites the source). GCC High and DoD are left out: their tokens come from the US
+# Government Bot Framework, which this bot does not accept.
+TEAMS_CONNECTOR_HOSTS = (
+    "smba.trafficmanager.net,smba.onyx.prod.teams.trafficmanager.net,smba.infra.gcc.teams.microsoft.com"
+)
+
+
 class Settings(BaseSettings):
     """All configuration. Field names are the environment variable names (case-insensitive)."""
 
@@ -43,6 +82,16 @@ class Settings(BaseSettings):
     microsoft_app_password: SecretStr = SecretStr("")
     microsoft_app_tenant_id: str = ""
     dangerously_allow_unauthenticated_requests: bool = False
+    # How far a token's exp/nbf/iat may be off this machine's clock. At most 300: the SDK's own
+    # validator already allows 300 s, ours is checked on top of it (docs/security.md).
+    token_clock_skew_seconds: int = Field(default=60, ge=0, le=300)
+
+    # --- Where the bot sends what an activity names (docs/security.md) -----------------------
+    # https hosts (and names under them) that get the bot's replies and its outbound token. Loopback
+    # http is allowed only in the unauthenticated local mode (the Agents Playground).
+    connector_hosts: str = TEAMS_CONNECTOR_HOSTS
+    # https hosts a file-consent upload may go to: OneDrive for Business.
+    file_upload_hosts: str = "sharepoint.com"
 
     # --- Serving ------------------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -118,6 +167,11 @@ class Settings(BaseSettings):
     def _empty_is_default(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("connector_hosts", "file_upload_hosts")
+    @classmethod
+    def _host_list(cls, value: str) -> str:
+        return ",".join(parse_host_list(value))
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -188,6 +242,10 @@ class Settings(BaseSettings):
             if not self.microsoft_app_password.get_secret_value() or not self.microsoft_app_tenant_id:
                 raise SettingsError(
                     "MICROSOFT_APP_ID is set, so MICROSOFT_APP_PASSWORD and MICROSOFT_APP_TENANT_ID are required too."
+                )
+            if not self.connector_hosts:
+                raise SettingsError(
+                    "CONNECTOR_HOSTS is empty, so the bot could answer nobody. Leave it unset for Teams' own hosts."
                 )
             if make_url(self.database_url).get_backend_name() != "sqlite" and not self.secrets_key.get_secret_value():
                 raise SettingsError(

@@ -4,6 +4,7 @@ and a fake connector at the process edge."""
 from __future__ import annotations
 
 import os
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -18,6 +19,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+import trustme
 from aiohttp.test_utils import TestClient
 
 from app import RUNTIME, BotRuntime, create_app
@@ -189,6 +191,33 @@ async def connector(aiohttp_server: Any) -> AsyncIterator[tuple[FakeConnector, s
     fake = FakeConnector()
     server = await aiohttp_server(fake.app())
     yield fake, str(server.make_url("")).rstrip("/") + "/"
+
+
+@pytest.fixture(scope="session")
+def private_ca() -> trustme.CA:
+    """A certificate authority that only the tests trust."""
+    return trustme.CA()
+
+
+@dataclass
+class TlsConnector:
+    """The fake connector over https on loopback, its certificate (for 127.0.0.1 and localhost) signed by
+    the tests' CA; `trust` is a client TLS context that trusts it (`create_app(connector_tls=...)`)."""
+
+    fake: FakeConnector
+    url: str
+    trust: ssl.SSLContext
+
+
+@pytest.fixture
+async def tls_connector(aiohttp_server: Any, private_ca: trustme.CA) -> TlsConnector:
+    fake = FakeConnector()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    private_ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_tls)
+    server = await aiohttp_server(fake.app(), ssl=server_tls)
+    trust = ssl.create_default_context()
+    private_ca.configure_trust(trust)
+    return TlsConnector(fake, str(server.make_url("")).rstrip("/") + "/", trust)
 
 
 BotFactory = Callable[..., Awaitable[TestClient]]

@@ -3,7 +3,9 @@
 No network: inbound tokens are signed with a local RSA key that a fake `SigningKeySource` hands
 to the SDK's validator, and the outbound token comes from a fake token provider plugged into the
 SDK's core `ConnectionManager`, configured with the same `SERVICE_CONNECTION` settings as
-production (`connection_settings`).
+production (`connection_settings`). The fake connector speaks https on 127.0.0.1 with a certificate
+of the tests' own CA, and CONNECTOR_HOSTS names 127.0.0.1: production's rule (https to a listed host)
+is what the tests go through.
 """
 
 from __future__ import annotations
@@ -19,16 +21,20 @@ from typing import Any
 
 import jwt
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from azure.core.credentials import AccessToken
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+from microsoft_agents.hosting.core import MessageFactory
 from microsoft_agents.hosting.core.authorization import AgentAuthConfiguration, ConnectionManager
 
 from bot.auth import BOT_FRAMEWORK_ISSUER, connection_settings
+from cards.billing import FILE_CONSENT
+from services.outbound_hosts import HostNotAllowed
 from services.seed import PLAYGROUND_ADMIN, PLAYGROUND_TENANT_ID
 from services.settings import Settings
-from tests.conftest import message
+from tests.conftest import TlsConnector, message, runtime_of
 from tests.fakes import FakeConnector, card_of, card_text
 
 APP_ID = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
@@ -44,7 +50,14 @@ AUTH_SETTINGS: dict[str, Any] = {
     "microsoft_app_password": APP_PASSWORD,
     "microsoft_app_tenant_id": TENANT_ID,
     "seed_demo_organisation": True,  # off by default with an app id; the tests chat as its admin
+    "connector_hosts": "127.0.0.1",  # the fake connector (https, the tests' CA); "localhost" is not listed
 }
+# Entra issuers the SDK accepts with VALIDATE_ISSUER on: the bot's own tenant, and a Microsoft first-party
+# tenant it always trusts. Any app there can get a token whose audience is the bot's app id.
+TENANT_ISSUER_V1 = f"https://sts.windows.net/{TENANT_ID}/"
+TENANT_ISSUER_V2 = f"https://login.microsoftonline.com/{TENANT_ID}/v2.0"
+FIRST_PARTY_TENANT = "d6d49420-f39b-4df7-a1dc-d59a935871db"
+FIRST_PARTY_ISSUER = f"https://sts.windows.net/{FIRST_PARTY_TENANT}/"
 
 
 # ---- keys and tokens ------------------------------------------------------------------------
@@ -161,20 +174,29 @@ class AuthBot:
         return sum(len(provider.requests) for provider in self.providers)
 
 
+StartBot = Callable[..., Awaitable[AuthBot]]
+
+
 @pytest.fixture
-def start_bot(make_bot: Any, connector: tuple[FakeConnector, str]) -> Callable[[], Awaitable[AuthBot]]:
-    async def _start() -> AuthBot:
-        fake, url = connector
+def start_bot(make_bot: Any, tls_connector: TlsConnector) -> StartBot:
+    """The authenticated bot; keyword arguments are settings on top of AUTH_SETTINGS."""
+
+    async def _start(**settings: Any) -> AuthBot:
         keys = FakeSigningKeys()
         connections, providers = fake_connections()
-        client = await make_bot(settings=AUTH_SETTINGS, connections=connections, signing_keys=keys)
-        return AuthBot(client, fake, url, keys, providers)
+        client = await make_bot(
+            settings={**AUTH_SETTINGS, **settings},
+            connections=connections,
+            signing_keys=keys,
+            connector_tls=tls_connector.trust,
+        )
+        return AuthBot(client, tls_connector.fake, tls_connector.url, keys, providers)
 
     return _start
 
 
 @pytest.fixture
-async def bot(start_bot: Callable[[], Awaitable[AuthBot]]) -> AuthBot:
+async def bot(start_bot: StartBot) -> AuthBot:
     return await start_bot()
 
 
@@ -237,12 +259,51 @@ UNAUTHORIZED: dict[str, Case] = {
         message("menu", service_url=url),
     ),
     "no-exp-claim": lambda url: (f"Bearer {mint(url, drop=('exp',))}", message("menu", service_url=url)),
+    # The SDK's validator allows 300 s of clock skew; TOKEN_CLOCK_SKEW_SECONDS (default 60) is what counts.
+    "expired-2-minutes-ago": lambda url: (
+        f"Bearer {mint(url, exp=int(time.time()) - 120, nbf=int(time.time()) - 3600)}",
+        message("menu", service_url=url),
+    ),
+    "valid-only-in-2-minutes": lambda url: (
+        f"Bearer {mint(url, nbf=int(time.time()) + 120, exp=int(time.time()) + 3600)}",
+        message("menu", service_url=url),
+    ),
+    "issued-2-minutes-from-now": lambda url: (
+        f"Bearer {mint(url, iat=int(time.time()) + 120)}",
+        message("menu", service_url=url),
+    ),
+    # Teams never sends an Entra token; without a serviceurl claim one would let its app pick the serviceUrl.
+    "tenant-issuer-v1-without-serviceurl": lambda url: (
+        f"Bearer {mint(url, iss=TENANT_ISSUER_V1, tid=TENANT_ID, drop=('serviceurl',))}",
+        message("menu", service_url=url),
+    ),
+    "tenant-issuer-v2-without-serviceurl": lambda url: (
+        f"Bearer {mint(url, iss=TENANT_ISSUER_V2, tid=TENANT_ID, drop=('serviceurl',))}",
+        message("menu", service_url=url),
+    ),
+    "tenant-issuer-with-matching-serviceurl": lambda url: (
+        f"Bearer {mint(url, iss=TENANT_ISSUER_V2, tid=TENANT_ID)}",
+        message("menu", service_url=url),
+    ),
+    "first-party-tenant-issuer": lambda url: (
+        f"Bearer {mint(url, iss=FIRST_PARTY_ISSUER, tid=FIRST_PARTY_TENANT, drop=('serviceurl',))}",
+        message("menu", service_url=url),
+    ),
     "serviceurl-claim-mismatch": lambda url: (
         f"Bearer {mint('https://smba.trafficmanager.net/amer/')}",
         message("menu", service_url=url),
     ),
     "serviceurl-claim-other-port": lambda url: (
-        f"Bearer {mint('http://127.0.0.1:1/')}",
+        f"Bearer {mint('https://127.0.0.1:1/')}",
+        message("menu", service_url=url),
+    ),
+    "serviceurl-claim-other-path": lambda url: (f"Bearer {mint(url + 'emea/')}", message("menu", service_url=url)),
+    "serviceurl-claim-http-for-https": lambda url: (
+        f"Bearer {mint(url.replace('https://', 'http://'))}",
+        message("menu", service_url=url),
+    ),
+    "serviceurl-claim-not-a-string": lambda url: (
+        f"Bearer {mint(url, serviceurl=[url])}",
         message("menu", service_url=url),
     ),
     "bot-framework-token-without-serviceurl": lambda url: (
@@ -302,6 +363,22 @@ BAD_REQUEST: dict[str, Case] = {
 }
 
 
+def _claimed_and_named(service_url: str) -> tuple[str, Any]:
+    """A Bot Framework token for `service_url` and an activity naming it: only the host rule is left."""
+    return f"Bearer {mint(service_url)}", message("menu", service_url=service_url)
+
+
+# The token and the activity agree, but the host is not https to CONNECTOR_HOSTS: refused before any work.
+NOT_A_CONNECTOR: dict[str, Case] = {
+    "evil-host": lambda url: _claimed_and_named("https://evil.example/"),
+    "listed-host-over-http": lambda url: _claimed_and_named(url.replace("https://", "http://")),
+    "loopback-name-not-listed": lambda url: _claimed_and_named(url.replace("127.0.0.1", "localhost")),
+    "listed-ip-as-a-name-suffix": lambda url: _claimed_and_named("https://evil.127.0.0.1/"),
+    "teams-host-as-a-prefix": lambda url: _claimed_and_named("https://smba.trafficmanager.net.evil.example/amer/"),
+    "user-info-before-the-host": lambda url: _claimed_and_named(url.replace("https://", "https://evil.example@")),
+}
+
+
 async def _assert_rejected(bot: AuthBot, case: Case, status: int) -> None:
     authorization, body = case(bot.url)
     if isinstance(body, bytes):
@@ -324,6 +401,11 @@ async def test_rejected_with_401(bot: AuthBot, name: str) -> None:
 @pytest.mark.parametrize("name", list(BAD_REQUEST))
 async def test_malformed_body_with_valid_token_is_400(bot: AuthBot, name: str) -> None:
     await _assert_rejected(bot, BAD_REQUEST[name], 400)
+
+
+@pytest.mark.parametrize("name", list(NOT_A_CONNECTOR))
+async def test_a_service_url_outside_connector_hosts_is_400_even_with_a_matching_claim(bot: AuthBot, name: str) -> None:
+    await _assert_rejected(bot, NOT_A_CONNECTOR[name], 400)
 
 
 async def test_bad_token_is_401_even_in_a_burst(bot: AuthBot) -> None:
@@ -390,6 +472,90 @@ async def test_aad_object_id_of_another_tenant_is_not_the_demo_admin(bot: AuthBo
     card = card_of(bot.connector.messages()[0])
     assert card is not None
     assert "not registered" in card_text(card)
+
+
+async def test_a_token_expired_within_the_configured_clock_skew_is_accepted(start_bot: StartBot) -> None:
+    bot = await start_bot(token_clock_skew_seconds=180)
+    now = int(time.time())
+    expired_2_minutes_ago = mint(bot.url, exp=now - 120, nbf=now - 3600, iat=now - 3600)
+    response = await bot.post(message("menu", service_url=bot.url), authorization=f"Bearer {expired_2_minutes_ago}")
+    assert response.status == 202, await response.text()
+    await bot.connector.wait_for(1)
+
+
+# ---- where the bot sends its token -------------------------------------------------------------
+async def test_a_stored_reference_to_another_host_is_never_sent_to(
+    bot: AuthBot, connector: tuple[FakeConnector, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A conversation reference stored with a host CONNECTOR_HOSTS does not allow (stored before the
+    list changed, or by hand) gets no message and no token; the same reference on the listed host does."""
+    plain_http, plain_url = connector
+    runtime = runtime_of(bot.client)
+    conversations = runtime.services.conversations
+
+    async def store(conversation_id: str, service_url: str) -> None:
+        reference = {
+            "channelId": "msteams",
+            "serviceUrl": service_url,
+            "conversation": {"id": conversation_id, "conversationType": "personal"},
+            "bot": {"id": "28:bot-id", "name": "CSP Bot"},
+            "user": {"id": "user-id-0", "name": "Alex Wilber"},
+        }
+        await conversations.save(
+            conversation_id, reference, conversation_type="personal", organisation_id=None, member_id=None
+        )
+
+    await store("chat-over-http", plain_url)  # 127.0.0.1 is listed, but not over http
+    await store("chat-on-an-unlisted-name", bot.url.replace("127.0.0.1", "localhost"))  # the same server
+    await store("chat-on-the-listed-host", bot.url)
+    caplog.set_level(logging.WARNING, logger="services.outbound_hosts")
+    for refused in ("chat-over-http", "chat-on-an-unlisted-name"):
+        with pytest.raises(HostNotAllowed):
+            await runtime.messenger.send(refused, MessageFactory.text("Your job is done."))
+    assert plain_http.received == [] and plain_http.authorizations == []
+    assert bot.connector.received == [] and bot.connector.authorizations == []
+    assert bot.outbound_token_requests() == 0
+    assert {r.getMessage().split(":")[0] for r in caplog.records} == {
+        "refused to send to 127.0.0.1",
+        "refused to send to localhost",
+    }
+
+    await runtime.messenger.send("chat-on-the-listed-host", MessageFactory.text("Your job is done."))
+    await bot.connector.wait_for(1)
+    assert bot.connector.authorizations == [f"Bearer {OUTBOUND_TOKEN}"]
+
+
+async def test_a_file_upload_over_http_is_refused_when_authenticated(bot: AuthBot, aiohttp_server: Any) -> None:
+    """Teams' file consent names the upload URL; authenticated, only https to FILE_UPLOAD_HOSTS (loopback
+    http is for the local mode, where the billing tests upload to one)."""
+    uploads: list[bytes] = []
+
+    async def put(request: web.Request) -> web.Response:
+        uploads.append(await request.read())
+        return web.json_response({"id": "file-1"}, status=201)
+
+    onedrive = web.Application()
+    onedrive.router.add_put("/upload/{name}", put)
+    server = await aiohttp_server(onedrive)
+
+    async def invoke(name: str, value: dict[str, Any]) -> None:
+        activity = message(None, service_url=bot.url)
+        activity.update(type="invoke", name=name, value=value)
+        response = await bot.post(activity, authorization=f"Bearer {mint(bot.url)}")
+        assert response.status == 200, await response.text()
+
+    month = "2026-01"
+    data = {"verb": "billing_export", "format": "csv", "first_month": month, "last_month": month}
+    await invoke("adaptiveCard/action", {"action": {"type": "Action.Execute", "verb": "billing_export", "data": data}})
+    await bot.connector.wait_for(1)
+    (consent,) = bot.connector.messages()[-1]["attachments"]
+    assert consent["contentType"] == FILE_CONSENT
+    upload_info = {"name": "bills.csv", "uploadUrl": f"http://127.0.0.1:{server.port}/upload/x", "uniqueId": "u"}
+    accept = {"type": "fileUpload", "action": "accept", "context": consent["content"]["acceptContext"]}
+    await invoke("fileConsent/invoke", {**accept, "uploadInfo": upload_info})
+    await bot.connector.wait_for(2)
+    assert "upload address" in bot.connector.messages()[-1]["text"]
+    assert uploads == []
 
 
 # ---- secrets never reach the logs ------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from aiohttp import ClientSession
 from microsoft_agents.activity import Activity, ConversationAccount
 from microsoft_agents.hosting.core import MessageFactory
@@ -14,10 +15,17 @@ from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
 from bot.auth import build_connections
 from bot.connector_clients import KeepAliveClientFactory, _PooledTeamsConnectorClient, _PooledUserTokenClient
+from services.outbound_hosts import HostAllowList, HostNotAllowed, OutboundHosts
 from services.settings import Settings
 from tests.conftest import message, runtime_of
 
 TOKEN = "a-connector-token"
+
+
+def _local_factory() -> KeepAliveClientFactory:
+    """The factory as the unauthenticated local mode builds it (loopback connectors allowed)."""
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    return KeepAliveClientFactory(build_connections(settings), OutboundHosts.from_settings(settings).connector)
 
 
 def _anonymous() -> ClaimsIdentity:
@@ -39,7 +47,7 @@ async def test_replies_of_many_turns_and_proactive_messages_share_one_connection
 
 async def test_a_closed_factory_lets_go_of_its_connections_and_opens_new_ones_when_used_again(connector):
     fake, url = connector
-    factory = KeepAliveClientFactory(build_connections(Settings(_env_file=None)))  # type: ignore[call-arg]
+    factory = _local_factory()
     reply = Activity(type="message", text="hello", conversation=ConversationAccount(id="c1"))
 
     first = await factory.create_connector_client(None, _anonymous(), url, "audience", use_anonymous=True)
@@ -102,7 +110,7 @@ async def test_the_pooled_user_token_client_is_set_up_as_the_sdks_own():
 
 async def test_the_factory_gives_every_client_the_sdks_user_agent(connector):
     _, url = connector
-    factory = KeepAliveClientFactory(build_connections(Settings(_env_file=None)))  # type: ignore[call-arg]
+    factory = _local_factory()
     sdk_client = TeamsConnectorClient(endpoint=url, token="")
     ours = await factory.create_connector_client(None, _anonymous(), url, "audience", use_anonymous=True)
     try:
@@ -111,4 +119,45 @@ async def test_the_factory_gives_every_client_the_sdks_user_agent(connector):
     finally:
         await sdk_client.close()
         await ours.close()
+        await factory.close()
+
+
+class _CountingTokenProvider:
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def get_access_token(self, resource_url: str, scopes: list[str], force_refresh: bool = False) -> str:
+        self.asked += 1
+        return TOKEN
+
+
+class _OneProvider:
+    def __init__(self, provider: _CountingTokenProvider) -> None:
+        self._provider = provider
+
+    def get_token_provider(self, claims_identity: ClaimsIdentity, service_url: str) -> _CountingTokenProvider:
+        return self._provider
+
+
+@pytest.mark.parametrize(
+    "service_url",
+    ["https://evil.example/", "http://smba.trafficmanager.net/amer/", "https://127.0.0.1:8443/", "", "not a url"],
+)
+async def test_no_connector_client_and_no_token_for_a_host_outside_the_allow_list(service_url: str) -> None:
+    """The one place every turn's and every proactive message's connector client is made refuses a host
+    CONNECTOR_HOSTS does not allow before it asks for a token."""
+    provider = _CountingTokenProvider()
+    hosts = HostAllowList("connector", "CONNECTOR_HOSTS", ("smba.trafficmanager.net",))
+    factory = KeepAliveClientFactory(_OneProvider(provider), hosts)  # type: ignore[arg-type]
+    identity = ClaimsIdentity({"aud": "app-id"}, False)
+    with pytest.raises(HostNotAllowed):
+        await factory.create_connector_client(None, identity, service_url, "https://api.botframework.com")
+    assert provider.asked == 0
+    allowed = await factory.create_connector_client(
+        None, identity, "https://smba.trafficmanager.net/amer/", "https://api.botframework.com"
+    )
+    try:
+        assert provider.asked == 1 and allowed.client.headers["Authorization"] == f"Bearer {TOKEN}"
+    finally:
+        await allowed.close()
         await factory.close()

@@ -273,7 +273,8 @@ async def test_file_consent_for_someone_elses_export_is_refused(make_bot, connec
     await _invoke(client, url, "adaptiveCard/action", _export_value("csv"))
     await fake.wait_for(1)
     context = fake.messages()[-1]["attachments"][0]["content"]["acceptContext"]
-    upload_info = {"name": "x.csv", "uploadUrl": "https://example.invalid/upload", "contentUrl": "", "uniqueId": "u"}
+    upload = "https://contoso-my.sharepoint.com/upload"  # an allowed host: the export is refused, not the URL
+    upload_info = {"name": "x.csv", "uploadUrl": upload, "contentUrl": "", "uniqueId": "u"}
     accept = {"type": "fileUpload", "action": "accept", "context": context, "uploadInfo": upload_info}
     await _invoke(client, url, "fileConsent/invoke", accept, user_id="user-id-7", name="Bill", aad_object_id="aad-bill")
     await fake.wait_for(2)
