@@ -349,15 +349,17 @@ class CspBot(ActivityHandler):
         return caller
 
     async def _remember_conversation(self, turn_context: TurnContext, caller: Caller | None) -> None:
+        """Store where the bot can write to this member later. Proactive messages only ever go to
+        members, so a caller who is no member leaves nothing behind (strangers cannot grow the table)."""
         activity = turn_context.activity
-        if activity.conversation is None:
+        if activity.conversation is None or caller is None:
             return
         await self._conversations.save(
             activity.conversation.id,
             _reference_of(activity),
             conversation_type=_conversation_type(activity),
-            organisation_id=caller.organisation_id if caller else None,
-            member_id=caller.member_id if caller else None,
+            organisation_id=caller.organisation_id,
+            member_id=caller.member_id,
         )
 
     @staticmethod
