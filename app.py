@@ -130,6 +130,7 @@ def create_app(
             storage=SqlStorage(services.sessions),
             access=services.access,
             conversations=services.conversations,
+            receipts=services.activity_receipts,
             tasks=catalogue,
             messenger=messenger,
             invoke_handlers=invokes(services, messenger),

@@ -1,6 +1,10 @@
 """CspBot: the activity handler. One turn = resolve the caller, run the dialog, save state.
 
 Turn rules (see docs/architecture.md):
+- an activity delivered again (same channel, conversation and activity id: Teams retries one that got
+  no answer in time) is dropped without a reply, on whichever replica it arrives; only a turn cut off
+  before it answered (the process stopped mid-turn) lets its re-delivery run. Activities without an
+  id, and invokes that only read, are taken every time;
 - turns of one conversation run one at a time in this process; across replicas the state's e-tag
   catches a concurrent turn, and the turn is retried once with fresh state;
 - replies are held until the state is saved, so a retried turn never answers twice;
@@ -45,6 +49,7 @@ from dialogs.base import CALLER_KEY, CARD_PROMPT, card_activity, normalised_text
 from dialogs.catalogue import TaskCatalogue
 from dialogs.private_replies import MESSENGER_KEY
 from services.access import AccessService, Caller
+from services.activity_receipts import ActivityReceipts, receipt_key
 from services.conversations import ConversationReferenceService
 from services.errors import DomainError
 from services.logging_context import correlation_scope, current_correlation_id
@@ -57,6 +62,10 @@ MENU_WORDS = frozenset({"menu", "hi", "hello", "hey", "start", "home"})
 HELP_WORDS = frozenset({"help", "?"})
 CANCEL_WORDS = frozenset({"cancel", "stop", "quit", "exit"})
 INVOKE_MESSAGE = "application/vnd.microsoft.activity.message"
+ALREADY_RECEIVED = "Already received: it is being handled or done."
+# Invokes that change nothing: a repeat is answered again (a message-extension search; a card's
+# automatic refresh, an adaptiveCard/action with trigger "automatic").
+READING_INVOKES = frozenset({"composeExtension/query"})
 
 InvokeHandler = Callable[[TurnContext, Caller, dict[str, Any]], Awaitable[AdaptiveCardInvokeResponse]]
 
@@ -94,6 +103,7 @@ class _Outbox:
         self.typing: _DelayedTyping | None = None
         self.live_cards = live_cards
         self.card_turn: CardTurn | None = None  # None: this turn's cards are not a task's (or it failed)
+        self.answered = False  # some reply has gone out to the channel
 
     async def intercept(
         self, context: TurnContext, activities: list[Activity], send: Callable[[], Awaitable[Any]]
@@ -133,6 +143,7 @@ class _Outbox:
             held = await live.settle(context, turn, held)
             stamped = live.stamp_outgoing(turn, held)
         if held:
+            self.answered = True
             responses = await context.adapter.send_activities(context, held)
             context.responded = True
             if stamped and turn is not None and live is not None:
@@ -142,6 +153,20 @@ class _Outbox:
 def _conversation_type(activity: Activity) -> str:
     conversation = activity.conversation
     return (conversation.conversation_type if conversation is not None else None) or "personal"
+
+
+def _receipt_of(activity: Activity) -> str | None:
+    """The key that recognises a re-delivery of this activity; None when it has no id or only reads."""
+    if not activity.id:
+        return None
+    if activity.type == ActivityTypes.invoke:
+        value = activity.value if isinstance(activity.value, dict) else {}
+        if activity.name in READING_INVOKES or (
+            activity.name == "adaptiveCard/action" and value.get("trigger") == "automatic"
+        ):
+            return None
+    conversation_id = activity.conversation.id if activity.conversation is not None else ""
+    return receipt_key(activity.channel_id or "", conversation_id or "", activity.id)
 
 
 def _reference_of(activity: Activity) -> dict[str, Any]:
@@ -155,6 +180,7 @@ class CspBot(ActivityHandler):
         storage: SqlStorage,
         access: AccessService,
         conversations: ConversationReferenceService,
+        receipts: ActivityReceipts,
         tasks: TaskCatalogue,
         messenger: ProactiveMessenger,
         invoke_handlers: dict[str, InvokeHandler] | None = None,
@@ -167,6 +193,7 @@ class CspBot(ActivityHandler):
         self._messenger = messenger
         self._access = access
         self._conversations = conversations
+        self._receipts = receipts
         self._tasks = tasks
         self._invoke_handlers = {**tasks.card_actions(), **(invoke_handlers or {})}
         self._named_invokes = tasks.invokes()
@@ -188,6 +215,11 @@ class CspBot(ActivityHandler):
         activity = turn_context.activity
         conversation_id = activity.conversation.id if activity.conversation else ""
         with correlation_scope():
+            receipt = _receipt_of(activity)
+            if receipt is not None and not await self._receipts.take(receipt):
+                log.info("dropped a re-delivered %s activity (id %s)", activity.type, activity.id)
+                await self._answer_again_delivered(turn_context)
+                return
             outbox = _Outbox(self._live_cards)
             turn_context.on_send_activities(outbox.intercept)
             turn_context.turn_state[OUTBOX_KEY] = outbox
@@ -198,9 +230,26 @@ class CspBot(ActivityHandler):
                     outbox.card_turn = self._live_cards.begin(turn_context)
             try:
                 await self._serialised_turn(turn_context, outbox, conversation_id)
+            except BaseException:
+                # Cut off before it answered (e.g. the process is stopping): Teams' retry may run it.
+                if receipt is not None and not outbox.answered:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self._receipts.release(receipt))
+                raise
             finally:
                 if outbox.typing is not None:
                     await outbox.typing.stop()
+
+    @staticmethod
+    async def _answer_again_delivered(turn_context: TurnContext) -> None:
+        """A re-delivered activity gets no reply; an invoke must be answered, and gets a harmless answer."""
+        activity = turn_context.activity
+        if activity.type != ActivityTypes.invoke:
+            return
+        if activity.name == "adaptiveCard/action":
+            await turn_context.send_activity(_invoke_message_activity(ALREADY_RECEIVED))
+        else:
+            await turn_context.send_activity(Activity(type=ActivityTypes.invoke_response, value={"status": 200}))
 
     async def begin_task(self, conversation_id: str, command: str, caller: Caller) -> bool:
         """Start a task in a conversation outside the user's turn — e.g. "add subscription" right
@@ -319,15 +368,17 @@ class CspBot(ActivityHandler):
         return caller
 
     async def _remember_conversation(self, turn_context: TurnContext, caller: Caller | None) -> None:
+        """Store where the bot can write to this member later. Proactive messages only ever go to
+        members, so a caller who is no member leaves nothing behind (strangers cannot grow the table)."""
         activity = turn_context.activity
-        if activity.conversation is None:
+        if activity.conversation is None or caller is None:
             return
         await self._conversations.save(
             activity.conversation.id,
             _reference_of(activity),
             conversation_type=_conversation_type(activity),
-            organisation_id=caller.organisation_id if caller else None,
-            member_id=caller.member_id if caller else None,
+            organisation_id=caller.organisation_id,
+            member_id=caller.member_id,
         )
 
     @staticmethod

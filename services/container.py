@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.access import AccessService
+from services.activity_receipts import ActivityReceipts
 from services.alerts import AlertService
 from services.billing.service import BillingService
 from services.catalog import CatalogService
@@ -40,6 +41,7 @@ class Services:
     access: AccessService
     alerts: AlertService
     conversations: ConversationReferenceService
+    activity_receipts: ActivityReceipts  # a re-delivered activity is dropped
     idempotency: IdempotencyService
     jobs: JobService
     partner_center: PartnerCenterClient
@@ -117,6 +119,7 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         access=access,
         alerts=alerts,
         conversations=ConversationReferenceService(sessions),
+        activity_receipts=ActivityReceipts(sessions),
         idempotency=idempotency,
         jobs=jobs,
         partner_center=partner_center,

@@ -1,4 +1,8 @@
-"""Stored conversation references: where the bot can write later (jobs, approvals)."""
+"""Stored conversation references: where the bot can write later (jobs, approvals).
+
+Only conversations with a member of an organisation are stored: proactive messages only ever go
+to members, and a stranger's first message must not grow the table.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ class ConversationReferenceService:
         reference: Mapping[str, Any],
         *,
         conversation_type: str,
-        organisation_id: int | None,
+        organisation_id: int,
         member_id: int | None,
     ) -> None:
         """Insert or refresh; a 1:1 chat remembers its member, a channel only its organisation."""
@@ -52,7 +56,7 @@ class ConversationReferenceService:
         conversation_id: str,
         reference: Mapping[str, Any],
         conversation_type: str,
-        organisation_id: int | None,
+        organisation_id: int,
         member_id: int | None,
     ) -> None:
         async with self._sessions.begin() as session:
@@ -64,8 +68,7 @@ class ConversationReferenceService:
                 session.add(row)
             row.reference = dict(reference)
             row.conversation_type = conversation_type
-            if organisation_id is not None:
-                row.organisation_id = organisation_id
+            row.organisation_id = organisation_id
             if member_id is not None and conversation_type == "personal":
                 row.member_id = member_id
 

@@ -190,6 +190,16 @@ class Alert(Base):
     acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+class ActivityReceipt(Base):
+    """An activity the bot has taken on, keyed by a digest of (channel, conversation, activity id):
+    a re-delivery of it finds the row and is dropped. Kept for a day, then swept."""
+
+    __tablename__ = "activity_receipts"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+
+
 class BotStateRow(Base):
     """The bot framework's state (dialog stacks) as JSON, with a version for optimistic concurrency."""
 

@@ -3,11 +3,12 @@ reply's cards are checked against the Adaptive Card schema."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from tests.cardcheck import assert_valid_activity_cards
 from tests.conftest import message
-from tests.fakes import FakeConnector, card_of
+from tests.fakes import FakeConnector, card_of, card_text
 
 
 class Chat:
@@ -36,3 +37,26 @@ class Chat:
         card = card_of(reply)
         assert card is not None, reply.get("text")
         return card
+
+
+def walk(node: Any) -> Iterator[dict[str, Any]]:
+    """Every object in a card, depth first."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from walk(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from walk(item)
+
+
+def button(card: dict[str, Any], title: str) -> dict[str, Any]:
+    """The submit data of the button called `title`, anywhere on the card."""
+    found = [n["data"] for n in walk(card) if n.get("type") == "Action.Submit" and n.get("title") == title]
+    assert found, f"no button {title!r} on: {card_text(card)}"
+    return dict(found[0])
+
+
+def inputs(card: dict[str, Any]) -> dict[str, str]:
+    """What a person submits unchanged: every input's current value."""
+    return {n["id"]: str(n.get("value", "")) for n in walk(card) if str(n.get("type", "")).startswith("Input.")}

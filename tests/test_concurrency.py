@@ -274,13 +274,15 @@ async def test_double_click_on_the_card_gives_one_summary(
     second_click = dict(click) if same_activity_id else chat.submit("orange")
     statuses = await asyncio.gather(chat.post(client, click), chat.post(client, second_click))
     assert statuses == [202, 202]
-    await fake.wait_for(4, chat.conversation_id)
+    await fake.wait_for(3, chat.conversation_id)
 
-    texts = chat.texts()
-    assert len(texts) == 4, texts
+    texts = chat.texts()  # both POSTs were answered after their turns: every reply has arrived
     assert summaries(fake, chat.conversation_id) == [summary("Linus", "orange")]
     polite = [t for t in texts[2:] if not t.startswith("Thanks ")]
-    assert len(polite) == 1 and FINISHED_CARD_TEXT in polite[0]
+    if same_activity_id:  # Teams re-sending the click: dropped, no extra message
+        assert len(texts) == 3 and polite == [], texts
+    else:  # a second click: told the card is done
+        assert len(texts) == 4 and len(polite) == 1 and FINISHED_CARD_TEXT in polite[0], texts
     assert_nothing_leaked(fake)
     assert await stored_dialog_state(client, chat.conversation_id) == DialogState()
 

@@ -7,10 +7,12 @@ import asyncio
 import logging
 
 from microsoft_agents.hosting.dialogs import WaterfallStepContext
+from sqlalchemy import func, select
 
 from dialogs.base import TaskDialog
 from dialogs.catalogue import Task
 from services.errors import InvalidInput
+from services.models import BotStateRow, ConversationReferenceRow
 from services.roles import Permission
 from services.seed import DEMO_SLUG
 from tests.cardcheck import assert_valid_activity_cards
@@ -98,6 +100,40 @@ async def test_unknown_caller_only_gets_the_not_registered_card(make_bot, connec
         assert "What would you like to do?" not in said
 
 
+async def test_strangers_leave_nothing_stored_however_many_write(make_bot, connector):
+    """Only a member's conversation is remembered (proactive messages only ever go to members): callers
+    who are no member — from any tenant, writing or installing the app — store no reference and no state."""
+    fake, url = connector
+    client = await make_bot()
+    services = runtime_of(client).services
+    for n in range(1, 31):
+        stranger = {
+            "user_id": f"29:stranger-{n}",
+            "name": "Pat Stranger",
+            "aad_object_id": f"aad-stranger-{n}",
+            "conversation_id": f"personal-chat-stranger-{n}",
+            "tenant_id": f"stranger-tenant-{n % 3}",
+        }
+        if n % 2:
+            assert "not registered" in _said(await _say(client, fake, "hello", url, n, **stranger))
+        else:
+            install = message(None, service_url=url, **stranger)
+            install.update(type="conversationUpdate", membersAdded=[{"id": "28:bot-id"}])
+            assert (await client.post("/api/messages", json=install)).status == 202
+            await fake.wait_for(n)
+            assert "not registered" in _said(fake.messages()[n - 1])
+
+    async def stored() -> tuple[int | None, int | None]:
+        async with services.sessions() as session:
+            references = await session.scalar(select(func.count()).select_from(ConversationReferenceRow))
+            states = await session.scalar(select(func.count()).select_from(BotStateRow))
+        return references, states
+
+    assert await stored() == (0, 0)
+    await _say(client, fake, "menu", url, 31)  # the demo admin
+    assert (await stored())[0] == 1
+
+
 async def test_caller_of_another_tenant_is_not_the_demo_admin(make_bot, connector):
     fake, url = connector
     client = await make_bot()
@@ -126,12 +162,12 @@ async def test_stale_card_submit_outside_a_task_gets_a_clear_message(make_bot, c
 async def test_card_action_invokes_never_fail_with_500(make_bot, connector):
     fake, url = connector
     client = await make_bot()
-    invoke = message(None, service_url=url)
     for value in (
         {"action": {"type": "Action.Execute", "verb": "no_such_verb", "data": {}}},
         {"action": "not-an-object"},
         None,
     ):
+        invoke = message(None, service_url=url)  # each a new activity, with its own id
         invoke.update(type="invoke", name="adaptiveCard/action", value=value)
         response = await client.post("/api/messages", json=invoke)
         assert response.status == 200
@@ -228,6 +264,9 @@ async def test_a_member_registered_by_email_is_bound_on_first_contact_through_th
     assert "What would you like to do?" in menu and "not registered" not in menu
     member = next(m for m in (await services.organisations.get(DEMO_SLUG)).members if m.email == "pat@contoso.com")
     assert member.aad_object_id == "aad-pat"
+    # Unknown, Pat's chat was not remembered; as a member it is, so proactive messages reach Pat.
+    chat = await services.conversations.personal_chat_of(member.id)
+    assert chat is not None and chat.conversation_id == "personal-chat-pat"
     # Someone else whose roster entry shows the same UPN is not bound to Pat's membership.
     fake.members["29:eve"] = {"id": "29:eve", "name": "Eve", "userPrincipalName": "pat@contoso.com"}
     eve = {"user_id": "29:eve", "name": "Eve", "aad_object_id": "aad-eve", "conversation_id": "personal-chat-eve"}

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from services.ledger import LedgerEvent
 from services.models import SubscriptionRow
 from services.seed import DEMO_SLUG
-from tests.chat import Chat
+from tests.chat import Chat, button, inputs, walk
 from tests.conftest import SANDBOX_START, outbox_messages, runtime_of
 from tests.fakes import card_of, card_text, said
 
@@ -29,30 +29,8 @@ SEATS = 5
 MONTHLY_PRICE = Decimal("5.52")  # the demo price list: 1 year commitment, billed monthly, per seat
 
 
-def _walk(node: Any):
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _walk(item)
-
-
-def button(card: dict[str, Any], title: str) -> dict[str, Any]:
-    """The submit data of the button called `title`, anywhere on the card."""
-    found = [n["data"] for n in _walk(card) if n.get("type") == "Action.Submit" and n.get("title") == title]
-    assert found, f"no button {title!r} on: {card_text(card)}"
-    return dict(found[0])
-
-
-def inputs(card: dict[str, Any]) -> dict[str, str]:
-    """What a person submits unchanged: every input's current value."""
-    return {n["id"]: str(n.get("value", "")) for n in _walk(card) if str(n.get("type", "")).startswith("Input.")}
-
-
 def choice_value(card: dict[str, Any], input_id: str, title_part: str) -> str:
-    (choices,) = [n["choices"] for n in _walk(card) if n.get("id") == input_id]
+    (choices,) = [n["choices"] for n in walk(card) if n.get("id") == input_id]
     return next(str(c["value"]) for c in choices if title_part in str(c["title"]))
 
 
@@ -91,7 +69,7 @@ async def test_the_demo_admin_sets_up_a_tenant_buys_assigns_and_reads_the_bill(
     products = await chat.card(value=button(groups, "Microsoft 365"))
     basic = next(
         n["data"]
-        for n in _walk(products)
+        for n in walk(products)
         if n.get("type") == "Action.Submit" and n.get("title") == "Choose" and n["data"].get("value") == BASIC_OFFER
     )
     configure = await chat.card(value=dict(basic))

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 import services.models  # noqa: F401  (tables on the metadata)
-from services.db import Base, create_engine, include_name
-from services.migrate import upgrade_database
+from services.db import Base, create_engine, create_session_factory, include_name
+from services.migrate import alembic_config, upgrade_database
+from services.models import ConversationReferenceRow, Organisation
 
 
 async def test_replicas_starting_together_migrate_once(database_url):
@@ -50,5 +52,38 @@ async def test_sqlite_runs_with_wal_and_a_busy_timeout(sqlite_url):
             assert (await connection.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
             assert (await connection.execute(text("PRAGMA busy_timeout"))).scalar() >= 5000
             assert (await connection.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+    finally:
+        await engine.dispose()
+
+
+async def test_the_conversations_strangers_left_are_forgotten(database_url):
+    """Revision 0009: references stored for callers who were no member (no organisation) are removed;
+    a member's are kept."""
+    engine = create_engine(database_url)
+
+    def upgrade_to(revision: str):
+        def run(connection):
+            command.upgrade(alembic_config(connection), revision)
+            connection.commit()
+
+        return run
+
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(upgrade_to("0008"))
+        async with create_session_factory(engine).begin() as session:
+            org = Organisation(slug="fabrikam", name="Fabrikam")
+            session.add(org)
+            await session.flush()
+            for conversation_id, organisation_id in (("a:member", org.id), ("a:stranger", None)):
+                session.add(
+                    ConversationReferenceRow(
+                        conversation_id=conversation_id, organisation_id=organisation_id, reference={"x": 1}
+                    )
+                )
+        async with engine.connect() as connection:
+            await connection.run_sync(upgrade_to("head"))
+            kept = (await connection.execute(text("SELECT conversation_id FROM conversation_references"))).scalars()
+            assert list(kept) == ["a:member"]
     finally:
         await engine.dispose()

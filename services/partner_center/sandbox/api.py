@@ -104,14 +104,18 @@ async def create_customer(request: web.Request) -> web.Response:
     return await _create_with(request, lambda tx: backend.create_customer(tx, body))
 
 
-async def _create_with(request: web.Request, produce: Callable[[Any], Awaitable[dict[str, Any]]]) -> web.Response:
+async def _create_with(
+    request: web.Request, produce: Callable[[Any], Awaitable[dict[str, Any]]], *, sent: Any = None
+) -> web.Response:
+    """A creating POST under the caller's MS-RequestId; `sent` is the body, where the answer echoes
+    part of it (a new user's password)."""
     backend = request.app[RUNTIME].backend
     async with backend.transaction() as tx:
 
         async def run() -> tuple[int, dict[str, Any]]:
             return 201, await produce(tx)
 
-        status, answer = await backend.idempotent(tx, _idempotency_key(request), run)
+        status, answer = await backend.idempotent(tx, _idempotency_key(request), run, sent=sent)
     return web.json_response(answer, status=status)
 
 
@@ -305,7 +309,9 @@ async def list_users(request: web.Request) -> web.Response:
 async def create_user(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     body = await _json(request)
-    return await _create_with(request, lambda tx: backend.create_user(tx, request.match_info["customer_id"], body))
+    return await _create_with(
+        request, lambda tx: backend.create_user(tx, request.match_info["customer_id"], body), sent=body
+    )
 
 
 async def get_user(request: web.Request) -> web.Response:
@@ -384,9 +390,10 @@ async def operation_status(request: web.Request) -> web.Response:
                 status=202,
                 headers={"Location": operation["location"], "Retry-After": str(operation["retryAfter"])},
             )
-    return web.Response(
-        status=operation["status"], body=json.dumps(operation["body"]).encode(), content_type="application/json"
-    )
+        body = operation["body"]
+        if isinstance(body, dict):
+            body = await backend.restore_passwords(tx, body, operation.get("withheld", []), None)
+    return web.Response(status=operation["status"], body=json.dumps(body).encode(), content_type="application/json")
 
 
 def add_routes(app: web.Application) -> None:

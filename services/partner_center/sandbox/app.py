@@ -26,7 +26,7 @@ from services.db import create_engine
 from services.partner_center.sandbox import errors as codes
 from services.partner_center.sandbox.admin import add_admin_routes
 from services.partner_center.sandbox.api import add_routes
-from services.partner_center.sandbox.backend import SandboxBackend, SandboxSettings
+from services.partner_center.sandbox.backend import SandboxBackend, SandboxSettings, withhold_passwords
 from services.partner_center.sandbox.catalog import Catalog, random_salt
 from services.partner_center.sandbox.clock import SandboxClock
 from services.partner_center.sandbox.errors import SandboxError
@@ -139,6 +139,8 @@ async def inject_faults(request: web.Request, handler: Handler) -> web.StreamRes
 async def _accepted(request: web.Request, response: web.StreamResponse, rule: FaultRule) -> web.Response:
     """Turn a finished answer into 202 + Location; the location replays it after `polls` polls."""
     body = response.body if isinstance(response, web.Response) else None
+    answer = json.loads(body) if isinstance(body, bytes | bytearray) and body else None
+    kept, withheld = withhold_passwords(answer) if isinstance(answer, dict) else (answer, [])
     operation_id = uuid.uuid4().hex
     location = f"/v1/operations/{operation_id}"
     backend = request.app[RUNTIME].backend
@@ -149,7 +151,8 @@ async def _accepted(request: web.Request, response: web.StreamResponse, rule: Fa
             {
                 "id": operation_id,
                 "status": response.status,
-                "body": json.loads(body) if isinstance(body, bytes | bytearray) and body else None,
+                "body": kept,
+                "withheld": withheld,
                 "pollsLeft": rule.polls,
                 "retryAfter": rule.retry_after,
                 "location": location,

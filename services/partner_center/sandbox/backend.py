@@ -160,6 +160,26 @@ def _strong(password: str) -> bool:
     return len(password) >= 8 and sum(classes) >= 3
 
 
+# The passwords an answer can carry: the one Microsoft generates for a new tenant's first admin, and
+# the one a new user was created with (the caller's own, echoed back).
+GENERATED_PASSWORD = "userCredentials.password"
+CALLERS_PASSWORD = "passwordProfile.password"
+
+
+def withhold_passwords(answer: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The answer as it may be stored — without its passwords — and which passwords were taken out
+    (`SandboxBackend.restore_passwords` puts them back for a repeated request)."""
+    kept = dict(answer)
+    withheld: list[str] = []
+    for path in (GENERATED_PASSWORD, CALLERS_PASSWORD):
+        parent, field_name = path.split(".")
+        holder = kept.get(parent)
+        if isinstance(holder, dict) and field_name in holder:
+            kept[parent] = {key: value for key, value in holder.items() if key != field_name}
+            withheld.append(path)
+    return kept, withheld
+
+
 def encode_token(payload: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode()
 
@@ -219,19 +239,65 @@ class SandboxBackend:
                 yield tx
 
     async def idempotent(
-        self, tx: Unit, key: str | None, produce: Callable[[], Awaitable[tuple[int, dict[str, Any]]]]
+        self,
+        tx: Unit,
+        key: str | None,
+        produce: Callable[[], Awaitable[tuple[int, dict[str, Any]]]],
+        *,
+        sent: Any = None,
     ) -> tuple[int, dict[str, Any]]:
         """Microsoft's idempotency: a repeated POST with the same MS-RequestId answers the first
-        success again instead of doing the work twice. Stored in the same transaction as the work."""
+        success again instead of doing the work twice. Stored in the same transaction as the work,
+        without the passwords it carried (`withhold_passwords`); `sent` is the repeated request's body."""
         if key is not None:
             key = hashlib.sha256(key.encode()).hexdigest()  # request ids are the caller's: bound their length
             stored = await tx.get("idempotency", key)
             if stored is not None:
-                return int(stored["status"]), dict(stored["body"])
+                body = await self.restore_passwords(tx, dict(stored["body"]), stored.get("withheld", []), sent)
+                return int(stored["status"]), body
         status, body = await produce()
         if key is not None:
-            await tx.put("idempotency", key, {"status": status, "body": body})
+            kept, withheld = withhold_passwords(body)
+            await tx.put("idempotency", key, {"status": status, "body": kept, "withheld": withheld})
         return status, body
+
+    async def restore_passwords(self, tx: Unit, body: dict[str, Any], withheld: list[str], sent: Any) -> dict[str, Any]:
+        """A stored answer made whole again for a repeated request. The password the caller chose is
+        the one its repeated request carries. The one Microsoft generated for a new tenant's first
+        admin was never stored, so the admin gets a new one — as if reset, and audited so — and the
+        answer carries that: a request is only repeated when its first answer was lost, so nobody
+        holds the first password, and the one returned is the one that works."""
+        if GENERATED_PASSWORD in withheld:
+            password = await self._reset_first_admin_password(tx, body)
+            if password is not None:
+                body["userCredentials"] = {**_dict(body.get("userCredentials")), "password": password}
+        if CALLERS_PASSWORD in withheld:
+            chosen = _text(_dict(_dict(normalise(sent)).get("passwordProfile")).get("password"))
+            if chosen:
+                body["passwordProfile"] = {**_dict(body.get("passwordProfile")), "password": chosen}
+        return body
+
+    async def _reset_first_admin_password(self, tx: Unit, answer: dict[str, Any]) -> str | None:
+        customer = await tx.get("customer", _text(answer.get("id")).lower())
+        upn = _text(_dict(answer.get("userCredentials")).get("userName")).lower()
+        if customer is None or not upn:
+            return None
+        admins = [
+            user
+            for user in await tx.find("user", customer_id=customer["id"], where={"userPrincipalName": upn})
+            if user["state"] == "active"
+        ]
+        if not admins:
+            return None
+        await self._audit(
+            tx,
+            customer,
+            "customer_user",
+            "update_customer_user_password",
+            user_json(admins[0]),
+            data={"CustomerUserId": admins[0]["id"]},
+        )
+        return _password()
 
     async def _audit(
         self,

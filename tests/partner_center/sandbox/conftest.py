@@ -3,6 +3,7 @@ with raw HTTP through aiohttp's test client (no client library — these tests p
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -10,8 +11,11 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy import select
 
+from services.db import create_engine
 from services.partner_center.sandbox import SandboxClock, SandboxSettings, create_sandbox_app
+from services.partner_center.sandbox.store import documents
 
 TOKEN = "sandbox-test-token"
 START = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
@@ -214,6 +218,17 @@ async def api(
 ) -> Api:
     app = create_sandbox_app(database_url=sandbox_db, accepted_token=TOKEN, clock=clock, settings=sandbox_settings)
     return Api(await aiohttp_client(app))
+
+
+async def stored_documents(database_url: str) -> str:
+    """Everything the sandbox keeps as documents (idempotent answers, operations, resources), as text."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            rows = (await connection.execute(select(documents.c.kind, documents.c.data))).all()
+    finally:
+        await engine.dispose()
+    return "\n".join(f"{kind}: {json.dumps(data)}" for kind, data in rows)
 
 
 @pytest.fixture

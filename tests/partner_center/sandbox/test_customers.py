@@ -8,7 +8,7 @@ import urllib.parse
 
 import pytest
 
-from tests.partner_center.sandbox.conftest import Api, customer_request
+from tests.partner_center.sandbox.conftest import Api, customer_request, stored_documents
 
 
 async def test_creation_returns_generated_admin_credentials_and_the_admin_user(api: Api) -> None:
@@ -91,12 +91,21 @@ async def test_malformed_requests_are_refused(api: Api) -> None:
     assert "No validation rules" in answer["data"][1]
 
 
-async def test_repeated_creation_with_the_same_request_id_returns_the_first_result(api: Api) -> None:
+async def test_repeated_creation_with_the_same_request_id_returns_the_first_tenant(api: Api, sandbox_db: str) -> None:
     body = customer_request("oncecorp")
     headers = {"MS-RequestId": "0e1b7d3c-4a5f-4b9b-9d57-2f4f6bb1a001"}
     first = await api.ok("POST", "/v1/customers", body, status=201, headers=headers)
     again = await api.ok("POST", "/v1/customers", body, status=201, headers=headers)
-    assert again == first  # same tenant, same generated password
+    # The same tenant. Its first password was never stored, so the repeat gives the admin a new one.
+    assert {**again, "userCredentials": None} == {**first, "userCredentials": None}
+    assert again["userCredentials"]["userName"] == first["userCredentials"]["userName"]
+    password = again["userCredentials"]["password"]
+    assert password != first["userCredentials"]["password"] and len(password) >= 12
+    assert any(c.isupper() for c in password) and any(c.isdigit() for c in password)
+    records = (await api.ok("GET", "/v1/auditrecords?startDate=2025-03-01"))["items"]
+    assert [r["operationType"] for r in records] == ["add_customer", "update_customer_user_password"]
+    stored = await stored_documents(sandbox_db)
+    assert "oncecorp" in stored and first["userCredentials"]["password"] not in stored and password not in stored
     listing = await api.ok("GET", "/v1/customers")
     assert [c["companyProfile"]["domain"] for c in listing["items"]].count("oncecorp.onmicrosoft.com") == 1
     await api.fails(

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from services.partner_center.sandbox import SandboxSettings
-from tests.partner_center.sandbox.conftest import BASIC, Api, customer_request
+from tests.partner_center.sandbox.conftest import BASIC, Api, customer_request, stored_documents
 
 
 async def test_throttle_fault_on_the_nth_call(api: Api, customer: dict[str, Any]) -> None:
@@ -114,6 +114,20 @@ async def test_accepted_answers_202_and_the_location_completes(api: Api, custome
     done = await api.ok("GET", location)
     assert done["quantity"] == 5 and done["id"] == subscription["id"]
     assert (await api.subscription(customer["id"], subscription["id"]))["quantity"] == 5
+
+
+async def test_an_accepted_creation_keeps_no_password_while_it_waits(api: Api, sandbox_db: str) -> None:
+    await api.admin("POST", "/faults", {"kind": "accepted", "method": "POST", "path": "/v1/customers",
+                                        "retryAfter": 0, "polls": 1}, status=201)  # fmt: skip
+    status, _, headers = await api.call("POST", "/v1/customers", customer_request("waitcorp"))
+    assert status == 202
+    stored = await stored_documents(sandbox_db)
+    assert "waitcorp" in stored and '"password":' not in stored
+    assert (await api.call("GET", headers["Location"]))[0] == 202
+    done = await api.ok("GET", headers["Location"], status=201)
+    assert done["companyProfile"]["domain"] == "waitcorp.onmicrosoft.com"
+    assert done["userCredentials"]["userName"] == "admin@waitcorp.onmicrosoft.com"
+    assert len(done["userCredentials"]["password"]) >= 12
 
 
 async def test_invalid_faults_are_refused_and_admin_calls_are_never_faulted(api: Api) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.partner_center.sandbox.conftest import BASIC, BASIC_LICENCE, E3, Api
+from tests.partner_center.sandbox.conftest import BASIC, BASIC_LICENCE, E3, Api, stored_documents
 
 
 def new_user(domain: str, name: str, *, location: str | None = "US") -> dict[str, Any]:
@@ -37,6 +37,20 @@ async def test_users_are_created_read_renamed_and_deleted(api: Api, customer: di
     assert status == 204
     await api.fails("GET", f"{users}/{created['id']}", status=404, code=60002)
     assert [u["userPrincipalName"] for u in (await api.ok("GET", users))["items"]] == [f"admin@{domain}"]
+
+
+async def test_a_repeated_user_creation_answers_the_first_user_with_the_password_it_carries(
+    api: Api, customer: dict[str, Any], sandbox_db: str
+) -> None:
+    users = f"/v1/customers/{customer['id']}/users"
+    headers = {"MS-RequestId": "3f0c2a9e-7b1d-4e5f-a6b7-c8d9e0f1a2b3"}
+    body = new_user(customer["companyProfile"]["domain"], "rita")
+    first = await api.ok("POST", users, body, status=201, headers=headers)
+    again = await api.ok("POST", users, body, status=201, headers=headers)
+    assert again == first and again["passwordProfile"]["password"] == "abCD123*"
+    assert len((await api.ok("GET", users))["items"]) == 2  # the admin and Rita, once
+    stored = await stored_documents(sandbox_db)
+    assert "rita@" in stored and "abCD123*" not in stored
 
 
 async def test_user_creation_rules(api: Api, customer: dict[str, Any]) -> None:
