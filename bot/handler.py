@@ -500,6 +500,8 @@ class CspBot(ActivityHandler):
             return
         caller = await self._caller(turn_context)
         await self._remember_conversation(turn_context, caller)
+        if self._live_cards is not None and turn_context.activity.conversation is not None:
+            await self._live_cards.forget_conversation(turn_context.activity.conversation.id)
         if caller is None:
             name = turn_context.activity.from_property.name if turn_context.activity.from_property else ""
             self._reply(turn_context, card_activity(build_not_registered_card(name or "")))

@@ -105,6 +105,13 @@ class LiveCards:
             )
         return None
 
+    async def forget_conversation(self, conversation_id: str) -> None:
+        """The bot was (re)installed in the conversation — in the Agents Playground, a page reload that
+        shows an empty chat: its earlier cards are no longer on screen to update, so they are closed
+        as they are (updating a message the client no longer has breaks the Playground's page)."""
+        if conversation_id:
+            await self._store.close_all(conversation_id, "The bot was installed again in this chat.")
+
     # ---- the end of a turn: before its replies go out ------------------------------------------
     async def settle(self, context: TurnContext, turn: CardTurn, held: list[Activity]) -> list[Activity]:
         """Update the clicked card (record or next screen) and the cards of ended tasks; returns the

@@ -109,34 +109,33 @@ def _row_actions(view: SubscriptionView, page: SubscriptionPage) -> list[dict[st
 
 
 def _row(view: SubscriptionView, page: SubscriptionPage) -> dict[str, Any]:
+    """A subscription, its buttons right under its own facts, then each add-on in its own box with
+    its own buttons (so no button reads as the other's)."""
     items: list[dict[str, Any]] = [
         text(view.name, weight="Bolder"),
         facts(_row_facts(view)),
     ]
-    for addon in view.addons:
-        items.append(
-            {
-                "type": "Container",
-                "style": "emphasis",
-                "items": [
-                    text(f"Add-on: {addon.name}", weight="Bolder"),
-                    facts(_row_facts(addon)),
-                ],
-            }
-        )
-        addon_actions = _row_actions(addon, page)
-        if addon_actions:
-            items.append({"type": "ActionSet", "actions": addon_actions[:5]})
     actions = _row_actions(view, page)
     if actions:
         items.append({"type": "ActionSet", "actions": actions[:6]})
+    for addon in view.addons:
+        addon_items: list[dict[str, Any]] = [
+            text(f"Add-on: {addon.name}", weight="Bolder"),
+            facts(_row_facts(addon)),
+        ]
+        addon_actions = _row_actions(addon, page)
+        if addon_actions:
+            addon_items.append({"type": "ActionSet", "actions": addon_actions[:5]})
+        items.append({"type": "Container", "style": "emphasis", "items": addon_items})
     return {"type": "Container", "separator": True, "spacing": "Medium", "items": items}
 
 
 def build_subscriptions_card(page: SubscriptionPage) -> Card:
     body: list[dict[str, Any]] = [heading("Your subscriptions")]
+    if page.problem:
+        body.append(text(page.problem, color="Attention"))
     if page.notice:
-        body.append(text(page.notice, color="Attention"))
+        body.append(text(page.notice, color="Good"))
     if not page.has_tenant:
         body.append(text("Your organisation has no Microsoft tenant with the reseller yet. Type **add tenant** first."))
     elif not page.items:

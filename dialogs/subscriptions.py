@@ -12,6 +12,7 @@ subscription changed meanwhile) is reloaded and the admin is asked again.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any
 
@@ -77,11 +78,12 @@ class SubscriptionsDialog(TaskDialog):
             if screen == "reactivate":
                 return cards.build_reactivate_card(await subs.get(caller, sid), _key())
         except DomainError as problem:
-            options = {"screen": "list", "notice": problem.message, "page": options.get("page", 0)}
+            options = {"screen": "list", "problem": problem.message, "page": options.get("page", 0)}
         page = await subs.page(caller, page=int(options.get("page") or 0), refresh=bool(options.get("refresh")))
-        notice = str(options.get("notice") or "")
-        if notice:
-            page = type(page)(**{**page.__dict__, "notice": notice + (" " + page.notice if page.notice else "")})
+        notice, problem = str(options.get("notice") or ""), str(options.get("problem") or "")
+        if notice or problem:
+            problem = " ".join(part for part in (problem, page.problem) if part)
+            page = dataclasses.replace(page, notice=notice, problem=problem)
         return cards.build_subscriptions_card(page)
 
     # --- 2. handle ----------------------------------------------------------------------------
@@ -120,7 +122,7 @@ class SubscriptionsDialog(TaskDialog):
                 screen="quantity" if verb in (cards.CONFIRM_QUANTITY, cards.CONFIRM_SCHEDULE) else "list",
                 subscription_id=sid,
                 error=stale.message,
-                notice=stale.message,
+                problem=stale.message,
                 entered={"quantity": str(value.get("quantity", ""))},
             )
         except InvalidInput as bad:
@@ -138,9 +140,9 @@ class SubscriptionsDialog(TaskDialog):
                     error=bad.message,
                     entered={"quantity": str(value.get("quantity", ""))},
                 )
-            return await self._next(step, notice=bad.message)
+            return await self._next(step, problem=bad.message)
         except DomainError as problem:
-            return await self._next(step, notice=problem.message)
+            return await self._next(step, problem=problem.message)
         if message is None:  # "Back", or not a verb of this task (e.g. an old card): the list again
             return await self._next(step)
         card_done(step.context)

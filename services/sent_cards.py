@@ -100,3 +100,13 @@ class SentCardStore:
                 .values(status=status, outcome=outcome[:300])
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def close_all(self, conversation_id: str, outcome: str) -> int:
+        """Close every live card of a conversation without touching the messages (they may be gone)."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(SentCardRow)
+                .where(SentCardRow.conversation_id == conversation_id, SentCardRow.status == LIVE)
+                .values(status=CLOSED, outcome=outcome[:300])
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]

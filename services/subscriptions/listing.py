@@ -94,7 +94,8 @@ class SubscriptionPage:
     has_tenant: bool
     can_manage: bool
     can_request_suspension: bool
-    notice: str = ""
+    notice: str = ""  # what was just done
+    problem: str = ""  # why something could not be done
 
 
 @dataclass
@@ -207,12 +208,12 @@ class SubscriptionService:
             has_tenant = bool(org.partner_center_customer_id)
             state = await session.get(SubscriptionSyncState, caller.organisation_id)
             synced_at = as_utc(state.synced_at) if state is not None else None
-        notice = ""
+        problem = ""
         if has_tenant and (refresh or synced_at is None or utcnow() - synced_at > self._refresh_after):
             try:
                 await self.sync(caller.organisation_id)
             except DomainError as error:
-                notice = f"Could not refresh from Microsoft just now ({error.message}) — showing the last copy."
+                problem = f"Could not refresh from Microsoft just now ({error.message}) — showing the last copy."
         async with self._sessions() as session:
             rows = list(
                 await session.scalars(
@@ -242,7 +243,7 @@ class SubscriptionService:
             has_tenant=has_tenant,
             can_manage=caller.can(Permission.MANAGE_SERVICES),
             can_request_suspension=caller.can(Permission.REQUEST_SUSPENSION),
-            notice=notice,
+            problem=problem,
         )
 
     async def get(self, caller: Caller, subscription_id: Any) -> SubscriptionView:

@@ -114,8 +114,17 @@ const ops = {
   async select({ label, option }) {
     const input = await inputLabelled(label);
     const tag = await input.evaluate((element) => element.tagName.toLowerCase());
+    const role = await input.getAttribute('role');
     if (tag === 'select') await input.selectOption({ label: option });
-    else {
+    else if (role === 'combobox') {
+      // A compact choice set: the Fluent dropdown opens a list box of options.
+      await input.click();
+      let item = page.getByRole('option', { name: option, exact: true });
+      if ((await item.count()) === 0) item = page.getByRole('option', { name: option });
+      const count = await item.count();
+      if (count !== 1) throw new Error(`${count} options of ${JSON.stringify(label)} match ${JSON.stringify(option)}`);
+      await item.click();
+    } else {
       // A choice is found by its whole title, or by the start of it when that is unambiguous.
       let radio = input.getByRole('radio', { name: option, exact: true });
       if ((await radio.count()) === 0) radio = input.getByRole('radio', { name: option });
