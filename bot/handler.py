@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 
 STATE_KEY = "csp.conversation_state"
 OUTBOX_KEY = "csp.outbox"
+ARRIVED_KEY = "csp.arrived"  # (chat id, caller) when this turn stored a member's 1:1 chat
 MENU_WORDS = frozenset({"menu", "hi", "hello", "hey", "start", "home"})
 HELP_WORDS = frozenset({"help", "?"})
 CANCEL_WORDS = frozenset({"cancel", "stop", "quit", "exit"})
@@ -186,7 +187,10 @@ class CspBot(ActivityHandler):
         invoke_handlers: dict[str, InvokeHandler] | None = None,
         typing_delay: float = 0.5,
         live_cards: LiveCards | None = None,
+        on_arrival: Callable[[str, Caller], Awaitable[None]] | None = None,
     ) -> None:
+        """`on_arrival(chat_id, caller)`: called after a turn that stored a member's 1:1 chat."""
+        self._on_arrival = on_arrival
         self._typing_delay = typing_delay
         self._live_cards = live_cards
         self._storage = storage
@@ -230,6 +234,7 @@ class CspBot(ActivityHandler):
                     outbox.card_turn = self._live_cards.begin(turn_context)
             try:
                 await self._serialised_turn(turn_context, outbox, conversation_id)
+                await self._after_arrival(turn_context)
             except BaseException:
                 # Cut off before it answered (e.g. the process is stopping): Teams' retry may run it.
                 if receipt is not None and not outbox.answered:
@@ -239,6 +244,18 @@ class CspBot(ActivityHandler):
             finally:
                 if outbox.typing is not None:
                     await outbox.typing.stop()
+
+    async def _after_arrival(self, turn_context: TurnContext) -> None:
+        """A member's 1:1 chat was (re)stored this turn: once its replies are out, hand them what
+        waited for them (e.g. approval requests no one could post them before)."""
+        arrived = turn_context.turn_state.get(ARRIVED_KEY)
+        if arrived is None or self._on_arrival is None:
+            return
+        chat_id, caller = arrived
+        try:
+            await self._on_arrival(chat_id, caller)
+        except Exception:
+            log.exception("could not hand a member what waited for them")
 
     @staticmethod
     async def _answer_again_delivered(turn_context: TurnContext) -> None:
@@ -380,6 +397,8 @@ class CspBot(ActivityHandler):
             organisation_id=caller.organisation_id,
             member_id=caller.member_id,
         )
+        if _conversation_type(activity) == "personal":
+            turn_context.turn_state[ARRIVED_KEY] = (activity.conversation.id, caller)
 
     @staticmethod
     def _reply(turn_context: TurnContext, reply: Activity | str) -> None:

@@ -21,7 +21,7 @@ class ApprovalCardView:
     reason: str
     requested_at: datetime
     expires_at: datetime
-    status: str  # pending | suspending | suspended | failed | rejected | expired
+    status: str  # pending | suspending | suspended | failed | rejected | expired | withdrawn
     decider_name: str = ""
     decided_at: datetime | None = None
     outcome: str = ""
@@ -45,6 +45,8 @@ def status_line(view: ApprovalCardView) -> tuple[str, str]:
         return f"Approved by {who} at {at} — failed: {view.outcome} Retry when Microsoft is reachable.", "Attention"
     if view.status == "rejected":
         return f"Rejected by {who} at {at} — nothing was changed", "Warning"
+    if view.status == "withdrawn":
+        return f"Withdrawn by {who} at {at} — nothing was changed", "Warning"
     if view.status == "expired":
         return f"Expired at {view.expires_at:%d %b %H:%M} UTC — nothing was changed", "Warning"
     return view.status, "Default"

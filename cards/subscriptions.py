@@ -3,14 +3,21 @@ cancel, auto-renew, suspend request and reactivate. Pure functions of the servic
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from cards.base import Card, card, facts, heading, submit, text
 from services.billing.money import format_money
-from services.subscriptions import AddonOffer, CancelPlan, QuantityPlan, SubscriptionPage, SubscriptionView
+from services.subscriptions import (
+    AddonOffer,
+    ApprovalView,
+    CancelPlan,
+    QuantityPlan,
+    SubscriptionPage,
+    SubscriptionView,
+)
 from services.subscriptions.changes import addon_price_token
 from services.subscriptions.common import ProRata
 
@@ -24,7 +31,7 @@ QUANTITY, PREVIEW, CONFIRM_QUANTITY, CONFIRM_SCHEDULE = (
 ADDONS, ORDER_ADDON = "subs_addons", "subs_addon_order"
 CANCEL, CONFIRM_CANCEL = "subs_cancel", "subs_cancel_confirm"
 AUTORENEW, CONFIRM_AUTORENEW = "subs_autorenew", "subs_autorenew_confirm"
-SUSPEND, SEND_SUSPEND = "subs_suspend", "subs_suspend_send"
+SUSPEND, SEND_SUSPEND, WITHDRAW_SUSPEND = "subs_suspend", "subs_suspend_send", "subs_suspend_withdraw"
 REACTIVATE, CONFIRM_REACTIVATE = "subs_reactivate", "subs_reactivate_confirm"
 
 _PERIOD = {"monthly": "month", "annual": "year", "triennial": "3 years"}
@@ -92,7 +99,19 @@ def _row_facts(view: SubscriptionView) -> list[tuple[str, str]]:
     ]
 
 
-def _row_actions(view: SubscriptionView, page: SubscriptionPage) -> list[dict[str, Any]]:
+def _request_line(request: ApprovalView) -> tuple[str, str]:
+    """What a suspension request of the row is waiting for, and its colour."""
+    asked = f"Suspension asked by {request.requester_name} on {request.created_at:%d %b %Y %H:%M} UTC"
+    if request.status == "pending":
+        return f"⏳ {asked} — waiting for an approver (until {request.expires_at:%d %b %H:%M} UTC).", "Warning"
+    if request.status == "suspending":
+        return f"⏳ {asked} — approved by {request.decider_name}; suspending now.", "Accent"
+    return f"⚠ {asked} — approved by {request.decider_name}, but it failed: {request.outcome}", "Attention"
+
+
+def _row_actions(
+    view: SubscriptionView, page: SubscriptionPage, request: ApprovalView | None = None
+) -> list[dict[str, Any]]:
     ids = {"subscription_id": view.id}
     actions: list[dict[str, Any]] = []
     if page.can_manage and view.is_active:
@@ -101,21 +120,28 @@ def _row_actions(view: SubscriptionView, page: SubscriptionPage) -> list[dict[st
         actions.append(submit("Auto-renew " + ("off" if view.auto_renew else "on"), AUTORENEW, ids))
         actions.append(submit("Cancel", CANCEL, ids))
     if page.can_request_suspension and view.is_active:
-        actions.append(submit("Suspend", SUSPEND, ids))
+        if request is None:
+            actions.append(submit("Suspend", SUSPEND, ids))
+        elif request.status == "pending":
+            actions.append(submit("Withdraw the suspension request", WITHDRAW_SUSPEND, {"approval_id": request.id}))
     if page.can_manage and view.is_suspended:
         actions.append(submit("Reactivate", REACTIVATE, ids))
         actions.append(submit("Auto-renew " + ("off" if view.auto_renew else "on"), AUTORENEW, ids))
     return actions
 
 
-def _row(view: SubscriptionView, page: SubscriptionPage) -> dict[str, Any]:
+def _row(view: SubscriptionView, page: SubscriptionPage, requests: Mapping[str, ApprovalView]) -> dict[str, Any]:
     """A subscription, its buttons right under its own facts, then each add-on in its own box with
     its own buttons (so no button reads as the other's)."""
     items: list[dict[str, Any]] = [
         text(view.name, weight="Bolder"),
         facts(_row_facts(view)),
     ]
-    actions = _row_actions(view, page)
+    request = requests.get(view.id)
+    if request is not None:
+        line, colour = _request_line(request)
+        items.append(text(line, color=colour))
+    actions = _row_actions(view, page, request)
     if actions:
         items.append({"type": "ActionSet", "actions": actions[:6]})
     for addon in view.addons:
@@ -123,14 +149,19 @@ def _row(view: SubscriptionView, page: SubscriptionPage) -> dict[str, Any]:
             text(f"Add-on: {addon.name}", weight="Bolder"),
             facts(_row_facts(addon)),
         ]
-        addon_actions = _row_actions(addon, page)
+        addon_request = requests.get(addon.id)
+        if addon_request is not None:
+            line, colour = _request_line(addon_request)
+            addon_items.append(text(line, color=colour))
+        addon_actions = _row_actions(addon, page, addon_request)
         if addon_actions:
             addon_items.append({"type": "ActionSet", "actions": addon_actions[:5]})
         items.append({"type": "Container", "style": "emphasis", "items": addon_items})
     return {"type": "Container", "separator": True, "spacing": "Medium", "items": items}
 
 
-def build_subscriptions_card(page: SubscriptionPage) -> Card:
+def build_subscriptions_card(page: SubscriptionPage, requests: Mapping[str, ApprovalView] | None = None) -> Card:
+    """The list; `requests`: the open suspension requests by subscription id (shown on their rows)."""
     body: list[dict[str, Any]] = [heading("Your subscriptions")]
     if page.problem:
         body.append(text(page.problem, color="Attention"))
@@ -146,7 +177,7 @@ def build_subscriptions_card(page: SubscriptionPage) -> Card:
         else "Not read from Microsoft yet"
     )
     body.append(text(f"{fresh}. {page.total} subscription(s).", subtle=True))
-    body.extend(_row(view, page) for view in page.items)
+    body.extend(_row(view, page, requests or {}) for view in page.items)
     actions: list[dict[str, Any]] = []
     if page.page > 0:
         actions.append(submit("◀ Previous", PAGE, {"page": page.page - 1}))
@@ -165,6 +196,26 @@ def _error(error: str) -> list[dict[str, Any]]:
     return [text(error, color="Attention", weight="Bolder")] if error else []
 
 
+def _removable(view: SubscriptionView) -> str:
+    """What Microsoft lets be removed now, and until when (each seat only within 7 days of being added)."""
+    added = "Seats can be added at any time."
+    renewal = f" on {_date(view.renewal_date)}" if view.renewal_date else ""
+    if not view.refundable_batches:
+        return (
+            f"{added} No seat can be removed now: Microsoft allows it only within 7 days of adding a seat. "
+            f"A lower quantity can be scheduled for the renewal{renewal}."
+        )
+    total = sum(seats for seats, _ in view.refundable_batches)
+    windows = ", ".join(f"{seats} until {until:%d %b %H:%M} UTC" for seats, until in view.refundable_batches)
+    if len(view.refundable_batches) == 1:
+        windows = f"until {view.refundable_batches[0][1]:%d %b %Y %H:%M} UTC"
+    seats = "1 seat" if total == 1 else f"{total} seats"
+    return (
+        f"{added} You can remove up to {seats} with a refund ({windows}); after that, a lower quantity can be "
+        f"scheduled for the renewal{renewal}."
+    )
+
+
 def build_quantity_card(view: SubscriptionView, *, entered: str = "", error: str = "") -> Card:
     body = [
         heading(f"Change the quantity of {view.name}"),
@@ -175,11 +226,7 @@ def build_quantity_card(view: SubscriptionView, *, entered: str = "", error: str
                 ("Price", view.unit_price or "no price set"),
             ]
         ),
-        text(
-            "Seats can be added at any time. Microsoft lets seats be removed only within 7 days of adding them; "
-            "after that a lower quantity can be scheduled for the renewal.",
-            subtle=True,
-        ),
+        text(_removable(view)),
         *_error(error),
         {
             "type": "Input.Text",

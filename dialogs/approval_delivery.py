@@ -90,6 +90,27 @@ class ApprovalDelivery:
                 log.exception("could not post approval %s to the approvals channel", approval.id)
         return reached, in_channel
 
+    async def deliver_waiting(self, organisation_id: int, member_id: int, chat_id: str) -> int:
+        """An approver has just opened a chat with the bot: post them every undecided request of
+        their organisation that could not reach them before. Returns how many were posted."""
+        approvals = self._services.approvals
+        approver = next((a for a in await approvals.approvers(organisation_id) if a.member_id == member_id), None)
+        if approver is None:
+            return 0
+        posted = 0
+        for approval in await approvals.waiting_for(approver, organisation_id, chat_id):
+            view = await self.card_view(approval)
+            try:
+                activity_id = await self._messenger.send(
+                    chat_id, card_activity(build_approval_card(view, for_approver=True))
+                )
+            except Exception:
+                log.exception("could not post approval %s to an approver who has just arrived", approval.id)
+                continue
+            await approvals.add_post(approval.id, chat_id, activity_id, approver=True)
+            posted += 1
+        return posted
+
     async def refresh_everywhere(self, approval: ApprovalView) -> None:
         """Replace every posted copy with the current state (best effort per copy)."""
         view = await self.card_view(approval)
@@ -140,6 +161,13 @@ async def post_request(context: TurnContext, services: Services, approval: Appro
     except Exception:  # the request stands; a click, a refresh or another request's check expires it
         log.exception("could not schedule the expiry check of approval %s", approval.id)
     return posted
+
+
+async def refresh_request(context: TurnContext, services: Services, approval: ApprovalView) -> None:
+    """From a dialog: show a request's new state on every copy of its card (e.g. once withdrawn)."""
+    messenger = messenger_of(context)
+    if messenger is not None:
+        await ApprovalDelivery(services, messenger).refresh_everywhere(approval)
 
 
 async def schedule_expiry(services: Services, approval: ApprovalView) -> None:

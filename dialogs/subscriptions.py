@@ -19,11 +19,11 @@ from typing import Any
 from microsoft_agents.hosting.dialogs import DialogTurnResult, WaterfallStepContext
 
 from cards import subscriptions as cards
-from dialogs.approval_delivery import post_request
+from dialogs.approval_delivery import post_request, refresh_request
 from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_done
 from services.container import Services
 from services.errors import DomainError, InvalidInput
-from services.subscriptions import StaleSubscription
+from services.subscriptions import ApprovalView, StaleSubscription
 
 DIALOG_ID = "subscriptions_dialog"
 TITLE = "Subscriptions"
@@ -84,7 +84,8 @@ class SubscriptionsDialog(TaskDialog):
         if notice or problem:
             problem = " ".join(part for part in (problem, page.problem) if part)
             page = dataclasses.replace(page, notice=notice, problem=problem)
-        return cards.build_subscriptions_card(page)
+        requests = await self._services.approvals.open_requests(caller.organisation_id)
+        return cards.build_subscriptions_card(page, requests)
 
     # --- 2. handle ----------------------------------------------------------------------------
 
@@ -179,17 +180,41 @@ class SubscriptionsDialog(TaskDialog):
             if not created:
                 return f"A suspension of {approval.subscription_name} is already waiting for an approver."
             reached, in_channel = await post_request(step.context, self._services, approval)
-            if not reached and not in_channel:
-                return (
-                    f"I recorded your request to suspend {approval.subscription_name}, but no approver of your "
-                    "organisation has chatted with me yet, so nobody could be asked. Ask an approver to say hi "
-                    "to the bot, or your reseller to set an approvals channel."
-                )
-            where = f"I asked {reached} approver(s)" if reached else "I posted the request"
+            return await self._who_was_asked(approval, reached, in_channel)
+        if verb == cards.WITHDRAW_SUSPEND:
+            decision = await self._services.approvals.withdraw(caller, value.get("approval_id"))
+            if decision.decided_now:
+                await refresh_request(step.context, self._services, decision.approval)
+            return decision.message
+        return None
+
+    async def _who_was_asked(self, approval: ApprovalView, reached: int, in_channel: bool) -> str:
+        """Who was asked to decide — or, when nobody could be, who can and what each must do."""
+        if reached or in_channel:
+            asked = f"{reached} approver" + ("" if reached == 1 else "s")
+            where = f"I asked {asked}" if reached else "I posted the request"
             if in_channel:
                 where += " in their chats and in the approvals channel" if reached else " in the approvals channel"
             return f"{where} to confirm suspending {approval.subscription_name}. I will tell you when one decides."
-        return None
+        approvers = [
+            a
+            for a in await self._services.approvals.approvers(approval.organisation_id)
+            if a.member_id != approval.requested_by_member_id
+        ]
+        until = f"{approval.expires_at:%d %b %H:%M} UTC"
+        if not approvers:
+            return (
+                f"I recorded your request to suspend {approval.subscription_name}, but your organisation has no "
+                "approver who could decide it. Ask your reseller to give someone the approver role; the request "
+                f"waits until {until}, and you can withdraw it from the list."
+            )
+        names = ", ".join(f"{a.name} ({a.email})" if a.email and a.email != a.name else a.name for a in approvers)
+        return (
+            f"I recorded your request to suspend {approval.subscription_name}, but none of your approvers has "
+            f"chatted with me yet, so I could not ask anyone: {names}. Ask one of them to open the CSP "
+            "self-service app in Teams and say hi — I then send them the request at once. It waits until "
+            f"{until}; you can withdraw it from the list."
+        )
 
     async def _next(self, step: WaterfallStepContext, **options: Any) -> DialogTurnResult:
         return await step.replace_dialog(

@@ -3,7 +3,7 @@ and the facts each shows."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -211,3 +211,14 @@ def test_the_approval_card_in_each_state(status, expected, buttons):
         assert built["refresh"]["action"]["verb"] == "approval_refresh"
     assert [a["title"] for a in for_approver.get("actions", [])] == buttons
     assert "actions" not in everyone
+
+
+def test_the_quantity_card_says_what_can_still_be_removed_and_until_when():
+    one = build_quantity_card(_view(refundable=2, refundable_batches=((2, WHEN),)))
+    assert_valid_card(one)
+    assert f"You can remove up to 2 seats with a refund (until {WHEN:%d %b %Y %H:%M} UTC)" in card_text(one)
+    later = WHEN + timedelta(days=2)
+    two = card_text(build_quantity_card(_view(refundable=3, refundable_batches=((1, WHEN), (2, later)))))
+    assert f"up to 3 seats with a refund (1 until {WHEN:%d %b %H:%M} UTC, 2 until {later:%d %b %H:%M} UTC)" in two
+    none = card_text(build_quantity_card(_view(refundable=0, refundable_batches=())))
+    assert "No seat can be removed now" in none and f"renewal on {RENEWAL:%d %b %Y}" in none

@@ -151,7 +151,7 @@ async def _request_suspension(client, fake, url, sid) -> int:
     asked = await _reply(
         client, fake, url, value={**_action(card_of(empty), "Ask an approver")["data"], "reason": "Project paused"}
     )
-    assert "asked 1 approver(s)" in _said(asked)
+    assert "asked 1 approver" in _said(asked)
     await fake.wait_for(posted_before + 1, MEGAN["conversation_id"])
     card = card_of(fake.messages(MEGAN["conversation_id"])[-1])
     assert_valid_card(card)
@@ -519,3 +519,54 @@ async def test_the_approvals_channel_gets_a_status_card_that_is_updated_too(
         )
 
     await _eventually(channel_updated)
+
+
+async def test_a_request_no_approver_could_receive_names_them_waits_for_them_and_can_be_withdrawn(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    """No approver has chatted with the bot yet: the admin learns who can decide and what they must
+    do, the list shows the request waiting, the approver gets it on first contact, and the admin
+    can withdraw it (every copy of the card then says so)."""
+    fake, url = connector
+    client, services, sid = await _setup(make_bot, sqlite_services, sqlite_demo_customer, sandbox)
+    await _reply(client, fake, url, "subscriptions")
+    form = await _reply(client, fake, url, value={"verb": "subs_suspend", "subscription_id": sid})
+    asked = await _reply(
+        client, fake, url, value={**_action(card_of(form), "Ask an approver")["data"], "reason": "Project paused"}
+    )
+    said_ = _said(asked)
+    assert "none of your approvers has chatted with me yet" in said_ and "Megan Bowen (meganb@example.com)" in said_
+    assert "say hi" in said_ and "withdraw it from the list" in said_
+    assert "waiting for an approver" in said_ and "Suspend" not in [
+        a["title"] for a in card_of(asked)["body"][-1]["items"][-1]["actions"]
+    ]
+    # The approver says hi for the first time: the request that waited is posted to her.
+    await _reply(client, fake, url, "hi", **MEGAN)
+    await fake.wait_for(2, MEGAN["conversation_id"])
+    request_card = card_of(fake.messages(MEGAN["conversation_id"])[-1])
+    assert "Project paused" in card_text(request_card) and "Approve" in [a["title"] for a in request_card["actions"]]
+    # Saying hi again posts nothing more.
+    await _reply(client, fake, url, "menu", **MEGAN)
+    assert (
+        sum(
+            card_of(m) is not None and "Suspension request" in card_text(card_of(m))
+            for m in fake.messages(MEGAN["conversation_id"])
+        )
+        == 1
+    )
+    # The admin withdraws it: nothing changes at Microsoft, and the approver's card says so.
+    withdrawn = await _reply(
+        client, fake, url, value=_action(card_of(asked), "Withdraw the suspension request")["data"]
+    )
+    assert "Withdrawn: Microsoft 365 Business Basic stays active." in _said(withdrawn)
+    assert "Suspend" in _said(withdrawn) and "waiting for an approver" not in _said(withdrawn)
+    updates = [
+        item for item in fake.received if item.method == "PUT" and item.conversation_id == MEGAN["conversation_id"]
+    ]
+    assert updates and "Withdrawn by Alex Wilber" in card_text(card_of(updates[-1].activity))
+    assert "actions" not in card_of(updates[-1].activity) or not card_of(updates[-1].activity)["actions"]
+    approval_id = int(_action(request_card, "Approve")["data"]["approval_id"])
+    status, body = await _invoke(client, url, "approval_approve", {"approval_id": approval_id}, **MEGAN)
+    assert "Withdrawn by Alex Wilber" in card_text(body["value"])
+    customer = sqlite_demo_customer.partner_center_customer_id
+    assert str((await services.partner_center.subscription(customer, sid)).status) == "active"

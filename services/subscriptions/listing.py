@@ -29,7 +29,7 @@ from services.errors import DomainError
 from services.ledger import LedgerEvent, LedgerSource, SubscriptionLedger
 from services.models import LedgerEntry, SubscriptionRow, SubscriptionSyncState
 from services.partner_center import PartnerCenterClient
-from services.partner_center.models import AuditRecord, Subscription
+from services.partner_center.models import AuditRecord, RefundableQuantity, Subscription
 from services.price_rules import price_in_force
 from services.pricing import PriceBook
 from services.roles import Permission
@@ -69,6 +69,8 @@ class SubscriptionView:
     scheduled_quantity: int | None
     refundable: int
     licence_sku_id: str
+    # Seats that can still be removed with a refund, each batch with the end of its 7-day window.
+    refundable_batches: tuple[tuple[int, datetime], ...] = ()
     consumed: int | None = None  # assigned licences of its licence product (None: not known)
     shared_with: int = 0  # other live subscriptions pooled in the same licence product
     unit_price: str = ""  # "6.90 USD / month", or "" when no price is set
@@ -134,7 +136,22 @@ def _view(row: SubscriptionRow) -> SubscriptionView:
         scheduled_quantity=row.scheduled_quantity,
         refundable=int(refundable.get("totalQuantity") or 0),
         licence_sku_id=row.licence_sku_id,
+        refundable_batches=_refundable_batches(refundable),
     )
+
+
+def _refundable_batches(stored: dict[str, Any]) -> tuple[tuple[int, datetime], ...]:
+    """The stored `refundableQuantity` as (seats, window end) batches, soonest first."""
+    try:
+        parsed = RefundableQuantity.model_validate(stored)
+    except ValueError:
+        return ()
+    batches = [
+        (detail.quantity, until)
+        for detail in parsed.details
+        if detail.quantity > 0 and (until := as_utc(detail.allowed_until_date_time)) is not None
+    ]
+    return tuple(sorted(batches, key=lambda batch: batch[1]))
 
 
 def _snapshot(record: AuditRecord, attribute: str) -> dict[str, Any] | None:
