@@ -26,6 +26,7 @@ class ApprovalCardView:
     decided_at: datetime | None = None
     outcome: str = ""
     approver_user_ids: Sequence[str] = ()
+    approver_names: Sequence[str] = ()
 
 
 def _when(value: datetime | None) -> str:
@@ -52,6 +53,11 @@ def status_line(view: ApprovalCardView) -> tuple[str, str]:
     return view.status, "Default"
 
 
+def _names(names: Sequence[str]) -> str:
+    shown = list(names)
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
+
+
 def _execute(title: str, verb: str, approval_id: int, style: str | None = None) -> dict[str, Any]:
     action: dict[str, Any] = {
         "type": "Action.Execute",
@@ -64,8 +70,11 @@ def _execute(title: str, verb: str, approval_id: int, style: str | None = None) 
     return action
 
 
-def build_approval_card(view: ApprovalCardView, *, for_approver: bool) -> Card:
-    """`for_approver`: the card an approver sees (with the decision buttons while they apply)."""
+def build_approval_card(view: ApprovalCardView, *, for_approver: bool, in_channel: bool = False) -> Card:
+    """`for_approver`: the card an approver sees (with the decision buttons while they apply).
+    `in_channel`: the copy in the approvals channel, which everyone there sees: it has the buttons too
+    and says who may decide (Teams refreshes it per person where it can; not every client can, and a
+    click by someone else is refused), while a non-approver's own refresh shows the status only."""
     line, colour = status_line(view)
     body = [
         heading("Suspension request"),
@@ -79,13 +88,16 @@ def build_approval_card(view: ApprovalCardView, *, for_approver: bool) -> Card:
         ),
         text(line, weight="Bolder", color=colour),
     ]
+    decides = for_approver or in_channel
+    if in_channel and view.status in ("pending", "failed") and view.approver_names:
+        body.append(text(f"Only {_names(view.approver_names)} can decide.", subtle=True))
     actions: list[dict[str, Any]] = []
-    if for_approver and view.status == "pending":
+    if decides and view.status == "pending":
         actions = [
             _execute("Approve", APPROVE, view.approval_id, "positive"),
             _execute("Reject", REJECT, view.approval_id, "destructive"),
         ]
-    elif for_approver and view.status == "failed":
+    elif decides and view.status == "failed":
         actions = [_execute("Retry", RETRY, view.approval_id, "positive")]
     result = card(body, actions)
     result["refresh"] = {

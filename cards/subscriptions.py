@@ -103,10 +103,10 @@ def _request_line(request: ApprovalView) -> tuple[str, str]:
     """What a suspension request of the row is waiting for, and its colour."""
     asked = f"Suspension asked by {request.requester_name} on {request.created_at:%d %b %Y %H:%M} UTC"
     if request.status == "pending":
-        return f"⏳ {asked} — waiting for an approver (until {request.expires_at:%d %b %H:%M} UTC).", "Warning"
+        return f"{asked} — waiting for an approver (until {request.expires_at:%d %b %H:%M} UTC).", "Accent"
     if request.status == "suspending":
-        return f"⏳ {asked} — approved by {request.decider_name}; suspending now.", "Accent"
-    return f"⚠ {asked} — approved by {request.decider_name}, but it failed: {request.outcome}", "Attention"
+        return f"{asked} — approved by {request.decider_name}; suspending now.", "Accent"
+    return f"{asked} — approved by {request.decider_name}, but it failed: {request.outcome}", "Attention"
 
 
 def _row_actions(

@@ -35,11 +35,8 @@ class ApprovalDelivery:
     async def card_view(self, approval: ApprovalView) -> ApprovalCardView:
         approvers = await self._services.approvals.approvers(approval.organisation_id)
         allow_self = await self._services.approvals.allows_self_approval(approval.organisation_id)
-        user_ids = [
-            a.channel_user_id
-            for a in approvers
-            if a.channel_user_id and (allow_self or a.member_id != approval.requested_by_member_id)
-        ]
+        deciders = [a for a in approvers if allow_self or a.member_id != approval.requested_by_member_id]
+        user_ids = [a.channel_user_id for a in deciders if a.channel_user_id]
         return ApprovalCardView(
             approval_id=approval.id,
             subscription_name=approval.subscription_name,
@@ -52,6 +49,7 @@ class ApprovalDelivery:
             decided_at=approval.decided_at,
             outcome=approval.outcome,
             approver_user_ids=user_ids,
+            approver_names=[a.name for a in deciders],
         )
 
     async def post(self, approval: ApprovalView) -> tuple[int, bool]:
@@ -82,7 +80,7 @@ class ApprovalDelivery:
         if channel:
             try:
                 activity_id = await self._messenger.send(
-                    channel, card_activity(build_approval_card(view, for_approver=False))
+                    channel, card_activity(build_approval_card(view, for_approver=False, in_channel=True))
                 )
                 await services.approvals.add_post(approval.id, channel, activity_id, approver=False)
                 in_channel = True
@@ -117,7 +115,8 @@ class ApprovalDelivery:
         for post in approval.posts:
             if not post.get("activity_id"):
                 continue
-            activity = card_activity(build_approval_card(view, for_approver=bool(post.get("approver"))))
+            approver = bool(post.get("approver"))
+            activity = card_activity(build_approval_card(view, for_approver=approver, in_channel=not approver))
             try:
                 await self._messenger.update(str(post["conversation_id"]), str(post["activity_id"]), activity)
             except Exception:

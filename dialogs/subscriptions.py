@@ -191,10 +191,11 @@ class SubscriptionsDialog(TaskDialog):
     async def _who_was_asked(self, approval: ApprovalView, reached: int, in_channel: bool) -> str:
         """Who was asked to decide — or, when nobody could be, who can and what each must do."""
         if reached or in_channel:
-            asked = f"{reached} approver" + ("" if reached == 1 else "s")
-            where = f"I asked {asked}" if reached else "I posted the request"
-            if in_channel:
-                where += " in their chats and in the approvals channel" if reached else " in the approvals channel"
+            chats = f"{reached} approver" + (" in a 1:1 chat" if reached == 1 else "s in their 1:1 chats")
+            if reached and in_channel:
+                where = f"I asked {chats} and posted the request in the approvals channel"
+            else:
+                where = f"I asked {chats}" if reached else "I posted the request in the approvals channel"
             return f"{where} to confirm suspending {approval.subscription_name}. I will tell you when one decides."
         approvers = [
             a

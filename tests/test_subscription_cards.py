@@ -202,15 +202,21 @@ def test_the_approval_card_in_each_state(status, expected, buttons):
         decided_at=datetime(2026, 11, 16, 14, 3, tzinfo=UTC),
         outcome="Microsoft is busy.",
         approver_user_ids=["user-id-1"],
+        approver_names=["Megan Bowen", "Patti Fernandez"],
     )
     for_approver = build_approval_card(view, for_approver=True)
     everyone = build_approval_card(view, for_approver=False)
-    for built in (for_approver, everyone):
+    channel = build_approval_card(view, for_approver=False, in_channel=True)
+    for built in (for_approver, everyone, channel):
         assert_valid_card(built)
         assert expected in card_text(built) and built["refresh"]["userIds"] == ["user-id-1"]
         assert built["refresh"]["action"]["verb"] == "approval_refresh"
     assert [a["title"] for a in for_approver.get("actions", [])] == buttons
     assert "actions" not in everyone
+    # Everyone in the approvals channel sees the buttons (not every client refreshes per person) and
+    # who may use them.
+    assert [a["title"] for a in channel.get("actions", [])] == buttons
+    assert ("Only Megan Bowen or Patti Fernandez can decide." in card_text(channel)) == bool(buttons)
 
 
 def test_the_quantity_card_says_what_can_still_be_removed_and_until_when():

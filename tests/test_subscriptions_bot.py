@@ -507,7 +507,9 @@ async def test_the_approvals_channel_gets_a_status_card_that_is_updated_too(
     approval_id = await _request_suspension(client, fake, url, sid)
     posted = card_of(fake.messages(channel)[-1])
     assert_valid_card(posted)
-    assert "Suspension request" in card_text(posted) and "actions" not in posted
+    # Everyone in the channel sees the decision buttons and who may use them (a click by anyone else is refused).
+    assert "Suspension request" in card_text(posted) and "Only Megan Bowen can decide." in card_text(posted)
+    assert [a["title"] for a in posted["actions"]] == ["Approve", "Reject"]
     assert posted["refresh"]["action"]["data"] == {"approval_id": approval_id}
     await _invoke(client, url, "approval_approve", {"approval_id": approval_id}, **MEGAN)
     await _wait_status(services, approval_id, "suspended")

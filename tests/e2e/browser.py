@@ -133,6 +133,18 @@ class Browser:
         await self._call("click", name=button, index=index, near=near)
         return await self._answer(f"click {button!r}", before, expect)
 
+    async def wait_for_text(self, text: str) -> dict[str, Any]:
+        """Until a message of the open chat shows `text` (a proactive message, an updated card)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.reply_timeout
+        while loop.time() < deadline:
+            for message in reversed(await self.messages()):
+                if text in message["text"]:
+                    return message
+            await asyncio.sleep(0.2)
+        self._failed = True
+        raise BrowserError(f"no message shows {text!r} within {self.reply_timeout} s")
+
     async def fill(self, label: str, value: str) -> None:
         await self._call("fill", label=label, value=value)
 

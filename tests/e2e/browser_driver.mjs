@@ -27,17 +27,27 @@ function noteProblem(kind, text) {
   problems.push(`${kind}: ${text}`);
 }
 
-// Every message in the open chat, oldest first: its author, its text and whether it holds a card.
+// Every message in the open chat or channel, oldest first: its author, its text and whether it holds
+// a card. A chat shows messages under a "Message header"; a channel shows posts as cards (role=group)
+// whose first line names the author.
 async function messages() {
   return page.evaluate(() => {
     const out = [];
-    for (const header of document.querySelectorAll('[aria-label="Message header"]')) {
-      let box = header.parentElement;
-      // The message's box is the nearest ancestor that also holds its body.
-      while (box && box.innerText.trim() === header.innerText.trim()) box = box.parentElement;
-      const author = header.querySelector('[aria-label="Message author"]')?.innerText.trim() ?? '';
-      const text = box ? box.innerText.replace(header.innerText, '').trim() : '';
-      out.push({ author, text, card: Boolean(box && box.querySelector('.ac-adaptiveCard')) });
+    const headers = document.querySelectorAll('[aria-label="Message header"]');
+    if (headers.length) {
+      for (const header of headers) {
+        let box = header.parentElement;
+        // The message's box is the nearest ancestor that also holds its body.
+        while (box && box.innerText.trim() === header.innerText.trim()) box = box.parentElement;
+        const author = header.querySelector('[aria-label="Message author"]')?.innerText.trim() ?? '';
+        const text = box ? box.innerText.replace(header.innerText, '').trim() : '';
+        out.push({ author, text, card: Boolean(box && box.querySelector('.ac-adaptiveCard')) });
+      }
+      return out;
+    }
+    for (const post of document.querySelectorAll('.fui-Card[role="group"]')) {
+      const author = [...post.querySelectorAll('span')].map((span) => span.innerText.trim()).find(Boolean) ?? '';
+      out.push({ author, text: post.innerText.trim(), card: Boolean(post.querySelector('.ac-adaptiveCard')) });
     }
     return out;
   });
