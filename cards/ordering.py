@@ -288,7 +288,14 @@ def build_order_result_card(view: OrderResultView) -> Card:
         ),
         text("Costs now start under Microsoft's billing rules."),
     ]
-    return card(body, [command_button("Add another subscription", "add subscription"), command_button("Menu", "menu")])
+    return card(
+        body,
+        [
+            command_button("Open subscriptions", "subscriptions"),
+            command_button("Add another subscription", "add subscription"),
+            command_button("Menu", "menu"),
+        ],
+    )
 
 
 def build_no_tenant_card(message: str, *, title: str = "First, a Microsoft 365 tenant") -> Card:

@@ -399,7 +399,9 @@ def build_tenant_ready_card(ready: TenantReady) -> Card:
     )
 
 
-def build_my_services_card(service: ServiceCard | None, *, organisation_name: str, can_manage: bool) -> Card:
+def build_my_services_card(
+    service: ServiceCard | None, *, organisation_name: str, can_manage: bool, can_read_bills: bool = False
+) -> Card:
     """The organisation's services: its Microsoft 365 tenant, or how to add one."""
     body: list[dict[str, Any]] = [heading(f"My services · {organisation_name}")]
     actions: list[dict[str, Any]] = []
@@ -429,8 +431,13 @@ def build_my_services_card(service: ServiceCard | None, *, organisation_name: st
     if service.mca_accepted_at is not None:
         rows.append(("Customer Agreement", f"accepted by {service.mca_name}, {_date(service.mca_accepted_at)}"))
     body.append(facts(rows))
+    # Where the service is managed: the subscriptions everyone may read; users and billing by role.
+    actions.append(command_button("Subscriptions", "subscriptions"))
     if can_manage:
+        actions.append(command_button("Users", "users"))
         actions.append(command_button("Add a subscription", "add subscription"))
+    if can_read_bills:
+        actions.append(command_button("Billing", "billing"))
     return card(body, actions)
 
 

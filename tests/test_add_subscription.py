@@ -170,6 +170,7 @@ async def test_browse_price_and_buy_one_subscription(make_bot, connector, sqlite
     result = await chat.wait()  # the job's follow-up
     done = said(result)
     assert "Subscription created" in done and "Costs now start under Microsoft's billing rules." in done
+    assert action(result, "Open subscriptions") == {"verb": "command", "command": "subscriptions"}
     bought = await sandbox.client.subscriptions(sqlite_demo_customer.partner_center_customer_id)
     assert len(bought) == 1 and bought[0].quantity == 5 and bought[0].id in done
     assert await _counts(services) == (1, 1, 1)

@@ -127,6 +127,13 @@ def test_my_services_card_in_each_state() -> None:
     text = card_text(build_my_services_card(active, organisation_name="Fabrikam Kft", can_manage=True))
     assert "Linked (existing tenant)" in text and "c-1" in text and "16 Nov 2026" in text
     assert "Add tenant" in card_text(build_my_services_card(None, organisation_name="F", can_manage=True))
+    # The service links to where it is run, by role.
+    admin = build_my_services_card(active, organisation_name="F", can_manage=True, can_read_bills=True)
+    reader = build_my_services_card(active, organisation_name="F", can_manage=False, can_read_bills=True)
+    approver = build_my_services_card(active, organisation_name="F", can_manage=False)
+    assert [a["title"] for a in admin["actions"]] == ["Subscriptions", "Users", "Add a subscription", "Billing"]
+    assert [a["title"] for a in reader["actions"]] == ["Subscriptions", "Billing"]
+    assert [a["title"] for a in approver["actions"]] == ["Subscriptions"]
 
 
 def test_mca_card_for_a_linked_tenant() -> None:
