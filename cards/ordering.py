@@ -141,6 +141,26 @@ def build_choice_card(view: ChoiceCardView) -> Card:
     return card(body, _nav(view.token, back=view.can_go_back))
 
 
+def _details_buttons(index: int, details_id: str, choose: dict[str, Any]) -> list[dict[str, Any]]:
+    """ "Show details" and "Hide details" as two button rows that swap with the details (a button's
+    title cannot change, so the row that fits is the one shown)."""
+    show_id, hide_id = f"show-{index}", f"hide-{index}"
+    toggle = [details_id, show_id, hide_id]
+    return [
+        {
+            "type": "ActionSet",
+            "id": show_id,
+            "actions": [{"type": "Action.ToggleVisibility", "title": "Show details", "targetElements": toggle}, choose],
+        },
+        {
+            "type": "ActionSet",
+            "id": hide_id,
+            "isVisible": False,
+            "actions": [{"type": "Action.ToggleVisibility", "title": "Hide details", "targetElements": toggle}, choose],
+        },
+    ]
+
+
 def build_product_list_card(view: ProductListView) -> Card:
     """The products of a group: name, short description, price from; details on request."""
     body: list[dict[str, Any]] = [
@@ -174,17 +194,11 @@ def build_product_list_card(view: ProductListView) -> Card:
                             text(item.includes or item.description, subtle=True),
                         ],
                     },
-                    {
-                        "type": "ActionSet",
-                        "actions": [
-                            {
-                                "type": "Action.ToggleVisibility",
-                                "title": "Show details",
-                                "targetElements": [details_id],
-                            },
-                            submit("Choose", PICK, {"card": view.token, "value": item.key}, style="positive"),
-                        ],
-                    },
+                    *_details_buttons(
+                        index,
+                        details_id,
+                        submit("Choose", PICK, {"card": view.token, "value": item.key}, style="positive"),
+                    ),
                 ],
             }
         )

@@ -94,12 +94,13 @@ def action(reply: dict[str, Any], title: str) -> dict[str, Any]:
 
 
 def choose(reply: dict[str, Any], index: int = 0) -> dict[str, Any]:
-    """The n-th "Choose" button of a product list."""
+    """The n-th product's "Choose" button of a product list (each product shows it in both of its
+    button rows: with "Show details" and with "Hide details")."""
     buttons: list[dict[str, Any]] = []
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            if node.get("type") == "Action.Submit" and node.get("title") == "Choose":
+            if node.get("type") == "Action.Submit" and node.get("title") == "Choose" and node["data"] not in buttons:
                 buttons.append(dict(node["data"]))
             for value in node.values():
                 walk(value)

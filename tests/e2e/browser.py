@@ -133,6 +133,10 @@ class Browser:
         await self._call("click", name=button, index=index, near=near)
         return await self._answer(f"click {button!r}", before, expect)
 
+    async def click_in_place(self, button: str, *, near: str | None = None, index: int | None = None) -> None:
+        """Click a button that changes the card itself without asking the bot (show/hide details)."""
+        await self._call("click", name=button, index=index, near=near)
+
     async def wait_for_text(self, text: str) -> dict[str, Any]:
         """Until a message of the open chat shows `text` (a proactive message, an updated card)."""
         loop = asyncio.get_running_loop()
