@@ -454,7 +454,7 @@ class CspBot(ActivityHandler):
             active_id = dialog_context.active_dialog.id
             title = self._tasks.title_of(active_id) or "the previous task"
             await dialog_context.cancel_all_dialogs()
-            following = self._tasks.find(normalised_text(activity))
+            following = self._tasks.find(_command_button(activity) or normalised_text(activity))
             card_turn: CardTurn | None = turn_context.turn_state[OUTBOX_KEY].card_turn
             if following is not None and following.dialog.id == active_id:
                 # The same task typed again (e.g. one the bot started by itself): start it afresh.
@@ -470,6 +470,8 @@ class CspBot(ActivityHandler):
     def _switches_task(self, activity: Activity, active: DialogInstance) -> bool:
         """Typed text that names a task, or the menu, while the task waits for a card. A task asking
         for typed text gets the text as its answer; card submits always go to the task."""
+        if _command_button(activity) is not None:
+            return True  # a button that does what typing a command does ("My services", "Menu")
         if activity.value is not None or _waiting_step(active) != CARD_PROMPT:
             return False
         words = normalised_text(activity)
@@ -478,8 +480,9 @@ class CspBot(ActivityHandler):
     async def _start(self, turn_context: TurnContext, dialog_context: Any, caller: Caller) -> None:
         activity = turn_context.activity
         value = activity.value if isinstance(activity.value, dict) else None
-        if value is not None and value.get("verb") == "command":
-            words = " ".join(str(value.get("command", "")).lower().split())
+        command = _command_button(activity)
+        if command is not None:
+            words = command
         elif value is not None:
             self._reply(
                 turn_context,
@@ -561,6 +564,14 @@ class CspBot(ActivityHandler):
             return await handler(turn_context, caller, data)
         except DomainError as error:
             return _invoke_message(error.message)
+
+
+def _command_button(activity: Activity) -> str | None:
+    """The command of a button that does what typing it does (verb "command"), normalised."""
+    value = activity.value
+    if isinstance(value, dict) and value.get("verb") == "command":
+        return " ".join(str(value.get("command", "")).lower().split())
+    return None
 
 
 def _waiting_step(instance: DialogInstance) -> str:

@@ -71,6 +71,9 @@ def _frozen(element: Mapping[str, Any], submitted: Mapping[str, Any]) -> dict[st
     kind = element.get("type")
     if kind == "ActionSet" or element.get("isVisible") is False:
         return None
+    if kind == "Input.Toggle":
+        ticked = _shown_value(element, submitted) == "yes"
+        return text(("✓ " if ticked else "Not ticked: ") + str(element.get("title") or element.get("label") or ""))
     if kind in INPUT_TYPES:
         value = _shown_value(element, submitted)
         if not value:

@@ -380,9 +380,12 @@ class Playground:
 
 
 @contextlib.asynccontextmanager
-async def bot_in_playground(tmp_path: Path) -> AsyncIterator[tuple[Playground, Services, Path]]:
+async def bot_in_playground(
+    tmp_path: Path, *, config_path: Path | None = None
+) -> AsyncIterator[tuple[Playground, Services, Path]]:
     """The bot on the embedded default — its own SQLite file, its built-in sandbox, the demo
-    organisation, mail in `tmp_path/outbox` — served on a free port, and the Playground pointed at it.
+    organisation, mail in `tmp_path/outbox` — served on a free port, and the Playground pointed at it
+    (with `config_path`: another Playground configuration, e.g. another tenant or current user).
     Yields the Playground, the app's services and the outbox folder."""
     port = free_port()
     outbox = tmp_path / "outbox"
@@ -397,7 +400,7 @@ async def bot_in_playground(tmp_path: Path) -> AsyncIterator[tuple[Playground, S
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        async with Playground(f"http://127.0.0.1:{port}/api/messages") as playground:
+        async with Playground(f"http://127.0.0.1:{port}/api/messages", config_path=config_path) as playground:
             yield playground, app[RUNTIME].services, outbox
     finally:
         await runner.cleanup()
