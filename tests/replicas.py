@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from tests.fakes import free_port
 
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_SECONDS = 120.0
 POLL_SECONDS = 0.1
 # What a replica must not inherit from the environment the tests run in.
+HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
 FOREIGN_SETTINGS = ("MICROSOFT_APP_", "PARTNER_CENTER_", "DATABASE_", "SEED_", "JOB_", "MAIL_", "SMTP_", "SECRETS_")
 
 
@@ -131,14 +133,44 @@ class Replicas:
             replica.kill()
 
 
+class PartnerCenterGate:
+    """Between one replica and the shared sandbox: forwards every call, so the test knows which replica
+    calls; while `hold_checkouts` is set it forwards a checkout (Microsoft places the order) but holds
+    the answer until `release()` — the replica is stuck after its order went through."""
+
+    def __init__(self, sandbox_url: str, session: aiohttp.ClientSession) -> None:
+        self._sandbox_url, self._session = sandbox_url, session
+        self.hold_checkouts = False
+        self.holding = asyncio.Event()
+        self._released = asyncio.Event()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/{path:.*}", self._forward)
+        return app
+
+    def release(self) -> None:
+        self._released.set()
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        headers = {key: value for key, value in request.headers.items() if key.lower() not in HOP_HEADERS}
+        async with self._session.request(
+            request.method, f"{self._sandbox_url}{request.path_qs}", data=await request.read(), headers=headers
+        ) as answer:
+            body = await answer.read()
+            answer_headers = {key: value for key, value in answer.headers.items() if key.lower() not in HOP_HEADERS}
+        if self.hold_checkouts and request.method == "POST" and request.path.endswith("/checkout"):
+            self.holding.set()
+            await self._released.wait()
+        return web.Response(status=answer.status, body=body, headers=answer_headers)
+
+
 # ---- the launcher (`python -m tests.replicas`) ----------------------------------------------------------
 
 
 def _serve_sharing_a_sandbox() -> None:
     """Like `app.main()`, but Partner Center is the sandbox at TEST_SANDBOX_URL (bearer TEST_SANDBOX_TOKEN):
     the settings offer Microsoft's API or a sandbox of the replica's own, not one shared by several."""
-    from aiohttp import web
-
     from app import create_app
     from services.logging_context import configure_logging
     from services.partner_center import PartnerCenterClient, StaticTokenProvider
