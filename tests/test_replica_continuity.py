@@ -73,7 +73,8 @@ async def test_a_conversation_alternating_between_replicas_and_a_replica_killed_
     gates: dict[str, PartnerCenterGate] = {}
     try:
         await upgrade_database(engine)
-        services = build_services(engine, Settings(database_url=postgres_url), sandbox.client)
+        settings = Settings(database_url=postgres_url, mail_outbox_dir=tmp_path / "outbox")
+        services = build_services(engine, settings, sandbox.client)
         customer = await link_demo_customer(services)  # the demo organisation, linked and allowed to buy
         assert customer.partner_center_customer_id
 
@@ -124,7 +125,7 @@ async def test_a_conversation_alternating_between_replicas_and_a_replica_killed_
             outcome = await chat.wait()  # the job's follow-up, sent by the survivor
 
         assert not started[claimed_by].alive() and started[survivor].alive()
-        assert (job.status, job.attempts, job.lease_owner is not None) == (SUCCEEDED, 2, True)
+        assert (job.status, job.attempts) == (SUCCEEDED, 2)  # the killed replica's try, then the survivor's
         bought = await sandbox.client.subscriptions(customer.partner_center_customer_id)
         assert len(bought) == 1 and bought[0].quantity == 5
         assert (bought[0].offer_id or "").upper().startswith(BASIC)
