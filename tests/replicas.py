@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # Importing the SDK and building the app takes seconds; the machine running the suite is shared.
 START_TIMEOUT_SECONDS = 120.0
 POLL_SECONDS = 0.1
-# What a replica must not inherit from the environment the tests run in.
+# Headers that belong to one HTTP hop, not to the request or answer a gate passes on.
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
+# What a replica must not inherit from the environment the tests run in.
 FOREIGN_SETTINGS = ("MICROSOFT_APP_", "PARTNER_CENTER_", "DATABASE_", "SEED_", "JOB_", "MAIL_", "SMTP_", "SECRETS_")
 
 
