@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 from aiohttp import web
 
 from tests.fakes import free_port
@@ -30,6 +32,28 @@ POLL_SECONDS = 0.1
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
 # What a replica must not inherit from the environment the tests run in.
 FOREIGN_SETTINGS = ("MICROSOFT_APP_", "PARTNER_CENTER_", "DATABASE_", "SEED_", "JOB_", "MAIL_", "SMTP_", "SECRETS_")
+
+
+@asynccontextmanager
+async def fresh_postgres_database() -> AsyncIterator[str]:
+    """A new PostgreSQL database without any schema (as on a first deployment), dropped with whatever
+    is still connected to it when the block ends."""
+    from tests.conftest import POSTGRES_ADMIN_DSN  # not at the top: the launcher below runs without pytest
+
+    name = f"cspbot_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield f"{POSTGRES_ADMIN_DSN.rsplit('/', 1)[0].replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
+    finally:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 @dataclass

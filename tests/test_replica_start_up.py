@@ -21,7 +21,7 @@ from services.partner_center.sandbox import start_sandbox
 from services.seed import seed_demo_organisation
 from services.settings import Settings
 from tests.conftest import Sandbox
-from tests.replicas import Replicas
+from tests.replicas import Replicas, fresh_postgres_database
 
 pytestmark = pytest.mark.postgres
 
@@ -112,24 +112,23 @@ async def test_two_sandboxes_starting_at_once_on_one_database(postgres_url: str)
                 await running.close()
 
 
-async def test_two_app_processes_started_at_the_same_instant_on_a_fresh_database_both_serve(
-    postgres_url: str, tmp_path: Path
-) -> None:
+async def test_two_app_processes_started_at_the_same_instant_on_a_fresh_database_both_serve(tmp_path: Path) -> None:
     replicas = Replicas(tmp_path)
-    try:
-        started = [replicas.start_app(name, postgres_url) for name in ("a", "b")]
-        async with aiohttp.ClientSession() as session:
-            health = await asyncio.gather(*(replica.wait_healthy(session) for replica in started))
-        assert [answer["database"] for answer in health] == ["ok", "ok"]
-        assert all(replica.alive() for replica in started)
-        for replica in started:
-            assert "Traceback" not in replica.log(), replica.log()[-4000:]
-    finally:
-        replicas.kill_all()
-    engine = create_engine(postgres_url)
-    try:
-        counts = await _counts(create_session_factory(engine))
-    finally:
-        await engine.dispose()
+    async with fresh_postgres_database() as database_url:
+        try:
+            started = [replicas.start_app(name, database_url) for name in ("a", "b")]
+            async with aiohttp.ClientSession() as session:
+                health = await asyncio.gather(*(replica.wait_healthy(session) for replica in started))
+            assert [answer["database"] for answer in health] == ["ok", "ok"]
+            assert all(replica.alive() for replica in started)
+            for replica in started:
+                assert "Traceback" not in replica.log(), replica.log()[-4000:]
+        finally:
+            replicas.kill_all()
+        engine = create_engine(database_url)
+        try:
+            counts = await _counts(create_session_factory(engine))
+        finally:
+            await engine.dispose()
     once = ("organisations", "price lists", "prices generated", "catalog syncs")
     assert {name: counts[name] for name in once} == dict.fromkeys(once, 1)
