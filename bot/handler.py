@@ -1,6 +1,8 @@
 """CspBot: the activity handler. One turn = resolve the caller, run the dialog, save state.
 
 Turn rules (see docs/architecture.md):
+- every activity is made safe first (`bot/inputs.py`: control characters removed, over-long input
+  refused with a message before any task sees it);
 - turns of one conversation run one at a time in this process; across replicas the state's e-tag
   catches a concurrent turn, and the turn is retried once with fresh state;
 - replies are held until the state is saved, so a retried turn never answers twice;
@@ -30,6 +32,7 @@ from microsoft_agents.hosting.core import ActivityHandler, ConversationState, Me
 from microsoft_agents.hosting.dialogs import ComponentDialog, DialogInstance
 
 from bot.identity import channel_identity, roster_email
+from bot.inputs import sanitise_activity
 from bot.proactive import ProactiveMessenger
 from bot.storage import CREATE_ONLY, SqlStorage, StateConflictError
 from cards.common import (
@@ -56,6 +59,7 @@ MENU_WORDS = frozenset({"menu", "hi", "hello", "hey", "start", "home"})
 HELP_WORDS = frozenset({"help", "?"})
 CANCEL_WORDS = frozenset({"cancel", "stop", "quit", "exit"})
 INVOKE_MESSAGE = "application/vnd.microsoft.activity.message"
+COMPOSE_QUERY = "composeExtension/query"
 
 InvokeHandler = Callable[[TurnContext, Caller, dict[str, Any]], Awaitable[AdaptiveCardInvokeResponse]]
 
@@ -180,6 +184,11 @@ class CspBot(ActivityHandler):
             turn_context.on_send_activities(outbox.intercept)
             turn_context.turn_state[OUTBOX_KEY] = outbox
             turn_context.turn_state[MESSENGER_KEY] = self._messenger
+            refusal = sanitise_activity(activity)  # before anything reads the text or the card's value
+            if refusal is not None:
+                log.info("input refused before the turn: %s", refusal)
+                await self._refuse(turn_context, outbox, refusal)
+                return
             if activity.type == ActivityTypes.message:
                 outbox.typing = _DelayedTyping(turn_context, self._typing_delay)
             try:
@@ -261,6 +270,24 @@ class CspBot(ActivityHandler):
         turn_context.turn_state["csp.new_conversation"] = is_new_conversation
         await super().on_turn(turn_context)
         await state.save(turn_context)
+
+    @staticmethod
+    async def _refuse(turn_context: TurnContext, outbox: _Outbox, message: str) -> None:
+        """Say why the input was refused; nothing else runs and no state is touched, so a task
+        waiting for a card or an answer still waits."""
+        activity = turn_context.activity
+        if activity.type == ActivityTypes.invoke:
+            if activity.name == COMPOSE_QUERY:
+                body = {"composeExtension": {"type": "message", "text": message}}
+                reply = Activity(type=ActivityTypes.invoke_response, value={"status": 200, "body": body})
+            else:
+                reply = _invoke_message_activity(message)
+        elif activity.type == ActivityTypes.message:
+            reply = MessageFactory.text(message)
+        else:
+            return
+        await turn_context.send_activity(reply)
+        await outbox.flush(turn_context)
 
     async def _fail(self, turn_context: TurnContext, outbox: _Outbox, *, reset: bool) -> None:
         reference = current_correlation_id()

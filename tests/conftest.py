@@ -212,6 +212,18 @@ def make_bot(aiohttp_client: Any, sqlite_url: str, sandbox: Sandbox, outbox: Pat
     return _make
 
 
+@pytest.fixture
+def make_bot_on_database(make_bot: BotFactory, database_url: str) -> BotFactory:
+    """`make_bot` on the test's `database_url`: the same bot test runs on SQLite and on PostgreSQL
+    (with the `services` and `demo_customer` fixtures, which use that database too)."""
+
+    async def _make(**overrides: Any) -> TestClient:
+        overrides["settings"] = {"database_url": database_url, **overrides.get("settings", {})}
+        return await make_bot(**overrides)
+
+    return _make
+
+
 def runtime_of(client: TestClient) -> BotRuntime:
     return client.app[RUNTIME]
 
