@@ -4,6 +4,7 @@ correct it and go on, and writes no ERROR line to the log (docs/security-input.m
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -12,12 +13,13 @@ from microsoft_agents.activity import Activity, ChannelAccount, ConversationAcco
 from sqlalchemy import select
 
 from bot.inputs import MAX_FIELD_CHARS, MAX_TYPED_CHARS, clean_text, sanitise_activity
+from cards import subscriptions as subscription_cards
 from cards import users as ui
 from services.models import Approval
 from tests.conftest import runtime_of
 from tests.fakes import card_of, said
 from tests.subscription_fixtures import buy, prepare_catalog_and_prices
-from tests.test_subscriptions_bot import MEGAN, _action, _reply
+from tests.test_subscriptions_bot import MEGAN, _action, _invoke, _reply
 
 
 def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -142,3 +144,121 @@ def test_sanitise_activity_refuses_over_long_or_over_deep_input():
         deep = [deep]
     assert "could not read" in (sanitise_activity(_activity(value=deep)) or "")
 
+
+
+# ---- ids and numbers from card payloads ------------------------------------------------------------
+
+BAD_IDS = [10**30, 2**31, 0, -1, 1.0, float("inf"), True, "1e400", "²", "", "12abc", [1], {"id": 1}, None]
+
+
+async def _requested_approval(make_bot_on_database, connector, services, demo_customer, sandbox):
+    fake, url = connector
+    client, form, sid = await _suspension_form(make_bot_on_database, connector, services, demo_customer, sandbox)
+    submit = _action(form, "Ask an approver")["data"]
+    assert "asked 1 approver(s)" in said(await _reply(client, fake, url, value={**submit, "reason": "Paused"}))
+    [approval] = await _approvals(services)
+    return client, approval.id, sid
+
+
+async def test_out_of_range_or_malformed_approval_ids_are_not_ours(
+    make_bot_on_database, connector, services, demo_customer, sandbox, caplog
+):
+    _, url = connector
+    client, approval_id, _ = await _requested_approval(
+        make_bot_on_database, connector, services, demo_customer, sandbox
+    )
+    with caplog.at_level(logging.INFO):
+        for bad in BAD_IDS:
+            for verb in ("approval_approve", "approval_reject", "approval_retry", "approval_refresh"):
+                status, body = await _invoke(client, url, verb, {"approval_id": bad}, **MEGAN)
+                assert status == 200, (verb, bad)
+                assert body["value"] == "That request is not one of your organisation's.", (verb, bad, body)
+    assert [approval.status for approval in await _approvals(services)] == ["pending"]  # nothing changed
+    assert _errors(caplog) == []
+    status, body = await _invoke(client, url, "approval_reject", {"approval_id": str(approval_id)}, **MEGAN)
+    assert status == 200 and "Rejected" in json.dumps(body)  # the card still works
+    assert [approval.status for approval in await _approvals(services)] == ["rejected"]
+
+
+BAD_QUANTITIES = [10**30, -5, 1.5, float("inf"), "1e400", "²", "١٢", "12 seats", True, [12], {"n": 12}, None]
+
+
+async def test_bad_seat_quantities_are_refused_on_the_same_card(
+    make_bot_on_database, connector, services, demo_customer, sandbox, caplog
+):
+    fake, url = connector
+    await prepare_catalog_and_prices(services)
+    sid = await buy(services, demo_customer)
+    client = await make_bot_on_database()
+    runtime_of(client).services.subscriptions.use_clock(sandbox.clock.now)
+    listing = card_of(await _reply(client, fake, url, "subscriptions"))
+    form = card_of(await _reply(client, fake, url, value=_action(listing, "Change quantity")["data"]))
+    preview = _action(form, "Show the cost")["data"]
+    confirm = {"verb": subscription_cards.CONFIRM_QUANTITY, "subscription_id": sid, "etag": "x", "key": "k"}
+    with caplog.at_level(logging.INFO):
+        for quantity in BAD_QUANTITIES:
+            bad = await _reply(client, fake, url, value={**preview, "quantity": quantity})
+            assert "whole number" in said(bad) and "New number of seats" in said(bad), quantity
+            refused = await _reply(client, fake, url, value={**confirm, "quantity": quantity})
+            assert "whole number" in said(refused), quantity
+            preview = _action(card_of(refused), "Show the cost")["data"]
+    assert _errors(caplog) == []
+    good = await _reply(client, fake, url, value={**preview, "quantity": 12})
+    assert "Charged now (pro rata)" in said(good)  # the task went on
+
+
+async def test_malformed_pages_etags_and_keys_give_the_list_or_an_out_of_date_card(
+    make_bot_on_database, connector, services, demo_customer, sandbox, caplog
+):
+    fake, url = connector
+    await prepare_catalog_and_prices(services)
+    sid = await buy(services, demo_customer)
+    client = await make_bot_on_database()
+    runtime_of(client).services.subscriptions.use_clock(sandbox.clock.now)
+    await _reply(client, fake, url, "subscriptions")
+    with caplog.at_level(logging.INFO):
+        for page in (float("inf"), 10**30, -3, "1e400", [1]):
+            shown = await _reply(client, fake, url, value={"verb": subscription_cards.PAGE, "page": page})
+            assert "Microsoft 365 Business Basic" in said(shown)
+        for etag, key in (({"a": 1}, "k1"), ("e" * 201, "k2"), ("etag", ["k"]), ("etag", "k" * 151)):
+            confirm = {"verb": subscription_cards.CONFIRM_CANCEL, "subscription_id": sid, "etag": etag, "key": key}
+            refused = await _reply(client, fake, url, value=confirm)
+            assert "out of date" in said(refused)
+    assert _errors(caplog) == []
+    customer = demo_customer.partner_center_customer_id
+    assert (await services.partner_center.subscription(customer, sid)).status == "active"  # nothing changed
+
+
+async def test_out_of_range_directory_entry_ids_are_not_in_the_directory(
+    make_bot_on_database, connector, services, demo_customer, caplog
+):
+    fake, url = connector
+    await services.directory.load_csv("contoso", "email,first_name,last_name\nana@example.com,Ana,Silva\n", actor="op")
+    client = await make_bot_on_database()
+    await _reply(client, fake, url, "users")
+    card = await _reply(client, fake, url, value={"verb": ui.USERS_DIRECTORY})
+    submit = _submit(card_of(card), ui.USERS_IMPORT)
+    with caplog.at_level(logging.INFO):
+        for entries in ("99999999999999999999", "1,2147483648", "-1", "1.5"):
+            refused = await _reply(client, fake, url, value={**submit, "entry_ids": entries})
+            assert "not in your organisation's directory" in said(refused)
+    assert _errors(caplog) == []
+    assert "1 not yet in the Microsoft tenant" in said(refused)  # nothing imported; the card is shown again
+
+
+def _submit(card: dict[str, Any] | None, verb: str) -> dict[str, Any]:
+    found: list[dict[str, Any]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "Action.Submit" and (node.get("data") or {}).get("verb") == verb:
+                found.append(dict(node["data"]))
+            for item in node.values():
+                walk(item)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(card)
+    assert found, f"no {verb} action on the card"
+    return found[0]
