@@ -332,7 +332,8 @@ class BillingInvokes:
             return _compose("Only admins and billing readers of your organisation can see bills.")
         value = context.activity.value if isinstance(context.activity.value, dict) else {}
         words = ""
-        for parameter in value.get("parameters") or []:
+        parameters = value.get("parameters")
+        for parameter in parameters if isinstance(parameters, list) else []:
             # Our manifest names it "query"; clients may send "searchQuery"; "initialRun" is no query.
             if isinstance(parameter, dict) and parameter.get("name") != "initialRun":
                 words = str(parameter.get("value") or "").strip()
