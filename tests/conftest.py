@@ -4,6 +4,8 @@ and a fake connector at the process edge."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -19,6 +21,7 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from app import RUNTIME, BotRuntime, create_app
 from services.container import Services, build_services
@@ -43,6 +46,22 @@ SANDBOX_TOKEN = "sandbox-test-token"
 SANDBOX_START = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
 
 POSTGRES_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+_HYPOTHESIS_HOME = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis caches what it learns in .hypothesis/ under the working directory (from test
+    collection on); a temporary folder keeps the checkout clean."""
+    config.stash[_HYPOTHESIS_HOME] = tempfile.mkdtemp(prefix="cspbot-hypothesis-")
+    set_hypothesis_home_dir(config.stash[_HYPOTHESIS_HOME])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(_HYPOTHESIS_HOME, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True, scope="session")
