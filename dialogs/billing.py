@@ -63,6 +63,7 @@ BILLING_DIALOG = "billing_dialog"
 BILLING_TITLE = "Billing"
 SEARCH_COMMAND = "searchBills"
 SUMMARY_TOP = 5
+MAX_SEARCH_CHARS = 200  # a month, a range or a product name; the answer card repeats it
 INVOKE_MESSAGE = "application/vnd.microsoft.activity.message"
 
 
@@ -338,6 +339,8 @@ class BillingInvokes:
             if isinstance(parameter, dict) and parameter.get("name") != "initialRun":
                 words = str(parameter.get("value") or "").strip()
                 break
+        if len(words) > MAX_SEARCH_CHARS:
+            return _compose(f"Search with at most {MAX_SEARCH_CHARS} characters: a month, a range or a product name.")
         try:
             if not words:
                 today = await self._billing.today()

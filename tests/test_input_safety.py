@@ -262,3 +262,30 @@ def _submit(card: dict[str, Any] | None, verb: str) -> dict[str, Any]:
     walk(card)
     assert found, f"no {verb} action on the card"
     return found[0]
+
+
+# ---- the tenant form's agreement names ------------------------------------------------------------
+
+
+async def test_over_long_agreement_names_are_refused_on_the_card_and_the_tenant_is_created_after(
+    make_bot_on_database, connector, services, sandbox, caplog
+):
+    from tests.chat import Chat
+    from tests.test_add_tenant_flow import action, error_under, submit
+
+    fake, url = connector
+    chat = Chat(await make_bot_on_database(), fake, url)
+    start = await chat.card("add tenant")
+    form = await chat.card(value=action(start, "Create a new tenant"))
+    confirm = await chat.card(value=submit(form, "Check and continue", domain_prefix="contosolong"))
+    with caplog.at_level(logging.INFO):
+        long_names = {"mca_accept": "true", "mca_first_name": "A" * 65, "mca_last_name": "B" * 150}
+        again = await chat.card(value=submit(confirm, "Create the tenant", **long_names))
+        assert "at most 64 characters" in error_under(again, "mca_first_name")
+        assert "at most 64 characters" in error_under(again, "mca_last_name")
+        working, ready, _ = await chat.send(
+            value=submit(again, "Create the tenant", mca_accept="true", mca_first_name="Alex", mca_last_name="Wilber"),
+            replies=3,
+        )
+    assert "Working on it" in said(working) and "tenant is ready" in said(ready)
+    assert _errors(caplog) == []

@@ -116,3 +116,14 @@ async def test_a_month_before_the_first_subscription_is_no_service_not_an_issued
     assert chosen is not None and "There was no service in January 1999 to March 1999" in card_text(chosen)
     assert await _stored_cycle_years(client) <= {LAST.end.year}  # nothing issued for 1999
     assert _errors(caplog) == []
+
+
+async def test_an_over_long_message_extension_query_is_refused_with_a_message(make_bot, connector, caplog) -> None:
+    _, url = connector
+    client = await _bot(make_bot)
+    query = {"commandId": "searchBills", "parameters": [{"name": "query", "value": "e3 " * 400}]}
+    with caplog.at_level(logging.INFO):
+        body = await _invoke(client, url, "composeExtension/query", query)
+    assert body["composeExtension"]["type"] == "message"
+    assert "at most 200 characters" in body["composeExtension"]["text"]
+    assert _errors(caplog) == []
