@@ -289,3 +289,29 @@ async def test_over_long_agreement_names_are_refused_on_the_card_and_the_tenant_
         )
     assert "Working on it" in said(working) and "tenant is ready" in said(ready)
     assert _errors(caplog) == []
+
+
+async def test_control_characters_in_the_new_user_form_are_removed_and_the_user_created(
+    make_bot_on_database, connector, services, demo_customer, caplog
+):
+    from services.models import TenantUser
+
+    fake, url = connector
+    client = await make_bot_on_database()
+    form = card_of(await _reply(client, fake, url, "new user"))
+    values = {
+        "first_name": "Kim\x00",
+        "last_name": "Lee\x1f",
+        "display_name": "Kim\x00 Lee\ud800",
+        "user_name": "kim.lee\x00",
+        "domain": "contosodemo.onmicrosoft.com",
+        "usage_location": "US",
+        "password_email": "kim@example.com\x00",
+    }
+    with caplog.at_level(logging.INFO):
+        created = await _reply(client, fake, url, value={**_submit(form, ui.USERS_CREATE), **values})
+    assert "kim.lee@contosodemo.onmicrosoft.com" in said(created) and "e-mailed to kim@example.com" in said(created)
+    async with services.sessions() as session:
+        user = await session.scalar(select(TenantUser).where(TenantUser.user_principal_name.like("kim.lee@%")))
+    assert user is not None and (user.first_name, user.last_name, user.display_name) == ("Kim", "Lee", "Kim Lee")
+    assert _errors(caplog) == []
