@@ -315,3 +315,38 @@ async def test_control_characters_in_the_new_user_form_are_removed_and_the_user_
         user = await session.scalar(select(TenantUser).where(TenantUser.user_principal_name.like("kim.lee@%")))
     assert user is not None and (user.first_name, user.last_name, user.display_name) == ("Kim", "Lee", "Kim Lee")
     assert _errors(caplog) == []
+
+
+# ---- the payload parser itself ---------------------------------------------------------------------
+
+
+def test_row_ids_accept_only_whole_numbers_within_the_database_range():
+    from services.errors import NotFound
+    from services.payloads import MAX_ROW_ID, row_id, row_ids
+
+    assert row_id(7, "no") == 7 and row_id(" 42 ", "no") == 42 and row_id(str(MAX_ROW_ID), "no") == MAX_ROW_ID
+    for bad in BAD_IDS + [MAX_ROW_ID + 1, "٣", "+0", "0x10"]:
+        with pytest.raises(NotFound, match="^no$"):
+            row_id(bad, "no")
+    assert row_ids(["3", 1, "3"], "no") == [3, 1]
+
+
+def test_counts_pages_and_tokens_are_bounded():
+    from services.errors import InvalidInput
+    from services.payloads import page_number, token, whole_number
+
+    def count(value: Any) -> int:
+        return whole_number(value, minimum=1, maximum=300, field="q", not_a_number="nan", out_of_range="range")
+
+    assert count("12") == 12 and count(12.0) == 12 and count(" 300 ") == 300
+    for bad, message in ((0, "range"), ("-2", "range"), (10**30, "range"), ("2.5", "nan"), (float("inf"), "nan"),
+                         ("1e400", "nan"), ("²", "nan"), (True, "nan"), ("9" * 5000, "nan")):  # fmt: skip
+        with pytest.raises(InvalidInput, match=message) as error:
+            count(bad)
+        assert error.value.field == "q"
+    assert [page_number(value, 1) for value in (3, "4", float("inf"), 10**30, -1, None)] == [3, 4, 1, 1, 1, 1]
+    assert token(" abc ", max_length=3, out_of_date="old") == "abc"
+    assert token("", max_length=3, out_of_date="old", required=False) == ""
+    for bad in ("", "abcd", None, 5, ["a"]):
+        with pytest.raises(InvalidInput, match="old"):
+            token(bad, max_length=3, out_of_date="old")
