@@ -219,3 +219,21 @@ async def test_any_json_in_an_activity_gets_an_answer_never_a_500_or_a_traceback
     # 501: an invoke name the bot does not implement, the answer the Bot Framework expects for it.
     assert response.status in (200, 202, 400, 501), (response.status, await response.text())
     assert _errors(caplog) == [], body
+
+
+async def test_an_over_long_field_in_an_invoke_is_answered_with_a_message(make_bot, connector, caplog):
+    _, url = connector
+    client = await make_bot()
+    long_text = "x" * 8_001
+    card_action = {"action": {"type": "Action.Execute", "verb": "approval_approve", "data": {"approval_id": long_text}}}
+    compose = {"commandId": "searchBills", "parameters": [{"name": "query", "value": long_text}]}
+    with caplog.at_level(logging.INFO):
+        answers = []
+        for name, value in (("adaptiveCard/action", card_action), ("composeExtension/query", compose)):
+            body = {**message(None, service_url=url), "type": "invoke", "name": name, "value": value}
+            response = await client.post("/api/messages", json=body)
+            assert response.status == 200
+            answers.append(await response.json())
+    assert "too long" in answers[0]["value"] and "at most 8,000 characters" in answers[0]["value"]
+    assert answers[1]["composeExtension"]["type"] == "message" and "too long" in answers[1]["composeExtension"]["text"]
+    assert _errors(caplog) == []
