@@ -26,6 +26,7 @@ from bot.auth import AuthenticationFailed, RequestAuthenticator, SigningKeySourc
 from bot.connector_clients import KeepAliveClientFactory
 from bot.exports import export_handler
 from bot.handler import CspBot, InvokeHandler
+from bot.inputs import MAX_NESTING, nested_too_deeply, unsafe_ids
 from bot.invokes import default_invoke_handlers
 from bot.job_notices import FollowUp, JobNotifier
 from bot.live_cards import LiveCards
@@ -215,16 +216,22 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
         return _error(401, str(failure))
     try:
         body = await request.json()
+    except RecursionError:  # the JSON parser recurses per level: an absurdly deep body ends here
+        return _error(400, f"The body nests lists or objects more than {MAX_NESTING} levels deep.")
     except ValueError:
         return _error(400, "The body must be a JSON activity.")
     if not isinstance(body, dict):
         return _error(400, "The body must be a JSON object (an activity).")
+    if nested_too_deeply(body):
+        return _error(400, f"The body nests lists or objects more than {MAX_NESTING} levels deep.")
     try:
         activity = Activity.model_validate(body)
     except ValidationError:
         return _error(400, "The body is not a valid activity.")
     if not activity.type or activity.conversation is None or not activity.conversation.id:
         return _error(400, "An activity needs a type and a conversation id.")
+    if unsafe_ids(activity):
+        return _error(400, "An id in the activity holds control characters.")
     try:
         runtime.authenticator.check_service_url(identity, activity.service_url)
     except AuthenticationFailed as failure:

@@ -1,6 +1,8 @@
 """CspBot: the activity handler. One turn = resolve the caller, run the dialog, save state.
 
 Turn rules (see docs/architecture.md):
+- every activity is made safe first (`bot/inputs.py`: control characters removed, over-long input
+  refused with a message before any task sees it);
 - an activity delivered again (same channel, conversation and activity id: Teams retries one that got
   no answer in time) is dropped without a reply, on whichever replica it arrives; only a turn cut off
   before it answered (the process stopped mid-turn) lets its re-delivery run. Activities without an
@@ -34,6 +36,7 @@ from microsoft_agents.hosting.core import ActivityHandler, ConversationState, Me
 from microsoft_agents.hosting.dialogs import ComponentDialog, DialogInstance
 
 from bot.identity import channel_identity, roster_email
+from bot.inputs import sanitise_activity
 from bot.live_cards import CardTurn, LiveCards
 from bot.proactive import ProactiveMessenger
 from bot.storage import CREATE_ONLY, SqlStorage, StateConflictError
@@ -67,6 +70,7 @@ ALREADY_RECEIVED = "Already received: it is being handled or done."
 # Invokes that change nothing: a repeat is answered again (a message-extension search; a card's
 # automatic refresh, an adaptiveCard/action with trigger "automatic").
 READING_INVOKES = frozenset({"composeExtension/query"})
+COMPOSE_QUERY = "composeExtension/query"
 
 InvokeHandler = Callable[[TurnContext, Caller, dict[str, Any]], Awaitable[AdaptiveCardInvokeResponse]]
 
@@ -228,6 +232,11 @@ class CspBot(ActivityHandler):
             turn_context.on_send_activities(outbox.intercept)
             turn_context.turn_state[OUTBOX_KEY] = outbox
             turn_context.turn_state[MESSENGER_KEY] = self._messenger
+            refusal = sanitise_activity(activity)  # before anything reads the text or the card's value
+            if refusal is not None:
+                log.info("input refused before the turn: %s", refusal)
+                await self._refuse(turn_context, outbox, refusal)
+                return
             if activity.type == ActivityTypes.message:
                 outbox.typing = _DelayedTyping(turn_context, self._typing_delay)
                 if self._live_cards is not None:
@@ -345,6 +354,24 @@ class CspBot(ActivityHandler):
         turn_context.turn_state["csp.new_conversation"] = is_new_conversation
         await super().on_turn(turn_context)
         await state.save(turn_context)
+
+    @staticmethod
+    async def _refuse(turn_context: TurnContext, outbox: _Outbox, message: str) -> None:
+        """Say why the input was refused; nothing else runs and no state is touched, so a task
+        waiting for a card or an answer still waits."""
+        activity = turn_context.activity
+        if activity.type == ActivityTypes.invoke:
+            if activity.name == COMPOSE_QUERY:
+                body = {"composeExtension": {"type": "message", "text": message}}
+                reply = Activity(type=ActivityTypes.invoke_response, value={"status": 200, "body": body})
+            else:
+                reply = _invoke_message_activity(message)
+        elif activity.type == ActivityTypes.message:
+            reply = MessageFactory.text(message)
+        else:
+            return
+        await turn_context.send_activity(reply)
+        await outbox.flush(turn_context)
 
     async def _fail(self, turn_context: TurnContext, outbox: _Outbox, *, reset: bool) -> None:
         reference = current_correlation_id()

@@ -19,12 +19,13 @@ def tenant_id_of(activity: Activity) -> str | None:
     channel_data = activity.channel_data
     tenant: Any = None
     if isinstance(channel_data, dict):
-        tenant = (channel_data.get("tenant") or {}).get("id")
+        tenant = channel_data.get("tenant")
+        tenant = tenant.get("id") if isinstance(tenant, dict) else None
     elif channel_data is not None:
         tenant = getattr(getattr(channel_data, "tenant", None), "id", None)
-    if not tenant and activity.conversation is not None:
+    if not (isinstance(tenant, str) and tenant) and activity.conversation is not None:
         tenant = activity.conversation.tenant_id
-    return str(tenant).lower() if tenant else None
+    return tenant.lower() if isinstance(tenant, str) and tenant else None
 
 
 def channel_identity(activity: Activity) -> ChannelIdentity:

@@ -60,6 +60,7 @@ class ReportView:
     first_month: str
     last_month: str
     grand_total: str = ""
+    note: str = ""  # e.g. no service in the first months asked for
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,8 @@ def build_report_card(view: ReportView, *, top: int = 10, max_details: int = 12)
             heading(view.title),
             text(f"{view.organisation} · tap a cycle, then a subscription, for the details.", subtle=True),
         ]
+        if view.note:
+            body.append(text(view.note))
         if view.grand_total and len(view.cycles) > 1:
             body.append(facts([("Total", view.grand_total)]))
         for index, cycle in enumerate(view.cycles):

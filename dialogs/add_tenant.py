@@ -69,6 +69,7 @@ from services.tenants import (
 ADD_TENANT_DIALOG = "add_tenant"
 MY_SERVICES_DIALOG = "my_services"
 FORM_KEYS = tuple(TenantForm.__dataclass_fields__)
+MCA_NAME_LIMIT = 64  # each; "first last" is kept as the acceptance's name (200 characters at most)
 
 
 def service_card(view: ServiceView) -> ServiceCard:
@@ -397,10 +398,11 @@ def _read_acceptance(submitted: dict[str, Any]) -> tuple[dict[str, str], dict[st
     contact = {key: " ".join(str(submitted.get(key, "")).split()) for key in ("mca_first_name", "mca_last_name")}
     contact["mca_email"] = str(submitted.get("mca_email", "")).strip().lower()
     errors: dict[str, str] = {}
-    if not contact["mca_first_name"]:
-        errors["mca_first_name"] = "Enter the first name of the person accepting."
-    if not contact["mca_last_name"]:
-        errors["mca_last_name"] = "Enter the last name of the person accepting."
+    for key, which in (("mca_first_name", "first"), ("mca_last_name", "last")):
+        if not contact[key]:
+            errors[key] = f"Enter the {which} name of the person accepting."
+        elif len(contact[key]) > MCA_NAME_LIMIT:
+            errors[key] = f"The {which} name is at most {MCA_NAME_LIMIT} characters."
     if not is_mail_address(contact["mca_email"]):
         errors["mca_email"] = "Enter a valid e-mail address."
     if str(submitted.get("mca_accept", "")).lower() != "true":

@@ -56,9 +56,10 @@ def card_activity(card: Mapping[str, Any]) -> Activity:
 
 
 async def _card_submit_validator(prompt_context: PromptValidatorContext) -> bool:
-    """Accept a card submit (its `value` becomes the step's result); typed text re-prompts."""
+    """Accept a card submit (its `value` becomes the step's result): an object whose `verb` is a
+    string, as every card of ours sends. Typed text, or any other value, re-prompts."""
     value = prompt_context.context.activity.value
-    if isinstance(value, dict) and value.get("verb") not in (None, "command"):
+    if isinstance(value, dict) and isinstance(value.get("verb"), str) and value["verb"] != "command":
         prompt_context.recognized.value = value
         return True
     return False

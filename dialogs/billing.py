@@ -49,7 +49,7 @@ from services.access import Caller
 from services.billing.export import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, export_name, to_csv, to_xlsx
 from services.billing.money import format_money
 from services.billing.rating import CHARGE_LABELS, ChargeType, Line
-from services.billing.reports import CycleReport, Query, month_label, parse_month
+from services.billing.reports import CycleReport, Query, month_from_label, month_label, parse_month
 from services.billing.service import EXPORT_FORMATS, EXPORT_LINK_MINUTES, BillingService
 from services.container import Services
 from services.errors import DomainError, InvalidInput
@@ -62,6 +62,7 @@ BILLING_DIALOG = "billing_dialog"
 BILLING_TITLE = "Billing"
 SEARCH_COMMAND = "searchBills"
 SUMMARY_TOP = 5
+MAX_SEARCH_CHARS = 200  # a month, a range or a product name; the answer card repeats it
 INVOKE_MESSAGE = "application/vnd.microsoft.activity.message"
 
 
@@ -125,12 +126,17 @@ def cycle_view(report: CycleReport) -> CycleView:
     )
 
 
-def report_view(reports: Sequence[CycleReport], organisation: str, label: str) -> ReportView:
+def report_view(
+    reports: Sequence[CycleReport], organisation: str, label: str, asked_from: tuple[int, int] | None = None
+) -> ReportView:
+    """The reports of the months asked for from `asked_from`; those before the first subscription
+    are not among them (no service then), which the card says."""
     totals: dict[str, Decimal] = {}
     for report in reports:
         for currency, amount in report.totals.items():
             totals[currency] = totals.get(currency, Decimal(0)) + amount
     first, last = reports[0].cycle.month, reports[-1].cycle.month
+    no_service_before = asked_from is not None and first > asked_from
     return ReportView(
         title=f"Bills — {label}",
         organisation=organisation,
@@ -138,6 +144,7 @@ def report_view(reports: Sequence[CycleReport], organisation: str, label: str) -
         first_month=month_label(first),
         last_month=month_label(last),
         grand_total=_totals_text(totals),
+        note=f"No service before {_title(reports[0])}, so no bills before it." if no_service_before else "",
     )
 
 
@@ -174,7 +181,7 @@ def spend_view(query: Query, reports: Sequence[CycleReport]) -> SpendView:
 def answer_card(caller: Caller, query: Query, reports: Sequence[CycleReport]) -> dict[str, Any]:
     if query.product:
         return build_spend_card(spend_view(query, reports))
-    return build_report_card(report_view(reports, caller.organisation_name, query.label))
+    return build_report_card(report_view(reports, caller.organisation_name, query.label, query.first))
 
 
 # ---- the dialog ------------------------------------------------------------------------------------
@@ -205,6 +212,7 @@ class BillingDialog(TaskDialog):
         caller = caller_of(step_context.context)
         first_text = str(submitted.get("first_month", "")).strip()
         last_text = str(submitted.get("last_month", "")).strip() or first_text
+        asked_from: tuple[int, int] | None = None
         try:
             if submitted.get("choice") == "last":
                 reports = [await self._billing.last_month(caller)]
@@ -214,24 +222,23 @@ class BillingDialog(TaskDialog):
                     raise InvalidInput("Enter the first month like 2026-01 (and the last month, or leave it empty).")
                 today = await self._billing.today()
                 first, last = parse_month(first_text, today), parse_month(last_text, today)
-                reports = await self._billing.months(caller, first, last)
+                reports, asked_from = await self._billing.months(caller, first, last), first
                 label = month_label(first) if first == last else f"{month_label(first)} to {month_label(last)}"
         except InvalidInput as error:
             return await step_context.replace_dialog(
                 f"{BILLING_DIALOG}.steps", {"error": error.message, "first": first_text, "last": last_text}
             )
-        view = report_view(reports, caller.organisation_name, label)
+        view = report_view(reports, caller.organisation_name, label, asked_from)
         await send_privately(step_context.context, caller, card_activity(build_report_card(view)))
         return await step_context.end_dialog()
 
 
 # ---- exports --------------------------------------------------------------------------------------
 def _month_argument(value: Any) -> tuple[int, int]:
-    text = str(value or "").strip()
-    parts = text.split("-")
-    if len(parts) != 2 or not all(part.isdigit() for part in parts) or not 1 <= int(parts[1]) <= 12:
-        raise InvalidInput("That export is not valid any more. Ask for the report again.")
-    return int(parts[0]), int(parts[1])
+    try:
+        return month_from_label(value if isinstance(value, str) else "")
+    except InvalidInput:
+        raise InvalidInput("That export is not valid any more. Ask for the report again.") from None
 
 
 def export_file(reports: Sequence[CycleReport], file_format: str, organisation: str) -> tuple[bytes, str]:
@@ -337,11 +344,14 @@ class BillingInvokes:
             return _compose("Only admins and billing readers of your organisation can see bills.")
         value = context.activity.value if isinstance(context.activity.value, dict) else {}
         words = ""
-        for parameter in value.get("parameters") or []:
+        parameters = value.get("parameters")
+        for parameter in parameters if isinstance(parameters, list) else []:
             # Our manifest names it "query"; clients may send "searchQuery"; "initialRun" is no query.
             if isinstance(parameter, dict) and parameter.get("name") != "initialRun":
                 words = str(parameter.get("value") or "").strip()
                 break
+        if len(words) > MAX_SEARCH_CHARS:
+            return _compose(f"Search with at most {MAX_SEARCH_CHARS} characters: a month, a range or a product name.")
         try:
             if not words:
                 today = await self._billing.today()

@@ -23,6 +23,7 @@ from dialogs.approval_delivery import post_request, refresh_request
 from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_done
 from services.container import Services
 from services.errors import DomainError, InvalidInput
+from services.payloads import page_number
 from services.subscriptions import ApprovalView, StaleSubscription
 
 DIALOG_ID = "subscriptions_dialog"
@@ -108,9 +109,9 @@ class SubscriptionsDialog(TaskDialog):
         if verb in screens:
             return await self._next(step, screen=screens[str(verb)], subscription_id=sid)
         if verb == cards.PAGE:
-            return await self._next(step, page=_int(value.get("page")))
+            return await self._next(step, page=page_number(value.get("page"), 0))
         if verb == cards.REFRESH:
-            return await self._next(step, page=_int(value.get("page")), refresh=True)
+            return await self._next(step, page=page_number(value.get("page"), 0), refresh=True)
         if verb == cards.PREVIEW:
             return await self._next(
                 step, screen="preview", subscription_id=sid, entered={"quantity": str(value.get("quantity", ""))}
@@ -222,9 +223,3 @@ class SubscriptionsDialog(TaskDialog):
             self.initial_dialog_id or self.id, {key: value for key, value in options.items() if value is not None}
         )
 
-
-def _int(value: Any) -> int:
-    try:
-        return max(0, int(value))
-    except (TypeError, ValueError):
-        return 0

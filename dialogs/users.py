@@ -26,6 +26,7 @@ from services.access import Caller
 from services.container import Services
 from services.db import utcnow
 from services.errors import DomainError, InvalidInput
+from services.payloads import page_number
 from services.users.service import NewUser
 
 LIST, USER, NEW, ASSIGN, DIRECTORY, CARD = "list", "user", "new", "assign", "directory", "card"
@@ -156,20 +157,18 @@ class UsersDialog(TaskDialog):
         if verb == ui.USERS_SEARCH:
             return {"screen": LIST, "search": text_of(value, "search", 100), "page": 1}
         if verb == ui.USERS_PAGE:
-            page = value.get("page")
             return {
                 "screen": LIST,
                 "search": text_of(value, "search_was", 100),
-                "page": page if isinstance(page, int) else 1,
+                "page": page_number(value.get("page"), 1),
             }
         if verb == ui.USERS_REFRESH:
             finished = await users.refresh(caller)
             notice = "Refreshed from Microsoft." if finished else "Still syncing a large tenant; refresh again shortly."
-            page = value.get("page")
             return {
                 "screen": LIST,
                 "search": text_of(value, "search_was", 100),
-                "page": page if isinstance(page, int) else 1,
+                "page": page_number(value.get("page"), 1),
                 "notice": notice,
             }
         if verb == ui.USERS_OPEN:

@@ -1,4 +1,5 @@
-"""Database engine, sessions and the shared declarative base.
+"""Database engine, sessions, the shared declarative base, and the locks processes sharing one
+database take turns with.
 
 SQLite (the embedded default) runs with WAL and a busy timeout so the bot, its job runner and the
 operator CLI can use one file at once; PostgreSQL is the scale-out target.
@@ -6,11 +7,16 @@ operator CLI can use one file at once; PostgreSQL is the scale-out target.
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator, event
+from sqlalchemy import DateTime, MetaData, TypeDecorator, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -93,3 +99,71 @@ def include_name(name: str | None, type_: str, parent_names: object) -> bool:
     """Alembic's filter: the Partner Center sandbox keeps its own `sandbox_*` tables (created by
     itself) in the bot's database when they share one; migrations neither manage nor drop them."""
     return not (type_ == "table" and name is not None and name.startswith("sandbox_"))
+
+
+@dataclass(frozen=True)
+class DatabaseLock:
+    """A lock shared by every process (and engine) on one database: a PostgreSQL advisory lock on
+    `key`; on a SQLite file, `flock` on the file `<database>.<name>-lock` beside it, or SQLite's own
+    write lock for one transaction."""
+
+    name: str
+    key: int
+
+
+# Every lock the app takes, in one place so that their keys stay distinct.
+MIGRATION_LOCK = DatabaseLock("migrate", 0x0C5B_0717)
+START_UP_LOCK = DatabaseLock("start-up", 0x0C5B_0718)
+CATALOG_SYNC_LOCK = DatabaseLock("catalog-sync", 0x0C5B_0719)
+SANDBOX_START_LOCK = DatabaseLock("sandbox-start", 0x0C5B_071A)
+
+
+@asynccontextmanager
+async def exclusive(engine: AsyncEngine, lock: DatabaseLock) -> AsyncIterator[None]:
+    """Run the block while no other process or engine on this database holds `lock` (replicas
+    starting together take turns). It may span many transactions; waiting blocks nothing else."""
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            # A session-level lock lives as long as its session: a connection that may still hold it
+            # is closed, never handed back to the pool.
+            try:
+                await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": lock.key})
+            except BaseException:
+                await connection.invalidate()
+                raise
+            try:
+                yield
+            finally:
+                try:
+                    await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": lock.key})
+                except BaseException:
+                    await connection.invalidate()
+                    raise
+        return
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    # SQLite has no advisory locks: a lock file beside the database, taken off the event loop.
+    handle = await asyncio.to_thread(open, f"{database}.{lock.name}-lock", "a+")
+    try:
+        await asyncio.to_thread(fcntl.flock, handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    finally:
+        handle.close()
+
+
+async def lock_transaction(session: AsyncSession, lock: DatabaseLock) -> None:
+    """Make this session's transaction wait for every other one holding `lock`, in any process, and
+    hold it until commit or rollback. Call it first, so that what the transaction reads afterwards
+    includes what the previous holder committed. PostgreSQL: a transaction-level advisory lock;
+    SQLite: its one write lock, taken now (`BEGIN IMMEDIATE`) rather than at the first write."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock.key})
+    elif dialect == "sqlite":
+        await session.execute(text("BEGIN IMMEDIATE"))

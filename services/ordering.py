@@ -48,6 +48,7 @@ from services.partner_center.models import (
     Subscription,
     SubscriptionStatus,
 )
+from services.payloads import whole_number
 from services.price_rules import UnitPrice, price_in_force
 from services.pricing import PriceBook, periods_in_term
 from services.roles import Permission
@@ -237,18 +238,16 @@ class UnpricedItem:
 
 def parse_quantity(value: Any, minimum: int, maximum: int) -> int:
     """A whole number within the SKU's bounds, or InvalidInput(field="quantity") saying which."""
-    text = str(value).strip() if value is not None else ""
-    if isinstance(value, float) and value.is_integer():
-        text = str(int(value))
-    if not text:
+    if value is None or (isinstance(value, str) and not value.strip()):
         raise InvalidInput("Enter how many licences you need.", field="quantity")
-    try:
-        number = int(text)
-    except ValueError:
-        raise InvalidInput(f"The quantity must be a whole number ({minimum}–{maximum}).", field="quantity") from None
-    if number < minimum or number > maximum:
-        raise InvalidInput(f"The quantity must be between {minimum} and {maximum} for this product.", field="quantity")
-    return number
+    return whole_number(
+        value,
+        minimum=minimum,
+        maximum=maximum,
+        field="quantity",
+        not_a_number=f"The quantity must be a whole number ({minimum}–{maximum}).",
+        out_of_range=f"The quantity must be between {minimum} and {maximum} for this product.",
+    )
 
 
 def _price_key(product_id: str, sku_id: str, term_duration: str, billing_cycle: str) -> tuple[str, str, str, str]:

@@ -7,6 +7,7 @@ or fails start-up with a clear message.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from pathlib import Path
 
@@ -17,7 +18,19 @@ from sqlalchemy.engine import make_url
 from services.sealed_secrets import SecretBox, SecretsKeyError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
+
+
+def _default_var_dir() -> Path:
+    """Where the embedded default keeps its data: `var/` in a checkout (`make run`); an installed
+    package uses the user's data folder (`$XDG_DATA_HOME/cspbot`, else `~/.local/share/cspbot`),
+    never its own folder inside site-packages."""
+    if (PROJECT_ROOT / "pyproject.toml").is_file():
+        return PROJECT_ROOT / "var"
+    data_home = os.environ.get("XDG_DATA_HOME", "").strip()
+    return (Path(data_home) if data_home else Path.home() / ".local" / "share") / "cspbot"
+
+
+DEFAULT_VAR_DIR = _default_var_dir()
 
 
 class SettingsError(ValueError):

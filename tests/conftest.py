@@ -4,7 +4,9 @@ and a fake connector at the process edge."""
 from __future__ import annotations
 
 import os
+import shutil
 import ssl
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -21,6 +23,7 @@ import asyncpg
 import pytest
 import trustme
 from aiohttp.test_utils import TestClient
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from app import RUNTIME, BotRuntime, create_app
 from services.container import Services, build_services
@@ -45,6 +48,22 @@ SANDBOX_TOKEN = "sandbox-test-token"
 SANDBOX_START = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
 
 POSTGRES_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+_HYPOTHESIS_HOME = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis caches what it learns in .hypothesis/ under the working directory (from test
+    collection on); a temporary folder keeps the checkout clean."""
+    config.stash[_HYPOTHESIS_HOME] = tempfile.mkdtemp(prefix="cspbot-hypothesis-")
+    set_hypothesis_home_dir(config.stash[_HYPOTHESIS_HOME])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(_HYPOTHESIS_HOME, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -237,6 +256,18 @@ def make_bot(aiohttp_client: Any, sqlite_url: str, sandbox: Sandbox, outbox: Pat
         settings_values.update(overrides.pop("settings", {}))
         overrides.setdefault("partner_center", sandbox_opener(sandbox))
         return await aiohttp_client(create_app(Settings(**settings_values), **overrides))
+
+    return _make
+
+
+@pytest.fixture
+def make_bot_on_database(make_bot: BotFactory, database_url: str) -> BotFactory:
+    """`make_bot` on the test's `database_url`: the same bot test runs on SQLite and on PostgreSQL
+    (with the `services` and `demo_customer` fixtures, which use that database too)."""
+
+    async def _make(**overrides: Any) -> TestClient:
+        overrides["settings"] = {"database_url": database_url, **overrides.get("settings", {})}
+        return await make_bot(**overrides)
 
     return _make
 

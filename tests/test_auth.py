@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import jwt
@@ -31,9 +32,11 @@ from microsoft_agents.hosting.core.authorization import AgentAuthConfiguration, 
 
 from bot.auth import BOT_FRAMEWORK_ISSUER, connection_settings
 from cards.billing import FILE_CONSENT
+from services.ledger import LedgerEvent
 from services.outbound_hosts import HostNotAllowed
-from services.seed import PLAYGROUND_ADMIN, PLAYGROUND_TENANT_ID
+from services.seed import DEMO_SLUG, PLAYGROUND_ADMIN, PLAYGROUND_TENANT_ID
 from services.settings import Settings
+from tests.billing.ledger_fixtures import event
 from tests.conftest import TlsConnector, message, runtime_of
 from tests.fakes import FakeConnector, card_of, card_text
 
@@ -544,6 +547,10 @@ async def test_a_file_upload_over_http_is_refused_when_authenticated(bot: AuthBo
         response = await bot.post(activity, authorization=f"Bearer {mint(bot.url)}")
         assert response.status == 200, await response.text()
 
+    # A bill to export: the organisation had a subscription that month.
+    services = runtime_of(bot.client).services
+    org = await services.organisations.get(DEMO_SLUG)
+    await services.ledger.record(event(LedgerEvent.PURCHASE, date(2025, 12, 1), 0, 3, organisation_id=org.id))
     month = "2026-01"
     data = {"verb": "billing_export", "format": "csv", "first_month": month, "last_month": month}
     await invoke("adaptiveCard/action", {"action": {"type": "Action.Execute", "verb": "billing_export", "data": data}})

@@ -14,6 +14,9 @@ from services.billing.rating import Line, totals_by_currency
 from services.errors import InvalidInput
 
 MAX_MONTHS = 24
+# The years a bill may be asked for: any other year is a slip of the keyboard (and 0000 or 9999
+# would take the date arithmetic beyond the calendar's range).
+MIN_YEAR, MAX_YEAR = 1900, 2199
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class Query:
 
 
 _MONTH = re.compile(r"^(\d{4})-(\d{1,2})$")
+_NAMED_MONTH = re.compile(r"^[a-z]+ \d+$")
 _MONTH_NAMES = {
     name: number
     for number, names in enumerate(
@@ -105,23 +109,34 @@ _MONTH_NAMES = {
 _SPEND = re.compile(r"^(?:what did we spend on|what do we spend on|spend on|spent on|spend)\s+(.+?)\??$")
 
 
+def _checked(text: str, year: int, month: int) -> tuple[int, int]:
+    if not (1 <= month <= 12 and MIN_YEAR <= year <= MAX_YEAR):
+        raise InvalidInput(f"{text!r} is not a month; write it like 2026-09.", field="month")
+    return year, month
+
+
 def parse_month(text: str, today: date) -> tuple[int, int]:
     """`2026-09`, `sep 2026`, `september 2026` or `september` (the latest one not in the future)."""
     words = text.strip().lower().replace(",", " ").split()
     joined = " ".join(words)
     match = _MONTH.match(joined)
     if match:
-        year, month = int(match.group(1)), int(match.group(2))
-        if not 1 <= month <= 12:
-            raise InvalidInput(f"{text!r} is not a month; write it like 2026-09.", field="month")
-        return year, month
+        return _checked(text, int(match.group(1)), int(match.group(2)))
     if words and words[0] in _MONTH_NAMES:
         month = _MONTH_NAMES[words[0]]
         if len(words) == 1:
             return (today.year, month) if month <= today.month else (today.year - 1, month)
         if len(words) == 2 and words[1].isdigit() and len(words[1]) == 4:
-            return int(words[1]), month
+            return _checked(text, int(words[1]), month)
     raise InvalidInput(f"I could not read {text!r} as a month; write it like 2026-09.", field="month")
+
+
+def month_from_label(text: str) -> tuple[int, int]:
+    """A month as cards and export links carry it (`2026-09`), checked like a typed one."""
+    match = _MONTH.match(text.strip())
+    if not match:
+        raise InvalidInput(f"{text!r} is not a month; write it like 2026-09.", field="month")
+    return _checked(text, int(match.group(1)), int(match.group(2)))
 
 
 def month_label(month: tuple[int, int]) -> str:
@@ -173,6 +188,8 @@ def parse_query(text: str, today: date) -> Query:
     try:
         month = parse_month(words, today)
     except InvalidInput:
+        if _NAMED_MONTH.match(words) and words.split()[0] in _MONTH_NAMES:
+            raise  # "sep 0000": a month with a year out of range, not a product
         # Anything else is a product name: its spend over the last 12 months.
         first = (today.year - 1, today.month + 1) if today.month < 12 else (today.year, 1)
         return Query(first=first, last=(today.year, today.month), product=words, label="the last 12 months")

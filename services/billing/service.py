@@ -28,7 +28,16 @@ from services.access import Caller
 from services.alerts import AlertService
 from services.billing.cycles import Cycle, CycleCalendar, CycleSetting, parse_cycle_day, parse_timezone
 from services.billing.rating import ChargeType, Line, PriceIndex, adjustment_lines, rate_cycle, totals_by_currency
-from services.billing.reports import CycleReport, Query, check_range, filter_product, month_label, parse_query
+from services.billing.reports import (
+    MAX_YEAR,
+    MIN_YEAR,
+    CycleReport,
+    Query,
+    check_range,
+    filter_product,
+    month_label,
+    parse_query,
+)
 from services.db import utcnow
 from services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from services.ledger import LedgerRecord, SubscriptionLedger
@@ -139,6 +148,23 @@ async def cycle_calendar(sessions: async_sessionmaker[AsyncSession]) -> CycleCal
     return CycleCalendar(await settings_history(sessions))
 
 
+class NoService(InvalidInput):
+    """Every month asked for lies before the organisation's first subscription: there is no bill."""
+
+    code = "no_service"
+
+
+def _no_service_message(asked: Sequence[Cycle], first_day: date | None) -> str:
+    first, last = f"{asked[0].end:%B %Y}", f"{asked[-1].end:%B %Y}"
+    when = first if first == last else f"{first} to {last}"
+    if first_day is None:
+        return f"There was no service in {when}: your organisation has no subscriptions with your reseller yet."
+    return (
+        f"There was no service in {when}, so there is no bill: your organisation's first subscription "
+        f"with your reseller began on {first_day.day} {first_day:%B %Y}."
+    )
+
+
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -175,6 +201,10 @@ class BillingService:
     async def set_cycle(self, *, day: str | None, timezone: str | None, effective: date, actor: str) -> CycleSetting:
         """A new cycle day and/or time zone from `effective` on (for the cycles starting then or
         later). Refused for a date in the past or inside a cycle already issued: history is never re-cut."""
+        if not MIN_YEAR <= effective.year <= MAX_YEAR:
+            raise InvalidInput(
+                f"{effective} is not a date the bills can use; write it like 2026-12-01.", field="effective"
+            )
         calendar = await self.calendar()
         today = calendar.today(self._clock())
         if effective < today:
@@ -262,16 +292,25 @@ class BillingService:
     async def _reports(
         self, organisation_id: int, calendar: CycleCalendar, cycles: Sequence[Cycle]
     ) -> list[CycleReport]:
+        """The reports of `cycles`, leaving out those before the organisation's first ledger event
+        (there was no service then: nothing is issued for them); NoService if that is all of them."""
         today = calendar.today(self._clock())
         ended = [cycle for cycle in cycles if cycle.end < today]
         open_ = [cycle for cycle in cycles if cycle.end >= today]
         issued_ends = await self._issued_ends(organisation_id)
         stored: dict[date, CycleReport]
         if ended and not open_ and all(cycle.end in issued_ends for cycle in ended):
-            # Everything asked for is issued: read just those reports, rate nothing.
+            # Everything asked for is issued (so within the service): read just those reports, rate nothing.
             stored = await self._load_stored(organisation_id, {cycle.end for cycle in ended})
         else:
             records = await self._ledger.entries(organisation_id)
+            first_day = calendar.day_of(records[0].effective_at) if records else None
+            in_service = [cycle for cycle in cycles if first_day is not None and cycle.end >= first_day]
+            if not in_service:
+                raise NoService(_no_service_message(cycles, first_day))
+            cycles = in_service
+            ended = [cycle for cycle in cycles if cycle.end < today]
+            open_ = [cycle for cycle in cycles if cycle.end >= today]
             entries = await self._prices.entries_for(organisation_id)
             prices = PriceIndex(entries)
             inputs = fingerprint(records, entries)
@@ -369,7 +408,8 @@ class BillingService:
         first_asked: Cycle,
         inputs: str,
     ) -> dict[date, CycleReport]:
-        """Issue every unissued ended cycle from the first activity (or `first_asked`) to `last`, in order.
+        """Issue every unissued ended cycle from the first activity to `last`, in order (cycles before
+        the first activity had no service and are never issued).
 
         Differences found for cycles issued earlier become adjustments in the first cycle issued now
         after all of them (the next open one); cycles issued in this same pass were rated from the
@@ -531,4 +571,4 @@ class BillingService:
         return f"from {setting.effective_from}: cycle ends on day {setting.day_label}, time zone {setting.timezone}"
 
 
-__all__ = ["BillingService", "ExportGrant", "PriceSource"]
+__all__ = ["BillingService", "ExportGrant", "NoService", "PriceSource"]

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services import audit
 from services.alerts import AlertService
 from services.catalog.taxonomy import OTHER, DefaultTaxonomy, Placement, PlacementSource, clean_name
-from services.db import utcnow
+from services.db import CATALOG_SYNC_LOCK, lock_transaction, utcnow
 from services.errors import Conflict, DomainError, NotFound
 from services.models import CatalogAddonBase, CatalogProduct, CatalogSku, CatalogTaxonomyRow, CatalogTerm
 from services.partner_center import PartnerCenterClient, PartnerCenterError
@@ -223,6 +223,8 @@ class CatalogService:
         unmapped: list[str] = []
         sku_count = term_count = 0
         async with self._sessions() as session:
+            # Another sync (a replica starting, the CLI) stores first; this one then reads its rows.
+            await lock_transaction(session, CATALOG_SYNC_LOCK)
             overrides = {row.product_id: row for row in await session.scalars(select(CatalogTaxonomyRow))}
             products = {row.id: row for row in await session.scalars(select(CatalogProduct))}
             skus = {(row.product_id, row.sku_id): row for row in await session.scalars(select(CatalogSku))}

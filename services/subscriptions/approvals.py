@@ -21,6 +21,7 @@ from services.access import Caller
 from services.db import utcnow
 from services.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
 from services.models import Approval, ApprovalChannel, ConversationReferenceRow, Member, MemberRole, Organisation
+from services.payloads import row_id
 from services.roles import Permission, Role
 from services.subscriptions.changes import SubscriptionChanges
 from services.subscriptions.common import Clock, as_utc, organisation_of, row_in_organisation
@@ -38,6 +39,7 @@ PENDING, SUSPENDING, SUSPENDED, FAILED, REJECTED, EXPIRED, WITHDRAWN = (
 )
 OPEN = (PENDING, SUSPENDING, FAILED)
 MAX_REASON = 500
+NOT_YOURS = "That request is not one of your organisation's."
 
 
 @dataclass(frozen=True)
@@ -186,13 +188,9 @@ class ApprovalService:
 
     @staticmethod
     async def _in_organisation(session: AsyncSession, organisation_id: int, approval_id: Any) -> ApprovalView:
-        try:
-            number = int(approval_id)
-        except (TypeError, ValueError):
-            raise NotFound("That request is not one of your organisation's.") from None
-        approval = await session.get(Approval, number)
+        approval = await session.get(Approval, row_id(approval_id, NOT_YOURS))
         if approval is None or approval.organisation_id != organisation_id:
-            raise NotFound("That request is not one of your organisation's.")
+            raise NotFound(NOT_YOURS)
         return _view(approval)
 
     async def _expire_if_due(self, approval: ApprovalView) -> tuple[ApprovalView, bool]:

@@ -38,6 +38,7 @@ from services.partner_center.models import (
     Subscription,
     SubscriptionStatus,
 )
+from services.payloads import token, whole_number
 from services.price_rules import UnitPrice
 from services.pricing import PriceBook
 from services.roles import Permission
@@ -58,6 +59,7 @@ from services.subscriptions.listing import SubscriptionService
 
 log = logging.getLogger(__name__)
 
+OUT_OF_DATE = "This card is out of date. Open **subscriptions** again."
 # Microsoft's refusals, in plain words (the client maps only the codes every feature shares).
 _RULES = {
     "2001": "This subscription is suspended: its seats cannot change until it is reactivated.",
@@ -139,10 +141,18 @@ def addon_price_token(offer: AddonOffer) -> str:
 
 
 def parse_quantity(value: Any) -> int:
-    text = str(value if value is not None else "").strip()
-    if not text.isdigit() or len(text) > 6:
-        raise InvalidInput("Enter the number of seats as a whole number, for example 12.", field="quantity")
-    return int(text)
+    return whole_number(
+        value,
+        minimum=0,
+        maximum=999_999,
+        field="quantity",
+        not_a_number="Enter the number of seats as a whole number, for example 12.",
+    )
+
+
+def _etag(value: Any) -> str:
+    """The e-tag the admin's card showed (compared with Microsoft's before a change)."""
+    return token(value, max_length=200, out_of_date=OUT_OF_DATE, required=False)
 
 
 def _translate(error: PartnerCenterError) -> DomainError:
@@ -211,8 +221,7 @@ class SubscriptionChanges:
             raise _translate(error) from None
 
     async def _claim(self, caller: Caller, key: Any, purpose: str) -> bool:
-        if not isinstance(key, str) or not key.strip() or len(key) > 150:
-            raise InvalidInput("This card is out of date. Open **subscriptions** again.")
+        key = token(key, max_length=150, out_of_date=OUT_OF_DATE)
         record = await self._idempotency.claim(
             f"{purpose}:{key}",
             purpose=purpose,
@@ -434,13 +443,13 @@ class SubscriptionChanges:
     ) -> ChangeResult:
         """Add seats, or remove refundable ones — the change the admin confirmed on the preview."""
         caller.require(Permission.MANAGE_SERVICES)
-        new = parse_quantity(quantity)
+        new, expected_etag = parse_quantity(quantity), _etag(etag)
         customer_id, row = await self._load(caller, subscription_id)
         purpose = "subscriptions.quantity"
         if not await self._claim(caller, key, purpose):
             return ChangeResult(f"That change of {row.name} was already sent.", row.id, repeated=True)
         try:
-            current = await self._fresh(caller, customer_id, row, str(etag or ""))
+            current = await self._fresh(caller, customer_id, row, expected_etag)
             plan = await self._plan(caller, customer_id, row, current, new)
             if plan.kind == "schedule":
                 raise DomainError(plan.explanation, code="outside_window")
@@ -465,13 +474,13 @@ class SubscriptionChanges:
     ) -> ChangeResult:
         """Lower the quantity at the renewal (Microsoft's scheduledNextTermInstructions)."""
         caller.require(Permission.MANAGE_SERVICES)
-        new = parse_quantity(quantity)
+        new, expected_etag = parse_quantity(quantity), _etag(etag)
         customer_id, row = await self._load(caller, subscription_id)
         purpose = "subscriptions.schedule"
         if not await self._claim(caller, key, purpose):
             return ChangeResult(f"That renewal change of {row.name} was already sent.", row.id, repeated=True)
         try:
-            current = await self._fresh(caller, customer_id, row, str(etag or ""))
+            current = await self._fresh(caller, customer_id, row, expected_etag)
             plan = await self._plan(caller, customer_id, row, current, new)
             if new > plan.current:
                 raise InvalidInput("Adding seats needs no scheduling: change the quantity now.", field="quantity")
@@ -532,12 +541,13 @@ class SubscriptionChanges:
 
     async def cancel(self, caller: Caller, subscription_id: Any, *, etag: Any, key: Any) -> ChangeResult:
         caller.require(Permission.MANAGE_SERVICES)
+        expected_etag = _etag(etag)
         customer_id, row = await self._load(caller, subscription_id)
         purpose = "subscriptions.cancel"
         if not await self._claim(caller, key, purpose):
             return ChangeResult(f"The cancellation of {row.name} was already sent.", row.id, repeated=True)
         try:
-            current = await self._fresh(caller, customer_id, row, str(etag or ""))
+            current = await self._fresh(caller, customer_id, row, expected_etag)
             if not self._in_window(current):
                 raise DomainError(_RULES["900117"], code="window_passed")
             result = await self._patch(

@@ -22,6 +22,7 @@ from services.errors import DomainError, InvalidInput, NotFound
 from services.idempotency import IdempotencyService
 from services.mail import Mail, Mailer, MailNotDelivered, is_mail_address
 from services.models import DirectoryUser, Organisation, TenantUser
+from services.payloads import row_ids
 from services.users.countries import normalise_usage_location
 from services.users.passwords import generate_password, hash_password, verify_password
 from services.users.service import NewUser, UserService
@@ -375,13 +376,7 @@ def _need_key(request_key: str) -> None:
 
 
 def _int_ids(values: Sequence[int | str]) -> list[int]:
-    ids = []
-    for value in values:
-        try:
-            ids.append(int(str(value).strip()))
-        except ValueError:
-            raise NotFound("That directory entry is not in your organisation's directory.") from None
-    ids = list(dict.fromkeys(ids))
+    ids = row_ids(values, "That directory entry is not in your organisation's directory.")
     if not ids:
         raise InvalidInput("Select at least one person.", field="entries")
     return ids

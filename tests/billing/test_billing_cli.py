@@ -31,6 +31,8 @@ def test_show_defaults_then_set_a_cycle_day_and_time_zone(capsys: pytest.Capture
     [
         (["--day", "32", "--effective", "2030-12-01"], "1 to 31"),
         (["--day", "15", "--effective", "2020-01-01"], "in the past"),
+        (["--day", "15", "--effective", "9999-12-31"], "not a date the bills can use"),
+        (["--day", "15", "--effective", "0001-01-01"], "not a date the bills can use"),
         (["--timezone", "Mars/Olympus", "--effective", "2030-12-01"], "Unknown time zone"),
     ],
 )

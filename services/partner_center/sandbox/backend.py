@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from services.db import SANDBOX_START_LOCK, exclusive
 from services.partner_center.sandbox import errors as codes
 from services.partner_center.sandbox.catalog import Catalog, SkuRef
 from services.partner_center.sandbox.clock import (
@@ -212,17 +213,19 @@ class SandboxBackend:
     # infrastructure --------------------------------------------------------------------------
 
     async def start(self, *, restore_clock: bool) -> None:
-        """Create tables, seed taken domains, restore a persisted clock, find the next term end."""
-        await self.store.create_tables()
-        async with self._lock, self.store.unit(self.clock.now()) as tx:
-            for domain in self.settings.seeded_domains:
-                if await tx.get("domain", domain.lower()) is None:
-                    await tx.put("domain", domain.lower(), {"domain": domain.lower(), "customerId": None})
-            if restore_clock:
-                state = await tx.get("setting", "clock")
-                if state is not None:
-                    self.clock.restore(state)
-            await self._refresh_next_term_end(tx)
+        """Create tables, seed taken domains, restore a persisted clock, find the next term end.
+        Sandboxes starting together on one database (bot replicas) do this one at a time."""
+        async with exclusive(self.store.engine, SANDBOX_START_LOCK):
+            await self.store.create_tables()
+            async with self._lock, self.store.unit(self.clock.now()) as tx:
+                for domain in self.settings.seeded_domains:
+                    if await tx.get("domain", domain.lower()) is None:
+                        await tx.put("domain", domain.lower(), {"domain": domain.lower(), "customerId": None})
+                if restore_clock:
+                    state = await tx.get("setting", "clock")
+                    if state is not None:
+                        self.clock.restore(state)
+                await self._refresh_next_term_end(tx)
 
     async def save_clock(self) -> None:
         async with self._lock, self.store.unit(self.clock.now()) as tx:
