@@ -20,6 +20,7 @@ from microsoft_agents.hosting.dialogs import DialogTurnResult, WaterfallStepCont
 from cards import subscriptions as cards
 from dialogs.approval_delivery import post_request
 from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_done
+from services import formatting
 from services.container import Services
 from services.errors import DomainError, InvalidInput
 from services.subscriptions import StaleSubscription
@@ -183,7 +184,8 @@ class SubscriptionsDialog(TaskDialog):
                     "organisation has chatted with me yet, so nobody could be asked. Ask an approver to say hi "
                     "to the bot, or your reseller to set an approvals channel."
                 )
-            where = f"I asked {reached} approver(s)" if reached else "I posted the request"
+            asked = formatting.plural(reached, "approver", "approvers")
+            where = f"I asked {asked}" if reached else "I posted the request"
             if in_channel:
                 where += " in their chats and in the approvals channel" if reached else " in the approvals channel"
             return f"{where} to confirm suspending {approval.subscription_name}. I will tell you when one decides."

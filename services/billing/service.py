@@ -14,7 +14,7 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -28,7 +28,15 @@ from services.access import Caller
 from services.alerts import AlertService
 from services.billing.cycles import Cycle, CycleCalendar, CycleSetting, parse_cycle_day, parse_timezone
 from services.billing.rating import ChargeType, Line, PriceIndex, adjustment_lines, rate_cycle, totals_by_currency
-from services.billing.reports import CycleReport, Query, check_range, filter_product, month_label, parse_query
+from services.billing.reports import (
+    CycleReport,
+    Query,
+    check_range,
+    filter_product,
+    month_label,
+    named_product,
+    parse_query,
+)
 from services.db import utcnow
 from services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from services.ledger import LedgerRecord, SubscriptionLedger
@@ -257,6 +265,7 @@ class BillingService:
             reports = await self.months(caller, query.first, query.last)
         if query.product:
             reports = filter_product(reports, query.product)
+            query = replace(query, product_name=named_product(reports, query.product))
         return query, reports
 
     async def _reports(
