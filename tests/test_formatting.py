@@ -1,15 +1,19 @@
-"""One money format, one date format and real plurals (services/formatting.py, services/money.py)."""
+"""One money format, one date format and real plurals (services/formatting.py, services/money.py), and
+no "seat(s)" left in what a person reads."""
 
 from __future__ import annotations
 
+import ast
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from services import formatting
 from services.money import minor_digits, plain, quantum
 
+ROOT = Path(__file__).resolve().parent.parent
 NBSP, NNBSP, THIN = "\u00a0", "\u202f", "\u2009"  # what CLDR puts between parts; never a line break
 
 
@@ -91,3 +95,40 @@ def test_machine_text_keeps_the_minor_unit_and_never_rounds() -> None:
     assert plain(Decimal("2.5"), "KWD") == "2.500"
     assert plain(Decimal("-34.84"), "EUR") == "-34.84"
     assert (quantum("JPY"), quantum("KWD")) == (Decimal(1), Decimal("0.001"))
+
+
+# A noun with an optional "s" is never right for a person: use `formatting.plural`. The sandbox is left
+# out: it imitates Microsoft's own texts ("Error in Cart item(s)").
+WORDING_FOLDERS = ("cards", "dialogs", "services", "bot", "cli")
+
+
+def _texts(path: Path) -> list[tuple[int, str]]:
+    """Every string literal of a module (f-string parts included), with its line."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+
+
+def _optional_plurals(root: Path) -> list[str]:
+    found = []
+    for folder in WORDING_FOLDERS:
+        for path in sorted((root / folder).rglob("*.py")):
+            if "sandbox" in path.relative_to(root).parts:
+                continue
+            found += [
+                f"{path.relative_to(root).as_posix()}:{line}: {text!r}" for line, text in _texts(path) if "(s)" in text
+            ]
+    return found
+
+
+def test_no_text_says_seat_s() -> None:
+    assert _optional_plurals(ROOT) == []
+
+
+def test_the_wording_check_sees_an_optional_plural(tmp_path: Path) -> None:
+    (tmp_path / "cards").mkdir()
+    (tmp_path / "cards" / "x.py").write_text('def f(n):\n    return f"{n} seat(s)"\n', encoding="utf-8")
+    assert _optional_plurals(tmp_path) == ["cards/x.py:2: ' seat(s)'"]
