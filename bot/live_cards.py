@@ -17,7 +17,6 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from microsoft_agents.activity import Activity, ResourceResponse
@@ -25,6 +24,7 @@ from microsoft_agents.hosting.core import CardFactory, MessageFactory, TurnConte
 
 from cards.records import CARD_ID_KEY, build_record, clicked_action, stamp
 from dialogs.base import CARD_DONE_KEY, TASK_CLOSED_KEY
+from services import formatting
 from services.db import utcnow
 from services.sent_cards import CLOSED, DONE, LIVE, REPLACED, SentCard, SentCardStore
 
@@ -32,10 +32,6 @@ log = logging.getLogger(__name__)
 
 ADAPTIVE = "application/vnd.microsoft.card.adaptive"
 COMMAND_VERB = "command"  # buttons that do what typing a command does; they work on any card
-
-
-def _when(now: datetime) -> str:
-    return f"{now:%d %b %Y %H:%M} UTC"
 
 
 def _card_of(activity: Activity) -> dict[str, Any] | None:
@@ -130,7 +126,7 @@ class LiveCards:
             if done is not None or (ended and source.task == turn.task_at_start):
                 cancelled = done is None and title.lower() == "cancel"
                 what = "Cancelled" if cancelled else (str(done) if done else title)
-                outcome = f"{what} — {turn.actor or 'someone'}, {_when(now)}"
+                outcome = f"{what} — {turn.actor or 'someone'}, {formatting.datetime_utc(now)}"
                 status = CLOSED if cancelled else DONE
                 if await self._store.settle(turn.conversation_id, source.card_id, status, outcome):
                     record = build_record(source.card, turn.submitted or {}, f"{'✕' if cancelled else '✓'} {outcome}")

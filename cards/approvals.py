@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from cards.base import Card, card, facts, heading, text
+from services import formatting
 
 APPROVE, REJECT, RETRY, REFRESH = "approval_approve", "approval_reject", "approval_retry", "approval_refresh"
 
@@ -29,27 +30,23 @@ class ApprovalCardView:
     approver_names: Sequence[str] = ()
 
 
-def _when(value: datetime | None) -> str:
-    return f"{value:%H:%M}" if value is not None else ""
-
-
 def status_line(view: ApprovalCardView) -> tuple[str, str]:
     """What happened, and the colour it is shown in."""
-    who, at = view.decider_name or "an approver", _when(view.decided_at)
+    who, at = view.decider_name or "an approver", formatting.datetime_utc(view.decided_at)
     if view.status == "pending":
-        return f"Waiting for an approver (expires {view.expires_at:%d %b %H:%M} UTC)", "Default"
+        return f"Waiting for an approver (expires {formatting.datetime_utc(view.expires_at)})", "Default"
     if view.status == "suspending":
-        return f"Approved by {who} at {at} — suspending…", "Accent"
+        return f"Approved by {who} ({at}) — suspending…", "Accent"
     if view.status == "suspended":
-        return f"Approved by {who} at {at} — suspended", "Good"
+        return f"Approved by {who} ({at}) — suspended", "Good"
     if view.status == "failed":
-        return f"Approved by {who} at {at} — failed: {view.outcome} Retry when Microsoft is reachable.", "Attention"
+        return f"Approved by {who} ({at}) — failed: {view.outcome} Retry when Microsoft is reachable.", "Attention"
     if view.status == "rejected":
-        return f"Rejected by {who} at {at} — nothing was changed", "Warning"
+        return f"Rejected by {who} ({at}) — nothing was changed", "Warning"
     if view.status == "withdrawn":
-        return f"Withdrawn by {who} at {at} — nothing was changed", "Warning"
+        return f"Withdrawn by {who} ({at}) — nothing was changed", "Warning"
     if view.status == "expired":
-        return f"Expired at {view.expires_at:%d %b %H:%M} UTC — nothing was changed", "Warning"
+        return f"Expired {formatting.datetime_utc(view.expires_at)} — nothing was changed", "Warning"
     return view.status, "Default"
 
 
@@ -83,7 +80,7 @@ def build_approval_card(view: ApprovalCardView, *, for_approver: bool, in_channe
                 ("Subscription", view.subscription_name),
                 ("Asked by", view.requester_name),
                 ("Why", view.reason),
-                ("Asked at", f"{view.requested_at:%d %b %Y %H:%M} UTC"),
+                ("Asked at", formatting.datetime_utc(view.requested_at)),
             ]
         ),
         text(line, weight="Bolder", color=colour),

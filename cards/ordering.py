@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cards.base import Card, card, command_button, facts, heading, submit, text
+from services import formatting
 
 PICK = "order_pick"
 BACK = "order_back"
@@ -47,7 +48,7 @@ class ProductItem:
     key: str  # PRODUCT:SKU, the offer id
     name: str
     description: str
-    from_price: str  # "from USD 5.52 per licence a month"
+    from_price: str  # "From $5.52 per licence per month (1-year commitment, billed monthly)"
     plans: Sequence[str]  # priced terms and billing frequencies, as text
     quantity_range: str  # "1–300 licences"
     includes: str = ""
@@ -67,7 +68,7 @@ class ProductListView:
 @dataclass(frozen=True)
 class PlanChoice:
     key: str  # "P1Y:monthly"
-    label: str  # "1 year commitment, billed monthly — USD 5.52 per licence a month"
+    label: str  # "1-year commitment, billed monthly — $5.52 per licence per month"
 
 
 @dataclass(frozen=True)
@@ -88,11 +89,11 @@ class ConfigureView:
 class QuoteView:
     product_name: str
     offer_id: str
-    plan: str  # "1 year commitment, billed monthly"
+    plan: str  # "1-year commitment, billed monthly"
     quantity: int
-    unit_price: str  # "USD 5.52 per licence a month"
-    total_per_period: str  # "USD 27.60 a month"
-    term_total: str  # "USD 331.20 over the 1 year term"
+    unit_price: str  # "$5.52 per licence per month"
+    total_per_period: str  # "$27.60 per month"
+    term_total: str  # "$331.20 over the 1-year term"
     token: str
     error: str = ""
 
@@ -265,7 +266,7 @@ def build_quote_card(view: QuoteView) -> Card:
                 ("Product", view.product_name),
                 ("Offer id", view.offer_id),
                 ("Commitment", view.plan),
-                ("Quantity", f"{view.quantity} licence{'s' if view.quantity != 1 else ''}"),
+                ("Quantity", formatting.plural(view.quantity, "licence", "licences")),
                 ("Unit price", view.unit_price),
                 ("Total per billing period", view.total_per_period),
                 ("Over the whole term", view.term_total),
@@ -292,7 +293,7 @@ def build_order_result_card(view: OrderResultView) -> Card:
         facts(
             [
                 ("Product", view.product_name),
-                ("Quantity", str(view.quantity)),
+                ("Quantity", formatting.plural(view.quantity, "licence", "licences")),
                 ("Status", view.status),
                 ("Commitment", view.plan),
                 ("Price per billing period", view.total_per_period),

@@ -3,7 +3,7 @@
 Pure functions over card dicts: `stamp` marks every submit of a card with the card's id (so a
 click says which card it came from), `clicked_action` finds the button a submit came from, and
 `build_record` freezes a card — inputs become their submitted values, buttons go — with one line
-of outcome ("✓ Add 2 seats — Alex Wilber, 06 Dec 2026 14:03 UTC").
+of outcome ("✓ Add 2 seats — Alex Wilber, Dec 6, 2026, 2:03 PM UTC").
 """
 
 from __future__ import annotations

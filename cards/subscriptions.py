@@ -4,12 +4,11 @@ cancel, auto-renew, suspend request and reactivate. Pure functions of the servic
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from cards.base import Card, card, facts, heading, submit, text
-from services.billing.money import format_money
+from services import formatting
 from services.subscriptions import (
     AddonOffer,
     ApprovalView,
@@ -34,7 +33,7 @@ AUTORENEW, CONFIRM_AUTORENEW = "subs_autorenew", "subs_autorenew_confirm"
 SUSPEND, SEND_SUSPEND, WITHDRAW_SUSPEND = "subs_suspend", "subs_suspend_send", "subs_suspend_withdraw"
 REACTIVATE, CONFIRM_REACTIVATE = "subs_reactivate", "subs_reactivate_confirm"
 
-_PERIOD = {"monthly": "month", "annual": "year", "triennial": "3 years"}
+NO_PRICE = "no price set — ask your reseller"
 _TERMS = {"P1M": "1 month", "P1Y": "1 year", "P3Y": "3 years"}
 _BILLING = {"monthly": "monthly", "annual": "annually", "triennial": "every 3 years"}
 
@@ -43,18 +42,18 @@ def _term(term_duration: str, billing_cycle: str) -> str:
     return f"{_TERMS.get(term_duration, term_duration)}, billed {_BILLING.get(billing_cycle, billing_cycle)}"
 
 
-def _per(billing_cycle: str) -> str:
-    return _PERIOD.get(billing_cycle, billing_cycle)
-
-
-def _date(value: datetime | None) -> str:
-    return f"{value:%d %b %Y}" if value is not None else "—"
+def _seats(n: int) -> str:
+    return formatting.plural(n, "seat", "seats")
 
 
 def _money(amount: Decimal | None, currency: str) -> str:
-    if amount is None:
-        return "no price set — ask your reseller"
-    return format_money(amount, currency)
+    return NO_PRICE if amount is None else formatting.money(amount, currency)
+
+
+def _price(view: SubscriptionView) -> str:
+    if view.unit_price is None:
+        return NO_PRICE
+    return formatting.unit_price(view.unit_price, view.currency, view.billing_cycle)
 
 
 def _status(view: SubscriptionView) -> str:
@@ -70,7 +69,8 @@ def _consumed(view: SubscriptionView) -> str:
         return "unknown right now"
     shown = f"{view.consumed} assigned"
     if view.shared_with:
-        shown += f" — shared with {view.shared_with} other subscription(s) of this licence product"
+        others = formatting.plural(view.shared_with, "other subscription", "other subscriptions")
+        shown += f" — shared with {others} of this licence product"
     return shown
 
 
@@ -78,17 +78,17 @@ def _renewal(view: SubscriptionView) -> str:
     if view.status in ("deleted", "expired"):
         return "—"
     verb = "renews" if view.auto_renew else "ends (auto-renew off)"
-    shown = f"{_date(view.renewal_date)} ({verb}; price locked until then)"
+    shown = f"{formatting.date(view.renewal_date)} ({verb}; price locked until then)"
     if view.scheduled_quantity is not None:
-        shown += f"; renews with {view.scheduled_quantity} seats"
+        shown += f"; renews with {_seats(view.scheduled_quantity)}"
     return shown
 
 
 def _row_facts(view: SubscriptionView) -> list[tuple[str, str]]:
     return [
         ("Offer id", view.offer_id),
-        ("Price", view.unit_price or "no price set — ask your reseller"),
-        ("Purchased", f"{view.quantity} seats"),
+        ("Price", _price(view)),
+        ("Purchased", _seats(view.quantity)),
         ("Consumed", _consumed(view)),
         ("Status", _status(view)),
         (
@@ -101,9 +101,9 @@ def _row_facts(view: SubscriptionView) -> list[tuple[str, str]]:
 
 def _request_line(request: ApprovalView) -> tuple[str, str]:
     """What a suspension request of the row is waiting for, and its colour."""
-    asked = f"Suspension asked by {request.requester_name} on {request.created_at:%d %b %Y %H:%M} UTC"
+    asked = f"Suspension asked by {request.requester_name} ({formatting.datetime_utc(request.created_at)})"
     if request.status == "pending":
-        return f"{asked} — waiting for an approver (until {request.expires_at:%d %b %H:%M} UTC).", "Accent"
+        return f"{asked} — waiting for an approver (until {formatting.datetime_utc(request.expires_at)}).", "Accent"
     if request.status == "suspending":
         return f"{asked} — approved by {request.decider_name}; suspending now.", "Accent"
     return f"{asked} — approved by {request.decider_name}, but it failed: {request.outcome}", "Attention"
@@ -172,11 +172,11 @@ def build_subscriptions_card(page: SubscriptionPage, requests: Mapping[str, Appr
     elif not page.items:
         body.append(text("You have no subscriptions yet. Type **add subscription** to buy one."))
     fresh = (
-        f"Updated from Microsoft {page.synced_at:%d %b %Y %H:%M} UTC"
+        f"Updated from Microsoft {formatting.datetime_utc(page.synced_at)}"
         if page.synced_at
         else "Not read from Microsoft yet"
     )
-    body.append(text(f"{fresh}. {page.total} subscription(s).", subtle=True))
+    body.append(text(f"{fresh}. {formatting.plural(page.total, 'subscription', 'subscriptions')}.", subtle=True))
     body.extend(_row(view, page, requests or {}) for view in page.items)
     actions: list[dict[str, Any]] = []
     if page.page > 0:
@@ -199,17 +199,17 @@ def _error(error: str) -> list[dict[str, Any]]:
 def _removable(view: SubscriptionView) -> str:
     """What Microsoft lets be removed now, and until when (each seat only within 7 days of being added)."""
     added = "Seats can be added at any time."
-    renewal = f" on {_date(view.renewal_date)}" if view.renewal_date else ""
+    renewal = f" on {formatting.date(view.renewal_date)}" if view.renewal_date else ""
     if not view.refundable_batches:
         return (
             f"{added} No seat can be removed now: Microsoft allows it only within 7 days of adding a seat. "
             f"A lower quantity can be scheduled for the renewal{renewal}."
         )
     total = sum(seats for seats, _ in view.refundable_batches)
-    windows = ", ".join(f"{seats} until {until:%d %b %H:%M} UTC" for seats, until in view.refundable_batches)
+    windows = ", ".join(f"{seats} until {formatting.datetime_utc(until)}" for seats, until in view.refundable_batches)
     if len(view.refundable_batches) == 1:
-        windows = f"until {view.refundable_batches[0][1]:%d %b %Y %H:%M} UTC"
-    seats = "1 seat" if total == 1 else f"{total} seats"
+        windows = f"until {formatting.datetime_utc(view.refundable_batches[0][1])}"
+    seats = formatting.plural(total, "seat", "seats")
     return (
         f"{added} You can remove up to {seats} with a refund ({windows}); after that, a lower quantity can be "
         f"scheduled for the renewal{renewal}."
@@ -221,9 +221,9 @@ def build_quantity_card(view: SubscriptionView, *, entered: str = "", error: str
         heading(f"Change the quantity of {view.name}"),
         facts(
             [
-                ("Now", f"{view.quantity} seats"),
+                ("Now", _seats(view.quantity)),
                 ("Consumed", _consumed(view)),
-                ("Price", view.unit_price or "no price set"),
+                ("Price", _price(view)),
             ]
         ),
         text(_removable(view)),
@@ -246,22 +246,23 @@ def _pro_rata_text(charge: ProRata, currency: str) -> str:
     if charge.mixed:
         return amount
     return (
-        f"{amount} ({charge.seats} × {_money(charge.unit_price, currency)} × {charge.days}/{charge.period_days} days)"
+        f"{amount} ({charge.seats} × {formatting.price(charge.unit_price, currency)} × "
+        f"{charge.days}/{charge.period_days} days)"
     )
 
 
 def build_quantity_preview_card(plan: QuantityPlan, key: str) -> Card:
-    period = _PERIOD.get(plan.billing_cycle, plan.billing_cycle)
+    period = formatting.per_period(plan.billing_cycle)
     ids = {"subscription_id": plan.subscription_id, "quantity": str(plan.new), "etag": plan.etag, "request_key": key}
-    body: list[dict[str, Any]] = [heading(f"{plan.name}: {plan.current} → {plan.new} seats")]
+    body: list[dict[str, Any]] = [heading(f"{plan.name}: {plan.current} → {_seats(plan.new)}")]
     pairs: list[tuple[str, str]] = []
     if plan.kind == "schedule":
         body.append(text(plan.explanation, color="Warning"))
-        pairs.append(("Renewal", _date(plan.renewal_date)))
-        pairs.append(("From the renewal", f"{_money(plan.recurring_new, plan.currency)} per {period}"))
+        pairs.append(("Renewal", formatting.date(plan.renewal_date)))
+        pairs.append(("From the renewal", f"{_money(plan.recurring_new, plan.currency)} {period}"))
         body.append(facts(pairs))
         actions = [
-            submit(f"Schedule {plan.new} seats for the renewal", CONFIRM_SCHEDULE, ids, style="positive"),
+            submit(f"Schedule {_seats(plan.new)} for the renewal", CONFIRM_SCHEDULE, ids, style="positive"),
             submit("Choose another number", QUANTITY, {"subscription_id": plan.subscription_id}),
             _back(),
         ]
@@ -271,11 +272,12 @@ def build_quantity_preview_card(plan: QuantityPlan, key: str) -> Card:
         label = "Charged now (pro rata)" if plan.kind == "increase" else "Refunded now (pro rata)"
         pairs.append((label, _pro_rata_text(charge, plan.currency)))
     else:
-        pairs.append(("Charged now", "no price set — ask your reseller"))
-    pairs.append(("Now per " + period, _money(plan.recurring_now, plan.currency)))
-    pairs.append(("New cost per " + period, _money(plan.recurring_new, plan.currency)))
+        pairs.append(("Charged now", NO_PRICE))
+    pairs.append((f"Now {period}", _money(plan.recurring_now, plan.currency)))
+    pairs.append((f"New cost {period}", _money(plan.recurring_new, plan.currency)))
     if plan.kind == "decrease" and plan.refundable_until is not None:
-        pairs.append(("Removable until", f"{plan.refundable} seat(s) until {plan.refundable_until:%d %b %Y %H:%M} UTC"))
+        until = formatting.datetime_utc(plan.refundable_until)
+        pairs.append(("Removable until", f"{_seats(plan.refundable)} until {until}"))
     if plan.assigned is not None:
         pairs.append(("Assigned licences", str(plan.assigned)))
     body.append(facts(pairs))
@@ -285,7 +287,7 @@ def build_quantity_preview_card(plan: QuantityPlan, key: str) -> Card:
     return card(
         body,
         [
-            submit(f"{verb_title} {seats} seat(s)", CONFIRM_QUANTITY, ids, style="positive"),
+            submit(f"{verb_title} {_seats(seats)}", CONFIRM_QUANTITY, ids, style="positive"),
             submit("Choose another number", QUANTITY, {"subscription_id": plan.subscription_id}),
             _back(),
         ],
@@ -308,9 +310,9 @@ def build_addons_card(
         return card(body, [_back()])
     for offer in offers:
         price = (
-            f"{format_money(offer.price.amount, offer.price.currency)} per seat per {_per(offer.billing_cycle)}"
+            formatting.unit_price(offer.price.amount, offer.price.currency, offer.billing_cycle)
             if offer.price is not None
-            else "no price set — ask your reseller"
+            else NO_PRICE
         )
         body.append(
             {
@@ -377,9 +379,7 @@ def build_addons_card(
 
 
 def build_cancel_card(plan: CancelPlan, key: str) -> Card:
-    refund = (
-        _pro_rata_text(plan.refund, plan.currency) if plan.refund is not None else "no price set — ask your reseller"
-    )
+    refund = _pro_rata_text(plan.refund, plan.currency) if plan.refund is not None else NO_PRICE
 
     body = [
         heading(f"Cancel {plan.name}?"),
@@ -387,7 +387,7 @@ def build_cancel_card(plan: CancelPlan, key: str) -> Card:
             [
                 ("Seats", str(plan.quantity)),
                 ("Refund", refund),
-                ("Cancellation possible until", f"{plan.window_ends:%d %b %Y %H:%M} UTC" if plan.window_ends else "—"),
+                ("Cancellation possible until", formatting.datetime_utc(plan.window_ends)),
             ]
         ),
         text(
@@ -401,12 +401,11 @@ def build_cancel_card(plan: CancelPlan, key: str) -> Card:
 
 def build_autorenew_card(view: SubscriptionView, key: str) -> Card:
     turn_on = not view.auto_renew
+    renewal = formatting.date(view.renewal_date)
     if turn_on:
-        explanation = f"With auto-renew on, {view.name} renews on {_date(view.renewal_date)} for another term."
+        explanation = f"With auto-renew on, {view.name} renews on {renewal} for another term."
     else:
-        explanation = (
-            f"With auto-renew off, {view.name} ends on {_date(view.renewal_date)} and is not billed after that."
-        )
+        explanation = f"With auto-renew off, {view.name} ends on {renewal} and is not billed after that."
     body = [heading(f"Auto-renew {'on' if turn_on else 'off'} for {view.name}?"), text(explanation)]
     data = {"subscription_id": view.id, "enabled": turn_on, "request_key": key}
     return card(body, [submit(f"Turn auto-renew {'on' if turn_on else 'off'}", CONFIRM_AUTORENEW, data), _back()])

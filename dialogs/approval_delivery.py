@@ -16,6 +16,7 @@ from microsoft_agents.hosting.core import MessageFactory, TurnContext
 from cards.approvals import ApprovalCardView, build_approval_card
 from dialogs.base import card_activity
 from dialogs.private_replies import Messenger, messenger_of
+from services import formatting
 from services.container import Services
 from services.errors import DomainError
 from services.subscriptions import ApprovalView
@@ -138,7 +139,7 @@ class ApprovalDelivery:
             "failed": f"{who} approved suspending **{approval.subscription_name}**, but Microsoft refused or was "
             f"unreachable: {approval.outcome} An approver can retry from the card.",
             "expired": f"Your request to suspend **{approval.subscription_name}** expired on "
-            f"{approval.expires_at:%d %b %Y at %H:%M} UTC before an approver decided. Nothing was changed; "
+            f"{formatting.datetime_utc(approval.expires_at)} before an approver decided. Nothing was changed; "
             "you can ask again from **subscriptions**.",
         }.get(approval.status)
         if message is None:

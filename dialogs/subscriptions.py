@@ -21,6 +21,7 @@ from microsoft_agents.hosting.dialogs import DialogTurnResult, WaterfallStepCont
 from cards import subscriptions as cards
 from dialogs.approval_delivery import post_request, refresh_request
 from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_done
+from services import formatting
 from services.container import Services
 from services.errors import DomainError, InvalidInput
 from services.payloads import page_number
@@ -192,7 +193,9 @@ class SubscriptionsDialog(TaskDialog):
     async def _who_was_asked(self, approval: ApprovalView, reached: int, in_channel: bool) -> str:
         """Who was asked to decide — or, when nobody could be, who can and what each must do."""
         if reached or in_channel:
-            chats = f"{reached} approver" + (" in a 1:1 chat" if reached == 1 else "s in their 1:1 chats")
+            chats = formatting.plural(reached, "approver", "approvers") + (
+                " in a 1:1 chat" if reached == 1 else " in their 1:1 chats"
+            )
             if reached and in_channel:
                 where = f"I asked {chats} and posted the request in the approvals channel"
             else:
@@ -203,7 +206,7 @@ class SubscriptionsDialog(TaskDialog):
             for a in await self._services.approvals.approvers(approval.organisation_id)
             if a.member_id != approval.requested_by_member_id
         ]
-        until = f"{approval.expires_at:%d %b %H:%M} UTC"
+        until = formatting.datetime_utc(approval.expires_at)
         if not approvers:
             return (
                 f"I recorded your request to suspend {approval.subscription_name}, but your organisation has no "
@@ -222,4 +225,3 @@ class SubscriptionsDialog(TaskDialog):
         return await step.replace_dialog(
             self.initial_dialog_id or self.id, {key: value for key, value in options.items() if value is not None}
         )
-

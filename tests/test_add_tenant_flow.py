@@ -6,6 +6,7 @@ no chat message and no log line), a re-submitted card, linking an existing tenan
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import pytest
@@ -153,6 +154,9 @@ async def test_stale_card_is_refused_and_the_current_one_shown(make_bot, connect
     assert "Nothing was created" in said(cancelled)
     [record] = [item for item in fake.records() if "Cancelled" in card_text(card_of(item.activity))]
     assert "Company name" in card_text(card_of(record.activity))  # the form, read-only, kept as a record
+    # Who and when, in the one date format: "Jan 5, 2027, 2:03 PM UTC".
+    when = r"[A-Z][a-z]{2} \d{1,2}, \d{4}, \d{1,2}:\d{2}\u202f[AP]M UTC"
+    assert re.search(rf"✕ Cancelled — Alex Wilber, {when}$", card_text(card_of(record.activity)))
 
 
 async def test_link_the_existing_tenant_once_the_admin_accepted(make_bot, connector, sandbox, sqlite_services) -> None:

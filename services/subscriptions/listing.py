@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit
 from services.access import Caller
-from services.billing.money import format_money
 from services.catalog import CatalogService
 from services.db import utcnow
 from services.errors import DomainError
@@ -55,7 +54,7 @@ PAGE_SIZE = 5
 class SubscriptionView:
     id: str
     name: str
-    offer_id: str
+    offer_id: str  # PRODUCT:SKU, as the catalog and buying show it
     product_id: str
     sku_id: str
     parent_id: str | None
@@ -73,7 +72,7 @@ class SubscriptionView:
     refundable_batches: tuple[tuple[int, datetime], ...] = ()
     consumed: int | None = None  # assigned licences of its licence product (None: not known)
     shared_with: int = 0  # other live subscriptions pooled in the same licence product
-    unit_price: str = ""  # "6.90 USD / month", or "" when no price is set
+    unit_price: Decimal | None = None  # per licence per billing period; None when no price is set
     currency: str = ""
     addons: tuple[SubscriptionView, ...] = ()
 
@@ -109,20 +108,12 @@ class SyncResult:
     notices: list[str] = field(default_factory=list)
 
 
-_PERIOD = {"monthly": "month", "annual": "year", "triennial": "3 years"}
-
-
-def price_per_period(amount: Decimal, currency: str, billing_cycle: str) -> str:
-    """`6.00 USD / month`, `1,360 JPY / year`: the currency's own minor-unit digits."""
-    return f"{format_money(amount, currency)} / {_PERIOD.get(billing_cycle, billing_cycle)}"
-
-
 def _view(row: SubscriptionRow) -> SubscriptionView:
     refundable = row.refundable or {}
     return SubscriptionView(
         id=row.id,
         name=row.name,
-        offer_id=row.offer_id,
+        offer_id=f"{row.product_id}:{row.sku_id}",  # without Microsoft's rotating availability id
         product_id=row.product_id,
         sku_id=row.sku_id,
         parent_id=row.parent_subscription_id,
@@ -319,9 +310,7 @@ class SubscriptionService:
                         "shared_with": max(0, pool.get(licence, 0) - (1 if row.status in LIVE else 0))
                         if licence
                         else 0,
-                        "unit_price": price_per_period(price.amount, price.currency, row.billing_cycle)
-                        if price is not None
-                        else "",
+                        "unit_price": price.amount if price is not None else None,
                         "currency": price.currency if price is not None else "",
                     }
                 )

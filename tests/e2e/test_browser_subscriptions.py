@@ -53,16 +53,16 @@ async def buy(browser: Browser, product: str, term: str, quantity: int) -> None:
 async def test_an_admin_buys_and_changes_the_quantity_by_clicking(chat: tuple[Browser, Services]) -> None:
     browser, services = chat
     await create_tenant(browser)
-    await buy(browser, "Microsoft 365 Business Standard", "1 year commitment, billed monthly", 5)
+    await buy(browser, "Microsoft 365 Business Standard", "1-year commitment, billed monthly", 5)
     await browser.send("subscriptions", expect="Your subscriptions")
     await browser.click("Change quantity", expect="New number of seats")
     await browser.fill("New number of seats", "7")
     await browser.click("Show the cost", expect="5 → 7 seats")
     await browser.screenshot("quantity-preview")
-    answer = await browser.click("Add 2 seat(s)", expect="7 seats")
+    answer = await browser.click("Add 2 seats", expect="7 seats")
     # The preview the admin confirmed is now a read-only record in place; the list follows it.
     record = next(m for m in answer if "5 → 7 seats" in m["text"])
-    assert "✓ Add 2 seat(s) — Alex Wilber" in record["text"] and "Add 2 seat(s)\n" not in record["text"]
+    assert "✓ Add 2 seats — Alex Wilber" in record["text"] and "Add 2 seats\n" not in record["text"]
     await browser.screenshot("confirmed")
     page = await services.subscriptions.page(await admin(services))
     assert [row.quantity for row in page.items] == [7]
