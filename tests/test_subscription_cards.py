@@ -19,6 +19,7 @@ from cards.subscriptions import (
     build_subscriptions_card,
     build_suspend_request_card,
 )
+from services import formatting
 from services.price_rules import PriceScope, UnitPrice
 from services.subscriptions import AddonOffer, CancelPlan, QuantityPlan, SubscriptionPage, SubscriptionView
 from services.subscriptions.common import ProRata
@@ -239,9 +240,12 @@ def test_the_approval_card_in_each_state(status, expected, buttons):
 def test_the_quantity_card_says_what_can_still_be_removed_and_until_when():
     one = build_quantity_card(_view(refundable=2, refundable_batches=((2, WHEN),)))
     assert_valid_card(one)
-    assert f"You can remove up to 2 seats with a refund (until {WHEN:%d %b %Y %H:%M} UTC)" in card_text(one)
+    shown = formatting.datetime_utc(WHEN)
+    assert f"You can remove up to 2 seats with a refund (until {shown})" in card_text(one)
     later = WHEN + timedelta(days=2)
     two = card_text(build_quantity_card(_view(refundable=3, refundable_batches=((1, WHEN), (2, later)))))
-    assert f"up to 3 seats with a refund (1 until {WHEN:%d %b %H:%M} UTC, 2 until {later:%d %b %H:%M} UTC)" in two
+    assert f"up to 3 seats with a refund (1 until {shown}, 2 until {formatting.datetime_utc(later)})" in two
+    single = card_text(build_quantity_card(_view(refundable=1, refundable_batches=((1, WHEN),))))
+    assert "You can remove up to 1 seat with a refund" in single
     none = card_text(build_quantity_card(_view(refundable=0, refundable_batches=())))
-    assert "No seat can be removed now" in none and f"renewal on {RENEWAL:%d %b %Y}" in none
+    assert "No seat can be removed now" in none and f"renewal on {formatting.date(RENEWAL)}" in none
