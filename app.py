@@ -44,7 +44,7 @@ from services.partner_center import PartnerCenterClient
 from services.partner_center.connection import PartnerCenterOpener, open_partner_center
 from services.sealed_secrets import SecretsKeyError
 from services.seed import seed_demo_organisation
-from services.settings import Settings, SettingsError
+from services.settings import Settings, SettingsError, describe_invalid_settings
 
 log = logging.getLogger("cspbot")
 
@@ -245,8 +245,13 @@ async def handle_health(request: web.Request) -> web.Response:
 
 
 def main() -> None:
-    settings = Settings()
-    configure_logging(settings.log_level)
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        configure_logging("INFO", "auto")
+        log.error("invalid configuration: %s", describe_invalid_settings(error))
+        raise SystemExit(2) from None
+    configure_logging(settings.log_level, settings.log_format)
     try:
         app = create_app(settings)
     except SettingsError as error:

@@ -68,6 +68,8 @@ def main() -> int:
     if env.get("MICROSOFT_APP_ID"):
         log.error("make run is the local, unauthenticated mode: unset MICROSOFT_APP_ID (the Playground cannot sign).")
         return 1
+    # A person reads the bot's log here, even when make's output is piped (`make run | tee run.log`).
+    env.setdefault("LOG_FORMAT", "text")
     host = env.setdefault("HOST", "127.0.0.1")
     port = env.setdefault("PORT", "3978")
     bot_url = f"http://{host}:{port}"

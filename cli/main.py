@@ -8,8 +8,8 @@
 
 Settings come from the environment (`DATABASE_URL`, `MICROSOFT_APP_ID`, ...), exactly as for the
 bot, so the CLI and a running bot share one database. Results go to stdout; failures are one
-`error: ...` line on stderr with exit code 1 (argparse usage errors: 2); logs (JSON, WARNING and
-above) go to stderr.
+`error: ...` line on stderr with exit code 1 (argparse usage errors: 2); logs (WARNING and above;
+readable lines at a terminal, else JSON) go to stderr.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from services.partner_center.connection import open_partner_center
 from services.partner_center.sandbox import run_sandbox
 from services.roles import Role
 from services.sealed_secrets import SecretsKeyError, generate_key
-from services.settings import DEFAULT_VAR_DIR, Settings, SettingsError, is_loopback_host
+from services.settings import DEFAULT_VAR_DIR, Settings, SettingsError, describe_invalid_settings, is_loopback_host
 from services.users.directory import CSV_COLUMNS as DIRECTORY_CSV_COLUMNS
 
 log = logging.getLogger("cspbot.cli")
@@ -737,10 +737,7 @@ def _run(args: argparse.Namespace) -> None:
     try:
         settings = Settings()
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in problem['loc']).upper()}: {problem['msg']}" for problem in error.errors()
-        )
-        raise CliError(f"invalid configuration: {problems}") from None
+        raise CliError(f"invalid configuration: {describe_invalid_settings(error)}") from None
     sync_handler: Callable[[argparse.Namespace, Settings], None] | None = getattr(args, "sync_handler", None)
     if sync_handler is not None:
         # Packaging touches no database: it must work on a build machine without one.
@@ -757,7 +754,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else 2
     # main() may run inside another program (tests): the logging set-up is given back after.
     try:
-        with logging_configured("WARNING"), correlation_scope():
+        with logging_configured("WARNING", "auto"), correlation_scope():
             _run(args)
     except (DomainError, CliError, SettingsError, SecretsKeyError) as error:
         _err(f"error: {getattr(error, 'message', None) or error}")

@@ -10,7 +10,7 @@ import ipaddress
 import re
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -18,6 +18,7 @@ from services.sealed_secrets import SecretBox, SecretsKeyError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
+LOG_FORMATS = ("auto", "text", "json")
 
 
 class SettingsError(ValueError):
@@ -72,6 +73,13 @@ TEAMS_CONNECTOR_HOSTS = (
 )
 
 
+def describe_invalid_settings(error: ValidationError) -> str:
+    """What is wrong with the configuration, one `NAME: problem` per setting (never the value)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc']).upper()}: {problem['msg']}" for problem in error.errors()
+    )
+
+
 class Settings(BaseSettings):
     """All configuration. Field names are the environment variable names (case-insensitive)."""
 
@@ -97,6 +105,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=3978, ge=1, le=65535)
     log_level: str = "INFO"
+    # text: one readable line per event (a person at a terminal); json: one JSON object per line (log
+    # shippers); auto: text when stderr is a terminal, else json. `make run` sets text for the bot.
+    log_format: str = "auto"
     database_url: str = f"sqlite+aiosqlite:///{DEFAULT_VAR_DIR / 'cspbot.sqlite3'}"
 
     # --- Embedded default conveniences --------------------------------------------------------
@@ -179,6 +190,14 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {value!r}")
         return level
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        log_format = value.strip().lower()
+        if log_format not in LOG_FORMATS:
+            raise ValueError(f"LOG_FORMAT must be auto, text or json, not {value!r}")
+        return log_format
 
     @property
     def authenticated(self) -> bool:
