@@ -41,7 +41,7 @@ from services.logging_context import configure_logging
 from services.migrate import upgrade_database
 from services.outbound_hosts import HostNotAllowed
 from services.partner_center import PartnerCenterClient
-from services.partner_center.connection import PartnerCenterOpener, open_partner_center
+from services.partner_center.connection import PartnerCenterOpener, open_bot_partner_center
 from services.sealed_secrets import SecretsKeyError
 from services.seed import seed_demo_organisation
 from services.settings import Settings, SettingsError, describe_invalid_settings
@@ -81,7 +81,7 @@ def create_app(
     signing_keys: SigningKeySource | None = None,
     tasks: TaskFactory = default_tasks,
     run_jobs: bool = True,
-    partner_center: PartnerCenterOpener = open_partner_center,
+    partner_center: PartnerCenterOpener = open_bot_partner_center,
     invokes: InvokeFactory = default_invoke_handlers,
     connector_tls: ssl.SSLContext | None = None,
 ) -> web.Application:

@@ -89,6 +89,7 @@ def main() -> int:
         log.info(
             "\n  The bot is running on %s (SQLite under var/, demo organisation Contoso Ltd).\n"
             "  Open http://localhost:%s in a browser to chat with it as Alex Wilber (admin).\n"
+            "  Bought something? .venv/bin/cspbot sandbox clock --advance 1M moves a month on: 'billing last month'.\n"
             "  Press Ctrl-C to stop both.\n",
             bot_url,
             PLAYGROUND_PORT,

@@ -219,15 +219,25 @@ class Settings(BaseSettings):
             return url.set(database=str(sibling)).render_as_string(hide_password=False)
         return self.database_url
 
+    def _var_file(self, suffix: str) -> Path:
+        """A file of this bot beside its SQLite database (`<name>.<suffix>`), else `var/<suffix>`."""
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            database = Path(url.database)
+            return database.with_name(f"{database.stem}.{suffix}")
+        return DEFAULT_VAR_DIR / suffix
+
     @property
     def secrets_key_path(self) -> Path:
         if self.secrets_key_file is not None:
             return self.secrets_key_file
-        url = make_url(self.database_url)
-        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-            database = Path(url.database)
-            return database.with_name(f"{database.stem}.secrets.key")
-        return DEFAULT_VAR_DIR / "secrets.key"
+        return self._var_file("secrets.key")
+
+    @property
+    def sandbox_admin_file(self) -> Path:
+        """Where the bot's built-in sandbox publishes its address and admin token while it runs (read by
+        `cspbot sandbox clock|fault`)."""
+        return self._var_file("partner-center-sandbox.admin.json")
 
     @property
     def seeds_demo_organisation(self) -> bool:
