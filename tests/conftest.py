@@ -157,6 +157,7 @@ async def sandbox(tmp_path: Any) -> AsyncIterator[Sandbox]:
                 tokens=StaticTokenProvider(SANDBOX_TOKEN),
                 sleep=_no_wait,
                 poll_interval=0.01,
+                clock=clock.now,
             )
             yield Sandbox(running.url, SANDBOX_TOKEN, clock, client, session)
     finally:
