@@ -1,5 +1,5 @@
-"""Shared fixtures: real databases (SQLite file, fresh PostgreSQL database), the app on them,
-and a fake connector at the process edge."""
+"""Shared fixtures: real databases (each test its own copy of a migrated SQLite file or PostgreSQL
+database, see tests/databases.py), the app on them, and a fake connector at the process edge."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from aiohttp.test_utils import TestClient
 from app import RUNTIME, BotRuntime, create_app
 from services.container import Services, build_services
 from services.db import create_engine
-from services.migrate import upgrade_database
 from services.organisations import OrganisationView
 from services.partner_center import PartnerCenterClient, StaticTokenProvider
 from services.partner_center.models import (
@@ -33,9 +32,16 @@ from services.partner_center.models import (
     CustomerBillingProfile,
     CustomerCompanyProfile,
 )
-from services.partner_center.sandbox import SandboxClock, SandboxSettings, start_sandbox
+from services.partner_center.sandbox import RunningSandbox, SandboxClock, SandboxSettings, start_sandbox
 from services.seed import DEMO_SLUG, PLAYGROUND_TENANT_ID, seed_demo_organisation
 from services.settings import Settings
+from tests.databases import (
+    PostgresTestDatabases,
+    assert_self_contained,
+    copy_sqlite_template,
+    migrate_sqlite_template,
+    run_in_own_loop,
+)
 from tests.fakes import FakeConnector
 
 SANDBOX_TOKEN = "sandbox-test-token"
@@ -55,42 +61,76 @@ def _secrets_key_file_outside_the_checkout(tmp_path_factory: pytest.TempPathFact
     patch.undo()
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Any) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, made once per test process; tests get copies of it."""
+    path = tmp_path_factory.mktemp("templates") / "migrated.sqlite3"
+    run_in_own_loop(migrate_sqlite_template(path))
+    return path
 
 
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    """A brand-new PostgreSQL database for one test, dropped afterwards."""
-    name = f"cspbot_test_{uuid.uuid4().hex[:12]}"
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresTestDatabases]:
+    """This process's PostgreSQL test databases (a migrated template and its copies); at the end
+    none of them may remain."""
+    databases = PostgresTestDatabases(POSTGRES_ADMIN_DSN)
     try:
-        admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+        databases.open()
     except (OSError, asyncpg.PostgresError) as error:
         pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_DSN} ({error}); .ci/run starts it")
+    yield databases
+    remaining = databases.close()
+    assert not remaining, f"these test databases were not dropped after their tests (dropped now): {remaining}"
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Any, sqlite_template: Path) -> str:
+    """The test's SQLite database, migrated (the same file for every fixture of one test)."""
+    return copy_sqlite_template(sqlite_template, Path(tmp_path) / "test.sqlite3")
+
+
+@pytest.fixture
+def empty_sqlite_url(tmp_path: Any) -> str:
+    """A SQLite database file that does not exist yet (no schema)."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'empty.sqlite3'}"
+
+
+@pytest.fixture
+async def postgres_url(postgres_databases: PostgresTestDatabases) -> AsyncIterator[str]:
+    """A PostgreSQL database for one test, migrated; dropped afterwards."""
+    name = await postgres_databases.take()
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield postgres_databases.url_of(name)
     finally:
-        await admin.close()
-    base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    yield f"{base}/{name}"
-    admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+        postgres_databases.give_back(name)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[str]:
-    """Each test using this runs twice: on SQLite and on PostgreSQL."""
+    """Each test using this runs twice: on SQLite and on PostgreSQL; the database is migrated."""
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
-    else:
-        generator = postgres_url.__wrapped__()  # type: ignore[attr-defined]
-        url = await generator.__anext__()
-        yield url
-        await generator.aclose()
+        yield copy_sqlite_template(request.getfixturevalue("sqlite_template"), Path(tmp_path) / "test.sqlite3")
+        return
+    databases: PostgresTestDatabases = request.getfixturevalue("postgres_databases")
+    name = await databases.take()
+    try:
+        yield databases.url_of(name)
+    finally:
+        databases.give_back(name)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def empty_database_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[str]:
+    """Like `database_url`, but the database has no schema yet (for the migrations' own tests)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.sqlite3'}"
+        return
+    databases: PostgresTestDatabases = request.getfixturevalue("postgres_databases")
+    name = await databases.take_empty()
+    try:
+        yield databases.url_of(name)
+    finally:
+        databases.give_back(name)
 
 
 @dataclass
@@ -118,14 +158,35 @@ async def _no_wait(_: float) -> None:
     return None
 
 
-@pytest.fixture
-async def sandbox(tmp_path: Any) -> AsyncIterator[Sandbox]:
-    clock = SandboxClock(frozen_at=SANDBOX_START)
-    running = await start_sandbox(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'sandbox.sqlite3'}",
+async def _start_test_sandbox(database_url: str, clock: SandboxClock) -> RunningSandbox:
+    return await start_sandbox(
+        database_url=database_url,
         accepted_token=SANDBOX_TOKEN,
         clock=clock,
         settings=SandboxSettings(availability_salt="tests"),
+    )
+
+
+async def _make_sandbox_template(path: Path) -> None:
+    running = await _start_test_sandbox(f"sqlite+aiosqlite:///{path}", SandboxClock(frozen_at=SANDBOX_START))
+    await running.close()
+    assert_self_contained(path)
+
+
+@pytest.fixture(scope="session")
+def sandbox_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The SQLite file of a sandbox that has started once (tables made, domains seeded); each test's
+    sandbox starts on a copy."""
+    path = tmp_path_factory.mktemp("templates") / "sandbox.sqlite3"
+    run_in_own_loop(_make_sandbox_template(path))
+    return path
+
+
+@pytest.fixture
+async def sandbox(tmp_path: Any, sandbox_template: Path) -> AsyncIterator[Sandbox]:
+    clock = SandboxClock(frozen_at=SANDBOX_START)
+    running = await _start_test_sandbox(
+        copy_sqlite_template(sandbox_template, Path(tmp_path) / "sandbox.sqlite3"), clock
     )
     try:
         async with aiohttp.ClientSession() as session:
@@ -171,7 +232,6 @@ def outbox_messages(folder: Path) -> list[EmailMessage]:
 @pytest.fixture
 async def services(database_url: str, sandbox: Sandbox, outbox: Path) -> AsyncIterator[Services]:
     engine = create_engine(database_url)
-    await upgrade_database(engine)
     yield build_services(engine, Settings(database_url=database_url, mail_outbox_dir=outbox), sandbox.client)
     await engine.dispose()
 
@@ -179,7 +239,6 @@ async def services(database_url: str, sandbox: Sandbox, outbox: Path) -> AsyncIt
 @pytest.fixture
 async def sqlite_services(sqlite_url: str, sandbox: Sandbox, outbox: Path) -> AsyncIterator[Services]:
     engine = create_engine(sqlite_url)
-    await upgrade_database(engine)
     yield build_services(engine, Settings(database_url=sqlite_url, mail_outbox_dir=outbox), sandbox.client)
     await engine.dispose()
 
