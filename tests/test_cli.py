@@ -364,7 +364,9 @@ def test_package_bad_input(
     assert not (tmp_path / "dist").exists()
 
 
-def test_installed_console_script(db: Db, tmp_path: Path) -> None:
+def test_installed_console_script(capsys: pytest.CaptureFixture[str], db: Db, tmp_path: Path) -> None:
+    """The installed script reports success and failure through its exit code and streams (each run
+    of it pays the start-up of a new interpreter, so the commands in between run in-process)."""
     script = Path(sys.executable).with_name("cspbot")
     assert script.exists(), "run `pip install -e .` so the cspbot console script exists"
     env = {**os.environ, "DATABASE_URL": db.url, "SEED_DEMO_ORGANISATION": "false"}
@@ -378,9 +380,9 @@ def test_installed_console_script(db: Db, tmp_path: Path) -> None:
     assert empty.returncode == 0, empty.stderr
     assert "No organisations yet" in empty.stdout
 
-    assert cspbot("org", "create", "acme", "--name", "Acme").returncode == 0
-    listed = cspbot("org", "list", "--json")
-    assert [o["slug"] for o in json.loads(listed.stdout)] == ["acme"]
+    assert run(capsys, "org", "create", "acme", "--name", "Acme").code == 0
+    listed = ok(capsys, "org", "list", "--json")
+    assert [o["slug"] for o in json.loads(listed)] == ["acme"]
 
     failed = cspbot("member", "add", "acme", "x@acme.example", "--role", "boss")
     assert failed.returncode == 1
