@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from app import RUNTIME, BotRuntime, create_app
@@ -33,10 +34,12 @@ from services.partner_center.models import (
     CustomerCompanyProfile,
 )
 from services.partner_center.sandbox import RunningSandbox, SandboxClock, SandboxSettings, start_sandbox
+from services.partner_center.sandbox.runtime import RUNTIME as SANDBOX_RUNTIME
 from services.seed import DEMO_SLUG, PLAYGROUND_TENANT_ID, seed_demo_organisation
 from services.settings import Settings
 from tests.databases import (
     PostgresTestDatabases,
+    SqliteCopy,
     assert_self_contained,
     copy_sqlite_template,
     migrate_sqlite_template,
@@ -84,9 +87,16 @@ def postgres_databases() -> Iterator[PostgresTestDatabases]:
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Any, sqlite_template: Path) -> str:
-    """The test's SQLite database, migrated (the same file for every fixture of one test)."""
-    return copy_sqlite_template(sqlite_template, Path(tmp_path) / "test.sqlite3")
+def test_database_file(tmp_path: Any, sqlite_template: Path) -> SqliteCopy:
+    """The test's SQLite database, a copy of the migrated template: `sqlite_url`, and `database_url`
+    on SQLite, name this same file."""
+    return SqliteCopy(sqlite_template, Path(tmp_path) / "test.sqlite3")
+
+
+@pytest.fixture
+def sqlite_url(test_database_file: SqliteCopy) -> str:
+    """The test's SQLite database, migrated."""
+    return test_database_file.url
 
 
 @pytest.fixture
@@ -106,10 +116,10 @@ async def postgres_url(postgres_databases: PostgresTestDatabases) -> AsyncIterat
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[str]:
+async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     """Each test using this runs twice: on SQLite and on PostgreSQL; the database is migrated."""
     if request.param == "sqlite":
-        yield copy_sqlite_template(request.getfixturevalue("sqlite_template"), Path(tmp_path) / "test.sqlite3")
+        yield request.getfixturevalue("test_database_file").url
         return
     databases: PostgresTestDatabases = request.getfixturevalue("postgres_databases")
     name = await databases.take()
@@ -143,6 +153,12 @@ class Sandbox:
     clock: SandboxClock
     client: PartnerCenterClient
     session: aiohttp.ClientSession
+    running: RunningSandbox
+
+    def untouched(self) -> bool:
+        """Still as it started, as far as what the app reads at start-up goes: the clock has not
+        moved and no fault is configured."""
+        return self.clock.now() == SANDBOX_START and not self.running.runner.app[SANDBOX_RUNTIME].faults.rules()
 
     async def admin(self, method: str, path: str, body: Any = None) -> Any:
         """Call the sandbox-only admin endpoint (what "elsewhere" or the customer's admin would do)."""
@@ -190,25 +206,33 @@ async def sandbox(tmp_path: Any, sandbox_template: Path) -> AsyncIterator[Sandbo
     )
     try:
         async with aiohttp.ClientSession() as session:
-            client = PartnerCenterClient(
-                session,
-                base_url=running.url,
-                price_sheet_url=running.url,
-                tokens=StaticTokenProvider(SANDBOX_TOKEN),
-                sleep=_no_wait,
-                poll_interval=0.01,
-            )
-            yield Sandbox(running.url, SANDBOX_TOKEN, clock, client, session)
+            yield Sandbox(running.url, SANDBOX_TOKEN, clock, _sandbox_client(session, running.url), session, running)
     finally:
         await running.close()
 
 
+def _sandbox_client(session: aiohttp.ClientSession, url: str) -> PartnerCenterClient:
+    return PartnerCenterClient(
+        session,
+        base_url=url,
+        price_sheet_url=url,
+        tokens=StaticTokenProvider(SANDBOX_TOKEN),
+        sleep=_no_wait,
+        poll_interval=0.01,
+    )
+
+
 def sandbox_opener(sandbox: Sandbox) -> Callable[[Settings], AbstractAsyncContextManager[PartnerCenterClient]]:
     """For `create_app(partner_center=...)`: the app uses the test's sandbox (and its clock)."""
+    return _client_opener(sandbox.client)
 
+
+def _client_opener(
+    client: PartnerCenterClient,
+) -> Callable[[Settings], AbstractAsyncContextManager[PartnerCenterClient]]:
     @asynccontextmanager
     async def _open(_: Settings) -> AsyncIterator[PartnerCenterClient]:
-        yield sandbox.client
+        yield client
 
     return _open
 
@@ -253,20 +277,87 @@ async def connector(aiohttp_server: Any) -> AsyncIterator[tuple[FakeConnector, s
 BotFactory = Callable[..., Awaitable[TestClient]]
 
 
-@pytest.fixture
-def make_bot(aiohttp_client: Any, sqlite_url: str, sandbox: Sandbox, outbox: Path) -> BotFactory:
-    """Build the real app (unauthenticated local mode unless settings say otherwise), talking to the
-    test's Partner Center sandbox."""
+def _bot_settings(database_url: str, outbox: Path, changes: dict[str, Any] | None = None) -> Settings:
+    """The settings `make_bot` starts the app with, `changes` (any setting) applied."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "job_poll_interval_seconds": 0.05,
+        "mail_outbox_dir": outbox,
+    }
+    return Settings(**{**values, **(changes or {})})
 
-    async def _make(**overrides: Any) -> TestClient:
-        settings_values: dict[str, Any] = {
-            "database_url": sqlite_url,
-            "job_poll_interval_seconds": 0.05,
-            "mail_outbox_dir": outbox,
-        }
-        settings_values.update(overrides.pop("settings", {}))
+
+@dataclass(frozen=True)
+class StartedBotDatabase:
+    """A test database as the app's start-up leaves it against an untouched test sandbox: demo
+    organisation seeded, catalog synced, demo price list generated, unpriced products alerted."""
+
+    path: Path
+    settings: Settings
+
+    def fits(self, settings: Settings) -> bool:
+        """The start-up with `settings` would have written the same (it seeds and prices the demo alike)."""
+        return (settings.seeds_demo_organisation, settings.uses_partner_center_sandbox) == (
+            self.settings.seeds_demo_organisation,
+            self.settings.uses_partner_center_sandbox,
+        )
+
+
+async def _start_the_bot_once(folder: Path, sqlite_template: Path, sandbox_template: Path) -> StartedBotDatabase:
+    path = folder / "started-bot.sqlite3"
+    settings = _bot_settings(copy_sqlite_template(sqlite_template, path), folder / "outbox")
+    clock = SandboxClock(frozen_at=SANDBOX_START)
+    running = await _start_test_sandbox(copy_sqlite_template(sandbox_template, folder / "sandbox.sqlite3"), clock)
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = _sandbox_client(session, running.url)
+            runner = web.AppRunner(create_app(settings, partner_center=_client_opener(client), run_jobs=False))
+            await runner.setup()
+            await runner.cleanup()
+    finally:
+        await running.close()
+    assert_self_contained(path)
+    return StartedBotDatabase(path, settings)
+
+
+@pytest.fixture(scope="session")
+def started_bot_database(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, sandbox_template: Path
+) -> StartedBotDatabase:
+    """Made once per test process by the app's own start-up, so that `make_bot` need not redo it."""
+    folder = tmp_path_factory.mktemp("started-bot")
+    return run_in_own_loop(_start_the_bot_once(folder, sqlite_template, sandbox_template))
+
+
+@pytest.fixture
+def make_bot(
+    aiohttp_client: Any,
+    test_database_file: SqliteCopy,
+    sandbox: Sandbox,
+    outbox: Path,
+    started_bot_database: StartedBotDatabase,
+) -> BotFactory:
+    """Build the real app (unauthenticated local mode unless settings say otherwise), talking to the
+    test's Partner Center sandbox.
+
+    The app's start-up seeds the demo organisation, syncs the catalog and prices it (a few hundred
+    milliseconds). When the test's database and sandbox are still as the fixtures made them, the
+    database is first replaced with `started_bot_database`, what that start-up would have written, and
+    the app finds its work done; `make_bot(cold_start=True)` always starts from the migrated database."""
+
+    async def _make(*, cold_start: bool = False, **overrides: Any) -> TestClient:
+        settings = _bot_settings(test_database_file.url, outbox, overrides.pop("settings", {}))
+        if (
+            not cold_start
+            and "partner_center" not in overrides
+            and settings.database_url == test_database_file.url
+            and started_bot_database.fits(settings)
+            and sandbox.untouched()
+            and test_database_file.untouched()
+        ):
+            test_database_file.replace_with(started_bot_database.path)
         overrides.setdefault("partner_center", sandbox_opener(sandbox))
-        return await aiohttp_client(create_app(Settings(**settings_values), **overrides))
+        return await aiohttp_client(create_app(settings, **overrides))
 
     return _make
 

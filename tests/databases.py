@@ -80,12 +80,36 @@ def assert_self_contained(path: Path) -> None:
 
 
 def copy_sqlite_template(template: Path, path: Path) -> str:
-    """The test's SQLite database at `path`: a copy of `template`, made once (several fixtures of
-    one test name the same file; the first one copies). Returns its URL."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(template, path)
+    """A copy of `template` at `path`; returns its URL."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, path)
     return sqlite_url(path)
+
+
+class SqliteCopy:
+    """A test's SQLite database, copied from a template, which knows whether anything has opened it
+    since (SQLite in WAL mode keeps `-wal` and `-shm` files beside a database while it is open)."""
+
+    def __init__(self, template: Path, path: Path) -> None:
+        self.path = path
+        self.url = copy_sqlite_template(template, path)
+        self._as_copied = self._stat()
+
+    def _stat(self) -> tuple[int, int]:
+        stat = self.path.stat()
+        return stat.st_size, stat.st_mtime_ns
+
+    def untouched(self) -> bool:
+        """Nothing has opened it since it was copied (or has, and changed nothing)."""
+        if any(self.path.with_name(self.path.name + suffix).exists() for suffix in ("-wal", "-shm")):
+            return False
+        return self._stat() == self._as_copied
+
+    def replace_with(self, template: Path) -> None:
+        """Become a copy of another template; only while `untouched()` (nothing has it open)."""
+        assert self.untouched(), f"{self.path} is in use or changed; it cannot be replaced"
+        copy_sqlite_template(template, self.path)
+        self._as_copied = self._stat()
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------------
