@@ -252,7 +252,8 @@ class PostgresTestDatabases:
             return False
 
     async def _drop_stale(self) -> None:
-        """Drop other runs' leftovers in the background, a few at a time (there may be hundreds)."""
+        """Drop other runs' leftovers in the background, a few at a time (there may be hundreds):
+        first those whose owner has ended, then unowned ones."""
         assert self._droppers is not None
         async with self._droppers.acquire() as connection:
             names = [
@@ -261,31 +262,46 @@ class PostgresTestDatabases:
                     "SELECT datname FROM pg_database WHERE starts_with(datname, $1)", PREFIX
                 )
             ]
-            random.shuffle(names)  # several processes starting together mostly pick different ones
-            stale = [name for name in names if await self._is_stale(connection, name)]
+            ended = await self._ended_owners_databases(connection, names)
+            unowned = await self._unowned_untouched(connection, [name for name in names if not _OWNED.fullmatch(name)])
+        # Several processes starting together then mostly pick different ones.
+        random.shuffle(ended)
+        random.shuffle(unowned)
+        stale = ended + unowned
         for start in range(0, len(stale), CONCURRENT_DROPS):
             if self._closing:  # the rest waits for the next run; a DROP is not interrupted
                 return
             await asyncio.gather(*(self._drop(name, force=False) for name in stale[start : start + CONCURRENT_DROPS]))
 
-    async def _is_stale(self, connection: asyncpg.Connection, name: str) -> bool:
-        owned = _OWNED.fullmatch(name)
-        if owned:
-            if owned.group(1) == self.owner:
-                return False
-            key = _signed_int32(owned.group(1))
-            # The owner takes its lock before it makes any database: if the lock is free, it has ended.
-            free = await connection.fetchval("SELECT pg_try_advisory_lock($1::int, $2::int)", OWNER_LOCK_NAMESPACE, key)
-            if free:
+    async def _ended_owners_databases(self, connection: asyncpg.Connection, names: list[str]) -> list[str]:
+        by_owner: dict[str, list[str]] = {}
+        for name in names:
+            owned = _OWNED.fullmatch(name)
+            if owned and owned.group(1) != self.owner:
+                by_owner.setdefault(owned.group(1), []).append(name)
+        ended: list[str] = []
+        for owner, databases in by_owner.items():
+            key = _signed_int32(owner)
+            # An owner takes its lock before it makes any database: if the lock is free, it has ended.
+            if await connection.fetchval("SELECT pg_try_advisory_lock($1::int, $2::int)", OWNER_LOCK_NAMESPACE, key):
                 await connection.execute("SELECT pg_advisory_unlock($1::int, $2::int)", OWNER_LOCK_NAMESPACE, key)
-            return bool(free)
+                ended += databases
+        return ended
+
+    async def _unowned_untouched(self, connection: asyncpg.Connection, names: list[str]) -> list[str]:
+        """Of `names`, those whose files have not changed for `UNOWNED_STALE_AFTER`."""
+        if not names:
+            return []
         try:
-            untouched = await connection.fetchval(
-                "SELECT now() - (pg_stat_file('base/' || oid)).modification FROM pg_database WHERE datname = $1", name
+            rows = await connection.fetch(
+                "SELECT datname FROM pg_database WHERE datname = ANY($1::text[])"
+                " AND (pg_stat_file('base/' || oid)).modification < now() - $2::interval",
+                names,
+                UNOWNED_STALE_AFTER,
             )
-        except asyncpg.PostgresError:  # no right to read the server's files, or it went meanwhile
-            return False
-        return untouched is not None and untouched > UNOWNED_STALE_AFTER
+        except asyncpg.PostgresError:  # no right to read the server's files (not a superuser)
+            return []
+        return [row["datname"] for row in rows]
 
     async def _close(self) -> list[str]:
         self._closing = True
