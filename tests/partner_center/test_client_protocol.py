@@ -95,7 +95,8 @@ class Harness:
             "price_sheet_url": self.url,
             "tokens": RecordingTokens(),
             "sleep": sleep,
-            "request_timeout": 0.5,
+            # Generous: on a busy machine a local answer may take a while; the timeout test sets its own.
+            "request_timeout": 30.0,
             "rng": random.Random(7),
         }
         options.update(overrides)
