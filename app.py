@@ -45,11 +45,11 @@ from services.logging_context import configure_logging
 from services.migrate import upgrade_database
 from services.outbound_hosts import HostNotAllowed
 from services.partner_center import PartnerCenterClient
-from services.partner_center.connection import PartnerCenterOpener, open_partner_center
+from services.partner_center.connection import PartnerCenterOpener, open_bot_partner_center
 from services.roles import Permission
 from services.sealed_secrets import SecretsKeyError
 from services.seed import seed_demo_organisation
-from services.settings import Settings, SettingsError
+from services.settings import Settings, SettingsError, describe_invalid_settings
 
 log = logging.getLogger("cspbot")
 
@@ -86,7 +86,7 @@ def create_app(
     signing_keys: SigningKeySource | None = None,
     tasks: TaskFactory = default_tasks,
     run_jobs: bool = True,
-    partner_center: PartnerCenterOpener = open_partner_center,
+    partner_center: PartnerCenterOpener = open_bot_partner_center,
     invokes: InvokeFactory = default_invoke_handlers,
     connector_tls: ssl.SSLContext | None = None,
 ) -> web.Application:
@@ -272,8 +272,13 @@ async def handle_health(request: web.Request) -> web.Response:
 
 
 def main() -> None:
-    settings = Settings()
-    configure_logging(settings.log_level)
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        configure_logging("INFO", "auto")
+        log.error("invalid configuration: %s", describe_invalid_settings(error))
+        raise SystemExit(2) from None
+    configure_logging(settings.log_level, settings.log_format)
     try:
         app = create_app(settings)
     except SettingsError as error:

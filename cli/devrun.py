@@ -68,6 +68,8 @@ def main() -> int:
     if env.get("MICROSOFT_APP_ID"):
         log.error("make run is the local, unauthenticated mode: unset MICROSOFT_APP_ID (the Playground cannot sign).")
         return 1
+    # A person reads the bot's log here, even when make's output is piped (`make run | tee run.log`).
+    env.setdefault("LOG_FORMAT", "text")
     host = env.setdefault("HOST", "127.0.0.1")
     port = env.setdefault("PORT", "3978")
     bot_url = f"http://{host}:{port}"
@@ -87,6 +89,7 @@ def main() -> int:
         log.info(
             "\n  The bot is running on %s (SQLite under var/, demo organisation Contoso Ltd).\n"
             "  Open http://localhost:%s in a browser to chat with it as Alex Wilber (admin).\n"
+            "  Bought something? .venv/bin/cspbot sandbox clock --advance 1M moves a month on: 'billing last month'.\n"
             "  Press Ctrl-C to stop both.\n",
             bot_url,
             PLAYGROUND_PORT,

@@ -5,11 +5,12 @@
     cspbot alerts list|ack ...
     cspbot billing show | set-cycle [--day 1-31|last] [--timezone ZONE] --effective YYYY-MM-DD
     cspbot package [--app-id GUID] [--out dist/appPackage.zip] [--version X.Y.Z] [--bot-domain HOST]
+    cspbot sandbox [serve] [--port 8088] | sandbox clock [--advance 1M | --set INSTANT] | sandbox fault add|list|clear
 
 Settings come from the environment (`DATABASE_URL`, `MICROSOFT_APP_ID`, ...), exactly as for the
 bot, so the CLI and a running bot share one database. Results go to stdout; failures are one
-`error: ...` line on stderr with exit code 1 (argparse usage errors: 2); logs (JSON, WARNING and
-above) go to stderr.
+`error: ...` line on stderr with exit code 1 (argparse usage errors: 2); logs (WARNING and above;
+readable lines at a terminal, else JSON) go to stderr.
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ import asyncio
 import getpass
 import json
 import logging
-import os
 import pathlib
-import secrets
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
@@ -33,6 +32,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from cli.catalog_commands import add_catalog_commands
+from cli.errors import CliError
+from cli.sandbox_commands import add_sandbox_commands
 from manifest.build import build_app_package
 from services.alerts import AlertView
 from services.container import Services, build_services
@@ -42,17 +43,15 @@ from services.logging_context import correlation_scope, logging_configured
 from services.migrate import upgrade_database
 from services.organisations import PROFILE_FIELDS, MemberView, OrganisationView
 from services.partner_center.connection import open_partner_center
-from services.partner_center.sandbox import run_sandbox
 from services.roles import Role
 from services.sealed_secrets import SecretsKeyError, generate_key
-from services.settings import DEFAULT_VAR_DIR, Settings, SettingsError, is_loopback_host
+from services.settings import Settings, SettingsError, describe_invalid_settings
 from services.users.directory import CSV_COLUMNS as DIRECTORY_CSV_COLUMNS
 
 log = logging.getLogger("cspbot.cli")
 
 PROG = "cspbot"
 DEFAULT_PACKAGE_PATH = pathlib.Path("dist") / "appPackage.zip"
-DEFAULT_SANDBOX_TOKEN_PATH = DEFAULT_VAR_DIR / "partner-center-sandbox.token"
 ROLE_NAMES = ", ".join(role.value for role in Role)
 
 # Help per profile field; a field missing here still gets a flag (PROFILE_FIELDS is the source).
@@ -74,10 +73,6 @@ PROFILE_HELP: dict[str, str] = {
     "domain_prefix": "proposed domain prefix: <prefix>.onmicrosoft.com",
     "allow_self_approval": "let an approver approve their own suspension requests",
 }
-
-
-class CliError(Exception):
-    """A failure the operator can fix, reported as one `error:` line (like a DomainError)."""
 
 
 Handler = Callable[[argparse.Namespace, Services], Awaitable[None]]
@@ -271,19 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     secrets_key.set_defaults(sync_handler=_secrets_key)
 
-    # sandbox
-    sandbox = commands.add_parser("sandbox", help="serve the Partner Center sandbox alone (Ctrl-C stops it)")
-    sandbox.add_argument("--port", type=int, default=8088, help="default: 8088")
-    sandbox.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (loopback)")
-    sandbox.add_argument(
-        "--token-file",
-        type=pathlib.Path,
-        default=DEFAULT_SANDBOX_TOKEN_PATH,
-        help=f"the bearer token callers must send; created with a random token if missing (default: "
-        f"{DEFAULT_SANDBOX_TOKEN_PATH})",
-    )
-    sandbox.set_defaults(sync_handler=_sandbox)
-
+    add_sandbox_commands(commands)  # sandbox [serve] | sandbox clock | sandbox fault
     # directory (users and licences, issue 8)
     directory = commands.add_parser("directory", help="an organisation's own user directory").add_subparsers(
         dest="action", required=True, metavar="{import,list}"
@@ -319,6 +302,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         args.usage_error("give --day and/or --timezone")
     if getattr(args, "handler", None) is _org_approvals_channel and args.clear and args.conversation_id:
         args.usage_error("give either CONVERSATION_ID or --clear")
+    check_usage = getattr(args, "check_usage", None)
+    if check_usage is not None:
+        check_usage(args)
     return args
 
 
@@ -662,32 +648,6 @@ def _package(args: argparse.Namespace, settings: Settings) -> None:
     _out(f"Wrote {path} (app id {app_id}, version {args.version}). Upload it in Teams (Apps > Manage your apps).")
 
 
-def _sandbox_token(path: pathlib.Path) -> str:
-    if path.exists():
-        token = path.read_text(encoding="utf-8").strip()
-        if not token:
-            raise CliError(f"{path} is empty; delete it to get a new token")
-        return token
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle:
-        handle.write(token + "\n")
-    return token
-
-
-def _sandbox(args: argparse.Namespace, settings: Settings) -> None:
-    if not 1 <= args.port <= 65535:
-        raise CliError("--port must be between 1 and 65535")
-    if not is_loopback_host(args.host):
-        raise CliError("the sandbox accepts writes from anyone holding its token; serve it on loopback only")
-    token = _sandbox_token(args.token_file)
-    _out(
-        f"Partner Center sandbox on http://{args.host}:{args.port} (admin endpoint /_sandbox); "
-        f"send 'Authorization: Bearer <token in {args.token_file}>'. Ctrl-C stops it."
-    )
-    run_sandbox(args.port, settings.sandbox_database_url, token, host=args.host)
-
-
 # ---- running ----------------------------------------------------------------------------------
 
 
@@ -737,10 +697,7 @@ def _run(args: argparse.Namespace) -> None:
     try:
         settings = Settings()
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in problem['loc']).upper()}: {problem['msg']}" for problem in error.errors()
-        )
-        raise CliError(f"invalid configuration: {problems}") from None
+        raise CliError(f"invalid configuration: {describe_invalid_settings(error)}") from None
     sync_handler: Callable[[argparse.Namespace, Settings], None] | None = getattr(args, "sync_handler", None)
     if sync_handler is not None:
         # Packaging touches no database: it must work on a build machine without one.
@@ -757,7 +714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else 2
     # main() may run inside another program (tests): the logging set-up is given back after.
     try:
-        with logging_configured("WARNING"), correlation_scope():
+        with logging_configured("WARNING", "auto"), correlation_scope():
             _run(args)
     except (DomainError, CliError, SettingsError, SecretsKeyError) as error:
         _err(f"error: {getattr(error, 'message', None) or error}")

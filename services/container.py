@@ -86,13 +86,13 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
     mailer = Mailer(
         mail_transport(settings), sender=settings.mail_from, alerts=alerts, sessions=sessions, jobs=jobs, box=box
     )
-    user_sync = UserSync(sessions, partner_center, LeaseService(sessions), alerts)
+    # Microsoft's "now": the wall clock, or the built-in sandbox's movable clock.
+    microsoft_now = partner_center.clock or utcnow
+    user_sync = UserSync(sessions, partner_center, LeaseService(sessions), alerts, microsoft_now=microsoft_now)
     users = UserService(sessions, partner_center, user_sync, idempotency, mailer, jobs)
     pricing = PriceBook(sessions, partner_center)
     catalog = CatalogService(sessions, partner_center, alerts)
     ledger = SubscriptionLedger(sessions)
-    # Microsoft's "now": the wall clock, or the built-in sandbox's movable clock.
-    microsoft_now = partner_center.clock or utcnow
     subscriptions = SubscriptionService(
         sessions,
         partner_center,

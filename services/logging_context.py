@@ -1,9 +1,11 @@
-"""Structured logging with a correlation id carried through each turn, job and CLI command."""
+"""Logging with a correlation id carried through each turn, job and CLI command: JSON lines for log
+shippers, or one readable line per event for a person at a terminal (`LOG_FORMAT`)."""
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -68,6 +70,36 @@ class JsonFormatter(logging.Formatter):
         return line + "}"
 
 
+class TextFormatter(logging.Formatter):
+    """One readable line per event: `19:46:45 INFO  catalog synced: 38 products [corr 5e0cbe67a1b2c3d4]`.
+
+    The correlation id is the one the JSON lines carry, so a line seen in a terminal can be found in
+    shipped logs; lines logged outside any turn, job or command have none. Continuation lines (a
+    multi-line message, a traceback) are indented under their event."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        clock = time.strftime("%H:%M:%S", self.converter(record.created))
+        line = f"{clock} {record.levelname:<5} {record.getMessage()}"
+        correlation_id = getattr(record, "correlation_id", "-")
+        if correlation_id != "-":
+            line += f" [corr {correlation_id}]"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line.replace("\n", "\n    ")
+
+
+def resolve_log_format(log_format: str, stream: object = None) -> str:
+    """`text` or `json` for a `LOG_FORMAT` value: `auto` is text when `stream` (default stderr) is a
+    terminal — a person is reading — and JSON otherwise (a service manager or a log shipper)."""
+    if log_format != "auto":
+        return log_format
+    isatty = getattr(sys.stderr if stream is None else stream, "isatty", None)
+    try:
+        return "text" if isatty is not None and isatty() else "json"
+    except ValueError:  # a closed stream
+        return "json"
+
+
 class _DropRepeatedSdkNotice(logging.Filter):
     """The SDK warns "App ID is not provided" on every turn of the unauthenticated local mode; the
     bot already says so loudly once at start-up, and a line per turn buries everything else."""
@@ -79,13 +111,15 @@ class _DropRepeatedSdkNotice(logging.Filter):
 SDK_TOKEN_CLIENT_LOGGER = "microsoft_agents.hosting.core.connector.client.user_token_client"
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, log_format: str = "json") -> None:
+    """Log at `level` to stderr, as JSON lines or readable text (`log_format`: json, text or auto)."""
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
+    text = resolve_log_format(log_format, handler.stream) == "text"
+    handler.setFormatter(TextFormatter() if text else JsonFormatter())
     handler.addFilter(_CorrelationFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    # The JSON lines name no source line, thread or process: skip collecting them for every record
+    # Neither format names a source line, thread or process: skip collecting them for every record
     # (the "Optimization" section of Python's logging HOWTO; `_srcfile` alone saves a frame walk).
     logging._srcfile = None
     logging.logThreads = False
@@ -107,14 +141,14 @@ _RECORD_FLAGS = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
 
 
 @contextmanager
-def logging_configured(level: str) -> Iterator[logging.Handler]:
-    """`configure_logging(level)` for the span of a block (the CLI run inside another program, a test,
+def logging_configured(level: str, log_format: str = "json") -> Iterator[logging.Handler]:
+    """`configure_logging(level, log_format)` for the span of a block (the CLI run inside another program, a test,
     a benchmark), then the earlier set-up back; yields the app's handler."""
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
     saved_flags = {name: getattr(logging, name) for name in _RECORD_FLAGS}
     try:
-        configure_logging(level)
+        configure_logging(level, log_format)
         yield root.handlers[0]
     finally:
         root.handlers[:] = saved_handlers

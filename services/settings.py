@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -31,6 +31,7 @@ def _default_var_dir() -> Path:
 
 
 DEFAULT_VAR_DIR = _default_var_dir()
+LOG_FORMATS = ("auto", "text", "json")
 
 
 class SettingsError(ValueError):
@@ -85,6 +86,13 @@ TEAMS_CONNECTOR_HOSTS = (
 )
 
 
+def describe_invalid_settings(error: ValidationError) -> str:
+    """What is wrong with the configuration, one `NAME: problem` per setting (never the value)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc']).upper()}: {problem['msg']}" for problem in error.errors()
+    )
+
+
 class Settings(BaseSettings):
     """All configuration. Field names are the environment variable names (case-insensitive)."""
 
@@ -110,6 +118,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=3978, ge=1, le=65535)
     log_level: str = "INFO"
+    # text: one readable line per event (a person at a terminal); json: one JSON object per line (log
+    # shippers); auto: text when stderr is a terminal, else json. `make run` sets text for the bot.
+    log_format: str = "auto"
     database_url: str = f"sqlite+aiosqlite:///{DEFAULT_VAR_DIR / 'cspbot.sqlite3'}"
 
     # --- Embedded default conveniences --------------------------------------------------------
@@ -193,6 +204,14 @@ class Settings(BaseSettings):
             raise ValueError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {value!r}")
         return level
 
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        log_format = value.strip().lower()
+        if log_format not in LOG_FORMATS:
+            raise ValueError(f"LOG_FORMAT must be auto, text or json, not {value!r}")
+        return log_format
+
     @property
     def authenticated(self) -> bool:
         """True when requests must carry a Bot Framework token (an App ID is configured)."""
@@ -213,15 +232,25 @@ class Settings(BaseSettings):
             return url.set(database=str(sibling)).render_as_string(hide_password=False)
         return self.database_url
 
+    def _var_file(self, suffix: str) -> Path:
+        """A file of this bot beside its SQLite database (`<name>.<suffix>`), else `var/<suffix>`."""
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            database = Path(url.database)
+            return database.with_name(f"{database.stem}.{suffix}")
+        return DEFAULT_VAR_DIR / suffix
+
     @property
     def secrets_key_path(self) -> Path:
         if self.secrets_key_file is not None:
             return self.secrets_key_file
-        url = make_url(self.database_url)
-        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-            database = Path(url.database)
-            return database.with_name(f"{database.stem}.secrets.key")
-        return DEFAULT_VAR_DIR / "secrets.key"
+        return self._var_file("secrets.key")
+
+    @property
+    def sandbox_admin_file(self) -> Path:
+        """Where the bot's built-in sandbox publishes its address and admin token while it runs (read by
+        `cspbot sandbox clock|fault`)."""
+        return self._var_file("partner-center-sandbox.admin.json")
 
     @property
     def seeds_demo_organisation(self) -> bool:

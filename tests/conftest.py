@@ -1,5 +1,5 @@
-"""Shared fixtures: real databases (SQLite file, fresh PostgreSQL database), the app on them,
-and a fake connector at the process edge."""
+"""Shared fixtures: real databases (each test its own copy of a migrated SQLite file or PostgreSQL
+database, see tests/databases.py), the app on them, and a fake connector at the process edge."""
 
 from __future__ import annotations
 
@@ -22,13 +22,13 @@ import aiohttp
 import asyncpg
 import pytest
 import trustme
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from app import RUNTIME, BotRuntime, create_app
 from services.container import Services, build_services
 from services.db import create_engine
-from services.migrate import upgrade_database
 from services.organisations import OrganisationView
 from services.partner_center import PartnerCenterClient, StaticTokenProvider
 from services.partner_center.models import (
@@ -38,9 +38,18 @@ from services.partner_center.models import (
     CustomerBillingProfile,
     CustomerCompanyProfile,
 )
-from services.partner_center.sandbox import SandboxClock, SandboxSettings, start_sandbox
+from services.partner_center.sandbox import RunningSandbox, SandboxClock, SandboxSettings, start_sandbox
+from services.partner_center.sandbox.runtime import RUNTIME as SANDBOX_RUNTIME
 from services.seed import DEMO_SLUG, PLAYGROUND_TENANT_ID, seed_demo_organisation
 from services.settings import Settings
+from tests.databases import (
+    PostgresTestDatabases,
+    SqliteCopy,
+    assert_self_contained,
+    copy_sqlite_template,
+    migrate_sqlite_template,
+    run_in_own_loop,
+)
 from tests.fakes import FakeConnector
 
 SANDBOX_TOKEN = "sandbox-test-token"
@@ -76,42 +85,83 @@ def _secrets_key_file_outside_the_checkout(tmp_path_factory: pytest.TempPathFact
     patch.undo()
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Any) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, made once per test process; tests get copies of it."""
+    path = tmp_path_factory.mktemp("templates") / "migrated.sqlite3"
+    run_in_own_loop(migrate_sqlite_template(path))
+    return path
 
 
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    """A brand-new PostgreSQL database for one test, dropped afterwards."""
-    name = f"cspbot_test_{uuid.uuid4().hex[:12]}"
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresTestDatabases]:
+    """This process's PostgreSQL test databases (a migrated template and its copies); at the end
+    none of them may remain."""
+    databases = PostgresTestDatabases(POSTGRES_ADMIN_DSN)
     try:
-        admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+        databases.open()
     except (OSError, asyncpg.PostgresError) as error:
         pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_DSN} ({error}); .ci/run starts it")
+    yield databases
+    remaining = databases.close()
+    assert not remaining, f"these test databases were not dropped after their tests (dropped now): {remaining}"
+
+
+@pytest.fixture
+def test_database_file(tmp_path: Any, sqlite_template: Path) -> SqliteCopy:
+    """The test's SQLite database, a copy of the migrated template: `sqlite_url`, and `database_url`
+    on SQLite, name this same file."""
+    return SqliteCopy(sqlite_template, Path(tmp_path) / "test.sqlite3")
+
+
+@pytest.fixture
+def sqlite_url(test_database_file: SqliteCopy) -> str:
+    """The test's SQLite database, migrated."""
+    return test_database_file.url
+
+
+@pytest.fixture
+def empty_sqlite_url(tmp_path: Any) -> str:
+    """A SQLite database file that does not exist yet (no schema)."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'empty.sqlite3'}"
+
+
+@pytest.fixture
+async def postgres_url(postgres_databases: PostgresTestDatabases) -> AsyncIterator[str]:
+    """A PostgreSQL database for one test, migrated; dropped afterwards."""
+    name = await postgres_databases.take()
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield postgres_databases.url_of(name)
     finally:
-        await admin.close()
-    base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    yield f"{base}/{name}"
-    admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+        postgres_databases.give_back(name)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[str]:
-    """Each test using this runs twice: on SQLite and on PostgreSQL."""
+async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """Each test using this runs twice: on SQLite and on PostgreSQL; the database is migrated."""
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
-    else:
-        generator = postgres_url.__wrapped__()  # type: ignore[attr-defined]
-        url = await generator.__anext__()
-        yield url
-        await generator.aclose()
+        yield request.getfixturevalue("test_database_file").url
+        return
+    databases: PostgresTestDatabases = request.getfixturevalue("postgres_databases")
+    name = await databases.take()
+    try:
+        yield databases.url_of(name)
+    finally:
+        databases.give_back(name)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def empty_database_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[str]:
+    """Like `database_url`, but the database has no schema yet (for the migrations' own tests)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.sqlite3'}"
+        return
+    databases: PostgresTestDatabases = request.getfixturevalue("postgres_databases")
+    name = await databases.take_empty()
+    try:
+        yield databases.url_of(name)
+    finally:
+        databases.give_back(name)
 
 
 @dataclass
@@ -124,6 +174,12 @@ class Sandbox:
     clock: SandboxClock
     client: PartnerCenterClient
     session: aiohttp.ClientSession
+    running: RunningSandbox
+
+    def untouched(self) -> bool:
+        """Still as it started, as far as what the app reads at start-up goes: the clock has not
+        moved and no fault is configured."""
+        return self.clock.now() == SANDBOX_START and not self.running.runner.app[SANDBOX_RUNTIME].faults.rules()
 
     async def admin(self, method: str, path: str, body: Any = None) -> Any:
         """Call the sandbox-only admin endpoint (what "elsewhere" or the customer's admin would do)."""
@@ -139,36 +195,69 @@ async def _no_wait(_: float) -> None:
     return None
 
 
-@pytest.fixture
-async def sandbox(tmp_path: Any) -> AsyncIterator[Sandbox]:
-    clock = SandboxClock(frozen_at=SANDBOX_START)
-    running = await start_sandbox(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'sandbox.sqlite3'}",
+async def _start_test_sandbox(database_url: str, clock: SandboxClock) -> RunningSandbox:
+    return await start_sandbox(
+        database_url=database_url,
         accepted_token=SANDBOX_TOKEN,
         clock=clock,
         settings=SandboxSettings(availability_salt="tests"),
     )
+
+
+async def _make_sandbox_template(path: Path) -> None:
+    running = await _start_test_sandbox(f"sqlite+aiosqlite:///{path}", SandboxClock(frozen_at=SANDBOX_START))
+    await running.close()
+    assert_self_contained(path)
+
+
+@pytest.fixture(scope="session")
+def sandbox_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The SQLite file of a sandbox that has started once (tables made, domains seeded); each test's
+    sandbox starts on a copy."""
+    path = tmp_path_factory.mktemp("templates") / "sandbox.sqlite3"
+    run_in_own_loop(_make_sandbox_template(path))
+    return path
+
+
+@pytest.fixture
+async def sandbox(tmp_path: Any, sandbox_template: Path) -> AsyncIterator[Sandbox]:
+    clock = SandboxClock(frozen_at=SANDBOX_START)
+    running = await _start_test_sandbox(
+        copy_sqlite_template(sandbox_template, Path(tmp_path) / "sandbox.sqlite3"), clock
+    )
     try:
         async with aiohttp.ClientSession() as session:
-            client = PartnerCenterClient(
-                session,
-                base_url=running.url,
-                price_sheet_url=running.url,
-                tokens=StaticTokenProvider(SANDBOX_TOKEN),
-                sleep=_no_wait,
-                poll_interval=0.01,
+            yield Sandbox(
+                running.url, SANDBOX_TOKEN, clock, _sandbox_client(session, running.url, clock), session, running
             )
-            yield Sandbox(running.url, SANDBOX_TOKEN, clock, client, session)
     finally:
         await running.close()
 
 
+def _sandbox_client(session: aiohttp.ClientSession, url: str, clock: SandboxClock) -> PartnerCenterClient:
+    """The product's client on a test sandbox, on the sandbox's clock as the app's client is."""
+    return PartnerCenterClient(
+        session,
+        base_url=url,
+        price_sheet_url=url,
+        tokens=StaticTokenProvider(SANDBOX_TOKEN),
+        sleep=_no_wait,
+        poll_interval=0.01,
+        clock=clock.now,
+    )
+
+
 def sandbox_opener(sandbox: Sandbox) -> Callable[[Settings], AbstractAsyncContextManager[PartnerCenterClient]]:
     """For `create_app(partner_center=...)`: the app uses the test's sandbox (and its clock)."""
+    return _client_opener(sandbox.client)
 
+
+def _client_opener(
+    client: PartnerCenterClient,
+) -> Callable[[Settings], AbstractAsyncContextManager[PartnerCenterClient]]:
     @asynccontextmanager
     async def _open(_: Settings) -> AsyncIterator[PartnerCenterClient]:
-        yield sandbox.client
+        yield client
 
     return _open
 
@@ -192,7 +281,6 @@ def outbox_messages(folder: Path) -> list[EmailMessage]:
 @pytest.fixture
 async def services(database_url: str, sandbox: Sandbox, outbox: Path) -> AsyncIterator[Services]:
     engine = create_engine(database_url)
-    await upgrade_database(engine)
     yield build_services(engine, Settings(database_url=database_url, mail_outbox_dir=outbox), sandbox.client)
     await engine.dispose()
 
@@ -200,7 +288,6 @@ async def services(database_url: str, sandbox: Sandbox, outbox: Path) -> AsyncIt
 @pytest.fixture
 async def sqlite_services(sqlite_url: str, sandbox: Sandbox, outbox: Path) -> AsyncIterator[Services]:
     engine = create_engine(sqlite_url)
-    await upgrade_database(engine)
     yield build_services(engine, Settings(database_url=sqlite_url, mail_outbox_dir=outbox), sandbox.client)
     await engine.dispose()
 
@@ -242,20 +329,87 @@ async def tls_connector(aiohttp_server: Any, private_ca: trustme.CA) -> TlsConne
 BotFactory = Callable[..., Awaitable[TestClient]]
 
 
-@pytest.fixture
-def make_bot(aiohttp_client: Any, sqlite_url: str, sandbox: Sandbox, outbox: Path) -> BotFactory:
-    """Build the real app (unauthenticated local mode unless settings say otherwise), talking to the
-    test's Partner Center sandbox."""
+def _bot_settings(database_url: str, outbox: Path, changes: dict[str, Any] | None = None) -> Settings:
+    """The settings `make_bot` starts the app with, `changes` (any setting) applied."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "job_poll_interval_seconds": 0.05,
+        "mail_outbox_dir": outbox,
+    }
+    return Settings(**{**values, **(changes or {})})
 
-    async def _make(**overrides: Any) -> TestClient:
-        settings_values: dict[str, Any] = {
-            "database_url": sqlite_url,
-            "job_poll_interval_seconds": 0.05,
-            "mail_outbox_dir": outbox,
-        }
-        settings_values.update(overrides.pop("settings", {}))
+
+@dataclass(frozen=True)
+class StartedBotDatabase:
+    """A test database as the app's start-up leaves it against an untouched test sandbox: demo
+    organisation seeded, catalog synced, demo price list generated, unpriced products alerted."""
+
+    path: Path
+    settings: Settings
+
+    def fits(self, settings: Settings) -> bool:
+        """The start-up with `settings` would have written the same (it seeds and prices the demo alike)."""
+        return (settings.seeds_demo_organisation, settings.uses_partner_center_sandbox) == (
+            self.settings.seeds_demo_organisation,
+            self.settings.uses_partner_center_sandbox,
+        )
+
+
+async def _start_the_bot_once(folder: Path, sqlite_template: Path, sandbox_template: Path) -> StartedBotDatabase:
+    path = folder / "started-bot.sqlite3"
+    settings = _bot_settings(copy_sqlite_template(sqlite_template, path), folder / "outbox")
+    clock = SandboxClock(frozen_at=SANDBOX_START)
+    running = await _start_test_sandbox(copy_sqlite_template(sandbox_template, folder / "sandbox.sqlite3"), clock)
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = _sandbox_client(session, running.url, clock)
+            runner = web.AppRunner(create_app(settings, partner_center=_client_opener(client), run_jobs=False))
+            await runner.setup()
+            await runner.cleanup()
+    finally:
+        await running.close()
+    assert_self_contained(path)
+    return StartedBotDatabase(path, settings)
+
+
+@pytest.fixture(scope="session")
+def started_bot_database(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, sandbox_template: Path
+) -> StartedBotDatabase:
+    """Made once per test process by the app's own start-up, so that `make_bot` need not redo it."""
+    folder = tmp_path_factory.mktemp("started-bot")
+    return run_in_own_loop(_start_the_bot_once(folder, sqlite_template, sandbox_template))
+
+
+@pytest.fixture
+def make_bot(
+    aiohttp_client: Any,
+    test_database_file: SqliteCopy,
+    sandbox: Sandbox,
+    outbox: Path,
+    started_bot_database: StartedBotDatabase,
+) -> BotFactory:
+    """Build the real app (unauthenticated local mode unless settings say otherwise), talking to the
+    test's Partner Center sandbox.
+
+    The app's start-up seeds the demo organisation, syncs the catalog and prices it (a few hundred
+    milliseconds). When the test's database and sandbox are still as the fixtures made them, the
+    database is first replaced with `started_bot_database`, what that start-up would have written, and
+    the app finds its work done; `make_bot(cold_start=True)` always starts from the migrated database."""
+
+    async def _make(*, cold_start: bool = False, **overrides: Any) -> TestClient:
+        settings = _bot_settings(test_database_file.url, outbox, overrides.pop("settings", {}))
+        if (
+            not cold_start
+            and "partner_center" not in overrides
+            and settings.database_url == test_database_file.url
+            and started_bot_database.fits(settings)
+            and sandbox.untouched()
+            and test_database_file.untouched()
+        ):
+            test_database_file.replace_with(started_bot_database.path)
         overrides.setdefault("partner_center", sandbox_opener(sandbox))
-        return await aiohttp_client(create_app(Settings(**settings_values), **overrides))
+        return await aiohttp_client(create_app(settings, **overrides))
 
     return _make
 

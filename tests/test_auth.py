@@ -166,10 +166,14 @@ class AuthBot:
     keys: FakeSigningKeys
     providers: list[FakeTokenProvider]
 
-    async def post(self, body: Any = None, *, authorization: str | None = None, raw: bytes | None = None) -> Any:
+    async def post(
+        self, body: Any = None, *, authorization: str | None = None, raw: bytes | None = None, keep_alive: bool = True
+    ) -> Any:
         headers = {"Content-Type": "application/json"}
         if authorization is not None:
             headers["Authorization"] = authorization
+        if not keep_alive:
+            headers["Connection"] = "close"
         data = raw if raw is not None else json.dumps(body).encode()
         return await self.client.post("/api/messages", data=data, headers=headers)
 
@@ -382,15 +386,24 @@ NOT_A_CONNECTOR: dict[str, Case] = {
 }
 
 
+async def _until_done(tasks: set[asyncio.Task[Any]]) -> None:
+    """Until every one of `tasks` has finished (bounded)."""
+    async with asyncio.timeout(10):
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def _assert_rejected(bot: AuthBot, case: Case, status: int) -> None:
     authorization, body = case(bot.url)
+    tasks_before = asyncio.all_tasks()
+    # Without keep-alive, the server's task for the connection ends with the response too.
     if isinstance(body, bytes):
-        response = await bot.post(authorization=authorization, raw=body)
+        response = await bot.post(authorization=authorization, raw=body, keep_alive=False)
     else:
-        response = await bot.post(body, authorization=authorization)
+        response = await bot.post(body, authorization=authorization, keep_alive=False)
+    started = asyncio.all_tasks() - tasks_before - {asyncio.current_task()}
     assert response.status == status, await response.text()
     assert "error" in await response.json()
-    await asyncio.sleep(0.05)  # nothing is sent later either
+    await _until_done(started)  # whatever handling the request set off has run: nothing was sent later either
     assert bot.connector.received == []
     assert bot.connector.authorizations == []
     assert bot.outbound_token_requests() == 0

@@ -17,7 +17,7 @@ from tests.conftest import runtime_of
 
 
 async def test_the_demo_starts_with_a_catalog_and_a_global_price_list(make_bot) -> None:
-    client = await make_bot()
+    client = await make_bot(cold_start=True)
     services = runtime_of(client).services
     assert len(await services.catalog.products()) == 38
     lists = await services.pricing.lists()

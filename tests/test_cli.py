@@ -4,9 +4,12 @@ run of the installed `cspbot` console script). Sync tests: `main` runs its own e
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +24,7 @@ from cli.main import main
 from services.alerts import AlertService
 from services.db import create_engine, create_session_factory
 from services.migrate import upgrade_database
+from tests.databases import assert_self_contained
 from tests.fakes import free_port
 
 APP_ID = "5f2b7c1e-8a41-4d3b-9c0e-2a6f1b9d7e34"
@@ -60,17 +64,21 @@ class Db:
     path: Path
 
 
-@pytest.fixture
-def db(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Db:
-    """A fresh database file via DATABASE_URL, a fixed operator login, and no stray `.env`."""
-    path = tmp_path / "var" / "cli.sqlite3"
+def _operator_at(monkeypatch: pytest.MonkeyPatch, folder: Path) -> Db:
+    path = folder / "var" / "cli.sqlite3"
     url = f"sqlite+aiosqlite:///{path}"
-    monkeypatch.chdir(tmp_path)  # Settings read `.env` from the working directory; `dist/` lands here too
+    monkeypatch.chdir(folder)  # Settings read `.env` from the working directory; `dist/` lands here too
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("SEED_DEMO_ORGANISATION", "false")
     monkeypatch.setenv("MICROSOFT_APP_ID", "")
     monkeypatch.setattr("cli.main.getpass.getuser", lambda: "opsy")
     return Db(url, path)
+
+
+@pytest.fixture
+def db(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Db:
+    """A fresh database file via DATABASE_URL, a fixed operator login, and no stray `.env`."""
+    return _operator_at(monkeypatch, tmp_path)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> Result:
@@ -167,13 +175,36 @@ def test_fresh_database_is_migrated_on_first_command(capsys: pytest.CaptureFixtu
     assert json.loads(ok(capsys, "alerts", "list", "--json")) == []
 
 
+REGISTRATION = [
+    ["org", "create", "acme", "--name", "Acme", "--country", "DE", "--city", "Berlin"],
+    ["member", "add", "acme", "bob@acme.example", "--role", "admin"],
+    ["org", "create", "other", "--name", "Other"],
+    ["org", "link-tenant", "other", OTHER_TENANT_ID],
+]
+
+
+@pytest.fixture(scope="session")
+def registered_var(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The operator's `var/` folder (database, sandbox) after REGISTRATION ran through the CLI, made
+    once per test process; each `registered` test gets a copy."""
+    folder = tmp_path_factory.mktemp("cli-registered")
+    with pytest.MonkeyPatch.context() as patch:
+        made = _operator_at(patch, folder)
+        for argv in REGISTRATION:
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = main(argv)
+            assert code == 0 and err.getvalue() == "", err.getvalue()
+            assert "Traceback" not in out.getvalue()
+    for database in made.path.parent.glob("*.sqlite3"):
+        assert_self_contained(database)
+    return made.path.parent
+
+
 @pytest.fixture
-def registered(capsys: pytest.CaptureFixture[str], db: Db) -> Db:
+def registered(db: Db, registered_var: Path) -> Db:
     """Two organisations: acme (bob is its admin) and other (linked to OTHER_TENANT_ID)."""
-    ok(capsys, "org", "create", "acme", "--name", "Acme", "--country", "DE", "--city", "Berlin")
-    ok(capsys, "member", "add", "acme", "bob@acme.example", "--role", "admin")
-    ok(capsys, "org", "create", "other", "--name", "Other")
-    ok(capsys, "org", "link-tenant", "other", OTHER_TENANT_ID)
+    shutil.copytree(registered_var, db.path.parent)
     return db
 
 
@@ -364,7 +395,9 @@ def test_package_bad_input(
     assert not (tmp_path / "dist").exists()
 
 
-def test_installed_console_script(db: Db, tmp_path: Path) -> None:
+def test_installed_console_script(capsys: pytest.CaptureFixture[str], db: Db, tmp_path: Path) -> None:
+    """The installed script reports success and failure through its exit code and streams (each run
+    of it pays the start-up of a new interpreter, so the commands in between run in-process)."""
     script = Path(sys.executable).with_name("cspbot")
     assert script.exists(), "run `pip install -e .` so the cspbot console script exists"
     env = {**os.environ, "DATABASE_URL": db.url, "SEED_DEMO_ORGANISATION": "false"}
@@ -378,9 +411,9 @@ def test_installed_console_script(db: Db, tmp_path: Path) -> None:
     assert empty.returncode == 0, empty.stderr
     assert "No organisations yet" in empty.stdout
 
-    assert cspbot("org", "create", "acme", "--name", "Acme").returncode == 0
-    listed = cspbot("org", "list", "--json")
-    assert [o["slug"] for o in json.loads(listed.stdout)] == ["acme"]
+    assert run(capsys, "org", "create", "acme", "--name", "Acme").code == 0
+    listed = ok(capsys, "org", "list", "--json")
+    assert [o["slug"] for o in json.loads(listed)] == ["acme"]
 
     failed = cspbot("member", "add", "acme", "x@acme.example", "--role", "boss")
     assert failed.returncode == 1

@@ -1,10 +1,12 @@
 """`make run` (cli.devrun): starts the bot (the real `app.py` on the embedded default) and the Playground,
-prints the address to open, and on Ctrl-C — or a closed terminal / `kill` — stops both, leaving no
-process behind. The Playground is replaced by a stub that serves HTTP on the port it is given."""
+prints the address to open with the bot's log in readable lines, and on Ctrl-C — or a closed terminal
+/ `kill` — stops both, leaving no process (and no sandbox admin file) behind. The Playground is
+replaced by a stub that serves HTTP on the port it is given."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -51,7 +53,11 @@ def test_make_run_starts_both_and_stops_both(tmp_path: Path, stop_signal: signal
     )
     stub.chmod(0o755)
     bot_port, playground_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MICROSOFT_APP_", "PARTNER_CENTER_", "DATABASE_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MICROSOFT_APP_", "PARTNER_CENTER_", "DATABASE_", "LOG_"))
+    }
     env.update(
         PORT=str(bot_port),
         HOST="127.0.0.1",
@@ -72,6 +78,13 @@ def test_make_run_starts_both_and_stops_both(tmp_path: Path, stop_signal: signal
         transcript = "".join(said)
         assert f"Open http://localhost:{playground_port}" in transcript, transcript[-2000:]
         assert "UNAUTHENTICATED LOCAL MODE" in transcript  # said loudly at start-up
+        # The bot's log is for a person: readable lines, quiet about its hundred Partner Center calls.
+        bot_lines = [line for line in said if re.match(r"\d\d:\d\d:\d\d [A-Z]+ ", line)]
+        assert any("catalog synced: 38 products" in line for line in bot_lines), transcript[-2000:]
+        assert not [line for line in said if line.lstrip().startswith("{")]
+        assert not [line for line in said if "Partner Center GET" in line]
+        admin_file = tmp_path / "bot.partner-center-sandbox.admin.json"
+        assert oct(admin_file.stat().st_mode & 0o777) == "0o600"  # `cspbot sandbox clock` finds the sandbox
         playground_pid = int(pid_file.read_text())
         assert _listening(bot_port) and _listening(playground_port)
 
@@ -79,6 +92,7 @@ def test_make_run_starts_both_and_stops_both(tmp_path: Path, stop_signal: signal
         assert devrun.wait(timeout=60) == 0
         assert not _listening(bot_port) and not _listening(playground_port)
         assert not _alive(playground_pid)
+        assert not admin_file.exists()
     finally:
         if devrun.poll() is None:
             devrun.send_signal(signal.SIGINT)

@@ -220,12 +220,27 @@ async def test_a_follow_up_waits_for_the_turn_that_submitted_its_job() -> None:
         async def send(self, conversation_id: str, activity: object) -> None:
             sent.append(conversation_id)
 
-    lock = asyncio.Lock()
+    class _WatchedLock(asyncio.Lock):
+        """Tells when someone starts waiting for it while it is held."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.waited_for = asyncio.Event()
+
+        async def acquire(self) -> bool:
+            if self.locked():
+                self.waited_for.set()
+            return await super().acquire()
+
+    lock = _WatchedLock()
     notifier = JobNotifier(_Messenger(), conversation_lock=lambda _conversation: lock)  # type: ignore[arg-type]
     job = SimpleNamespace(notify_conversation_id="chat-1", kind="k", status="succeeded", result={}, error_message="")
     async with lock:  # the turn is still running
         pending = asyncio.create_task(notifier(job))  # type: ignore[arg-type]
-        await asyncio.sleep(0.05)
+        waiting = asyncio.create_task(lock.waited_for.wait())
+        # Until the notifier has come to the lock (or, wrongly, finished without it).
+        await asyncio.wait([waiting, pending], timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        assert waiting.done() and not pending.done()
         assert sent == []
     await pending
     assert sent == ["chat-1"]

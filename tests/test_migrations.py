@@ -16,8 +16,8 @@ from services.migrate import alembic_config, upgrade_database
 from services.models import ConversationReferenceRow, Organisation
 
 
-async def test_replicas_starting_together_migrate_once(database_url):
-    engines = [create_engine(database_url) for _ in range(3)]
+async def test_replicas_starting_together_migrate_once(empty_database_url):
+    engines = [create_engine(empty_database_url) for _ in range(3)]
     try:
         await asyncio.gather(*(upgrade_database(engine) for engine in engines))
         await upgrade_database(engines[0])  # and again: a no-op
@@ -29,8 +29,8 @@ async def test_replicas_starting_together_migrate_once(database_url):
             await engine.dispose()
 
 
-async def test_migrations_match_the_models(database_url):
-    engine = create_engine(database_url)
+async def test_migrations_match_the_models(empty_database_url):
+    engine = create_engine(empty_database_url)
     try:
         await upgrade_database(engine)
 
@@ -45,8 +45,8 @@ async def test_migrations_match_the_models(database_url):
         await engine.dispose()
 
 
-async def test_sqlite_runs_with_wal_and_a_busy_timeout(sqlite_url):
-    engine = create_engine(sqlite_url)
+async def test_sqlite_runs_with_wal_and_a_busy_timeout(empty_sqlite_url):
+    engine = create_engine(empty_sqlite_url)
     try:
         async with engine.connect() as connection:
             assert (await connection.execute(text("PRAGMA journal_mode"))).scalar() == "wal"

@@ -110,6 +110,19 @@ def test_log_level_is_normalised(level: str) -> None:
     assert make_settings(log_level=level).log_level == level.upper()
 
 
+@pytest.mark.parametrize("log_format", ["xml", "", "plain", "JSONL"])
+def test_unknown_log_format_is_a_validation_error(log_format: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        make_settings(log_format=log_format)
+    assert "LOG_FORMAT must be auto, text or json" in str(raised.value)
+
+
+@pytest.mark.parametrize(("given", "kept"), [("JSON", "json"), (" Text ", "text"), ("auto", "auto")])
+def test_log_format_is_normalised_and_auto_by_default(given: str, kept: str) -> None:
+    assert make_settings(log_format=given).log_format == kept
+    assert make_settings().log_format == "auto"
+
+
 @pytest.mark.parametrize("port", [0, 65536, -1])
 def test_port_out_of_range_is_a_validation_error(port: int) -> None:
     with pytest.raises(ValidationError):
@@ -129,25 +142,25 @@ def test_create_app_refuses_an_app_id_without_password(tmp_path: Path) -> None:
         create_app(settings)
 
 
-def test_python_app_py_exits_2_on_an_unauthenticated_public_host(tmp_path: Path) -> None:
+def _python_app_py(database: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    """`python app.py` with these settings on top of a local-mode environment."""
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.upper().startswith(("MICROSOFT_APP_", "DANGEROUSLY_", "HOST", "PORT", "DATABASE_URL"))
+        if not key.upper().startswith(("MICROSOFT_APP_", "DANGEROUSLY_", "HOST", "PORT", "DATABASE_URL", "LOG_"))
     }
-    database = tmp_path / "refused.sqlite3"
     env.update(
         {
-            "HOST": "0.0.0.0",
             "PORT": str(free_port()),
             "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
             # Explicitly empty: environment variables win over any developer .env in the project.
             "MICROSOFT_APP_ID": "",
             "DANGEROUSLY_ALLOW_UNAUTHENTICATED_REQUESTS": "false",
             "LOG_LEVEL": "INFO",
+            **settings,
         }
     )
-    completed = subprocess.run(
+    return subprocess.run(
         [sys.executable, "app.py"],
         cwd=PROJECT_ROOT,
         env=env,
@@ -156,9 +169,24 @@ def test_python_app_py_exits_2_on_an_unauthenticated_public_host(tmp_path: Path)
         timeout=60,
         check=False,
     )
+
+
+def test_python_app_py_exits_2_on_an_unauthenticated_public_host(tmp_path: Path) -> None:
+    database = tmp_path / "refused.sqlite3"
+    completed = _python_app_py(database, HOST="0.0.0.0")
     assert completed.returncode == 2, completed.stderr
     assert "DANGEROUSLY_ALLOW_UNAUTHENTICATED_REQUESTS" in completed.stderr
     assert "HOST=0.0.0.0" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert not database.exists()
+
+
+def test_python_app_py_exits_2_with_one_clear_line_on_an_invalid_setting(tmp_path: Path) -> None:
+    database = tmp_path / "refused.sqlite3"
+    completed = _python_app_py(database, LOG_FORMAT="xml")
+    assert completed.returncode == 2, completed.stderr
+    assert "invalid configuration: LOG_FORMAT:" in completed.stderr
+    assert "LOG_FORMAT must be auto, text or json" in completed.stderr
     assert "Traceback" not in completed.stderr
     assert not database.exists()
 

@@ -12,7 +12,6 @@ from microsoft_agents.hosting.core.storage import StoreItem
 
 from bot.storage import ANY_ETAG, CREATE_ONLY, SqlStorage, StateConflictError
 from services.db import create_engine, create_session_factory
-from services.migrate import upgrade_database
 
 PUNCTUATION_KEY = "!@#$%^&*()~/\\><,.?'\"[]{}|-_+="
 
@@ -35,7 +34,6 @@ class Note(StoreItem):
 @pytest.fixture
 async def storage(database_url: str) -> AsyncIterator[SqlStorage]:
     engine = create_engine(database_url)
-    await upgrade_database(engine)
     yield SqlStorage(create_session_factory(engine))
     await engine.dispose()
 

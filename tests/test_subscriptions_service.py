@@ -400,3 +400,20 @@ async def test_the_list_is_paged(services, ready, sandbox):
     assert beyond.page == 1 and not first.can_manage and not first.can_request_suspension
     assert {i.id for i in first.items}.isdisjoint({i.id for i in second.items})
 
+
+async def test_a_sync_after_the_clock_moved_a_year_on_still_reads_microsofts_audit_records(
+    services, ready, sandbox, caplog
+):
+    """Microsoft keeps 90 days of audit records and refuses a start before that: a sync whose last look
+    was a year ago (the sandbox's clock moved on with `cspbot sandbox clock --advance 1y`) reads from
+    the oldest kept record, rather than failing on every sync from then on."""
+    sid = await buy(services, ready, quantity=10)
+    caller = await admin(services)
+    await services.subscriptions.sync(caller.organisation_id)
+    await sandbox.admin("POST", "/clock", {"advance": "P1Y3D"})
+    await services.subscriptions.sync(caller.organisation_id)
+    await services.subscriptions.sync(caller.organisation_id)
+    assert "audit records unavailable" not in caplog.text
+    entries = await services.ledger.entries(caller.organisation_id, subscription_id=sid)
+    assert [e.event_type.value for e in entries] == ["purchase", "renewal"]
+    assert entries[-1].source_key is not None and entries[-1].source_key.startswith("audit:")

@@ -3,6 +3,8 @@ counts, paging interrupted mid-sync, the lease (one replica at a time), freshnes
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from sqlalchemy import func, select
 
@@ -274,3 +276,25 @@ async def test_a_stored_continuation_microsoft_no_longer_accepts_lists_afresh_in
     assert result.resumed and result.complete and result.removed == 1
     rows = await _user_rows(services, org.id)
     assert len(rows) == 4 and f"v0@{DOMAIN}" not in rows
+
+
+async def test_the_audit_window_follows_microsofts_clock_not_this_machines(services, demo_customer, sandbox):
+    """With the built-in sandbox, Microsoft's "now" is its movable clock (`cspbot sandbox clock --advance`).
+    Microsoft keeps 90 days of audit records and refuses a start before that: the first sync and a
+    sync whose cursor is older than that (the clock moved a year on) read from the oldest kept record."""
+    org = demo_customer
+    sandbox.clock.set(datetime.now(UTC) + timedelta(days=60))  # well ahead of this machine's clock
+    first = await services.user_sync.sync(org.id)
+    assert first.ran and first.complete and first.created == 1
+    await buy_licences(services, org, BASIC, 1)
+    (admin,) = (await _user_rows(services, org.id)).values()
+    await sandbox.admin(
+        "POST",
+        f"/customers/{org.partner_center_customer_id}/users/{admin.user_id}/licenses",
+        {"assign": [BASIC_LICENCE], "remove": []},
+    )
+    assert (await services.user_sync.sync(org.id)).licence_users_refreshed == 1  # the cursor moves on
+    sandbox.clock.advance(timedelta(days=365))
+    again = await services.user_sync.sync(org.id)
+    assert again.ran and again.complete
+    assert await services.alerts.open_count() == 0

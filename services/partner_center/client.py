@@ -391,7 +391,9 @@ class PartnerCenterClient:
                 )
             else:
                 status = response.status
-                level = logging.INFO if status in ok or status < 400 else logging.WARNING
+                # One line per call is for debugging (a catalog sync makes a hundred); refusals and
+                # answers that lead to a retry are worth a person's attention.
+                level = logging.DEBUG if status in ok or status < 400 else logging.WARNING
                 self._log(level, method, url, str(status), attempt, started, request_id, correlation_id)
                 if status in ok:
                     return self._parse(parse, response, request_id, correlation_id)

@@ -8,12 +8,14 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 
 import aiohttp
 
 from services.partner_center.auth import MsalTokenProvider, StaticTokenProvider, TokenProvider
 from services.partner_center.client import PartnerCenterClient
 from services.partner_center.sandbox import start_sandbox
+from services.partner_center.sandbox.admin_file import SandboxAdmin, publish_admin_file, withdraw_admin_file
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,8 +33,11 @@ def msal_tokens(settings: Settings) -> TokenProvider:
 
 
 @asynccontextmanager
-async def open_partner_center(settings: Settings) -> AsyncIterator[PartnerCenterClient]:
-    """The client (and, in sandbox mode, the running sandbox) for the lifetime of the block."""
+async def open_partner_center(
+    settings: Settings, *, admin_file: Path | None = None
+) -> AsyncIterator[PartnerCenterClient]:
+    """The client (and, in sandbox mode, the running sandbox) for the lifetime of the block. With
+    `admin_file`, a started sandbox's address and admin token are published there while it runs."""
     async with aiohttp.ClientSession() as session:
         if not settings.uses_partner_center_sandbox:
             log.info("Partner Center: %s", settings.partner_center_url)
@@ -52,6 +57,9 @@ async def open_partner_center(settings: Settings) -> AsyncIterator[PartnerCenter
             port=settings.partner_center_sandbox_port,
         )
         log.info("Partner Center: the built-in sandbox at %s", sandbox.url)
+        admin = SandboxAdmin(sandbox.url, token)
+        if admin_file is not None:
+            _publish(admin_file, admin)
         try:
             yield PartnerCenterClient(
                 session,
@@ -62,7 +70,29 @@ async def open_partner_center(settings: Settings) -> AsyncIterator[PartnerCenter
                 clock=sandbox.clock.now,
             )
         finally:
+            if admin_file is not None:
+                withdraw_admin_file(admin_file, admin)
             await sandbox.close()
+
+
+def _publish(path: Path, admin: SandboxAdmin) -> None:
+    try:
+        publish_admin_file(path, admin)
+    except OSError as error:
+        # The bot works without it; only `cspbot sandbox clock|fault` cannot find the sandbox.
+        log.warning(
+            "Could not write the sandbox's admin file %s (%s): cspbot sandbox clock|fault will not find it",
+            path,
+            error.strerror or type(error).__name__,
+        )
+    else:
+        log.debug("The sandbox's admin address and token are in %s (cspbot sandbox clock|fault)", path)
+
+
+def open_bot_partner_center(settings: Settings) -> AbstractAsyncContextManager[PartnerCenterClient]:
+    """As the bot opens it: a built-in sandbox is published in `settings.sandbox_admin_file` so the
+    operator can move its clock and inject faults. (The CLI's own short-lived sandbox is not.)"""
+    return open_partner_center(settings, admin_file=settings.sandbox_admin_file)
 
 
 PartnerCenterOpener = Callable[[Settings], AbstractAsyncContextManager[PartnerCenterClient]]

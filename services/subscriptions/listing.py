@@ -345,7 +345,9 @@ class SubscriptionService:
             return {}, None
         start = (cursor or min(c for c in created if c is not None)) - timedelta(days=1)
         latest = max([c for c in created if c is not None] + ([cursor] if cursor else []))
-        start = max(start, latest - timedelta(days=85))
+        # Microsoft keeps 90 days of audit records and refuses a start before that, counted from its
+        # own "now" (the built-in sandbox's clock may have moved a year on since the last sync).
+        start = max(start, latest - timedelta(days=85), self.clock() - timedelta(days=85))
         by_subscription: dict[str, list[AuditRecord]] = {}
         newest = cursor
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
@@ -33,7 +33,8 @@ from services.users.leases import LeaseService
 log = logging.getLogger(__name__)
 
 SYNC_PAGE_SIZE = 500  # Microsoft's largest users page: 10,000 users in 20 listing requests
-# Microsoft keeps audit records for 90 days; the first run reads what it can.
+# Microsoft keeps audit records for 90 days (and refuses a start before that): a run reads at most
+# this far back from Microsoft's "now".
 AUDIT_LOOKBACK = timedelta(days=89)
 LICENCE_OPERATIONS = ("license",)
 
@@ -117,6 +118,7 @@ class UserSync:
         page_size: int = SYNC_PAGE_SIZE,
         lease_seconds: float = 300,
         periodic_seconds: float = 900,
+        microsoft_now: Callable[[], datetime] = utcnow,
     ) -> None:
         self._sessions = sessions
         self._client = client
@@ -125,6 +127,7 @@ class UserSync:
         self.page_size = page_size
         self._lease_seconds = lease_seconds
         self.periodic_seconds = periodic_seconds
+        self._microsoft_now = microsoft_now  # the built-in sandbox's movable clock, or the wall clock
         self._task: asyncio.Task[None] | None = None
         self._running: dict[int, asyncio.Lock] = {}
 
@@ -348,7 +351,8 @@ class UserSync:
         async with self._sessions() as session:
             state = await session.get(UserSyncState, organisation_id)
             cursor = state.audit_cursor if state else None
-        start = cursor or (utcnow() - AUDIT_LOOKBACK)
+        oldest_kept = self._microsoft_now() - AUDIT_LOOKBACK
+        start = max(cursor, oldest_kept) if cursor else oldest_kept
         newest = cursor
         touched: set[str] = set()
         records = self._client.audit_records(

@@ -3,7 +3,8 @@
 The Playground (npm ``@microsoft/m365agentsplayground``) is a local stand-in for Teams: it sends real
 Bot Framework activities to the bot and receives the bot's replies on its mocked connector. We start
 it as a subprocess, read its config, and collect the bot's replies from its WebSocket, so end-to-end
-tests can run the real bot over HTTP without Teams or a browser.
+tests can run the real bot over HTTP without Teams or a browser. It takes seconds to start, so one
+Playground serves a test module (`shared_playground`) and each test puts its own bot behind it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import signal
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -348,6 +350,11 @@ class Playground:
 
     # ------------------------------------------------------------------ bot output
 
+    def discard_frames(self) -> None:
+        """Forget the frames received so far (between tests sharing this Playground)."""
+        while not self.frames.empty():
+            self.frames.get_nowait()
+
     # A default timeout on purpose (hence noqa): a test that forgets one must fail, not hang.
     async def next_frame(self, timeout: float = 10.0) -> dict[str, Any]:  # noqa: ASYNC109
         """The next WebSocket frame: ``createMessage``, ``updateMessage`` or ``typing``."""
@@ -379,14 +386,73 @@ class Playground:
             log.debug("skipping %s frame", frame.get("action"))
 
 
+class BotFront:
+    """The bot endpoint a Playground is started with: a fixed address in front of the current test's
+    bot. The Playground is slow to start, so one serves a whole test module, while every test has its
+    own bot (its own database, sandbox and outbox) behind this front."""
+
+    def __init__(self) -> None:
+        self.target: str | None = None  # base URL of the current test's bot
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.endpoint = ""
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{path:.*}", self._forward)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
+        self.endpoint = f"http://127.0.0.1:{port}/api/messages"
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        if self.target is None or self._session is None:
+            return web.json_response({"error": "no bot behind the front right now"}, status=503)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in {"host", "content-length"}}
+        async with self._session.request(
+            request.method, f"{self.target}{request.path_qs}", headers=headers, data=await request.read()
+        ) as response:
+            body = await response.read()
+            kept = {k: v for k, v in response.headers.items() if k.lower() in {"content-type", "location"}}
+            return web.Response(status=response.status, body=body, headers=kept)
+
+
+@dataclass
+class SharedPlayground:
+    """One Playground and the front it sends to (see `BotFront`)."""
+
+    playground: Playground
+    front: BotFront
+
+
+@contextlib.asynccontextmanager
+async def shared_playground(config_path: Path | None = None) -> AsyncIterator[SharedPlayground]:
+    """A Playground for several tests in a row; `bot_in_playground` puts each test's bot behind it.
+    `config_path`: another Playground configuration (another tenant, another current user)."""
+    front = BotFront()
+    await front.start()
+    try:
+        async with Playground(front.endpoint, config_path=config_path) as playground:
+            yield SharedPlayground(playground, front)
+    finally:
+        await front.close()
+
+
 @contextlib.asynccontextmanager
 async def bot_in_playground(
-    tmp_path: Path, *, config_path: Path | None = None
+    shared: SharedPlayground, tmp_path: Path
 ) -> AsyncIterator[tuple[Playground, Services, Path]]:
     """The bot on the embedded default — its own SQLite file, its built-in sandbox, the demo
-    organisation, mail in `tmp_path/outbox` — served on a free port, and the Playground pointed at it
-    (with `config_path`: another Playground configuration, e.g. another tenant or current user).
-    Yields the Playground, the app's services and the outbox folder."""
+    organisation, mail in `tmp_path/outbox` — served on a free port, behind the shared Playground's
+    front. Yields the Playground, the app's services and the outbox folder."""
     port = free_port()
     outbox = tmp_path / "outbox"
     settings = Settings(
@@ -398,9 +464,13 @@ async def bot_in_playground(
     app = create_app(settings)
     runner = web.AppRunner(app)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        async with Playground(f"http://127.0.0.1:{port}/api/messages", config_path=config_path) as playground:
-            yield playground, app[RUNTIME].services, outbox
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        shared.playground.discard_frames()  # anything the previous test's bot said late
+        shared.front.target = f"http://127.0.0.1:{port}"
+        try:
+            yield shared.playground, app[RUNTIME].services, outbox
+        finally:
+            shared.front.target = None
     finally:
         await runner.cleanup()

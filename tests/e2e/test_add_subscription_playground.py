@@ -10,25 +10,26 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from sqlalchemy import func, select
 
 from cards import ordering as ui
 from services.container import Services
 from services.models import LedgerEntry, SubscriptionRow
 from tests.conftest import link_demo_customer
-from tests.e2e.playground import Playground, bot_in_playground
+from tests.e2e.playground import Playground, SharedPlayground, bot_in_playground
 from tests.e2e.test_playground import _card
 from tests.e2e.test_users_playground import _submit_data
 from tests.fakes import card_text
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 BASIC = "CFQ7TTC0LH18:0001"
 
 
-@pytest.fixture
-async def linked(tmp_path: Any) -> AsyncIterator[tuple[Playground, Services, str]]:
-    async with bot_in_playground(tmp_path) as (pg, services, _):
+@pytest_asyncio.fixture(loop_scope="module")
+async def linked(module_playground: SharedPlayground, tmp_path: Any) -> AsyncIterator[tuple[Playground, Services, str]]:
+    async with bot_in_playground(module_playground, tmp_path) as (pg, services, _):
         org = await link_demo_customer(services)
         assert org.partner_center_customer_id
         yield pg, services, org.partner_center_customer_id

@@ -9,19 +9,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from tests.cardcheck import assert_valid_card
 from tests.conftest import outbox_messages
-from tests.e2e.playground import Playground, bot_in_playground
+from tests.e2e.playground import Playground, SharedPlayground, bot_in_playground
 from tests.fakes import card_text
 from tests.mailparts import plain_text
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 
-@pytest.fixture
-async def bot_and_playground(tmp_path: Path) -> AsyncIterator[tuple[Playground, Path]]:
-    async with bot_in_playground(tmp_path) as (pg, _, outbox):
+@pytest_asyncio.fixture(loop_scope="module")
+async def bot_and_playground(
+    module_playground: SharedPlayground, tmp_path: Path
+) -> AsyncIterator[tuple[Playground, Path]]:
+    async with bot_in_playground(module_playground, tmp_path) as (pg, _, outbox):
         yield pg, outbox
 
 

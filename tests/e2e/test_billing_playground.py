@@ -18,23 +18,24 @@ from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 
 from services.billing.export import CSV_COLUMNS
 from services.container import Services
 from tests.cardcheck import assert_valid_card
 from tests.conftest import link_demo_customer
-from tests.e2e.playground import Playground, bot_in_playground
+from tests.e2e.playground import Playground, SharedPlayground, bot_in_playground
 from tests.fakes import card_text
 from tests.subscription_fixtures import admin
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 BASIC = "CFQ7TTC0LH18:0001"
 
 
-@pytest.fixture
-async def running(tmp_path: Any) -> AsyncIterator[tuple[Playground, Services]]:
-    async with bot_in_playground(tmp_path) as (pg, services, _):
+@pytest_asyncio.fixture(loop_scope="module")
+async def running(module_playground: SharedPlayground, tmp_path: Any) -> AsyncIterator[tuple[Playground, Services]]:
+    async with bot_in_playground(module_playground, tmp_path) as (pg, services, _):
         yield pg, services
 
 

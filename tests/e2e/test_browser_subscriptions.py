@@ -8,21 +8,24 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from services.container import Services
 from tests.e2e.browser import Browser
-from tests.e2e.playground import bot_in_playground
+from tests.e2e.playground import SharedPlayground, bot_in_playground
 from tests.subscription_fixtures import admin
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 MCA = "On behalf of Contoso Ltd, I accept the Microsoft Customer Agreement."
 
 
-@pytest.fixture
-async def chat(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[tuple[Browser, Services]]:
+@pytest_asyncio.fixture(loop_scope="module")
+async def chat(
+    module_playground: SharedPlayground, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[Browser, Services]]:
     async with (
-        bot_in_playground(tmp_path) as (playground, services, _),
+        bot_in_playground(module_playground, tmp_path) as (playground, services, _),
         Browser(playground.base_url, request.node.name) as browser,
     ):
         yield browser, services

@@ -11,21 +11,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from cards import users as ui
 from services.container import Services
 from tests.conftest import link_demo_customer
-from tests.e2e.playground import Playground, bot_in_playground
+from tests.e2e.playground import Playground, SharedPlayground, bot_in_playground
 from tests.e2e.test_playground import _card
 from tests.fakes import card_text
 from tests.users_support import BASIC, buy_licences
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 
-@pytest.fixture
-async def linked(tmp_path: Any) -> AsyncIterator[tuple[Playground, Services, Path]]:
-    async with bot_in_playground(tmp_path) as (pg, services, outbox):
+@pytest_asyncio.fixture(loop_scope="module")
+async def linked(
+    module_playground: SharedPlayground, tmp_path: Any
+) -> AsyncIterator[tuple[Playground, Services, Path]]:
+    async with bot_in_playground(module_playground, tmp_path) as (pg, services, outbox):
         org = await link_demo_customer(services)
         await buy_licences(services, org, BASIC, 2)
         yield pg, services, outbox

@@ -10,7 +10,6 @@ import pytest
 
 from services.container import PARTNER_CENTER_AUTH_ALERT, Services, build_services
 from services.db import create_engine
-from services.migrate import upgrade_database
 from services.partner_center import (
     MsalTokenProvider,
     PartnerCenterAuthError,
@@ -33,7 +32,6 @@ async def _no_wait(_: float) -> None:
 
 async def services_with(client: PartnerCenterClient, sqlite_url: str, outbox: Path) -> Services:
     engine = create_engine(sqlite_url)
-    await upgrade_database(engine)
     return build_services(engine, Settings(database_url=sqlite_url, mail_outbox_dir=outbox), client)
 
 

@@ -95,7 +95,8 @@ class Harness:
             "price_sheet_url": self.url,
             "tokens": RecordingTokens(),
             "sleep": sleep,
-            "request_timeout": 0.5,
+            # Generous: on a busy machine a local answer may take a while; the timeout test sets its own.
+            "request_timeout": 30.0,
             "rng": random.Random(7),
         }
         options.update(overrides)
@@ -190,6 +191,32 @@ async def test_429_then_success_keeps_the_request_id_and_waits_retry_after(pc: H
     assert first.request_id and first.request_id == second.request_id
     assert first.correlation_id and second.correlation_id and first.correlation_id != second.correlation_id
     assert pc.sleeps == [7.0]
+
+
+async def test_each_call_is_logged_at_debug_and_a_retried_or_refused_one_at_warning(
+    pc: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At INFO (make run) a hundred successful calls say nothing; what a person must notice still shows."""
+    caplog.set_level(logging.DEBUG, logger="services.partner_center.client")
+    path = f"/v1/customers/{CUSTOMER}"
+    pc.fake.script("GET", path, Reply(429, None, {"Retry-After": "1"}), Reply(503, None), Reply(200, {"id": CUSTOMER}))
+    pc.fake.script("GET", f"/v1/customers/{CUSTOMER}/users/u1", Reply(404, fault(2000, "not found")))
+
+    await pc.client.get_customer(CUSTOMER)
+    with pytest.raises(PartnerCenterNotFound):
+        await pc.client.get_user(CUSTOMER, "u1")
+
+    calls = [
+        (record.levelname, record.getMessage().split(" (attempt")[0])
+        for record in caplog.records
+        if "ms-request-id=" in record.getMessage()
+    ]
+    assert calls == [
+        ("WARNING", f"Partner Center GET {path} -> 429"),
+        ("WARNING", f"Partner Center GET {path} -> 503"),
+        ("DEBUG", f"Partner Center GET {path} -> 200"),
+        ("WARNING", f"Partner Center GET {path}/users/u1 -> 404"),
+    ]
 
 
 async def test_429_without_header_uses_the_seconds_in_the_body(pc: Harness) -> None:
