@@ -56,10 +56,10 @@ async def test_sqlite_runs_with_wal_and_a_busy_timeout(empty_sqlite_url):
         await engine.dispose()
 
 
-async def test_the_conversations_strangers_left_are_forgotten(database_url):
+async def test_the_conversations_strangers_left_are_forgotten(empty_database_url):
     """Revision 0009: references stored for callers who were no member (no organisation) are removed;
     a member's are kept."""
-    engine = create_engine(database_url)
+    engine = create_engine(empty_database_url)
 
     def upgrade_to(revision: str):
         def run(connection):
