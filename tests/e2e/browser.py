@@ -84,8 +84,9 @@ class Browser:
             return
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
+                os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Chromium it started
+        async with asyncio.timeout(10):
+            await proc.wait()
 
     async def _call(self, op: str, timeout: float = 30, **args: Any) -> Any:  # noqa: ASYNC109
         proc = self._proc
