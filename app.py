@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -29,11 +29,14 @@ from bot.handler import CspBot, InvokeHandler
 from bot.inputs import MAX_NESTING, nested_too_deeply, unsafe_ids
 from bot.invokes import default_invoke_handlers
 from bot.job_notices import FollowUp, JobNotifier
+from bot.live_cards import LiveCards
 from bot.proactive import ProactiveMessenger
 from bot.storage import SqlStorage
 from bot.turn_errors import on_turn_error
+from dialogs.approval_delivery import ApprovalDelivery
 from dialogs.catalogue import Task, TaskCatalogue
 from dialogs.tasks import default_tasks, job_follow_ups, job_renderers
+from services.access import Caller
 from services.catalog.startup import prepare_catalog
 from services.container import Services, build_services
 from services.db import create_engine
@@ -43,6 +46,7 @@ from services.migrate import upgrade_database
 from services.outbound_hosts import HostNotAllowed
 from services.partner_center import PartnerCenterClient
 from services.partner_center.connection import PartnerCenterOpener, open_bot_partner_center
+from services.roles import Permission
 from services.sealed_secrets import SecretsKeyError
 from services.seed import seed_demo_organisation
 from services.settings import Settings, SettingsError, describe_invalid_settings
@@ -125,15 +129,18 @@ def create_app(
             app_id=settings.microsoft_app_id,
             connector_hosts=services.outbound_hosts.connector,
         )
+        catalogue = TaskCatalogue(tasks(services))
         bot = CspBot(
             storage=SqlStorage(services.sessions),
             access=services.access,
             conversations=services.conversations,
             receipts=services.activity_receipts,
-            tasks=TaskCatalogue(tasks(services)),
+            tasks=catalogue,
             messenger=messenger,
             invoke_handlers=invokes(services, messenger),
             typing_delay=settings.typing_indicator_delay_seconds,
+            live_cards=LiveCards(services.sent_cards, catalogue.describe),
+            on_arrival=_delivers_waiting_approvals(services, messenger),
         )
         services.jobs.set_notifier(
             JobNotifier(
@@ -168,6 +175,18 @@ def create_app(
     app.router.add_get("/healthz", handle_health)
     app.router.add_get("/exports/{token}", export_handler(lambda: app[RUNTIME].services.billing))
     return app
+
+
+def _delivers_waiting_approvals(services: Services, messenger: ProactiveMessenger) -> Callable[..., Awaitable[None]]:
+    """When an approver opens a chat with the bot, the requests that could not reach them follow."""
+
+    async def deliver(chat_id: str, caller: Caller) -> None:
+        if caller.can(Permission.DECIDE_SUSPENSION):
+            await ApprovalDelivery(services, messenger).deliver_waiting(
+                caller.organisation_id, caller.member_id, chat_id
+            )
+
+    return deliver
 
 
 def _starts_task(services: Services, bot: CspBot, command: str) -> FollowUp:

@@ -37,6 +37,7 @@ from microsoft_agents.hosting.dialogs import ComponentDialog, DialogInstance
 
 from bot.identity import channel_identity, roster_email
 from bot.inputs import sanitise_activity
+from bot.live_cards import CardTurn, LiveCards
 from bot.proactive import ProactiveMessenger
 from bot.storage import CREATE_ONLY, SqlStorage, StateConflictError
 from cards.common import (
@@ -60,6 +61,7 @@ log = logging.getLogger(__name__)
 
 STATE_KEY = "csp.conversation_state"
 OUTBOX_KEY = "csp.outbox"
+ARRIVED_KEY = "csp.arrived"  # (chat id, caller) when this turn stored a member's 1:1 chat
 MENU_WORDS = frozenset({"menu", "hi", "hello", "hey", "start", "home"})
 HELP_WORDS = frozenset({"help", "?"})
 CANCEL_WORDS = frozenset({"cancel", "stop", "quit", "exit"})
@@ -101,9 +103,11 @@ class _DelayedTyping:
 class _Outbox:
     """Holds a turn's replies until its state is saved (typing indicators go out around it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, live_cards: LiveCards | None = None) -> None:
         self.held: list[Activity] = []
         self.typing: _DelayedTyping | None = None
+        self.live_cards = live_cards
+        self.card_turn: CardTurn | None = None  # None: this turn's cards are not a task's (or it failed)
         self.answered = False  # some reply has gone out to the channel
 
     async def intercept(
@@ -138,10 +142,17 @@ class _Outbox:
         if self.typing is not None:
             await self.typing.stop()
         held, self.held = self.held, []
+        turn, live = self.card_turn, self.live_cards
+        stamped: list[tuple[int, str, dict[str, Any]]] = []
+        if turn is not None and live is not None:
+            held = await live.settle(context, turn, held)
+            stamped = live.stamp_outgoing(turn, held)
         if held:
             self.answered = True
-            await context.adapter.send_activities(context, held)
+            responses = await context.adapter.send_activities(context, held)
             context.responded = True
+            if stamped and turn is not None and live is not None:
+                await live.remember(turn, stamped, responses)
 
 
 def _conversation_type(activity: Activity) -> str:
@@ -179,8 +190,13 @@ class CspBot(ActivityHandler):
         messenger: ProactiveMessenger,
         invoke_handlers: dict[str, InvokeHandler] | None = None,
         typing_delay: float = 0.5,
+        live_cards: LiveCards | None = None,
+        on_arrival: Callable[[str, Caller], Awaitable[None]] | None = None,
     ) -> None:
+        """`on_arrival(chat_id, caller)`: called after a turn that stored a member's 1:1 chat."""
+        self._on_arrival = on_arrival
         self._typing_delay = typing_delay
+        self._live_cards = live_cards
         self._storage = storage
         self._messenger = messenger
         self._access = access
@@ -212,7 +228,7 @@ class CspBot(ActivityHandler):
                 log.info("dropped a re-delivered %s activity (id %s)", activity.type, activity.id)
                 await self._answer_again_delivered(turn_context)
                 return
-            outbox = _Outbox()
+            outbox = _Outbox(self._live_cards)
             turn_context.on_send_activities(outbox.intercept)
             turn_context.turn_state[OUTBOX_KEY] = outbox
             turn_context.turn_state[MESSENGER_KEY] = self._messenger
@@ -223,8 +239,11 @@ class CspBot(ActivityHandler):
                 return
             if activity.type == ActivityTypes.message:
                 outbox.typing = _DelayedTyping(turn_context, self._typing_delay)
+                if self._live_cards is not None:
+                    outbox.card_turn = self._live_cards.begin(turn_context)
             try:
                 await self._serialised_turn(turn_context, outbox, conversation_id)
+                await self._after_arrival(turn_context)
             except BaseException:
                 # Cut off before it answered (e.g. the process is stopping): Teams' retry may run it.
                 if receipt is not None and not outbox.answered:
@@ -234,6 +253,18 @@ class CspBot(ActivityHandler):
             finally:
                 if outbox.typing is not None:
                     await outbox.typing.stop()
+
+    async def _after_arrival(self, turn_context: TurnContext) -> None:
+        """A member's 1:1 chat was (re)stored this turn: once its replies are out, hand them what
+        waited for them (e.g. approval requests no one could post them before)."""
+        arrived = turn_context.turn_state.get(ARRIVED_KEY)
+        if arrived is None or self._on_arrival is None:
+            return
+        chat_id, caller = arrived
+        try:
+            await self._on_arrival(chat_id, caller)
+        except Exception:
+            log.exception("could not hand a member what waited for them")
 
     @staticmethod
     async def _answer_again_delivered(turn_context: TurnContext) -> None:
@@ -257,7 +288,8 @@ class CspBot(ActivityHandler):
 
         async def _begin(turn_context: TurnContext) -> None:
             with correlation_scope():
-                outbox = _Outbox()
+                outbox = _Outbox(self._live_cards)
+                outbox.card_turn = CardTurn(conversation_id, caller.display_name or "", task_at_end=task.dialog.id)
                 turn_context.on_send_activities(outbox.intercept)
                 turn_context.turn_state[OUTBOX_KEY] = outbox
                 turn_context.turn_state[MESSENGER_KEY] = self._messenger
@@ -294,6 +326,8 @@ class CspBot(ActivityHandler):
                     return
                 except StateConflictError:
                     outbox.held.clear()
+                    if outbox.card_turn is not None:
+                        outbox.card_turn.closing.clear()
                     if attempt == 2:
                         await self._fail(turn_context, outbox, reset=False)
                         return
@@ -301,6 +335,7 @@ class CspBot(ActivityHandler):
                 except DomainError as error:
                     # Nothing of this turn's dialog progress is saved: the user can simply retry.
                     outbox.held.clear()
+                    outbox.card_turn = None
                     await turn_context.send_activity(MessageFactory.text(error.message))
                     await outbox.flush(turn_context)
                     return
@@ -342,6 +377,7 @@ class CspBot(ActivityHandler):
         reference = current_correlation_id()
         log.exception("turn failed (reference %s)", reference)
         outbox.held.clear()
+        outbox.card_turn = None
         state = turn_context.turn_state.get(STATE_KEY)
         if reset and isinstance(state, ConversationState):
             # Conditional on the e-tag this turn read: never wipes what another replica saved since.
@@ -388,6 +424,8 @@ class CspBot(ActivityHandler):
             organisation_id=caller.organisation_id,
             member_id=caller.member_id,
         )
+        if _conversation_type(activity) == "personal":
+            turn_context.turn_state[ARRIVED_KEY] = (activity.conversation.id, caller)
 
     @staticmethod
     def _reply(turn_context: TurnContext, reply: Activity | str) -> None:
@@ -412,19 +450,55 @@ class CspBot(ActivityHandler):
             return
         state: ConversationState = turn_context.turn_state[STATE_KEY]
         dialog_context = await self._tasks.dialog_set(state.create_property("DialogState")).create_context(turn_context)
+        outbox: _Outbox = turn_context.turn_state[OUTBOX_KEY]
+        card_turn = outbox.card_turn
+        active = dialog_context.active_dialog.id if dialog_context.active_dialog is not None else None
+        if card_turn is not None and self._live_cards is not None:
+            await self._live_cards.load_source(card_turn)
+            card_turn.task_at_start = active
+            refusal = self._live_cards.refusal(card_turn, active)
+            if refusal is not None:
+                card_turn.task_at_end = active
+                if refusal:
+                    self._reply(turn_context, refusal)
+                return
+        try:
+            await self._dispatch(turn_context, dialog_context, caller)
+        finally:
+            if card_turn is not None:
+                card_turn.task_at_end = (
+                    dialog_context.active_dialog.id if dialog_context.active_dialog is not None else None
+                )
+
+    async def _dispatch(self, turn_context: TurnContext, dialog_context: Any, caller: Caller) -> None:
+        """Continue the waiting task, or leave it for a typed command, or start one."""
+        activity = turn_context.activity
         if dialog_context.active_dialog is not None:
             if not self._switches_task(activity, dialog_context.active_dialog):
                 await dialog_context.continue_dialog()
                 return
             # A typed command (e.g. from Teams' command list) or "menu" leaves the task waiting here.
-            title = self._tasks.title_of(dialog_context.active_dialog.id) or "the previous task"
+            active_id = dialog_context.active_dialog.id
+            title = self._tasks.title_of(active_id) or "the previous task"
             await dialog_context.cancel_all_dialogs()
-            self._reply(turn_context, f"Stopped **{title}**; nothing more was changed there.")
+            following = self._tasks.find(_command_button(activity) or normalised_text(activity))
+            card_turn: CardTurn | None = turn_context.turn_state[OUTBOX_KEY].card_turn
+            if following is not None and following.dialog.id == active_id:
+                # The same task typed again (e.g. one the bot started by itself): start it afresh.
+                if card_turn is not None:
+                    card_turn.closing[active_id] = "Started again below."
+            else:
+                if card_turn is not None:
+                    what = f"**{following.title}**" if following is not None else "the menu"
+                    card_turn.closing[active_id] = f"Stopped: you went on to {what}."
+                self._reply(turn_context, f"Stopped **{title}**; nothing more was changed there.")
         await self._start(turn_context, dialog_context, caller)
 
     def _switches_task(self, activity: Activity, active: DialogInstance) -> bool:
         """Typed text that names a task, or the menu, while the task waits for a card. A task asking
         for typed text gets the text as its answer; card submits always go to the task."""
+        if _command_button(activity) is not None:
+            return True  # a button that does what typing a command does ("My services", "Menu")
         if activity.value is not None or _waiting_step(active) != CARD_PROMPT:
             return False
         words = normalised_text(activity)
@@ -433,8 +507,9 @@ class CspBot(ActivityHandler):
     async def _start(self, turn_context: TurnContext, dialog_context: Any, caller: Caller) -> None:
         activity = turn_context.activity
         value = activity.value if isinstance(activity.value, dict) else None
-        if value is not None and value.get("verb") == "command":
-            words = " ".join(str(value.get("command", "")).lower().split())
+        command = _command_button(activity)
+        if command is not None:
+            words = command
         elif value is not None:
             self._reply(
                 turn_context,
@@ -474,6 +549,8 @@ class CspBot(ActivityHandler):
             return
         caller = await self._caller(turn_context)
         await self._remember_conversation(turn_context, caller)
+        if self._live_cards is not None and turn_context.activity.conversation is not None:
+            await self._live_cards.forget_conversation(turn_context.activity.conversation.id)
         if caller is None:
             name = turn_context.activity.from_property.name if turn_context.activity.from_property else ""
             self._reply(turn_context, card_activity(build_not_registered_card(name or "")))
@@ -514,6 +591,14 @@ class CspBot(ActivityHandler):
             return await handler(turn_context, caller, data)
         except DomainError as error:
             return _invoke_message(error.message)
+
+
+def _command_button(activity: Activity) -> str | None:
+    """The command of a button that does what typing it does (verb "command"), normalised."""
+    value = activity.value
+    if isinstance(value, dict) and value.get("verb") == "command":
+        return " ".join(str(value.get("command", "")).lower().split())
+    return None
 
 
 def _waiting_step(instance: DialogInstance) -> str:

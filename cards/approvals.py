@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from cards.base import Card, card, facts, heading, text
+from services import formatting
 
 APPROVE, REJECT, RETRY, REFRESH = "approval_approve", "approval_reject", "approval_retry", "approval_refresh"
 
@@ -21,33 +22,37 @@ class ApprovalCardView:
     reason: str
     requested_at: datetime
     expires_at: datetime
-    status: str  # pending | suspending | suspended | failed | rejected | expired
+    status: str  # pending | suspending | suspended | failed | rejected | expired | withdrawn
     decider_name: str = ""
     decided_at: datetime | None = None
     outcome: str = ""
     approver_user_ids: Sequence[str] = ()
-
-
-def _when(value: datetime | None) -> str:
-    return f"{value:%H:%M}" if value is not None else ""
+    approver_names: Sequence[str] = ()
 
 
 def status_line(view: ApprovalCardView) -> tuple[str, str]:
     """What happened, and the colour it is shown in."""
-    who, at = view.decider_name or "an approver", _when(view.decided_at)
+    who, at = view.decider_name or "an approver", formatting.datetime_utc(view.decided_at)
     if view.status == "pending":
-        return f"Waiting for an approver (expires {view.expires_at:%d %b %H:%M} UTC)", "Default"
+        return f"Waiting for an approver (expires {formatting.datetime_utc(view.expires_at)})", "Default"
     if view.status == "suspending":
-        return f"Approved by {who} at {at} — suspending…", "Accent"
+        return f"Approved by {who} ({at}) — suspending…", "Accent"
     if view.status == "suspended":
-        return f"Approved by {who} at {at} — suspended", "Good"
+        return f"Approved by {who} ({at}) — suspended", "Good"
     if view.status == "failed":
-        return f"Approved by {who} at {at} — failed: {view.outcome} Retry when Microsoft is reachable.", "Attention"
+        return f"Approved by {who} ({at}) — failed: {view.outcome} Retry when Microsoft is reachable.", "Attention"
     if view.status == "rejected":
-        return f"Rejected by {who} at {at} — nothing was changed", "Warning"
+        return f"Rejected by {who} ({at}) — nothing was changed", "Warning"
+    if view.status == "withdrawn":
+        return f"Withdrawn by {who} ({at}) — nothing was changed", "Warning"
     if view.status == "expired":
-        return f"Expired at {view.expires_at:%d %b %H:%M} UTC — nothing was changed", "Warning"
+        return f"Expired {formatting.datetime_utc(view.expires_at)} — nothing was changed", "Warning"
     return view.status, "Default"
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = list(names)
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
 
 
 def _execute(title: str, verb: str, approval_id: int, style: str | None = None) -> dict[str, Any]:
@@ -62,8 +67,11 @@ def _execute(title: str, verb: str, approval_id: int, style: str | None = None) 
     return action
 
 
-def build_approval_card(view: ApprovalCardView, *, for_approver: bool) -> Card:
-    """`for_approver`: the card an approver sees (with the decision buttons while they apply)."""
+def build_approval_card(view: ApprovalCardView, *, for_approver: bool, in_channel: bool = False) -> Card:
+    """`for_approver`: the card an approver sees (with the decision buttons while they apply).
+    `in_channel`: the copy in the approvals channel, which everyone there sees: it has the buttons too
+    and says who may decide (Teams refreshes it per person where it can; not every client can, and a
+    click by someone else is refused), while a non-approver's own refresh shows the status only."""
     line, colour = status_line(view)
     body = [
         heading("Suspension request"),
@@ -72,18 +80,21 @@ def build_approval_card(view: ApprovalCardView, *, for_approver: bool) -> Card:
                 ("Subscription", view.subscription_name),
                 ("Asked by", view.requester_name),
                 ("Why", view.reason),
-                ("Asked at", f"{view.requested_at:%d %b %Y %H:%M} UTC"),
+                ("Asked at", formatting.datetime_utc(view.requested_at)),
             ]
         ),
         text(line, weight="Bolder", color=colour),
     ]
+    decides = for_approver or in_channel
+    if in_channel and view.status in ("pending", "failed") and view.approver_names:
+        body.append(text(f"Only {_names(view.approver_names)} can decide.", subtle=True))
     actions: list[dict[str, Any]] = []
-    if for_approver and view.status == "pending":
+    if decides and view.status == "pending":
         actions = [
             _execute("Approve", APPROVE, view.approval_id, "positive"),
             _execute("Reject", REJECT, view.approval_id, "destructive"),
         ]
-    elif for_approver and view.status == "failed":
+    elif decides and view.status == "failed":
         actions = [_execute("Retry", RETRY, view.approval_id, "positive")]
     result = card(body, actions)
     result["refresh"] = {

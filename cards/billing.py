@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cards.base import Card, card, command_button, facts, heading, text
+from services import formatting
 
 # Teams refuses messages over ~28 KB; keep a margin for the activity envelope.
 CARD_BUDGET = 24_000
@@ -44,7 +45,7 @@ class SubscriptionView:
 @dataclass(frozen=True)
 class CycleView:
     title: str  # "September 2026"
-    period: str  # "1 Sep – 30 Sep 2026"
+    period: str  # "Sep 1 – 30, 2026"
     report_date: str
     total: str
     issued: bool
@@ -135,9 +136,8 @@ def _cycle_block(index: int, cycle: CycleView, top: int, max_details: int) -> li
         text(f"Report dated {cycle.report_date} · {status}", subtle=True),
     ]
     if cycle.unpriced:
-        left.append(
-            text(f"⚠ {cycle.unpriced} line(s) without a price — your reseller has been told.", color="Attention")
-        )
+        unpriced = formatting.plural(cycle.unpriced, "line", "lines")
+        left.append(text(f"⚠ {unpriced} without a price — your reseller has been told.", color="Attention"))
     items: list[dict[str, Any]] = []
     shown = cycle.subscriptions[:top]
     for position, subscription in enumerate(shown):
@@ -154,13 +154,13 @@ def _cycle_block(index: int, cycle: CycleView, top: int, max_details: int) -> li
         )
         details = [_detail_row(detail) for detail in subscription.details[:max_details]]
         if len(subscription.details) > max_details:
-            details.append(
-                text(f"…and {len(subscription.details) - max_details} more lines in the export.", subtle=True)
-            )
+            more = formatting.plural(len(subscription.details) - max_details, "more line", "more lines")
+            details.append(text(f"…and {more} in the export.", subtle=True))
         items.append({"type": "Container", "id": details_id, "isVisible": False, "items": details})
     hidden = len(cycle.subscriptions) - len(shown)
     if hidden > 0:
-        items.append(text(f"…and {hidden} more subscription(s): use **Export** for all of them.", subtle=True))
+        more = formatting.plural(hidden, "more subscription", "more subscriptions")
+        items.append(text(f"…and {more}: use **Export** for all of them.", subtle=True))
     if not cycle.subscriptions:
         items.append(text("No charges in this cycle.", subtle=True))
     return [
@@ -235,12 +235,13 @@ def build_range_card(view: RangeChoiceView) -> Card:
 
 def build_export_link_card(name: str, url: str, minutes: int, *, declined: bool = False) -> Card:
     intro = "No problem — here is a download link instead." if declined else "Your export is ready."
+    lasting = formatting.plural(minutes, "minute", "minutes")
     return card(
         [
             heading(name),
             text(intro),
             text(
-                f"The link works **once**, for **{minutes} minutes**, and only for you; downloads are logged.",
+                f"The link works **once**, for **{lasting}**, and only for you; downloads are logged.",
                 subtle=True,
             ),
         ],
@@ -323,7 +324,8 @@ def build_bill_summary_card(view: BillSummaryView) -> Card:
     if view.top:
         body.append(facts(view.top))
     if view.more:
-        body.append(text(f"…and {view.more} more subscription(s).", subtle=True))
+        more = formatting.plural(view.more, "more subscription", "more subscriptions")
+        body.append(text(f"…and {more}.", subtle=True))
     if not view.top:
         body.append(text("No charges in this cycle.", subtle=True))
     return card(body, [command_button("Full report", view.full_report_command)])

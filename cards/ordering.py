@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cards.base import Card, card, command_button, facts, heading, submit, text
+from services import formatting
 
 PICK = "order_pick"
 BACK = "order_back"
@@ -47,7 +48,7 @@ class ProductItem:
     key: str  # PRODUCT:SKU, the offer id
     name: str
     description: str
-    from_price: str  # "from USD 5.52 per licence a month"
+    from_price: str  # "From $5.52 per licence per month (1-year commitment, billed monthly)"
     plans: Sequence[str]  # priced terms and billing frequencies, as text
     quantity_range: str  # "1–300 licences"
     includes: str = ""
@@ -67,7 +68,7 @@ class ProductListView:
 @dataclass(frozen=True)
 class PlanChoice:
     key: str  # "P1Y:monthly"
-    label: str  # "1 year commitment, billed monthly — USD 5.52 per licence a month"
+    label: str  # "1-year commitment, billed monthly — $5.52 per licence per month"
 
 
 @dataclass(frozen=True)
@@ -88,11 +89,11 @@ class ConfigureView:
 class QuoteView:
     product_name: str
     offer_id: str
-    plan: str  # "1 year commitment, billed monthly"
+    plan: str  # "1-year commitment, billed monthly"
     quantity: int
-    unit_price: str  # "USD 5.52 per licence a month"
-    total_per_period: str  # "USD 27.60 a month"
-    term_total: str  # "USD 331.20 over the 1 year term"
+    unit_price: str  # "$5.52 per licence per month"
+    total_per_period: str  # "$27.60 per month"
+    term_total: str  # "$331.20 over the 1-year term"
     token: str
     error: str = ""
 
@@ -141,6 +142,26 @@ def build_choice_card(view: ChoiceCardView) -> Card:
     return card(body, _nav(view.token, back=view.can_go_back))
 
 
+def _details_buttons(index: int, details_id: str, choose: dict[str, Any]) -> list[dict[str, Any]]:
+    """ "Show details" and "Hide details" as two button rows that swap with the details (a button's
+    title cannot change, so the row that fits is the one shown)."""
+    show_id, hide_id = f"show-{index}", f"hide-{index}"
+    toggle = [details_id, show_id, hide_id]
+    return [
+        {
+            "type": "ActionSet",
+            "id": show_id,
+            "actions": [{"type": "Action.ToggleVisibility", "title": "Show details", "targetElements": toggle}, choose],
+        },
+        {
+            "type": "ActionSet",
+            "id": hide_id,
+            "isVisible": False,
+            "actions": [{"type": "Action.ToggleVisibility", "title": "Hide details", "targetElements": toggle}, choose],
+        },
+    ]
+
+
 def build_product_list_card(view: ProductListView) -> Card:
     """The products of a group: name, short description, price from; details on request."""
     body: list[dict[str, Any]] = [
@@ -174,17 +195,11 @@ def build_product_list_card(view: ProductListView) -> Card:
                             text(item.includes or item.description, subtle=True),
                         ],
                     },
-                    {
-                        "type": "ActionSet",
-                        "actions": [
-                            {
-                                "type": "Action.ToggleVisibility",
-                                "title": "Show details",
-                                "targetElements": [details_id],
-                            },
-                            submit("Choose", PICK, {"card": view.token, "value": item.key}, style="positive"),
-                        ],
-                    },
+                    *_details_buttons(
+                        index,
+                        details_id,
+                        submit("Choose", PICK, {"card": view.token, "value": item.key}, style="positive"),
+                    ),
                 ],
             }
         )
@@ -251,7 +266,7 @@ def build_quote_card(view: QuoteView) -> Card:
                 ("Product", view.product_name),
                 ("Offer id", view.offer_id),
                 ("Commitment", view.plan),
-                ("Quantity", f"{view.quantity} licence{'s' if view.quantity != 1 else ''}"),
+                ("Quantity", formatting.plural(view.quantity, "licence", "licences")),
                 ("Unit price", view.unit_price),
                 ("Total per billing period", view.total_per_period),
                 ("Over the whole term", view.term_total),
@@ -278,7 +293,7 @@ def build_order_result_card(view: OrderResultView) -> Card:
         facts(
             [
                 ("Product", view.product_name),
-                ("Quantity", str(view.quantity)),
+                ("Quantity", formatting.plural(view.quantity, "licence", "licences")),
                 ("Status", view.status),
                 ("Commitment", view.plan),
                 ("Price per billing period", view.total_per_period),
@@ -288,7 +303,14 @@ def build_order_result_card(view: OrderResultView) -> Card:
         ),
         text("Costs now start under Microsoft's billing rules."),
     ]
-    return card(body, [command_button("Add another subscription", "add subscription"), command_button("Menu", "menu")])
+    return card(
+        body,
+        [
+            command_button("Open subscriptions", "subscriptions"),
+            command_button("Add another subscription", "add subscription"),
+            command_button("Menu", "menu"),
+        ],
+    )
 
 
 def build_no_tenant_card(message: str, *, title: str = "First, a Microsoft 365 tenant") -> Card:

@@ -3,14 +3,20 @@ cancel, auto-renew, suspend request and reactivate. Pure functions of the servic
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from cards.base import Card, card, facts, heading, submit, text
-from services.billing.money import format_money
-from services.subscriptions import AddonOffer, CancelPlan, QuantityPlan, SubscriptionPage, SubscriptionView
+from services import formatting
+from services.subscriptions import (
+    AddonOffer,
+    ApprovalView,
+    CancelPlan,
+    QuantityPlan,
+    SubscriptionPage,
+    SubscriptionView,
+)
 from services.subscriptions.changes import addon_price_token
 from services.subscriptions.common import ProRata
 
@@ -24,10 +30,10 @@ QUANTITY, PREVIEW, CONFIRM_QUANTITY, CONFIRM_SCHEDULE = (
 ADDONS, ORDER_ADDON = "subs_addons", "subs_addon_order"
 CANCEL, CONFIRM_CANCEL = "subs_cancel", "subs_cancel_confirm"
 AUTORENEW, CONFIRM_AUTORENEW = "subs_autorenew", "subs_autorenew_confirm"
-SUSPEND, SEND_SUSPEND = "subs_suspend", "subs_suspend_send"
+SUSPEND, SEND_SUSPEND, WITHDRAW_SUSPEND = "subs_suspend", "subs_suspend_send", "subs_suspend_withdraw"
 REACTIVATE, CONFIRM_REACTIVATE = "subs_reactivate", "subs_reactivate_confirm"
 
-_PERIOD = {"monthly": "month", "annual": "year", "triennial": "3 years"}
+NO_PRICE = "no price set — ask your reseller"
 _TERMS = {"P1M": "1 month", "P1Y": "1 year", "P3Y": "3 years"}
 _BILLING = {"monthly": "monthly", "annual": "annually", "triennial": "every 3 years"}
 
@@ -36,18 +42,18 @@ def _term(term_duration: str, billing_cycle: str) -> str:
     return f"{_TERMS.get(term_duration, term_duration)}, billed {_BILLING.get(billing_cycle, billing_cycle)}"
 
 
-def _per(billing_cycle: str) -> str:
-    return _PERIOD.get(billing_cycle, billing_cycle)
-
-
-def _date(value: datetime | None) -> str:
-    return f"{value:%d %b %Y}" if value is not None else "—"
+def _seats(n: int) -> str:
+    return formatting.plural(n, "seat", "seats")
 
 
 def _money(amount: Decimal | None, currency: str) -> str:
-    if amount is None:
-        return "no price set — ask your reseller"
-    return format_money(amount, currency)
+    return NO_PRICE if amount is None else formatting.money(amount, currency)
+
+
+def _price(view: SubscriptionView) -> str:
+    if view.unit_price is None:
+        return NO_PRICE
+    return formatting.unit_price(view.unit_price, view.currency, view.billing_cycle)
 
 
 def _status(view: SubscriptionView) -> str:
@@ -63,7 +69,8 @@ def _consumed(view: SubscriptionView) -> str:
         return "unknown right now"
     shown = f"{view.consumed} assigned"
     if view.shared_with:
-        shown += f" — shared with {view.shared_with} other subscription(s) of this licence product"
+        others = formatting.plural(view.shared_with, "other subscription", "other subscriptions")
+        shown += f" — shared with {others} of this licence product"
     return shown
 
 
@@ -71,17 +78,17 @@ def _renewal(view: SubscriptionView) -> str:
     if view.status in ("deleted", "expired"):
         return "—"
     verb = "renews" if view.auto_renew else "ends (auto-renew off)"
-    shown = f"{_date(view.renewal_date)} ({verb}; price locked until then)"
+    shown = f"{formatting.date(view.renewal_date)} ({verb}; price locked until then)"
     if view.scheduled_quantity is not None:
-        shown += f"; renews with {view.scheduled_quantity} seats"
+        shown += f"; renews with {_seats(view.scheduled_quantity)}"
     return shown
 
 
 def _row_facts(view: SubscriptionView) -> list[tuple[str, str]]:
     return [
         ("Offer id", view.offer_id),
-        ("Price", view.unit_price or "no price set — ask your reseller"),
-        ("Purchased", f"{view.quantity} seats"),
+        ("Price", _price(view)),
+        ("Purchased", _seats(view.quantity)),
         ("Consumed", _consumed(view)),
         ("Status", _status(view)),
         (
@@ -92,7 +99,19 @@ def _row_facts(view: SubscriptionView) -> list[tuple[str, str]]:
     ]
 
 
-def _row_actions(view: SubscriptionView, page: SubscriptionPage) -> list[dict[str, Any]]:
+def _request_line(request: ApprovalView) -> tuple[str, str]:
+    """What a suspension request of the row is waiting for, and its colour."""
+    asked = f"Suspension asked by {request.requester_name} ({formatting.datetime_utc(request.created_at)})"
+    if request.status == "pending":
+        return f"{asked} — waiting for an approver (until {formatting.datetime_utc(request.expires_at)}).", "Accent"
+    if request.status == "suspending":
+        return f"{asked} — approved by {request.decider_name}; suspending now.", "Accent"
+    return f"{asked} — approved by {request.decider_name}, but it failed: {request.outcome}", "Attention"
+
+
+def _row_actions(
+    view: SubscriptionView, page: SubscriptionPage, request: ApprovalView | None = None
+) -> list[dict[str, Any]]:
     ids = {"subscription_id": view.id}
     actions: list[dict[str, Any]] = []
     if page.can_manage and view.is_active:
@@ -101,53 +120,64 @@ def _row_actions(view: SubscriptionView, page: SubscriptionPage) -> list[dict[st
         actions.append(submit("Auto-renew " + ("off" if view.auto_renew else "on"), AUTORENEW, ids))
         actions.append(submit("Cancel", CANCEL, ids))
     if page.can_request_suspension and view.is_active:
-        actions.append(submit("Suspend", SUSPEND, ids))
+        if request is None:
+            actions.append(submit("Suspend", SUSPEND, ids))
+        elif request.status == "pending":
+            actions.append(submit("Withdraw the suspension request", WITHDRAW_SUSPEND, {"approval_id": request.id}))
     if page.can_manage and view.is_suspended:
         actions.append(submit("Reactivate", REACTIVATE, ids))
         actions.append(submit("Auto-renew " + ("off" if view.auto_renew else "on"), AUTORENEW, ids))
     return actions
 
 
-def _row(view: SubscriptionView, page: SubscriptionPage) -> dict[str, Any]:
+def _row(view: SubscriptionView, page: SubscriptionPage, requests: Mapping[str, ApprovalView]) -> dict[str, Any]:
+    """A subscription, its buttons right under its own facts, then each add-on in its own box with
+    its own buttons (so no button reads as the other's)."""
     items: list[dict[str, Any]] = [
         text(view.name, weight="Bolder"),
         facts(_row_facts(view)),
     ]
-    for addon in view.addons:
-        items.append(
-            {
-                "type": "Container",
-                "style": "emphasis",
-                "items": [
-                    text(f"Add-on: {addon.name}", weight="Bolder"),
-                    facts(_row_facts(addon)),
-                ],
-            }
-        )
-        addon_actions = _row_actions(addon, page)
-        if addon_actions:
-            items.append({"type": "ActionSet", "actions": addon_actions[:5]})
-    actions = _row_actions(view, page)
+    request = requests.get(view.id)
+    if request is not None:
+        line, colour = _request_line(request)
+        items.append(text(line, color=colour))
+    actions = _row_actions(view, page, request)
     if actions:
         items.append({"type": "ActionSet", "actions": actions[:6]})
+    for addon in view.addons:
+        addon_items: list[dict[str, Any]] = [
+            text(f"Add-on: {addon.name}", weight="Bolder"),
+            facts(_row_facts(addon)),
+        ]
+        addon_request = requests.get(addon.id)
+        if addon_request is not None:
+            line, colour = _request_line(addon_request)
+            addon_items.append(text(line, color=colour))
+        addon_actions = _row_actions(addon, page, addon_request)
+        if addon_actions:
+            addon_items.append({"type": "ActionSet", "actions": addon_actions[:5]})
+        items.append({"type": "Container", "style": "emphasis", "items": addon_items})
     return {"type": "Container", "separator": True, "spacing": "Medium", "items": items}
 
 
-def build_subscriptions_card(page: SubscriptionPage) -> Card:
+def build_subscriptions_card(page: SubscriptionPage, requests: Mapping[str, ApprovalView] | None = None) -> Card:
+    """The list; `requests`: the open suspension requests by subscription id (shown on their rows)."""
     body: list[dict[str, Any]] = [heading("Your subscriptions")]
+    if page.problem:
+        body.append(text(page.problem, color="Attention"))
     if page.notice:
-        body.append(text(page.notice, color="Attention"))
+        body.append(text(page.notice, color="Good"))
     if not page.has_tenant:
         body.append(text("Your organisation has no Microsoft tenant with the reseller yet. Type **add tenant** first."))
     elif not page.items:
         body.append(text("You have no subscriptions yet. Type **add subscription** to buy one."))
     fresh = (
-        f"Updated from Microsoft {page.synced_at:%d %b %Y %H:%M} UTC"
+        f"Updated from Microsoft {formatting.datetime_utc(page.synced_at)}"
         if page.synced_at
         else "Not read from Microsoft yet"
     )
-    body.append(text(f"{fresh}. {page.total} subscription(s).", subtle=True))
-    body.extend(_row(view, page) for view in page.items)
+    body.append(text(f"{fresh}. {formatting.plural(page.total, 'subscription', 'subscriptions')}.", subtle=True))
+    body.extend(_row(view, page, requests or {}) for view in page.items)
     actions: list[dict[str, Any]] = []
     if page.page > 0:
         actions.append(submit("◀ Previous", PAGE, {"page": page.page - 1}))
@@ -166,21 +196,37 @@ def _error(error: str) -> list[dict[str, Any]]:
     return [text(error, color="Attention", weight="Bolder")] if error else []
 
 
+def _removable(view: SubscriptionView) -> str:
+    """What Microsoft lets be removed now, and until when (each seat only within 7 days of being added)."""
+    added = "Seats can be added at any time."
+    renewal = f" on {formatting.date(view.renewal_date)}" if view.renewal_date else ""
+    if not view.refundable_batches:
+        return (
+            f"{added} No seat can be removed now: Microsoft allows it only within 7 days of adding a seat. "
+            f"A lower quantity can be scheduled for the renewal{renewal}."
+        )
+    total = sum(seats for seats, _ in view.refundable_batches)
+    windows = ", ".join(f"{seats} until {formatting.datetime_utc(until)}" for seats, until in view.refundable_batches)
+    if len(view.refundable_batches) == 1:
+        windows = f"until {formatting.datetime_utc(view.refundable_batches[0][1])}"
+    seats = formatting.plural(total, "seat", "seats")
+    return (
+        f"{added} You can remove up to {seats} with a refund ({windows}); after that, a lower quantity can be "
+        f"scheduled for the renewal{renewal}."
+    )
+
+
 def build_quantity_card(view: SubscriptionView, *, entered: str = "", error: str = "") -> Card:
     body = [
         heading(f"Change the quantity of {view.name}"),
         facts(
             [
-                ("Now", f"{view.quantity} seats"),
+                ("Now", _seats(view.quantity)),
                 ("Consumed", _consumed(view)),
-                ("Price", view.unit_price or "no price set"),
+                ("Price", _price(view)),
             ]
         ),
-        text(
-            "Seats can be added at any time. Microsoft lets seats be removed only within 7 days of adding them; "
-            "after that a lower quantity can be scheduled for the renewal.",
-            subtle=True,
-        ),
+        text(_removable(view)),
         *_error(error),
         {
             "type": "Input.Text",
@@ -200,22 +246,23 @@ def _pro_rata_text(charge: ProRata, currency: str) -> str:
     if charge.mixed:
         return amount
     return (
-        f"{amount} ({charge.seats} × {_money(charge.unit_price, currency)} × {charge.days}/{charge.period_days} days)"
+        f"{amount} ({charge.seats} × {formatting.price(charge.unit_price, currency)} × "
+        f"{charge.days}/{charge.period_days} days)"
     )
 
 
 def build_quantity_preview_card(plan: QuantityPlan, key: str) -> Card:
-    period = _PERIOD.get(plan.billing_cycle, plan.billing_cycle)
-    ids = {"subscription_id": plan.subscription_id, "quantity": str(plan.new), "etag": plan.etag, "key": key}
-    body: list[dict[str, Any]] = [heading(f"{plan.name}: {plan.current} → {plan.new} seats")]
+    period = formatting.per_period(plan.billing_cycle)
+    ids = {"subscription_id": plan.subscription_id, "quantity": str(plan.new), "etag": plan.etag, "request_key": key}
+    body: list[dict[str, Any]] = [heading(f"{plan.name}: {plan.current} → {_seats(plan.new)}")]
     pairs: list[tuple[str, str]] = []
     if plan.kind == "schedule":
         body.append(text(plan.explanation, color="Warning"))
-        pairs.append(("Renewal", _date(plan.renewal_date)))
-        pairs.append(("From the renewal", f"{_money(plan.recurring_new, plan.currency)} per {period}"))
+        pairs.append(("Renewal", formatting.date(plan.renewal_date)))
+        pairs.append(("From the renewal", f"{_money(plan.recurring_new, plan.currency)} {period}"))
         body.append(facts(pairs))
         actions = [
-            submit(f"Schedule {plan.new} seats for the renewal", CONFIRM_SCHEDULE, ids, style="positive"),
+            submit(f"Schedule {_seats(plan.new)} for the renewal", CONFIRM_SCHEDULE, ids, style="positive"),
             submit("Choose another number", QUANTITY, {"subscription_id": plan.subscription_id}),
             _back(),
         ]
@@ -225,11 +272,12 @@ def build_quantity_preview_card(plan: QuantityPlan, key: str) -> Card:
         label = "Charged now (pro rata)" if plan.kind == "increase" else "Refunded now (pro rata)"
         pairs.append((label, _pro_rata_text(charge, plan.currency)))
     else:
-        pairs.append(("Charged now", "no price set — ask your reseller"))
-    pairs.append(("Now per " + period, _money(plan.recurring_now, plan.currency)))
-    pairs.append(("New cost per " + period, _money(plan.recurring_new, plan.currency)))
+        pairs.append(("Charged now", NO_PRICE))
+    pairs.append((f"Now {period}", _money(plan.recurring_now, plan.currency)))
+    pairs.append((f"New cost {period}", _money(plan.recurring_new, plan.currency)))
     if plan.kind == "decrease" and plan.refundable_until is not None:
-        pairs.append(("Removable until", f"{plan.refundable} seat(s) until {plan.refundable_until:%d %b %Y %H:%M} UTC"))
+        until = formatting.datetime_utc(plan.refundable_until)
+        pairs.append(("Removable until", f"{_seats(plan.refundable)} until {until}"))
     if plan.assigned is not None:
         pairs.append(("Assigned licences", str(plan.assigned)))
     body.append(facts(pairs))
@@ -239,7 +287,7 @@ def build_quantity_preview_card(plan: QuantityPlan, key: str) -> Card:
     return card(
         body,
         [
-            submit(f"{verb_title} {seats} seat(s)", CONFIRM_QUANTITY, ids, style="positive"),
+            submit(f"{verb_title} {_seats(seats)}", CONFIRM_QUANTITY, ids, style="positive"),
             submit("Choose another number", QUANTITY, {"subscription_id": plan.subscription_id}),
             _back(),
         ],
@@ -262,9 +310,9 @@ def build_addons_card(
         return card(body, [_back()])
     for offer in offers:
         price = (
-            f"{format_money(offer.price.amount, offer.price.currency)} per seat per {_per(offer.billing_cycle)}"
+            formatting.unit_price(offer.price.amount, offer.price.currency, offer.billing_cycle)
             if offer.price is not None
-            else "no price set — ask your reseller"
+            else NO_PRICE
         )
         body.append(
             {
@@ -319,7 +367,7 @@ def build_addons_card(
                 ORDER_ADDON,
                 {
                     "subscription_id": base.id,
-                    "key": key,
+                    "request_key": key,
                     # the prices shown, so an order is refused if the price changed before the click
                     "prices": {f"{o.product_id}:{o.sku_id}": addon_price_token(o) for o in buyable},
                 },
@@ -331,9 +379,7 @@ def build_addons_card(
 
 
 def build_cancel_card(plan: CancelPlan, key: str) -> Card:
-    refund = (
-        _pro_rata_text(plan.refund, plan.currency) if plan.refund is not None else "no price set — ask your reseller"
-    )
+    refund = _pro_rata_text(plan.refund, plan.currency) if plan.refund is not None else NO_PRICE
 
     body = [
         heading(f"Cancel {plan.name}?"),
@@ -341,7 +387,7 @@ def build_cancel_card(plan: CancelPlan, key: str) -> Card:
             [
                 ("Seats", str(plan.quantity)),
                 ("Refund", refund),
-                ("Cancellation possible until", f"{plan.window_ends:%d %b %Y %H:%M} UTC" if plan.window_ends else "—"),
+                ("Cancellation possible until", formatting.datetime_utc(plan.window_ends)),
             ]
         ),
         text(
@@ -349,20 +395,19 @@ def build_cancel_card(plan: CancelPlan, key: str) -> Card:
             color="Warning",
         ),
     ]
-    ids = {"subscription_id": plan.subscription_id, "etag": plan.etag, "key": key}
+    ids = {"subscription_id": plan.subscription_id, "etag": plan.etag, "request_key": key}
     return card(body, [submit("Cancel the subscription", CONFIRM_CANCEL, ids, style="destructive"), _back()])
 
 
 def build_autorenew_card(view: SubscriptionView, key: str) -> Card:
     turn_on = not view.auto_renew
+    renewal = formatting.date(view.renewal_date)
     if turn_on:
-        explanation = f"With auto-renew on, {view.name} renews on {_date(view.renewal_date)} for another term."
+        explanation = f"With auto-renew on, {view.name} renews on {renewal} for another term."
     else:
-        explanation = (
-            f"With auto-renew off, {view.name} ends on {_date(view.renewal_date)} and is not billed after that."
-        )
+        explanation = f"With auto-renew off, {view.name} ends on {renewal} and is not billed after that."
     body = [heading(f"Auto-renew {'on' if turn_on else 'off'} for {view.name}?"), text(explanation)]
-    data = {"subscription_id": view.id, "enabled": turn_on, "key": key}
+    data = {"subscription_id": view.id, "enabled": turn_on, "request_key": key}
     return card(body, [submit(f"Turn auto-renew {'on' if turn_on else 'off'}", CONFIRM_AUTORENEW, data), _back()])
 
 
@@ -394,5 +439,5 @@ def build_reactivate_card(view: SubscriptionView, key: str) -> Card:
         facts([("Seats", str(view.quantity)), ("Renewal", _renewal(view))]),
         text("Its licences work again for the users they are assigned to.", subtle=True),
     ]
-    data = {"subscription_id": view.id, "key": key}
+    data = {"subscription_id": view.id, "request_key": key}
     return card(body, [submit("Reactivate", CONFIRM_REACTIVATE, data, style="positive"), _back()])

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from cards.base import Card, card, command_button, facts, heading, submit, text
+from services import formatting
 
 VERB_CHECK_LINK = "tenant_check_link"
 VERB_NEW = "tenant_new"
@@ -95,10 +96,6 @@ class TenantReady:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _date(value: datetime | None) -> str:
-    return value.strftime("%d %b %Y, %H:%M UTC") if value is not None else "—"
-
-
 def _error(message: str) -> dict[str, Any]:
     return {**text(message, color="attention"), "spacing": "None", "size": "Small"}
 
@@ -178,7 +175,8 @@ def build_tenant_form_card(
     if notice:
         body.append(_notice(notice))
     if errors:
-        body.append(_notice(f"Please correct {len(errors)} field(s) marked below; nothing was sent to Microsoft."))
+        fields = formatting.plural(len(errors), "field", "fields")
+        body.append(_notice(f"Please correct the {fields} marked below; nothing was sent to Microsoft."))
     for input_id, label, placeholder in _FIELDS:
         shown = label
         if input_id == "state":
@@ -399,7 +397,9 @@ def build_tenant_ready_card(ready: TenantReady) -> Card:
     )
 
 
-def build_my_services_card(service: ServiceCard | None, *, organisation_name: str, can_manage: bool) -> Card:
+def build_my_services_card(
+    service: ServiceCard | None, *, organisation_name: str, can_manage: bool, can_read_bills: bool = False
+) -> Card:
     """The organisation's services: its Microsoft 365 tenant, or how to add one."""
     body: list[dict[str, Any]] = [heading(f"My services · {organisation_name}")]
     actions: list[dict[str, Any]] = []
@@ -413,7 +413,7 @@ def build_my_services_card(service: ServiceCard | None, *, organisation_name: st
         return card(body, actions)
     if service.status != "active":
         body.append(_notice(f"Microsoft 365 (CSP) — {service.domain} is being created. I will tell you when it is."))
-        body.append(facts([("Requested by", service.by), ("Requested", _date(service.at))]))
+        body.append(facts([("Requested by", service.by), ("Requested", formatting.datetime_utc(service.at))]))
         return card(body)
     how = "Created here" if service.origin == "created" else "Linked (existing tenant)"
     rows = [
@@ -422,15 +422,21 @@ def build_my_services_card(service: ServiceCard | None, *, organisation_name: st
         ("Microsoft customer id", service.customer_id or "—"),
         ("How", how),
         ("By", service.by or "—"),
-        ("When", _date(service.at)),
+        ("When", formatting.datetime_utc(service.at)),
     ]
     if service.admin_user:
         rows.append(("First admin", service.admin_user))
     if service.mca_accepted_at is not None:
-        rows.append(("Customer Agreement", f"accepted by {service.mca_name}, {_date(service.mca_accepted_at)}"))
+        accepted = formatting.datetime_utc(service.mca_accepted_at)
+        rows.append(("Customer Agreement", f"accepted by {service.mca_name}, {accepted}"))
     body.append(facts(rows))
+    # Where the service is managed: the subscriptions everyone may read; users and billing by role.
+    actions.append(command_button("Subscriptions", "subscriptions"))
     if can_manage:
+        actions.append(command_button("Users", "users"))
         actions.append(command_button("Add a subscription", "add subscription"))
+    if can_read_bills:
+        actions.append(command_button("Billing", "billing"))
     return card(body, actions)
 
 

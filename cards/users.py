@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cards.base import Card, card, command_button, facts, heading, submit, text
+from services import formatting
 
 if TYPE_CHECKING:
     from services.users.directory import DirectoryEntry, EntryResult
@@ -50,10 +51,9 @@ def freshness(synced_at: datetime | None, now: datetime, *, syncing: bool = Fals
     if synced_at is None:
         return "Not synced with Microsoft yet - syncing now; use Refresh in a moment."
     minutes = int((now - synced_at).total_seconds() // 60)
-    age = "just now" if minutes < 1 else f"{minutes} minute{'s' if minutes != 1 else ''} ago"
+    age = "just now" if minutes < 1 else f"{formatting.plural(minutes, 'minute', 'minutes')} ago"
     if minutes >= 120:
-        hours = minutes // 60
-        age = f"{hours} hours ago"
+        age = f"{formatting.plural(minutes // 60, 'hour', 'hours')} ago"
     suffix = " - refreshing in the background." if syncing else "."
     return f"Synced with Microsoft {age}{suffix}"
 
@@ -67,7 +67,7 @@ def _notice(message: str) -> list[dict[str, Any]]:
 
 
 def _user_line(row: UserRow) -> dict[str, Any]:
-    licences = f"{row.licence_count} licence{'s' if row.licence_count != 1 else ''}"
+    licences = formatting.plural(row.licence_count, "licence", "licences")
     state = f" · {row.state}"
     return {
         "type": "Container",
@@ -117,7 +117,8 @@ def build_users_card(
     if interactive:
         body.append(_search_row("Search by name or user name", page.search, submit("Search", USERS_SEARCH)))
     if page.search:
-        body.append(text(f"{page.total} user(s) match '{page.search}'.", subtle=True))
+        matching = formatting.plural(page.total, "user matches", "users match")
+        body.append(text(f"{matching} '{page.search}'.", subtle=True))
     if not page.rows:
         body.append(text("No users to show." if page.search or page.synced_at else "No users in the copy yet."))
     for row in page.rows:
@@ -125,7 +126,8 @@ def build_users_card(
         if not interactive:
             line.pop("selectAction")
         body.append(line)
-    body.append(text(f"Page {page.page} of {page.page_count} · {page.total} user(s)", subtle=True))
+    users = formatting.plural(page.total, "user", "users")
+    body.append(text(f"Page {page.page} of {page.page_count} · {users}", subtle=True))
     if not interactive:
         return card(body, [submit("Open the users list here", "command", {"command": "users"})])
     actions: list[dict[str, Any]] = []
@@ -177,7 +179,8 @@ def build_user_card(
         body.append(text(licence.name, weight="Bolder"))
         if licence.subscriptions:
             lines = [
-                f"- {sub.name} ({sub.quantity} seats, {sub.status}, {sub.term_duration} billed {sub.billing_cycle})"
+                f"- {sub.name} ({formatting.plural(sub.quantity, 'seat', 'seats')}, {sub.status}, "
+                f"{sub.term_duration} billed {sub.billing_cycle})"
                 for sub in licence.subscriptions
             ]
             body.append({**text("From the pooled subscriptions:\n" + "\n".join(lines), subtle=True), "spacing": "None"})
@@ -352,7 +355,8 @@ def build_assign_card(
             "value": ",".join(selected_users),
             "choices": [
                 {
-                    "title": f"{row.display_name} ({row.user_principal_name}) - {row.licence_count} licence(s)",
+                    "title": f"{row.display_name} ({row.user_principal_name}) - "
+                    f"{formatting.plural(row.licence_count, 'licence', 'licences')}",
                     "value": row.user_id,
                 }
                 for row in shown
@@ -376,7 +380,10 @@ def build_assign_card(
         )
         for pool in pools:
             if pool.subscriptions:
-                lines = [f"- {sub.name}: {sub.quantity} seats ({sub.status})" for sub in pool.subscriptions]
+                lines = [
+                    f"- {sub.name}: {formatting.plural(sub.quantity, 'seat', 'seats')} ({sub.status})"
+                    for sub in pool.subscriptions
+                ]
                 body.append(text(f"{pool.name} comes from:\n" + "\n".join(lines), subtle=True))
         body.append(
             text(

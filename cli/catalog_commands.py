@@ -24,6 +24,7 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
+from services import formatting
 from services.container import Services
 from services.errors import InvalidInput
 from services.pricing import GLOBAL_LIST, parse_markup
@@ -123,7 +124,7 @@ async def _prices_lists(args: argparse.Namespace, services: Services) -> None:
             if item.is_global
             else ("for " + ", ".join(item.organisations) if item.organisations else "unassigned")
         )
-        _out(f"{item.name}  {item.entries} price(s)  {scope}")
+        _out(f"{item.name}  {formatting.plural(item.entries, 'price', 'prices')}  {scope}")
 
 
 def _read(path: str) -> str:
@@ -188,7 +189,7 @@ async def _prices_unpriced(args: argparse.Namespace, services: Services) -> None
     if not missing:
         _out("Every catalog item has a price in force today.")
         return
-    _out(f"{len(missing)} catalog item(s) have no price today and are not offered:")
+    _out(f"No price today, so not offered ({formatting.plural(len(missing), 'catalog item', 'catalog items')}):")
     for item in missing:
         _out(f"{item.product_id}:{item.sku_id}  {item.term_duration} {item.billing_cycle}  {item.title}")
 
@@ -205,10 +206,12 @@ async def _catalog_sync(args: argparse.Namespace, services: Services) -> None:
         f"{report.deactivated} no longer sold."
     )
     if report.unmapped:
-        _out(f"{len(report.unmapped)} product(s) were placed in Other (see `cspbot alerts list`).")
+        placed = formatting.plural(len(report.unmapped), "product was", "products were")
+        _out(f"{placed} placed in Other (see `cspbot alerts list`).")
     missing = await services.ordering.alert_unpriced()
     if missing:
-        _out(f"{len(missing)} catalog item(s) have no global price: `cspbot prices unpriced`.")
+        items = formatting.plural(len(missing), "catalog item", "catalog items")
+        _out(f"No global price: {items} (`cspbot prices unpriced`).")
 
 
 async def _catalog_list(args: argparse.Namespace, services: Services) -> None:

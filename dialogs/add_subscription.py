@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -49,21 +50,20 @@ from cards.ordering import (
 )
 from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_activity
 from dialogs.catalogue import Task
+from services import formatting
 from services.container import Services
 from services.errors import DomainError, InvalidInput
 from services.jobs import SUCCEEDED, JobView
 from services.ordering import (
-    PERIOD_PHRASES,
     UNCONFIRMED_MESSAGE,
     OfferedProduct,
     OfferedTerm,
     PriceChanged,
     Quote,
     Storefront,
-    plan_label,
     term_name,
 )
-from services.pricing import format_amount
+from services.pricing import per_month
 from services.roles import Permission
 
 ORDER_DIALOG_ID = "add_subscription"
@@ -74,31 +74,32 @@ AGREEMENT_TITLE = "First, the Microsoft Customer Agreement"
 STAGES = ("category", "group", "product", "configure", "confirm")
 
 
-def money(currency: str, amount: Decimal) -> str:
-    return f"{currency} {format_amount(amount)}"
+def per_licence(term: OfferedTerm) -> str:
+    """`$5.52 per licence per month`; billed yearly or every 3 years, also what that comes to a month."""
+    price = term.price
+    shown = formatting.unit_price(price.amount, price.currency, term.billing_cycle)
+    if term.billing_cycle == "monthly":
+        return shown
+    monthly = per_month(price.amount, price.currency, term.billing_cycle)
+    return f"{shown} ({formatting.money(monthly, price.currency)} {formatting.per_period('monthly')})"
 
 
-def per_seat(term: OfferedTerm) -> str:
-    period = PERIOD_PHRASES.get(term.billing_cycle, f"per {term.billing_cycle} period")
-    return f"{money(term.price.currency, term.price.amount)} per licence {period}"
+def _monthly(term: OfferedTerm) -> Decimal:
+    return per_month(term.price.amount, term.price.currency, term.billing_cycle)
 
 
 def _product_item(item: OfferedProduct) -> ProductItem:
-    cheapest = min(item.terms, key=lambda term: (term.price.amount * _periods_per_year(term), term.key))
+    # Products billed monthly, yearly or every 3 years compare on what a licence comes to a month.
+    cheapest = min(item.terms, key=lambda term: (_monthly(term), term.key))
+    from_price = formatting.unit_price(_monthly(cheapest), cheapest.price.currency, "monthly")
     return ProductItem(
         key=item.key,
         name=item.name,
         description=item.product.description or item.sku.description,
-        from_price=f"From {per_seat(cheapest)} ({plan_label(cheapest.term_duration, cheapest.billing_cycle)})",
-        plans=[f"{term.label}: {per_seat(term)}" for term in item.terms],
+        from_price=f"From {from_price} ({cheapest.label})",
+        plans=[f"{term.label}: {per_licence(term)}" for term in item.terms],
         quantity_range=f"{item.sku.minimum_quantity}–{item.sku.maximum_quantity} licences",
         includes=item.sku.description if item.sku.description != item.product.description else "",
-    )
-
-
-def _periods_per_year(term: OfferedTerm) -> Decimal:
-    return {"monthly": Decimal(12), "annual": Decimal(1), "triennial": Decimal(1) / 3}.get(
-        term.billing_cycle, Decimal(1)
     )
 
 
@@ -108,12 +109,27 @@ def quote_view(quote: Quote, token: str, error: str = "") -> QuoteView:
         offer_id=f"{quote.product_id}:{quote.sku_id}",
         plan=quote.plan,
         quantity=quote.quantity,
-        unit_price=f"{money(quote.currency, quote.unit_price)} per licence {quote.per_period}",
-        total_per_period=f"{money(quote.currency, quote.total_per_period)} {quote.per_period}",
-        term_total=f"{money(quote.currency, quote.total_for_term)} over the {term_name(quote.term_duration)} term",
+        unit_price=formatting.unit_price(quote.unit_price, quote.currency, quote.billing_cycle),
+        total_per_period=_per_period(quote),
+        term_total=(
+            f"{formatting.money(quote.total_for_term, quote.currency)} over the {term_name(quote.term_duration)} term"
+        ),
         token=token,
         error=error,
     )
+
+
+def _per_period(quote: Quote) -> str:
+    """`$27.60 per month`: the total of one billing period."""
+    return f"{formatting.money(quote.total_per_period, quote.currency)} {formatting.per_period(quote.billing_cycle)}"
+
+
+def _day(value: Any) -> str:
+    """A date the job result keeps as ISO text, for a person; "" when there is none."""
+    try:
+        return formatting.date(date.fromisoformat(str(value))) if value else ""
+    except ValueError:
+        return ""
 
 
 def render_order_job(job: JobView) -> Activity:
@@ -130,8 +146,8 @@ def render_order_job(job: JobView) -> Activity:
         subscription_id=str(result.get("subscription_id", "")),
         status=str(result.get("status", "active")).capitalize(),
         plan=quote.plan,
-        total_per_period=f"{money(quote.currency, quote.total_per_period)} {quote.per_period}",
-        term_end=str(result.get("commitment_end_date", "")),
+        total_per_period=_per_period(quote),
+        term_end=_day(result.get("commitment_end_date")),
     )
     return card_activity(build_order_result_card(view))
 
@@ -147,7 +163,7 @@ def render_stage_card(store: Storefront, state: dict[str, Any]) -> dict[str, Any
     if stage == "group":
         category = state["category"]
         choices = [
-            Choice(group, group, f"{len(store.in_group(category, group))} product(s)")
+            Choice(group, group, formatting.plural(len(store.in_group(category, group)), "product", "products"))
             for group in store.groups(category)
         ]
         return build_choice_card(
@@ -179,7 +195,7 @@ def render_stage_card(store: Storefront, state: dict[str, Any]) -> dict[str, Any
             ConfigureView(
                 product_name=offered.name,
                 offer_id=offered.key,
-                plans=[PlanChoice(term.key, f"{term.label} — {per_seat(term)}") for term in offered.terms],
+                plans=[PlanChoice(term.key, f"{term.label} — {per_licence(term)}") for term in offered.terms],
                 plan=state.get("plan") or offered.terms[0].key,
                 quantity=str(state.get("quantity", offered.sku.minimum_quantity)),
                 minimum=offered.sku.minimum_quantity,

@@ -196,7 +196,9 @@ class AddTenantDialog(TaskDialog):
         )
         await step.context.send_activity(
             card_activity(
-                build_my_services_card(service_card(view), organisation_name=view.organisation_name, can_manage=True)
+                build_my_services_card(
+                    service_card(view), organisation_name=view.organisation_name, can_manage=True, can_read_bills=True
+                )
             )
         )
 
@@ -346,7 +348,9 @@ class AddTenantDialog(TaskDialog):
         await step.context.send_activity("Recorded with Microsoft: you can buy subscriptions now.")
         await step.context.send_activity(
             card_activity(
-                build_my_services_card(service_card(view), organisation_name=view.organisation_name, can_manage=True)
+                build_my_services_card(
+                    service_card(view), organisation_name=view.organisation_name, can_manage=True, can_read_bills=True
+                )
             )
         )
         return await step.end_dialog()
@@ -428,6 +432,7 @@ class MyServicesDialog(TaskDialog):
                     shown,
                     organisation_name=caller.organisation_name,
                     can_manage=caller.can(Permission.MANAGE_SERVICES),
+                    can_read_bills=caller.can(Permission.READ_BILLING),
                 )
             )
         )

@@ -16,6 +16,7 @@ from microsoft_agents.hosting.core import MessageFactory, TurnContext
 from cards.approvals import ApprovalCardView, build_approval_card
 from dialogs.base import card_activity
 from dialogs.private_replies import Messenger, messenger_of
+from services import formatting
 from services.container import Services
 from services.errors import DomainError
 from services.subscriptions import ApprovalView
@@ -35,11 +36,8 @@ class ApprovalDelivery:
     async def card_view(self, approval: ApprovalView) -> ApprovalCardView:
         approvers = await self._services.approvals.approvers(approval.organisation_id)
         allow_self = await self._services.approvals.allows_self_approval(approval.organisation_id)
-        user_ids = [
-            a.channel_user_id
-            for a in approvers
-            if a.channel_user_id and (allow_self or a.member_id != approval.requested_by_member_id)
-        ]
+        deciders = [a for a in approvers if allow_self or a.member_id != approval.requested_by_member_id]
+        user_ids = [a.channel_user_id for a in deciders if a.channel_user_id]
         return ApprovalCardView(
             approval_id=approval.id,
             subscription_name=approval.subscription_name,
@@ -52,6 +50,7 @@ class ApprovalDelivery:
             decided_at=approval.decided_at,
             outcome=approval.outcome,
             approver_user_ids=user_ids,
+            approver_names=[a.name for a in deciders],
         )
 
     async def post(self, approval: ApprovalView) -> tuple[int, bool]:
@@ -82,7 +81,7 @@ class ApprovalDelivery:
         if channel:
             try:
                 activity_id = await self._messenger.send(
-                    channel, card_activity(build_approval_card(view, for_approver=False))
+                    channel, card_activity(build_approval_card(view, for_approver=False, in_channel=True))
                 )
                 await services.approvals.add_post(approval.id, channel, activity_id, approver=False)
                 in_channel = True
@@ -90,13 +89,35 @@ class ApprovalDelivery:
                 log.exception("could not post approval %s to the approvals channel", approval.id)
         return reached, in_channel
 
+    async def deliver_waiting(self, organisation_id: int, member_id: int, chat_id: str) -> int:
+        """An approver has just opened a chat with the bot: post them every undecided request of
+        their organisation that could not reach them before. Returns how many were posted."""
+        approvals = self._services.approvals
+        approver = next((a for a in await approvals.approvers(organisation_id) if a.member_id == member_id), None)
+        if approver is None:
+            return 0
+        posted = 0
+        for approval in await approvals.waiting_for(approver, organisation_id, chat_id):
+            view = await self.card_view(approval)
+            try:
+                activity_id = await self._messenger.send(
+                    chat_id, card_activity(build_approval_card(view, for_approver=True))
+                )
+            except Exception:
+                log.exception("could not post approval %s to an approver who has just arrived", approval.id)
+                continue
+            await approvals.add_post(approval.id, chat_id, activity_id, approver=True)
+            posted += 1
+        return posted
+
     async def refresh_everywhere(self, approval: ApprovalView) -> None:
         """Replace every posted copy with the current state (best effort per copy)."""
         view = await self.card_view(approval)
         for post in approval.posts:
             if not post.get("activity_id"):
                 continue
-            activity = card_activity(build_approval_card(view, for_approver=bool(post.get("approver"))))
+            approver = bool(post.get("approver"))
+            activity = card_activity(build_approval_card(view, for_approver=approver, in_channel=not approver))
             try:
                 await self._messenger.update(str(post["conversation_id"]), str(post["activity_id"]), activity)
             except Exception:
@@ -118,7 +139,7 @@ class ApprovalDelivery:
             "failed": f"{who} approved suspending **{approval.subscription_name}**, but Microsoft refused or was "
             f"unreachable: {approval.outcome} An approver can retry from the card.",
             "expired": f"Your request to suspend **{approval.subscription_name}** expired on "
-            f"{approval.expires_at:%d %b %Y at %H:%M} UTC before an approver decided. Nothing was changed; "
+            f"{formatting.datetime_utc(approval.expires_at)} before an approver decided. Nothing was changed; "
             "you can ask again from **subscriptions**.",
         }.get(approval.status)
         if message is None:
@@ -140,6 +161,13 @@ async def post_request(context: TurnContext, services: Services, approval: Appro
     except Exception:  # the request stands; a click, a refresh or another request's check expires it
         log.exception("could not schedule the expiry check of approval %s", approval.id)
     return posted
+
+
+async def refresh_request(context: TurnContext, services: Services, approval: ApprovalView) -> None:
+    """From a dialog: show a request's new state on every copy of its card (e.g. once withdrawn)."""
+    messenger = messenger_of(context)
+    if messenger is not None:
+        await ApprovalDelivery(services, messenger).refresh_everywhere(approval)
 
 
 async def schedule_expiry(services: Services, approval: ApprovalView) -> None:

@@ -25,6 +25,9 @@ from services.access import Caller
 
 WaterfallStep = Callable[[WaterfallStepContext], Awaitable[DialogTurnResult]]
 CALLER_KEY = "csp.caller"
+# A task says what became of the card that was clicked (the bot turns that card into a record):
+CARD_DONE_KEY = "csp.card_done"  # the action the card offered was carried out (value: what, or "")
+TASK_CLOSED_KEY = "csp.task_closed"  # the task was cancelled or stopped (value: the line to show)
 CARD_PROMPT = "card_prompt"
 CANCEL_WORDS = frozenset({"cancel", "stop", "quit", "exit"})
 HELP_WORDS = frozenset({"help", "?"})
@@ -40,6 +43,12 @@ def caller_of(context: TurnContext) -> Caller:
 
 def normalised_text(activity: Activity) -> str:
     return " ".join((activity.text or "").strip().lower().split()).rstrip(".!")
+
+
+def card_done(context: TurnContext, outcome: str = "") -> None:
+    """Mark the clicked card's action as carried out: the card becomes a read-only record of it
+    (`outcome`, or the title of the button that was clicked)."""
+    context.turn_state[CARD_DONE_KEY] = outcome
 
 
 def card_activity(card: Mapping[str, Any]) -> Activity:
@@ -82,6 +91,7 @@ class TaskDialog(ComponentDialog):
         words = normalised_text(activity)
         if words in CANCEL_WORDS:
             await inner_dc.context.send_activity(f"Cancelled {self.title}. Nothing more was changed.")
+            inner_dc.context.turn_state[TASK_CLOSED_KEY] = "Cancelled."
             return await inner_dc.cancel_all_dialogs()
         if words in HELP_WORDS:
             await inner_dc.context.send_activity(card_activity(build_help_card((), in_task=self.title)))

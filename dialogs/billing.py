@@ -45,9 +45,9 @@ from cards.billing import (
 from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_activity, normalised_text
 from dialogs.catalogue import Task
 from dialogs.private_replies import send_privately
+from services import formatting
 from services.access import Caller
 from services.billing.export import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, export_name, to_csv, to_xlsx
-from services.billing.money import format_money
 from services.billing.rating import CHARGE_LABELS, ChargeType, Line
 from services.billing.reports import CycleReport, Query, month_from_label, month_label, parse_month
 from services.billing.service import EXPORT_FORMATS, EXPORT_LINK_MINUTES, BillingService
@@ -68,40 +68,38 @@ INVOKE_MESSAGE = "application/vnd.microsoft.activity.message"
 
 # ---- view models ---------------------------------------------------------------------------------
 def _totals_text(totals: dict[str, Decimal]) -> str:
-    if not totals:
-        return "0.00"
-    return " + ".join(format_money(amount, currency) for currency, amount in sorted(totals.items()))
-
-
-def _day(value: Any) -> str:
-    return f"{value.day} {value:%b %Y}"
+    return formatting.money_totals(totals, empty="no charges")
 
 
 def _period(report: CycleReport) -> str:
-    start, end = report.cycle.start, report.cycle.end
-    if start.year == end.year:
-        return f"{start.day} {start:%b} – {_day(end)}"
-    return f"{_day(start)} – {_day(end)}"
+    return formatting.date_range(report.cycle.start, report.cycle.end)
 
 
 def _title(report: CycleReport) -> str:
-    return f"{report.cycle.end:%B %Y}"
+    return formatting.month(report.cycle.end)
 
 
 def _detail(line: Line) -> DetailView:
     label = CHARGE_LABELS[line.charge_type]
     if line.charge_type is ChargeType.ADJUSTMENT and line.corrects is not None:
-        label = f"{label} for the cycle ending {_day(line.corrects)}"
+        label = f"{label} for the cycle ending {formatting.date(line.corrects)}"
     priced = line.amount is not None and line.unit_price is not None
     return DetailView(
         label=label,
         product=line.product if line.parent_subscription_id else "",
         quantity=str(line.quantity),
-        unit_price=format_money(line.unit_price, line.currency) if priced and line.unit_price is not None else "",
+        unit_price=formatting.price(line.unit_price, line.currency) if priced and line.unit_price is not None else "",
         days=f"{line.days}/{line.cycle_days} days" if line.days is not None else "",
-        amount=format_money(line.amount, line.currency) if line.amount is not None else "no price",
+        amount=formatting.money(line.amount, line.currency) if line.amount is not None else "no price",
         unpriced=not priced,
     )
+
+
+def _group_amount(totals: dict[str, Decimal], unpriced: bool) -> str:
+    if not unpriced:
+        return _totals_text(totals)
+    priced = formatting.money_totals(totals, empty="")
+    return f"{priced} + unpriced" if priced else "unpriced"
 
 
 def cycle_view(report: CycleReport) -> CycleView:
@@ -109,14 +107,14 @@ def cycle_view(report: CycleReport) -> CycleView:
     return CycleView(
         title=_title(report),
         period=_period(report),
-        report_date=_day(report.report_date),
+        report_date=formatting.date(report.report_date),
         total=_totals_text(report.totals),
         issued=report.issued,
         subscriptions=tuple(
             SubscriptionView(
                 subscription_id=group.subscription_id,
                 product=group.product,
-                amount=_totals_text(group.totals) + (" + unpriced" if group.unpriced else ""),
+                amount=_group_amount(group.totals, bool(group.unpriced)),
                 details=tuple(_detail(line) for line in group.lines),
                 unpriced=bool(group.unpriced),
             )
@@ -170,7 +168,7 @@ def spend_view(query: Query, reports: Sequence[CycleReport]) -> SpendView:
             totals[currency] = totals.get(currency, Decimal(0)) + amount
     first, last = query.first or reports[0].cycle.month, query.last or reports[-1].cycle.month
     return SpendView(
-        product=query.product,
+        product=query.shown_product,
         label=query.label,
         rows=rows,
         total=_totals_text(totals),
@@ -364,7 +362,7 @@ class BillingInvokes:
             return _compose(error.message)
         if query.product:
             spend = spend_view(query, reports)
-            hits = [SearchHit(f"Spend on {query.product}: {spend.total}", query.label, build_spend_card(spend))]
+            hits = [SearchHit(f"Spend on {spend.product}: {spend.total}", query.label, build_spend_card(spend))]
         else:
             hits = [
                 SearchHit(

@@ -77,3 +77,7 @@ class TaskCatalogue:
 
     def title_of(self, dialog_id: str | None) -> str | None:
         return next((task.title for task in self._tasks if task.dialog.id == dialog_id), None)
+
+    def describe(self, dialog_id: str) -> tuple[str, str] | None:
+        """A task's title and the command that starts it, by its dialog id."""
+        return next(((task.title, task.command) for task in self._tasks if task.dialog.id == dialog_id), None)

@@ -12,18 +12,20 @@ subscription changed meanwhile) is reloaded and the admin is asked again.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any
 
 from microsoft_agents.hosting.dialogs import DialogTurnResult, WaterfallStepContext
 
 from cards import subscriptions as cards
-from dialogs.approval_delivery import post_request
-from dialogs.base import CARD_PROMPT, TaskDialog, caller_of
+from dialogs.approval_delivery import post_request, refresh_request
+from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_done
+from services import formatting
 from services.container import Services
 from services.errors import DomainError, InvalidInput
 from services.payloads import page_number
-from services.subscriptions import StaleSubscription
+from services.subscriptions import ApprovalView, StaleSubscription
 
 DIALOG_ID = "subscriptions_dialog"
 TITLE = "Subscriptions"
@@ -78,12 +80,14 @@ class SubscriptionsDialog(TaskDialog):
             if screen == "reactivate":
                 return cards.build_reactivate_card(await subs.get(caller, sid), _key())
         except DomainError as problem:
-            options = {"screen": "list", "notice": problem.message, "page": options.get("page", 0)}
+            options = {"screen": "list", "problem": problem.message, "page": options.get("page", 0)}
         page = await subs.page(caller, page=int(options.get("page") or 0), refresh=bool(options.get("refresh")))
-        notice = str(options.get("notice") or "")
-        if notice:
-            page = type(page)(**{**page.__dict__, "notice": notice + (" " + page.notice if page.notice else "")})
-        return cards.build_subscriptions_card(page)
+        notice, problem = str(options.get("notice") or ""), str(options.get("problem") or "")
+        if notice or problem:
+            problem = " ".join(part for part in (problem, page.problem) if part)
+            page = dataclasses.replace(page, notice=notice, problem=problem)
+        requests = await self._services.approvals.open_requests(caller.organisation_id)
+        return cards.build_subscriptions_card(page, requests)
 
     # --- 2. handle ----------------------------------------------------------------------------
 
@@ -121,7 +125,7 @@ class SubscriptionsDialog(TaskDialog):
                 screen="quantity" if verb in (cards.CONFIRM_QUANTITY, cards.CONFIRM_SCHEDULE) else "list",
                 subscription_id=sid,
                 error=stale.message,
-                notice=stale.message,
+                problem=stale.message,
                 entered={"quantity": str(value.get("quantity", ""))},
             )
         except InvalidInput as bad:
@@ -139,17 +143,18 @@ class SubscriptionsDialog(TaskDialog):
                     error=bad.message,
                     entered={"quantity": str(value.get("quantity", ""))},
                 )
-            return await self._next(step, notice=bad.message)
+            return await self._next(step, problem=bad.message)
         except DomainError as problem:
-            return await self._next(step, notice=problem.message)
+            return await self._next(step, problem=problem.message)
         if message is None:  # "Back", or not a verb of this task (e.g. an old card): the list again
             return await self._next(step)
+        card_done(step.context)
         return await self._next(step, notice=message)
 
     async def _act(self, step: WaterfallStepContext, caller: Any, verb: Any, value: dict[str, Any]) -> str | None:
         changes = self._services.subscription_changes
         sid = value.get("subscription_id")
-        key = value.get("key")
+        key = value.get("request_key")
         if verb == cards.CONFIRM_QUANTITY:
             return (
                 await changes.change_quantity(caller, sid, value.get("quantity"), etag=value.get("etag"), key=key)
@@ -177,20 +182,46 @@ class SubscriptionsDialog(TaskDialog):
             if not created:
                 return f"A suspension of {approval.subscription_name} is already waiting for an approver."
             reached, in_channel = await post_request(step.context, self._services, approval)
-            if not reached and not in_channel:
-                return (
-                    f"I recorded your request to suspend {approval.subscription_name}, but no approver of your "
-                    "organisation has chatted with me yet, so nobody could be asked. Ask an approver to say hi "
-                    "to the bot, or your reseller to set an approvals channel."
-                )
-            where = f"I asked {reached} approver(s)" if reached else "I posted the request"
-            if in_channel:
-                where += " in their chats and in the approvals channel" if reached else " in the approvals channel"
-            return f"{where} to confirm suspending {approval.subscription_name}. I will tell you when one decides."
+            return await self._who_was_asked(approval, reached, in_channel)
+        if verb == cards.WITHDRAW_SUSPEND:
+            decision = await self._services.approvals.withdraw(caller, value.get("approval_id"))
+            if decision.decided_now:
+                await refresh_request(step.context, self._services, decision.approval)
+            return decision.message
         return None
+
+    async def _who_was_asked(self, approval: ApprovalView, reached: int, in_channel: bool) -> str:
+        """Who was asked to decide — or, when nobody could be, who can and what each must do."""
+        if reached or in_channel:
+            chats = formatting.plural(reached, "approver", "approvers") + (
+                " in a 1:1 chat" if reached == 1 else " in their 1:1 chats"
+            )
+            if reached and in_channel:
+                where = f"I asked {chats} and posted the request in the approvals channel"
+            else:
+                where = f"I asked {chats}" if reached else "I posted the request in the approvals channel"
+            return f"{where} to confirm suspending {approval.subscription_name}. I will tell you when one decides."
+        approvers = [
+            a
+            for a in await self._services.approvals.approvers(approval.organisation_id)
+            if a.member_id != approval.requested_by_member_id
+        ]
+        until = formatting.datetime_utc(approval.expires_at)
+        if not approvers:
+            return (
+                f"I recorded your request to suspend {approval.subscription_name}, but your organisation has no "
+                "approver who could decide it. Ask your reseller to give someone the approver role; the request "
+                f"waits until {until}, and you can withdraw it from the list."
+            )
+        names = ", ".join(f"{a.name} ({a.email})" if a.email and a.email != a.name else a.name for a in approvers)
+        return (
+            f"I recorded your request to suspend {approval.subscription_name}, but none of your approvers has "
+            f"chatted with me yet, so I could not ask anyone: {names}. Ask one of them to open the CSP "
+            "self-service app in Teams and say hi — I then send them the request at once. It waits until "
+            f"{until}; you can withdraw it from the list."
+        )
 
     async def _next(self, step: WaterfallStepContext, **options: Any) -> DialogTurnResult:
         return await step.replace_dialog(
             self.initial_dialog_id or self.id, {key: value for key, value in options.items() if value is not None}
         )
-

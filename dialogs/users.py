@@ -20,7 +20,7 @@ from microsoft_agents.hosting.dialogs import DialogTurnResult, WaterfallStepCont
 
 from cards import users as ui
 from dialogs import licences
-from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_activity
+from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_activity, card_done
 from dialogs.private_replies import send_privately
 from services.access import Caller
 from services.container import Services
@@ -56,6 +56,10 @@ def ids_of(value: Any) -> list[str]:
 def text_of(value: dict[str, Any], key: str, limit: int = 256) -> str:
     item = value.get(key)
     return str(item).strip()[:limit] if isinstance(item, str | int) else ""
+
+
+# Buttons that change something at Microsoft or in the directory: once done, their card is a record.
+COMMITTING_VERBS = frozenset({ui.USERS_CREATE, ui.USERS_ASSIGN_DO, ui.USERS_UNASSIGN, ui.USERS_IMPORT, ui.USERS_EXPORT})
 
 
 class UsersDialog(TaskDialog):
@@ -94,6 +98,8 @@ class UsersDialog(TaskDialog):
             await step.context.send_activity("Done with users. Type **menu** for more.")
             return await step.end_dialog()
         following = await self.act(caller, verb, value, current)
+        if verb in COMMITTING_VERBS and not following.get("error"):
+            card_done(step.context)
         return await step.replace_dialog(self._loop_id, following)
 
     # --- screens --------------------------------------------------------------------------------

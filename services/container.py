@@ -26,6 +26,7 @@ from services.partner_center import PartnerCenterAuthError, PartnerCenterClient
 from services.partner_center.auth import TokenKind
 from services.pricing import PriceBook
 from services.sealed_secrets import SecretBox, open_secret_box
+from services.sent_cards import SentCardStore
 from services.settings import Settings
 from services.subscriptions import ApprovalService, SubscriptionChanges, SubscriptionService
 from services.tenants import TenantService
@@ -60,6 +61,7 @@ class Services:
     subscriptions: SubscriptionService
     subscription_changes: SubscriptionChanges
     approvals: ApprovalService
+    sent_cards: SentCardStore
     # Where URLs named by activities may be sent: connector service URLs, file-consent uploads.
     outbound_hosts: OutboundHosts
 
@@ -145,6 +147,7 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         subscriptions=subscriptions,
         subscription_changes=changes,
         approvals=ApprovalService(sessions, changes, expiry=timedelta(hours=settings.approval_expiry_hours)),
+        sent_cards=SentCardStore(sessions),
         outbound_hosts=OutboundHosts.from_settings(settings),
     )
 

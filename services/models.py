@@ -94,6 +94,27 @@ class ConversationReferenceRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
+class SentCardRow(Base):
+    """A task's card posted into a conversation, so a later click on it is understood: which task it
+    belongs to, whether it was acted on, and the message to update once it no longer takes clicks."""
+
+    __tablename__ = "sent_cards"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "card_id"),
+        Index("ix_sent_cards_conversation_task_status", "conversation_id", "task", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(400))
+    card_id: Mapped[str] = mapped_column(String(40))
+    activity_id: Mapped[str] = mapped_column(String(200))  # the channel's message id
+    task: Mapped[str] = mapped_column(String(80))  # the dialog id of the task that posted it
+    card: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(12), default="live")  # live | replaced | done | closed
+    outcome: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+
+
 class AuditEntry(Base):
     """Who changed what, when, with the state before and after."""
 

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services import audit
+from services import audit, formatting
 from services.access import Caller
 from services.alerts import AlertService
 from services.catalog import CatalogService, ProductView, SkuView
@@ -38,6 +38,7 @@ from services.idempotency import IdempotencyService
 from services.jobs import JobService, JobView
 from services.ledger import LedgerEvent, LedgerRecord, LedgerSource, SubscriptionLedger
 from services.models import IdempotencyKey, Job, LedgerEntry, Organisation, SubscriptionRow, TenantServiceRow
+from services.money import line_amount
 from services.partner_center import PartnerCenterClient, PartnerCenterError
 from services.partner_center.client import MICROSOFT_CUSTOMER_AGREEMENT
 from services.partner_center.models import (
@@ -71,10 +72,9 @@ UNCONFIRMED_MESSAGE = (
     "Microsoft accepted the order but has not named its subscription yet. "
     "It will appear in your subscriptions shortly; do not order again."
 )
-TERM_NAMES = {"P1M": "1 month", "P1Y": "1 year", "P2Y": "2 years", "P3Y": "3 years"}
+# A term as it qualifies a noun: "1-year commitment", "the 3-year term".
+TERM_NAMES = {"P1M": "1-month", "P1Y": "1-year", "P2Y": "2-year", "P3Y": "3-year"}
 CYCLE_NAMES = {"monthly": "monthly", "annual": "yearly", "triennial": "every 3 years"}
-# How a price per billing period reads: "USD 5.52 a month".
-PERIOD_PHRASES = {"monthly": "a month", "annual": "a year", "triennial": "every 3 years"}
 _REQUEST_NAMESPACE = uuid.UUID("5b0c3f52-6a7e-4f0c-9d0e-8f1f3c9b6a21")
 
 
@@ -167,15 +167,12 @@ class Quote:
 
     @property
     def total_per_period(self) -> Decimal:
-        return self.unit_price * self.quantity
+        """What one billing period's cycle fee will be: rounded once, as the bill's line is."""
+        return line_amount(self.quantity, self.unit_price, None, None, self.currency)
 
     @property
     def total_for_term(self) -> Decimal:
         return self.total_per_period * self.periods
-
-    @property
-    def per_period(self) -> str:
-        return PERIOD_PHRASES.get(self.billing_cycle, f"per {self.billing_cycle} period")
 
     @property
     def plan(self) -> str:
@@ -676,8 +673,9 @@ class OrderingService:
             products = sorted({f"{item.title} ({item.product_id}:{item.sku_id})" for item in missing})
             await self._alerts.raise_alert(
                 UNPRICED_ALERT,
-                f"{len(missing)} product term(s) have no global price and are not offered to customers without "
-                f"their own price: {', '.join(products[:15])}{' …' if len(products) > 15 else ''}. "
+                "Not offered to customers without their own price for want of a global price: "
+                f"{formatting.plural(len(missing), 'product term', 'product terms')}, "
+                f"{', '.join(products[:15])}{' …' if len(products) > 15 else ''}. "
                 "See `cspbot prices unpriced`.",
                 dedup_key=UNPRICED_ALERT,
             )

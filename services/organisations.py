@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
-from services import audit
+from services import audit, formatting
 from services.errors import Conflict, InvalidInput, NotFound
 from services.models import Member, MemberRole, Organisation
 from services.roles import Role, parse_role
@@ -72,7 +72,8 @@ def _flag(value: Any) -> bool:
 def _clean_profile(changes: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(changes) - set(PROFILE_FIELDS)
     if unknown:
-        raise InvalidInput(f"Unknown organisation field(s): {', '.join(sorted(unknown))}.")
+        fields = formatting.plural(len(unknown), "unknown organisation field", "unknown organisation fields")
+        raise InvalidInput(f"There {'is' if len(unknown) == 1 else 'are'} {fields}: {', '.join(sorted(unknown))}.")
     cleaned: dict[str, Any] = {}
     for key, value in changes.items():
         if key == "allow_self_approval":

@@ -19,15 +19,17 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services import audit
+from services import audit, formatting
 from services.errors import Conflict, InvalidInput, NotFound
 from services.models import Organisation, PriceEntryRow, PriceList, PriceListAssignment
+from services.money import plain, round_money
 from services.partner_center import PartnerCenterClient
 from services.price_rules import PriceScope, UnitPrice, price_in_force
 
@@ -52,7 +54,6 @@ MAX_ERRORS_SHOWN = 10
 _LIST_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}$")
 _ID = re.compile(r"^[A-Za-z0-9]{1,40}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-MINOR_UNIT_DIGITS = 2  # every currency Microsoft bills CSP in has cents
 
 
 def periods_in_term(term_duration: str, billing_cycle: str) -> int | None:
@@ -64,11 +65,11 @@ def periods_in_term(term_duration: str, billing_cycle: str) -> int | None:
     return months // cycle
 
 
-def format_amount(amount: Decimal) -> str:
-    """Canonical decimal text: no exponent, at least the currency's minor-unit digits."""
-    text = format(amount.normalize(), "f")
-    whole, _, fraction = text.partition(".")
-    return f"{whole}.{fraction.ljust(MINOR_UNIT_DIGITS, '0')}"
+def per_month(amount: Decimal, currency: str, billing_cycle: str) -> Decimal:
+    """A price per billing period as a price per month (a yearly price ÷ 12, rounded to the currency's
+    minor unit), so prices billed monthly, yearly and every 3 years can be compared."""
+    months = CYCLE_MONTHS.get(billing_cycle.strip().lower(), 1)
+    return round_money(Fraction(amount) / months, currency)
 
 
 def parse_markup(text: str) -> Decimal:
@@ -186,7 +187,10 @@ def parse_csv(text: str) -> list[PriceInput]:
     header = [name.strip() for name in reader.fieldnames or []]
     missing = [column for column in CSV_COLUMNS if column not in header]
     if missing:
-        raise InvalidInput(f"The CSV lacks the column(s) {', '.join(missing)}; expected {', '.join(CSV_COLUMNS)}.")
+        raise InvalidInput(
+            f"The CSV lacks {formatting.plural(len(missing), 'column', 'columns')}: {', '.join(missing)}; "
+            f"expected {', '.join(CSV_COLUMNS)}."
+        )
     entries: list[PriceInput] = []
     errors: list[str] = []
     seen: dict[tuple[str, str, str, str, date], int] = {}
@@ -223,7 +227,7 @@ def render_csv(entries: Iterable[PriceInput]) -> str:
                 entry.term_duration,
                 entry.billing_cycle,
                 entry.currency,
-                format_amount(entry.amount),
+                plain(entry.amount, entry.currency),
                 entry.valid_from.isoformat(),
                 entry.valid_to.isoformat() if entry.valid_to else "",
             )
@@ -490,7 +494,7 @@ class PriceBook:
                             term_duration=entry.term_duration,
                             billing_cycle=entry.billing_cycle,
                             currency=entry.currency,
-                            amount=format_amount(entry.amount),
+                            amount=plain(entry.amount, entry.currency),
                             valid_from=entry.valid_from,
                             valid_to=entry.valid_to,
                         )
@@ -501,7 +505,7 @@ class PriceBook:
                     entry.currency,
                     entry.valid_to,
                 ):
-                    row.amount = format_amount(entry.amount)
+                    row.amount = plain(entry.amount, entry.currency)
                     row.currency = entry.currency
                     row.valid_to = entry.valid_to
                     updated += 1
@@ -540,8 +544,9 @@ class PriceBook:
         """Prices from Microsoft's price sheet (the reseller's cost) plus a markup.
 
         The sheet's price is for the whole term; the list holds a price per billing period, so it
-        is divided by the periods in the term (P1Y billed monthly: twelfths), then marked up and
-        rounded half up to cents. Tiered rows above the first tier are skipped."""
+        is divided by the periods in the term (P1Y billed monthly: twelfths), marked up, and rounded
+        once, half away from zero, to the currency's minor unit (cents, whole yen, fils). Tiered rows
+        above the first tier are skipped."""
         rows = await self._partner_center.price_sheet(market)
         factor = Decimal(1) + markup_percent / Decimal(100)
         entries: dict[tuple[str, str, str, str, date], PriceInput] = {}
@@ -555,7 +560,8 @@ class PriceBook:
                 skipped += 1
                 continue
             assert cycle is not None
-            amount = (row.unit_price / periods * factor).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+            currency = row.currency.strip().upper()
+            amount = round_money(Fraction(row.unit_price) / periods * Fraction(factor), currency)
             start = valid_from or (row.effective_start_date.date() if row.effective_start_date else date.today())
             end = row.effective_end_date.date() if row.effective_end_date else None
             if end is not None and (end.year >= 9999 or end < start):
@@ -566,14 +572,14 @@ class PriceBook:
                 sku_id,
                 term,
                 cycle,
-                row.currency.strip().upper(),
+                currency,
                 amount,
                 start,
                 end,
             )
             entries.setdefault(entry.key, entry)
         if skipped:
-            log.warning("price sheet %s: %d row(s) skipped (tiers, unknown term or plan, no price)", market, skipped)
+            log.warning("price sheet %s: rows skipped (tiers, unknown term or plan, no price): %d", market, skipped)
         if not entries:
             raise InvalidInput(f"Microsoft's price sheet for {market} had no usable prices.")
         return await self.store(list_name, list(entries.values()), actor=actor, action="price_list.generate")

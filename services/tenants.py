@@ -438,7 +438,7 @@ def _new_password() -> str:
 
 CREDENTIALS_BODY = """Hello {first_name},
 
-your new Microsoft 365 tenant for {company} is ready.
+Your new Microsoft 365 tenant for {company} is ready.
 
 Sign in at https://portal.office.com with
   user name: {user_name}
@@ -452,7 +452,7 @@ Your reseller
 
 
 CREDENTIALS_HTML = """<p>Hello {first_name},</p>
-<p>your new Microsoft 365 tenant for <b>{company}</b> is ready.</p>
+<p>Your new Microsoft 365 tenant for <b>{company}</b> is ready.</p>
 <p>Sign in at <a href="https://portal.office.com">portal.office.com</a> with</p>
 <table><tr><td>user name</td><td><code>{user_name}</code></td></tr>
 <tr><td>password</td><td><code>{{password}}</code></td></tr></table>

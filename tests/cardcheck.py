@@ -19,6 +19,10 @@ from microsoft_agents.activity.teams import FileConsentCard, FileInfoCard, Messa
 from pydantic import BaseModel
 
 TEAMS_MESSAGE_LIMIT_BYTES = 28 * 1024
+# Action data fields the Teams/Playground card renderer cannot carry: it builds its submit payload on
+# an object whose `key` (and React's other reserved prop, `ref`) is read-only, throws, and sends
+# nothing — the button silently does nothing for a person.
+RESERVED_ACTION_DATA_FIELDS = frozenset({"key", "ref"})
 ADAPTIVE = "application/vnd.microsoft.card.adaptive"
 # The other attachment types the bot sends, and the model each must match.
 ATTACHMENT_MODELS: dict[str, type[BaseModel]] = {
@@ -46,8 +50,26 @@ def assert_valid_card(card: dict[str, Any]) -> None:
     errors = sorted(_validator().iter_errors(bare), key=lambda e: list(e.absolute_path))
     details = "\n".join(f"- at {'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message[:300]}" for e in errors)
     assert not errors, f"card does not match the Adaptive Card 1.5 schema:\n{details}"
+    for action in _actions(card):
+        data = action.get("data")
+        reserved = sorted(RESERVED_ACTION_DATA_FIELDS & set(data)) if isinstance(data, dict) else []
+        assert not reserved, f"{action.get('title')!r} carries data field(s) {reserved} that the renderer cannot send"
     size = len(json.dumps(card, ensure_ascii=False).encode("utf-8"))
     assert size < TEAMS_MESSAGE_LIMIT_BYTES, f"card is {size} bytes; Teams accepts about {TEAMS_MESSAGE_LIMIT_BYTES}"
+
+
+def _actions(node: Any) -> list[dict[str, Any]]:
+    """Every Action.Submit / Action.Execute anywhere in a card (bodies, action sets, select actions)."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        if node.get("type") in ("Action.Submit", "Action.Execute"):
+            found.append(node)
+        for value in node.values():
+            found.extend(_actions(value))
+    elif isinstance(node, list):
+        for item in node:
+            found.extend(_actions(item))
+    return found
 
 
 def _assert_matches_model(model: type[BaseModel], content: Any) -> None:

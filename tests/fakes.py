@@ -82,18 +82,29 @@ class FakeConnector:
         return web.json_response(member)
 
     def messages(self, conversation_id: str | None = None) -> list[dict[str, Any]]:
-        """Activities other than typing, in arrival order."""
+        """What a person reads as the bot's answers, in arrival order: new messages, and live screens
+        that replaced a card in place. Typing indicators are left out, and so are read-only records
+        that a used card was turned into (`records`)."""
         return [
             item.activity
             for item in self.received
             if item.activity.get("type") != "typing"
+            and not _is_record(item)
             and (conversation_id is None or item.conversation_id == conversation_id)
+        ]
+
+    def records(self, conversation_id: str | None = None) -> list[RecordedActivity]:
+        """Cards updated in place into read-only records (no button left), with the id they replaced."""
+        return [
+            item
+            for item in self.received
+            if _is_record(item) and (conversation_id is None or item.conversation_id == conversation_id)
         ]
 
     def by_conversation(self) -> dict[str, list[dict[str, Any]]]:
         grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for item in self.received:
-            if item.activity.get("type") != "typing":
+            if item.activity.get("type") != "typing" and not _is_record(item):
                 grouped[item.conversation_id].append(item.activity)
         return grouped
 
@@ -101,6 +112,24 @@ class FakeConnector:
         """Until `count` messages arrived; bounded so a missing reply fails the test instead of hanging."""
         async with asyncio.timeout(10), self._condition():
             await self._condition().wait_for(lambda: len(self.messages(conversation_id)) >= count)
+
+
+def _is_record(item: RecordedActivity) -> bool:
+    """An update that left a card with nothing to click: a used card's record, not a new screen."""
+    if item.method != "PUT":
+        return False
+    card = card_of(item.activity)
+    return card is not None and not _has_actions(card)
+
+
+def _has_actions(node: Any) -> bool:
+    if isinstance(node, dict):
+        if str(node.get("type", "")).startswith("Action."):
+            return True
+        return any(_has_actions(value) for value in node.values())
+    if isinstance(node, list):
+        return any(_has_actions(item) for item in node)
+    return False
 
 
 def card_of(activity: dict[str, Any]) -> dict[str, Any] | None:

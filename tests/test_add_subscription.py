@@ -94,12 +94,13 @@ def action(reply: dict[str, Any], title: str) -> dict[str, Any]:
 
 
 def choose(reply: dict[str, Any], index: int = 0) -> dict[str, Any]:
-    """The n-th "Choose" button of a product list."""
+    """The n-th product's "Choose" button of a product list (each product shows it in both of its
+    button rows: with "Show details" and with "Hide details")."""
     buttons: list[dict[str, Any]] = []
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            if node.get("type") == "Action.Submit" and node.get("title") == "Choose":
+            if node.get("type") == "Action.Submit" and node.get("title") == "Choose" and node["data"] not in buttons:
                 buttons.append(dict(node["data"]))
             for value in node.values():
                 walk(value)
@@ -144,23 +145,29 @@ async def test_browse_price_and_buy_one_subscription(make_bot, connector, sqlite
     assert "Add-ons" not in text  # add-ons are bought for a subscription, not here
     groups = await chat.submit(action(categories, "Business"))
     assert {"Microsoft 365", "Teams", "Security"} <= set(said(groups).splitlines())
+    assert "product(s)" not in said(groups) and "\n1 product\n" in said(groups), said(groups)
     products = await chat.submit(action(groups, "Microsoft 365"))
     listing = said(products)
     for fact in ("Microsoft 365 Business Basic", "Offer id / item code", "CFQ7TTC0LH18:0001", "1–300 licences",
-                 "1 year commitment, billed monthly: USD 5.52 per licence a month", "Show details"):  # fmt: skip
-        assert fact in listing
+                 "From $5.52 per licence per month (1-year commitment, billed yearly)",
+                 "1-year commitment, billed monthly: $5.52 per licence per month\n",
+                 "1-year commitment, billed yearly: $66.24 per licence per year ($5.52 per month)\n",
+                 "1-month commitment, billed monthly: $6.62 per licence per month\n",
+                 "Show details"):  # fmt: skip
+        assert fact in listing, fact
     basic = next(choose(products, i) for i in range(3) if choose(products, i)["value"] == "CFQ7TTC0LH18:0001")
     configure = await chat.submit(basic)
-    assert "1 month commitment, billed monthly — USD 6.62 per licence a month" in said(configure)
+    assert "1-month commitment, billed monthly — $6.62 per licence per month" in said(configure)
 
     quote = await chat.submit({**action(configure, "Show price"), "plan": "P1Y:monthly", "quantity": "5"})
     shown = said(quote)
     for fact in (
-        "USD 5.52 per licence a month",
-        "USD 27.60 a month",
-        "USD 331.20 over the 1 year term",
-        "1 year commitment, billed monthly",
-        "5 licences",
+        "Offer id\nCFQ7TTC0LH18:0001\n",
+        "Unit price\n$5.52 per licence per month\n",
+        "Total per billing period\n$27.60 per month\n",
+        "Over the whole term\n$331.20 over the 1-year term\n",
+        "Commitment\n1-year commitment, billed monthly\n",
+        "Quantity\n5 licences\n",
         "costs start under Microsoft's billing rules",
     ):
         assert fact in shown
@@ -170,8 +177,11 @@ async def test_browse_price_and_buy_one_subscription(make_bot, connector, sqlite
     result = await chat.wait()  # the job's follow-up
     done = said(result)
     assert "Subscription created" in done and "Costs now start under Microsoft's billing rules." in done
+    assert action(result, "Open subscriptions") == {"verb": "command", "command": "subscriptions"}
+    assert "Quantity\n5 licences\n" in done and "Price per billing period\n$27.60 per month\n" in done
     bought = await sandbox.client.subscriptions(sqlite_demo_customer.partner_center_customer_id)
     assert len(bought) == 1 and bought[0].quantity == 5 and bought[0].id in done
+    assert "Term ends\nNov 15, 2027\n" in done  # the sandbox is at Nov 16, 2026
     assert await _counts(services) == (1, 1, 1)
 
 
@@ -186,7 +196,7 @@ async def test_bad_quantities_are_refused_on_the_same_card(make_bot, connector, 
     assert ("between 1 and 300" in text) or ("whole number" in text) or ("how many" in text)
     assert await _counts(runtime_of(client).services) == (0, 0, 0)
     fixed = await chat.submit({**action(again, "Show price"), "plan": "P1Y:monthly", "quantity": "2"})
-    assert "USD 11.04 a month" in said(fixed)
+    assert "$11.04 per month" in said(fixed)
 
 
 async def test_forged_and_stale_submits_buy_nothing(make_bot, connector, sqlite_demo_customer) -> None:
@@ -202,8 +212,11 @@ async def test_forged_and_stale_submits_buy_nothing(make_bot, connector, sqlite_
         products = await chat.submit({"verb": "order_pick", "card": token, "value": forged})
         assert "not offered to your organisation" in said(products)
         token = choose(products)["card"]
-    # A button from an older card.
-    stale = await chat.submit(action(categories, "Business"))
+    # A button from an older screen, replaced in place by the next one (a double click): ignored.
+    await chat.post(chat.activity(action(categories, "Business")))
+    assert len(fake.messages()) == chat.seen
+    # The same button copied without its card id: refused as out of date, the current screen shown.
+    stale = await chat.submit({k: v for k, v in action(categories, "Business").items() if k != "card_id"})
     assert "out of date" in said(stale) and "Microsoft 365 Business Basic" in said(stale)
     # A forged plan at the configure step.
     basic = next(choose(stale, i) for i in range(3) if choose(stale, i)["value"].startswith("CFQ7TTC0LH18"))
@@ -235,7 +248,7 @@ async def test_double_click_resubmit_and_redelivery_make_one_order(
     assert len(texts) == 5, texts
     assert sum("Ordering **Microsoft 365 Business Basic**" in text for text in texts) == 1
     assert sum("Subscription created" in text for text in texts) == 1
-    assert sum("finished or was cancelled" in text for text in texts) == 3
+    assert sum("already done from this card" in text for text in texts) == 3, texts
     assert len(await sandbox.client.subscriptions(sqlite_demo_customer.partner_center_customer_id)) == 1
     assert await _counts(services) == (1, 1, 1)
 
@@ -256,7 +269,7 @@ async def test_a_price_changed_after_display_is_shown_and_confirmed_again(
     )
     again = await chat.submit(action(quote, "Create subscription"))
     text = said(again)
-    assert "The price changed" in text and "USD 12.20 a month" in text
+    assert "The price changed" in text and "$12.20 per month" in text
     assert await _counts(services) == (0, 0, 0)
     await chat.submit(action(again, "Create subscription"))
     await chat.wait()

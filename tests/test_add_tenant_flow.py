@@ -6,13 +6,14 @@ no chat message and no log line), a re-submitted card, linking an existing tenan
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import pytest
 
 from services.seed import DEMO_SLUG, seed_demo_organisation
 from tests.chat import Chat
-from tests.conftest import Sandbox, outbox_messages, runtime_of
+from tests.conftest import Sandbox, message, outbox_messages, runtime_of
 from tests.fakes import card_of, card_text, said
 from tests.mailparts import plain_text
 
@@ -139,10 +140,23 @@ async def test_stale_card_is_refused_and_the_current_one_shown(make_bot, connect
     chat = Chat(client, fake, url)
     start = await chat.card("add tenant")
     form = await chat.card(value=action(start, "Create a new tenant"))
-    again = await chat.card(value=action(start, "Create a new tenant"))  # the older card's button
+    # The first card's button, once the form took its place in the same message (a double click):
+    # nothing happens and nothing is said.
+    await chat.client.post(
+        "/api/messages", json=message(None, service_url=url, value=action(start, "Create a new tenant"))
+    )
+    assert len(fake.messages()) == chat.seen
+    # A copy of that button made without the card (no card id) is refused as out of date.
+    unstamped = {key: item for key, item in action(start, "Create a new tenant").items() if key != "card_id"}
+    again = await chat.card(value=unstamped)
     assert "out of date" in card_text(again) and inputs(again)["company_name"] == inputs(form)["company_name"]
     [cancelled] = await chat.send(value=action(again, "Cancel"))
     assert "Nothing was created" in said(cancelled)
+    [record] = [item for item in fake.records() if "Cancelled" in card_text(card_of(item.activity))]
+    assert "Company name" in card_text(card_of(record.activity))  # the form, read-only, kept as a record
+    # Who and when, in the one date format: "Jan 5, 2027, 2:03 PM UTC".
+    when = r"[A-Z][a-z]{2} \d{1,2}, \d{4}, \d{1,2}:\d{2}\u202f[AP]M UTC"
+    assert re.search(rf"✕ Cancelled — Alex Wilber, {when}$", card_text(card_of(record.activity)))
 
 
 async def test_link_the_existing_tenant_once_the_admin_accepted(make_bot, connector, sandbox, sqlite_services) -> None:

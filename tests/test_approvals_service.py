@@ -145,3 +145,35 @@ async def test_the_approvals_channel_must_be_a_conversation_of_the_organisation(
     assert await services.approvals.channel_of(org.id) == "19:ours@thread.tacv2"
     await services.approvals.set_channel("contoso", None, actor="op")
     assert await services.approvals.channel_of(org.id) is None
+
+
+async def test_only_an_admin_withdraws_and_only_while_no_one_has_decided(services, subscription):
+    approval, _ = await services.approvals.request_suspension(await admin(services), subscription, "Paused")
+    with pytest.raises(PermissionDenied):
+        await services.approvals.withdraw(await approver(services), approval.id)
+    with pytest.raises(NotFound):
+        await services.approvals.withdraw(await admin(services), approval.id + 1000)
+    assert (await services.approvals.open_requests(approval.organisation_id))[subscription].id == approval.id
+    withdrawn = await services.approvals.withdraw(await admin(services), approval.id)
+    assert withdrawn.decided_now and withdrawn.approval.status == "withdrawn"
+    assert withdrawn.approval.decider_name == "Alex Wilber"
+    again = await services.approvals.withdraw(await admin(services), approval.id)
+    assert not again.decided_now and "Withdrawn by Alex Wilber" in again.message
+    decided = await services.approvals.decide(await approver(services), approval.id, approve=True)
+    assert not decided.decided_now and decided.approval.status == "withdrawn"
+    assert await services.approvals.open_requests(approval.organisation_id) == {}
+    # A decided request cannot be withdrawn any more.
+    second, _ = await services.approvals.request_suspension(await admin(services), subscription, "Paused again")
+    await services.approvals.decide(await approver(services), second.id, approve=False)
+    late = await services.approvals.withdraw(await admin(services), second.id)
+    assert not late.decided_now and late.approval.status == "rejected"
+
+
+async def test_waiting_requests_are_those_not_yet_posted_to_that_approvers_chat(services, subscription):
+    approval, _ = await services.approvals.request_suspension(await admin(services), subscription, "Paused")
+    megan = next(a for a in await services.approvals.approvers(approval.organisation_id) if a.name == "Megan Bowen")
+    assert [w.id for w in await services.approvals.waiting_for(megan, approval.organisation_id, "chat-m")] == [
+        approval.id
+    ]
+    await services.approvals.add_post(approval.id, "chat-m", "activity-1", approver=True)
+    assert await services.approvals.waiting_for(megan, approval.organisation_id, "chat-m") == []

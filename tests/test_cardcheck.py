@@ -26,6 +26,19 @@ def test_rejects_invalid_cards(broken):
         assert_valid_card(broken)
 
 
+@pytest.mark.parametrize("field", ["key", "ref"])
+def test_rejects_action_data_the_renderer_cannot_send(field):
+    """The rendered Playground throws on a submit whose data has a top-level `key` and sends nothing."""
+    nested = {"type": "Container", "items": [], "selectAction": {"type": "Action.Submit", "data": {field: "x"}}}
+    for broken in (
+        card([text("x")], [{"type": "Action.Submit", "title": "Go", "data": {"verb": "go", field: "k"}}]),
+        card([nested]),
+    ):
+        with pytest.raises(AssertionError, match="renderer cannot send"):
+            assert_valid_card(broken)
+    assert_valid_card(card([text("x")], [{"type": "Action.Submit", "title": "Go", "data": {"request_key": "k"}}]))
+
+
 def test_rejects_cards_over_the_teams_size_limit():
     big = card([text("x" * 1000) for _ in range(40)])
     with pytest.raises(AssertionError, match="bytes"):

@@ -72,6 +72,9 @@ def test_form_card_with_every_field_an_error_stays_valid_and_small() -> None:
     assert "required by Microsoft in HU" in text and "fabrikamkftltd" in text
     assert "already has a Microsoft tenant" in text
     assert "Problem with postal_code." in text
+    assert f"Please correct the {len(FORM)} fields marked below; nothing was sent to Microsoft." in text
+    one = card_text(build_tenant_form_card(FORM, HU, errors={"city": "No such city."}, rev=2))
+    assert "Please correct the 1 field marked below;" in one
 
 
 def test_form_card_hides_the_registration_number_where_it_is_not_used() -> None:
@@ -125,8 +128,15 @@ def test_my_services_card_in_each_state() -> None:
     ):
         assert_valid_card(shown)
     text = card_text(build_my_services_card(active, organisation_name="Fabrikam Kft", can_manage=True))
-    assert "Linked (existing tenant)" in text and "c-1" in text and "16 Nov 2026" in text
+    assert "Linked (existing tenant)" in text and "c-1" in text and "When\nNov 16, 2026, 9:30\u202fAM UTC\n" in text
     assert "Add tenant" in card_text(build_my_services_card(None, organisation_name="F", can_manage=True))
+    # The service links to where it is run, by role.
+    admin = build_my_services_card(active, organisation_name="F", can_manage=True, can_read_bills=True)
+    reader = build_my_services_card(active, organisation_name="F", can_manage=False, can_read_bills=True)
+    approver = build_my_services_card(active, organisation_name="F", can_manage=False)
+    assert [a["title"] for a in admin["actions"]] == ["Subscriptions", "Users", "Add a subscription", "Billing"]
+    assert [a["title"] for a in reader["actions"]] == ["Subscriptions", "Billing"]
+    assert [a["title"] for a in approver["actions"]] == ["Subscriptions"]
 
 
 def test_mca_card_for_a_linked_tenant() -> None:

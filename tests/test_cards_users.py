@@ -40,6 +40,7 @@ def test_freshness_in_words():
     assert ui.freshness(NOW - timedelta(seconds=20), NOW) == "Synced with Microsoft just now."
     assert ui.freshness(NOW - timedelta(minutes=7), NOW, syncing=True).startswith("Synced with Microsoft 7 minutes ago")
     assert "3 hours ago" in ui.freshness(NOW - timedelta(hours=3), NOW)
+    assert ui.freshness(NOW - timedelta(minutes=1), NOW) == "Synced with Microsoft 1 minute ago."
 
 
 def test_users_card_lists_names_user_names_licences_and_paging():
@@ -49,7 +50,10 @@ def test_users_card_lists_names_user_names_licences_and_paging():
     text = card_text(card)
     assert "Person 1" in text and "p1@contoso.onmicrosoft.com" in text and "1 licence · active" in text
     assert "2 licences · active" in text
-    assert "Page 2 of 3" in text and "25 user(s) match 'per'" in text and "refreshing in the background" in text
+    assert "Page 2 of 3 · 25 users" in text and "25 users match 'per'." in text
+    assert "refreshing in the background" in text
+    one = card_text(ui.build_users_card(UsersPage(_rows(1), 1, 1, 1, "per", NOW, True, ""), NOW))
+    assert "1 user matches 'per'." in one and "Page 1 of 1 · 1 user\n" in one
     verbs = _verbs(card)
     assert verbs.count(ui.USERS_PAGE) == 2 and ui.USERS_OPEN in verbs and ui.USERS_NEW in verbs
     assert ui.USERS_ASSIGN in verbs and ui.USERS_DIRECTORY in verbs

@@ -107,6 +107,15 @@ async def test_only_priced_base_products_are_offered(services: Services) -> None
     assert "unpriced_products" in {alert.code for alert in await services.alerts.list()}
 
 
+def test_a_quote_totals_as_the_bill_will_in_the_currencys_minor_unit() -> None:
+    """A price below the minor unit: a billing period's fee is rounded once, as its bill line is, and
+    the term is that many periods of it."""
+    quote = Quote("CFQ7TTC0LH18", "0001", "Basic", "P1Y", "monthly", 3, "USD", Decimal("5.9125"), 1, 12)
+    assert (quote.total_per_period, quote.total_for_term) == (Decimal("17.74"), Decimal("212.88"))  # 17.7375
+    yen = Quote("CFQ7TTC0LH18", "0001", "Basic", "P1Y", "annual", 3, "JPY", Decimal("1360.5"), 1, 1)
+    assert (yen.total_per_period, yen.total_for_term) == (Decimal("4082"), Decimal("4082"))  # 4081.5
+
+
 async def test_quotes_refuse_bad_quantities_and_forged_choices(services: Services) -> None:
     caller = await _ready(services)
     quote = await services.ordering.quote(caller, BASIC, "P1Y:monthly", "5", on=DAY)
@@ -116,10 +125,10 @@ async def test_quotes_refuse_bad_quantities_and_forged_choices(services: Service
         "USD",
         12,
     )
-    assert quote.total_for_term == Decimal("331.20") and quote.per_period == "a month"
+    assert quote.total_for_term == Decimal("331.20") and quote.billing_cycle == "monthly"
     triennial = await services.ordering.quote(caller, BASIC, "P3Y:triennial", "1", on=DAY)
     # 216.00 ERP for three years, cost 172.80, + 15 %: one payment per term.
-    assert (triennial.unit_price, triennial.periods, triennial.per_period) == (Decimal("198.72"), 1, "every 3 years")
+    assert (triennial.unit_price, triennial.periods, triennial.billing_cycle) == (Decimal("198.72"), 1, "triennial")
     for bad, words in (("0", "between 1 and 300"), ("-2", "between 1 and 300"), ("301", "between 1 and 300"),
                        ("abc", "whole number"), ("2.5", "whole number"), ("", "how many")):  # fmt: skip
         with pytest.raises(InvalidInput, match=words) as error:

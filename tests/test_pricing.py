@@ -12,8 +12,9 @@ from sqlalchemy import select
 from services.container import Services
 from services.errors import Conflict, InvalidInput, NotFound
 from services.models import AuditEntry
+from services.partner_center.models import PriceSheetRow
 from services.price_rules import PriceScope
-from services.pricing import GLOBAL_LIST, format_amount, parse_csv, parse_markup, periods_in_term
+from services.pricing import GLOBAL_LIST, PriceBook, parse_csv, parse_markup, per_month, periods_in_term
 from services.seed import DEMO_SLUG, seed_demo_organisation
 
 CSV = (
@@ -104,7 +105,7 @@ async def test_a_bad_csv_imports_nothing_and_names_the_lines(services: Services)
         assert line in error.value.message
     assert "line 2:" not in error.value.message
     assert not await services.pricing.has_global_list()
-    with pytest.raises(InvalidInput, match="lacks the column"):
+    with pytest.raises(InvalidInput, match="lacks 6 columns: term_duration, billing_cycle,"):
         parse_csv("product_id,sku_id\nX,Y\n")
 
 
@@ -172,9 +173,6 @@ async def test_list_management_rules(services: Services) -> None:
 
 
 def test_amounts_markups_and_periods() -> None:
-    assert format_amount(Decimal("6")) == "6.00"
-    assert format_amount(Decimal("5.9125")) == "5.9125"
-    assert format_amount(Decimal("1E+2")) == "100.00"
     assert parse_markup("15%") == Decimal(15) and parse_markup(" +7.5 % ") == Decimal("7.5")
     for bad in ("abc", "-100%", "2000"):
         with pytest.raises(InvalidInput):
@@ -183,3 +181,51 @@ def test_amounts_markups_and_periods() -> None:
     assert periods_in_term("P3Y", "annual") == 3
     assert periods_in_term("P3Y", "triennial") == 1
     assert periods_in_term("P1M", "annual") is None
+    # What a price per billing period comes to a month, in the currency's minor unit.
+    assert per_month(Decimal("198.72"), "USD", "triennial") == Decimal("5.52")
+    assert per_month(Decimal("138.00"), "USD", "annual") == Decimal("11.50")
+    assert per_month(Decimal("13.80"), "USD", "monthly") == Decimal("13.80")
+    assert per_month(Decimal("16330"), "JPY", "annual") == Decimal("1361")  # 1360.83…
+    assert per_month(Decimal("30.007"), "KWD", "annual") == Decimal("2.501")  # 2.50058…
+
+
+class PriceSheetIn:
+    """Microsoft's price sheet for a market billed in `currency` (the sandbox's is in USD)."""
+
+    def __init__(self, currency: str) -> None:
+        self.currency = currency
+
+    async def price_sheet(self, market: str) -> list[PriceSheetRow]:
+        row = {"ProductId": "CFQ7TTC0LH18", "SkuId": "0001", "Market": market, "Currency": self.currency}
+        return [
+            # 16,334 a year: billed monthly 1,361.1666… before the markup.
+            PriceSheetRow.model_validate({**row, "TermDuration": "P1Y", "BillingPlan": plan, "UnitPrice": price})
+            for plan, price in (("Monthly", "16334"), ("Annual", "30.007"))
+        ]
+
+
+@pytest.mark.parametrize(
+    ("currency", "monthly", "annual", "csv_rows"),
+    [
+        # × 1.0731: 1,460.66795 a month, 32.2005117 a year.
+        ("JPY", "1461", "32", ["P1Y,annual,JPY,32,", "P1Y,monthly,JPY,1461,"]),
+        ("KWD", "1460.668", "32.201", ["P1Y,annual,KWD,32.201,", "P1Y,monthly,KWD,1460.668,"]),
+        ("USD", "1460.67", "32.20", ["P1Y,annual,USD,32.20,", "P1Y,monthly,USD,1460.67,"]),
+    ],
+)
+async def test_generated_prices_are_rounded_to_the_currencys_minor_unit(
+    services: Services, currency: str, monthly: str, annual: str, csv_rows: list[str]
+) -> None:
+    book = PriceBook(services.sessions, PriceSheetIn(currency))  # type: ignore[arg-type]
+    await book.generate(GLOBAL_LIST, parse_markup("7.31%"), actor="op", valid_from=date(2026, 1, 1))
+    org_id = await _org_id(services)
+    day = date(2026, 6, 1)
+    per_month_price = await book.price_for(org_id, **KEY, on=day)
+    per_year_price = await book.price_for(org_id, **{**KEY, "billing_cycle": "annual"}, on=day)
+    assert per_month_price is not None and str(per_month_price.amount) == monthly
+    assert per_year_price is not None and str(per_year_price.amount) == annual
+    # The list's CSV writes each amount with its currency's digits: no padded yen, no cut fils.
+    exported = await book.export_csv(GLOBAL_LIST)
+    assert [line.split(",", 2)[2] for line in exported.splitlines()[1:]] == [
+        f"{row}2026-01-01," for row in csv_rows
+    ]

@@ -6,6 +6,7 @@ bodies, one decision for two approvers, self-approval refused, expiry, failed ->
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -91,7 +92,7 @@ async def test_list_and_change_quantity_with_preview_and_bad_input(
     client, services, sid = await _setup(make_bot, sqlite_services, sqlite_demo_customer, sandbox)
     listing = await _reply(client, fake, url, "subscriptions")
     said = _said(listing)
-    assert "Microsoft 365 Business Basic" in said and "10 seats" in said and "6.00 USD / month" in said
+    assert "Microsoft 365 Business Basic" in said and "10 seats" in said and "$6.00 per licence per month" in said
     assert "0 assigned" in said
     card = await _reply(client, fake, url, value=_action(card_of(listing), "Change quantity")["data"])
     assert "New number of seats" in _said(card)
@@ -102,8 +103,8 @@ async def test_list_and_change_quantity_with_preview_and_bad_input(
         client, fake, url, value={**_action(card_of(bad), "Show the cost")["data"], "quantity": "12"}
     )
     assert "Charged now (pro rata)" in _said(preview) and "New cost per month" in _said(preview)
-    assert "72.00 USD" in _said(preview)
-    confirm = _action(card_of(preview), "Add 2 seat(s)")["data"]
+    assert "New cost per month\n$72.00" in _said(preview)
+    confirm = _action(card_of(preview), "Add 2 seats")["data"]
     done = await _reply(client, fake, url, value=confirm)
     assert "now has 12 seats" in _said(done)
     again = await _reply(client, fake, url, value=confirm)  # a double click: one change
@@ -151,7 +152,8 @@ async def _request_suspension(client, fake, url, sid) -> int:
     asked = await _reply(
         client, fake, url, value={**_action(card_of(empty), "Ask an approver")["data"], "reason": "Project paused"}
     )
-    assert "asked 1 approver(s)" in _said(asked)
+    where = "(in a 1:1 chat and posted the request in the approvals channel |in a 1:1 chat )"
+    assert re.search(rf"I asked 1 approver {where}to confirm suspending", _said(asked))
     await fake.wait_for(posted_before + 1, MEGAN["conversation_id"])
     card = card_of(fake.messages(MEGAN["conversation_id"])[-1])
     assert_valid_card(card)
@@ -200,7 +202,7 @@ async def test_approver_approves_and_every_card_and_the_requester_learn_it(
     status, body = await _invoke(client, url, "approval_approve", {"approval_id": approval_id}, **MEGAN)
     assert status == 200 and body["statusCode"] == 200
     assert_valid_card(body["value"])
-    assert "Approved by Megan Bowen at" in card_text(body["value"])
+    assert "Approved by Megan Bowen (" in card_text(body["value"])
     await _wait_status(services, approval_id, "suspended")
     customer = sqlite_demo_customer.partner_center_customer_id
     assert str((await services.partner_center.subscription(customer, sid)).status) == "suspended"
@@ -395,7 +397,7 @@ async def test_addons_auto_renew_and_cancel_through_the_cards(
     client, services, sid = await _setup(make_bot, sqlite_services, sqlite_demo_customer, sandbox)
     listing = await _reply(client, fake, url, "subscriptions")
     addons = await _reply(client, fake, url, value=_action(card_of(listing), "Add-ons")["data"])
-    assert "Exchange Online Archiving" in _said(addons) and "3.00 USD per seat per month" in _said(addons)
+    assert "Exchange Online Archiving" in _said(addons) and "$3.00 per licence per month" in _said(addons)
     order = _action(card_of(addons), "Order the add-on")["data"]
     archiving = "CFQ7TTC0LH0J:0001"
     bad = await _reply(client, fake, url, value={**order, "addon": archiving, "quantity": "0"})
@@ -407,14 +409,14 @@ async def test_addons_auto_renew_and_cancel_through_the_cards(
     moved = await _reply(
         client, fake, url, value={**order, "prices": {archiving: "0:2.50:USD"}, "addon": archiving, "quantity": "2"}
     )
-    assert "changed since the card was shown" in _said(moved) and "3.00 USD" in _said(moved)
+    assert "changed since the card was shown" in _said(moved) and "$3.00 per licence" in _said(moved)
     customer = sqlite_demo_customer.partner_center_customer_id
     assert await services.partner_center.subscription_addons(customer, sid) == []
     order = _action(card_of(moved), "Order the add-on")["data"]
     done = await _reply(client, fake, url, value={**order, "addon": archiving, "quantity": "2"})
     assert "Ordered 2 × Exchange Online Archiving" in _said(done) and "Add-on: Exchange Online Archiving" in _said(done)
     again = await _reply(client, fake, url, value={**order, "addon": archiving, "quantity": "2"})
-    assert "already ordered" in _said(again)
+    assert "already done from this card" in _said(again) and "nothing more was done" in _said(again)
     customer = sqlite_demo_customer.partner_center_customer_id
     assert len(await services.partner_center.subscription_addons(customer, sid)) == 1
 
@@ -424,7 +426,7 @@ async def test_addons_auto_renew_and_cancel_through_the_cards(
     assert "Auto-renew is off" in _said(off)
 
     confirm = await _reply(client, fake, url, value={"verb": "subs_cancel", "subscription_id": sid})
-    assert "Refund" in _said(confirm) and "30.00 USD" in _said(confirm)  # 10 x 6.00 x 15/30
+    assert "Refund\n$30.00 (10 × $6.00 × 15/30 days)" in _said(confirm)
     cancelled = await _reply(client, fake, url, value=_action(card_of(confirm), "Cancel the subscription")["data"])
     assert "is cancelled" in _said(cancelled)
     assert str((await services.partner_center.subscription(customer, sid)).status) == "deleted"
@@ -442,7 +444,7 @@ async def test_a_card_gone_stale_is_reloaded_and_asked_again(
     customer = sqlite_demo_customer.partner_center_customer_id
     current = await services.partner_center.subscription(customer, sid)
     await services.partner_center.update_subscription(customer, current.model_copy(update={"quantity": 15}))
-    stale = await _reply(client, fake, url, value=_action(card_of(preview), "Add 2 seat(s)")["data"])
+    stale = await _reply(client, fake, url, value=_action(card_of(preview), "Add 2 seats")["data"])
     assert "changed meanwhile" in _said(stale) and "New number of seats" in _said(stale)
     assert (await services.partner_center.subscription(customer, sid)).quantity == 15
 
@@ -507,7 +509,9 @@ async def test_the_approvals_channel_gets_a_status_card_that_is_updated_too(
     approval_id = await _request_suspension(client, fake, url, sid)
     posted = card_of(fake.messages(channel)[-1])
     assert_valid_card(posted)
-    assert "Suspension request" in card_text(posted) and "actions" not in posted
+    # Everyone in the channel sees the decision buttons and who may use them (a click by anyone else is refused).
+    assert "Suspension request" in card_text(posted) and "Only Megan Bowen can decide." in card_text(posted)
+    assert [a["title"] for a in posted["actions"]] == ["Approve", "Reject"]
     assert posted["refresh"]["action"]["data"] == {"approval_id": approval_id}
     await _invoke(client, url, "approval_approve", {"approval_id": approval_id}, **MEGAN)
     await _wait_status(services, approval_id, "suspended")
@@ -519,3 +523,54 @@ async def test_the_approvals_channel_gets_a_status_card_that_is_updated_too(
         )
 
     await _eventually(channel_updated)
+
+
+async def test_a_request_no_approver_could_receive_names_them_waits_for_them_and_can_be_withdrawn(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    """No approver has chatted with the bot yet: the admin learns who can decide and what they must
+    do, the list shows the request waiting, the approver gets it on first contact, and the admin
+    can withdraw it (every copy of the card then says so)."""
+    fake, url = connector
+    client, services, sid = await _setup(make_bot, sqlite_services, sqlite_demo_customer, sandbox)
+    await _reply(client, fake, url, "subscriptions")
+    form = await _reply(client, fake, url, value={"verb": "subs_suspend", "subscription_id": sid})
+    asked = await _reply(
+        client, fake, url, value={**_action(card_of(form), "Ask an approver")["data"], "reason": "Project paused"}
+    )
+    said_ = _said(asked)
+    assert "none of your approvers has chatted with me yet" in said_ and "Megan Bowen (meganb@example.com)" in said_
+    assert "say hi" in said_ and "withdraw it from the list" in said_
+    assert "waiting for an approver" in said_ and "Suspend" not in [
+        a["title"] for a in card_of(asked)["body"][-1]["items"][-1]["actions"]
+    ]
+    # The approver says hi for the first time: the request that waited is posted to her.
+    await _reply(client, fake, url, "hi", **MEGAN)
+    await fake.wait_for(2, MEGAN["conversation_id"])
+    request_card = card_of(fake.messages(MEGAN["conversation_id"])[-1])
+    assert "Project paused" in card_text(request_card) and "Approve" in [a["title"] for a in request_card["actions"]]
+    # Saying hi again posts nothing more.
+    await _reply(client, fake, url, "menu", **MEGAN)
+    assert (
+        sum(
+            card_of(m) is not None and "Suspension request" in card_text(card_of(m))
+            for m in fake.messages(MEGAN["conversation_id"])
+        )
+        == 1
+    )
+    # The admin withdraws it: nothing changes at Microsoft, and the approver's card says so.
+    withdrawn = await _reply(
+        client, fake, url, value=_action(card_of(asked), "Withdraw the suspension request")["data"]
+    )
+    assert "Withdrawn: Microsoft 365 Business Basic stays active." in _said(withdrawn)
+    assert "Suspend" in _said(withdrawn) and "waiting for an approver" not in _said(withdrawn)
+    updates = [
+        item for item in fake.received if item.method == "PUT" and item.conversation_id == MEGAN["conversation_id"]
+    ]
+    assert updates and "Withdrawn by Alex Wilber" in card_text(card_of(updates[-1].activity))
+    assert "actions" not in card_of(updates[-1].activity) or not card_of(updates[-1].activity)["actions"]
+    approval_id = int(_action(request_card, "Approve")["data"]["approval_id"])
+    status, body = await _invoke(client, url, "approval_approve", {"approval_id": approval_id}, **MEGAN)
+    assert "Withdrawn by Alex Wilber" in card_text(body["value"])
+    customer = sqlite_demo_customer.partner_center_customer_id
+    assert str((await services.partner_center.subscription(customer, sid)).status) == "active"

@@ -8,10 +8,10 @@ import io
 from collections.abc import Sequence
 from decimal import Decimal
 
-from services.billing.money import minor_digits
 from services.billing.rating import Line
 from services.billing.reports import CycleReport
 from services.billing.xlsx import BOLD, Sheet, money_style, workbook_bytes
+from services.money import minor_digits, plain
 
 CSV_COLUMNS = (
     "report_date",
@@ -35,12 +35,13 @@ CSV_MEDIA_TYPE = "text/csv"
 
 def _decimal_text(value: Decimal | None, currency: str) -> str:
     """A dot decimal with the currency's minor-unit digits (more only if the price itself has more)."""
-    if value is None:
-        return ""
-    digits = minor_digits(currency)
-    exponent = value.as_tuple().exponent
-    places = max(digits, -exponent if isinstance(exponent, int) else digits)
-    return f"{value:.{places}f}"
+    return "" if value is None else plain(value, currency)
+
+
+def _offer_id(line: Line) -> str:
+    """PRODUCT:SKU, as the catalog and buying name it: Microsoft's own offer id adds an availability id
+    that changes over time, so one product would show under several ids."""
+    return f"{line.product_id}:{line.sku_id}" if line.product_id and line.sku_id else line.offer_id
 
 
 def _optional(value: int | None) -> str:
@@ -55,7 +56,7 @@ def csv_row(report: CycleReport, line: Line) -> list[str]:
         line.subscription_id,
         line.parent_subscription_id or "",
         line.product,
-        line.offer_id,
+        _offer_id(line),
         line.charge_type.value,
         str(line.quantity),
         _decimal_text(line.unit_price, line.currency),
@@ -119,7 +120,7 @@ def to_xlsx(reports: Sequence[CycleReport], *, organisation: str = "") -> bytes:
                     line.subscription_id,
                     line.parent_subscription_id,
                     line.product,
-                    line.offer_id,
+                    _offer_id(line),
                     line.charge_type.value,
                     line.quantity,
                     (line.unit_price, style),

@@ -27,8 +27,8 @@ from decimal import Decimal
 from enum import StrEnum
 
 from services.billing.cycles import Cycle, CycleCalendar, add_months
-from services.billing.money import line_amount
 from services.ledger import LedgerEvent, LedgerRecord
+from services.money import line_amount
 from services.price_rules import UnitPrice, price_in_force
 
 

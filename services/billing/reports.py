@@ -79,8 +79,13 @@ class Query:
 
     first: tuple[int, int] | None = None  # None = the most recent ended cycle ("last month")
     last: tuple[int, int] | None = None
-    product: str = ""
+    product: str = ""  # the words looked for, lower-case
     label: str = "last month"
+    product_name: str = ""  # how to name it to a person (`named_product`)
+
+    @property
+    def shown_product(self) -> str:
+        return self.product_name or self.product
 
 
 _MONTH = re.compile(r"^(\d{4})-(\d{1,2})$")
@@ -206,6 +211,13 @@ def matches_product(line: Line, product: str) -> bool:
     if needle in (line.product_id.lower(), line.subscription_id.lower()):
         return True
     return all(re.search(rf"(?<![a-z0-9]){re.escape(word)}(?![a-z0-9])", name) for word in needle.split())
+
+
+def named_product(reports: Sequence[CycleReport], product: str) -> str:
+    """The product the words found, spelt as the catalog spells it ("Microsoft 365 Business Standard"
+    for "business standard") when they found one; else the words themselves."""
+    names = {line.product for report in reports for line in report.lines}
+    return names.pop() if len(names) == 1 else product
 
 
 def filter_product(reports: Sequence[CycleReport], product: str) -> list[CycleReport]:

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -36,6 +36,7 @@ from services.billing.reports import (
     check_range,
     filter_product,
     month_label,
+    named_product,
     parse_query,
 )
 from services.db import utcnow
@@ -287,6 +288,7 @@ class BillingService:
             reports = await self.months(caller, query.first, query.last)
         if query.product:
             reports = filter_product(reports, query.product)
+            query = replace(query, product_name=named_product(reports, query.product))
         return query, reports
 
     async def _reports(

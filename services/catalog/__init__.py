@@ -21,7 +21,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services import audit
+from services import audit, formatting
 from services.alerts import AlertService
 from services.catalog.taxonomy import OTHER, DefaultTaxonomy, Placement, PlacementSource, clean_name
 from services.db import CATALOG_SYNC_LOCK, lock_transaction, utcnow
@@ -186,8 +186,9 @@ class CatalogService:
         if report.unmapped:
             await self._alerts.raise_alert(
                 UNMAPPED_ALERT,
-                f"{len(report.unmapped)} product(s) have no place in the catalog taxonomy and are shown under "
-                f"'{OTHER}': {', '.join(report.unmapped[:20])}. "
+                f"Shown under '{OTHER}' for want of a place in the catalog taxonomy: "
+                f"{formatting.plural(len(report.unmapped), 'product', 'products')}, "
+                f"{', '.join(report.unmapped[:20])}. "
                 "Place each with `cspbot catalog place PRODUCT_ID --category NAME --group NAME`.",
                 dedup_key=UNMAPPED_ALERT,
             )

@@ -435,7 +435,7 @@ class PartnerCenterClient:
                     if recovered is not None:
                         return recovered
                 logger.warning(
-                    "Partner Center %s %s: giving up after %d attempt(s), %.1f s waited (%s)",
+                    "Partner Center %s %s: giving up (attempts: %d, %.1f s waited, %s)",
                     method,
                     _path(url),
                     attempt,
@@ -730,7 +730,7 @@ class PartnerCenterClient:
         )
         rows, skipped = await asyncio.to_thread(_parse_price_sheet, body)
         if skipped:
-            logger.warning("Price sheet for %s: %d row(s) could not be read and were skipped", market, skipped)
+            logger.warning("Price sheet for %s: rows that could not be read were skipped: %d", market, skipped)
         return rows
 
     # --- Carts and orders -----------------------------------------------------------------------
@@ -782,7 +782,7 @@ class PartnerCenterClient:
                 code="cart_not_active",
             )
         orders = await self._orders_of(customer_id, cart)
-        logger.warning("Checkout of cart %s had already gone through at Microsoft: %d order(s)", cart_id, len(orders))
+        logger.warning("Checkout of cart %s had already gone through at Microsoft (orders: %d)", cart_id, len(orders))
         return CartCheckoutResult(orders=orders)
 
     async def _orders_of(self, customer_id: str, cart: Cart) -> list[Order]:

@@ -28,13 +28,14 @@ from services.subscriptions.common import Clock, as_utc, organisation_of, row_in
 
 log = logging.getLogger(__name__)
 
-PENDING, SUSPENDING, SUSPENDED, FAILED, REJECTED, EXPIRED = (
+PENDING, SUSPENDING, SUSPENDED, FAILED, REJECTED, EXPIRED, WITHDRAWN = (
     "pending",
     "suspending",
     "suspended",
     "failed",
     "rejected",
     "expired",
+    "withdrawn",
 )
 OPEN = (PENDING, SUSPENDING, FAILED)
 MAX_REASON = 500
@@ -78,6 +79,7 @@ class Approver:
     member_id: int
     name: str
     channel_user_id: str | None
+    email: str = ""
 
 
 def _view(row: Approval) -> ApprovalView:
@@ -283,6 +285,76 @@ class ApprovalService:
             return Decision(current, False, _already(current), expired_now=expired_now)
         return Decision(current, True, "Approved — suspending now." if approve else "Rejected — nothing was changed.")
 
+    async def withdraw(self, caller: Caller, approval_id: Any) -> Decision:
+        """The requester (or another admin) takes back a request no approver has decided yet."""
+        caller.require(Permission.REQUEST_SUSPENSION)
+        async with self._sessions() as session:
+            approval = await self._in_organisation(session, caller.organisation_id, approval_id)
+        approval, expired_now = await self._expire_if_due(approval)
+        if approval.status != PENDING:
+            return Decision(approval, False, _already(approval), expired_now=expired_now)
+        async with self._sessions() as session:
+            result = await session.execute(
+                update(Approval)
+                .where(Approval.id == approval.id, Approval.status == PENDING)
+                .values(
+                    status=WITHDRAWN,
+                    decided_by=caller.email,
+                    decider_name=caller.display_name or caller.email,
+                    decided_by_member_id=caller.member_id,
+                    decided_at=self._clock(),
+                )
+            )
+            won = result.rowcount == 1  # type: ignore[attr-defined]
+            if won:
+                audit.record(
+                    session,
+                    actor=caller.actor,
+                    action="approval.withdraw",
+                    organisation_id=caller.organisation_id,
+                    target=f"approval:{approval.id}",
+                    before={"status": PENDING},
+                    after={"status": WITHDRAWN},
+                )
+            await session.commit()
+        current = await self.load(approval.id)
+        if not won:
+            return Decision(current, False, _already(current))
+        return Decision(current, True, f"Withdrawn: {current.subscription_name} stays active.")
+
+    async def open_requests(self, organisation_id: int) -> dict[str, ApprovalView]:
+        """The organisation's undecided or running requests, by subscription id (what the list shows)."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(Approval)
+                .where(Approval.organisation_id == organisation_id, Approval.status.in_(OPEN))
+                .order_by(Approval.id)
+            )
+            views = [_view(row) for row in rows]
+        now = self._clock()
+        return {view.subscription_id: view for view in views if view.status != PENDING or view.expires_at > now}
+
+    async def waiting_for(self, approver: Approver, organisation_id: int, chat_id: str) -> list[ApprovalView]:
+        """Undecided requests this approver may decide whose card has not reached their chat `chat_id`."""
+        allow_self = await self.allows_self_approval(organisation_id)
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(Approval)
+                .where(
+                    Approval.organisation_id == organisation_id,
+                    Approval.status == PENDING,
+                    Approval.expires_at > self._clock(),
+                )
+                .order_by(Approval.id)
+            )
+            views = [_view(row) for row in rows]
+        return [
+            view
+            for view in views
+            if (allow_self or view.requested_by_member_id != approver.member_id)
+            and not any(post.get("conversation_id") == chat_id for post in view.posts)
+        ]
+
     async def retry(self, caller: Caller, approval_id: Any) -> Decision:
         """Run a failed suspension again (an approver; the same rules as deciding)."""
         caller.require(Permission.DECIDE_SUSPENSION)
@@ -364,7 +436,7 @@ class ApprovalService:
                 .where(Member.organisation_id == organisation_id, MemberRole.role == Role.APPROVER.value)
                 .order_by(Member.id)
             )
-            return [Approver(m.id, m.display_name or m.email, m.channel_user_id) for m in rows]
+            return [Approver(m.id, m.display_name or m.email, m.channel_user_id, m.email) for m in rows]
 
     async def allows_self_approval(self, organisation_id: int) -> bool:
         async with self._sessions() as session:
@@ -446,4 +518,5 @@ def _already(approval: ApprovalView) -> str:
         FAILED: f"Approved by {who}, but the suspension failed: {approval.outcome}",
         REJECTED: f"Already rejected by {who}.",
         EXPIRED: "This request expired before anyone decided; nothing was changed. The admin can ask again.",
+        WITHDRAWN: f"Withdrawn by {who}; nothing was changed.",
     }.get(approval.status, "This request was already decided.")

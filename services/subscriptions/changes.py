@@ -19,9 +19,8 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services import audit
+from services import audit, formatting
 from services.access import Caller
-from services.billing.money import format_money
 from services.billing.rating import event_lines
 from services.billing.service import cycle_calendar
 from services.catalog import CatalogService, SkuView
@@ -52,7 +51,6 @@ from services.subscriptions.common import (
     new_row,
     organisation_of,
     row_in_organisation,
-    show_date,
     snapshot,
 )
 from services.subscriptions.listing import SubscriptionService
@@ -200,8 +198,9 @@ class SubscriptionChanges:
         if expected_etag is not None and current.etag != expected_etag:
             await self._listing.sync(caller.organisation_id)
             raise StaleSubscription(
-                f"{row.name} was changed meanwhile (it now has {current.quantity} seats, "
-                f"{current.status}). I reloaded it: please check the numbers and confirm again."
+                f"{row.name} was changed meanwhile (it now has "
+                f"{formatting.plural(current.quantity or 0, 'seat', 'seats')}, {current.status}). "
+                "I reloaded it: please check the numbers and confirm again."
             )
         return current
 
@@ -385,13 +384,17 @@ class SubscriptionChanges:
                 if refundable_seats:
                     explanation = (
                         f"Microsoft lets seats be removed only within 7 days of being added: you can remove up to "
-                        f"{refundable_seats} seat(s) until {show_date(until)} (down to {have - refundable_seats})."
+                        f"{formatting.plural(refundable_seats, 'seat', 'seats')} until {formatting.date(until)} "
+                        f"(down to {have - refundable_seats})."
                     )
                 else:
                     explanation = (
                         "These seats are past their 7-day window, so Microsoft no longer lets them be removed now."
                     )
-                explanation += f" You can instead schedule {new} seats for the renewal on {show_date(renewal)}."
+                explanation += (
+                    f" You can instead schedule {formatting.plural(new, 'seat', 'seats')} for the renewal on "
+                    f"{formatting.date(renewal)}."
+                )
         return QuantityPlan(
             subscription_id=row.id,
             name=row.name,
@@ -432,8 +435,9 @@ class SubscriptionChanges:
         if int(others or 0) + new < consumed:
             lowest = max(0, consumed - int(others or 0))
             raise InvalidInput(
-                f"{consumed} licence(s) of {row.name} are assigned to users, and the total can't go below that. "
-                f"Choose at least {lowest} seats, or unassign licences first.",
+                f"{formatting.plural(consumed, 'licence', 'licences')} of {row.name} "
+                f"{'is' if consumed == 1 else 'are'} assigned to users, and the total can't go below that. "
+                f"Choose at least {formatting.plural(lowest, 'seat', 'seats')}, or unassign licences first.",
                 field="quantity",
             )
         return consumed
@@ -467,7 +471,8 @@ class SubscriptionChanges:
             [(event, plan.current, new, f"bot:quantity:{key}")],
             price_entry_id=plan.price_entry_id,
         )
-        return ChangeResult(f"{row.name} now has {new} seats (was {plan.current}).", row.id)
+        seats = formatting.plural(new, "seat", "seats")
+        return ChangeResult(f"{row.name} now has {seats} (was {plan.current}).", row.id)
 
     async def schedule_quantity(
         self, caller: Caller, subscription_id: Any, quantity: Any, *, etag: Any, key: Any
@@ -501,7 +506,8 @@ class SubscriptionChanges:
             raise
         await self._commit(caller.actor, caller.organisation_id, row.id, result, "subscription.schedule_quantity", [])
         return ChangeResult(
-            f"{row.name} will renew with {new} seats on {show_date(as_utc(result.commitment_end_date))}; "
+            f"{row.name} will renew with {formatting.plural(new, 'seat', 'seats')} on "
+            f"{formatting.date(as_utc(result.commitment_end_date))}; "
             f"until then it keeps {result.quantity}.",
             row.id,
         )
@@ -523,8 +529,9 @@ class SubscriptionChanges:
         if not self._in_window(current):
             raise DomainError(
                 f"The 7-day cancellation window of {row.name} ended on "
-                f"{show_date(as_utc(current.cancellation_allowed_until_date))}, so it can no longer be cancelled. "
-                f"You can turn auto-renew off so it ends on {show_date(as_utc(current.commitment_end_date))}.",
+                f"{formatting.date(as_utc(current.cancellation_allowed_until_date))}, "
+                "so it can no longer be cancelled. "
+                f"You can turn auto-renew off so it ends on {formatting.date(as_utc(current.commitment_end_date))}.",
                 code="window_passed",
             )
         price = await self._price(caller, row)
@@ -584,7 +591,7 @@ class SubscriptionChanges:
             await self._release(str(key), purpose)
             raise
         await self._commit(caller.actor, caller.organisation_id, row.id, result, "subscription.auto_renew", [])
-        renewal = show_date(as_utc(result.commitment_end_date))
+        renewal = formatting.date(as_utc(result.commitment_end_date))
         if enabled:
             return ChangeResult(f"Auto-renew is on: {row.name} renews on {renewal}.", row.id)
         return ChangeResult(f"Auto-renew is off: {row.name} ends on {renewal}.", row.id)
@@ -698,7 +705,8 @@ class SubscriptionChanges:
         if shown_price is not None and str(shown_price) != addon_price_token(offer):
             raise InvalidInput(
                 f"The price of {offer.title} changed since the card was shown: it is now "
-                f"{format_money(offer.price.amount, offer.price.currency)} per seat. Check it and order again.",
+                f"{formatting.unit_price(offer.price.amount, offer.price.currency, offer.billing_cycle)}. "
+                "Check it and order again.",
                 field="addon",
             )
         if not offer.minimum <= count <= offer.maximum:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -20,12 +20,6 @@ from services.partner_center.models import Subscription
 Clock = Callable[[], datetime]
 NOT_YOURS = "That subscription is not one of your organisation's. Open **subscriptions** again."
 LIVE = ("active", "suspended")
-
-
-def show_date(value: datetime | date | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:%d %b %Y}"
 
 
 def as_utc(value: datetime | None) -> datetime | None:

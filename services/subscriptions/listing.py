@@ -22,14 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit
 from services.access import Caller
-from services.billing.money import format_money
 from services.catalog import CatalogService
 from services.db import utcnow
 from services.errors import DomainError
 from services.ledger import LedgerEvent, LedgerSource, SubscriptionLedger
 from services.models import LedgerEntry, SubscriptionRow, SubscriptionSyncState
 from services.partner_center import PartnerCenterClient
-from services.partner_center.models import AuditRecord, Subscription
+from services.partner_center.models import AuditRecord, RefundableQuantity, Subscription
 from services.price_rules import price_in_force
 from services.pricing import PriceBook
 from services.roles import Permission
@@ -55,7 +54,7 @@ PAGE_SIZE = 5
 class SubscriptionView:
     id: str
     name: str
-    offer_id: str
+    offer_id: str  # PRODUCT:SKU, as the catalog and buying show it
     product_id: str
     sku_id: str
     parent_id: str | None
@@ -69,9 +68,11 @@ class SubscriptionView:
     scheduled_quantity: int | None
     refundable: int
     licence_sku_id: str
+    # Seats that can still be removed with a refund, each batch with the end of its 7-day window.
+    refundable_batches: tuple[tuple[int, datetime], ...] = ()
     consumed: int | None = None  # assigned licences of its licence product (None: not known)
     shared_with: int = 0  # other live subscriptions pooled in the same licence product
-    unit_price: str = ""  # "6.90 USD / month", or "" when no price is set
+    unit_price: Decimal | None = None  # per licence per billing period; None when no price is set
     currency: str = ""
     addons: tuple[SubscriptionView, ...] = ()
 
@@ -94,7 +95,8 @@ class SubscriptionPage:
     has_tenant: bool
     can_manage: bool
     can_request_suspension: bool
-    notice: str = ""
+    notice: str = ""  # what was just done
+    problem: str = ""  # why something could not be done
 
 
 @dataclass
@@ -106,20 +108,12 @@ class SyncResult:
     notices: list[str] = field(default_factory=list)
 
 
-_PERIOD = {"monthly": "month", "annual": "year", "triennial": "3 years"}
-
-
-def price_per_period(amount: Decimal, currency: str, billing_cycle: str) -> str:
-    """`6.00 USD / month`, `1,360 JPY / year`: the currency's own minor-unit digits."""
-    return f"{format_money(amount, currency)} / {_PERIOD.get(billing_cycle, billing_cycle)}"
-
-
 def _view(row: SubscriptionRow) -> SubscriptionView:
     refundable = row.refundable or {}
     return SubscriptionView(
         id=row.id,
         name=row.name,
-        offer_id=row.offer_id,
+        offer_id=f"{row.product_id}:{row.sku_id}",  # without Microsoft's rotating availability id
         product_id=row.product_id,
         sku_id=row.sku_id,
         parent_id=row.parent_subscription_id,
@@ -133,7 +127,22 @@ def _view(row: SubscriptionRow) -> SubscriptionView:
         scheduled_quantity=row.scheduled_quantity,
         refundable=int(refundable.get("totalQuantity") or 0),
         licence_sku_id=row.licence_sku_id,
+        refundable_batches=_refundable_batches(refundable),
     )
+
+
+def _refundable_batches(stored: dict[str, Any]) -> tuple[tuple[int, datetime], ...]:
+    """The stored `refundableQuantity` as (seats, window end) batches, soonest first."""
+    try:
+        parsed = RefundableQuantity.model_validate(stored)
+    except ValueError:
+        return ()
+    batches = [
+        (detail.quantity, until)
+        for detail in parsed.details
+        if detail.quantity > 0 and (until := as_utc(detail.allowed_until_date_time)) is not None
+    ]
+    return tuple(sorted(batches, key=lambda batch: batch[1]))
 
 
 def _snapshot(record: AuditRecord, attribute: str) -> dict[str, Any] | None:
@@ -207,12 +216,12 @@ class SubscriptionService:
             has_tenant = bool(org.partner_center_customer_id)
             state = await session.get(SubscriptionSyncState, caller.organisation_id)
             synced_at = as_utc(state.synced_at) if state is not None else None
-        notice = ""
+        problem = ""
         if has_tenant and (refresh or synced_at is None or utcnow() - synced_at > self._refresh_after):
             try:
                 await self.sync(caller.organisation_id)
             except DomainError as error:
-                notice = f"Could not refresh from Microsoft just now ({error.message}) — showing the last copy."
+                problem = f"Could not refresh from Microsoft just now ({error.message}) — showing the last copy."
         async with self._sessions() as session:
             rows = list(
                 await session.scalars(
@@ -242,7 +251,7 @@ class SubscriptionService:
             has_tenant=has_tenant,
             can_manage=caller.can(Permission.MANAGE_SERVICES),
             can_request_suspension=caller.can(Permission.REQUEST_SUSPENSION),
-            notice=notice,
+            problem=problem,
         )
 
     async def get(self, caller: Caller, subscription_id: Any) -> SubscriptionView:
@@ -301,9 +310,7 @@ class SubscriptionService:
                         "shared_with": max(0, pool.get(licence, 0) - (1 if row.status in LIVE else 0))
                         if licence
                         else 0,
-                        "unit_price": price_per_period(price.amount, price.currency, row.billing_cycle)
-                        if price is not None
-                        else "",
+                        "unit_price": price.amount if price is not None else None,
                         "currency": price.currency if price is not None else "",
                     }
                 )

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services import audit
+from services import audit, formatting
 from services.access import Caller
 from services.db import utcnow
 from services.errors import DomainError, InvalidInput, NotFound
@@ -107,7 +107,10 @@ class DirectoryService:
             )
         unknown = [name for name in header if name not in CSV_COLUMNS]
         if unknown:
-            raise InvalidInput(f"Unknown CSV column(s): {', '.join(unknown)}. Known: {', '.join(CSV_COLUMNS)}.")
+            raise InvalidInput(
+                f"The CSV has {formatting.plural(len(unknown), 'unknown column', 'unknown columns')}: "
+                f"{', '.join(unknown)}. Known: {', '.join(CSV_COLUMNS)}."
+            )
         reader.fieldnames = header
         parsed: dict[str, dict[str, str]] = {}
         errors: list[str] = []

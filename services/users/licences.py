@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services import audit
+from services import audit, formatting
 from services.access import Caller
 from services.errors import InvalidInput, NotFound
 from services.idempotency import IdempotencyService
@@ -162,7 +162,8 @@ class LicenceService:
         need = [target for target in targets if target[0] not in holders]
         if len(need) > pool.available:
             raise InvalidInput(
-                f"{len(need)} selected user(s) need a {pool.name} licence, but only {pool.available} of "
+                f"{formatting.plural(len(need), 'selected user needs', 'selected users need')} a {pool.name} "
+                f"licence, but only {pool.available} of "
                 f"{pool.active} are available ({pool.consumed} assigned). Buy more licences or select fewer users.",
                 field="users",
             )
@@ -297,4 +298,5 @@ class LicenceService:
             return LicenceOutcome(None, [UserResult(row.user_id, name, False, error.message)])
         await self._update_row(ctx, row.user_id, remove=wanted, audit_action="licence.unassign")
         pool = await self._after_change(ctx, wanted[0])
-        return LicenceOutcome(pool, [UserResult(row.user_id, name, True, f"{len(wanted)} licence(s) removed")])
+        removed = f"{formatting.plural(len(wanted), 'licence', 'licences')} removed"
+        return LicenceOutcome(pool, [UserResult(row.user_id, name, True, removed)])

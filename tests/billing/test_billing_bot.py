@@ -81,7 +81,7 @@ async def test_billing_last_month_answers_with_the_report_card(make_bot, connect
     assert card is not None
     assert_valid_card(card)
     said = card_text(card)
-    assert "90.00 EUR" in said and "Office 365 E3" in said and "Pro-rata purchase" in said
+    assert "€90.00" in said and "Office 365 E3" in said and "Pro-rata purchase" in said
     assert [a["verb"] for a in card["actions"]] == ["billing_export", "billing_export"]
 
 
@@ -100,7 +100,7 @@ async def test_the_chooser_keeps_values_and_shows_errors_then_reports(make_bot, 
     }
     good = {"verb": "billing_range", "choice": "range", "first_month": LAST_MONTH, "last_month": ""}
     report = card_of(await _say(client, fake, None, url, 3, value=good))
-    assert report is not None and "90.00 EUR" in card_text(report)
+    assert report is not None and "€90.00" in card_text(report)
 
 
 async def test_asked_in_a_channel_the_bill_goes_to_the_personal_chat(make_bot, connector) -> None:
@@ -121,7 +121,7 @@ async def test_asked_in_a_channel_the_bill_goes_to_the_personal_chat(make_bot, c
     channel = fake.messages(THREAD)
     assert [m.get("text") for m in channel] == [SENT_PRIVATELY]
     private = [card_of(m) for m in fake.messages("personal-chat-alex")]
-    assert any(c is not None and "90.00 EUR" in card_text(c) for c in private)
+    assert any(c is not None and "€90.00" in card_text(c) for c in private)
 
 
 async def test_an_approver_may_not_read_bills(make_bot, connector) -> None:
@@ -140,7 +140,8 @@ async def test_spend_on_a_product(make_bot, connector) -> None:
     card = card_of(await _say(client, fake, "what did we spend on E3?", url, 1))
     assert card is not None
     assert_valid_card(card)
-    assert "Spend on e3" in card_text(card) and "90.00 EUR" in card_text(card)
+    # The product as the catalog spells it, not the words as typed.
+    assert "Spend on Office 365 E3\n" in card_text(card) and "November 2026\n€90.00\n" in card_text(card)
 
 
 async def test_bad_dates_get_a_clear_message(make_bot, connector) -> None:
@@ -232,7 +233,7 @@ async def test_the_message_extension_lists_bills_and_inserts_cards(make_bot, con
     result = body["composeExtension"]
     assert result["type"] == "result"
     (hit,) = result["attachments"]
-    assert "90.00 EUR" in hit["preview"]["content"]["title"]
+    assert "€90.00" in hit["preview"]["content"]["title"]
     assert_valid_card(hit["content"])
     initial = await _invoke(
         client,
@@ -252,7 +253,7 @@ async def test_the_message_extension_lists_bills_and_inserts_cards(make_bot, con
         "composeExtension/query",
         {"commandId": "searchBills", "parameters": [{"name": "query", "value": "E3"}]},
     )
-    assert "Spend on e3" in product["composeExtension"]["attachments"][0]["preview"]["content"]["title"]
+    assert "Spend on Office 365 E3: €" in product["composeExtension"]["attachments"][0]["preview"]["content"]["title"]
     assert_valid_compose_result(product)  # the spend card
     bad = await _invoke(
         client,

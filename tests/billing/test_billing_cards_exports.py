@@ -8,16 +8,18 @@ import json
 from datetime import date
 from decimal import Decimal
 
+import pytest
 from openpyxl import load_workbook
 
 from cards.billing import (
     CARD_BUDGET,
     RangeChoiceView,
+    build_bill_summary_card,
     build_export_link_card,
     build_range_card,
     build_report_card,
 )
-from dialogs.billing import report_view
+from dialogs.billing import report_view, summary_view
 from services.billing.cycles import CycleCalendar
 from services.billing.export import CSV_COLUMNS, to_csv, to_xlsx
 from services.billing.rating import rate_cycle
@@ -58,7 +60,7 @@ def test_csv_has_exactly_the_spec_columns_and_values() -> None:
         "subscription_id": "sub-e3",
         "parent_subscription_id": "",
         "product": "Office 365 E3",
-        "offer_id": "CFQ7TTC0LFLX:0001:CFQ7TTC0LFLX:0001:AVAIL",
+        "offer_id": "CFQ7TTC0LFLX:0001",  # without the availability id the ledger keeps
         "charge_type": "prorata_purchase",
         "quantity": "5",
         "unit_price": "30.00",
@@ -103,8 +105,14 @@ def test_report_card_is_valid_and_drills_down() -> None:
     assert_valid_card(card)
     said = card_text(card)
     assert "September 2026" in said and "October 2026" in said
+    assert "**September 2026** · Sep 1\u2009–\u200930, 2026\nReport dated Oct 1, 2026 · issued\n€100.00" in said
+    assert "Total\n€287.29" in said and "Refund\n2 × €30.00\n18/31 days\n-€34.84" in said
     assert "Add-on pro-rata · Teams Phone Standard" in said
-    assert "no price" in said and "without a price" in said
+    assert "⚠ 1 line without a price — your reseller has been told." in said
+    assert "▸ Microsoft 365 Business Basic\nsub-basic\nunpriced\n" in said and "1 × no price" in said
+    summary = card_text(build_bill_summary_card(summary_view(_reports()[1])))
+    assert "Period\nOct 1\u2009–\u200931, 2026\nReport dated\nNov 1, 2026\n" in summary
+    assert "Total: **€187.29**" in summary
     toggles = json.dumps(card).count("Action.ToggleVisibility")
     assert toggles >= 2 + 3  # cycles, then subscriptions
 
@@ -120,7 +128,36 @@ def test_a_large_report_stays_within_teams_limits() -> None:
     assert_valid_card(card)
     assert len(json.dumps(card, ensure_ascii=False).encode()) <= CARD_BUDGET
     assert "Export" in card_text(card)
-    assert "more subscription(s)" in card_text(card)
+    assert "…and 399 more subscriptions: use **Export** for all of them." in card_text(card)
+
+
+@pytest.mark.parametrize(
+    ("currency", "stored_price", "csv_rows", "number_format", "shown"),
+    [
+        # 5 seats from Sep 11: 5 × price × 20/30 for September, 5 × price for October.
+        ("JPY", "4350.00", [("4350", "14500"), ("4350", "21750")], "#,##0", "¥14,500"),
+        ("KWD", "2.675", [("2.675", "8.917"), ("2.675", "13.375")], "#,##0.000", "KWD\u00a08.917"),
+        ("USD", "30", [("30.00", "100.00"), ("30.00", "150.00")], "#,##0.00", "$100.00"),
+    ],
+)
+def test_exports_write_each_currencys_own_minor_unit(
+    currency: str, stored_price: str, csv_rows: list[tuple[str, str]], number_format: str, shown: str
+) -> None:
+    """A JPY price stored as "4350.00" is 4350 in the export; KWD keeps its three decimals."""
+    prices = [price(stored_price, currency=currency)]
+    records = [event(Ev.PURCHASE, date(2026, 9, 11), 0, 5)]
+    reports = [
+        CycleReport(cycle, tuple(rate_cycle(records, prices, MONTHS, cycle)), True)
+        for cycle in (MONTHS.cycle_of_month(2026, 9), MONTHS.cycle_of_month(2026, 10))
+    ]
+    rows = list(csv.DictReader(io.StringIO(to_csv(reports).decode("utf-8-sig"))))
+    assert [(row["unit_price"], row["amount"]) for row in rows] == csv_rows
+    assert {row["currency"] for row in rows} == {currency}
+    workbook = load_workbook(io.BytesIO(to_xlsx(reports)))
+    october = workbook["2026-10-01 to 2026-10-31"]
+    assert (october["J2"].number_format, october["M2"].number_format) == (number_format, number_format)
+    assert workbook["Summary"]["E3"].number_format == number_format
+    assert shown in card_text(build_report_card(report_view(reports, "Contoso Ltd", "2026-09 to 2026-10")))
 
 
 def test_other_billing_cards_are_valid() -> None:

@@ -173,8 +173,12 @@ async def test_lookups(services) -> None:
     query, reports = await billing.lookup(caller(org), "billing 2026-09")
     assert query.label == "2026-09" and [r.totals for r in reports] == [{"EUR": Decimal("36.00")}]
     query, reports = await billing.lookup(caller(org), "what did we spend on E3?")
-    assert query.product == "e3"
+    assert query.product == "e3" and query.shown_product == "Office 365 E3"  # as the catalog spells it
     assert sum(r.totals.get("EUR", Decimal(0)) for r in reports) == Decimal("90.00")  # Sep, Oct, Nov so far
+    basic, _ = await billing.lookup(caller(org), "spend on business basic")
+    assert basic.shown_product == "Microsoft 365 Business Basic"
+    nothing, _ = await billing.lookup(caller(org), "spend on visio")
+    assert nothing.shown_product == "visio"
     query, reports = await billing.lookup(caller(org), "billing this year")
     assert [r.cycle.month for r in reports] == [(2026, 9), (2026, 10), (2026, 11)]  # since the first purchase
     with pytest.raises(InvalidInput):

@@ -9,9 +9,9 @@ from fractions import Fraction
 import pytest
 
 from services.billing.cycles import CycleCalendar, CycleSetting
-from services.billing.money import round_money
 from services.billing.rating import ChargeType, Line, adjustment_lines, rate_cycle, totals_by_currency
 from services.ledger import LedgerEvent as Ev
+from services.money import round_money
 from services.price_rules import PriceScope
 from tests.billing.ledger_fixtures import BASIC, TEAMS_PHONE, event, price
 

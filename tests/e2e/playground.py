@@ -367,10 +367,13 @@ class Playground:
             raise TimeoutError(f"no frame from the Playground within {timeout} s") from None
 
     async def next_bot_message(self, timeout: float = 10.0) -> dict[str, Any]:  # noqa: ASYNC109
-        """The ``message`` of the next ``createMessage`` frame (``messageId``, ``text``, ``attachments``...).
+        """The ``message`` of the bot's next answer (``messageId``, ``text``, ``attachments``...): a
+        ``createMessage`` frame, or an ``updateMessage`` frame that put the task's next screen in
+        place of the card that was clicked (it keeps that card's ``messageId``).
 
-        Typing and ``updateMessage`` frames are skipped (use ``next_frame`` to see them). The
-        conversation it went to is added as ``actionConversationId``.
+        Typing frames are skipped, and so are updates that turned a used card into a read-only record
+        (no button left; use ``next_frame`` to see them). The conversation it went to is added as
+        ``actionConversationId``.
         """
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
@@ -381,9 +384,22 @@ class Playground:
                 frame = await self.next_frame(remaining)
             except TimeoutError:
                 raise TimeoutError(f"no message from the bot within {timeout} s") from None
-            if frame.get("action") == "createMessage":
+            if frame.get("action") == "createMessage" or (
+                frame.get("action") == "updateMessage" and _is_live_screen(frame.get("message") or {})
+            ):
                 return {**frame["message"], "actionConversationId": frame["actionConversationId"]}
             log.debug("skipping %s frame", frame.get("action"))
+
+
+def _is_live_screen(message: dict[str, Any]) -> bool:
+    """A card someone can still click (a next screen), not a used card's read-only record."""
+
+    def clickable(node: Any) -> bool:
+        if isinstance(node, dict):
+            return str(node.get("type", "")).startswith("Action.") or any(clickable(v) for v in node.values())
+        return isinstance(node, list) and any(clickable(item) for item in node)
+
+    return any(clickable(attachment.get("content")) for attachment in message.get("attachments") or [])
 
 
 class BotFront:
@@ -434,12 +450,13 @@ class SharedPlayground:
 
 
 @contextlib.asynccontextmanager
-async def shared_playground() -> AsyncIterator[SharedPlayground]:
-    """A Playground for several tests in a row; `bot_in_playground` puts each test's bot behind it."""
+async def shared_playground(config_path: Path | None = None) -> AsyncIterator[SharedPlayground]:
+    """A Playground for several tests in a row; `bot_in_playground` puts each test's bot behind it.
+    `config_path`: another Playground configuration (another tenant, another current user)."""
     front = BotFront()
     await front.start()
     try:
-        async with Playground(front.endpoint) as playground:
+        async with Playground(front.endpoint, config_path=config_path) as playground:
             yield SharedPlayground(playground, front)
     finally:
         await front.close()

@@ -86,7 +86,7 @@ async def test_buy_a_subscription_that_then_appears_in_the_sandbox(
     )
     message, quote = await _next(pg)
     shown = card_text(quote)
-    assert "4 licences" in shown and "USD 22.08 a month" in shown and "billing rules" in shown
+    assert "4 licences" in shown and "$22.08 per month" in shown and "billing rules" in shown
 
     await pg.submit(chat, message["messageId"], _submit_data(quote, ui.CREATE))
     working = await pg.next_bot_message(timeout=30)

@@ -1,24 +1,26 @@
-"""Decimal money: a line is computed exactly (as a fraction) and rounded once, half away from zero
-(`ROUND_HALF_UP`), to its currency's minor unit (SPEC §6 "Rounding")."""
+"""Money: amounts are `Decimal`, never float. A charge is computed exactly (as a fraction) and rounded
+once, half away from zero (`ROUND_HALF_UP`), to its currency's minor unit (SPEC §6 "Rounding").
+
+A currency's minor unit — how many decimals it has (USD 2, JPY 0, KWD 3) — comes from Babel's copy of
+the Unicode CLDR currency data, so there is no table of our own to keep up to date. How an amount
+reads to a person is `services.formatting`; this module only computes and writes machine text.
+"""
 
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
-# ISO 4217 currencies whose minor unit is not two digits (the ones a CSP reseller may bill in).
-_MINOR_DIGITS = {
-    "BHD": 3, "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "IQD": 3, "ISK": 0, "JOD": 3, "JPY": 0,
-    "KMF": 0, "KRW": 0, "KWD": 3, "LYD": 3, "OMR": 3, "PYG": 0, "RWF": 0, "TND": 3, "UGX": 0,
-    "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
-}  # fmt: skip
+from babel.numbers import get_currency_precision
 
 
 def minor_digits(currency: str) -> int:
-    return _MINOR_DIGITS.get(currency.upper(), 2)
+    """The currency's decimals: 2 for USD/EUR, 0 for JPY, 3 for KWD (2 for a code CLDR does not know)."""
+    return int(get_currency_precision(currency.strip().upper()))
 
 
 def quantum(currency: str) -> Decimal:
+    """One minor unit: `0.01` for USD, `1` for JPY, `0.001` for KWD."""
     return Decimal(1).scaleb(-minor_digits(currency))
 
 
@@ -43,12 +45,11 @@ def line_amount(
     return round_money(Fraction(unit_price) * quantity * days / period_days, currency)
 
 
-def format_money(amount: Decimal, currency: str) -> str:
-    """`1,234.50 EUR` — grouped, with the currency's minor-unit digits."""
-    digits = minor_digits(currency)
-    return f"{amount:,.{digits}f} {currency}".strip()
-
-
 def plain(amount: Decimal, currency: str) -> str:
-    """`1234.50`: dot decimal, the currency's minor-unit digits (CSV)."""
-    return f"{amount.quantize(quantum(currency)):f}"
+    """Machine text for CSV files and storage: a dot decimal with the currency's minor-unit digits
+    (`1234.50` USD, `1360` JPY, `2.500` KWD), more only where the amount itself has more (a unit
+    price of `5.9125`); no exponent, no grouping. Never rounds."""
+    digits = minor_digits(currency)
+    exponent = amount.normalize().as_tuple().exponent
+    places = max(digits, -exponent if isinstance(exponent, int) else digits)
+    return f"{amount:.{places}f}"

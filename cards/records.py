@@ -1,0 +1,97 @@
+"""A task's card once it no longer takes clicks: the same card, read-only, saying what happened.
+
+Pure functions over card dicts: `stamp` marks every submit of a card with the card's id (so a
+click says which card it came from), `clicked_action` finds the button a submit came from, and
+`build_record` freezes a card — inputs become their submitted values, buttons go — with one line
+of outcome ("✓ Add 2 seats — Alex Wilber, Dec 6, 2026, 2:03 PM UTC").
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from cards.base import Card, text
+
+CARD_ID_KEY = "card_id"
+INPUT_TYPES = frozenset({"Input.Text", "Input.Number", "Input.Date", "Input.Time", "Input.ChoiceSet", "Input.Toggle"})
+SUBMIT_TYPES = frozenset({"Action.Submit", "Action.Execute"})
+
+
+def _walk_actions(node: Any) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        if node.get("type") in SUBMIT_TYPES:
+            found.append(node)
+        for value in node.values():
+            found.extend(_walk_actions(value))
+    elif isinstance(node, list):
+        for item in node:
+            found.extend(_walk_actions(item))
+    return found
+
+
+def stamp(card: Mapping[str, Any], card_id: str) -> Card:
+    """A copy of `card` whose every submit carries `card_id`."""
+    stamped = copy.deepcopy(dict(card))
+    for action in _walk_actions(stamped):
+        if action.get("type") == "Action.Submit":
+            action["data"] = {**(action.get("data") or {}), CARD_ID_KEY: card_id}
+    return stamped
+
+
+def clicked_action(card: Mapping[str, Any], submitted: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The submit button whose data the submitted value carries (the most specific match)."""
+    best: dict[str, Any] | None = None
+    best_size = -1
+    for action in _walk_actions(card):
+        data = {key: value for key, value in (action.get("data") or {}).items() if key != CARD_ID_KEY}
+        if all(submitted.get(key) == value for key, value in data.items()) and len(data) > best_size:
+            best, best_size = action, len(data)
+    return best
+
+
+def _shown_value(element: Mapping[str, Any], submitted: Mapping[str, Any]) -> str:
+    raw = submitted.get(element.get("id", ""), element.get("value", ""))
+    kind = element.get("type")
+    if kind == "Input.Toggle":
+        on = str(raw) == str(element.get("valueOn", "true"))
+        return "yes" if on else "no"
+    value = "" if raw is None else str(raw)
+    if kind == "Input.ChoiceSet":
+        titles = {str(choice.get("value")): str(choice.get("title", "")) for choice in element.get("choices") or []}
+        picked = value.split(",") if element.get("isMultiSelect") else [value]
+        return ", ".join(titles.get(item, item) for item in picked if item)
+    return value
+
+
+def _frozen(element: Mapping[str, Any], submitted: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The element without anything clickable; an input becomes "label: value" (None when empty)."""
+    kind = element.get("type")
+    if kind == "ActionSet" or element.get("isVisible") is False:
+        return None
+    if kind == "Input.Toggle":
+        ticked = _shown_value(element, submitted) == "yes"
+        return text(("✓ " if ticked else "Not ticked: ") + str(element.get("title") or element.get("label") or ""))
+    if kind in INPUT_TYPES:
+        value = _shown_value(element, submitted)
+        if not value:
+            return None
+        label = str(element.get("label") or element.get("title") or element.get("placeholder") or "").rstrip(" *")
+        return text(f"**{label}**: {value}" if label else value)
+    frozen = {key: value for key, value in element.items() if key not in ("selectAction", "actions")}
+    for key in ("items", "columns"):
+        if isinstance(element.get(key), list):
+            frozen[key] = [kept for child in element[key] if (kept := _frozen(child, submitted)) is not None]
+    return frozen
+
+
+def build_record(card: Mapping[str, Any], submitted: Mapping[str, Any], outcome: str) -> Card:
+    """`card` as a read-only record: its text as it was, inputs as submitted, no buttons, and the
+    outcome last."""
+    body = [kept for element in card.get("body") or [] if (kept := _frozen(element, submitted)) is not None]
+    body.append({**text(outcome, weight="Bolder", color="Good"), "separator": True, "spacing": "Medium"})
+    record: Card = {key: copy.deepcopy(value) for key, value in card.items() if key not in ("body", "actions")}
+    record["body"] = body
+    return record

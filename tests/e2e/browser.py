@@ -1,0 +1,201 @@
+"""The rendered Agents Playground in headless Chromium, for tests that click what a person clicks.
+
+`Browser` runs `browser_driver.mjs` (npm playwright-core driving Debian's chromium) and talks to it
+in JSON lines. Every call fails the test on a page error or a console error from the card renderer
+(a button that throws sends nothing, and a person sees nothing), and `click`/`send` wait for the
+bot's answer within a bound. A failing test leaves a screenshot of the page under
+`test-artifacts/browser/`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DRIVER = Path(__file__).with_name("browser_driver.mjs")
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
+BOT_AUTHOR = "Test Bot"
+
+
+class BrowserError(AssertionError):
+    """The page did something a person would see as broken, or the driver failed."""
+
+
+class Browser:
+    """One Chromium page on the Playground. Use as ``async with Browser(url, name) as page:``."""
+
+    def __init__(self, url: str, name: str, *, reply_timeout: float = 15.0) -> None:
+        self.url = url
+        self.name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+        self.reply_timeout = reply_timeout
+        self.steps = 0
+        self._proc: asyncio.subprocess.Process | None = None
+        self._ids = itertools.count(1)
+        self._failed = False
+
+    async def __aenter__(self) -> Browser:
+        if shutil.which("node") is None:
+            raise RuntimeError("node is not on PATH")
+        if shutil.which(CHROMIUM) is None:
+            raise RuntimeError(f"Chromium not found at {CHROMIUM}: .ci/run installs Debian's chromium")
+        self._proc = await asyncio.create_subprocess_exec(
+            "node",
+            str(DRIVER),
+            cwd=REPO_ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            limit=32 * 1024 * 1024,
+        )
+        try:
+            await self._call("open", url=self.url, timeout=60)
+        except BaseException:
+            await self._stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if exc is not None or self._failed:
+                await self.screenshot("failure")
+            with contextlib.suppress(Exception):
+                await self._call("close", timeout=10)
+        finally:
+            await self._stop()
+
+    async def _stop(self) -> None:
+        proc = self._proc
+        self._proc = None
+        if proc is None:
+            return
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Chromium it started
+        async with asyncio.timeout(10):
+            await proc.wait()
+
+    async def _call(self, op: str, timeout: float = 30, **args: Any) -> Any:  # noqa: ASYNC109
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        request_id = next(self._ids)
+        proc.stdin.write((json.dumps({"id": request_id, "op": op, **args}) + "\n").encode())
+        await proc.stdin.drain()
+        try:
+            async with asyncio.timeout(timeout):
+                line = await proc.stdout.readline()
+        except TimeoutError:
+            self._failed = True
+            raise BrowserError(f"the browser did not finish {op} within {timeout} s") from None
+        if not line:
+            stderr = (await proc.stderr.read()).decode(errors="replace") if proc.stderr else ""
+            raise BrowserError(f"the browser driver stopped during {op}: {stderr[-2000:]}")
+        answer = json.loads(line)
+        if answer.get("problems"):
+            self._failed = True
+            raise BrowserError(f"the page reported errors during {op}: " + "; ".join(answer["problems"]))
+        if not answer["ok"]:
+            self._failed = True
+            raise BrowserError(f"{op} failed: {answer['error']}")
+        return answer["result"]
+
+    # ---- what a person does -------------------------------------------------------------------
+    async def messages(self) -> list[dict[str, Any]]:
+        """Every message of the open chat, oldest first: author, text, and whether it has a card."""
+        return list(await self._call("messages"))
+
+    async def send(self, text: str, *, expect: str | None = None) -> list[dict[str, Any]]:
+        """Type `text` in the compose box and press Enter; wait for the bot's answer (containing
+        `expect` when given). Returns the bot's messages that are new or changed."""
+        before = await self.messages()
+        await self._call("send", text=text)
+        return await self._answer(f"send {text!r}", before, expect)
+
+    async def click(
+        self, button: str, *, expect: str | None = None, near: str | None = None, index: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Click the button named `button` on the newest card that has one (or card `index`; `near`:
+        the one beside this text), and wait for the bot's answer: a new message, or the card
+        updated in place."""
+        before = await self.messages()
+        await self._call("click", name=button, index=index, near=near)
+        return await self._answer(f"click {button!r}", before, expect)
+
+    async def click_in_place(self, button: str, *, near: str | None = None, index: int | None = None) -> None:
+        """Click a button that changes the card itself without asking the bot (show/hide details)."""
+        await self._call("click", name=button, index=index, near=near)
+
+    async def wait_for_text(self, text: str) -> dict[str, Any]:
+        """Until a message of the open chat shows `text` (a proactive message, an updated card)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.reply_timeout
+        while loop.time() < deadline:
+            for message in reversed(await self.messages()):
+                if text in message["text"]:
+                    return message
+            await asyncio.sleep(0.2)
+        self._failed = True
+        raise BrowserError(f"no message shows {text!r} within {self.reply_timeout} s")
+
+    async def fill(self, label: str, value: str) -> None:
+        await self._call("fill", label=label, value=value)
+
+    async def select(self, label: str, option: str) -> None:
+        await self._call("select", label=label, option=option)
+
+    async def check(self, label: str, checked: bool = True) -> None:
+        await self._call("check", label=label, checked=checked)
+
+    async def card_text(self, index: int = -1) -> str:
+        return str(await self._call("cardText", index=index))
+
+    async def buttons(self, index: int = -1) -> list[str]:
+        return list(await self._call("buttons", index=index))
+
+    async def inputs(self, index: int = -1) -> list[dict[str, Any]]:
+        return list(await self._call("inputs", index=index))
+
+    async def open_chat(self, name: str) -> None:
+        await self._call("openChat", name=name)
+
+    async def screenshot(self, step: str) -> Path:
+        self.steps += 1
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{self.name}-{self.steps:02d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', step)}.png"
+        with contextlib.suppress(BrowserError):
+            await self._call("screenshot", path=str(path))
+        return path
+
+    async def _answer(self, what: str, before: list[dict[str, Any]], expect: str | None) -> list[dict[str, Any]]:
+        """Poll the chat until a bot message is new or has changed (and one such contains `expect`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.reply_timeout
+        earlier = [m["text"] for m in before]
+        answered: list[dict[str, Any]] = []
+        while loop.time() < deadline:
+            current = await self.messages()
+            answered = [
+                m
+                for position, m in enumerate(current)
+                if m["author"] == BOT_AUTHOR and (position >= len(earlier) or earlier[position] != m["text"])
+            ]
+            if answered and (expect is None or any(expect in m["text"] for m in answered)):
+                return answered
+            await asyncio.sleep(0.2)
+        self._failed = True
+        got = " | ".join(m["text"][:200] for m in answered) or "nothing"
+        wanted = f" containing {expect!r}" if expect else ""
+        raise BrowserError(f"{what}: no bot answer{wanted} within {self.reply_timeout} s (got: {got})")

@@ -1,0 +1,202 @@
+// Drives the rendered Agents Playground page in headless Chromium for the Python browser tests.
+//
+// One JSON request per stdin line ({"id", "op", ...args}), one JSON answer per stdout line
+// ({"id", "ok", "result"} or {"id", "ok": false, "error"}). The browser is Debian's chromium
+// (CHROMIUM_PATH, default /usr/bin/chromium) driven by the pinned npm playwright-core: nothing
+// downloads a browser build. Page errors and the card renderer's console errors are collected and
+// returned with every answer, so a test fails on the first one.
+import { chromium } from 'playwright-core';
+import readline from 'node:readline';
+
+const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+// The machine has no outside network: these flags stop Chromium's own background connections, and
+// the Playground's CDN fonts/animations fail to load (noise, not the product's errors).
+const LAUNCH_ARGS = [
+  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage',
+];
+const NETWORK_NOISE = [/net::ERR_NAME_NOT_RESOLVED/, /net::ERR_INTERNET_DISCONNECTED/, /Failed to load worklet module/,
+  /status of 404/, /cdn\.office\.net/, /net::ERR_CONNECTION_REFUSED/];
+
+let browser = null;
+let page = null;
+const problems = [];
+
+function noteProblem(kind, text) {
+  if (NETWORK_NOISE.some((pattern) => pattern.test(text))) return;
+  problems.push(`${kind}: ${text}`);
+}
+
+// Every message in the open chat or channel, oldest first: its author, its text and whether it holds
+// a card. A chat shows messages under a "Message header"; a channel shows posts as cards (role=group)
+// whose first line names the author.
+async function messages() {
+  return page.evaluate(() => {
+    const out = [];
+    const headers = document.querySelectorAll('[aria-label="Message header"]');
+    if (headers.length) {
+      for (const header of headers) {
+        let box = header.parentElement;
+        // The message's box is the nearest ancestor that also holds its body.
+        while (box && box.innerText.trim() === header.innerText.trim()) box = box.parentElement;
+        const author = header.querySelector('[aria-label="Message author"]')?.innerText.trim() ?? '';
+        const text = box ? box.innerText.replace(header.innerText, '').trim() : '';
+        out.push({ author, text, card: Boolean(box && box.querySelector('.ac-adaptiveCard')) });
+      }
+      return out;
+    }
+    for (const post of document.querySelectorAll('.fui-Card[role="group"]')) {
+      const author = [...post.querySelectorAll('span')].map((span) => span.innerText.trim()).find(Boolean) ?? '';
+      out.push({ author, text: post.innerText.trim(), card: Boolean(post.querySelector('.ac-adaptiveCard')) });
+    }
+    return out;
+  });
+}
+
+function cards() {
+  return page.locator('.ac-adaptiveCard');
+}
+
+// The newest card that has a button with this exact name (buttons of older cards stay clickable, as
+// in Teams, and a test may click them on purpose with `index`).
+async function cardWith(buttonName, index) {
+  const all = cards().filter({ has: page.getByRole('button', { name: buttonName, exact: true }) });
+  const count = await all.count();
+  if (count === 0) throw new Error(`no card has a button named ${JSON.stringify(buttonName)}`);
+  return index === undefined || index === null ? all.nth(count - 1) : all.nth(index);
+}
+
+// The input a person finds by its visible label on the newest card that has it (a required field's
+// label ends in " *"; an error shown under the field is not part of the label).
+async function inputLabelled(label) {
+  const found = await page.evaluate((wanted) => {
+    const clean = (text) => text.replace(/\s*\*\s*$/, '').trim();
+    const cardsWithIt = [...document.querySelectorAll('.ac-adaptiveCard')].filter((card) =>
+      [...card.querySelectorAll('label[for]')].some((node) => clean(node.innerText) === wanted));
+    const card = cardsWithIt.at(-1);
+    if (!card) return null;
+    const node = [...card.querySelectorAll('label[for]')].find((item) => clean(item.innerText) === wanted);
+    return node.getAttribute('for');
+  }, label);
+  if (!found) throw new Error(`no card has an input labelled ${JSON.stringify(label)}`);
+  return page.locator(`[id="${found}"]`);
+}
+
+const ops = {
+  async open({ url, width = 1280, height = 900 }) {
+    browser = await chromium.launch({ executablePath, headless: true, args: LAUNCH_ARGS });
+    page = await browser.newPage({ viewport: { width, height } });
+    page.setDefaultTimeout(10000);
+    page.on('pageerror', (error) => noteProblem('page error', error.message));
+    page.on('console', (message) => { if (message.type() === 'error') noteProblem('console error', message.text()); });
+    await page.goto(url);
+    await page.getByRole('textbox').first().waitFor({ timeout: 30000 });
+    return null;
+  },
+  async openChat({ name }) {
+    await page.getByRole('treeitem', { name }).first().click();
+    return null;
+  },
+  async messages() { return messages(); },
+  async send({ text }) {
+    const box = page.getByRole('textbox').last();
+    await box.fill(text);
+    await box.press('Enter');
+    return null;
+  },
+  // `near`: the button inside the innermost part of the card that also shows this text (e.g. the
+  // "Choose" of one product among several).
+  async click({ name, index, near }) {
+    const card = await cardWith(name, index);
+    const button = page.getByRole('button', { name, exact: true });
+    let scope = card;
+    if (near) {
+      scope = card.locator('.ac-container, .ac-columnSet, .ac-column').filter({ hasText: near }).filter({ has: button }).last();
+      if ((await scope.count()) === 0) throw new Error(`no ${JSON.stringify(name)} button near ${JSON.stringify(near)}`);
+    }
+    await scope.getByRole('button', { name, exact: true }).last().click();
+    return null;
+  },
+  async fill({ label, value }) {
+    await (await inputLabelled(label)).fill(String(value));
+    return null;
+  },
+  async select({ label, option }) {
+    const input = await inputLabelled(label);
+    const tag = await input.evaluate((element) => element.tagName.toLowerCase());
+    const role = await input.getAttribute('role');
+    if (tag === 'select') await input.selectOption({ label: option });
+    else if (role === 'combobox') {
+      // A compact choice set: the Fluent dropdown opens a list box of options.
+      await input.click();
+      let item = page.getByRole('option', { name: option, exact: true });
+      if ((await item.count()) === 0) item = page.getByRole('option', { name: option });
+      const count = await item.count();
+      if (count !== 1) throw new Error(`${count} options of ${JSON.stringify(label)} match ${JSON.stringify(option)}`);
+      await item.click();
+    } else {
+      // A choice is found by its whole title, or by the start of it when that is unambiguous.
+      let radio = input.getByRole('radio', { name: option, exact: true });
+      if ((await radio.count()) === 0) radio = input.getByRole('radio', { name: option });
+      const count = await radio.count();
+      if (count !== 1) throw new Error(`${count} choices of ${JSON.stringify(label)} match ${JSON.stringify(option)}`);
+      await radio.check();
+    }
+    return null;
+  },
+  async check({ label, checked = true }) {
+    // A toggle's title is its accessible name (Input.Toggle renders no <label for>).
+    const all = cards().filter({ has: page.getByRole('checkbox', { name: label, exact: true }) });
+    const count = await all.count();
+    if (count === 0) throw new Error(`no card has a checkbox named ${JSON.stringify(label)}`);
+    await all.nth(count - 1).getByRole('checkbox', { name: label, exact: true }).setChecked(checked);
+    return null;
+  },
+  async cardText({ index = -1 }) {
+    const count = await cards().count();
+    if (count === 0) return '';
+    return cards().nth(index < 0 ? count + index : index).innerText();
+  },
+  async buttons({ index = -1 }) {
+    const count = await cards().count();
+    if (count === 0) return [];
+    const card = cards().nth(index < 0 ? count + index : index);
+    return card.getByRole('button').evaluateAll((nodes) => nodes.map((node) => node.getAttribute('aria-label') || node.innerText.trim()));
+  },
+  async inputs({ index = -1 }) {
+    const count = await cards().count();
+    if (count === 0) return [];
+    const card = cards().nth(index < 0 ? count + index : index);
+    return card.locator('input, select, textarea').evaluateAll((nodes) => nodes.map((node) => ({
+      tag: node.tagName.toLowerCase(), type: node.type, label: node.getAttribute('aria-label'), id: node.id,
+      value: node.value,
+    })));
+  },
+  async screenshot({ path }) {
+    await page.screenshot({ path, fullPage: false });
+    return path;
+  },
+  async html() { return page.content(); },
+  async close() {
+    if (browser) await browser.close();
+    browser = null;
+    return null;
+  },
+};
+
+const lines = readline.createInterface({ input: process.stdin });
+for await (const line of lines) {
+  if (!line.trim()) continue;
+  const request = JSON.parse(line);
+  let answer;
+  try {
+    const result = await ops[request.op](request);
+    answer = { id: request.id, ok: true, result };
+  } catch (error) {
+    answer = { id: request.id, ok: false, error: String(error && error.message ? error.message : error) };
+  }
+  answer.problems = problems.splice(0);
+  process.stdout.write(`${JSON.stringify(answer)}\n`);
+  if (request.op === 'close') break;
+}
+if (browser) await browser.close();

@@ -1,0 +1,72 @@
+"""A used card becomes a read-only record: same text, inputs as submitted, nothing left to click."""
+
+from __future__ import annotations
+
+from cards.records import CARD_ID_KEY, build_record, clicked_action, stamp
+from cards.subscriptions import build_suspend_request_card
+from cards.tenant import build_tenant_confirm_card
+from tests.cardcheck import assert_valid_card
+from tests.fakes import card_text
+from tests.test_cards_tenant import FORM
+from tests.test_subscription_cards import _view
+
+
+def _submits(node: object) -> list[dict]:
+    found: list[dict] = []
+    if isinstance(node, dict):
+        if str(node.get("type", "")).startswith("Action."):
+            found.append(node)
+        for value in node.values():
+            found.extend(_submits(value))
+    elif isinstance(node, list):
+        for item in node:
+            found.extend(_submits(item))
+    return found
+
+
+def test_stamp_marks_every_submit_and_leaves_the_original_alone() -> None:
+    card = build_suspend_request_card(_view(), entered="", error="")
+    stamped = stamp(card, "abc123")
+    assert all(action["data"][CARD_ID_KEY] == "abc123" for action in _submits(stamped))
+    assert all(CARD_ID_KEY not in (action.get("data") or {}) for action in _submits(card))
+    assert_valid_card(stamped)
+
+
+def test_the_clicked_button_is_the_one_whose_data_the_submit_carries() -> None:
+    card = {
+        "type": "AdaptiveCard",
+        "version": "1.5",
+        "body": [],
+        "actions": [
+            {"type": "Action.Submit", "title": "Choose", "data": {"verb": "pick", "value": "A"}},
+            {"type": "Action.Submit", "title": "Choose B", "data": {"verb": "pick", "value": "B"}},
+            {"type": "Action.Submit", "title": "Back", "data": {"verb": "back"}},
+        ],
+    }
+    assert clicked_action(card, {"verb": "pick", "value": "B", "typed": "x"})["title"] == "Choose B"
+    assert clicked_action(card, {"verb": "back"})["title"] == "Back"
+    assert clicked_action(card, {"verb": "unknown"}) is None
+
+
+def test_a_record_keeps_the_text_shows_what_was_entered_and_has_nothing_to_click() -> None:
+    card = build_suspend_request_card(_view(), entered="", error="")
+    reason_id = next(e["id"] for e in card["body"] if e.get("type") == "Input.Text")
+    record = build_record(
+        card, {reason_id: "Seasonal staff left"}, "✓ Ask an approver — Alex Wilber, 06 Dec 2026 14:03 UTC"
+    )
+    assert_valid_card(record)
+    shown = card_text(record)
+    assert "Seasonal staff left" in shown and "✓ Ask an approver — Alex Wilber" in shown
+    assert _submits(record) == [] and not any(e.get("type", "").startswith("Input.") for e in record["body"])
+    assert record["msteams"] == card["msteams"]
+
+
+def test_a_form_record_shows_choices_by_their_titles_and_toggles_as_yes_or_no() -> None:
+    contact = {"mca_first_name": "Ádám", "mca_last_name": "Kovács", "mca_email": "adam@fabrikam.example"}
+    card = build_tenant_confirm_card(FORM, contact, errors={}, rev=1)
+    toggle = next(e for e in card["body"] if e.get("type") == "Input.Toggle")
+    record = build_record(card, {toggle["id"]: toggle.get("valueOn", "true")}, "✓ Create the tenant — Alex")
+    assert_valid_card(record)
+    assert f"✓ {toggle['title']}" in card_text(record)
+    unticked = build_record(card, {toggle["id"]: toggle.get("valueOff", "false")}, "✕ Cancelled")
+    assert f"Not ticked: {toggle['title']}" in card_text(unticked)
