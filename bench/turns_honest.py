@@ -912,8 +912,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--warmup", type=float, help="unmeasured seconds per server first (default 30, about 1.5 turns per user)")
     add("--servers", default="echo,ours", help="from echo,ours,ours-unbounded (ours without admission control)")
     add("--databases", default="sqlite,postgres", help="our servers' databases: sqlite,postgres (default both)")
-    add("--max-concurrent-turns", default="32",
-        help="ours: MAX_CONCURRENT_TURNS; several (8,16,32) start one server each (default 32)")  # fmt: skip
+    add("--max-concurrent-turns", default="16",
+        help="ours: MAX_CONCURRENT_TURNS; several (8,16,32) start one server each (default 16)")  # fmt: skip
     add("--overload-rate", type=float,
         help="after the sweep, every server at this rate (default: twice the capacity found for ours)")  # fmt: skip
     add("--overload-duration", type=float, help="seconds of the overload step (default 30; quick 10)")

@@ -140,7 +140,7 @@ class Settings(BaseSettings):
     typing_indicator_max_loop_lag_seconds: float = Field(default=0.1, gt=0)
     # Turns this process runs at once; a message beyond it is answered 503 with Retry-After: 1 before
     # any work is done (Teams sends it again), so admitted turns stay fast past capacity.
-    max_concurrent_turns: int = Field(default=32, ge=1, le=10_000)
+    max_concurrent_turns: int = Field(default=16, ge=1, le=10_000)
 
     # --- Subscriptions and approvals (issue 7) ----------------------------------------------------
     # A suspension request not decided within this many hours expires.
