@@ -45,6 +45,7 @@ package: install
 
 bench: install-test
 	$(PY) bench/turns.py
+	$(PY) bench/turns_honest.py
 	$(PY) bench/partner_center.py
 
 clean:

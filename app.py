@@ -30,6 +30,7 @@ from bot.inputs import MAX_NESTING, nested_too_deeply, unsafe_ids
 from bot.invokes import default_invoke_handlers
 from bot.job_notices import FollowUp, JobNotifier
 from bot.live_cards import LiveCards
+from bot.overload import RETRY_AFTER_SECONDS, LoopLag, LoopLagMonitor, TurnAdmission
 from bot.proactive import ProactiveMessenger
 from bot.storage import SqlStorage
 from bot.turn_errors import on_turn_error
@@ -66,10 +67,12 @@ class BotRuntime:
     bot: CspBot
     authenticator: RequestAuthenticator
     messenger: ProactiveMessenger
+    loop_lag: LoopLag
 
 
 SETTINGS = web.AppKey("settings", Settings)
 RUNTIME = web.AppKey("runtime", BotRuntime)
+ADMISSION = web.AppKey("admission", TurnAdmission)
 
 
 def version() -> str:
@@ -89,15 +92,18 @@ def create_app(
     partner_center: PartnerCenterOpener = open_bot_partner_center,
     invokes: InvokeFactory = default_invoke_handlers,
     connector_tls: ssl.SSLContext | None = None,
+    loop_lag: LoopLag | None = None,
 ) -> web.Application:
     """The aiohttp application. `connections` and `signing_keys` replace the outbound token
     provider and the inbound key look-up (tests; no network); `tasks` builds the task list;
     `partner_center` opens the Partner Center client (Microsoft's API or the built-in sandbox);
     `invokes` builds the `adaptiveCard/action` verb handlers; `connector_tls` is the TLS context of
-    connections to the Bot Connector (default: the system's trusted CAs; tests trust their own)."""
+    connections to the Bot Connector (default: the system's trusted CAs; tests trust their own);
+    `loop_lag` says when the event loop lags (default: a `LoopLagMonitor` running with the app)."""
     settings.check_safe_to_serve()
     app = web.Application()
     app[SETTINGS] = settings
+    app[ADMISSION] = TurnAdmission(settings.max_concurrent_turns)
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
@@ -117,6 +123,8 @@ def create_app(
         catalog_refresh = await prepare_catalog(
             services, seed_demo_prices=settings.seeds_demo_organisation and settings.uses_partner_center_sandbox
         )
+        lag_monitor = LoopLagMonitor(settings.typing_indicator_max_loop_lag_seconds)
+        lag = loop_lag or lag_monitor
         connection_manager = connections or build_connections(settings)
         connector_clients = KeepAliveClientFactory(
             connection_manager, services.outbound_hosts.connector, tls=connector_tls
@@ -141,6 +149,7 @@ def create_app(
             typing_delay=settings.typing_indicator_delay_seconds,
             live_cards=LiveCards(services.sent_cards, catalogue.describe),
             on_arrival=_delivers_waiting_approvals(services, messenger),
+            loop_lag=lag,
         )
         services.jobs.set_notifier(
             JobNotifier(
@@ -155,10 +164,12 @@ def create_app(
             signing_keys,
             clock_skew_seconds=settings.token_clock_skew_seconds,
         )
-        app[RUNTIME] = BotRuntime(services, adapter, bot, authenticator, messenger)
+        app[RUNTIME] = BotRuntime(services, adapter, bot, authenticator, messenger, lag)
         if run_jobs:
             services.jobs.start()
             services.user_sync.start()
+        if lag is lag_monitor:
+            lag_monitor.start()
         # The start-up heap (SDK, SQLAlchemy, pydantic models) never becomes garbage; moving it out
         # of the collector's reach stops full collections from pausing turns for ~100 ms (p99).
         gc.collect()
@@ -168,6 +179,7 @@ def create_app(
             catalog_refresh.cancel()
         await services.user_sync.stop()
         await services.jobs.stop()
+        await lag_monitor.stop()
         await connector_clients.close()
 
     app.cleanup_ctx.append(runtime_ctx)
@@ -207,6 +219,21 @@ def _error(status: int, message: str) -> web.Response:
 
 
 async def handle_messages(request: web.Request) -> web.StreamResponse:
+    """Admit the turn, or answer 503 with Retry-After before doing any work (bot/overload.py)."""
+    admission = request.app[ADMISSION]
+    if not admission.try_enter():
+        return web.json_response(
+            {"error": f"The bot is busy; send the activity again in {RETRY_AFTER_SECONDS} s."},
+            status=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    try:
+        return await _handle_admitted_message(request)
+    finally:
+        admission.leave()
+
+
+async def _handle_admitted_message(request: web.Request) -> web.StreamResponse:
     """Authenticate, check the body is an activity from Teams whose serviceUrl is a connector this bot
     sends to, then hand it to the SDK adapter."""
     runtime = request.app[RUNTIME]

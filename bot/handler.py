@@ -38,6 +38,7 @@ from microsoft_agents.hosting.dialogs import ComponentDialog, DialogInstance
 from bot.identity import channel_identity, roster_email
 from bot.inputs import sanitise_activity
 from bot.live_cards import CardTurn, LiveCards
+from bot.overload import LoopLag
 from bot.proactive import ProactiveMessenger
 from bot.storage import CREATE_ONLY, SqlStorage, StateConflictError
 from cards.common import (
@@ -77,15 +78,21 @@ InvokeHandler = Callable[[TurnContext, Caller, dict[str, Any]], Awaitable[Adapti
 
 class _DelayedTyping:
     """One typing indicator, sent only if the turn is still running after `delay` seconds: a fast
-    turn's reply arrives before anyone would notice, and needs no extra round trip to Teams."""
+    turn's reply arrives before anyone would notice, and needs no extra round trip to Teams. None
+    while the event loop lags: the turn is slow because the process is behind, and one more request
+    to Teams would only put it further behind."""
 
-    def __init__(self, context: TurnContext, delay: float) -> None:
+    def __init__(self, context: TurnContext, delay: float, loop_lag: LoopLag | None) -> None:
         self._context = context
+        self._loop_lag = loop_lag
         self._sending = False
         self._task = asyncio.create_task(self._after(delay))
 
     async def _after(self, delay: float) -> None:
         await asyncio.sleep(delay)
+        if self._loop_lag is not None and self._loop_lag.lagging():
+            log.debug("no typing indicator: the event loop is lagging")
+            return
         self._sending = True
         try:
             await _Outbox.send_typing(self._context)
@@ -192,11 +199,13 @@ class CspBot(ActivityHandler):
         typing_delay: float = 0.5,
         live_cards: LiveCards | None = None,
         on_arrival: Callable[[str, Caller], Awaitable[None]] | None = None,
+        loop_lag: LoopLag | None = None,
     ) -> None:
         """`on_arrival(chat_id, caller)`: called after a turn that stored a member's 1:1 chat."""
         self._on_arrival = on_arrival
         self._typing_delay = typing_delay
         self._live_cards = live_cards
+        self._loop_lag = loop_lag
         self._storage = storage
         self._messenger = messenger
         self._access = access
@@ -238,7 +247,7 @@ class CspBot(ActivityHandler):
                 await self._refuse(turn_context, outbox, refusal)
                 return
             if activity.type == ActivityTypes.message:
-                outbox.typing = _DelayedTyping(turn_context, self._typing_delay)
+                outbox.typing = _DelayedTyping(turn_context, self._typing_delay, self._loop_lag)
                 if self._live_cards is not None:
                     outbox.card_turn = self._live_cards.begin(turn_context)
             try:

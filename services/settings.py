@@ -135,6 +135,12 @@ class Settings(BaseSettings):
     caller_cache_seconds: float = Field(default=2.0, ge=0, le=60)
     # Teams shows "typing…" only for a turn still running after this long (fast turns need none).
     typing_indicator_delay_seconds: float = Field(default=0.5, ge=0)
+    # ...and not while the event loop runs more than this many seconds behind: the process is
+    # overloaded, and "typing…" would be one more request to Teams exactly then.
+    typing_indicator_max_loop_lag_seconds: float = Field(default=0.1, gt=0)
+    # Turns this process runs at once; a message beyond it is answered 503 with Retry-After: 1 before
+    # any work is done (Teams sends it again), so admitted turns stay fast past capacity.
+    max_concurrent_turns: int = Field(default=16, ge=1, le=10_000)
 
     # --- Subscriptions and approvals (issue 7) ----------------------------------------------------
     # A suspension request not decided within this many hours expires.

@@ -160,7 +160,11 @@ def start_remembering_together(client: TestClient, barrier: asyncio.Barrier, mon
 @pytest.fixture
 def bot_on(make_bot: Callable[..., Awaitable[TestClient]]) -> Callable[..., Awaitable[TestClient]]:
     async def _bot(database_url: str | None = None) -> TestClient:
-        settings = {"database_url": database_url} if database_url else {}
+        # Every conversation's turn in flight at once: the bound on concurrent turns would send some back
+        # with 503 for Teams to retry (tests/test_overload.py); here every turn must run concurrently.
+        settings: dict[str, Any] = {"max_concurrent_turns": 2 * CONVERSATIONS}
+        if database_url:
+            settings["database_url"] = database_url
         return await make_bot(tasks=survey_tasks, settings=settings)
 
     return _bot
