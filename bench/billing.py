@@ -6,7 +6,7 @@
 Each size runs in its own subprocess (peak RSS is per process) on a fresh SQLite file. Figures:
 issuing the 24 cycles the first time, the report card of last month (warm: stored), the open
 cycle's card (rated live, with the adjustment check against every issued cycle), and the XLSX
-export of 24 cycles. Targets (issue 9): report card ≤ 300 ms, XLSX ≤ 2 s, peak RSS ≤ 250 MB.
+export of 24 cycles. Targets: report card ≤ 300 ms, XLSX ≤ 2 s, peak RSS ≤ 250 MB.
 Prints figures; asserts nothing.
 """
 

@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     link.add_argument("tenant_id", metavar="TENANT_ID", help="the tenant id (a GUID)")
     link.set_defaults(handler=_org_link_tenant)
 
-    # issue 7: where suspension approval cards are also posted
+    # where suspension approval cards are also posted
     channel = org.add_parser(
         "approvals-channel", help="also post suspension approval cards in this Teams channel (or --clear)"
     )
@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     secrets_key.set_defaults(sync_handler=_secrets_key)
 
     add_sandbox_commands(commands)  # sandbox [serve] | sandbox clock | sandbox fault
-    # directory (users and licences, issue 8)
+    # directory (users and licences)
     directory = commands.add_parser("directory", help="an organisation's own user directory").add_subparsers(
         dest="action", required=True, metavar="{import,list}"
     )

@@ -37,7 +37,7 @@ def default_tasks(services: Services) -> list[Task]:
             Permission.READ_SUBSCRIPTIONS,
             aliases=("services", "my service"),
         ),
-        # Users and licences (issue 8)
+        # Users and licences
         Task(
             "users",
             "Users",

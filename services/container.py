@@ -51,7 +51,7 @@ class Services:
     pricing: PriceBook
     catalog: CatalogService
     tenants: TenantService
-    # Users and licences (issue 8)
+    # Users and licences
     user_sync: UserSync
     users: UserService
     licences: LicenceService

@@ -61,10 +61,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def is_sqlite(url: str) -> bool:
-    return make_url(url).get_backend_name() == "sqlite"
-
-
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine; for SQLite the file's folder is created and WAL + busy timeout are set."""
     parsed = make_url(url)

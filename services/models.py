@@ -274,7 +274,7 @@ class LedgerEntry(Base):
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-# --- Catalog cache and price lists (issue 6) --------------------------------------------------------
+# --- Catalog cache and price lists ---------------------------------------------------------------
 # Imported here, not at the top, so parallel features appending their own sections merge cleanly.
 from sqlalchemy import ForeignKeyConstraint  # noqa: E402
 
@@ -440,7 +440,7 @@ class TenantServiceRow(Base):
     mca_accepted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
-# --- Users and licences (issue 8) -----------------------------------------------------------------
+# --- Users and licences ------------------------------------------------------------------------
 
 
 class TenantUser(Base):
@@ -537,7 +537,7 @@ class DirectoryUser(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
-# ---- Billing (issue 9) ------------------------------------------------------------------------
+# ---- Billing -------------------------------------------------------------------------------
 
 
 class BillingSettingRow(Base):
@@ -622,7 +622,7 @@ class BillingExportRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-# --- Subscriptions management and approvals (issue 7) -----------------------------------------------
+# --- Subscriptions management and approvals ------------------------------------------------------
 
 
 class Approval(Base):

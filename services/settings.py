@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     # any work is done (Teams sends it again), so admitted turns stay fast past capacity.
     max_concurrent_turns: int = Field(default=16, ge=1, le=10_000)
 
-    # --- Subscriptions and approvals (issue 7) ----------------------------------------------------
+    # --- Subscriptions and approvals -----------------------------------------------------------
     # A suspension request not decided within this many hours expires.
     approval_expiry_hours: float = Field(default=24.0, gt=0, le=24 * 30)
     # The subscriptions card refreshes from Partner Center when its copy is older than this.
@@ -183,7 +183,7 @@ class Settings(BaseSettings):
     partner_center_sandbox_port: int = Field(default=0, ge=0, le=65535)
     partner_center_sandbox_database_url: str = ""
 
-    # --- Billing (issue 9) -----------------------------------------------------------------------
+    # --- Billing ------------------------------------------------------------------------------
     # Where users reach the bot's own HTTP server (export download links `/exports/{token}`);
     # empty = http://HOST:PORT (fine for the local Playground, not for Teams).
     public_base_url: str = ""

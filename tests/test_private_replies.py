@@ -5,9 +5,9 @@ from __future__ import annotations
 from microsoft_agents.hosting.core import MessageFactory
 from microsoft_agents.hosting.dialogs import WaterfallStepContext
 
-from bot.private_replies import OPEN_A_CHAT, SENT_PRIVATELY, send_privately
 from dialogs.base import TaskDialog, caller_of
 from dialogs.catalogue import Task
+from dialogs.private_replies import OPEN_A_CHAT, SENT_PRIVATELY, send_privately
 from services.roles import Permission
 from tests.conftest import message
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.private_replies import SENT_PRIVATELY
 from cards.billing import FILE_CONSENT, FILE_INFO
 from dialogs.billing import billing_tasks
+from dialogs.private_replies import SENT_PRIVATELY
 from services.billing.cycles import CycleCalendar
 from services.billing.export import CSV_COLUMNS
 from services.billing.service import BillingService

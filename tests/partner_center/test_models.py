@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +25,10 @@ from services.partner_center.models import (
     BillingCycle,
     Cart,
     CartCheckoutResult,
-    Collection,
     CountryValidationRules,
     Customer,
     CustomerUser,
-    Invoice,
-    InvoiceLineItem,
     LicenseUpdate,
-    OfferCategory,
     Order,
     OrderStatus,
     PriceSheetRow,
@@ -43,7 +38,6 @@ from services.partner_center.models import (
     SubscriptionStatus,
     ThrottledFault,
     UserState,
-    WebhookEvent,
 )
 from tests.partner_center.scripted_fake import Reply, ScriptedPartnerCenter, serve
 
@@ -230,30 +224,6 @@ def _throttled(model: ThrottledFault) -> None:
     assert model.status_code == 429 and "57 seconds" in (model.message or "")
 
 
-def _offer_categories(model: Collection[OfferCategory]) -> None:
-    assert [item.id for item in model.items] == ["Enterprise_Key", "SmallBusiness_Key"]
-    assert model.total_count == 2 and model.next_link is None
-
-
-def _invoice(model: Invoice) -> None:
-    assert model.id == "D02005YFHI" and model.total_charges == Decimal("24606.35")
-    assert model.invoice_details[0].billing_provider == "office"
-
-
-def _office_line(model: InvoiceLineItem) -> None:
-    assert model.charge_type == "New" and model.unit_price == Decimal("8.0") and model.quantity == 3
-
-
-def _nce_line(model: InvoiceLineItem) -> None:
-    assert model.charge_type == "new" and model.unit_price == Decimal("8") and model.quantity == Decimal("25")
-    assert (model.product_id, model.sku_id, model.availability_id) == ("CFQ7TTC0LH0R", "0002", "CFQ7TTC0K5RQ")
-
-
-def _webhook(model: WebhookEvent) -> None:
-    assert model.event_name == "subscription-updated" and model.resource_name == "subscription"
-    assert model.audit_uri and model.audit_uri.endswith("/auditrecords/9daaeb1c_audit")
-
-
 MODELS: dict[str, tuple[type[BaseModel], Check]] = {
     "subscription.json": (Subscription, _subscription),
     "subscription-legacy-addon.json": (Subscription, _legacy_addon),
@@ -278,17 +248,19 @@ MODELS: dict[str, tuple[type[BaseModel], Check]] = {
     "licenseupdates-response.json": (LicenseUpdate, _licence_response),
     "error-license-quota-exceeded.json": (ApiFault, _license_fault),
     "error-throttled-429.json": (ThrottledFault, _throttled),
-    "offer-categories-response.json": (Collection[OfferCategory], _offer_categories),
-    "invoice.json": (Invoice, _invoice),
-    "invoice-lineitem-office.json": (InvoiceLineItem, _office_line),
-    "invoice-lineitem-onetime-nce.json": (InvoiceLineItem, _nce_line),
-    "webhook-subscription-updated.json": (WebhookEvent, _webhook),
 }
+
+UNUSED = "the product does not read it (billing is rated from the ledger; no webhooks or offer categories)"
 
 # Fixtures that are not a JSON body of this client, with the reason and where they are checked instead.
 NOT_MODELS = {
     "domain-availability.http.json": "an HTTP exchange (HEAD, no body): replayed against the client below",
     "graph-billed-recon-export-request.json": "a Microsoft Graph billing request, not a Partner Center call",
+    "offer-categories-response.json": UNUSED,
+    "invoice.json": UNUSED,
+    "invoice-lineitem-office.json": UNUSED,
+    "invoice-lineitem-onetime-nce.json": UNUSED,
+    "webhook-subscription-updated.json": UNUSED,
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 _DURATION = re.compile(
@@ -112,10 +112,6 @@ def iso(instant: datetime | None) -> str | None:
         return None
     text = instant.astimezone(UTC).isoformat()
     return text.replace("+00:00", "Z")
-
-
-def iso_date(day: date) -> str:
-    return day.isoformat()
 
 
 class SandboxClock:
