@@ -29,7 +29,7 @@ from services.sealed_secrets import SecretBox, open_secret_box
 from services.sent_cards import SentCardStore
 from services.settings import Settings
 from services.subscriptions import ApprovalService, SubscriptionChanges, SubscriptionService
-from services.tenants import TenantService
+from services.tenants import CredentialsMail, TenantService
 from services.users import DirectoryService, LeaseService, LicenceService, UserService, UserSync
 
 
@@ -126,7 +126,13 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         secret_box=box,
         mailer=mailer,
         ledger=ledger,
-        tenants=TenantService(sessions, organisations, partner_center, jobs, mailer, box, alerts),
+        tenants=TenantService(
+            sessions,
+            organisations,
+            partner_center,
+            jobs,
+            CredentialsMail(sessions, organisations, jobs, mailer, box, alerts),
+        ),
         user_sync=user_sync,
         users=users,
         licences=LicenceService(sessions, partner_center, users, user_sync, idempotency),

@@ -21,11 +21,11 @@ from services.container import Services, build_services
 from services.db import create_engine, utcnow
 from services.errors import Conflict, PermissionDenied
 from services.jobs import FAILED, SUCCEEDED, JobView
-from services.mail import Mail, OutboxTransport
+from services.mail import Mail
 from services.models import AuditEntry, Job, TenantServiceRow
 from services.partner_center.client import MICROSOFT_CUSTOMER_AGREEMENT
 from services.partner_center.models import Contact
-from services.sealed_secrets import SecretBox, generate_key
+from services.sealed_secrets import generate_key
 from services.seed import DEMO_SLUG, seed_demo_organisation
 from services.settings import Settings
 from services.tenants import (
@@ -610,27 +610,39 @@ async def test_credentials_sealed_under_a_key_since_removed_alert_the_operator_a
     the password, so the admin is told the reseller will send it, the operator is told how, and with the
     old key back the operator's resend delivers it."""
     _debug_logs(caplog)
-    async with _tenant_created_while_smtp_is_down(sqlite_url, sandbox) as (services, caller, _, _port):
+    async with _tenant_created_while_smtp_is_down(sqlite_url, sandbox) as (services, caller, _, port):
         row = await _row(services, caller.organisation_id)
         assert row is not None and row.credentials_status == "queued"
         password = services.secret_box.open(row.credentials_password or "")
-        sealed_with = services.tenants._box
-        services.tenants._box = SecretBox([generate_key()])  # the key was replaced, the old one dropped
+        # The bot restarts with SECRETS_KEY replaced and the old key dropped.
+        replaced = build_services(
+            services.engine,
+            Settings(
+                database_url=sqlite_url,
+                smtp_host="127.0.0.1",
+                smtp_port=port,
+                smtp_starttls=False,
+                secrets_key=SecretStr(generate_key()),
+            ),
+            sandbox.client,
+        )
 
-        await _make_due(services)
-        await services.jobs.run_pending()
-        async with services.sessions() as session:
+        await _make_due(replaced)
+        await replaced.jobs.run_pending()
+        async with replaced.sessions() as session:
             retry = await session.scalar(select(Job).where(Job.kind == "tenant.credentials_mail"))
         assert retry is not None and retry.status == FAILED
         assert "Your reseller has been told" in (retry.error_message or "")
-        alert = next(a for a in await services.alerts.list() if "SECRETS_KEY" in a.message)
+        alert = next(a for a in await replaced.alerts.list() if "SECRETS_KEY" in a.message)
         assert f"cspbot tenant resend-credentials {DEMO_SLUG}" in alert.message
-        row = await _row(services, caller.organisation_id)
+        row = await _row(replaced, caller.organisation_id)
         assert row is not None and row.credentials_password and row.credentials_status == "queued"  # kept
 
-        services.tenants._box = sealed_with
-        services.mailer._transport = OutboxTransport(outbox)
-        view = await services.tenants.resend_credentials(caller.organisation_id, actor="operator")
+        # With the old key back (and a mail server that takes mail), the operator's resend delivers it.
+        restored = build_services(
+            services.engine, Settings(database_url=sqlite_url, mail_outbox_dir=outbox), sandbox.client
+        )
+        view = await restored.tenants.resend_credentials(caller.organisation_id, actor="operator")
         assert view.credentials_status == "sent"
         [message] = outbox_messages(outbox)
         assert password in plain_text(message)

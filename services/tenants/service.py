@@ -1,29 +1,12 @@
-"""The organisation's Microsoft 365 tenant: link the one it has, or create a new one (SPEC §1).
-
-- `prefilled_form` / `check_form`: the form from the organisation's profile, checked by Microsoft's
-  country rules (state, postal code, registration number, phone) and the prefix rules before
-  anything is sent; every problem is reported per field (`FormInvalid`).
-- `domain_available`, `check_address`: Microsoft's domain availability and address validation.
-- `start_creation`: claims the organisation's one tenant row (unique key: exactly once, whoever
-  clicks how often) and submits the durable job `tenant.create`; the job creates the customer with
-  Microsoft (the job key is its MS-RequestId; the client finds a tenant whose answer was lost),
-  records the organisation's customer id, the MCA attestation, and e-mails the first admin's
-  credentials (job `tenant.credentials_mail` retries a mail server that is down).
-- `link_existing`: once the customer's global admin accepted the reseller relationship, the
-  caller's own Teams tenant is a customer: it is recorded as the organisation's service.
-Every change is audited; the password is never returned, logged or put into an error.
-"""
+"""The tenant service: read it, check the form, link an existing tenant, record the agreement, create one."""
 
 from __future__ import annotations
 
-import html
 import logging
-import re
 import secrets
-import string
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,11 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit
 from services.access import Caller
-from services.alerts import AlertService
 from services.db import utcnow
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
 from services.jobs import FAILED, JobService, JobView
-from services.mail import Mail, Mailer, MailNotDelivered, is_mail_address
+from services.mail import is_mail_address
 from services.models import Job, Organisation, TenantServiceRow
 from services.organisations import OrganisationService
 from services.partner_center import (
@@ -54,7 +36,6 @@ from services.partner_center.models import (
     Address,
     AddressValidationStatus,
     Contact,
-    CountryValidationRules,
     Customer,
     CustomerBillingProfile,
     CustomerCompanyProfile,
@@ -62,433 +43,66 @@ from services.partner_center.models import (
     PasswordProfile,
 )
 from services.roles import Permission
-from services.sealed_secrets import SecretBox, SecretUnreadable
+from services.tenants.credentials import CredentialsMail, new_password
+from services.tenants.form import (
+    _COUNTRY,
+    DOMAIN_SUFFIX,
+    CountryProfile,
+    FormInvalid,
+    TenantForm,
+    country_profile_of,
+    phone_digits,
+    prefix_problem,
+    suggest_prefix,
+    validate_form,
+)
+from services.tenants.views import (
+    ACTIVE,
+    CREATE_ATTEMPTS,
+    CREATE_JOB,
+    CREATED,
+    CREATING,
+    LINKED,
+    MAIL_NONE,
+    MAIL_PENDING,
+    MAIL_QUEUED,
+    MAIL_SENT,
+    AddressCheck,
+    MicrosoftContact,
+    ServiceView,
+    TryAgain,
+    row_of,
+    service_of,
+    snapshot_of,
+    view_of,
+)
 
 log = logging.getLogger(__name__)
 
-CREATE_JOB = "tenant.create"
-MAIL_JOB = "tenant.credentials_mail"
-CREATING, ACTIVE = "creating", "active"
-CREATED, LINKED = "created", "linked"
-# Credentials e-mail: sent; queued (mail server down, retried); none (Microsoft gave no password).
-MAIL_SENT, MAIL_QUEUED, MAIL_PENDING, MAIL_NONE = "sent", "queued", "pending", "none"
-CREATE_ATTEMPTS = 4  # tries of the whole job when Microsoft does not answer (the client retries too)
-MAIL_ATTEMPTS = 12  # ~30 minutes of back-off before the operator alert says it keeps failing
-DOMAIN_SUFFIX = ".onmicrosoft.com"
 ORPHANED_CLAIM_AFTER = timedelta(minutes=10)  # a tenant claim whose job was never stored
-# Where Microsoft's rules resource gives no field for it: the countries whose customers need an
-# organisation registration number (and a phone number) — Microsoft's list for 600049/600051,
-# plus Brazil (CNPJ). A rules answer carrying the sandbox's extension object wins over this list.
-REGISTRATION_COUNTRIES = frozenset("AM AZ BY HU KZ KG MD RU TJ UZ UA BR".split())
-PHONE_COUNTRIES = frozenset("AM AZ BY HU KZ KG MD RU TJ UZ UA".split())
-
-_PHONE = re.compile(r"^\+?[0-9 ()./-]{6,25}$")
-_PREFIX = re.compile(r"^[a-z][a-z0-9]{0,26}$")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
-_LIMITS = {
-    "company_name": 200,
-    "address_line1": 200,
-    "address_line2": 200,
-    "city": 100,
-    "state": 100,
-    "postal_code": 20,
-    "first_name": 100,
-    "last_name": 100,
-    "email": 254,
-    "phone": 40,
-    "registration_number": 64,
-}
-
-# --- The form -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TenantForm:
-    """What the admin fills in (card input ids are these names). Plain strings, as entered."""
-
-    company_name: str = ""
-    address_line1: str = ""
-    address_line2: str = ""
-    city: str = ""
-    state: str = ""
-    postal_code: str = ""
-    country: str = ""
-    first_name: str = ""
-    last_name: str = ""
-    email: str = ""
-    phone: str = ""
-    culture: str = ""
-    language: str = ""
-    registration_number: str = ""
-    domain_prefix: str = ""
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> TenantForm:
-        """From a card submit or stored state: known keys only, every value a stripped string."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: " ".join(str(v or "").split()) for k, v in values.items() if k in known})
-
-    def as_dict(self) -> dict[str, str]:
-        return asdict(self)
-
-    @property
-    def domain(self) -> str:
-        return f"{self.domain_prefix}{DOMAIN_SUFFIX}"
-
-    @property
-    def contact_name(self) -> str:
-        return f"{self.first_name} {self.last_name}".strip()
-
-    def address(self) -> dict[str, str]:
-        return {k: getattr(self, k) for k in ("address_line1", "address_line2", "city", "state", "postal_code")}
-
-
-@dataclass(frozen=True)
-class CountryProfile:
-    """Microsoft's rules for one country, as the form needs them."""
-
-    country: str
-    state_required: bool
-    states: tuple[str, ...]
-    postal_required: bool
-    postal_pattern: str
-    city_required: bool
-    cultures: tuple[str, ...]
-    languages: tuple[str, ...]
-    registration_required: bool
-    registration_pattern: str
-    phone_required: bool
-
-    @property
-    def default_culture(self) -> str:
-        return self.cultures[0] if self.cultures else "en-US"
-
-    @property
-    def default_language(self) -> str:
-        return self.languages[0] if self.languages else "en"
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> CountryProfile:
-        data = dict(values)
-        for key in ("states", "cultures", "languages"):
-            data[key] = tuple(data.get(key) or ())
-        return cls(**data)
-
-
-def country_profile_of(country: str, rules: CountryValidationRules) -> CountryProfile:
-    extensions = (rules.model_extra or {}).get("sandboxExtensions")
-    extensions = extensions if isinstance(extensions, dict) else {}
-    cultures = list(rules.supported_cultures_list)
-    if rules.default_culture and rules.default_culture in cultures:
-        cultures.remove(rules.default_culture)
-        cultures.insert(0, rules.default_culture)
-    return CountryProfile(
-        country=country,
-        state_required=bool(rules.is_state_required),
-        states=tuple(rules.supported_states_list),
-        postal_required=bool(rules.is_postal_code_required),
-        postal_pattern=rules.postal_code_regex or "",
-        city_required=rules.is_city_required is not False,
-        cultures=tuple(cultures),
-        languages=tuple(rules.supported_languages_list),
-        registration_required=bool(
-            extensions.get("organizationRegistrationNumberRequired", country in REGISTRATION_COUNTRIES)
-        ),
-        registration_pattern=str(extensions.get("organizationRegistrationNumberRegex") or ""),
-        phone_required=bool(extensions.get("phoneNumberRequired", country in PHONE_COUNTRIES)),
-    )
-
-
-class FormInvalid(InvalidInput):
-    """The form has problems; `errors` maps each field to what is wrong with it."""
-
-    def __init__(
-        self,
-        errors: Mapping[str, str],
-        *,
-        form: TenantForm | None = None,
-        profile: CountryProfile | None = None,
-    ) -> None:
-        first = next(iter(errors.values()), "Please check the form.")
-        super().__init__(first, field=next(iter(errors), None))
-        self.errors = dict(errors)
-        self.form = form  # the form as normalised so far, to show again with the errors
-        self.profile = profile
-
-
-def prefix_problem(prefix: str) -> str | None:
-    """Microsoft's rule for `<prefix>.onmicrosoft.com`, explained for what was typed."""
-    if not prefix:
-        return "Choose a domain prefix, e.g. contoso for contoso.onmicrosoft.com."
-    if "." in prefix:
-        return "Type only the prefix, without dots: for contoso.onmicrosoft.com type contoso."
-    if any(ch.isspace() for ch in prefix):
-        return "The prefix cannot contain spaces."
-    if len(prefix) > 27:
-        return f"The prefix can have at most 27 characters (this one has {len(prefix)})."
-    if not prefix[0].isalpha():
-        return "The prefix must start with a letter."
-    if not _PREFIX.match(prefix.lower()):
-        return "The prefix can only have letters (a-z) and digits."
-    return None
-
-
-def suggest_prefix(company_name: str) -> str:
-    """A prefix from the company name: its letters and digits, starting with a letter, ≤27."""
-    cleaned = re.sub(r"[^a-z0-9]", "", company_name.lower())
-    cleaned = cleaned.lstrip("0123456789")
-    return cleaned[:27]
-
-
-def _postal_matches(pattern: str, postal: str) -> bool:
-    try:
-        return re.match(pattern, postal) is not None or re.match(pattern, postal.upper()) is not None
-    except re.error:  # a pattern we cannot read is Microsoft's to check, not ours
-        return True
-
-
-def validate_form(form: TenantForm, profile: CountryProfile) -> tuple[TenantForm, dict[str, str]]:
-    """Normalise the form and list every problem by field; nothing is sent to Microsoft."""
-    errors: dict[str, str] = {}
-    required = {
-        "company_name": "Enter the company name.",
-        "address_line1": "Enter the street address; Microsoft requires it.",
-        "first_name": "Enter the contact's first name.",
-        "last_name": "Enter the contact's last name.",
-        "email": "Enter the contact's e-mail address; the sign-in details are sent there.",
-    }
-    for name, message in required.items():
-        if not getattr(form, name):
-            errors[name] = message
-    if profile.city_required and not form.city:
-        errors["city"] = "Enter the city; Microsoft requires it."
-    state = form.state
-    if profile.states:
-        match = next((s for s in profile.states if s.lower() == state.lower()), None)
-        state = match or state
-    if profile.state_required and not state:
-        errors["state"] = f"Enter the state or region; it is required in {profile.country}."
-    elif state and profile.states and state not in profile.states:
-        errors["state"] = f"{state} is not a state of {profile.country}; use its code, e.g. {profile.states[0]}."
-    postal = form.postal_code.upper() if profile.country in {"GB", "CA", "IE", "NL"} else form.postal_code
-    if profile.postal_required and not postal:
-        errors["postal_code"] = f"Enter the postal code; it is required in {profile.country}."
-    elif postal and profile.postal_pattern and not _postal_matches(profile.postal_pattern, postal):
-        errors["postal_code"] = f"{postal} is not a postal code of {profile.country}."
-    email = form.email.lower()
-    if email and not is_mail_address(email):
-        errors["email"] = f"{form.email} is not a valid e-mail address."
-    phone = form.phone
-    if not phone and profile.phone_required:
-        errors["phone"] = f"Enter a phone number; Microsoft requires one in {profile.country}."
-    elif phone and (not _PHONE.match(phone) or not 6 <= sum(ch.isdigit() for ch in phone) <= 15):
-        errors["phone"] = "Enter the phone number with digits only (a leading + and spaces are fine)."
-    registration = form.registration_number
-    if profile.registration_required:
-        if not registration:
-            errors["registration_number"] = (
-                f"Microsoft requires the company registration number for a company in {profile.country}."
-            )
-        elif profile.registration_pattern and not re.match(profile.registration_pattern, registration):
-            errors["registration_number"] = "That registration number is not in the format this country uses."
-    else:
-        registration = ""  # Microsoft refuses one where the country does not use it (600002)
-    culture = next((c for c in profile.cultures if c.lower() == form.culture.lower()), "")
-    if not culture:
-        errors["culture"] = f"Choose one of the cultures Microsoft supports in {profile.country}."
-    language = next((lang for lang in profile.languages if lang.lower() == form.language.lower()), "")
-    if not language:
-        errors["language"] = f"Choose one of the languages Microsoft supports in {profile.country}."
-    problem = prefix_problem(form.domain_prefix)
-    if problem:
-        errors["domain_prefix"] = problem
-    for name, limit in _LIMITS.items():
-        if name not in errors and len(getattr(form, name)) > limit:
-            errors[name] = f"At most {limit} characters."
-    cleaned = replace(
-        form,
-        country=profile.country,
-        state=state,
-        postal_code=postal,
-        email=email,
-        culture=culture or form.culture,
-        language=language or form.language,
-        registration_number=registration,
-        domain_prefix=form.domain_prefix.lower() if not problem else form.domain_prefix,
-    )
-    return cleaned, errors
-
-
-def _phone_digits(phone: str) -> str:
-    return "".join(ch for ch in phone if ch.isdigit())
-
-
-def mask_email(address: str) -> str:
-    """`c***@contoso.com`: enough to recognise, not enough to harvest."""
-    local, _, domain = address.partition("@")
-    return f"{local[:1]}***@{domain}" if domain else "***"
-
-
-# --- Views -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AddressCheck:
-    """Microsoft's verdict: `ok` (go on), a `suggestion` to offer for one click, or no match."""
-
-    status: str
-    ok: bool
-    suggestion: dict[str, str] | None
-    message: str
-
-
-@dataclass(frozen=True)
-class MicrosoftContact:
-    """Who accepted the Microsoft Customer Agreement for the customer, and when."""
-
-    first_name: str
-    last_name: str
-    email: str
-    accepted_at: datetime
-
-    @property
-    def name(self) -> str:
-        return f"{self.first_name} {self.last_name}".strip()
-
-
-@dataclass(frozen=True)
-class ServiceView:
-    organisation_id: int
-    organisation_name: str
-    status: str
-    origin: str
-    customer_id: str | None
-    domain: str
-    requested_by: str
-    requested_at: datetime
-    completed_at: datetime | None
-    admin_user: str
-    mail_to: str
-    credentials_status: str
-    mca_name: str
-    mca_email: str
-    mca_accepted_at: datetime | None
-
-    @property
-    def active(self) -> bool:
-        return self.status == ACTIVE
-
-
-def _view(row: TenantServiceRow, organisation_name: str) -> ServiceView:
-    return ServiceView(
-        organisation_id=row.organisation_id,
-        organisation_name=organisation_name,
-        status=row.status,
-        origin=row.origin,
-        customer_id=row.customer_id,
-        domain=row.domain,
-        requested_by=row.requested_by,
-        requested_at=row.requested_at,
-        completed_at=row.completed_at,
-        admin_user=row.admin_user,
-        mail_to=mask_email(row.contact_email) if row.contact_email else "",
-        credentials_status=row.credentials_status,
-        mca_name=row.mca_name,
-        mca_email=row.mca_email,
-        mca_accepted_at=row.mca_accepted_at,
-    )
-
-
-def _snapshot(row: TenantServiceRow) -> dict[str, Any]:
-    """What the audit log keeps of the row (never the password)."""
-    return {
-        "status": row.status,
-        "origin": row.origin,
-        "customer_id": row.customer_id,
-        "domain": row.domain,
-        "admin_user": row.admin_user,
-        "credentials_status": row.credentials_status,
-        "mca_name": row.mca_name,
-        "mca_email": row.mca_email,
-        "mca_accepted_at": row.mca_accepted_at.isoformat() if row.mca_accepted_at else None,
-    }
-
-
-class _TryAgain(Exception):
-    """Microsoft (or the mail server) did not answer: the job runner tries again after a back-off."""
-
-
-def _new_password() -> str:
-    """16 characters from all four classes (Microsoft's complexity rule needs three)."""
-    alphabet = string.ascii_letters + string.digits + "!#%+-=?@"
-    while True:
-        value = "".join(secrets.choice(alphabet) for _ in range(16))
-        classes = [
-            any(c.islower() for c in value),
-            any(c.isupper() for c in value),
-            any(c.isdigit() for c in value),
-            any(not c.isalnum() for c in value),
-        ]
-        if all(classes):
-            return value
-
-
-CREDENTIALS_BODY = """Hello {first_name},
-
-Your new Microsoft 365 tenant for {company} is ready.
-
-Sign in at https://portal.office.com with
-  user name: {user_name}
-  password:  {{password}}
-
-You will be asked to choose a new password when you first sign in. No charges have arisen yet:
-subscriptions are bought separately, in Teams ("add subscription").
-
-Your reseller
-"""
-
-
-CREDENTIALS_HTML = """<p>Hello {first_name},</p>
-<p>Your new Microsoft 365 tenant for <b>{company}</b> is ready.</p>
-<p>Sign in at <a href="https://portal.office.com">portal.office.com</a> with</p>
-<table><tr><td>user name</td><td><code>{user_name}</code></td></tr>
-<tr><td>password</td><td><code>{{password}}</code></td></tr></table>
-<p>You will be asked to choose a new password when you first sign in. No charges have arisen yet:
-subscriptions are bought separately, in Teams (&ldquo;add subscription&rdquo;).</p>
-<p>Your reseller</p>
-"""
-
-
-# --- The service -----------------------------------------------------------------------------------
 
 
 class TenantService:
+    """The organisation's one Microsoft 365 tenant; the sign-in e-mail is `CredentialsMail`'s."""
+
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
         organisations: OrganisationService,
         partner_center: PartnerCenterClient,
         jobs: JobService,
-        mailer: Mailer,
-        box: SecretBox,
-        alerts: AlertService,
+        credentials: CredentialsMail,
     ) -> None:
         self._sessions = sessions
         self._organisations = organisations
         self._pc = partner_center
         self._jobs = jobs
-        self._mailer = mailer
-        self._box = box
-        self._alerts = alerts
+        self._credentials = credentials
         jobs.register(CREATE_JOB, self._run_create)
-        jobs.register(MAIL_JOB, self._run_mail)
 
     # ---- reading ------------------------------------------------------------------------------
     async def _row(self, session: AsyncSession, organisation_id: int) -> TenantServiceRow | None:
-        return await session.scalar(select(TenantServiceRow).where(TenantServiceRow.organisation_id == organisation_id))
+        return await row_of(session, organisation_id)
 
     async def my_service(self, caller: Caller) -> ServiceView | None:
         """The caller's organisation's Microsoft 365 service (active or being created), if any."""
@@ -497,7 +111,7 @@ class TenantService:
             row = await self._row(session, caller.organisation_id)
             if row is not None and row.status == CREATING and await self._gave_up(session, row):
                 row = None
-            return _view(row, caller.organisation_name) if row is not None else None
+            return view_of(row, caller.organisation_name) if row is not None else None
 
     async def _gave_up(self, session: AsyncSession, row: TenantServiceRow) -> bool:
         """A claim whose job failed for good (e.g. an unexpected error after all its attempts) is
@@ -679,9 +293,9 @@ class TenantService:
                 action="tenant.link",
                 organisation_id=org.id,
                 target=row.domain,
-                after=_snapshot(row),
+                after=snapshot_of(row),
             )
-            return _view(row, caller.organisation_name)
+            return view_of(row, caller.organisation_name)
 
     # ---- the Microsoft Customer Agreement of a linked tenant -------------------------------------
     async def mca_recorded(self, caller: Caller) -> bool:
@@ -746,7 +360,7 @@ class TenantService:
             row = await self._row(session, organisation_id)
             if row is None or row.mca_accepted_at is not None:
                 return
-            before = _snapshot(row)
+            before = snapshot_of(row)
             row.mca_name, row.mca_email, row.mca_accepted_at = name, email, accepted_at
             audit.record(
                 session,
@@ -755,7 +369,7 @@ class TenantService:
                 organisation_id=organisation_id,
                 target=row.domain,
                 before=before,
-                after=_snapshot(row),
+                after=snapshot_of(row),
             )
 
     # ---- creating a new tenant ------------------------------------------------------------------
@@ -871,7 +485,7 @@ class TenantService:
         # The tenant exists from here on: its sign-in details go out first, whatever happens to the
         # agreement below (a re-run leaves a queued e-mail to its own job).
         if await self._credentials_status_of(organisation_id) == MAIL_PENDING:
-            await self._deliver_credentials(organisation_id, job, first_name=form.first_name)
+            await self._credentials.deliver(organisation_id, job, first_name=form.first_name)
         mca_recorded = await self._attest_mca(job, organisation_id)
         view = await self.service_of(organisation_id)
         if view is None:
@@ -912,7 +526,7 @@ class TenantService:
                     postal_code=form.postal_code or None,
                     first_name=form.first_name,
                     last_name=form.last_name,
-                    phone_number=_phone_digits(form.phone) or None,
+                    phone_number=phone_digits(form.phone) or None,
                 ),
             ),
         )
@@ -921,7 +535,7 @@ class TenantService:
             customer = await self._pc.create_customer(request, request_id=str(uuid.uuid5(uuid.NAMESPACE_URL, key)))
         except (PartnerCenterUnavailable, PartnerCenterThrottled, PartnerCenterAuthError) as error:
             if job.attempts < CREATE_ATTEMPTS:
-                raise _TryAgain(f"Partner Center did not answer ({error.code})") from None
+                raise TryAgain(f"Partner Center did not answer ({error.code})") from None
             await self._release(organisation_id, key, job.requested_by, error.code)
             raise DomainError(
                 f"Microsoft did not answer, so {form.domain} was not created. Nothing was charged; "
@@ -934,7 +548,7 @@ class TenantService:
                 "type **add tenant** to correct it and try again."
             ) from None
         if not customer.id:
-            raise _TryAgain("Microsoft's answer had no customer id")
+            raise TryAgain("Microsoft's answer had no customer id")
         credentials = customer.user_credentials
         user_name = (credentials.user_name if credentials else None) or ""
         password = credentials.password.get_secret_value() if credentials and credentials.password else None
@@ -949,13 +563,13 @@ class TenantService:
             row = await self._row(session, organisation_id)
             if row is None:
                 raise DomainError("The request disappeared while Microsoft created the tenant.")
-            before = _snapshot(row)
+            before = snapshot_of(row)
             row.status = ACTIVE
             row.customer_id = customer.id.lower()
             row.domain = customer.domain or form.domain
             row.completed_at = utcnow()
             row.admin_user = user_name
-            row.credentials_password = self._box.seal(password) if password else None
+            row.credentials_password = self._credentials.seal(password) if password else None
             row.credentials_status = MAIL_PENDING if password else MAIL_NONE
             audit.record(
                 session,
@@ -964,7 +578,7 @@ class TenantService:
                 organisation_id=organisation_id,
                 target=row.domain,
                 before=before,
-                after=_snapshot(row),
+                after=snapshot_of(row),
             )
         log.info("tenant created for organisation %s (customer %s)", organisation_id, customer.id)
 
@@ -980,7 +594,7 @@ class TenantService:
             await users.aclose()
             if admin is None or not admin.id:
                 return wanted, None
-            password = _new_password()
+            password = new_password()
             await self._pc.update_user(
                 customer_id,
                 admin.id,
@@ -1022,7 +636,7 @@ class TenantService:
                 )
         except (PartnerCenterUnavailable, PartnerCenterThrottled, PartnerCenterAuthError) as error:
             if job.attempts < CREATE_ATTEMPTS:
-                raise _TryAgain(f"Partner Center did not answer ({error.code})") from None
+                raise TryAgain(f"Partner Center did not answer ({error.code})") from None
             await self._mca_not_recorded(job, organisation_id, error.code)
             return False
         except PartnerCenterError as error:
@@ -1032,7 +646,7 @@ class TenantService:
             row = await self._row(session, organisation_id)
             if row is None:
                 return False
-            before = _snapshot(row)
+            before = snapshot_of(row)
             row.mca_accepted_at = accepted_at
             audit.record(
                 session,
@@ -1041,7 +655,7 @@ class TenantService:
                 organisation_id=organisation_id,
                 target=row.domain,
                 before=before,
-                after=_snapshot(row),
+                after=snapshot_of(row),
             )
         return True
 
@@ -1056,128 +670,13 @@ class TenantService:
                 after={"reason": reason},
             )
 
-    async def _deliver_credentials(
-        self, organisation_id: int, job: JobView | None, *, first_name: str = ""
-    ) -> ServiceView:
-        """E-mail the first admin's sign-in details; a mail server that is down queues a retry job
-        (or, from the operator's command, says so)."""
-        async with self._sessions() as session:
-            row = await self._row(session, organisation_id)
-            org = await session.get(Organisation, organisation_id)
-            if row is None or org is None:
-                raise DomainError("The organisation's tenant is no longer recorded.")
-            if row.credentials_password is None:
-                return _view(row, org.name)
-            mail = Mail(
-                to=row.contact_email,
-                subject=f"Your Microsoft 365 tenant {row.domain} is ready",
-                body=CREDENTIALS_BODY.format(
-                    first_name=first_name or "there", company=org.name, user_name=row.admin_user
-                ),
-                secrets={"password": SecretStr(self._box.open(row.credentials_password))},
-                html=CREDENTIALS_HTML.format(
-                    first_name=html.escape(first_name or "there"),
-                    company=html.escape(org.name),
-                    user_name=html.escape(row.admin_user),
-                ),
-            )
-            organisation_name = org.name
-        try:
-            await self._mailer.send(mail, organisation_id=organisation_id, durable=False)
-        except MailNotDelivered:
-            async with self._sessions.begin() as session:
-                row = await self._row(session, organisation_id)
-                if row is not None and row.credentials_status != MAIL_QUEUED:
-                    row.credentials_status = MAIL_QUEUED
-                    audit.record(
-                        session,
-                        actor="system:mail",
-                        action="tenant.credentials_queued",
-                        organisation_id=organisation_id,
-                        target=row.contact_email,
-                    )
-            if job is None:
-                raise DomainError(
-                    "The mail server still does not take the message; the password stays stored for another try."
-                ) from None
-            if job.kind == MAIL_JOB:
-                raise _TryAgain("the mail server did not take the message") from None
-            await self._jobs.submit(
-                MAIL_JOB,
-                idempotency_key=f"{MAIL_JOB}:{organisation_id}:{job.id}",
-                payload={"first_name": first_name},
-                organisation_id=organisation_id,
-                requested_by=job.requested_by,
-                notify_conversation_id=job.notify_conversation_id,
-                max_attempts=MAIL_ATTEMPTS,
-            )
-        else:
-            async with self._sessions.begin() as session:
-                row = await self._row(session, organisation_id)
-                if row is not None:
-                    row.credentials_password = None  # delivered: the stored copy goes
-                    row.credentials_status = MAIL_SENT
-                    row.credentials_sent_at = utcnow()
-                    audit.record(
-                        session,
-                        actor="system:mail",
-                        action="tenant.credentials_sent",
-                        organisation_id=organisation_id,
-                        target=row.contact_email,
-                    )
-        async with self._sessions() as session:
-            row = await self._row(session, organisation_id)
-            if row is None:
-                raise DomainError("The organisation's tenant is no longer recorded.")
-            return _view(row, organisation_name)
-
     # ---- the operator's view (CLI: no caller, any organisation) -----------------------------------
     async def service_of(self, organisation_id: int) -> ServiceView | None:
-        async with self._sessions() as session:
-            row = await self._row(session, organisation_id)
-            org = await session.get(Organisation, organisation_id)
-            return _view(row, org.name if org else "") if row is not None else None
+        return await service_of(self._sessions, organisation_id)
 
     async def resend_credentials(self, organisation_id: int, *, actor: str) -> ServiceView:
         """Deliver sign-in details still waiting for their e-mail (after the retries gave up)."""
-        view = await self.service_of(organisation_id)
-        if view is None or not view.active:
-            raise NotFound("This organisation has no Microsoft tenant created here.")
-        if view.credentials_status not in (MAIL_QUEUED, MAIL_PENDING):
-            raise Conflict(
-                "No e-mail is waiting: the sign-in details were delivered (or Microsoft gave none), and the "
-                "stored password is gone. The admin can use “Forgot password” at https://portal.office.com."
-            )
-        org = await self._organisations.get_by_id(organisation_id)
-        log.info("operator %s resends the tenant credentials of organisation %s", actor, organisation_id)
-        return await self._deliver_credentials(organisation_id, None, first_name=org.contact_first_name)
-
-    async def _run_mail(self, job: JobView) -> Mapping[str, Any]:
-        if job.organisation_id is None:
-            raise DomainError("This e-mail has no organisation.")
-        try:
-            view = await self._deliver_credentials(
-                job.organisation_id, job, first_name=str(job.payload.get("first_name", ""))
-            )
-        except SecretUnreadable:
-            # The key changed since the password was sealed: no retry helps; the operator can.
-            org = await self._organisations.get_by_id(job.organisation_id)
-            await self._alerts.raise_alert(
-                "mail_undeliverable",
-                f"The sign-in e-mail for {org.name}'s new tenant holds a password sealed with another key than "
-                "SECRETS_KEY now holds. Add that key to SECRETS_KEY (after the current one), then run "
-                f"'cspbot tenant resend-credentials {org.slug}'.",
-                dedup_key=f"tenant_credentials_unreadable:{job.organisation_id}",
-                severity="error",
-                organisation_id=job.organisation_id,
-            )
-            raise DomainError(
-                "The e-mail with the sign-in details could not be sent. Your reseller has been told and will send it."
-            ) from None
-        return {
-            "message": f"The e-mail with the sign-in details for {view.domain} has now been sent to {view.mail_to}.",
-            "domain": view.domain,
-        }
+        return await self._credentials.resend(organisation_id, actor=actor)
 
     @staticmethod
     def _outcome(view: ServiceView, *, mca_recorded: bool = True) -> dict[str, Any]:
@@ -1209,21 +708,3 @@ class TenantService:
             "credentials_status": view.credentials_status,
             "mca_name": view.mca_name if mca_recorded else "",
         }
-
-
-__all__ = [
-    "ACTIVE",
-    "CREATE_JOB",
-    "CREATING",
-    "AddressCheck",
-    "CountryProfile",
-    "FormInvalid",
-    "MicrosoftContact",
-    "ServiceView",
-    "TenantForm",
-    "TenantService",
-    "mask_email",
-    "prefix_problem",
-    "suggest_prefix",
-    "validate_form",
-]
