@@ -38,7 +38,6 @@ from dialogs.approval_delivery import ApprovalDelivery
 from dialogs.catalogue import Task, TaskCatalogue
 from dialogs.tasks import default_tasks, job_follow_ups, job_renderers
 from services.access import Caller
-from services.catalog.startup import prepare_catalog
 from services.container import Services, build_services
 from services.db import create_engine
 from services.jobs import JobView
@@ -46,11 +45,12 @@ from services.logging_context import configure_logging
 from services.migrate import upgrade_database
 from services.outbound_hosts import HostNotAllowed
 from services.partner_center import PartnerCenterClient
-from services.partner_center.connection import PartnerCenterOpener, open_bot_partner_center
 from services.roles import Permission
 from services.sealed_secrets import SecretsKeyError
 from services.seed import seed_demo_organisation
 from services.settings import Settings, SettingsError, describe_invalid_settings
+from startup.catalog import prepare_catalog
+from startup.partner_center import PartnerCenterOpener, open_bot_partner_center
 
 log = logging.getLogger("cspbot")
 

@@ -85,7 +85,7 @@ def out(line: str = "") -> None:
 
 
 async def serve_sandbox(database_url: str, token: str) -> None:
-    from services.partner_center.sandbox import start_sandbox
+    from sandbox import start_sandbox
 
     running = await start_sandbox(database_url=database_url, accepted_token=token, port=0)
     out(f"READY {running.url}")

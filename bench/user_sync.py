@@ -29,12 +29,12 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sandbox import SandboxClock, SandboxSettings, start_sandbox  # noqa: E402
+from sandbox.runtime import RUNTIME  # noqa: E402
 from services.container import build_services  # noqa: E402
 from services.db import create_engine  # noqa: E402
 from services.migrate import upgrade_database  # noqa: E402
 from services.partner_center import PartnerCenterClient, StaticTokenProvider  # noqa: E402
-from services.partner_center.sandbox import SandboxClock, SandboxSettings, start_sandbox  # noqa: E402
-from services.partner_center.sandbox.runtime import RUNTIME  # noqa: E402
 from services.settings import Settings  # noqa: E402
 from tests.conftest import link_demo_customer  # noqa: E402
 

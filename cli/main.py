@@ -42,11 +42,11 @@ from services.errors import DomainError
 from services.logging_context import correlation_scope, logging_configured
 from services.migrate import upgrade_database
 from services.organisations import PROFILE_FIELDS, MemberView, OrganisationView
-from services.partner_center.connection import open_partner_center
 from services.roles import Role
 from services.sealed_secrets import SecretsKeyError, generate_key
 from services.settings import Settings, SettingsError, describe_invalid_settings
 from services.users.directory import CSV_COLUMNS as DIRECTORY_CSV_COLUMNS
+from startup.partner_center import open_partner_center
 
 log = logging.getLogger("cspbot.cli")
 

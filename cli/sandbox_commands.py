@@ -29,10 +29,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cli.errors import CliError
-from services.partner_center.sandbox import Duration, run_sandbox
-from services.partner_center.sandbox.admin_file import read_admin_file
-from services.partner_center.sandbox.clock import iso, parse_instant
-from services.partner_center.sandbox.faults import FAULT_KINDS
+from sandbox import Duration, run_sandbox
+from sandbox.admin_file import read_admin_file
+from sandbox.clock import iso, parse_instant
+from sandbox.faults import FAULT_KINDS
 from services.settings import DEFAULT_VAR_DIR, Settings, is_loopback_host
 
 DEFAULT_SANDBOX_TOKEN_PATH = DEFAULT_VAR_DIR / "partner-center-sandbox.token"

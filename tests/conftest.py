@@ -27,6 +27,8 @@ from aiohttp.test_utils import TestClient
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from app import RUNTIME, BotRuntime, create_app
+from sandbox import RunningSandbox, SandboxClock, SandboxSettings, start_sandbox
+from sandbox.runtime import RUNTIME as SANDBOX_RUNTIME
 from services.container import Services, build_services
 from services.db import create_engine
 from services.organisations import OrganisationView
@@ -38,8 +40,6 @@ from services.partner_center.models import (
     CustomerBillingProfile,
     CustomerCompanyProfile,
 )
-from services.partner_center.sandbox import RunningSandbox, SandboxClock, SandboxSettings, start_sandbox
-from services.partner_center.sandbox.runtime import RUNTIME as SANDBOX_RUNTIME
 from services.seed import DEMO_SLUG, PLAYGROUND_TENANT_ID, seed_demo_organisation
 from services.settings import Settings
 from tests.databases import (

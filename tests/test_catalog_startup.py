@@ -8,11 +8,11 @@ from decimal import Decimal
 
 from sqlalchemy import update
 
-from services.catalog.startup import DEMO_MARKUP, REFRESH_AFTER, prepare_catalog
 from services.container import Services
 from services.db import utcnow
 from services.models import CatalogProduct
 from services.pricing import GLOBAL_LIST
+from startup.catalog import DEMO_MARKUP, REFRESH_AFTER, prepare_catalog
 from tests.conftest import runtime_of
 
 

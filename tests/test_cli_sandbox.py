@@ -20,10 +20,10 @@ import aiohttp
 import pytest
 
 from cli.sandbox_commands import _offset
+from sandbox.admin_file import SandboxAdmin, publish_admin_file, read_admin_file
 from services.partner_center import PartnerCenterClient
-from services.partner_center.connection import open_bot_partner_center, open_partner_center
-from services.partner_center.sandbox.admin_file import SandboxAdmin, publish_admin_file, read_admin_file
 from services.settings import Settings
+from startup.partner_center import open_bot_partner_center, open_partner_center
 from tests.fakes import free_port
 from tests.test_cli import Db, db, ok, run  # noqa: F401  (the `db` fixture)
 

@@ -2,7 +2,7 @@
 and under TYPE_CHECKING): the Agents SDK only in app.py, bot/ and dialogs/; dialogs import only cards
 and services (never bot/); services import only services and no Teams types; cards are pure (no SDK,
 no bot or dialogs; services only for their view models); the Partner Center layer imports nothing
-above it."""
+above it; the sandbox is a program of its own beside services/, wired in by startup/."""
 
 from __future__ import annotations
 
@@ -12,7 +12,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-OURS = {"app", "bot", "dialogs", "cards", "services", "cli", "manifest", "migrations", "tests", "bench"}
+OURS = {
+    "app",
+    "bot",
+    "dialogs",
+    "cards",
+    "services",
+    "sandbox",
+    "startup",
+    "cli",
+    "manifest",
+    "migrations",
+    "tests",
+    "bench",
+}
 SDK = "microsoft_agents"
 
 
@@ -50,7 +63,8 @@ def _violations(folder: str, allowed_ours: set[str], *, sdk: bool, root: Path = 
         ("dialogs", {"dialogs", "cards", "services"}, True),
         ("cards", {"cards", "services"}, False),
         ("services", {"services"}, False),
-        ("cli", {"cli", "services", "manifest"}, False),
+        ("cli", {"cli", "services", "startup", "sandbox", "manifest"}, False),
+        ("startup", {"startup", "services", "sandbox"}, False),
         ("manifest", {"manifest"}, False),
     ],
 )
@@ -70,6 +84,18 @@ def test_the_partner_center_layer_imports_nothing_above_it():
                 name.startswith("services.partner_center") or name in PARTNER_CENTER_MAY_USE
             ):
                 found.append(f"{path.relative_to(ROOT).as_posix()}: {name}")
+    assert found == []
+
+
+def test_the_sandbox_is_a_separate_program_on_the_plumbing_only():
+    """The simulator speaks Partner Center's wire format; it uses the database plumbing, never a domain
+    service, and nothing in services/ knows it exists (start-up wiring in startup/ chooses it)."""
+    found = [
+        f"{path.relative_to(ROOT).as_posix()}: {name}"
+        for path in _modules("sandbox")
+        for name in _imports(path)
+        if name.split(".")[0] in OURS and not (name.startswith("sandbox") or name in PARTNER_CENTER_MAY_USE)
+    ]
     assert found == []
 
 

@@ -12,14 +12,14 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.catalog.startup import prepare_catalog
+from sandbox import start_sandbox
 from services.container import Services, build_services
 from services.db import create_engine, create_session_factory
 from services.migrate import upgrade_database
 from services.models import AuditEntry, CatalogProduct, Organisation, PriceEntryRow, PriceList
-from services.partner_center.sandbox import start_sandbox
 from services.seed import seed_demo_organisation
 from services.settings import Settings
+from startup.catalog import prepare_catalog
 from tests.conftest import Sandbox
 from tests.replicas import Replicas, fresh_postgres_database
 

@@ -15,8 +15,8 @@ from services.container import build_services
 from services.db import create_engine
 from services.migrate import upgrade_database
 from services.partner_center import PartnerCenterClient, StaticTokenProvider
-from services.partner_center.connection import open_partner_center
 from services.settings import Settings
+from startup.partner_center import open_partner_center
 from tests.conftest import SANDBOX_TOKEN, Sandbox, link_demo_customer
 from tests.subscription_fixtures import admin, prepare_catalog_and_prices
 

@@ -1,7 +1,7 @@
 """The product's real `PartnerCenterClient` against the running built-in sandbox (fixture `sandbox`),
 one test per area, for every client operation: what comes back is typed, and Microsoft's refusals
 arrive as the domain errors carrying Microsoft's codes. The sandbox's own wire tests live in
-`tests/partner_center/sandbox/`; the client's protocol edges against a scripted server in
+`tests/sandbox/`; the client's protocol edges against a scripted server in
 `test_client_protocol.py`. Here the two halves meet."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from services.partner_center.models import (
     SubscriptionStatus,
 )
 from tests.conftest import SANDBOX_START, Sandbox
-from tests.partner_center.sandbox.conftest import BASIC, BASIC_LICENCE, E3, MCA_TEMPLATE, STANDARD, TEAMS_PHONE
+from tests.sandbox.conftest import BASIC, BASIC_LICENCE, E3, MCA_TEMPLATE, STANDARD, TEAMS_PHONE
 
 CONTACT = Contact(first_name="Tania", last_name="Carr", email="tania@example.com")
 

@@ -7,7 +7,7 @@ import json
 import urllib.parse
 from typing import Any
 
-from tests.partner_center.sandbox.conftest import BASIC, BASIC_LICENCE, Api
+from tests.sandbox.conftest import BASIC, BASIC_LICENCE, Api
 
 TENANT = "6b2f1c7e-3d4a-4b5c-8d9e-0f1a2b3c4d5e"
 

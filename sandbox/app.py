@@ -22,17 +22,17 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from sandbox import errors as codes
+from sandbox.admin import add_admin_routes
+from sandbox.api import add_routes
+from sandbox.backend import SandboxBackend, SandboxSettings, withhold_passwords
+from sandbox.catalog import Catalog, random_salt
+from sandbox.clock import SandboxClock
+from sandbox.errors import SandboxError
+from sandbox.faults import FaultInjector, FaultRule, Throttle
+from sandbox.runtime import RUNTIME, SandboxRuntime
+from sandbox.store import Store
 from services.db import create_engine
-from services.partner_center.sandbox import errors as codes
-from services.partner_center.sandbox.admin import add_admin_routes
-from services.partner_center.sandbox.api import add_routes
-from services.partner_center.sandbox.backend import SandboxBackend, SandboxSettings, withhold_passwords
-from services.partner_center.sandbox.catalog import Catalog, random_salt
-from services.partner_center.sandbox.clock import SandboxClock
-from services.partner_center.sandbox.errors import SandboxError
-from services.partner_center.sandbox.faults import FaultInjector, FaultRule, Throttle
-from services.partner_center.sandbox.runtime import RUNTIME, SandboxRuntime
-from services.partner_center.sandbox.store import Store
 
 log = logging.getLogger("cspbot.sandbox")
 

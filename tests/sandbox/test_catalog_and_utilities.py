@@ -8,7 +8,7 @@ import io
 
 import pytest
 
-from tests.partner_center.sandbox.conftest import BASIC, COPILOT, TEAMS_PHONE, Api
+from tests.sandbox.conftest import BASIC, COPILOT, TEAMS_PHONE, Api
 
 
 async def test_every_call_needs_the_bearer_token(api: Api) -> None:

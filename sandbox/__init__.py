@@ -4,9 +4,9 @@
 on a port of the running loop (the embedded default); `run_sandbox` serves it alone (the CLI).
 """
 
-from services.partner_center.sandbox.app import RunningSandbox, create_sandbox_app, run_sandbox, start_sandbox
-from services.partner_center.sandbox.backend import SandboxSettings
-from services.partner_center.sandbox.clock import Duration, SandboxClock
+from sandbox.app import RunningSandbox, create_sandbox_app, run_sandbox, start_sandbox
+from sandbox.backend import SandboxSettings
+from sandbox.clock import Duration, SandboxClock
 
 __all__ = [
     "Duration",

@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from services.partner_center.sandbox import SandboxSettings
-from tests.partner_center.sandbox.conftest import BASIC, Api, customer_request, stored_documents
+from sandbox import SandboxSettings
+from tests.sandbox.conftest import BASIC, Api, customer_request, stored_documents
 
 
 async def test_throttle_fault_on_the_nth_call(api: Api, customer: dict[str, Any]) -> None:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import aiohttp
 
+from sandbox import start_sandbox
+from sandbox.admin_file import SandboxAdmin, publish_admin_file, withdraw_admin_file
 from services.partner_center.auth import MsalTokenProvider, StaticTokenProvider, TokenProvider
 from services.partner_center.client import PartnerCenterClient
-from services.partner_center.sandbox import start_sandbox
-from services.partner_center.sandbox.admin_file import SandboxAdmin, publish_admin_file, withdraw_admin_file
 from services.settings import Settings
 
 log = logging.getLogger(__name__)

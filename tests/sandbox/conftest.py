@@ -13,9 +13,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
+from sandbox import SandboxClock, SandboxSettings, create_sandbox_app
+from sandbox.store import documents
 from services.db import create_engine
-from services.partner_center.sandbox import SandboxClock, SandboxSettings, create_sandbox_app
-from services.partner_center.sandbox.store import documents
 
 TOKEN = "sandbox-test-token"
 START = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)

@@ -9,9 +9,9 @@ import aiohttp
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import inspect
 
+from sandbox import SandboxClock, SandboxSettings, create_sandbox_app, start_sandbox
 from services.db import create_engine
-from services.partner_center.sandbox import SandboxClock, SandboxSettings, create_sandbox_app, start_sandbox
-from tests.partner_center.sandbox.conftest import BASIC, BASIC_LICENCE, START, TOKEN, Api
+from tests.sandbox.conftest import BASIC, BASIC_LICENCE, START, TOKEN, Api
 
 
 async def _serve(database_url: str, clock: SandboxClock | None, settings: SandboxSettings | None = None) -> TestClient:

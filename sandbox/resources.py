@@ -12,8 +12,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from services.partner_center.sandbox.catalog import Catalog
-from services.partner_center.sandbox.clock import (
+from sandbox.catalog import Catalog
+from sandbox.clock import (
     billing_cycle_end,
     iso,
     parse_instant,

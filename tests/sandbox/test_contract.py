@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from services.partner_center.sandbox import SandboxSettings
-from tests.partner_center.sandbox.conftest import BASIC, TEAMS_PHONE, Api, customer_request
+from sandbox import SandboxSettings
+from tests.sandbox.conftest import BASIC, TEAMS_PHONE, Api, customer_request
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 # Microsoft's reference JSON, copied from ../shared/reference/partner-center/fixtures/ so a clone is

@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from services.partner_center.sandbox.runtime import RUNTIME
-from tests.partner_center.sandbox.conftest import BASIC, STANDARD, Api
+from sandbox.runtime import RUNTIME
+from tests.sandbox.conftest import BASIC, STANDARD, Api
 
 
 async def test_clock_reads_moves_and_refuses_nonsense(api: Api) -> None:

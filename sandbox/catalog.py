@@ -25,8 +25,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from services.partner_center.sandbox.clock import start_of_day
-from services.partner_center.sandbox.errors import CART_ITEM_ERROR, PRODUCT_NOT_FOUND, SandboxError
+from sandbox.clock import start_of_day
+from sandbox.errors import CART_ITEM_ERROR, PRODUCT_NOT_FOUND, SandboxError
 
 CATALOG_FILE = Path(__file__).with_name("catalog.json")
 

@@ -8,7 +8,7 @@ import urllib.parse
 
 import pytest
 
-from tests.partner_center.sandbox.conftest import Api, customer_request, stored_documents
+from tests.sandbox.conftest import Api, customer_request, stored_documents
 
 
 async def test_creation_returns_generated_admin_credentials_and_the_admin_user(api: Api) -> None:

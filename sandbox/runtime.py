@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from services.partner_center.sandbox.backend import SandboxBackend
-from services.partner_center.sandbox.faults import FaultInjector, Throttle
+from sandbox.backend import SandboxBackend
+from sandbox.faults import FaultInjector, Throttle
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.partner_center.sandbox.conftest import BASIC, BASIC_LICENCE, E3, Api, stored_documents
+from tests.sandbox.conftest import BASIC, BASIC_LICENCE, E3, Api, stored_documents
 
 
 def new_user(domain: str, name: str, *, location: str | None = "US") -> dict[str, Any]:

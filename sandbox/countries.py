@@ -28,7 +28,7 @@ import hashlib
 import re
 from typing import Any
 
-from services.partner_center.sandbox.errors import (
+from sandbox.errors import (
     PHONE_NUMBER_MISSING,
     REGISTRATION_NUMBER_INVALID,
     REGISTRATION_NUMBER_MISSING,

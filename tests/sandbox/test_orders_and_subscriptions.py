@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.partner_center.sandbox.conftest import BASIC, COPILOT, E3, STANDARD, TEAMS_PHONE, Api, subscription_path
+from tests.sandbox.conftest import BASIC, COPILOT, E3, STANDARD, TEAMS_PHONE, Api, subscription_path
 
 
 async def test_buying_needs_the_customer_agreement(api: Api) -> None:

@@ -24,10 +24,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from services.db import SANDBOX_START_LOCK, exclusive
-from services.partner_center.sandbox import errors as codes
-from services.partner_center.sandbox.catalog import Catalog, SkuRef
-from services.partner_center.sandbox.clock import (
+from sandbox import errors as codes
+from sandbox.catalog import Catalog, SkuRef
+from sandbox.clock import (
     SandboxClock,
     commitment_end,
     iso,
@@ -35,9 +34,9 @@ from services.partner_center.sandbox.clock import (
     start_of_day,
     term_end_instant,
 )
-from services.partner_center.sandbox.countries import check_new_customer, rules_for
-from services.partner_center.sandbox.errors import SandboxError, invalid_input, invalid_property, not_found
-from services.partner_center.sandbox.resources import (
+from sandbox.countries import check_new_customer, rules_for
+from sandbox.errors import SandboxError, invalid_input, invalid_property, not_found
+from sandbox.resources import (
     MCA_LINK,
     MCA_TEMPLATE_ID,
     agreement_json,
@@ -52,7 +51,8 @@ from services.partner_center.sandbox.resources import (
     subscription_json,
     user_json,
 )
-from services.partner_center.sandbox.store import Store, Unit
+from sandbox.store import Store, Unit
+from services.db import SANDBOX_START_LOCK, exclusive
 
 SEEDED_DOMAINS = (
     "contoso.onmicrosoft.com",

@@ -13,12 +13,12 @@ from typing import Any
 
 from aiohttp import web
 
-from services.partner_center.sandbox import errors as codes
-from services.partner_center.sandbox.backend import normalise
-from services.partner_center.sandbox.countries import COUNTRY_RULES, rules_for, validate_address
-from services.partner_center.sandbox.errors import SandboxError, invalid_input, not_found
-from services.partner_center.sandbox.resources import collection, customer_json
-from services.partner_center.sandbox.runtime import RUNTIME
+from sandbox import errors as codes
+from sandbox.backend import normalise
+from sandbox.countries import COUNTRY_RULES, rules_for, validate_address
+from sandbox.errors import SandboxError, invalid_input, not_found
+from sandbox.resources import collection, customer_json
+from sandbox.runtime import RUNTIME
 
 _PRICE_SHEET = re.compile(r"^pricesheets\(market='([a-z]{2})',pricesheetview='([a-z_]+)'\)$", re.IGNORECASE)
 

@@ -12,11 +12,11 @@ from typing import Any
 
 from aiohttp import web
 
-from services.partner_center.sandbox.backend import normalise
-from services.partner_center.sandbox.clock import Duration, iso, parse_instant
-from services.partner_center.sandbox.errors import invalid_input, not_found
-from services.partner_center.sandbox.faults import FaultRule
-from services.partner_center.sandbox.runtime import RUNTIME
+from sandbox.backend import normalise
+from sandbox.clock import Duration, iso, parse_instant
+from sandbox.errors import invalid_input, not_found
+from sandbox.faults import FaultRule
+from sandbox.runtime import RUNTIME
 
 ENDPOINTS = {
     "GET /_sandbox/clock": "the sandbox time",
