@@ -13,7 +13,7 @@ import pytest
 from sandbox import SandboxSettings
 from tests.sandbox.conftest import BASIC, TEAMS_PHONE, Api, customer_request
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # Microsoft's reference JSON, copied from ../shared/reference/partner-center/fixtures/ so a clone is
 # self-contained (tests/partner_center/test_fixture_copies.py keeps the copies equal).
 FIXTURES = REPO_ROOT / "tests" / "partner_center" / "fixtures"
