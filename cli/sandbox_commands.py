@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cli.errors import CliError
+from services import formatting
 from services.partner_center.sandbox import Duration, run_sandbox
 from services.partner_center.sandbox.admin_file import read_admin_file
 from services.partner_center.sandbox.clock import iso, parse_instant
@@ -453,7 +454,7 @@ def _describe_fault(rule: dict[str, Any]) -> str:
         "latency": f"{rule['latencyMs']} ms latency",
         "drop": "connection dropped",
         "drop_after_commit": "connection dropped after doing the call",
-        "accepted": f"202 Accepted, {rule['polls']} poll(s)",
+        "accepted": f"202 Accepted, {formatting.plural(int(rule['polls']), 'poll', 'polls')}",
     }.get(rule["kind"], rule["kind"])
     if rule.get("rate") is not None:
         when = f"{rule['rate']:.0%} of calls"
