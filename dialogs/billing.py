@@ -331,6 +331,8 @@ class BillingInvokes:
             await context.send_activity(MessageFactory.attachment(Attachment.model_validate(attachment)))
             return _invoke_message("Allow me to put the file in your OneDrive, and it appears here.")
         await self._send_link(context, caller, fmt, first, last)
+        if _is_personal(context):
+            return _invoke_message("Your export link follows.")
         return _invoke_message("Your export link is in our 1:1 chat.")
 
     async def file_consent(self, context: TurnContext, caller: Caller | None) -> InvokeResponse:

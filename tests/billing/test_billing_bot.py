@@ -190,7 +190,7 @@ async def test_export_by_link_is_single_use_and_audited(make_bot, connector) -> 
     fake, url = connector
     client = await _bot(make_bot)
     body = await _invoke(client, url, "adaptiveCard/action", _export_value("csv"))
-    assert "link" in body["value"]
+    assert body["value"] == "Your export link follows."  # in the 1:1 chat itself: not "in our 1:1 chat"
     await fake.wait_for(1)
     link_card = card_of(fake.messages()[-1])
     assert link_card is not None
@@ -320,3 +320,16 @@ async def test_file_consent_for_someone_elses_export_is_refused(make_bot, connec
     # … and the other member's attempt did not use it up either: Alex's own consent still redeems it.
     grant = await services.billing.redeem_export_link(context["export"])
     assert grant.file_format == "csv"
+
+
+async def test_an_export_asked_for_in_a_channel_says_where_the_link_went(make_bot, connector) -> None:
+    fake, url = connector
+    client = await _bot(make_bot)
+    await _say(client, fake, "menu", url, 1)  # the 1:1 chat exists
+    body = await _invoke(
+        client, url, "adaptiveCard/action", _export_value("csv"), conversation_id=THREAD, conversation_type="channel"
+    )
+    assert body["value"] == "Your export link is in our 1:1 chat."
+    await fake.wait_for(3)
+    links = [card_of(m) for m in fake.messages("personal-chat-alex")]
+    assert any(c is not None and "Download" in card_text(c) for c in links)

@@ -134,13 +134,21 @@ const ops = {
     if (count === 0) throw new Error(`no card has a link named ${JSON.stringify(name)}`);
     const link = all.nth(count - 1).getByRole('link', { name, exact: true }).last();
     const url = await link.getAttribute('title');
-    const popup = page.waitForEvent('popup');
+    // The link opens a page that turns into the download (and closes): listen on it from its start.
+    let timer;
+    const seen = [];
+    const downloaded = new Promise((resolve, reject) => {
+      page.once('download', resolve);
+      page.context().once('page', (opened) => {
+        seen.push(`a page opened (${opened.url()})`);
+        opened.once('download', resolve);
+      });
+      timer = setTimeout(() => reject(new Error(`nothing was downloaded from ${url}: ${seen.join(', ') || 'no page opened'}`)), 15000);
+    });
     await link.click();
-    const opened = await popup;
-    const download = await opened.waitForEvent('download');
+    const download = await downloaded.finally(() => clearTimeout(timer));
     await download.saveAs(path);
     const failure = await download.failure();
-    await opened.close();
     if (failure) throw new Error(`the download from ${url} failed: ${failure}`);
     return { url, name: download.suggestedFilename() };
   },
