@@ -270,9 +270,7 @@ def _echo_app(trust: ssl.SSLContext, keys: LocalSigningKeys) -> web.Application:
         client_secret=APP_PASSWORD,
         validate_issuer=True,
     )
-    factory = KeepAliveClientFactory(
-        connections, HostAllowList("connector", "CONNECTOR_HOSTS", (LOOPBACK,)), tls=trust
-    )
+    factory = KeepAliveClientFactory(connections, HostAllowList("connector", "CONNECTOR_HOSTS", (LOOPBACK,)), tls=trust)
     adapter = CloudAdapter(connection_manager=connections, channel_service_client_factory=factory)
     storage = MemoryStorage()
 
@@ -683,9 +681,7 @@ HEADERS = [
 
 
 def row(label: str, w: Window) -> list[str]:
-    e2e = sorted(
-        (t.reply_at - t.first_sent) * 1000 for t in w.turns if t.reply_at is not None and t.admitted
-    )
+    e2e = sorted((t.reply_at - t.first_sent) * 1000 for t in w.turns if t.reply_at is not None and t.admitted)
     return [
         label,
         base.fmt(w.rate, 0),

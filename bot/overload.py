@@ -20,6 +20,8 @@ import logging
 import time
 from typing import Protocol
 
+from services import formatting
+
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 1
@@ -56,9 +58,9 @@ class TurnAdmission:
         now = time.monotonic()
         if now - self._last_log >= SHED_LOG_EVERY_SECONDS:
             log.warning(
-                "overloaded: %d request(s) answered 503 (Retry-After %d s) since the last notice; %d turns in "
+                "overloaded: %s answered 503 (Retry-After %d s) since the last notice; %d turns in "
                 "flight (MAX_CONCURRENT_TURNS=%d)",
-                self._shed_since_log,
+                formatting.plural(self._shed_since_log, "request", "requests"),
                 RETRY_AFTER_SECONDS,
                 self.in_flight,
                 self.limit,

@@ -75,10 +75,11 @@ class SpendView:
 
 @dataclass(frozen=True)
 class RangeChoiceView:
+    months: tuple[tuple[str, str], ...] = ()  # (value "2026-09", title "September 2026"), newest first
     first_month: str = ""
     last_month: str = ""
     error: str = ""
-    example: str = "2026-01"
+    older: str = ""  # the typed form of an older month, when there are bills before the oldest shown
 
 
 def _execute(title: str, verb: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -96,43 +97,49 @@ def export_actions(first_month: str, last_month: str) -> list[dict[str, Any]]:
 def _detail_row(detail: DetailView) -> dict[str, Any]:
     label = detail.label if not detail.product else f"{detail.label} · {detail.product}"
     quantity = f"{detail.quantity} × {detail.unit_price}" if not detail.unpriced else f"{detail.quantity} × no price"
+    if detail.days:
+        quantity = f"{quantity} · {detail.days}"
+    amount: dict[str, Any] = {"type": "TextBlock", "text": detail.amount}
+    if detail.unpriced:
+        amount["color"] = "Attention"
     return {
         "type": "ColumnSet",
         "spacing": "None",
         "columns": [
             {"type": "Column", "width": "stretch", "items": [text(label, subtle=True)]},
-            {"type": "Column", "width": "auto", "items": [text(quantity, subtle=True)]},
-            {"type": "Column", "width": "auto", "items": [text(detail.days or " ", subtle=True)]},
-            {
-                "type": "Column",
-                "width": "auto",
-                "items": [text(detail.amount, color="Attention" if detail.unpriced else None)],
-            },
+            {"type": "Column", "width": "auto", "items": [{"type": "TextBlock", "text": quantity, "isSubtle": True}]},
+            {"type": "Column", "width": "auto", "items": [amount]},
         ],
     }
 
 
 def _amount_row(left: list[dict[str, Any]], amount: str, target: str, *, bold: bool = False) -> dict[str, Any]:
+    """A row that shows or hides `target` when tapped. Its amount reads "€10.00 ▸" while `target` is
+    hidden and "€10.00 ▾" while it shows: both forms are toggled with it."""
+    shown: dict[str, Any] = {"type": "TextBlock", "text": f"{amount} ▸", "id": f"{target}-c"}
+    if bold:
+        shown["weight"] = "Bolder"
     return {
         "type": "ColumnSet",
-        "selectAction": {"type": "Action.ToggleVisibility", "title": "Show details", "targetElements": [target]},
+        # No title: a person's screen reader names the row by what it says.
+        "selectAction": {"type": "Action.ToggleVisibility", "targetElements": [target, f"{target}-c", f"{target}-e"]},
         "columns": [
             {"type": "Column", "width": "stretch", "items": left},
             {
                 "type": "Column",
                 "width": "auto",
                 "verticalContentAlignment": "Center",
-                "items": [text(amount, weight="Bolder" if bold else None)],
+                "items": [shown, {**shown, "text": f"{amount} ▾", "id": f"{target}-e", "isVisible": False}],
             },
         ],
     }
 
 
 def _cycle_block(index: int, cycle: CycleView, top: int, max_details: int) -> list[dict[str, Any]]:
-    cycle_id = f"cycle{index}"
+    cycle_id = f"c{index}"
     status = "issued" if cycle.issued else "open — so far, not final"
     left = [
-        text(f"**{cycle.title}** · {cycle.period}", weight=None),
+        text(f"**{cycle.title}** · {cycle.period}"),
         text(f"Report dated {cycle.report_date} · {status}", subtle=True),
     ]
     if cycle.unpriced:
@@ -145,8 +152,8 @@ def _cycle_block(index: int, cycle: CycleView, top: int, max_details: int) -> li
         items.append(
             _amount_row(
                 [
-                    text(f"▸ {subscription.product}", weight="Bolder"),
-                    text(subscription.subscription_id, subtle=True),
+                    text(subscription.product, weight="Bolder"),
+                    {"type": "TextBlock", "text": subscription.subscription_id, "isSubtle": True},
                 ],
                 subscription.amount,
                 details_id,
@@ -160,11 +167,15 @@ def _cycle_block(index: int, cycle: CycleView, top: int, max_details: int) -> li
     hidden = len(cycle.subscriptions) - len(shown)
     if hidden > 0:
         more = formatting.plural(hidden, "more subscription", "more subscriptions")
-        items.append(text(f"…and {more}: use **Export** for all of them.", subtle=True))
+        items.append(text(f"…and {more} in the export.", subtle=True))
     if not cycle.subscriptions:
         items.append(text("No charges in this cycle.", subtle=True))
     return [
-        {**_amount_row(left, cycle.total, cycle_id, bold=True), "separator": True, "spacing": "Medium"},
+        {
+            **_amount_row(left, cycle.total, cycle_id, bold=True),
+            "separator": True,
+            "spacing": "Medium",
+        },
         {"type": "Container", "id": cycle_id, "isVisible": False, "items": items},
     ]
 
@@ -172,7 +183,7 @@ def _cycle_block(index: int, cycle: CycleView, top: int, max_details: int) -> li
 def build_report_card(view: ReportView, *, top: int = 10, max_details: int = 12) -> Card:
     """One entry per cycle with its total; tap it for the subscriptions (largest first), tap one of
     those for its detail lines. Shrinks the lists to stay within Teams' message size."""
-    for attempt_top, attempt_details in ((top, max_details), (5, 8), (3, 5), (1, 3), (0, 0)):
+    for attempt_top, attempt_details in ((top, max_details), (5, 8), (3, 5), (1, 3), (1, 1), (0, 0)):
         body: list[dict[str, Any]] = [
             heading(view.title),
             text(f"{view.organisation} · tap a cycle, then a subscription, for the details.", subtle=True),
@@ -199,36 +210,51 @@ def build_spend_card(view: SpendView) -> Card:
     return card(body, [command_button("Full report", view.full_report_command)])
 
 
+LAST_MONTH_BUTTON = "Last month's bill"
+RANGE_BUTTON = "Show these months"
+
+
+def _month_choices(input_id: str, label: str, view: RangeChoiceView, value: str) -> dict[str, Any]:
+    return {
+        "type": "Input.ChoiceSet",
+        "id": input_id,
+        "label": label,
+        "style": "compact",
+        "isRequired": True,
+        "errorMessage": f"Pick a month ({label.lower()}).",
+        "choices": [{"title": title, "value": month} for month, title in view.months],
+        "value": value,
+    }
+
+
 def build_range_card(view: RangeChoiceView) -> Card:
+    """Last month's bill in one click, or a range of the months that have bills (newest first)."""
     body: list[dict[str, Any]] = [
         heading("Billing report"),
-        text("Last month is the most recent billing cycle that has ended. Or choose a range of months."),
+        text(
+            f"**{LAST_MONTH_BUTTON}** shows the most recent billing cycle that has ended. "
+            "Or pick the months to show (both included)."
+        ),
     ]
     if view.error:
         body.append(text(view.error, color="Attention", weight="Bolder"))
+    newest = view.months[0][0] if view.months else ""
     body += [
-        {
-            "type": "Input.Text",
-            "id": "first_month",
-            "label": "First month (YYYY-MM)",
-            "placeholder": view.example,
-            "value": view.first_month,
-            "maxLength": 7,
-        },
-        {
-            "type": "Input.Text",
-            "id": "last_month",
-            "label": "Last month (YYYY-MM)",
-            "placeholder": view.example,
-            "value": view.last_month,
-            "maxLength": 7,
-        },
+        _month_choices("first_month", "From", view, view.first_month or newest),
+        _month_choices("last_month", "To", view, view.last_month or newest),
     ]
+    if view.older:
+        body.append(text(f"Older bills: type **billing {view.older}**.", subtle=True))
     return card(
         body,
         [
-            {"type": "Action.Submit", "title": "Last month", "data": {"verb": RANGE_VERB, "choice": "last"}},
-            {"type": "Action.Submit", "title": "Show the range", "data": {"verb": RANGE_VERB, "choice": "range"}},
+            {
+                "type": "Action.Submit",
+                "title": LAST_MONTH_BUTTON,
+                "data": {"verb": RANGE_VERB, "choice": "last"},
+                "associatedInputs": "none",
+            },
+            {"type": "Action.Submit", "title": RANGE_BUTTON, "data": {"verb": RANGE_VERB, "choice": "range"}},
         ],
     )
 

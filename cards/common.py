@@ -14,6 +14,7 @@ class MenuEntry:
     command: str
     title: str
     description: str
+    shortcuts: tuple[tuple[str, str], ...] = ()  # (what to type, what it shows)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,11 @@ def build_welcome_card(caller: CallerSummary, entries: Sequence[MenuEntry]) -> C
     return card(body, menu.get("actions", []))
 
 
-def build_help_card(entries: Sequence[MenuEntry], *, in_task: str | None = None) -> Card:
+def build_help_card(
+    entries: Sequence[MenuEntry], *, in_task: str | None = None, shortcuts: Sequence[tuple[str, str]] = ()
+) -> Card:
+    """The basic commands, the caller's tasks and what can be typed to go straight to a result; inside
+    a task, that task's own `shortcuts`."""
     body = [heading("How to use this bot")]
     if in_task:
         body.append(text(f"You are in **{in_task}**. Answer the card above, or type **cancel** to stop it."))
@@ -83,6 +88,12 @@ def build_help_card(entries: Sequence[MenuEntry], *, in_task: str | None = None)
     commands = [("menu", "Show what I can do"), ("help", "This help"), ("cancel", "Stop the current task")]
     commands.extend((entry.command, entry.description) for entry in entries)
     body.append(facts(commands))
+    sections = [(entry.title, entry.shortcuts) for entry in entries if entry.shortcuts]
+    if in_task and shortcuts:
+        sections.append((in_task, tuple(shortcuts)))
+    for title, typed in sections:
+        body.append(text(f"**{title}**: type these to go straight to the result", weight=None))
+        body.append(facts(typed))
     return card(body, [command_button("Menu", "menu")])
 
 

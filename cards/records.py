@@ -66,10 +66,11 @@ def _shown_value(element: Mapping[str, Any], submitted: Mapping[str, Any]) -> st
     return value
 
 
-def _frozen(element: Mapping[str, Any], submitted: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The element without anything clickable; an input becomes "label: value" (None when empty)."""
+def _frozen(element: Mapping[str, Any], submitted: Mapping[str, Any], inputs: bool = True) -> dict[str, Any] | None:
+    """The element without anything clickable; an input becomes "label: value" (None when empty, and
+    when the button clicked sent no inputs)."""
     kind = element.get("type")
-    if kind == "ActionSet" or element.get("isVisible") is False:
+    if kind == "ActionSet" or element.get("isVisible") is False or (kind in INPUT_TYPES and not inputs):
         return None
     if kind == "Input.Toggle":
         ticked = _shown_value(element, submitted) == "yes"
@@ -83,14 +84,16 @@ def _frozen(element: Mapping[str, Any], submitted: Mapping[str, Any]) -> dict[st
     frozen = {key: value for key, value in element.items() if key not in ("selectAction", "actions")}
     for key in ("items", "columns"):
         if isinstance(element.get(key), list):
-            frozen[key] = [kept for child in element[key] if (kept := _frozen(child, submitted)) is not None]
+            frozen[key] = [kept for child in element[key] if (kept := _frozen(child, submitted, inputs)) is not None]
     return frozen
 
 
 def build_record(card: Mapping[str, Any], submitted: Mapping[str, Any], outcome: str) -> Card:
     """`card` as a read-only record: its text as it was, inputs as submitted, no buttons, and the
-    outcome last."""
-    body = [kept for element in card.get("body") or [] if (kept := _frozen(element, submitted)) is not None]
+    outcome last. A button that sends no inputs (`associatedInputs: none`) leaves them out."""
+    clicked = clicked_action(card, submitted) if submitted else None
+    inputs = clicked is None or clicked.get("associatedInputs") != "none"
+    body = [kept for element in card.get("body") or [] if (kept := _frozen(element, submitted, inputs)) is not None]
     body.append({**text(outcome, weight="Bolder", color="Good"), "separator": True, "spacing": "Medium"})
     record: Card = {key: copy.deepcopy(value) for key, value in card.items() if key not in ("body", "actions")}
     record["body"] = body

@@ -78,10 +78,9 @@ def _renewal(view: SubscriptionView) -> str:
     if view.status in ("deleted", "expired"):
         return "—"
     verb = "renews" if view.auto_renew else "ends (auto-renew off)"
-    shown = f"{formatting.date(view.renewal_date)} ({verb}; price locked until then)"
-    if view.scheduled_quantity is not None:
-        shown += f"; renews with {_seats(view.scheduled_quantity)}"
-    return shown
+    if view.auto_renew and view.scheduled_quantity is not None:
+        verb = f"renews with {_seats(view.scheduled_quantity)}"
+    return f"{formatting.date(view.renewal_date)} ({verb}; price locked until then)"
 
 
 def _row_facts(view: SubscriptionView) -> list[tuple[str, str]]:
@@ -328,7 +327,7 @@ def build_addons_card(
                                 "Term",
                                 _term(offer.term_duration, offer.billing_cycle),
                             ),
-                            ("Quantity", f"{offer.minimum}–{offer.maximum}"),
+                            ("Quantity", f"{formatting.count(offer.minimum)}–{formatting.count(offer.maximum)}"),
                         ]
                     ),
                 ],

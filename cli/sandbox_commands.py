@@ -33,6 +33,7 @@ from sandbox import Duration, run_sandbox
 from sandbox.admin_file import read_admin_file
 from sandbox.clock import iso, parse_instant
 from sandbox.faults import FAULT_KINDS
+from services import formatting
 from services.settings import DEFAULT_VAR_DIR, Settings, is_loopback_host
 
 DEFAULT_SANDBOX_TOKEN_PATH = DEFAULT_VAR_DIR / "partner-center-sandbox.token"
@@ -453,7 +454,7 @@ def _describe_fault(rule: dict[str, Any]) -> str:
         "latency": f"{rule['latencyMs']} ms latency",
         "drop": "connection dropped",
         "drop_after_commit": "connection dropped after doing the call",
-        "accepted": f"202 Accepted, {rule['polls']} poll(s)",
+        "accepted": f"202 Accepted, {formatting.plural(int(rule['polls']), 'poll', 'polls')}",
     }.get(rule["kind"], rule["kind"])
     if rule.get("rate") is not None:
         when = f"{rule['rate']:.0%} of calls"

@@ -70,6 +70,7 @@ class TaskDialog(ComponentDialog):
     for steps that wait for a card submit."""
 
     title = "this task"
+    shortcuts: tuple[tuple[str, str], ...] = ()  # typed look-ups the task's help lists
 
     def __init__(self, dialog_id: str, steps: Sequence[WaterfallStep]) -> None:
         super().__init__(dialog_id)
@@ -94,7 +95,9 @@ class TaskDialog(ComponentDialog):
             inner_dc.context.turn_state[TASK_CLOSED_KEY] = "Cancelled."
             return await inner_dc.cancel_all_dialogs()
         if words in HELP_WORDS:
-            await inner_dc.context.send_activity(card_activity(build_help_card((), in_task=self.title)))
+            await inner_dc.context.send_activity(
+                card_activity(build_help_card((), in_task=self.title, shortcuts=self.shortcuts))
+            )
             return DialogTurnResult(DialogTurnStatus.Waiting)
         return None
 

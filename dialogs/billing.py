@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -49,8 +50,8 @@ from services import formatting
 from services.access import Caller
 from services.billing.export import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, export_name, to_csv, to_xlsx
 from services.billing.rating import CHARGE_LABELS, ChargeType, Line
-from services.billing.reports import CycleReport, Query, month_from_label, month_label, parse_month
-from services.billing.service import EXPORT_FORMATS, EXPORT_LINK_MINUTES, BillingService
+from services.billing.reports import CycleReport, Query, month_from_label, month_label, months_label, parse_month
+from services.billing.service import EXPORT_FORMATS, EXPORT_LINK_MINUTES, BillingService, BillMonths
 from services.container import Services
 from services.errors import DomainError, InvalidInput
 from services.outbound_hosts import HostAllowList, HostNotAllowed
@@ -60,6 +61,17 @@ log = logging.getLogger(__name__)
 
 BILLING_DIALOG = "billing_dialog"
 BILLING_TITLE = "Billing"
+CHOOSER_WORDS = ("billing", "bills", "bill")
+NO_BILLS = "There are no bills yet: your organisation has no subscriptions with your reseller."
+# What can be typed instead of using the chooser; `help` lists them.
+BILLING_SHORTCUTS = (
+    ("billing last month", "the most recent billing cycle that has ended"),
+    ("billing this month", "the open cycle, so far"),
+    ("billing september", "one month (or billing 2026-09)"),
+    ("billing january to june", "a range of months, at most 24 (or billing 2026-01..2026-06)"),
+    ("billing this year", "this year's months so far"),
+    ("what did we spend on E3", "a product's spend over the last 12 months"),
+)
 SEARCH_COMMAND = "searchBills"
 SUMMARY_TOP = 5
 MAX_SEARCH_CHARS = 200  # a month, a range or a product name; the answer card repeats it
@@ -176,6 +188,22 @@ def spend_view(query: Query, reports: Sequence[CycleReport]) -> SpendView:
     )
 
 
+def range_view(bill_months: BillMonths, first: str = "", last: str = "", error: str = "") -> RangeChoiceView:
+    """The chooser's months (newest first), preset to last month (or what was picked before)."""
+    months = tuple((month_label(m), formatting.month(date(m[0], m[1], 1))) for m in bill_months.months)
+    shown = {value for value, _ in months}
+    preset = month_label(bill_months.last_ended or bill_months.months[0])
+    oldest = bill_months.months[-1]
+    before = (oldest[0] - 1, 12) if oldest[1] == 1 else (oldest[0], oldest[1] - 1)
+    return RangeChoiceView(
+        months=months,
+        first_month=first if first in shown else preset,
+        last_month=last if last in shown else preset,
+        error=error,
+        older=month_label(before) if bill_months.older else "",
+    )
+
+
 def answer_card(caller: Caller, query: Query, reports: Sequence[CycleReport]) -> dict[str, Any]:
     if query.product:
         return build_spend_card(spend_view(query, reports))
@@ -185,6 +213,7 @@ def answer_card(caller: Caller, query: Query, reports: Sequence[CycleReport]) ->
 # ---- the dialog ------------------------------------------------------------------------------------
 class BillingDialog(TaskDialog):
     title = BILLING_TITLE
+    shortcuts = BILLING_SHORTCUTS
 
     def __init__(self, billing: BillingService) -> None:
         super().__init__(BILLING_DIALOG, [self.start_step, self.range_step])
@@ -192,18 +221,30 @@ class BillingDialog(TaskDialog):
 
     async def start_step(self, step_context: WaterfallStepContext) -> DialogTurnResult:
         options = step_context.options if isinstance(step_context.options, dict) else {}
+        caller = caller_of(step_context.context)
         if options.get("error"):
-            view = RangeChoiceView(options.get("first", ""), options.get("last", ""), options["error"])
-            return await step_context.prompt(CARD_PROMPT, self.prompt_card(build_range_card(view)))
+            return await self._choose(
+                step_context, caller, options.get("first", ""), options.get("last", ""), options["error"]
+            )
         activity = step_context.context.activity
         value = activity.value if isinstance(activity.value, dict) else {}
         words = " ".join(str(value.get("command", "")).lower().split()) if value else normalised_text(activity)
-        if words in ("billing", "bills", "bill"):
-            return await step_context.prompt(CARD_PROMPT, self.prompt_card(build_range_card(RangeChoiceView())))
-        caller = caller_of(step_context.context)
+        if words in CHOOSER_WORDS:
+            return await self._choose(step_context, caller)
         query, reports = await self._billing.lookup(caller, words)
         await send_privately(step_context.context, caller, card_activity(answer_card(caller, query, reports)))
         return await step_context.end_dialog()
+
+    async def _choose(
+        self, step_context: WaterfallStepContext, caller: Caller, first: str = "", last: str = "", error: str = ""
+    ) -> DialogTurnResult:
+        """The chooser over the months that have bills; without any, says so and ends."""
+        bill_months = await self._billing.bill_months(caller)
+        if not bill_months.months:
+            await step_context.context.send_activity(NO_BILLS)
+            return await step_context.end_dialog()
+        card = build_range_card(range_view(bill_months, first, last, error))
+        return await step_context.prompt(CARD_PROMPT, self.prompt_card(card))
 
     async def range_step(self, step_context: WaterfallStepContext) -> DialogTurnResult:
         submitted = step_context.result if isinstance(step_context.result, dict) else {}
@@ -217,11 +258,11 @@ class BillingDialog(TaskDialog):
                 label = "last month"
             else:
                 if not first_text:
-                    raise InvalidInput("Enter the first month like 2026-01 (and the last month, or leave it empty).")
+                    raise InvalidInput("Pick the first month to show.")
                 today = await self._billing.today()
                 first, last = parse_month(first_text, today), parse_month(last_text, today)
                 reports, asked_from = await self._billing.months(caller, first, last), first
-                label = month_label(first) if first == last else f"{month_label(first)} to {month_label(last)}"
+                label = months_label(first, last)
         except InvalidInput as error:
             return await step_context.replace_dialog(
                 f"{BILLING_DIALOG}.steps", {"error": error.message, "first": first_text, "last": last_text}
@@ -290,6 +331,8 @@ class BillingInvokes:
             await context.send_activity(MessageFactory.attachment(Attachment.model_validate(attachment)))
             return _invoke_message("Allow me to put the file in your OneDrive, and it appears here.")
         await self._send_link(context, caller, fmt, first, last)
+        if _is_personal(context):
+            return _invoke_message("Your export link follows.")
         return _invoke_message("Your export link is in our 1:1 chat.")
 
     async def file_consent(self, context: TurnContext, caller: Caller | None) -> InvokeResponse:
@@ -398,8 +441,9 @@ def billing_tasks(services: Services) -> list[Task]:
             description="Bills: last month, a range of months, a product's spend; export to Excel/CSV",
             dialog=BillingDialog(services.billing),
             permission=Permission.READ_BILLING,
-            aliases=("bills", "bill"),
-            prefixes=("billing", "what did we spend on", "what do we spend on", "spend on"),
+            aliases=CHOOSER_WORDS[1:],
+            prefixes=(*CHOOSER_WORDS, "what did we spend on", "what do we spend on", "spend on"),
+            shortcuts=BILLING_SHORTCUTS,
             card_actions={EXPORT_VERB: invokes.export},
             invokes={"fileConsent/invoke": invokes.file_consent, "composeExtension/query": invokes.search},
         )

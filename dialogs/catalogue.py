@@ -34,6 +34,8 @@ class Task:
     # Words that start the task with more words after them ("billing 2026-09"); the dialog reads
     # the whole text.
     prefixes: tuple[str, ...] = field(default=())
+    # What can be typed to go straight to a result ("billing last month", what it does); `help` lists them.
+    shortcuts: tuple[tuple[str, str], ...] = field(default=())
     card_actions: Mapping[str, CardActionHandler] = field(default_factory=dict)
     invokes: Mapping[str, NamedInvokeHandler] = field(default_factory=dict)
 
@@ -72,7 +74,9 @@ class TaskCatalogue:
 
     def menu_for(self, caller: Caller) -> list[MenuEntry]:
         return [
-            MenuEntry(task.command, task.title, task.description) for task in self._tasks if caller.can(task.permission)
+            MenuEntry(task.command, task.title, task.description, task.shortcuts)
+            for task in self._tasks
+            if caller.can(task.permission)
         ]
 
     def title_of(self, dialog_id: str | None) -> str | None:

@@ -106,6 +106,13 @@ def month(value: Date, locale: str = DEFAULT_LOCALE) -> str:
     return format_skeleton("yMMMM", value, locale=locale)
 
 
+def month_range(first: Date, last: Date, locale: str = DEFAULT_LOCALE) -> str:
+    """`September 2026` for one month, `September – October 2026`, `November 2026 – February 2027`."""
+    if (first.year, first.month) == (last.year, last.month):
+        return month(first, locale)
+    return format_interval(first, last, "yMMMM", locale=locale)
+
+
 def _spaced(shown: str) -> str:
     shown = _LETTERS_THEN_DIGIT.sub("\u00a0", shown)
     return _DIGIT_THEN_LETTERS.sub("\u00a0", shown)

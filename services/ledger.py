@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -129,6 +129,13 @@ class SubscriptionLedger:
     async def has(self, source_key: str) -> bool:
         async with self._sessions() as session:
             return await session.scalar(select(LedgerEntry.id).where(LedgerEntry.source_key == source_key)) is not None
+
+    async def first_effective_at(self, organisation_id: int) -> datetime | None:
+        """When the organisation's first entry took effect (its first service); None without any."""
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(func.min(LedgerEntry.effective_at)).where(LedgerEntry.organisation_id == organisation_id)
+            )
 
     async def entries(
         self, organisation_id: int, *, until: datetime | None = None, subscription_id: str | None = None

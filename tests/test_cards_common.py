@@ -74,3 +74,13 @@ def test_error_card_shows_only_the_reference():
     card = build_error_card("abc123")
     assert_valid_card(card)
     assert "abc123" in card_text(card)
+
+
+def test_help_lists_what_can_be_typed_for_each_task_and_inside_the_task():
+    shortcuts = (("billing last month", "the most recent cycle"), ("billing this year", "this year so far"))
+    billing = MenuEntry("billing", "Billing", "Bills", shortcuts)
+    said = card_text(build_help_card([*ENTRIES, billing]))
+    assert "**Billing**: type these" in said and "billing last month\nthe most recent cycle" in said
+    assert "billing this year" in said and "Add tenant**: type" not in said  # a task without any
+    inside = card_text(build_help_card((), in_task="Billing", shortcuts=shortcuts))
+    assert "You are in **Billing**" in inside and "billing last month" in inside

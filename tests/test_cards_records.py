@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cards.billing import RANGE_VERB, RangeChoiceView, build_range_card
 from cards.records import CARD_ID_KEY, build_record, clicked_action, stamp
 from cards.subscriptions import build_suspend_request_card
 from cards.tenant import build_tenant_confirm_card
@@ -70,3 +71,15 @@ def test_a_form_record_shows_choices_by_their_titles_and_toggles_as_yes_or_no() 
     assert f"✓ {toggle['title']}" in card_text(record)
     unticked = build_record(card, {toggle["id"]: toggle.get("valueOff", "false")}, "✕ Cancelled")
     assert f"Not ticked: {toggle['title']}" in card_text(unticked)
+
+
+def test_a_button_that_sends_no_inputs_leaves_them_out_of_the_record() -> None:
+    """ "Last month's bill" ignores the chooser's months: the record must not say they were asked for."""
+    months = (("2026-11", "November 2026"), ("2026-10", "October 2026"))
+    card = build_range_card(RangeChoiceView(months, "2026-10", "2026-11"))
+    last = build_record(card, {"verb": RANGE_VERB, "choice": "last"}, "✓ Last month's bill — Alex")
+    assert_valid_card(last)
+    assert "From" not in card_text(last) and "November 2026" not in card_text(last)
+    picked = {"verb": RANGE_VERB, "choice": "range", "first_month": "2026-10", "last_month": "2026-11"}
+    ranged = build_record(card, picked, "✓ Show these months — Alex")
+    assert "**From**: October 2026" in card_text(ranged) and "**To**: November 2026" in card_text(ranged)

@@ -19,8 +19,9 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 
-from cli.sandbox_commands import _offset
+from cli.sandbox_commands import _describe_fault, _offset
 from sandbox.admin_file import SandboxAdmin, publish_admin_file, read_admin_file
+from sandbox.faults import FaultRule
 from services.partner_center import PartnerCenterClient
 from services.settings import Settings
 from startup.partner_center import open_bot_partner_center, open_partner_center
@@ -228,6 +229,12 @@ def test_what_the_sandbox_refuses_is_said_in_one_line(capsys: pytest.CaptureFixt
         result.code == 1
         and result.err == "error: the sandbox refused: Invalid request input: rate is a probability between 0 and 1\n"
     )
+
+
+@pytest.mark.parametrize(("polls", "said"), [(1, "202 Accepted, 1 poll on"), (2, "202 Accepted, 2 polls on")])
+def test_an_accepted_fault_names_its_polls_in_a_real_plural(polls: int, said: str) -> None:
+    rule = FaultRule.from_json({"kind": "accepted", "polls": polls, "method": "GET"})
+    assert _describe_fault(rule.to_json()) == f"{rule.id} {said} GET *, call 1"
 
 
 # ---- which sandbox, and when there is none ----------------------------------------------------------

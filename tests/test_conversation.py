@@ -85,9 +85,7 @@ class _KeepingUp:
 
 async def test_a_slow_turn_shows_typing_before_its_reply(make_bot, connector):
     fake, url = connector
-    client = await make_bot(
-        tasks=_slow_tasks, loop_lag=_KeepingUp(), settings={"typing_indicator_delay_seconds": 0.05}
-    )
+    client = await make_bot(tasks=_slow_tasks, loop_lag=_KeepingUp(), settings={"typing_indicator_delay_seconds": 0.05})
     assert "Done." in _said(await _say(client, fake, "slow", url, 1))
     kinds = [item.activity["type"] for item in fake.received]
     assert kinds == ["typing", "message"]

@@ -147,7 +147,6 @@ def test_sanitise_activity_refuses_over_long_or_over_deep_input():
     assert "could not read" in (sanitise_activity(_activity(value=deep)) or "")
 
 
-
 # ---- ids and numbers from card payloads ------------------------------------------------------------
 
 BAD_IDS = [10**30, 2**31, 0, -1, 1.0, float("inf"), True, "1e400", "²", "", "12abc", [1], {"id": 1}, None]

@@ -140,9 +140,7 @@ async def test_the_demo_admin_sets_up_a_tenant_buys_assigns_and_reads_the_bill(
     days_left, days_in_cycle = 30 - SANDBOX_START.day + 1, 30  # November
     expected = (SEATS * MONTHLY_PRICE * days_left / days_in_cycle).quantize(Decimal("0.01"))
     assert "Microsoft 365 Business Basic" in bill and "Pro-rata purchase" in bill
-    assert (
-        bought.id in bill and f"{SEATS} × ${MONTHLY_PRICE}" in bill and f"{days_left}/{days_in_cycle} days" in bill
-    )
+    assert bought.id in bill and f"{SEATS} × ${MONTHLY_PRICE}" in bill and f"{days_left}/{days_in_cycle} days" in bill
     assert f"${expected}" in bill and expected == Decimal("13.80")
 
     # Secrets: the two passwords went by mail, never into a chat message or a log line.

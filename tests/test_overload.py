@@ -164,9 +164,7 @@ def _slow_tasks(services):
 
 async def test_a_slow_turn_sends_no_typing_while_the_loop_lags(make_bot, connector):
     fake, url = connector
-    client = await make_bot(
-        tasks=_slow_tasks, loop_lag=_Lagging(), settings={"typing_indicator_delay_seconds": 0.05}
-    )
+    client = await make_bot(tasks=_slow_tasks, loop_lag=_Lagging(), settings={"typing_indicator_delay_seconds": 0.05})
     response = await client.post("/api/messages", json=message("slow", service_url=url))
     assert response.status == 202
     await fake.wait_for(1)

@@ -226,6 +226,4 @@ async def test_generated_prices_are_rounded_to_the_currencys_minor_unit(
     assert per_year_price is not None and str(per_year_price.amount) == annual
     # The list's CSV writes each amount with its currency's digits: no padded yen, no cut fils.
     exported = await book.export_csv(GLOBAL_LIST)
-    assert [line.split(",", 2)[2] for line in exported.splitlines()[1:]] == [
-        f"{row}2026-01-01," for row in csv_rows
-    ]
+    assert [line.split(",", 2)[2] for line in exported.splitlines()[1:]] == [f"{row}2026-01-01," for row in csv_rows]

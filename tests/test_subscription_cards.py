@@ -174,7 +174,7 @@ def test_addons_cancel_autorenew_suspend_reactivate_cards():
         1, PriceScope.GLOBAL, "CFQ7TTC0LH0J", "0001", "P1Y", "monthly", "USD", Decimal("3.00"), WHEN.date()
     )
     offers = [
-        AddonOffer("CFQ7TTC0LH0J", "0001", "Exchange Online Archiving", "Archive", 1, 300, "P1Y", "monthly", price),
+        AddonOffer("CFQ7TTC0LH0J", "0001", "Exchange Online Archiving", "Archive", 1, 100000, "P1Y", "monthly", price),
         AddonOffer("X", "0001", "Unpriced", "", 1, 10, "P1M", "monthly", None),
     ]
     addons = build_addons_card(_view(), offers, "k", error="Choose between 1 and 300")
@@ -183,6 +183,8 @@ def test_addons_cancel_autorenew_suspend_reactivate_cards():
     )
     for built, expected in (
         (addons, "Price\n$3.00 per licence per month\n"),
+        (addons, "Quantity\n1–100,000\n"),
+        (build_subscriptions_card(_page([_view(scheduled_quantity=3)])), "Nov 15, 2027 (renews with 3 seats; price"),
         (cancel, "Refund\n$12.00 (4 × $6.00 × 15/30 days)\n"),
         (cancel, f"Cancellation possible until\n{WHEN_SHOWN}"),
         (build_autorenew_card(_view(), "k"), "ends on Nov 15, 2027 and"),

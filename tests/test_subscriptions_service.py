@@ -146,6 +146,19 @@ async def test_removal_limited_to_seats_in_their_own_window(services, ready, san
     assert ok.kind == "decrease"
 
 
+async def test_the_list_stops_offering_seats_whose_window_ended_since_it_was_read(services, ready, sandbox):
+    """The copy says "removable until D"; once Microsoft's clock passes D, before any re-read, the list
+    (and the quantity card built from it) no longer offers those seats."""
+    await buy(services, ready, quantity=10)
+    caller = await admin(services)
+    await services.subscriptions.sync(caller.organisation_id)
+    (fresh,) = (await services.subscriptions.page(caller)).items
+    assert fresh.refundable == 10 and [seats for seats, _ in fresh.refundable_batches] == [10]
+    sandbox.clock.advance(timedelta(days=8))
+    (later,) = (await services.subscriptions.page(caller)).items  # the copy is not re-read
+    assert later.refundable == 0 and later.refundable_batches == ()
+
+
 async def test_scheduled_lower_quantity_applies_at_renewal(services, ready, sandbox):
     sid = await buy(services, ready, quantity=10, term="P1M")
     caller = await admin(services)

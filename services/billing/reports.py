@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
+from services import formatting
 from services.billing.cycles import Cycle
 from services.billing.rating import Line, totals_by_currency
 from services.errors import InvalidInput
@@ -111,6 +112,7 @@ _MONTH_NAMES = {
     )
     for name in names
 }
+_COMMAND = re.compile(r"^(?:billing|bills|bill)(?: |$)")
 _SPEND = re.compile(r"^(?:what did we spend on|what do we spend on|spend on|spent on|spend)\s+(.+?)\??$")
 
 
@@ -148,6 +150,11 @@ def month_label(month: tuple[int, int]) -> str:
     return f"{month[0]:04d}-{month[1]:02d}"
 
 
+def months_label(first: tuple[int, int], last: tuple[int, int]) -> str:
+    """How a person reads a range of months: `September 2026`, `January – June 2026`."""
+    return formatting.month_range(date(*first, 1), date(*last, 1))
+
+
 def months_between(first: tuple[int, int], last: tuple[int, int]) -> int:
     return (last[0] - first[0]) * 12 + last[1] - first[1] + 1
 
@@ -159,15 +166,15 @@ def check_range(first: tuple[int, int], last: tuple[int, int], today: date) -> N
     if months_between(first, last) > MAX_MONTHS:
         raise InvalidInput(f"A report covers at most {MAX_MONTHS} months; choose a shorter range.", field="last_month")
     if (last[0], last[1]) > (today.year, today.month):
-        raise InvalidInput(f"{month_label(last)} is in the future: there is no bill for it yet.", field="last_month")
+        raise InvalidInput(
+            f"{months_label(last, last)} is in the future: there is no bill for it yet.", field="last_month"
+        )
 
 
 def parse_query(text: str, today: date) -> Query:
     """The words after "billing" (or a spend question): last month, this year, a month, a range
     `2026-01..2026-06`, or a product name."""
-    words = " ".join(text.strip().lower().rstrip("?.!").split())
-    if words.startswith("billing"):
-        words = words[len("billing") :].strip()
+    words = _COMMAND.sub("", " ".join(text.strip().lower().rstrip("?.!").split()))
     spend = _SPEND.match(words)
     if spend:
         product = spend.group(1).strip()
@@ -184,12 +191,14 @@ def parse_query(text: str, today: date) -> Query:
         if separator in words:
             left, right = (part.strip() for part in words.split(separator, 1))
             first, last = parse_month(left, today), parse_month(right, today)
+            if first > last and left in _MONTH_NAMES:
+                first = (first[0] - 1, first[1])  # "november to february": the November before
             check_range(first, last, today)
-            return Query(first=first, last=last, label=f"{month_label(first)} to {month_label(last)}")
+            return Query(first=first, last=last, label=months_label(first, last))
     if words[:1].isdigit():  # a date, not a product name: it must parse
         month = parse_month(words, today)
         check_range(month, month, today)
-        return Query(first=month, last=month, label=month_label(month))
+        return Query(first=month, last=month, label=months_label(month, month))
     try:
         month = parse_month(words, today)
     except InvalidInput:
@@ -199,7 +208,7 @@ def parse_query(text: str, today: date) -> Query:
         first = (today.year - 1, today.month + 1) if today.month < 12 else (today.year, 1)
         return Query(first=first, last=(today.year, today.month), product=words, label="the last 12 months")
     check_range(month, month, today)
-    return Query(first=month, last=month, label=month_label(month))
+    return Query(first=month, last=month, label=months_label(month, month))
 
 
 def matches_product(line: Line, product: str) -> bool:

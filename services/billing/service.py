@@ -23,12 +23,13 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services import audit
+from services import audit, formatting
 from services.access import Caller
 from services.alerts import AlertService
 from services.billing.cycles import Cycle, CycleCalendar, CycleSetting, parse_cycle_day, parse_timezone
 from services.billing.rating import ChargeType, Line, PriceIndex, adjustment_lines, rate_cycle, totals_by_currency
 from services.billing.reports import (
+    MAX_MONTHS,
     MAX_YEAR,
     MIN_YEAR,
     CycleReport,
@@ -155,14 +156,23 @@ class NoService(InvalidInput):
     code = "no_service"
 
 
+@dataclass(frozen=True)
+class BillMonths:
+    """The months that have a bill, newest first (the current month's open cycle included), and the
+    month of the most recent ended cycle ("last month") when it is among them."""
+
+    months: tuple[tuple[int, int], ...]
+    last_ended: tuple[int, int] | None
+    older: bool = False  # there are bills before the oldest month listed
+
+
 def _no_service_message(asked: Sequence[Cycle], first_day: date | None) -> str:
-    first, last = f"{asked[0].end:%B %Y}", f"{asked[-1].end:%B %Y}"
-    when = first if first == last else f"{first} to {last}"
+    when = formatting.month_range(asked[0].end, asked[-1].end)
     if first_day is None:
         return f"There was no service in {when}: your organisation has no subscriptions with your reseller yet."
     return (
         f"There was no service in {when}, so there is no bill: your organisation's first subscription "
-        f"with your reseller began on {first_day.day} {first_day:%B %Y}."
+        f"with your reseller began on {formatting.date(first_day)}."
     )
 
 
@@ -259,6 +269,24 @@ class BillingService:
         calendar = await self.calendar()
         cycle = calendar.last_ended(calendar.today(self._clock()))
         return (await self._reports(caller.organisation_id, calendar, [cycle]))[0]
+
+    async def bill_months(self, caller: Caller, *, limit: int = MAX_MONTHS * 2) -> BillMonths:
+        """The months with a bill for the caller's organisation, newest first, at most `limit`: from the
+        month of the cycle of its first subscription to the current month; none without service."""
+        caller.require(Permission.READ_BILLING)
+        calendar = await self.calendar()
+        today = calendar.today(self._clock())
+        first_at = await self._ledger.first_effective_at(caller.organisation_id)
+        if first_at is None:
+            return BillMonths((), None)
+        first = calendar.cycle_of(calendar.day_of(first_at)).month
+        months: list[tuple[int, int]] = []
+        year, month = today.year, today.month
+        while (year, month) >= first and len(months) < limit:
+            months.append((year, month))
+            year, month = (year - 1, 12) if month == 1 else (year, month - 1)
+        last_ended = calendar.last_ended(today).month
+        return BillMonths(tuple(months), last_ended if last_ended in months else None, (year, month) >= first)
 
     async def months(self, caller: Caller, first: tuple[int, int], last: tuple[int, int]) -> list[CycleReport]:
         """One report per cycle ending in the months first..last (the open cycle included, marked so)."""

@@ -357,7 +357,10 @@ class SubscriptionChanges:
             raise InvalidInput(f"Choose between {low} and {high} seats for {row.name}.", field="quantity")
         have = current.quantity or 0
         if new == have:
-            raise InvalidInput(f"{row.name} already has {have} seats. Enter a different number.", field="quantity")
+            raise InvalidInput(
+                f"{row.name} already has {formatting.plural(have, 'seat', 'seats')}. Enter a different number.",
+                field="quantity",
+            )
         price = await self._price(caller, row)
         refundable = current.refundable_quantity
         refundable_seats = refundable.total_quantity if refundable else 0
@@ -508,7 +511,7 @@ class SubscriptionChanges:
         return ChangeResult(
             f"{row.name} will renew with {formatting.plural(new, 'seat', 'seats')} on "
             f"{formatting.date(as_utc(result.commitment_end_date))}; "
-            f"until then it keeps {result.quantity}.",
+            f"until then it keeps {formatting.plural(result.quantity or 0, 'seat', 'seats')}.",
             row.id,
         )
 

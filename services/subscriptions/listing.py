@@ -108,8 +108,11 @@ class SyncResult:
     notices: list[str] = field(default_factory=list)
 
 
-def _view(row: SubscriptionRow) -> SubscriptionView:
+def _view(row: SubscriptionRow, now: datetime) -> SubscriptionView:
+    """The row as the list shows it at Microsoft's `now`: seats whose 7-day window has ended since the
+    copy was read are no longer removable."""
     refundable = row.refundable or {}
+    batches = tuple(batch for batch in _refundable_batches(refundable) if batch[1] > now)
     return SubscriptionView(
         id=row.id,
         name=row.name,
@@ -125,9 +128,9 @@ def _view(row: SubscriptionRow) -> SubscriptionView:
         renewal_date=as_utc(row.commitment_end_date),
         cancellation_until=as_utc(row.cancellation_allowed_until),
         scheduled_quantity=row.scheduled_quantity,
-        refundable=int(refundable.get("totalQuantity") or 0),
+        refundable=sum(seats for seats, _ in batches),
         licence_sku_id=row.licence_sku_id,
-        refundable_batches=_refundable_batches(refundable),
+        refundable_batches=batches,
     )
 
 
@@ -289,10 +292,11 @@ class SubscriptionService:
             if licence:
                 pool[licence.lower()] = pool.get(licence.lower(), 0) + 1
         entries = await self._pricing.entries_for(organisation_id) if rows else []
-        today = self.clock().date()
+        now = self.clock()
+        today = now.date()
         views: list[SubscriptionView] = []
         for row in rows:
-            view = _view(row)
+            view = _view(row, now)
             licence = row.licence_sku_id.lower()
             price = price_in_force(
                 entries,

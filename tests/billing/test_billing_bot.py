@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from cards.billing import FILE_CONSENT, FILE_INFO
-from dialogs.billing import billing_tasks
+from dialogs.billing import BILLING_SHORTCUTS, NO_BILLS, billing_tasks
 from dialogs.private_replies import SENT_PRIVATELY
 from services.billing.cycles import CycleCalendar
 from services.billing.export import CSV_COLUMNS
@@ -23,11 +23,12 @@ from tests.billing.helpers import ListPrices
 from tests.billing.ledger_fixtures import event, price
 from tests.cardcheck import assert_valid_attachment, assert_valid_card, assert_valid_compose_result
 from tests.conftest import message, runtime_of
-from tests.fakes import card_of, card_text
+from tests.fakes import card_of, card_text, said
 
 THREAD = "team-id;messageid=1700000000002"
 LAST = CycleCalendar().last_ended(datetime.now(UTC).date())  # the real clock: the app's own /exports uses it
 LAST_MONTH = f"{LAST.end:%Y-%m}"
+THIS_MONTH = f"{LAST.end + timedelta(days=1):%Y-%m}"
 
 
 def _tasks(*, file_consent: bool = False):
@@ -85,6 +86,20 @@ async def test_billing_last_month_answers_with_the_report_card(make_bot, connect
     assert [a["verb"] for a in card["actions"]] == ["billing_export", "billing_export"]
 
 
+async def test_help_lists_the_billing_shortcuts_and_each_one_works(make_bot, connector) -> None:
+    fake, url = connector
+    client = await _bot(make_bot)
+    listed = said(await _say(client, fake, "help", url, 1))
+    assert all(typed in listed for typed, _ in BILLING_SHORTCUTS)
+    await _say(client, fake, "billing", url, 2)
+    inside = said(await _say(client, fake, "help", url, 3))  # help inside the task
+    assert "You are in **Billing**" in inside and "billing last month" in inside
+    count = 3
+    for typed in ("bill last month", "billing last month", "billing this month", "billing this year"):
+        count += 1
+        assert "€90.00" in said(await _say(client, fake, typed, url, count)), typed
+
+
 async def test_the_chooser_keeps_values_and_shows_errors_then_reports(make_bot, connector) -> None:
     fake, url = connector
     client = await _bot(make_bot)
@@ -94,13 +109,30 @@ async def test_the_chooser_keeps_values_and_shows_errors_then_reports(make_bot, 
     bad = {"verb": "billing_range", "choice": "range", "first_month": "2020-01", "last_month": LAST_MONTH}
     again = card_of(await _say(client, fake, None, url, 2, value=bad))
     assert again is not None and "at most 24 months" in card_text(again)
-    assert {i["id"]: i.get("value") for i in again["body"] if i["type"] == "Input.Text"} == {
-        "first_month": "2020-01",
-        "last_month": LAST_MONTH,
-    }
+    # The months that have bills, newest first; what was picked stays picked (a month not offered
+    # falls back to last month).
+    chosen = {i["id"]: i for i in again["body"] if i["type"] == "Input.ChoiceSet"}
+    assert [c["value"] for c in chosen["last_month"]["choices"]][:2] == [THIS_MONTH, LAST_MONTH]
+    assert (chosen["first_month"]["value"], chosen["last_month"]["value"]) == (LAST_MONTH, LAST_MONTH)
+    picked = {"verb": "billing_range", "choice": "range", "first_month": THIS_MONTH, "last_month": LAST_MONTH}
+    reversed_range = card_of(await _say(client, fake, None, url, 3, value=picked))
+    assert reversed_range is not None and "The first month must not be after the last month." in card_text(
+        reversed_range
+    )
+    chosen = {i["id"]: i for i in reversed_range["body"] if i["type"] == "Input.ChoiceSet"}
+    assert (chosen["first_month"]["value"], chosen["last_month"]["value"]) == (THIS_MONTH, LAST_MONTH)
     good = {"verb": "billing_range", "choice": "range", "first_month": LAST_MONTH, "last_month": ""}
-    report = card_of(await _say(client, fake, None, url, 3, value=good))
+    report = card_of(await _say(client, fake, None, url, 4, value=good))
     assert report is not None and "€90.00" in card_text(report)
+
+
+async def test_without_any_bill_the_chooser_says_so_instead_of_offering_no_months(make_bot, connector) -> None:
+    fake, url = connector
+    client = await make_bot(tasks=_tasks())  # no subscription yet
+    reply = await _say(client, fake, "billing", url, 1)
+    assert card_of(reply) is None and said(reply) == NO_BILLS
+    menu = await _say(client, fake, "menu", url, 2)  # the task ended: nothing waits for a card
+    assert "What can I do" in said(menu) or card_of(menu) is not None
 
 
 async def test_asked_in_a_channel_the_bill_goes_to_the_personal_chat(make_bot, connector) -> None:
@@ -158,7 +190,7 @@ async def test_export_by_link_is_single_use_and_audited(make_bot, connector) -> 
     fake, url = connector
     client = await _bot(make_bot)
     body = await _invoke(client, url, "adaptiveCard/action", _export_value("csv"))
-    assert "link" in body["value"]
+    assert body["value"] == "Your export link follows."  # in the 1:1 chat itself: not "in our 1:1 chat"
     await fake.wait_for(1)
     link_card = card_of(fake.messages()[-1])
     assert link_card is not None
@@ -288,3 +320,16 @@ async def test_file_consent_for_someone_elses_export_is_refused(make_bot, connec
     # … and the other member's attempt did not use it up either: Alex's own consent still redeems it.
     grant = await services.billing.redeem_export_link(context["export"])
     assert grant.file_format == "csv"
+
+
+async def test_an_export_asked_for_in_a_channel_says_where_the_link_went(make_bot, connector) -> None:
+    fake, url = connector
+    client = await _bot(make_bot)
+    await _say(client, fake, "menu", url, 1)  # the 1:1 chat exists
+    body = await _invoke(
+        client, url, "adaptiveCard/action", _export_value("csv"), conversation_id=THREAD, conversation_type="channel"
+    )
+    assert body["value"] == "Your export link is in our 1:1 chat."
+    await fake.wait_for(3)
+    links = [card_of(m) for m in fake.messages("personal-chat-alex")]
+    assert any(c is not None and "Download" in card_text(c) for c in links)

@@ -7,6 +7,7 @@ import io
 import json
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from openpyxl import load_workbook
@@ -106,15 +107,45 @@ def test_report_card_is_valid_and_drills_down() -> None:
     said = card_text(card)
     assert "September 2026" in said and "October 2026" in said
     assert "**September 2026** · Sep 1\u2009–\u200930, 2026\nReport dated Oct 1, 2026 · issued\n€100.00" in said
-    assert "Total\n€287.29" in said and "Refund\n2 × €30.00\n18/31 days\n-€34.84" in said
+    assert "Total\n€287.29" in said and "Refund\n2 × €30.00 · 18/31 days\n-€34.84" in said
     assert "Add-on pro-rata · Teams Phone Standard" in said
     assert "⚠ 1 line without a price — your reseller has been told." in said
-    assert "▸ Microsoft 365 Business Basic\nsub-basic\nunpriced\n" in said and "1 × no price" in said
+    assert "Microsoft 365 Business Basic\nsub-basic\nunpriced ▸\nunpriced ▾\n" in said
+    assert "1 × no price · 12/31 days" in said
     summary = card_text(build_bill_summary_card(summary_view(_reports()[1])))
     assert "Period\nOct 1\u2009–\u200931, 2026\nReport dated\nNov 1, 2026\n" in summary
     assert "Total: **€187.29**" in summary
-    toggles = json.dumps(card).count("Action.ToggleVisibility")
-    assert toggles >= 2 + 3  # cycles, then subscriptions
+    toggles = _toggles(card)
+    assert len(toggles) == 2 + 3  # the cycles, then their subscriptions (E3; E3 with its add-on, Basic)
+
+
+def _toggles(node: Any) -> list[list[str]]:
+    if isinstance(node, dict):
+        found = [node["targetElements"]] if node.get("type") == "Action.ToggleVisibility" else []
+        return found + [t for value in node.values() for t in _toggles(value)]
+    return [t for item in node for t in _toggles(item)] if isinstance(node, list) else []
+
+
+def _elements(node: Any) -> dict[str, dict[str, Any]]:
+    if isinstance(node, dict):
+        found = {node["id"]: node} if "id" in node else {}
+        for value in node.values():
+            found |= _elements(value)
+        return found
+    return {k: v for item in node for k, v in _elements(item).items()} if isinstance(node, list) else {}
+
+
+def test_each_drill_down_row_turns_its_chevron_with_what_it_shows() -> None:
+    """A tap shows the hidden part and swaps "▸" for "▾"; the next tap undoes both (ToggleVisibility
+    flips every target), so the chevron always tells whether the row is open."""
+    card = build_report_card(report_view(_reports(), "Contoso Ltd", "2026-09 to 2026-10"))
+    elements = _elements(card["body"])
+    assert len(elements) == len(json.dumps(card).split('"id": ')) - 1  # ids are unique
+    for target, collapsed, expanded in _toggles(card):
+        assert elements[target]["isVisible"] is False
+        assert elements[collapsed].get("isVisible", True) and elements[collapsed]["text"].endswith(" ▸")
+        assert elements[expanded]["isVisible"] is False and elements[expanded]["text"].endswith(" ▾")
+        assert elements[collapsed]["text"][:-2] == elements[expanded]["text"][:-2]  # the same amount
 
 
 def test_a_large_report_stays_within_teams_limits() -> None:
@@ -128,7 +159,7 @@ def test_a_large_report_stays_within_teams_limits() -> None:
     assert_valid_card(card)
     assert len(json.dumps(card, ensure_ascii=False).encode()) <= CARD_BUDGET
     assert "Export" in card_text(card)
-    assert "…and 399 more subscriptions: use **Export** for all of them." in card_text(card)
+    assert "…and 399 more subscriptions in the export." in card_text(card)
 
 
 @pytest.mark.parametrize(
@@ -160,10 +191,25 @@ def test_exports_write_each_currencys_own_minor_unit(
     assert shown in card_text(build_report_card(report_view(reports, "Contoso Ltd", "2026-09 to 2026-10")))
 
 
-def test_other_billing_cards_are_valid() -> None:
-    chooser = build_range_card(RangeChoiceView("2026-01", "2027-13", "That is not a month."))
+def test_the_range_chooser_offers_the_months_with_bills_and_keeps_the_choice() -> None:
+    months = (("2026-11", "November 2026"), ("2026-10", "October 2026"), ("2026-09", "September 2026"))
+    chooser = build_range_card(RangeChoiceView(months, "2026-09", "2026-10", "That is not a month.", older="2026-08"))
     assert_valid_card(chooser)
-    assert "That is not a month." in card_text(chooser)
+    said = card_text(chooser)
+    assert "That is not a month." in said and "type **billing 2026-08**" in said
+    inputs = {element["id"]: element for element in chooser["body"] if element["type"] == "Input.ChoiceSet"}
+    assert [(c["value"], c["title"]) for c in inputs["first_month"]["choices"]] == list(months)
+    assert (inputs["first_month"]["value"], inputs["last_month"]["value"]) == ("2026-09", "2026-10")
+    # The inputs' labels are not the buttons' titles, and "Last month's bill" sends no months.
+    buttons = {action["title"]: action for action in chooser["actions"]}
+    assert {i["label"] for i in inputs.values()}.isdisjoint(buttons) and "Last month" not in buttons
+    assert buttons["Last month's bill"]["associatedInputs"] == "none"
+    newest = build_range_card(RangeChoiceView(months))
+    assert [i["value"] for i in newest["body"] if i["type"] == "Input.ChoiceSet"] == ["2026-11", "2026-11"]
+    assert "Older bills" not in card_text(newest)
+
+
+def test_other_billing_cards_are_valid() -> None:
     assert_valid_card(build_export_link_card("billing_2026-09.csv", "http://127.0.0.1:3978/exports/x", 15))
 
 

@@ -138,6 +138,15 @@ class Browser:
         """Click a button that changes the card itself without asking the bot (show/hide details)."""
         await self._call("click", name=button, index=index, near=near)
 
+    async def tap(self, text: str) -> None:
+        """Tap the row of a card that shows `text` and opens or closes part of the card in place."""
+        await self._call("tap", text=text)
+
+    async def download(self, link: str, path: Path) -> dict[str, str]:
+        """Click the link button `link` (an Action.OpenUrl) on the newest card that has it and save
+        the file the browser downloads to `path`; returns its `url` and suggested `name`."""
+        return dict(await self._call("download", name=link, path=str(path)))
+
     async def wait_for_text(self, text: str) -> dict[str, Any]:
         """Until a message of the open chat shows `text` (a proactive message, an updated card)."""
         loop = asyncio.get_running_loop()

@@ -89,7 +89,7 @@ const ops = {
     page.setDefaultTimeout(10000);
     page.on('pageerror', (error) => noteProblem('page error', error.message));
     page.on('console', (message) => { if (message.type() === 'error') noteProblem('console error', message.text()); });
-    await page.goto(url);
+    await page.goto(url, { timeout: 60000 });
     await page.getByRole('textbox').first().waitFor({ timeout: 30000 });
     return null;
   },
@@ -116,6 +116,41 @@ const ops = {
     }
     await scope.getByRole('button', { name, exact: true }).last().click();
     return null;
+  },
+  // A row of a card that shows or hides part of it when tapped (a selectAction): the innermost
+  // tappable part of the newest card that shows this text.
+  async tap({ text }) {
+    const rows = page.locator('.ac-adaptiveCard .ac-selectable[role="button"]').filter({ hasText: text });
+    const count = await rows.count();
+    if (count === 0) throw new Error(`no tappable row shows ${JSON.stringify(text)}`);
+    await rows.nth(count - 1).click();
+    return null;
+  },
+  // An Action.OpenUrl (rendered as a link-role button): click it as a person does and save what the
+  // browser downloads from the page it opens. Returns the address and the file's suggested name.
+  async download({ name, path }) {
+    const all = cards().filter({ has: page.getByRole('link', { name, exact: true }) });
+    const count = await all.count();
+    if (count === 0) throw new Error(`no card has a link named ${JSON.stringify(name)}`);
+    const link = all.nth(count - 1).getByRole('link', { name, exact: true }).last();
+    const url = await link.getAttribute('title');
+    // The link opens a page that turns into the download (and closes): listen on it from its start.
+    let timer;
+    const seen = [];
+    const downloaded = new Promise((resolve, reject) => {
+      page.once('download', resolve);
+      page.context().once('page', (opened) => {
+        seen.push(`a page opened (${opened.url()})`);
+        opened.once('download', resolve);
+      });
+      timer = setTimeout(() => reject(new Error(`nothing was downloaded from ${url}: ${seen.join(', ') || 'no page opened'}`)), 15000);
+    });
+    await link.click();
+    const download = await downloaded.finally(() => clearTimeout(timer));
+    await download.saveAs(path);
+    const failure = await download.failure();
+    if (failure) throw new Error(`the download from ${url} failed: ${failure}`);
+    return { url, name: download.suggestedFilename() };
   },
   async fill({ label, value }) {
     await (await inputLabelled(label)).fill(String(value));
