@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -27,7 +27,15 @@ from services import audit
 from services.access import Caller
 from services.alerts import AlertService
 from services.billing.cycles import Cycle, CycleCalendar, CycleSetting, parse_cycle_day, parse_timezone
-from services.billing.rating import ChargeType, Line, PriceIndex, adjustment_lines, rate_cycle, totals_by_currency
+from services.billing.rating import (
+    ChargeType,
+    Line,
+    PriceIndex,
+    adjustment_lines,
+    rate_cycle,
+    rate_cycles,
+    totals_by_currency,
+)
 from services.billing.reports import (
     MAX_YEAR,
     MIN_YEAR,
@@ -50,6 +58,12 @@ log = logging.getLogger(__name__)
 
 EXPORT_LINK_MINUTES = 15
 EXPORT_FORMATS = ("xlsx", "csv")
+# Report lines are inserted this many at a time (one executemany each): bounded memory for the
+# parameters, few round trips.
+INSERT_CHUNK = 2000
+# The issued reports' tables, written and read with Core (plain rows, no unit of work).
+_REPORTS = cast(Table, BillingReportRow.__table__)
+_LINES = cast(Table, BillingReportLineRow.__table__)
 
 
 class PriceSource(Protocol):
@@ -103,28 +117,30 @@ def _line_of(row: Any, cycle: Cycle) -> Line:
     )
 
 
-def _row_of(line: Line, position: int) -> BillingReportLineRow:
-    return BillingReportLineRow(
-        position=position,
-        subscription_id=line.subscription_id,
-        parent_subscription_id=line.parent_subscription_id,
-        product=line.product,
-        offer_id=line.offer_id,
-        product_id=line.product_id,
-        sku_id=line.sku_id,
-        term_duration=line.term_duration,
-        billing_cycle=line.billing_cycle,
-        charge_type=line.charge_type.value,
-        charge_day=line.charge_day,
-        quantity=line.quantity,
-        unit_price=None if line.unit_price is None else str(line.unit_price),
-        days=line.days,
-        cycle_days=line.cycle_days,
-        amount=None if line.amount is None else str(line.amount),
-        currency=line.currency,
-        price_entry_id=line.price_entry_id,
-        corrects_cycle_end=line.corrects,
-    )
+def _row_of(line: Line, report_id: int, position: int) -> dict[str, Any]:
+    """A line as the parameters of one `billing_report_lines` row (money as exact decimal text)."""
+    return {
+        "report_id": report_id,
+        "position": position,
+        "subscription_id": line.subscription_id,
+        "parent_subscription_id": line.parent_subscription_id,
+        "product": line.product,
+        "offer_id": line.offer_id,
+        "product_id": line.product_id,
+        "sku_id": line.sku_id,
+        "term_duration": line.term_duration,
+        "billing_cycle": line.billing_cycle,
+        "charge_type": line.charge_type.value,
+        "charge_day": line.charge_day,
+        "quantity": line.quantity,
+        "unit_price": None if line.unit_price is None else str(line.unit_price),
+        "days": line.days,
+        "cycle_days": line.cycle_days,
+        "amount": None if line.amount is None else str(line.amount),
+        "currency": line.currency,
+        "price_entry_id": line.price_entry_id,
+        "corrects_cycle_end": line.corrects,
+    }
 
 
 def fingerprint(records: Sequence[LedgerRecord], prices: Sequence[UnitPrice]) -> str:
@@ -360,11 +376,12 @@ class BillingService:
             for line in report.lines:
                 if line.corrects is not None:
                     corrections.setdefault(line.corrects, []).append(line)
+        recomputed = rate_cycles(records, prices, calendar, [report.cycle for report in full.values()])
         for end in sorted(full):
             report = full[end]
-            native = [line for line in report.lines if line.charge_type is not ChargeType.ADJUSTMENT]
-            recomputed = rate_cycle(records, prices, calendar, report.cycle)
-            result += adjustment_lines(target, report.cycle, recomputed, native + corrections.get(end, []))
+            issued_lines = [line for line in report.lines if line.charge_type is not ChargeType.ADJUSTMENT]
+            issued_lines += corrections.get(end, [])
+            result += adjustment_lines(target, report.cycle, recomputed[report.cycle], issued_lines)
         return result
 
     async def _load_stored(
@@ -372,8 +389,7 @@ class BillingService:
     ) -> dict[date, CycleReport]:
         """Issued reports (all, or those ending on `ends`), read as plain rows (fast for large reports);
         `with_lines=False` reads their heads only (the lines left empty)."""
-        reports = BillingReportRow.__table__
-        lines = BillingReportLineRow.__table__
+        reports, lines = _REPORTS, _LINES
         query = select(
             reports.c.id, reports.c.cycle_start, reports.c.cycle_end, reports.c.issued_at, reports.c.inputs_fingerprint
         ).where(reports.c.organisation_id == organisation_id)
@@ -423,31 +439,45 @@ class BillingService:
             start = min(start, calendar.cycle_of(calendar.day_of(records[0].effective_at)))
         earlier = dict(stored)
         latest_issued = max((report.cycle for report in earlier.values()), default=None)
+        unissued = []
         cycle = start
-        adjusted = False
         while cycle <= last:
             if cycle.end not in stored:
-                lines = rate_cycle(records, prices, calendar, cycle)
-                if not adjusted and (latest_issued is None or cycle > latest_issued):
-                    lines += await self._adjustments(organisation_id, calendar, records, prices, cycle, earlier, inputs)
-                    adjusted = True
-                stored[cycle.end] = await self._store(organisation_id, cycle, lines, inputs)
+                unissued.append(cycle)
             cycle = calendar.cycle_of(cycle.end + timedelta(days=1))
+        rated = rate_cycles(records, prices, calendar, unissued)  # one pass over the ledger for all of them
+        adjusted = False
+        for cycle in unissued:
+            lines = rated.pop(cycle)
+            if not adjusted and (latest_issued is None or cycle > latest_issued):
+                lines += await self._adjustments(organisation_id, calendar, records, prices, cycle, earlier, inputs)
+                adjusted = True
+            stored[cycle.end] = await self._store(organisation_id, cycle, lines, inputs)
         return stored
 
     async def _store(self, organisation_id: int, cycle: Cycle, lines: Sequence[Line], inputs: str) -> CycleReport:
+        """Store an issued report: its head, then its lines as bulk inserts (Core, no unit of work), in
+        one transaction with the audit entry."""
         issued_at = self._clock()
         try:
             async with self._sessions.begin() as session:
-                report = BillingReportRow(
-                    organisation_id=organisation_id,
-                    cycle_start=cycle.start,
-                    cycle_end=cycle.end,
-                    issued_at=issued_at,
-                    inputs_fingerprint=inputs,
-                )
-                report.lines = [_row_of(line, position) for position, line in enumerate(lines)]
-                session.add(report)
+                report_id = (
+                    await session.execute(
+                        insert(_REPORTS)
+                        .values(
+                            organisation_id=organisation_id,
+                            cycle_start=cycle.start,
+                            cycle_end=cycle.end,
+                            issued_at=issued_at,
+                            inputs_fingerprint=inputs,
+                        )
+                        .returning(_REPORTS.c.id)
+                    )
+                ).scalar_one()
+                for first in range(0, len(lines), INSERT_CHUNK):
+                    chunk = lines[first : first + INSERT_CHUNK]
+                    rows = [_row_of(line, report_id, first + n) for n, line in enumerate(chunk)]
+                    await session.execute(insert(_LINES), rows)
                 audit.record(
                     session,
                     actor="system:billing",
