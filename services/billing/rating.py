@@ -56,7 +56,7 @@ CHARGE_LABELS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a year of bills for 2,000 subscriptions is ~50,000 lines
 class Line:
     """One line item of a cycle's bill. `amount`/`unit_price` are None when no price was in force
     (an unpriced line: flagged, never counted as 0)."""
