@@ -7,6 +7,7 @@ change's idempotency key, an audit record id): the same event seen twice is one 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
@@ -59,15 +60,18 @@ class LedgerRecord:
     id: int | None = None
 
 
-_COLUMNS = [getattr(LedgerEntry, field.name) for field in fields(LedgerRecord)]
+_COLUMNS = [getattr(LedgerEntry, field.name) for field in fields(LedgerRecord)]  # in the record's order
+_EVENT_TYPE, _SOURCE = ([field.name for field in fields(LedgerRecord)].index(name) for name in ("event_type", "source"))
+_EVENTS = {event.value: event for event in LedgerEvent}
+_SOURCES = {source.value: source for source in LedgerSource}
 
 
-def _record(row: Any) -> LedgerRecord:
-    """A ledger row (selected as `_COLUMNS`: plain values, no ORM object) as a record."""
-    values = dict(row._mapping)
-    values["event_type"] = LedgerEvent(values["event_type"])
-    values["source"] = LedgerSource(values["source"])
-    return LedgerRecord(**values)
+def _record(row: Sequence[Any]) -> LedgerRecord:
+    """A ledger row selected as `_COLUMNS` (plain values by position, no ORM object) as a record."""
+    values = list(row)
+    values[_EVENT_TYPE] = _EVENTS[values[_EVENT_TYPE]]
+    values[_SOURCE] = _SOURCES[values[_SOURCE]]
+    return LedgerRecord(*values)
 
 
 class SubscriptionLedger:

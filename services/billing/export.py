@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from services.billing.rating import Line
 from services.billing.reports import CycleReport
-from services.billing.xlsx import BOLD, Workbook, money_style
+from services.billing.xlsx import BOLD, PLAIN, Kind, Workbook, money_style
 from services.money import minor_digits, plain
 
 CSV_COLUMNS = (
@@ -29,6 +29,8 @@ CSV_COLUMNS = (
     "amount",
     "currency",
 )
+# The kinds of CSV_COLUMNS' values on an XLSX line row.
+_LINE_KINDS = (Kind.DAY,) * 3 + (Kind.TEXT,) * 5 + (Kind.NUMBER,) * 5 + (Kind.TEXT,)
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV_MEDIA_TYPE = "text/csv"
 
@@ -85,7 +87,7 @@ def _sheet_title(report: CycleReport) -> str:
 def to_xlsx(reports: Sequence[CycleReport], *, organisation: str = "") -> bytes:
     """A `Summary` sheet (one row per cycle and currency) and one sheet per cycle with the CSV columns."""
     workbook = Workbook()
-    styles: dict[str, int] = {}  # currency → number style
+    money_styles: dict[str, tuple[int, ...]] = {}  # currency → the line columns' styles
     with workbook.sheet("Summary", widths=[12, 12, 12, 14, 14, 9, 14, 4, 30]) as summary:
         summary.append(
             (name, BOLD)
@@ -115,11 +117,15 @@ def to_xlsx(reports: Sequence[CycleReport], *, organisation: str = "") -> bytes:
             sheet.append((name, BOLD) for name in CSV_COLUMNS)
             dated, start, end = report.report_date, report.cycle.start, report.cycle.end
             for line in report.lines:
-                style = styles.get(line.currency)
-                if style is None:
-                    style = styles[line.currency] = money_style(minor_digits(line.currency or "EUR"))
-                sheet.append(
-                    [
+                styles = money_styles.get(line.currency)
+                if styles is None:
+                    money = money_style(minor_digits(line.currency or "EUR"))
+                    styles = money_styles[line.currency] = tuple(
+                        money if name in ("unit_price", "amount") else PLAIN for name in CSV_COLUMNS
+                    )
+                sheet.append_values(
+                    _LINE_KINDS,
+                    (
                         dated,
                         start,
                         end,
@@ -129,12 +135,13 @@ def to_xlsx(reports: Sequence[CycleReport], *, organisation: str = "") -> bytes:
                         _offer_id(line),
                         line.charge_type.value,
                         line.quantity,
-                        (line.unit_price, style),
+                        line.unit_price,
                         line.days,
                         line.cycle_days,
-                        (line.amount, style),
+                        line.amount,
                         line.currency,
-                    ]
+                    ),
+                    styles,
                 )
     return workbook.finish()
 

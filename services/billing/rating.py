@@ -445,23 +445,24 @@ def rate_cycles(
 def sort_lines(lines: Iterable[Line]) -> list[Line]:
     """Base subscriptions in order of first charge, each followed by its add-ons; charges in day order."""
     ordered = list(lines)
+    bases = [line.parent_subscription_id or line.subscription_id for line in ordered]
     first_day: dict[str, date] = {}
-    for line in ordered:
-        if line.base_id not in first_day or line.charge_day < first_day[line.base_id]:
-            first_day[line.base_id] = line.charge_day
-    position = {id(line): n for n, line in enumerate(ordered)}
-    return sorted(
-        ordered,
-        key=lambda line: (
-            first_day[line.base_id],
-            line.base_id,
+    for line, base in zip(ordered, bases, strict=True):
+        if base not in first_day or line.charge_day < first_day[base]:
+            first_day[base] = line.charge_day
+    keys = sorted(
+        (
+            first_day[base],
+            base,
             line.parent_subscription_id is not None,
             line.subscription_id,
             line.charge_type is ChargeType.ADJUSTMENT,
             line.charge_day,
-            position[id(line)],
-        ),
+            position,  # unique: the rest of the order is the lines' own
+        )
+        for position, (line, base) in enumerate(zip(ordered, bases, strict=True))
     )
+    return [ordered[key[-1]] for key in keys]
 
 
 def adjustment_lines(target: Cycle, corrected: Cycle, recomputed: Sequence[Line], issued: Sequence[Line]) -> list[Line]:
