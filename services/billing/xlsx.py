@@ -92,6 +92,16 @@ _COLUMNS = [_column(n) for n in range(64)]
 _STYLE_ATTRIBUTE = {PLAIN: "", **{style: f' s="{style}"' for style in range(1, 6)}}
 
 
+def _kind_of(value: Value) -> Kind:
+    if isinstance(value, str) or value is None:
+        return Kind.TEXT
+    if isinstance(value, bool):  # an int, but a number cell would read "True"
+        raise TypeError(f"an XLSX cell here holds text, a number or a day, not {value!r}")
+    if isinstance(value, int | Decimal):
+        return Kind.NUMBER
+    return Kind.DAY
+
+
 def _text(value: str) -> str:
     text = escape(_INVALID_XML.sub("", value))
     space = ' xml:space="preserve"' if text != text.strip() else ""
@@ -123,38 +133,14 @@ class SheetWriter:
         self._stream.write(text.encode("utf-8"))
 
     def append(self, cells: Iterable[Cell]) -> None:
-        self._rows += 1
-        number = self._rows
-        parts = [f'<row r="{number}">']
-        for index, cell in enumerate(cells):
-            if isinstance(cell, tuple):
-                value, style = cell
-            else:
-                value, style = cell, PLAIN
-            if value is None:
-                continue
-            if index >= len(_COLUMNS):
-                _COLUMNS.extend(_column(n) for n in range(len(_COLUMNS), index + 1))
-            if isinstance(value, str):
-                if not value:
-                    continue
-                text = self._texts.get(value)
-                if text is None:
-                    text = self._texts[value] = _text(value)
-                parts.append(f'<c r="{_COLUMNS[index]}{number}"{_STYLE_ATTRIBUTE[style]} t="inlineStr">{text}</c>')
-            elif isinstance(value, bool):
-                parts.append(f'<c r="{_COLUMNS[index]}{number}"{_STYLE_ATTRIBUTE[style]} t="b"><v>{int(value)}</v></c>')
-            elif isinstance(value, (int, Decimal)):
-                parts.append(f'<c r="{_COLUMNS[index]}{number}"{_STYLE_ATTRIBUTE[style]}><v>{value}</v></c>')
-            else:
-                serial = self._serials.get(value)
-                if serial is None:
-                    serial = self._serials[value] = (value - _EPOCH).days
-                parts.append(f'<c r="{_COLUMNS[index]}{number}" s="{style or DATE}"><v>{serial}</v></c>')
-        parts.append("</row>")
-        self._pending.append("".join(parts))
-        if len(self._pending) >= ROWS_PER_WRITE:
-            self._flush()
+        """A row of values (or (value, style) pairs); None and "" leave their cell empty."""
+        values: list[Value] = []
+        styles: list[int] = []
+        for cell in cells:
+            value, style = cell if isinstance(cell, tuple) else (cell, PLAIN)
+            values.append(value)
+            styles.append(style)
+        self.append_values([_kind_of(value) for value in values], values, styles)
 
     def append_values(self, kinds: Sequence[Kind], values: Sequence[Value], styles: Sequence[int]) -> None:
         """A row whose columns' kinds are known (`kinds[i]` for `values[i]`, styled `styles[i]`): the same
@@ -162,6 +148,8 @@ class SheetWriter:
         self._rows += 1
         number = self._rows
         parts = [f'<row r="{number}">']
+        if len(values) > len(_COLUMNS):
+            _COLUMNS.extend(_column(n) for n in range(len(_COLUMNS), len(values)))
         for index, value in enumerate(values):
             if value is None:
                 continue
