@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -106,53 +106,48 @@ class _LineReader:
     the database driver hands each row fresh copies."""
 
     def __init__(self) -> None:
-        self._texts: dict[str, str] = {}
-        self._days: dict[date, date] = {}
+        self._shared: dict[Any, Any] = {}  # texts and days (a text never equals a day)
         self._money: dict[str, Decimal] = {}
 
-    def _text(self, value: str) -> str:
-        return self._texts.setdefault(value, value)
-
-    def _decimal(self, value: str | None) -> Decimal | None:
-        if value is None:
-            return None
-        known = self._money.get(value)
-        if known is None:
-            known = self._money[value] = Decimal(value)
-        return known
-
-    def _day(self, value: date | None) -> date | None:
-        return None if value is None else self._days.setdefault(value, value)
-
-    def line(self, row: Sequence[Any], cycle: Cycle) -> Line:
-        """A row selected as `_LINE_COLUMNS` (unpacked by position: much cheaper than by name)."""
-        (
-            _report_id, subscription_id, parent_subscription_id, product, offer_id, product_id, sku_id, term_duration,
-            billing_cycle, charge_type, charge_day, quantity, unit_price, days, cycle_days, amount, currency,
-            price_entry_id, corrects,
-        ) = row  # fmt: skip
-        text = self._text
-        return Line(
-            cycle,
-            text(subscription_id),
-            None if parent_subscription_id is None else text(parent_subscription_id),
-            text(product),
-            text(offer_id),
-            text(product_id),
-            text(sku_id),
-            text(term_duration),
-            text(billing_cycle),
-            _CHARGE_TYPES[charge_type],
-            self._days.setdefault(charge_day, charge_day),
-            quantity,
-            self._decimal(unit_price),
-            days,
-            cycle_days,
-            self._decimal(amount),
-            text(currency),
-            price_entry_id,
-            self._day(corrects),
-        )
+    def read(self, rows: Iterable[Sequence[Any]], cycles: Mapping[int, Cycle], into: Mapping[int, list[Line]]) -> None:
+        """Rows selected as `_LINE_COLUMNS` (unpacked by position: much cheaper than by name), each
+        appended to its report's list."""
+        share, money = self._shared.setdefault, self._money
+        for row in rows:
+            (
+                report_id, subscription_id, parent_subscription_id, product, offer_id, product_id, sku_id,
+                term_duration, billing_cycle, charge_type, charge_day, quantity, unit_price, days, cycle_days,
+                amount, currency, price_entry_id, corrects,
+            ) = row  # fmt: skip
+            if unit_price is not None:
+                unit_price = (
+                    money[unit_price] if unit_price in money else money.setdefault(unit_price, Decimal(unit_price))
+                )
+            if amount is not None:
+                amount = money[amount] if amount in money else money.setdefault(amount, Decimal(amount))
+            into[report_id].append(
+                Line(
+                    cycles[report_id],
+                    share(subscription_id, subscription_id),
+                    None if parent_subscription_id is None else share(parent_subscription_id, parent_subscription_id),
+                    share(product, product),
+                    share(offer_id, offer_id),
+                    share(product_id, product_id),
+                    share(sku_id, sku_id),
+                    share(term_duration, term_duration),
+                    share(billing_cycle, billing_cycle),
+                    _CHARGE_TYPES[charge_type],
+                    share(charge_day, charge_day),
+                    quantity,
+                    unit_price,
+                    days,
+                    cycle_days,
+                    amount,
+                    share(currency, currency),
+                    price_entry_id,
+                    None if corrects is None else share(corrects, corrects),
+                )
+            )
 
 
 _CHARGE_TYPES = {charge_type.value: charge_type for charge_type in ChargeType}
@@ -450,8 +445,7 @@ class BillingService:
                 # Streamed: only one batch of rows is held at a time beside the lines made of them.
                 reader = _LineReader()
                 async for rows in (await session.stream(line_query)).partitions():
-                    for row in rows:
-                        by_report[row.report_id].append(reader.line(row, cycles[row.report_id]))
+                    reader.read(rows, cycles, by_report)
         return {
             head.cycle_end: CycleReport(
                 cycles[head.id], tuple(by_report[head.id]), True, head.issued_at, head.inputs_fingerprint
