@@ -64,6 +64,7 @@ ROOT = Path(THIS_FILE).parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import databases  # noqa: E402
 from bench import turns as base  # noqa: E402  (the shared measuring helpers; registers the atexit kill)
 
 LOOPBACK = "127.0.0.1"
@@ -75,7 +76,6 @@ BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
 OUTBOUND_TOKEN = "bench-outbound-token"
 ORGANISATIONS = 50
 USERS_PER_ORGANISATION = 20
-POSTGRES_ADMIN_DSN = os.environ.get("BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 SERVER_KINDS = ("echo", "ours")
 
 
@@ -625,23 +625,9 @@ class LoadGenerator:
 @contextlib.asynccontextmanager
 async def postgres_database() -> AsyncIterator[str]:
     """A fresh database for the run, dropped afterwards whatever happens."""
-    import asyncpg
-
-    name = f"bench_turns_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1) + "/" + name
-    finally:
-        admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-        out(f"dropped the PostgreSQL database {name}")
+    async with databases.postgres_database("bench_turns") as (url, name):
+        yield url
+    out(f"dropped the PostgreSQL database {name}")
 
 
 async def seed_sandbox(url: str, token: str, customers: int) -> list[str]:

@@ -38,7 +38,7 @@ class SubscriptionView:
     subscription_id: str
     product: str
     amount: str
-    details: tuple[DetailView, ...]
+    details: Sequence[DetailView]  # may be formatted as read (dialogs.billing.Formatted)
     unpriced: bool = False
 
 
@@ -49,7 +49,7 @@ class CycleView:
     report_date: str
     total: str
     issued: bool
-    subscriptions: tuple[SubscriptionView, ...]  # largest first
+    subscriptions: Sequence[SubscriptionView]  # largest first; may be formatted as read
     unpriced: int = 0
 
 

@@ -13,10 +13,10 @@ with real Teams, otherwise (and when consent is declined) as a single-use downlo
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 import aiohttp
 from microsoft_agents.activity import AdaptiveCardInvokeResponse, Attachment, InvokeResponse
@@ -50,7 +50,15 @@ from services import formatting
 from services.access import Caller
 from services.billing.export import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, export_name, to_csv, to_xlsx
 from services.billing.rating import CHARGE_LABELS, ChargeType, Line
-from services.billing.reports import CycleReport, Query, month_from_label, month_label, months_label, parse_month
+from services.billing.reports import (
+    CycleReport,
+    Query,
+    SubscriptionGroup,
+    month_from_label,
+    month_label,
+    months_label,
+    parse_month,
+)
 from services.billing.service import EXPORT_FORMATS, EXPORT_LINK_MINUTES, BillingService, BillMonths
 from services.container import Services
 from services.errors import DomainError, InvalidInput
@@ -76,6 +84,8 @@ SEARCH_COMMAND = "searchBills"
 SUMMARY_TOP = 5
 MAX_SEARCH_CHARS = 200  # a month, a range or a product name; the answer card repeats it
 INVOKE_MESSAGE = "application/vnd.microsoft.activity.message"
+S = TypeVar("S")
+V = TypeVar("V")
 
 
 # ---- view models ---------------------------------------------------------------------------------
@@ -114,6 +124,43 @@ def _group_amount(totals: dict[str, Decimal], unpriced: bool) -> str:
     return f"{priced} + unpriced" if priced else "unpriced"
 
 
+class Formatted(Sequence[V], Generic[S, V]):
+    """`make(item)` for each of `items`, made the first time it is read. A card shows the largest ten
+    of maybe a thousand subscriptions and a dozen lines of each: the rest are counted, never formatted."""
+
+    def __init__(self, items: Sequence[S], make: Callable[[S], V]) -> None:
+        self._items = items
+        self._make = make
+        self._made: dict[int, V] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> V: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[V, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> V | tuple[V, ...]:
+        if isinstance(index, slice):
+            return tuple(self[n] for n in range(*index.indices(len(self._items))))
+        position = range(len(self._items))[index]  # IndexError beyond the end, like a tuple
+        if position not in self._made:
+            self._made[position] = self._make(self._items[position])
+        return self._made[position]
+
+
+def _subscription_view(group: SubscriptionGroup) -> SubscriptionView:
+    return SubscriptionView(
+        subscription_id=group.subscription_id,
+        product=group.product,
+        amount=_group_amount(group.totals, bool(group.unpriced)),
+        details=Formatted(group.lines, _detail),
+        unpriced=bool(group.unpriced),
+    )
+
+
 def cycle_view(report: CycleReport) -> CycleView:
     groups = sorted(report.groups(), key=lambda group: group.sort_amount, reverse=True)
     return CycleView(
@@ -122,16 +169,7 @@ def cycle_view(report: CycleReport) -> CycleView:
         report_date=formatting.date(report.report_date),
         total=_totals_text(report.totals),
         issued=report.issued,
-        subscriptions=tuple(
-            SubscriptionView(
-                subscription_id=group.subscription_id,
-                product=group.product,
-                amount=_group_amount(group.totals, bool(group.unpriced)),
-                details=tuple(_detail(line) for line in group.lines),
-                unpriced=bool(group.unpriced),
-            )
-            for group in groups
-        ),
+        subscriptions=Formatted(groups, _subscription_view),
         unpriced=report.unpriced,
     )
 

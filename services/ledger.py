@@ -7,9 +7,11 @@ change's idempotency key, an audit record id): the same event seen twice is one 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -58,27 +60,18 @@ class LedgerRecord:
     id: int | None = None
 
 
-def _record(entry: LedgerEntry) -> LedgerRecord:
-    return LedgerRecord(
-        id=entry.id,
-        organisation_id=entry.organisation_id,
-        subscription_id=entry.subscription_id,
-        parent_subscription_id=entry.parent_subscription_id,
-        event_type=LedgerEvent(entry.event_type),
-        effective_at=entry.effective_at,
-        offer_id=entry.offer_id,
-        product_id=entry.product_id,
-        sku_id=entry.sku_id,
-        product_name=entry.product_name,
-        term_duration=entry.term_duration,
-        billing_cycle=entry.billing_cycle,
-        quantity_before=entry.quantity_before,
-        quantity_after=entry.quantity_after,
-        source=LedgerSource(entry.source),
-        source_key=entry.source_key,
-        actor=entry.actor,
-        price_entry_id=entry.price_entry_id,
-    )
+_COLUMNS = [getattr(LedgerEntry, field.name) for field in fields(LedgerRecord)]  # in the record's order
+_EVENT_TYPE, _SOURCE = ([field.name for field in fields(LedgerRecord)].index(name) for name in ("event_type", "source"))
+_EVENTS = {event.value: event for event in LedgerEvent}
+_SOURCES = {source.value: source for source in LedgerSource}
+
+
+def _record(row: Sequence[Any]) -> LedgerRecord:
+    """A ledger row selected as `_COLUMNS` (plain values by position, no ORM object) as a record."""
+    values = list(row)
+    values[_EVENT_TYPE] = _EVENTS[values[_EVENT_TYPE]]
+    values[_SOURCE] = _SOURCES[values[_SOURCE]]
+    return LedgerRecord(*values)
 
 
 class SubscriptionLedger:
@@ -141,11 +134,11 @@ class SubscriptionLedger:
         self, organisation_id: int, *, until: datetime | None = None, subscription_id: str | None = None
     ) -> list[LedgerRecord]:
         """An organisation's entries in time order (ties in recording order), optionally up to `until`."""
-        query = select(LedgerEntry).where(LedgerEntry.organisation_id == organisation_id)
+        query = select(*_COLUMNS).where(LedgerEntry.organisation_id == organisation_id)
         if until is not None:
             query = query.where(LedgerEntry.effective_at <= until)
         if subscription_id is not None:
             query = query.where(LedgerEntry.subscription_id == subscription_id)
         async with self._sessions() as session:
-            rows = (await session.scalars(query.order_by(LedgerEntry.effective_at, LedgerEntry.id))).all()
+            rows = (await session.execute(query.order_by(LedgerEntry.effective_at, LedgerEntry.id))).all()
         return [_record(row) for row in rows]

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
+from functools import lru_cache
 
 from babel.numbers import get_currency_precision
 
 
+@lru_cache(maxsize=1024)  # asked once per bill line; CLDR's data does not change while running
 def minor_digits(currency: str) -> int:
     """The currency's decimals: 2 for USD/EUR, 0 for JPY, 3 for KWD (2 for a code CLDR does not know)."""
     return int(get_currency_precision(currency.strip().upper()))
 
 
+@lru_cache(maxsize=1024)
 def quantum(currency: str) -> Decimal:
     """One minor unit: `0.01` for USD, `1` for JPY, `0.001` for KWD."""
     return Decimal(1).scaleb(-minor_digits(currency))
@@ -28,11 +31,16 @@ def round_money(exact: Fraction | Decimal, currency: str) -> Decimal:
     """Round an exact amount once, half away from zero, to the currency's minor unit."""
     if isinstance(exact, Decimal):
         return exact.quantize(quantum(currency), rounding=ROUND_HALF_UP)
+    return _round_ratio(exact.numerator, exact.denominator, currency)
+
+
+def _round_ratio(numerator: int, denominator: int, currency: str) -> Decimal:
+    """numerator ÷ denominator (denominator > 0) rounded once, half away from zero, to the minor unit."""
     digits = minor_digits(currency)
-    scaled = exact * 10**digits
-    units = abs(scaled.numerator) * 2 + scaled.denominator  # floor(|x| + 1/2) = floor((2|n| + d) / 2d)
-    rounded = units // (2 * scaled.denominator)
-    value = Decimal(-rounded if scaled.numerator < 0 else rounded).scaleb(-digits)
+    scaled = numerator * 10**digits
+    units = abs(scaled) * 2 + denominator  # floor(|x| + 1/2) = floor((2|n| + d) / 2d)
+    rounded = units // (2 * denominator)
+    value = Decimal(-rounded if scaled < 0 else rounded).scaleb(-digits)
     return value.quantize(quantum(currency))
 
 
@@ -42,7 +50,11 @@ def line_amount(
     """quantity × unit price (× days ÷ period days), exact, then rounded once."""
     if days is None or not period_days:
         return round_money(unit_price * quantity, currency)  # exact in Decimal: no division
-    return round_money(Fraction(unit_price) * quantity * days / period_days, currency)
+    # Exact in integers (what Fraction would do, without building four of them per line).
+    numerator, denominator = unit_price.as_integer_ratio()
+    if period_days < 0:
+        numerator, period_days = -numerator, -period_days
+    return _round_ratio(numerator * quantity * days, denominator * period_days, currency)
 
 
 def plain(amount: Decimal, currency: str) -> str:

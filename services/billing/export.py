@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from services.billing.rating import Line
 from services.billing.reports import CycleReport
-from services.billing.xlsx import BOLD, Sheet, money_style, workbook_bytes
+from services.billing.xlsx import BOLD, PLAIN, Kind, Workbook, money_style
 from services.money import minor_digits, plain
 
 CSV_COLUMNS = (
@@ -29,6 +29,8 @@ CSV_COLUMNS = (
     "amount",
     "currency",
 )
+# The kinds of CSV_COLUMNS' values on an XLSX line row.
+_LINE_KINDS = (Kind.DAY,) * 3 + (Kind.TEXT,) * 5 + (Kind.NUMBER,) * 5 + (Kind.TEXT,)
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV_MEDIA_TYPE = "text/csv"
 
@@ -84,54 +86,64 @@ def _sheet_title(report: CycleReport) -> str:
 
 def to_xlsx(reports: Sequence[CycleReport], *, organisation: str = "") -> bytes:
     """A `Summary` sheet (one row per cycle and currency) and one sheet per cycle with the CSV columns."""
-    summary = Sheet("Summary", widths=[12, 12, 12, 14, 14, 9, 14, 4, 30])
-    summary.append(
-        (name, BOLD)
-        for name in ("report_date", "cycle_start", "cycle_end", "status", "total", "currency", "unpriced_lines")
-    )
+    workbook = Workbook()
+    money_styles: dict[str, tuple[int, ...]] = {}  # currency → the line columns' styles
+    with workbook.sheet("Summary", widths=[12, 12, 12, 14, 14, 9, 14, 4, 30]) as summary:
+        summary.append(
+            (name, BOLD)
+            for name in ("report_date", "cycle_start", "cycle_end", "status", "total", "currency", "unpriced_lines")
+        )
+        for report in reports:
+            totals = report.totals or {"": Decimal(0)}
+            for currency, total in sorted(totals.items()):
+                summary.append(
+                    [
+                        report.report_date,
+                        report.cycle.start,
+                        report.cycle.end,
+                        "issued" if report.issued else "open (so far)",
+                        (total, money_style(minor_digits(currency or "EUR"))),
+                        currency,
+                        report.unpriced,
+                    ]
+                )
+        if organisation:
+            summary.append([])
+            summary.append([("Organisation", BOLD), organisation])
     for report in reports:
-        totals = report.totals or {"": Decimal(0)}
-        for currency, total in sorted(totals.items()):
-            summary.append(
-                [
-                    report.report_date,
-                    report.cycle.start,
-                    report.cycle.end,
-                    "issued" if report.issued else "open (so far)",
-                    (total, money_style(minor_digits(currency or "EUR"))),
-                    currency,
-                    report.unpriced,
-                ]
-            )
-    if organisation:
-        summary.append([])
-        summary.append([("Organisation", BOLD), organisation])
-    sheets = [summary]
-    for report in reports:
-        sheet = Sheet(_sheet_title(report), widths=[12, 12, 12, 38, 38, 36, 44, 18, 9, 12, 6, 10, 12, 9])
-        sheet.append((name, BOLD) for name in CSV_COLUMNS)
-        for line in report.lines:
-            style = money_style(minor_digits(line.currency or "EUR"))
-            sheet.append(
-                [
-                    report.report_date,
-                    report.cycle.start,
-                    report.cycle.end,
-                    line.subscription_id,
-                    line.parent_subscription_id,
-                    line.product,
-                    _offer_id(line),
-                    line.charge_type.value,
-                    line.quantity,
-                    (line.unit_price, style),
-                    line.days,
-                    line.cycle_days,
-                    (line.amount, style),
-                    line.currency,
-                ]
-            )
-        sheets.append(sheet)
-    return workbook_bytes(sheets)
+        with workbook.sheet(
+            _sheet_title(report), widths=[12, 12, 12, 38, 38, 36, 44, 18, 9, 12, 6, 10, 12, 9]
+        ) as sheet:
+            sheet.append((name, BOLD) for name in CSV_COLUMNS)
+            dated, start, end = report.report_date, report.cycle.start, report.cycle.end
+            for line in report.lines:
+                styles = money_styles.get(line.currency)
+                if styles is None:
+                    money = money_style(minor_digits(line.currency or "EUR"))
+                    styles = money_styles[line.currency] = tuple(
+                        money if name in ("unit_price", "amount") else PLAIN for name in CSV_COLUMNS
+                    )
+                sheet.append_values(
+                    _LINE_KINDS,
+                    (
+                        dated,
+                        start,
+                        end,
+                        line.subscription_id,
+                        line.parent_subscription_id,
+                        line.product,
+                        _offer_id(line),
+                        line.charge_type.value,
+                        line.quantity,
+                        line.unit_price,
+                        line.days,
+                        line.cycle_days,
+                        line.amount,
+                        line.currency,
+                    ),
+                    styles,
+                )
+    return workbook.finish()
 
 
 def export_name(first: str, last: str, file_format: str) -> str:

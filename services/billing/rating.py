@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 
 from services.billing.cycles import Cycle, CycleCalendar, add_months
 from services.ledger import LedgerEvent, LedgerRecord
@@ -55,7 +56,7 @@ CHARGE_LABELS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a year of bills for 2,000 subscriptions is ~50,000 lines
 class Line:
     """One line item of a cycle's bill. `amount`/`unit_price` are None when no price was in force
     (an unpriced line: flagged, never counted as 0)."""
@@ -94,33 +95,35 @@ class PriceIndex:
 
     def __init__(self, entries: Iterable[UnitPrice]) -> None:
         self._buckets: dict[tuple[str, str, str, str], list[UnitPrice]] = defaultdict(list)
+        # The entries never change: a (product, SKU, term, frequency, day) is looked up once.
+        self._known: dict[tuple[str, str, str, str, date], UnitPrice | None] = {}
         for entry in entries:
-            key = (
-                entry.product_id.upper(),
-                entry.sku_id.upper(),
-                entry.term_duration.upper(),
-                entry.billing_cycle.lower(),
+            self._buckets[_bucket(entry.product_id, entry.sku_id, entry.term_duration, entry.billing_cycle)].append(
+                entry
             )
-            self._buckets[key].append(entry)
 
     def on(self, record: LedgerRecord, day: date) -> UnitPrice | None:
-        key = (
-            record.product_id.upper(),
-            record.sku_id.upper(),
-            record.term_duration.upper(),
-            record.billing_cycle.lower(),
-        )
-        bucket = self._buckets.get(key)
-        if not bucket:
-            return None
-        return price_in_force(
-            bucket,
-            product_id=record.product_id,
-            sku_id=record.sku_id,
-            term_duration=record.term_duration,
-            billing_cycle=record.billing_cycle,
-            on=day,
-        )
+        offer = (record.product_id, record.sku_id, record.term_duration, record.billing_cycle)
+        known = (*offer, day)
+        if known not in self._known:
+            bucket = self._buckets.get(_bucket(*offer))
+            self._known[known] = (
+                price_in_force(
+                    bucket,
+                    product_id=record.product_id,
+                    sku_id=record.sku_id,
+                    term_duration=record.term_duration,
+                    billing_cycle=record.billing_cycle,
+                    on=day,
+                )
+                if bucket
+                else None
+            )
+        return self._known[known]
+
+
+def _bucket(product_id: str, sku_id: str, term_duration: str, billing_cycle: str) -> tuple[str, str, str, str]:
+    return (product_id.upper(), sku_id.upper(), term_duration.upper(), billing_cycle.lower())
 
 
 _DURATION = re.compile(r"^P(\d+)([MY])$", re.IGNORECASE)
@@ -134,6 +137,7 @@ def term_months(term_duration: str) -> int:
     return count * 12 if match.group(2).upper() == "Y" else count
 
 
+@lru_cache(maxsize=256)
 def period_months(billing_cycle: str, term_duration: str) -> int | None:
     """Months billed at once: None for monthly billing (billed per cycle)."""
     frequency = billing_cycle.lower()
@@ -171,6 +175,23 @@ class _State:
     def is_addon(self) -> bool:
         return bool(self.record.parent_subscription_id)
 
+    def copy(self) -> _State:
+        """An independent copy (its charges too: refunds change their seats)."""
+        return _State(**{**self.__dict__, "stack": [_Charge(charge.seats, charge.price) for charge in self.stack]})
+
+
+# (kind of charge, add-on?) → charge type
+_CHARGE_TYPES = {
+    ("fee", False): ChargeType.CYCLE_FEE,
+    ("fee", True): ChargeType.ADDON_CYCLE_FEE,
+    ("purchase", False): ChargeType.PRORATA_PURCHASE,
+    ("purchase", True): ChargeType.ADDON_PRORATA,
+    ("increase", False): ChargeType.PRORATA_INCREASE,
+    ("increase", True): ChargeType.ADDON_PRORATA,
+    ("refund", False): ChargeType.REFUND,
+    ("refund", True): ChargeType.ADDON_REFUND,
+}
+
 
 class _Rater:
     def __init__(self, prices: PriceIndex, calendar: CycleCalendar, cycle: Cycle) -> None:
@@ -194,13 +215,7 @@ class _Rater:
     ) -> None:
         if not self.cycle.contains(day) or seats <= 0:
             return
-        addon = state.is_addon
-        charge_type = {
-            "fee": ChargeType.ADDON_CYCLE_FEE if addon else ChargeType.CYCLE_FEE,
-            "purchase": ChargeType.ADDON_PRORATA if addon else ChargeType.PRORATA_PURCHASE,
-            "increase": ChargeType.ADDON_PRORATA if addon else ChargeType.PRORATA_INCREASE,
-            "refund": ChargeType.ADDON_REFUND if addon else ChargeType.REFUND,
-        }[kind]
+        charge_type = _CHARGE_TYPES[kind, state.is_addon]
         amount: Decimal | None = None
         if price is not None:
             amount = line_amount(seats, price.amount, days, period_days, price.currency)
@@ -353,51 +368,101 @@ def _order(record: LedgerRecord) -> tuple[object, ...]:
     return (record.effective_at, record.id or 0)
 
 
+def _by_subscription(records: Sequence[LedgerRecord], calendar: CycleCalendar) -> list[list[tuple[date, LedgerRecord]]]:
+    """Each subscription's events in ledger order, with their days."""
+    by_subscription: dict[str, list[tuple[date, LedgerRecord]]] = defaultdict(list)
+    for record in sorted(records, key=_order):
+        by_subscription[record.subscription_id].append((calendar.day_of(record.effective_at), record))
+    return list(by_subscription.values())
+
+
+def _step(rater: _Rater, state: _State, day: date, event: LedgerRecord) -> None:
+    """One event as the rater of `rater.cycle` sees it (before the cycle: its effect on the state only)."""
+    rater._advance_anniversaries(state, day)
+    if day >= rater.cycle.start:
+        rater._monthly_fee(state)
+    rater.apply(state, event, day)
+
+
+def _close(rater: _Rater, state: _State) -> None:
+    """The end of the rated cycle: anniversaries up to its last day, and its fee if no event came."""
+    rater._advance_anniversaries(state, rater.cycle.end)
+    rater._monthly_fee(state)
+
+
+def _index(prices: Iterable[UnitPrice] | PriceIndex) -> PriceIndex:
+    return prices if isinstance(prices, PriceIndex) else PriceIndex(prices)
+
+
 def rate_cycle(
     records: Sequence[LedgerRecord], prices: Iterable[UnitPrice] | PriceIndex, calendar: CycleCalendar, cycle: Cycle
 ) -> list[Line]:
     """The line items of `cycle` for one organisation's ledger, base subscriptions each followed by
-    their add-ons."""
-    index = prices if isinstance(prices, PriceIndex) else PriceIndex(prices)
-    rater = _Rater(index, calendar, cycle)
-    by_subscription: dict[str, list[LedgerRecord]] = defaultdict(list)
-    for record in sorted(records, key=_order):
-        by_subscription[record.subscription_id].append(record)
-    for events in by_subscription.values():
-        state = _State(record=events[0])
-        for event in events:
-            day = calendar.day_of(event.effective_at)
+    their add-ons: every subscription's events replayed from its first one up to the cycle's end."""
+    rater = _Rater(_index(prices), calendar, cycle)
+    for events in _by_subscription(records, calendar):
+        state = _State(record=events[0][1])
+        for day, event in events:
             if day > cycle.end:
                 break
-            rater._advance_anniversaries(state, day)
-            if day >= cycle.start:
-                rater._monthly_fee(state)
-            rater.apply(state, event, day)
-        rater._advance_anniversaries(state, cycle.end)
-        rater._monthly_fee(state)
+            _step(rater, state, day, event)
+        _close(rater, state)
     return sort_lines(rater.lines)
+
+
+def rate_cycles(
+    records: Sequence[LedgerRecord],
+    prices: Iterable[UnitPrice] | PriceIndex,
+    calendar: CycleCalendar,
+    cycles: Iterable[Cycle],
+) -> dict[Cycle, list[Line]]:
+    """`rate_cycle` for many cycles in one pass over the ledger: the same lines, to the cent.
+
+    `rate_cycle` replays a subscription's events before the cycle only for what they leave behind
+    (quantity, term, billing periods and their charges; monthly charges before the cycle are
+    neither priced nor stacked), and that state does not depend on which later cycle is rated. So
+    each subscription keeps one such history, moved forward cycle by cycle, and each cycle is rated
+    on a copy of it: every event is replayed twice at most, not once per cycle."""
+    index = _index(prices)
+    raters = [_Rater(index, calendar, cycle) for cycle in sorted(set(cycles))]
+    for events in _by_subscription(records, calendar):
+        history = _State(record=events[0][1])
+        seen = 0  # events[:seen] are in `history`
+        for rater in raters:
+            cycle = rater.cycle
+            while seen < len(events) and events[seen][0] < cycle.start:
+                _step(rater, history, *events[seen])
+                seen += 1
+            state = history.copy()
+            inside = seen
+            while inside < len(events) and events[inside][0] <= cycle.end:
+                _step(rater, state, *events[inside])
+                inside += 1
+            _close(rater, state)
+    return {rater.cycle: sort_lines(rater.lines) for rater in raters}
 
 
 def sort_lines(lines: Iterable[Line]) -> list[Line]:
     """Base subscriptions in order of first charge, each followed by its add-ons; charges in day order."""
     ordered = list(lines)
+    bases = [line.parent_subscription_id or line.subscription_id for line in ordered]
     first_day: dict[str, date] = {}
-    for line in ordered:
-        if line.base_id not in first_day or line.charge_day < first_day[line.base_id]:
-            first_day[line.base_id] = line.charge_day
-    position = {id(line): n for n, line in enumerate(ordered)}
-    return sorted(
-        ordered,
-        key=lambda line: (
-            first_day[line.base_id],
-            line.base_id,
+    for line, base in zip(ordered, bases, strict=True):
+        if base not in first_day or line.charge_day < first_day[base]:
+            first_day[base] = line.charge_day
+    keys = sorted(
+        (
+            first_day[base],
+            base,
             line.parent_subscription_id is not None,
             line.subscription_id,
             line.charge_type is ChargeType.ADJUSTMENT,
             line.charge_day,
-            position[id(line)],
-        ),
+            position,  # unique: the rest of the order is the lines' own
+        )
+        for position, (line, base) in enumerate(zip(ordered, bases, strict=True))
     )
+    return [ordered[key[-1]] for key in keys]
 
 
 def adjustment_lines(target: Cycle, corrected: Cycle, recomputed: Sequence[Line], issued: Sequence[Line]) -> list[Line]:
@@ -456,7 +521,7 @@ def event_lines(
     pro-rata and the same once-per-line rounding as the bill, because it *is* the bill's computation:
     the cycle rated from the subscription's ledger with and without `event` (which comes after the
     recorded ones), and the lines only the second has. Used to preview a change before it is made."""
-    index = prices if isinstance(prices, PriceIndex) else PriceIndex(prices)
+    index = _index(prices)
     own = [record for record in records if record.subscription_id == event.subscription_id]
     cycle = calendar.cycle_of(calendar.day_of(event.effective_at))
     without = rate_cycle(own, index, calendar, cycle)

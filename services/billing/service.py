@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -27,7 +27,15 @@ from services import audit, formatting
 from services.access import Caller
 from services.alerts import AlertService
 from services.billing.cycles import Cycle, CycleCalendar, CycleSetting, parse_cycle_day, parse_timezone
-from services.billing.rating import ChargeType, Line, PriceIndex, adjustment_lines, rate_cycle, totals_by_currency
+from services.billing.rating import (
+    ChargeType,
+    Line,
+    PriceIndex,
+    adjustment_lines,
+    rate_cycle,
+    rate_cycles,
+    totals_by_currency,
+)
 from services.billing.reports import (
     MAX_MONTHS,
     MAX_YEAR,
@@ -51,6 +59,23 @@ log = logging.getLogger(__name__)
 
 EXPORT_LINK_MINUTES = 15
 EXPORT_FORMATS = ("xlsx", "csv")
+# Report lines are inserted this many at a time (one executemany each): bounded memory for the
+# parameters, few round trips.
+INSERT_CHUNK = 2000
+# Stored lines are read this many rows at a time.
+STREAM_ROWS = 2000
+# The issued reports' tables, written and read with Core (plain rows, no unit of work).
+_REPORTS = cast(Table, BillingReportRow.__table__)
+_LINES = cast(Table, BillingReportLineRow.__table__)
+# What a stored line is read as, in `_LineReader.line`'s order (the fields of `Line` after its cycle).
+_LINE_COLUMNS = [
+    _LINES.c[name]
+    for name in (
+        "report_id", "subscription_id", "parent_subscription_id", "product", "offer_id", "product_id", "sku_id",
+        "term_duration", "billing_cycle", "charge_type", "charge_day", "quantity", "unit_price", "days",
+        "cycle_days", "amount", "currency", "price_entry_id", "corrects_cycle_end",
+    )
+]  # fmt: skip
 
 
 class PriceSource(Protocol):
@@ -76,56 +101,83 @@ def _month(text: str) -> tuple[int, int]:
     return int(year), int(month)
 
 
-def _decimal(value: str | None) -> Decimal | None:
-    return Decimal(value) if value is not None else None
+class _LineReader:
+    """Stored line rows as `Line`s, with one object for each distinct value (a product name, a price,
+    a day): 24 cycles of 2,000 subscriptions repeat the same few thousand values ~50,000 times, and
+    the database driver hands each row fresh copies."""
+
+    def __init__(self) -> None:
+        self._shared: dict[Any, Any] = {}  # texts and days (a text never equals a day)
+        self._money: dict[str, Decimal] = {}
+
+    def read(self, rows: Iterable[Sequence[Any]], cycles: Mapping[int, Cycle], into: Mapping[int, list[Line]]) -> None:
+        """Rows selected as `_LINE_COLUMNS` (unpacked by position: much cheaper than by name), each
+        appended to its report's list."""
+        share, money = self._shared.setdefault, self._money
+        for row in rows:
+            (
+                report_id, subscription_id, parent_subscription_id, product, offer_id, product_id, sku_id,
+                term_duration, billing_cycle, charge_type, charge_day, quantity, unit_price, days, cycle_days,
+                amount, currency, price_entry_id, corrects,
+            ) = row  # fmt: skip
+            if unit_price is not None:
+                unit_price = (
+                    money[unit_price] if unit_price in money else money.setdefault(unit_price, Decimal(unit_price))
+                )
+            if amount is not None:
+                amount = money[amount] if amount in money else money.setdefault(amount, Decimal(amount))
+            into[report_id].append(
+                Line(
+                    cycles[report_id],
+                    share(subscription_id, subscription_id),
+                    None if parent_subscription_id is None else share(parent_subscription_id, parent_subscription_id),
+                    share(product, product),
+                    share(offer_id, offer_id),
+                    share(product_id, product_id),
+                    share(sku_id, sku_id),
+                    share(term_duration, term_duration),
+                    share(billing_cycle, billing_cycle),
+                    _CHARGE_TYPES[charge_type],
+                    share(charge_day, charge_day),
+                    quantity,
+                    unit_price,
+                    days,
+                    cycle_days,
+                    amount,
+                    share(currency, currency),
+                    price_entry_id,
+                    None if corrects is None else share(corrects, corrects),
+                )
+            )
 
 
-def _line_of(row: Any, cycle: Cycle) -> Line:
-    return Line(
-        cycle=cycle,
-        subscription_id=row.subscription_id,
-        parent_subscription_id=row.parent_subscription_id,
-        product=row.product,
-        offer_id=row.offer_id,
-        product_id=row.product_id,
-        sku_id=row.sku_id,
-        term_duration=row.term_duration,
-        billing_cycle=row.billing_cycle,
-        charge_type=ChargeType(row.charge_type),
-        charge_day=row.charge_day,
-        quantity=row.quantity,
-        unit_price=_decimal(row.unit_price),
-        days=row.days,
-        cycle_days=row.cycle_days,
-        amount=_decimal(row.amount),
-        currency=row.currency,
-        price_entry_id=row.price_entry_id,
-        corrects=row.corrects_cycle_end,
-    )
+_CHARGE_TYPES = {charge_type.value: charge_type for charge_type in ChargeType}
 
 
-def _row_of(line: Line, position: int) -> BillingReportLineRow:
-    return BillingReportLineRow(
-        position=position,
-        subscription_id=line.subscription_id,
-        parent_subscription_id=line.parent_subscription_id,
-        product=line.product,
-        offer_id=line.offer_id,
-        product_id=line.product_id,
-        sku_id=line.sku_id,
-        term_duration=line.term_duration,
-        billing_cycle=line.billing_cycle,
-        charge_type=line.charge_type.value,
-        charge_day=line.charge_day,
-        quantity=line.quantity,
-        unit_price=None if line.unit_price is None else str(line.unit_price),
-        days=line.days,
-        cycle_days=line.cycle_days,
-        amount=None if line.amount is None else str(line.amount),
-        currency=line.currency,
-        price_entry_id=line.price_entry_id,
-        corrects_cycle_end=line.corrects,
-    )
+def _row_of(line: Line, report_id: int, position: int) -> dict[str, Any]:
+    """A line as the parameters of one `billing_report_lines` row (money as exact decimal text)."""
+    return {
+        "report_id": report_id,
+        "position": position,
+        "subscription_id": line.subscription_id,
+        "parent_subscription_id": line.parent_subscription_id,
+        "product": line.product,
+        "offer_id": line.offer_id,
+        "product_id": line.product_id,
+        "sku_id": line.sku_id,
+        "term_duration": line.term_duration,
+        "billing_cycle": line.billing_cycle,
+        "charge_type": line.charge_type.value,
+        "charge_day": line.charge_day,
+        "quantity": line.quantity,
+        "unit_price": None if line.unit_price is None else str(line.unit_price),
+        "days": line.days,
+        "cycle_days": line.cycle_days,
+        "amount": None if line.amount is None else str(line.amount),
+        "currency": line.currency,
+        "price_entry_id": line.price_entry_id,
+        "corrects_cycle_end": line.corrects,
+    }
 
 
 def fingerprint(records: Sequence[LedgerRecord], prices: Sequence[UnitPrice]) -> str:
@@ -388,11 +440,12 @@ class BillingService:
             for line in report.lines:
                 if line.corrects is not None:
                     corrections.setdefault(line.corrects, []).append(line)
+        recomputed = rate_cycles(records, prices, calendar, [report.cycle for report in full.values()])
         for end in sorted(full):
             report = full[end]
-            native = [line for line in report.lines if line.charge_type is not ChargeType.ADJUSTMENT]
-            recomputed = rate_cycle(records, prices, calendar, report.cycle)
-            result += adjustment_lines(target, report.cycle, recomputed, native + corrections.get(end, []))
+            issued_lines = [line for line in report.lines if line.charge_type is not ChargeType.ADJUSTMENT]
+            issued_lines += corrections.get(end, [])
+            result += adjustment_lines(target, report.cycle, recomputed[report.cycle], issued_lines)
         return result
 
     async def _load_stored(
@@ -400,8 +453,7 @@ class BillingService:
     ) -> dict[date, CycleReport]:
         """Issued reports (all, or those ending on `ends`), read as plain rows (fast for large reports);
         `with_lines=False` reads their heads only (the lines left empty)."""
-        reports = BillingReportRow.__table__
-        lines = BillingReportLineRow.__table__
+        reports, lines = _REPORTS, _LINES
         query = select(
             reports.c.id, reports.c.cycle_start, reports.c.cycle_end, reports.c.issued_at, reports.c.inputs_fingerprint
         ).where(reports.c.organisation_id == organisation_id)
@@ -409,23 +461,25 @@ class BillingService:
             query = query.where(reports.c.cycle_end.in_(sorted(ends)))
         async with self._sessions() as session:
             heads = (await session.execute(query)).all()
-            by_report: dict[int, list[Any]] = {head.id: [] for head in heads}
+            cycles = {head.id: Cycle(head.cycle_start, head.cycle_end) for head in heads}
+            by_report: dict[int, list[Line]] = {head.id: [] for head in heads}
             if heads and with_lines:
                 line_query = (
-                    select(lines)
+                    select(*_LINE_COLUMNS)
                     .where(lines.c.report_id.in_(list(by_report)))
                     .order_by(lines.c.report_id, lines.c.position)
+                    .execution_options(yield_per=STREAM_ROWS)
                 )
-                for row in (await session.execute(line_query)).all():
-                    by_report[row.report_id].append(row)
-        result = {}
-        for head in heads:
-            cycle = Cycle(head.cycle_start, head.cycle_end)
-            issued_at = head.issued_at
-            rows = by_report[head.id]
-            lines_of = tuple(_line_of(row, cycle) for row in rows)
-            result[head.cycle_end] = CycleReport(cycle, lines_of, True, issued_at, head.inputs_fingerprint)
-        return result
+                # Streamed: only one batch of rows is held at a time beside the lines made of them.
+                reader = _LineReader()
+                async for rows in (await session.stream(line_query)).partitions():
+                    reader.read(rows, cycles, by_report)
+        return {
+            head.cycle_end: CycleReport(
+                cycles[head.id], tuple(by_report[head.id]), True, head.issued_at, head.inputs_fingerprint
+            )
+            for head in heads
+        }
 
     async def _issue_through(
         self,
@@ -451,31 +505,45 @@ class BillingService:
             start = min(start, calendar.cycle_of(calendar.day_of(records[0].effective_at)))
         earlier = dict(stored)
         latest_issued = max((report.cycle for report in earlier.values()), default=None)
+        unissued = []
         cycle = start
-        adjusted = False
         while cycle <= last:
             if cycle.end not in stored:
-                lines = rate_cycle(records, prices, calendar, cycle)
-                if not adjusted and (latest_issued is None or cycle > latest_issued):
-                    lines += await self._adjustments(organisation_id, calendar, records, prices, cycle, earlier, inputs)
-                    adjusted = True
-                stored[cycle.end] = await self._store(organisation_id, cycle, lines, inputs)
+                unissued.append(cycle)
             cycle = calendar.cycle_of(cycle.end + timedelta(days=1))
+        rated = rate_cycles(records, prices, calendar, unissued)  # one pass over the ledger for all of them
+        adjusted = False
+        for cycle in unissued:
+            lines = rated.pop(cycle)
+            if not adjusted and (latest_issued is None or cycle > latest_issued):
+                lines += await self._adjustments(organisation_id, calendar, records, prices, cycle, earlier, inputs)
+                adjusted = True
+            stored[cycle.end] = await self._store(organisation_id, cycle, lines, inputs)
         return stored
 
     async def _store(self, organisation_id: int, cycle: Cycle, lines: Sequence[Line], inputs: str) -> CycleReport:
+        """Store an issued report: its head, then its lines as bulk inserts (Core, no unit of work), in
+        one transaction with the audit entry."""
         issued_at = self._clock()
         try:
             async with self._sessions.begin() as session:
-                report = BillingReportRow(
-                    organisation_id=organisation_id,
-                    cycle_start=cycle.start,
-                    cycle_end=cycle.end,
-                    issued_at=issued_at,
-                    inputs_fingerprint=inputs,
-                )
-                report.lines = [_row_of(line, position) for position, line in enumerate(lines)]
-                session.add(report)
+                report_id = (
+                    await session.execute(
+                        insert(_REPORTS)
+                        .values(
+                            organisation_id=organisation_id,
+                            cycle_start=cycle.start,
+                            cycle_end=cycle.end,
+                            issued_at=issued_at,
+                            inputs_fingerprint=inputs,
+                        )
+                        .returning(_REPORTS.c.id)
+                    )
+                ).scalar_one()
+                for first in range(0, len(lines), INSERT_CHUNK):
+                    chunk = lines[first : first + INSERT_CHUNK]
+                    rows = [_row_of(line, report_id, first + n) for n, line in enumerate(chunk)]
+                    await session.execute(insert(_LINES), rows)
                 audit.record(
                     session,
                     actor="system:billing",

@@ -20,6 +20,7 @@ from cards.billing import (
     build_range_card,
     build_report_card,
 )
+from dialogs import billing as billing_dialog
 from dialogs.billing import report_view, summary_view
 from services.billing.cycles import CycleCalendar
 from services.billing.export import CSV_COLUMNS, to_csv, to_xlsx
@@ -160,6 +161,48 @@ def test_a_large_report_stays_within_teams_limits() -> None:
     assert len(json.dumps(card, ensure_ascii=False).encode()) <= CARD_BUDGET
     assert "Export" in card_text(card)
     assert "…and 399 more subscriptions in the export." in card_text(card)
+
+
+def test_a_large_report_card_formats_only_what_it_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """400 subscriptions × 12 cycles: the card shows at most ten of each cycle, so only those (and a
+    dozen lines of each) are formatted — the others are only counted."""
+    many = [event(Ev.PURCHASE, date(2025, 1, 1), 0, n % 7 + 1, subscription=f"sub-{n:04d}") for n in range(400)]
+    reports = [
+        CycleReport(c, tuple(rate_cycle(many, PRICES, MONTHS, c)), True)
+        for c in (MONTHS.cycle_of_month(2025, m) for m in range(1, 13))
+    ]
+    made = {"subscriptions": 0, "lines": 0}
+
+    def counted(name: str, make):
+        def wrapper(item):
+            made[name] += 1
+            return make(item)
+
+        return wrapper
+
+    monkeypatch.setattr(
+        billing_dialog, "_subscription_view", counted("subscriptions", billing_dialog._subscription_view)
+    )
+    monkeypatch.setattr(billing_dialog, "_detail", counted("lines", billing_dialog._detail))
+    card = build_report_card(report_view(reports, "Contoso Ltd", "2025"))
+    assert "…and 399 more subscriptions" in card_text(card)  # shrunk to fit Teams' size limit
+    assert 0 < made["subscriptions"] <= 12 * 10 and 0 < made["lines"] <= 12 * 10 * 12
+
+
+def test_formatted_items_are_made_once_when_read() -> None:
+    made: list[int] = []
+
+    def make(n: int) -> str:
+        made.append(n)
+        return f"#{n}"
+
+    items = billing_dialog.Formatted(range(100), make)
+    assert len(items) == 100 and made == []
+    assert items[:3] == ("#0", "#1", "#2") and items[-1] == "#99" and items[98:] == ("#98", "#99")
+    assert list(items[:2]) == ["#0", "#1"] and made == [0, 1, 2, 99, 98]
+    with pytest.raises(IndexError):
+        items[100]
+    assert [*billing_dialog.Formatted([1, 2], make)] == ["#1", "#2"]
 
 
 @pytest.mark.parametrize(
