@@ -89,8 +89,8 @@ const ops = {
     page.setDefaultTimeout(10000);
     page.on('pageerror', (error) => noteProblem('page error', error.message));
     page.on('console', (message) => { if (message.type() === 'error') noteProblem('console error', message.text()); });
-    await page.goto(url);
-    await page.getByRole('textbox').first().waitFor({ timeout: 30000 });
+    await page.goto(url, { timeout: 50000 });
+    await page.getByRole('textbox').first().waitFor({ timeout: 50000 });
     return null;
   },
   async openChat({ name }) {
