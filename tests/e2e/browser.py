@@ -154,7 +154,16 @@ class Browser:
         await self._call("fill", label=label, value=value)
 
     async def select(self, label: str, option: str) -> None:
+        """Choose `option` of the choice set labelled `label`: in a drop-down, as an option button, or
+        ticked among tick boxes (several calls tick several)."""
         await self._call("select", label=label, option=option)
+
+    async def untick(self, label: str, option: str) -> None:
+        await self._call("untick", label=label, option=option)
+
+    async def choices(self, label: str) -> list[dict[str, Any]]:
+        """The options of the expanded choice set labelled `label`: title and whether it is ticked."""
+        return list(await self._call("choices", label=label))
 
     async def check(self, label: str, checked: bool = True) -> None:
         await self._call("check", label=label, checked=checked)
