@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from cards.base import Card, card, command_button, facts, heading, submit, text
+from cards.base import Card, card, command_button, error_lines, facts, heading, submit, text
 from services import formatting
 from services.ordering import plan_label
 
@@ -67,7 +67,7 @@ def freshness(synced_at: datetime | None, now: datetime, *, syncing: bool = Fals
         if syncing:
             return "Still reading your users from Microsoft; use Refresh in a moment to see them all."
         return "Not read from Microsoft yet."
-    suffix = " - refreshing in the background." if syncing else "."
+    suffix = " — refreshing in the background." if syncing else "."
     return f"Synced with Microsoft {_age(synced_at, now)}{suffix}"
 
 
@@ -116,10 +116,6 @@ def _picker(
     return body
 
 
-def _error(message: str | None) -> list[dict[str, Any]]:
-    return [text(message, color="Attention", weight="Bolder")] if message else []
-
-
 def _notice(message: str) -> list[dict[str, Any]]:
     return [text(message, color="Good")] if message else []
 
@@ -162,7 +158,7 @@ def build_users_card(
         heading("Users of your Microsoft tenant"),
         text(freshness(page.synced_at, now, syncing=page.syncing), subtle=True),
         *_notice(notice),
-        *_error(error),
+        *error_lines(error),
     ]
     if page.last_error:
         body.append(
@@ -216,12 +212,12 @@ def build_user_card(
     body: list[dict[str, Any]] = [
         heading(detail.display_name or detail.user_principal_name),
         *_notice(notice),
-        *_error(error),
+        *error_lines(error),
         facts(
             [
                 ("User name", detail.user_principal_name),
-                ("First name", detail.first_name or "-"),
-                ("Last name", detail.last_name or "-"),
+                ("First name", detail.first_name or "not set"),
+                ("Last name", detail.last_name or "not set"),
                 ("Usage location", detail.usage_location or "not set"),
                 ("Status", detail.state),
                 ("Licences", str(len(detail.licences))),
@@ -265,6 +261,10 @@ def build_user_card(
     return card(body, actions)
 
 
+# The fields of the new-user form, where an error about one of them is shown.
+NEW_USER_FIELDS = ("first_name", "last_name", "display_name", "user_name", "domain", "usage_location", "password_email")
+
+
 def build_new_user_card(
     defaults: NewUserDefaults,
     values: Mapping[str, str],
@@ -276,7 +276,7 @@ def build_new_user_card(
     """The new-user form; on bad input the message is shown at the field and the values are kept."""
 
     def field_error(name: str) -> list[dict[str, Any]]:
-        return _error(error) if error and error_field == name else []
+        return error_lines(error) if error and error_field == name else []
 
     def text_input(name: str, label: str, *, required: bool = False, placeholder: str = "") -> list[dict[str, Any]]:
         block: dict[str, Any] = {
@@ -297,7 +297,7 @@ def build_new_user_card(
     body: list[dict[str, Any]] = [
         heading("New user"),
         text("The user is created in your Microsoft tenant at once."),
-        *(_error(error) if error and error_field is None else []),
+        *(error_lines(error) if error_field not in NEW_USER_FIELDS else []),
         *text_input("first_name", "First name"),
         *text_input("last_name", "Last name"),
         *text_input("display_name", "Display name", placeholder="e.g. Kim Lee (from first and last name if empty)"),
@@ -324,7 +324,7 @@ def build_new_user_card(
             "maxLength": 254,
         },
         text(
-            "A strong password is generated and e-mailed to that address only - it is never shown here. "
+            "A strong password is generated and e-mailed to that address only — it is never shown here. "
             "The user must change it at first sign-in.",
             subtle=True,
         ),
@@ -383,7 +383,7 @@ def _pool_title(pool: PoolView) -> str:
 
 def _user_choice(row: UserRow) -> tuple[str, str]:
     licences = formatting.plural(row.licence_count, "licence", "licences")
-    return f"{row.display_name} ({row.user_principal_name}) · {licences}", row.user_id
+    return f"{row.display_name} ({row.user_principal_name}) — {licences}", row.user_id
 
 
 def build_assign_card(
@@ -403,11 +403,12 @@ def build_assign_card(
     licence product; each product shows Microsoft's pool numbers with the subscriptions feeding it
     listed under it. `users`: the ticked users and the search's first page; `total_users`: how many
     the search matches."""
-    body: list[dict[str, Any]] = [heading("Assign licences"), *(_error(error) if error_field is None else [])]
+    body: list[dict[str, Any]] = [heading("Assign licences")]
+    body += error_lines(error) if error_field not in ("users", "licence", "usage_location") else []
     body.append(
         _search_row("Search users by name or user name", search, submit("Search", USERS_ASSIGN, {"searching": True}))
     )
-    body += _error(error) if error_field == "users" else []
+    body += error_lines(error) if error_field == "users" else []
     body += _picker(
         "user_ids",
         "Users to get the licence",
@@ -421,7 +422,7 @@ def build_assign_card(
     if not pools:
         body.append(text("Your organisation has no licences to assign yet. Buy a subscription first."))
     else:
-        body += _error(error) if error_field == "licence" else []
+        body += error_lines(error) if error_field == "licence" else []
         body.append(
             {
                 "type": "Input.ChoiceSet",
@@ -445,7 +446,7 @@ def build_assign_card(
                 subtle=True,
             )
         )
-    body += _error(error) if error_field == "usage_location" else []
+    body += error_lines(error) if error_field == "usage_location" else []
     body.append(
         {
             "type": "Input.Text",
@@ -510,7 +511,7 @@ def build_directory_card(
     searching = submit("Search", USERS_DIRECTORY, {"searching": True})
     body: list[dict[str, Any]] = [
         heading("Your organisation's user directory"),
-        *_error(error),
+        *error_lines(error),
         text(
             f"{formatting.plural(in_directory, 'person', 'people')} in the directory; "
             f"{waiting_total} not yet in the Microsoft tenant."
@@ -522,7 +523,7 @@ def build_directory_card(
         body += _picker(
             "entry_ids",
             "People to create in the tenant (each gets a generated password by e-mail)",
-            [(f"{entry.display_name or entry.email} <{entry.email}>", str(entry.entry_id)) for entry in entries],
+            [(f"{entry.display_name or entry.email} ({entry.email})", str(entry.entry_id)) for entry in entries],
             kept.get("entry_ids", "").split(","),
             total=entries_matching,
             noun=("person", "people"),

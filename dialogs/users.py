@@ -33,7 +33,6 @@ from services.users.service import NewUser
 LIST, USER, NEW, ASSIGN, DIRECTORY, CARD = "list", "user", "new", "assign", "directory", "card"
 CHANNEL_STARTS = {NEW: ("New user", "new user"), ASSIGN: ("Assign licences", "assign")}
 DIRECTORY_FIELDS = ("entry_ids", "import_send_to", "user_ids", "send_to", "entry_search", "user_search")
-NEW_USER_FIELDS = ("first_name", "last_name", "display_name", "user_name", "domain", "usage_location", "password_email")
 
 
 def new_key() -> str:
@@ -170,7 +169,7 @@ class UsersDialog(TaskDialog):
             retry = dict(current)
             retry.update(error=error.message, error_field=error.field if isinstance(error, InvalidInput) else None)
             if retry.get("screen") == NEW:
-                retry["values"] = {key: text_of(value, key) for key in NEW_USER_FIELDS} or retry.get("values", {})
+                retry["values"] = {key: text_of(value, key) for key in ui.NEW_USER_FIELDS} or retry.get("values", {})
             if retry.get("screen") == ASSIGN:
                 retry.update(licences.assign_values(value))
             if retry.get("screen") == DIRECTORY:
@@ -230,7 +229,7 @@ class UsersDialog(TaskDialog):
         return {key: item for key, item in current.items() if key not in ("error", "error_field", "notice")}
 
     async def _create(self, caller: Caller, value: dict[str, Any]) -> dict[str, Any]:
-        values = {key: text_of(value, key) for key in NEW_USER_FIELDS}
+        values = {key: text_of(value, key) for key in ui.NEW_USER_FIELDS}
         key = text_of(value, "request_key", 64)
         if not key:
             raise InvalidInput("This card is out of date; fill in the new form.")

@@ -92,6 +92,8 @@ def test_user_card_shows_licences_with_their_subscriptions_and_removal():
     )
     assert_valid_card(empty)
     assert "no licences" in card_text(empty) and ui.USERS_UNASSIGN not in _verbs(empty)
+    # A missing name reads "not set" (a lone "-" renders as a list bullet).
+    assert "First name\nnot set\nLast name\nnot set" in card_text(empty)
 
 
 def _inputs(card):
@@ -145,7 +147,7 @@ def test_assign_card_shows_pool_numbers_and_subscriptions_and_caps_choices():
     assert "1. " not in text and "2. " not in text  # no numbered headings (Teams renders them as lists)
     picker = _inputs(card)["user_ids"]
     assert len(picker["choices"]) == ui.MAX_CHOICES and picker["style"] == "expanded"
-    assert picker["choices"][1]["title"] == "Person 1 (p1@contoso.onmicrosoft.com) · 1 licence"
+    assert picker["choices"][1]["title"] == "Person 1 (p1@contoso.onmicrosoft.com) — 1 licence"
     none = ui.build_assign_card(_rows(1), [], "key")
     assert_valid_card(none)
     assert "no licences to assign" in card_text(none) and ui.USERS_ASSIGN_DO not in _verbs(none)
