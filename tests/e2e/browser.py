@@ -177,6 +177,25 @@ class Browser:
     async def inputs(self, index: int = -1) -> list[dict[str, Any]]:
         return list(await self._call("inputs", index=index))
 
+    async def extension_search(self, term: str, *, expect: str) -> str:
+        """Search with the bot's message extension from the compose box; wait until its panel shows
+        `expect` (a result's title, or the bot's message) and return what the panel shows."""
+        await self._call("extensionSearch", term=term)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.reply_timeout
+        shown = ""
+        while loop.time() < deadline:
+            shown = str(await self._call("extensionPanel"))
+            if expect in shown:
+                return shown
+            await asyncio.sleep(0.2)
+        self._failed = True
+        raise BrowserError(f"the message extension did not show {expect!r} within {self.reply_timeout} s: {shown!r}")
+
+    async def extension_share(self, title: str) -> None:
+        """Insert the extension's result titled `title` into the compose box and send it."""
+        await self._call("extensionShare", title=title)
+
     async def open_chat(self, name: str) -> None:
         await self._call("openChat", name=name)
 

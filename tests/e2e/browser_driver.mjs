@@ -199,6 +199,33 @@ const ops = {
       value: node.value,
     })));
   },
+  // The compose box's message extension, as a person uses it: the extension button, "Search
+  // Command", a search term typed in its box. The Playground shows no app list (it reads no manifest):
+  // the bot's one search command answers whatever is typed.
+  async extensionSearch({ term }) {
+    if ((await page.getByPlaceholder('Enter a search term').count()) === 0) {
+      await page.getByRole('button', { name: 'Trigger Message Extension App' }).click();
+      await page.getByRole('menuitem', { name: 'Search Command' }).click();
+    }
+    await page.getByPlaceholder('Enter a search term').fill(term);
+    return null;
+  },
+  // What the extension's panel shows under the search box: its results' titles, or its message.
+  async extensionPanel() {
+    const box = page.getByPlaceholder('Enter a search term');
+    if ((await box.count()) === 0) return '';
+    return box.evaluate((input) => {
+      let panel = input;
+      while (panel && !/Search-Based Message Extension/.test(panel.innerText || '')) panel = panel.parentElement;
+      return panel ? panel.innerText : '';
+    });
+  },
+  // Put the result with this title into the compose box, and send it.
+  async extensionShare({ title }) {
+    await page.getByRole('heading', { name: title, exact: true }).click();
+    await page.getByRole('button', { name: 'Send Message' }).click();
+    return null;
+  },
   async screenshot({ path }) {
     await page.screenshot({ path, fullPage: false });
     return path;
