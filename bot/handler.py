@@ -250,7 +250,10 @@ class CspBot(ActivityHandler):
                 await self._refuse(turn_context, outbox, refusal)
                 return
             if activity.type == ActivityTypes.message:
-                outbox.typing = _DelayedTyping(turn_context, self._typing_delay, self._loop_lag)
+                # Teams shows "typing…" in chats only; a channel gets none (the Playground's page
+                # even fails on one sent to a channel's thread).
+                if _conversation_type(activity) != "channel":
+                    outbox.typing = _DelayedTyping(turn_context, self._typing_delay, self._loop_lag)
                 if self._live_cards is not None:
                     outbox.card_turn = self._live_cards.begin(turn_context)
             try:

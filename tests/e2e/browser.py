@@ -124,6 +124,12 @@ class Browser:
         await self._call("send", text=text)
         return await self._answer(f"send {text!r}", before, expect)
 
+    async def post_mentioning(self, name: str, text: str, *, expect: str) -> dict[str, Any]:
+        """In a channel: post `text` @mentioning `name` (picked from the mention list); wait until
+        the post shows `expect` (the bot answers inside the post's thread)."""
+        await self._call("sendMentioning", name=name, text=text)
+        return await self.wait_for_text(expect)
+
     async def click(
         self, button: str, *, expect: str | None = None, near: str | None = None, index: int | None = None
     ) -> list[dict[str, Any]]:

@@ -118,6 +118,29 @@ const ops = {
     await box.press('Enter');
     return null;
   },
+  // In a channel the bot reads only messages that @mention it: type "@" and the start of its name,
+  // pick it from the mention list, then the rest of the message.
+  // (A channel just opened may still be setting up its compose box: the mention list then does not
+  // come, and the "@" is typed again.)
+  async sendMentioning({ name, text }) {
+    const pick = page.getByRole('menuitem', { name }).first();
+    for (let attempt = 1; ; attempt += 1) {
+      const box = page.getByRole('textbox').last();
+      await box.fill('');
+      await box.pressSequentially(`@${name.split(' ')[0]}`);
+      try {
+        await pick.waitFor({ timeout: 3000 });
+      } catch (error) {
+        if (attempt === 5) throw error;
+        continue;
+      }
+      await pick.click();
+      // Typed where the caret is, after the mention (focusing the box again would move it).
+      await page.keyboard.type(` ${text}`);
+      await page.keyboard.press('Enter');
+      return null;
+    }
+  },
   // `near`: the button inside the innermost part of the card that also shows this text (e.g. the
   // "Choose" of one product among several).
   async click({ name, index, near }) {

@@ -2,8 +2,9 @@
 Microsoft on the first open, search, paging, one user), a new user (an error shown in place with the
 values kept; the password only e-mailed), licences assigned to users picked from a long list and
 removed again, and the organisation's directory: people the operator loaded with `cspbot directory
-import` created in the tenant, tenant users exported to it. Every step is typing in the chat box or
-clicking a rendered card; any page error from the card renderer fails the test.
+import` created in the tenant, tenant users exported to it; and, asked for in a team channel, the
+list sent to the 1:1 chat. Every step is typing in the chat box or clicking a rendered card; any page
+error from the card renderer fails the test.
 
 The Playground has no way to hand the bot a file for the directory (and the bot takes none): the
 operator loads it from a CSV on the command line, which these tests run as the operator would."""
@@ -123,12 +124,16 @@ async def test_a_new_user_is_corrected_in_place_created_and_the_password_only_ma
     await browser.screenshot("created")
     assert [mail["To"] for mail in outbox_messages(admin.outbox)] == ["kim@example.com"]
     await _nowhere_in_the_chat(browser, _passwords(admin.outbox))
+    await browser.click("Assign a licence", expect=TO_LICENSE)
+    ticked = [choice["title"] for choice in await browser.choices(TO_LICENSE) if choice["checked"]]
+    assert ticked == [f"Kim Lee (kim.lee@{DOMAIN}) — 0 licences"]
     await browser.click("Back to users", expect="Kim Lee")
 
 
 async def test_licences_are_assigned_to_users_picked_from_a_long_list_and_removed(admin: Admin) -> None:
     browser = admin.browser
-    await browser.send("assign", expect="Assign licences")
+    await browser.send("users", expect="Person 00")
+    await browser.click("Assign licences", expect=TO_LICENSE)
     text = await browser.card_text()
     assert f"{PEOPLE + 1} users: the first 15 are listed; search by name to find the others." in text
     assert "Microsoft 365 Business Basic — 2 available of 2 (0 assigned)" in text
@@ -156,6 +161,7 @@ async def test_licences_are_assigned_to_users_picked_from_a_long_list_and_remove
     assert "✔ Person 03: assigned" in outcome and "✔ Person 19: assigned" in outcome
     assert "Available\n\n0\n\nAssigned\n\n2\n\nTotal\n\n2" in outcome
     await browser.screenshot("assigned")
+    await browser.click("Assign more", expect="Microsoft 365 Business Basic — 0 available of 2 (2 assigned)")
 
     await browser.click("Back to users", expect="Users of your Microsoft tenant")
     await browser.fill(LIST_SEARCH, "person 19")
@@ -169,6 +175,9 @@ async def test_licences_are_assigned_to_users_picked_from_a_long_list_and_remove
     await browser.click("Remove selected licences", expect="Licences removed.")
     assert "This user has no licences." in await browser.card_text()
     assert "Microsoft 365 Business Basic: 1 available, 1 assigned of 2." in await browser.card_text()
+    await browser.click("Assign a licence", expect="1 available of 2 (1 assigned)")
+    ticked = [choice["title"] for choice in await browser.choices(TO_LICENSE) if choice["checked"]]
+    assert ticked == [f"Person 19 (user19@{DOMAIN}) — 0 licences"]
 
 
 async def _operator_loads(admin: Admin, csv: str) -> None:
@@ -234,3 +243,19 @@ async def test_directory_people_are_imported_and_tenant_users_exported(admin: Ad
     await _nowhere_in_the_chat(browser, _passwords(admin.outbox))
     listed = await admin.services.directory.entries_of("contoso")
     assert {entry.email for entry in listed if entry.has_password} == {f"user05@{DOMAIN}"}
+    await browser.click("Back to users", expect="Users of your Microsoft tenant")
+
+
+async def test_asked_in_a_channel_the_list_comes_to_the_personal_chat(admin: Admin) -> None:
+    """User data is private: asked for in a team channel, the list goes to Alex's 1:1 chat."""
+    browser = admin.browser
+    await browser.open_chat("General")
+    post = await browser.post_mentioning("Test Bot", "users", expect="I have sent that to you in our 1:1 chat.")
+    assert "Alex Wilber" in post["text"] and "Test Bot users" in post["text"]  # Alex's post, answered in its thread
+    assert not [m for m in await browser.messages() if "user00@" in m["text"]]
+    await browser.open_chat("Personal Chat")
+    private = await browser.wait_for_text("Open the users list here")
+    assert f"user00@{DOMAIN}" in private["text"] and "Next" not in private["text"]  # read-only here
+    await browser.screenshot("sent-privately")
+    await browser.click("Open the users list here", expect="Page 1 of 3")
+    assert "Next" in await browser.buttons()
