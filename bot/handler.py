@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import difflib
 import logging
+import re
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -72,6 +73,8 @@ ALREADY_RECEIVED = "Already received: it is being handled or done."
 # automatic refresh, an adaptiveCard/action with trigger "automatic").
 READING_INVOKES = frozenset({"composeExtension/query"})
 COMPOSE_QUERY = "composeExtension/query"
+ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
+_MARKUP = re.compile(r"<[^>]*>")
 
 InvokeHandler = Callable[[TurnContext, Caller, dict[str, Any]], Awaitable[AdaptiveCardInvokeResponse]]
 
@@ -247,7 +250,10 @@ class CspBot(ActivityHandler):
                 await self._refuse(turn_context, outbox, refusal)
                 return
             if activity.type == ActivityTypes.message:
-                outbox.typing = _DelayedTyping(turn_context, self._typing_delay, self._loop_lag)
+                # Teams shows "typing…" in chats only; a channel gets none (the Playground's page
+                # even fails on one sent to a channel's thread).
+                if _conversation_type(activity) != "channel":
+                    outbox.typing = _DelayedTyping(turn_context, self._typing_delay, self._loop_lag)
                 if self._live_cards is not None:
                     outbox.card_turn = self._live_cards.begin(turn_context)
             try:
@@ -457,6 +463,8 @@ class CspBot(ActivityHandler):
             sender = activity.from_property.name if activity.from_property else ""
             self._reply(turn_context, card_activity(build_not_registered_card(sender or "")))
             return
+        if _is_shared_card(activity):
+            return  # a card put into the chat (a bill from the message extension): shown to people, not said to us
         state: ConversationState = turn_context.turn_state[STATE_KEY]
         dialog_context = await self._tasks.dialog_set(state.create_property("DialogState")).create_context(turn_context)
         outbox: _Outbox = turn_context.turn_state[OUTBOX_KEY]
@@ -600,6 +608,15 @@ class CspBot(ActivityHandler):
             return await handler(turn_context, caller, data)
         except DomainError as error:
             return _invoke_message(error.message)
+
+
+def _is_shared_card(activity: Activity) -> bool:
+    """A message that only carries an Adaptive Card someone inserted from a message extension (Teams
+    sends it with the card as an attachment and, as text, only the markup that places it)."""
+    if activity.value is not None:
+        return False
+    cards = [item for item in activity.attachments or [] if item.content_type == ADAPTIVE_CARD]
+    return bool(cards) and not _MARKUP.sub("", activity.text or "").strip()
 
 
 def _command_button(activity: Activity) -> str | None:

@@ -41,6 +41,18 @@ def text(value: str, *, subtle: bool = False, weight: str | None = None, color: 
     return block
 
 
+# The id of a card's error message: it is about an earlier try, so a card kept as the record of
+# what was done (cards/records.py) leaves it out. A card shows one error at a time.
+ERROR_ID = "error"
+
+
+def error_lines(message: str | None) -> list[dict[str, Any]]:
+    """What went wrong with the last submit, in bold red; nothing when all is well."""
+    if not message:
+        return []
+    return [{**text(message, color="Attention", weight="Bolder"), "id": ERROR_ID}]
+
+
 def facts(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     return {"type": "FactSet", "facts": [{"title": title, "value": value} for title, value in pairs]}
 

@@ -12,7 +12,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from cards.base import Card, text
+from cards.base import ERROR_ID, Card, text
 
 CARD_ID_KEY = "card_id"
 INPUT_TYPES = frozenset({"Input.Text", "Input.Number", "Input.Date", "Input.Time", "Input.ChoiceSet", "Input.Toggle"})
@@ -70,21 +70,28 @@ def _frozen(element: Mapping[str, Any], submitted: Mapping[str, Any], inputs: bo
     """The element without anything clickable; an input becomes "label: value" (None when empty, and
     when the button clicked sent no inputs)."""
     kind = element.get("type")
-    if kind == "ActionSet" or element.get("isVisible") is False or (kind in INPUT_TYPES and not inputs):
+    if (
+        kind == "ActionSet"
+        or element.get("isVisible") is False
+        or element.get("id") == ERROR_ID  # an error was about an earlier try of what the record shows done
+        or (kind in INPUT_TYPES and not inputs)
+    ):
         return None
     if kind == "Input.Toggle":
         ticked = _shown_value(element, submitted) == "yes"
         return text(("✓ " if ticked else "Not ticked: ") + str(element.get("title") or element.get("label") or ""))
     if kind in INPUT_TYPES:
         value = _shown_value(element, submitted)
-        if not value:
-            return None
-        label = str(element.get("label") or element.get("title") or element.get("placeholder") or "").rstrip(" *")
-        return text(f"**{label}**: {value}" if label else value)
+        label = str(element.get("label") or element.get("title") or "").rstrip(" *")
+        if not value or not label:
+            return None  # nothing entered, or a search box (what was looked for is not what was done)
+        return text(f"**{label}**: {value}")
     frozen = {key: value for key, value in element.items() if key not in ("selectAction", "actions")}
     for key in ("items", "columns"):
         if isinstance(element.get(key), list):
             frozen[key] = [kept for child in element[key] if (kept := _frozen(child, submitted, inputs)) is not None]
+            if element[key] and not frozen[key]:
+                return None  # it held only buttons and inputs left out: no empty space in the record
     return frozen
 
 

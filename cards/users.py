@@ -7,8 +7,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from cards.base import Card, card, command_button, facts, heading, submit, text
+from cards.base import Card, card, command_button, error_lines, facts, heading, submit, text
 from services import formatting
+from services.ordering import plan_label
 
 if TYPE_CHECKING:
     from services.users.directory import DirectoryEntry, EntryResult
@@ -31,12 +32,16 @@ USERS_IMPORT = "users_import"
 USERS_EXPORT = "users_export"
 USERS_DONE = "users_done"
 
-MAX_CHOICES = 100
+# A picker shows at most this many people besides those already ticked, with a search box to find
+# the others: a longer list does not fit a chat card (a drop-down of 30 runs off the screen).
+MAX_CHOICES = 15
+# How many people one card may keep ticked across searches.
+MAX_SELECTED = 100
 
 
-def _search_row(placeholder: str, value: str, search: dict[str, Any]) -> dict[str, Any]:
-    """A search box (`search`) with its Search button beside it."""
-    box = {"type": "Input.Text", "id": "search", "placeholder": placeholder, "value": value, "maxLength": 100}
+def _search_row(placeholder: str, value: str, search: dict[str, Any], input_id: str = "search") -> dict[str, Any]:
+    """A search box with its Search button beside it."""
+    box = {"type": "Input.Text", "id": input_id, "placeholder": placeholder, "value": value, "maxLength": 100}
     return {
         "type": "ColumnSet",
         "columns": [
@@ -46,20 +51,69 @@ def _search_row(placeholder: str, value: str, search: dict[str, Any]) -> dict[st
     }
 
 
+def _age(synced_at: datetime, now: datetime) -> str:
+    """`just now`, `7 minutes ago`, `3 hours ago`."""
+    minutes = int((now - synced_at).total_seconds() // 60)
+    if minutes < 1:
+        return "just now"
+    if minutes >= 120:
+        return f"{formatting.plural(minutes // 60, 'hour', 'hours')} ago"
+    return f"{formatting.plural(minutes, 'minute', 'minutes')} ago"
+
+
 def freshness(synced_at: datetime | None, now: datetime, *, syncing: bool = False) -> str:
     """How fresh the copy is, in words."""
     if synced_at is None:
-        return "Not synced with Microsoft yet - syncing now; use Refresh in a moment."
-    minutes = int((now - synced_at).total_seconds() // 60)
-    age = "just now" if minutes < 1 else f"{formatting.plural(minutes, 'minute', 'minutes')} ago"
-    if minutes >= 120:
-        age = f"{formatting.plural(minutes // 60, 'hour', 'hours')} ago"
-    suffix = " - refreshing in the background." if syncing else "."
-    return f"Synced with Microsoft {age}{suffix}"
+        if syncing:
+            return "Still reading your users from Microsoft; use Refresh in a moment to see them all."
+        return "Not read from Microsoft yet."
+    suffix = " — refreshing in the background." if syncing else "."
+    return f"Synced with Microsoft {_age(synced_at, now)}{suffix}"
 
 
-def _error(message: str | None) -> list[dict[str, Any]]:
-    return [text(message, color="Attention", weight="Bolder")] if message else []
+def _back() -> dict[str, Any]:
+    """Back to the list: nothing on the card is needed, so a required field left empty does not stop it."""
+    return {**submit("Back to users", USERS_LIST), "associatedInputs": "none"}
+
+
+def _picker(
+    input_id: str,
+    label: str,
+    choices: Sequence[tuple[str, str]],
+    selected: Sequence[str],
+    *,
+    total: int,
+    noun: tuple[str, str],
+) -> list[dict[str, Any]]:
+    """A multi-select of people as tick boxes in the card: those already ticked, then at most
+    `MAX_CHOICES` others (`choices` holds both, as (title, value)); `total`: how many the current
+    search matches, to say when some are not listed."""
+    first = {value: title for title, value in reversed(choices)}  # a person listed twice: once
+    unique = [(first[value], value) for value in dict.fromkeys(value for _, value in choices)]
+    ticked = [choice for choice in unique if choice[1] in selected][:MAX_SELECTED]
+    others = [choice for choice in unique if choice[1] not in selected][:MAX_CHOICES]
+    body: list[dict[str, Any]] = []
+    if total > MAX_CHOICES:
+        body.append(
+            text(
+                f"{formatting.plural(total, *noun)}: the first {MAX_CHOICES} are listed; "
+                "search by name to find the others.",
+                subtle=True,
+            )
+        )
+    if ticked or others:
+        body.append(
+            {
+                "type": "Input.ChoiceSet",
+                "id": input_id,
+                "label": label,
+                "isMultiSelect": True,
+                "style": "expanded",
+                "value": ",".join(value for _, value in ticked),
+                "choices": [{"title": title, "value": value} for title, value in ticked + others],
+            }
+        )
+    return body
 
 
 def _notice(message: str) -> list[dict[str, Any]]:
@@ -67,14 +121,15 @@ def _notice(message: str) -> list[dict[str, Any]]:
 
 
 def _user_line(row: UserRow) -> dict[str, Any]:
+    """One user: name with their licence count and status beside it, the user name under both (a
+    user name is long: it gets the card's whole width)."""
     licences = formatting.plural(row.licence_count, "licence", "licences")
-    state = f" · {row.state}"
     return {
         "type": "Container",
         "separator": True,
         "selectAction": {
             "type": "Action.Submit",
-            "title": "Open",
+            "title": f"Open {row.display_name or row.user_principal_name}",
             "data": {"verb": USERS_OPEN, "user_id": row.user_id},
         },
         "items": [
@@ -84,19 +139,12 @@ def _user_line(row: UserRow) -> dict[str, Any]:
                     {
                         "type": "Column",
                         "width": "stretch",
-                        "items": [
-                            text(row.display_name or row.user_principal_name, weight="Bolder"),
-                            {**text(row.user_principal_name, subtle=True), "spacing": "None"},
-                        ],
+                        "items": [text(row.display_name or row.user_principal_name, weight="Bolder")],
                     },
-                    {
-                        "type": "Column",
-                        "width": "auto",
-                        "verticalContentAlignment": "Center",
-                        "items": [text(f"{licences}{state}")],
-                    },
+                    {"type": "Column", "width": "auto", "items": [text(f"{licences} · {row.state}")]},
                 ],
-            }
+            },
+            {**text(row.user_principal_name, subtle=True), "spacing": "None"},
         ],
     }
 
@@ -110,17 +158,22 @@ def build_users_card(
         heading("Users of your Microsoft tenant"),
         text(freshness(page.synced_at, now, syncing=page.syncing), subtle=True),
         *_notice(notice),
-        *_error(error),
+        *error_lines(error),
     ]
     if page.last_error:
-        body.append(text(f"The last sync did not finish: {page.last_error}", color="Warning"))
+        body.append(
+            text(
+                f"Could not read your users from Microsoft: {page.last_error} Use Refresh to try again.",
+                color="Warning",
+            )
+        )
     if interactive:
         body.append(_search_row("Search by name or user name", page.search, submit("Search", USERS_SEARCH)))
     if page.search:
         matching = formatting.plural(page.total, "user matches", "users match")
         body.append(text(f"{matching} '{page.search}'.", subtle=True))
     if not page.rows:
-        body.append(text("No users to show." if page.search or page.synced_at else "No users in the copy yet."))
+        body.append(text("No users to show." if page.search or page.synced_at else "No users read yet."))
     for row in page.rows:
         line = _user_line(row)
         if not interactive:
@@ -159,12 +212,12 @@ def build_user_card(
     body: list[dict[str, Any]] = [
         heading(detail.display_name or detail.user_principal_name),
         *_notice(notice),
-        *_error(error),
+        *error_lines(error),
         facts(
             [
                 ("User name", detail.user_principal_name),
-                ("First name", detail.first_name or "-"),
-                ("Last name", detail.last_name or "-"),
+                ("First name", detail.first_name or "not set"),
+                ("Last name", detail.last_name or "not set"),
                 ("Usage location", detail.usage_location or "not set"),
                 ("Status", detail.state),
                 ("Licences", str(len(detail.licences))),
@@ -172,15 +225,15 @@ def build_user_card(
         ),
     ]
     if detail.licences_synced_at is not None:
-        body.append(text(f"Licences read from Microsoft: {freshness(detail.licences_synced_at, now)}", subtle=True))
+        body.append(text(f"Licences read from Microsoft {_age(detail.licences_synced_at, now)}.", subtle=True))
     if not detail.licences:
         body.append(text("This user has no licences."))
     for licence in detail.licences:
         body.append(text(licence.name, weight="Bolder"))
         if licence.subscriptions:
             lines = [
-                f"- {sub.name} ({formatting.plural(sub.quantity, 'seat', 'seats')}, {sub.status}, "
-                f"{sub.term_duration} billed {sub.billing_cycle})"
+                f"- {sub.name}: {formatting.plural(sub.quantity, 'seat', 'seats')}, {sub.status}, "
+                f"{plan_label(sub.term_duration, sub.billing_cycle)}"
                 for sub in licence.subscriptions
             ]
             body.append({**text("From the pooled subscriptions:\n" + "\n".join(lines), subtle=True), "spacing": "None"})
@@ -202,10 +255,14 @@ def build_user_card(
             submit("Remove selected licences", USERS_UNASSIGN, {"user_id": detail.user_id, "request_key": request_key})
         )
     actions += [
-        submit("Assign a licence", USERS_ASSIGN, {"user_ids": [detail.user_id]}),
-        submit("Back to users", USERS_LIST),
+        {**submit("Assign a licence", USERS_ASSIGN, {"user_ids": [detail.user_id]}), "associatedInputs": "none"},
+        _back(),
     ]
     return card(body, actions)
+
+
+# The fields of the new-user form, where an error about one of them is shown.
+NEW_USER_FIELDS = ("first_name", "last_name", "display_name", "user_name", "domain", "usage_location", "password_email")
 
 
 def build_new_user_card(
@@ -219,7 +276,7 @@ def build_new_user_card(
     """The new-user form; on bad input the message is shown at the field and the values are kept."""
 
     def field_error(name: str) -> list[dict[str, Any]]:
-        return _error(error) if error and error_field == name else []
+        return error_lines(error) if error and error_field == name else []
 
     def text_input(name: str, label: str, *, required: bool = False, placeholder: str = "") -> list[dict[str, Any]]:
         block: dict[str, Any] = {
@@ -236,56 +293,17 @@ def build_new_user_card(
             block["placeholder"] = placeholder
         return [*field_error(name), block]
 
-    domains = defaults.domains or [""]
+    domains = defaults.domains
     body: list[dict[str, Any]] = [
         heading("New user"),
         text("The user is created in your Microsoft tenant at once."),
-        *(_error(error) if error and error_field is None else []),
+        *(error_lines(error) if error_field not in NEW_USER_FIELDS else []),
         *text_input("first_name", "First name"),
         *text_input("last_name", "Last name"),
         *text_input("display_name", "Display name", placeholder="e.g. Kim Lee (from first and last name if empty)"),
         *field_error("user_name"),
         *field_error("domain"),
-        {
-            "type": "ColumnSet",
-            "columns": [
-                {
-                    "type": "Column",
-                    "width": "stretch",
-                    "items": [
-                        {
-                            "type": "Input.Text",
-                            "id": "user_name",
-                            "label": "User name",
-                            "isRequired": True,
-                            "errorMessage": "User name is required.",
-                            "placeholder": "kim.lee",
-                            "value": values.get("user_name", ""),
-                            "maxLength": 64,
-                        }
-                    ],
-                },
-                {
-                    "type": "Column",
-                    "width": "auto",
-                    "verticalContentAlignment": "Bottom",
-                    "items": [text("@")],
-                },
-                {
-                    "type": "Column",
-                    "width": "stretch",
-                    "items": [
-                        {
-                            "type": "Input.ChoiceSet",
-                            "id": "domain",
-                            "label": "Domain",
-                            "value": values.get("domain") or domains[0],
-                            "choices": [{"title": domain, "value": domain} for domain in domains],
-                        }
-                    ],
-                },
-            ],
-        },
+        *_user_name_inputs(values, domains),
         *field_error("usage_location"),
         {
             "type": "Input.Text",
@@ -306,22 +324,66 @@ def build_new_user_card(
             "maxLength": 254,
         },
         text(
-            "A strong password is generated and e-mailed to that address only - it is never shown here. "
+            "A strong password is generated and e-mailed to that address only — it is never shown here. "
             "The user must change it at first sign-in.",
             subtle=True,
         ),
     ]
-    return card(
-        body,
-        [
-            submit("Create user", USERS_CREATE, {"request_key": request_key}, style="positive"),
-            submit("Back to users", USERS_LIST),
-        ],
-    )
+    create = {"request_key": request_key}
+    if len(domains) == 1:
+        create["domain"] = domains[0]  # the one domain is shown beside the user name, not asked for
+    return card(body, [submit("Create user", USERS_CREATE, create, style="positive"), _back()])
+
+
+def _user_name_inputs(values: Mapping[str, str], domains: Sequence[str]) -> list[dict[str, Any]]:
+    """The user name, and the tenant domain after its @: shown beside it when there is one, else a
+    choice below it (a domain is too long to share a row with the user name)."""
+    user_name = {
+        "type": "Input.Text",
+        "id": "user_name",
+        "label": "User name",
+        "isRequired": True,
+        "errorMessage": "User name is required.",
+        "placeholder": "kim.lee",
+        "value": values.get("user_name", ""),
+        "maxLength": 64,
+    }
+    if len(domains) == 1:
+        return [
+            {
+                "type": "ColumnSet",
+                "columns": [
+                    {"type": "Column", "width": "stretch", "items": [user_name]},
+                    {
+                        "type": "Column",
+                        "width": "auto",
+                        "verticalContentAlignment": "Bottom",
+                        "items": [text(f"@{domains[0]}")],
+                    },
+                ],
+            }
+        ]
+    if not domains:
+        return [user_name]
+    return [
+        user_name,
+        {
+            "type": "Input.ChoiceSet",
+            "id": "domain",
+            "label": "Domain (after the @)",
+            "value": values.get("domain") or domains[0],
+            "choices": [{"title": f"@{domain}", "value": domain} for domain in domains],
+        },
+    ]
 
 
 def _pool_title(pool: PoolView) -> str:
-    return f"{pool.name} - {pool.available} available of {pool.active} ({pool.consumed} assigned)"
+    return f"{pool.name} — {pool.available} available of {pool.active} ({pool.consumed} assigned)"
+
+
+def _user_choice(row: UserRow) -> tuple[str, str]:
+    licences = formatting.plural(row.licence_count, "licence", "licences")
+    return f"{row.display_name} ({row.user_principal_name}) — {licences}", row.user_id
 
 
 def build_assign_card(
@@ -337,37 +399,30 @@ def build_assign_card(
     error: str | None = None,
     error_field: str | None = None,
 ) -> Card:
-    """Pick users (many), then a licence product; each product shows Microsoft's pool numbers with
-    the subscriptions feeding it listed under it."""
-    body: list[dict[str, Any]] = [heading("Assign licences"), *(_error(error) if error_field is None else [])]
-    shown = list(users)[:MAX_CHOICES]
-    body.append(text("1. Users", weight="Bolder"))
-    if total_users > len(shown):
-        body.append(text(f"Showing {len(shown)} of {total_users} users; search to narrow the list.", subtle=True))
-    body.append(_search_row("Search users", search, submit("Search", USERS_ASSIGN, {"searching": True})))
-    body += _error(error) if error_field == "users" else []
+    """Pick users (many; those ticked, then at most `MAX_CHOICES` of the search's others), then a
+    licence product; each product shows Microsoft's pool numbers with the subscriptions feeding it
+    listed under it. `users`: the ticked users and the search's first page; `total_users`: how many
+    the search matches."""
+    body: list[dict[str, Any]] = [heading("Assign licences")]
+    body += error_lines(error) if error_field not in ("users", "licence", "usage_location") else []
     body.append(
-        {
-            "type": "Input.ChoiceSet",
-            "id": "user_ids",
-            "label": "Users",
-            "isMultiSelect": True,
-            "value": ",".join(selected_users),
-            "choices": [
-                {
-                    "title": f"{row.display_name} ({row.user_principal_name}) - "
-                    f"{formatting.plural(row.licence_count, 'licence', 'licences')}",
-                    "value": row.user_id,
-                }
-                for row in shown
-            ],
-        }
+        _search_row("Search users by name or user name", search, submit("Search", USERS_ASSIGN, {"searching": True}))
     )
-    body.append(text("2. Licence product", weight="Bolder"))
+    body += error_lines(error) if error_field == "users" else []
+    body += _picker(
+        "user_ids",
+        "Users to get the licence",
+        [_user_choice(row) for row in users],
+        selected_users,
+        total=total_users,
+        noun=("user matches" if search else "user", "users match" if search else "users"),
+    )
+    if not users:
+        body.append(text("No users match. Search again, or clear the search box.", subtle=True))
     if not pools:
         body.append(text("Your organisation has no licences to assign yet. Buy a subscription first."))
     else:
-        body += _error(error) if error_field == "licence" else []
+        body += error_lines(error) if error_field == "licence" else []
         body.append(
             {
                 "type": "Input.ChoiceSet",
@@ -391,7 +446,7 @@ def build_assign_card(
                 subtle=True,
             )
         )
-    body += _error(error) if error_field == "usage_location" else []
+    body += error_lines(error) if error_field == "usage_location" else []
     body.append(
         {
             "type": "Input.Text",
@@ -401,7 +456,7 @@ def build_assign_card(
             "maxLength": 2,
         }
     )
-    actions = [submit("Back to users", USERS_LIST)]
+    actions = [_back()]
     if pools:
         actions.insert(0, submit("Assign", USERS_ASSIGN_DO, {"request_key": request_key}, style="positive"))
     return card(body, actions)
@@ -427,10 +482,10 @@ def build_licence_outcome_card(title: str, outcome: LicenceOutcome) -> Card:
                 ]
             )
         )
-    return card(body, [submit("Back to users", USERS_LIST), submit("Assign more", USERS_ASSIGN)])
+    return card(body, [_back(), submit("Assign more", USERS_ASSIGN)])
 
 
-def _kept(values: dict[str, str], key: str) -> dict[str, str]:
+def _kept(values: Mapping[str, str], key: str) -> dict[str, str]:
     return {"value": values[key]} if values.get(key) else {}
 
 
@@ -439,32 +494,39 @@ def build_directory_card(
     users: Sequence[UserRow],
     request_key: str,
     *,
+    in_directory: int,
+    waiting_total: int,
+    entries_matching: int,
+    users_matching: int,
     error: str | None = None,
-    values: dict[str, str] | None = None,
+    values: Mapping[str, str] | None = None,
 ) -> Card:
     """The organisation's own directory: import people into the tenant, export tenant users to it.
-    `values`: what the admin had entered (kept when the card comes back with an error)."""
+    `entries`: the people not yet in the tenant that are ticked or match the import search;
+    `users`: the tenant users ticked or on the export search's first page. The counts: people in the
+    directory, those not yet in the tenant, those the import search matches, the tenant users the
+    export search matches. `values`: what the admin had entered (kept when the card comes back)."""
     kept = values or {}
-    waiting = [entry for entry in entries if not entry.tenant_user_id]
+    entry_search, user_search = kept.get("entry_search", ""), kept.get("user_search", "")
+    searching = submit("Search", USERS_DIRECTORY, {"searching": True})
     body: list[dict[str, Any]] = [
         heading("Your organisation's user directory"),
-        *_error(error),
-        text(f"{len(entries)} people in the directory; {len(waiting)} not yet in the Microsoft tenant."),
-        text("Import into the tenant", weight="Bolder"),
+        *error_lines(error),
+        text(
+            f"{formatting.plural(in_directory, 'person', 'people')} in the directory; "
+            f"{waiting_total} not yet in the Microsoft tenant."
+        ),
+        {**heading("Import into the tenant"), "size": "Medium"},
     ]
-    if waiting:
-        body.append(
-            {
-                "type": "Input.ChoiceSet",
-                "id": "entry_ids",
-                **_kept(kept, "entry_ids"),
-                "label": "People to create in the tenant (each gets a generated password by e-mail)",
-                "isMultiSelect": True,
-                "choices": [
-                    {"title": f"{entry.display_name or entry.email} <{entry.email}>", "value": str(entry.entry_id)}
-                    for entry in waiting[:MAX_CHOICES]
-                ],
-            }
+    if waiting_total:
+        body.append(_search_row("Search the directory by name or e-mail", entry_search, searching, "entry_search"))
+        body += _picker(
+            "entry_ids",
+            "People to create in the tenant (each gets a generated password by e-mail)",
+            [(f"{entry.display_name or entry.email} ({entry.email})", str(entry.entry_id)) for entry in entries],
+            kept.get("entry_ids", "").split(","),
+            total=entries_matching,
+            noun=("person", "people"),
         )
         body.append(
             {
@@ -478,19 +540,15 @@ def build_directory_card(
         )
     else:
         body.append(text("Nobody to import. The reseller loads the directory (cspbot directory import).", subtle=True))
-    body.append(text("Export tenant users to the directory", weight="Bolder"))
-    body.append(
-        {
-            "type": "Input.ChoiceSet",
-            "id": "user_ids",
-            **_kept(kept, "user_ids"),
-            "label": "Tenant users to add to the directory",
-            "isMultiSelect": True,
-            "choices": [
-                {"title": f"{row.display_name} ({row.user_principal_name})", "value": row.user_id}
-                for row in list(users)[:MAX_CHOICES]
-            ],
-        }
+    body.append({**heading("Export tenant users to the directory"), "size": "Medium"})
+    body.append(_search_row("Search users by name or user name", user_search, searching, "user_search"))
+    body += _picker(
+        "user_ids",
+        "Tenant users to add to the directory",
+        [(f"{row.display_name} ({row.user_principal_name})", row.user_id) for row in users],
+        kept.get("user_ids", "").split(","),
+        total=users_matching,
+        noun=("user", "users"),
     )
     body.append(
         {
@@ -502,11 +560,8 @@ def build_directory_card(
             "maxLength": 254,
         }
     )
-    actions = [
-        submit("Export selected users", USERS_EXPORT, {"request_key": request_key}),
-        submit("Back to users", USERS_LIST),
-    ]
-    if waiting:
+    actions = [submit("Export selected users", USERS_EXPORT, {"request_key": request_key}), _back()]
+    if waiting_total:
         actions.insert(0, submit("Import selected people", USERS_IMPORT, {"request_key": request_key}))
     return card(body, actions)
 
@@ -516,7 +571,7 @@ def build_directory_outcome_card(title: str, results: Sequence[EntryResult]) -> 
     for result in results:
         mark = "✔" if result.ok else "✖"
         body.append(text(f"{mark} {result.name}: {result.message}", color=None if result.ok else "Attention"))
-    return card(body, [submit("Back to users", USERS_LIST), submit("User directory", USERS_DIRECTORY)])
+    return card(body, [_back(), submit("User directory", USERS_DIRECTORY)])
 
 
 def build_user_created_card(
@@ -549,7 +604,7 @@ def build_user_created_card(
         [
             submit("Assign a licence", USERS_ASSIGN, {"user_ids": [user_id]}),
             submit("New user", USERS_NEW),
-            submit("Back to users", USERS_LIST),
+            _back(),
         ],
     )
 

@@ -28,7 +28,7 @@ def _text(value: dict[str, Any], key: str, limit: int) -> str:
 def assign_values(value: dict[str, Any]) -> dict[str, Any]:
     """What the admin had chosen on the assign card, to show it again."""
     return {
-        "selected": _ids(value.get("user_ids"))[: ui.MAX_CHOICES],
+        "selected": _ids(value.get("user_ids"))[: ui.MAX_SELECTED],
         "licence": _text(value, "licence", 64),
         "usage_location": _text(value, "usage_location", 2),
         "search": _text(value, "search", 100),
@@ -40,16 +40,11 @@ async def render_assign(services: Services, caller: Caller, options: dict[str, A
     search = str(options.get("search", ""))
     page = await services.users.list_users(caller, search=search, page_size=ui.MAX_CHOICES)
     pools = await services.licences.pools(caller, refresh=True)
-    selected = [str(item) for item in options.get("selected", [])]
-    rows = list(page.rows)
-    if selected:  # keep chosen users selectable even when the search no longer lists them
-        listed = {row.user_id for row in rows}
-        missing = [user_id for user_id in selected if user_id not in listed]
-        if missing:
-            extra = await services.users.list_users(caller, page_size=ui.MAX_CHOICES)
-            rows += [row for row in extra.rows if row.user_id in missing]
+    # Chosen users stay ticked (and listed first) even when the search no longer finds them.
+    chosen = await services.users.rows_of(caller, [str(item) for item in options.get("selected", [])])
+    selected = [row.user_id for row in chosen]
     return ui.build_assign_card(
-        rows,
+        chosen + [row for row in page.rows if row.user_id not in selected],
         pools,
         uuid.uuid4().hex,
         selected_users=selected,

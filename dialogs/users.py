@@ -27,12 +27,12 @@ from services.container import Services
 from services.db import utcnow
 from services.errors import DomainError, InvalidInput
 from services.payloads import page_number
+from services.users.directory import matching
 from services.users.service import NewUser
 
 LIST, USER, NEW, ASSIGN, DIRECTORY, CARD = "list", "user", "new", "assign", "directory", "card"
 CHANNEL_STARTS = {NEW: ("New user", "new user"), ASSIGN: ("Assign licences", "assign")}
-DIRECTORY_FIELDS = ("entry_ids", "import_send_to", "user_ids", "send_to")
-NEW_USER_FIELDS = ("first_name", "last_name", "display_name", "user_name", "domain", "usage_location", "password_email")
+DIRECTORY_FIELDS = ("entry_ids", "import_send_to", "user_ids", "send_to", "entry_search", "user_search")
 
 
 def new_key() -> str:
@@ -56,6 +56,11 @@ def ids_of(value: Any) -> list[str]:
 def text_of(value: dict[str, Any], key: str, limit: int = 256) -> str:
     item = value.get(key)
     return str(item).strip()[:limit] if isinstance(item, str | int) else ""
+
+
+def directory_values(value: dict[str, Any]) -> dict[str, str]:
+    """What the admin had entered on the directory card, to show it again."""
+    return {key: text_of(value, key, 2000 if key.endswith("_ids") else 254) for key in DIRECTORY_FIELDS}
 
 
 # Buttons that change something at Microsoft or in the directory: once done, their card is a record.
@@ -126,13 +131,34 @@ class UsersDialog(TaskDialog):
         if screen == ASSIGN:
             return await licences.render_assign(self._services, caller, options)
         if screen == DIRECTORY:
-            entries = await self._services.directory.entries(caller)
-            page = await users.list_users(caller, page_size=ui.MAX_CHOICES)
-            return ui.build_directory_card(
-                entries, page.rows, new_key(), error=options.get("error"), values=options.get("values", {})
-            )
+            return await self._directory_card(caller, options)
         page = await users.list_users(caller, search=options.get("search", ""), page=int(options.get("page", 1)))
         return ui.build_users_card(page, utcnow(), notice=options.get("notice", ""), error=options.get("error"))
+
+    async def _directory_card(self, caller: Caller, options: dict[str, Any]) -> dict[str, Any]:
+        """The directory card: the people ticked and those the import search matches; the tenant
+        users ticked and the export search's first page."""
+        values: dict[str, str] = dict(options.get("values", {}))
+        entries = await self._services.directory.entries(caller)
+        waiting = [entry for entry in entries if not entry.tenant_user_id]
+        ticked_entries = set(ids_of(values.get("entry_ids")))
+        matches = matching(waiting, values.get("entry_search", ""))
+        shown = [entry for entry in waiting if str(entry.entry_id) in ticked_entries] + matches
+        page = await self._services.users.list_users(
+            caller, search=values.get("user_search", ""), page_size=ui.MAX_CHOICES
+        )
+        ticked_users = await self._services.users.rows_of(caller, ids_of(values.get("user_ids")))
+        return ui.build_directory_card(
+            shown,
+            ticked_users + [row for row in page.rows if row not in ticked_users],
+            new_key(),
+            in_directory=len(entries),
+            waiting_total=len(waiting),
+            entries_matching=len(matches),
+            users_matching=page.total,
+            error=options.get("error"),
+            values=values,
+        )
 
     async def act(self, caller: Caller, verb: str, value: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
         """The next screen's options after doing what `verb` asks."""
@@ -143,11 +169,11 @@ class UsersDialog(TaskDialog):
             retry = dict(current)
             retry.update(error=error.message, error_field=error.field if isinstance(error, InvalidInput) else None)
             if retry.get("screen") == NEW:
-                retry["values"] = {key: text_of(value, key) for key in NEW_USER_FIELDS} or retry.get("values", {})
+                retry["values"] = {key: text_of(value, key) for key in ui.NEW_USER_FIELDS} or retry.get("values", {})
             if retry.get("screen") == ASSIGN:
                 retry.update(licences.assign_values(value))
             if retry.get("screen") == DIRECTORY:
-                retry["values"] = {key: text_of(value, key, 2000) for key in DIRECTORY_FIELDS}
+                retry["values"] = directory_values(value)
             if retry.get("screen") in (LIST, CARD, None):
                 return {"screen": LIST, "notice": "", "error": error.message}
             return retry
@@ -180,7 +206,8 @@ class UsersDialog(TaskDialog):
         if verb in (ui.USERS_ASSIGN, ui.USERS_ASSIGN_DO, ui.USERS_UNASSIGN):
             return await licences.act(self._services, caller, verb, value)
         if verb == ui.USERS_DIRECTORY:
-            return {"screen": DIRECTORY}
+            searched = value.get("searching") is True
+            return {"screen": DIRECTORY, "values": directory_values(value) if searched else {}}
         if verb == ui.USERS_IMPORT:
             results = await self._services.directory.import_to_tenant(
                 caller,
@@ -202,7 +229,7 @@ class UsersDialog(TaskDialog):
         return {key: item for key, item in current.items() if key not in ("error", "error_field", "notice")}
 
     async def _create(self, caller: Caller, value: dict[str, Any]) -> dict[str, Any]:
-        values = {key: text_of(value, key) for key in NEW_USER_FIELDS}
+        values = {key: text_of(value, key) for key in ui.NEW_USER_FIELDS}
         key = text_of(value, "request_key", 64)
         if not key:
             raise InvalidInput("This card is out of date; fill in the new form.")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from cards import users as ui
 from cards.billing import RANGE_VERB, RangeChoiceView, build_range_card
 from cards.records import CARD_ID_KEY, build_record, clicked_action, stamp
 from cards.subscriptions import build_suspend_request_card
 from cards.tenant import build_tenant_confirm_card
+from services.users.licences import PoolView
+from services.users.service import NewUserDefaults, UserRow
 from tests.cardcheck import assert_valid_card
+from tests.chat import walk
 from tests.fakes import card_text
 from tests.test_cards_tenant import FORM
 from tests.test_subscription_cards import _view
@@ -83,3 +87,33 @@ def test_a_button_that_sends_no_inputs_leaves_them_out_of_the_record() -> None:
     picked = {"verb": RANGE_VERB, "choice": "range", "first_month": "2026-10", "last_month": "2026-11"}
     ranged = build_record(card, picked, "✓ Show these months — Alex")
     assert "**From**: October 2026" in card_text(ranged) and "**To**: November 2026" in card_text(ranged)
+
+
+def test_the_record_of_a_form_corrected_after_an_error_leaves_the_error_out() -> None:
+    """The form was shown again with an error, then corrected and done: the record says what was
+    done, not the error of the earlier try."""
+    form = ui.build_new_user_card(
+        NewUserDefaults(["contoso.onmicrosoft.com"], "US"),
+        {"user_name": "kim lee"},
+        "key",
+        error="The user name may use letters",
+        error_field="user_name",
+    )
+    record = build_record(form, {"user_name": "kim.lee", "password_email": "kim@example.com"}, "✓ Create user")
+    assert_valid_card(record)
+    text = card_text(record)
+    assert "The user name may use letters" not in text and "**User name**: kim.lee" in text
+    assert "The user name may use letters" in card_text(form)
+
+
+def test_a_search_box_and_its_button_leave_no_trace_in_the_record() -> None:
+    """What was searched for is not what was done; the row that held the box and its button goes."""
+    pool = PoolView("sku-1", "Microsoft 365 Business Basic", "O365_BUSINESS_ESSENTIALS", 3, 1, [], None)
+    rows = [UserRow("id-1", "Kim Lee", "kim@contoso.onmicrosoft.com", "active", 0, "US")]
+    card = ui.build_assign_card(rows, [pool], "key", search="kim", total_users=1)
+    record = build_record(card, {"search": "kim", "user_ids": "id-1", "licence": "sku-1"}, "✓ Assign")
+    assert_valid_card(record)
+    text = card_text(record)
+    assert "kim\n" not in text + "\n" and "Search" not in text
+    assert "**Users to get the licence**: Kim Lee (kim@contoso.onmicrosoft.com) — 0 licences" in text
+    assert not [node for node in walk(record) if node.get("type") == "ColumnSet"]

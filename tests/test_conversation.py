@@ -91,6 +91,18 @@ async def test_a_slow_turn_shows_typing_before_its_reply(make_bot, connector):
     assert kinds == ["typing", "message"]
 
 
+async def test_a_slow_turn_in_a_channel_shows_no_typing(make_bot, connector):
+    """Teams shows "typing…" in chats only; in a channel's thread it would be a request for nothing
+    (and the Playground's page fails on it)."""
+    fake, url = connector
+    client = await make_bot(
+        tasks=_slow_tasks, loop_lag=_KeepingUp(), settings={"typing_indicator_delay_seconds": 0.05}
+    )
+    thread = {"conversation_id": "team-id;messageid=1700000000001", "conversation_type": "channel", "mention_bot": True}
+    assert "Done." in _said(await _say(client, fake, "slow", url, 1, **thread))
+    assert [item.activity["type"] for item in fake.received] == ["message"]
+
+
 async def test_menu_button_submit_works_like_typing(make_bot, connector):
     fake, url = connector
     client = await make_bot()
@@ -302,3 +314,25 @@ async def test_health_names_the_version_and_says_down_when_the_database_is_unrea
     body = await response.json()
     assert body["status"] == "down" and body["database"] == "unreachable" and body["open_alerts"] is None
     assert "database gone" not in str(body)
+
+
+async def test_a_card_shared_from_the_message_extension_gets_no_answer(make_bot, connector):
+    """Alex puts a bill from the message extension into our chat: it is shown to people, not said to
+    the bot, so the bot does not answer "I did not catch that" (nor reads it as a command)."""
+    fake, url = connector
+    client = await make_bot()
+    shared = message(
+        '<span class="inline-compose-card" itemid="0" itemtype="http://schema.skype.com/InputExtension"></span>',
+        service_url=url,
+    )
+    card = {"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": "Bill — December 2026"}]}
+    shared["attachments"] = [{"contentType": "application/vnd.microsoft.card.adaptive", "content": card}]
+    assert (await client.post("/api/messages", json=shared)).status == 202
+    # Turns of one conversation run in order: the next answer is to "menu", nothing came before it.
+    assert "What would you like to do?" in _said(await _say(client, fake, "menu", url, 1))
+    assert len(fake.messages()) == 1
+    # A card with words typed beside it is read as usual.
+    shared["id"], shared["text"] = "another-id", "help"
+    assert (await client.post("/api/messages", json=shared)).status == 202
+    await fake.wait_for(2)
+    assert "How to use this bot" in _said(fake.messages()[1])

@@ -3,10 +3,17 @@ sandbox: cards shown, bad input on the same card, exactly-once, private answers 
 
 from __future__ import annotations
 
+import pytest
+from sqlalchemy import func, select
+
 from cards import users as ui
+from services.models import Job
+from services.users.leases import LeaseService
+from services.users.service import SYNC_JOB
 from tests.cardcheck import assert_valid_activity_cards
 from tests.conftest import message, outbox_messages, runtime_of
 from tests.fakes import card_of, card_text, said
+from tests.test_conversation import _KeepingUp
 from tests.users_support import BASIC, buy_licences
 
 DOMAIN = "contosodemo.onmicrosoft.com"
@@ -27,6 +34,47 @@ class Chat:
         reply = self.fake.messages()[self.count - 1]
         assert_valid_activity_cards(reply)
         return reply
+
+
+USERS_LISTING = "/v1/customers/*/users"
+
+
+@pytest.fixture
+async def periodic_sync_elsewhere(sqlite_services):
+    """Another replica holds the periodic users sync: the bot's own start-up pass syncs nothing, so
+    the copy is still never synced when the admin first opens the list."""
+    assert await LeaseService(sqlite_services.sessions).acquire("users-sync:periodic", 900)
+
+
+async def test_the_first_open_reads_the_tenant_from_microsoft_before_answering(
+    make_bot, connector, sqlite_demo_customer, sandbox, periodic_sync_elsewhere
+):
+    """Never synced: the admin sees their tenant's users in the first answer, "typing…" meanwhile."""
+    fake, url = connector
+    client = await make_bot(loop_lag=_KeepingUp(), settings={"typing_indicator_delay_seconds": 0.05})
+    chat = Chat(client, fake, url)
+    await sandbox.admin("POST", "/faults", {"kind": "latency", "latencyMs": 300, "path": USERS_LISTING})
+    text = said(await chat.say("users"))
+    assert f"admin@{DOMAIN}" in text and "Synced with Microsoft just now" in text and "1 user" in text
+    assert [item.activity["type"] for item in fake.received] == ["typing", "message"]
+    async with runtime_of(client).services.sessions() as session:  # done then, not left to a background job
+        assert await session.scalar(select(func.count()).select_from(Job).where(Job.kind == SYNC_JOB)) == 0
+
+
+async def test_a_failed_first_sync_is_explained_and_the_list_still_opens(
+    make_bot, connector, sqlite_demo_customer, sandbox, periodic_sync_elsewhere
+):
+    chat, _ = await _chat(make_bot, connector)
+    await sandbox.admin("POST", "/faults", {"kind": "error", "status": 503, "path": USERS_LISTING, "repeat": 50})
+    reply = await chat.say("users")
+    text = said(reply)
+    assert "Users of your Microsoft tenant" in text and "No users read yet." in text
+    assert "Could not read your users from Microsoft: Microsoft's service is not responding" in text
+    assert "Use Refresh to try again" in text
+    assert action_data(reply, ui.USERS_NEW)  # the list works: its buttons are there
+    await sandbox.admin("DELETE", "/faults")
+    again = said(await chat.say(value=action_data(reply, ui.USERS_REFRESH)))
+    assert f"admin@{DOMAIN}" in again and "Could not read" not in again
 
 
 def action_data(reply, verb):
@@ -57,7 +105,7 @@ async def _chat(make_bot, connector):
 async def test_users_list_shows_the_admin_with_freshness_and_opens_a_user(make_bot, connector, sqlite_demo_customer):
     chat, services = await _chat(make_bot, connector)
     first = said(await chat.say("users"))
-    assert "Users of your Microsoft tenant" in first and "Synced" in first or "syncing now" in first
+    assert "Users of your Microsoft tenant" in first and "Synced with Microsoft just now" in first
     reply = await chat.say(value={"verb": ui.USERS_REFRESH, "page": 1, "search_was": ""})
     text = said(reply)
     assert f"admin@{DOMAIN}" in text and "Refreshed from Microsoft" in text and "0 licences" in text

@@ -142,15 +142,22 @@ async def test_periodic_sync_runs_once_per_period_across_replicas(services, demo
     assert await other.run_periodic_once() == []  # another replica: the period's lease is taken
 
 
-async def test_stale_copy_queues_one_background_sync(services, demo_customer):
+async def test_a_never_synced_copy_is_synced_first_then_a_stale_one_queues_one_background_sync(services, demo_customer):
     caller = await admin_caller(services, demo_customer)
     page = await services.users.list_users(caller)
-    assert page.synced_at is None and page.syncing and page.total == 0
+    assert page.total == 1 and page.synced_at is not None and not page.syncing  # read before answering
+    assert await services.jobs.run_pending() == 0
+    async with services.sessions() as session:  # six minutes later
+        state = await session.get(UserSyncState, demo_customer.id)
+        state.completed_at -= timedelta(minutes=6)
+        await session.commit()
+    stale = await services.users.list_users(caller)
+    assert stale.total == 1 and stale.syncing  # shown at once, synced in the background
     again = await services.users.list_users(caller)
     assert not again.syncing  # the same job, not a second one
     assert await services.jobs.run_pending() == 1
     page = await services.users.list_users(caller)
-    assert page.total == 1 and page.synced_at is not None
+    assert page.synced_at is not None and page.synced_at > stale.synced_at
 
 
 async def test_users_are_admin_only_and_need_a_tenant(services, demo_customer):

@@ -75,6 +75,17 @@ def _entry(row: DirectoryUser) -> DirectoryEntry:
     )
 
 
+def matching(entries: Sequence[DirectoryEntry], search: str) -> list[DirectoryEntry]:
+    """The entries whose e-mail address or name contains `search` (any case; all when it is empty)."""
+    words = search.strip().lower()
+    return [
+        entry
+        for entry in entries
+        if not words
+        or any(words in value.lower() for value in (entry.email, entry.display_name, entry.first_name, entry.last_name))
+    ]
+
+
 def suggested_user_name(entry: DirectoryEntry) -> str:
     """The user name to create in the tenant: the entry's own, else its e-mail's local part."""
     base = (entry.user_name or entry.email.split("@", 1)[0]).strip().lower()

@@ -33,6 +33,10 @@ from services.users.sync import UserSync, apply_user
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 10
+# A never-synced copy is synced before the list is shown, for at most this long (Teams re-sends a
+# message not answered within ~15 s; the bot shows "typing…" meanwhile).
+FIRST_SYNC_WAIT_SECONDS = 8.0
+MAX_ROWS_BY_ID = 200
 STALE_AFTER = timedelta(minutes=5)
 SYNC_JOB = "users.sync"
 _LOCAL_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$")
@@ -184,9 +188,21 @@ class UserService:
     async def list_users(
         self, caller: Caller, *, search: str = "", page: int = 1, page_size: int = PAGE_SIZE
     ) -> UsersPage:
-        """A page of the synced copy at once; a background sync is queued when it is stale."""
+        """A page of the synced copy. A copy never synced is synced first (up to
+        `FIRST_SYNC_WAIT_SECONDS`, so the admin sees their tenant at once; a longer sync goes on in the
+        background, a failed one is reported on the page); a stale copy is shown at once and a
+        background sync is queued."""
         ctx = await self.context(caller)
         search = " ".join(search.split())[:100]
+        async with self._sessions() as session:
+            state = await session.get(UserSyncState, ctx.organisation_id)
+            never_synced = state is None or state.completed_at is None
+        syncing, failure = False, ""
+        if never_synced:
+            try:
+                syncing = not await self._sync_bounded(ctx, FIRST_SYNC_WAIT_SECONDS)
+            except PartnerCenterError as error:
+                failure = error.message
         async with self._sessions() as session:
             query = select(TenantUser).where(TenantUser.organisation_id == ctx.organisation_id)
             if search:
@@ -210,10 +226,24 @@ class UserService:
             rows = [_row(user) for user in users]
             state = await session.get(UserSyncState, ctx.organisation_id)
         synced_at = state.completed_at if state else None
-        syncing = False
-        if synced_at is None or utcnow() - synced_at > self._stale_after:
+        if not never_synced and synced_at is not None and utcnow() - synced_at > self._stale_after:
             syncing = await self.refresh_in_background(ctx)
-        return UsersPage(rows, total, page, page_count, search, synced_at, syncing, state.last_error if state else "")
+        last_error = failure or (state.last_error if state else "")
+        return UsersPage(rows, total, page, page_count, search, synced_at, syncing, last_error)
+
+    async def rows_of(self, caller: Caller, user_ids: list[str]) -> list[UserRow]:
+        """These users of the caller's tenant (ids from a card; others are left out), by name."""
+        ctx = await self.context(caller)
+        wanted = sorted({str(user_id).lower() for user_id in user_ids})[:MAX_ROWS_BY_ID]
+        if not wanted:
+            return []
+        async with self._sessions() as session:
+            users = await session.scalars(
+                select(TenantUser)
+                .where(TenantUser.organisation_id == ctx.organisation_id, TenantUser.user_id.in_(wanted))
+                .order_by(func.lower(TenantUser.display_name), TenantUser.user_id)
+            )
+            return [_row(user) for user in users]
 
     async def refresh_in_background(self, ctx: TenantContext, *, force: bool = False) -> bool:
         """Queue a sync job (one per organisation per staleness window; `force` for "refresh")."""
@@ -234,15 +264,18 @@ class UserService:
     async def refresh(self, caller: Caller, *, wait_seconds: float = 8.0) -> bool:
         """Sync now ("refresh"), waiting up to `wait_seconds` so the next card is current (Teams
         re-sends a message not answered within ~15 s); True when it finished in time. A longer sync
-        goes on in the background. If another replica is syncing, ours runs right after it."""
-        ctx = await self.context(caller)
+        goes on in the background. If another replica is syncing, ours runs right after it.
+        Microsoft's failure is raised (shown to the admin)."""
+        return await self._sync_bounded(await self.context(caller), wait_seconds)
+
+    async def _sync_bounded(self, ctx: TenantContext, wait_seconds: float) -> bool:
+        """A sync now, as a task that goes on in the background if it takes longer than
+        `wait_seconds`; True when it finished in time."""
         task: asyncio.Future[bool] = asyncio.ensure_future(self._sync_now(ctx.organisation_id, wait_seconds * 4))
         self._running.add(task)
         task.add_done_callback(self._finished)
         done, _ = await asyncio.wait({task}, timeout=wait_seconds)
-        if task in done:
-            return task.result()  # a failure is shown to the admin
-        return False
+        return task.result() if task in done else False
 
     async def _sync_now(self, organisation_id: int, patience: float) -> bool:
         return (await self.sync.sync_now(organisation_id, patience=patience)).ran

@@ -124,6 +124,12 @@ class Browser:
         await self._call("send", text=text)
         return await self._answer(f"send {text!r}", before, expect)
 
+    async def post_mentioning(self, name: str, text: str, *, expect: str) -> dict[str, Any]:
+        """In a channel: post `text` @mentioning `name` (picked from the mention list); wait until
+        the post shows `expect` (the bot answers inside the post's thread)."""
+        await self._call("sendMentioning", name=name, text=text)
+        return await self.wait_for_text(expect)
+
     async def click(
         self, button: str, *, expect: str | None = None, near: str | None = None, index: int | None = None
     ) -> list[dict[str, Any]]:
@@ -163,7 +169,16 @@ class Browser:
         await self._call("fill", label=label, value=value)
 
     async def select(self, label: str, option: str) -> None:
+        """Choose `option` of the choice set labelled `label`: in a drop-down, as an option button, or
+        ticked among tick boxes (several calls tick several)."""
         await self._call("select", label=label, option=option)
+
+    async def untick(self, label: str, option: str) -> None:
+        await self._call("untick", label=label, option=option)
+
+    async def choices(self, label: str) -> list[dict[str, Any]]:
+        """The options of the expanded choice set labelled `label`: title and whether it is ticked."""
+        return list(await self._call("choices", label=label))
 
     async def check(self, label: str, checked: bool = True) -> None:
         await self._call("check", label=label, checked=checked)
@@ -176,6 +191,25 @@ class Browser:
 
     async def inputs(self, index: int = -1) -> list[dict[str, Any]]:
         return list(await self._call("inputs", index=index))
+
+    async def extension_search(self, term: str, *, expect: str) -> str:
+        """Search with the bot's message extension from the compose box; wait until its panel shows
+        `expect` (a result's title, or the bot's message) and return what the panel shows."""
+        await self._call("extensionSearch", term=term)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.reply_timeout
+        shown = ""
+        while loop.time() < deadline:
+            shown = str(await self._call("extensionPanel"))
+            if expect in shown:
+                return shown
+            await asyncio.sleep(0.2)
+        self._failed = True
+        raise BrowserError(f"the message extension did not show {expect!r} within {self.reply_timeout} s: {shown!r}")
+
+    async def extension_share(self, title: str) -> None:
+        """Insert the extension's result titled `title` into the compose box and send it."""
+        await self._call("extensionShare", title=title)
 
     async def open_chat(self, name: str) -> None:
         await self._call("openChat", name=name)

@@ -67,19 +67,33 @@ async function cardWith(buttonName, index) {
 }
 
 // The input a person finds by its visible label on the newest card that has it (a required field's
-// label ends in " *"; an error shown under the field is not part of the label).
+// label ends in " *"; an error shown under the field is not part of the label), or, for a box that
+// has no label (a search box beside its button), by the hint written in it.
 async function inputLabelled(label) {
   const found = await page.evaluate((wanted) => {
     const clean = (text) => text.replace(/\s*\*\s*$/, '').trim();
-    const cardsWithIt = [...document.querySelectorAll('.ac-adaptiveCard')].filter((card) =>
-      [...card.querySelectorAll('label[for]')].some((node) => clean(node.innerText) === wanted));
-    const card = cardsWithIt.at(-1);
-    if (!card) return null;
-    const node = [...card.querySelectorAll('label[for]')].find((item) => clean(item.innerText) === wanted);
-    return node.getAttribute('for');
+    const labelled = (card) => [...card.querySelectorAll('label[for]')].find((node) => clean(node.innerText) === wanted);
+    const hinted = (card) => [...card.querySelectorAll('input[placeholder]')].find((node) => node.placeholder === wanted);
+    const all = [...document.querySelectorAll('.ac-adaptiveCard')];
+    const byLabel = all.filter(labelled).at(-1);
+    if (byLabel) return labelled(byLabel).getAttribute('for');
+    const byHint = all.filter(hinted).at(-1);
+    return byHint ? hinted(byHint).id : null;
   }, label);
   if (!found) throw new Error(`no card has an input labelled ${JSON.stringify(label)}`);
   return page.locator(`[id="${found}"]`);
+}
+
+// The tick boxes or option buttons of an expanded choice set whose name contains `option` (one only).
+async function choiceIn(input, option) {
+  for (const role of ['radio', 'checkbox']) {
+    let item = input.getByRole(role, { name: option, exact: true });
+    if ((await item.count()) === 0) item = input.getByRole(role, { name: option });
+    const count = await item.count();
+    if (count > 1) throw new Error(`${count} choices match ${JSON.stringify(option)}`);
+    if (count === 1) return item;
+  }
+  throw new Error(`no choice matches ${JSON.stringify(option)}`);
 }
 
 const ops = {
@@ -90,7 +104,7 @@ const ops = {
     page.on('pageerror', (error) => noteProblem('page error', error.message));
     page.on('console', (message) => { if (message.type() === 'error') noteProblem('console error', message.text()); });
     await page.goto(url, { timeout: 60000 });
-    await page.getByRole('textbox').first().waitFor({ timeout: 30000 });
+    await page.getByRole('textbox').first().waitFor({ timeout: 50000 });
     return null;
   },
   async openChat({ name }) {
@@ -103,6 +117,29 @@ const ops = {
     await box.fill(text);
     await box.press('Enter');
     return null;
+  },
+  // In a channel the bot reads only messages that @mention it: type "@" and the start of its name,
+  // pick it from the mention list, then the rest of the message.
+  // (A channel just opened may still be setting up its compose box: the mention list then does not
+  // come, and the "@" is typed again.)
+  async sendMentioning({ name, text }) {
+    const pick = page.getByRole('menuitem', { name }).first();
+    for (let attempt = 1; ; attempt += 1) {
+      const box = page.getByRole('textbox').last();
+      await box.fill('');
+      await box.pressSequentially(`@${name.split(' ')[0]}`);
+      try {
+        await pick.waitFor({ timeout: 3000 });
+      } catch (error) {
+        if (attempt === 5) throw error;
+        continue;
+      }
+      await pick.click();
+      // Typed where the caret is, after the mention (focusing the box again would move it).
+      await page.keyboard.type(` ${text}`);
+      await page.keyboard.press('Enter');
+      return null;
+    }
   },
   // `near`: the button inside the innermost part of the card that also shows this text (e.g. the
   // "Choose" of one product among several).
@@ -170,14 +207,27 @@ const ops = {
       if (count !== 1) throw new Error(`${count} options of ${JSON.stringify(label)} match ${JSON.stringify(option)}`);
       await item.click();
     } else {
-      // A choice is found by its whole title, or by the start of it when that is unambiguous.
-      let radio = input.getByRole('radio', { name: option, exact: true });
-      if ((await radio.count()) === 0) radio = input.getByRole('radio', { name: option });
-      const count = await radio.count();
-      if (count !== 1) throw new Error(`${count} choices of ${JSON.stringify(label)} match ${JSON.stringify(option)}`);
-      await radio.check();
+      // An expanded choice set: an option button, or a tick box of a multi-select (ticked; the
+      // others keep their state). Found by its whole title, or by a part of it that is unambiguous.
+      try {
+        await (await choiceIn(input, option)).check();
+      } catch (error) {
+        throw new Error(`${JSON.stringify(label)}: ${error.message}`);
+      }
     }
     return null;
+  },
+  // Untick one tick box of a multi-select.
+  async untick({ label, option }) {
+    await (await choiceIn(await inputLabelled(label), option)).uncheck();
+    return null;
+  },
+  // The titles of an expanded choice set's options, and which are ticked or chosen.
+  async choices({ label }) {
+    const input = await inputLabelled(label);
+    return input.locator('input[type="checkbox"], input[type="radio"]').evaluateAll((nodes) => nodes.map((node) => ({
+      title: node.getAttribute('aria-label') || '', checked: node.checked,
+    })));
   },
   async check({ label, checked = true }) {
     // A toggle's title is its accessible name (Input.Toggle renders no <label for>).
@@ -206,6 +256,33 @@ const ops = {
       tag: node.tagName.toLowerCase(), type: node.type, label: node.getAttribute('aria-label'), id: node.id,
       value: node.value,
     })));
+  },
+  // The compose box's message extension, as a person uses it: the extension button, "Search
+  // Command", a search term typed in its box. The Playground shows no app list (it reads no manifest):
+  // the bot's one search command answers whatever is typed.
+  async extensionSearch({ term }) {
+    if ((await page.getByPlaceholder('Enter a search term').count()) === 0) {
+      await page.getByRole('button', { name: 'Trigger Message Extension App' }).click();
+      await page.getByRole('menuitem', { name: 'Search Command' }).click();
+    }
+    await page.getByPlaceholder('Enter a search term').fill(term);
+    return null;
+  },
+  // What the extension's panel shows under the search box: its results' titles, or its message.
+  async extensionPanel() {
+    const box = page.getByPlaceholder('Enter a search term');
+    if ((await box.count()) === 0) return '';
+    return box.evaluate((input) => {
+      let panel = input;
+      while (panel && !/Search-Based Message Extension/.test(panel.innerText || '')) panel = panel.parentElement;
+      return panel ? panel.innerText : '';
+    });
+  },
+  // Put the result with this title into the compose box, and send it.
+  async extensionShare({ title }) {
+    await page.getByRole('heading', { name: title, exact: true }).click();
+    await page.getByRole('button', { name: 'Send Message' }).click();
+    return null;
   },
   async screenshot({ path }) {
     await page.screenshot({ path, fullPage: false });

@@ -81,7 +81,7 @@ async def test_create_a_user_and_assign_a_licence(linked: tuple[Playground, Serv
 
     await pg.send_text(chat, "new user")
     message, form = await _next_card(pg)
-    domain = _input(form, "domain")["value"]
+    domain = _submit_data(form, ui.USERS_CREATE)["domain"]  # the tenant's one domain, beside the user name
     await pg.submit(
         chat,
         message["messageId"],
