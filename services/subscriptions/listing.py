@@ -127,11 +127,11 @@ def _view(row: SubscriptionRow) -> SubscriptionView:
         scheduled_quantity=row.scheduled_quantity,
         refundable=int(refundable.get("totalQuantity") or 0),
         licence_sku_id=row.licence_sku_id,
-        refundable_batches=_refundable_batches(refundable),
+        refundable_batches=refundable_batches(refundable),
     )
 
 
-def _refundable_batches(stored: dict[str, Any]) -> tuple[tuple[int, datetime], ...]:
+def refundable_batches(stored: dict[str, Any]) -> tuple[tuple[int, datetime], ...]:
     """The stored `refundableQuantity` as (seats, window end) batches, soonest first."""
     try:
         parsed = RefundableQuantity.model_validate(stored)
