@@ -168,6 +168,7 @@ def create_app(
         if run_jobs:
             services.jobs.start()
             services.user_sync.start()
+            services.warnings.start()
         if lag is lag_monitor:
             lag_monitor.start()
         # The start-up heap (SDK, SQLAlchemy, pydantic models) never becomes garbage; moving it out
@@ -177,6 +178,7 @@ def create_app(
         yield
         if catalog_refresh is not None:
             catalog_refresh.cancel()
+        await services.warnings.stop()
         await services.user_sync.stop()
         await services.jobs.stop()
         await lag_monitor.stop()

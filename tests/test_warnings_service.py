@@ -115,7 +115,7 @@ async def test_seat_window_warns_once_before_it_closes_to_admins_only(world):
     assert await world.run() == [(Kind.SEAT_WINDOW, "Alex Wilber")]  # the approver is no admin
     notice, _ = world.posted.sent[0]
     assert notice.subject == sid and notice.deadline == SANDBOX_START + timedelta(hours=168)
-    assert notice.facts["removable"] == 10 and notice.facts["unassigned"] == 10
+    assert notice.facts["removable"] == 9 and notice.facts["unassigned"] == 10  # the last seat is a cancellation
     assert notice.facts["unit_price"] == "6.00" and notice.facts["currency"] == "USD"
     await world.later(hours=3)
     assert await world.run() == []  # the same window is never told twice

@@ -50,6 +50,7 @@ from services.subscriptions.common import (
     ledger_record,
     new_row,
     organisation_of,
+    renewal_locked,
     row_in_organisation,
     snapshot,
 )
@@ -65,6 +66,8 @@ _RULES = {
     "800095": "Licences are assigned to users from these seats; unassign them before lowering the quantity.",
     "900117": "The 7-day cancellation window has passed, so it can no longer be cancelled.",
     "2011": "This subscription has ended and can no longer be changed.",
+    "900190": "Microsoft locks a subscription for changes in the 24 hours before it renews: its seats, scheduled "
+    "changes and auto-renew can change again once it has renewed.",
     "2002": "Microsoft does not sell that quantity of this product.",
     "27009": "The base subscription must be active before an add-on can be bought for it.",
     # A customer with subscriptions from before the Microsoft Customer Agreement (or bought through
@@ -351,6 +354,13 @@ class SubscriptionChanges:
             raise DomainError(_RULES["2001"], code="suspended")
         if status != "active":
             raise DomainError(f"This subscription is {status}; its seats cannot change.", code="not_active")
+        locked = renewal_locked(as_utc(current.commitment_end_date), self._now())
+        if locked is not None:
+            raise DomainError(
+                f"{row.name} renews on {formatting.datetime_utc(locked)}, and Microsoft locks it for changes in the "
+                "24 hours before: its seats can change again once it has renewed.",
+                code="renewal_locked",
+            )
         sku = await self._sku(row)
         low, high = (sku.minimum_quantity, sku.maximum_quantity) if sku else (1, 100000)
         if not low <= new <= high:

@@ -29,9 +29,9 @@ from zoneinfo import ZoneInfo
 from services.billing.cycles import add_months
 from services.billing.rating import term_months
 from services.pricing import per_month
+from services.subscriptions.common import RENEWAL_LOCK, renewal_instant
 
 SEAT_WINDOW = timedelta(hours=168)
-RENEWAL_LOCK = timedelta(hours=24)  # Microsoft locks seats, schedules and auto-renew this long before renewal
 LOCK_MARGIN = timedelta(hours=48)  # a renewal warning comes at least this long before the lock
 
 
@@ -99,10 +99,7 @@ class SubscriptionFacts:
     @property
     def renewal_at(self) -> datetime | None:
         """The instant the term ends and renews: the end of its commitmentEndDate day (UTC)."""
-        if self.commitment_end is None:
-            return None
-        end = self.commitment_end.astimezone(UTC)
-        return datetime.combine(end.date(), time(), tzinfo=UTC) + timedelta(days=1)
+        return renewal_instant(self.commitment_end)
 
     @property
     def term_start(self) -> datetime | None:
@@ -222,7 +219,8 @@ def seat_window_warning(subscription: SubscriptionFacts, facts: OrganisationFact
     refundable = sum(seats for _, seats in open_batches)
     pool = facts.pools.get(subscription.licence_sku_id.lower()) if subscription.licence_sku_id else None
     unassigned = pool.unassigned if pool is not None else None
-    removable = min(refundable, unassigned) if unassigned is not None else refundable
+    # The last seat is not removed this way (that is a cancellation, from the subscriptions task).
+    removable = min(refundable, subscription.quantity - 1, refundable if unassigned is None else unassigned)
     if removable <= 0:
         return None  # every refundable seat is in use: nothing to remove, nothing to say
     return Warning(

@@ -52,11 +52,10 @@ from services.price_rules import UnitPrice, price_in_force
 from services.pricing import PriceBook
 from services.roles import Permission, Role
 from services.subscriptions import ChangeResult, QuantityPlan, SubscriptionChanges, SubscriptionService
-from services.subscriptions.common import as_utc
+from services.subscriptions.common import RENEWAL_LOCK, as_utc
 from services.subscriptions.listing import refundable_batches
 from services.users import LicenceService
 from services.warnings.rules import (
-    RENEWAL_LOCK,
     Kind,
     OrganisationFacts,
     PoolFacts,
@@ -507,11 +506,12 @@ class WarningService:
 
     async def _loop(self) -> None:
         while True:
+            # First a wait: a replica starting (or a test's app) does not refresh every organisation at once.
+            await asyncio.sleep(self.check_seconds)
             try:
                 await self.submit_pass()
             except Exception:
                 log.exception("could not submit the warnings pass")
-            await asyncio.sleep(self.check_seconds)
 
     def start(self) -> None:
         if self._task is None:
