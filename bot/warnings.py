@@ -8,7 +8,7 @@ other admins' copies show what was done.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from microsoft_agents.hosting.core import TurnContext
 from bot.proactive import ProactiveMessenger
 from cards import warnings as cards
 from dialogs.base import card_activity
+from dialogs.catalogue import CardActionHandler
 from services.access import Caller
 from services.container import Services
 from services.errors import DomainError, InvalidInput
@@ -101,44 +102,41 @@ def warning_invoke_handlers(services: Services, messenger: ProactiveMessenger) -
             return await explain(notice, problem)
         return _card_response(cards.build_removal_preview_card(notice, plan, f"warning:{notice.id}:remove"))
 
-    async def confirm_remove(context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
-        notice, answer = await attempt(caller, data, (Kind.SEAT_WINDOW,))
-        if answer is not None:
-            return answer
-        try:
-            await warnings.remove_seats(
-                caller, notice, data.get("quantity"), etag=data.get("etag"), key=data.get("request_key")
-            )
-        except DomainError as problem:
-            return await explain(notice, problem)
-        return await acted(notice.id)
+    Act = Callable[[Caller, NoticeView, dict[str, Any]], Awaitable[object]]
 
-    async def keep(context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
-        notice, answer = await attempt(caller, data, (Kind.SEAT_WINDOW, Kind.RENEWAL))
-        if answer is not None:
-            return answer
-        await warnings.keep(caller, notice)
-        return await acted(notice.id)
+    def acting(kinds: tuple[Kind, ...], act: Act) -> CardActionHandler:
+        """A button that acts on its notice: re-checked, done through the services, then every copy
+        shows the outcome; refused now → the card says why."""
 
-    async def renew_with(context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
-        notice, answer = await attempt(caller, data, (Kind.RENEWAL,))
-        if answer is not None:
-            return answer
-        try:
-            await warnings.renew_with(caller, notice, data.get("quantity"), key=f"warning:{notice.id}:renew")
-        except DomainError as problem:
-            return await explain(notice, problem)
-        return await acted(notice.id)
+        async def handler(context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
+            notice, answer = await attempt(caller, data, kinds)
+            if answer is not None:
+                return answer
+            try:
+                await act(caller, notice, data)
+            except DomainError as problem:
+                return await explain(notice, problem)
+            return await acted(notice.id)
 
-    async def auto_renew_off(context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
-        notice, answer = await attempt(caller, data, (Kind.RENEWAL,))
-        if answer is not None:
-            return answer
-        try:
-            await warnings.auto_renew_off(caller, notice, key=f"warning:{notice.id}:autorenew")
-        except DomainError as problem:
-            return await explain(notice, problem)
-        return await acted(notice.id)
+        return handler
+
+    confirm_remove = acting(
+        (Kind.SEAT_WINDOW,),
+        lambda caller, notice, data: warnings.remove_seats(
+            caller, notice, data.get("quantity"), etag=data.get("etag"), key=data.get("request_key")
+        ),
+    )
+    keep = acting((Kind.SEAT_WINDOW, Kind.RENEWAL), lambda caller, notice, data: warnings.keep(caller, notice))
+    renew_with = acting(
+        (Kind.RENEWAL,),
+        lambda caller, notice, data: warnings.renew_with(
+            caller, notice, data.get("quantity"), key=f"warning:{notice.id}:renew"
+        ),
+    )
+    auto_renew_off = acting(
+        (Kind.RENEWAL,),
+        lambda caller, notice, data: warnings.auto_renew_off(caller, notice, key=f"warning:{notice.id}:autorenew"),
+    )
 
     async def unassign(context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
         notice, answer = await attempt(caller, data, (Kind.IDLE,))
