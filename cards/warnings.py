@@ -15,7 +15,7 @@ done, by whom and when.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -64,12 +64,21 @@ def _with_refresh(result: Card, notice: NoticeView, user_ids: Sequence[str]) -> 
     return result
 
 
+def _renews_on(notice: NoticeView) -> str:
+    """The renewal date as the subscriptions list shows it: the term's last day (Microsoft's
+    commitmentEndDate; the new term starts at midnight UTC after it)."""
+    day = notice.facts.get("renews_on")
+    return (
+        formatting.date(date.fromisoformat(str(day))) if day else formatting.date(_when(notice.facts.get("renews_at")))
+    )
+
+
 def title_of(notice: NoticeView) -> str:
     name = str(notice.facts.get("name", ""))
     if notice.kind is Kind.SEAT_WINDOW:
         return f"Seats you can still return: {name}"
     if notice.kind is Kind.RENEWAL:
-        return f"{name} renews on {formatting.date(_when(notice.facts.get('renews_at')))}"
+        return f"{name} renews on {_renews_on(notice)}"
     return f"Idle licences: {name}"
 
 
@@ -108,7 +117,7 @@ def _renewal_body(notice: NoticeView) -> list[dict[str, Any]]:
     period = formatting.per_period(str(f.get("billing_cycle", "")))
     renewing = int(f["renewing_quantity"])
     pairs = [
-        ("Renews on", formatting.date(_when(f.get("renews_at")))),
+        ("Renews on", _renews_on(notice)),
         ("Seats now", _seats(int(f["quantity"]))),
     ]
     if f.get("scheduled_quantity") is not None:

@@ -10,6 +10,7 @@ from dialogs.add_subscription import add_subscription_tasks, render_order_job
 from dialogs.add_tenant import AddTenantDialog, MyServicesDialog, tenant_job_renderers
 from dialogs.billing import billing_tasks
 from dialogs.catalogue import Task
+from dialogs.renewals import RenewalsDialog
 from dialogs.subscriptions import SubscriptionsDialog
 from dialogs.users import ASSIGN, NEW, UsersDialog
 from services.container import Services
@@ -71,6 +72,14 @@ def default_tasks(services: Services) -> list[Task]:
             SubscriptionsDialog(services),
             Permission.READ_SUBSCRIPTIONS,
             aliases=("my subscriptions", "subscription"),
+        ),
+        Task(
+            "renewals",
+            "Renewals",
+            "What renews in the next 90 days, what it will cost and what is scheduled",
+            RenewalsDialog(services),
+            Permission.READ_SUBSCRIPTIONS,
+            aliases=("renewal", "upcoming renewals"),
         ),
     ]
 

@@ -208,10 +208,10 @@ class SubscriptionChanges:
         return current
 
     async def _patch(
-        self, caller: Caller, customer_id: str, row: SubscriptionRow, desired: Subscription
+        self, caller: Caller, customer_id: str, row: SubscriptionRow, desired: Subscription, *, withdraw: bool = False
     ) -> Subscription:
         try:
-            return await self._client.update_subscription(customer_id, desired)
+            return await self._client.update_subscription(customer_id, desired, withdraw_scheduled_changes=withdraw)
         except PartnerCenterConflict as error:
             if error.http_status == 412 or error.code in ("2055", "etag_mismatch"):
                 await self._listing.sync(caller.organisation_id)
@@ -519,6 +519,38 @@ class SubscriptionChanges:
             f"{row.name} will renew with {formatting.plural(new, 'seat', 'seats')} on "
             f"{formatting.date(as_utc(result.commitment_end_date))}; "
             f"until then it keeps {result.quantity}.",
+            row.id,
+        )
+
+    async def withdraw_schedule(self, caller: Caller, subscription_id: Any, *, key: Any) -> ChangeResult:
+        """Withdraw the changes scheduled for the renewal: it renews as it is now."""
+        caller.require(Permission.MANAGE_SERVICES)
+        customer_id, row = await self._load(caller, subscription_id)
+        purpose = "subscriptions.unschedule"
+        if not await self._claim(caller, key, purpose):
+            return ChangeResult(f"The scheduled change of {row.name} was already withdrawn.", row.id, repeated=True)
+        try:
+            current = await self._fresh(caller, customer_id, row, None)
+            if current.scheduled_next_term_instructions is None:
+                raise DomainError(f"{row.name} has no change scheduled for its renewal.", code="nothing_scheduled")
+            locked = renewal_locked(as_utc(current.commitment_end_date), self._now())
+            if locked is not None:
+                raise DomainError(_RULES["900190"], code="renewal_locked")
+            result = await self._patch(
+                caller,
+                customer_id,
+                row,
+                current.model_copy(update={"scheduled_next_term_instructions": None}),
+                withdraw=True,
+            )
+        except DomainError:
+            await self._release(str(key), purpose)
+            raise
+        await self._commit(caller.actor, caller.organisation_id, row.id, result, "subscription.unschedule", [])
+        return ChangeResult(
+            f"The scheduled change is withdrawn: {row.name} renews with "
+            f"{formatting.plural(result.quantity or 0, 'seat', 'seats')} on "
+            f"{formatting.date(as_utc(result.commitment_end_date))}.",
             row.id,
         )
 

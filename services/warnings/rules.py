@@ -297,6 +297,7 @@ def renewal_warning(subscription: SubscriptionFacts, facts: OrganisationFacts, n
             "unassigned": None if assigned is None else max(0, renewing - assigned),
             "suggested_quantity": assigned if assigned is not None and 0 < assigned < renewing else None,
             "renews_at": _iso(renewal),
+            "renews_on": subscription.commitment_end.date().isoformat() if subscription.commitment_end else None,
             "lock_at": _iso(lock),
             "lead_days": lead,
             "term_duration": subscription.term_duration,

@@ -55,6 +55,7 @@ from services.subscriptions import ChangeResult, QuantityPlan, SubscriptionChang
 from services.subscriptions.common import RENEWAL_LOCK, as_utc
 from services.subscriptions.listing import refundable_batches
 from services.users import LicenceService
+from services.warnings.renewals import RenewalOutlook, renewal_outlook
 from services.warnings.rules import (
     Kind,
     OrganisationFacts,
@@ -523,6 +524,18 @@ class WarningService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+    # --- the renewals ahead ---------------------------------------------------------------------
+
+    async def renewals(self, caller: Caller, *, days: int = 90) -> RenewalOutlook:
+        """The organisation's renewals in the next `days` days (its subscriptions re-read from
+        Microsoft first when the copy is stale, as the subscriptions list does)."""
+        caller.require(Permission.READ_SUBSCRIPTIONS)
+        await self._subscriptions.page(caller)
+        now = self.clock()
+        facts = await self.load_facts(now, organisation_ids=[caller.organisation_id])
+        subscriptions = facts[caller.organisation_id].subscriptions if caller.organisation_id in facts else []
+        return renewal_outlook(subscriptions, now, days)
 
     # --- what a card's buttons do (re-checked at click time) ------------------------------------
 

@@ -315,8 +315,10 @@ class SandboxBackend:
         old_value: Any = None,
         data: dict[str, Any] | None = None,
         actor: Actor | None = None,
+        at: datetime | None = None,
     ) -> None:
-        now = self.clock.now()
+        """`at`: when Microsoft did it, if not now (a term end processed after the clock jumped past it)."""
+        now = at or self.clock.now()
         who = actor or self.partner_actor
         record = {
             "id": str(uuid.uuid4()),
@@ -1146,6 +1148,7 @@ class SandboxBackend:
                     old_value=before,
                     data={"SubscriptionId": subscription["id"], "Reason": reason},
                     actor=Actor("system", "Microsoft commerce (term end)"),
+                    at=end,
                 )
             if changed:
                 await tx.put("subscription", subscription["id"], subscription, customer_id=subscription["customerId"])
