@@ -19,11 +19,12 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from cards.base import Card, card, facts, heading, text
+from cards.base import Card, card, facts, heading, submit, text
 from services import formatting
 from services.subscriptions import QuantityPlan
-from services.warnings.rules import Kind
+from services.warnings.rules import Kind, WarningSettings
 from services.warnings.service import NoticeView
+from services.warnings.settings import settings_record
 
 REMOVE, CONFIRM_REMOVE, KEEP = "warn_remove", "warn_remove_confirm", "warn_keep"
 RENEW_WITH, AUTORENEW_OFF = "warn_renew_with", "warn_autorenew_off"
@@ -306,3 +307,70 @@ def build_unassign_confirm_card(notice: NoticeView, user: Mapping[str, Any]) -> 
             execute("Back", BACK, {"notice_id": notice.id}),
         ],
     )
+
+
+SAVE_SETTINGS, CLOSE_SETTINGS = "warnings_settings_save", "warnings_settings_close"
+
+
+def build_settings_card(
+    settings: WarningSettings, *, entered: Mapping[str, str] | None = None, error: str = "", notice: str = ""
+) -> Card:
+    """The organisation's warning settings as a form (admins). `entered`: what was submitted, shown
+    again with `error` when a value was refused (nothing was saved then)."""
+    values = dict(entered or {})
+    record = settings_record(settings)
+
+    def value(key: str, default: str) -> str:
+        return values.get(key, default)
+
+    def toggle(kind: Kind, title: str) -> dict[str, Any]:
+        on = "true" if kind in settings.enabled else "false"
+        return {
+            "type": "Input.Toggle",
+            "id": f"on_{kind.value}",
+            "title": title,
+            "value": value(f"on_{kind.value}", on),
+            "valueOn": "true",
+            "valueOff": "false",
+        }
+
+    def field(key: str, label: str, default: str, placeholder: str) -> dict[str, Any]:
+        return {
+            "type": "Input.Text",
+            "id": key,
+            "label": label,
+            "value": value(key, default),
+            "placeholder": placeholder,
+        }
+
+    body: list[dict[str, Any]] = [heading("Warnings before money is locked in")]
+    if notice:
+        body.append(text(notice, color="Good"))
+    if error:
+        body.append(text(error, color="Attention", weight="Bolder"))
+    body += [
+        text(
+            "The bot tells your organisation's admins in their chat with it, in time to act, with the fix on "
+            "the card.",
+            subtle=True,
+        ),
+        toggle(Kind.SEAT_WINDOW, "Seat window closing (seats refundable only within 7 days of being added)"),
+        toggle(Kind.RENEWAL, "Renewal coming (fewer seats can be scheduled until 24 hours before)"),
+        toggle(Kind.IDLE, "Idle licences (unassigned seats, licensed users not signed in)"),
+        field(
+            "leads", "Renewal warnings, days before the renewal", ",".join(map(str, settings.renewal_lead_days)), "30,7"
+        ),
+        field(
+            "seat_window_hours", "Seat-window warning, hours before it closes", str(settings.seat_window_hours), "48"
+        ),
+        field("idle_days", "Idle after (days)", str(settings.idle_days), "30"),
+        field(
+            "excluded",
+            "Offers left out of idle warnings (PRODUCT:SKU, comma-separated)",
+            ", ".join(record["excluded_skus"]),
+            "CFQ7TTC0LH18:0001",
+        ),
+        field("quiet", "Quiet hours (e.g. 20-08, or off)", record["quiet_hours"] or "off", "20-08"),
+        field("timezone", "Time zone", settings.timezone, "Europe/Oslo"),
+    ]
+    return card(body, [submit("Save", SAVE_SETTINGS, style="positive"), submit("Done", CLOSE_SETTINGS)])

@@ -13,6 +13,7 @@ from dialogs.catalogue import Task
 from dialogs.renewals import RenewalsDialog
 from dialogs.subscriptions import SubscriptionsDialog
 from dialogs.users import ASSIGN, NEW, UsersDialog
+from dialogs.warning_settings import WarningSettingsDialog
 from services.container import Services
 from services.jobs import JobView
 from services.ordering import ORDER_JOB
@@ -80,6 +81,14 @@ def default_tasks(services: Services) -> list[Task]:
             RenewalsDialog(services),
             Permission.READ_SUBSCRIPTIONS,
             aliases=("renewal", "upcoming renewals"),
+        ),
+        Task(
+            "warning settings",
+            "Warning settings",
+            "Which warnings your admins get (seat windows, renewals, idle licences), when, and quiet hours",
+            WarningSettingsDialog(services),
+            Permission.MANAGE_SERVICES,
+            aliases=("warnings", "warnings settings", "notification settings"),
         ),
     ]
 

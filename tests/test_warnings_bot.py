@@ -11,6 +11,7 @@ from typing import Any
 
 from services.container import Services
 from services.seed import DEMO_SLUG, PLAYGROUND_APPROVER
+from services.warnings.rules import Kind
 from tests.cardcheck import assert_valid_card
 from tests.conftest import SANDBOX_START, Sandbox, message, runtime_of
 from tests.fakes import FakeConnector, card_of, card_text
@@ -242,3 +243,51 @@ async def test_a_member_who_is_no_admin_cannot_act_on_a_warning(
     assert "Only an admin" in str(answer["value"])
     customer = sqlite_demo_customer.partner_center_customer_id
     assert (await services.partner_center.subscription(customer, sid)).quantity == 10
+
+
+def _inputs(card: dict[str, Any]) -> dict[str, str]:
+    found: dict[str, str] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if str(node.get("type", "")).startswith("Input.") and "id" in node:
+                found[str(node["id"])] = str(node.get("value", ""))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(card)
+    return found
+
+
+async def test_admins_change_their_warning_settings_in_chat_and_bad_values_save_nothing(
+    make_bot, connector, sqlite_services, sqlite_demo_customer
+):
+    fake, url = connector
+    client = await make_bot(run_jobs=False)
+    services = runtime_of(client).services
+    await _say(client, fake, url, "warning settings")
+    form = card_of(fake.messages(ALEX_CHAT)[-1])
+    assert form is not None
+    assert_valid_card(form)
+    values = _inputs(form)
+    assert values["leads"] == "30,7" and values["on_idle_licences"] == "true" and values["quiet"] == "off"
+    bad = {**values, "verb": "warnings_settings_save", "leads": "30,soon", "idle_days": "60"}
+    response = await client.post("/api/messages", json=message(None, service_url=url, value=bad))
+    assert response.status == 202
+    await fake.wait_for(2, ALEX_CHAT)
+    again = card_of(fake.messages(ALEX_CHAT)[-1])
+    assert again is not None
+    assert "Nothing was saved" in card_text(again) and _inputs(again)["leads"] == "30,soon"
+    assert (await services.warnings.settings.get(sqlite_demo_customer.id)).idle_days == 30
+    good = {**values, "verb": "warnings_settings_save", "leads": "14", "on_idle_licences": "false", "quiet": "21-7"}
+    response = await client.post("/api/messages", json=message(None, service_url=url, value=good))
+    assert response.status == 202
+    await fake.wait_for(3, ALEX_CHAT)
+    saved = await services.warnings.settings.get(sqlite_demo_customer.id)
+    assert saved.renewal_lead_days == (14,) and saved.quiet_start == 21 and Kind.IDLE not in saved.enabled
+    # An approver may not open them.
+    await _say(client, fake, url, "warning settings", **MEGAN)
+    assert "does not allow" in str(fake.messages("personal-chat-megan")[-1].get("text", ""))
