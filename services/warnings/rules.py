@@ -18,7 +18,7 @@ so each is sent at most once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -318,25 +318,26 @@ def _cycle_months(billing_cycle: str) -> int:
     return {"monthly": 1, "annual": 12, "triennial": 36}.get(billing_cycle.lower(), 1)
 
 
-def idle_warning(pool: PoolFacts, facts: OrganisationFacts, now: datetime) -> Warning | None:
+def idle_warning(
+    pool: PoolFacts,
+    facts: OrganisationFacts,
+    now: datetime,
+    *,
+    by_licence: Mapping[str, Sequence[SubscriptionFacts]] | None = None,
+    holders: Mapping[str, Sequence[UserFacts]] | None = None,
+) -> Warning | None:
+    """`by_licence`/`holders`: the organisation's live subscriptions and users by licence (computed
+    here when not given)."""
     settings = facts.settings
-    subscriptions = [
-        s
-        for s in facts.subscriptions
-        if s.licence_sku_id.lower() == pool.licence_sku_id.lower() and s.status in ("active", "suspended")
-    ]
+    licence = pool.licence_sku_id.lower()
+    subscriptions = list((by_licence if by_licence is not None else _by_licence(facts))[licence])
+    users = (holders if holders is not None else _holders(facts)).get(licence, ())
     if not subscriptions or any(s.key in settings.excluded_skus for s in subscriptions):
         return None
     threshold = now - timedelta(days=settings.idle_days)
     idle_seats, idle_since = pool.idle_since(threshold)
     inactive = sorted(
-        (
-            user
-            for user in facts.users
-            if pool.licence_sku_id.lower() in user.licence_sku_ids
-            and user.last_sign_in is not None
-            and user.last_sign_in <= threshold
-        ),
+        (user for user in users if user.last_sign_in is not None and user.last_sign_in <= threshold),
         key=lambda user: (user.last_sign_in or now, user.display_name),
     )
     if not idle_seats and not inactive:
@@ -388,9 +389,26 @@ def due_warnings(facts: OrganisationFacts, now: datetime) -> list[Warning]:
         if Kind.RENEWAL in enabled and (warning := renewal_warning(subscription, facts, now)) is not None:
             found.append(warning)
     if Kind.IDLE in enabled:
+        by_licence, holders = _by_licence(facts), _holders(facts)
         for pool in facts.pools.values():
-            if (warning := idle_warning(pool, facts, now)) is not None:
+            if (warning := idle_warning(pool, facts, now, by_licence=by_licence, holders=holders)) is not None:
                 found.append(warning)
+    return found
+
+
+def _by_licence(facts: OrganisationFacts) -> dict[str, list[SubscriptionFacts]]:
+    found: dict[str, list[SubscriptionFacts]] = {licence: [] for licence in facts.pools}
+    for sub in facts.subscriptions:
+        if sub.status in ("active", "suspended") and sub.licence_sku_id:
+            found.setdefault(sub.licence_sku_id.lower(), []).append(sub)
+    return found
+
+
+def _holders(facts: OrganisationFacts) -> dict[str, list[UserFacts]]:
+    found: dict[str, list[UserFacts]] = {}
+    for user in facts.users:
+        for licence in user.licence_sku_ids:
+            found.setdefault(licence, []).append(user)
     return found
 
 

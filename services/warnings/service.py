@@ -22,7 +22,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -139,24 +139,43 @@ class PassResult:
     problems: list[str] = field(default_factory=list)
 
 
-def _price(entries: Sequence[UnitPrice], row: SubscriptionRow, on: datetime | None) -> UnitPrice | None:
-    if on is None:
-        return None
-    return price_in_force(
-        entries,
-        product_id=row.product_id,
-        sku_id=row.sku_id,
-        term_duration=row.term_duration,
-        billing_cycle=row.billing_cycle,
-        on=on.date(),
-    )
+class Prices:
+    """Price look-ups for many subscriptions: the entries grouped by product, SKU, term and billing
+    frequency once, and each (offer, day) answered once (`price_rules.price_in_force` decides)."""
+
+    def __init__(self, entries: Sequence[UnitPrice]) -> None:
+        self._by_key: dict[tuple[str, str, str, str], list[UnitPrice]] = {}
+        for entry in entries:
+            key = (
+                entry.product_id.upper(),
+                entry.sku_id.upper(),
+                entry.term_duration.upper(),
+                entry.billing_cycle.lower(),
+            )
+            self._by_key.setdefault(key, []).append(entry)
+        self._found: dict[tuple[tuple[str, str, str, str], date], UnitPrice | None] = {}
+
+    def on(self, row: Any, day: date | None) -> UnitPrice | None:
+        if day is None:
+            return None
+        key = (row.product_id.upper(), row.sku_id.upper(), row.term_duration.upper(), row.billing_cycle.lower())
+        if (key, day) not in self._found:
+            self._found[(key, day)] = price_in_force(
+                self._by_key.get(key, ()),
+                product_id=key[0],
+                sku_id=key[1],
+                term_duration=key[2],
+                billing_cycle=key[3],
+                on=day,
+            )
+        return self._found[(key, day)]
 
 
-def subscription_facts(row: SubscriptionRow, entries: Sequence[UnitPrice], now: datetime) -> SubscriptionFacts:
-    """The rules' view of a mirror row, priced now and on its renewal day."""
-    price = _price(entries, row, now)
-    day = renewal_day(as_utc(row.commitment_end_date))
-    renewal_price = _price(entries, row, datetime(day.year, day.month, day.day, tzinfo=UTC)) if day else None
+def subscription_facts(row: Any, prices: Prices, now: datetime) -> SubscriptionFacts:
+    """The rules' view of a mirror row (an ORM row or a plain row with its columns), priced now and on
+    its renewal day."""
+    price = prices.on(row, now.date())
+    renewal_price = prices.on(row, renewal_day(as_utc(row.commitment_end_date)))
     return SubscriptionFacts(
         id=row.id,
         name=row.name,
@@ -231,15 +250,31 @@ class WarningService:
             if scope is not None:
                 orgs = orgs.where(scope(Organisation.id))
             ids = list(await session.scalars(orgs))
-            subscriptions = list(
-                await session.scalars(
-                    select(SubscriptionRow)
-                    .where(SubscriptionRow.organisation_id.in_(ids))
-                    .order_by(SubscriptionRow.organisation_id, SubscriptionRow.name, SubscriptionRow.id)
+            table = SubscriptionRow.__table__
+            subscriptions = list(  # plain rows: thousands of them, read only
+                await session.execute(
+                    select(table)
+                    .where(table.c.organisation_id.in_(ids))
+                    .order_by(table.c.organisation_id, table.c.name, table.c.id)
                 )
             )
-            pools = list(await session.scalars(select(LicencePool).where(LicencePool.organisation_id.in_(ids))))
-            idle = list(await session.scalars(select(LicenceIdleRow).where(LicenceIdleRow.organisation_id.in_(ids))))
+            pools = (
+                await session.execute(
+                    select(
+                        LicencePool.organisation_id,
+                        LicencePool.licence_sku_id,
+                        LicencePool.name,
+                        LicencePool.consumed_units,
+                    ).where(LicencePool.organisation_id.in_(ids))
+                )
+            ).all()
+            idle = (
+                await session.execute(
+                    select(LicenceIdleRow.organisation_id, LicenceIdleRow.licence_sku_id, LicenceIdleRow.layers).where(
+                        LicenceIdleRow.organisation_id.in_(ids)
+                    )
+                )
+            ).all()
             users = (
                 await session.execute(
                     select(
@@ -252,7 +287,7 @@ class WarningService:
                     ).where(TenantUser.organisation_id.in_(ids), TenantUser.state == "active")
                 )
             ).all()
-        rows_by_org: dict[int, list[SubscriptionRow]] = {org: [] for org in ids}
+        rows_by_org: dict[int, list[Any]] = {org: [] for org in ids}
         for row in subscriptions:
             rows_by_org[row.organisation_id].append(row)
         pool_rows = {(pool.organisation_id, pool.licence_sku_id.lower()): pool for pool in pools}
@@ -268,9 +303,10 @@ class WarningService:
                 UserFacts(user_id, name or upn, upn, tuple(s.lower() for s in licences or ()), as_utc(last))
             )
         facts: dict[int, OrganisationFacts] = {}
+        shared = Prices(global_entries)  # organisations without a list of their own share the look-ups
         for org in ids:
-            entries = global_entries + own_entries.get(org, [])
-            subs = [subscription_facts(row, entries, now) for row in rows_by_org[org]]
+            prices = Prices(global_entries + own_entries[org]) if own_entries.get(org) else shared
+            subs = [subscription_facts(row, prices, now) for row in rows_by_org[org]]
             active: dict[str, int] = {}
             names: dict[str, str] = {}
             for sub in subs:
