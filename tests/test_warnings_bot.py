@@ -291,3 +291,23 @@ async def test_admins_change_their_warning_settings_in_chat_and_bad_values_save_
     # An approver may not open them.
     await _say(client, fake, url, "warning settings", **MEGAN)
     assert "does not allow" in str(fake.messages("personal-chat-megan")[-1].get("text", ""))
+
+
+async def test_renewing_with_fewer_seats_than_are_assigned_now_is_refused_and_changes_nothing(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    customer = sqlite_demo_customer.partner_center_customer_id
+    client, services, sid = await _start(
+        make_bot, connector, sqlite_services, sqlite_demo_customer, quantity=10, term="P1Y", cycle="annual"
+    )
+    await _assign_users(sandbox, customer, ["kim", "lee", "max"])
+    await sandbox.admin("POST", "/clock", {"set": (ANNUAL_RENEWAL - timedelta(days=30)).isoformat()})
+    card = await _pass_posts(services, fake)
+    renew = _buttons(card)["Renew with 3 seats"]
+    await _assign_users(sandbox, customer, ["ann", "bo"])  # two more people got a licence since
+    answer = await _invoke(client, url, renew["verb"], renew["data"])
+    shown = card_text(answer["value"])
+    assert "5 licences of Microsoft 365 Business Basic are assigned" in shown
+    assert "Renew with 3 seats" in _buttons(answer["value"])  # still possible with another number
+    assert (await services.partner_center.subscription(customer, sid)).scheduled_next_term_instructions is None

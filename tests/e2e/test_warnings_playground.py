@@ -1,13 +1,15 @@
 """End to end through the Agents Playground: the admin buys 10 seats, the built-in sandbox's clock
 moves 6 days on, the bot's own warnings pass (its scheduler and the durable job runner, not the test)
 posts the seat-window card into the admin's 1:1 chat, and its button removes the unassigned seats
-after the change-quantity preview — as Microsoft's sandbox then shows.
+after the change-quantity preview — as Microsoft's sandbox then shows. And a renewal: 30 days before
+it the card's "Renew with 3 seats" schedules the lower quantity, and the sandbox renews with it.
 
 Not run by helpers (the Playground uses fixed ports); the lead runs it with the e2e marker."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -100,3 +102,43 @@ async def test_six_days_after_a_purchase_the_warning_arrives_and_its_button_remo
     customer = org.partner_center_customer_id
     assert customer
     assert (await services.partner_center.subscription(customer, sid)).quantity == 1
+
+
+async def test_the_renewal_card_schedules_fewer_seats_and_the_sandbox_renews_with_them(running):
+    pg, services = running
+    org = await link_demo_customer(services)
+    customer = org.partner_center_customer_id
+    assert customer
+    sid = await buy(services, org, quantity=10, term="P1Y", cycle="annual")
+    for name in ("kim", "lee", "max"):  # three people use it
+        user = await sandbox_admin(
+            services,
+            "POST",
+            f"/customers/{customer}/users",
+            {"userPrincipalName": f"{name}@contosodemo.onmicrosoft.com", "displayName": name, "usageLocation": "US"},
+        )
+        licence = (await services.partner_center.subscribed_skus(customer))[0].product_sku.id
+        await sandbox_admin(
+            services, "POST", f"/customers/{customer}/users/{user['id']}/licenses", {"assign": [licence]}
+        )
+    chat = pg.personal_conversation_id
+    await pg.send_text(chat, "menu")
+    await _message_with(pg, "What would you like to do?")
+
+    current = await services.partner_center.subscription(customer, sid)
+    assert current.commitment_end_date is not None
+    renewal = current.commitment_end_date.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    await sandbox_admin(services, "POST", "/clock", {"set": (renewal - timedelta(days=30)).isoformat()})
+    posted = await _message_with(pg, "renews on", timeout=60)
+    renew = _button(_card(posted), "Renew with 3 seats")
+    answer = await pg.invoke(
+        chat,
+        {"action": {"type": "Action.Execute", "verb": renew["verb"], "data": renew["data"]}},
+        reply_to_id=posted["messageId"],
+    )
+    assert_valid_card(answer["value"])
+    assert "will renew with 3 seats" in card_text(answer["value"])
+
+    await sandbox_admin(services, "POST", "/clock", {"set": (renewal + timedelta(hours=1)).isoformat()})
+    renewed = await services.partner_center.subscription(customer, sid)
+    assert renewed.quantity == 3 and renewed.scheduled_next_term_instructions is None
