@@ -311,3 +311,25 @@ async def test_renewing_with_fewer_seats_than_are_assigned_now_is_refused_and_ch
     assert "5 licences of Microsoft 365 Business Basic are assigned" in shown
     assert "Renew with 3 seats" in _buttons(answer["value"])  # still possible with another number
     assert (await services.partner_center.subscription(customer, sid)).scheduled_next_term_instructions is None
+
+
+async def test_a_warning_nobody_could_receive_reaches_the_admin_who_first_says_hi(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    await prepare_catalog_and_prices(sqlite_services)
+    await buy(sqlite_services, sqlite_demo_customer, quantity=10)
+    client = await make_bot(run_jobs=False)
+    services = runtime_of(client).services
+    await sandbox.admin("POST", "/clock", {"advance": "P6D"})
+    result = await services.warnings.run_pass()
+    assert (result.due, result.sent, result.waiting) == (1, 0, 1)  # no admin has chatted with the bot yet
+    await _say(client, fake, url, "menu")
+    await fake.wait_for(2, ALEX_CHAT)  # the menu, then the warning that waited for them
+    card = card_of(fake.messages(ALEX_CHAT)[-1])
+    assert card is not None
+    assert_valid_card(card)
+    assert "Seats you can still return" in card_text(card)
+    await services.warnings.run_pass()
+    await _say(client, fake, url, "menu")
+    assert len(fake.messages(ALEX_CHAT)) == 3  # told once: not again by the next pass or the next hello

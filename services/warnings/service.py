@@ -494,6 +494,37 @@ class WarningService:
             )
         return reached
 
+    async def deliver_waiting(self, organisation_id: int, member_id: int) -> int:
+        """An admin has just opened a chat with the bot: post them each warning of their organisation
+        that did not reach them, not yet acted on and still possible. Returns how many were posted."""
+        recipient = next((r for r in await self.recipients(organisation_id) if r.member_id == member_id), None)
+        if recipient is None or self._deliver is None:
+            return 0
+        now = self.clock()
+        async with self._sessions() as session:
+            rows = list(
+                await session.scalars(
+                    select(WarningNotice)
+                    .where(
+                        WarningNotice.organisation_id == organisation_id,
+                        WarningNotice.status.in_(("pending", "sent")),
+                    )
+                    .order_by(WarningNotice.id)
+                )
+            )
+        posted = 0
+        for notice in (_notice(row) for row in rows):
+            if member_id in notice.sent_to or not still_possible(notice.deadline, now):
+                continue
+            try:
+                activity_id = await self._deliver(notice, recipient)
+            except Exception:
+                log.exception("could not post warning %s to an admin who has just arrived", notice.id)
+                continue
+            await self._record_post(notice.id, recipient, activity_id)
+            posted += 1
+        return posted
+
     async def _record_post(self, notice_id: int, recipient: Recipient, activity_id: str | None) -> None:
         async with self._sessions.begin() as session:
             row = await session.get(WarningNotice, notice_id, with_for_update=True)
@@ -726,9 +757,6 @@ class WarningService:
         if not result.repeated:
             await self.mark_acted(notice.id, caller, result.message)
 
-    async def record_post(self, notice_id: int, recipient: Recipient, activity_id: str | None) -> None:
-        """A copy of the notice posted outside a pass (e.g. to an admin who has just arrived)."""
-        await self._record_post(notice_id, recipient, activity_id)
 
 
 def money_or_none(value: Any) -> Decimal | None:
