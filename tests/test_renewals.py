@@ -13,6 +13,7 @@ import pytest
 
 from services.errors import DomainError
 from tests.cardcheck import assert_valid_card
+from tests.chat import button
 from tests.conftest import message, runtime_of
 from tests.fakes import card_of, card_text
 from tests.subscription_fixtures import admin, approver, buy, prepare_catalog_and_prices
@@ -117,24 +118,6 @@ async def _say(client, fake, url, text: str | None = None, value: dict[str, Any]
     return card
 
 
-def _submit(card: dict[str, Any], title: str) -> dict[str, Any]:
-    found: list[dict[str, Any]] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "Action.Submit" and node.get("title") == title:
-                found.append(node)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(card)
-    assert found, f"no {title!r} in {card_text(card)}"
-    return dict(found[0]["data"])
-
-
 async def test_renewals_and_subscriptions_show_the_scheduled_change_and_withdraw_it(
     make_bot, connector, sqlite_services, ready, sandbox
 ):
@@ -154,13 +137,13 @@ async def test_renewals_and_subscriptions_show_the_scheduled_change_and_withdraw
     shown = card_text(renewals)
     assert "Renewals in the next 90 days" in shown and "Dec 15, 2026 — Microsoft 365 Business Basic" in shown
     assert "renews with 6 seats (now 10), as scheduled" in shown and "$43.20 per month" in shown
-    after = await _say(client, fake, url, value=_submit(renewals, "Withdraw the scheduled change"))
+    after = await _say(client, fake, url, value=button(renewals, "Withdraw the scheduled change"))
     assert "The scheduled change is withdrawn" in card_text(after) and "renews with 10 seats" in card_text(after)
     customer = ready.partner_center_customer_id
     assert (await services.partner_center.subscription(customer, sid)).scheduled_next_term_instructions is None
     # …and from the subscriptions list.
     await _schedule(services, caller, sid, 7)
     listing = await _say(client, fake, url, "subscriptions")
-    after = await _say(client, fake, url, value=_submit(listing, "Withdraw the scheduled change"))
+    after = await _say(client, fake, url, value=button(listing, "Withdraw the scheduled change"))
     assert "The scheduled change is withdrawn" in card_text(after)
     assert (await services.partner_center.subscription(customer, sid)).scheduled_next_term_instructions is None

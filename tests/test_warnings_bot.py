@@ -13,6 +13,7 @@ from services.container import Services
 from services.seed import DEMO_SLUG, PLAYGROUND_APPROVER
 from services.warnings.rules import Kind
 from tests.cardcheck import assert_valid_card
+from tests.chat import inputs, walk
 from tests.conftest import SANDBOX_START, Sandbox, message, runtime_of
 from tests.fakes import FakeConnector, card_of, card_text
 from tests.subscription_fixtures import BASIC_LICENCE, buy, prepare_catalog_and_prices
@@ -58,20 +59,9 @@ async def _invoke(client, url: str, verb: str, data: dict[str, Any], **who: Any)
 
 
 def _buttons(card: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "Action.Execute" and node.get("title") != "Refresh":
-                found[str(node["title"])] = node
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk({key: value for key, value in card.items() if key != "refresh"})
-    return found
+    """The card's Action.Execute buttons by title (its automatic refresh left aside)."""
+    actions = walk({key: value for key, value in card.items() if key != "refresh"})
+    return {str(n["title"]): n for n in actions if n.get("type") == "Action.Execute"}
 
 
 async def _pass_posts(services: Services, fake: FakeConnector, conversation: str = ALEX_CHAT) -> dict[str, Any]:
@@ -245,23 +235,6 @@ async def test_a_member_who_is_no_admin_cannot_act_on_a_warning(
     assert (await services.partner_center.subscription(customer, sid)).quantity == 10
 
 
-def _inputs(card: dict[str, Any]) -> dict[str, str]:
-    found: dict[str, str] = {}
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if str(node.get("type", "")).startswith("Input.") and "id" in node:
-                found[str(node["id"])] = str(node.get("value", ""))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(card)
-    return found
-
-
 async def test_admins_change_their_warning_settings_in_chat_and_bad_values_save_nothing(
     make_bot, connector, sqlite_services, sqlite_demo_customer
 ):
@@ -272,7 +245,7 @@ async def test_admins_change_their_warning_settings_in_chat_and_bad_values_save_
     form = card_of(fake.messages(ALEX_CHAT)[-1])
     assert form is not None
     assert_valid_card(form)
-    values = _inputs(form)
+    values = inputs(form)
     assert values["leads"] == "30,7" and values["on_idle_licences"] == "true" and values["quiet"] == "off"
     bad = {**values, "verb": "warnings_settings_save", "leads": "30,soon", "idle_days": "60"}
     response = await client.post("/api/messages", json=message(None, service_url=url, value=bad))
@@ -280,7 +253,7 @@ async def test_admins_change_their_warning_settings_in_chat_and_bad_values_save_
     await fake.wait_for(2, ALEX_CHAT)
     again = card_of(fake.messages(ALEX_CHAT)[-1])
     assert again is not None
-    assert "Nothing was saved" in card_text(again) and _inputs(again)["leads"] == "30,soon"
+    assert "Nothing was saved" in card_text(again) and inputs(again)["leads"] == "30,soon"
     assert (await services.warnings.settings.get(sqlite_demo_customer.id)).idle_days == 30
     good = {**values, "verb": "warnings_settings_save", "leads": "14", "on_idle_licences": "false", "quiet": "21-7"}
     response = await client.post("/api/messages", json=message(None, service_url=url, value=good))

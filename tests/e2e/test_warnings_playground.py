@@ -17,6 +17,7 @@ import pytest_asyncio
 
 from services.container import Services
 from tests.cardcheck import assert_valid_card
+from tests.chat import walk
 from tests.conftest import link_demo_customer
 from tests.e2e.playground import Playground, SharedPlayground, bot_in_playground
 from tests.e2e.sandbox_admin import sandbox_admin
@@ -51,19 +52,7 @@ async def _message_with(pg: Playground, words: str, timeout: float = 30) -> dict
 
 
 def _button(card: dict[str, Any], title: str) -> dict[str, Any]:
-    found: list[dict[str, Any]] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "Action.Execute" and node.get("title") == title:
-                found.append(node)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(card.get("actions", []))
+    found = [n for n in walk(card.get("actions", [])) if n.get("type") == "Action.Execute" and n.get("title") == title]
     assert found, f"no button {title!r} in {card_text(card)}"
     return found[0]
 
