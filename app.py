@@ -168,6 +168,7 @@ def create_app(
         if run_jobs:
             services.jobs.start()
             services.user_sync.start()
+            services.warnings.start()
         if lag is lag_monitor:
             lag_monitor.start()
         # The start-up heap (SDK, SQLAlchemy, pydantic models) never becomes garbage; moving it out
@@ -177,6 +178,7 @@ def create_app(
         yield
         if catalog_refresh is not None:
             catalog_refresh.cancel()
+        await services.warnings.stop()
         await services.user_sync.stop()
         await services.jobs.stop()
         await lag_monitor.stop()
@@ -190,13 +192,16 @@ def create_app(
 
 
 def _delivers_waiting_approvals(services: Services, messenger: ProactiveMessenger) -> Callable[..., Awaitable[None]]:
-    """When an approver opens a chat with the bot, the requests that could not reach them follow."""
+    """When an approver opens a chat with the bot, the requests that could not reach them follow; when
+    an admin does, the warnings that are still to act on (docs/renewals.md)."""
 
     async def deliver(chat_id: str, caller: Caller) -> None:
         if caller.can(Permission.DECIDE_SUSPENSION):
             await ApprovalDelivery(services, messenger).deliver_waiting(
                 caller.organisation_id, caller.member_id, chat_id
             )
+        if caller.can(Permission.MANAGE_SERVICES):
+            await services.warnings.deliver_waiting(caller.organisation_id, caller.member_id)
 
     return deliver
 

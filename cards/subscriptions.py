@@ -31,6 +31,7 @@ ADDONS, ORDER_ADDON = "subs_addons", "subs_addon_order"
 CANCEL, CONFIRM_CANCEL = "subs_cancel", "subs_cancel_confirm"
 AUTORENEW, CONFIRM_AUTORENEW = "subs_autorenew", "subs_autorenew_confirm"
 SUSPEND, SEND_SUSPEND, WITHDRAW_SUSPEND = "subs_suspend", "subs_suspend_send", "subs_suspend_withdraw"
+UNSCHEDULE = "subs_unschedule"
 REACTIVATE, CONFIRM_REACTIVATE = "subs_reactivate", "subs_reactivate_confirm"
 
 NO_PRICE = "no price set — ask your reseller"
@@ -79,7 +80,7 @@ def _renewal(view: SubscriptionView) -> str:
         return "—"
     verb = "renews" if view.auto_renew else "ends (auto-renew off)"
     if view.auto_renew and view.scheduled_quantity is not None:
-        verb = f"renews with {_seats(view.scheduled_quantity)}"
+        verb = f"renews with {_seats(view.scheduled_quantity)}, as scheduled"
     return f"{formatting.date(view.renewal_date)} ({verb}; price locked until then)"
 
 
@@ -113,6 +114,8 @@ def _row_actions(
 ) -> list[dict[str, Any]]:
     ids = {"subscription_id": view.id}
     actions: list[dict[str, Any]] = []
+    if page.can_manage and view.is_active and view.scheduled_quantity is not None:
+        actions.append(submit("Withdraw the scheduled change", UNSCHEDULE, ids))
     if page.can_manage and view.is_active:
         actions.append(submit("Change quantity", QUANTITY, ids))
         actions.append(submit("Add-ons", ADDONS, ids))
@@ -142,7 +145,7 @@ def _row(view: SubscriptionView, page: SubscriptionPage, requests: Mapping[str, 
         items.append(text(line, color=colour))
     actions = _row_actions(view, page, request)
     if actions:
-        items.append({"type": "ActionSet", "actions": actions[:6]})
+        items.append({"type": "ActionSet", "actions": actions[:7]})
     for addon in view.addons:
         addon_items: list[dict[str, Any]] = [
             text(f"Add-on: {addon.name}", weight="Bolder"),

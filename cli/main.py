@@ -46,6 +46,8 @@ from services.roles import Role
 from services.sealed_secrets import SecretsKeyError, generate_key
 from services.settings import Settings, SettingsError, describe_invalid_settings
 from services.users.directory import CSV_COLUMNS as DIRECTORY_CSV_COLUMNS
+from services.warnings.rules import KIND_TITLES, Kind
+from services.warnings.settings import settings_record
 from startup.partner_center import open_partner_center
 
 log = logging.getLogger("cspbot.cli")
@@ -135,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # org
     org = commands.add_parser("org", help="customer organisations").add_subparsers(
-        dest="action", required=True, metavar="{create,list,show,update,link-tenant,approvals-channel}"
+        dest="action", required=True, metavar="{create,list,show,update,link-tenant,approvals-channel,warnings}"
     )
     create = org.add_parser("create", help="register a customer organisation")
     create.add_argument("slug", metavar="SLUG", help="short name: 2-63 lower-case letters, digits, dashes")
@@ -175,6 +177,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     channel.add_argument("--clear", action="store_true", help="stop posting to a channel (approvers' chats only)")
     channel.set_defaults(handler=_org_approvals_channel, usage_error=channel.error)
+
+    # issue 18: the warnings before money is locked in (docs/renewals.md)
+    warnings = org.add_parser(
+        "warnings", help="an organisation's warnings (seat window, renewal, idle licences): show or change"
+    )
+    warnings.add_argument("slug", metavar="SLUG")
+    warnings.add_argument("--on", action="append", default=[], metavar="KIND", help="seat_window, renewal or idle")
+    warnings.add_argument("--off", action="append", default=[], metavar="KIND", help="turn a warning off")
+    warnings.add_argument("--lead", metavar="DAYS", help="renewal lead times in days, e.g. 30,7")
+    warnings.add_argument("--seat-window-hours", metavar="HOURS", help="warn this long before a seat window closes")
+    warnings.add_argument("--idle-days", metavar="DAYS", help="unassigned or not signed in this long is idle")
+    warnings.add_argument(
+        "--exclude", metavar="OFFERS", help="PRODUCT:SKU offers left out of idle warnings, comma-separated ('' none)"
+    )
+    warnings.add_argument("--quiet", metavar="HH-HH", help="quiet hours in the organisation's time zone, or off")
+    warnings.add_argument("--timezone", metavar="ZONE", help="the organisation's time zone, e.g. Europe/Oslo")
+    _add_json_flag(warnings)
+    warnings.set_defaults(handler=_org_warnings)
 
     # member
     member = commands.add_parser("member", help="people of an organisation and their roles").add_subparsers(
@@ -456,6 +476,38 @@ async def _org_approvals_channel(args: argparse.Namespace, services: Services) -
         _out(f"Approval cards of {args.slug.strip().lower()} go to its approvers' 1:1 chats only.")
     else:
         _out(f"Approval cards of {args.slug.strip().lower()} are also posted in {target}.")
+
+
+async def _org_warnings(args: argparse.Namespace, services: Services) -> None:
+    org = await services.organisations.get(args.slug)
+    store = services.warnings.settings
+    changes = {
+        "leads": args.lead,
+        "seat_window_hours": args.seat_window_hours,
+        "idle_days": args.idle_days,
+        "excluded": args.exclude,
+        "quiet": args.quiet,
+        "timezone": args.timezone,
+    }
+    if args.on or args.off or any(value is not None for value in changes.values()):
+        settings = await store.change(org.id, actor=_actor(), enable=args.on, disable=args.off, **changes)
+        verb = "Changed"
+    else:
+        settings = await store.get(org.id)
+        verb = "Warnings of"
+    record = settings_record(settings)
+    if args.json:
+        _out(_json(record))
+        return
+    quiet = record["quiet_hours"] or "none"
+    _out(f"{verb} {org.slug}:")
+    for kind in Kind:
+        _out(f"  {KIND_TITLES[kind]:<20} {'on' if kind in settings.enabled else 'off'}")
+    _out(f"  renewal lead times   {', '.join(f'{d} days' for d in settings.renewal_lead_days)} before")
+    _out(f"  seat window          {settings.seat_window_hours} hours before it closes")
+    _out(f"  idle after           {settings.idle_days} days")
+    _out(f"  left out of idle     {', '.join(record['excluded_skus']) or 'nothing'}")
+    _out(f"  quiet hours          {quiet} ({settings.timezone})")
 
 
 async def _member_add(args: argparse.Namespace, services: Services) -> None:

@@ -170,6 +170,8 @@ class SubscriptionsDialog(TaskDialog):
             return (await changes.set_auto_renew(caller, sid, value.get("enabled") is True, key=key)).message
         if verb == cards.CONFIRM_REACTIVATE:
             return (await changes.reactivate(caller, sid, key=key)).message
+        if verb == cards.UNSCHEDULE:  # a second click finds nothing scheduled any more, and says so
+            return (await changes.withdraw_schedule(caller, sid, key=_key())).message
         if verb == cards.ORDER_ADDON:
             prices = value.get("prices")
             shown = prices.get(str(value.get("addon") or "").upper(), "") if isinstance(prices, dict) else ""

@@ -10,8 +10,10 @@ from dialogs.add_subscription import add_subscription_tasks, render_order_job
 from dialogs.add_tenant import AddTenantDialog, MyServicesDialog, tenant_job_renderers
 from dialogs.billing import billing_tasks
 from dialogs.catalogue import Task
+from dialogs.renewals import RenewalsDialog
 from dialogs.subscriptions import SubscriptionsDialog
 from dialogs.users import ASSIGN, NEW, UsersDialog
+from dialogs.warning_settings import WarningSettingsDialog
 from services.container import Services
 from services.jobs import JobView
 from services.ordering import ORDER_JOB
@@ -71,6 +73,22 @@ def default_tasks(services: Services) -> list[Task]:
             SubscriptionsDialog(services),
             Permission.READ_SUBSCRIPTIONS,
             aliases=("my subscriptions", "subscription"),
+        ),
+        Task(
+            "renewals",
+            "Renewals",
+            "What renews in the next 90 days, what it will cost and what is scheduled",
+            RenewalsDialog(services),
+            Permission.READ_SUBSCRIPTIONS,
+            aliases=("renewal", "upcoming renewals"),
+        ),
+        Task(
+            "warning settings",
+            "Warning settings",
+            "Which warnings your admins get (seat windows, renewals, idle licences), when, and quiet hours",
+            WarningSettingsDialog(services),
+            Permission.MANAGE_SERVICES,
+            aliases=("warnings", "warnings settings", "notification settings"),
         ),
     ]
 

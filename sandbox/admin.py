@@ -31,6 +31,7 @@ ENDPOINTS = {
     "PATCH /_sandbox/customers/{id}/users/{userId}": "rename or change a user elsewhere",
     "DELETE /_sandbox/customers/{id}/users/{userId}": "delete a user elsewhere",
     "POST /_sandbox/customers/{id}/users/{userId}/licenses": '{"assign": [skuId], "remove": [skuId]}',
+    "POST /_sandbox/customers/{id}/users/{userId}/signins": '{"at"?: ISO-8601}; the user signed in (default now)',
 }
 
 
@@ -174,6 +175,14 @@ async def licences_elsewhere(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
+async def sign_in_elsewhere(request: web.Request) -> web.Response:
+    backend = request.app[RUNTIME].backend
+    body = await _body(request)
+    async with backend.transaction() as tx:
+        user = await backend.sign_in(tx, request.match_info["customer_id"], request.match_info["user_id"], body)
+    return web.json_response(user)
+
+
 def add_admin_routes(app: web.Application) -> None:
     users = "/_sandbox/customers/{customer_id}/users"
     app.router.add_get("/_sandbox", index)
@@ -190,3 +199,4 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_patch(f"{users}/{{user_id}}", update_user_elsewhere)
     app.router.add_delete(f"{users}/{{user_id}}", delete_user_elsewhere)
     app.router.add_post(f"{users}/{{user_id}}/licenses", licences_elsewhere)
+    app.router.add_post(f"{users}/{{user_id}}/signins", sign_in_elsewhere)

@@ -69,6 +69,8 @@ SEEDED_DOMAINS = (
 )
 REFUND_WINDOW = timedelta(hours=168)
 CANCELLATION_WINDOW_DAYS = 7
+# Seats, scheduled changes and auto-renew are locked in the last 24 hours before a term's renewal.
+RENEWAL_LOCK = timedelta(hours=24)
 LIVE = ("active", "suspended")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -313,8 +315,10 @@ class SandboxBackend:
         old_value: Any = None,
         data: dict[str, Any] | None = None,
         actor: Actor | None = None,
+        at: datetime | None = None,
     ) -> None:
-        now = self.clock.now()
+        """`at`: when Microsoft did it, if not now (a term end processed after the clock jumped past it)."""
+        now = at or self.clock.now()
         who = actor or self.partner_actor
         record = {
             "id": str(uuid.uuid4()),
@@ -881,11 +885,25 @@ class SandboxBackend:
         ref = self.catalog.sku(subscription["productId"], subscription["skuId"])
         target = _text(body.get("status")).lower() or status
         quantity = _int(body["quantity"], "quantity") if body.get("quantity") is not None else subscription["quantity"]
+        scheduled_before = subscription.get("scheduledNextTermInstructions")
+        moves_quantity = quantity != subscription["quantity"] and target != "deleted"
+        auto_renew = body.get("autoRenewEnabled")
+        moves_auto_renew = isinstance(auto_renew, bool) and auto_renew != subscription["autoRenewEnabled"]
+        instructions = (
+            self._instructions(ref, body["scheduledNextTermInstructions"])
+            if "scheduledNextTermInstructions" in body
+            else scheduled_before
+        )
+        # The full resource sent back with a mid-term quantity change carries what was scheduled: that
+        # schedule is deleted by the change, not kept by it (only instructions that differ are new ones).
+        schedules = instructions != scheduled_before
+        if target != "deleted" and (moves_quantity or moves_auto_renew or schedules):
+            self._check_not_locked(subscription, now)
         changes: dict[str, Any] = {}
         if target != status:
             await self._change_status(tx, customer, subscription, target, now)
             changes["Status"] = f"{status}->{target}"
-        if quantity != subscription["quantity"] and target != "deleted":
+        if moves_quantity:
             if status == "suspended" or target == "suspended":
                 raise SandboxError(
                     400,
@@ -894,17 +912,18 @@ class SandboxBackend:
                 )
             await self._change_quantity(tx, customer, subscription, ref, quantity, now)
             changes["Quantity"] = f"{before['quantity']}->{quantity}"
+            if scheduled_before is not None:
+                # Microsoft: a mid-term (immediate) change deletes every change scheduled for the renewal.
+                subscription["scheduledNextTermInstructions"] = None
+                changes["ScheduledNextTermInstructions"] = json.dumps(None)
         if subscription["status"] == "deleted":
             pass  # a cancelled subscription keeps no renewal settings
-        elif "autoRenewEnabled" in body and isinstance(body["autoRenewEnabled"], bool):
-            if body["autoRenewEnabled"] != subscription["autoRenewEnabled"]:
-                subscription["autoRenewEnabled"] = body["autoRenewEnabled"]
-                changes["AutoRenewEnabled"] = body["autoRenewEnabled"]
-        if "scheduledNextTermInstructions" in body and subscription["status"] == "active":
-            instructions = self._instructions(ref, body["scheduledNextTermInstructions"])
-            if instructions != subscription.get("scheduledNextTermInstructions"):
-                subscription["scheduledNextTermInstructions"] = instructions
-                changes["ScheduledNextTermInstructions"] = json.dumps(instructions)
+        elif moves_auto_renew:
+            subscription["autoRenewEnabled"] = auto_renew
+            changes["AutoRenewEnabled"] = auto_renew
+        if schedules and subscription["status"] == "active":
+            subscription["scheduledNextTermInstructions"] = instructions
+            changes["ScheduledNextTermInstructions"] = json.dumps(instructions)
         if isinstance(body.get("friendlyName"), str) and body["friendlyName"].strip() != subscription["friendlyName"]:
             subscription["friendlyName"] = body["friendlyName"].strip()
             changes["FriendlyName"] = subscription["friendlyName"]
@@ -1019,6 +1038,17 @@ class SandboxBackend:
         subscription["refundable"] = [detail for detail in details if detail["quantity"] > 0]
         subscription["quantity"] = quantity
 
+    def _check_not_locked(self, subscription: dict[str, Any], now: datetime) -> None:
+        """No change to seats, scheduled changes or auto-renew in the last 24 hours before the renewal."""
+        renewal = term_end_instant(parse_instant(subscription["commitmentEndDate"]))
+        if renewal - RENEWAL_LOCK <= now < renewal:
+            raise SandboxError(
+                400,
+                codes.RENEWAL_LOCKED,
+                "The subscription is locked for changes in the 24 hours before its renewal",
+                [f"Changes are possible again after the renewal at {iso(renewal)}."],
+            )
+
     def _instructions(self, ref: SkuRef, raw: Any) -> dict[str, Any] | None:
         """Validated scheduledNextTermInstructions (null clears them)."""
         if raw is None:
@@ -1118,6 +1148,7 @@ class SandboxBackend:
                     old_value=before,
                     data={"SubscriptionId": subscription["id"], "Reason": reason},
                     actor=Actor("system", "Microsoft commerce (term end)"),
+                    at=end,
                 )
             if changed:
                 await tx.put("subscription", subscription["id"], subscription, customer_id=subscription["customerId"])
@@ -1173,6 +1204,8 @@ class SandboxBackend:
             "state": "active",
             "licenses": [],
             "createdAt": iso(self.clock.now()),
+            # A new user signs in once to set a password: the simulation starts their sign-ins there.
+            "lastSignInDateTime": iso(self.clock.now()),
             "softDeletionTime": None,
         }
         await tx.put("user", user["id"], user, customer_id=customer["id"])
@@ -1306,6 +1339,21 @@ class SandboxBackend:
             actor=actor,
         )
         return after
+
+    async def sign_in(self, tx: Unit, customer_id: str, user_id: str, raw: Any) -> dict[str, Any]:
+        """The user signed in (at `at`, default now): what Microsoft Graph reports as
+        `signInActivity.lastSignInDateTime`. Not a Partner Center operation, so not audited."""
+        customer = await self.customer(tx, customer_id)
+        user = await self._user(tx, customer, user_id)
+        body = normalise(raw)
+        at_text = _text(_dict(body).get("at"))
+        try:
+            at = parse_instant(at_text) if at_text else self.clock.now()
+        except ValueError:
+            raise invalid_input("at must be an ISO-8601 date-time") from None
+        user["lastSignInDateTime"] = iso(at)
+        await tx.put("user", user["id"], user, customer_id=customer["id"])
+        return user_json(user)
 
     async def delete_user(self, tx: Unit, customer_id: str, user_id: str, *, actor: Actor | None = None) -> None:
         """Soft delete, as Microsoft does: the user leaves the listing and frees its licences."""

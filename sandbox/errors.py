@@ -42,6 +42,8 @@ CANNOT_DECREASE = 800090
 CANNOT_UPDATE_QUANTITY = 800095
 ADDON_NOT_RELATED = 800029
 CANCELLATION_WINDOW_PASSED = 900117
+# Microsoft documents no code for a change inside the 24 hours before a renewal; this one is the sandbox's.
+RENEWAL_LOCKED = 900190
 ACCESS_DENIED = 400
 
 

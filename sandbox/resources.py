@@ -87,6 +87,8 @@ def user_json(user: dict[str, Any], *, password: dict[str, Any] | None = None) -
         "userDomainType": "none",
         "state": user.get("state", "active"),
         "softDeletionTime": user.get("softDeletionTime"),
+        # Microsoft Graph's user property (Partner Center's CustomerUser has none): a sandbox extension.
+        "signInActivity": {"lastSignInDateTime": user.get("lastSignInDateTime")},
         "links": {"self": link(f"/customers/{user['customerId']}/users/{user['id']}")},
         "attributes": {"objectType": "CustomerUser"},
     }

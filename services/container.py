@@ -31,6 +31,7 @@ from services.settings import Settings
 from services.subscriptions import ApprovalService, SubscriptionChanges, SubscriptionService
 from services.tenants import CredentialsMail, TenantService
 from services.users import DirectoryService, LeaseService, LicenceService, UserService, UserSync
+from services.warnings.service import WarningService
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class Services:
     subscription_changes: SubscriptionChanges
     approvals: ApprovalService
     sent_cards: SentCardStore
+    # Warnings before money is locked in (issue 18)
+    warnings: WarningService
     # Where URLs named by activities may be sent: connector service URLs, file-consent uploads.
     outbound_hosts: OutboundHosts
 
@@ -112,6 +115,19 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         file_consent=settings.authenticated,
         clock=microsoft_now,
     )
+    licences = LicenceService(sessions, partner_center, users, user_sync, idempotency)
+    warnings = WarningService(
+        sessions,
+        subscriptions,
+        changes,
+        licences,
+        pricing,
+        alerts,
+        jobs,
+        clock=microsoft_now,
+        interval=timedelta(minutes=settings.warnings_interval_minutes),
+        check_seconds=settings.warnings_check_seconds,
+    )
     return Services(
         engine=engine,
         sessions=sessions,
@@ -135,7 +151,7 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         ),
         user_sync=user_sync,
         users=users,
-        licences=LicenceService(sessions, partner_center, users, user_sync, idempotency),
+        licences=licences,
         directory=DirectoryService(sessions, users, idempotency, mailer),
         pricing=pricing,
         catalog=catalog,
@@ -154,6 +170,7 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         subscription_changes=changes,
         approvals=ApprovalService(sessions, changes, expiry=timedelta(hours=settings.approval_expiry_hours)),
         sent_cards=SentCardStore(sessions),
+        warnings=warnings,
         outbound_hosts=OutboundHosts.from_settings(settings),
     )
 

@@ -466,6 +466,8 @@ class TenantUser(Base):
     state: Mapped[str] = mapped_column(String(20), default="active")
     licence_sku_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     licences_synced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Microsoft's last sign-in of the user (Graph's signInActivity), None when unknown.
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # The sync run that last saw this user in Microsoft's listing (mark and sweep).
     seen_generation: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -699,3 +701,62 @@ class MailMessage(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+# --- Warnings before money is locked in (issue 18) ----------------------------------------------
+
+
+class WarningSettingRow(Base):
+    """An organisation's warning settings (no row: the defaults)."""
+
+    __tablename__ = "warning_settings"
+
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True)
+    enabled: Mapped[list[str]] = mapped_column(JSON, default=list)
+    renewal_lead_days: Mapped[list[int]] = mapped_column(JSON, default=list)
+    seat_window_hours: Mapped[int] = mapped_column(Integer, default=48)
+    idle_days: Mapped[int] = mapped_column(Integer, default=30)
+    excluded_skus: Mapped[list[str]] = mapped_column(JSON, default=list)
+    quiet_start: Mapped[int | None] = mapped_column(Integer)
+    quiet_end: Mapped[int | None] = mapped_column(Integer)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    updated_by: Mapped[str] = mapped_column(String(254), default="")
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class WarningNotice(Base):
+    """One warning, claimed once by its key (organisation, kind, subject, window) before it is sent:
+    who it reached, where its cards are, and what was done from them."""
+
+    __tablename__ = "warning_notices"
+    __table_args__ = (UniqueConstraint("organisation_id", "kind", "subject", "window"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    subject: Mapped[str] = mapped_column(String(64))
+    window: Mapped[str] = mapped_column(String(64))
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    deadline: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # pending (claimed, not delivered yet) | sent | acted | expired (its moment passed undelivered)
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    sent_to: Mapped[list[int]] = mapped_column(JSON, default=list)  # member ids reached
+    posts: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [{conversation_id, activity_id, member_id}]
+    outcome: Mapped[str] = mapped_column(String(300), default="")
+    acted_by: Mapped[str] = mapped_column(String(254), default="")
+    acted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class LicenceIdleRow(Base):
+    """How long seats of a licence product have stayed unassigned, as the warnings passes saw it:
+    layers of (seats, since) — see `services.warnings.rules.track_idle`."""
+
+    __tablename__ = "licence_idle"
+
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True)
+    licence_sku_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    layers: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

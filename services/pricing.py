@@ -293,6 +293,27 @@ class PriceBook:
             on=on,
         )
 
+    async def entries_by_organisation(self) -> tuple[list[UnitPrice], dict[int, list[UnitPrice]]]:
+        """The global list, and each organisation's own list by organisation id (what `entries_for`
+        returns for each, in two reads instead of one per organisation)."""
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(PriceEntryRow, PriceList.is_global)
+                    .join(PriceList, PriceList.id == PriceEntryRow.price_list_id)
+                    .order_by(PriceEntryRow.id)
+                )
+            ).all()
+            assigned = (
+                await session.execute(select(PriceListAssignment.organisation_id, PriceListAssignment.price_list_id))
+            ).all()
+        global_entries = [_unit_price(row, True) for row, is_global in rows if is_global]
+        by_list: dict[int, list[UnitPrice]] = {}
+        for row, is_global in rows:
+            if not is_global:
+                by_list.setdefault(row.price_list_id, []).append(_unit_price(row, False))
+        return global_entries, {organisation: by_list.get(list_id, []) for organisation, list_id in assigned}
+
     async def global_entries(self) -> list[UnitPrice]:
         """The global list alone (what a customer without a list of its own is offered)."""
         query = (

@@ -148,6 +148,12 @@ class Settings(BaseSettings):
     # The subscriptions card refreshes from Partner Center when its copy is older than this.
     subscriptions_refresh_minutes: float = Field(default=5.0, ge=0)
 
+    # --- Warnings before money is locked in (issue 18) -------------------------------------------
+    # One warnings pass per this many minutes of Microsoft's time (the sandbox's clock when it runs);
+    # every replica checks every WARNINGS_CHECK_SECONDS whether the current pass was submitted.
+    warnings_interval_minutes: float = Field(default=60.0, ge=1, le=24 * 60)
+    warnings_check_seconds: float = Field(default=60.0, gt=0, le=3600)
+
     # --- Mail: SMTP when MAIL_SMTP_URL or SMTP_HOST is set, else .eml files in MAIL_OUTBOX_DIR -----
     mail_from: str = "CSP self-service <cspbot@localhost>"
     # smtp://user:password@host:587 (STARTTLS) or smtps://...:465; wins over the SMTP_* settings.

@@ -209,6 +209,11 @@ def registered(db: Db, registered_var: Path) -> Db:
 
 
 BAD_INPUT = [
+    pytest.param(["org", "warnings", "acme", "--lead", "30,x"], "whole days from 1 to 365", id="warnings-lead"),
+    pytest.param(["org", "warnings", "acme", "--quiet", "25-3"], "two different hours", id="warnings-quiet"),
+    pytest.param(["org", "warnings", "acme", "--off", "sleep"], "Unknown warning 'sleep'", id="warnings-kind"),
+    pytest.param(["org", "warnings", "acme", "--exclude", "E3"], "PRODUCT:SKU", id="warnings-offer"),
+    pytest.param(["org", "warnings", "nope"], "No organisation 'nope'", id="warnings-org"),
     pytest.param(["org", "show", "nope"], "No organisation 'nope'", id="unknown-org-show"),
     pytest.param(["org", "update", "nope", "--city", "X"], "No organisation 'nope'", id="unknown-org-update"),
     pytest.param(["member", "add", "nope", "x@acme.example", "--role", "admin"], "No organisation", id="unknown-org"),
@@ -524,3 +529,25 @@ def test_mail_list_and_retry(capsys: pytest.CaptureFixture[str], db: Db, monkeyp
     again = run(capsys, "mail", "retry", str(message_id))
     assert again.code == 1 and "delivered already" in again.err
     assert run(capsys, "mail", "retry", "4242").code == 1
+
+
+def test_org_warnings_shows_and_changes_an_organisations_warnings(capsys: pytest.CaptureFixture[str], registered: Db):
+    shown = ok(capsys, "org", "warnings", "acme")
+    assert "seat window closing  on" in shown and "renewal lead times   30 days, 7 days before" in shown
+    assert "quiet hours          none (UTC)" in shown
+    changed = ok(
+        capsys, "org", "warnings", "acme", "--off", "idle", "--lead", "60,14", "--idle-days", "45",
+        "--exclude", "cfq7ttc0lh18:0001", "--quiet", "20-08", "--timezone", "Europe/Oslo",
+    )  # fmt: skip
+    assert changed.startswith("Changed acme:") and "idle licences        off" in changed
+    assert json.loads(ok(capsys, "org", "warnings", "acme", "--json")) == {
+        "enabled": ["renewal", "seat_window"],
+        "renewal_lead_days": [60, 14],
+        "seat_window_hours": 48,
+        "idle_days": 45,
+        "excluded_skus": ["CFQ7TTC0LH18:0001"],
+        "quiet_hours": "20-08",
+        "timezone": "Europe/Oslo",
+    }
+    assert json.loads(ok(capsys, "org", "warnings", "other", "--json"))["renewal_lead_days"] == [30, 7]
+    assert ("operator:opsy", "warnings.settings", "") in audit_rows(registered)

@@ -831,19 +831,27 @@ class PartnerCenterClient:
             "GET", self._url("customers", customer_id, "subscriptions", subscription_id), _model(Subscription)
         )
 
-    async def update_subscription(self, customer_id: str, subscription: Subscription) -> Subscription:
+    async def update_subscription(
+        self, customer_id: str, subscription: Subscription, *, withdraw_scheduled_changes: bool = False
+    ) -> Subscription:
         """PATCH the whole subscription (quantity, status, autoRenewEnabled, scheduledNextTermInstructions).
 
         Sends `If-Match` with its e-tag, so a change made elsewhere meanwhile is refused rather than
         overwritten. Typical use: `update_subscription(c, sub.model_copy(update={"quantity": 12}))`.
+        `withdraw_scheduled_changes` sends `scheduledNextTermInstructions: null` (requests carry no nulls
+        otherwise): the changes scheduled for the renewal are withdrawn.
         """
         url = self._url("customers", customer_id, "subscriptions", subscription.id)
         etag = subscription.etag
         headers = {"If-Match": etag} if etag else None
+        body = subscription.to_wire()
+        if withdraw_scheduled_changes:
+            body["scheduledNextTermInstructions"] = None
 
         async def recover() -> Subscription | None:
             current = await self.subscription(customer_id, subscription.id)
-            if _changes_applied(subscription, current):
+            withdrawn = not withdraw_scheduled_changes or current.scheduled_next_term_instructions is None
+            if withdrawn and _changes_applied(subscription, current):
                 return current
             if etag is None or current.etag == etag:
                 return None
@@ -854,9 +862,7 @@ class PartnerCenterClient:
                 return _Accepted(response.headers.get("Location"), _retry_after(response.headers, None))
             return Subscription.model_validate(response.json())
 
-        result = await self._call(
-            "PATCH", url, parse, body=subscription.to_wire(), headers=headers, ok=(200, 202), recover=recover
-        )
+        result = await self._call("PATCH", url, parse, body=body, headers=headers, ok=(200, 202), recover=recover)
         if not isinstance(result, _Accepted):
             return result
 

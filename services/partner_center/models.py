@@ -755,6 +755,12 @@ class PasswordProfile(WireModel):
         return _reveal_if_asked(value, info)
 
 
+class SignInActivity(WireModel):
+    """Microsoft Graph's `signInActivity` of a user (the built-in sandbox reports it on its users)."""
+
+    last_sign_in_date_time: WireDateTime = None
+
+
 class CustomerUser(WireModel):
     id: str | None = None
     user_principal_name: str | None = None
@@ -768,6 +774,7 @@ class CustomerUser(WireModel):
     user_domain_type: str | None = None
     state: UserState | None = None
     soft_deletion_time: WireDateTime = None
+    sign_in_activity: SignInActivity | None = None
     links: dict[str, Link | None] | None = None
     attributes: ResourceAttributes | None = None
 

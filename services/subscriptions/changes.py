@@ -50,6 +50,7 @@ from services.subscriptions.common import (
     ledger_record,
     new_row,
     organisation_of,
+    renewal_locked,
     row_in_organisation,
     snapshot,
 )
@@ -65,6 +66,8 @@ _RULES = {
     "800095": "Licences are assigned to users from these seats; unassign them before lowering the quantity.",
     "900117": "The 7-day cancellation window has passed, so it can no longer be cancelled.",
     "2011": "This subscription has ended and can no longer be changed.",
+    "900190": "Microsoft locks a subscription for changes in the 24 hours before it renews: its seats, scheduled "
+    "changes and auto-renew can change again once it has renewed.",
     "2002": "Microsoft does not sell that quantity of this product.",
     "27009": "The base subscription must be active before an add-on can be bought for it.",
     # A customer with subscriptions from before the Microsoft Customer Agreement (or bought through
@@ -205,10 +208,10 @@ class SubscriptionChanges:
         return current
 
     async def _patch(
-        self, caller: Caller, customer_id: str, row: SubscriptionRow, desired: Subscription
+        self, caller: Caller, customer_id: str, row: SubscriptionRow, desired: Subscription, *, withdraw: bool = False
     ) -> Subscription:
         try:
-            return await self._client.update_subscription(customer_id, desired)
+            return await self._client.update_subscription(customer_id, desired, withdraw_scheduled_changes=withdraw)
         except PartnerCenterConflict as error:
             if error.http_status == 412 or error.code in ("2055", "etag_mismatch"):
                 await self._listing.sync(caller.organisation_id)
@@ -351,6 +354,13 @@ class SubscriptionChanges:
             raise DomainError(_RULES["2001"], code="suspended")
         if status != "active":
             raise DomainError(f"This subscription is {status}; its seats cannot change.", code="not_active")
+        locked = renewal_locked(as_utc(current.commitment_end_date), self._now())
+        if locked is not None:
+            raise DomainError(
+                f"{row.name} renews on {formatting.datetime_utc(locked)}, and Microsoft locks it for changes in the "
+                "24 hours before: its seats can change again once it has renewed.",
+                code="renewal_locked",
+            )
         sku = await self._sku(row)
         low, high = (sku.minimum_quantity, sku.maximum_quantity) if sku else (1, 100000)
         if not low <= new <= high:
@@ -512,6 +522,38 @@ class SubscriptionChanges:
             f"{row.name} will renew with {formatting.plural(new, 'seat', 'seats')} on "
             f"{formatting.date(as_utc(result.commitment_end_date))}; "
             f"until then it keeps {formatting.plural(result.quantity or 0, 'seat', 'seats')}.",
+            row.id,
+        )
+
+    async def withdraw_schedule(self, caller: Caller, subscription_id: Any, *, key: Any) -> ChangeResult:
+        """Withdraw the changes scheduled for the renewal: it renews as it is now."""
+        caller.require(Permission.MANAGE_SERVICES)
+        customer_id, row = await self._load(caller, subscription_id)
+        purpose = "subscriptions.unschedule"
+        if not await self._claim(caller, key, purpose):
+            return ChangeResult(f"The scheduled change of {row.name} was already withdrawn.", row.id, repeated=True)
+        try:
+            current = await self._fresh(caller, customer_id, row, None)
+            if current.scheduled_next_term_instructions is None:
+                raise DomainError(f"{row.name} has no change scheduled for its renewal.", code="nothing_scheduled")
+            locked = renewal_locked(as_utc(current.commitment_end_date), self._now())
+            if locked is not None:
+                raise DomainError(_RULES["900190"], code="renewal_locked")
+            result = await self._patch(
+                caller,
+                customer_id,
+                row,
+                current.model_copy(update={"scheduled_next_term_instructions": None}),
+                withdraw=True,
+            )
+        except DomainError:
+            await self._release(str(key), purpose)
+            raise
+        await self._commit(caller.actor, caller.organisation_id, row.id, result, "subscription.unschedule", [])
+        return ChangeResult(
+            f"The scheduled change is withdrawn: {row.name} renews with "
+            f"{formatting.plural(result.quantity or 0, 'seat', 'seats')} on "
+            f"{formatting.date(as_utc(result.commitment_end_date))}.",
             row.id,
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,12 +20,30 @@ from services.partner_center.models import Subscription
 Clock = Callable[[], datetime]
 NOT_YOURS = "That subscription is not one of your organisation's. Open **subscriptions** again."
 LIVE = ("active", "suspended")
+# Microsoft locks a subscription's seats, scheduled changes and auto-renew this long before it renews.
+RENEWAL_LOCK = timedelta(hours=24)
 
 
 def as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def renewal_instant(commitment_end: datetime | None) -> datetime | None:
+    """When a term ends and renews: the end of its commitmentEndDate day (UTC)."""
+    if commitment_end is None:
+        return None
+    end = (as_utc(commitment_end) or commitment_end).astimezone(UTC)
+    return datetime.combine(end.date(), time(), tzinfo=UTC) + timedelta(days=1)
+
+
+def renewal_locked(commitment_end: datetime | None, now: datetime) -> datetime | None:
+    """The renewal instant while `now` is inside the 24-hour lock before it, else None."""
+    renewal = renewal_instant(commitment_end)
+    if renewal is not None and renewal - RENEWAL_LOCK <= now < renewal:
+        return renewal
+    return None
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ def _view(row: SubscriptionRow, now: datetime) -> SubscriptionView:
     """The row as the list shows it at Microsoft's `now`: seats whose 7-day window has ended since the
     copy was read are no longer removable."""
     refundable = row.refundable or {}
-    batches = tuple(batch for batch in _refundable_batches(refundable) if batch[1] > now)
+    batches = tuple(batch for batch in refundable_batches(refundable) if batch[1] > now)
     return SubscriptionView(
         id=row.id,
         name=row.name,
@@ -134,7 +134,7 @@ def _view(row: SubscriptionRow, now: datetime) -> SubscriptionView:
     )
 
 
-def _refundable_batches(stored: dict[str, Any]) -> tuple[tuple[int, datetime], ...]:
+def refundable_batches(stored: dict[str, Any]) -> tuple[tuple[int, datetime], ...]:
     """The stored `refundableQuantity` as (seats, window end) batches, soonest first."""
     try:
         parsed = RefundableQuantity.model_validate(stored)

@@ -68,13 +68,21 @@ def user_values(user: CustomerUser) -> dict[str, str]:
     }
 
 
+def last_sign_in(user: CustomerUser) -> datetime | None:
+    return user.sign_in_activity.last_sign_in_date_time if user.sign_in_activity is not None else None
+
+
 def apply_user(row: TenantUser, user: CustomerUser) -> bool:
-    """Copy Microsoft's fields onto the row; True when something changed."""
+    """Copy Microsoft's fields onto the row; True when something changed. The last sign-in is kept
+    as well (when Microsoft reports one) but is no change of the user's."""
     changed = False
     for key, value in user_values(user).items():
         if getattr(row, key) != value:
             setattr(row, key, value)
             changed = True
+    signed_in = last_sign_in(user)
+    if signed_in is not None:
+        row.last_sign_in_at = signed_in
     return changed
 
 
@@ -254,19 +262,24 @@ class UserSync:
         table = cast(Table, TenantUser.__table__)
         columns = [table.c[name] for name in USER_FIELDS]
         async with self._sessions() as session:
-            existing = {
-                row[0]: tuple(row[1:])
-                for row in await session.execute(
-                    select(table.c.user_id, *columns).where(
+            rows = list(
+                await session.execute(
+                    select(table.c.user_id, table.c.last_sign_in_at, *columns).where(
                         table.c.organisation_id == organisation_id, table.c.user_id.in_(list(by_id))
                     )
                 )
-            }
+            )
+            existing = {row[0]: tuple(row[2:]) for row in rows}
+            known_sign_ins = {row[0]: row[1] for row in rows}
             fresh: list[dict[str, object]] = []
             changed: list[dict[str, object]] = []
+            signed_in: list[dict[str, object]] = []  # a newer last sign-in is no change of the user's
             for user_id, user in by_id.items():
                 values = user_values(user)
                 known = existing.get(user_id)
+                last = last_sign_in(user)
+                if known is not None and last is not None and known_sign_ins.get(user_id) != last:
+                    signed_in.append({"key": user_id, "last_sign_in_at": last})
                 if known is None:
                     fresh.append(
                         {
@@ -274,6 +287,7 @@ class UserSync:
                             "user_id": user_id,
                             **values,
                             "licence_sku_ids": [],
+                            "last_sign_in_at": last_sign_in(user),
                             "seen_generation": generation,
                             "created_at": now,
                             "synced_at": now,
@@ -289,6 +303,13 @@ class UserSync:
                     .where(table.c.organisation_id == organisation_id, table.c.user_id == bindparam("key"))
                     .values({name: bindparam(name) for name in USER_FIELDS}),
                     changed,
+                )
+            if signed_in:
+                await session.execute(
+                    update(table)
+                    .where(table.c.organisation_id == organisation_id, table.c.user_id == bindparam("key"))
+                    .values(last_sign_in_at=bindparam("last_sign_in_at")),
+                    signed_in,
                 )
             if existing:
                 # One statement marks every known user of the page as seen by this run.

@@ -464,11 +464,11 @@ async def shared_playground(config_path: Path | None = None) -> AsyncIterator[Sh
 
 @contextlib.asynccontextmanager
 async def bot_in_playground(
-    shared: SharedPlayground, tmp_path: Path
+    shared: SharedPlayground, tmp_path: Path, **overrides: Any
 ) -> AsyncIterator[tuple[Playground, Services, Path]]:
     """The bot on the embedded default — its own SQLite file, its built-in sandbox, the demo
     organisation, mail in `tmp_path/outbox` — served on a free port, behind the shared Playground's
-    front. Yields the Playground, the app's services and the outbox folder."""
+    front. `overrides`: other settings. Yields the Playground, the app's services and the outbox folder."""
     port = free_port()
     outbox = tmp_path / "outbox"
     settings = Settings(
@@ -476,6 +476,7 @@ async def bot_in_playground(
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'e2e.sqlite3'}",
         port=port,
         mail_outbox_dir=outbox,
+        **overrides,
     )
     app = create_app(settings)
     runner = web.AppRunner(app)

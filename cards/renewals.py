@@ -1,0 +1,89 @@
+"""The renewals ahead (`renewals`): each subscription's next renewal in the coming days, what it renews
+with, what that costs at the reseller's price, and what is scheduled — withdrawable by admins. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cards.base import Card, card, facts, heading, submit, text
+from services import formatting
+from services.warnings.renewals import RenewalOutlook, RenewalView
+
+WITHDRAW, CLOSE = "renewals_withdraw", "renewals_close"
+_TERMS = {"P1M": "1 month", "P1Y": "1 year", "P3Y": "3 years"}
+
+
+def _seats(n: int) -> str:
+    return formatting.plural(n, "seat", "seats")
+
+
+def _cost(item: RenewalView) -> str:
+    if item.cost_per_period is None:
+        return "no price set — ask your reseller" if item.renews else "—"
+    period = formatting.per_period(item.billing_cycle)
+    shown = f"{formatting.money(item.cost_per_period, item.currency)} {period}"
+    if item.cost_per_term is not None and item.cost_per_term != item.cost_per_period:
+        shown += f" ({formatting.money(item.cost_per_term, item.currency)} for the term)"
+    return shown
+
+
+def _what(item: RenewalView) -> str:
+    if not item.renews:
+        return "ends (auto-renew off)" if item.status == "active" else f"ends ({item.status})"
+    if item.has_schedule:
+        return f"renews with {_seats(item.renewing_quantity)} (now {item.quantity}), as scheduled"
+    return f"renews with {_seats(item.renewing_quantity)}"
+
+
+def _row(item: RenewalView, can_manage: bool) -> dict[str, Any]:
+    when = formatting.date(item.term_end)
+    items: list[dict[str, Any]] = [
+        text(f"{when} — {item.name}", weight="Bolder"),
+        facts(
+            [
+                ("What happens", _what(item)),
+                ("Term", _TERMS.get(item.term_duration, item.term_duration)),
+                ("Cost at renewal", _cost(item)),
+            ]
+        ),
+    ]
+    if item.locked:
+        items.append(text("Locked: Microsoft allows no change in the 24 hours before the renewal.", subtle=True))
+    elif can_manage and item.has_schedule:
+        items.append(
+            {
+                "type": "ActionSet",
+                "actions": [
+                    submit("Withdraw the scheduled change", WITHDRAW, {"subscription_id": item.subscription_id})
+                ],
+            }
+        )
+    return {"type": "Container", "separator": True, "items": items}
+
+
+def build_renewals_card(outlook: RenewalOutlook, *, can_manage: bool, notice: str = "", problem: str = "") -> Card:
+    body: list[dict[str, Any]] = [heading(f"Renewals in the next {outlook.days} days")]
+    if problem:
+        body.append(text(problem, color="Attention"))
+    if notice:
+        body.append(text(notice, color="Good"))
+    if not outlook.items:
+        body.append(text(f"Nothing renews or ends in the next {outlook.days} days."))
+    else:
+        renewing = sum(1 for item in outlook.items if item.renews)
+        total = formatting.money_totals(outlook.totals)
+        body.append(
+            text(
+                f"{formatting.plural(renewing, 'renewal', 'renewals')}; their first billing periods come to {total} "
+                "at your reseller's prices on the renewal days."
+            )
+        )
+        body.extend(_row(item, can_manage) for item in outlook.items)
+        body.append(
+            text(
+                "Each renews at midnight UTC after the date shown. Fewer seats can be scheduled from "
+                "**subscriptions** (Change quantity) until 24 hours before.",
+                subtle=True,
+            )
+        )
+    return card(body, [submit("Done", CLOSE)])

@@ -1,0 +1,376 @@
+"""Warning cards posted to an organisation's admins (Action.Execute: a click answers with the card the
+admin should now see). Pure functions of a notice (`services.warnings.service.NoticeView`).
+
+- seat window closing: the seats still refundable and until when; **Remove N seats** (the change-
+  quantity preview, then confirm) or **Keep as is**;
+- renewal coming: seats, assigned, what the renewal costs at the reseller's price; **Keep as is**,
+  **Renew with N seats** (schedules the lower quantity), **Turn auto-renew off**;
+- idle licences: seats unassigned and users not signed in, priced per month; **Unassign** per user,
+  confirmed first.
+
+A card whose action can no longer be done says why and has no button; a card acted on says what was
+done, by whom and when.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from cards.base import Card, card, facts, heading, submit, text
+from services import formatting
+from services.subscriptions import QuantityPlan
+from services.warnings.rules import Kind, WarningSettings
+from services.warnings.service import NoticeView
+from services.warnings.settings import settings_record
+
+REMOVE, CONFIRM_REMOVE, KEEP = "warn_remove", "warn_remove_confirm", "warn_keep"
+RENEW_WITH, AUTORENEW_OFF = "warn_renew_with", "warn_autorenew_off"
+UNASSIGN, CONFIRM_UNASSIGN = "warn_unassign", "warn_unassign_confirm"
+REFRESH, BACK = "warn_refresh", "warn_back"
+
+_TERMS = {"P1M": "1 month", "P1Y": "1 year", "P3Y": "3 years"}
+
+
+def _seats(n: int) -> str:
+    return formatting.plural(n, "seat", "seats")
+
+
+def _when(value: Any) -> datetime | None:
+    return datetime.fromisoformat(str(value)) if value else None
+
+
+def _money(value: Any, currency: str) -> str:
+    if value in (None, ""):
+        return "no price set — ask your reseller"
+    return formatting.money(Decimal(str(value)), currency)
+
+
+def execute(title: str, verb: str, data: Mapping[str, Any], style: str | None = None) -> dict[str, Any]:
+    action: dict[str, Any] = {"type": "Action.Execute", "title": title, "verb": verb, "data": dict(data)}
+    if style:
+        action["style"] = style
+    return action
+
+
+def _with_refresh(result: Card, notice: NoticeView, user_ids: Sequence[str]) -> Card:
+    """Teams re-asks the bot for the card when an admin named here opens it: it then shows what is
+    still possible (a window that closed meanwhile has no button any more)."""
+    result["refresh"] = {
+        "action": {"type": "Action.Execute", "title": "Refresh", "verb": REFRESH, "data": {"notice_id": notice.id}},
+        "userIds": list(user_ids)[:60],
+    }
+    return result
+
+
+def _renews_on(notice: NoticeView) -> str:
+    """The renewal date as the subscriptions list shows it: the term's last day (Microsoft's
+    commitmentEndDate; the new term starts at midnight UTC after it)."""
+    day = notice.facts.get("renews_on")
+    return (
+        formatting.date(date.fromisoformat(str(day))) if day else formatting.date(_when(notice.facts.get("renews_at")))
+    )
+
+
+def title_of(notice: NoticeView) -> str:
+    name = str(notice.facts.get("name", ""))
+    if notice.kind is Kind.SEAT_WINDOW:
+        return f"Seats you can still return: {name}"
+    if notice.kind is Kind.RENEWAL:
+        return f"{name} renews on {_renews_on(notice)}"
+    return f"Idle licences: {name}"
+
+
+def _seat_body(notice: NoticeView) -> list[dict[str, Any]]:
+    f = notice.facts
+    closes = formatting.datetime_utc(_when(f.get("closes_at")))
+    currency = str(f.get("currency", ""))
+    unassigned = f.get("unassigned")
+    lines = [
+        text(
+            f"**{_seats(int(f['removable']))}** of {f['name']} can still be removed with a refund until **{closes}**. "
+            "Microsoft takes seats back only within 7 days of adding them; after that they are paid until the "
+            "renewal."
+        ),
+        facts(
+            [
+                ("Seats", _seats(int(f["quantity"]))),
+                ("Unassigned now", "unknown" if unassigned is None else str(unassigned)),
+                ("Refundable now", _seats(int(f["refundable"]))),
+                ("Window closes", closes),
+                (
+                    "Price",
+                    formatting.unit_price(Decimal(str(f["unit_price"])), currency, str(f.get("billing_cycle", "")))
+                    if f.get("unit_price")
+                    else _money(None, currency),
+                ),
+            ]
+        ),
+    ]
+    return lines
+
+
+def _renewal_body(notice: NoticeView) -> list[dict[str, Any]]:
+    f = notice.facts
+    currency = str(f.get("currency", ""))
+    period = formatting.per_period(str(f.get("billing_cycle", "")))
+    renewing = int(f["renewing_quantity"])
+    pairs = [
+        ("Renews on", _renews_on(notice)),
+        ("Seats now", _seats(int(f["quantity"]))),
+    ]
+    if f.get("scheduled_quantity") is not None:
+        pairs.append(("Scheduled for the renewal", _seats(int(f["scheduled_quantity"]))))
+    if f.get("assigned") is not None:
+        pairs.append(("Assigned to users", str(f["assigned"])))
+        pairs.append(("Unassigned at renewal", str(f["unassigned"])))
+    pairs.append(("Term", f"{_TERMS.get(str(f.get('term_duration')), f.get('term_duration'))}, billed {period}"))
+    pairs.append((f"Renewal cost {period}", f"{_money(f.get('cost_per_period'), currency)} for {_seats(renewing)}"))
+    pairs.append(("For the whole term", _money(f.get("cost_per_term"), currency)))
+    if f.get("price_changes"):
+        pairs.append(
+            (
+                "Price per seat",
+                f"{_money(f.get('unit_price'), currency)} now → {_money(f.get('renewal_unit_price'), currency)} "
+                "from the renewal",
+            )
+        )
+    lock = formatting.datetime_utc(_when(f.get("lock_at")))
+    return [
+        text(f"It renews automatically with **{_seats(renewing)}** for another term at the price below."),
+        facts(pairs),
+        text(
+            f"Changes must be in by **{lock}**: Microsoft locks the subscription for the 24 hours before it renews.",
+            subtle=True,
+        ),
+    ]
+
+
+def _idle_body(notice: NoticeView, *, with_buttons: bool) -> list[dict[str, Any]]:
+    f = notice.facts
+    currency = str(f.get("currency", ""))
+    days = int(f.get("idle_days", 30))
+    idle, inactive = int(f.get("idle_seats", 0)), int(f.get("inactive_count", 0))
+    parts = []
+    if idle:
+        parts.append(f"**{_seats(idle)}** unassigned for more than {days} days")
+    if inactive:
+        users = formatting.plural(inactive, "licensed user", "licensed users")
+        parts.append(f"**{users}** not signed in for {days} days")
+    body: list[dict[str, Any]] = [
+        text(" and ".join(parts) + f" — {_money(f.get('monthly_cost'), currency)} a month at your price."),
+        facts(
+            [
+                ("Price", f"{_money(f.get('monthly_price'), currency)} per licence per month"),
+                ("Reassign now", _seats(idle) + (" (free to give to someone)" if idle else "")),
+                (
+                    "Reducible at renewal",
+                    f"up to {_seats(int(f.get('reducible_at_renewal', 0)))}"
+                    + (f" on {formatting.date(_when(f.get('next_renewal')))}" if f.get("next_renewal") else ""),
+                ),
+            ]
+        ),
+    ]
+    done = set(f.get("unassigned_users", []))
+    for user in f.get("inactive_users", []):
+        last = formatting.date(_when(user.get("last_sign_in")))
+        column: list[dict[str, Any]] = [
+            text(f"{user['name']} ({user['upn']})", weight="Bolder"),
+            text(f"last signed in {last}", subtle=True),
+        ]
+        row: dict[str, Any] = {
+            "type": "ColumnSet",
+            "separator": True,
+            "columns": [{"type": "Column", "width": "stretch", "items": column}],
+        }
+        if user["user_id"] in done:
+            row["columns"].append(
+                {"type": "Column", "width": "auto", "items": [text("✓ licence removed", color="Good")]}
+            )
+        elif with_buttons:
+            row["columns"].append(
+                {
+                    "type": "Column",
+                    "width": "auto",
+                    "items": [
+                        {
+                            "type": "ActionSet",
+                            "actions": [
+                                execute("Unassign", UNASSIGN, {"notice_id": notice.id, "user_id": user["user_id"]})
+                            ],
+                        }
+                    ],
+                }
+            )
+        body.append(row)
+    if inactive > len(f.get("inactive_users", [])):
+        body.append(text(f"…and {inactive - len(f['inactive_users'])} more; see **users**.", subtle=True))
+    return body
+
+
+def _body(notice: NoticeView, *, with_buttons: bool = True) -> list[dict[str, Any]]:
+    if notice.kind is Kind.SEAT_WINDOW:
+        return _seat_body(notice)
+    if notice.kind is Kind.RENEWAL:
+        return _renewal_body(notice)
+    return _idle_body(notice, with_buttons=with_buttons)
+
+
+def _actions(notice: NoticeView) -> list[dict[str, Any]]:
+    ids = {"notice_id": notice.id}
+    f = notice.facts
+    if notice.kind is Kind.SEAT_WINDOW:
+        return [
+            execute(f"Remove {_seats(int(f['removable']))}", REMOVE, ids, "positive"),
+            execute("Keep as is", KEEP, ids),
+        ]
+    if notice.kind is Kind.RENEWAL:
+        actions = [execute("Keep as is", KEEP, ids)]
+        if f.get("suggested_quantity"):
+            suggested = int(f["suggested_quantity"])
+            actions.append(
+                execute(f"Renew with {_seats(suggested)}", RENEW_WITH, {**ids, "quantity": suggested}, "positive")
+            )
+        actions.append(execute("Turn auto-renew off", AUTORENEW_OFF, ids))
+        return actions
+    return []
+
+
+def build_warning_card(notice: NoticeView, *, user_ids: Sequence[str] = (), problem: str = "") -> Card:
+    """The warning as posted: its facts and the actions still possible. `problem`: why an action
+    could not be done just now (the buttons stay when it can be tried again)."""
+    body = [heading(title_of(notice)), *_body(notice)]
+    if problem:
+        body.append(text(problem, color="Attention", weight="Bolder"))
+    return _with_refresh(card(body, _actions(notice)), notice, user_ids)
+
+
+def build_too_late_card(notice: NoticeView, reason: str, *, user_ids: Sequence[str] = ()) -> Card:
+    """The warning once its action can no longer be done: why, and no button."""
+    body = [
+        heading(title_of(notice)),
+        *_body(notice, with_buttons=False),
+        text(reason, color="Warning", weight="Bolder"),
+    ]
+    return _with_refresh(card(body), notice, user_ids)
+
+
+def build_record_card(notice: NoticeView, *, user_ids: Sequence[str] = ()) -> Card:
+    """The warning once acted on: what was done, by whom, when."""
+    line = f"✓ {notice.outcome.rstrip('.')} — {notice.acted_by}, {formatting.datetime_utc(notice.acted_at)}"
+    body = [heading(title_of(notice)), *_body(notice, with_buttons=False), text(line, color="Good", weight="Bolder")]
+    return _with_refresh(card(body), notice, user_ids)
+
+
+def build_removal_preview_card(notice: NoticeView, plan: QuantityPlan, key: str) -> Card:
+    """Remove the seats: the change-quantity preview (the refund as the bill will show it)."""
+    seats = plan.current - plan.new
+    period = formatting.per_period(plan.billing_cycle)
+    pairs = [("Seats", f"{plan.current} → {plan.new}")]
+    if plan.charge_now is not None:
+        pairs.append(("Refunded now (pro rata)", _money(abs(plan.charge_now.amount), plan.currency)))
+    pairs.append((f"New cost {period}", _money(plan.recurring_new, plan.currency)))
+    if plan.refundable_until is not None:
+        until = formatting.datetime_utc(plan.refundable_until)
+        pairs.append(("Refund window", f"{_seats(plan.refundable)} until {until}"))
+    body = [
+        heading(f"Remove {_seats(seats)} of {plan.name}?"),
+        facts(pairs),
+        text("Charges follow Microsoft's billing rules; the bill shows the exact lines.", subtle=True),
+    ]
+    data = {"notice_id": notice.id, "quantity": plan.new, "etag": plan.etag, "request_key": key}
+    return card(
+        body,
+        [
+            execute(f"Remove {_seats(seats)}", CONFIRM_REMOVE, data, "positive"),
+            execute("Keep as is", KEEP, {"notice_id": notice.id}),
+        ],
+    )
+
+
+def build_unassign_confirm_card(notice: NoticeView, user: Mapping[str, Any]) -> Card:
+    last = formatting.date(_when(user.get("last_sign_in")))
+    body = [
+        heading(f"Remove {notice.facts.get('name', 'the licence')} from {user['name']}?"),
+        text(
+            f"{user['name']} ({user['upn']}) last signed in {last}. The licence goes back to the pool: you can give it "
+            "to someone else now, or schedule fewer seats for the renewal."
+        ),
+    ]
+    data = {"notice_id": notice.id, "user_id": user["user_id"]}
+    return card(
+        body,
+        [
+            execute("Unassign", CONFIRM_UNASSIGN, data, "destructive"),
+            execute("Back", BACK, {"notice_id": notice.id}),
+        ],
+    )
+
+
+SAVE_SETTINGS, CLOSE_SETTINGS = "warnings_settings_save", "warnings_settings_close"
+
+
+def build_settings_card(
+    settings: WarningSettings, *, entered: Mapping[str, str] | None = None, error: str = "", notice: str = ""
+) -> Card:
+    """The organisation's warning settings as a form (admins). `entered`: what was submitted, shown
+    again with `error` when a value was refused (nothing was saved then)."""
+    values = dict(entered or {})
+    record = settings_record(settings)
+
+    def value(key: str, default: str) -> str:
+        return values.get(key, default)
+
+    def toggle(kind: Kind, title: str) -> dict[str, Any]:
+        on = "true" if kind in settings.enabled else "false"
+        return {
+            "type": "Input.Toggle",
+            "id": f"on_{kind.value}",
+            "title": title,
+            "value": value(f"on_{kind.value}", on),
+            "valueOn": "true",
+            "valueOff": "false",
+        }
+
+    def field(key: str, label: str, default: str, placeholder: str) -> dict[str, Any]:
+        return {
+            "type": "Input.Text",
+            "id": key,
+            "label": label,
+            "value": value(key, default),
+            "placeholder": placeholder,
+        }
+
+    body: list[dict[str, Any]] = [heading("Warnings before money is locked in")]
+    if notice:
+        body.append(text(notice, color="Good"))
+    if error:
+        body.append(text(error, color="Attention", weight="Bolder"))
+    body += [
+        text(
+            "The bot tells your organisation's admins in their chat with it, in time to act, with the fix on "
+            "the card.",
+            subtle=True,
+        ),
+        toggle(Kind.SEAT_WINDOW, "Seat window closing (seats refundable only within 7 days of being added)"),
+        toggle(Kind.RENEWAL, "Renewal coming (fewer seats can be scheduled until 24 hours before)"),
+        toggle(Kind.IDLE, "Idle licences (unassigned seats, licensed users not signed in)"),
+        field(
+            "leads", "Renewal warnings, days before the renewal", ",".join(map(str, settings.renewal_lead_days)), "30,7"
+        ),
+        field(
+            "seat_window_hours", "Seat-window warning, hours before it closes", str(settings.seat_window_hours), "48"
+        ),
+        field("idle_days", "Idle after (days)", str(settings.idle_days), "30"),
+        field(
+            "excluded",
+            "Offers left out of idle warnings (PRODUCT:SKU, comma-separated)",
+            ", ".join(record["excluded_skus"]),
+            "CFQ7TTC0LH18:0001",
+        ),
+        field("quiet", "Quiet hours (e.g. 20-08, or off)", record["quiet_hours"] or "off", "20-08"),
+        field("timezone", "Time zone", settings.timezone, "Europe/Oslo"),
+    ]
+    return card(body, [submit("Save", SAVE_SETTINGS, style="positive"), submit("Done", CLOSE_SETTINGS)])

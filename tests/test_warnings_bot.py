@@ -1,0 +1,308 @@
+"""Warning cards over the real HTTP endpoint: the pass posts them into the admins' 1:1 chats; their
+`adaptiveCard/action` buttons act through the subscriptions services and re-check at click time —
+Remove N seats (the change-quantity preview, then confirm), Keep as is, Renew with N seats, Turn
+auto-renew off, Unassign with confirmation — and a card whose moment has passed says why, without a
+button. Every card is checked against the Adaptive Card schema."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from services.container import Services
+from services.seed import DEMO_SLUG, PLAYGROUND_APPROVER
+from services.warnings.rules import Kind
+from tests.cardcheck import assert_valid_card
+from tests.chat import inputs, walk
+from tests.conftest import SANDBOX_START, Sandbox, message, runtime_of
+from tests.fakes import FakeConnector, card_of, card_text
+from tests.subscription_fixtures import BASIC_LICENCE, buy, prepare_catalog_and_prices
+
+ALEX_CHAT = "personal-chat-alex"
+MEGAN = {
+    "user_id": "user-id-1",
+    "name": "Megan Bowen",
+    "aad_object_id": "00000000-0000-0000-0000-0000000000021",
+    "conversation_id": "personal-chat-megan",
+}
+ANNUAL_RENEWAL = datetime(2027, 11, 16, tzinfo=UTC)
+
+
+async def _start(make_bot, connector, sqlite_services: Services, sqlite_demo_customer, **buying: Any):
+    fake, url = connector
+    await prepare_catalog_and_prices(sqlite_services)
+    sid = await buy(sqlite_services, sqlite_demo_customer, **buying)
+    client = await make_bot(run_jobs=False)  # the test runs the passes itself
+    services = runtime_of(client).services
+    await _say(client, fake, url, "menu")  # Alex's 1:1 chat is known from now on
+    return client, services, sid
+
+
+async def _say(client, fake: FakeConnector, url: str, text: str, **who: Any) -> None:
+    conversation = who.get("conversation_id", ALEX_CHAT)
+    before = len(fake.messages(conversation))
+    response = await client.post("/api/messages", json=message(text, service_url=url, **who))
+    assert response.status == 202
+    await fake.wait_for(before + 1, conversation)
+
+
+async def _invoke(client, url: str, verb: str, data: dict[str, Any], **who: Any) -> dict[str, Any]:
+    activity = message(None, service_url=url, **who)
+    activity.update(type="invoke", name="adaptiveCard/action")
+    activity["value"] = {"action": {"type": "Action.Execute", "verb": verb, "data": data}, "trigger": "manual"}
+    response = await client.post("/api/messages", json=activity)
+    assert response.status == 200
+    body = await response.json()
+    if body.get("type") == "application/vnd.microsoft.card.adaptive":
+        assert_valid_card(body["value"])
+    return dict(body)
+
+
+def _buttons(card: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The card's Action.Execute buttons by title (its automatic refresh left aside)."""
+    actions = walk({key: value for key, value in card.items() if key != "refresh"})
+    return {str(n["title"]): n for n in actions if n.get("type") == "Action.Execute"}
+
+
+async def _pass_posts(services: Services, fake: FakeConnector, conversation: str = ALEX_CHAT) -> dict[str, Any]:
+    before = len(fake.messages(conversation))
+    await services.warnings.run_pass()
+    messages = fake.messages(conversation)
+    assert len(messages) == before + 1, [card_text(card_of(m) or {}) for m in messages[before:]]
+    card = card_of(messages[-1])
+    assert card is not None
+    assert_valid_card(card)
+    return card
+
+
+async def _assign_users(sandbox: Sandbox, customer: str, names: list[str]) -> list[str]:
+    ids = []
+    for name in names:
+        user = await sandbox.admin(
+            "POST",
+            f"/customers/{customer}/users",
+            {"userPrincipalName": f"{name}@contosodemo.onmicrosoft.com", "displayName": name, "usageLocation": "US"},
+        )
+        await sandbox.admin("POST", f"/customers/{customer}/users/{user['id']}/licenses", {"assign": [BASIC_LICENCE]})
+        ids.append(str(user["id"]))
+    return ids
+
+
+async def test_the_seat_window_card_removes_the_unassigned_seats_after_its_preview(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    customer = sqlite_demo_customer.partner_center_customer_id
+    client, services, sid = await _start(make_bot, connector, sqlite_services, sqlite_demo_customer, quantity=10)
+    await _assign_users(sandbox, customer, ["kim", "lee"])
+    # Megan is made an admin too and has a chat: she gets her own copy.
+    await services.organisations.set_roles(DEMO_SLUG, PLAYGROUND_APPROVER[0], add=["admin"], actor="op")
+    await _say(client, fake, url, "menu", **MEGAN)
+    await sandbox.admin("POST", "/clock", {"advance": "P6D"})
+    card = await _pass_posts(services, fake)
+    closes = "Nov 23, 2026"
+    assert "8 seats" in card_text(card) and closes in card_text(card)
+    assert set(_buttons(card)) == {"Remove 8 seats", "Keep as is"}
+    assert len(fake.messages("personal-chat-megan")) == 2  # her menu, and her copy
+    remove = _buttons(card)["Remove 8 seats"]
+    preview = await _invoke(client, url, remove["verb"], remove["data"])
+    shown = card_text(preview["value"])
+    assert "Remove 8 seats of Microsoft 365 Business Basic?" in shown and "10 → 2" in shown
+    assert "Refunded now (pro rata)" in shown
+    confirm = _buttons(preview["value"])["Remove 8 seats"]
+    done = await _invoke(client, url, confirm["verb"], confirm["data"])
+    assert "✓ Microsoft 365 Business Basic now has 2 seats (was 10) — Alex Wilber" in card_text(done["value"])
+    assert _buttons(done["value"]) == {}
+    assert (await services.partner_center.subscription(customer, sid)).quantity == 2
+    megans = [r for r in fake.received if r.method == "PUT" and r.conversation_id == "personal-chat-megan"]
+    assert megans and "✓ Microsoft 365 Business Basic now has 2 seats" in card_text(card_of(megans[-1].activity) or {})
+    # A second click (a double click, or Megan's old copy) changes nothing more.
+    again = await _invoke(client, url, confirm["verb"], confirm["data"], **MEGAN)
+    assert "now has 2 seats" in card_text(again["value"]) and _buttons(again["value"]) == {}
+    assert (await services.partner_center.subscription(customer, sid)).quantity == 2
+
+
+async def test_a_window_that_closed_while_the_card_was_open_is_explained_without_a_button(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    client, services, sid = await _start(make_bot, connector, sqlite_services, sqlite_demo_customer, quantity=10)
+    await sandbox.admin("POST", "/clock", {"advance": "P6D"})
+    card = await _pass_posts(services, fake)
+    remove = _buttons(card)["Remove 9 seats"]
+    await sandbox.admin("POST", "/clock", {"set": (SANDBOX_START + timedelta(days=7, minutes=1)).isoformat()})
+    answer = await _invoke(client, url, remove["verb"], remove["data"])
+    assert "Too late" in card_text(answer["value"]) and _buttons(answer["value"]) == {}
+    refreshed = await _invoke(client, url, "warn_refresh", remove["data"])
+    assert "Too late" in card_text(refreshed["value"]) and _buttons(refreshed["value"]) == {}
+    customer = sqlite_demo_customer.partner_center_customer_id
+    assert (await services.partner_center.subscription(customer, sid)).quantity == 10
+
+
+async def test_the_renewal_card_schedules_fewer_seats_and_is_locked_in_the_last_day(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    customer = sqlite_demo_customer.partner_center_customer_id
+    client, services, sid = await _start(
+        make_bot, connector, sqlite_services, sqlite_demo_customer, quantity=10, term="P1Y", cycle="annual"
+    )
+    await _assign_users(sandbox, customer, ["kim", "lee", "max"])
+    await sandbox.admin("POST", "/clock", {"set": (ANNUAL_RENEWAL - timedelta(days=30)).isoformat()})
+    card = await _pass_posts(services, fake)
+    shown = card_text(card)
+    assert "renews on Nov 15, 2027" in shown and "$720.00 for 10 seats" in shown  # the term's last day
+    assert set(_buttons(card)) == {"Keep as is", "Renew with 3 seats", "Turn auto-renew off"}
+    renew = _buttons(card)["Renew with 3 seats"]
+    done = await _invoke(client, url, renew["verb"], renew["data"])
+    assert "will renew with 3 seats" in card_text(done["value"]) and _buttons(done["value"]) == {}
+    current = await services.partner_center.subscription(customer, sid)
+    assert current.scheduled_next_term_instructions is not None
+    assert current.scheduled_next_term_instructions.quantity == 3 and current.quantity == 10
+    # The 7-day warning shows the schedule; inside the lock its buttons explain and do nothing.
+    await sandbox.admin("POST", "/clock", {"set": (ANNUAL_RENEWAL - timedelta(days=7)).isoformat()})
+    card = await _pass_posts(services, fake)
+    assert "Scheduled for the renewal" in card_text(card) and "$216.00 for 3 seats" in card_text(card)
+    off = _buttons(card)["Turn auto-renew off"]
+    await sandbox.admin("POST", "/clock", {"set": (ANNUAL_RENEWAL - timedelta(hours=12)).isoformat()})
+    answer = await _invoke(client, url, off["verb"], off["data"])
+    assert "Too late: Microsoft locks" in card_text(answer["value"]) and _buttons(answer["value"]) == {}
+    assert (await services.partner_center.subscription(customer, sid)).auto_renew_enabled is True
+
+
+async def test_turn_auto_renew_off_from_the_renewal_card(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    client, services, sid = await _start(
+        make_bot, connector, sqlite_services, sqlite_demo_customer, quantity=4, term="P1Y", cycle="annual"
+    )
+    await sandbox.admin("POST", "/clock", {"set": (ANNUAL_RENEWAL - timedelta(days=7)).isoformat()})
+    card = await _pass_posts(services, fake)
+    off = _buttons(card)["Turn auto-renew off"]
+    done = await _invoke(client, url, off["verb"], off["data"])
+    assert "Auto-renew is off" in card_text(done["value"])
+    customer = sqlite_demo_customer.partner_center_customer_id
+    assert (await services.partner_center.subscription(customer, sid)).auto_renew_enabled is False
+
+
+async def test_idle_users_are_unassigned_one_by_one_after_confirming(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    customer = sqlite_demo_customer.partner_center_customer_id
+    client, services, sid = await _start(make_bot, connector, sqlite_services, sqlite_demo_customer, quantity=3)
+    kim, lee = await _assign_users(sandbox, customer, ["kim", "lee"])
+    await sandbox.admin("POST", "/clock", {"advance": "P40D"})
+    await sandbox.admin("POST", f"/customers/{customer}/users/{lee}/signins", {})
+    await services.user_sync.sync(sqlite_demo_customer.id)
+    await services.warnings.run_pass()  # notes the unassigned seat; Kim has not signed in for 40 days
+    card = card_of(fake.messages(ALEX_CHAT)[-1])
+    assert card is not None
+    assert_valid_card(card)
+    assert "Idle licences: Microsoft 365 Business Basic" in card_text(card) and "kim (kim@" in card_text(card)
+    unassign = _buttons(card)["Unassign"]
+    assert unassign["data"]["user_id"] == kim
+    confirm_card = await _invoke(client, url, unassign["verb"], unassign["data"])
+    assert "Remove Microsoft 365 Business Basic from kim?" in card_text(confirm_card["value"])
+    held = await services.partner_center.user_licenses(customer, kim)
+    assert [licence.product_sku.id for licence in held] == [BASIC_LICENCE]  # nothing before confirming
+    confirm = _buttons(confirm_card["value"])["Unassign"]
+    done = await _invoke(client, url, confirm["verb"], confirm["data"])
+    assert "✓ licence removed" in card_text(done["value"])
+    assert await services.partner_center.user_licenses(customer, kim) == []
+    assert [licence.product_sku.id for licence in await services.partner_center.user_licenses(customer, lee)] == [
+        BASIC_LICENCE
+    ]
+
+
+async def test_a_member_who_is_no_admin_cannot_act_on_a_warning(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    client, services, sid = await _start(make_bot, connector, sqlite_services, sqlite_demo_customer, quantity=10)
+    await sandbox.admin("POST", "/clock", {"advance": "P6D"})
+    card = await _pass_posts(services, fake)
+    remove = _buttons(card)["Remove 9 seats"]
+    answer = await _invoke(client, url, remove["verb"], remove["data"], **MEGAN)  # an approver
+    assert "Only an admin" in str(answer["value"])
+    forged = await _invoke(client, url, remove["verb"], {"notice_id": 999})
+    assert "not one of your organisation's" in str(forged["value"])
+    await services.organisations.set_roles(DEMO_SLUG, "alexw@example.com", remove=["admin"], actor="op")
+    answer = await _invoke(client, url, remove["verb"], remove["data"])
+    assert "Only an admin" in str(answer["value"])
+    customer = sqlite_demo_customer.partner_center_customer_id
+    assert (await services.partner_center.subscription(customer, sid)).quantity == 10
+
+
+async def test_admins_change_their_warning_settings_in_chat_and_bad_values_save_nothing(
+    make_bot, connector, sqlite_services, sqlite_demo_customer
+):
+    fake, url = connector
+    client = await make_bot(run_jobs=False)
+    services = runtime_of(client).services
+    await _say(client, fake, url, "warning settings")
+    form = card_of(fake.messages(ALEX_CHAT)[-1])
+    assert form is not None
+    assert_valid_card(form)
+    values = inputs(form)
+    assert values["leads"] == "30,7" and values["on_idle_licences"] == "true" and values["quiet"] == "off"
+    bad = {**values, "verb": "warnings_settings_save", "leads": "30,soon", "idle_days": "60"}
+    response = await client.post("/api/messages", json=message(None, service_url=url, value=bad))
+    assert response.status == 202
+    await fake.wait_for(2, ALEX_CHAT)
+    again = card_of(fake.messages(ALEX_CHAT)[-1])
+    assert again is not None
+    assert "Nothing was saved" in card_text(again) and inputs(again)["leads"] == "30,soon"
+    assert (await services.warnings.settings.get(sqlite_demo_customer.id)).idle_days == 30
+    good = {**values, "verb": "warnings_settings_save", "leads": "14", "on_idle_licences": "false", "quiet": "21-7"}
+    response = await client.post("/api/messages", json=message(None, service_url=url, value=good))
+    assert response.status == 202
+    await fake.wait_for(3, ALEX_CHAT)
+    saved = await services.warnings.settings.get(sqlite_demo_customer.id)
+    assert saved.renewal_lead_days == (14,) and saved.quiet_start == 21 and Kind.IDLE not in saved.enabled
+    # An approver may not open them.
+    await _say(client, fake, url, "warning settings", **MEGAN)
+    assert "does not allow" in str(fake.messages("personal-chat-megan")[-1].get("text", ""))
+
+
+async def test_renewing_with_fewer_seats_than_are_assigned_now_is_refused_and_changes_nothing(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    customer = sqlite_demo_customer.partner_center_customer_id
+    client, services, sid = await _start(
+        make_bot, connector, sqlite_services, sqlite_demo_customer, quantity=10, term="P1Y", cycle="annual"
+    )
+    await _assign_users(sandbox, customer, ["kim", "lee", "max"])
+    await sandbox.admin("POST", "/clock", {"set": (ANNUAL_RENEWAL - timedelta(days=30)).isoformat()})
+    card = await _pass_posts(services, fake)
+    renew = _buttons(card)["Renew with 3 seats"]
+    await _assign_users(sandbox, customer, ["ann", "bo"])  # two more people got a licence since
+    answer = await _invoke(client, url, renew["verb"], renew["data"])
+    shown = card_text(answer["value"])
+    assert "5 licences of Microsoft 365 Business Basic are assigned" in shown
+    assert "Renew with 3 seats" in _buttons(answer["value"])  # still possible with another number
+    assert (await services.partner_center.subscription(customer, sid)).scheduled_next_term_instructions is None
+
+
+async def test_a_warning_nobody_could_receive_reaches_the_admin_who_first_says_hi(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    await prepare_catalog_and_prices(sqlite_services)
+    await buy(sqlite_services, sqlite_demo_customer, quantity=10)
+    client = await make_bot(run_jobs=False)
+    services = runtime_of(client).services
+    await sandbox.admin("POST", "/clock", {"advance": "P6D"})
+    result = await services.warnings.run_pass()
+    assert (result.due, result.sent, result.waiting) == (1, 0, 1)  # no admin has chatted with the bot yet
+    await _say(client, fake, url, "menu")
+    await fake.wait_for(2, ALEX_CHAT)  # the menu, then the warning that waited for them
+    card = card_of(fake.messages(ALEX_CHAT)[-1])
+    assert card is not None
+    assert_valid_card(card)
+    assert "Seats you can still return" in card_text(card)
+    await services.warnings.run_pass()
+    await _say(client, fake, url, "menu")
+    assert len(fake.messages(ALEX_CHAT)) == 3  # told once: not again by the next pass or the next hello
