@@ -88,7 +88,14 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
     )
     # Microsoft's "now": the wall clock, or the built-in sandbox's movable clock.
     microsoft_now = partner_center.clock or utcnow
-    user_sync = UserSync(sessions, partner_center, LeaseService(sessions), alerts, microsoft_now=microsoft_now)
+    user_sync = UserSync(
+        sessions,
+        partner_center,
+        LeaseService(sessions),
+        alerts,
+        microsoft_now=microsoft_now,
+        concurrency=settings.users_sync_concurrency,
+    )
     users = UserService(sessions, partner_center, user_sync, idempotency, mailer, jobs)
     pricing = PriceBook(sessions, partner_center)
     catalog = CatalogService(sessions, partner_center, alerts)

@@ -148,6 +148,12 @@ class Settings(BaseSettings):
     # The subscriptions card refreshes from Partner Center when its copy is older than this.
     subscriptions_refresh_minutes: float = Field(default=5.0, ge=0)
 
+    # --- Users sync (docs/users-sync.md) -----------------------------------------------------------
+    # Partner Center requests one organisation's users sync has in flight at most: one for the user
+    # listing (its pages follow one another), the rest for subscribed SKUs, audit records and per-user
+    # licences. 1 = one request at a time. A 429 holds back every call to that customer meanwhile.
+    users_sync_concurrency: int = Field(default=8, ge=1, le=32)
+
     # --- Mail: SMTP when MAIL_SMTP_URL or SMTP_HOST is set, else .eml files in MAIL_OUTBOX_DIR -----
     mail_from: str = "CSP self-service <cspbot@localhost>"
     # smtp://user:password@host:587 (STARTTLS) or smtps://...:465; wins over the SMTP_* settings.
