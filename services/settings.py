@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     # text: one readable line per event (a person at a terminal); json: one JSON object per line (log
     # shippers); auto: text when stderr is a terminal, else json. `make run` sets text for the bot.
     log_format: str = "auto"
+    # GET /metrics (Prometheus, docs/operations.md): with a token, only requests carrying
+    # `Authorization: Bearer <token>`; without one, only direct requests from this machine (loopback, no
+    # proxy's Forwarded/X-Forwarded-For header). At least 16 characters.
+    metrics_token: SecretStr = SecretStr("")
     database_url: str = f"sqlite+aiosqlite:///{DEFAULT_VAR_DIR / 'cspbot.sqlite3'}"
 
     # --- Embedded default conveniences --------------------------------------------------------
@@ -207,6 +211,13 @@ class Settings(BaseSettings):
     @classmethod
     def _host_list(cls, value: str) -> str:
         return ",".join(parse_host_list(value))
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value() and len(value.get_secret_value().strip()) < 16:
+            raise ValueError("METRICS_TOKEN must be at least 16 characters (e.g. `openssl rand -hex 24`)")
+        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("log_level")
     @classmethod
