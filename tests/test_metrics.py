@@ -30,6 +30,7 @@ async def test_a_handled_message_and_invoke_are_counted_and_timed_by_kind(make_b
     assert (await client.post("/api/messages", json=message("menu", service_url=url))).status == 202
     invoke = {**message(None, service_url=url), "type": "invoke", "name": "adaptiveCard/action", "value": {}}
     invoked = await client.post("/api/messages", json=invoke)
+    assert invoked.status == 200
     bad = await client.post("/api/messages", data=b"{not json", headers={"Content-Type": "application/json"})
     assert bad.status == 400
 
@@ -37,7 +38,7 @@ async def test_a_handled_message_and_invoke_are_counted_and_timed_by_kind(make_b
     assert value(after, "cspbot_turns_total", kind="message", status="202") == 1
     assert value(after, "cspbot_turn_seconds_count", kind="message") == 1
     assert value(after, "cspbot_turn_seconds_sum", kind="message") > 0
-    assert value(after, "cspbot_turns_total", kind="invoke", status=str(invoked.status)) == 1
+    assert value(after, "cspbot_turns_total", kind="invoke", status="200") == 1
     assert value(after, "cspbot_turns_total", kind="unknown", status="400") == 1
     assert value(after, "cspbot_turns_in_flight") == 0
     assert value(after, "cspbot_build_info", version=runtime_version()) == 1
