@@ -38,12 +38,13 @@ from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from functools import cache
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlsplit
 
 import aiohttp
 from multidict import CIMultiDictProxy
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from services.logging_context import current_correlation_id
 from services.partner_center.auth import Audience, TokenKind, TokenProvider
@@ -255,6 +256,50 @@ def _changes_applied(desired: Subscription, current: Subscription) -> bool:
     wanted = desired.to_wire()
     have = current.to_wire()
     return all(_contains(wanted.get(key), have.get(key)) for key in _CHANGEABLE if key in wanted)
+
+
+def _model_mismatch(url: str, invalid: ValidationError) -> None:
+    # Only field locations are logged: the values may be personal data or secrets.
+    locations = [".".join(str(part) for part in item["loc"]) for item in invalid.errors()[:5]]
+    logger.error("Partner Center answer to %s did not match its model at %s", _path(url), locations)
+
+
+@cache
+def _list_of(model: type[M]) -> TypeAdapter[list[M]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
+class LazyPage(Generic[M]):
+    """One page of a collection whose envelope (links, continuation) is read at once and whose items
+    are checked against their model only when first asked for: a caller following the pages can
+    request the next one before spending time on this one's items."""
+
+    def __init__(self, envelope: Collection[Any], model: type[M], url: str) -> None:
+        self._envelope = envelope
+        self._model = model
+        self._url = url
+        self._items: list[M] | None = None
+
+    def __len__(self) -> int:
+        return len(self._envelope.items)
+
+    @property
+    def next_link(self) -> Link | None:
+        return self._envelope.next_link
+
+    @property
+    def continuation(self) -> str | None:
+        return self._envelope.continuation
+
+    @property
+    def items(self) -> list[M]:
+        if self._items is None:
+            try:
+                self._items = _list_of(self._model).validate_python(self._envelope.items)
+            except ValidationError as invalid:
+                _model_mismatch(self._url, invalid)
+                raise PartnerCenterError(BAD_RESPONSE_MESSAGE, code="bad_response") from None
+        return self._items
 
 
 def _parse_price_sheet(body: bytes) -> tuple[list[PriceSheetRow], int]:
@@ -538,9 +583,7 @@ class PartnerCenterClient:
         try:
             return parse(response)
         except ValidationError as invalid:
-            # Only field locations are logged: the values may be personal data or secrets.
-            locations = [".".join(str(part) for part in item["loc"]) for item in invalid.errors()[:5]]
-            logger.error("Partner Center answer to %s did not match its model at %s", _path(response.url), locations)
+            _model_mismatch(response.url, invalid)
         except ValueError:
             logger.error("Partner Center answer to %s was not valid JSON", _path(response.url))
         raise PartnerCenterError(
@@ -955,9 +998,13 @@ class PartnerCenterClient:
 
     async def users_page(
         self, customer_id: str, *, page_size: int = 100, next_link: Link | None = None
-    ) -> Collection[CustomerUser]:
-        """One page of users; pass the previous page's `next_link` for the following one."""
-        parse = _collection(CustomerUser)
+    ) -> LazyPage[CustomerUser]:
+        """One page of users; pass the previous page's `next_link` for the following one. The users
+        are checked when first read (`items`), so the next page can be asked for first."""
+
+        def parse(response: _Response) -> LazyPage[CustomerUser]:
+            return LazyPage(Collection[Any].model_validate(response.json()), CustomerUser, response.url)
+
         if next_link is None:
             return await self._call(
                 "GET",

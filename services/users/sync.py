@@ -34,6 +34,7 @@ from services.db import utcnow
 from services.errors import DomainError
 from services.models import LicencePool, Organisation, TenantUser, UserSyncState
 from services.partner_center import PartnerCenterClient
+from services.partner_center.client import LazyPage
 from services.partner_center.errors import PartnerCenterError
 from services.partner_center.models import CustomerUser, License, Link, SubscribedSku
 from services.users.leases import LeaseService
@@ -309,11 +310,11 @@ class UserSync:
                         link = None
                         continue
                     raise
-                next_link = page.next_link if page.items else None
+                next_link = page.next_link if len(page) else None
                 if storing is not None and not await storing:
                     return False
                 storing = asyncio.create_task(
-                    self._store_page(organisation_id, page.items, generation, next_link, counts, lease=lease)
+                    self._store_page(organisation_id, page, generation, next_link, counts, lease=lease)
                 )
                 if next_link is None:
                     return await storing
@@ -326,7 +327,7 @@ class UserSync:
     async def _store_page(
         self,
         organisation_id: int,
-        users: Sequence[CustomerUser],
+        page: LazyPage[CustomerUser],
         generation: int,
         next_link: Link | None,
         counts: dict[str, int],
@@ -340,7 +341,7 @@ class UserSync:
         With a `lease` and a next page to come, the lease is then extended: False if it could not be
         (it expired and another replica took it over)."""
         now = utcnow()
-        by_id = {user.id.lower(): user for user in users if user.id}
+        by_id = {user.id.lower(): user for user in page.items if user.id}
         table = cast(Table, TenantUser.__table__)
         columns = [table.c[name] for name in USER_FIELDS]
         async with self._sessions() as session:

@@ -656,6 +656,25 @@ async def test_an_unreadable_answer_is_a_domain_error(pc: Harness) -> None:
     assert raised.value.code == "bad_response"
 
 
+async def test_a_users_page_is_followed_before_its_users_are_read_and_unreadable_users_are_a_domain_error(
+    pc: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The sync asks for the next page before checking this one's users; a user that does not match
+    the model is still Microsoft's unreadable answer, reported as such (field locations only logged)."""
+    secret_name = "jane.private@contoso.example"
+    pc.fake.script(
+        "GET",
+        f"/v1/customers/{CUSTOMER}/users",
+        Reply(200, collection([{"id": "a"}, {"id": {"nested": secret_name}}], next_token="t2", next_uri="/x")),
+    )
+    page = await pc.client.users_page(CUSTOMER, page_size=2)
+    assert len(page) == 2 and page.next_link is not None and page.continuation == "t2"
+    with pytest.raises(PartnerCenterError) as raised:
+        _ = page.items
+    assert raised.value.code == "bad_response"
+    assert "did not match its model at ['1.id']" in caplog.text and secret_name not in caplog.text
+
+
 # --- Error mapping ----------------------------------------------------------------------------------------
 
 
