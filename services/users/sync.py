@@ -259,11 +259,14 @@ class UserSync:
 
         lanes = _Lanes(self.concurrency)
         counts = {"pages": 0, "seen": 0, "created": 0, "updated": 0}
+        # The listing is the longest chain: its first request goes out first.
+        listing = asyncio.create_task(
+            self._list(lanes, organisation_id, customer_id, lease, generation, link, resumed, counts)
+        )
         pools = asyncio.create_task(self.refresh_pools(organisation_id, customer_id, lane=lanes.others))
         licences = asyncio.create_task(self._licence_changes(lanes, organisation_id, customer_id))
         try:
-            listed = await self._list(lanes, organisation_id, customer_id, lease, generation, link, resumed, counts)
-            if not listed:
+            if not await listing:
                 # The lease was taken over: stop here (nothing swept, the audit cursor not moved);
                 # the new owner resumes from the stored link in the same generation.
                 log.warning("users sync of organisation %s: lease taken over; stopping", organisation_id)
@@ -272,7 +275,7 @@ class UserSync:
             await pools
             refreshed = await self._store_licences(organisation_id, await licences)
         finally:
-            await _cancel(pools, licences)
+            await _cancel(listing, pools, licences)
         return SyncResult(
             organisation_id,
             ran=True,
