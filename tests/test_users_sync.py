@@ -458,12 +458,19 @@ async def test_a_throttled_concurrent_sync_waits_out_retry_after_and_loses_nothi
     assert outcomes.count("429") >= 1 and waits and all(wait >= 1 for wait in waits)  # Retry-After: whole seconds
 
 
-def test_users_sync_concurrency_is_a_setting_of_at_least_one():
+async def test_users_sync_concurrency_is_a_setting_of_at_least_one(sqlite_url, sandbox, outbox):
     from pydantic import ValidationError
 
+    from services.container import build_services
+    from services.db import create_engine
     from services.settings import Settings
 
-    assert Settings(users_sync_concurrency=3).users_sync_concurrency == 3
     assert Settings().users_sync_concurrency == 8
     with pytest.raises(ValidationError):
         Settings(users_sync_concurrency=0)
+    engine = create_engine(sqlite_url)
+    try:
+        settings = Settings(database_url=sqlite_url, mail_outbox_dir=outbox, users_sync_concurrency=3)
+        assert build_services(engine, settings, sandbox.client).user_sync.concurrency == 3
+    finally:
+        await engine.dispose()
