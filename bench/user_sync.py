@@ -177,11 +177,19 @@ async def run(users: int, latency_ms: int, licensed: int, concurrency: int) -> N
     folder = Path(tempfile.mkdtemp(prefix="bench-user-sync-"))
     sandbox = await SandboxProcess.start(folder / "sandbox.sqlite3")
     counts: collections.Counter[str] = collections.Counter()
+    pages: list[tuple[float, float]] = []  # (sent, answered) of each user-list request
     trace = aiohttp.TraceConfig()
 
-    async def on_end(session: object, context: SimpleNamespace, params: aiohttp.TraceRequestEndParams) -> None:
-        counts[_kind(params.url.path)] += 1
+    async def on_start(session: object, context: SimpleNamespace, params: aiohttp.TraceRequestStartParams) -> None:
+        context.sent = time.perf_counter()
 
+    async def on_end(session: object, context: SimpleNamespace, params: aiohttp.TraceRequestEndParams) -> None:
+        kind = _kind(params.url.path)
+        counts[kind] += 1
+        if kind == "user pages":
+            pages.append((context.sent, time.perf_counter()))
+
+    trace.on_request_start.append(on_start)
     trace.on_request_end.append(on_end)
     engine = create_engine(f"sqlite+aiosqlite:///{folder / 'bot.sqlite3'}")
     try:
@@ -215,6 +223,7 @@ async def run(users: int, latency_ms: int, licensed: int, concurrency: int) -> N
                 await _forget_copy(services, org.id)
                 sync.concurrency = width
                 counts.clear()
+                pages.clear()
                 microsoft = await sandbox.tell(do="cpu")
                 started, cpu = time.perf_counter(), time.process_time()
                 result = await sync.sync(org.id)
@@ -228,6 +237,13 @@ async def run(users: int, latency_ms: int, licensed: int, concurrency: int) -> N
                     f"budget requests {budget} (user pages {counts['user pages']}, subscribed SKUs "
                     f"{counts['subscribed SKUs']})  other: audit pages {counts['audit pages']}, user licences "
                     f"{counts['user licences']}, other {counts['other']}"
+                )
+                waiting = sum(answered - sent for sent, answered in pages)
+                span = pages[-1][1] - pages[0][0] if pages else 0.0
+                out(
+                    f"  the listing: {span:.2f} s from its first request to its last answer, of which "
+                    f"{waiting:.2f} s waiting for the {len(pages)} pages and {span - waiting:.2f} s between "
+                    f"them (the bot's turn); {elapsed - span:.2f} s of the sync outside it"
                 )
                 assert result.complete, "the sync did not complete"
                 return elapsed, result
