@@ -47,6 +47,7 @@ bench: install-test
 	$(PY) bench/turns.py
 	$(PY) bench/turns_honest.py
 	$(PY) bench/partner_center.py
+	$(PY) bench/user_sync.py
 
 clean:
 	rm -rf $(VENV) node_modules dist var .pytest_cache .mypy_cache .ruff_cache

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -30,6 +31,7 @@ from bot.inputs import MAX_NESTING, nested_too_deeply, unsafe_ids
 from bot.invokes import default_invoke_handlers
 from bot.job_notices import FollowUp, JobNotifier
 from bot.live_cards import LiveCards
+from bot.metrics_http import metrics_handler
 from bot.overload import RETRY_AFTER_SECONDS, LoopLag, LoopLagMonitor, TurnAdmission
 from bot.proactive import ProactiveMessenger
 from bot.storage import SqlStorage
@@ -42,6 +44,7 @@ from services.container import Services, build_services
 from services.db import create_engine
 from services.jobs import JobView
 from services.logging_context import configure_logging
+from services.metrics import Metrics, read_snapshot, turn_kind
 from services.migrate import upgrade_database
 from services.outbound_hosts import HostNotAllowed
 from services.partner_center import PartnerCenterClient
@@ -73,6 +76,8 @@ class BotRuntime:
 SETTINGS = web.AppKey("settings", Settings)
 RUNTIME = web.AppKey("runtime", BotRuntime)
 ADMISSION = web.AppKey("admission", TurnAdmission)
+METRICS = web.AppKey("metrics", Metrics)
+TURN_KIND = web.RequestKey("turn_kind", str)
 
 
 def version() -> str:
@@ -104,6 +109,7 @@ def create_app(
     app = web.Application()
     app[SETTINGS] = settings
     app[ADMISSION] = TurnAdmission(settings.max_concurrent_turns)
+    app[METRICS] = metrics = Metrics(version())
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url)
@@ -117,6 +123,7 @@ def create_app(
 
     async def _serve(app: web.Application, engine: AsyncEngine, client: PartnerCenterClient) -> AsyncIterator[None]:
         """Build the services and the bot on an open database and Partner Center client; run until shutdown."""
+        client.on_call = metrics.partner_center_call
         services = build_services(engine, settings, client)
         if settings.seeds_demo_organisation:
             await seed_demo_organisation(services.organisations)
@@ -187,6 +194,17 @@ def create_app(
     app.cleanup_ctx.append(runtime_ctx)
     app.router.add_post("/api/messages", handle_messages)
     app.router.add_get("/healthz", handle_health)
+    app.router.add_get(
+        "/metrics",
+        metrics_handler(
+            metrics,
+            settings.metrics_token.get_secret_value(),
+            turns=lambda: (app[ADMISSION].in_flight, app[ADMISSION].limit),
+            snapshot=lambda: read_snapshot(
+                app[RUNTIME].services.jobs, app[RUNTIME].services.mailer, app[RUNTIME].services.alerts
+            ),
+        ),
+    )
     app.router.add_get("/exports/{token}", export_handler(lambda: app[RUNTIME].services.billing))
     return app
 
@@ -226,16 +244,23 @@ def _error(status: int, message: str) -> web.Response:
 async def handle_messages(request: web.Request) -> web.StreamResponse:
     """Admit the turn, or answer 503 with Retry-After before doing any work (bot/overload.py)."""
     admission = request.app[ADMISSION]
+    metrics = request.app[METRICS]
     if not admission.try_enter():
+        metrics.turn_shed()
         return web.json_response(
             {"error": f"The bot is busy; send the activity again in {RETRY_AFTER_SECONDS} s."},
             status=503,
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
+    started = time.perf_counter()
+    status = 500  # unless an answer comes back
     try:
-        return await _handle_admitted_message(request)
+        response = await _handle_admitted_message(request)
+        status = response.status
+        return response
     finally:
         admission.leave()
+        metrics.turn_done(request.get(TURN_KIND, "unknown"), status, time.perf_counter() - started)
 
 
 async def _handle_admitted_message(request: web.Request) -> web.StreamResponse:
@@ -260,6 +285,7 @@ async def _handle_admitted_message(request: web.Request) -> web.StreamResponse:
         activity = Activity.model_validate(body)
     except ValidationError:
         return _error(400, "The body is not a valid activity.")
+    request[TURN_KIND] = turn_kind(activity.type)
     if not activity.type or activity.conversation is None or not activity.conversation.id:
         return _error(400, "An activity needs a type and a conversation id.")
     if unsafe_ids(activity):

@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     channel.add_argument("--clear", action="store_true", help="stop posting to a channel (approvers' chats only)")
     channel.set_defaults(handler=_org_approvals_channel, usage_error=channel.error)
 
-    # issue 18: the warnings before money is locked in (docs/renewals.md)
+    # the warnings before money is locked in (docs/renewals.md)
     warnings = org.add_parser(
         "warnings", help="an organisation's warnings (seat window, renewal, idle licences): show or change"
     )

@@ -1386,7 +1386,9 @@ class SandboxBackend:
                     subscription["provisioningId"].lower(), {"active": 0, "suspended": 0, "consumed": 0}
                 )
                 entry[subscription["status"]] += subscription["quantity"]
-        held = await tx.field_values("user", customer_id=customer_id, field="licenses", where={"state": "active"})
+        held = await tx.field_values(
+            "user", customer_id=customer_id, field="licenses", where={"state": "active"}, skip_empty=True
+        )
         for licences in held:
             for licence in licences or []:
                 entry = counts.setdefault(licence.lower(), {"active": 0, "suspended": 0, "consumed": 0})

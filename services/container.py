@@ -63,7 +63,7 @@ class Services:
     subscription_changes: SubscriptionChanges
     approvals: ApprovalService
     sent_cards: SentCardStore
-    # Warnings before money is locked in (issue 18)
+    # Warnings before money is locked in
     warnings: WarningService
     # Where URLs named by activities may be sent: connector service URLs, file-consent uploads.
     outbound_hosts: OutboundHosts
@@ -91,7 +91,14 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
     )
     # Microsoft's "now": the wall clock, or the built-in sandbox's movable clock.
     microsoft_now = partner_center.clock or utcnow
-    user_sync = UserSync(sessions, partner_center, LeaseService(sessions), alerts, microsoft_now=microsoft_now)
+    user_sync = UserSync(
+        sessions,
+        partner_center,
+        LeaseService(sessions),
+        alerts,
+        microsoft_now=microsoft_now,
+        concurrency=settings.users_sync_concurrency,
+    )
     users = UserService(sessions, partner_center, user_sync, idempotency, mailer, jobs)
     pricing = PriceBook(sessions, partner_center)
     catalog = CatalogService(sessions, partner_center, alerts)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -72,6 +72,16 @@ def _view(job: Job) -> JobView:
         created_at=job.created_at,
         finished_at=job.finished_at,
     )
+
+
+@dataclass(frozen=True)
+class JobQueueDepth:
+    """The durable queue now: jobs due and not yet claimed, jobs being run, and how long the oldest due
+    job has waited past its `run_after` (0 when none waits)."""
+
+    waiting: int
+    running: int
+    oldest_waiting_seconds: float
 
 
 JobHandler = Callable[[JobView], Awaitable[Mapping[str, Any]]]
@@ -148,6 +158,19 @@ class JobService:
         if created:
             self._wake.set()
         return _view(existing), created
+
+    async def depth(self) -> JobQueueDepth:
+        """For monitoring (/metrics): a runner that stopped claiming shows as waiting jobs growing older."""
+        now = utcnow()
+        async with self._sessions() as session:
+            waiting, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(Job.run_after)).where(Job.status == PENDING, Job.run_after <= now)
+                )
+            ).one()
+            running = await session.scalar(select(func.count()).select_from(Job).where(Job.status == RUNNING))
+        age = (now - oldest).total_seconds() if oldest is not None else 0.0
+        return JobQueueDepth(int(waiting or 0), int(running or 0), max(0.0, age))
 
     async def get(self, job_id: int) -> JobView | None:
         async with self._sessions() as session:

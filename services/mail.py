@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import AlertService
@@ -179,6 +179,13 @@ RETRY_DELAYS = (
     timedelta(hours=1),
     timedelta(hours=3),
 )
+
+
+@dataclass(frozen=True)
+class MailOutboxDepth:
+    queued: int
+    oldest_queued_seconds: float
+    failed: int
 
 
 @dataclass(frozen=True)
@@ -429,6 +436,24 @@ class Mailer:
                     "key after the current one and retry, or issue the password again."
                 )
         return MailReceipt(message_id, delivered)
+
+    async def outbox_depth(self) -> MailOutboxDepth:
+        """For monitoring (/metrics): messages waiting to be delivered, the oldest one's age, and those
+        given up on (they wait for `cspbot mail retry`). All zero when mail is not kept in an outbox."""
+        if self._sessions is None:
+            return MailOutboxDepth(0, 0.0, 0)
+        now = utcnow()
+        async with self._sessions() as session:
+            queued, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(MailMessage.created_at)).where(MailMessage.status == QUEUED)
+                )
+            ).one()
+            failed = await session.scalar(
+                select(func.count()).select_from(MailMessage).where(MailMessage.status == FAILED)
+            )
+        age = (now - oldest).total_seconds() if oldest is not None else 0.0
+        return MailOutboxDepth(int(queued or 0), max(0.0, age), int(failed or 0))
 
     async def messages(self, *, status: str | None = None, limit: int = 50) -> list[MailMessageView]:
         """The newest stored messages (optionally of one status), without their secrets."""

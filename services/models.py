@@ -703,7 +703,7 @@ class MailMessage(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
-# --- Warnings before money is locked in (issue 18) ----------------------------------------------
+# --- Warnings before money is locked in ----------------------------------------------
 
 
 class WarningSettingRow(Base):

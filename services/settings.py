@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     # text: one readable line per event (a person at a terminal); json: one JSON object per line (log
     # shippers); auto: text when stderr is a terminal, else json. `make run` sets text for the bot.
     log_format: str = "auto"
+    # GET /metrics (Prometheus, docs/operations.md): with a token, only requests carrying
+    # `Authorization: Bearer <token>`; without one, only direct requests from this machine (loopback, no
+    # proxy's Forwarded/X-Forwarded-For header). At least 16 characters.
+    metrics_token: SecretStr = SecretStr("")
     database_url: str = f"sqlite+aiosqlite:///{DEFAULT_VAR_DIR / 'cspbot.sqlite3'}"
 
     # --- Embedded default conveniences --------------------------------------------------------
@@ -148,11 +152,17 @@ class Settings(BaseSettings):
     # The subscriptions card refreshes from Partner Center when its copy is older than this.
     subscriptions_refresh_minutes: float = Field(default=5.0, ge=0)
 
-    # --- Warnings before money is locked in (issue 18) -------------------------------------------
+    # --- Warnings before money is locked in (docs/renewals.md) -----------------------------------
     # One warnings pass per this many minutes of Microsoft's time (the sandbox's clock when it runs);
     # every replica checks every WARNINGS_CHECK_SECONDS whether the current pass was submitted.
     warnings_interval_minutes: float = Field(default=60.0, ge=1, le=24 * 60)
     warnings_check_seconds: float = Field(default=60.0, gt=0, le=3600)
+
+    # --- Users sync (docs/users-sync.md) -----------------------------------------------------------
+    # Partner Center requests one organisation's users sync has in flight at most: one for the user
+    # listing (its pages follow one another), the rest for subscribed SKUs, audit records and per-user
+    # licences. 1 = one request at a time. A 429 holds back every call to that customer meanwhile.
+    users_sync_concurrency: int = Field(default=8, ge=1, le=32)
 
     # --- Mail: SMTP when MAIL_SMTP_URL or SMTP_HOST is set, else .eml files in MAIL_OUTBOX_DIR -----
     mail_from: str = "CSP self-service <cspbot@localhost>"
@@ -207,6 +217,13 @@ class Settings(BaseSettings):
     @classmethod
     def _host_list(cls, value: str) -> str:
         return ",".join(parse_host_list(value))
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value() and len(value.get_secret_value().strip()) < 16:
+            raise ValueError("METRICS_TOKEN must be at least 16 characters (e.g. `openssl rand -hex 24`)")
+        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("log_level")
     @classmethod

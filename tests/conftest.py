@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email import policy as email_policy
 from email.message import EmailMessage
@@ -189,6 +189,23 @@ class Sandbox:
             data = await response.json() if response.content_type == "application/json" else await response.text()
             assert response.status < 400, f"sandbox admin {method} {path}: {response.status} {data}"
             return data
+
+    def waiting_client(self, waits: list[float], **options: Any) -> PartnerCenterClient:
+        """A client of this sandbox whose waits (Retry-After, back-off) are recorded in `waits` and move
+        the sandbox's frozen clock instead of this machine's time."""
+
+        async def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            self.clock.advance(timedelta(seconds=seconds))
+
+        return PartnerCenterClient(
+            self.session,
+            base_url=self.url,
+            price_sheet_url=self.url,
+            tokens=StaticTokenProvider(self.token),
+            sleep=sleep,
+            **options,
+        )
 
 
 async def _no_wait(_: float) -> None:

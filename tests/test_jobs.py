@@ -274,3 +274,33 @@ async def test_a_task_started_by_a_follow_up_runs_like_a_typed_one_and_never_int
     await client.post("/api/messages", json=message("Ada", service_url=url))
     await fake.wait_for(3)
     assert len(fake.messages()) == 3
+
+
+async def test_the_queue_depth_counts_due_jobs_the_oldest_wait_and_running_ones(services):
+    """What /metrics shows of the durable queue: a job due later does not count as waiting."""
+
+    async def handler(job):
+        return {}
+
+    jobs = _service(services)
+    jobs.register("work", handler)
+    assert (await jobs.depth()) == type(await jobs.depth())(0, 0, 0.0)
+    now = utcnow()
+    for key, due in (("late", now - timedelta(minutes=3)), ("due", now - timedelta(seconds=5))):
+        await jobs.submit(
+            "work", idempotency_key=key, payload={}, organisation_id=None, requested_by="a", run_after=due
+        )
+    await jobs.submit(
+        "work",
+        idempotency_key="later",
+        payload={},
+        organisation_id=None,
+        requested_by="a",
+        run_after=now + timedelta(hours=1),
+    )
+    depth = await jobs.depth()
+    assert (depth.waiting, depth.running) == (2, 0) and 180 <= depth.oldest_waiting_seconds < 240
+    claimed = await jobs._claim()  # a runner took the oldest and is running it
+    assert claimed is not None and claimed.idempotency_key == "late"
+    depth = await jobs.depth()
+    assert (depth.waiting, depth.running) == (1, 1) and 5 <= depth.oldest_waiting_seconds < 60

@@ -19,6 +19,7 @@ from services.models import ActivityReceipt
 from services.roles import Permission
 from tests.conftest import message, runtime_of
 from tests.fakes import said
+from tests.scrape import scrape, value
 
 
 async def _until(condition, what: str, limit: float = 10.0) -> None:
@@ -170,3 +171,24 @@ async def test_a_slow_turn_sends_no_typing_while_the_loop_lags(make_bot, connect
     await fake.wait_for(1)
     assert "Done." in said(fake.messages()[0])
     assert [item.activity["type"] for item in fake.received] == ["message"]
+
+
+async def test_a_shed_turn_is_counted_in_the_metrics_with_the_turns_in_flight(make_bot, connector):
+    fake, url = connector
+    release = asyncio.Event()
+    client = await make_bot(tasks=_held_tasks(release), settings={"max_concurrent_turns": 1})
+    admission = client.app[ADMISSION]
+    held = asyncio.create_task(client.post("/api/messages", json=message("hold", service_url=url)))
+    await _until(lambda: admission.in_flight == 1, "the held turn in flight")
+    refused = await client.post("/api/messages", json=message("menu", service_url=url, conversation_id="other"))
+    assert refused.status == 503
+
+    samples = await scrape(client)
+    assert value(samples, "cspbot_turns_shed_total") == 1
+    assert (value(samples, "cspbot_turns_in_flight"), value(samples, "cspbot_turns_limit")) == (1, 1)
+    assert value(samples, "cspbot_turns_total", kind="message", status="503") == 0  # shed, not a turn
+    release.set()
+    assert (await held).status == 202
+    samples = await scrape(client)
+    assert value(samples, "cspbot_turns_total", kind="message", status="202") == 1
+    assert value(samples, "cspbot_turns_in_flight") == 0

@@ -184,7 +184,10 @@ def test_addons_cancel_autorenew_suspend_reactivate_cards():
     for built, expected in (
         (addons, "Price\n$3.00 per licence per month\n"),
         (addons, "Quantity\n1–100,000\n"),
-        (build_subscriptions_card(_page([_view(scheduled_quantity=3)])), "Nov 15, 2027 (renews with 3 seats, as scheduled; price"),
+        (
+            build_subscriptions_card(_page([_view(scheduled_quantity=3)])),
+            "Nov 15, 2027 (renews with 3 seats, as scheduled; price",
+        ),
         (cancel, "Refund\n$12.00 (4 × $6.00 × 15/30 days)\n"),
         (cancel, f"Cancellation possible until\n{WHEN_SHOWN}"),
         (build_autorenew_card(_view(), "k"), "ends on Nov 15, 2027 and"),

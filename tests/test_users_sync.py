@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
+from services.db import utcnow
 from services.errors import DomainError, PermissionDenied
 from services.models import TenantUser, UserSyncState
 from services.partner_center.errors import PartnerCenterError
@@ -305,3 +306,178 @@ async def test_the_audit_window_follows_microsofts_clock_not_this_machines(servi
     again = await services.user_sync.sync(org.id)
     assert again.ran and again.complete
     assert await services.alerts.open_count() == 0
+
+
+# --- Concurrency (issue 16): the listing beside everything else, a bound, 429s, the same result -------
+
+
+async def _copy(services, org_id):
+    """The organisation's copy, everything Microsoft decides, in a fixed order."""
+    async with services.sessions() as session:
+        rows = await session.scalars(
+            select(TenantUser).where(TenantUser.organisation_id == org_id).order_by(TenantUser.user_id)
+        )
+        return [
+            (r.user_id, r.user_principal_name, r.display_name, r.usage_location, r.state, r.licence_sku_ids)
+            for r in rows
+        ]
+
+
+async def _forget_copy(services, org_id):
+    """As if the organisation had never been synced: no rows, no generation, no audit cursor."""
+    async with services.sessions.begin() as session:
+        await session.execute(delete(TenantUser).where(TenantUser.organisation_id == org_id))
+        await session.execute(delete(UserSyncState).where(UserSyncState.organisation_id == org_id))
+
+
+def _count_in_flight(monkeypatch, client):
+    """Partner Center calls of `client` in flight at once: the highest count seen, and the total."""
+    seen = {"now": 0, "peak": 0, "calls": 0}
+    call = client._call
+
+    async def counted(*args, **kwargs):
+        seen["now"] += 1
+        seen["calls"] += 1
+        seen["peak"] = max(seen["peak"], seen["now"])
+        try:
+            return await call(*args, **kwargs)
+        finally:
+            seen["now"] -= 1
+
+    monkeypatch.setattr(client, "_call", counted)
+    return seen
+
+
+async def _tenant_of_21_with_5_licensed_elsewhere(services, org, sandbox):
+    await buy_licences(services, org, BASIC, 6)
+    users = f"/customers/{org.partner_center_customer_id}/users"
+    made = [
+        await sandbox.admin(
+            "POST",
+            users,
+            {"userPrincipalName": f"c{index:02}@{DOMAIN}", "displayName": f"C {index}", "usageLocation": "US"},
+        )
+        for index in range(21)
+    ]
+    for user in made[::4][:5]:
+        await sandbox.admin("POST", f"{users}/{user['id']}/licenses", {"assign": [BASIC_LICENCE], "remove": []})
+
+
+async def test_a_concurrent_sync_stores_exactly_what_a_one_request_at_a_time_sync_does(
+    services, demo_customer, sandbox, monkeypatch
+):
+    """Twelve pages and five users' licences: run one request at a time, then (from an empty copy) with
+    eight in flight. Same rows, none lost or doubled, the same counts; and the bound holds."""
+    org = demo_customer
+    await _tenant_of_21_with_5_licensed_elsewhere(services, org, sandbox)
+    sync = services.user_sync
+    sync.page_size = 2
+    in_flight = _count_in_flight(monkeypatch, services.partner_center)
+
+    sync.concurrency = 1
+    one_at_a_time = await sync.sync(org.id)
+    sequential = await _copy(services, org.id)
+    assert in_flight["peak"] == 1
+    await _forget_copy(services, org.id)
+    in_flight.update(peak=0, calls=0)
+    sync.concurrency = 8
+    concurrent = await sync.sync(org.id)
+
+    assert await _copy(services, org.id) == sequential
+    assert len(sequential) == 22 == len({row[0] for row in sequential})  # the admin + 21, each once
+    assert sum(row[5] == [BASIC_LICENCE] for row in sequential) == 5
+    fields = ("complete", "pages", "seen", "created", "removed", "licence_users_refreshed")
+    assert [getattr(concurrent, name) for name in fields] == [getattr(one_at_a_time, name) for name in fields]
+    assert (concurrent.pages, concurrent.licence_users_refreshed) == (11, 5)
+    assert 2 <= in_flight["peak"] <= 8
+    async with services.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(TenantUser)) == 22
+
+
+async def test_licences_changed_here_while_the_sync_asked_microsoft_are_kept(services, demo_customer, sandbox):
+    """The sync stores the licences it fetched after the listing; our own unassign that landed after it
+    asked Microsoft is newer than its answer and is not overwritten by it."""
+    org = demo_customer
+    await buy_licences(services, org, BASIC, 1)
+    users = f"/customers/{org.partner_center_customer_id}/users"
+    kim = await sandbox.admin(
+        "POST", users, {"userPrincipalName": f"kim@{DOMAIN}", "displayName": "Kim", "usageLocation": "US"}
+    )
+    await services.user_sync.sync(org.id)
+    await sandbox.admin("POST", f"{users}/{kim['id']}/licenses", {"assign": [BASIC_LICENCE], "remove": []})
+    client = services.partner_center
+    fetch = client.user_licenses
+
+    async def answered_then_changed_here(customer_id, user_id):
+        licences = await fetch(customer_id, user_id)
+        async with services.sessions.begin() as session:  # meanwhile: our own unassign of Kim's licence
+            await session.execute(
+                update(TenantUser)
+                .where(TenantUser.user_id == kim["id"].lower())
+                .values(licence_sku_ids=[], licences_synced_at=utcnow())
+            )
+        return licences
+
+    client.user_licenses = answered_then_changed_here
+    try:
+        result = await services.user_sync.sync(org.id)
+    finally:
+        del client.user_licenses
+    assert result.complete and result.licence_users_refreshed == 0
+    assert (await _user_rows(services, org.id))[f"kim@{DOMAIN}"].licence_sku_ids == []
+    assert (await services.user_sync.sync(org.id)).licence_users_refreshed == 1  # the next run: Microsoft's
+    assert (await _user_rows(services, org.id))[f"kim@{DOMAIN}"].licence_sku_ids == [BASIC_LICENCE]
+
+
+async def test_a_throttled_concurrent_sync_waits_out_retry_after_and_loses_nothing(
+    sqlite_services, sqlite_demo_customer, sandbox
+):
+    """Microsoft's per-customer budget is small: calls are answered 429 with Retry-After. The sync waits
+    (the client's wait moves the sandbox's clock, which refills the budget) and stores everything."""
+    from services.users.sync import UserSync
+
+    services, org = sqlite_services, sqlite_demo_customer
+    await _tenant_of_21_with_5_licensed_elsewhere(services, org, sandbox)
+    await services.user_sync.sync(org.id)
+    expected = await _copy(services, org.id)
+    await _forget_copy(services, org.id)
+    waits: list[float] = []
+    outcomes: list[str] = []
+    client = sandbox.waiting_client(
+        waits, clock=sandbox.clock.now, on_call=lambda operation, outcome, seconds: outcomes.append(outcome)
+    )
+    sync = UserSync(
+        services.sessions,
+        client,
+        LeaseService(services.sessions),
+        services.alerts,
+        page_size=2,
+        concurrency=8,
+        microsoft_now=sandbox.clock.now,
+    )
+    await sandbox.admin("POST", "/throttle", {"enabled": True, "capacity": 3, "refillPerSecond": 2})
+    try:
+        result = await sync.sync(org.id)
+    finally:
+        await sandbox.admin("POST", "/throttle", {"enabled": False, "capacity": 50, "refillPerSecond": 10})
+    assert result.complete and result.licence_users_refreshed == 5
+    assert await _copy(services, org.id) == expected
+    assert outcomes.count("429") >= 1 and waits and all(wait >= 1 for wait in waits)  # Retry-After: whole seconds
+
+
+async def test_users_sync_concurrency_is_a_setting_of_at_least_one(sqlite_url, sandbox, outbox):
+    from pydantic import ValidationError
+
+    from services.container import build_services
+    from services.db import create_engine
+    from services.settings import Settings
+
+    assert Settings().users_sync_concurrency == 8
+    with pytest.raises(ValidationError):
+        Settings(users_sync_concurrency=0)
+    engine = create_engine(sqlite_url)
+    try:
+        settings = Settings(database_url=sqlite_url, mail_outbox_dir=outbox, users_sync_concurrency=3)
+        assert build_services(engine, settings, sandbox.client).user_sync.concurrency == 3
+    finally:
+        await engine.dispose()

@@ -9,6 +9,8 @@ Protocol rules it enforces so callers need not think about them:
   support ticket can name the exact request. Authorization headers and bodies are never logged.
 - 429 waits `Retry-After`; 5xx, timeouts and dropped connections back off exponentially with
   jitter; all within `max_attempts` and `max_total_wait`, after which a domain error is raised.
+  While a call waits out a 429, every other call of this client to the same customer (else the
+  partner) waits with it before sending, so concurrent callers do not keep knocking while throttled.
 - Creates are never repeated blindly: before retrying a customer creation or a checkout whose
   outcome is unknown (5xx or lost answer), the client looks for the result (the customer by its
   domain; the cart's status and the subscriptions it produced), so a retried checkout cannot buy twice.
@@ -30,18 +32,19 @@ import re
 import time
 import uuid
 import zipfile
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Sequence
 from collections.abc import Collection as AbstractCollection
-from contextlib import aclosing
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from functools import cache
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlsplit
 
 import aiohttp
 from multidict import CIMultiDictProxy
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from services.logging_context import current_correlation_id
 from services.partner_center.auth import Audience, TokenKind, TokenProvider
@@ -108,6 +111,23 @@ M = TypeVar("M", bound=BaseModel)
 AuthFailureHook = Callable[[PartnerCenterAuthError, TokenKind], Awaitable[None]]
 """Told when Microsoft refuses our credentials: the error (no secrets in it) and which sign-in
 (`app` = client id and secret, `app_user` = the refresh token) the call used."""
+
+CallObserver = Callable[[str, str, float], None]
+"""Told after every HTTP attempt: the operation (`operation_of`), the outcome (the HTTP status, or
+`timeout` / `connection_error`) and the seconds it took. Must be quick and must not raise."""
+
+# The words of Partner Center's paths; any other segment (an id, a domain, a country) is `{id}`, so
+# an operation name never carries data and the set of names stays small.
+_PATH_WORDS = frozenset(
+    {
+        "addons", "address", "agreements", "auditrecords", "availabilities", "carts", "checkout",
+        "countryvalidationrules", "customers", "domains", "licenses", "licenseupdates", "orders",
+        "pricesheets", "products", "relationshiprequests", "sales", "skus", "subscribedskus",
+        "subscriptions", "users", "validations",
+    }
+)  # fmt: skip
+_VERSION = re.compile(r"^v\d+(\.\d+)?$")
+_CUSTOMER_SCOPE = re.compile(r"/customers/([^/]+)/", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +208,25 @@ def _path(url: str) -> str:
     return urlsplit(url).path
 
 
+def operation_of(method: str, url: str) -> str:
+    """A call's name without its data: `GET customers/{id}/users/{id}/licenses`."""
+    words = []
+    for segment in urlsplit(url).path.split("/"):
+        if not segment or _VERSION.match(segment):
+            continue
+        word = segment.split("(", 1)[0].lower()
+        words.append(word if word in _PATH_WORDS else "{id}")
+    return f"{method.upper()} {'/'.join(words)}"
+
+
+def _throttle_scope(url: str) -> str:
+    """What Microsoft throttles a call under: the customer it names, else the partner."""
+    match = _CUSTOMER_SCOPE.search(urlsplit(url).path + "/")
+    if match is None or match.group(1).lower() in _PATH_WORDS:
+        return ""
+    return match.group(1).lower()
+
+
 def _contains(expected: Any, actual: Any) -> bool:
     """True if every value in `expected` is also in `actual` (strings compared case-insensitively)."""
     if isinstance(expected, Mapping):
@@ -217,6 +256,50 @@ def _changes_applied(desired: Subscription, current: Subscription) -> bool:
     wanted = desired.to_wire()
     have = current.to_wire()
     return all(_contains(wanted.get(key), have.get(key)) for key in _CHANGEABLE if key in wanted)
+
+
+def _model_mismatch(url: str, invalid: ValidationError) -> None:
+    # Only field locations are logged: the values may be personal data or secrets.
+    locations = [".".join(str(part) for part in item["loc"]) for item in invalid.errors()[:5]]
+    logger.error("Partner Center answer to %s did not match its model at %s", _path(url), locations)
+
+
+@cache
+def _list_of(model: type[M]) -> TypeAdapter[list[M]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
+class LazyPage(Generic[M]):
+    """One page of a collection whose envelope (links, continuation) is read at once and whose items
+    are checked against their model only when first asked for: a caller following the pages can
+    request the next one before spending time on this one's items."""
+
+    def __init__(self, envelope: Collection[Any], model: type[M], url: str) -> None:
+        self._envelope = envelope
+        self._model = model
+        self._url = url
+        self._items: list[M] | None = None
+
+    def __len__(self) -> int:
+        return len(self._envelope.items)
+
+    @property
+    def next_link(self) -> Link | None:
+        return self._envelope.next_link
+
+    @property
+    def continuation(self) -> str | None:
+        return self._envelope.continuation
+
+    @property
+    def items(self) -> list[M]:
+        if self._items is None:
+            try:
+                self._items = _list_of(self._model).validate_python(self._envelope.items)
+            except ValidationError as invalid:
+                _model_mismatch(self._url, invalid)
+                raise PartnerCenterError(BAD_RESPONSE_MESSAGE, code="bad_response") from None
+        return self._items
 
 
 def _parse_price_sheet(body: bytes) -> tuple[list[PriceSheetRow], int]:
@@ -264,6 +347,7 @@ class PartnerCenterClient:
         rng: random.Random | None = None,
         on_auth_failure: AuthFailureHook | None = None,
         clock: Callable[[], datetime] | None = None,
+        on_call: CallObserver | None = None,
     ) -> None:
         if not base_url:
             raise ValueError("base_url is required (PARTNER_CENTER_URL)")
@@ -290,6 +374,12 @@ class PartnerCenterClient:
         self.clock = clock
         # Public so the app can attach its operator alert once its services exist (`build_services`).
         self.on_auth_failure = on_auth_failure
+        # Public so the app can count calls (its `/metrics`) once it has them.
+        self.on_call = on_call
+        # Per throttle scope (a customer id, or "" for the partner): how many calls are waiting out a
+        # 429 now, and an event set while none is (other calls to the scope wait for it).
+        self._throttled: dict[str, int] = {}
+        self._unthrottled: dict[str, asyncio.Event] = {}
 
     # --- URLs ---------------------------------------------------------------------------------
 
@@ -337,6 +427,8 @@ class PartnerCenterClient:
         """Send one logical call with retries; `recover` looks for the result of an uncertain attempt."""
         request_id = request_id or _new_id()
         data = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
+        operation = operation_of(method, url)
+        scope = _throttle_scope(url)
         waited = 0.0
         attempt = 0
         uncertain = False
@@ -347,6 +439,10 @@ class PartnerCenterClient:
                 if recovered is not None:
                     return recovered
                 uncertain = False
+            # Another call to this scope was throttled: it waits out its Retry-After; so does this one.
+            gate = self._unthrottled.get(scope)
+            if gate is not None and not gate.is_set():
+                await gate.wait()
             correlation_id = _new_id()
             try:
                 token = await self._tokens.get_token(kind, audience)
@@ -381,7 +477,9 @@ class PartnerCenterClient:
                     payload = await raw.read()
                     response = _Response(raw.status, raw.headers, payload, url)
             except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as failure:
-                outcome = "timed out" if isinstance(failure, TimeoutError) else f"lost ({type(failure).__name__})"
+                timed_out = isinstance(failure, TimeoutError)
+                self._observe(operation, "timeout" if timed_out else "connection_error", started)
+                outcome = "timed out" if timed_out else f"lost ({type(failure).__name__})"
                 self._log(logging.WARNING, method, url, outcome, attempt, started, request_id, correlation_id)
                 # Microsoft may have received it: keep the MS-RequestId so it can recognise the retry.
                 uncertain = True
@@ -391,6 +489,7 @@ class PartnerCenterClient:
                 )
             else:
                 status = response.status
+                self._observe(operation, str(status), started)
                 # One line per call is for debugging (a catalog sync makes a hundred); refusals and
                 # answers that lead to a retry are worth a person's attention.
                 level = logging.DEBUG if status in ok or status < 400 else logging.WARNING
@@ -443,8 +542,33 @@ class PartnerCenterClient:
                     error.code,
                 )
                 raise error
-            await self._sleep(delay)
+            if isinstance(error, PartnerCenterThrottled):
+                with self._holding_back(scope):
+                    await self._sleep(delay)
+            else:
+                await self._sleep(delay)
             waited += delay
+
+    @contextmanager
+    def _holding_back(self, scope: str) -> Iterator[None]:
+        """While a throttled call waits out its Retry-After, other calls to its scope wait too."""
+        gate = self._unthrottled.setdefault(scope, asyncio.Event())
+        self._throttled[scope] = self._throttled.get(scope, 0) + 1
+        gate.clear()
+        try:
+            yield
+        finally:
+            self._throttled[scope] -= 1
+            if not self._throttled[scope]:
+                gate.set()
+
+    def _observe(self, operation: str, outcome: str, started: float) -> None:
+        if self.on_call is None:
+            return
+        try:
+            self.on_call(operation, outcome, time.perf_counter() - started)
+        except Exception:
+            logger.exception("Could not count a Partner Center call")
 
     async def _auth_failed(self, error: PartnerCenterAuthError, kind: TokenKind) -> None:
         """Tell the operator hook; its own failure must not hide the user's error."""
@@ -459,9 +583,7 @@ class PartnerCenterClient:
         try:
             return parse(response)
         except ValidationError as invalid:
-            # Only field locations are logged: the values may be personal data or secrets.
-            locations = [".".join(str(part) for part in item["loc"]) for item in invalid.errors()[:5]]
-            logger.error("Partner Center answer to %s did not match its model at %s", _path(response.url), locations)
+            _model_mismatch(response.url, invalid)
         except ValueError:
             logger.error("Partner Center answer to %s was not valid JSON", _path(response.url))
         raise PartnerCenterError(
@@ -882,9 +1004,13 @@ class PartnerCenterClient:
 
     async def users_page(
         self, customer_id: str, *, page_size: int = 100, next_link: Link | None = None
-    ) -> Collection[CustomerUser]:
-        """One page of users; pass the previous page's `next_link` for the following one."""
-        parse = _collection(CustomerUser)
+    ) -> LazyPage[CustomerUser]:
+        """One page of users; pass the previous page's `next_link` for the following one. The users
+        are checked when first read (`items`), so the next page can be asked for first."""
+
+        def parse(response: _Response) -> LazyPage[CustomerUser]:
+            return LazyPage(Collection[Any].model_validate(response.json()), CustomerUser, response.url)
+
         if next_link is None:
             return await self._call(
                 "GET",

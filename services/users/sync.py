@@ -6,6 +6,14 @@ users it did not see. An interrupted listing keeps the next page's link and the 
 there with the same generation, so nothing is duplicated (rows are keyed by Microsoft's id) and
 nothing is wrongly deleted. Licence pools come from subscribed SKUs; licence changes made elsewhere
 come from audit records (the users who were touched get their own licences fetched again).
+
+Against a slow Microsoft the run is as long as its longest chain of requests. The listing's pages
+follow one another (each page's continuation token comes with the page before), so that chain is
+kept short: the next page is fetched while the last one is stored, and everything else — subscribed
+SKUs, the audit records and the per-user licence calls — goes alongside the listing, at most
+`concurrency` requests in flight for the run (one of them kept for the listing). Licences fetched
+that way are stored in one statement once the listing is done, except where the copy was changed
+meanwhile (our own assign/unassign is newer than the answer).
 """
 
 from __future__ import annotations
@@ -13,12 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.alerts import AlertService
@@ -26,6 +34,7 @@ from services.db import utcnow
 from services.errors import DomainError
 from services.models import LicencePool, Organisation, TenantUser, UserSyncState
 from services.partner_center import PartnerCenterClient
+from services.partner_center.client import LazyPage
 from services.partner_center.errors import PartnerCenterError
 from services.partner_center.models import CustomerUser, License, Link, SubscribedSku
 from services.users.leases import LeaseService
@@ -33,6 +42,9 @@ from services.users.leases import LeaseService
 log = logging.getLogger(__name__)
 
 SYNC_PAGE_SIZE = 500  # Microsoft's largest users page: 10,000 users in 20 listing requests
+# Partner Center requests one organisation's sync has in flight at most (USERS_SYNC_CONCURRENCY).
+DEFAULT_CONCURRENCY = 8
+_IN_LIST = 500  # ids per `IN (...)` when reading rows back
 # Microsoft keeps audit records for 90 days (and refuses a start before that): a run reads at most
 # this far back from Microsoft's "now".
 AUDIT_LOOKBACK = timedelta(days=89)
@@ -113,6 +125,46 @@ def apply_pools(existing: dict[str, LicencePool], skus: Sequence[SubscribedSku],
     return [key for key in existing if key not in seen]
 
 
+class _Lanes:
+    """At most `concurrency` Partner Center requests in flight for one run: one lane kept for the user
+    listing (its pages follow one another, and it is the longest chain), the others for subscribed
+    SKUs, audit records and per-user licences. With 1, one request at a time in all."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.width = max(1, concurrency - 1)
+        self.others = asyncio.Semaphore(self.width)
+        self.listing = self.others if concurrency == 1 else asyncio.Semaphore(1)
+
+
+@dataclass
+class _LicenceChanges:
+    """Per user named in licence audit records: their licence SKU ids and when we asked Microsoft."""
+
+    fetched: dict[str, tuple[list[str], datetime]] = field(default_factory=dict)
+    newest: datetime | None = None  # the audit cursor to store once these are stored
+
+
+async def _all_or_none(jobs: Iterable[Awaitable[Any]]) -> None:
+    """Run the jobs together; the first failure cancels the others and is raised."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    if not tasks:
+        return
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _cancel(*tasks: asyncio.Task[Any]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class UserSync:
     """Runs the sync of one organisation (under its lease) and the periodic sync of all of them."""
 
@@ -127,7 +179,11 @@ class UserSync:
         lease_seconds: float = 300,
         periodic_seconds: float = 900,
         microsoft_now: Callable[[], datetime] = utcnow,
+        concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
+        if concurrency < 1:
+            raise ValueError("a users sync needs at least one request in flight")
+        self.concurrency = concurrency
         self._sessions = sessions
         self._client = client
         self._leases = leases
@@ -209,33 +265,25 @@ class UserSync:
             link = Link.model_validate(state.resume_link) if state.resume_link else None
             await session.commit()
 
-        await self.refresh_pools(organisation_id, customer_id)
+        lanes = _Lanes(self.concurrency)
         counts = {"pages": 0, "seen": 0, "created": 0, "updated": 0}
-        while True:
-            try:
-                page = await self._client.users_page(customer_id, page_size=self.page_size, next_link=link)
-            except PartnerCenterError:
-                if link is not None and resumed and counts["pages"] == 0:
-                    # The stored continuation was no longer accepted: list from the first page again
-                    # (same generation, so what the interrupted run saw still counts).
-                    log.info("users sync of organisation %s: resume link refused; listing afresh", organisation_id)
-                    link = None
-                    continue
-                raise
-            counts["pages"] += 1
-            next_link = page.next_link if page.items else None
-            await self._store_page(organisation_id, page.items, generation, next_link, counts)
-            if next_link is None:
-                break
-            link = next_link
-            # A long listing keeps its lease; if it expired and another replica took it over, stop
-            # here (nothing swept): that replica resumes from the stored link in the same generation.
-            if not await self._leases.acquire(lease, self._lease_seconds):
+        # The listing is the longest chain: its first request goes out first.
+        listing = asyncio.create_task(
+            self._list(lanes, organisation_id, customer_id, lease, generation, link, resumed, counts)
+        )
+        pools = asyncio.create_task(self.refresh_pools(organisation_id, customer_id, lane=lanes.others))
+        licences = asyncio.create_task(self._licence_changes(lanes, organisation_id, customer_id))
+        try:
+            if not await listing:
+                # The lease was taken over: stop here (nothing swept, the audit cursor not moved);
+                # the new owner resumes from the stored link in the same generation.
                 log.warning("users sync of organisation %s: lease taken over; stopping", organisation_id)
                 return SyncResult(organisation_id, ran=True, complete=False, resumed=resumed, **counts)
-
-        removed = await self._sweep(organisation_id, generation, started_at)
-        refreshed = await self._licence_changes(organisation_id, customer_id)
+            removed = await self._sweep(organisation_id, generation, started_at)
+            await pools
+            refreshed = await self._store_licences(organisation_id, await licences)
+        finally:
+            await _cancel(listing, pools, licences)
         return SyncResult(
             organisation_id,
             ran=True,
@@ -246,19 +294,65 @@ class UserSync:
             **counts,
         )
 
+    async def _list(
+        self,
+        lanes: _Lanes,
+        organisation_id: int,
+        customer_id: str,
+        lease: str,
+        generation: int,
+        link: Link | None,
+        resumed: bool,
+        counts: dict[str, int],
+    ) -> bool:
+        """Every page of the listing, each stored (with the next page's link) while the next one is
+        fetched. False if the lease was taken over meanwhile (the rest is left to its new owner)."""
+        storing: asyncio.Task[bool] | None = None
+        try:
+            while True:
+                try:
+                    async with lanes.listing:
+                        page = await self._client.users_page(customer_id, page_size=self.page_size, next_link=link)
+                except PartnerCenterError:
+                    if link is not None and resumed and storing is None:
+                        # The stored continuation was no longer accepted: list from the first page again
+                        # (same generation, so what the interrupted run saw still counts).
+                        log.info("users sync of organisation %s: resume link refused; listing afresh", organisation_id)
+                        link = None
+                        continue
+                    raise
+                next_link = page.next_link if len(page) else None
+                if storing is not None and not await storing:
+                    return False
+                storing = asyncio.create_task(
+                    self._store_page(organisation_id, page, generation, next_link, counts, lease=lease)
+                )
+                if next_link is None:
+                    return await storing
+                link = next_link
+        finally:
+            # A failed fetch still lets the page before it be stored: the next run resumes after it.
+            if storing is not None:
+                await asyncio.gather(storing, return_exceptions=True)
+
     async def _store_page(
         self,
         organisation_id: int,
-        users: Sequence[CustomerUser],
+        page: LazyPage[CustomerUser],
         generation: int,
         next_link: Link | None,
         counts: dict[str, int],
-    ) -> None:
+        *,
+        lease: str | None = None,
+    ) -> bool:
         """Upsert one page and remember where the listing continues, in one transaction. Lean: the
         known rows are read as plain tuples of the compared columns; new users are one bulk insert,
-        changed users one executemany, and all known users of the page are marked seen at once."""
+        changed users one executemany, and all known users of the page are marked seen at once.
+
+        With a `lease` and a next page to come, the lease is then extended: False if it could not be
+        (it expired and another replica took it over)."""
         now = utcnow()
-        by_id = {user.id.lower(): user for user in users if user.id}
+        by_id = {user.id.lower(): user for user in page.items if user.id}
         table = cast(Table, TenantUser.__table__)
         columns = [table.c[name] for name in USER_FIELDS]
         async with self._sessions() as session:
@@ -318,6 +412,7 @@ class UserSync:
                     .where(table.c.organisation_id == organisation_id, table.c.user_id.in_(list(existing)))
                     .values(seen_generation=generation, synced_at=now)
                 )
+            counts["pages"] += 1
             counts["seen"] += len(by_id)
             counts["created"] += len(fresh)
             counts["updated"] += len(changed)
@@ -325,6 +420,9 @@ class UserSync:
             if state is not None:
                 state.resume_link = next_link.model_dump(mode="json", by_alias=True) if next_link else None
             await session.commit()
+        if lease is None or next_link is None:
+            return True
+        return await self._leases.acquire(lease, self._lease_seconds)
 
     async def _sweep(self, organisation_id: int, generation: int, started_at: datetime) -> int:
         """After a complete listing: users Microsoft no longer lists are gone (deleted elsewhere).
@@ -345,8 +443,11 @@ class UserSync:
             await session.commit()
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
-    async def refresh_pools(self, organisation_id: int, customer_id: str) -> None:
-        skus = await self._client.subscribed_skus(customer_id)
+    async def refresh_pools(
+        self, organisation_id: int, customer_id: str, *, lane: asyncio.Semaphore | None = None
+    ) -> None:
+        async with lane or contextlib.nullcontext():
+            skus = await self._client.subscribed_skus(customer_id)
         async with self._sessions() as session:
             existing = {
                 pool.licence_sku_id: pool
@@ -366,38 +467,87 @@ class UserSync:
                 )
             await session.commit()
 
-    async def _licence_changes(self, organisation_id: int, customer_id: str) -> int:
-        """Users whose licences changed (per Microsoft's audit records since the cursor) get their own
-        licences fetched; the cursor is inclusive, so records at the same instant are never missed."""
+    async def _licence_changes(self, lanes: _Lanes, organisation_id: int, customer_id: str) -> _LicenceChanges:
+        """The licences of the users whose licences changed (per Microsoft's audit records since the
+        cursor), fetched `lanes.width` at a time. The cursor is inclusive, so records at the same
+        instant are never missed; it is stored only with the licences (`_store_licences`)."""
         async with self._sessions() as session:
             state = await session.get(UserSyncState, organisation_id)
             cursor = state.audit_cursor if state else None
         oldest_kept = self._microsoft_now() - AUDIT_LOOKBACK
         start = max(cursor, oldest_kept) if cursor else oldest_kept
-        newest = cursor
+        changes = _LicenceChanges(newest=cursor)
         touched: set[str] = set()
         records = self._client.audit_records(
             start, filter={"Field": "CustomerId", "Value": customer_id, "Operator": "equals"}
         )
         async with contextlib.aclosing(records):
-            async for record in records:
+            while True:
+                async with lanes.others:  # held while the generator fetches its next page
+                    record = await anext(records, None)
+                if record is None:
+                    break
                 if (record.resource_type or "").lower() not in LICENCE_OPERATIONS:
                     continue
                 user_id = record.data("CustomerUserId")
                 if user_id:
                     touched.add(user_id.lower())
-                if record.operation_date and (newest is None or record.operation_date > newest):
-                    newest = record.operation_date
-        refreshed = 0
-        for user_id in sorted(touched):
-            if await self.fetch_licences(organisation_id, customer_id, user_id):
-                refreshed += 1
+                if record.operation_date and (changes.newest is None or record.operation_date > changes.newest):
+                    changes.newest = record.operation_date
+        waiting = iter(sorted(touched))
+
+        async def fetch() -> None:
+            for user_id in waiting:  # the workers share one iterator: each user is fetched once
+                asked = utcnow()
+                try:
+                    async with lanes.others:
+                        licences = await self._client.user_licenses(customer_id, user_id)
+                except PartnerCenterError as error:
+                    if error.code in ("not_found", "60002"):
+                        continue  # deleted since: the sweep removes the row
+                    raise
+                changes.fetched[user_id] = (sorted({licence.product_sku.id.lower() for licence in licences}), asked)
+
+        await _all_or_none(fetch() for _ in range(min(lanes.width, len(touched))))
+        return changes
+
+    async def _store_licences(self, organisation_id: int, changes: _LicenceChanges) -> int:
+        """The fetched licences into the copy in one statement, then the audit cursor. A row whose
+        licences were written after we asked Microsoft (our own change) keeps what it has."""
+        table = cast(Table, TenantUser.__table__)
+        now = utcnow()
         async with self._sessions() as session:
+            known: dict[str, datetime | None] = {}
+            user_ids = list(changes.fetched)
+            for index in range(0, len(user_ids), _IN_LIST):
+                rows = await session.execute(
+                    select(table.c.user_id, table.c.licences_synced_at).where(
+                        table.c.organisation_id == organisation_id,
+                        table.c.user_id.in_(user_ids[index : index + _IN_LIST]),
+                    )
+                )
+                known.update({user_id: synced for user_id, synced in rows})
+            updates = [
+                {"key": user_id, "skus": changes.fetched[user_id][0], "asked": changes.fetched[user_id][1]}
+                for user_id, synced in known.items()
+                if synced is None or synced < changes.fetched[user_id][1]
+            ]
+            if updates:
+                await session.execute(
+                    update(table)
+                    .where(
+                        table.c.organisation_id == organisation_id,
+                        table.c.user_id == bindparam("key"),
+                        or_(table.c.licences_synced_at.is_(None), table.c.licences_synced_at < bindparam("asked")),
+                    )
+                    .values(licence_sku_ids=bindparam("skus"), licences_synced_at=now),
+                    updates,
+                )
             state = await session.get(UserSyncState, organisation_id)
-            if state is not None and newest is not None:
-                state.audit_cursor = newest
-                await session.commit()
-        return refreshed
+            if state is not None and changes.newest is not None:
+                state.audit_cursor = changes.newest
+            await session.commit()
+        return len(updates)
 
     async def fetch_licences(self, organisation_id: int, customer_id: str, user_id: str) -> bool:
         """The user's own licences from Microsoft into the copy; False if we do not know the user."""

@@ -1,1 +1,1 @@
-"""Warnings before money is locked in (issue 18): seat windows closing, renewals coming, idle licences."""
+"""Warnings before money is locked in: seat windows closing, renewals coming, idle licences."""

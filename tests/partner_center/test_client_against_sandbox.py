@@ -13,7 +13,6 @@ from decimal import Decimal
 import pytest
 
 from services.errors import Conflict, InvalidInput, NotFound
-from services.partner_center import PartnerCenterClient, StaticTokenProvider
 from services.partner_center.errors import (
     PartnerCenterConflict,
     PartnerCenterError,
@@ -624,18 +623,7 @@ async def test_per_customer_throttling_is_waited_out_on_retry_after(sandbox: San
     other = await new_customer(sandbox)
     assert customer.id and other.id
     waits: list[float] = []
-
-    async def sleep(seconds: float) -> None:  # the client's wait moves the sandbox's frozen clock
-        waits.append(seconds)
-        sandbox.clock.advance(timedelta(seconds=seconds))
-
-    client = PartnerCenterClient(
-        sandbox.session,
-        base_url=sandbox.url,
-        price_sheet_url=sandbox.url,
-        tokens=StaticTokenProvider(sandbox.token),
-        sleep=sleep,
-    )
+    client = sandbox.waiting_client(waits)  # the client's wait moves the sandbox's frozen clock
     await sandbox.admin("POST", "/throttle", {"enabled": True, "capacity": 2, "refillPerSecond": 0.5})
 
     for _ in range(3):

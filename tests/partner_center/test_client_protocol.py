@@ -4,6 +4,7 @@ that records them, so nothing here waits on the wall clock."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator
@@ -655,6 +656,25 @@ async def test_an_unreadable_answer_is_a_domain_error(pc: Harness) -> None:
     assert raised.value.code == "bad_response"
 
 
+async def test_a_users_page_is_followed_before_its_users_are_read_and_unreadable_users_are_a_domain_error(
+    pc: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The sync asks for the next page before checking this one's users; a user that does not match
+    the model is still Microsoft's unreadable answer, reported as such (field locations only logged)."""
+    secret_name = "jane.private@contoso.example"
+    pc.fake.script(
+        "GET",
+        f"/v1/customers/{CUSTOMER}/users",
+        Reply(200, collection([{"id": "a"}, {"id": {"nested": secret_name}}], next_token="t2", next_uri="/x")),
+    )
+    page = await pc.client.users_page(CUSTOMER, page_size=2)
+    assert len(page) == 2 and page.next_link is not None and page.continuation == "t2"
+    with pytest.raises(PartnerCenterError) as raised:
+        _ = page.items
+    assert raised.value.code == "bad_response"
+    assert "did not match its model at ['1.id']" in caplog.text and secret_name not in caplog.text
+
+
 # --- Error mapping ----------------------------------------------------------------------------------------
 
 
@@ -941,3 +961,72 @@ async def test_unknown_enum_values_parse_in_every_resource(pc: Harness) -> None:
     assert order.status == "provisioning" and order.model_extra == {"x": 1}
     assert verdict.status == "PartiallyVerified"
     assert user.state == "disabled"
+
+
+# --- Throttling shared by concurrent calls, and the call observer -----------------------------------
+
+
+async def test_while_one_call_waits_out_a_429_other_calls_to_that_customer_wait_too(pc: Harness) -> None:
+    """A concurrent sync must not keep knocking on a customer Microsoft has throttled; calls to
+    another customer are not held back."""
+    other = "0a1b2c3d-0000-4000-8000-00000000abcd"
+    waiting, released = asyncio.Event(), asyncio.Event()
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # the throttled call's Retry-After wait, held by the test
+        waits.append(seconds)
+        waiting.set()
+        await released.wait()
+
+    client = pc.make_client(sleep=sleep)
+    path = f"/v1/customers/{CUSTOMER}"
+    pc.fake.script("GET", path, Reply(429, None, {"Retry-After": "9"}))
+    pc.fake.always("GET", path, Reply(200, {"id": CUSTOMER}))
+    pc.fake.always("GET", f"/v1/customers/{other}", Reply(200, {"id": other}))
+    pc.fake.always("GET", f"{path}/users/u1", Reply(200, {"id": "u1"}))
+
+    throttled = asyncio.create_task(client.get_customer(CUSTOMER))
+    await waiting.wait()  # the 429 arrived and the call is waiting out its Retry-After
+    held = asyncio.create_task(client.get_user(CUSTOMER, "u1"))
+    for _ in range(3):  # round trips to another customer go through meanwhile (not held back)
+        assert (await client.get_customer(other)).id == other
+    assert not held.done() and pc.fake.requests_to("GET", f"{path}/users/u1") == []
+
+    released.set()
+    assert (await throttled).id == CUSTOMER and (await held).id == "u1"
+    assert waits == [9.0]  # one Retry-After wait; the held call waited with it, not on its own
+    assert len(pc.fake.requests_to("GET", path)) == 2
+
+
+async def test_every_attempt_is_told_to_the_observer_by_operation_without_ids(pc: Harness) -> None:
+    seen: list[tuple[str, str]] = []
+    client = pc.make_client(on_call=lambda operation, outcome, seconds: seen.append((operation, outcome)))
+    pc.fake.script("GET", f"/v1/customers/{CUSTOMER}/users/u1/licenses", Reply(429, None, {"Retry-After": "1"}))
+    pc.fake.always("GET", f"/v1/customers/{CUSTOMER}/users/u1/licenses", Reply(200, collection([])))
+    pc.fake.always("HEAD", f"/v1/domains/{DOMAIN}", Reply(404))
+    pc.fake.always("GET", f"/v1/customers/{CUSTOMER}/users/u2", Reply(404, fault(2000, "not found")))
+
+    await client.user_licenses(CUSTOMER, "u1")
+    assert not await client.domain_is_taken(DOMAIN)
+    with pytest.raises(PartnerCenterNotFound):
+        await client.get_user(CUSTOMER, "u2")
+
+    assert seen == [
+        ("GET customers/{id}/users/{id}/licenses", "429"),
+        ("GET customers/{id}/users/{id}/licenses", "200"),
+        ("HEAD domains/{id}", "404"),
+        ("GET customers/{id}/users/{id}", "404"),
+    ]
+    assert not any(CUSTOMER in operation or DOMAIN in operation for operation, _ in seen)
+
+
+def test_operation_names_keep_only_partner_centers_words() -> None:
+    from services.partner_center.client import operation_of
+
+    assert operation_of("get", "https://api.partner.microsoft.com/v1.0/sales/pricesheets(Market='US')/$value") == (
+        "GET sales/pricesheets/{id}"
+    )
+    assert operation_of("POST", f"http://x/v1/customers/{CUSTOMER}/carts/{CART}/checkout?a=b") == (
+        "POST customers/{id}/carts/{id}/checkout"
+    )
+    assert operation_of("GET", "http://x/v1/countryvalidationrules/US") == "GET countryvalidationrules/{id}"

@@ -101,7 +101,8 @@ async def test_the_sandbox_serves_on_its_own_port(sandbox_db: str) -> None:
 
 
 async def test_the_sandbox_runs_on_sqlite_and_postgresql(database_url: str) -> None:
-    """The same flow and restart on both of the product's database back ends."""
+    """The same flow and restart on both of the product's database back ends (licence counts too:
+    they are read in the database from the users holding a licence)."""
     clock = SandboxClock(frozen_at=START)
     first = await _serve(database_url, clock)
     try:
@@ -117,6 +118,14 @@ async def test_the_sandbox_runs_on_sqlite_and_postgresql(database_url: str) -> N
                  "displayName": f"User {index}", "passwordProfile": {"password": "Str0ng!pass"}},
                 status=201,
             )  # fmt: skip
+        listed = await api.ok("GET", f"/v1/customers/{created['id']}/users")
+        licensed = next(u for u in listed["items"] if u["userPrincipalName"].startswith("u1@"))
+        await api.ok(
+            "POST",
+            f"/v1/customers/{created['id']}/users/{licensed['id']}/licenseupdates",
+            {"licensesToAssign": [{"skuId": BASIC_LICENCE}]},
+            status=201,
+        )
     finally:
         await first.close()
     second = await _serve(database_url, clock)
@@ -130,5 +139,7 @@ async def test_the_sandbox_runs_on_sqlite_and_postgresql(database_url: str) -> N
             "u1@bothdbs.onmicrosoft.com",
             "u2@bothdbs.onmicrosoft.com",
         ]
+        (sku,) = (await api.ok("GET", f"/v1/customers/{created['id']}/subscribedskus"))["items"]
+        assert (sku["productSku"]["id"], sku["activeUnits"], sku["consumedUnits"]) == (BASIC_LICENCE, 2, 1)
     finally:
         await second.close()
