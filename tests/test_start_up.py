@@ -102,3 +102,14 @@ def test_the_local_modes_token_provider_is_msals_made_on_first_use():
         _env_file=None, microsoft_app_id="app", microsoft_app_password="secret", microsoft_app_tenant_id="tenant"
     )
     assert isinstance(build_connections(authenticated).get_default_connection(), MsalAuth)
+
+
+def test_cspbot_help_loads_neither_the_services_nor_the_database():
+    code = (
+        "import contextlib, io, json, sys\nfrom cli.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n    assert main(['--help']) == 0\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    loaded = set(json.loads(_python(code)))
+    heavy = {"sqlalchemy", "pydantic", "aiohttp", "asyncio", "services.settings", "services.container", "cryptography"}
+    assert heavy & loaded == set()
