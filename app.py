@@ -15,6 +15,7 @@ if __name__ == "__main__":
     # frozen, when the app has started (`_serve`).
     gc.disable()
 
+import argparse
 import functools
 import logging
 import ssl
@@ -60,6 +61,7 @@ from services.seed import seed_demo_organisation
 from services.settings import Settings, SettingsError, describe_invalid_settings
 
 log = logging.getLogger("cspbot")
+MAX_WORKERS = 64
 
 TaskFactory = Callable[[Services], Sequence[Task]]
 InvokeFactory = Callable[[Services, ProactiveMessenger], dict[str, InvokeHandler]]
@@ -310,7 +312,32 @@ async def handle_health(request: web.Request) -> web.Response:
     )
 
 
-def main() -> None:
+def _options(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="app.py", description="Serve the bot with the settings from the environment (README.md)."
+    )
+    parser.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=1,
+        metavar="N",
+        help="serve from N processes sharing the port, about one per core (default 1; bot/workers.py)",
+    )
+    return parser.parse_args(argv)
+
+
+def _worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"give a whole number from 1 to {MAX_WORKERS}, not {text!r}")
+    return count
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    options = _options(argv)
     try:
         settings = Settings()
     except ValidationError as error:
@@ -329,11 +356,38 @@ def main() -> None:
             "and callers are trusted by their channel id. Listening on %s only. Never expose this.",
             settings.host,
         )
+    if options.workers > 1:
+        _serve_workers(settings, options.workers)
+        return
     try:
         web.run_app(app, host=settings.host, port=settings.port, print=None)
     except SecretsKeyError as error:  # the key file is unreadable or holds no key (found at start-up)
         log.error("%s", error)
         raise SystemExit(2) from None
+
+
+def _serve_workers(settings: Settings, count: int) -> None:
+    """`--workers N`: N processes, each serving its own app on the shared port (bot/workers.py)."""
+    from bot.workers import serve_workers
+
+    def make_app() -> web.Application:
+        return create_app(settings)
+
+    try:
+        code = serve_workers(make_app, settings.host, settings.port, count, on_error=_start_up_error)
+    except OSError as error:  # the port: taken by another program, or not ours to bind
+        log.error("cannot listen on %s:%s: %s", settings.host, settings.port, error.strerror or error)
+        raise SystemExit(2) from None
+    if code:
+        raise SystemExit(code)
+
+
+def _start_up_error(error: BaseException) -> int | None:
+    """A worker's start-up failure that is said in one line, with its exit code (as a single process says it)."""
+    if isinstance(error, SecretsKeyError):
+        log.error("%s", error)
+        return 2
+    return None
 
 
 if __name__ == "__main__":
