@@ -8,7 +8,8 @@ port with SO_REUSEPORT, so the kernel spreads new connections over the workers. 
 * SIGTERM, or SIGINT (Ctrl-C): every worker is told to stop (SIGTERM) and stops as a single process does —
   it stops accepting, lets the turns in flight finish, closes its database pool — while the parent waits
   (killing what is left after `STOP_TIMEOUT_SECONDS`), then exits 0.
-* A worker that dies after it started serving is reported and replaced by a new one.
+* A worker that dies after it started serving is reported and replaced by a new one; a worker whose parent was
+  killed outright (SIGKILL, nothing could tell it) stops within a second, as on SIGTERM.
 * A worker that ends before it served (a start-up failure: the database, the key file, a setting) stops them
   all, and the parent exits with its exit code, as a single process would have.
 
@@ -20,6 +21,7 @@ database locks (services/db.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -37,6 +39,7 @@ log = logging.getLogger("cspbot.workers")
 
 # aiohttp gives the requests in flight up to 60 s when a worker stops; then the worker cleans up.
 STOP_TIMEOUT_SECONDS = 75.0
+ORPHAN_CHECK_SECONDS = 1.0
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _READY = b"R"
 
@@ -71,6 +74,8 @@ def reserve_port(host: str, port: int) -> socket.socket:
 def serve_app(make_app: Callable[[], web.Application], host: str, port: int, ready: Callable[[], None]) -> None:
     """Serve `make_app()` on (host, port) with SO_REUSEPORT until SIGTERM or SIGINT, as `web.run_app` would."""
 
+    parent = os.getppid()
+
     async def serve() -> None:
         runner = web.AppRunner(make_app())
         await runner.setup()  # the app's start-up: database, sandbox, services, job runner
@@ -81,7 +86,12 @@ def serve_app(make_app: Callable[[], web.Application], host: str, port: int, rea
             for signum in _STOP_SIGNALS:
                 loop.add_signal_handler(signum, stop.set)
             ready()
-            await stop.wait()
+            while not stop.is_set():  # a parent killed outright (SIGKILL) cannot say stop: then stop alone
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), ORPHAN_CHECK_SECONDS)
+                if os.getppid() != parent:
+                    log.error("the parent process (pid %d) is gone: stopping", parent)
+                    break
         finally:
             await runner.cleanup()
 

@@ -219,3 +219,18 @@ def test_the_worker_count_is_checked(count: str, capsys: pytest.CaptureFixture[s
         app_main(["--workers", count])
     assert exit_.value.code == 2
     assert "give a whole number from 1 to 64" in capsys.readouterr().err
+
+
+async def test_workers_stop_when_their_parent_is_killed_outright(tmp_path: Path) -> None:
+    replicas = Replicas(tmp_path)
+    try:
+        replica = _start_workers(replicas, "workers", f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}")
+        async with aiohttp.ClientSession() as session:
+            await replica.wait_healthy(session)
+        workers = await _until(lambda: _serving(replica, 2), "two workers listening on the port", replica)
+        replica.process.kill()  # SIGKILL: the parent cannot tell anyone
+        replica.process.wait()
+        await _until(lambda: not _alive(workers), "the orphaned workers' end", replica, within=60)
+        assert replica.log().count("is gone: stopping") == 2
+    finally:
+        replicas.kill_all()
