@@ -5,6 +5,7 @@ Run from the repository root:
     .venv/bin/python bench/startup.py              # 7 runs of each (about a minute)
     .venv/bin/python bench/startup.py --runs 3
     .venv/bin/python bench/startup.py --imports    # and where `import app` spends its time
+    .venv/bin/python bench/startup.py --against /tmp/before   # and another tree (git archive COMMIT), alternating
 
 What is measured (docs/benchmarks.md, "Start-up"):
 
@@ -207,14 +208,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=7, help="measured starts of each (default 7)")
     parser.add_argument("--imports", action="store_true", help="also print where `import app` spends its time")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also time another tree (e.g. `git archive <commit> | tar -x -C /tmp/before`): its app.py on its own warm "
+        "database, and its `cspbot --help` as python -c with that checkout first on the path",
+    )
     args = parser.parse_args(argv)
     python = sys.executable
     cspbot = str(Path(python).parent / "cspbot")
     for line in base.machine_lines():
         base.out(line)
     base.out(f"load average before: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
-    with tempfile.TemporaryDirectory(prefix="bench-startup-") as name:
-        folder = Path(name)
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as name, tempfile.TemporaryDirectory() as other:
+        folder, other_folder = Path(name), Path(other)
         ours_command = [python, str(ROOT / "app.py")]
         bare_command = [python, "-c", BARE_SERVER, "{port}"]
         warm = time_to_health(ours_command, folder, "ours.log", limit=300)
@@ -222,26 +230,33 @@ def main(argv: list[str] | None = None) -> int:
         ours, bare = Series("python app.py -> /healthz 200"), Series("bare aiohttp -> /healthz 200")
         floor = Series("floor: SDK + SQLAlchemy imports")
         env = child_environment(folder, free_port())
-        alternate(
-            args.runs,
-            [
-                (ours, lambda: time_to_health(ours_command, folder, "ours.log")),
-                (bare, lambda: time_to_health(bare_command, folder, "bare.log")),
-                (floor, lambda: time_to_exit([python, "-c", FLOOR_IMPORTS], folder, env)),
-            ],
-        )
+        starts = [
+            (ours, lambda: time_to_health(ours_command, folder, "ours.log")),
+            (bare, lambda: time_to_health(bare_command, folder, "bare.log")),
+            (floor, lambda: time_to_exit([python, "-c", FLOOR_IMPORTS], folder, env)),
+        ]
         help_series, nothing = Series("cspbot --help"), Series("python -c pass")
-        alternate(
-            args.runs,
-            [
-                (help_series, lambda: time_to_exit([cspbot, "--help"], folder, env)),
-                (nothing, lambda: time_to_exit([python, "-c", "pass"], folder, env)),
-            ],
-        )
+        helps = [
+            (help_series, lambda: time_to_exit([cspbot, "--help"], folder, env)),
+            (nothing, lambda: time_to_exit([python, "-c", "pass"], folder, env)),
+        ]
+        against = against_help = None
+        if args.against is not None:
+            against, against_help = Series(f"{args.against}: app.py"), Series(f"{args.against}: cspbot --help")
+            against_command = [python, str(args.against / "app.py")]
+            time_to_health(against_command, other_folder, "against.log", limit=300)  # its database warm too
+            against_env = {**child_environment(other_folder, free_port()), "PYTHONPATH": str(args.against)}
+            help_code = "from cli.main import main; main(['--help'])"
+            starts.append((against, lambda: time_to_health(against_command, other_folder, "against.log")))
+            helps.append((against_help, lambda: time_to_exit([python, "-c", help_code], other_folder, against_env)))
+        alternate(args.runs, starts)
+        alternate(args.runs, helps)
         base.out(f"load average after: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
         base.out()
         headers = ["what", "runs", "median s", "min-max s", "/ baseline", "CPU s", "CPU / baseline"]
         rows = [ours.row(bare), bare.row(None), floor.row(bare), help_series.row(nothing), nothing.row(None)]
+        if against is not None and against_help is not None:
+            rows += [against.row(bare), against_help.row(nothing)]
         for line in base.table(headers, rows):
             base.out(line)
         base.out()

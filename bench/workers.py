@@ -17,10 +17,13 @@ parent process migrates the server's fresh database and registers the population
 
 Both servers (1 and 2 workers, each on its own database) run side by side; they take turns at each offered rate
 (1 worker, 2 workers, then the other way round), so they meet the same machine. A step counts the turns **answered
-within Teams' 5 s** while the load was offered, per second; a server's **capacity** is its most turns answered per
-second over the steps (its sweep stops once it is saturated and answers no more than before). Beside every step:
+within Teams' 5 s** per second of the time the server worked on them (from the step's first send to the last such
+reply); a server's **capacity** is its most turns answered per second over the steps (its sweep stops once it is
+saturated and answers no more than before). Beside every step:
 the server's CPU (all its processes: 200 % is both cores), the load generator's own CPU (the connector stub
-included) and everyone else's (the sandbox, PostgreSQL, other people's work).
+included) and everyone else's (the sandbox, PostgreSQL, other people's work). After the sweep, both servers answer
+`GET /healthz` back to back from 32 connections (a database query and no turn): what the process model gives where
+the sandbox, PostgreSQL and the connector stub are not in the path.
 
 This program prints figures and asserts nothing about them.
 """
@@ -33,6 +36,7 @@ import contextlib
 import os
 import shutil
 import ssl
+import statistics
 import sys
 import tempfile
 import threading
@@ -104,19 +108,14 @@ class WorkersServer(honest.Server):
 # ==== the load generator's side ===========================================================================
 
 
-def answered_per_second(window: honest.Window, duration: float) -> float:
-    """Turns answered within Teams' 5 s whose reply came while the load was offered, per second."""
-    if not window.turns:
+def answered_per_second(window: honest.Window) -> float:
+    """Turns answered within Teams' 5 s per second, over the time the server worked on the window's turns: from
+    the first send to the last such reply (at saturation that is the server's capacity; below it, the rate)."""
+    answered = [t.reply_at for t in window.turns if t.reply_at is not None and (t.latency_ms or 0.0) <= TEAMS_WINDOW_MS]
+    if not answered:
         return 0.0
-    end = min(t.first_sent for t in window.turns) + duration
-    return (
-        sum(
-            1
-            for t in window.turns
-            if t.reply_at is not None and t.reply_at <= end and (t.latency_ms or 0.0) <= TEAMS_WINDOW_MS
-        )
-        / duration
-    )
+    span = max(answered) - min(t.first_sent for t in window.turns)
+    return len(answered) / span if span > 0 else 0.0
 
 
 HEADERS = [*honest.HEADERS, "answered/s", "load avg"]
@@ -136,7 +135,7 @@ async def sweep(args: argparse.Namespace, generator: honest.LoadGenerator, serve
             window = await honest.measured(
                 generator, server, idle[server.label], "step", rate, args.step, args.quiet_wait
             )
-            answered = answered_per_second(window, args.step)
+            answered = answered_per_second(window)
             rows.append([*honest.row(server.label, window), base.fmt(answered, 1), window.load])
             base.out(f"[{server.label}] {rate:g}/s offered: {answered:.1f}/s answered within 5 s, p99 "
                      f"{base.fmt(window.percentile(99))} ms, refused {window.count(lambda t: t.refused)}, server "
@@ -174,6 +173,48 @@ async def sweep(args: argparse.Namespace, generator: honest.LoadGenerator, serve
                  f"turns/s; goal >= {GOAL_RATIO}x)")  # fmt: skip
 
 
+async def health_throughput(server: honest.Server, seconds: float, connections: int = 32) -> tuple[float, float, float]:
+    """`GET /healthz` (a database query, no turn) from `connections` clients back to back: requests per second,
+    the server's and the load generator's CPU %. What the process model gives where the app's own path is short."""
+    from aiohttp import ClientSession, TCPConnector
+
+    url = f"http://{honest.LOOPBACK}:{server.port}/healthz"
+    done = 0
+    async with ClientSession(connector=TCPConnector(limit=connections)) as session:
+        cpu_before, own_before, began = server.cpu_seconds(), base.own_cpu_seconds(), time.perf_counter()
+        end = began + seconds
+
+        async def client() -> None:
+            nonlocal done
+            while time.perf_counter() < end:
+                async with session.get(url) as response:
+                    await response.read()
+                done += 1
+
+        await asyncio.gather(*(client() for _ in range(connections)))
+        wall = time.perf_counter() - began
+        cpu, own = server.cpu_seconds() - cpu_before, base.own_cpu_seconds() - own_before
+    return done / wall, 100 * cpu / wall, 100 * own / wall
+
+
+async def health_scaling(args: argparse.Namespace, servers: list[honest.Server]) -> None:
+    base.out()
+    base.out(f"GET /healthz back to back from 32 connections ({args.health_rounds} rounds of {args.step:g} s, "
+             "taking turns)")  # fmt: skip
+    results: dict[str, list[tuple[float, float, float]]] = {server.label: [] for server in servers}
+    for round_number in range(args.health_rounds):
+        for server in servers if round_number % 2 == 0 else list(reversed(servers)):
+            results[server.label].append(await health_throughput(server, args.step))
+    for label, figures in results.items():
+        rate, cpu, own = (statistics.median(f[i] for f in figures) for i in range(3))
+        base.out(f"  {label}: {rate:.0f} requests/s (median), server CPU {cpu:.0f} %, load generator {own:.0f} %")
+    for database in args.databases:
+        one, two = results.get(f"1-worker-{database}"), results.get(f"2-workers-{database}")
+        if one and two:
+            ratio = statistics.median(f[0] for f in two) / statistics.median(f[0] for f in one)
+            base.out(f"  {database}: 2 workers / 1 worker = {ratio:.2f}x on /healthz")
+
+
 async def run(args: argparse.Namespace) -> None:
     for line in base.machine_lines():
         base.out(line)
@@ -202,6 +243,8 @@ async def run(args: argparse.Namespace) -> None:
                                  f"{honest.ORGANISATIONS * honest.USERS_PER_ORGANISATION} users in "
                                  f"{time.perf_counter() - began:.0f} s (pid {server.pid})")  # fmt: skip
                 await sweep(args, shared.generator, servers)
+                if args.health_rounds:
+                    await health_scaling(args, servers)
         finally:
             for server in servers:
                 await server.stop()
@@ -222,6 +265,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--connector-delay", type=float, default=0.1, help="seconds the connector stub takes per POST (default 0.1)")
     add("--lost-after", type=float, default=10.0, help="an admitted turn's reply is waited for this long (default 10)")
     add("--quiet-wait", type=float, default=5.0, help="wait up to this long for other processes to go quiet")
+    add("--health-rounds", type=int, default=4, help="rounds of the /healthz comparison after the sweep (0: none)")
     add("--keep-logs", action="store_true", help="keep the servers' logs (their folder is printed)")
     add("--serve", choices=("ours",), help=argparse.SUPPRESS)
     add("--run-file", help=argparse.SUPPRESS)
