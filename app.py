@@ -8,12 +8,20 @@ Agents SDK adapter, the bot, the job runner — and hands it down through constr
 from __future__ import annotations
 
 import gc
+
+if __name__ == "__main__":
+    # `python app.py`: while the modules below load, the collector would run some 300 times over a heap that
+    # never becomes garbage (a tenth of the start-up). It runs once, and is turned on again with that heap
+    # frozen, when the app has started (`_serve`).
+    gc.disable()
+
+import argparse
+import functools
 import logging
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 
 from aiohttp import web
 from microsoft_agents.activity import Activity
@@ -56,6 +64,7 @@ from startup.catalog import prepare_catalog
 from startup.partner_center import PartnerCenterOpener, open_bot_partner_center
 
 log = logging.getLogger("cspbot")
+MAX_WORKERS = 64
 
 TaskFactory = Callable[[Services], Sequence[Task]]
 InvokeFactory = Callable[[Services, ProactiveMessenger], dict[str, InvokeHandler]]
@@ -80,7 +89,10 @@ METRICS = web.AppKey("metrics", Metrics)
 TURN_KIND = web.RequestKey("turn_kind", str)
 
 
+@functools.cache
 def version() -> str:
+    from importlib import metadata  # read once, when /healthz first asks: it scans every installed package
+
     try:
         return metadata.version("csp-teams-bot")
     except metadata.PackageNotFoundError:
@@ -179,9 +191,11 @@ def create_app(
         if lag is lag_monitor:
             lag_monitor.start()
         # The start-up heap (SDK, SQLAlchemy, pydantic models) never becomes garbage; moving it out
-        # of the collector's reach stops full collections from pausing turns for ~100 ms (p99).
+        # of the collector's reach stops full collections from pausing turns for ~100 ms (p99). (`python
+        # app.py` started with the collector off; it is on from here.)
         gc.collect()
         gc.freeze()
+        gc.enable()
         yield
         if catalog_refresh is not None:
             catalog_refresh.cancel()
@@ -329,7 +343,32 @@ async def handle_health(request: web.Request) -> web.Response:
     )
 
 
-def main() -> None:
+def _options(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="app.py", description="Serve the bot with the settings from the environment (README.md)."
+    )
+    parser.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=1,
+        metavar="N",
+        help="serve from N processes sharing the port, about one per core (default 1; bot/workers.py)",
+    )
+    return parser.parse_args(argv)
+
+
+def _worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"give a whole number from 1 to {MAX_WORKERS}, not {text!r}")
+    return count
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    options = _options(argv)
     try:
         settings = Settings()
     except ValidationError as error:
@@ -348,11 +387,38 @@ def main() -> None:
             "and callers are trusted by their channel id. Listening on %s only. Never expose this.",
             settings.host,
         )
+    if options.workers > 1:
+        _serve_workers(settings, options.workers)
+        return
     try:
         web.run_app(app, host=settings.host, port=settings.port, print=None)
     except SecretsKeyError as error:  # the key file is unreadable or holds no key (found at start-up)
         log.error("%s", error)
         raise SystemExit(2) from None
+
+
+def _serve_workers(settings: Settings, count: int) -> None:
+    """`--workers N`: N processes, each serving its own app on the shared port (bot/workers.py)."""
+    from bot.workers import serve_workers
+
+    def make_app() -> web.Application:
+        return create_app(settings)
+
+    try:
+        code = serve_workers(make_app, settings.host, settings.port, count, on_error=_start_up_error)
+    except OSError as error:  # the port: taken by another program, or not ours to bind
+        log.error("cannot listen on %s:%s: %s", settings.host, settings.port, error.strerror or error)
+        raise SystemExit(2) from None
+    if code:
+        raise SystemExit(code)
+
+
+def _start_up_error(error: BaseException) -> int | None:
+    """A worker's start-up failure that is said in one line, with its exit code (as a single process says it)."""
+    if isinstance(error, SecretsKeyError):
+        log.error("%s", error)
+        return 2
+    return None
 
 
 if __name__ == "__main__":

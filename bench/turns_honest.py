@@ -347,6 +347,8 @@ async def serve(kind: str, run: dict[str, Any]) -> None:
 class Server:
     """One `--serve` subprocess; always stopped by `stop()` (and killed at exit if still alive)."""
 
+    script = THIS_FILE  # the program run with `--serve KIND --run-file FILE` (bench/workers.py has its own)
+
     def __init__(self, label: str, kind: str, run: dict[str, Any], folder: Path) -> None:
         self.label, self.kind = label, kind
         self.run_file = folder / f"{label}.json"
@@ -365,8 +367,18 @@ class Server:
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}/api/messages"
 
+    def cpu_seconds(self) -> float:
+        """The server's CPU time: its process and its children (worker processes), all their threads."""
+        total = base.proc_cpu_seconds(self.pid)
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{self.pid}/task/{self.pid}/children", encoding="ascii") as children:
+                for child in children.read().split():
+                    with contextlib.suppress(OSError):  # a worker that has just ended
+                        total += base.proc_cpu_seconds(int(child))
+        return total
+
     async def start(self) -> None:
-        command = [sys.executable, THIS_FILE, "--serve", self.kind, "--run-file", str(self.run_file)]
+        command = [sys.executable, self.script, "--serve", self.kind, "--run-file", str(self.run_file)]
         with self.log_path.open("wb") as log:
             self.process = await asyncio.create_subprocess_exec(
                 *command, stdout=asyncio.subprocess.PIPE, stderr=log, stdin=asyncio.subprocess.DEVNULL, cwd=ROOT
@@ -557,7 +569,7 @@ class LoadGenerator:
         tasks: set[asyncio.Task[None]] = set()
         timeout = ClientTimeout(total=self.args.lost_after + 10)
         async with ClientSession(connector=TCPConnector(limit=2000), timeout=timeout) as session:
-            cpu_before = base.proc_cpu_seconds(server.pid)
+            cpu_before = server.cpu_seconds()
             machine_before, own_before = base.machine_busy_seconds(), base.own_cpu_seconds()
             start = time.perf_counter() + 0.05
             for k in range(count):
@@ -578,7 +590,7 @@ class LoadGenerator:
             if tasks:  # every turn ends within (retries + 1) x (lost_after + 10) s; wait for them all
                 await asyncio.wait(set(tasks))
             window.wall_seconds = time.perf_counter() - start
-            window.cpu_seconds = base.proc_cpu_seconds(server.pid) - cpu_before
+            window.cpu_seconds = server.cpu_seconds() - cpu_before
             own = base.own_cpu_seconds() - own_before
             window.generator_cpu_seconds = own
             window.other_cpu_seconds = max(0.0, base.machine_busy_seconds() - machine_before - window.cpu_seconds - own)
@@ -705,14 +717,26 @@ async def measured(
     return window
 
 
-async def run(args: argparse.Namespace) -> None:
+@dataclass
+class Rig:
+    """What every server of a run shares: the connector stub, the load generator with the channel's token, and the
+    run-file values (connector, CA, signing key, the sandbox and the population)."""
+
+    folder: Path
+    connector: Connector
+    generator: LoadGenerator
+    common: dict[str, Any]
+
+
+@contextlib.asynccontextmanager
+async def rig(args: argparse.Namespace, prefix: str = "bench-honest-") -> AsyncIterator[Rig]:
+    """The https connector stub (a CA made for the run), a signing key, the sandbox process seeded with a
+    customer per organisation, and the population; the folder (servers' logs) is removed after unless kept."""
     import trustme
 
-    for line in base.machine_lines():
-        out(line)
-    out(f"load average at start: {loadavg()}")
-    folder = Path(tempfile.mkdtemp(prefix="bench-honest-"))
-    servers: list[Server] = []
+    from bench.partner_center import sandbox_process
+
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         ca = trustme.CA()
         ca_file = folder / "ca.pem"
@@ -722,27 +746,44 @@ async def run(args: argparse.Namespace) -> None:
         connector = Connector(args.connector_delay)
         connector_runner = web.AppRunner(connector.app(), access_log=None)
         await connector_runner.setup()
-        await web.TCPSite(connector_runner, LOOPBACK, 0, ssl_context=server_tls).start()
-        connector_url = f"https://{LOOPBACK}:{connector_runner.addresses[0][1]}/"
-        key, jwk = signing_key()
-        generator = LoadGenerator(args, connector, connector_url, channel_token(key, connector_url))
-        sandbox_token = secrets.token_urlsafe(24)
-        from bench.partner_center import sandbox_process
+        try:
+            await web.TCPSite(connector_runner, LOOPBACK, 0, ssl_context=server_tls).start()
+            connector_url = f"https://{LOOPBACK}:{connector_runner.addresses[0][1]}/"
+            key, jwk = signing_key()
+            generator = LoadGenerator(args, connector, connector_url, channel_token(key, connector_url))
+            sandbox_token = secrets.token_urlsafe(24)
+            with sandbox_process(sandbox_token) as sandbox_url:
+                started = time.perf_counter()
+                customers = await seed_sandbox(sandbox_url, sandbox_token, ORGANISATIONS)
+                out(f"sandbox: {len(customers)} customers with 5 subscriptions each, seeded in "
+                    f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+                common = {
+                    "connector_url": connector_url,
+                    "ca_file": str(ca_file),
+                    "jwk": jwk,
+                    "sandbox_url": sandbox_url,
+                    "sandbox_token": sandbox_token,
+                    "organisations": make_population(customers),
+                }
+                yield Rig(folder, connector, generator, common)
+            out(f"connector posts that matched no turn: {connector.unmatched}")
+        finally:
+            await connector_runner.cleanup()
+    finally:
+        if args.keep_logs:
+            out(f"server logs kept in {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
-        with sandbox_process(sandbox_token) as sandbox_url:
-            started = time.perf_counter()
-            customers = await seed_sandbox(sandbox_url, sandbox_token, ORGANISATIONS)
-            out(f"sandbox: {len(customers)} customers with 5 subscriptions each, seeded in "
-                f"{time.perf_counter() - started:.0f} s")  # fmt: skip
-            organisations = make_population(customers)
-            common = {
-                "connector_url": connector_url,
-                "ca_file": str(ca_file),
-                "jwk": jwk,
-                "sandbox_url": sandbox_url,
-                "sandbox_token": sandbox_token,
-                "organisations": organisations,
-            }
+
+async def run(args: argparse.Namespace) -> None:
+    for line in base.machine_lines():
+        out(line)
+    out(f"load average at start: {loadavg()}")
+    servers: list[Server] = []
+    async with rig(args) as shared:
+        folder, generator, common = shared.folder, shared.generator, shared.common
+        try:
             async with contextlib.AsyncExitStack() as stack:
                 plan: list[tuple[str, str, dict[str, Any]]] = []
                 if "echo" in args.servers:
@@ -771,15 +812,9 @@ async def run(args: argparse.Namespace) -> None:
                 finally:
                     for server in servers:
                         await server.stop()
-        out(f"connector posts that matched no turn: {connector.unmatched}")
-        await connector_runner.cleanup()
-    finally:
-        for server in servers:
-            await server.stop()
-        if args.keep_logs:
-            out(f"server logs kept in {folder}")
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            for server in servers:
+                await server.stop()
 
 
 async def measure(args: argparse.Namespace, generator: LoadGenerator, servers: list[Server]) -> None:
@@ -917,12 +952,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.max_concurrent_turns = [int(part) for part in args.max_concurrent_turns.split(",") if part.strip()]
     args.overload_duration = args.overload_duration or (10.0 if args.quick else 30.0)
     args.servers = [name.strip() for name in args.servers.split(",") if name.strip()]
-    args.databases = [name.strip() for name in args.databases.split(",") if name.strip()]
+    args.databases = database_names(parser, args.databases)
     if any(name not in ("echo", "ours", "ours-unbounded") for name in args.servers):
         parser.error("--servers takes names from echo,ours,ours-unbounded")
-    if any(name not in ("sqlite", "postgres") for name in args.databases):
-        parser.error("--databases takes names from sqlite,postgres")
     return args
+
+
+def database_names(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if any(name not in ("sqlite", "postgres") for name in names):
+        parser.error("--databases takes names from sqlite,postgres")
+    return names
+
+
+def run_timed(measurement: Any) -> int:
+    """Run the measurement (a coroutine); the total time and the load at the end, or 130 when interrupted."""
+    began = time.perf_counter()
+    try:
+        asyncio.run(measurement)
+    except KeyboardInterrupt:
+        out("interrupted; the servers were stopped")
+        return 130
+    out(f"total wall time {time.perf_counter() - began:.0f} s; load average at the end: {loadavg()}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -930,14 +982,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         asyncio.run(serve(args.serve, json.loads(Path(args.run_file).read_text())))
         return 0
-    began = time.perf_counter()
-    try:
-        asyncio.run(run(args))
-    except KeyboardInterrupt:
-        out("interrupted; the servers were stopped")
-        return 130
-    out(f"total wall time {time.perf_counter() - began:.0f} s; load average at the end: {loadavg()}")
-    return 0
+    return run_timed(run(args))
 
 
 if __name__ == "__main__":

@@ -18,9 +18,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from microsoft_agents.authentication.msal import MsalConnectionManager
 from microsoft_agents.hosting.core import ClaimsIdentity
-from microsoft_agents.hosting.core.authorization import AgentAuthConfiguration, AuthTypes, Connections
+from microsoft_agents.hosting.core.authorization import (
+    AccessTokenProviderBase,
+    AgentAuthConfiguration,
+    AuthTypes,
+    ConnectionManager,
+    Connections,
+)
 from microsoft_agents.hosting.core.authorization.jwt import JwtTokenValidator
 
 from services.settings import Settings
@@ -53,9 +58,46 @@ def connection_settings(settings: Settings) -> dict[str, Any]:
     }
 
 
+class DeferredMsalAuth:
+    """The SDK's `MsalAuth` for an anonymous connection, made when first used. The local mode sends its replies
+    without a token, so it never is, and MSAL (with `requests`) is not imported at all: it was a tenth of the
+    start-up time. Every member but `configuration` is the real provider's."""
+
+    def __init__(self, configuration: AgentAuthConfiguration) -> None:
+        self._configuration = configuration
+        self._provider: AccessTokenProviderBase | None = None
+
+    @property
+    def configuration(self) -> AgentAuthConfiguration:
+        return self._configuration
+
+    def _real(self) -> AccessTokenProviderBase:
+        if self._provider is None:
+            from microsoft_agents.authentication.msal import MsalAuth
+
+            self._provider = MsalAuth(self._configuration)
+        return self._provider
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real(), name)
+
+
+def token_provider(configuration: AgentAuthConfiguration) -> AccessTokenProviderBase:
+    """What the SDK's `MsalConnectionManager` makes for a connection (`MsalAuth`); for an anonymous one, made
+    on first use. An authenticated bot needs MSAL for its first reply, so it is loaded at start-up."""
+    if configuration.ANONYMOUS_ALLOWED:
+        return DeferredMsalAuth(configuration)  # type: ignore[return-value]  # a Protocol, met by delegation
+    from microsoft_agents.authentication.msal import MsalAuth
+
+    return MsalAuth(configuration)
+
+
 def build_connections(settings: Settings) -> Connections:
+    """The SDK's `MsalConnectionManager`, with MSAL loaded only when a connection can ask for a token."""
     if not settings.authenticated:
-        return MsalConnectionManager(CONNECTIONS={"SERVICE_CONNECTION": {"SETTINGS": connection_settings(settings)}})
+        return ConnectionManager(
+            token_provider, CONNECTIONS={"SERVICE_CONNECTION": {"SETTINGS": connection_settings(settings)}}
+        )
     config = AgentAuthConfiguration(
         auth_type=AuthTypes.client_secret,
         client_id=settings.microsoft_app_id,
@@ -63,7 +105,7 @@ def build_connections(settings: Settings) -> Connections:
         client_secret=settings.microsoft_app_password.get_secret_value(),
         validate_issuer=True,
     )
-    return MsalConnectionManager(connections_configurations={"SERVICE_CONNECTION": config})
+    return ConnectionManager(token_provider, connections_configurations={"SERVICE_CONNECTION": config})
 
 
 def _comparable(url: str) -> tuple[str, str, int | None, str, str] | None:

@@ -34,7 +34,6 @@ from microsoft_agents.activity import (
     ResourceResponse,
 )
 from microsoft_agents.hosting.core import ActivityHandler, ConversationState, MessageFactory, TurnContext
-from microsoft_agents.hosting.dialogs import ComponentDialog, DialogInstance
 
 from bot.identity import channel_identity, roster_email
 from bot.inputs import sanitise_activity
@@ -53,6 +52,7 @@ from cards.common import (
 from dialogs.base import CALLER_KEY, CARD_PROMPT, card_activity, normalised_text
 from dialogs.catalogue import TaskCatalogue
 from dialogs.private_replies import MESSENGER_KEY
+from dialogs.sdk import ComponentDialog, DialogInstance
 from services.access import AccessService, Caller
 from services.activity_receipts import ActivityReceipts, receipt_key
 from services.conversations import ConversationReferenceService

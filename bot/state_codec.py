@@ -14,10 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 from microsoft_agents.activity import Activity, CardAction
-from microsoft_agents.hosting.dialogs import DialogState
-from microsoft_agents.hosting.dialogs.choices import Choice, ListStyle
-from microsoft_agents.hosting.dialogs.models import DialogInstance
-from microsoft_agents.hosting.dialogs.prompts import PromptOptions
+
+from dialogs.sdk import Choice, DialogInstance, DialogState, ListStyle, PromptOptions
 
 TAG = "$type"
 

@@ -13,8 +13,6 @@ from typing import Any
 
 from microsoft_agents.hosting.core.storage import Storage, StoreItem
 from sqlalchemy import bindparam, delete, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -31,8 +29,15 @@ _READ_STATE = select(BotStateRow.key, BotStateRow.data, BotStateRow.version).whe
 
 
 def _dialect_insert(session: AsyncSession) -> Any:
-    """INSERT … ON CONFLICT exists in both SQLite and PostgreSQL, under dialect-specific constructs."""
-    return postgresql_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    """INSERT … ON CONFLICT exists in both SQLite and PostgreSQL, under dialect-specific constructs (each
+    loaded with its engine: a bot on SQLite never imports the PostgreSQL dialect)."""
+    if session.bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
 
 
 class StateConflictError(Exception):

@@ -16,7 +16,6 @@ readable lines at a terminal, else JSON) go to stderr.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import json
 import logging
@@ -25,30 +24,22 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-
-from cli.catalog_commands import add_catalog_commands
 from cli.errors import CliError
-from cli.sandbox_commands import add_sandbox_commands
-from manifest.build import build_app_package
-from services.alerts import AlertView
-from services.container import Services, build_services
-from services.db import create_engine
 from services.errors import DomainError
 from services.logging_context import correlation_scope, logging_configured
-from services.migrate import upgrade_database
-from services.organisations import PROFILE_FIELDS, MemberView, OrganisationView
 from services.roles import Role
-from services.sealed_secrets import SecretsKeyError, generate_key
-from services.settings import Settings, SettingsError, describe_invalid_settings
-from services.users.directory import CSV_COLUMNS as DIRECTORY_CSV_COLUMNS
-from services.warnings.rules import KIND_TITLES, Kind
-from services.warnings.settings import settings_record
-from startup.partner_center import open_partner_center
+
+# The rest is imported where it is used: `cspbot --help` (and a usage error) loads none of the services, the
+# database or the sandbox, and a command loads only its own (see COMMANDS).
+if TYPE_CHECKING:
+    from services.alerts import AlertView
+    from services.container import Services
+    from services.organisations import MemberView, OrganisationView
+    from services.settings import Settings
+
+    Handler = Callable[[argparse.Namespace, Services], Awaitable[None]]
 
 log = logging.getLogger("cspbot.cli")
 
@@ -77,9 +68,6 @@ PROFILE_HELP: dict[str, str] = {
 }
 
 
-Handler = Callable[[argparse.Namespace, Services], Awaitable[None]]
-
-
 def _out(text: str = "") -> None:
     # Resolved at call time so a replaced sys.stdout (tests, redirection) is honoured.
     sys.stdout.write(text + "\n")
@@ -106,6 +94,8 @@ def _actor() -> str:
 
 
 def _add_profile_flags(parser: argparse.ArgumentParser, *, name_required: bool) -> None:
+    from services.organisations import PROFILE_FIELDS
+
     group = parser.add_argument_group("organisation profile")
     for field in PROFILE_FIELDS:
         help_text = PROFILE_HELP.get(field, field.replace("_", " "))
@@ -123,8 +113,10 @@ def _add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command tree; each leaf sets `handler` (async, needs the database) or `sync_handler`."""
+def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
+    """The command tree; each leaf sets `handler` (async, needs the database) or `sync_handler`. With a
+    command name, only that command gets its actions and flags (the others are listed by name and help);
+    with None, none does (enough for `cspbot --help`); by default every one does."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Operator commands for the CSP self-service Teams bot. Uses DATABASE_URL like the bot.",
@@ -134,9 +126,36 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         metavar="{org,member,alerts,tenant,directory,prices,catalog,billing,package,sandbox}",
     )
+    chosen = COMMANDS[command][1] if command in COMMANDS else None
+    for name, (help_text, add) in COMMANDS.items():
+        if name in commands.choices:  # added with another (`prices` and `catalog` come together)
+            continue
+        if command == "*" or add is chosen:
+            add(commands)
+        else:
+            commands.add_parser(name, help=help_text)
+    return parser
 
-    # org
-    org = commands.add_parser("org", help="customer organisations").add_subparsers(
+
+def _command(commands: Any, name: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=COMMANDS[name][0])
+    return parser
+
+
+def _add_sandbox(commands: Any) -> None:
+    from cli.sandbox_commands import add_sandbox_commands
+
+    add_sandbox_commands(commands)  # sandbox [serve] | sandbox clock | sandbox fault
+
+
+def _add_prices_and_catalog(commands: Any) -> None:
+    from cli.catalog_commands import add_catalog_commands
+
+    add_catalog_commands(commands)  # prices, catalog
+
+
+def _add_org(commands: Any) -> None:
+    org = _command(commands, "org").add_subparsers(
         dest="action", required=True, metavar="{create,list,show,update,link-tenant,approvals-channel,warnings}"
     )
     create = org.add_parser("create", help="register a customer organisation")
@@ -196,10 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_json_flag(warnings)
     warnings.set_defaults(handler=_org_warnings)
 
-    # member
-    member = commands.add_parser("member", help="people of an organisation and their roles").add_subparsers(
-        dest="action", required=True, metavar="{add,remove,roles}"
-    )
+
+def _add_member(commands: Any) -> None:
+    member = _command(commands, "member").add_subparsers(dest="action", required=True, metavar="{add,remove,roles}")
     add = member.add_parser("add", help="register a member by their work e-mail / sign-in name")
     add.add_argument("slug", metavar="SLUG")
     add.add_argument("email", metavar="EMAIL")
@@ -221,10 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     roles.add_argument("--remove", action="append", default=[], metavar="ROLE", help="repeatable")
     roles.set_defaults(handler=_member_roles, usage_error=roles.error)
 
-    # alerts
-    alerts = commands.add_parser("alerts", help="what needs a person").add_subparsers(
-        dest="action", required=True, metavar="{list,ack}"
-    )
+
+def _add_alerts(commands: Any) -> None:
+    alerts = _command(commands, "alerts").add_subparsers(dest="action", required=True, metavar="{list,ack}")
     alert_list = alerts.add_parser("list", help="open alerts")
     alert_list.add_argument("--all", action="store_true", help="include acknowledged alerts")
     _add_json_flag(alert_list)
@@ -234,8 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     ack.add_argument("alert_id", metavar="ID", type=int)
     ack.set_defaults(handler=_alerts_ack)
 
-    # tenant
-    tenant = commands.add_parser("tenant", help="an organisation's Microsoft 365 tenant").add_subparsers(
+
+def _add_tenant(commands: Any) -> None:
+    tenant = _command(commands, "tenant").add_subparsers(
         dest="action", required=True, metavar="{show,resend-credentials}"
     )
     tenant_show = tenant.add_parser("show", help="the tenant (created or linked), the MCA and the credentials e-mail")
@@ -247,10 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     resend.add_argument("slug", metavar="SLUG")
     resend.set_defaults(handler=_tenant_resend)
-    # billing
-    billing = commands.add_parser("billing", help="the reseller's billing cycle").add_subparsers(
-        dest="action", required=True, metavar="{show,set-cycle}"
-    )
+
+
+def _add_billing(commands: Any) -> None:
+    billing = _command(commands, "billing").add_subparsers(dest="action", required=True, metavar="{show,set-cycle}")
     billing_show = billing.add_parser("show", help="the cycle settings in force and planned, and the current cycle")
     _add_json_flag(billing_show)
     billing_show.set_defaults(handler=_billing_show)
@@ -268,8 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     set_cycle.set_defaults(handler=_billing_set_cycle, usage_error=set_cycle.error)
 
-    # package
-    package = commands.add_parser("package", help="build the Teams app package (zip)")
+
+def _add_package(commands: Any) -> None:
+    package = _command(commands, "package")
     package.add_argument(
         "--app-id", default=None, metavar="GUID", help="the bot's Microsoft App ID (default: MICROSOFT_APP_ID)"
     )
@@ -280,17 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
     package.add_argument("--bot-domain", default=None, metavar="HOST", help="host name for validDomains")
     package.set_defaults(sync_handler=_package)
 
-    # secrets-key
-    secrets_key = commands.add_parser(
-        "secrets-key", help="print a new key for SECRETS_KEY (seals passwords waiting for their e-mail)"
-    )
+
+def _add_secrets_key(commands: Any) -> None:
+    secrets_key = _command(commands, "secrets-key")
     secrets_key.set_defaults(sync_handler=_secrets_key)
 
-    add_sandbox_commands(commands)  # sandbox [serve] | sandbox clock | sandbox fault
-    # directory (users and licences)
-    directory = commands.add_parser("directory", help="an organisation's own user directory").add_subparsers(
-        dest="action", required=True, metavar="{import,list}"
-    )
+
+def _add_directory(commands: Any) -> None:
+    from services.users.directory import CSV_COLUMNS as DIRECTORY_CSV_COLUMNS
+
+    directory = _command(commands, "directory").add_subparsers(dest="action", required=True, metavar="{import,list}")
     load = directory.add_parser("import", help="add or update directory people from a CSV file (by e-mail)")
     load.add_argument("slug", metavar="ORG")
     load.add_argument("csv", metavar="CSV", type=pathlib.Path, help="header: " + ",".join(DIRECTORY_CSV_COLUMNS))
@@ -298,11 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     people = directory.add_parser("list", help="the people in an organisation's directory")
     people.add_argument("slug", metavar="ORG")
     people.set_defaults(handler=_directory_list)
-    add_catalog_commands(commands)  # prices, catalog
-    # mail (the outbox)
-    mail = commands.add_parser("mail", help="the outgoing e-mail outbox").add_subparsers(
-        dest="action", required=True, metavar="{list,retry}"
-    )
+
+
+def _add_mail(commands: Any) -> None:
+    mail = _command(commands, "mail").add_subparsers(dest="action", required=True, metavar="{list,retry}")
     mail_list = mail.add_parser("list", help="the newest e-mails and their status (never their secrets)")
     mail_list.add_argument("--status", choices=("queued", "sent", "failed"), help="only this status")
     mail_list.add_argument("--limit", type=int, default=50)
@@ -311,11 +328,38 @@ def build_parser() -> argparse.ArgumentParser:
     mail_retry = mail.add_parser("retry", help="try a queued or failed e-mail again now")
     mail_retry.add_argument("message_id", metavar="ID", type=int)
     mail_retry.set_defaults(handler=_mail_retry)
-    return parser
+
+
+# Every command: its line in `cspbot --help`, and what adds it with its actions and flags (and imports what
+# they need). Only the command given is built; a test checks these lines are the built commands' own.
+COMMANDS: dict[str, tuple[str, Callable[[Any], None]]] = {
+    "org": ("customer organisations", _add_org),
+    "member": ("people of an organisation and their roles", _add_member),
+    "alerts": ("what needs a person", _add_alerts),
+    "tenant": ("an organisation's Microsoft 365 tenant", _add_tenant),
+    "billing": ("the reseller's billing cycle", _add_billing),
+    "package": ("build the Teams app package (zip)", _add_package),
+    "secrets-key": ("print a new key for SECRETS_KEY (seals passwords waiting for their e-mail)", _add_secrets_key),
+    "sandbox": (
+        "the Partner Center sandbox: serve it alone, or move the running bot's sandbox clock and inject faults",
+        _add_sandbox,
+    ),
+    "directory": ("an organisation's own user directory", _add_directory),
+    "prices": ("the reseller's price lists", _add_prices_and_catalog),
+    "catalog": ("the catalog cache and its taxonomy", _add_prices_and_catalog),
+    "mail": ("the outgoing e-mail outbox", _add_mail),
+}
+
+
+def _named_command(argv: Sequence[str]) -> str | None:
+    """The command the arguments name (the first that is not an option), if it is one."""
+    first = next((arg for arg in argv if not arg.startswith("-")), None)
+    return first if first in COMMANDS else None
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_named_command(arguments)).parse_args(arguments)
     if getattr(args, "handler", None) is _member_roles and not (args.add or args.remove):
         args.usage_error("give --add ROLE and/or --remove ROLE")
     if getattr(args, "handler", None) is _billing_set_cycle and args.day is None and args.timezone is None:
@@ -415,6 +459,8 @@ def _alert_line(alert: AlertView, slugs: dict[int, str]) -> str:
 
 def _profile_changes(args: argparse.Namespace) -> dict[str, Any]:
     """Only the flags the operator gave: absent flags must not blank stored values."""
+    from services.organisations import PROFILE_FIELDS
+
     return {field: getattr(args, field) for field in PROFILE_FIELDS if getattr(args, field) is not None}
 
 
@@ -479,6 +525,9 @@ async def _org_approvals_channel(args: argparse.Namespace, services: Services) -
 
 
 async def _org_warnings(args: argparse.Namespace, services: Services) -> None:
+    from services.warnings.rules import KIND_TITLES, Kind
+    from services.warnings.settings import settings_record
+
     org = await services.organisations.get(args.slug)
     store = services.warnings.settings
     changes = {
@@ -676,6 +725,8 @@ async def _billing_set_cycle(args: argparse.Namespace, services: Services) -> No
 
 
 def _secrets_key(args: argparse.Namespace, settings: Settings) -> None:
+    from services.sealed_secrets import generate_key
+
     _out(generate_key())
     _err(
         "Set it as SECRETS_KEY on every replica. To rotate, put the new key first and keep the old one after "
@@ -685,6 +736,8 @@ def _secrets_key(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _package(args: argparse.Namespace, settings: Settings) -> None:
+    from manifest.build import build_app_package
+
     app_id = (args.app_id if args.app_id is not None else settings.microsoft_app_id).strip()
     if not app_id:
         raise CliError(
@@ -704,6 +757,9 @@ def _package(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _database_url(settings: Settings) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     url = settings.database_url
     try:
         make_url(url)
@@ -718,6 +774,8 @@ def _database_url(settings: Settings) -> str:
 
 def _database_detail(error: Exception, url: str) -> str:
     """The first line of a driver error, password removed (messages may quote a connection string)."""
+    from sqlalchemy.engine import make_url
+
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
     password = make_url(url).password
     return text.replace(password, "***") if password else text
@@ -725,6 +783,13 @@ def _database_detail(error: Exception, url: str) -> str:
 
 async def _run_with_database(handler: Handler, args: argparse.Namespace, settings: Settings) -> None:
     """Open the database, bring its schema up to date (a fresh database just works), run one command."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from services.container import build_services
+    from services.db import create_engine
+    from services.migrate import upgrade_database
+    from startup.partner_center import open_partner_center
+
     url = _database_url(settings)
     try:
         engine = create_engine(url)
@@ -746,6 +811,10 @@ async def _run_with_database(handler: Handler, args: argparse.Namespace, setting
 
 
 def _run(args: argparse.Namespace) -> None:
+    from pydantic import ValidationError
+
+    from services.settings import Settings, describe_invalid_settings
+
     try:
         settings = Settings()
     except ValidationError as error:
@@ -755,6 +824,8 @@ def _run(args: argparse.Namespace) -> None:
         # Packaging touches no database: it must work on a build machine without one.
         sync_handler(args, settings)
         return
+    import asyncio
+
     asyncio.run(_run_with_database(args.handler, args, settings))
 
 
@@ -764,6 +835,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parse(argv)
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
         return exit_.code if isinstance(exit_.code, int) else 2
+    from services.sealed_secrets import SecretsKeyError
+    from services.settings import SettingsError
+
     # main() may run inside another program (tests): the logging set-up is given back after.
     try:
         with logging_configured("WARNING", "auto"), correlation_scope():

@@ -23,7 +23,6 @@ from typing import Any
 
 from microsoft_agents.activity import Activity
 from microsoft_agents.hosting.core import MessageFactory
-from microsoft_agents.hosting.dialogs import DialogTurnResult, WaterfallStepContext
 
 from cards.ordering import (
     BACK,
@@ -50,6 +49,7 @@ from cards.ordering import (
 )
 from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_activity
 from dialogs.catalogue import Task
+from dialogs.sdk import DialogTurnResult, WaterfallStepContext
 from services import formatting
 from services.container import Services
 from services.errors import DomainError, InvalidInput

@@ -22,7 +22,6 @@ from typing import Any
 
 from microsoft_agents.activity import Activity
 from microsoft_agents.hosting.core import MessageFactory
-from microsoft_agents.hosting.dialogs import DialogTurnResult, WaterfallStepContext
 
 from cards.tenant import (
     VERB_ACCEPT_MCA,
@@ -48,6 +47,7 @@ from cards.tenant import (
     build_tenant_ready_card,
 )
 from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_activity
+from dialogs.sdk import DialogTurnResult, WaterfallStepContext
 from services.access import Caller
 from services.db import utcnow
 from services.errors import Conflict

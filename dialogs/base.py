@@ -8,7 +8,9 @@ from typing import Any
 
 from microsoft_agents.activity import Activity
 from microsoft_agents.hosting.core import CardFactory, MessageFactory, TurnContext
-from microsoft_agents.hosting.dialogs import (
+
+from cards.common import build_help_card
+from dialogs.sdk import (
     ComponentDialog,
     DialogContext,
     DialogTurnResult,
@@ -19,8 +21,6 @@ from microsoft_agents.hosting.dialogs import (
     WaterfallDialog,
     WaterfallStepContext,
 )
-
-from cards.common import build_help_card
 from services.access import Caller
 
 WaterfallStep = Callable[[WaterfallStepContext], Awaitable[DialogTurnResult]]

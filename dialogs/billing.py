@@ -21,7 +21,6 @@ from typing import Any, Generic, TypeVar, overload
 import aiohttp
 from microsoft_agents.activity import AdaptiveCardInvokeResponse, Attachment, InvokeResponse
 from microsoft_agents.hosting.core import MessageFactory, TurnContext
-from microsoft_agents.hosting.dialogs import DialogTurnResult, WaterfallStepContext
 
 from cards.billing import (
     EXPORT_VERB,
@@ -46,6 +45,7 @@ from cards.billing import (
 from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_activity, normalised_text
 from dialogs.catalogue import Task
 from dialogs.private_replies import send_privately
+from dialogs.sdk import DialogTurnResult, WaterfallStepContext
 from services import formatting
 from services.access import Caller
 from services.billing.export import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, export_name, to_csv, to_xlsx

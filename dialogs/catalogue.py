@@ -11,9 +11,9 @@ from typing import Any
 
 from microsoft_agents.activity import AdaptiveCardInvokeResponse, InvokeResponse
 from microsoft_agents.hosting.core import StatePropertyAccessor, TurnContext
-from microsoft_agents.hosting.dialogs import Dialog, DialogSet
 
 from cards.common import MenuEntry
+from dialogs.sdk import Dialog, DialogSet
 from services.access import Caller
 from services.roles import Permission
 

@@ -16,11 +16,10 @@ import dataclasses
 import uuid
 from typing import Any
 
-from microsoft_agents.hosting.dialogs import DialogTurnResult, WaterfallStepContext
-
 from cards import subscriptions as cards
 from dialogs.approval_delivery import post_request, refresh_request
 from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_done
+from dialogs.sdk import DialogTurnResult, WaterfallStepContext
 from services import formatting
 from services.container import Services
 from services.errors import DomainError, InvalidInput

@@ -16,12 +16,12 @@ import uuid
 from typing import Any
 
 from microsoft_agents.hosting.core import TurnContext
-from microsoft_agents.hosting.dialogs import DialogTurnResult, WaterfallStepContext
 
 from cards import users as ui
 from dialogs import licences
 from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_activity, card_done
 from dialogs.private_replies import send_privately
+from dialogs.sdk import DialogTurnResult, WaterfallStepContext
 from services.access import Caller
 from services.container import Services
 from services.db import utcnow

@@ -129,6 +129,8 @@ def configure_logging(level: str, log_format: str = "json") -> None:
     # The SDK logs full activities at INFO; keep them out of our logs unless debugging.
     logging.getLogger("microsoft_agents").setLevel(max(logging.WARNING, logging.getLevelName(level)))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # Alembic, imported only when a database needs migrating, announces each of its plugins at INFO.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     token_client_log = logging.getLogger(SDK_TOKEN_CLIENT_LOGGER)
     if not any(isinstance(existing, _DropRepeatedSdkNotice) for existing in token_client_log.filters):
         token_client_log.addFilter(_DropRepeatedSdkNotice())

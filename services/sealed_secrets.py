@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -79,10 +80,17 @@ def _read_or_create_key_file(path: Path) -> list[str]:
     """The keys in `path`; a new random key written there first (mode 0600) if it does not exist."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w", encoding="ascii") as file:
-                file.write(generate_key() + "\n")
+        if not path.exists():
+            # Written whole under another name, then linked into place: processes starting together (replicas,
+            # workers) never read a file still being written, and the first link wins.
+            descriptor, written = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+            try:
+                with os.fdopen(descriptor, "w", encoding="ascii") as file:
+                    file.write(generate_key() + "\n")
+                with contextlib.suppress(FileExistsError):
+                    os.link(written, path)
+            finally:
+                os.unlink(written)
         return _split(path.read_text(encoding="ascii").replace("\n", ","))
     except (OSError, UnicodeDecodeError) as error:
         raise SecretsKeyError(f"The key file {path} cannot be read or made ({type(error).__name__}).") from None

@@ -9,14 +9,16 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
-from sandbox import start_sandbox
-from sandbox.admin_file import SandboxAdmin, publish_admin_file, withdraw_admin_file
 from services.partner_center.auth import MsalTokenProvider, StaticTokenProvider, TokenProvider
 from services.partner_center.client import PartnerCenterClient
 from services.settings import Settings
+
+if TYPE_CHECKING:
+    from sandbox.admin_file import SandboxAdmin
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,10 @@ async def open_partner_center(
                 request_timeout=settings.partner_center_timeout_seconds,
             )
             return
+        # Imported only here: a bot calling Microsoft's API never loads the sandbox.
+        from sandbox import start_sandbox
+        from sandbox.admin_file import SandboxAdmin, withdraw_admin_file
+
         # A fresh secret per start: only this process's client can call its sandbox.
         token = secrets.token_urlsafe(32)
         sandbox = await start_sandbox(
@@ -76,6 +82,8 @@ async def open_partner_center(
 
 
 def _publish(path: Path, admin: SandboxAdmin) -> None:
+    from sandbox.admin_file import publish_admin_file
+
     try:
         publish_admin_file(path, admin)
     except OSError as error:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from cli.main import main
+from cli.main import COMMANDS, build_parser, main
 from services.alerts import AlertService
 from services.db import create_engine, create_session_factory
 from services.migrate import upgrade_database
@@ -299,6 +299,24 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], db: Db, argv: l
     result = run(capsys, *argv)
     assert result.code == 2
     assert "usage: cspbot" in result.err
+
+
+def _command_parsers(parser: Any) -> dict[str, Any]:
+    commands = next(action for action in parser._actions if action.dest == "command")
+    return dict(commands.choices)
+
+
+def test_only_the_command_given_is_built_and_the_help_is_the_same() -> None:
+    """`cspbot --help` lists every command by its line in COMMANDS without building any; those lines must be
+    what each command says of itself, and a command built alone must be the one in the whole tree."""
+    whole = build_parser()
+    assert build_parser(None).format_help() == whole.format_help()
+    assert list(_command_parsers(build_parser(None))) == list(COMMANDS) == list(_command_parsers(whole))
+    for name in COMMANDS:
+        alone = _command_parsers(build_parser(name))
+        assert alone[name].format_help() == _command_parsers(whole)[name].format_help()
+        also_built = [other for other, parser in alone.items() if other != name and parser._actions[1:]]
+        assert also_built in ([], ["catalog"] if name == "prices" else ["prices"] if name == "catalog" else [])
 
 
 def test_help_exits_0(capsys: pytest.CaptureFixture[str], db: Db) -> None:

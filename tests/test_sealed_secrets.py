@@ -3,6 +3,7 @@ rotation, the settings that refuse an unusable or missing key, and `cspbot secre
 
 from __future__ import annotations
 
+import concurrent.futures
 import stat
 from pathlib import Path
 
@@ -127,3 +128,19 @@ def test_cspbot_secrets_key_prints_a_new_usable_key(capsys: pytest.CaptureFixtur
     assert SecretBox.from_keys(key).open(SecretBox.from_keys(key).seal(PASSWORD)) == PASSWORD
     assert second.out.strip() != key
     assert "SECRETS_KEY" in first.err
+
+
+def test_processes_making_the_key_file_at_once_all_read_the_one_key(tmp_path):
+    """Workers (or replicas) starting together on a new key file: one key is made, and none of them reads the
+    file before it holds it."""
+    path = tmp_path / "keys" / "secrets.key"
+    with concurrent.futures.ProcessPoolExecutor(max_workers=4) as pool:
+        sealed = list(pool.map(_sealed_with_the_key_file, [path] * 8))
+    box = open_secret_box("", path)
+    assert [box.open(value) for value in sealed] == [PASSWORD] * 8
+    assert [p.name for p in path.parent.iterdir()] == ["secrets.key"]  # no temporary file left behind
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def _sealed_with_the_key_file(path: Path) -> str:
+    return open_secret_box("", path).seal(PASSWORD)

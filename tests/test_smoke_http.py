@@ -1,3 +1,5 @@
+import gc
+
 from app import create_app
 from services.settings import Settings
 from tests.conftest import message, runtime_of
@@ -25,3 +27,14 @@ async def test_the_embedded_default_starts_the_sandbox_and_points_the_client_at_
     assert (tmp_path / "bot.partner-center-sandbox.sqlite3").exists()
     health = await (await client.get("/healthz")).json()
     assert health["partner_center"] == "sandbox"
+
+
+async def test_the_started_app_runs_with_the_garbage_collector_on_and_its_start_up_heap_frozen(make_bot):
+    """`python app.py` loads its modules with the collector off; the started app turns it on again."""
+    gc.disable()
+    try:
+        await make_bot()
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.enable()
