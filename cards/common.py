@@ -70,7 +70,7 @@ def build_welcome_card(caller: CallerSummary, entries: Sequence[MenuEntry]) -> C
     return card(body, menu.get("actions", []))
 
 
-def build_help_card(entries: Sequence[MenuEntry], *, in_task: str | None = None) -> Card:
+def build_help_card(entries: Sequence[MenuEntry], *, in_task: str | None = None, examples: Sequence[str] = ()) -> Card:
     body = [heading("How to use this bot")]
     if in_task:
         body.append(text(f"You are in **{in_task}**. Answer the card above, or type **cancel** to stop it."))
@@ -83,6 +83,10 @@ def build_help_card(entries: Sequence[MenuEntry], *, in_task: str | None = None)
     commands = [("menu", "Show what I can do"), ("help", "This help"), ("cancel", "Stop the current task")]
     commands.extend((entry.command, entry.description) for entry in entries)
     body.append(facts(commands))
+    if examples:
+        intro = "Or say it in one line — I show what it does and costs before anything changes:"
+        body.append(text(intro, weight="Bolder"))
+        body.append(text("\n".join(f"- {example}" for example in examples)))
     return card(body, [command_button("Menu", "menu")])
 
 

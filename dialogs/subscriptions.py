@@ -29,10 +29,15 @@ from services.subscriptions import ApprovalView, StaleSubscription
 
 DIALOG_ID = "subscriptions_dialog"
 TITLE = "Subscriptions"
+ONE_SHOT = "one_shot"  # options: end with the outcome of the first change (a one-line command)
 
 
 def _key() -> str:
     return uuid.uuid4().hex
+
+
+def _one_shot(step: WaterfallStepContext) -> bool:
+    return isinstance(step.options, dict) and step.options.get(ONE_SHOT) is True
 
 
 class SubscriptionsDialog(TaskDialog):
@@ -56,6 +61,8 @@ class SubscriptionsDialog(TaskDialog):
         subs, changes = self._services.subscriptions, self._services.subscription_changes
         error, entered = str(options.get("error", "")), options.get("entered") or {}
         try:
+            if screen == "card":  # a screen already built (a one-line command's confirmation)
+                return dict(options["card"])
             if screen == "quantity":
                 view = await subs.get(caller, sid)
                 return cards.build_quantity_card(view, entered=str(entered.get("quantity", "")), error=error)
@@ -149,6 +156,9 @@ class SubscriptionsDialog(TaskDialog):
         if message is None:  # "Back", or not a verb of this task (e.g. an old card): the list again
             return await self._next(step)
         card_done(step.context)
+        if _one_shot(step):  # started by a one-line command: its outcome, not the whole list
+            await step.context.send_activity(message)
+            return await step.end_dialog(message)
         return await self._next(step, notice=message)
 
     async def _act(self, step: WaterfallStepContext, caller: Any, verb: Any, value: dict[str, Any]) -> str | None:
@@ -222,6 +232,8 @@ class SubscriptionsDialog(TaskDialog):
         )
 
     async def _next(self, step: WaterfallStepContext, **options: Any) -> DialogTurnResult:
+        if _one_shot(step):
+            options[ONE_SHOT] = True
         return await step.replace_dialog(
             self.initial_dialog_id or self.id, {key: value for key, value in options.items() if value is not None}
         )
