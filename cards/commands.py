@@ -11,7 +11,7 @@ from typing import Any
 from cards.base import Card, card, command_button, facts, heading, submit, text
 from cards.users import USERS_ASSIGN_DO, USERS_UNASSIGN
 from services import formatting
-from services.commands.service import Answer, Choose, LicenceAction
+from services.commands.service import Answer, Choose, LicenceAction, a_or_an
 
 PICK, DROP = "cmd_pick", "cmd_drop"
 MAX_SUGGESTIONS = 3
@@ -76,7 +76,7 @@ def build_licence_confirm_card(action: LicenceAction, request_key: str, *, note:
     body: list[dict[str, Any]] = []
     assigning = action.kind.value == "assign"
     if assigning:
-        body.append(heading(f"Give {person.display_name} {_a(pool.name)} {pool.name} licence?"))
+        body.append(heading(f"Give {person.display_name} {a_or_an(pool.name)} {pool.name} licence?"))
     else:
         body.append(heading(f"Take the {pool.name} licence from {person.display_name}?"))
     if note:
@@ -110,10 +110,6 @@ def build_licence_confirm_card(action: LicenceAction, request_key: str, *, note:
         data = {"user_id": person.user_id, "licences": [pool.licence_sku_id], "request_key": request_key}
         confirm = submit("Remove the licence", USERS_UNASSIGN, data, style="destructive")
     return card(body, [confirm, submit("Cancel", DROP)])
-
-
-def _a(name: str) -> str:
-    return "an" if name[:1].lower() in "aeio" else "a"
 
 
 def build_continue_privately_card(command: str) -> Card:

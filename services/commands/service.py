@@ -25,7 +25,7 @@ from services.commands.parser import Command, Kind
 from services.container import Services
 from services.errors import DomainError, InvalidInput
 from services.models import SubscriptionRow, TenantUser
-from services.ordering import OfferedProduct, OrderingService, Quote
+from services.ordering import CYCLE_NAMES, OfferedProduct, OrderingService, Quote, term_name
 from services.roles import Permission
 from services.subscriptions import (
     ApprovalService,
@@ -236,13 +236,10 @@ class CommandService:
             return Answer(f"You have no {names} subscription.", suggestions=(f"buy 1 {first}",))
         if not rows:
             return Answer("You have no subscriptions yet.", suggestions=("add subscription",))
-        close = match.suggestions or tuple(dict.fromkeys(row.name for row in rows))[:3]
-        return Answer(
-            f"None of your subscriptions is called “{command.product}”. Did you mean "
-            + " or ".join(f"**{name}**" for name in close)
-            + "?",
-            suggestions=tuple(_retyped(command, name) for name in close),
-        )
+        if not match.suggestions:
+            names = ", ".join(dict.fromkeys(row.name for row in rows))
+            return Answer(f"None of your subscriptions is called “{command.product}”. You have: {names}.")
+        return _did_you_mean(f"None of your subscriptions is called “{command.product}”.", command, match.suggestions)
 
     async def _catalog_candidates(self) -> list[Candidate[str]]:
         return [
@@ -269,6 +266,10 @@ class CommandService:
             return Answer(_renewal_text(view), title=view.name)
         if kind in SEAT_KINDS:
             new = _new_quantity(command, view.quantity)
+            if new < 0:
+                return Answer(
+                    f"{view.name} has {_seats(view.quantity)}, so {_seats(-new + view.quantity)} cannot be removed."
+                )
             plan = await self._changes.plan_quantity(caller, view.id, new)
             return SubscriptionAction(kind, view, plan, str(notes))
         if kind is Kind.CANCEL:
@@ -329,9 +330,11 @@ class CommandService:
         if pinned_plan is not None:
             terms = [pinned_plan]
         if not terms:
-            said = " ".join(part for part in (_TERM_WORDS.get(command.term, ""), command.billing) if part)
-            offered_terms = ", ".join(term.label for term in offered.terms)
-            return Answer(f"{offered.name} is not offered {said or 'that way'}; it is offered {offered_terms}.")
+            said = f"with a {term_name(command.term)} commitment" if command.term else ""
+            if command.billing:
+                said += f"{', ' if said else ''}billed {CYCLE_NAMES.get(command.billing, command.billing)}"
+            offered_terms = "; ".join(term.label for term in offered.terms)
+            return Answer(f"{offered.name} is not offered {said}. It is offered: {offered_terms}.")
         if len(terms) > 1:
             return Choose(
                 f"Which commitment for {offered.name}?",
@@ -364,12 +367,14 @@ class CommandService:
                 f"Your reseller has no price for {names} for your organisation, so it cannot be bought here. "
                 "Ask your reseller to price it."
             )
-        close = match.suggestions or tuple(item.name for item in products[:3])
-        return Answer(
-            f"I do not know a product called “{command.product}” that you can buy. Did you mean "
-            + " or ".join(f"**{name}**" for name in close)
-            + "?",
-            suggestions=tuple(_retyped(command, name) for name in close),
+        if not match.suggestions:
+            return Answer(
+                f"I do not know a product called “{command.product}” that you can buy. "
+                "Type **add subscription** to browse what you can.",
+                suggestions=("add subscription",),
+            )
+        return _did_you_mean(
+            f"I do not know a product called “{command.product}” that you can buy.", command, match.suggestions
         )
 
     # --- people and licences ------------------------------------------------------------------------
@@ -455,13 +460,21 @@ class CommandService:
         )
         if picked is not None:
             return picked
-        names = match.suggestions or tuple(pool.name for pool in pools[:3])
         if not pools:
             return Answer("Your organisation has no licences yet.", suggestions=("add subscription",))
+        catalog = Matcher(await self._catalog_candidates()).match(typed)
+        if (
+            catalog.found
+            and len(catalog.found) <= 3
+            and not any(c.name in {p.name for p in pools} for c in catalog.found)
+        ):
+            names = " or ".join(candidate.name for candidate in catalog.found)
+            return Answer(
+                f"Your organisation has no {names} licences.", suggestions=(f"buy 1 {catalog.found[0].name}",)
+            )
         return Answer(
             f"Your organisation has no licence called “{typed}”. It has "
-            + ", ".join(f"**{name}**" for name in names)
-            + ("…" if len(pools) > len(names) else "")
+            + ", ".join(f"**{pool.name}**" for pool in pools)
             + "."
         )
 
@@ -485,7 +498,7 @@ class CommandService:
         if not isinstance(pool, PoolView):
             return pool
         if pool.licence_sku_id in person.licence_sku_ids:
-            return Answer(f"{person.display_name} already has a {pool.name} licence.")
+            return Answer(f"{person.display_name} already has {a_or_an(pool.name)} {pool.name} licence.")
         if pool.available < 1:
             subscription = pool.subscriptions[0].name if pool.subscriptions else pool.name
             return Answer(
@@ -506,13 +519,27 @@ class CommandService:
             return Answer(free + (f" From {sources}." if sources else ""), title=pool.name)
         holders = [p for p in await self.people(caller) if pool.licence_sku_id in p.licence_sku_ids]
         if not holders:
-            return Answer(f"Nobody has a {pool.name} licence ({pool.active} bought).", title=pool.name)
+            return Answer(
+                f"Nobody has {a_or_an(pool.name)} {pool.name} licence ({pool.active} bought).", title=pool.name
+            )
         return Answer(
-            f"{formatting.plural(len(holders), 'person has', 'people have')} a {pool.name} licence "
+            f"{formatting.plural(len(holders), 'person has', 'people have')} {a_or_an(pool.name)} {pool.name} licence "
             f"({pool.available} of {pool.active} free):",
             lines=tuple(f"{p.display_name} ({p.user_principal_name})" for p in holders),
             title=pool.name,
         )
+
+
+def _did_you_mean(said: str, command: Command, names: Sequence[str]) -> Answer:
+    return Answer(
+        f"{said} Did you mean " + " or ".join(f"**{name}**" for name in names) + "?",
+        suggestions=tuple(_retyped(command, name) for name in names),
+    )
+
+
+def a_or_an(name: str) -> str:
+    """The article before a product name ("an Office 365 E3 licence")."""
+    return "an" if name[:1].lower() in "aeio" else "a"
 
 
 def _one_or_choice(
@@ -539,17 +566,13 @@ def _quantity_problem(command: Command) -> Answer | None:
         return Answer(f"How many seats? For example **add 5 seats to {command.product}**.")
     if command.kind is Kind.ADD_SEATS and n < 1:
         if n < 0:
-            return Answer(
-                f"To remove seats, say **remove {-n} seats from {command.product}**.",
-                suggestions=(f"remove {-n} seats from {command.product}",),
-            )
+            again = f"remove {_seats(-n)} from {command.product}"
+            return Answer(f"To remove seats, say **{again}**.", suggestions=(again,))
         return Answer("Adding 0 seats changes nothing. Say how many to add, at least 1.")
     if command.kind is Kind.REMOVE_SEATS and n < 1:
         if n < 0:
-            return Answer(
-                f"To add seats, say **add {-n} seats to {command.product}**.",
-                suggestions=(f"add {-n} seats to {command.product}",),
-            )
+            again = f"add {_seats(-n)} to {command.product}"
+            return Answer(f"To add seats, say **{again}**.", suggestions=(again,))
         return Answer("Removing 0 seats changes nothing. Say how many to remove, at least 1.")
     if command.kind is Kind.SET_SEATS and n < 0:
         return Answer("A subscription cannot have fewer than 0 seats. Say the number of seats it should have.")
