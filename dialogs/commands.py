@@ -25,7 +25,7 @@ from microsoft_agents.hosting.dialogs import DialogContext, DialogTurnResult, Wa
 from cards import commands as ui
 from cards import subscriptions as subscription_cards
 from dialogs.add_subscription import ORDER_DIALOG_ID, AddSubscriptionDialog
-from dialogs.base import CARD_PROMPT, TASK_CLOSED_KEY, TaskDialog, caller_of, card_activity
+from dialogs.base import CARD_PROMPT, TASK_CLOSED_KEY, TaskDialog, caller_of, card_activity, card_done
 from dialogs.catalogue import Task
 from dialogs.private_replies import send_privately
 from dialogs.subscriptions import DIALOG_ID as SUBSCRIPTIONS_DIALOG_ID
@@ -33,6 +33,7 @@ from dialogs.subscriptions import ONE_SHOT, SubscriptionsDialog
 from dialogs.users import CARD as USERS_CARD_SCREEN
 from dialogs.users import UsersDialog
 from services.commands.parser import EXAMPLES, Command, Kind, NotUnderstood, looks_like_command, parse
+from services.commands.people import FlowResult, OffboardingPlan, OnboardingPlan, PeopleFlows, people_flows
 from services.commands.service import (
     PRIVATE_KINDS,
     Answer,
@@ -44,6 +45,7 @@ from services.commands.service import (
     command_service,
 )
 from services.container import Services
+from services.errors import DomainError, InvalidInput
 from services.roles import Permission
 from services.subscriptions import CancelPlan, QuantityPlan
 
@@ -73,6 +75,7 @@ class CommandDialog(TaskDialog):
         super().__init__(COMMAND_DIALOG_ID, [self.resolve_step, self.after_step])
         self._services = services
         self._commands = command_service(services)
+        self._people = people_flows(services, self._commands)
         # The tasks whose confirmations the commands show; their clicks run their own code.
         self.add_dialog(SubscriptionsDialog(services))
         self.add_dialog(AddSubscriptionDialog(services))
@@ -90,6 +93,12 @@ class CommandDialog(TaskDialog):
 
     async def resolve_step(self, step: WaterfallStepContext) -> DialogTurnResult:
         options: dict[str, Any] = dict(step.options) if isinstance(step.options, dict) else {}
+        resume = options.get("resume")
+        if isinstance(resume, dict):  # a flow's outcome with Retry: the same verb again
+            step.values.update(
+                text=options.get("text", ""), pins=options.get("pins", {}), **{WAITING: resume["waiting"]}
+            )
+            return await step.prompt(CARD_PROMPT, self.prompt_card(resume["card"]))
         text = str(options.get("text") or typed_command(step.context))
         pins: dict[str, str] = dict(options.get("pins") or {})
         parsed = parse(text)
@@ -105,9 +114,32 @@ class CommandDialog(TaskDialog):
             caller = caller_of(step.context)
             await send_privately(step.context, caller, card_activity(ui.build_continue_privately_card(text)))
             return await step.end_dialog()
-        outcome = await self._commands.resolve(caller_of(step.context), parsed, pins)
         step.values["text"], step.values["pins"] = text, pins
+        caller = caller_of(step.context)
+        if parsed.kind in (Kind.NEW_USER, Kind.OFFBOARD):
+            return await self._people_flow(step, parsed, pins)
+        outcome = await self._commands.resolve(caller, parsed, pins)
         return await self._show(step, parsed, outcome)
+
+    async def _people_flow(
+        self, step: WaterfallStepContext, command: Command, pins: dict[str, str]
+    ) -> DialogTurnResult:
+        """Joining or leaving: one card that asks once (planned by the same services that run it)."""
+        caller = caller_of(step.context)
+        try:
+            if command.kind is Kind.NEW_USER:
+                plan: Any = await self._people.plan_onboarding(caller, command.person, command.product, pins)
+            else:
+                plan = await self._people.plan_offboarding(caller, command.person, pins)
+        except DomainError as error:
+            return await self._show(step, command, Answer(error.message))
+        if isinstance(plan, OnboardingPlan):
+            step.values[WAITING] = ui.ONBOARD
+            return await step.prompt(CARD_PROMPT, self.prompt_card(ui.build_onboard_card(plan, uuid.uuid4().hex)))
+        if isinstance(plan, OffboardingPlan):
+            step.values[WAITING] = ui.OFFBOARD
+            return await step.prompt(CARD_PROMPT, self.prompt_card(ui.build_offboard_card(plan, uuid.uuid4().hex)))
+        return await self._show(step, command, plan)
 
     async def _show(self, step: WaterfallStepContext, command: Command, outcome: Outcome) -> DialogTurnResult:
         if isinstance(outcome, Answer):
@@ -149,15 +181,55 @@ class CommandDialog(TaskDialog):
     # --- 2. after -------------------------------------------------------------------------------
 
     async def after_step(self, step: WaterfallStepContext) -> DialogTurnResult:
-        if step.values.get(WAITING) != "choice":
-            return await step.end_dialog(step.result)  # the owning task has ended
+        waiting = step.values.get(WAITING)
         value = step.result if isinstance(step.result, dict) else {}
+        if waiting in (ui.ONBOARD, ui.OFFBOARD):
+            return await self._run_flow(step, str(waiting), value)
+        if waiting != "choice":
+            return await step.end_dialog(step.result)  # the owning task has ended
         slot, pin = str(value.get("slot", ""))[:20], str(value.get("pin", ""))[:100]
         if value.get("verb") != ui.PICK or not slot or not pin:
             await step.context.send_activity("Nothing was changed.")
             return await step.end_dialog()
         pins = {**step.values.get("pins", {}), slot: pin}
         return await step.replace_dialog(self.initial_dialog_id or self.id, {"text": step.values["text"], "pins": pins})
+
+    async def _run_flow(self, step: WaterfallStepContext, waiting: str, value: dict[str, Any]) -> DialogTurnResult:
+        if value.get("verb") != waiting:
+            await step.context.send_activity("Nothing was changed.")
+            return await step.end_dialog()
+        try:
+            result = await _run_flow_result(self._people, step, waiting, value)
+        except DomainError as error:
+            await step.context.send_activity(error.message)
+            return await step.end_dialog()
+        title = "New user" if waiting == ui.ONBOARD else "Offboarding"
+        if result.ok:
+            card_done(step.context)
+            await step.context.send_activity(card_activity(ui.build_steps_card(f"{title}: done", result)))
+            return await step.end_dialog()
+        retry = {key: item for key, item in value.items() if not key.startswith("card")}
+        card = ui.build_steps_card(f"{title}: not finished", result, retry)
+        resume = {"waiting": waiting, "card": card}
+        options = {"text": step.values.get("text", ""), "pins": step.values.get("pins", {}), "resume": resume}
+        return await step.replace_dialog(self.initial_dialog_id or self.id, options)
+
+
+async def _run_flow_result(
+    people: PeopleFlows, step: WaterfallStepContext, waiting: str, value: dict[str, Any]
+) -> FlowResult:
+    caller = caller_of(step.context)
+    key = str(value.get("request_key") or "")[:64]
+    if not key:
+        raise InvalidInput("This card is out of date; type the command again.")
+    if waiting == ui.ONBOARD:
+        return await people.onboard(caller, value, key)
+    choices = {
+        name.removeprefix("seat_"): str(choice)[:200]
+        for name, choice in value.items()
+        if name.startswith("seat_") and isinstance(choice, str)
+    }
+    return await people.offboard(caller, str(value.get("user_id") or "")[:64], choices, key)
 
 
 def _subscription_card(action: SubscriptionAction) -> dict[str, Any]:

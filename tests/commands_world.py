@@ -15,8 +15,9 @@ from services.models import SubscriptionRow, TenantUser
 from services.organisations import OrganisationView
 from services.partner_center.models import CustomerUser, LicenseAssignment, LicenseUpdate, PasswordProfile
 from services.pricing import GLOBAL_LIST
+from tests.chat import button, inputs
 from tests.conftest import message
-from tests.fakes import FakeConnector
+from tests.fakes import FakeConnector, card_of, said
 from tests.subscription_fixtures import buy
 
 UNPRICED = ("CFQ7TTC0LF8S", "CFQ7TTC0LFLZ")  # Office 365 E5, Microsoft 365 E5
@@ -126,3 +127,15 @@ class Typist:
         response = await self.client.post("/api/messages", json=body)
         assert response.status == 202
         return self.fake.messages(self._conversation())[before:]
+
+
+def last_card(replies: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last card among a turn's replies."""
+    cards = [card_of(reply) for reply in replies if card_of(reply) is not None]
+    assert cards, [said(reply) for reply in replies]
+    return cards[-1]  # type: ignore[return-value]
+
+
+def click(card: dict[str, Any], title: str, **typed: Any) -> dict[str, Any]:
+    """What clicking the button called `title` submits, with the card's inputs (and `typed` ones)."""
+    return {**inputs(card), **typed, **button(card, title)}

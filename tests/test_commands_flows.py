@@ -3,16 +3,13 @@ click is carried out by the full task's own code exactly once, and the card beco
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from sqlalchemy import func, select
 
 from services.models import Approval, Job
-from tests.chat import button, inputs
-from tests.commands_world import Typist, World, build_world, licence_of
+from tests.commands_world import Typist, World, build_world, click, last_card, licence_of
 from tests.conftest import runtime_of
-from tests.fakes import card_of, card_text, said
+from tests.fakes import card_text, said
 
 
 @pytest.fixture
@@ -28,16 +25,6 @@ async def alex(make_bot, connector, world, sandbox) -> Typist:
     return Typist(client, fake, url)
 
 
-def _card(replies: list[dict[str, Any]]) -> dict[str, Any]:
-    cards = [card_of(reply) for reply in replies if card_of(reply) is not None]
-    assert cards, [said(reply) for reply in replies]
-    return cards[-1]  # type: ignore[return-value]
-
-
-def click(card: dict[str, Any], title: str, **typed: str) -> dict[str, Any]:
-    return {**inputs(card), **typed, **button(card, title)}
-
-
 async def _quantity(world: World, subscription_id: str) -> int:
     customer = world.org.partner_center_customer_id
     assert customer
@@ -45,7 +32,7 @@ async def _quantity(world: World, subscription_id: str) -> int:
 
 
 async def test_add_seats_is_confirmed_once_and_the_card_becomes_its_record(alex: Typist, world: World) -> None:
-    card = _card(await alex.say("add 5 seats to Business Standard"))
+    card = last_card(await alex.say("add 5 seats to Business Standard"))
     assert await _quantity(world, world.subscriptions["standard"]) == 10  # nothing before the click
     value = click(card, "Add 5 seats")
     done = await alex.say(value=value)
@@ -59,8 +46,8 @@ async def test_add_seats_is_confirmed_once_and_the_card_becomes_its_record(alex:
 
 
 async def test_a_pick_on_the_choice_card_shows_that_subscriptions_confirmation(alex: Typist, world: World) -> None:
-    choice = _card(await alex.say("add 2 seats to basic"))
-    preview = _card(await alex.say(value=click(choice, "This one: Microsoft 365 Business Basic")))
+    choice = last_card(await alex.say("add 2 seats to basic"))
+    preview = last_card(await alex.say(value=click(choice, "This one: Microsoft 365 Business Basic")))
     # the first option is the yearly one (6 seats): its preview replaced the choice card
     assert "Microsoft 365 Business Basic: 6 → 8 seats" in card_text(preview)
     await alex.say(value=click(preview, "Add 2 seats"))
@@ -69,14 +56,14 @@ async def test_a_pick_on_the_choice_card_shows_that_subscriptions_confirmation(a
 
 
 async def test_none_of_these_changes_nothing(alex: Typist, world: World) -> None:
-    choice = _card(await alex.say("add 2 seats to basic"))
+    choice = last_card(await alex.say("add 2 seats to basic"))
     replies = await alex.say(value=click(choice, "None of these"))
     assert "Nothing was changed." in said(replies[-1])
     assert await _quantity(world, world.subscriptions["basic_year"]) == 6
 
 
 async def test_assign_a_licence_to_someone_without_a_usage_location(alex: Typist, world: World) -> None:
-    card = _card(await alex.say("assign E3 to lidia"))
+    card = last_card(await alex.say("assign E3 to lidia"))
     outcome = await alex.say(value=click(card, "Assign the licence", usage_location="GB"))
     assert "Lidia Holloway: assigned" in said(outcome[-1])
     licence = await licence_of(world.services, world.subscriptions["o365e3"])
@@ -89,7 +76,7 @@ async def test_assign_a_licence_to_someone_without_a_usage_location(alex: Typist
 
 
 async def test_remove_a_licence_frees_the_seat(alex: Typist, world: World) -> None:
-    card = _card(await alex.say("remove Business Standard from megan"))
+    card = last_card(await alex.say("remove Business Standard from megan"))
     outcome = await alex.say(value=click(card, "Remove the licence"))
     assert "Licences removed" in said(outcome[-1])
     answer = await alex.say("how many Business Standard seats are free")
@@ -97,7 +84,7 @@ async def test_remove_a_licence_frees_the_seat(alex: Typist, world: World) -> No
 
 
 async def test_buy_places_one_order_for_a_double_click(alex: Typist, world: World) -> None:
-    card = _card(await alex.say("buy 3 Microsoft 365 Business Basic monthly"))
+    card = last_card(await alex.say("buy 3 Microsoft 365 Business Basic monthly"))
     value = click(card, "Create subscription")
     first = await alex.say(value=value)
     assert "Ordering **Microsoft 365 Business Basic** × 3" in said(first[-1])
@@ -108,7 +95,7 @@ async def test_buy_places_one_order_for_a_double_click(alex: Typist, world: Worl
 
 
 async def test_suspend_asks_an_approver_with_the_reason(alex: Typist, world: World) -> None:
-    card = _card(await alex.say("suspend Visio"))
+    card = last_card(await alex.say("suspend Visio"))
     async with world.services.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Approval)) == 0
     await alex.say(value=click(card, "Ask an approver", reason="Project paused"))
