@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # org
     org = commands.add_parser("org", help="customer organisations").add_subparsers(
-        dest="action", required=True, metavar="{create,list,show,update,link-tenant,approvals-channel}"
+        dest="action", required=True, metavar="{create,list,show,update,link-tenant,approvals-channel,policy}"
     )
     create = org.add_parser("create", help="register a customer organisation")
     create.add_argument("slug", metavar="SLUG", help="short name: 2-63 lower-case letters, digits, dashes")
@@ -160,6 +160,24 @@ def build_parser() -> argparse.ArgumentParser:
     link.add_argument("slug", metavar="SLUG")
     link.add_argument("tenant_id", metavar="TENANT_ID", help="the tenant id (a GUID)")
     link.set_defaults(handler=_org_link_tenant)
+
+    # issue 19: spending that needs an approver
+    policy = org.add_parser("policy", help="when a purchase or more seats need an approver (only the flags given)")
+    policy.add_argument("slug", metavar="SLUG")
+    policy.add_argument(
+        "--monthly-threshold",
+        metavar="AMOUNT",
+        help="a change adding more than this a month needs an approver (none: no threshold)",
+    )
+    policy.add_argument(
+        "--commitments",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="whether any 1-year or 3-year commitment needs an approver",
+    )
+    policy.add_argument("--annual-limit", metavar="AMOUNT", help="spending over this a year needs an approver ('none')")
+    policy.add_argument("--currency", metavar="CODE", help="the currency of the amounts (default USD)")
+    policy.set_defaults(handler=_org_policy)
 
     # issue 7: where suspension approval cards are also posted
     channel = org.add_parser(
@@ -456,6 +474,26 @@ async def _org_approvals_channel(args: argparse.Namespace, services: Services) -
         _out(f"Approval cards of {args.slug.strip().lower()} go to its approvers' 1:1 chats only.")
     else:
         _out(f"Approval cards of {args.slug.strip().lower()} are also posted in {target}.")
+
+
+async def _org_policy(args: argparse.Namespace, services: Services) -> None:
+    changes: dict[str, Any] = {}
+    for flag in ("monthly_threshold", "annual_limit"):
+        value = getattr(args, flag)
+        if value is not None:
+            changes[flag] = "" if value.strip().lower() in ("none", "off", "") else value
+    if args.commitments is not None:
+        changes["commitments_need_approval"] = args.commitments
+    if args.currency is not None:
+        changes["currency"] = args.currency
+    slug = args.slug.strip().lower()
+    if changes:
+        policy = await services.spending.set(slug, actor=_actor(), **changes)
+    else:
+        policy = await services.spending.get((await services.organisations.get(slug)).id)
+    _out(f"Spending policy of {slug} ({policy.currency}):")
+    for line in policy.lines():
+        _out(f"  {line}")
 
 
 async def _member_add(args: argparse.Namespace, services: Services) -> None:

@@ -21,11 +21,14 @@ from microsoft_agents.hosting.dialogs import DialogTurnResult, WaterfallStepCont
 from cards import subscriptions as cards
 from dialogs.approval_delivery import post_request, refresh_request
 from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_done
+from dialogs.spending import ask_an_approver
 from services import formatting
 from services.container import Services
 from services.errors import DomainError, InvalidInput
 from services.payloads import page_number
+from services.spending import ApprovalNeeded
 from services.subscriptions import ApprovalView, StaleSubscription
+from services.subscriptions.approvals import ADDON, SEATS
 
 DIALOG_ID = "subscriptions_dialog"
 TITLE = "Subscriptions"
@@ -166,9 +169,16 @@ class SubscriptionsDialog(TaskDialog):
         sid = value.get("subscription_id")
         key = value.get("request_key")
         if verb == cards.CONFIRM_QUANTITY:
-            return (
-                await changes.change_quantity(caller, sid, value.get("quantity"), etag=value.get("etag"), key=key)
-            ).message
+            try:
+                result = await changes.change_quantity(
+                    caller, sid, value.get("quantity"), etag=value.get("etag"), key=key
+                )
+            except ApprovalNeeded as needed:  # more seats above the organisation's spending policy
+                change = {"subscription_id": str(sid), "quantity": str(value.get("quantity")), "key": str(key)}
+                return await ask_an_approver(
+                    step.context, self._services, caller, needed, kind=SEATS, subscription_id=str(sid), change=change
+                )
+            return result.message
         if verb == cards.CONFIRM_SCHEDULE:
             result = await changes.schedule_quantity(
                 caller, sid, value.get("quantity"), etag=value.get("etag"), key=key
@@ -183,9 +193,20 @@ class SubscriptionsDialog(TaskDialog):
         if verb == cards.ORDER_ADDON:
             prices = value.get("prices")
             shown = prices.get(str(value.get("addon") or "").upper(), "") if isinstance(prices, dict) else ""
-            result = await changes.order_addon(
-                caller, sid, value.get("addon"), value.get("quantity"), key=key, shown_price=shown
-            )
+            try:
+                result = await changes.order_addon(
+                    caller, sid, value.get("addon"), value.get("quantity"), key=key, shown_price=shown
+                )
+            except ApprovalNeeded as needed:
+                change = {
+                    "subscription_id": str(sid),
+                    "addon": str(value.get("addon") or ""),
+                    "quantity": str(value.get("quantity")),
+                    "key": str(key),
+                }
+                return await ask_an_approver(
+                    step.context, self._services, caller, needed, kind=ADDON, subscription_id=str(sid), change=change
+                )
             return result.message
         if verb == cards.SEND_SUSPEND:
             approval, created = await self._services.approvals.request_suspension(caller, sid, value.get("reason"))

@@ -25,8 +25,9 @@ from services.commands.parser import Command, Kind
 from services.container import Services
 from services.errors import DomainError, InvalidInput
 from services.models import SubscriptionRow, TenantUser
-from services.ordering import CYCLE_NAMES, OfferedProduct, OrderingService, Quote, term_name
+from services.ordering import CYCLE_NAMES, OfferedProduct, OrderingService, Quote, purchase_spend, term_name
 from services.roles import Permission
+from services.spending import Spend, SpendingPolicies
 from services.subscriptions import (
     ApprovalService,
     CancelPlan,
@@ -35,6 +36,7 @@ from services.subscriptions import (
     SubscriptionService,
     SubscriptionView,
 )
+from services.subscriptions.changes import seats_spend
 from services.subscriptions.common import LIVE
 from services.users.licences import LicenceService, PoolView
 from services.users.service import UserService
@@ -149,7 +151,9 @@ class CommandService:
         catalog: CatalogService,
         users: UserService,
         licences: LicenceService,
+        spending: SpendingPolicies,
     ) -> None:
+        self._spending = spending
         self._sessions = sessions
         self._subscriptions = subscriptions
         self._changes = changes
@@ -271,6 +275,8 @@ class CommandService:
                     f"{view.name} has {_seats(view.quantity)}, so {_seats(-new + view.quantity)} cannot be removed."
                 )
             plan = await self._changes.plan_quantity(caller, view.id, new)
+            if plan.kind == "increase":
+                await self._approver_note(caller, seats_spend(plan), notes)
             return SubscriptionAction(kind, view, plan, str(notes))
         if kind is Kind.CANCEL:
             return SubscriptionAction(kind, view, await self._changes.plan_cancel(caller, view.id), str(notes))
@@ -355,7 +361,18 @@ class CommandService:
             quote = await self._ordering.quote(caller, offered.key, terms[0].key, quantity)
         except InvalidInput as error:
             return Answer(error.message)
+        await self._approver_note(caller, purchase_spend(quote), notes)
         return Purchase(quote, offered.product.category, offered.product.product_group, str(notes))
+
+    async def _approver_note(self, caller: Caller, spend: Spend, notes: _Notes) -> None:
+        """Say before the confirm that it goes to an approver (the same policy the services apply)."""
+        reasons, _ = await self._spending.reasons(caller.organisation_id, spend)
+        if reasons:
+            notes.items.append(
+                "This needs an approver under your organisation's spending policy: "
+                + " ".join(reasons)
+                + " Confirming asks them; nothing is bought until one approves."
+            )
 
     async def _not_offered(
         self, command: Command, products: Sequence[OfferedProduct], match: Match[OfferedProduct]
@@ -625,4 +642,5 @@ def command_service(services: Services) -> CommandService:
         catalog=services.catalog,
         users=services.users,
         licences=services.licences,
+        spending=services.spending,
     )
