@@ -173,6 +173,15 @@ def build_onboard_card(plan: OnboardingPlan, request_key: str) -> Card:
             (f"New cost {period}", new_cost),
         ]
         data["subscription_id"] = seat.subscription_id
+        if plan.seat_needs_approver:
+            body.append(
+                text(
+                    f"Buying the seat needs an approver under your spending policy ({plan.seat_needs_approver}): "
+                    "the user is created now, and the seat and the licence wait for an approver's yes — "
+                    "say **add 1 seat to " + seat.name + "** to ask one, then **assign**.",
+                    color="Attention",
+                )
+            )
         title = "Buy the seat, create the user and assign the licence"
     body.append(facts(pairs))
     body.append(text("The password is generated and e-mailed; it is never shown here.", subtle=True))

@@ -160,3 +160,17 @@ async def test_a_licence_microsoft_refused_to_a_new_user_is_given_on_retry(
     done = last_card(await alex.say(value=click(failed, "Retry")))
     assert "New user: done" in card_text(done), card_text(done)
     assert "nestor.wilke" in await _holders(world, "o365e3")
+
+
+async def test_a_seat_above_the_spending_policy_is_not_bought_by_onboarding(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    world = await build_world(sqlite_services, sqlite_demo_customer, standard_seats=1)
+    await sqlite_services.spending.set("contoso", actor="op", monthly_threshold="5")
+    alex = await _start(make_bot, connector, sandbox)
+    card = last_card(await alex.say("new user Nestor Wilke with Business Standard"))
+    assert "Buying the seat needs an approver under your spending policy" in card_text(card)
+    result = last_card(await alex.say(value=click(card, "Buy the seat, create the user and assign the licence")))
+    text = card_text(result)
+    assert "✔ **Create the user**" in text and "✖ **Buy one more seat**" in text and "needs an approver" in text
+    assert await _quantity(world, "standard") == (1, None)

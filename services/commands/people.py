@@ -26,6 +26,7 @@ from services.errors import DomainError, InvalidInput
 from services.partner_center import PartnerCenterClient
 from services.partner_center.models import CustomerUser, PasswordProfile
 from services.subscriptions import QuantityPlan, SubscriptionChanges, SubscriptionService, SubscriptionView
+from services.subscriptions.changes import seats_spend
 from services.users.licences import LicenceService, PoolView
 from services.users.passwords import generate_password
 from services.users.service import NewUser, UserService
@@ -63,6 +64,7 @@ class OnboardingPlan:
     password_email: str
     pool: PoolView
     seat: QuantityPlan | None  # one more seat to buy (charge now, new cost); None when one is free
+    seat_needs_approver: str = ""  # why buying that seat needs an approver (the spending policy)
 
 
 @dataclass(frozen=True)
@@ -129,13 +131,16 @@ class PeopleFlows:
         pool = await self._commands.find_pool(caller, product, pins, pools)
         if not isinstance(pool, PoolView):
             return pool
-        seat = None
+        seat, needs = None, ""
         if pool.available < 1:
             feeding = [sub for sub in pool.subscriptions if sub.status == "active"]
             if not feeding:
                 return Answer(f"No {pool.name} licence is free and no active subscription feeds it.")
             sub = feeding[0]
             seat = await self._changes.plan_quantity(caller, sub.subscription_id, sub.quantity + 1)
+            if self._changes.spending is not None:
+                reasons, _ = await self._changes.spending.reasons(caller.organisation_id, seats_spend(seat))
+                needs = " ".join(reasons)
         first, last = _split_name(name)
         return OnboardingPlan(
             first_name=first,
@@ -147,6 +152,7 @@ class PeopleFlows:
             password_email=caller.email,
             pool=pool,
             seat=seat,
+            seat_needs_approver=needs,
         )
 
     async def onboard(self, caller: Caller, values: Mapping[str, Any], key: str) -> FlowResult:
