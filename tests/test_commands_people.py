@@ -174,3 +174,12 @@ async def test_a_seat_above_the_spending_policy_is_not_bought_by_onboarding(
     text = card_text(result)
     assert "✔ **Create the user**" in text and "✖ **Buy one more seat**" in text and "needs an approver" in text
     assert await _quantity(world, "standard") == (1, None)
+
+
+async def test_offboard_from_the_users_card(make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox):
+    world = await build_world(sqlite_services, sqlite_demo_customer)
+    alex = await _start(make_bot, connector, sandbox)
+    await alex.say("users")
+    user = last_card(await alex.say(value={"verb": "users_open", "user_id": world.users["megan"]}))
+    offboard = last_card(await alex.say(value=click(user, "Offboard…")))
+    assert "Offboard Megan Bowen?" in card_text(offboard) and "Microsoft 365 Business Standard" in card_text(offboard)

@@ -178,3 +178,31 @@ async def test_below_the_threshold_nothing_changes_for_the_admin(bot) -> None:
     card = last_card(await alex.say("add 1 seat to Business Standard"))  # $11.50 more a month
     done = await alex.say(value=click(card, "Add 1 seat"))
     assert "now has 11 seats" in said(done[-1]) and await _approvals(world) == []
+
+
+async def test_an_addon_above_the_policy_is_ordered_on_approval(bot) -> None:
+    world, client, fake, url, alex = bot
+    await world.services.spending.set("contoso", actor="op", monthly_threshold="1")
+    base = world.subscriptions["basic_year"]
+    await alex.say("subscriptions")
+    addons = last_card(await alex.say(value={"verb": "subs_addons", "subscription_id": base}))
+    asked = await alex.say(value=click(addons, "Order the add-on", addon="CFQ7TTC0LH0J:0001", quantity="2"))
+    assert "needs an approver" in "".join(said(m) for m in asked)
+    approval = (await _approvals(world))[-1]
+    assert approval.kind == "addon" and approval.status == "pending"
+    customer = world.org.partner_center_customer_id
+    assert customer
+
+    async def children() -> list[Any]:
+        subs = await world.services.partner_center.subscriptions(customer)
+        return [s for s in subs if (s.parent_subscription_id or "").lower() == base]
+
+    assert await children() == []
+    await _invoke(client, url, "approval_approve", approval.id, **MEGAN)
+
+    async def ordered() -> bool:
+        return len(await children()) == 1 and (await world.services.approvals.load(approval.id)).status == "done"
+
+    await _eventually(ordered)
+    [addon] = await children()
+    assert addon.quantity == 2
