@@ -15,6 +15,7 @@ from services.models import SubscriptionRow, TenantUser
 from services.organisations import OrganisationView
 from services.partner_center.models import CustomerUser, LicenseAssignment, LicenseUpdate, PasswordProfile
 from services.pricing import GLOBAL_LIST
+from tests.cardcheck import assert_valid_activity_cards
 from tests.chat import button, inputs
 from tests.conftest import message
 from tests.fakes import FakeConnector, card_of, said
@@ -114,7 +115,8 @@ async def licence_of(services: Services, subscription_id: str) -> str:
 
 
 class Typist:
-    """One person typing commands over the real endpoint; every reply of the turn is returned."""
+    """One person typing commands over the real endpoint; every reply of the turn is returned, its
+    cards checked against the Adaptive Card schema."""
 
     def __init__(self, client: Any, fake: FakeConnector, url: str, **identity: Any) -> None:
         self.client, self.fake, self.url, self.identity = client, fake, url, identity
@@ -127,7 +129,10 @@ class Typist:
         body = message(text, service_url=self.url, value=value, **self.identity)
         response = await self.client.post("/api/messages", json=body)
         assert response.status == 202
-        return self.fake.messages(self._conversation())[before:]
+        replies = self.fake.messages(self._conversation())[before:]
+        for reply in replies:
+            assert_valid_activity_cards(reply)  # every card the commands produce meets the 1.5 schema
+        return replies
 
 
 def last_card(replies: list[dict[str, Any]]) -> dict[str, Any]:

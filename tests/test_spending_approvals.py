@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from services.models import Approval, Job
 from services.spending import Spend
+from tests.cardcheck import assert_valid_card
 from tests.commands_world import Typist, World, build_world, click, last_card
 from tests.conftest import message, runtime_of
 from tests.fakes import card_of, card_text, said
@@ -105,11 +106,13 @@ async def test_a_purchase_above_the_threshold_is_ordered_once_when_an_approver_a
     [approval] = await _approvals(world)
     assert (approval.kind, approval.status) == ("purchase", "pending") and await _orders(world) == 1
     [posted] = [m for m in fake.messages("personal-chat-megan") if "Spending request" in said(m)]
+    assert_valid_card(card_of(posted))
     text = card_text(card_of(posted))
     assert "Buy 10 × Visio Plan 2" in text and "$165.60 per month" in text and "Alex Wilber" in text
     assert "Policy when it was asked: A change adding more than $100.00 a month needs an approver." in text
     await world.services.spending.set("contoso", actor="op", monthly_threshold="1000")  # changed meanwhile
     decided = await _invoke(client, url, "approval_approve", approval.id, **MEGAN)
+    assert_valid_card(decided["value"])
     assert "Approved by Megan Bowen" in card_text(decided["value"])
     assert "more than $100.00 a month" in card_text(decided["value"])  # the policy it was asked under
 
