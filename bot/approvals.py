@@ -23,9 +23,11 @@ from services.access import Caller
 from services.container import Services
 from services.jobs import JobView
 from services.roles import Permission
+from services.spending_requests import carry_out
 from services.subscriptions import ApprovalView
 
 JOB_KIND = "approval.suspend"
+SPEND_JOB_KIND = "approval.spend"  # a purchase, seats or an add-on an approver allowed
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
 
 
@@ -49,9 +51,10 @@ def approval_invoke_handlers(services: Services, messenger: ProactiveMessenger) 
         return _card_response(card)
 
     async def start_suspension(caller: Caller, approval: ApprovalView) -> None:
+        kind = JOB_KIND if approval.kind == "suspend" else SPEND_JOB_KIND
         await services.jobs.submit(
-            JOB_KIND,
-            idempotency_key=f"{JOB_KIND}:{approval.id}:{uuid.uuid4().hex}",
+            kind,
+            idempotency_key=f"{kind}:{approval.id}:{uuid.uuid4().hex}",
             payload={"approval_id": approval.id},
             organisation_id=approval.organisation_id,
             requested_by=caller.actor,
@@ -96,6 +99,17 @@ def approval_invoke_handlers(services: Services, messenger: ProactiveMessenger) 
         await delivery.tell_requester(approval)
         return {"status": approval.status, "message": approval.outcome}
 
+    async def run_spending(job: JobView) -> Mapping[str, Any]:
+        """The approved purchase, seats or add-on, carried out once (see services/spending_requests.py)."""
+
+        async def _carry_out(approval: ApprovalView) -> str:
+            return await carry_out(services, approval)
+
+        approval = await services.approvals.run_spending(int(job.payload["approval_id"]), _carry_out)
+        await delivery.refresh_everywhere(approval)
+        await delivery.tell_requester(approval)
+        return {"status": approval.status, "message": approval.outcome}
+
     async def expire(job: JobView) -> Mapping[str, Any]:
         """Due when the request expires: mark it (and any other overdue request) expired, update
         every copy of its card and tell the requester — once, whoever noticed first."""
@@ -107,5 +121,6 @@ def approval_invoke_handlers(services: Services, messenger: ProactiveMessenger) 
         return {"status": approval.status}
 
     services.jobs.register(JOB_KIND, run)
+    services.jobs.register(SPEND_JOB_KIND, run_spending)
     services.jobs.register(EXPIRE_JOB_KIND, expire)
     return {APPROVE: approve, REJECT: reject, RETRY: retry, REFRESH: refresh}

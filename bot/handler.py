@@ -537,7 +537,8 @@ class CspBot(ActivityHandler):
             words = normalised_text(activity)
         entries = self._tasks.menu_for(caller)
         if words in HELP_WORDS:
-            self._reply(turn_context, card_activity(build_help_card(entries)))
+            examples = self._tasks.examples_for(caller)
+            self._reply(turn_context, card_activity(build_help_card(entries, examples=examples)))
         elif words in MENU_WORDS or not words:
             self._reply(turn_context, card_activity(build_menu_card(self._summary(caller), entries)))
         elif words in CANCEL_WORDS:

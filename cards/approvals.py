@@ -28,6 +28,9 @@ class ApprovalCardView:
     outcome: str = ""
     approver_user_ids: Sequence[str] = ()
     approver_names: Sequence[str] = ()
+    kind: str = "suspend"  # or a spending request: purchase | seats | addon
+    details: Sequence[tuple[str, str]] = ()  # a spending request: what it costs and commits to
+    policy_lines: Sequence[str] = ()  # the spending policy when it was asked
 
 
 def status_line(view: ApprovalCardView) -> tuple[str, str]:
@@ -37,6 +40,10 @@ def status_line(view: ApprovalCardView) -> tuple[str, str]:
         return f"Waiting for an approver (expires {formatting.datetime_utc(view.expires_at)})", "Default"
     if view.status == "suspending":
         return f"Approved by {who} ({at}) — suspending…", "Accent"
+    if view.status == "running":
+        return f"Approved by {who} ({at}) — carrying it out…", "Accent"
+    if view.status == "done":
+        return f"Approved by {who} ({at}) — {view.outcome}", "Good"
     if view.status == "suspended":
         return f"Approved by {who} ({at}) — suspended", "Good"
     if view.status == "failed":
@@ -73,18 +80,33 @@ def build_approval_card(view: ApprovalCardView, *, for_approver: bool, in_channe
     and says who may decide (Teams refreshes it per person where it can; not every client can, and a
     click by someone else is refused), while a non-approver's own refresh shows the status only."""
     line, colour = status_line(view)
-    body = [
-        heading("Suspension request"),
-        facts(
-            [
-                ("Subscription", view.subscription_name),
-                ("Asked by", view.requester_name),
-                ("Why", view.reason),
-                ("Asked at", formatting.datetime_utc(view.requested_at)),
-            ]
-        ),
-        text(line, weight="Bolder", color=colour),
-    ]
+    if view.kind == "suspend":
+        body = [
+            heading("Suspension request"),
+            facts(
+                [
+                    ("Subscription", view.subscription_name),
+                    ("Asked by", view.requester_name),
+                    ("Why", view.reason),
+                    ("Asked at", formatting.datetime_utc(view.requested_at)),
+                ]
+            ),
+        ]
+    else:
+        body = [
+            heading("Spending request"),
+            facts(
+                [
+                    ("What", view.subscription_name),
+                    ("Asked by", view.requester_name),
+                    *view.details,
+                    ("Asked at", formatting.datetime_utc(view.requested_at)),
+                ]
+            ),
+            text(f"**Why an approver**: {view.reason}"),
+            text("Policy when it was asked: " + " ".join(view.policy_lines), subtle=True),
+        ]
+    body.append(text(line, weight="Bolder", color=colour))
     decides = for_approver or in_channel
     if in_channel and view.status in ("pending", "failed") and view.approver_names:
         body.append(text(f"Only {_names(view.approver_names)} can decide.", subtle=True))

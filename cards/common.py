@@ -72,10 +72,14 @@ def build_welcome_card(caller: CallerSummary, entries: Sequence[MenuEntry]) -> C
 
 
 def build_help_card(
-    entries: Sequence[MenuEntry], *, in_task: str | None = None, shortcuts: Sequence[tuple[str, str]] = ()
+    entries: Sequence[MenuEntry],
+    *,
+    in_task: str | None = None,
+    shortcuts: Sequence[tuple[str, str]] = (),
+    examples: Sequence[str] = (),
 ) -> Card:
-    """The basic commands, the caller's tasks and what can be typed to go straight to a result; inside
-    a task, that task's own `shortcuts`."""
+    """The basic commands, the caller's tasks, what can be typed to go straight to a result (inside a
+    task, that task's own `shortcuts`) and one-line command `examples`."""
     body = [heading("How to use this bot")]
     if in_task:
         body.append(text(f"You are in **{in_task}**. Answer the card above, or type **cancel** to stop it."))
@@ -94,6 +98,10 @@ def build_help_card(
     for title, typed in sections:
         body.append(text(f"**{title}**: type these to go straight to the result", weight=None))
         body.append(facts(typed))
+    if examples:
+        intro = "Or say it in one line — I show what it does and costs before anything changes:"
+        body.append(text(intro, weight="Bolder"))
+        body.append(text("\n".join(f"- {example}" for example in examples)))
     return card(body, [command_button("Menu", "menu")])
 
 

@@ -256,6 +256,8 @@ def build_user_card(
         )
     actions += [
         {**submit("Assign a licence", USERS_ASSIGN, {"user_ids": [detail.user_id]}), "associatedInputs": "none"},
+        # the one-line command: block sign-in, remove every licence, free the seats (asked once)
+        command_button("Offboard…", f"offboard {detail.user_principal_name}"),
         _back(),
     ]
     return card(body, actions)

@@ -156,7 +156,7 @@ def _add_prices_and_catalog(commands: Any) -> None:
 
 def _add_org(commands: Any) -> None:
     org = _command(commands, "org").add_subparsers(
-        dest="action", required=True, metavar="{create,list,show,update,link-tenant,approvals-channel,warnings}"
+        dest="action", required=True, metavar="{create,list,show,update,link-tenant,approvals-channel,warnings,policy}"
     )
     create = org.add_parser("create", help="register a customer organisation")
     create.add_argument("slug", metavar="SLUG", help="short name: 2-63 lower-case letters, digits, dashes")
@@ -181,6 +181,24 @@ def _add_org(commands: Any) -> None:
     link.add_argument("slug", metavar="SLUG")
     link.add_argument("tenant_id", metavar="TENANT_ID", help="the tenant id (a GUID)")
     link.set_defaults(handler=_org_link_tenant)
+
+    # spending that needs an approver (docs/approvals.md)
+    policy = org.add_parser("policy", help="when a purchase or more seats need an approver (only the flags given)")
+    policy.add_argument("slug", metavar="SLUG")
+    policy.add_argument(
+        "--monthly-threshold",
+        metavar="AMOUNT",
+        help="a change adding more than this a month needs an approver (none: no threshold)",
+    )
+    policy.add_argument(
+        "--commitments",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="whether any 1-year or 3-year commitment needs an approver",
+    )
+    policy.add_argument("--annual-limit", metavar="AMOUNT", help="spending over this a year needs an approver ('none')")
+    policy.add_argument("--currency", metavar="CODE", help="the currency of the amounts (default USD)")
+    policy.set_defaults(handler=_org_policy)
 
     # where suspension approval cards are also posted
     channel = org.add_parser(
@@ -557,6 +575,26 @@ async def _org_warnings(args: argparse.Namespace, services: Services) -> None:
     _out(f"  idle after           {settings.idle_days} days")
     _out(f"  left out of idle     {', '.join(record['excluded_skus']) or 'nothing'}")
     _out(f"  quiet hours          {quiet} ({settings.timezone})")
+
+
+async def _org_policy(args: argparse.Namespace, services: Services) -> None:
+    changes: dict[str, Any] = {}
+    for flag in ("monthly_threshold", "annual_limit"):
+        value = getattr(args, flag)
+        if value is not None:
+            changes[flag] = "" if value.strip().lower() in ("none", "off", "") else value
+    if args.commitments is not None:
+        changes["commitments_need_approval"] = args.commitments
+    if args.currency is not None:
+        changes["currency"] = args.currency
+    slug = args.slug.strip().lower()
+    if changes:
+        policy = await services.spending.set(slug, actor=_actor(), **changes)
+    else:
+        policy = await services.spending.get((await services.organisations.get(slug)).id)
+    _out(f"Spending policy of {slug} ({policy.currency}):")
+    for line in policy.lines():
+        _out(f"  {line}")
 
 
 async def _member_add(args: argparse.Namespace, services: Services) -> None:

@@ -47,9 +47,10 @@ from cards.ordering import (
     build_product_list_card,
     build_quote_card,
 )
-from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_activity
+from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_activity, card_done
 from dialogs.catalogue import Task
 from dialogs.sdk import DialogTurnResult, WaterfallStepContext
+from dialogs.spending import ask_an_approver
 from services import formatting
 from services.container import Services
 from services.errors import DomainError, InvalidInput
@@ -65,6 +66,8 @@ from services.ordering import (
 )
 from services.pricing import per_month
 from services.roles import Permission
+from services.spending import ApprovalNeeded
+from services.subscriptions.approvals import PURCHASE
 
 ORDER_DIALOG_ID = "add_subscription"
 TITLE = "add subscription"
@@ -326,6 +329,15 @@ class AddSubscriptionDialog(TaskDialog):
         except InvalidInput as error:  # no longer offered, or the bounds changed: choose again
             state.update(stage="configure", error=error.message, error_field=error.field or "")
             return await step.replace_dialog(self.initial_dialog_id, state)
+        except ApprovalNeeded as needed:  # above the organisation's spending policy
+            change = {"quote": state["quote"], "key": state["order_key"]}
+            change["conversation_id"] = conversation.id if conversation else ""
+            message = await ask_an_approver(
+                step.context, self._services, caller, needed, kind=PURCHASE, subscription_id="", change=change
+            )
+            card_done(step.context, "Sent to an approver")
+            await step.context.send_activity(message)
+            return await step.end_dialog()
         quote = Quote.from_dict(state["quote"])
         if placed.created:
             await step.context.send_activity(

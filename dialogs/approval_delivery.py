@@ -10,6 +10,7 @@ bot hands its proactive messenger to each turn (`dialogs.private_replies.MESSENG
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 
 from microsoft_agents.hosting.core import MessageFactory, TurnContext
 
@@ -19,11 +20,13 @@ from dialogs.private_replies import Messenger, messenger_of
 from services import formatting
 from services.container import Services
 from services.errors import DomainError
+from services.spending import PolicyView
 from services.subscriptions import ApprovalView
 
 log = logging.getLogger(__name__)
 
 EXPIRE_JOB_KIND = "approval.expire"
+TERM_WORDS = {"P1M": "1 month", "P1Y": "1 year", "P2Y": "2 years", "P3Y": "3 years"}
 
 
 class ApprovalDelivery:
@@ -51,6 +54,9 @@ class ApprovalDelivery:
             outcome=approval.outcome,
             approver_user_ids=user_ids,
             approver_names=[a.name for a in deciders],
+            kind=approval.kind,
+            details=spending_details(approval),
+            policy_lines=PolicyView.from_dict(approval.policy).lines() if approval.kind != "suspend" else (),
         )
 
     async def post(self, approval: ApprovalView) -> tuple[int, bool]:
@@ -132,22 +138,49 @@ class ApprovalDelivery:
         if approval.requested_by_member_id is None:
             return
         who = approval.decider_name or "An approver"
-        message = {
-            "suspended": f"{who} approved your request: **{approval.subscription_name}** is suspended.",
-            "rejected": f"{who} rejected your request to suspend **{approval.subscription_name}**. "
-            "Nothing was changed.",
-            "failed": f"{who} approved suspending **{approval.subscription_name}**, but Microsoft refused or was "
-            f"unreachable: {approval.outcome} An approver can retry from the card.",
-            "expired": f"Your request to suspend **{approval.subscription_name}** expired on "
-            f"{formatting.datetime_utc(approval.expires_at)} before an approver decided. Nothing was changed; "
-            "you can ask again from **subscriptions**.",
-        }.get(approval.status)
+        what = approval.subscription_name
+        spending = {
+            "done": f"{who} approved your request ({what}): {approval.outcome}",
+            "rejected": f"{who} rejected your request ({what}). Nothing was bought.",
+            "failed": f"{who} approved your request ({what}), but it failed: {approval.outcome} "
+            "An approver can retry from the card.",
+            "expired": f"Your request ({what}) expired on {formatting.datetime_utc(approval.expires_at)} before an "
+            "approver decided. Nothing was bought; you can ask again.",
+        }
+        message = (
+            spending.get(approval.status)
+            if approval.kind != "suspend"
+            else {
+                "suspended": f"{who} approved your request: **{approval.subscription_name}** is suspended.",
+                "rejected": f"{who} rejected your request to suspend **{approval.subscription_name}**. "
+                "Nothing was changed.",
+                "failed": f"{who} approved suspending **{approval.subscription_name}**, but Microsoft refused or was "
+                f"unreachable: {approval.outcome} An approver can retry from the card.",
+                "expired": f"Your request to suspend **{approval.subscription_name}** expired on "
+                f"{formatting.datetime_utc(approval.expires_at)} before an approver decided. Nothing was changed; "
+                "you can ask again from **subscriptions**.",
+            }.get(approval.status)
+        )
         if message is None:
             return
         try:
             await self._messenger.send_to_member(approval.requested_by_member_id, MessageFactory.text(message))
         except Exception:
             log.warning("could not tell the requester of approval %s", approval.id, exc_info=True)
+
+
+def spending_details(approval: ApprovalView) -> list[tuple[str, str]]:
+    """What a spending request's card shows: the charge now, the cost per period, the commitment."""
+    shown = approval.payload.get("shown") or {}
+    details: list[tuple[str, str]] = []
+    amount, _, currency = str(shown.get("charge_now") or "").partition(":")
+    if amount:
+        details.append(("Charged now", formatting.money(Decimal(amount), currency)))
+    if shown.get("per_period"):
+        details.append(("Cost", str(shown["per_period"])))
+    if shown.get("term"):
+        details.append(("Commitment", TERM_WORDS.get(str(shown["term"]), str(shown["term"]))))
+    return details
 
 
 async def post_request(context: TurnContext, services: Services, approval: ApprovalView) -> tuple[int, bool]:

@@ -38,6 +38,10 @@ class Task:
     shortcuts: tuple[tuple[str, str], ...] = field(default=())
     card_actions: Mapping[str, CardActionHandler] = field(default_factory=dict)
     invokes: Mapping[str, NamedInvokeHandler] = field(default_factory=dict)
+    # Text the task takes that no command, alias or prefix names (the one-line commands: "add 5
+    # seats to E3"); asked only after every task's own words, so those always win.
+    recognise: Callable[[str], bool] | None = None
+    examples: tuple[str, ...] = field(default=())  # shown by "help"
 
     def matches(self, words: str) -> bool:
         return (
@@ -67,7 +71,14 @@ class TaskCatalogue:
         return {name: handler for task in self._tasks for name, handler in task.invokes.items()}
 
     def find(self, words: str) -> Task | None:
-        return next((task for task in self._tasks if task.matches(words)), None)
+        named = next((task for task in self._tasks if task.matches(words)), None)
+        if named is not None or not words:
+            return named
+        return next((task for task in self._tasks if task.recognise is not None and task.recognise(words)), None)
+
+    def examples_for(self, caller: Caller) -> list[str]:
+        """Example commands of the tasks the caller may use (for "help")."""
+        return [example for task in self._tasks if caller.can(task.permission) for example in task.examples]
 
     def commands(self) -> list[str]:
         return [name for task in self._tasks for name in (task.command, *task.aliases)]

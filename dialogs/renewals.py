@@ -10,10 +10,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from microsoft_agents.hosting.dialogs import DialogTurnResult, WaterfallStepContext
-
 from cards import renewals as cards
 from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_done
+from dialogs.sdk import DialogTurnResult, WaterfallStepContext
 from services.container import Services
 from services.errors import DomainError
 from services.roles import Permission

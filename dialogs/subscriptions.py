@@ -20,18 +20,26 @@ from cards import subscriptions as cards
 from dialogs.approval_delivery import post_request, refresh_request
 from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_done
 from dialogs.sdk import DialogTurnResult, WaterfallStepContext
+from dialogs.spending import ask_an_approver
 from services import formatting
 from services.container import Services
 from services.errors import DomainError, InvalidInput
 from services.payloads import page_number
+from services.spending import ApprovalNeeded
 from services.subscriptions import ApprovalView, StaleSubscription
+from services.subscriptions.approvals import ADDON, SEATS
 
 DIALOG_ID = "subscriptions_dialog"
 TITLE = "Subscriptions"
+ONE_SHOT = "one_shot"  # options: end with the outcome of the first change (a one-line command)
 
 
 def _key() -> str:
     return uuid.uuid4().hex
+
+
+def _one_shot(step: WaterfallStepContext) -> bool:
+    return isinstance(step.options, dict) and step.options.get(ONE_SHOT) is True
 
 
 class SubscriptionsDialog(TaskDialog):
@@ -55,6 +63,8 @@ class SubscriptionsDialog(TaskDialog):
         subs, changes = self._services.subscriptions, self._services.subscription_changes
         error, entered = str(options.get("error", "")), options.get("entered") or {}
         try:
+            if screen == "card":  # a screen already built (a one-line command's confirmation)
+                return dict(options["card"])
             if screen == "quantity":
                 view = await subs.get(caller, sid)
                 return cards.build_quantity_card(view, entered=str(entered.get("quantity", "")), error=error)
@@ -148,6 +158,9 @@ class SubscriptionsDialog(TaskDialog):
         if message is None:  # "Back", or not a verb of this task (e.g. an old card): the list again
             return await self._next(step)
         card_done(step.context)
+        if _one_shot(step):  # started by a one-line command: its outcome, not the whole list
+            await step.context.send_activity(message)
+            return await step.end_dialog(message)
         return await self._next(step, notice=message)
 
     async def _act(self, step: WaterfallStepContext, caller: Any, verb: Any, value: dict[str, Any]) -> str | None:
@@ -155,9 +168,16 @@ class SubscriptionsDialog(TaskDialog):
         sid = value.get("subscription_id")
         key = value.get("request_key")
         if verb == cards.CONFIRM_QUANTITY:
-            return (
-                await changes.change_quantity(caller, sid, value.get("quantity"), etag=value.get("etag"), key=key)
-            ).message
+            try:
+                result = await changes.change_quantity(
+                    caller, sid, value.get("quantity"), etag=value.get("etag"), key=key
+                )
+            except ApprovalNeeded as needed:  # more seats above the organisation's spending policy
+                change = {"subscription_id": str(sid), "quantity": str(value.get("quantity")), "key": str(key)}
+                return await ask_an_approver(
+                    step.context, self._services, caller, needed, kind=SEATS, subscription_id=str(sid), change=change
+                )
+            return result.message
         if verb == cards.CONFIRM_SCHEDULE:
             result = await changes.schedule_quantity(
                 caller, sid, value.get("quantity"), etag=value.get("etag"), key=key
@@ -174,9 +194,20 @@ class SubscriptionsDialog(TaskDialog):
         if verb == cards.ORDER_ADDON:
             prices = value.get("prices")
             shown = prices.get(str(value.get("addon") or "").upper(), "") if isinstance(prices, dict) else ""
-            result = await changes.order_addon(
-                caller, sid, value.get("addon"), value.get("quantity"), key=key, shown_price=shown
-            )
+            try:
+                result = await changes.order_addon(
+                    caller, sid, value.get("addon"), value.get("quantity"), key=key, shown_price=shown
+                )
+            except ApprovalNeeded as needed:
+                change = {
+                    "subscription_id": str(sid),
+                    "addon": str(value.get("addon") or ""),
+                    "quantity": str(value.get("quantity")),
+                    "key": str(key),
+                }
+                return await ask_an_approver(
+                    step.context, self._services, caller, needed, kind=ADDON, subscription_id=str(sid), change=change
+                )
             return result.message
         if verb == cards.SEND_SUSPEND:
             approval, created = await self._services.approvals.request_suspension(caller, sid, value.get("reason"))
@@ -223,6 +254,8 @@ class SubscriptionsDialog(TaskDialog):
         )
 
     async def _next(self, step: WaterfallStepContext, **options: Any) -> DialogTurnResult:
+        if _one_shot(step):
+            options[ONE_SHOT] = True
         return await step.replace_dialog(
             self.initial_dialog_id or self.id, {key: value for key, value in options.items() if value is not None}
         )

@@ -10,6 +10,7 @@ from dialogs.add_subscription import add_subscription_tasks, render_order_job
 from dialogs.add_tenant import AddTenantDialog, MyServicesDialog, tenant_job_renderers
 from dialogs.billing import billing_tasks
 from dialogs.catalogue import Task
+from dialogs.commands import command_tasks
 from dialogs.renewals import RenewalsDialog
 from dialogs.subscriptions import SubscriptionsDialog
 from dialogs.users import ASSIGN, NEW, UsersDialog
@@ -90,6 +91,8 @@ def default_tasks(services: Services) -> list[Task]:
             Permission.MANAGE_SERVICES,
             aliases=("warnings", "warnings settings", "notification settings"),
         ),
+        # One-line commands: last, so every task's own words are matched first.
+        *command_tasks(services),
     ]
 
 

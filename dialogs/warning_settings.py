@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from microsoft_agents.hosting.dialogs import DialogTurnResult, WaterfallStepContext
-
 from cards import warnings as cards
 from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_done
+from dialogs.sdk import DialogTurnResult, WaterfallStepContext
 from services.container import Services
 from services.errors import InvalidInput
 from services.roles import Permission

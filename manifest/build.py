@@ -43,6 +43,8 @@ COMMANDS: Final[list[tuple[str, str]]] = [
     ("buy", "Add a subscription: browse products, see the price, order"),
     ("billing", "Bills: last month, 2026-09, or a product"),
     ("subscriptions", "See and manage your subscriptions"),
+    # The one-line commands (issue 19) with examples; Teams shows at most ten entries per scope.
+    ("commands", "One line: add 5 seats to E3, assign E3 to diego, who has E3, offboard diego"),
 ]
 COMMAND_SCOPES: Final[tuple[str, ...]] = ("personal", "team")
 

@@ -28,6 +28,7 @@ from services.pricing import PriceBook
 from services.sealed_secrets import SecretBox, open_secret_box
 from services.sent_cards import SentCardStore
 from services.settings import Settings
+from services.spending import SpendingPolicies
 from services.subscriptions import ApprovalService, SubscriptionChanges, SubscriptionService
 from services.tenants import CredentialsMail, TenantService
 from services.users import DirectoryService, LeaseService, LicenceService, UserService, UserSync
@@ -65,6 +66,7 @@ class Services:
     sent_cards: SentCardStore
     # Warnings before money is locked in
     warnings: WarningService
+    spending: SpendingPolicies  # when a purchase or more seats need an approver
     # Where URLs named by activities may be sent: connector service URLs, file-consent uploads.
     outbound_hosts: OutboundHosts
 
@@ -113,6 +115,8 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         clock=microsoft_now,
     )
     changes = SubscriptionChanges(sessions, partner_center, catalog, pricing, ledger, idempotency, subscriptions)
+    spending = SpendingPolicies(sessions, pricing)
+    changes.spending = spending
     billing = BillingService(
         sessions,
         ledger,
@@ -135,8 +139,11 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         interval=timedelta(minutes=settings.warnings_interval_minutes),
         check_seconds=settings.warnings_check_seconds,
     )
+    ordering = OrderingService(sessions, catalog, pricing, partner_center, jobs, idempotency, ledger, alerts)
+    ordering.spending = spending
     return Services(
         engine=engine,
+        spending=spending,
         sessions=sessions,
         organisations=organisations,
         access=access,
@@ -162,16 +169,7 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         directory=DirectoryService(sessions, users, idempotency, mailer),
         pricing=pricing,
         catalog=catalog,
-        ordering=OrderingService(
-            sessions,
-            catalog,
-            pricing,
-            partner_center,
-            jobs,
-            idempotency,
-            ledger,
-            alerts,
-        ),
+        ordering=ordering,
         billing=billing,
         subscriptions=subscriptions,
         subscription_changes=changes,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -64,3 +65,14 @@ class IdempotencyService:
                 existing.resource_id,
                 first_use=False,
             )
+
+    async def release(self, key: str, *, organisation_id: int | None) -> None:
+        """Free a key whose side effect did not happen (Microsoft refused it), so the same card can
+        try again instead of being told it was done."""
+        async with self._sessions() as session:
+            await session.execute(
+                delete(IdempotencyKey).where(
+                    IdempotencyKey.key == key, IdempotencyKey.organisation_id == organisation_id
+                )
+            )
+            await session.commit()

@@ -653,6 +653,26 @@ class Approval(Base):
     outcome: Mapped[str] = mapped_column(Text, default="")
     # Where the approval card was posted: [{"conversation_id": ..., "activity_id": ...}].
     posts: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # A spending request (kind "purchase" / "seats"): what runs on approval (the quote or the new
+    # quantity, with its order key) and the organisation's policy when it was asked.
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SpendingPolicy(Base):
+    """When spending needs an approver (set by the operator): a monthly-cost threshold for one
+    purchase or seat increase, whether a yearly or 3-year commitment always does, and a yearly
+    spending limit. Amounts are decimal text in `currency`; empty means no threshold or limit."""
+
+    __tablename__ = "spending_policies"
+
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    monthly_threshold: Mapped[str] = mapped_column(String(40), default="")
+    commitments_need_approval: Mapped[bool] = mapped_column(Boolean, default=False)
+    annual_limit: Mapped[str] = mapped_column(String(40), default="")
+    updated_by: Mapped[str] = mapped_column(String(254), default="")
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 

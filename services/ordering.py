@@ -51,8 +51,9 @@ from services.partner_center.models import (
 )
 from services.payloads import whole_number
 from services.price_rules import UnitPrice, price_in_force
-from services.pricing import PriceBook, periods_in_term
+from services.pricing import PriceBook, per_month, periods_in_term
 from services.roles import Permission
+from services.spending import Spend, SpendingPolicies
 
 log = logging.getLogger(__name__)
 
@@ -284,6 +285,19 @@ def build_storefront(products: Iterable[ProductView], entries: Iterable[UnitPric
     return Storefront(tuple(offered))
 
 
+def purchase_spend(quote: Quote) -> Spend:
+    """What a purchase costs, as the spending policy weighs it."""
+    period = formatting.per_period(quote.billing_cycle)
+    return Spend(
+        what=f"Buy {quote.quantity} × {quote.product_name}",
+        currency=quote.currency,
+        monthly_increase=per_month(quote.total_per_period, quote.currency, quote.billing_cycle),
+        term_duration=quote.term_duration,
+        charge_now=quote.total_per_period,
+        per_period=f"{formatting.money(quote.total_per_period, quote.currency)} {period}",
+    )
+
+
 def order_request_id(organisation_id: int, order_key: str) -> str:
     """The checkout request id of an order key: the same on every retry, so Microsoft (and the
     client's recovery of a lost answer) sees one order."""
@@ -409,6 +423,7 @@ class OrderingService:
         self._idempotency = idempotency
         self._ledger = ledger
         self._alerts = alerts
+        self.spending: SpendingPolicies | None = None  # set by the container: the policy orders meet
         jobs.register(ORDER_JOB, self._run_order)
 
     # --- browsing --------------------------------------------------------------------------------
@@ -479,9 +494,17 @@ class OrderingService:
     # --- ordering --------------------------------------------------------------------------------
 
     async def place_order(
-        self, caller: Caller, shown: Quote, order_key: str, *, notify_conversation_id: str | None
+        self,
+        caller: Caller,
+        shown: Quote,
+        order_key: str,
+        *,
+        notify_conversation_id: str | None,
+        approved: bool = False,
     ) -> PlacedOrder:
-        """Order what the caller confirmed. The same order key always means the same single order."""
+        """Order what the caller confirmed. The same order key always means the same single order.
+        Above the organisation's spending policy it raises `ApprovalNeeded`, unless an approver has
+        `approved` exactly this order (the approval's job passes it)."""
         caller.require(Permission.MANAGE_SERVICES)
         key = f"order:{caller.organisation_id}:{order_key}"
         existing = await self._job_for(key)
@@ -500,6 +523,8 @@ class OrderingService:
             shown.currency,
         ):
             raise PriceChanged(current)
+        if not approved and self.spending is not None:
+            await self.spending.require(caller.organisation_id, purchase_spend(current))
         job, created = await self._jobs.submit(
             ORDER_JOB,
             idempotency_key=key,

@@ -569,3 +569,18 @@ def test_org_warnings_shows_and_changes_an_organisations_warnings(capsys: pytest
     }
     assert json.loads(ok(capsys, "org", "warnings", "other", "--json"))["renewal_lead_days"] == [30, 7]
     assert ("operator:opsy", "warnings.settings", "") in audit_rows(registered)
+
+
+def test_org_policy_sets_shows_and_clears_the_spending_policy(capsys: pytest.CaptureFixture[str], db: Db) -> None:
+    ok(capsys, "org", "create", "fabrikam", *FULL_PROFILE)
+    assert "No spending needs an approver." in ok(capsys, "org", "policy", "fabrikam")
+    out = ok(capsys, "org", "policy", "fabrikam", "--monthly-threshold", "500", "--commitments", "--currency", "gbp")
+    assert "Spending policy of fabrikam (GBP)" in out and "more than £500.00 a month" in out
+    assert "Any 1-year or 3-year commitment needs an approver." in out
+    out = ok(capsys, "org", "policy", "fabrikam", "--annual-limit", "20000", "--no-commitments")
+    assert "more than £500.00 a month" in out and "over £20,000.00 a year" in out and "commitment" not in out
+    out = ok(capsys, "org", "policy", "fabrikam", "--monthly-threshold", "none")
+    assert "a month" not in out and "£20,000.00" in out
+    bad = run(capsys, "org", "policy", "fabrikam", "--annual-limit", "lots")
+    assert bad.code != 0 and "not an amount" in bad.err
+    assert ("spending.policy", "") in {(action, target) for _, action, target in audit_rows(db)}

@@ -50,7 +50,7 @@ async def test_menu_help_cancel_and_unknown_text(make_bot, connector):
     assert "How to use this bot" in _said(await _say(client, fake, "help", url, 2))
     assert "nothing to cancel" in _said(await _say(client, fake, "cancel", url, 3))
     assert "Did you mean **help**" in _said(await _say(client, fake, "hlep", url, 4))
-    assert "Type **menu**" in _said(await _say(client, fake, "order me a pizza", url, 5))
+    assert "Type **menu**" in _said(await _say(client, fake, "tell me a joke", url, 5))
 
 
 async def test_a_fast_turn_needs_no_typing_indicator(make_bot, connector):

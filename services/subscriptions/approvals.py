@@ -9,7 +9,8 @@ with Microsoft's reason and nothing changed — an approver may retry a failed o
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,7 +38,9 @@ PENDING, SUSPENDING, SUSPENDED, FAILED, REJECTED, EXPIRED, WITHDRAWN = (
     "expired",
     "withdrawn",
 )
-OPEN = (PENDING, SUSPENDING, FAILED)
+RUNNING, DONE = "running", "done"  # a spending request: approved and being carried out; carried out
+OPEN = (PENDING, SUSPENDING, RUNNING, FAILED)
+SUSPEND, PURCHASE, SEATS, ADDON = "suspend", "purchase", "seats", "addon"  # kinds of request
 MAX_REASON = 500
 NOT_YOURS = "That request is not one of your organisation's."
 
@@ -60,10 +63,18 @@ class ApprovalView:
     decided_at: datetime | None
     outcome: str
     posts: tuple[dict[str, Any], ...]
+    kind: str = SUSPEND
+    payload: dict[str, Any] = field(default_factory=dict)
+    policy: dict[str, Any] = field(default_factory=dict)  # the spending policy when it was asked
 
     @property
     def is_open(self) -> bool:
         return self.status in OPEN
+
+    @property
+    def running_status(self) -> str:
+        """The status an approval moves it to while its change runs."""
+        return SUSPENDING if self.kind == SUSPEND else RUNNING
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,9 @@ def _view(row: Approval) -> ApprovalView:
         decided_at=as_utc(row.decided_at),
         outcome=row.outcome,
         posts=tuple(dict(post) for post in row.posts or ()),
+        kind=row.kind or SUSPEND,
+        payload=dict(row.payload or {}),
+        policy=dict(row.policy or {}),
     )
 
 
@@ -135,6 +149,7 @@ class ApprovalService:
                 select(Approval).where(
                     Approval.organisation_id == caller.organisation_id,
                     Approval.subscription_id == row.id,
+                    Approval.kind == SUSPEND,
                     Approval.status.in_(OPEN),
                     Approval.expires_at > self._clock(),
                 )
@@ -168,6 +183,66 @@ class ApprovalService:
             )
             await session.commit()
             return _view(approval), True
+
+    async def request_spending(
+        self,
+        caller: Caller,
+        kind: str,
+        *,
+        what: str,
+        subscription_id: str,
+        reasons: list[str],
+        payload: dict[str, Any],
+        policy: dict[str, Any],
+    ) -> tuple[ApprovalView, bool]:
+        """A spending request (a purchase or more seats above the policy): a new one (True), or the
+        open one already asked with the same card (False). It keeps the policy it was asked under."""
+        caller.require(Permission.MANAGE_SERVICES)
+        key = str(payload.get("key") or "")
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(Approval).where(
+                    Approval.organisation_id == caller.organisation_id,
+                    Approval.kind == kind,
+                    Approval.status.in_((*OPEN, DONE)),
+                )
+            )
+            existing = next((row for row in rows if key and (row.payload or {}).get("key") == key), None)
+            if existing is not None:  # the same card clicked again
+                return _view(existing), False
+            now = self._clock()
+            approval = Approval(
+                organisation_id=caller.organisation_id,
+                kind=kind,
+                subscription_id=subscription_id,
+                subscription_name=what[:200],
+                requested_by_member_id=caller.member_id,
+                requested_by=caller.email,
+                requester_name=caller.display_name or caller.email,
+                reason=" ".join(reasons)[: MAX_REASON * 2],
+                status=PENDING,
+                created_at=now,
+                expires_at=now + self.expiry,
+                posts=[],
+                payload=payload,
+                policy=policy,
+            )
+            session.add(approval)
+            await session.flush()
+            audit.record(
+                session,
+                actor=caller.actor,
+                action="approval.request",
+                organisation_id=caller.organisation_id,
+                target=f"approval:{approval.id}",
+                after={"kind": kind, "what": what, "reasons": reasons, "policy": policy},
+            )
+            await session.commit()
+            return _view(approval), True
+
+    async def run_spending(self, approval_id: int, carry_out: Callable[[ApprovalView], Awaitable[str]]) -> ApprovalView:
+        """Carry out an approved spending request once: ends `done`, or `failed` with the reason."""
+        return await self._run(approval_id, RUNNING, DONE, carry_out)
 
     async def get(self, caller: Caller, approval_id: Any) -> ApprovalView:
         """Any member of the organisation may see a request (the card shows its status)."""
@@ -260,7 +335,7 @@ class ApprovalService:
                 update(Approval)
                 .where(Approval.id == approval.id, Approval.status == PENDING, Approval.expires_at > now)
                 .values(
-                    status=SUSPENDING if approve else REJECTED,
+                    status=approval.running_status if approve else REJECTED,
                     decided_by=caller.email,
                     decider_name=caller.display_name or caller.email,
                     decided_by_member_id=caller.member_id,
@@ -276,14 +351,15 @@ class ApprovalService:
                     organisation_id=caller.organisation_id,
                     target=f"approval:{approval.id}",
                     before={"status": PENDING},
-                    after={"status": SUSPENDING if approve else REJECTED},
+                    after={"status": approval.running_status if approve else REJECTED},
                 )
             await session.commit()
         current = await self.load(approval.id)
         if not won:
             current, expired_now = await self._expire_if_due(current)  # it fell due meanwhile
             return Decision(current, False, _already(current), expired_now=expired_now)
-        return Decision(current, True, "Approved — suspending now." if approve else "Rejected — nothing was changed.")
+        running = "Approved — suspending now." if approval.kind == SUSPEND else "Approved — carrying it out now."
+        return Decision(current, True, running if approve else "Rejected — nothing was changed.")
 
     async def withdraw(self, caller: Caller, approval_id: Any) -> Decision:
         """The requester (or another admin) takes back a request no approver has decided yet."""
@@ -327,7 +403,11 @@ class ApprovalService:
         async with self._sessions() as session:
             rows = await session.scalars(
                 select(Approval)
-                .where(Approval.organisation_id == organisation_id, Approval.status.in_(OPEN))
+                .where(
+                    Approval.organisation_id == organisation_id,
+                    Approval.status.in_(OPEN),
+                    Approval.kind == SUSPEND,
+                )
                 .order_by(Approval.id)
             )
             views = [_view(row) for row in rows]
@@ -363,7 +443,7 @@ class ApprovalService:
             result = await session.execute(
                 update(Approval)
                 .where(Approval.id == approval.id, Approval.status == FAILED)
-                .values(status=SUSPENDING, outcome="")
+                .values(status=approval.running_status, outcome="")
             )
             won = result.rowcount == 1  # type: ignore[attr-defined]
             if won:
@@ -376,36 +456,49 @@ class ApprovalService:
                 )
             await session.commit()
         current = await self.load(approval.id)
-        return Decision(current, won, "Trying the suspension again." if won else _already(current))
+        return Decision(current, won, "Trying it again." if won else _already(current))
 
     async def run_suspension(self, approval_id: int) -> ApprovalView:
         """Suspend at Microsoft; ends `suspended`, or `failed` with the reason and nothing changed."""
+
+        async def suspend(approval: ApprovalView) -> str:
+            return await self._changes.suspend_approved(
+                approval.organisation_id,
+                approval.subscription_id,
+                actor=approval.decided_by or "approver",
+                approval_id=approval.id,
+            )
+
+        return await self._run(approval_id, SUSPENDING, SUSPENDED, suspend)
+
+    async def _run(
+        self, approval_id: int, running: str, succeeded: str, work: Callable[[ApprovalView], Awaitable[str]]
+    ) -> ApprovalView:
+        """Run an approved request's change once (only from `running`); it ends `succeeded`, or
+        `failed` with the reason — never left running: an approver can retry, the operator has the log."""
         approval = await self.load(approval_id)
-        if approval.status != SUSPENDING:
+        if approval.status != running:
             return approval
         actor = approval.decided_by or "approver"
         try:
-            outcome = await self._changes.suspend_approved(
-                approval.organisation_id, approval.subscription_id, actor=actor, approval_id=approval.id
-            )
-            status = SUSPENDED
+            outcome, status = await work(approval), succeeded
         except DomainError as error:
-            log.warning("approval %s: the suspension failed: %s", approval.id, error.message)
+            log.warning("approval %s: the approved change failed: %s", approval.id, error.message)
             outcome, status = error.message, FAILED
         except Exception:
-            # Never leave a request "suspending" for ever: an approver can retry; the operator has the log.
-            log.exception("approval %s: the suspension failed unexpectedly", approval.id)
+            log.exception("approval %s: the approved change failed unexpectedly", approval.id)
             outcome, status = "Something went wrong on our side.", FAILED
+        what = "suspension" if approval.kind == SUSPEND else approval.kind
         async with self._sessions() as session:
             await session.execute(
                 update(Approval)
-                .where(Approval.id == approval.id, Approval.status == SUSPENDING)
+                .where(Approval.id == approval.id, Approval.status == running)
                 .values(status=status, outcome=outcome)
             )
             audit.record(
                 session,
                 actor=actor,
-                action="approval.suspension_" + status,
+                action=f"approval.{what}_{status}",
                 organisation_id=approval.organisation_id,
                 target=f"approval:{approval.id}",
                 after={"status": status, "outcome": outcome},
@@ -512,6 +605,12 @@ class ApprovalService:
 
 def _already(approval: ApprovalView) -> str:
     who = approval.decider_name or "another approver"
+    if approval.kind != SUSPEND and approval.status in (RUNNING, DONE, FAILED):
+        return {
+            RUNNING: f"Already approved by {who}; it is being carried out.",
+            DONE: f"Already approved by {who}; it was carried out.",
+            FAILED: f"Approved by {who}, but it failed: {approval.outcome}",
+        }[approval.status]
     return {
         SUSPENDING: f"Already approved by {who}; the suspension is running.",
         SUSPENDED: f"Already approved by {who}; the subscription is suspended.",

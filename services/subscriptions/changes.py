@@ -39,8 +39,9 @@ from services.partner_center.models import (
 )
 from services.payloads import token, whole_number
 from services.price_rules import UnitPrice
-from services.pricing import PriceBook
+from services.pricing import PriceBook, per_month
 from services.roles import Permission
+from services.spending import Spend, SpendingPolicies
 from services.subscriptions.common import (
     Clock,
     ProRata,
@@ -102,6 +103,7 @@ class QuantityPlan:
     assigned: int | None
     explanation: str = ""  # why a decrease must wait for the renewal, in plain words
     price_entry_id: int | None = None
+    term_duration: str = ""
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,23 @@ def addon_price_token(offer: AddonOffer) -> str:
     """The price an add-on card showed (price-list entry, amount, currency), compared at the order."""
     price = offer.price
     return f"{price.entry_id}:{price.amount}:{price.currency}" if price is not None else ""
+
+
+def seats_spend(plan: QuantityPlan) -> Spend:
+    """What more seats cost, as the spending policy weighs it."""
+    added = plan.new - plan.current
+    monthly = Decimal(0)
+    if plan.unit_price is not None:
+        monthly = per_month(plan.unit_price * added, plan.currency, plan.billing_cycle)
+    new_cost = "" if plan.recurring_new is None else formatting.money(plan.recurring_new, plan.currency)
+    return Spend(
+        what=f"Add {formatting.plural(added, 'seat', 'seats')} to {plan.name}",
+        currency=plan.currency,
+        monthly_increase=monthly,
+        term_duration=plan.term_duration,
+        charge_now=plan.charge_now.amount if plan.charge_now is not None else None,
+        per_period=f"{new_cost} {formatting.per_period(plan.billing_cycle)}" if new_cost else "",
+    )
 
 
 def parse_quantity(value: Any) -> int:
@@ -179,6 +198,7 @@ class SubscriptionChanges:
         self._ledger = ledger
         self._idempotency = idempotency
         self._listing = listing
+        self.spending: SpendingPolicies | None = None  # set by the container: the policy seats meet
 
     @property
     def _now(self) -> Clock:
@@ -427,6 +447,7 @@ class SubscriptionChanges:
             assigned=assigned,
             explanation=explanation,
             price_entry_id=price.entry_id if price else None,
+            term_duration=row.term_duration,
         )
 
     async def _check_assigned(self, caller: Caller, customer_id: str, row: SubscriptionRow, new: int) -> int | None:
@@ -456,12 +477,21 @@ class SubscriptionChanges:
         return consumed
 
     async def change_quantity(
-        self, caller: Caller, subscription_id: Any, quantity: Any, *, etag: Any, key: Any
+        self, caller: Caller, subscription_id: Any, quantity: Any, *, etag: Any, key: Any, approved: bool = False
     ) -> ChangeResult:
-        """Add seats, or remove refundable ones — the change the admin confirmed on the preview."""
+        """Add seats, or remove refundable ones — the change the admin confirmed on the preview. More
+        seats above the organisation's spending policy raise `ApprovalNeeded` unless `approved`."""
         caller.require(Permission.MANAGE_SERVICES)
         new, expected_etag = parse_quantity(quantity), _etag(etag)
         customer_id, row = await self._load(caller, subscription_id)
+        spending = self.spending
+        if not approved and spending is not None and new > row.quantity:
+            if (await spending.get(caller.organisation_id)).is_empty:
+                spending = None  # nothing to weigh: no extra read of Microsoft
+        if not approved and spending is not None and new > row.quantity:
+            plan = await self.plan_quantity(caller, row.id, new)
+            if plan.kind == "increase":
+                await spending.require(caller.organisation_id, seats_spend(plan))
         purpose = "subscriptions.quantity"
         if not await self._claim(caller, key, purpose):
             return ChangeResult(f"That change of {row.name} was already sent.", row.id, repeated=True)
@@ -735,7 +765,15 @@ class SubscriptionChanges:
         return row, offers
 
     async def order_addon(
-        self, caller: Caller, subscription_id: Any, addon: Any, quantity: Any, *, key: Any, shown_price: Any = None
+        self,
+        caller: Caller,
+        subscription_id: Any,
+        addon: Any,
+        quantity: Any,
+        *,
+        key: Any,
+        shown_price: Any = None,
+        approved: bool = False,
     ) -> ChangeResult:
         """Buy an add-on for a base subscription, exactly once per card (cart with the base as
         `provisioningContext` parent, checkout with a request id derived from the card's key)."""
@@ -760,6 +798,19 @@ class SubscriptionChanges:
             )
         if row.status != "active":
             raise DomainError(_RULES["27009"], code="parent_not_active")
+        if not approved and self.spending is not None:
+            amount = offer.price.amount * count
+            await self.spending.require(
+                caller.organisation_id,
+                Spend(
+                    what=f"Add {count} × {offer.title} to {row.name}",
+                    currency=offer.price.currency,
+                    monthly_increase=per_month(amount, offer.price.currency, offer.billing_cycle),
+                    term_duration=offer.term_duration,
+                    per_period=f"{formatting.money(amount, offer.price.currency)} "
+                    f"{formatting.per_period(offer.billing_cycle)}",
+                ),
+            )
         customer_id, _ = await self._load(caller, subscription_id)
         purpose = "subscriptions.addon"
         if not await self._claim(caller, key, purpose):

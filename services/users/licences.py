@@ -189,6 +189,9 @@ class LicenceService:
         ]
         for user_id, name, user_location in need:
             results.append(await self._assign_one(ctx, user_id, name, user_location, location, pool))
+        if need and not any(result.ok for result in results[-len(need) :]):
+            # Microsoft gave no one a licence: the same card may try again (not "already done").
+            await self._idempotency.release(f"licences.assign:{request_key}", organisation_id=ctx.organisation_id)
         return LicenceOutcome(await self._after_change(ctx, pool.licence_sku_id), results)
 
     async def _assign_one(
@@ -295,6 +298,8 @@ class LicenceService:
                 ctx.customer_id, row.user_id, LicenseUpdate(licenses_to_remove=wanted)
             )
         except PartnerCenterError as error:
+            # Nothing was removed: the same card may try again (not "already done").
+            await self._idempotency.release(f"licences.unassign:{request_key}", organisation_id=ctx.organisation_id)
             return LicenceOutcome(None, [UserResult(row.user_id, name, False, error.message)])
         await self._update_row(ctx, row.user_id, remove=wanted, audit_action="licence.unassign")
         pool = await self._after_change(ctx, wanted[0])
