@@ -135,7 +135,20 @@ def test_every_example_is_a_command_of_its_kind() -> None:
 
 @pytest.mark.parametrize(
     ("typed", "claimed"),
-    [("add 5 seats to E3", True), ("ad 5 seats to E3", True), ("frobnicate the widgets", False), ("hello", False)],
+    [
+        ("add 5 seats to E3", True),
+        ("ad 5 seats to E3", True),
+        ("cancel Project Plan 3", True),
+        ("stop auto-renew for E3", True),
+        ("frobnicate the widgets", False),
+        ("hello", False),
+        # the conversation's own words: "cancel" inside a task stops that task, it starts nothing
+        ("cancel", False),
+        ("Cancel.", False),
+        ("stop", False),
+        ("help", False),
+        ("menu", False),
+    ],
 )
 def test_what_the_command_task_claims(typed: str, claimed: bool) -> None:
     assert looks_like_command(typed) is claimed

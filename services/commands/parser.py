@@ -129,7 +129,7 @@ _PATTERNS: tuple[tuple[Kind, re.Pattern[str]], ...] = (
     ),
     _pattern(Kind.SET_SEATS, rf"(?:set|change)\s+{P}\s+{SEATS}\s+to\s+{NUM}"),
     _pattern(Kind.SET_SEATS, rf"(?:reduce|lower|decrease|increase)\s+{P}\s+to\s+{NUM}(?:\s+{SEATS})?"),
-    _pattern(Kind.BUY, rf"(?:buy|order|purchase|get)\s+{NUM}\s+(?:{SEATS}\s+(?:of\s+)?)?{P}"),
+    _pattern(Kind.BUY, rf"(?:buy|order|purchase)\s+{NUM}\s+(?:{SEATS}\s+(?:of\s+)?)?{P}"),
     _pattern(Kind.BUY, rf"(?:buy|order|purchase)\s+{P}"),
     _pattern(Kind.SUSPEND, rf"(?:suspend|pause)\s+{P}"),
     _pattern(Kind.REACTIVATE, rf"(?:reactivate|resume|unsuspend|unpause|re-activate)\s+{P}"),
@@ -207,6 +207,14 @@ COMMAND_WORDS = (
     "offboard",
     "auto-renew",
     "autorenew",
+    "auto",
+    "stop",
+    "do",
+    "don't",
+    "dont",
+    "take",
+    "delete",
+    "off-board",
 )
 _FILLER = re.compile(r"^(?:please\s+|pls\s+|can you\s+|could you\s+|i want to\s+|i'd like to\s+|we need to\s+)+", re.I)
 _TRAILING = re.compile(r"(?:\s+please)?[\s.!?]*$", re.I)
@@ -340,9 +348,15 @@ def command_word(text: str) -> tuple[str, str]:
     return (str(best[0]) if best else ""), first
 
 
+# Words the conversation itself answers at any step ("cancel" stops the task waiting): never a command.
+RESERVED = frozenset({"cancel", "stop", "quit", "exit", "help", "?", "menu", "hi", "hello", "hey", "start", "home"})
+
+
 def looks_like_command(text: str) -> bool:
     """Whether `text` starts with a command word (or a mistyped one): then it is answered as a command,
-    with "did you mean" when it is not one."""
+    with "did you mean" when it is not one. The conversation's own words alone are never one."""
+    if " ".join(text.lower().split()).rstrip(".!") in RESERVED:
+        return False
     word, _ = command_word(text)
     return bool(word)
 
