@@ -155,7 +155,7 @@ def test_what_the_command_task_claims(typed: str, claimed: bool) -> None:
 
 
 def _catalog() -> Matcher[str]:
-    data = json.loads((Path(__file__).parent.parent / "services/partner_center/sandbox/catalog.json").read_text())
+    data = json.loads((Path(__file__).parent.parent / "sandbox/catalog.json").read_text())
     return Matcher(
         [
             Candidate(
