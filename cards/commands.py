@@ -203,7 +203,12 @@ def build_offboard_card(plan: OffboardingPlan, request_key: str) -> Card:
         ),
     ]
     for seat in plan.seats:
-        body.append(text(f"{seat.licence_name} — {seat.subscription_name} ({seat.quantity} seats)", weight="Bolder"))
+        names = (
+            seat.licence_name
+            if seat.subscription_name == seat.licence_name
+            else (f"{seat.licence_name} — {seat.subscription_name}")
+        )
+        body.append(text(f"{names} ({formatting.plural(seat.quantity, 'seat', 'seats')})", weight="Bolder"))
         body.append(
             {
                 "type": "Input.ChoiceSet",

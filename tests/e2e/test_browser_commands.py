@@ -1,7 +1,7 @@
 """One-line commands in the rendered Playground (headless Chromium), typed and clicked as a person
 does: one command of each kind — seats (with a pick on the choice card), buying, a licence, a
 question — people joining (with the missing seat bought on the same confirm) and leaving (inside
-the seats' 7-day window), and a purchase above the spending policy approved by Megan in her own
+the seats' 7-day window and after it), and a purchase above the spending policy approved by Megan in her own
 Playground. Any page error from the card renderer, or a click without a bot answer, fails the test."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from tests.commands_world import World, build_world
 from tests.conftest import link_demo_customer
 from tests.e2e.browser import Browser
 from tests.e2e.playground import SharedPlayground, bot_in_playground, shared_playground
+from tests.e2e.sandbox_admin import sandbox_admin
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 MEGAN_CONFIG = Path(__file__).with_name("playground-megan.yml")
@@ -77,6 +78,24 @@ async def test_people_join_with_a_seat_bought_and_leave_with_a_refund(chat: tupl
     await browser.screenshot("offboarding")
     await browser.click("Offboard Megan Bowen", expect="Offboarding: done")
     assert await _quantity(world, "standard") == 1
+
+
+async def test_leaving_after_the_seat_window_schedules_the_lower_quantity(chat: tuple[Browser, Services]) -> None:
+    """Eight days after the seats were bought no refund is possible: the card offers the renewal (the
+    cheapest safe choice, preselected) and the seat is kept free until then."""
+    browser, services = chat
+    world = await _world(services)
+    await sandbox_admin(services, "POST", "/clock", {"advance": "P8D"})
+    answer = await browser.send("offboard megan", expect="Offboard Megan Bowen?")
+    shown = "\n".join(message["text"] for message in answer)
+    assert "with a refund" not in shown and "Renew with 9 seats" in shown
+    await browser.screenshot("offboarding-after-the-window")
+    await browser.click("Offboard Megan Bowen", expect="Offboarding: done")
+    customer = world.org.partner_center_customer_id
+    assert customer
+    subscription = await services.partner_center.subscription(customer, world.subscriptions["standard"])
+    scheduled = subscription.scheduled_next_term_instructions
+    assert subscription.quantity == 10 and scheduled is not None and scheduled.quantity == 9
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
