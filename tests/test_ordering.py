@@ -439,3 +439,42 @@ async def test_microsoft_unavailable_fails_with_a_clear_message_and_buys_nothing
     async with services.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(SubscriptionRow)) == 0
         assert await session.scalar(select(func.count()).select_from(LedgerEntry)) == 0
+
+
+@pytest.mark.parametrize("first", ["order", "sync"])
+async def test_a_purchase_is_ledgered_once_whichever_path_sees_it_first(
+    services: Services, sandbox: Sandbox, demo_customer, monkeypatch: pytest.MonkeyPatch, first: str
+) -> None:
+    """The order job and the subscriptions sync both record a purchase through one writer: the one
+    that sees the new subscription first writes its PURCHASE entry, the other only the mirror row."""
+    caller = await _ready(services)
+    record = services.ordering._record_purchase
+
+    async def sync_between_checkout_and_record(*args, **kwargs):  # type: ignore[no-untyped-def]
+        await services.subscriptions.sync(caller.organisation_id)
+        return await record(*args, **kwargs)
+
+    if first == "sync":
+        monkeypatch.setattr(services.ordering, "_record_purchase", sync_between_checkout_and_record)
+    quote = await services.ordering.quote(caller, BASIC, "P1Y:monthly", "3")
+    placed = await services.ordering.place_order(caller, quote, f"k-{first}", notify_conversation_id=None)
+    assert await services.jobs.run_pending() == 1
+    done = await services.jobs.get(placed.job.id)
+    assert done is not None and done.status == "succeeded" and done.attempts == 1, done
+    await services.subscriptions.sync(caller.organisation_id)
+    await services.subscriptions.sync(caller.organisation_id)
+
+    (bought,) = await _subscriptions(sandbox, demo_customer.partner_center_customer_id)
+    async with services.sessions() as session:
+        rows = list(await session.scalars(select(SubscriptionRow)))
+        assert [(row.id, row.quantity) for row in rows] == [(bought.id.lower(), 3)]
+        entries = list(await session.scalars(select(LedgerEntry)))
+        assert [(e.event_type, e.quantity_before, e.quantity_after, e.source_key) for e in entries] == [
+            (LedgerEvent.PURCHASE, 0, 3, f"purchase:{bought.id.lower()}")
+        ]
+        assert entries[0].source == ("bot" if first == "order" else "sync")
+        assert entries[0].price_entry_id == (quote.price_entry_id if first == "order" else None)
+        purchases = await session.scalar(
+            select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "subscription.purchase")
+        )
+        assert purchases == (1 if first == "order" else 0)

@@ -27,7 +27,7 @@ from services.catalog import CatalogService, SkuView
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
 from services.idempotency import IdempotencyService
 from services.ledger import LedgerEvent, LedgerSource, SubscriptionLedger
-from services.models import IdempotencyKey, LedgerEntry, SubscriptionRow
+from services.models import IdempotencyKey, SubscriptionRow
 from services.ordering import NO_AGREEMENT_MESSAGE, OrderRefused, checkout_once, order_request_id
 from services.partner_center import PartnerCenterClient
 from services.partner_center.errors import PartnerCenterConflict, PartnerCenterError
@@ -40,15 +40,13 @@ from services.partner_center.models import (
 from services.payloads import token, whole_number
 from services.price_rules import UnitPrice
 from services.pricing import PriceBook
+from services.purchases import Purchase, apply_to_row, ledger_record, record_purchase
 from services.roles import Permission
 from services.subscriptions.common import (
     Clock,
     ProRata,
-    apply_to_row,
     as_utc,
     customer_of,
-    ledger_record,
-    new_row,
     organisation_of,
     renewal_locked,
     row_in_organisation,
@@ -256,9 +254,7 @@ class SubscriptionChanges:
             before = snapshot(row)
             apply_to_row(row, result, licence_sku_id=None, now=self._now())
             for event, quantity_before, quantity_after, source_key in events:
-                if await self._ledger_has(session, source_key):
-                    continue  # a retried job whose first attempt got this far
-                self._ledger.add(
+                await self._ledger.add_once(  # a retried job whose first attempt got this far adds nothing
                     session,
                     ledger_record(
                         row,
@@ -806,33 +802,21 @@ class SubscriptionChanges:
             raise
         licence = await self._catalog.licence_sku_for_offer(bought.offer_id or "")
         async with self._sessions() as session:
-            existing = await session.get(SubscriptionRow, bought.id.lower())
-            addon_row = existing or new_row(caller.organisation_id, customer_id, bought)
-            apply_to_row(addon_row, bought, licence_sku_id=licence or "", now=self._now())
-            if existing is None:
-                session.add(addon_row)
-            if not await self._ledger_has(session, f"purchase:{addon_row.id}"):
-                self._ledger.add(
-                    session,
-                    ledger_record(
-                        addon_row,
-                        LedgerEvent.PURCHASE,
-                        before=0,
-                        after=count,
-                        at=as_utc(bought.creation_date) or self._now(),
-                        source=LedgerSource.BOT,
-                        source_key=f"purchase:{addon_row.id}",
-                        actor=caller.actor,
-                        price_entry_id=offer.price.entry_id,
-                    ),
-                )
-            audit.record(
+            await record_purchase(
                 session,
-                actor=caller.actor,
-                action="subscription.addon_order",
-                organisation_id=caller.organisation_id,
-                target=addon_row.id,
-                after={"parent": row.id, "offer": addon_row.offer_id, "quantity": count},
+                Purchase(
+                    organisation_id=caller.organisation_id,
+                    customer_id=customer_id,
+                    subscription=bought,
+                    quantity=count,
+                    source=LedgerSource.BOT,
+                    actor=caller.actor,
+                    now=self._now(),
+                    licence_sku_id=licence or "",
+                    price_entry_id=offer.price.entry_id,
+                    audit_action="subscription.addon_order",
+                    audit_after={"parent": row.id, "offer": bought.offer_id or "", "quantity": count},
+                ),
             )
             await session.commit()
         return ChangeResult(
@@ -840,7 +824,3 @@ class SubscriptionChanges:
             "costs start under Microsoft's billing rules.",
             bought.id.lower(),
         )
-
-    @staticmethod
-    async def _ledger_has(session: AsyncSession, source_key: str) -> bool:
-        return await session.scalar(select(LedgerEntry.id).where(LedgerEntry.source_key == source_key)) is not None

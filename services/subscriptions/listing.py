@@ -31,15 +31,13 @@ from services.partner_center import PartnerCenterClient
 from services.partner_center.models import AuditRecord, RefundableQuantity, Subscription
 from services.price_rules import price_in_force
 from services.pricing import PriceBook
+from services.purchases import Purchase, apply_to_row, ledger_record, record_purchase
 from services.roles import Permission
 from services.subscriptions.common import (
     LIVE,
     Clock,
-    apply_to_row,
     as_utc,
     customer_of,
-    ledger_record,
-    new_row,
     organisation_of,
     row_in_organisation,
 )
@@ -405,24 +403,25 @@ class SubscriptionService:
                 row = mirror.get(sid)
                 history = records.get(sid, [])
                 if row is None:
-                    row = new_row(organisation_id, customer_id, subscription)
-                    apply_to_row(row, subscription, licence_sku_id=licences.get(subscription.id), now=now)
-                    session.add(row)
-                    result.created += 1
                     first = _snapshot(history[0], "resource_old_value") if history else None
                     bought = int(first.get("quantity") or 0) if first else (subscription.quantity or 0)
-                    pending.append(
-                        ledger_record(
-                            row,
-                            LedgerEvent.PURCHASE,
-                            before=0,
-                            after=bought,
-                            at=as_utc(subscription.creation_date) or self.clock(),
+                    written = await record_purchase(
+                        session,
+                        Purchase(
+                            organisation_id=organisation_id,
+                            customer_id=customer_id,
+                            subscription=subscription,
+                            quantity=bought,
                             source=LedgerSource.SYNC,
-                            source_key=f"purchase:{sid}",
                             actor=SYNC_ACTOR,
-                        )
+                            now=self.clock(),
+                            synced_at=now,
+                            licence_sku_id=licences.get(subscription.id),
+                        ),
                     )
+                    row = written.row
+                    result.created += 1
+                    result.ledger_entries += written.ledgered
                     tracked: dict[str, Any] = {"quantity": bought, "status": "active"}
                 else:
                     tracked = {"quantity": row.quantity, "status": row.status}
