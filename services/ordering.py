@@ -32,7 +32,7 @@ from services import formatting
 from services.access import Caller
 from services.alerts import AlertService
 from services.catalog import CatalogService, ProductView, SkuView
-from services.db import utcnow
+from services.clock import SYSTEM_CLOCK, Clock
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
 from services.idempotency import IdempotencyService
 from services.jobs import JobService, JobView
@@ -416,8 +416,10 @@ class OrderingService:
         idempotency: IdempotencyService,
         ledger: SubscriptionLedger,
         alerts: AlertService,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._sessions = sessions
+        self._clock = clock  # Microsoft's: which prices are in force today
         self._catalog = catalog
         self._pricing = pricing
         self._partner_center = partner_center
@@ -461,10 +463,10 @@ class OrderingService:
         return bool(await self._partner_center.agreements(customer_id, agreement_type=MICROSOFT_CUSTOMER_AGREEMENT))
 
     async def storefront(self, caller: Caller, *, on: date | None = None) -> Storefront:
-        """What the caller's organisation can buy on `on` (default today, UTC)."""
+        """What the caller's organisation can buy on `on` (default Microsoft's today, UTC)."""
         caller.require(Permission.MANAGE_SERVICES)
         entries = await self._pricing.entries_for(caller.organisation_id)
-        return build_storefront(await self._catalog.products(), entries, on or utcnow().date())
+        return build_storefront(await self._catalog.products(), entries, on or self._clock.today())
 
     async def quote(
         self, caller: Caller, product_key: str, plan: str, quantity: Any, *, on: date | None = None
@@ -598,7 +600,7 @@ class OrderingService:
                     quantity=quote.quantity,
                     source=LedgerSource.BOT,
                     actor=actor,
-                    now=utcnow(),
+                    now=self._clock.now(),
                     licence_sku_id=licence,
                     price_entry_id=quote.price_entry_id,
                     product_name=quote.product_name,
@@ -617,7 +619,7 @@ class OrderingService:
 
     async def unpriced(self, *, on: date | None = None, organisation_id: int | None = None) -> list[UnpricedItem]:
         """Catalog terms with no price in force (global list, or the organisation's lists)."""
-        day = on or utcnow().date()
+        day = on or self._clock.today()
         if organisation_id is None:
             entries = await self._pricing.global_entries()
         else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -259,7 +260,7 @@ async def test_a_changed_price_must_be_confirmed_again(services: Services, demo_
     await services.pricing.import_csv(
         GLOBAL_LIST,
         "product_id,sku_id,term_duration,billing_cycle,currency,unit_price,valid_from,valid_to\n"
-        f"CFQ7TTC0LH18,0001,P1Y,monthly,USD,9.99,{utcnow().date().isoformat()},\n",
+        f"CFQ7TTC0LH18,0001,P1Y,monthly,USD,9.99,{services.clock.today().isoformat()},\n",
         actor="op",
     )
     with pytest.raises(PriceChanged) as changed:
@@ -478,3 +479,30 @@ async def test_a_purchase_is_ledgered_once_whichever_path_sees_it_first(
             select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "subscription.purchase")
         )
         assert purchases == (1 if first == "order" else 0)
+
+
+async def test_the_storefront_prices_by_microsofts_date_not_this_machines(services: Services, sandbox: Sandbox) -> None:
+    """The services decide by the injected clock (here the sandbox's, ten days behind or more than
+    this machine's): a price list valid from a later day is offered only once that day has come
+    on Microsoft's clock."""
+    caller = await _ready(services)
+    later = SANDBOX_START.date() + timedelta(days=10)
+    assert later <= datetime.now(UTC).date()  # already in force by this machine's clock
+    await services.pricing.import_csv(
+        GLOBAL_LIST,
+        "product_id,sku_id,term_duration,billing_cycle,currency,unit_price,valid_from,valid_to\n"
+        f"CFQ7TTC0LH18,0001,P1Y,monthly,USD,7.77,{later.isoformat()},\n",
+        actor="op",
+    )
+
+    async def basic_price() -> Decimal:
+        item = (await services.ordering.storefront(caller)).find(BASIC)
+        term = item.term("P1Y:monthly") if item is not None else None
+        assert term is not None
+        return term.price.amount
+
+    assert await basic_price() != Decimal("7.77")
+    assert services.clock.today() == SANDBOX_START.date()
+    sandbox.clock.set(datetime.combine(later, time(9), tzinfo=UTC))
+    assert await basic_price() == Decimal("7.77")
+    assert (await services.ordering.quote(caller, BASIC, "P1Y:monthly", "1")).unit_price == Decimal("7.77")

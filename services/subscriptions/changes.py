@@ -24,6 +24,7 @@ from services.access import Caller
 from services.billing.rating import event_lines
 from services.billing.service import cycle_calendar
 from services.catalog import CatalogService, SkuView
+from services.clock import Clock
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
 from services.idempotency import IdempotencyService
 from services.ledger import LedgerEvent, LedgerSource, SubscriptionLedger
@@ -43,7 +44,6 @@ from services.pricing import PriceBook
 from services.purchases import Purchase, apply_to_row, ledger_record, record_purchase
 from services.roles import Permission
 from services.subscriptions.common import (
-    Clock,
     ProRata,
     as_utc,
     customer_of,
@@ -179,8 +179,8 @@ class SubscriptionChanges:
         self._listing = listing
 
     @property
-    def _now(self) -> Clock:
-        return self._listing.clock
+    def _clock(self) -> Clock:
+        return self._listing.clock  # Microsoft's "now", one with the list's
 
     # --- shared steps ---------------------------------------------------------------------------
 
@@ -252,7 +252,7 @@ class SubscriptionChanges:
         async with self._sessions() as session:
             row = await row_in_organisation(session, organisation_id, subscription_id)
             before = snapshot(row)
-            apply_to_row(row, result, licence_sku_id=None, now=self._now())
+            apply_to_row(row, result, licence_sku_id=None, now=self._clock.now())
             for event, quantity_before, quantity_after, source_key in events:
                 await self._ledger.add_once(  # a retried job whose first attempt got this far adds nothing
                     session,
@@ -261,7 +261,7 @@ class SubscriptionChanges:
                         event,
                         before=quantity_before,
                         after=quantity_after,
-                        at=self._now(),
+                        at=self._clock.now(),
                         source=LedgerSource.BOT,
                         source_key=source_key,
                         actor=caller_actor,
@@ -281,7 +281,12 @@ class SubscriptionChanges:
 
     async def _price(self, caller: Caller, row: SubscriptionRow) -> UnitPrice | None:
         return await self._pricing.price_for(
-            caller.organisation_id, row.product_id, row.sku_id, row.term_duration, row.billing_cycle, self._now().date()
+            caller.organisation_id,
+            row.product_id,
+            row.sku_id,
+            row.term_duration,
+            row.billing_cycle,
+            self._clock.today(),
         )
 
     async def _preview(
@@ -295,7 +300,7 @@ class SubscriptionChanges:
             event,
             before=before,
             after=after,
-            at=self._now(),
+            at=self._clock.now(),
             source=LedgerSource.BOT,
             source_key="preview",
             actor=caller.actor,
@@ -350,7 +355,7 @@ class SubscriptionChanges:
             raise DomainError(_RULES["2001"], code="suspended")
         if status != "active":
             raise DomainError(f"This subscription is {status}; its seats cannot change.", code="not_active")
-        locked = renewal_locked(as_utc(current.commitment_end_date), self._now())
+        locked = renewal_locked(as_utc(current.commitment_end_date), self._clock.now())
         if locked is not None:
             raise DomainError(
                 f"{row.name} renews on {formatting.datetime_utc(locked)}, and Microsoft locks it for changes in the "
@@ -532,7 +537,7 @@ class SubscriptionChanges:
             current = await self._fresh(caller, customer_id, row, None)
             if current.scheduled_next_term_instructions is None:
                 raise DomainError(f"{row.name} has no change scheduled for its renewal.", code="nothing_scheduled")
-            locked = renewal_locked(as_utc(current.commitment_end_date), self._now())
+            locked = renewal_locked(as_utc(current.commitment_end_date), self._clock.now())
             if locked is not None:
                 raise DomainError(_RULES["900190"], code="renewal_locked")
             result = await self._patch(
@@ -559,7 +564,7 @@ class SubscriptionChanges:
         if current.actions is not None:
             return "cancel" in [action.lower() for action in current.actions]
         until = as_utc(current.cancellation_allowed_until_date)
-        return until is not None and self._now() <= until
+        return until is not None and self._clock.now() <= until
 
     async def plan_cancel(self, caller: Caller, subscription_id: Any) -> CancelPlan:
         caller.require(Permission.MANAGE_SERVICES)
@@ -713,7 +718,7 @@ class SubscriptionChanges:
                 sku.sku_id,
                 term.term_duration,
                 term.billing_cycle,
-                self._now().date(),
+                self._clock.today(),
             )
             offers.append(
                 AddonOffer(
@@ -811,7 +816,7 @@ class SubscriptionChanges:
                     quantity=count,
                     source=LedgerSource.BOT,
                     actor=caller.actor,
-                    now=self._now(),
+                    now=self._clock.now(),
                     licence_sku_id=licence or "",
                     price_entry_id=offer.price.entry_id,
                     audit_action="subscription.addon_order",

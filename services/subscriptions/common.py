@@ -4,7 +4,6 @@ Microsoft's subscription: `services.purchases`.)"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
@@ -17,7 +16,6 @@ from services.clock import as_utc
 from services.errors import DomainError, NotFound
 from services.models import Organisation, SubscriptionRow
 
-Clock = Callable[[], datetime]
 NOT_YOURS = "That subscription is not one of your organisation's. Open **subscriptions** again."
 LIVE = ("active", "suspended")
 # Microsoft locks a subscription's seats, scheduled changes and auto-renew this long before it renews.
