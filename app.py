@@ -48,6 +48,7 @@ from dialogs.approval_delivery import ApprovalDelivery
 from dialogs.catalogue import Task, TaskCatalogue
 from dialogs.tasks import default_tasks, job_follow_ups, job_renderers
 from services.access import Caller
+from services.clock import Clock
 from services.container import Services, build_services
 from services.db import create_engine
 from services.jobs import JobView
@@ -127,16 +128,18 @@ def create_app(
         engine = create_engine(settings.database_url)
         try:
             await upgrade_database(engine)
-            async with partner_center(settings) as client:
-                async for _ in _serve(app, engine, client):
+            async with partner_center(settings) as opened:
+                async for _ in _serve(app, engine, opened.client, opened.clock):
                     yield
         finally:
             await engine.dispose()
 
-    async def _serve(app: web.Application, engine: AsyncEngine, client: PartnerCenterClient) -> AsyncIterator[None]:
+    async def _serve(
+        app: web.Application, engine: AsyncEngine, client: PartnerCenterClient, clock: Clock
+    ) -> AsyncIterator[None]:
         """Build the services and the bot on an open database and Partner Center client; run until shutdown."""
         client.on_call = metrics.partner_center_call
-        services = build_services(engine, settings, client)
+        services = build_services(engine, settings, client, clock)
         if settings.seeds_demo_organisation:
             await seed_demo_organisation(services.organisations)
         catalog_refresh = await prepare_catalog(

@@ -209,12 +209,15 @@ def bench_connections(settings: Any) -> Any:
 def _sandbox_opener(url: str, token: str) -> Any:
     from services.partner_center.auth import StaticTokenProvider
     from services.partner_center.client import PartnerCenterClient
+    from startup.partner_center import PartnerCenter
 
     @contextlib.asynccontextmanager
     async def opener(settings: Any) -> AsyncIterator[Any]:
         async with ClientSession() as session:
-            yield PartnerCenterClient(
-                session, base_url=url, price_sheet_url=url, tokens=StaticTokenProvider(token), request_timeout=30
+            yield PartnerCenter(
+                PartnerCenterClient(
+                    session, base_url=url, price_sheet_url=url, tokens=StaticTokenProvider(token), request_timeout=30
+                )
             )
 
     return opener

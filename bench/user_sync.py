@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sandbox import SandboxClock, SandboxSettings, start_sandbox  # noqa: E402
 from sandbox.faults import FaultRule  # noqa: E402
 from sandbox.runtime import RUNTIME  # noqa: E402
+from services.clock import Clock  # noqa: E402
 from services.container import (
     Services,  # noqa: E402
     build_services,  # noqa: E402
@@ -203,10 +204,9 @@ async def run(users: int, latency_ms: int, licensed: int, concurrency: int) -> N
                 base_url=sandbox.url,
                 price_sheet_url=sandbox.url,
                 tokens=StaticTokenProvider(TOKEN),
-                clock=SandboxClock(frozen_at=FROZEN_AT).now,
             )
             settings = Settings(database_url=str(engine.url), mail_outbox_dir=folder / "outbox")
-            services = build_services(engine, settings, client)
+            services = build_services(engine, settings, client, Clock(SandboxClock(frozen_at=FROZEN_AT).now))
             org = await link_demo_customer(services)
             assert org.partner_center_customer_id
             started = time.perf_counter()

@@ -839,7 +839,7 @@ async def _run_with_database(handler: Handler, args: argparse.Namespace, setting
         except (SQLAlchemyError, OSError) as error:
             raise CliError(f"cannot open the database (check DATABASE_URL): {_database_detail(error, url)}") from None
         async with open_partner_center(settings) as partner_center:
-            services = build_services(engine, settings, partner_center)
+            services = build_services(engine, settings, partner_center.client, partner_center.clock)
             try:
                 await handler(args, services)
             except SQLAlchemyError as error:  # e.g. PostgreSQL refusing a value longer than its column

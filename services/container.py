@@ -13,8 +13,9 @@ from services.activity_receipts import ActivityReceipts
 from services.alerts import AlertService
 from services.billing.service import BillingService
 from services.catalog import CatalogService
+from services.clock import SYSTEM_CLOCK, Clock
 from services.conversations import ConversationReferenceService
-from services.db import create_session_factory, utcnow
+from services.db import create_session_factory
 from services.idempotency import IdempotencyService
 from services.jobs import JobService
 from services.ledger import SubscriptionLedger
@@ -47,6 +48,7 @@ class Services:
     idempotency: IdempotencyService
     jobs: JobService
     partner_center: PartnerCenterClient
+    clock: Clock  # Microsoft's "now": the system clock, or the built-in sandbox's
     secret_box: SecretBox  # seals what waits in the database to be used (a password for its e-mail)
     mailer: Mailer
     ledger: SubscriptionLedger
@@ -71,7 +73,9 @@ class Services:
     outbound_hosts: OutboundHosts
 
 
-def build_services(engine: AsyncEngine, settings: Settings, partner_center: PartnerCenterClient) -> Services:
+def build_services(
+    engine: AsyncEngine, settings: Settings, partner_center: PartnerCenterClient, clock: Clock = SYSTEM_CLOCK
+) -> Services:
     sessions = create_session_factory(engine)
     alerts = AlertService(sessions)
     # `from.id` identifies a caller only in the unauthenticated local mode (the Playground).
@@ -91,8 +95,8 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
     mailer = Mailer(
         mail_transport(settings), sender=settings.mail_from, alerts=alerts, sessions=sessions, jobs=jobs, box=box
     )
-    # Microsoft's "now": the wall clock, or the built-in sandbox's movable clock.
-    microsoft_now = partner_center.clock or utcnow
+    # Microsoft's "now" (`clock`): the system clock, or the built-in sandbox's movable clock.
+    microsoft_now = clock.now
     user_sync = UserSync(
         sessions,
         partner_center,
@@ -102,7 +106,7 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         concurrency=settings.users_sync_concurrency,
     )
     users = UserService(sessions, partner_center, user_sync, idempotency, mailer, jobs)
-    pricing = PriceBook(sessions, partner_center)
+    pricing = PriceBook(sessions, partner_center, clock)
     catalog = CatalogService(sessions, partner_center, alerts)
     ledger = SubscriptionLedger(sessions)
     subscriptions = SubscriptionService(
@@ -112,7 +116,7 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         pricing,
         ledger,
         refresh_after=timedelta(minutes=settings.subscriptions_refresh_minutes),
-        clock=microsoft_now,
+        clock=clock,
     )
     changes = SubscriptionChanges(sessions, partner_center, catalog, pricing, ledger, idempotency, subscriptions)
     spending = SpendingPolicies(sessions, pricing)
@@ -124,7 +128,7 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         alerts,
         export_base_url=settings.export_base_url,
         file_consent=settings.authenticated,
-        clock=microsoft_now,
+        clock=clock,
     )
     licences = LicenceService(sessions, partner_center, users, user_sync, idempotency)
     warnings = WarningService(
@@ -139,7 +143,7 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         interval=timedelta(minutes=settings.warnings_interval_minutes),
         check_seconds=settings.warnings_check_seconds,
     )
-    ordering = OrderingService(sessions, catalog, pricing, partner_center, jobs, idempotency, ledger, alerts)
+    ordering = OrderingService(sessions, catalog, pricing, partner_center, jobs, idempotency, ledger, alerts, clock)
     ordering.spending = spending
     return Services(
         engine=engine,
@@ -153,6 +157,7 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         idempotency=idempotency,
         jobs=jobs,
         partner_center=partner_center,
+        clock=clock,
         secret_box=box,
         mailer=mailer,
         ledger=ledger,
@@ -162,6 +167,7 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
             partner_center,
             jobs,
             CredentialsMail(sessions, organisations, jobs, mailer, box, alerts),
+            clock,
         ),
         user_sync=user_sync,
         users=users,

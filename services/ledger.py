@@ -106,12 +106,20 @@ class SubscriptionLedger:
             )
         )
 
+    @classmethod
+    async def add_once(cls, session: AsyncSession, record: LedgerRecord) -> bool:
+        """Add an entry inside the caller's transaction unless its `source_key` is recorded already
+        (a retried job, or another path that saw the event first); True if added."""
+        if await session.scalar(select(LedgerEntry.id).where(LedgerEntry.source_key == record.source_key)):
+            return False
+        cls.add(session, record)
+        return True
+
     async def record(self, record: LedgerRecord) -> bool:
         """Append one entry in its own transaction; False if its `source_key` was already recorded."""
         async with self._sessions() as session:
-            if await session.scalar(select(LedgerEntry.id).where(LedgerEntry.source_key == record.source_key)):
+            if not await self.add_once(session, record):
                 return False
-            self.add(session, record)
             try:
                 await session.commit()
             except IntegrityError:  # recorded concurrently by another replica

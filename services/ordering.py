@@ -21,23 +21,23 @@ import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services import audit, formatting
+from services import formatting
 from services.access import Caller
 from services.alerts import AlertService
 from services.catalog import CatalogService, ProductView, SkuView
-from services.db import utcnow
+from services.clock import SYSTEM_CLOCK, Clock
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
 from services.idempotency import IdempotencyService
 from services.jobs import JobService, JobView
-from services.ledger import LedgerEvent, LedgerRecord, LedgerSource, SubscriptionLedger
-from services.models import IdempotencyKey, Job, LedgerEntry, Organisation, SubscriptionRow, TenantServiceRow
+from services.ledger import LedgerSource, SubscriptionLedger
+from services.models import IdempotencyKey, Job, Organisation, TenantServiceRow
 from services.money import line_amount
 from services.partner_center import PartnerCenterClient, PartnerCenterError
 from services.partner_center.client import MICROSOFT_CUSTOMER_AGREEMENT
@@ -52,6 +52,7 @@ from services.partner_center.models import (
 from services.payloads import whole_number
 from services.price_rules import UnitPrice, price_in_force
 from services.pricing import PriceBook, per_month, periods_in_term
+from services.purchases import Purchase, record_purchase
 from services.roles import Permission
 from services.spending import Spend, SpendingPolicies
 
@@ -304,6 +305,21 @@ def order_request_id(organisation_id: int, order_key: str) -> str:
     return str(uuid.uuid5(_REQUEST_NAMESPACE, f"{organisation_id}:{order_key}"))
 
 
+def _as_quoted(subscription: Subscription, quote: Quote) -> Subscription:
+    """Microsoft's subscription with what it leaves out taken from the quote it was bought on."""
+    return subscription.model_copy(
+        update={
+            "offer_id": subscription.offer_id or f"{quote.product_id}:{quote.sku_id}",
+            "friendly_name": subscription.friendly_name or subscription.offer_name or quote.product_name,
+            "quantity": quote.quantity if subscription.quantity is None else subscription.quantity,
+            "status": subscription.status or SubscriptionStatus.ACTIVE,
+            "term_duration": subscription.term_duration or quote.term_duration,
+            "billing_cycle": subscription.billing_cycle or BillingCycle(quote.billing_cycle),
+            "auto_renew_enabled": True if subscription.auto_renew_enabled is None else subscription.auto_renew_enabled,
+        }
+    )
+
+
 class OrderRefused(DomainError):
     """Microsoft answered the checkout with order errors and bought nothing; `errors` are its own."""
 
@@ -414,8 +430,10 @@ class OrderingService:
         idempotency: IdempotencyService,
         ledger: SubscriptionLedger,
         alerts: AlertService,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._sessions = sessions
+        self._clock = clock  # Microsoft's: which prices are in force today
         self._catalog = catalog
         self._pricing = pricing
         self._partner_center = partner_center
@@ -460,10 +478,10 @@ class OrderingService:
         return bool(await self._partner_center.agreements(customer_id, agreement_type=MICROSOFT_CUSTOMER_AGREEMENT))
 
     async def storefront(self, caller: Caller, *, on: date | None = None) -> Storefront:
-        """What the caller's organisation can buy on `on` (default today, UTC)."""
+        """What the caller's organisation can buy on `on` (default Microsoft's today, UTC)."""
         caller.require(Permission.MANAGE_SERVICES)
         entries = await self._pricing.entries_for(caller.organisation_id)
-        return build_storefront(await self._catalog.products(), entries, on or utcnow().date())
+        return build_storefront(await self._catalog.products(), entries, on or self._clock.today())
 
     async def quote(
         self, caller: Caller, product_key: str, plan: str, quantity: Any, *, on: date | None = None
@@ -594,63 +612,27 @@ class OrderingService:
         order_id: str,
         actor: str,
     ) -> None:
-        """Mirror + ledger + audit in one transaction; a rerun finds them written and adds nothing."""
-        source_key = f"purchase:{subscription.id}"
+        """Mirror + ledger + audit in one transaction; a rerun (or a sync that saw the subscription
+        first) finds the purchase recorded and adds nothing."""
         licence = await self._catalog.licence_sku_id(quote.product_id, quote.sku_id) or ""
-        effective = subscription.creation_date or subscription.effective_start_date or datetime.now(UTC)
         async with self._sessions() as session:
-            row = await session.get(SubscriptionRow, subscription.id)
-            if row is None:
-                row = SubscriptionRow(id=subscription.id, organisation_id=organisation_id, customer_id=customer_id)
-                session.add(row)
-            row.offer_id = subscription.offer_id or f"{quote.product_id}:{quote.sku_id}"
-            row.product_id = quote.product_id
-            row.sku_id = quote.sku_id
-            row.name = (subscription.friendly_name or subscription.offer_name or quote.product_name)[:200]
-            row.licence_sku_id = licence
-            row.quantity = subscription.quantity if subscription.quantity is not None else quote.quantity
-            row.status = str(subscription.status or "active")
-            row.term_duration = subscription.term_duration or quote.term_duration
-            row.billing_cycle = str(subscription.billing_cycle or quote.billing_cycle)
-            row.auto_renew = subscription.auto_renew_enabled if subscription.auto_renew_enabled is not None else True
-            row.commitment_end_date = subscription.commitment_end_date
-            row.cancellation_allowed_until = subscription.cancellation_allowed_until_date
-            row.refundable = (
-                subscription.refundable_quantity.to_wire() if subscription.refundable_quantity is not None else {}
-            )
-            row.etag = (subscription.attributes.etag or "") if subscription.attributes else ""
-            row.synced_at = utcnow()
-            if not await self._ledger_has(session, source_key):
-                SubscriptionLedger.add(
-                    session,
-                    LedgerRecord(
-                        organisation_id=organisation_id,
-                        subscription_id=subscription.id,
-                        parent_subscription_id=None,  # a base subscription (add-ons: SubscriptionChanges)
-                        event_type=LedgerEvent.PURCHASE,
-                        effective_at=effective,
-                        offer_id=row.offer_id,
-                        product_id=quote.product_id,
-                        sku_id=quote.sku_id,
-                        product_name=quote.product_name[:200],
-                        term_duration=row.term_duration,
-                        billing_cycle=row.billing_cycle,
-                        quantity_before=0,
-                        quantity_after=quote.quantity,
-                        source=LedgerSource.BOT,
-                        source_key=source_key,
-                        actor=actor,
-                        price_entry_id=quote.price_entry_id,
-                    ),
-                )
-                audit.record(
-                    session,
-                    actor=actor,
-                    action="subscription.purchase",
+            await record_purchase(
+                session,
+                Purchase(
                     organisation_id=organisation_id,
-                    target=subscription.id,
-                    after={**quote.as_dict(), "order_id": order_id},
-                )
+                    customer_id=customer_id,
+                    subscription=_as_quoted(subscription, quote),
+                    quantity=quote.quantity,
+                    source=LedgerSource.BOT,
+                    actor=actor,
+                    now=self._clock.now(),
+                    licence_sku_id=licence,
+                    price_entry_id=quote.price_entry_id,
+                    product_name=quote.product_name,
+                    audit_action="subscription.purchase",
+                    audit_after={**quote.as_dict(), "order_id": order_id},
+                ),
+            )
             await session.commit()
 
     async def _job_for(self, idempotency_key: str) -> JobView | None:
@@ -658,15 +640,11 @@ class OrderingService:
             job_id = await session.scalar(select(Job.id).where(Job.idempotency_key == idempotency_key))
         return await self._jobs.get(job_id) if job_id is not None else None
 
-    @staticmethod
-    async def _ledger_has(session: AsyncSession, source_key: str) -> bool:
-        return await session.scalar(select(LedgerEntry.id).where(LedgerEntry.source_key == source_key)) is not None
-
     # --- operator report -------------------------------------------------------------------------
 
     async def unpriced(self, *, on: date | None = None, organisation_id: int | None = None) -> list[UnpricedItem]:
         """Catalog terms with no price in force (global list, or the organisation's lists)."""
-        day = on or utcnow().date()
+        day = on or self._clock.today()
         if organisation_id is None:
             entries = await self._pricing.global_entries()
         else:

@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit, formatting
+from services.clock import SYSTEM_CLOCK, Clock
 from services.errors import Conflict, InvalidInput, NotFound
 from services.models import Organisation, PriceEntryRow, PriceList, PriceListAssignment
 from services.money import plain, round_money
@@ -251,9 +252,15 @@ def _input_of(row: PriceEntryRow) -> PriceInput:
 class PriceBook:
     """Price lists in the database; `entries_for`/`price_for` are what ordering and billing read."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], partner_center: PartnerCenterClient) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        partner_center: PartnerCenterClient,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self._sessions = sessions
         self._partner_center = partner_center
+        self._clock = clock  # Microsoft's today: a price sheet row without a start is valid from it
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -583,7 +590,7 @@ class PriceBook:
             assert cycle is not None
             currency = row.currency.strip().upper()
             amount = round_money(Fraction(row.unit_price) / periods * Fraction(factor), currency)
-            start = valid_from or (row.effective_start_date.date() if row.effective_start_date else date.today())
+            start = valid_from or (row.effective_start_date.date() if row.effective_start_date else self._clock.today())
             end = row.effective_end_date.date() if row.effective_end_date else None
             if end is not None and (end.year >= 9999 or end < start):
                 end = None

@@ -29,6 +29,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from app import RUNTIME, BotRuntime, create_app
 from sandbox import RunningSandbox, SandboxClock, SandboxSettings, start_sandbox
 from sandbox.runtime import RUNTIME as SANDBOX_RUNTIME
+from services.clock import Clock
 from services.container import Services, build_services
 from services.db import create_engine
 from services.organisations import OrganisationView
@@ -42,6 +43,7 @@ from services.partner_center.models import (
 )
 from services.seed import DEMO_SLUG, PLAYGROUND_TENANT_ID, seed_demo_organisation
 from services.settings import Settings
+from startup.partner_center import PartnerCenter
 from tests.databases import (
     PostgresTestDatabases,
     SqliteCopy,
@@ -176,6 +178,11 @@ class Sandbox:
     session: aiohttp.ClientSession
     running: RunningSandbox
 
+    @property
+    def microsoft_clock(self) -> Clock:
+        """The sandbox's clock as the app's services get it (`build_services`)."""
+        return Clock(self.clock.now)
+
     def untouched(self) -> bool:
         """Still as it started, as far as what the app reads at start-up goes: the clock has not
         moved and no fault is configured."""
@@ -260,21 +267,20 @@ def _sandbox_client(session: aiohttp.ClientSession, url: str, clock: SandboxCloc
         tokens=StaticTokenProvider(SANDBOX_TOKEN),
         sleep=_no_wait,
         poll_interval=0.01,
-        clock=clock.now,
     )
 
 
-def sandbox_opener(sandbox: Sandbox) -> Callable[[Settings], AbstractAsyncContextManager[PartnerCenterClient]]:
+def sandbox_opener(sandbox: Sandbox) -> Callable[[Settings], AbstractAsyncContextManager[PartnerCenter]]:
     """For `create_app(partner_center=...)`: the app uses the test's sandbox (and its clock)."""
-    return _client_opener(sandbox.client)
+    return _client_opener(sandbox.client, sandbox.clock)
 
 
 def _client_opener(
-    client: PartnerCenterClient,
-) -> Callable[[Settings], AbstractAsyncContextManager[PartnerCenterClient]]:
+    client: PartnerCenterClient, clock: SandboxClock
+) -> Callable[[Settings], AbstractAsyncContextManager[PartnerCenter]]:
     @asynccontextmanager
-    async def _open(_: Settings) -> AsyncIterator[PartnerCenterClient]:
-        yield client
+    async def _open(_: Settings) -> AsyncIterator[PartnerCenter]:
+        yield PartnerCenter(client, Clock(clock.now))
 
     return _open
 
@@ -298,14 +304,18 @@ def outbox_messages(folder: Path) -> list[EmailMessage]:
 @pytest.fixture
 async def services(database_url: str, sandbox: Sandbox, outbox: Path) -> AsyncIterator[Services]:
     engine = create_engine(database_url)
-    yield build_services(engine, Settings(database_url=database_url, mail_outbox_dir=outbox), sandbox.client)
+    yield build_services(
+        engine, Settings(database_url=database_url, mail_outbox_dir=outbox), sandbox.client, sandbox.microsoft_clock
+    )
     await engine.dispose()
 
 
 @pytest.fixture
 async def sqlite_services(sqlite_url: str, sandbox: Sandbox, outbox: Path) -> AsyncIterator[Services]:
     engine = create_engine(sqlite_url)
-    yield build_services(engine, Settings(database_url=sqlite_url, mail_outbox_dir=outbox), sandbox.client)
+    yield build_services(
+        engine, Settings(database_url=sqlite_url, mail_outbox_dir=outbox), sandbox.client, sandbox.microsoft_clock
+    )
     await engine.dispose()
 
 
@@ -380,7 +390,7 @@ async def _start_the_bot_once(folder: Path, sqlite_template: Path, sandbox_templ
     try:
         async with aiohttp.ClientSession() as session:
             client = _sandbox_client(session, running.url, clock)
-            runner = web.AppRunner(create_app(settings, partner_center=_client_opener(client), run_jobs=False))
+            runner = web.AppRunner(create_app(settings, partner_center=_client_opener(client, clock), run_jobs=False))
             await runner.setup()
             await runner.cleanup()
     finally:

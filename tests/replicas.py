@@ -200,18 +200,21 @@ def _serve_sharing_a_sandbox() -> None:
     from services.logging_context import configure_logging
     from services.partner_center import PartnerCenterClient, StaticTokenProvider
     from services.settings import Settings
+    from startup.partner_center import PartnerCenter
 
     url, token = os.environ["TEST_SANDBOX_URL"], os.environ["TEST_SANDBOX_TOKEN"]
 
     @asynccontextmanager
-    async def shared_sandbox(settings: Settings) -> AsyncIterator[PartnerCenterClient]:
+    async def shared_sandbox(settings: Settings) -> AsyncIterator[PartnerCenter]:
         async with aiohttp.ClientSession() as session:
-            yield PartnerCenterClient(
-                session,
-                base_url=url,
-                price_sheet_url=url,
-                tokens=StaticTokenProvider(token),
-                request_timeout=settings.partner_center_timeout_seconds,
+            yield PartnerCenter(
+                PartnerCenterClient(
+                    session,
+                    base_url=url,
+                    price_sheet_url=url,
+                    tokens=StaticTokenProvider(token),
+                    request_timeout=settings.partner_center_timeout_seconds,
+                )
             )
 
     settings = Settings()

@@ -22,9 +22,8 @@ import pytest
 from cli.sandbox_commands import _describe_fault, _offset
 from sandbox.admin_file import SandboxAdmin, publish_admin_file, read_admin_file
 from sandbox.faults import FaultRule
-from services.partner_center import PartnerCenterClient
 from services.settings import Settings
-from startup.partner_center import open_bot_partner_center, open_partner_center
+from startup.partner_center import PartnerCenter, open_bot_partner_center, open_partner_center
 from tests.fakes import free_port
 from tests.test_cli import Db, db, ok, run  # noqa: F401  (the `db` fixture)
 
@@ -50,7 +49,7 @@ class LoopThread:
 
 @dataclass
 class RunningBot:
-    client: PartnerCenterClient
+    partner_center: PartnerCenter
     admin_file: Path
     loop: LoopThread
 
@@ -67,9 +66,9 @@ def bot(db: Db, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningBot]:  # noq
     loop = LoopThread()
     opened = open_bot_partner_center(settings)
     try:
-        client = loop.run(opened.__aenter__())
+        partner_center = loop.run(opened.__aenter__())
         try:
-            yield RunningBot(client, settings.sandbox_admin_file, loop)
+            yield RunningBot(partner_center, settings.sandbox_admin_file, loop)
         finally:
             loop.run(opened.__aexit__(None, None, None))
     finally:
@@ -92,10 +91,10 @@ async def test_the_bot_publishes_its_sandbox_in_a_private_file_while_it_runs(tmp
     settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}")  # type: ignore[call-arg]
     path = tmp_path / "bot.partner-center-sandbox.admin.json"
     assert settings.sandbox_admin_file == path
-    async with open_bot_partner_center(settings) as client:
+    async with open_bot_partner_center(settings) as opened:
         assert oct(path.stat().st_mode & 0o777) == "0o600"
         published = json.loads(path.read_text(encoding="utf-8"))
-        assert set(published) == {"url", "token"} and published["url"] == client._base_url
+        assert set(published) == {"url", "token"} and published["url"] == opened.client._base_url
         async with (
             aiohttp.ClientSession() as session,
             session.get(
@@ -121,8 +120,8 @@ async def test_an_unwritable_admin_file_does_not_stop_the_bot(tmp_path: Path, ca
     (tmp_path / "blocked").write_text("a file where the folder would be")
     settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path / 'bot.sqlite3'}")  # type: ignore[call-arg]
     opened = open_partner_center(settings, admin_file=tmp_path / "blocked" / "admin.json")
-    async with opened as client:
-        assert client.clock is not None and client.clock().year >= 2026  # the sandbox serves
+    async with opened as partner_center:
+        assert partner_center.clock.now().year >= 2026  # the sandbox serves
     assert "Could not write the sandbox's admin file" in caplog.text
 
 
@@ -137,11 +136,11 @@ def test_clock_shows_sets_and_advances_the_running_bots_sandbox(
 
     moved = ok(capsys, "sandbox", "clock", "--set", "2027-01-01T09:00Z")
     assert moved.startswith("Sandbox time: 2027-01-01 09:00:")
-    assert bot.client.clock is not None and bot.client.clock().date() == date(2027, 1, 1)  # the bot's "now"
+    assert bot.partner_center.clock.today() == date(2027, 1, 1)  # the bot's "now"
 
     assert ok(capsys, "sandbox", "clock", "--advance", "1M").startswith("Sandbox time: 2027-02-01 09:0")
     assert ok(capsys, "sandbox", "clock", "--advance", "30d").startswith("Sandbox time: 2027-03-03 09:0")
-    assert bot.client.clock().date() == date(2027, 3, 3)
+    assert bot.partner_center.clock.today() == date(2027, 3, 3)
     answer = json.loads(ok(capsys, "sandbox", "clock", "--json"))
     assert answer["now"].startswith("2027-03-03T09:0") and answer["frozen"] is False
 
@@ -167,10 +166,10 @@ def test_clock_shows_sets_and_advances_the_running_bots_sandbox(
 def test_a_bad_clock_move_is_a_usage_error_that_changes_nothing(
     capsys: pytest.CaptureFixture[str], bot: RunningBot, argv: list[str], problem: str
 ) -> None:
-    before = bot.client.clock()  # type: ignore[misc]
+    before = bot.partner_center.clock.now()
     result = run(capsys, "sandbox", "clock", *argv)
     assert result.code == 2 and problem in result.err
-    assert bot.client.clock() - before < timedelta(minutes=1)  # type: ignore[misc]
+    assert bot.partner_center.clock.now() - before < timedelta(minutes=1)
 
 
 def test_the_offset_is_said_in_days_hours_and_minutes() -> None:

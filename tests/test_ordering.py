@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -259,7 +260,7 @@ async def test_a_changed_price_must_be_confirmed_again(services: Services, demo_
     await services.pricing.import_csv(
         GLOBAL_LIST,
         "product_id,sku_id,term_duration,billing_cycle,currency,unit_price,valid_from,valid_to\n"
-        f"CFQ7TTC0LH18,0001,P1Y,monthly,USD,9.99,{utcnow().date().isoformat()},\n",
+        f"CFQ7TTC0LH18,0001,P1Y,monthly,USD,9.99,{services.clock.today().isoformat()},\n",
         actor="op",
     )
     with pytest.raises(PriceChanged) as changed:
@@ -439,3 +440,69 @@ async def test_microsoft_unavailable_fails_with_a_clear_message_and_buys_nothing
     async with services.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(SubscriptionRow)) == 0
         assert await session.scalar(select(func.count()).select_from(LedgerEntry)) == 0
+
+
+@pytest.mark.parametrize("first", ["order", "sync"])
+async def test_a_purchase_is_ledgered_once_whichever_path_sees_it_first(
+    services: Services, sandbox: Sandbox, demo_customer, monkeypatch: pytest.MonkeyPatch, first: str
+) -> None:
+    """The order job and the subscriptions sync both record a purchase through one writer: the one
+    that sees the new subscription first writes its PURCHASE entry, the other only the mirror row."""
+    caller = await _ready(services)
+    record = services.ordering._record_purchase
+
+    async def sync_between_checkout_and_record(*args, **kwargs):  # type: ignore[no-untyped-def]
+        await services.subscriptions.sync(caller.organisation_id)
+        return await record(*args, **kwargs)
+
+    if first == "sync":
+        monkeypatch.setattr(services.ordering, "_record_purchase", sync_between_checkout_and_record)
+    quote = await services.ordering.quote(caller, BASIC, "P1Y:monthly", "3")
+    placed = await services.ordering.place_order(caller, quote, f"k-{first}", notify_conversation_id=None)
+    assert await services.jobs.run_pending() == 1
+    done = await services.jobs.get(placed.job.id)
+    assert done is not None and done.status == "succeeded" and done.attempts == 1, done
+    await services.subscriptions.sync(caller.organisation_id)
+    await services.subscriptions.sync(caller.organisation_id)
+
+    (bought,) = await _subscriptions(sandbox, demo_customer.partner_center_customer_id)
+    async with services.sessions() as session:
+        rows = list(await session.scalars(select(SubscriptionRow)))
+        assert [(row.id, row.quantity) for row in rows] == [(bought.id.lower(), 3)]
+        entries = list(await session.scalars(select(LedgerEntry)))
+        assert [(e.event_type, e.quantity_before, e.quantity_after, e.source_key) for e in entries] == [
+            (LedgerEvent.PURCHASE, 0, 3, f"purchase:{bought.id.lower()}")
+        ]
+        assert entries[0].source == ("bot" if first == "order" else "sync")
+        assert entries[0].price_entry_id == (quote.price_entry_id if first == "order" else None)
+        purchases = await session.scalar(
+            select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "subscription.purchase")
+        )
+        assert purchases == (1 if first == "order" else 0)
+
+
+async def test_the_storefront_prices_by_microsofts_date_not_this_machines(services: Services, sandbox: Sandbox) -> None:
+    """The services decide by the injected clock (here the sandbox's, ten days behind or more than
+    this machine's): a price list valid from a later day is offered only once that day has come
+    on Microsoft's clock."""
+    caller = await _ready(services)
+    later = SANDBOX_START.date() + timedelta(days=10)
+    assert later <= datetime.now(UTC).date()  # already in force by this machine's clock
+    await services.pricing.import_csv(
+        GLOBAL_LIST,
+        "product_id,sku_id,term_duration,billing_cycle,currency,unit_price,valid_from,valid_to\n"
+        f"CFQ7TTC0LH18,0001,P1Y,monthly,USD,7.77,{later.isoformat()},\n",
+        actor="op",
+    )
+
+    async def basic_price() -> Decimal:
+        item = (await services.ordering.storefront(caller)).find(BASIC)
+        term = item.term("P1Y:monthly") if item is not None else None
+        assert term is not None
+        return term.price.amount
+
+    assert await basic_price() != Decimal("7.77")
+    assert services.clock.today() == SANDBOX_START.date()
+    sandbox.clock.set(datetime.combine(later, time(9), tzinfo=UTC))
+    assert await basic_price() == Decimal("7.77")
+    assert (await services.ordering.quote(caller, BASIC, "P1Y:monthly", "1")).unit_price == Decimal("7.77")

@@ -74,7 +74,7 @@ async def test_a_conversation_alternating_between_replicas_and_a_replica_killed_
     try:
         await upgrade_database(engine)
         settings = Settings(database_url=postgres_url, mail_outbox_dir=tmp_path / "outbox")
-        services = build_services(engine, settings, sandbox.client)
+        services = build_services(engine, settings, sandbox.client, sandbox.microsoft_clock)
         customer = await link_demo_customer(services)  # the demo organisation, linked and allowed to buy
         assert customer.partner_center_customer_id
 

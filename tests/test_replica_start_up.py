@@ -59,7 +59,7 @@ async def test_two_replicas_preparing_at_once_write_everything_once(
     try:
         await asyncio.gather(*(upgrade_database(engine) for engine in engines))
         settings = Settings(database_url=postgres_url, mail_outbox_dir=tmp_path / "outbox")
-        replicas = [build_services(engine, settings, sandbox.client) for engine in engines]
+        replicas = [build_services(engine, settings, sandbox.client, sandbox.microsoft_clock) for engine in engines]
 
         await asyncio.gather(*(_start_up(services) for services in replicas))
 
@@ -85,7 +85,7 @@ async def test_catalog_syncs_running_at_once_both_succeed(database_url: str, san
     try:
         await upgrade_database(engines[0])
         settings = Settings(database_url=database_url, mail_outbox_dir=tmp_path / "outbox")
-        replicas = [build_services(engine, settings, sandbox.client) for engine in engines]
+        replicas = [build_services(engine, settings, sandbox.client, sandbox.microsoft_clock) for engine in engines]
 
         reports = await asyncio.gather(*(services.catalog.sync() for services in replicas))
 

@@ -33,7 +33,7 @@ async def ready(services: Services, demo_customer: OrganisationView, sandbox: Sa
 
 async def _bill_lines(services: Services, sandbox: Sandbox, subscription_id: str, *types: ChargeType) -> list[Line]:
     billing = BillingService(
-        services.sessions, services.ledger, services.pricing, services.alerts, clock=sandbox.clock.now
+        services.sessions, services.ledger, services.pricing, services.alerts, clock=sandbox.microsoft_clock
     )
     caller = await admin(services)
     day = sandbox.clock.now().date()

@@ -435,7 +435,7 @@ async def _tenant_created_while_smtp_is_down(
     port = free_port()
     engine = create_engine(sqlite_url)
     settings = Settings(database_url=sqlite_url, smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False)
-    services = build_services(engine, settings, sandbox.client)
+    services = build_services(engine, settings, sandbox.client, sandbox.microsoft_clock)
     try:
         caller = await _caller(services)
         job, _ = await services.tenants.start_creation(caller, GOOD_FORM, _contact(), notify_conversation_id=None)
@@ -567,7 +567,9 @@ async def test_a_timeout_during_creation_leaves_one_tenant(sqlite_url: str, sand
             sleep=no_wait,
             request_timeout=0.5,
         )
-        services = build_services(engine, Settings(database_url=sqlite_url, mail_outbox_dir=outbox), impatient)
+        services = build_services(
+            engine, Settings(database_url=sqlite_url, mail_outbox_dir=outbox), impatient, sandbox.microsoft_clock
+        )
         try:
             caller = await _caller(services)
             job, _ = await services.tenants.start_creation(caller, GOOD_FORM, _contact(), notify_conversation_id=None)
@@ -625,6 +627,7 @@ async def test_credentials_sealed_under_a_key_since_removed_alert_the_operator_a
                 secrets_key=SecretStr(generate_key()),
             ),
             sandbox.client,
+            sandbox.microsoft_clock,
         )
 
         await _make_due(replaced)

@@ -443,9 +443,7 @@ async def test_a_throttled_concurrent_sync_waits_out_retry_after_and_loses_nothi
     await _forget_copy(services, org.id)
     waits: list[float] = []
     outcomes: list[str] = []
-    client = sandbox.waiting_client(
-        waits, clock=sandbox.clock.now, on_call=lambda operation, outcome, seconds: outcomes.append(outcome)
-    )
+    client = sandbox.waiting_client(waits, on_call=lambda operation, outcome, seconds: outcomes.append(outcome))
     sync = UserSync(
         services.sessions,
         client,
@@ -478,6 +476,6 @@ async def test_users_sync_concurrency_is_a_setting_of_at_least_one(sqlite_url, s
     engine = create_engine(sqlite_url)
     try:
         settings = Settings(database_url=sqlite_url, mail_outbox_dir=outbox, users_sync_concurrency=3)
-        assert build_services(engine, settings, sandbox.client).user_sync.concurrency == 3
+        assert build_services(engine, settings, sandbox.client, sandbox.microsoft_clock).user_sync.concurrency == 3
     finally:
         await engine.dispose()

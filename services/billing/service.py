@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, Protocol, cast
 
@@ -48,7 +48,7 @@ from services.billing.reports import (
     named_product,
     parse_query,
 )
-from services.db import utcnow
+from services.clock import SYSTEM_CLOCK, Clock
 from services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from services.ledger import LedgerRecord, SubscriptionLedger
 from services.models import BillingExportRow, BillingReportLineRow, BillingReportRow, BillingSettingRow
@@ -240,7 +240,7 @@ class BillingService:
         prices: PriceSource,
         alerts: AlertService,
         *,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Clock = SYSTEM_CLOCK,
         export_base_url: str = "http://127.0.0.1:3978",
         file_consent: bool = False,
     ) -> None:
@@ -269,7 +269,7 @@ class BillingService:
                 f"{effective} is not a date the bills can use; write it like 2026-12-01.", field="effective"
             )
         calendar = await self.calendar()
-        today = calendar.today(self._clock())
+        today = calendar.today(self._clock.now())
         if effective < today:
             raise InvalidInput(
                 f"The effective date {effective} is in the past; history is never re-cut.", field="effective"
@@ -314,12 +314,12 @@ class BillingService:
 
     # ---- reports -----------------------------------------------------------------------------
     async def today(self) -> date:
-        return (await self.calendar()).today(self._clock())
+        return (await self.calendar()).today(self._clock.now())
 
     async def last_month(self, caller: Caller) -> CycleReport:
         caller.require(Permission.READ_BILLING)
         calendar = await self.calendar()
-        cycle = calendar.last_ended(calendar.today(self._clock()))
+        cycle = calendar.last_ended(calendar.today(self._clock.now()))
         return (await self._reports(caller.organisation_id, calendar, [cycle]))[0]
 
     async def bill_months(self, caller: Caller, *, limit: int = MAX_MONTHS * 2) -> BillMonths:
@@ -327,7 +327,7 @@ class BillingService:
         month of the cycle of its first subscription to the current month; none without service."""
         caller.require(Permission.READ_BILLING)
         calendar = await self.calendar()
-        today = calendar.today(self._clock())
+        today = calendar.today(self._clock.now())
         first_at = await self._ledger.first_effective_at(caller.organisation_id)
         if first_at is None:
             return BillMonths((), None)
@@ -344,7 +344,7 @@ class BillingService:
         """One report per cycle ending in the months first..last (the open cycle included, marked so)."""
         caller.require(Permission.READ_BILLING)
         calendar = await self.calendar()
-        today = calendar.today(self._clock())
+        today = calendar.today(self._clock.now())
         check_range(first, last, today)
         return await self._reports(caller.organisation_id, calendar, self._cycles_for(calendar, first, last, today))
 
@@ -376,7 +376,7 @@ class BillingService:
     ) -> list[CycleReport]:
         """The reports of `cycles`, leaving out those before the organisation's first ledger event
         (there was no service then: nothing is issued for them); NoService if that is all of them."""
-        today = calendar.today(self._clock())
+        today = calendar.today(self._clock.now())
         ended = [cycle for cycle in cycles if cycle.end < today]
         open_ = [cycle for cycle in cycles if cycle.end >= today]
         issued_ends = await self._issued_ends(organisation_id)
@@ -524,7 +524,7 @@ class BillingService:
     async def _store(self, organisation_id: int, cycle: Cycle, lines: Sequence[Line], inputs: str) -> CycleReport:
         """Store an issued report: its head, then its lines as bulk inserts (Core, no unit of work), in
         one transaction with the audit entry."""
-        issued_at = self._clock()
+        issued_at = self._clock.now()
         try:
             async with self._sessions.begin() as session:
                 report_id = (
@@ -596,7 +596,7 @@ class BillingService:
                     file_format=file_format,
                     first_month=month_label(first),
                     last_month=month_label(last),
-                    expires_at=self._clock() + timedelta(minutes=EXPORT_LINK_MINUTES),
+                    expires_at=self._clock.now() + timedelta(minutes=EXPORT_LINK_MINUTES),
                 )
             )
             audit.record(
@@ -623,7 +623,7 @@ class BillingService:
                 caller.member_id,
             ):
                 raise PermissionDenied("That file belongs to someone else's export.")
-            now = self._clock()
+            now = self._clock.now()
             if row.used_at is not None:
                 raise Conflict("This download link was already used. Ask the bot for a new export.")
             expires_at = row.expires_at
@@ -660,7 +660,7 @@ class BillingService:
     async def reports_for_grant(self, grant: ExportGrant) -> list[CycleReport]:
         """The reports an export link was made for (its organisation only)."""
         calendar = await self.calendar()
-        today = calendar.today(self._clock())
+        today = calendar.today(self._clock.now())
         cycles = self._cycles_for(calendar, grant.first, grant.last, today)
         return await self._reports(grant.organisation_id, calendar, cycles)
 

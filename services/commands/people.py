@@ -225,7 +225,7 @@ class PeopleFlows:
         """What may become of the seat: a refund inside its 7-day window, a lower quantity from the
         renewal, or kept free; the default is the cheapest of them that Microsoft allows."""
         choices: list[tuple[str, str]] = []
-        now = self._subscriptions.clock()
+        now = self._subscriptions.clock.now()
         windows = [until for seats, until in view.refundable_batches if seats > 0 and until > now]
         if view.quantity > 1 and windows:
             refund = ""

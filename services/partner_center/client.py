@@ -346,7 +346,6 @@ class PartnerCenterClient:
         application_name: str | None = None,
         rng: random.Random | None = None,
         on_auth_failure: AuthFailureHook | None = None,
-        clock: Callable[[], datetime] | None = None,
         on_call: CallObserver | None = None,
     ) -> None:
         if not base_url:
@@ -369,9 +368,6 @@ class PartnerCenterClient:
         self._locale = locale
         self._application_name = application_name
         self._rng = rng or random.Random()
-        # Microsoft's "now" where it is not the wall clock: the built-in sandbox's movable clock.
-        # The services date their ledger entries and bills by it (None: the wall clock).
-        self.clock = clock
         # Public so the app can attach its operator alert once its services exist (`build_services`).
         self.on_auth_failure = on_auth_failure
         # Public so the app can count calls (its `/metrics`) once it has them.

@@ -506,7 +506,7 @@ def _parse_sheet_datetime(value: Any) -> Any:
     except ValueError:
         for pattern in _SHEET_DATE_PATTERNS:
             try:
-                parsed = datetime.strptime(text, pattern)
+                parsed = datetime.strptime(text, pattern).replace(tzinfo=UTC)  # the sheet's dates are UTC
                 break
             except ValueError:
                 continue

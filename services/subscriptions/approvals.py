@@ -25,7 +25,7 @@ from services.models import Approval, ApprovalChannel, ConversationReferenceRow,
 from services.payloads import row_id
 from services.roles import Permission, Role
 from services.subscriptions.changes import SubscriptionChanges
-from services.subscriptions.common import Clock, as_utc, organisation_of, row_in_organisation
+from services.subscriptions.common import as_utc, organisation_of, row_in_organisation
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class ApprovalService:
         changes: SubscriptionChanges,
         *,
         expiry: timedelta = timedelta(hours=24),
-        clock: Clock = utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._sessions = sessions
         self._changes = changes

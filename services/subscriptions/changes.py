@@ -24,10 +24,11 @@ from services.access import Caller
 from services.billing.rating import event_lines
 from services.billing.service import cycle_calendar
 from services.catalog import CatalogService, SkuView
+from services.clock import Clock
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
 from services.idempotency import IdempotencyService
 from services.ledger import LedgerEvent, LedgerSource, SubscriptionLedger
-from services.models import IdempotencyKey, LedgerEntry, SubscriptionRow
+from services.models import IdempotencyKey, SubscriptionRow
 from services.ordering import NO_AGREEMENT_MESSAGE, OrderRefused, checkout_once, order_request_id
 from services.partner_center import PartnerCenterClient
 from services.partner_center.errors import PartnerCenterConflict, PartnerCenterError
@@ -40,16 +41,13 @@ from services.partner_center.models import (
 from services.payloads import token, whole_number
 from services.price_rules import UnitPrice
 from services.pricing import PriceBook, per_month
+from services.purchases import Purchase, apply_to_row, ledger_record, record_purchase
 from services.roles import Permission
 from services.spending import Spend, SpendingPolicies
 from services.subscriptions.common import (
-    Clock,
     ProRata,
-    apply_to_row,
     as_utc,
     customer_of,
-    ledger_record,
-    new_row,
     organisation_of,
     renewal_locked,
     row_in_organisation,
@@ -201,8 +199,8 @@ class SubscriptionChanges:
         self.spending: SpendingPolicies | None = None  # set by the container: the policy seats meet
 
     @property
-    def _now(self) -> Clock:
-        return self._listing.clock
+    def _clock(self) -> Clock:
+        return self._listing.clock  # Microsoft's "now", one with the list's
 
     # --- shared steps ---------------------------------------------------------------------------
 
@@ -274,18 +272,16 @@ class SubscriptionChanges:
         async with self._sessions() as session:
             row = await row_in_organisation(session, organisation_id, subscription_id)
             before = snapshot(row)
-            apply_to_row(row, result, licence_sku_id=None, now=self._now())
+            apply_to_row(row, result, licence_sku_id=None, now=self._clock.now())
             for event, quantity_before, quantity_after, source_key in events:
-                if await self._ledger_has(session, source_key):
-                    continue  # a retried job whose first attempt got this far
-                self._ledger.add(
+                await self._ledger.add_once(  # a retried job whose first attempt got this far adds nothing
                     session,
                     ledger_record(
                         row,
                         event,
                         before=quantity_before,
                         after=quantity_after,
-                        at=self._now(),
+                        at=self._clock.now(),
                         source=LedgerSource.BOT,
                         source_key=source_key,
                         actor=caller_actor,
@@ -305,7 +301,12 @@ class SubscriptionChanges:
 
     async def _price(self, caller: Caller, row: SubscriptionRow) -> UnitPrice | None:
         return await self._pricing.price_for(
-            caller.organisation_id, row.product_id, row.sku_id, row.term_duration, row.billing_cycle, self._now().date()
+            caller.organisation_id,
+            row.product_id,
+            row.sku_id,
+            row.term_duration,
+            row.billing_cycle,
+            self._clock.today(),
         )
 
     async def _preview(
@@ -319,7 +320,7 @@ class SubscriptionChanges:
             event,
             before=before,
             after=after,
-            at=self._now(),
+            at=self._clock.now(),
             source=LedgerSource.BOT,
             source_key="preview",
             actor=caller.actor,
@@ -374,7 +375,7 @@ class SubscriptionChanges:
             raise DomainError(_RULES["2001"], code="suspended")
         if status != "active":
             raise DomainError(f"This subscription is {status}; its seats cannot change.", code="not_active")
-        locked = renewal_locked(as_utc(current.commitment_end_date), self._now())
+        locked = renewal_locked(as_utc(current.commitment_end_date), self._clock.now())
         if locked is not None:
             raise DomainError(
                 f"{row.name} renews on {formatting.datetime_utc(locked)}, and Microsoft locks it for changes in the "
@@ -566,7 +567,7 @@ class SubscriptionChanges:
             current = await self._fresh(caller, customer_id, row, None)
             if current.scheduled_next_term_instructions is None:
                 raise DomainError(f"{row.name} has no change scheduled for its renewal.", code="nothing_scheduled")
-            locked = renewal_locked(as_utc(current.commitment_end_date), self._now())
+            locked = renewal_locked(as_utc(current.commitment_end_date), self._clock.now())
             if locked is not None:
                 raise DomainError(_RULES["900190"], code="renewal_locked")
             result = await self._patch(
@@ -593,7 +594,7 @@ class SubscriptionChanges:
         if current.actions is not None:
             return "cancel" in [action.lower() for action in current.actions]
         until = as_utc(current.cancellation_allowed_until_date)
-        return until is not None and self._now() <= until
+        return until is not None and self._clock.now() <= until
 
     async def plan_cancel(self, caller: Caller, subscription_id: Any) -> CancelPlan:
         caller.require(Permission.MANAGE_SERVICES)
@@ -747,7 +748,7 @@ class SubscriptionChanges:
                 sku.sku_id,
                 term.term_duration,
                 term.billing_cycle,
-                self._now().date(),
+                self._clock.today(),
             )
             offers.append(
                 AddonOffer(
@@ -857,33 +858,21 @@ class SubscriptionChanges:
             raise
         licence = await self._catalog.licence_sku_for_offer(bought.offer_id or "")
         async with self._sessions() as session:
-            existing = await session.get(SubscriptionRow, bought.id.lower())
-            addon_row = existing or new_row(caller.organisation_id, customer_id, bought)
-            apply_to_row(addon_row, bought, licence_sku_id=licence or "", now=self._now())
-            if existing is None:
-                session.add(addon_row)
-            if not await self._ledger_has(session, f"purchase:{addon_row.id}"):
-                self._ledger.add(
-                    session,
-                    ledger_record(
-                        addon_row,
-                        LedgerEvent.PURCHASE,
-                        before=0,
-                        after=count,
-                        at=as_utc(bought.creation_date) or self._now(),
-                        source=LedgerSource.BOT,
-                        source_key=f"purchase:{addon_row.id}",
-                        actor=caller.actor,
-                        price_entry_id=offer.price.entry_id,
-                    ),
-                )
-            audit.record(
+            await record_purchase(
                 session,
-                actor=caller.actor,
-                action="subscription.addon_order",
-                organisation_id=caller.organisation_id,
-                target=addon_row.id,
-                after={"parent": row.id, "offer": addon_row.offer_id, "quantity": count},
+                Purchase(
+                    organisation_id=caller.organisation_id,
+                    customer_id=customer_id,
+                    subscription=bought,
+                    quantity=count,
+                    source=LedgerSource.BOT,
+                    actor=caller.actor,
+                    now=self._clock.now(),
+                    licence_sku_id=licence or "",
+                    price_entry_id=offer.price.entry_id,
+                    audit_action="subscription.addon_order",
+                    audit_after={"parent": row.id, "offer": bought.offer_id or "", "quantity": count},
+                ),
             )
             await session.commit()
         return ChangeResult(
@@ -891,7 +880,3 @@ class SubscriptionChanges:
             "costs start under Microsoft's billing rules.",
             bought.id.lower(),
         )
-
-    @staticmethod
-    async def _ledger_has(session: AsyncSession, source_key: str) -> bool:
-        return await session.scalar(select(LedgerEntry.id).where(LedgerEntry.source_key == source_key)) is not None

@@ -1,9 +1,9 @@
 """What the subscription services share: the views they return, the organisation-scoped look-up of
-a mirror row, writing a mirror row from Microsoft's subscription, and the pro-rata arithmetic."""
+a mirror row, the renewal instant and the pro-rata arithmetic. (Writing a mirror row from
+Microsoft's subscription: `services.purchases`.)"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
@@ -12,22 +12,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.clock import as_utc
 from services.errors import DomainError, NotFound
-from services.ledger import LedgerEvent, LedgerRecord, LedgerSource
 from services.models import Organisation, SubscriptionRow
-from services.partner_center.models import Subscription
 
-Clock = Callable[[], datetime]
 NOT_YOURS = "That subscription is not one of your organisation's. Open **subscriptions** again."
 LIVE = ("active", "suspended")
 # Microsoft locks a subscription's seats, scheduled changes and auto-renew this long before it renews.
 RENEWAL_LOCK = timedelta(hours=24)
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def renewal_instant(commitment_end: datetime | None) -> datetime | None:
@@ -88,78 +80,6 @@ async def row_in_organisation(session: AsyncSession, organisation_id: int, subsc
     if row is None:
         raise NotFound(NOT_YOURS)
     return row
-
-
-def split_offer(offer_id: str) -> tuple[str, str]:
-    parts = (offer_id or "").split(":")
-    return (parts[0].upper(), parts[1].upper()) if len(parts) >= 2 else ("", "")
-
-
-def apply_to_row(
-    row: SubscriptionRow, subscription: Subscription, *, licence_sku_id: str | None, now: datetime
-) -> None:
-    """Copy Microsoft's state into the mirror row."""
-    product_id, sku_id = split_offer(subscription.offer_id or "")
-    instructions = subscription.scheduled_next_term_instructions
-    row.customer_id = row.customer_id or ""
-    row.parent_subscription_id = (subscription.parent_subscription_id or "").lower() or None
-    row.offer_id = subscription.offer_id or ""
-    row.product_id = product_id
-    row.sku_id = sku_id
-    row.name = (subscription.friendly_name or subscription.offer_name or row.offer_id)[:200]
-    if licence_sku_id is not None:
-        row.licence_sku_id = licence_sku_id
-    row.quantity = subscription.quantity or 0
-    row.status = str(subscription.status or "active")
-    row.term_duration = subscription.term_duration or ""
-    row.billing_cycle = str(subscription.billing_cycle or "")
-    row.auto_renew = bool(subscription.auto_renew_enabled)
-    row.commitment_end_date = subscription.commitment_end_date
-    row.cancellation_allowed_until = subscription.cancellation_allowed_until_date
-    refundable = subscription.refundable_quantity
-    row.refundable = refundable.to_wire() if refundable is not None else {}
-    row.scheduled_quantity = instructions.quantity if instructions is not None else None
-    row.etag = subscription.etag or ""
-    row.synced_at = now
-
-
-def new_row(organisation_id: int, customer_id: str, subscription: Subscription) -> SubscriptionRow:
-    row = SubscriptionRow(id=subscription.id.lower(), organisation_id=organisation_id, customer_id=customer_id)
-    row.licence_sku_id = ""
-    return row
-
-
-def ledger_record(
-    row: SubscriptionRow,
-    event: LedgerEvent,
-    *,
-    before: int,
-    after: int,
-    at: datetime,
-    source: LedgerSource,
-    source_key: str,
-    actor: str,
-    price_entry_id: int | None = None,
-) -> LedgerRecord:
-    return LedgerRecord(
-        organisation_id=row.organisation_id,
-        subscription_id=row.id,
-        parent_subscription_id=row.parent_subscription_id,
-        event_type=event,
-        effective_at=as_utc(at) or at,
-        offer_id=row.offer_id,
-        product_id=row.product_id,
-        sku_id=row.sku_id,
-        product_name=row.name,
-        term_duration=row.term_duration,
-        billing_cycle=row.billing_cycle,
-        quantity_before=before,
-        quantity_after=after,
-        source=source,
-        source_key=source_key,
-        actor=actor,
-        price_entry_id=price_entry_id,
-    )
 
 
 def snapshot(row: SubscriptionRow) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services import audit
 from services.access import Caller
 from services.catalog import CatalogService
+from services.clock import SYSTEM_CLOCK, Clock
 from services.db import utcnow
 from services.errors import DomainError
 from services.ledger import LedgerEvent, LedgerSource, SubscriptionLedger
@@ -31,15 +33,12 @@ from services.partner_center import PartnerCenterClient
 from services.partner_center.models import AuditRecord, RefundableQuantity, Subscription
 from services.price_rules import price_in_force
 from services.pricing import PriceBook
+from services.purchases import Purchase, apply_to_row, ledger_record, record_purchase
 from services.roles import Permission
 from services.subscriptions.common import (
     LIVE,
-    Clock,
-    apply_to_row,
     as_utc,
     customer_of,
-    ledger_record,
-    new_row,
     organisation_of,
     row_in_organisation,
 )
@@ -195,7 +194,7 @@ class SubscriptionService:
         ledger: SubscriptionLedger,
         *,
         refresh_after: timedelta = timedelta(minutes=5),
-        clock: Clock = utcnow,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._sessions = sessions
         self._client = partner_center
@@ -203,10 +202,11 @@ class SubscriptionService:
         self._pricing = pricing
         self._ledger = ledger
         self._refresh_after = refresh_after
-        self.clock = clock  # Microsoft's "now" (tests follow the sandbox's clock)
+        self.clock = clock  # Microsoft's "now" (the built-in sandbox's clock when it runs)
 
-    def use_clock(self, clock: Clock) -> None:
-        self.clock = clock
+    def use_clock(self, source: Callable[[], datetime]) -> None:
+        """Follow another "now" (a test's sandbox clock)."""
+        self.clock = Clock(source)
 
     # --- the list ----------------------------------------------------------------------------
 
@@ -292,7 +292,7 @@ class SubscriptionService:
             if licence:
                 pool[licence.lower()] = pool.get(licence.lower(), 0) + 1
         entries = await self._pricing.entries_for(organisation_id) if rows else []
-        now = self.clock()
+        now = self.clock.now()
         today = now.date()
         views: list[SubscriptionView] = []
         for row in rows:
@@ -351,7 +351,7 @@ class SubscriptionService:
         latest = max([c for c in created if c is not None] + ([cursor] if cursor else []))
         # Microsoft keeps 90 days of audit records and refuses a start before that, counted from its
         # own "now" (the built-in sandbox's clock may have moved a year on since the last sync).
-        start = max(start, latest - timedelta(days=85), self.clock() - timedelta(days=85))
+        start = max(start, latest - timedelta(days=85), self.clock.now() - timedelta(days=85))
         by_subscription: dict[str, list[AuditRecord]] = {}
         newest = cursor
         try:
@@ -405,24 +405,25 @@ class SubscriptionService:
                 row = mirror.get(sid)
                 history = records.get(sid, [])
                 if row is None:
-                    row = new_row(organisation_id, customer_id, subscription)
-                    apply_to_row(row, subscription, licence_sku_id=licences.get(subscription.id), now=now)
-                    session.add(row)
-                    result.created += 1
                     first = _snapshot(history[0], "resource_old_value") if history else None
                     bought = int(first.get("quantity") or 0) if first else (subscription.quantity or 0)
-                    pending.append(
-                        ledger_record(
-                            row,
-                            LedgerEvent.PURCHASE,
-                            before=0,
-                            after=bought,
-                            at=as_utc(subscription.creation_date) or self.clock(),
+                    written = await record_purchase(
+                        session,
+                        Purchase(
+                            organisation_id=organisation_id,
+                            customer_id=customer_id,
+                            subscription=subscription,
+                            quantity=bought,
                             source=LedgerSource.SYNC,
-                            source_key=f"purchase:{sid}",
                             actor=SYNC_ACTOR,
-                        )
+                            now=self.clock.now(),
+                            synced_at=now,
+                            licence_sku_id=licences.get(subscription.id),
+                        ),
                     )
+                    row = written.row
+                    result.created += 1
+                    result.ledger_entries += written.ledgered
                     tracked: dict[str, Any] = {"quantity": bought, "status": "active"}
                 else:
                     tracked = {"quantity": row.quantity, "status": row.status}
@@ -445,7 +446,7 @@ class SubscriptionService:
                         tracked["status"],
                     ):
                         continue  # already in the mirror (the bot's own change) or out of sequence
-                    at = as_utc(record.operation_date) or self.clock()
+                    at = as_utc(record.operation_date) or self.clock.now()
                     for index, event in enumerate(_events(old, new, record.data("Reason"))):
                         after = 0 if event is LedgerEvent.CANCELLATION else int(new.get("quantity") or 0)
                         pending.append(
@@ -475,7 +476,7 @@ class SubscriptionService:
                                 event,
                                 before=int(tracked["quantity"]),
                                 after=0 if event is LedgerEvent.CANCELLATION else int(current["quantity"]),
-                                at=self.clock(),
+                                at=self.clock.now(),
                                 source=LedgerSource.SYNC,
                                 source_key=f"sync:{sid}:{subscription.etag or now.isoformat()}:{event.value}",
                                 actor=SYNC_ACTOR,

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit
 from services.access import Caller
+from services.clock import SYSTEM_CLOCK, Clock
 from services.db import utcnow
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
 from services.jobs import FAILED, JobService, JobView
@@ -92,8 +93,10 @@ class TenantService:
         partner_center: PartnerCenterClient,
         jobs: JobService,
         credentials: CredentialsMail,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._sessions = sessions
+        self._clock = clock  # Microsoft's: an agreement acceptance without a date is dated by it
         self._organisations = organisations
         self._pc = partner_center
         self._jobs = jobs
@@ -318,7 +321,7 @@ class TenantService:
             caller.organisation_id,
             name=f"{contact.first_name} {contact.last_name}".strip() if contact else "",
             email=contact.email if contact else "",
-            accepted_at=first.date_agreed or utcnow(),
+            accepted_at=first.date_agreed or self._clock.now(),
             actor="system:partner-center",
         )
         return True
@@ -620,7 +623,7 @@ class TenantService:
                 return True
             customer_id = row.customer_id
         accepted_at = (
-            datetime.fromisoformat(str(contact.get("accepted_at"))) if contact.get("accepted_at") else utcnow()
+            datetime.fromisoformat(str(contact.get("accepted_at"))) if contact.get("accepted_at") else self._clock.now()
         )
         try:
             recorded = await self._pc.agreements(customer_id, agreement_type=MICROSOFT_CUSTOMER_AGREEMENT)

@@ -758,7 +758,6 @@ class WarningService:
             await self.mark_acted(notice.id, caller, result.message)
 
 
-
 def money_or_none(value: Any) -> Decimal | None:
     """A stored money string of a notice's facts back as a Decimal."""
     return Decimal(str(value)) if value not in (None, "") else None

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from services.access import Caller
 from services.billing.service import BillingService
+from services.clock import Clock as MicrosoftClock
 from services.container import Services
 from services.price_rules import UnitPrice
 
@@ -31,7 +32,7 @@ class Clock:
 
 
 def billing_service(services: Services, prices: ListPrices, clock: Clock) -> BillingService:
-    return BillingService(services.sessions, services.ledger, prices, services.alerts, clock=clock)
+    return BillingService(services.sessions, services.ledger, prices, services.alerts, clock=MicrosoftClock(clock))
 
 
 def caller(organisation_id: int, *roles: str, member_id: int = 1, email: str = "alex@contoso.example") -> Caller:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -179,7 +179,7 @@ async def test_spend_on_a_product(make_bot, connector) -> None:
 async def test_bad_dates_get_a_clear_message(make_bot, connector) -> None:
     fake, url = connector
     client = await _bot(make_bot)
-    future = date.today() + timedelta(days=70)
+    future = datetime.now(UTC).date() + timedelta(days=70)
     reply = await _say(client, fake, f"billing {future:%Y-%m}", url, 1)
     assert "in the future" in reply["text"]
     reply = await _say(client, fake, "billing 2026-13", url, 2)

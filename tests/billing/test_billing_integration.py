@@ -81,7 +81,7 @@ def _lines(report: CycleReport, names: dict[str, str]) -> list[Row]:
 async def billing(services: Services, sandbox: Sandbox) -> BillingService:
     """The app's billing service (real price book, real ledger) on the sandbox's clock."""
     return BillingService(
-        services.sessions, services.ledger, services.pricing, services.alerts, clock=sandbox.clock.now
+        services.sessions, services.ledger, services.pricing, services.alerts, clock=sandbox.microsoft_clock
     )
 
 

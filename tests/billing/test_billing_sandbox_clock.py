@@ -28,9 +28,9 @@ async def test_the_embedded_sandbox_client_carries_the_sandbox_clock(tmp_path: P
         partner_center_sandbox_database_url=f"sqlite+aiosqlite:///{tmp_path / 'sandbox.sqlite3'}",
     )
     assert settings.uses_partner_center_sandbox
-    async with open_partner_center(settings) as client:
-        assert client.clock is not None
-        before = client.clock()
+    async with open_partner_center(settings) as opened:
+        client = opened.client
+        before = opened.clock.now()
         token = await client._tokens.get_token("app")  # the sandbox admin endpoint takes the client's token
         async with (
             aiohttp.ClientSession() as session,
@@ -41,7 +41,7 @@ async def test_the_embedded_sandbox_client_carries_the_sandbox_clock(tmp_path: P
             ) as response,
         ):
             assert response.status == 200
-        assert client.clock() - before > timedelta(days=27)
+        assert opened.clock.now() - before > timedelta(days=27)
 
 
 async def test_billing_and_the_ledger_follow_the_sandbox_clock(tmp_path: Path, sandbox: Sandbox) -> None:
@@ -52,13 +52,14 @@ async def test_billing_and_the_ledger_follow_the_sandbox_clock(tmp_path: Path, s
             price_sheet_url=sandbox.url,
             tokens=StaticTokenProvider(SANDBOX_TOKEN),
             poll_interval=0.01,
-            clock=sandbox.clock.now,
         )
         url = f"sqlite+aiosqlite:///{tmp_path / 'clock.sqlite3'}"
         engine = create_engine(url)
         await upgrade_database(engine)
         try:
-            services = build_services(engine, Settings(_env_file=None, database_url=url), client)  # type: ignore[call-arg]
+            services = build_services(
+                engine, Settings(_env_file=None, database_url=url), client, sandbox.microsoft_clock
+            )  # type: ignore[call-arg]
             await link_demo_customer(services)
             await prepare_catalog_and_prices(services)
             me = await admin(services)

@@ -67,7 +67,7 @@ async def billed(
         Browser(playground.base_url, request.node.name) as browser,
     ):
         org = await link_demo_customer(services)
-        now = services.partner_center.clock()
+        now = services.clock.now()
         bought = (now.replace(day=1) + timedelta(days=32)).replace(day=10, hour=9, minute=0, second=0, microsecond=0)
         await _set_clock(services, bought)
         subscription_id = await buy(services, org, quantity=10)
