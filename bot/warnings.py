@@ -92,15 +92,32 @@ def warning_invoke_handlers(services: Services, messenger: ProactiveMessenger) -
             return _card_response(cards.build_warning_card(notice, user_ids=users, problem=problem.message))
         return _card_response(cards.build_too_late_card(notice, problem.message, user_ids=users))
 
-    async def remove(context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
-        notice, answer = await attempt(caller, data, (Kind.SEAT_WINDOW,))
-        if answer is not None:
-            return answer
-        try:
-            plan = await warnings.plan_removal(caller, notice)
-        except DomainError as problem:
-            return await explain(notice, problem)
-        return _card_response(cards.build_removal_preview_card(notice, plan, f"warning:{notice.id}:remove"))
+    Show = Callable[[Caller, NoticeView], Awaitable[Mapping[str, Any]]]
+
+    def showing(kinds: tuple[Kind, ...], show: Show) -> CardActionHandler:
+        """A button that answers with a card of what the action would do (re-checked now; refused now →
+        the card says why)."""
+
+        async def handler(context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
+            notice, answer = await attempt(caller, data, kinds)
+            if answer is not None:
+                return answer
+            try:
+                return _card_response(await show(caller, notice))
+            except DomainError as problem:
+                return await explain(notice, problem)
+
+        return handler
+
+    async def removal_preview(caller: Caller, notice: NoticeView) -> Mapping[str, Any]:
+        plan = await warnings.plan_removal(caller, notice)
+        return cards.build_removal_preview_card(notice, plan, f"warning:{notice.id}:remove")
+
+    async def term_options(caller: Caller, notice: NoticeView) -> Mapping[str, Any]:
+        return cards.build_term_switch_card(notice, await warnings.plan_term_switch(caller, notice))
+
+    remove = showing((Kind.SEAT_WINDOW,), removal_preview)
+    switch_term = showing((Kind.RENEWAL,), term_options)
 
     Act = Callable[[Caller, NoticeView, dict[str, Any]], Awaitable[object]]
 
@@ -131,6 +148,17 @@ def warning_invoke_handlers(services: Services, messenger: ProactiveMessenger) -
         (Kind.RENEWAL,),
         lambda caller, notice, data: warnings.renew_with(
             caller, notice, data.get("quantity"), key=f"warning:{notice.id}:renew"
+        ),
+    )
+
+    confirm_term = acting(
+        (Kind.RENEWAL,),
+        lambda caller, notice, data: warnings.switch_term(
+            caller,
+            notice,
+            data.get("term_duration"),
+            data.get("billing_cycle"),
+            key=f"warning:{notice.id}:term:{data.get('term_duration')}:{data.get('billing_cycle')}",
         ),
     )
     auto_renew_off = acting(
@@ -174,6 +202,8 @@ def warning_invoke_handlers(services: Services, messenger: ProactiveMessenger) -
         cards.KEEP: keep,
         cards.RENEW_WITH: renew_with,
         cards.AUTORENEW_OFF: auto_renew_off,
+        cards.SWITCH_TERM: switch_term,
+        cards.CONFIRM_TERM: confirm_term,
         cards.UNASSIGN: unassign,
         cards.CONFIRM_UNASSIGN: confirm_unassign,
         cards.BACK: back,

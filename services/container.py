@@ -131,6 +131,7 @@ def build_services(engine: AsyncEngine, settings: Settings, partner_center: Part
         pricing,
         alerts,
         jobs,
+        catalog,
         clock=microsoft_now,
         interval=timedelta(minutes=settings.warnings_interval_minutes),
         check_seconds=settings.warnings_check_seconds,

@@ -16,7 +16,7 @@ from tests.cardcheck import assert_valid_card
 from tests.chat import inputs, walk
 from tests.conftest import SANDBOX_START, Sandbox, message, runtime_of
 from tests.fakes import FakeConnector, card_of, card_text
-from tests.subscription_fixtures import BASIC_LICENCE, buy, prepare_catalog_and_prices
+from tests.subscription_fixtures import BASIC_LICENCE, buy, caller, prepare_catalog_and_prices
 
 ALEX_CHAT = "personal-chat-alex"
 MEGAN = {
@@ -152,7 +152,7 @@ async def test_the_renewal_card_schedules_fewer_seats_and_is_locked_in_the_last_
     card = await _pass_posts(services, fake)
     shown = card_text(card)
     assert "renews on Nov 15, 2027" in shown and "$720.00 for 10 seats" in shown  # the term's last day
-    assert set(_buttons(card)) == {"Keep as is", "Renew with 3 seats", "Turn auto-renew off"}
+    assert set(_buttons(card)) == {"Keep as is", "Renew with 3 seats", "Switch term/billing", "Turn auto-renew off"}
     renew = _buttons(card)["Renew with 3 seats"]
     done = await _invoke(client, url, renew["verb"], renew["data"])
     assert "will renew with 3 seats" in card_text(done["value"]) and _buttons(done["value"]) == {}
@@ -168,6 +168,73 @@ async def test_the_renewal_card_schedules_fewer_seats_and_is_locked_in_the_last_
     answer = await _invoke(client, url, off["verb"], off["data"])
     assert "Too late: Microsoft locks" in card_text(answer["value"]) and _buttons(answer["value"]) == {}
     assert (await services.partner_center.subscription(customer, sid)).auto_renew_enabled is True
+
+
+async def _term_options(
+    make_bot, connector, services: Services, org, sandbox: Sandbox, *, seats: int, days_before: int
+):
+    """An annual subscription's renewal card `days_before` its renewal, and its Switch term/billing answer."""
+    fake, url = connector
+    client, services, sid = await _start(make_bot, connector, services, org, quantity=seats, term="P1Y", cycle="annual")
+    await sandbox.admin("POST", "/clock", {"set": (ANNUAL_RENEWAL - timedelta(days=days_before)).isoformat()})
+    switch = _buttons(await _pass_posts(services, fake))["Switch term/billing"]
+    return client, services, sid, switch, await _invoke(client, url, switch["verb"], switch["data"])
+
+
+async def test_switch_term_billing_compares_the_options_and_schedules_one_for_the_renewal(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    customer = sqlite_demo_customer.partner_center_customer_id
+    client, services, sid, _, compared = await _term_options(
+        make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox, seats=10, days_before=30
+    )
+    shown = card_text(compared["value"])
+    # Side by side at the reseller's prices for the 10 seats: 72.00/year, 6.00/month on P1Y, 7.20 on P1M.
+    assert "1 year term, billed yearly (now)" in shown and "$720.00 per year" in shown
+    assert "1 year term, billed monthly" in shown and "$60.00 per month" in shown
+    assert "1 month term, billed monthly" in shown and "$72.00 per month" in shown and "$864.00 per year" in shown
+    buttons = _buttons(compared["value"])
+    assert set(buttons) == {"Renew: 1 year term, billed monthly", "Renew: 1 month term, billed monthly", "Back"}
+    # An option not offered (no reseller price for P3Y) is refused, and nothing is scheduled.
+    bad = {**buttons["Renew: 1 year term, billed monthly"]["data"], "term_duration": "P3Y"}
+    refused = await _invoke(client, url, "warn_switch_term_confirm", bad)
+    assert "not offered" in card_text(refused["value"])
+    assert (await services.partner_center.subscription(customer, sid)).scheduled_next_term_instructions is None
+    monthly = buttons["Renew: 1 year term, billed monthly"]
+    done = await _invoke(client, url, monthly["verb"], monthly["data"])
+    assert "will renew on Nov 15, 2027 for 1 year, billed monthly (10 seats)" in card_text(done["value"])
+    assert _buttons(done["value"]) == {}
+    scheduled = (await services.partner_center.subscription(customer, sid)).scheduled_next_term_instructions
+    assert scheduled is not None and scheduled.product is not None and scheduled.quantity == 10
+    assert (scheduled.product.term_duration, scheduled.product.billing_cycle) == ("P1Y", "monthly")
+    # Fewer seats scheduled afterwards keep the new billing frequency.
+    alex = await caller(services)
+    plan = await services.subscription_changes.plan_quantity(alex, sid, 6)
+    await services.subscription_changes.schedule_quantity(alex, sid, 6, etag=plan.etag, key="after-term")
+    scheduled = (await services.partner_center.subscription(customer, sid)).scheduled_next_term_instructions
+    assert scheduled is not None and scheduled.product is not None
+    assert (scheduled.quantity, scheduled.product.billing_cycle) == (6, "monthly")
+    # Microsoft renews into it.
+    await sandbox.admin("POST", "/clock", {"set": ANNUAL_RENEWAL.isoformat()})
+    renewed = await services.partner_center.subscription(customer, sid)
+    assert (renewed.quantity, renewed.term_duration, renewed.billing_cycle) == (6, "P1Y", "monthly")
+
+
+async def test_switch_term_billing_inside_the_lock_explains_and_schedules_nothing(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    customer = sqlite_demo_customer.partner_center_customer_id
+    client, services, sid, switch, compared = await _term_options(
+        make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox, seats=4, days_before=7
+    )
+    monthly = _buttons(compared["value"])["Renew: 1 month term, billed monthly"]
+    await sandbox.admin("POST", "/clock", {"set": (ANNUAL_RENEWAL - timedelta(hours=12)).isoformat()})
+    for verb, data in ((monthly["verb"], monthly["data"]), (switch["verb"], switch["data"])):
+        answer = await _invoke(client, url, verb, data)
+        assert "Too late: Microsoft locks" in card_text(answer["value"]) and _buttons(answer["value"]) == {}
+    assert (await services.partner_center.subscription(customer, sid)).scheduled_next_term_instructions is None
 
 
 async def test_turn_auto_renew_off_from_the_renewal_card(

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services import formatting
 from services.access import Caller
 from services.alerts import AlertService
+from services.catalog import CatalogService
 from services.db import utcnow
 from services.errors import DomainError, InvalidInput, NotFound
 from services.jobs import JobService, JobView
@@ -55,7 +56,7 @@ from services.subscriptions import ChangeResult, QuantityPlan, SubscriptionChang
 from services.subscriptions.common import RENEWAL_LOCK, as_utc
 from services.subscriptions.listing import refundable_batches
 from services.users import LicenceService
-from services.warnings.renewals import RenewalOutlook, renewal_outlook
+from services.warnings.renewals import CYCLE_MONTHS, RenewalOutlook, renewal_outlook
 from services.warnings.rules import (
     Kind,
     OrganisationFacts,
@@ -139,6 +140,29 @@ class PassResult:
     problems: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class TermOption:
+    """One way the subscription could renew: its term and billing frequency at the reseller's price in
+    force on the renewal day, for the seats it renews with."""
+
+    term_duration: str
+    billing_cycle: str
+    currency: str
+    unit_price: Decimal  # per seat per billing period
+    per_period: Decimal  # for the renewing seats, per billing period
+    per_year: Decimal  # for the renewing seats, per year: what makes the options comparable
+    current: bool
+
+
+@dataclass(frozen=True)
+class TermSwitchPlan:
+    subscription_id: str
+    name: str
+    quantity: int  # the seats it renews with (a lower quantity scheduled before stays)
+    renews_on: date | None
+    options: tuple[TermOption, ...]  # the current one first, then the cheapest per year first
+
+
 class Prices:
     """Price look-ups for many subscriptions: the entries grouped by product, SKU, term and billing
     frequency once, and each (offer, day) answered once (`price_rules.price_in_force` decides)."""
@@ -207,6 +231,7 @@ class WarningService:
         pricing: PriceBook,
         alerts: AlertService,
         jobs: JobService,
+        catalog: CatalogService,
         *,
         clock: Clock = utcnow,
         interval: timedelta = timedelta(hours=1),
@@ -219,6 +244,7 @@ class WarningService:
         self._pricing = pricing
         self._alerts = alerts
         self._jobs = jobs
+        self._catalog = catalog
         self.clock = clock  # Microsoft's "now" (the built-in sandbox's clock when it runs)
         self.interval = interval
         self.check_seconds = check_seconds
@@ -722,6 +748,89 @@ class WarningService:
         await self._acted(notice, caller, result)
         return result.message
 
+    async def plan_term_switch(self, caller: Caller, notice: NoticeView) -> TermSwitchPlan:
+        """The terms and billing frequencies the subscription can renew into, side by side at the
+        reseller's price on the renewal day (checked now: the lock, still renewing, prices set)."""
+        if notice.kind is not Kind.RENEWAL:
+            raise InvalidInput("That button does not belong to this warning.")
+        caller.require(Permission.MANAGE_SERVICES)
+        too_late = self._too_late_for_renewal(notice)
+        if too_late:
+            raise DomainError(too_late, code="renewal_locked")
+        view = await self._subscriptions.get(caller, notice.subject)
+        if view.status != "active" or not view.auto_renew:
+            raise DomainError(
+                f"{view.name} does not renew (it is {view.status}, auto-renew {'on' if view.auto_renew else 'off'}), "
+                "so there is no next term to change.",
+                code="not_renewing",
+            )
+        day = renewal_day(view.renewal_date)
+        quantity = view.scheduled_quantity or view.quantity
+        try:
+            sku = await self._catalog.sku(view.product_id, view.sku_id, include_inactive=True)
+            terms = [(term.term_duration, term.billing_cycle) for term in sku.terms]
+        except NotFound:
+            terms = []
+        current = (view.term_duration.upper(), view.billing_cycle.lower())
+        if current not in [(t.upper(), c.lower()) for t, c in terms]:
+            terms.insert(0, current)
+        options: list[TermOption] = []
+        for term, cycle in terms:
+            price = (
+                await self._pricing.price_for(caller.organisation_id, view.product_id, view.sku_id, term, cycle, day)
+                if day is not None
+                else None
+            )
+            if price is None:
+                continue  # not offered by the reseller on the renewal day
+            months = CYCLE_MONTHS.get(cycle.lower(), 1)
+            options.append(
+                TermOption(
+                    term_duration=term.upper(),
+                    billing_cycle=cycle.lower(),
+                    currency=price.currency,
+                    unit_price=price.amount,
+                    per_period=price.amount * quantity,
+                    per_year=price.amount * quantity * 12 / months,
+                    current=(term.upper(), cycle.lower()) == current,
+                )
+            )
+        options.sort(key=lambda option: (not option.current, option.per_year, option.term_duration))
+        if not any(not option.current for option in options):
+            raise DomainError(
+                f"{view.name} has no other term or billing frequency with a price from your reseller for its "
+                "renewal, so it renews as it is.",
+                code="no_other_term",
+            )
+        return TermSwitchPlan(view.id, view.name, quantity, day, tuple(options))
+
+    async def switch_term(
+        self, caller: Caller, notice: NoticeView, term_duration: Any, billing_cycle: Any, *, key: Any
+    ) -> str:
+        """Schedule the chosen term and billing frequency for the renewal, re-checked now: still one of
+        the options offered (priced, sold, not the current one) and before the lock."""
+        plan = await self.plan_term_switch(caller, notice)
+        chosen = next(
+            (
+                option
+                for option in plan.options
+                if isinstance(term_duration, str)
+                and isinstance(billing_cycle, str)
+                and option.term_duration == term_duration.strip().upper()
+                and option.billing_cycle == billing_cycle.strip().lower()
+            ),
+            None,
+        )
+        if chosen is None:
+            raise InvalidInput("That term and billing frequency is not offered for this subscription's renewal.")
+        if chosen.current:
+            raise InvalidInput("It already renews with that term and billing frequency: nothing to change.")
+        result = await self._changes.schedule_term(
+            caller, notice.subject, chosen.term_duration, chosen.billing_cycle, key=key
+        )
+        await self._acted(notice, caller, result)
+        return result.message
+
     async def auto_renew_off(self, caller: Caller, notice: NoticeView, *, key: Any) -> str:
         if notice.kind is not Kind.RENEWAL:
             raise InvalidInput("That button does not belong to this warning.")
@@ -756,7 +865,6 @@ class WarningService:
     async def _acted(self, notice: NoticeView, caller: Caller, result: ChangeResult) -> None:
         if not result.repeated:
             await self.mark_acted(notice.id, caller, result.message)
-
 
 
 def money_or_none(value: Any) -> Decimal | None:
