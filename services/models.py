@@ -720,6 +720,8 @@ class WarningSettingRow(Base):
     quiet_start: Mapped[int | None] = mapped_column(Integer)
     quiet_end: Mapped[int | None] = mapped_column(Integer)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # The organisation channel (a stored conversation) where warnings are also posted; set by the operator.
+    channel_conversation_id: Mapped[str | None] = mapped_column(String(400))
     updated_by: Mapped[str] = mapped_column(String(254), default="")
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from services.container import Services
+from services.errors import NotFound
 from services.seed import DEMO_SLUG, PLAYGROUND_APPROVER
 from services.warnings.rules import Kind
 from tests.cardcheck import assert_valid_card
@@ -26,6 +29,7 @@ MEGAN = {
     "conversation_id": "personal-chat-megan",
 }
 ANNUAL_RENEWAL = datetime(2027, 11, 16, tzinfo=UTC)
+CHANNEL = "19:general@thread.tacv2"
 
 
 async def _start(make_bot, connector, sqlite_services: Services, sqlite_demo_customer, **buying: Any):
@@ -373,3 +377,44 @@ async def test_a_warning_nobody_could_receive_reaches_the_admin_who_first_says_h
     await services.warnings.run_pass()
     await _say(client, fake, url, "menu")
     assert len(fake.messages(ALEX_CHAT)) == 3  # told once: not again by the next pass or the next hello
+
+
+async def test_warnings_are_also_posted_in_the_organisation_channel_where_only_admins_can_act(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    client, services, sid = await _start(make_bot, connector, sqlite_services, sqlite_demo_customer, quantity=10)
+    in_channel = {"conversation_id": CHANNEL, "conversation_type": "channel", "mention_bot": True}
+    await _say(client, fake, url, "menu", **in_channel)  # the bot now knows the channel
+    org = await services.organisations.get(DEMO_SLUG)
+    settings = services.warnings.settings
+    with pytest.raises(NotFound):  # a conversation the bot does not know is refused, nothing is set
+        await settings.set_channel(org.id, "19:unknown@thread.tacv2", actor="op")
+    assert await settings.channel(org.id) is None
+    await settings.set_channel(org.id, CHANNEL, actor="op")
+    await sandbox.admin("POST", "/clock", {"advance": "P6D"})
+    before = len(fake.messages(CHANNEL))
+    await _pass_posts(services, fake)  # Alex's 1:1 copy
+    copies = fake.messages(CHANNEL)[before:]
+    assert len(copies) == 1
+    card = card_of(copies[0])
+    assert card is not None and "Remove 9 seats" in _buttons(card)
+    assert_valid_card(card)
+    remove = _buttons(card)["Remove 9 seats"]
+    # Megan (an approver, no admin) clicks in the channel: refused, nothing changes.
+    answer = await _invoke(client, url, remove["verb"], remove["data"], **{**MEGAN, **in_channel})
+    assert "Only an admin" in str(answer["value"])
+    customer = sqlite_demo_customer.partner_center_customer_id
+    assert (await services.partner_center.subscription(customer, sid)).quantity == 10
+    # Alex (an admin) acts from the channel copy; the copies in his chat and the channel show it.
+    preview = await _invoke(client, url, remove["verb"], remove["data"], **in_channel)
+    confirm = _buttons(preview["value"])["Remove 9 seats"]
+    done = await _invoke(client, url, confirm["verb"], confirm["data"], **in_channel)
+    assert "now has 1 seat" in card_text(done["value"])
+    assert (await services.partner_center.subscription(customer, sid)).quantity == 1
+    updated = [r for r in fake.received if r.method == "PUT" and r.conversation_id == CHANNEL]
+    assert updated and "now has 1 seat" in card_text(card_of(updated[-1].activity) or {})
+    # Another pass posts nothing more there.
+    posted = [r for r in fake.received if r.method == "POST" and r.conversation_id == CHANNEL]
+    await services.warnings.run_pass()
+    assert [r for r in fake.received if r.method == "POST" and r.conversation_id == CHANNEL] == posted

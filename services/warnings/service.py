@@ -77,6 +77,7 @@ log = logging.getLogger(__name__)
 PASS_JOB = "warnings.pass"
 PASS_ACTOR = "system:warnings"
 UNDELIVERABLE_ALERT = "warnings_undeliverable"
+CHANNEL_MEMBER = 0  # the Recipient of the organisation channel's copy (no member)
 LIVE = ("active", "suspended")
 Clock = Callable[[], datetime]
 
@@ -120,7 +121,7 @@ def _notice(row: WarningNotice) -> NoticeView:
 
 @dataclass(frozen=True)
 class Recipient:
-    member_id: int
+    member_id: int  # CHANNEL_MEMBER: the organisation channel
     name: str
     conversation_id: str
 
@@ -509,6 +510,8 @@ class WarningService:
                 continue
             await self._record_post(notice.id, recipient, activity_id)
             reached = True
+        if await self._post_in_channel(notice):
+            reached = True
         if not reached and not notice.sent_to:
             await self._alerts.raise_alert(
                 UNDELIVERABLE_ALERT,
@@ -519,6 +522,21 @@ class WarningService:
                 organisation_id=notice.organisation_id,
             )
         return reached
+
+    async def _post_in_channel(self, notice: NoticeView) -> bool:
+        """The copy in the organisation channel the operator set, once per notice; its buttons work
+        for admins only (the same role checks as in a 1:1 chat). True when it was posted now."""
+        assert self._deliver is not None
+        channel = await self.settings.channel(notice.organisation_id)
+        if not channel or any(post.get("channel") for post in notice.posts):
+            return False
+        try:
+            activity_id = await self._deliver(notice, Recipient(CHANNEL_MEMBER, "the organisation channel", channel))
+        except Exception:
+            log.exception("could not post warning %s in the organisation channel", notice.id)
+            return False
+        await self._record_post(notice.id, Recipient(CHANNEL_MEMBER, "", channel), activity_id)
+        return True
 
     async def deliver_waiting(self, organisation_id: int, member_id: int) -> int:
         """An admin has just opened a chat with the bot: post them each warning of their organisation
@@ -556,13 +574,16 @@ class WarningService:
             row = await session.get(WarningNotice, notice_id, with_for_update=True)
             if row is None:
                 return
-            row.sent_to = sorted({*row.sent_to, recipient.member_id})
+            in_channel = recipient.member_id == CHANNEL_MEMBER
+            if not in_channel:
+                row.sent_to = sorted({*row.sent_to, recipient.member_id})
             row.posts = [
                 *row.posts,
                 {
                     "conversation_id": recipient.conversation_id,
                     "activity_id": activity_id,
-                    "member_id": recipient.member_id,
+                    "member_id": None if in_channel else recipient.member_id,
+                    "channel": in_channel,
                 },
             ]
             if row.status == "pending":
