@@ -726,6 +726,21 @@ class WarningSettingRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
+class LicenceOverviewRow(Base):
+    """The monthly licence overview of an organisation: claimed once per (organisation, month) before
+    it is sent, and kept as last month's figures for the next one."""
+
+    __tablename__ = "licence_overviews"
+    __table_args__ = (UniqueConstraint("organisation_id", "month"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    month: Mapped[str] = mapped_column(String(7))  # YYYY-MM: the billing cycle that ended
+    facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    sent_to: Mapped[list[int]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 class WarningNotice(Base):
     """One warning, claimed once by its key (organisation, kind, subject, window) before it is sent:
     who it reached, where its cards are, and what was done from them."""

@@ -1,4 +1,5 @@
-"""Warnings: the organisation channel where they are also posted (set by the operator).
+"""Warnings: the organisation channel where they are also posted (set by the operator), and the
+monthly licence overviews (one per organisation and month).
 
 Revision ID: 0012
 Revises: 0011
@@ -19,8 +20,30 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("warning_settings", schema=None) as batch_op:
         batch_op.add_column(sa.Column("channel_conversation_id", sa.String(length=400), nullable=True))
+    op.create_table(
+        "licence_overviews",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("organisation_id", sa.Integer(), nullable=False),
+        sa.Column("month", sa.String(length=7), nullable=False),
+        sa.Column("facts", sa.JSON(), nullable=False),
+        sa.Column("sent_to", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["organisation_id"],
+            ["organisations.id"],
+            name=op.f("fk_licence_overviews_organisation_id_organisations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_licence_overviews")),
+        sa.UniqueConstraint("organisation_id", "month", name=op.f("uq_licence_overviews_organisation_id")),
+    )
+    with op.batch_alter_table("licence_overviews", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_licence_overviews_organisation_id"), ["organisation_id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("licence_overviews", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_licence_overviews_organisation_id"))
+    op.drop_table("licence_overviews")
     with op.batch_alter_table("warning_settings", schema=None) as batch_op:
         batch_op.drop_column("channel_conversation_id")

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services import formatting
 from services.access import Caller
 from services.alerts import AlertService
+from services.billing.service import cycle_calendar
 from services.catalog import CatalogService
 from services.db import utcnow
 from services.errors import DomainError, InvalidInput, NotFound
@@ -40,6 +41,7 @@ from services.jobs import JobService, JobView
 from services.models import (
     ConversationReferenceRow,
     LicenceIdleRow,
+    LicenceOverviewRow,
     LicencePool,
     Member,
     MemberRole,
@@ -56,6 +58,7 @@ from services.subscriptions import ChangeResult, QuantityPlan, SubscriptionChang
 from services.subscriptions.common import RENEWAL_LOCK, as_utc
 from services.subscriptions.listing import refundable_batches
 from services.users import LicenceService
+from services.warnings.overview import build_overview
 from services.warnings.renewals import CYCLE_MONTHS, RenewalOutlook, renewal_outlook
 from services.warnings.rules import (
     Kind,
@@ -79,6 +82,7 @@ PASS_ACTOR = "system:warnings"
 UNDELIVERABLE_ALERT = "warnings_undeliverable"
 CHANNEL_MEMBER = 0  # the Recipient of the organisation channel's copy (no member)
 LIVE = ("active", "suspended")
+OVERVIEW_LATE_DAYS = 3  # a monthly overview missed on the billing day is sent this long after it
 Clock = Callable[[], datetime]
 
 
@@ -128,6 +132,8 @@ class Recipient:
 
 # The bot's side: post the notice's card into the recipient's 1:1 chat; returns the message id.
 Deliver = Callable[[NoticeView, Recipient], Awaitable[str | None]]
+# The monthly licence overview (its stored facts) into a recipient's 1:1 chat.
+DeliverOverview = Callable[[int, Mapping[str, Any], Recipient], Awaitable[str | None]]
 
 
 @dataclass
@@ -138,6 +144,7 @@ class PassResult:
     deferred: int = 0  # held back by quiet hours
     waiting: int = 0  # claimed, but no admin could be reached
     expired: int = 0
+    overviews: int = 0  # monthly licence overviews sent
     problems: list[str] = field(default_factory=list)
 
 
@@ -251,11 +258,13 @@ class WarningService:
         self.check_seconds = check_seconds
         self.settings = WarningSettingsStore(sessions)
         self._deliver: Deliver | None = None
+        self._deliver_overview: DeliverOverview | None = None
         self._task: asyncio.Task[None] | None = None
         jobs.register(PASS_JOB, self._run_job)
 
-    def set_delivery(self, deliver: Deliver) -> None:
+    def set_delivery(self, deliver: Deliver, deliver_overview: DeliverOverview | None = None) -> None:
         self._deliver = deliver
+        self._deliver_overview = deliver_overview
 
     # --- the facts ------------------------------------------------------------------------------
 
@@ -417,7 +426,83 @@ class WarningService:
             for warning in due_warnings(org_facts, now):
                 result.due += 1
                 await self._send(warning, org_facts.settings, now, result)
+        result.overviews = await self._send_overviews(facts, now)
         return result
+
+    # --- the monthly licence overview -----------------------------------------------------------
+
+    async def overview_due(self, now: datetime) -> str | None:
+        """The month whose overview is due now: on the reseller's billing day (the first day after a
+        billing cycle ended, in the reseller's time zone) and, when the bot was down then, for up to
+        OVERVIEW_LATE_DAYS after it; else None."""
+        calendar = await cycle_calendar(self._sessions)
+        today = calendar.today(now)
+        ended = calendar.last_ended(today)
+        if (today - ended.end).days > OVERVIEW_LATE_DAYS:
+            return None
+        year, month = ended.month
+        return f"{year:04d}-{month:02d}"
+
+    async def _send_overviews(self, facts: Mapping[int, OrganisationFacts], now: datetime) -> int:
+        """Each organisation's overview of the month due, claimed once by (organisation, month) and
+        sent to its admins and billing readers. Returns how many were sent."""
+        month = await self.overview_due(now)
+        if month is None or self._deliver_overview is None or not facts:
+            return 0
+        async with self._sessions() as session:
+            done = set(
+                await session.scalars(
+                    select(LicenceOverviewRow.organisation_id).where(
+                        LicenceOverviewRow.month == month, LicenceOverviewRow.organisation_id.in_(list(facts))
+                    )
+                )
+            )
+        sent = 0
+        for org, org_facts in facts.items():
+            if org in done:
+                continue
+            async with self._sessions() as session:
+                previous = await session.scalar(
+                    select(LicenceOverviewRow.facts)
+                    .where(LicenceOverviewRow.organisation_id == org, LicenceOverviewRow.month < month)
+                    .order_by(LicenceOverviewRow.month.desc())
+                    .limit(1)
+                )
+                overview = build_overview(org_facts, now, month, previous)
+                row = LicenceOverviewRow(organisation_id=org, month=month, facts=overview, sent_to=[])
+                session.add(row)
+                try:
+                    await session.commit()  # the claim: one pass, one replica sends it
+                except IntegrityError:
+                    await session.rollback()
+                    continue
+                row_id_ = row.id
+            reached: list[int] = []
+            for recipient in await self.recipients(org, (Role.ADMIN, Role.BILLING)):
+                try:
+                    await self._deliver_overview(org, overview, recipient)
+                except Exception:
+                    log.exception("could not post the licence overview of organisation %s", org)
+                    continue
+                reached.append(recipient.member_id)
+            async with self._sessions.begin() as session:
+                stored = await session.get(LicenceOverviewRow, row_id_)
+                if stored is not None:
+                    stored.sent_to = sorted(reached)
+            sent += 1 if reached else 0
+        return sent
+
+    async def overview(self, organisation_id: int, month: str) -> Mapping[str, Any]:
+        """The stored overview of an organisation's month (what its XLSX download shows)."""
+        async with self._sessions() as session:
+            facts = await session.scalar(
+                select(LicenceOverviewRow.facts).where(
+                    LicenceOverviewRow.organisation_id == organisation_id, LicenceOverviewRow.month == month
+                )
+            )
+        if facts is None:
+            raise NotFound("There is no licence overview of that month.")
+        return dict(facts)
 
     async def _expire(self, now: datetime) -> int:
         async with self._sessions.begin() as session:
@@ -475,8 +560,9 @@ class WarningService:
                 raise DomainError("The warning could not be recorded.")
             return _notice(row)
 
-    async def recipients(self, organisation_id: int) -> list[Recipient]:
-        """The organisation's admins now, each with the 1:1 chat the bot has with them."""
+    async def recipients(self, organisation_id: int, roles: Sequence[Role] = (Role.ADMIN,)) -> list[Recipient]:
+        """The organisation's members with one of `roles` now (its admins), each with the 1:1 chat the
+        bot has with them."""
         async with self._sessions() as session:
             rows = (
                 await session.execute(
@@ -485,7 +571,7 @@ class WarningService:
                     .join(ConversationReferenceRow, ConversationReferenceRow.member_id == Member.id)
                     .where(
                         Member.organisation_id == organisation_id,
-                        MemberRole.role == Role.ADMIN.value,
+                        MemberRole.role.in_([role.value for role in roles]),
                         ConversationReferenceRow.conversation_type == "personal",
                     )
                     .order_by(Member.id, ConversationReferenceRow.updated_at.desc())
