@@ -7,7 +7,10 @@ admin should now see). Pure functions of a notice (`services.warnings.service.No
   **Renew with N seats** (schedules the lower quantity), **Switch term/billing** (the terms and billing
   frequencies side by side, then one is scheduled), **Turn auto-renew off**;
 - idle licences: seats unassigned and users not signed in, priced per month; **Unassign** per user,
-  confirmed first.
+  confirmed first;
+- the monthly licence overview (to admins and billing readers): per product seats, assigned, idle,
+  cost per month and the change since last month, the renewals of the next 60 days; **Download as
+  Excel** (a single-use link, as billing's exports).
 
 A card whose action can no longer be done says why and has no button; a card acted on says what was
 done, by whom and when.
@@ -32,6 +35,7 @@ RENEW_WITH, AUTORENEW_OFF = "warn_renew_with", "warn_autorenew_off"
 SWITCH_TERM, CONFIRM_TERM = "warn_switch_term", "warn_switch_term_confirm"
 UNASSIGN, CONFIRM_UNASSIGN = "warn_unassign", "warn_unassign_confirm"
 REFRESH, BACK = "warn_refresh", "warn_back"
+OVERVIEW_XLSX = "overview_xlsx"
 
 
 def _seats(n: int) -> str:
@@ -418,3 +422,60 @@ def build_settings_card(
         field("timezone", "Time zone", settings.timezone, "Europe/Oslo"),
     ]
     return card(body, [submit("Save", SAVE_SETTINGS, style="positive"), submit("Done", CLOSE_SETTINGS)])
+
+
+def _change(value: Any) -> str:
+    if value is None or int(value) == 0:
+        return ""
+    return f" ({int(value):+d})"
+
+
+def _amounts(by_currency: Mapping[str, Any]) -> str:
+    return ", ".join(_money(amount, currency) for currency, amount in sorted(by_currency.items())) or "no price set"
+
+
+def build_overview_card(overview: Mapping[str, Any], organisation: str = "") -> Card:
+    """The monthly licence overview; its XLSX comes through a single-use download link."""
+    month = formatting.month(date.fromisoformat(f"{overview['month']}-01"))
+    body: list[dict[str, Any]] = [heading(f"Licence overview — {month}")]
+    if organisation:
+        body.append(text(organisation, subtle=True))
+    if not overview["first"]:
+        body.append(text("Changes since last month's overview are in brackets.", subtle=True))
+    for product in overview["products"]:
+        body.append(text(str(product["name"]), weight="Bolder"))
+        body.append(
+            facts(
+                [
+                    ("Seats", f"{product['seats']}{_change(product['seats_change'])}"),
+                    ("Assigned", f"{product['assigned']}{_change(product['assigned_change'])}"),
+                    (
+                        "Idle",
+                        f"{product['idle']} ({product['unassigned']} unassigned, "
+                        f"{product['inactive_users']} not signed in)",
+                    ),
+                    ("Cost per month", _amounts(product["cost_per_month"])),
+                ]
+            )
+        )
+    if not overview["products"]:
+        body.append(text("No licences."))
+    if overview["gone"]:
+        body.append(text(f"No longer held since last month: {', '.join(overview['gone'])}."))
+    body.append(text(f"Total per month: {_amounts(overview['total_per_month'])}", weight="Bolder"))
+    body.append(heading("Renewals in the next 60 days"))
+    renewals = [
+        (
+            formatting.date(date.fromisoformat(item["renews_on"])),
+            f"{item['name']}: "
+            + (
+                f"renews with {_seats(int(item['quantity']))}, "
+                f"{_money(item['cost_per_period'], item['currency'])} {formatting.per_period(item['billing_cycle'])}"
+                if item["renews"]
+                else "ends (does not renew)"
+            ),
+        )
+        for item in overview["renewals"]
+    ]
+    body.append(facts(renewals) if renewals else text("None."))
+    return card(body, [execute("Download as Excel", OVERVIEW_XLSX, {"month": overview["month"]})])

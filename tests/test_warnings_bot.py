@@ -6,6 +6,8 @@ button. Every card is checked against the Adaptive Card schema."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -418,3 +420,61 @@ async def test_warnings_are_also_posted_in_the_organisation_channel_where_only_a
     posted = [r for r in fake.received if r.method == "POST" and r.conversation_id == CHANNEL]
     await services.warnings.run_pass()
     assert [r for r in fake.received if r.method == "POST" and r.conversation_id == CHANNEL] == posted
+
+
+async def _new_cards(fake: FakeConnector, conversation: str, before: int) -> list[dict[str, Any]]:
+    found = [card_of(m) for m in fake.messages(conversation)[before:]]
+    return [c for c in found if c is not None]
+
+
+async def test_the_monthly_licence_overview_reaches_admins_and_billing_readers_once_a_month_with_its_xlsx(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    customer = sqlite_demo_customer.partner_center_customer_id
+    client, services, sid = await _start(make_bot, connector, sqlite_services, sqlite_demo_customer, quantity=10)
+    await _assign_users(sandbox, customer, ["kim", "lee"])
+    await _say(client, fake, url, "menu", **MEGAN)  # Megan: an approver only, no billing reader
+    alex, megan = len(fake.messages(ALEX_CHAT)), len(fake.messages(MEGAN["conversation_id"]))
+    await sandbox.admin("POST", "/clock", {"set": "2026-11-30T12:00:00+00:00"})  # the cycle has not ended
+    await services.warnings.run_pass()
+    assert not [c for c in await _new_cards(fake, ALEX_CHAT, alex) if "Licence overview" in card_text(c)]
+    # The reseller's billing day (the calendar month's cycle ended): Alex (admin) gets November's overview.
+    await sandbox.admin("POST", "/clock", {"set": "2026-12-01T09:00:00+00:00"})
+    await services.warnings.run_pass()
+    [overview] = [c for c in await _new_cards(fake, ALEX_CHAT, alex) if "Licence overview" in card_text(c)]
+    assert_valid_card(overview)
+    shown = card_text(overview)
+    assert "Licence overview — November 2026" in shown and "Microsoft 365 Business Basic" in shown
+    assert "8 (8 unassigned, 0 not signed in)" in shown and "$60.00" in shown  # 10 seats × $6.00 a month
+    assert "(+" not in shown  # the first overview has no changes to show
+    assert await _new_cards(fake, MEGAN["conversation_id"], megan) == []
+    # Exactly once: another pass that day sends nothing more.
+    alex = len(fake.messages(ALEX_CHAT))
+    await services.warnings.run_pass()
+    assert not [c for c in await _new_cards(fake, ALEX_CHAT, alex) if "Licence overview" in card_text(c)]
+    # Download as Excel: a single-use link (billing's export links), for billing readers only.
+    download = _buttons(overview)["Download as Excel"]
+    refused = await _invoke(client, url, download["verb"], download["data"], **MEGAN)
+    assert "billing" in str(refused["value"]) and "/exports/" not in str(refused["value"]), refused
+    linked = await _invoke(client, url, download["verb"], download["data"])
+    link = next(a["url"] for a in walk(linked["value"]) if a.get("type") == "Action.OpenUrl")
+    path = link.removeprefix("http://127.0.0.1:3978")
+    got = await client.get(path)
+    assert got.status == 200 and 'filename="licence-overview-2026-11.xlsx"' in got.headers["Content-Disposition"]
+    with zipfile.ZipFile(io.BytesIO(await got.read())) as book:
+        sheet = book.read("xl/worksheets/sheet1.xml").decode()
+    assert "Microsoft 365 Business Basic" in sheet and ">60.00<" in sheet, sheet[:3000]
+    assert (await client.get(path)).status == 410
+    forged = await _invoke(client, url, download["verb"], {"month": "2026-13"})
+    assert "not valid" in str(forged["value"]) and "/exports/" not in str(forged["value"]), forged
+    # December: Megan is a billing reader now and gets it too, with the change since November.
+    await services.organisations.set_roles(DEMO_SLUG, PLAYGROUND_APPROVER[0], add=["billing"], actor="op")
+    await _assign_users(sandbox, customer, ["max"])
+    megan = len(fake.messages(MEGAN["conversation_id"]))
+    await sandbox.admin("POST", "/clock", {"set": "2027-01-01T09:00:00+00:00"})
+    await services.warnings.run_pass()
+    [december] = [
+        c for c in await _new_cards(fake, MEGAN["conversation_id"], megan) if "Licence overview" in card_text(c)
+    ]
+    assert "December 2026" in card_text(december) and "3 (+1)" in card_text(december)

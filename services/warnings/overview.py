@@ -16,7 +16,6 @@ from services.warnings.renewals import CYCLE_MONTHS, renewal_outlook
 from services.warnings.rules import OrganisationFacts
 
 RENEWAL_DAYS = 60
-OVERVIEW_FORMAT = "overview"  # the export link's format for the overview's XLSX
 
 
 def _amounts(by_currency: Mapping[str, Decimal]) -> dict[str, str]:
@@ -87,6 +86,10 @@ def build_overview(
         "total_per_month": _amounts(totals),
         "first": previous is None,
     }
+
+
+def overview_name(month: str) -> str:
+    return f"licence-overview-{month}.xlsx"
 
 
 def overview_xlsx(overview: Mapping[str, Any], organisation: str = "") -> bytes:
