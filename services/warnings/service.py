@@ -438,7 +438,7 @@ class WarningService:
         calendar = await cycle_calendar(self._sessions)
         today = calendar.today(now)
         ended = calendar.last_ended(today)
-        if (today - ended.end).days > OVERVIEW_LATE_DAYS:
+        if (today - ended.end).days - 1 > OVERVIEW_LATE_DAYS:  # the billing day is the day after the end
             return None
         year, month = ended.month
         return f"{year:04d}-{month:02d}"
