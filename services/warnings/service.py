@@ -446,8 +446,10 @@ class WarningService:
     async def _send_overviews(self, facts: Mapping[int, OrganisationFacts], now: datetime) -> int:
         """Each organisation's overview of the month due, claimed once by (organisation, month) and
         sent to its admins and billing readers. Returns how many were sent."""
+        if self._deliver_overview is None or not facts:
+            return 0
         month = await self.overview_due(now)
-        if month is None or self._deliver_overview is None or not facts:
+        if month is None:
             return 0
         async with self._sessions() as session:
             done = set(
