@@ -478,3 +478,20 @@ async def test_the_monthly_licence_overview_reaches_admins_and_billing_readers_o
         c for c in await _new_cards(fake, MEGAN["conversation_id"], megan) if "Licence overview" in card_text(c)
     ]
     assert "December 2026" in card_text(december) and "3 (+1)" in card_text(december)
+
+
+async def test_a_licence_overview_nobody_could_receive_is_tried_again_while_due_and_then_sent_once(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    client, services, sid = await _start(make_bot, connector, sqlite_services, sqlite_demo_customer, quantity=3)
+    await sandbox.admin("POST", "/clock", {"set": "2026-12-01T09:00:00+00:00"})
+    alex = len(fake.messages(ALEX_CHAT))
+    fake.fail_next = 20  # Teams is down during this pass
+    await services.warnings.run_pass()
+    fake.fail_next = 0
+    assert len(fake.messages(ALEX_CHAT)) == alex
+    await services.warnings.run_pass()
+    await services.warnings.run_pass()
+    overviews = [c for c in await _new_cards(fake, ALEX_CHAT, alex) if "Licence overview" in card_text(c)]
+    assert len(overviews) == 1 and "November 2026" in card_text(overviews[0])

@@ -132,7 +132,8 @@ class Recipient:
 
 # The bot's side: post the notice's card into the recipient's 1:1 chat; returns the message id.
 Deliver = Callable[[NoticeView, Recipient], Awaitable[str | None]]
-# The monthly licence overview (its stored facts) into a recipient's 1:1 chat.
+# The monthly licence overview (its stored facts) into a recipient's 1:1 chat; the message id, None
+# when it did not arrive.
 DeliverOverview = Callable[[int, Mapping[str, Any], Recipient], Awaitable[str | None]]
 
 
@@ -452,47 +453,68 @@ class WarningService:
         if month is None:
             return 0
         async with self._sessions() as session:
-            done = set(
-                await session.scalars(
-                    select(LicenceOverviewRow.organisation_id).where(
+            claimed = {
+                row.organisation_id: row
+                for row in await session.scalars(
+                    select(LicenceOverviewRow).where(
                         LicenceOverviewRow.month == month, LicenceOverviewRow.organisation_id.in_(list(facts))
                     )
                 )
-            )
+            }
         sent = 0
         for org, org_facts in facts.items():
-            if org in done:
-                continue
-            async with self._sessions() as session:
-                previous = await session.scalar(
-                    select(LicenceOverviewRow.facts)
-                    .where(LicenceOverviewRow.organisation_id == org, LicenceOverviewRow.month < month)
-                    .order_by(LicenceOverviewRow.month.desc())
-                    .limit(1)
-                )
-                overview = build_overview(org_facts, now, month, previous)
-                row = LicenceOverviewRow(organisation_id=org, month=month, facts=overview, sent_to=[])
-                session.add(row)
-                try:
-                    await session.commit()  # the claim: one pass, one replica sends it
-                except IntegrityError:
-                    await session.rollback()
+            stored = claimed.get(org)
+            if stored is not None and stored.sent_to:
+                continue  # sent
+            if stored is not None:  # claimed, but nobody could be reached yet: tried again while due
+                number, overview = stored.id, dict(stored.facts)
+            else:
+                claim = await self._claim_overview(org, org_facts, now, month)
+                if claim is None:
                     continue
-                row_id_ = row.id
+                number, overview = claim
             reached: list[int] = []
             for recipient in await self.recipients(org, (Role.ADMIN, Role.BILLING)):
                 try:
-                    await self._deliver_overview(org, overview, recipient)
+                    posted = await self._deliver_overview(org, overview, recipient)
                 except Exception:
                     log.exception("could not post the licence overview of organisation %s", org)
                     continue
+                if posted is None:  # Teams gave no message id: the post did not arrive
+                    log.warning(
+                        "the licence overview of organisation %s did not reach member %s", org, recipient.member_id
+                    )
+                    continue
                 reached.append(recipient.member_id)
-            async with self._sessions.begin() as session:
-                stored = await session.get(LicenceOverviewRow, row_id_)
-                if stored is not None:
-                    stored.sent_to = sorted(reached)
-            sent += 1 if reached else 0
+            if reached:
+                async with self._sessions.begin() as session:
+                    row = await session.get(LicenceOverviewRow, number)
+                    if row is not None:
+                        row.sent_to = sorted(reached)
+                sent += 1
         return sent
+
+    async def _claim_overview(
+        self, organisation_id: int, facts: OrganisationFacts, now: datetime, month: str
+    ) -> tuple[int, dict[str, Any]] | None:
+        """Build and store the month's overview (the claim: one pass sends it); None when another
+        pass stored it first."""
+        async with self._sessions() as session:
+            previous = await session.scalar(
+                select(LicenceOverviewRow.facts)
+                .where(LicenceOverviewRow.organisation_id == organisation_id, LicenceOverviewRow.month < month)
+                .order_by(LicenceOverviewRow.month.desc())
+                .limit(1)
+            )
+            overview = build_overview(facts, now, month, previous)
+            row = LicenceOverviewRow(organisation_id=organisation_id, month=month, facts=overview, sent_to=[])
+            session.add(row)
+            try:
+                await session.commit()
+            except IntegrityError:
+                await session.rollback()
+                return None
+            return row.id, overview
 
     async def overview(self, organisation_id: int, month: str) -> Mapping[str, Any]:
         """The stored overview of an organisation's month (what its XLSX download shows)."""
