@@ -131,7 +131,8 @@ def _renewal_body(notice: NoticeView) -> list[dict[str, Any]]:
         pairs.append(("Assigned to users", str(f["assigned"])))
         pairs.append(("Unassigned at renewal", str(f["unassigned"])))
     term = formatting.term(str(f.get("term_duration", "")))
-    pairs.append(("Term", f"{term}, billed {formatting.billed(str(f.get('billing_cycle', '')))}"))
+    scheduled = " (as scheduled)" if f.get("term_scheduled") else ""
+    pairs.append(("Term", f"{term}, billed {formatting.billed(str(f.get('billing_cycle', '')))}{scheduled}"))
     pairs.append((f"Renewal cost {period}", f"{_money(f.get('cost_per_period'), currency)} for {_seats(renewing)}"))
     pairs.append(("For the whole term", _money(f.get("cost_per_term"), currency)))
     if f.get("price_changes"):

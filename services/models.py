@@ -237,6 +237,9 @@ class SubscriptionRow(Base):
     # Microsoft's `refundableQuantity` as last seen: {"totalQuantity": n, "details": [...]}.
     refundable: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     scheduled_quantity: Mapped[int | None] = mapped_column(Integer)
+    # The term and billing frequency scheduled for the renewal (None: it renews with its own).
+    scheduled_term_duration: Mapped[str | None] = mapped_column(String(10))
+    scheduled_billing_cycle: Mapped[str | None] = mapped_column(String(20))
     etag: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     synced_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

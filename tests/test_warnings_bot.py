@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import zipfile
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -214,13 +215,20 @@ async def test_switch_term_billing_compares_the_options_and_schedules_one_for_th
     scheduled = (await services.partner_center.subscription(customer, sid)).scheduled_next_term_instructions
     assert scheduled is not None and scheduled.product is not None and scheduled.quantity == 10
     assert (scheduled.product.term_duration, scheduled.product.billing_cycle) == ("P1Y", "monthly")
-    # Fewer seats scheduled afterwards keep the new billing frequency.
+    # `renewals` rates the renewal with the scheduled billing: 10 seats × $6.00 a month.
     alex = await caller(services)
+    [ahead] = (await services.warnings.renewals(alex)).items
+    assert (ahead.billing_cycle, ahead.term_scheduled, ahead.cost_per_period) == ("monthly", True, Decimal("60.00"))
+    # Fewer seats scheduled afterwards keep the new billing frequency.
     plan = await services.subscription_changes.plan_quantity(alex, sid, 6)
     await services.subscription_changes.schedule_quantity(alex, sid, 6, etag=plan.etag, key="after-term")
     scheduled = (await services.partner_center.subscription(customer, sid)).scheduled_next_term_instructions
     assert scheduled is not None and scheduled.product is not None
     assert (scheduled.quantity, scheduled.product.billing_cycle) == (6, "monthly")
+    # The 7-day warning shows the schedule and rates the renewal with it: 6 seats × $6.00 a month.
+    await sandbox.admin("POST", "/clock", {"set": (ANNUAL_RENEWAL - timedelta(days=7)).isoformat()})
+    shown = card_text(await _pass_posts(services, fake))
+    assert "1 year, billed monthly (as scheduled)" in shown and "$36.00 for 6 seats" in shown
     # Microsoft renews into it.
     await sandbox.admin("POST", "/clock", {"set": ANNUAL_RENEWAL.isoformat()})
     renewed = await services.partner_center.subscription(customer, sid)

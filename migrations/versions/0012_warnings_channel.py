@@ -1,5 +1,6 @@
 """Warnings: the organisation channel where they are also posted (set by the operator), and the
-monthly licence overviews (one per organisation and month).
+monthly licence overviews (one per organisation and month), and the term and billing frequency a
+subscription has scheduled for its renewal.
 
 Revision ID: 0012
 Revises: 0011
@@ -20,6 +21,9 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("warning_settings", schema=None) as batch_op:
         batch_op.add_column(sa.Column("channel_conversation_id", sa.String(length=400), nullable=True))
+    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("scheduled_term_duration", sa.String(length=10), nullable=True))
+        batch_op.add_column(sa.Column("scheduled_billing_cycle", sa.String(length=20), nullable=True))
     op.create_table(
         "licence_overviews",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -45,5 +49,8 @@ def downgrade() -> None:
     with op.batch_alter_table("licence_overviews", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_licence_overviews_organisation_id"))
     op.drop_table("licence_overviews")
+    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.drop_column("scheduled_billing_cycle")
+        batch_op.drop_column("scheduled_term_duration")
     with op.batch_alter_table("warning_settings", schema=None) as batch_op:
         batch_op.drop_column("channel_conversation_id")

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import select, update
@@ -208,7 +209,13 @@ def subscription_facts(row: Any, prices: Prices, now: datetime) -> SubscriptionF
     """The rules' view of a mirror row (an ORM row or a plain row with its columns), priced now and on
     its renewal day."""
     price = prices.on(row, now.date())
-    renewal_price = prices.on(row, renewal_day(as_utc(row.commitment_end_date)))
+    term, cycle = getattr(row, "scheduled_term_duration", None), getattr(row, "scheduled_billing_cycle", None)
+    next_term = (
+        SimpleNamespace(product_id=row.product_id, sku_id=row.sku_id, term_duration=term, billing_cycle=cycle)
+        if term and cycle
+        else row
+    )
+    renewal_price = prices.on(next_term, renewal_day(as_utc(row.commitment_end_date)))
     return SubscriptionFacts(
         id=row.id,
         name=row.name,
@@ -227,6 +234,8 @@ def subscription_facts(row: Any, prices: Prices, now: datetime) -> SubscriptionF
         unit_price=price.amount if price else None,
         renewal_unit_price=renewal_price.amount if renewal_price else None,
         parent_id=row.parent_subscription_id,
+        scheduled_term_duration=term or "" if cycle else "",
+        scheduled_billing_cycle=cycle or "" if term else "",
     )
 
 
