@@ -222,7 +222,10 @@ def create_app(
             ),
         ),
     )
-    app.router.add_get("/exports/{token}", export_handler(lambda: app[RUNTIME].services.billing))
+    app.router.add_get(
+        "/exports/{token}",
+        export_handler(lambda: app[RUNTIME].services.billing, lambda: app[RUNTIME].services.warnings.overview),
+    )
     return app
 
 

@@ -8,6 +8,7 @@ other admins' copies show what was done.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -17,19 +18,23 @@ from microsoft_agents.hosting.core import TurnContext
 
 from bot.proactive import ProactiveMessenger
 from cards import warnings as cards
+from cards.billing import build_export_link_card
 from dialogs.base import card_activity
 from dialogs.catalogue import CardActionHandler
 from services.access import Caller
+from services.billing.service import EXPORT_LINK_MINUTES, OVERVIEW_FORMAT
 from services.container import Services
 from services.errors import DomainError, InvalidInput
 from services.organisations import MemberView
-from services.roles import Role
+from services.roles import Permission, Role
+from services.warnings.overview import overview_name
 from services.warnings.rules import Kind
 from services.warnings.service import NoticeView, Recipient
 
 log = logging.getLogger(__name__)
 
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 def _card_response(card: Mapping[str, Any]) -> AdaptiveCardInvokeResponse:
@@ -92,15 +97,32 @@ def warning_invoke_handlers(services: Services, messenger: ProactiveMessenger) -
             return _card_response(cards.build_warning_card(notice, user_ids=users, problem=problem.message))
         return _card_response(cards.build_too_late_card(notice, problem.message, user_ids=users))
 
-    async def remove(context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
-        notice, answer = await attempt(caller, data, (Kind.SEAT_WINDOW,))
-        if answer is not None:
-            return answer
-        try:
-            plan = await warnings.plan_removal(caller, notice)
-        except DomainError as problem:
-            return await explain(notice, problem)
-        return _card_response(cards.build_removal_preview_card(notice, plan, f"warning:{notice.id}:remove"))
+    Show = Callable[[Caller, NoticeView], Awaitable[Mapping[str, Any]]]
+
+    def showing(kinds: tuple[Kind, ...], show: Show) -> CardActionHandler:
+        """A button that answers with a card of what the action would do (re-checked now; refused now →
+        the card says why)."""
+
+        async def handler(context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
+            notice, answer = await attempt(caller, data, kinds)
+            if answer is not None:
+                return answer
+            try:
+                return _card_response(await show(caller, notice))
+            except DomainError as problem:
+                return await explain(notice, problem)
+
+        return handler
+
+    async def removal_preview(caller: Caller, notice: NoticeView) -> Mapping[str, Any]:
+        plan = await warnings.plan_removal(caller, notice)
+        return cards.build_removal_preview_card(notice, plan, f"warning:{notice.id}:remove")
+
+    async def term_options(caller: Caller, notice: NoticeView) -> Mapping[str, Any]:
+        return cards.build_term_switch_card(notice, await warnings.plan_term_switch(caller, notice))
+
+    remove = showing((Kind.SEAT_WINDOW,), removal_preview)
+    switch_term = showing((Kind.RENEWAL,), term_options)
 
     Act = Callable[[Caller, NoticeView, dict[str, Any]], Awaitable[object]]
 
@@ -131,6 +153,17 @@ def warning_invoke_handlers(services: Services, messenger: ProactiveMessenger) -
         (Kind.RENEWAL,),
         lambda caller, notice, data: warnings.renew_with(
             caller, notice, data.get("quantity"), key=f"warning:{notice.id}:renew"
+        ),
+    )
+
+    confirm_term = acting(
+        (Kind.RENEWAL,),
+        lambda caller, notice, data: warnings.switch_term(
+            caller,
+            notice,
+            data.get("term_duration"),
+            data.get("billing_cycle"),
+            key=f"warning:{notice.id}:term:{data.get('term_duration')}:{data.get('billing_cycle')}",
         ),
     )
     auto_renew_off = acting(
@@ -167,17 +200,40 @@ def warning_invoke_handlers(services: Services, messenger: ProactiveMessenger) -
         notice = await warnings.notice_for(caller, data.get("notice_id"))
         return _card_response(await current_card(notice))
 
-    warnings.set_delivery(deliver)
+    async def deliver_overview(organisation_id: int, overview: Mapping[str, Any], recipient: Recipient) -> str | None:
+        org = await services.organisations.get_by_id(organisation_id)
+        return await messenger.send(
+            recipient.conversation_id, card_activity(cards.build_overview_card(overview, org.name))
+        )
+
+    async def overview_download(
+        context: TurnContext, caller: Caller, data: dict[str, Any]
+    ) -> AdaptiveCardInvokeResponse:
+        """A fresh single-use link to the overview's XLSX, for an admin or billing reader (as billing's exports)."""
+        caller.require(Permission.READ_BILLING)
+        month = data.get("month")
+        if not isinstance(month, str) or not _MONTH.fullmatch(month):
+            raise InvalidInput("That overview is not valid any more.")
+        await warnings.overview(caller.organisation_id, month)
+        chosen = (int(month[:4]), int(month[5:]))
+        token = await services.billing.create_export_link(caller, OVERVIEW_FORMAT, chosen, chosen)
+        url = services.billing.export_url(token)
+        return _card_response(build_export_link_card(overview_name(month), url, EXPORT_LINK_MINUTES))
+
+    warnings.set_delivery(deliver, deliver_overview)
     return {
         cards.REMOVE: remove,
         cards.CONFIRM_REMOVE: confirm_remove,
         cards.KEEP: keep,
         cards.RENEW_WITH: renew_with,
         cards.AUTORENEW_OFF: auto_renew_off,
+        cards.SWITCH_TERM: switch_term,
+        cards.CONFIRM_TERM: confirm_term,
         cards.UNASSIGN: unassign,
         cards.CONFIRM_UNASSIGN: confirm_unassign,
         cards.BACK: back,
         cards.REFRESH: back,
+        cards.OVERVIEW_XLSX: overview_download,
     }
 
 

@@ -10,7 +10,6 @@ from services import formatting
 from services.warnings.renewals import RenewalOutlook, RenewalView
 
 WITHDRAW, CLOSE = "renewals_withdraw", "renewals_close"
-_TERMS = {"P1M": "1 month", "P1Y": "1 year", "P3Y": "3 years"}
 
 
 def _seats(n: int) -> str:
@@ -42,7 +41,11 @@ def _row(item: RenewalView, can_manage: bool) -> dict[str, Any]:
         facts(
             [
                 ("What happens", _what(item)),
-                ("Term", _TERMS.get(item.term_duration, item.term_duration)),
+                (
+                    "Term",
+                    f"{formatting.term(item.term_duration)}, billed {formatting.billed(item.billing_cycle)}"
+                    + (" (as scheduled)" if item.term_scheduled else ""),
+                ),
                 ("Cost at renewal", _cost(item)),
             ]
         ),

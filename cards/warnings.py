@@ -4,9 +4,13 @@ admin should now see). Pure functions of a notice (`services.warnings.service.No
 - seat window closing: the seats still refundable and until when; **Remove N seats** (the change-
   quantity preview, then confirm) or **Keep as is**;
 - renewal coming: seats, assigned, what the renewal costs at the reseller's price; **Keep as is**,
-  **Renew with N seats** (schedules the lower quantity), **Turn auto-renew off**;
+  **Renew with N seats** (schedules the lower quantity), **Switch term/billing** (the terms and billing
+  frequencies side by side, then one is scheduled), **Turn auto-renew off**;
 - idle licences: seats unassigned and users not signed in, priced per month; **Unassign** per user,
-  confirmed first.
+  confirmed first;
+- the monthly licence overview (to admins and billing readers): per product seats, assigned, idle,
+  cost per month and the change since last month, the renewals of the next 60 days; **Download as
+  Excel** (a single-use link, as billing's exports).
 
 A card whose action can no longer be done says why and has no button; a card acted on says what was
 done, by whom and when.
@@ -23,15 +27,15 @@ from cards.base import Card, card, facts, heading, submit, text
 from services import formatting
 from services.subscriptions import QuantityPlan
 from services.warnings.rules import Kind, WarningSettings
-from services.warnings.service import NoticeView
+from services.warnings.service import NoticeView, TermSwitchPlan
 from services.warnings.settings import settings_record
 
 REMOVE, CONFIRM_REMOVE, KEEP = "warn_remove", "warn_remove_confirm", "warn_keep"
 RENEW_WITH, AUTORENEW_OFF = "warn_renew_with", "warn_autorenew_off"
+SWITCH_TERM, CONFIRM_TERM = "warn_switch_term", "warn_switch_term_confirm"
 UNASSIGN, CONFIRM_UNASSIGN = "warn_unassign", "warn_unassign_confirm"
 REFRESH, BACK = "warn_refresh", "warn_back"
-
-_TERMS = {"P1M": "1 month", "P1Y": "1 year", "P3Y": "3 years"}
+OVERVIEW_XLSX = "overview_xlsx"
 
 
 def _seats(n: int) -> str:
@@ -126,7 +130,9 @@ def _renewal_body(notice: NoticeView) -> list[dict[str, Any]]:
     if f.get("assigned") is not None:
         pairs.append(("Assigned to users", str(f["assigned"])))
         pairs.append(("Unassigned at renewal", str(f["unassigned"])))
-    pairs.append(("Term", f"{_TERMS.get(str(f.get('term_duration')), f.get('term_duration'))}, billed {period}"))
+    term = formatting.term(str(f.get("term_duration", "")))
+    scheduled = " (as scheduled)" if f.get("term_scheduled") else ""
+    pairs.append(("Term", f"{term}, billed {formatting.billed(str(f.get('billing_cycle', '')))}{scheduled}"))
     pairs.append((f"Renewal cost {period}", f"{_money(f.get('cost_per_period'), currency)} for {_seats(renewing)}"))
     pairs.append(("For the whole term", _money(f.get("cost_per_term"), currency)))
     if f.get("price_changes"):
@@ -233,6 +239,7 @@ def _actions(notice: NoticeView) -> list[dict[str, Any]]:
             actions.append(
                 execute(f"Renew with {_seats(suggested)}", RENEW_WITH, {**ids, "quantity": suggested}, "positive")
             )
+        actions.append(execute("Switch term/billing", SWITCH_TERM, ids))
         actions.append(execute("Turn auto-renew off", AUTORENEW_OFF, ids))
         return actions
     return []
@@ -288,6 +295,49 @@ def build_removal_preview_card(notice: NoticeView, plan: QuantityPlan, key: str)
             execute("Keep as is", KEEP, {"notice_id": notice.id}),
         ],
     )
+
+
+def _option_title(term_duration: str, billing_cycle: str) -> str:
+    return f"{formatting.term(term_duration)} term, billed {formatting.billed(billing_cycle)}"
+
+
+def build_term_switch_card(notice: NoticeView, plan: TermSwitchPlan) -> Card:
+    """Switch term/billing: every term and billing frequency it can renew into, side by side at the
+    reseller's price on the renewal day, one button per option other than the current one."""
+    columns = []
+    buttons = []
+    for option in plan.options:
+        label = _option_title(option.term_duration, option.billing_cycle)
+        period = formatting.per_period(option.billing_cycle)
+        items: list[dict[str, Any]] = [
+            text(label + (" (now)" if option.current else ""), weight="Bolder"),
+            text(f"{formatting.money(option.per_period, option.currency)} {period}"),
+            text(f"{formatting.money(option.per_year, option.currency)} per year", subtle=True),
+            text(f"{formatting.money(option.unit_price, option.currency)} per seat {period}", subtle=True),
+        ]
+        columns.append({"type": "Column", "width": "stretch", "items": items})
+        if not option.current:
+            data = {
+                "notice_id": notice.id,
+                "term_duration": option.term_duration,
+                "billing_cycle": option.billing_cycle,
+            }
+            buttons.append(execute(f"Renew: {label}", CONFIRM_TERM, data))
+    when = formatting.date(plan.renews_on) if plan.renews_on else "its renewal"
+    body = [
+        heading(f"Switch term or billing of {plan.name}"),
+        text(
+            f"From the renewal on {when}, for {_seats(plan.quantity)}, at your reseller's price then. The change "
+            "is scheduled with Microsoft for the renewal; until then nothing changes.",
+        ),
+        {"type": "ColumnSet", "columns": columns},
+        text(
+            "A monthly term can be lowered every month; an annual or 3-year term keeps its seats for the whole "
+            "term (only new seats have a 7-day refund window).",
+            subtle=True,
+        ),
+    ]
+    return card(body, [*buttons, execute("Back", BACK, {"notice_id": notice.id})])
 
 
 def build_unassign_confirm_card(notice: NoticeView, user: Mapping[str, Any]) -> Card:
@@ -350,8 +400,7 @@ def build_settings_card(
         body.append(text(error, color="Attention", weight="Bolder"))
     body += [
         text(
-            "The bot tells your organisation's admins in their chat with it, in time to act, with the fix on "
-            "the card.",
+            "The bot tells your organisation's admins in their chat with it, in time to act, with the fix on the card.",
             subtle=True,
         ),
         toggle(Kind.SEAT_WINDOW, "Seat window closing (seats refundable only within 7 days of being added)"),
@@ -374,3 +423,60 @@ def build_settings_card(
         field("timezone", "Time zone", settings.timezone, "Europe/Oslo"),
     ]
     return card(body, [submit("Save", SAVE_SETTINGS, style="positive"), submit("Done", CLOSE_SETTINGS)])
+
+
+def _change(value: Any) -> str:
+    if value is None or int(value) == 0:
+        return ""
+    return f" ({int(value):+d})"
+
+
+def _amounts(by_currency: Mapping[str, Any]) -> str:
+    return ", ".join(_money(amount, currency) for currency, amount in sorted(by_currency.items())) or "no price set"
+
+
+def build_overview_card(overview: Mapping[str, Any], organisation: str = "") -> Card:
+    """The monthly licence overview; its XLSX comes through a single-use download link."""
+    month = formatting.month(date.fromisoformat(f"{overview['month']}-01"))
+    body: list[dict[str, Any]] = [heading(f"Licence overview — {month}")]
+    if organisation:
+        body.append(text(organisation, subtle=True))
+    if not overview["first"]:
+        body.append(text("Changes since last month's overview are in brackets.", subtle=True))
+    for product in overview["products"]:
+        body.append(text(str(product["name"]), weight="Bolder"))
+        body.append(
+            facts(
+                [
+                    ("Seats", f"{product['seats']}{_change(product['seats_change'])}"),
+                    ("Assigned", f"{product['assigned']}{_change(product['assigned_change'])}"),
+                    (
+                        "Idle",
+                        f"{product['idle']} ({product['unassigned']} unassigned, "
+                        f"{product['inactive_users']} not signed in)",
+                    ),
+                    ("Cost per month", _amounts(product["cost_per_month"])),
+                ]
+            )
+        )
+    if not overview["products"]:
+        body.append(text("No licences."))
+    if overview["gone"]:
+        body.append(text(f"No longer held since last month: {', '.join(overview['gone'])}."))
+    body.append(text(f"Total per month: {_amounts(overview['total_per_month'])}", weight="Bolder"))
+    body.append(heading("Renewals in the next 60 days"))
+    renewals = [
+        (
+            formatting.date(date.fromisoformat(item["renews_on"])),
+            f"{item['name']}: "
+            + (
+                f"renews with {_seats(int(item['quantity']))}, "
+                f"{_money(item['cost_per_period'], item['currency'])} {formatting.per_period(item['billing_cycle'])}"
+                if item["renews"]
+                else "ends (does not renew)"
+            ),
+        )
+        for item in overview["renewals"]
+    ]
+    body.append(facts(renewals) if renewals else text("None."))
+    return card(body, [execute("Download as Excel", OVERVIEW_XLSX, {"month": overview["month"]})])

@@ -230,6 +230,12 @@ def _add_org(commands: Any) -> None:
     )
     warnings.add_argument("--quiet", metavar="HH-HH", help="quiet hours in the organisation's time zone, or off")
     warnings.add_argument("--timezone", metavar="ZONE", help="the organisation's time zone, e.g. Europe/Oslo")
+    warnings.add_argument(
+        "--channel",
+        metavar="CONVERSATION_ID",
+        help="also post warnings in this channel of the organisation (the bot must have been mentioned there "
+        "once; see `org approvals-channel SLUG` for the ones it knows); '' stops",
+    )
     _add_json_flag(warnings)
     warnings.set_defaults(handler=_org_warnings)
 
@@ -556,13 +562,17 @@ async def _org_warnings(args: argparse.Namespace, services: Services) -> None:
         "quiet": args.quiet,
         "timezone": args.timezone,
     }
-    if args.on or args.off or any(value is not None for value in changes.values()):
+    changing = args.on or args.off or any(value is not None for value in changes.values())
+    if args.channel is not None:
+        await store.check_channel(org.id, args.channel)  # a bad channel changes nothing
+    if changing:
         settings = await store.change(org.id, actor=_actor(), enable=args.on, disable=args.off, **changes)
-        verb = "Changed"
     else:
         settings = await store.get(org.id)
-        verb = "Warnings of"
-    record = settings_record(settings)
+    if args.channel is not None:
+        await store.set_channel(org.id, args.channel, actor=_actor())
+    verb = "Changed" if changing or args.channel is not None else "Warnings of"
+    record = {**settings_record(settings), "channel": await store.channel(org.id)}
     if args.json:
         _out(_json(record))
         return
@@ -575,6 +585,7 @@ async def _org_warnings(args: argparse.Namespace, services: Services) -> None:
     _out(f"  idle after           {settings.idle_days} days")
     _out(f"  left out of idle     {', '.join(record['excluded_skus']) or 'nothing'}")
     _out(f"  quiet hours          {quiet} ({settings.timezone})")
+    _out(f"  also posted in       {record['channel'] or 'no channel (admins 1:1 chats only)'}")
 
 
 async def _org_policy(args: argparse.Namespace, services: Services) -> None:

@@ -139,6 +139,7 @@ def build_services(
         pricing,
         alerts,
         jobs,
+        catalog,
         clock=microsoft_now,
         interval=timedelta(minutes=settings.warnings_interval_minutes),
         check_seconds=settings.warnings_check_seconds,

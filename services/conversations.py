@@ -14,7 +14,24 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.errors import Conflict, NotFound
 from services.models import ConversationReferenceRow
+
+
+async def organisation_channel(session: AsyncSession, organisation_id: int, conversation_id: str) -> str:
+    """A conversation the operator may pick as an organisation's channel (approvals, warnings): one
+    the bot was added to and knows, not another organisation's. Returns its stored id."""
+    reference = await session.scalar(
+        select(ConversationReferenceRow).where(ConversationReferenceRow.conversation_id == conversation_id.strip())
+    )
+    if reference is None:
+        raise NotFound(
+            "The bot has no conversation with that id. Add the bot to the team, mention it once in "
+            "the channel, then use the channel's conversation id."
+        )
+    if reference.organisation_id not in (None, organisation_id):
+        raise Conflict("That channel belongs to another organisation.")
+    return reference.conversation_id
 
 
 @dataclass(frozen=True)

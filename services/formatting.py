@@ -30,6 +30,8 @@ DEFAULT_LOCALE = "en_US"
 NOTHING = "—"
 # Microsoft's billing cycles, as the period a price is for.
 PERIODS = {"monthly": "month", "annual": "year", "triennial": "3 years"}
+TERMS = {"P1M": "1 month", "P1Y": "1 year", "P3Y": "3 years"}
+BILLED = {"monthly": "monthly", "annual": "yearly", "triennial": "every 3 years"}
 # CLDR puts a space between a currency written as letters and the digits ("KWD 2.500"); Babel leaves
 # it out ("KWD2.500"). A no-break space, as ICU inserts, so an amount never wraps apart.
 _LETTERS_THEN_DIGIT = re.compile(r"(?<=[A-Za-z])(?=\d)")
@@ -60,6 +62,16 @@ def money_totals(totals: Mapping[str, Decimal], locale: str = DEFAULT_LOCALE, *,
 def per_period(billing_cycle: str) -> str:
     """`per month`, `per year`, `per 3 years` for Microsoft's billing cycles."""
     return f"per {PERIODS.get(billing_cycle.strip().lower(), billing_cycle)}"
+
+
+def term(term_duration: str) -> str:
+    """`1 year` for Microsoft's P1Y (an unknown duration as it is)."""
+    return TERMS.get(term_duration.strip().upper(), term_duration)
+
+
+def billed(billing_cycle: str) -> str:
+    """`monthly`, `yearly`, `every 3 years` for Microsoft's billing cycles."""
+    return BILLED.get(billing_cycle.strip().lower(), billing_cycle)
 
 
 def unit_price(amount: Decimal, currency: str, billing_cycle: str, locale: str = DEFAULT_LOCALE) -> str:

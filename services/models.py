@@ -237,6 +237,9 @@ class SubscriptionRow(Base):
     # Microsoft's `refundableQuantity` as last seen: {"totalQuantity": n, "details": [...]}.
     refundable: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     scheduled_quantity: Mapped[int | None] = mapped_column(Integer)
+    # The term and billing frequency scheduled for the renewal (None: it renews with its own).
+    scheduled_term_duration: Mapped[str | None] = mapped_column(String(10))
+    scheduled_billing_cycle: Mapped[str | None] = mapped_column(String(20))
     etag: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     synced_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -740,8 +743,25 @@ class WarningSettingRow(Base):
     quiet_start: Mapped[int | None] = mapped_column(Integer)
     quiet_end: Mapped[int | None] = mapped_column(Integer)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # The organisation channel (a stored conversation) where warnings are also posted; set by the operator.
+    channel_conversation_id: Mapped[str | None] = mapped_column(String(400))
     updated_by: Mapped[str] = mapped_column(String(254), default="")
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class LicenceOverviewRow(Base):
+    """The monthly licence overview of an organisation: claimed once per (organisation, month) before
+    it is sent, and kept as last month's figures for the next one."""
+
+    __tablename__ = "licence_overviews"
+    __table_args__ = (UniqueConstraint("organisation_id", "month"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    month: Mapped[str] = mapped_column(String(7))  # YYYY-MM: the billing cycle that ended
+    facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    sent_to: Mapped[list[int]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class WarningNotice(Base):

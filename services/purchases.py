@@ -52,6 +52,13 @@ def apply_to_row(
     refundable = subscription.refundable_quantity
     row.refundable = refundable.to_wire() if refundable is not None else {}
     row.scheduled_quantity = instructions.quantity if instructions is not None else None
+    product = instructions.product if instructions is not None else None
+    term = (product.term_duration or "").upper() if product is not None else ""
+    cycle = str(product.billing_cycle or "").lower() if product is not None else ""
+    # Only a term or billing frequency other than its own is a scheduled change of term.
+    changes_term = (term, cycle) != (row.term_duration.upper(), row.billing_cycle.lower())
+    row.scheduled_term_duration = term or None if term and cycle and changes_term else None
+    row.scheduled_billing_cycle = cycle or None if term and cycle and changes_term else None
     row.etag = subscription.etag or ""
     row.synced_at = now
 

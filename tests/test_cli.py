@@ -566,7 +566,12 @@ def test_org_warnings_shows_and_changes_an_organisations_warnings(capsys: pytest
         "excluded_skus": ["CFQ7TTC0LH18:0001"],
         "quiet_hours": "20-08",
         "timezone": "Europe/Oslo",
+        "channel": None,
     }
+    # A channel the bot does not know is refused, and the other changes given with it are not made.
+    refused = run(capsys, "org", "warnings", "acme", "--channel", "19:unknown@thread.tacv2", "--lead", "30")
+    assert refused.code == 1 and "no conversation with that id" in refused.err
+    assert json.loads(ok(capsys, "org", "warnings", "acme", "--json"))["renewal_lead_days"] == [60, 14]
     assert json.loads(ok(capsys, "org", "warnings", "other", "--json"))["renewal_lead_days"] == [30, 7]
     assert ("operator:opsy", "warnings.settings", "") in audit_rows(registered)
 

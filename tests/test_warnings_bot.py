@@ -6,17 +6,23 @@ button. Every card is checked against the Adaptive Card schema."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from services.container import Services
+from services.errors import NotFound
 from services.seed import DEMO_SLUG, PLAYGROUND_APPROVER
 from services.warnings.rules import Kind
 from tests.cardcheck import assert_valid_card
 from tests.chat import inputs, walk
 from tests.conftest import SANDBOX_START, Sandbox, message, runtime_of
 from tests.fakes import FakeConnector, card_of, card_text
-from tests.subscription_fixtures import BASIC_LICENCE, buy, prepare_catalog_and_prices
+from tests.subscription_fixtures import BASIC_LICENCE, buy, caller, prepare_catalog_and_prices
 
 ALEX_CHAT = "personal-chat-alex"
 MEGAN = {
@@ -26,6 +32,7 @@ MEGAN = {
     "conversation_id": "personal-chat-megan",
 }
 ANNUAL_RENEWAL = datetime(2027, 11, 16, tzinfo=UTC)
+CHANNEL = "19:general@thread.tacv2"
 
 
 async def _start(make_bot, connector, sqlite_services: Services, sqlite_demo_customer, **buying: Any):
@@ -152,7 +159,7 @@ async def test_the_renewal_card_schedules_fewer_seats_and_is_locked_in_the_last_
     card = await _pass_posts(services, fake)
     shown = card_text(card)
     assert "renews on Nov 15, 2027" in shown and "$720.00 for 10 seats" in shown  # the term's last day
-    assert set(_buttons(card)) == {"Keep as is", "Renew with 3 seats", "Turn auto-renew off"}
+    assert set(_buttons(card)) == {"Keep as is", "Renew with 3 seats", "Switch term/billing", "Turn auto-renew off"}
     renew = _buttons(card)["Renew with 3 seats"]
     done = await _invoke(client, url, renew["verb"], renew["data"])
     assert "will renew with 3 seats" in card_text(done["value"]) and _buttons(done["value"]) == {}
@@ -168,6 +175,80 @@ async def test_the_renewal_card_schedules_fewer_seats_and_is_locked_in_the_last_
     answer = await _invoke(client, url, off["verb"], off["data"])
     assert "Too late: Microsoft locks" in card_text(answer["value"]) and _buttons(answer["value"]) == {}
     assert (await services.partner_center.subscription(customer, sid)).auto_renew_enabled is True
+
+
+async def _term_options(
+    make_bot, connector, services: Services, org, sandbox: Sandbox, *, seats: int, days_before: int
+):
+    """An annual subscription's renewal card `days_before` its renewal, and its Switch term/billing answer."""
+    fake, url = connector
+    client, services, sid = await _start(make_bot, connector, services, org, quantity=seats, term="P1Y", cycle="annual")
+    await sandbox.admin("POST", "/clock", {"set": (ANNUAL_RENEWAL - timedelta(days=days_before)).isoformat()})
+    switch = _buttons(await _pass_posts(services, fake))["Switch term/billing"]
+    return client, services, sid, switch, await _invoke(client, url, switch["verb"], switch["data"])
+
+
+async def test_switch_term_billing_compares_the_options_and_schedules_one_for_the_renewal(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    customer = sqlite_demo_customer.partner_center_customer_id
+    client, services, sid, _, compared = await _term_options(
+        make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox, seats=10, days_before=30
+    )
+    shown = card_text(compared["value"])
+    # Side by side at the reseller's prices for the 10 seats: 72.00/year, 6.00/month on P1Y, 7.20 on P1M.
+    assert "1 year term, billed yearly (now)" in shown and "$720.00 per year" in shown
+    assert "1 year term, billed monthly" in shown and "$60.00 per month" in shown
+    assert "1 month term, billed monthly" in shown and "$72.00 per month" in shown and "$864.00 per year" in shown
+    buttons = _buttons(compared["value"])
+    assert set(buttons) == {"Renew: 1 year term, billed monthly", "Renew: 1 month term, billed monthly", "Back"}
+    # An option not offered (no reseller price for P3Y) is refused, and nothing is scheduled.
+    bad = {**buttons["Renew: 1 year term, billed monthly"]["data"], "term_duration": "P3Y"}
+    refused = await _invoke(client, url, "warn_switch_term_confirm", bad)
+    assert "not offered" in card_text(refused["value"])
+    assert (await services.partner_center.subscription(customer, sid)).scheduled_next_term_instructions is None
+    monthly = buttons["Renew: 1 year term, billed monthly"]
+    done = await _invoke(client, url, monthly["verb"], monthly["data"])
+    assert "will renew on Nov 15, 2027 for 1 year, billed monthly (10 seats)" in card_text(done["value"])
+    assert _buttons(done["value"]) == {}
+    scheduled = (await services.partner_center.subscription(customer, sid)).scheduled_next_term_instructions
+    assert scheduled is not None and scheduled.product is not None and scheduled.quantity == 10
+    assert (scheduled.product.term_duration, scheduled.product.billing_cycle) == ("P1Y", "monthly")
+    # `renewals` rates the renewal with the scheduled billing: 10 seats × $6.00 a month.
+    alex = await caller(services)
+    [ahead] = (await services.warnings.renewals(alex)).items
+    assert (ahead.billing_cycle, ahead.term_scheduled, ahead.cost_per_period) == ("monthly", True, Decimal("60.00"))
+    # Fewer seats scheduled afterwards keep the new billing frequency.
+    plan = await services.subscription_changes.plan_quantity(alex, sid, 6)
+    await services.subscription_changes.schedule_quantity(alex, sid, 6, etag=plan.etag, key="after-term")
+    scheduled = (await services.partner_center.subscription(customer, sid)).scheduled_next_term_instructions
+    assert scheduled is not None and scheduled.product is not None
+    assert (scheduled.quantity, scheduled.product.billing_cycle) == (6, "monthly")
+    # The 7-day warning shows the schedule and rates the renewal with it: 6 seats × $6.00 a month.
+    await sandbox.admin("POST", "/clock", {"set": (ANNUAL_RENEWAL - timedelta(days=7)).isoformat()})
+    shown = card_text(await _pass_posts(services, fake))
+    assert "1 year, billed monthly (as scheduled)" in shown and "$36.00 for 6 seats" in shown
+    # Microsoft renews into it.
+    await sandbox.admin("POST", "/clock", {"set": ANNUAL_RENEWAL.isoformat()})
+    renewed = await services.partner_center.subscription(customer, sid)
+    assert (renewed.quantity, renewed.term_duration, renewed.billing_cycle) == (6, "P1Y", "monthly")
+
+
+async def test_switch_term_billing_inside_the_lock_explains_and_schedules_nothing(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    customer = sqlite_demo_customer.partner_center_customer_id
+    client, services, sid, switch, compared = await _term_options(
+        make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox, seats=4, days_before=7
+    )
+    monthly = _buttons(compared["value"])["Renew: 1 month term, billed monthly"]
+    await sandbox.admin("POST", "/clock", {"set": (ANNUAL_RENEWAL - timedelta(hours=12)).isoformat()})
+    for verb, data in ((monthly["verb"], monthly["data"]), (switch["verb"], switch["data"])):
+        answer = await _invoke(client, url, verb, data)
+        assert "Too late: Microsoft locks" in card_text(answer["value"]) and _buttons(answer["value"]) == {}
+    assert (await services.partner_center.subscription(customer, sid)).scheduled_next_term_instructions is None
 
 
 async def test_turn_auto_renew_off_from_the_renewal_card(
@@ -306,3 +387,119 @@ async def test_a_warning_nobody_could_receive_reaches_the_admin_who_first_says_h
     await services.warnings.run_pass()
     await _say(client, fake, url, "menu")
     assert len(fake.messages(ALEX_CHAT)) == 3  # told once: not again by the next pass or the next hello
+
+
+async def test_warnings_are_also_posted_in_the_organisation_channel_where_only_admins_can_act(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    client, services, sid = await _start(make_bot, connector, sqlite_services, sqlite_demo_customer, quantity=10)
+    in_channel = {"conversation_id": CHANNEL, "conversation_type": "channel", "mention_bot": True}
+    await _say(client, fake, url, "menu", **in_channel)  # the bot now knows the channel
+    org = await services.organisations.get(DEMO_SLUG)
+    settings = services.warnings.settings
+    with pytest.raises(NotFound):  # a conversation the bot does not know is refused, nothing is set
+        await settings.set_channel(org.id, "19:unknown@thread.tacv2", actor="op")
+    assert await settings.channel(org.id) is None
+    await settings.set_channel(org.id, CHANNEL, actor="op")
+    await sandbox.admin("POST", "/clock", {"advance": "P6D"})
+    before = len(fake.messages(CHANNEL))
+    await _pass_posts(services, fake)  # Alex's 1:1 copy
+    copies = fake.messages(CHANNEL)[before:]
+    assert len(copies) == 1
+    card = card_of(copies[0])
+    assert card is not None and "Remove 9 seats" in _buttons(card)
+    assert_valid_card(card)
+    remove = _buttons(card)["Remove 9 seats"]
+    # Megan (an approver, no admin) clicks in the channel: refused, nothing changes.
+    answer = await _invoke(client, url, remove["verb"], remove["data"], **{**MEGAN, **in_channel})
+    assert "Only an admin" in str(answer["value"])
+    customer = sqlite_demo_customer.partner_center_customer_id
+    assert (await services.partner_center.subscription(customer, sid)).quantity == 10
+    # Alex (an admin) acts from the channel copy; the copies in his chat and the channel show it.
+    preview = await _invoke(client, url, remove["verb"], remove["data"], **in_channel)
+    confirm = _buttons(preview["value"])["Remove 9 seats"]
+    done = await _invoke(client, url, confirm["verb"], confirm["data"], **in_channel)
+    assert "now has 1 seat" in card_text(done["value"])
+    assert (await services.partner_center.subscription(customer, sid)).quantity == 1
+    updated = [r for r in fake.received if r.method == "PUT" and r.conversation_id == CHANNEL]
+    assert updated and "now has 1 seat" in card_text(card_of(updated[-1].activity) or {})
+    # Another pass posts nothing more there.
+    posted = [r for r in fake.received if r.method == "POST" and r.conversation_id == CHANNEL]
+    await services.warnings.run_pass()
+    assert [r for r in fake.received if r.method == "POST" and r.conversation_id == CHANNEL] == posted
+
+
+async def _new_cards(fake: FakeConnector, conversation: str, before: int) -> list[dict[str, Any]]:
+    found = [card_of(m) for m in fake.messages(conversation)[before:]]
+    return [c for c in found if c is not None]
+
+
+async def test_the_monthly_licence_overview_reaches_admins_and_billing_readers_once_a_month_with_its_xlsx(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    customer = sqlite_demo_customer.partner_center_customer_id
+    client, services, sid = await _start(make_bot, connector, sqlite_services, sqlite_demo_customer, quantity=10)
+    await _assign_users(sandbox, customer, ["kim", "lee"])
+    await _say(client, fake, url, "menu", **MEGAN)  # Megan: an approver only, no billing reader
+    alex, megan = len(fake.messages(ALEX_CHAT)), len(fake.messages(MEGAN["conversation_id"]))
+    await sandbox.admin("POST", "/clock", {"set": "2026-11-30T12:00:00+00:00"})  # the cycle has not ended
+    await services.warnings.run_pass()
+    assert not [c for c in await _new_cards(fake, ALEX_CHAT, alex) if "Licence overview" in card_text(c)]
+    # The reseller's billing day (the calendar month's cycle ended): Alex (admin) gets November's overview.
+    await sandbox.admin("POST", "/clock", {"set": "2026-12-01T09:00:00+00:00"})
+    await services.warnings.run_pass()
+    [overview] = [c for c in await _new_cards(fake, ALEX_CHAT, alex) if "Licence overview" in card_text(c)]
+    assert_valid_card(overview)
+    shown = card_text(overview)
+    assert "Licence overview — November 2026" in shown and "Microsoft 365 Business Basic" in shown
+    assert "8 (8 unassigned, 0 not signed in)" in shown and "$60.00" in shown  # 10 seats × $6.00 a month
+    assert "(+" not in shown  # the first overview has no changes to show
+    assert await _new_cards(fake, MEGAN["conversation_id"], megan) == []
+    # Exactly once: another pass that day sends nothing more.
+    alex = len(fake.messages(ALEX_CHAT))
+    await services.warnings.run_pass()
+    assert not [c for c in await _new_cards(fake, ALEX_CHAT, alex) if "Licence overview" in card_text(c)]
+    # Download as Excel: a single-use link (billing's export links), for billing readers only.
+    download = _buttons(overview)["Download as Excel"]
+    refused = await _invoke(client, url, download["verb"], download["data"], **MEGAN)
+    assert "billing" in str(refused["value"]) and "/exports/" not in str(refused["value"]), refused
+    linked = await _invoke(client, url, download["verb"], download["data"])
+    link = next(a["url"] for a in walk(linked["value"]) if a.get("type") == "Action.OpenUrl")
+    path = link.removeprefix("http://127.0.0.1:3978")
+    got = await client.get(path)
+    assert got.status == 200 and 'filename="licence-overview-2026-11.xlsx"' in got.headers["Content-Disposition"]
+    with zipfile.ZipFile(io.BytesIO(await got.read())) as book:
+        sheet = book.read("xl/worksheets/sheet1.xml").decode()
+    assert "Microsoft 365 Business Basic" in sheet and ">60.00<" in sheet, sheet[:3000]
+    assert (await client.get(path)).status == 410
+    forged = await _invoke(client, url, download["verb"], {"month": "2026-13"})
+    assert "not valid" in str(forged["value"]) and "/exports/" not in str(forged["value"]), forged
+    # December: Megan is a billing reader now and gets it too, with the change since November.
+    await services.organisations.set_roles(DEMO_SLUG, PLAYGROUND_APPROVER[0], add=["billing"], actor="op")
+    await _assign_users(sandbox, customer, ["max"])
+    megan = len(fake.messages(MEGAN["conversation_id"]))
+    await sandbox.admin("POST", "/clock", {"set": "2027-01-01T09:00:00+00:00"})
+    await services.warnings.run_pass()
+    [december] = [
+        c for c in await _new_cards(fake, MEGAN["conversation_id"], megan) if "Licence overview" in card_text(c)
+    ]
+    assert "December 2026" in card_text(december) and "3 (+1)" in card_text(december)
+
+
+async def test_a_licence_overview_nobody_could_receive_is_tried_again_while_due_and_then_sent_once(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    client, services, sid = await _start(make_bot, connector, sqlite_services, sqlite_demo_customer, quantity=3)
+    await sandbox.admin("POST", "/clock", {"set": "2026-12-01T09:00:00+00:00"})
+    alex = len(fake.messages(ALEX_CHAT))
+    fake.fail_next = 20  # Teams is down during this pass
+    await services.warnings.run_pass()
+    fake.fail_next = 0
+    assert len(fake.messages(ALEX_CHAT)) == alex
+    await services.warnings.run_pass()
+    await services.warnings.run_pass()
+    overviews = [c for c in await _new_cards(fake, ALEX_CHAT, alex) if "Licence overview" in card_text(c)]
+    assert len(overviews) == 1 and "November 2026" in card_text(overviews[0])

@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 
 EXPORT_LINK_MINUTES = 15
 EXPORT_FORMATS = ("xlsx", "csv")
+# The monthly licence overview's XLSX (services/warnings/overview.py) goes through the same links.
+OVERVIEW_FORMAT = "overview"
 # Report lines are inserted this many at a time (one executemany each): bounded memory for the
 # parameters, few round trips.
 INSERT_CHUNK = 2000
@@ -582,7 +584,7 @@ class BillingService:
     ) -> str:
         """A single-use bearer token for one download, valid 15 minutes (stored only as its hash)."""
         caller.require(Permission.READ_BILLING)
-        if file_format not in EXPORT_FORMATS:
+        if file_format not in (*EXPORT_FORMATS, OVERVIEW_FORMAT):
             raise InvalidInput("Exports are xlsx or csv.", field="format")
         check_range(first, last, await self.today())
         token = secrets.token_urlsafe(32)
@@ -669,4 +671,4 @@ class BillingService:
         return f"from {setting.effective_from}: cycle ends on day {setting.day_label}, time zone {setting.timezone}"
 
 
-__all__ = ["BillingService", "ExportGrant", "NoService", "PriceSource"]
+__all__ = ["OVERVIEW_FORMAT", "BillingService", "ExportGrant", "NoService", "PriceSource"]

@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit
 from services.access import Caller
+from services.conversations import organisation_channel
 from services.db import utcnow
-from services.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
+from services.errors import DomainError, InvalidInput, NotFound, PermissionDenied
 from services.models import Approval, ApprovalChannel, ConversationReferenceRow, Member, MemberRole, Organisation
 from services.payloads import row_id
 from services.roles import Permission, Role
@@ -573,22 +574,11 @@ class ApprovalService:
                 if row is not None:
                     await session.delete(row)
             else:
-                reference = await session.scalar(
-                    select(ConversationReferenceRow).where(
-                        ConversationReferenceRow.conversation_id == conversation_id.strip()
-                    )
-                )
-                if reference is None:
-                    raise NotFound(
-                        "The bot has no conversation with that id. Add the bot to the team, mention it once in "
-                        "the channel, then use the channel's conversation id."
-                    )
-                if reference.organisation_id not in (None, org.id):
-                    raise Conflict("That channel belongs to another organisation.")
+                channel = await organisation_channel(session, org.id, conversation_id)
                 if row is None:
-                    row = ApprovalChannel(organisation_id=org.id, conversation_id=reference.conversation_id)
+                    row = ApprovalChannel(organisation_id=org.id, conversation_id=channel)
                     session.add(row)
-                row.conversation_id = reference.conversation_id
+                row.conversation_id = channel
                 row.set_by = actor
                 row.set_at = utcnow()
             audit.record(

@@ -533,8 +533,11 @@ class SubscriptionChanges:
             plan = await self._plan(caller, customer_id, row, current, new)
             if new > plan.current:
                 raise InvalidInput("Adding seats needs no scheduling: change the quantity now.", field="quantity")
+            # A term or billing change scheduled before stays: only the quantity is rescheduled.
+            scheduled = current.scheduled_next_term_instructions
             instructions = ScheduledNextTermInstructions(
-                product=ProductTerm(
+                product=(scheduled.product if scheduled is not None and scheduled.product is not None else None)
+                or ProductTerm(
                     product_id=row.product_id,
                     sku_id=row.sku_id,
                     billing_cycle=current.billing_cycle,
@@ -553,6 +556,51 @@ class SubscriptionChanges:
             f"{row.name} will renew with {formatting.plural(new, 'seat', 'seats')} on "
             f"{formatting.date(as_utc(result.commitment_end_date))}; "
             f"until then it keeps {formatting.plural(result.quantity or 0, 'seat', 'seats')}.",
+            row.id,
+        )
+
+    async def schedule_term(
+        self, caller: Caller, subscription_id: Any, term_duration: str, billing_cycle: str, *, key: Any
+    ) -> ChangeResult:
+        """Renew into another term duration and/or billing frequency (Microsoft's
+        scheduledNextTermInstructions); a lower quantity scheduled before stays scheduled."""
+        caller.require(Permission.MANAGE_SERVICES)
+        customer_id, row = await self._load(caller, subscription_id)
+        purpose = "subscriptions.schedule_term"
+        if not await self._claim(caller, key, purpose):
+            return ChangeResult(f"That renewal change of {row.name} was already sent.", row.id, repeated=True)
+        try:
+            current = await self._fresh(caller, customer_id, row, None)
+            if current.status != SubscriptionStatus.ACTIVE or not current.auto_renew_enabled:
+                raise DomainError(
+                    f"{row.name} does not renew (it is {current.status}, auto-renew "
+                    f"{'on' if current.auto_renew_enabled else 'off'}), so there is no next term to change.",
+                    code="not_renewing",
+                )
+            if renewal_locked(as_utc(current.commitment_end_date), self._clock.now()) is not None:
+                raise DomainError(_RULES["900190"], code="renewal_locked")
+            scheduled = current.scheduled_next_term_instructions
+            quantity = scheduled.quantity if scheduled is not None and scheduled.quantity else current.quantity
+            instructions = ScheduledNextTermInstructions(
+                product=ProductTerm(
+                    product_id=row.product_id,
+                    sku_id=row.sku_id,
+                    billing_cycle=billing_cycle,  # type: ignore[arg-type]
+                    term_duration=term_duration,
+                ),
+                quantity=quantity,
+            )
+            result = await self._patch(
+                caller, customer_id, row, current.model_copy(update={"scheduled_next_term_instructions": instructions})
+            )
+        except DomainError:
+            await self._release(str(key), purpose)
+            raise
+        await self._commit(caller.actor, caller.organisation_id, row.id, result, "subscription.schedule_term", [])
+        return ChangeResult(
+            f"{row.name} will renew on {formatting.date(as_utc(result.commitment_end_date))} for "
+            f"{formatting.term(term_duration)}, billed {formatting.billed(billing_cycle)}"
+            f" ({formatting.plural(quantity or 0, 'seat', 'seats')}).",
             row.id,
         )
 

@@ -34,10 +34,11 @@ class RenewalView:
     cost_per_term: Decimal | None
     locked: bool  # inside the 24 hours before the renewal: nothing can change now
     status: str
+    term_scheduled: bool = False  # term_duration / billing_cycle are the ones scheduled for the renewal
 
     @property
     def has_schedule(self) -> bool:
-        return self.scheduled_quantity is not None
+        return self.scheduled_quantity is not None or self.term_scheduled
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ def renewal_outlook(subscriptions: Sequence[SubscriptionFacts], now: datetime, d
         renews = sub.auto_renew and sub.status == "active"
         renewing = sub.scheduled_quantity if sub.scheduled_quantity is not None else sub.quantity
         price = sub.renewal_unit_price
-        periods = max(1, term_months(sub.term_duration) // CYCLE_MONTHS.get(sub.billing_cycle.lower(), 1))
+        term, cycle = sub.next_term
+        periods = max(1, term_months(term) // CYCLE_MONTHS.get(cycle.lower(), 1))
         items.append(
             RenewalView(
                 subscription_id=sub.id,
@@ -71,14 +73,15 @@ def renewal_outlook(subscriptions: Sequence[SubscriptionFacts], now: datetime, d
                 quantity=sub.quantity,
                 scheduled_quantity=sub.scheduled_quantity,
                 renewing_quantity=renewing if renews else 0,
-                term_duration=sub.term_duration,
-                billing_cycle=sub.billing_cycle,
+                term_duration=term,
+                billing_cycle=cycle,
                 currency=sub.currency,
                 unit_price=price,
                 cost_per_period=price * renewing if renews and price is not None else None,
                 cost_per_term=price * renewing * periods if renews and price is not None else None,
                 locked=now >= renewal - RENEWAL_LOCK,
                 status=sub.status,
+                term_scheduled=(term, cycle) != (sub.term_duration, sub.billing_cycle),
             )
         )
     items.sort(key=lambda item: (item.renews_at, item.name, item.subscription_id))

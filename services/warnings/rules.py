@@ -93,8 +93,17 @@ class SubscriptionFacts:
     scheduled_quantity: int | None = None
     currency: str = ""
     unit_price: Decimal | None = None  # per seat per billing period, in force now
-    renewal_unit_price: Decimal | None = None  # in force on the renewal day
+    renewal_unit_price: Decimal | None = None  # in force on the renewal day, for the next term
     parent_id: str | None = None
+    scheduled_term_duration: str = ""  # a term and billing frequency scheduled for the renewal ("": its own)
+    scheduled_billing_cycle: str = ""
+
+    @property
+    def next_term(self) -> tuple[str, str]:
+        """The term and billing frequency it renews with (scheduled, else its own)."""
+        if self.scheduled_term_duration and self.scheduled_billing_cycle:
+            return self.scheduled_term_duration, self.scheduled_billing_cycle
+        return self.term_duration, self.billing_cycle
 
     @property
     def renewal_at(self) -> datetime | None:
@@ -280,7 +289,9 @@ def renewal_warning(subscription: SubscriptionFacts, facts: OrganisationFacts, n
     assigned = attributable_assigned(subscription, facts)
     renewing = subscription.scheduled_quantity if subscription.scheduled_quantity is not None else subscription.quantity
     price = subscription.renewal_unit_price if subscription.renewal_unit_price is not None else subscription.unit_price
-    periods = max(1, term_months(subscription.term_duration) // _cycle_months(subscription.billing_cycle))
+    term, cycle = subscription.next_term
+    term_switch = (term, cycle) != (subscription.term_duration, subscription.billing_cycle)
+    periods = max(1, term_months(term) // _cycle_months(cycle))
     return Warning(
         facts.organisation_id,
         Kind.RENEWAL,
@@ -300,12 +311,14 @@ def renewal_warning(subscription: SubscriptionFacts, facts: OrganisationFacts, n
             "renews_on": subscription.commitment_end.date().isoformat() if subscription.commitment_end else None,
             "lock_at": _iso(lock),
             "lead_days": lead,
-            "term_duration": subscription.term_duration,
-            "billing_cycle": subscription.billing_cycle,
+            "term_duration": term,
+            "billing_cycle": cycle,
+            "term_scheduled": term_switch,
             "currency": subscription.currency,
             "unit_price": _money(subscription.unit_price),
             "renewal_unit_price": _money(price),
-            "price_changes": price is not None
+            "price_changes": not term_switch
+            and price is not None
             and subscription.unit_price is not None
             and price != subscription.unit_price,
             "cost_per_period": _money(price * renewing if price is not None else None),

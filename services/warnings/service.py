@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import select, update
@@ -33,12 +34,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services import formatting
 from services.access import Caller
 from services.alerts import AlertService
+from services.billing.service import cycle_calendar
+from services.catalog import CatalogService
 from services.db import utcnow
 from services.errors import DomainError, InvalidInput, NotFound
 from services.jobs import JobService, JobView
 from services.models import (
     ConversationReferenceRow,
     LicenceIdleRow,
+    LicenceOverviewRow,
     LicencePool,
     Member,
     MemberRole,
@@ -55,7 +59,8 @@ from services.subscriptions import ChangeResult, QuantityPlan, SubscriptionChang
 from services.subscriptions.common import RENEWAL_LOCK, as_utc
 from services.subscriptions.listing import refundable_batches
 from services.users import LicenceService
-from services.warnings.renewals import RenewalOutlook, renewal_outlook
+from services.warnings.overview import build_overview
+from services.warnings.renewals import CYCLE_MONTHS, RenewalOutlook, renewal_outlook
 from services.warnings.rules import (
     Kind,
     OrganisationFacts,
@@ -76,7 +81,9 @@ log = logging.getLogger(__name__)
 PASS_JOB = "warnings.pass"
 PASS_ACTOR = "system:warnings"
 UNDELIVERABLE_ALERT = "warnings_undeliverable"
+CHANNEL_MEMBER = 0  # the Recipient of the organisation channel's copy (no member)
 LIVE = ("active", "suspended")
+OVERVIEW_LATE_DAYS = 3  # a monthly overview missed on the billing day is sent this long after it
 Clock = Callable[[], datetime]
 
 
@@ -119,13 +126,16 @@ def _notice(row: WarningNotice) -> NoticeView:
 
 @dataclass(frozen=True)
 class Recipient:
-    member_id: int
+    member_id: int  # CHANNEL_MEMBER: the organisation channel
     name: str
     conversation_id: str
 
 
 # The bot's side: post the notice's card into the recipient's 1:1 chat; returns the message id.
 Deliver = Callable[[NoticeView, Recipient], Awaitable[str | None]]
+# The monthly licence overview (its stored facts) into a recipient's 1:1 chat; the message id, None
+# when it did not arrive.
+DeliverOverview = Callable[[int, Mapping[str, Any], Recipient], Awaitable[str | None]]
 
 
 @dataclass
@@ -136,7 +146,31 @@ class PassResult:
     deferred: int = 0  # held back by quiet hours
     waiting: int = 0  # claimed, but no admin could be reached
     expired: int = 0
+    overviews: int = 0  # monthly licence overviews sent
     problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TermOption:
+    """One way the subscription could renew: its term and billing frequency at the reseller's price in
+    force on the renewal day, for the seats it renews with."""
+
+    term_duration: str
+    billing_cycle: str
+    currency: str
+    unit_price: Decimal  # per seat per billing period
+    per_period: Decimal  # for the renewing seats, per billing period
+    per_year: Decimal  # for the renewing seats, per year: what makes the options comparable
+    current: bool
+
+
+@dataclass(frozen=True)
+class TermSwitchPlan:
+    subscription_id: str
+    name: str
+    quantity: int  # the seats it renews with (a lower quantity scheduled before stays)
+    renews_on: date | None
+    options: tuple[TermOption, ...]  # the current one first, then the cheapest per year first
 
 
 class Prices:
@@ -175,7 +209,13 @@ def subscription_facts(row: Any, prices: Prices, now: datetime) -> SubscriptionF
     """The rules' view of a mirror row (an ORM row or a plain row with its columns), priced now and on
     its renewal day."""
     price = prices.on(row, now.date())
-    renewal_price = prices.on(row, renewal_day(as_utc(row.commitment_end_date)))
+    term, cycle = getattr(row, "scheduled_term_duration", None), getattr(row, "scheduled_billing_cycle", None)
+    next_term = (
+        SimpleNamespace(product_id=row.product_id, sku_id=row.sku_id, term_duration=term, billing_cycle=cycle)
+        if term and cycle
+        else row
+    )
+    renewal_price = prices.on(next_term, renewal_day(as_utc(row.commitment_end_date)))
     return SubscriptionFacts(
         id=row.id,
         name=row.name,
@@ -194,6 +234,8 @@ def subscription_facts(row: Any, prices: Prices, now: datetime) -> SubscriptionF
         unit_price=price.amount if price else None,
         renewal_unit_price=renewal_price.amount if renewal_price else None,
         parent_id=row.parent_subscription_id,
+        scheduled_term_duration=term or "" if cycle else "",
+        scheduled_billing_cycle=cycle or "" if term else "",
     )
 
 
@@ -207,6 +249,7 @@ class WarningService:
         pricing: PriceBook,
         alerts: AlertService,
         jobs: JobService,
+        catalog: CatalogService,
         *,
         clock: Clock = utcnow,
         interval: timedelta = timedelta(hours=1),
@@ -219,16 +262,19 @@ class WarningService:
         self._pricing = pricing
         self._alerts = alerts
         self._jobs = jobs
+        self._catalog = catalog
         self.clock = clock  # Microsoft's "now" (the built-in sandbox's clock when it runs)
         self.interval = interval
         self.check_seconds = check_seconds
         self.settings = WarningSettingsStore(sessions)
         self._deliver: Deliver | None = None
+        self._deliver_overview: DeliverOverview | None = None
         self._task: asyncio.Task[None] | None = None
         jobs.register(PASS_JOB, self._run_job)
 
-    def set_delivery(self, deliver: Deliver) -> None:
+    def set_delivery(self, deliver: Deliver, deliver_overview: DeliverOverview | None = None) -> None:
         self._deliver = deliver
+        self._deliver_overview = deliver_overview
 
     # --- the facts ------------------------------------------------------------------------------
 
@@ -390,7 +436,106 @@ class WarningService:
             for warning in due_warnings(org_facts, now):
                 result.due += 1
                 await self._send(warning, org_facts.settings, now, result)
+        result.overviews = await self._send_overviews(facts, now)
         return result
+
+    # --- the monthly licence overview -----------------------------------------------------------
+
+    async def overview_due(self, now: datetime) -> str | None:
+        """The month whose overview is due now: on the reseller's billing day (the first day after a
+        billing cycle ended, in the reseller's time zone) and, when the bot was down then, for up to
+        OVERVIEW_LATE_DAYS after it; else None."""
+        calendar = await cycle_calendar(self._sessions)
+        today = calendar.today(now)
+        ended = calendar.last_ended(today)
+        if (today - ended.end).days - 1 > OVERVIEW_LATE_DAYS:  # the billing day is the day after the end
+            return None
+        year, month = ended.month
+        return f"{year:04d}-{month:02d}"
+
+    async def _send_overviews(self, facts: Mapping[int, OrganisationFacts], now: datetime) -> int:
+        """Each organisation's overview of the month due, claimed once by (organisation, month) and
+        sent to its admins and billing readers. Returns how many were sent."""
+        if self._deliver_overview is None or not facts:
+            return 0
+        month = await self.overview_due(now)
+        if month is None:
+            return 0
+        async with self._sessions() as session:
+            claimed = {
+                row.organisation_id: row
+                for row in await session.scalars(
+                    select(LicenceOverviewRow).where(
+                        LicenceOverviewRow.month == month, LicenceOverviewRow.organisation_id.in_(list(facts))
+                    )
+                )
+            }
+        sent = 0
+        for org, org_facts in facts.items():
+            stored = claimed.get(org)
+            if stored is not None and stored.sent_to:
+                continue  # sent
+            if stored is not None:  # claimed, but nobody could be reached yet: tried again while due
+                number, overview = stored.id, dict(stored.facts)
+            else:
+                claim = await self._claim_overview(org, org_facts, now, month)
+                if claim is None:
+                    continue
+                number, overview = claim
+            reached: list[int] = []
+            for recipient in await self.recipients(org, (Role.ADMIN, Role.BILLING)):
+                try:
+                    posted = await self._deliver_overview(org, overview, recipient)
+                except Exception:
+                    log.exception("could not post the licence overview of organisation %s", org)
+                    continue
+                if posted is None:  # Teams gave no message id: the post did not arrive
+                    log.warning(
+                        "the licence overview of organisation %s did not reach member %s", org, recipient.member_id
+                    )
+                    continue
+                reached.append(recipient.member_id)
+            if reached:
+                async with self._sessions.begin() as session:
+                    row = await session.get(LicenceOverviewRow, number)
+                    if row is not None:
+                        row.sent_to = sorted(reached)
+                sent += 1
+        return sent
+
+    async def _claim_overview(
+        self, organisation_id: int, facts: OrganisationFacts, now: datetime, month: str
+    ) -> tuple[int, dict[str, Any]] | None:
+        """Build and store the month's overview (the claim: one pass sends it); None when another
+        pass stored it first."""
+        async with self._sessions() as session:
+            previous = await session.scalar(
+                select(LicenceOverviewRow.facts)
+                .where(LicenceOverviewRow.organisation_id == organisation_id, LicenceOverviewRow.month < month)
+                .order_by(LicenceOverviewRow.month.desc())
+                .limit(1)
+            )
+            overview = build_overview(facts, now, month, previous)
+            row = LicenceOverviewRow(organisation_id=organisation_id, month=month, facts=overview, sent_to=[])
+            session.add(row)
+            try:
+                await session.commit()
+            except IntegrityError:
+                await session.rollback()
+                return None
+            return row.id, overview
+
+    async def overview(self, organisation_id: int, month: str) -> Mapping[str, Any]:
+        """The stored overview of an organisation's month (what its XLSX download shows)."""
+        async with self._sessions() as session:
+            facts = await session.scalar(
+                select(LicenceOverviewRow.facts).where(
+                    LicenceOverviewRow.organisation_id == organisation_id, LicenceOverviewRow.month == month
+                )
+            )
+        if facts is None:
+            raise NotFound("There is no licence overview of that month.")
+        return dict(facts)
 
     async def _expire(self, now: datetime) -> int:
         async with self._sessions.begin() as session:
@@ -448,8 +593,9 @@ class WarningService:
                 raise DomainError("The warning could not be recorded.")
             return _notice(row)
 
-    async def recipients(self, organisation_id: int) -> list[Recipient]:
-        """The organisation's admins now, each with the 1:1 chat the bot has with them."""
+    async def recipients(self, organisation_id: int, roles: Sequence[Role] = (Role.ADMIN,)) -> list[Recipient]:
+        """The organisation's members with one of `roles` now (its admins), each with the 1:1 chat the
+        bot has with them."""
         async with self._sessions() as session:
             rows = (
                 await session.execute(
@@ -458,7 +604,7 @@ class WarningService:
                     .join(ConversationReferenceRow, ConversationReferenceRow.member_id == Member.id)
                     .where(
                         Member.organisation_id == organisation_id,
-                        MemberRole.role == Role.ADMIN.value,
+                        MemberRole.role.in_([role.value for role in roles]),
                         ConversationReferenceRow.conversation_type == "personal",
                     )
                     .order_by(Member.id, ConversationReferenceRow.updated_at.desc())
@@ -483,6 +629,8 @@ class WarningService:
                 continue
             await self._record_post(notice.id, recipient, activity_id)
             reached = True
+        if await self._post_in_channel(notice):
+            reached = True
         if not reached and not notice.sent_to:
             await self._alerts.raise_alert(
                 UNDELIVERABLE_ALERT,
@@ -493,6 +641,21 @@ class WarningService:
                 organisation_id=notice.organisation_id,
             )
         return reached
+
+    async def _post_in_channel(self, notice: NoticeView) -> bool:
+        """The copy in the organisation channel the operator set, once per notice; its buttons work
+        for admins only (the same role checks as in a 1:1 chat). True when it was posted now."""
+        assert self._deliver is not None
+        channel = await self.settings.channel(notice.organisation_id)
+        if not channel or any(post.get("channel") for post in notice.posts):
+            return False
+        try:
+            activity_id = await self._deliver(notice, Recipient(CHANNEL_MEMBER, "the organisation channel", channel))
+        except Exception:
+            log.exception("could not post warning %s in the organisation channel", notice.id)
+            return False
+        await self._record_post(notice.id, Recipient(CHANNEL_MEMBER, "", channel), activity_id)
+        return True
 
     async def deliver_waiting(self, organisation_id: int, member_id: int) -> int:
         """An admin has just opened a chat with the bot: post them each warning of their organisation
@@ -530,13 +693,16 @@ class WarningService:
             row = await session.get(WarningNotice, notice_id, with_for_update=True)
             if row is None:
                 return
-            row.sent_to = sorted({*row.sent_to, recipient.member_id})
+            in_channel = recipient.member_id == CHANNEL_MEMBER
+            if not in_channel:
+                row.sent_to = sorted({*row.sent_to, recipient.member_id})
             row.posts = [
                 *row.posts,
                 {
                     "conversation_id": recipient.conversation_id,
                     "activity_id": activity_id,
-                    "member_id": recipient.member_id,
+                    "member_id": None if in_channel else recipient.member_id,
+                    "channel": in_channel,
                 },
             ]
             if row.status == "pending":
@@ -719,6 +885,89 @@ class WarningService:
         if plan.new > plan.current:
             raise InvalidInput("That would add seats; add them from **subscriptions** instead.")
         result = await self._changes.schedule_quantity(caller, notice.subject, quantity, etag=plan.etag, key=key)
+        await self._acted(notice, caller, result)
+        return result.message
+
+    async def plan_term_switch(self, caller: Caller, notice: NoticeView) -> TermSwitchPlan:
+        """The terms and billing frequencies the subscription can renew into, side by side at the
+        reseller's price on the renewal day (checked now: the lock, still renewing, prices set)."""
+        if notice.kind is not Kind.RENEWAL:
+            raise InvalidInput("That button does not belong to this warning.")
+        caller.require(Permission.MANAGE_SERVICES)
+        too_late = self._too_late_for_renewal(notice)
+        if too_late:
+            raise DomainError(too_late, code="renewal_locked")
+        view = await self._subscriptions.get(caller, notice.subject)
+        if view.status != "active" or not view.auto_renew:
+            raise DomainError(
+                f"{view.name} does not renew (it is {view.status}, auto-renew {'on' if view.auto_renew else 'off'}), "
+                "so there is no next term to change.",
+                code="not_renewing",
+            )
+        day = renewal_day(view.renewal_date)
+        quantity = view.scheduled_quantity or view.quantity
+        try:
+            sku = await self._catalog.sku(view.product_id, view.sku_id, include_inactive=True)
+            terms = [(term.term_duration, term.billing_cycle) for term in sku.terms]
+        except NotFound:
+            terms = []
+        current = (view.term_duration.upper(), view.billing_cycle.lower())
+        if current not in [(t.upper(), c.lower()) for t, c in terms]:
+            terms.insert(0, current)
+        options: list[TermOption] = []
+        for term, cycle in terms:
+            price = (
+                await self._pricing.price_for(caller.organisation_id, view.product_id, view.sku_id, term, cycle, day)
+                if day is not None
+                else None
+            )
+            if price is None:
+                continue  # not offered by the reseller on the renewal day
+            months = CYCLE_MONTHS.get(cycle.lower(), 1)
+            options.append(
+                TermOption(
+                    term_duration=term.upper(),
+                    billing_cycle=cycle.lower(),
+                    currency=price.currency,
+                    unit_price=price.amount,
+                    per_period=price.amount * quantity,
+                    per_year=price.amount * quantity * 12 / months,
+                    current=(term.upper(), cycle.lower()) == current,
+                )
+            )
+        options.sort(key=lambda option: (not option.current, option.per_year, option.term_duration))
+        if not any(not option.current for option in options):
+            raise DomainError(
+                f"{view.name} has no other term or billing frequency with a price from your reseller for its "
+                "renewal, so it renews as it is.",
+                code="no_other_term",
+            )
+        return TermSwitchPlan(view.id, view.name, quantity, day, tuple(options))
+
+    async def switch_term(
+        self, caller: Caller, notice: NoticeView, term_duration: Any, billing_cycle: Any, *, key: Any
+    ) -> str:
+        """Schedule the chosen term and billing frequency for the renewal, re-checked now: still one of
+        the options offered (priced, sold, not the current one) and before the lock."""
+        plan = await self.plan_term_switch(caller, notice)
+        chosen = next(
+            (
+                option
+                for option in plan.options
+                if isinstance(term_duration, str)
+                and isinstance(billing_cycle, str)
+                and option.term_duration == term_duration.strip().upper()
+                and option.billing_cycle == billing_cycle.strip().lower()
+            ),
+            None,
+        )
+        if chosen is None:
+            raise InvalidInput("That term and billing frequency is not offered for this subscription's renewal.")
+        if chosen.current:
+            raise InvalidInput("It already renews with that term and billing frequency: nothing to change.")
+        result = await self._changes.schedule_term(
+            caller, notice.subject, chosen.term_duration, chosen.billing_cycle, key=key
+        )
         await self._acted(notice, caller, result)
         return result.message
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit
 from services.billing.cycles import parse_timezone
+from services.conversations import organisation_channel
 from services.errors import InvalidInput
 from services.models import WarningSettingRow
 from services.warnings.rules import Kind, WarningSettings
@@ -190,3 +191,51 @@ class WarningSettingsStore:
                 after=settings_record(changed),
             )
         return changed
+
+    async def channel(self, organisation_id: int) -> str | None:
+        """The organisation channel where warnings are also posted (None: admins' 1:1 chats only)."""
+        async with self._sessions() as session:
+            row = await session.get(WarningSettingRow, organisation_id)
+            return row.channel_conversation_id if row is not None else None
+
+    async def check_channel(self, organisation_id: int, conversation_id: str | None) -> str | None:
+        """What `set_channel` would store (a bad channel is refused here, before anything changes)."""
+        if not conversation_id or not conversation_id.strip():
+            return None
+        async with self._sessions() as session:
+            return await organisation_channel(session, organisation_id, conversation_id)
+
+    async def set_channel(self, organisation_id: int, conversation_id: str | None, *, actor: str) -> str | None:
+        """The operator's setting: also post warnings in this channel (None or '': stop). It must be a
+        conversation the bot was added to, of this organisation."""
+        async with self._sessions.begin() as session:
+            row = await session.get(WarningSettingRow, organisation_id)
+            before = row.channel_conversation_id if row is not None else None
+            channel = (
+                await organisation_channel(session, organisation_id, conversation_id)
+                if conversation_id and conversation_id.strip()
+                else None
+            )
+            if row is None:
+                defaults = WarningSettings()
+                row = WarningSettingRow(
+                    organisation_id=organisation_id,
+                    enabled=sorted(kind.value for kind in defaults.enabled),
+                    renewal_lead_days=list(defaults.renewal_lead_days),
+                    seat_window_hours=defaults.seat_window_hours,
+                    idle_days=defaults.idle_days,
+                    excluded_skus=[],
+                    timezone=defaults.timezone,
+                )
+                session.add(row)
+            row.channel_conversation_id = channel
+            row.updated_by = actor
+            audit.record(
+                session,
+                actor=actor,
+                action="warnings.channel",
+                organisation_id=organisation_id,
+                before={"channel": before},
+                after={"channel": channel},
+            )
+        return channel
