@@ -7,11 +7,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from services.countries import country_name
 from services.errors import InvalidInput
 from services.mail import is_mail_address
 from services.partner_center.models import (
     CountryValidationRules,
 )
+from services.phones import InvalidPhone, normalise_phone
 
 DOMAIN_SUFFIX = ".onmicrosoft.com"
 # Where Microsoft's rules resource gives no field for it: the countries whose customers need an
@@ -20,9 +22,7 @@ DOMAIN_SUFFIX = ".onmicrosoft.com"
 REGISTRATION_COUNTRIES = frozenset("AM AZ BY HU KZ KG MD RU TJ UZ UA BR".split())
 PHONE_COUNTRIES = frozenset("AM AZ BY HU KZ KG MD RU TJ UZ UA".split())
 
-_PHONE = re.compile(r"^\+?[0-9 ()./-]{6,25}$")
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{0,26}$")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
 _LIMITS = {
     "company_name": 200,
     "address_line1": 200,
@@ -219,9 +219,13 @@ def validate_form(form: TenantForm, profile: CountryProfile) -> tuple[TenantForm
         errors["email"] = f"{form.email} is not a valid e-mail address."
     phone = form.phone
     if not phone and profile.phone_required:
-        errors["phone"] = f"Enter a phone number; Microsoft requires one in {profile.country}."
-    elif phone and (not _PHONE.match(phone) or not 6 <= sum(ch.isdigit() for ch in phone) <= 15):
-        errors["phone"] = "Enter the phone number with digits only (a leading + and spaces are fine)."
+        errors["phone"] = f"Enter a phone number; Microsoft requires one in {country_name(profile.country)}."
+    elif phone:
+        try:
+            phone = normalise_phone(phone, profile.country)
+        except InvalidPhone as invalid:
+            errors["phone"] = str(invalid)
+            phone = form.phone  # kept as typed, to correct
     registration = form.registration_number
     if profile.registration_required:
         if not registration:
@@ -250,6 +254,7 @@ def validate_form(form: TenantForm, profile: CountryProfile) -> tuple[TenantForm
         state=state,
         postal_code=postal,
         email=email,
+        phone=phone,
         culture=culture or form.culture,
         language=language or form.language,
         registration_number=registration,
