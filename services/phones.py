@@ -27,7 +27,11 @@ def normalise_phone(value: str, country: str) -> str:
     return phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL)
 
 
+def example_phone(region: str) -> str:
+    """A number of the country in international format, to show how one is typed: `+47 21 23 45 67`."""
+    example = phonenumbers.example_number(region.upper()) if region else None
+    return phonenumbers.format_number(example, PhoneNumberFormat.INTERNATIONAL) if example else "+44 20 7946 0000"
+
+
 def _example(region: str) -> str:
-    example = phonenumbers.example_number(region) if region else None
-    shown = phonenumbers.format_number(example, PhoneNumberFormat.INTERNATIONAL) if example else "+44 20 7946 0000"
-    return f"; type it like {shown}"
+    return f"; type it like {example_phone(region)}"

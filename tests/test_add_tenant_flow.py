@@ -72,7 +72,7 @@ async def test_create_a_tenant_from_the_prefilled_form(make_bot, connector, sand
 
     # A bad postal code: the error sits under the field, every entered value is kept, nothing is sent.
     form = await chat.card(value=submit(form, "Check and continue", postal_code="ABCDE", company_name="Contoso Two"))
-    assert "not a postal code of US" in error_under(form, "postal_code")
+    assert "not a postal code of United States" in error_under(form, "postal_code")
     assert inputs(form)["postal_code"] == "ABCDE" and inputs(form)["company_name"] == "Contoso Two"
 
     # A taken domain: explained, with the relationship link and a free alternative, on the same card.

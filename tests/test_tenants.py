@@ -121,13 +121,13 @@ async def test_form_rules_by_country(sandbox: Sandbox) -> None:
     _, errors = validate_form(TenantForm.from_mapping({**GOOD_FORM, "address_line1": "", "city": ""}), gb)
     assert set(errors) == {"address_line1", "city"}
     _, errors = validate_form(TenantForm.from_mapping({**GOOD_FORM, "postal_code": "12345"}), gb)
-    assert "not a postal code of GB" in errors["postal_code"]
+    assert "not a postal code of United Kingdom" in errors["postal_code"]
     # The US requires a state (and one of its states); a German form has none.
     us_form = {**GOOD_FORM, "country": "US", "postal_code": "98052", "culture": "en-US", "city": "Redmond"}
     _, errors = validate_form(TenantForm.from_mapping(us_form), us)
-    assert "required in US" in errors["state"]
+    assert "required in United States" in errors["state"]
     _, errors = validate_form(TenantForm.from_mapping({**us_form, "state": "XX"}), us)
-    assert "not a state of US" in errors["state"]
+    assert "not a state of United States" in errors["state"]
     cleaned, errors = validate_form(TenantForm.from_mapping({**us_form, "state": "wa"}), us)
     assert errors == {} and cleaned.state == "WA"
     # Hungary and Brazil need a registration number; Hungary a phone too; GB ignores one given.

@@ -155,7 +155,7 @@ async def test_licences_are_assigned_to_users_picked_from_a_long_list_and_remove
     await browser.untick(TO_LICENSE, "Person 04 (")
     # Users created elsewhere without a usage location: Microsoft needs one before a licence.
     await browser.click("Assign", expect="Person 03, Person 19 have no usage location")
-    await browser.fill("Usage location for users who have none (two-letter country code)", "GB")
+    await browser.select("Usage location for users who have none", "United Kingdom")
     answer = await browser.click("Assign", expect="Licences assigned")
     outcome = next(m["text"] for m in answer if "Licences assigned" in m["text"])
     assert "✔ Person 03: assigned" in outcome and "✔ Person 19: assigned" in outcome
