@@ -110,8 +110,8 @@ async def test_a_new_user_is_corrected_in_place_created_and_the_password_only_ma
     await browser.fill("User name", "kim lee")
     await browser.fill("E-mail the generated password to", "kim@example.com")
     await browser.click("Create user", expect="The user name may use letters, digits")
-    kept = {field["value"] for field in await browser.inputs()}
-    assert {"Kim", "Lee", "kim lee", "kim@example.com", "US"} <= kept, kept
+    kept = {field["value"] for field in await browser.inputs()}  # the usage location: its drop-down shows the name
+    assert {"Kim", "Lee", "kim lee", "kim@example.com", "United States"} <= kept, kept
     forms = [m for m in await browser.messages() if "E-mail the generated password to" in m["text"]]
     assert len(forms) == 1, "the form shown again replaces the first copy"
     await browser.screenshot("form-error")
