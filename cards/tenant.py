@@ -35,12 +35,12 @@ LINK_HELP = (
 # The form's inputs in order: (input id, label, placeholder).
 _FIELDS: tuple[tuple[str, str, str], ...] = (
     ("company_name", "Company name", "Contoso Ltd"),
+    ("country", "Country", ""),  # first: it decides the states offered and how the phone is read
     ("address_line1", "Address line 1", "1 Main Street"),
     ("address_line2", "Address line 2 (optional)", ""),
     ("city", "City", ""),
     ("state", "State or region", ""),
     ("postal_code", "Postal code", ""),
-    ("country", "Country", ""),
     ("first_name", "Contact first name", ""),
     ("last_name", "Contact last name", ""),
     ("email", "Contact e-mail (the sign-in details are sent here)", "name@company.com"),

@@ -43,6 +43,7 @@ async def test_the_form_corrects_in_place_and_the_tenant_is_created(chat: tuple[
     # The country and its state are chosen from lists (named, submitting Microsoft's codes).
     await browser.select("Country", "United States")
     await browser.select("State or region (required in United States)", "Washington (WA)")
+    await browser.screenshot("country-and-state")
     await browser.fill("Contact phone", "020 7946 0000")  # a British number: no US number
     await browser.fill(DOMAIN_PREFIX, "9 not a prefix")
     await browser.click("Check and continue", expect="starts with a letter")
