@@ -23,6 +23,7 @@ import logging
 import re
 import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from microsoft_agents.activity import (
@@ -53,10 +54,12 @@ from dialogs.base import CALLER_KEY, CARD_PROMPT, card_activity, normalised_text
 from dialogs.catalogue import TaskCatalogue
 from dialogs.private_replies import MESSENGER_KEY
 from dialogs.sdk import ComponentDialog, DialogInstance
+from services import formatting
 from services.access import AccessService, Caller
 from services.activity_receipts import ActivityReceipts, receipt_key
 from services.conversations import ConversationReferenceService
 from services.errors import DomainError
+from services.locales import resolve_locale
 from services.logging_context import correlation_scope, current_correlation_id
 
 log = logging.getLogger(__name__)
@@ -234,7 +237,8 @@ class CspBot(ActivityHandler):
     async def on_turn(self, turn_context: TurnContext) -> None:  # type: ignore[override]
         activity = turn_context.activity
         conversation_id = activity.conversation.id if activity.conversation else ""
-        with correlation_scope():
+        # Numbers, money and dates of this turn read in the caller's Teams locale (nb-NO → nb → English).
+        with correlation_scope(), formatting.reading(resolve_locale(activity.locale)):
             receipt = _receipt_of(activity)
             if receipt is not None and not await self._receipts.take(receipt):
                 log.info("dropped a re-delivered %s activity (id %s)", activity.type, activity.id)
@@ -423,6 +427,8 @@ class CspBot(ActivityHandler):
             if email:
                 caller = await self._access.bind_by_email(identity, email)
         if caller is not None:
+            caller = replace(caller, locale=formatting.reader().locale)
+            formatting.adopt_timezone(caller.timezone)
             turn_context.turn_state[CALLER_KEY] = caller
         return caller
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from services.countries import country_choices, normalise_country
+from services.formatting import reader
+
 Card = dict[str, Any]
 SCHEMA_URL = "http://adaptivecards.io/schemas/adaptive-card.json"
 VERSION = "1.5"
@@ -68,3 +71,25 @@ def submit(title: str, verb: str, data: Mapping[str, Any] | None = None, *, styl
 def command_button(title: str, command: str) -> dict[str, Any]:
     """A button that does what typing `command` does."""
     return submit(title, "command", {"command": command})
+
+
+def country_choice(
+    input_id: str, label: str, value: str, *, required: bool = False, placeholder: str = "Choose a country"
+) -> dict[str, Any]:
+    """A drop-down of every ISO country, named in the reader's language (`Norge`, `Tyskland`),
+    submitting its two-letter code. Empty `value`: nothing chosen (the placeholder shows)."""
+    element: dict[str, Any] = {
+        "type": "Input.ChoiceSet",
+        "id": input_id,
+        "label": label,
+        "style": "compact",
+        "placeholder": placeholder,
+        "choices": [{"title": name, "value": code} for code, name in country_choices(reader().locale)],
+    }
+    code = normalise_country(value)
+    if code:
+        element["value"] = code
+    if required:
+        element["isRequired"] = True
+        element["errorMessage"] = f"Choose the {label[0].lower()}{label[1:]}."
+    return element

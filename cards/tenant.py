@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from cards.base import Card, card, command_button, facts, heading, submit, text
+from cards.base import Card, card, command_button, country_choice, facts, heading, submit, text
 from services import formatting
+from services.countries import country_name, state_choices
+from services.phones import example_phone
 
 VERB_CHECK_LINK = "tenant_check_link"
 VERB_NEW = "tenant_new"
@@ -33,12 +35,12 @@ LINK_HELP = (
 # The form's inputs in order: (input id, label, placeholder).
 _FIELDS: tuple[tuple[str, str, str], ...] = (
     ("company_name", "Company name", "Contoso Ltd"),
+    ("country", "Country", ""),  # first: it decides the states offered and how the phone is read
     ("address_line1", "Address line 1", "1 Main Street"),
     ("address_line2", "Address line 2 (optional)", ""),
     ("city", "City", ""),
     ("state", "State or region", ""),
     ("postal_code", "Postal code", ""),
-    ("country", "Country (two-letter code)", "GB"),
     ("first_name", "Contact first name", ""),
     ("last_name", "Contact last name", ""),
     ("email", "Contact e-mail (the sign-in details are sent here)", "name@company.com"),
@@ -104,17 +106,13 @@ def _notice(message: str, *, warning: bool = True) -> dict[str, Any]:
     return text(message, weight="Bolder", color="warning" if warning else "good")
 
 
-def _input(
-    input_id: str, label: str, value: str, *, placeholder: str = "", required: bool = False, max_length: int = 0
-) -> dict[str, Any]:
+def _input(input_id: str, label: str, value: str, *, placeholder: str = "", required: bool = False) -> dict[str, Any]:
     element: dict[str, Any] = {"type": "Input.Text", "id": input_id, "label": label, "value": value}
     if placeholder:
         element["placeholder"] = placeholder
     if required:
         element["isRequired"] = True
         element["errorMessage"] = f"{label} is required."
-    if max_length:
-        element["maxLength"] = max_length
     return element
 
 
@@ -130,6 +128,26 @@ def _choices(input_id: str, label: str, options: Sequence[str], value: str) -> d
         "value": chosen,
         "choices": [{"title": option, "value": option} for option in options],
     }
+
+
+def _state_choice(rules: FormRules, label: str, value: str) -> dict[str, Any]:
+    """Microsoft's states of the country (`New South Wales (NSW)`), submitting the code it expects."""
+    choices = state_choices(rules.country, tuple(rules.states))
+    element: dict[str, Any] = {
+        "type": "Input.ChoiceSet",
+        "id": "state",
+        "label": label,
+        "style": "compact",
+        "placeholder": "Choose a state or region",
+        "choices": [{"title": title, "value": code} for code, title in choices],
+    }
+    chosen = next((code for code, _ in choices if code.lower() == value.lower()), "")
+    if chosen:
+        element["value"] = chosen
+    if rules.state_required:
+        element["isRequired"] = True
+        element["errorMessage"] = "Choose the state or region."
+    return element
 
 
 def build_link_or_create_card(organisation_name: str, relationship_url: str, *, notice: str = "", rev: int = 0) -> Card:
@@ -177,34 +195,31 @@ def build_tenant_form_card(
     if errors:
         fields = formatting.plural(len(errors), "field", "fields")
         body.append(_notice(f"Please correct the {fields} marked below; nothing was sent to Microsoft."))
+    where = country_name(rules.country) if rules.country else ""
     for input_id, label, placeholder in _FIELDS:
         shown = label
         if input_id == "state":
-            shown = f"State or region{' (required in ' + rules.country + ')' if rules.state_required else ''}"
-            if rules.states:
-                placeholder = ", ".join(list(rules.states)[:6]) + ("…" if len(rules.states) > 6 else "")
+            shown = f"State or region{' (required in ' + where + ')' if rules.state_required else ''}"
         elif input_id == "postal_code" and not rules.postal_required:
             shown = "Postal code (optional here)"
         elif input_id == "phone":
-            shown = f"Contact phone{' (required in ' + rules.country + ')' if rules.phone_required else ''}"
-        required = input_id in {"company_name", "address_line1", "city", "country", "first_name", "last_name", "email"}
-        body.append(
-            _input(
-                input_id,
-                shown,
-                form.get(input_id, ""),
-                placeholder=placeholder,
-                required=required,
-                max_length=2 if input_id == "country" else 0,
-            )
-        )
+            shown = f"Contact phone{' (required in ' + where + ')' if rules.phone_required else ''}"
+            if rules.country:
+                placeholder = example_phone(rules.country)
+        required = input_id in {"company_name", "address_line1", "city", "first_name", "last_name", "email"}
+        if input_id == "country":
+            body.append(country_choice("country", shown, form.get("country", ""), required=True))
+        elif input_id == "state" and rules.states:
+            body.append(_state_choice(rules, shown, form.get("state", "")))
+        else:
+            body.append(_input(input_id, shown, form.get(input_id, ""), placeholder=placeholder, required=required))
         if input_id in errors:
             body.append(_error(errors[input_id]))
     if rules.registration_required or form.get("registration_number") or "registration_number" in errors:
         body.append(
             _input(
                 "registration_number",
-                f"Company registration number (required by Microsoft in {rules.country or 'this country'})",
+                f"Company registration number (required by Microsoft in {where or 'this country'})",
                 form.get("registration_number", ""),
             )
         )
@@ -248,7 +263,7 @@ def _address_lines(address: Mapping[str, str], country: str) -> str:
         address.get("address_line1", ""),
         address.get("address_line2", ""),
         " ".join(p for p in (address.get("postal_code", ""), address.get("city", "")) if p),
-        " ".join(p for p in (address.get("state", ""), country) if p),
+        " ".join(p for p in (address.get("state", ""), country_name(country) if country else "") if p),
     ]
     return ", ".join(p for p in parts if p)
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from cards.base import Card, card, command_button, error_lines, facts, heading, submit, text
+from cards.base import Card, card, command_button, country_choice, error_lines, facts, heading, submit, text
 from services import formatting
 from services.ordering import plan_label
 
@@ -307,13 +307,9 @@ def build_new_user_card(
         *field_error("domain"),
         *_user_name_inputs(values, domains),
         *field_error("usage_location"),
-        {
-            "type": "Input.Text",
-            "id": "usage_location",
-            "label": "Usage location (two-letter country code)",
-            "value": values.get("usage_location", defaults.usage_location),
-            "maxLength": 2,
-        },
+        country_choice(
+            "usage_location", "Usage location", values.get("usage_location", defaults.usage_location), required=True
+        ),
         *field_error("password_email"),
         {
             "type": "Input.Text",
@@ -449,15 +445,7 @@ def build_assign_card(
             )
         )
     body += error_lines(error) if error_field == "usage_location" else []
-    body.append(
-        {
-            "type": "Input.Text",
-            "id": "usage_location",
-            "label": "Usage location for users who have none (two-letter country code)",
-            "value": usage_location,
-            "maxLength": 2,
-        }
-    )
+    body.append(country_choice("usage_location", "Usage location for users who have none", usage_location))
     actions = [_back()]
     if pools:
         actions.insert(0, submit("Assign", USERS_ASSIGN_DO, {"request_key": request_key}, style="positive"))

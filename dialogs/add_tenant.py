@@ -232,6 +232,11 @@ class AddTenantDialog(TaskDialog):
         self, step: WaterfallStepContext, caller: Caller, state: dict[str, Any], submitted: dict[str, Any]
     ) -> DialogTurnResult:
         values = {key: submitted.get(key, "") for key in FORM_KEYS}
+        previous = state.get("profile") or {}
+        if str(values["country"]).upper() != previous.get("country") and values["state"] in (
+            previous.get("states") or ()
+        ):
+            values["state"] = ""  # chosen from the old country's list: the new country's list applies
         base = {**state, "stage": "form", "form": TenantForm.from_mapping(values).as_dict(), "taken": None}
         try:
             form, profile = await self._tenants.check_form(caller, values)

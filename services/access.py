@@ -14,7 +14,8 @@ from sqlalchemy.orm import joinedload
 
 from services import audit
 from services.errors import NotRegistered, PermissionDenied
-from services.models import Member, Organisation
+from services.locales import DEFAULT_LOCALE
+from services.models import Member, Organisation, WarningSettingRow
 from services.organisations import normalise_email
 from services.roles import Permission, permissions_of
 
@@ -42,6 +43,10 @@ class Caller:
     email: str
     display_name: str
     roles: frozenset[str]
+    # How they read: the CLDR locale of this turn (the bot sets it from Teams' `activity.locale`,
+    # see services/locales.py) and their organisation's time zone (its warning settings; UTC if none).
+    locale: str = DEFAULT_LOCALE
+    timezone: str = "UTC"
 
     @property
     def actor(self) -> str:
@@ -65,7 +70,7 @@ _DENIED_MESSAGES: dict[Permission, str] = {
 }
 
 
-def _caller(member: Member) -> Caller:
+def _caller(member: Member, timezone: str | None = None) -> Caller:
     return Caller(
         member_id=member.id,
         organisation_id=member.organisation_id,
@@ -73,6 +78,13 @@ def _caller(member: Member) -> Caller:
         email=member.email,
         display_name=member.display_name,
         roles=member.roles,
+        timezone=timezone or "UTC",
+    )
+
+
+async def _timezone_of(session: AsyncSession, organisation_id: int) -> str | None:
+    return await session.scalar(
+        select(WarningSettingRow.timezone).where(WarningSettingRow.organisation_id == organisation_id)
     )
 
 
@@ -134,7 +146,9 @@ class AccessService:
             return caller
         async with self._sessions() as session:
             member = await self._find(session, identity)
-            caller = _caller(member) if member is not None else None
+            caller = (
+                _caller(member, await _timezone_of(session, member.organisation_id)) if member is not None else None
+            )
         if caller is not None:
             self._remember(identity, caller)
         return caller
@@ -191,7 +205,7 @@ class AccessService:
                 after={"aad_object_id": identity.aad_object_id},
             )
             log.info("bound member %s to its AAD object id", member.id)
-            return _caller(member)
+            return _caller(member, await _timezone_of(session, member.organisation_id))
 
     async def member_caller(self, organisation_id: int, email: str) -> Caller | None:
         """The member of `organisation_id` registered with `email` (e.g. who submitted a job), as a
@@ -206,7 +220,9 @@ class AccessService:
                 .options(joinedload(Member.organisation))
                 .where(Member.organisation_id == organisation_id, Member.email == address)
             )
-            return _caller(member) if member is not None else None
+            if member is None:
+                return None
+            return _caller(member, await _timezone_of(session, member.organisation_id))
 
     async def require_caller(self, identity: ChannelIdentity) -> Caller:
         caller = await self.resolve(identity)

@@ -8,25 +8,31 @@ message the services write. Pure (no I/O), built on Babel's CLDR data.
 - Dates: the locale's medium date, `Jan 5, 2027`; a moment: `Jan 5, 2027, 2:03 PM UTC`.
 - Counts: `1 seat`, `2 seats` — always through `plural`, never a noun with an optional "s".
 
-Every function takes a `locale` (a CLDR locale name) defaulting to `DEFAULT_LOCALE`, so the caller's
-own locale can be passed in later without changing what the callers compute.
+Every function takes a `locale` (a CLDR locale name). Left out, it is the reader's: the bot sets
+the caller's locale and their organisation's time zone for the turn with `reading(...)` (a context
+variable, so card builders and services format for the person who asked without passing it down);
+outside a turn it is `DEFAULT_LOCALE` (English) and UTC. `services.locales.resolve_locale` turns
+Teams' `nb-NO` into the locale to use (nb-NO → nb → English).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC
 from datetime import date as Date
 from datetime import datetime as DateTime
 from decimal import Decimal
 
-from babel.dates import format_date, format_interval, format_skeleton, format_time, get_datetime_format
+from babel.dates import format_date, format_interval, format_skeleton, format_time, get_datetime_format, get_timezone
 from babel.numbers import format_currency, format_decimal
 
+from services.locales import DEFAULT_LOCALE
 from services.money import round_money
 
-DEFAULT_LOCALE = "en_US"
 NOTHING = "—"
 # Microsoft's billing cycles, as the period a price is for.
 PERIODS = {"monthly": "month", "annual": "year", "triennial": "3 years"}
@@ -38,21 +44,66 @@ _LETTERS_THEN_DIGIT = re.compile(r"(?<=[A-Za-z])(?=\d)")
 _DIGIT_THEN_LETTERS = re.compile(r"(?<=\d)(?=[A-Za-z])")
 
 
-def money(amount: Decimal, currency: str, locale: str = DEFAULT_LOCALE) -> str:
+@dataclass(frozen=True)
+class Reader:
+    """Whom we format for: a CLDR locale and an IANA time zone."""
+
+    locale: str = DEFAULT_LOCALE
+    timezone: str = "UTC"
+
+
+_reader: ContextVar[Reader] = ContextVar("csp_reader", default=Reader())  # noqa: B039 (frozen: immutable)
+
+
+@contextmanager
+def reading(locale: str, timezone: str = "UTC") -> Iterator[Reader]:
+    """Format for this reader until the block ends (a turn, a message to one member). An unknown
+    time zone is UTC."""
+    token = _reader.set(Reader(locale, timezone if _known_zone(timezone) else "UTC"))
+    try:
+        yield _reader.get()
+    finally:
+        _reader.reset(token)
+
+
+def adopt_timezone(timezone: str) -> None:
+    """Dates from here to the end of the current `reading` block are in `timezone` (the reader's
+    organisation's, once the bot knows who is calling); an unknown zone changes nothing."""
+    if _known_zone(timezone):
+        _reader.set(Reader(_reader.get().locale, timezone))
+
+
+def _known_zone(timezone: str) -> bool:
+    try:
+        get_timezone(timezone)
+    except LookupError:
+        return False
+    return bool(timezone)
+
+
+def reader() -> Reader:
+    return _reader.get()
+
+
+def _loc(locale: str | None) -> str:
+    return _reader.get().locale if locale is None else locale
+
+
+def money(amount: Decimal, currency: str, locale: str | None = None) -> str:
     """An amount: `$13.80`, `¥1,360`, `KWD 2.500`, `-$4.50` — rounded (half away from zero) to the
     currency's own minor unit, in the locale's currency format."""
     code = currency.strip().upper()
-    return _spaced(format_currency(round_money(amount, code), code, locale=locale, currency_digits=True))
+    return _spaced(format_currency(round_money(amount, code), code, locale=_loc(locale), currency_digits=True))
 
 
-def price(amount: Decimal, currency: str, locale: str = DEFAULT_LOCALE) -> str:
+def price(amount: Decimal, currency: str, locale: str | None = None) -> str:
     """A unit price: as `money`, but exact — a price list may set a price below the minor unit
     (`$5.9125`), and a person must see the price the bill is computed from."""
     code = currency.strip().upper()
-    return _spaced(format_currency(amount, code, locale=locale, currency_digits=True, decimal_quantization=False))
+    return _spaced(format_currency(amount, code, locale=_loc(locale), currency_digits=True, decimal_quantization=False))
 
 
-def money_totals(totals: Mapping[str, Decimal], locale: str = DEFAULT_LOCALE, *, empty: str = "nothing") -> str:
+def money_totals(totals: Mapping[str, Decimal], locale: str | None = None, *, empty: str = "nothing") -> str:
     """Amounts in several currencies, `$10.00 + €4.50` (by currency code); `empty` when there are none."""
     if not totals:
         return empty
@@ -74,55 +125,57 @@ def billed(billing_cycle: str) -> str:
     return BILLED.get(billing_cycle.strip().lower(), billing_cycle)
 
 
-def unit_price(amount: Decimal, currency: str, billing_cycle: str, locale: str = DEFAULT_LOCALE) -> str:
+def unit_price(amount: Decimal, currency: str, billing_cycle: str, locale: str | None = None) -> str:
     """`$13.80 per licence per month`: a price for one licence for one billing period."""
     return f"{price(amount, currency, locale)} per licence {per_period(billing_cycle)}"
 
 
-def count(n: int, locale: str = DEFAULT_LOCALE) -> str:
+def count(n: int, locale: str | None = None) -> str:
     """A whole number with the locale's grouping: `1,250`."""
-    return format_decimal(n, locale=locale)
+    return format_decimal(n, locale=_loc(locale))
 
 
-def plural(n: int, singular: str, plural_form: str, locale: str = DEFAULT_LOCALE) -> str:
+def plural(n: int, singular: str, plural_form: str, locale: str | None = None) -> str:
     """`1 seat`, `2 seats`, `0 seats`: the number and the noun that agrees with it."""
     return f"{count(n, locale)} {singular if n == 1 else plural_form}"
 
 
-def date(value: Date | DateTime | None, locale: str = DEFAULT_LOCALE) -> str:
-    """`Jan 5, 2027` (a moment is shown as its UTC day); `—` for none."""
+def date(value: Date | DateTime | None, locale: str | None = None) -> str:
+    """`Jan 5, 2027` (a moment is shown as its day in the reader's time zone); `—` for none."""
     if value is None:
         return NOTHING
     if isinstance(value, DateTime):
-        value = _utc(value).date()
-    return format_date(value, "medium", locale=locale)
+        value = _local(value).date()
+    return format_date(value, "medium", locale=_loc(locale))
 
 
-def datetime_utc(value: DateTime | None, locale: str = DEFAULT_LOCALE) -> str:
-    """`Jan 5, 2027, 2:03 PM UTC`: the medium date and short time in UTC (naive values are UTC); `—` for none."""
+def datetime_utc(value: DateTime | None, locale: str | None = None) -> str:
+    """`Jan 5, 2027, 2:03 PM UTC`: the medium date and short time in the reader's time zone (UTC
+    unless the organisation has one; naive values are UTC), named after the time; `—` for none."""
     if value is None:
         return NOTHING
-    moment = _utc(value)
-    pattern = str(get_datetime_format("medium", locale=locale)).replace("'", "")
-    shown = pattern.replace("{1}", date(moment, locale)).replace("{0}", format_time(moment, "short", locale=locale))
-    return f"{shown} UTC"
+    moment = _local(value)
+    pattern = str(get_datetime_format("medium", locale=_loc(locale))).replace("'", "")
+    time = format_time(moment, "short", locale=_loc(locale))
+    shown = pattern.replace("{1}", date(moment, locale)).replace("{0}", time)
+    return f"{shown} {_reader.get().timezone}"
 
 
-def date_range(start: Date, end: Date, locale: str = DEFAULT_LOCALE) -> str:
+def date_range(start: Date, end: Date, locale: str | None = None) -> str:
     """`Sep 1 – 30, 2026`, `Dec 16, 2026 – Jan 15, 2027`: both days, inclusive."""
-    return format_interval(start, end, "yMMMd", locale=locale)
+    return format_interval(start, end, "yMMMd", locale=_loc(locale))
 
 
-def month(value: Date, locale: str = DEFAULT_LOCALE) -> str:
+def month(value: Date, locale: str | None = None) -> str:
     """`September 2026`."""
-    return format_skeleton("yMMMM", value, locale=locale)
+    return format_skeleton("yMMMM", value, locale=_loc(locale))
 
 
-def month_range(first: Date, last: Date, locale: str = DEFAULT_LOCALE) -> str:
+def month_range(first: Date, last: Date, locale: str | None = None) -> str:
     """`September 2026` for one month, `September – October 2026`, `November 2026 – February 2027`."""
     if (first.year, first.month) == (last.year, last.month):
         return month(first, locale)
-    return format_interval(first, last, "yMMMM", locale=locale)
+    return format_interval(first, last, "yMMMM", locale=_loc(locale))
 
 
 def _spaced(shown: str) -> str:
@@ -132,3 +185,8 @@ def _spaced(shown: str) -> str:
 
 def _utc(value: DateTime) -> DateTime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _local(value: DateTime) -> DateTime:
+    zone = _reader.get().timezone
+    return _utc(value) if zone == "UTC" else _utc(value).astimezone(get_timezone(zone))

@@ -15,13 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from services import audit, formatting
+from services.countries import normalise_country
 from services.errors import Conflict, InvalidInput, NotFound
 from services.models import Member, MemberRole, Organisation
 from services.roles import Role, parse_role
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z0-9-]{2,}$")
 SLUG_PATTERN = re.compile(r"^(?=.{2,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$")
-COUNTRY_PATTERN = re.compile(r"^[A-Z]{2}$")
 # Microsoft's rule for the <prefix>.onmicrosoft.com domain.
 DOMAIN_PREFIX_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,26}$")
 # Entra tenant ids are GUIDs; the Agents Playground's has a 13-digit last group, so the check is
@@ -88,9 +88,10 @@ def _clean_profile(changes: Mapping[str, Any]) -> dict[str, Any]:
         if key == "name" and not text:
             raise InvalidInput("The organisation needs a name.", field="name")
         if key == "country" and text:
-            text = text.upper()
-            if not COUNTRY_PATTERN.match(text):
+            code = normalise_country(text)
+            if code is None:
                 raise InvalidInput(f"Country must be a two-letter ISO code (e.g. GB), not {value!r}.", field=key)
+            text = code
         if key == "contact_email" and text:
             text = normalise_email(text)
         limit = getattr(Organisation.__table__.c[key].type, "length", None)

@@ -470,6 +470,7 @@ def message(
     conversation_type: str = "personal",
     activity_id: str | None = None,
     mention_bot: bool = False,
+    locale: str = "en-US",
 ) -> dict[str, Any]:
     """A Teams-shaped message activity."""
     activity: dict[str, Any] = {
@@ -485,7 +486,7 @@ def message(
             **({"isGroup": True} if conversation_type != "personal" else {}),
         },
         "channelData": {"tenant": {"id": tenant_id}} if tenant_id else {},
-        "locale": "en-US",
+        "locale": locale,
     }
     if text is not None:
         activity["text"] = f"<at>CSP Bot</at> {text}" if mention_bot else text

@@ -72,8 +72,17 @@ async def test_create_a_tenant_from_the_prefilled_form(make_bot, connector, sand
 
     # A bad postal code: the error sits under the field, every entered value is kept, nothing is sent.
     form = await chat.card(value=submit(form, "Check and continue", postal_code="ABCDE", company_name="Contoso Two"))
-    assert "not a postal code of US" in error_under(form, "postal_code")
+    assert "not a postal code of United States" in error_under(form, "postal_code")
     assert inputs(form)["postal_code"] == "ABCDE" and inputs(form)["company_name"] == "Contoso Two"
+
+    # Another country: its states to choose from (the old country's state goes), its phone numbers.
+    form = await chat.card(value=submit(form, "Check and continue", country="CA", phone="020 7946 0000"))
+    assert "required in Canada" in error_under(form, "state") and inputs(form)["state"] == ""
+    assert "not a valid phone number for Canada" in error_under(form, "phone")
+    assert inputs(form)["phone"] == "020 7946 0000" and inputs(form)["company_name"] == "Contoso Two"
+    state_field = next(element for element in form["body"] if element.get("id") == "state")
+    assert {"title": "Quebec (QC)", "value": "QC"} in state_field["choices"]
+    form = await chat.card(value=submit(form, "Check and continue", country="US", state="WA", phone="425 555 0100"))
 
     # A taken domain: explained, with the relationship link and a free alternative, on the same card.
     form = await chat.card(value=submit(form, "Check and continue", postal_code="98052", domain_prefix="contoso"))

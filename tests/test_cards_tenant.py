@@ -19,6 +19,7 @@ from cards.tenant import (
     build_tenant_form_card,
     build_tenant_ready_card,
 )
+from services import formatting
 from tests.cardcheck import assert_valid_card
 from tests.fakes import card_text
 
@@ -69,7 +70,7 @@ def test_form_card_with_every_field_an_error_stays_valid_and_small() -> None:
         index = next(i for i, element in enumerate(body) if element.get("id") == key)
         assert body[index + 1]["text"] == f"Problem with {key}." and body[index + 1]["color"] == "attention"
     text = card_text(card)
-    assert "required by Microsoft in HU" in text and "fabrikamkftltd" in text
+    assert "required by Microsoft in Hungary" in text and "fabrikamkftltd" in text
     assert "already has a Microsoft tenant" in text
     assert "Problem with postal_code." in text
     assert f"Please correct the {len(FORM)} fields marked below; nothing was sent to Microsoft." in text
@@ -146,3 +147,32 @@ def test_mca_card_for_a_linked_tenant() -> None:
     text = card_text(card)
     assert "contoso.onmicrosoft.com" in text and "customeragreement" in text and "Bad." in text
     assert {"mca_first_name", "mca_last_name", "mca_email", "mca_accept"} <= set(_ids(card))
+
+
+def _element(card: dict, input_id: str) -> dict:
+    return next(element for element in card["body"] if element.get("id") == input_id)
+
+
+def test_the_country_and_its_states_are_chosen_from_lists_named_in_the_readers_language() -> None:
+    au = FormRules(country="AU", state_required=True, states=("NSW", "VIC", "ACT"), cultures=("en-AU",))
+    form = {**FORM, "country": "AU", "state": "vic"}
+    with formatting.reading("nb_NO"):
+        card = build_tenant_form_card(form, au, rev=1)
+    assert_valid_card(card)
+    country = _element(card, "country")
+    assert country["type"] == "Input.ChoiceSet" and country["value"] == "AU" and country["isRequired"]
+    names = {choice["value"]: choice["title"] for choice in country["choices"]}
+    assert len(names) == 249 and names["NO"] == "Norge" and names["DE"] == "Tyskland"  # every ISO country
+    state = _element(card, "state")
+    assert state["type"] == "Input.ChoiceSet" and state["value"] == "VIC" and state["isRequired"]
+    assert [c["title"] for c in state["choices"]] == [
+        "Australian Capital Territory (ACT)",
+        "New South Wales (NSW)",
+        "Victoria (VIC)",
+    ]
+    assert "State or region (required in Australia)" == state["label"]
+    assert "Norway" in {c["title"] for c in _element(build_tenant_form_card(FORM, HU), "country")["choices"]}
+    # No states in Microsoft's rules: typed; the phone hint is a number of the country.
+    hungarian = build_tenant_form_card(FORM, HU)
+    assert _element(hungarian, "state")["type"] == "Input.Text"
+    assert _element(hungarian, "phone")["placeholder"] == "+36 1 234 5678"  # libphonenumber's example

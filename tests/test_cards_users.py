@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from cards import users as ui
+from services import formatting
 from services.users.directory import DirectoryEntry, EntryResult
 from services.users.licences import LicenceOutcome, PoolView, UserResult
 from services.users.service import NewUserDefaults, SubscriptionBrief, UserDetail, UserLicence, UserRow, UsersPage
@@ -116,6 +117,12 @@ def test_new_user_card_keeps_values_and_shows_the_error_at_the_field():
     fresh = ui.build_new_user_card(defaults, {}, "key")
     assert_valid_card(fresh)
     assert _inputs(fresh)["usage_location"]["value"] == "US"  # defaults to the organisation's country
+    # Chosen from every ISO country, named in the reader's language, submitting the code.
+    with formatting.reading("de_DE"):
+        german = ui.build_new_user_card(defaults, {}, "key")
+    location = _inputs(german)["usage_location"]
+    assert location["type"] == "Input.ChoiceSet" and location["isRequired"]
+    assert {"title": "Vereinigtes Königreich", "value": "GB"} in location["choices"] and len(location["choices"]) == 249
     # Leaving the form needs none of its fields: a required one left empty must not stop it.
     assert _action(fresh, ui.USERS_LIST)["associatedInputs"] == "none"
     assert "associatedInputs" not in _action(fresh, ui.USERS_CREATE)

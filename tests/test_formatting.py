@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from services import formatting
+from services.locales import resolve_locale
 from services.money import minor_digits, plain, quantum
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,3 +133,38 @@ def test_the_wording_check_sees_an_optional_plural(tmp_path: Path) -> None:
     (tmp_path / "cards").mkdir()
     (tmp_path / "cards" / "x.py").write_text('def f(n):\n    return f"{n} seat(s)"\n', encoding="utf-8")
     assert _optional_plurals(tmp_path) == ["cards/x.py:2: ' seat(s)'"]
+
+
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [
+        ("nb-NO", "nb_NO"),
+        ("de-DE", "de_DE"),
+        ("sv-SE", "sv_SE"),
+        ("en-US", "en_US"),
+        ("nb-XX", "nb"),  # a region Babel does not know for the language: the language
+        ("nb", "nb"),
+        ("xx-YY", "en_US"),  # unknown language: English
+        ("zz", "en_US"),
+        ("de_DE; drop table", "en_US"),  # malformed: English
+        ("", "en_US"),
+        (None, "en_US"),
+    ],
+)
+def test_the_callers_teams_locale_falls_back_to_its_language_then_english(tag: str | None, expected: str) -> None:
+    assert resolve_locale(tag) == expected
+
+
+def test_a_turn_reads_in_its_locale_and_time_zone_and_leaves_them_behind() -> None:
+    moment = datetime(2027, 1, 5, 23, 30, tzinfo=UTC)
+    with formatting.reading("nb_NO"):
+        assert formatting.money(Decimal("1234.5"), "NOK") == f"1{NBSP}234,50{NBSP}kr"
+        formatting.adopt_timezone("Europe/Oslo")
+        assert formatting.date(moment) == "6. jan. 2027"  # already the 6th in Oslo
+        assert formatting.datetime_utc(moment) == "6. jan. 2027, 00:30 Europe/Oslo"
+        formatting.adopt_timezone("Mars/Olympus")  # unknown: nothing changes
+        assert formatting.reader().timezone == "Europe/Oslo"
+    with formatting.reading("de_DE", "No/Such_Zone"):
+        assert formatting.reader() == formatting.Reader("de_DE", "UTC")
+    assert formatting.reader() == formatting.Reader()
+    assert formatting.datetime_utc(moment) == f"Jan 5, 2027, 11:30{NNBSP}PM UTC"

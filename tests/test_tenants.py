@@ -121,19 +121,19 @@ async def test_form_rules_by_country(sandbox: Sandbox) -> None:
     _, errors = validate_form(TenantForm.from_mapping({**GOOD_FORM, "address_line1": "", "city": ""}), gb)
     assert set(errors) == {"address_line1", "city"}
     _, errors = validate_form(TenantForm.from_mapping({**GOOD_FORM, "postal_code": "12345"}), gb)
-    assert "not a postal code of GB" in errors["postal_code"]
+    assert "not a postal code of United Kingdom" in errors["postal_code"]
     # The US requires a state (and one of its states); a German form has none.
     us_form = {**GOOD_FORM, "country": "US", "postal_code": "98052", "culture": "en-US", "city": "Redmond"}
     _, errors = validate_form(TenantForm.from_mapping(us_form), us)
-    assert "required in US" in errors["state"]
+    assert "required in United States" in errors["state"]
     _, errors = validate_form(TenantForm.from_mapping({**us_form, "state": "XX"}), us)
-    assert "not a state of US" in errors["state"]
+    assert "not a state of United States" in errors["state"]
     cleaned, errors = validate_form(TenantForm.from_mapping({**us_form, "state": "wa"}), us)
     assert errors == {} and cleaned.state == "WA"
     # Hungary and Brazil need a registration number; Hungary a phone too; GB ignores one given.
     hu_form = {**GOOD_FORM, "country": "HU", "postal_code": "1051", "culture": "hu-HU", "language": "hu", "phone": ""}
     _, errors = validate_form(TenantForm.from_mapping(hu_form), hu)
-    assert "registration number" in errors["registration_number"] and "requires one in HU" in errors["phone"]
+    assert "registration number" in errors["registration_number"] and "requires one in Hungary" in errors["phone"]
     _, errors = validate_form(TenantForm.from_mapping({**hu_form, "registration_number": "12"}), hu)
     assert "format" in errors["registration_number"]
     assert br.registration_required
@@ -145,6 +145,23 @@ async def test_form_rules_by_country(sandbox: Sandbox) -> None:
     # E-mail and phone.
     _, errors = validate_form(TenantForm.from_mapping({**GOOD_FORM, "email": "nancy@", "phone": "call me"}), gb)
     assert set(errors) == {"email", "phone"}
+
+
+async def test_phone_numbers_are_checked_and_written_for_the_chosen_country(sandbox: Sandbox) -> None:
+    gb, us = [await _profile(sandbox, c) for c in ("GB", "US")]
+    us_form = {**GOOD_FORM, "country": "US", "postal_code": "98052", "culture": "en-US", "state": "WA"}
+    # Typed the national way, it is read as the country's and written internationally.
+    cleaned, errors = validate_form(TenantForm.from_mapping({**GOOD_FORM, "phone": "020 7946 0000"}), gb)
+    assert errors == {} and cleaned.phone == "+44 20 7946 0000"
+    cleaned, errors = validate_form(TenantForm.from_mapping({**us_form, "phone": "(425) 555-0100"}), us)
+    assert errors == {} and cleaned.phone == "+1 425-555-0100"
+    # A British number's digits are no US number: refused next to the phone, as typed, the rest kept.
+    cleaned, errors = validate_form(TenantForm.from_mapping({**us_form, "phone": "020 7946 0000"}), us)
+    assert set(errors) == {"phone"} and "not a valid phone number for United States" in errors["phone"]
+    assert "+1 201-555-0123" in errors["phone"]  # the country's example, to type it like
+    assert cleaned.phone == "020 7946 0000" and cleaned.company_name == GOOD_FORM["company_name"]
+    _, errors = validate_form(TenantForm.from_mapping({**GOOD_FORM, "phone": "+44 20 79"}), gb)
+    assert "not a valid phone number for United Kingdom" in errors["phone"]
 
 
 @pytest.mark.parametrize(
@@ -190,7 +207,10 @@ async def test_check_form_reports_every_field_and_sends_nothing(services: Servic
     assert raised.value.form is not None and raised.value.form.company_name == GOOD_FORM["company_name"]
     with pytest.raises(FormInvalid) as raised:
         await services.tenants.check_form(caller, {**GOOD_FORM, "country": "ZZ"})
-    assert "ZZ" in raised.value.errors["country"]
+    assert "from the list" in raised.value.errors["country"]
+    with pytest.raises(FormInvalid) as raised:  # a real country the rules resource does not know
+        await services.tenants.check_form(caller, {**GOOD_FORM, "country": "FJ"})
+    assert "Fiji" in raised.value.errors["country"]
     assert await _customers_with_domain(sandbox, "northwindbrews.onmicrosoft.com") == 0
 
 

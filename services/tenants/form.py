@@ -7,11 +7,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from services.countries import country_name
 from services.errors import InvalidInput
 from services.mail import is_mail_address
 from services.partner_center.models import (
     CountryValidationRules,
 )
+from services.phones import InvalidPhone, normalise_phone
 
 DOMAIN_SUFFIX = ".onmicrosoft.com"
 # Where Microsoft's rules resource gives no field for it: the countries whose customers need an
@@ -20,9 +22,7 @@ DOMAIN_SUFFIX = ".onmicrosoft.com"
 REGISTRATION_COUNTRIES = frozenset("AM AZ BY HU KZ KG MD RU TJ UZ UA BR".split())
 PHONE_COUNTRIES = frozenset("AM AZ BY HU KZ KG MD RU TJ UZ UA".split())
 
-_PHONE = re.compile(r"^\+?[0-9 ()./-]{6,25}$")
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{0,26}$")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
 _LIMITS = {
     "company_name": 200,
     "address_line1": 200,
@@ -205,28 +205,33 @@ def validate_form(form: TenantForm, profile: CountryProfile) -> tuple[TenantForm
     if profile.states:
         match = next((s for s in profile.states if s.lower() == state.lower()), None)
         state = match or state
+    country = country_name(profile.country)
     if profile.state_required and not state:
-        errors["state"] = f"Enter the state or region; it is required in {profile.country}."
+        errors["state"] = f"Choose the state or region; it is required in {country}."
     elif state and profile.states and state not in profile.states:
-        errors["state"] = f"{state} is not a state of {profile.country}; use its code, e.g. {profile.states[0]}."
+        errors["state"] = f"{state} is not a state of {country}; choose one from the list."
     postal = form.postal_code.upper() if profile.country in {"GB", "CA", "IE", "NL"} else form.postal_code
     if profile.postal_required and not postal:
-        errors["postal_code"] = f"Enter the postal code; it is required in {profile.country}."
+        errors["postal_code"] = f"Enter the postal code; it is required in {country}."
     elif postal and profile.postal_pattern and not _postal_matches(profile.postal_pattern, postal):
-        errors["postal_code"] = f"{postal} is not a postal code of {profile.country}."
+        errors["postal_code"] = f"{postal} is not a postal code of {country}."
     email = form.email.lower()
     if email and not is_mail_address(email):
         errors["email"] = f"{form.email} is not a valid e-mail address."
     phone = form.phone
     if not phone and profile.phone_required:
-        errors["phone"] = f"Enter a phone number; Microsoft requires one in {profile.country}."
-    elif phone and (not _PHONE.match(phone) or not 6 <= sum(ch.isdigit() for ch in phone) <= 15):
-        errors["phone"] = "Enter the phone number with digits only (a leading + and spaces are fine)."
+        errors["phone"] = f"Enter a phone number; Microsoft requires one in {country}."
+    elif phone:
+        try:
+            phone = normalise_phone(phone, profile.country)
+        except InvalidPhone as invalid:
+            errors["phone"] = str(invalid)
+            phone = form.phone  # kept as typed, to correct
     registration = form.registration_number
     if profile.registration_required:
         if not registration:
             errors["registration_number"] = (
-                f"Microsoft requires the company registration number for a company in {profile.country}."
+                f"Microsoft requires the company registration number for a company in {country}."
             )
         elif profile.registration_pattern and not re.match(profile.registration_pattern, registration):
             errors["registration_number"] = "That registration number is not in the format this country uses."
@@ -234,10 +239,10 @@ def validate_form(form: TenantForm, profile: CountryProfile) -> tuple[TenantForm
         registration = ""  # Microsoft refuses one where the country does not use it (600002)
     culture = next((c for c in profile.cultures if c.lower() == form.culture.lower()), "")
     if not culture:
-        errors["culture"] = f"Choose one of the cultures Microsoft supports in {profile.country}."
+        errors["culture"] = f"Choose one of the cultures Microsoft supports in {country}."
     language = next((lang for lang in profile.languages if lang.lower() == form.language.lower()), "")
     if not language:
-        errors["language"] = f"Choose one of the languages Microsoft supports in {profile.country}."
+        errors["language"] = f"Choose one of the languages Microsoft supports in {country}."
     problem = prefix_problem(form.domain_prefix)
     if problem:
         errors["domain_prefix"] = problem
@@ -250,6 +255,7 @@ def validate_form(form: TenantForm, profile: CountryProfile) -> tuple[TenantForm
         state=state,
         postal_code=postal,
         email=email,
+        phone=phone,
         culture=culture or form.culture,
         language=language or form.language,
         registration_number=registration,

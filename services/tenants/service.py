@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services import audit
 from services.access import Caller
 from services.clock import SYSTEM_CLOCK, Clock
+from services.countries import country_name, normalise_country
 from services.db import utcnow
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
 from services.jobs import FAILED, JobService, JobView
@@ -46,7 +47,6 @@ from services.partner_center.models import (
 from services.roles import Permission
 from services.tenants.credentials import CredentialsMail, new_password
 from services.tenants.form import (
-    _COUNTRY,
     DOMAIN_SUFFIX,
     CountryProfile,
     FormInvalid,
@@ -131,13 +131,15 @@ class TenantService:
         return True
 
     async def country_profile(self, country: str) -> CountryProfile:
-        code = country.strip().upper()
-        if not _COUNTRY.match(code):
-            raise FormInvalid({"country": "Enter the country as its two-letter code, e.g. GB, US or DE."})
+        code = normalise_country(country)
+        if code is None:
+            raise FormInvalid({"country": "Choose the company's country from the list."})
         try:
             rules = await self._pc.country_rules(code)
         except PartnerCenterNotFound:
-            raise FormInvalid({"country": f"Microsoft has no rules for country {code}; check the code."}) from None
+            raise FormInvalid(
+                {"country": f"Microsoft does not take new customers in {country_name(code)} from this form."}
+            ) from None
         return country_profile_of(code, rules)
 
     async def prefilled_form(self, caller: Caller) -> tuple[TenantForm, CountryProfile | None]:
@@ -186,7 +188,7 @@ class TenantService:
         caller.require(Permission.MANAGE_SERVICES)
         form = TenantForm.from_mapping(values)
         if not form.country:
-            raise FormInvalid({"country": "Enter the country as its two-letter code, e.g. GB, US or DE."})
+            raise FormInvalid({"country": "Choose the company's country from the list."})
         profile = await self.country_profile(form.country)
         cleaned, errors = validate_form(form, profile)
         if errors:

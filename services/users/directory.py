@@ -17,13 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit, formatting
 from services.access import Caller
+from services.countries import normalise_country
 from services.db import utcnow
 from services.errors import DomainError, InvalidInput, NotFound
 from services.idempotency import IdempotencyService
 from services.mail import Mail, Mailer, MailNotDelivered, is_mail_address
 from services.models import DirectoryUser, Organisation, TenantUser
 from services.payloads import row_ids
-from services.users.countries import normalise_usage_location
 from services.users.passwords import generate_password, hash_password, verify_password
 from services.users.service import NewUser, UserService
 
@@ -136,7 +136,7 @@ class DirectoryService:
                 errors.append(f"line {number}: {problem}")
                 continue
             if values["usage_location"]:
-                values["usage_location"] = normalise_usage_location(values["usage_location"]) or ""
+                values["usage_location"] = normalise_country(values["usage_location"]) or ""
             values["display_name"] = values["display_name"] or f"{values['first_name']} {values['last_name']}".strip()
             parsed[values["email"]] = values
         added = updated = 0
@@ -370,7 +370,7 @@ class DirectoryService:
 def _row_problem(values: dict[str, str]) -> str | None:
     if not is_mail_address(values["email"]):
         return f"{values['email'] or '(empty)'} is not an e-mail address"
-    if values["usage_location"] and normalise_usage_location(values["usage_location"]) is None:
+    if values["usage_location"] and normalise_country(values["usage_location"]) is None:
         return f"usage_location {values['usage_location']!r} is not a two-letter country code"
     for key in ("first_name", "last_name"):
         if len(values[key]) > 64:

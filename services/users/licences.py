@@ -19,13 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit, formatting
 from services.access import Caller
+from services.countries import normalise_country
 from services.errors import InvalidInput, NotFound
 from services.idempotency import IdempotencyService
 from services.models import LicencePool, TenantUser
 from services.partner_center import PartnerCenterClient
 from services.partner_center.errors import PartnerCenterError
 from services.partner_center.models import CustomerUser, LicenseAssignment, LicenseUpdate
-from services.users.countries import normalise_usage_location
 from services.users.service import SubscriptionBrief, TenantContext, UserService, subscriptions_by_licence
 from services.users.sync import UserSync
 
@@ -168,7 +168,7 @@ class LicenceService:
                 field="users",
             )
         without_location = [name for _, name, location in need if not location]
-        location = normalise_usage_location(usage_location) if usage_location.strip() else None
+        location = normalise_country(usage_location) if usage_location.strip() else None
         if without_location and location is None:
             raise InvalidInput(
                 f"{', '.join(without_location)} {'has' if len(without_location) == 1 else 'have'} no usage "

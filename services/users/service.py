@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit
 from services.access import Caller
+from services.countries import normalise_country
 from services.db import utcnow
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
 from services.idempotency import IdempotencyService
@@ -26,7 +27,6 @@ from services.partner_center import PartnerCenterClient
 from services.partner_center.errors import PartnerCenterConflict, PartnerCenterError, PartnerCenterInvalidInput
 from services.partner_center.models import CustomerUser, PasswordProfile
 from services.roles import Permission
-from services.users.countries import normalise_usage_location
 from services.users.passwords import generate_password
 from services.users.sync import UserSync, apply_user
 
@@ -371,9 +371,9 @@ class UserService:
             errors["user_name"] = "The user name may use letters, digits, dots, dashes and underscores (e.g. kim.lee)."
         if domain not in domains:
             errors["domain"] = f"{domain or 'That domain'} is not one of your tenant's domains ({', '.join(domains)})."
-        location = normalise_usage_location(form.usage_location)
+        location = normalise_country(form.usage_location)
         if location is None:
-            errors["usage_location"] = "The usage location is a two-letter country code, e.g. GB or US."
+            errors["usage_location"] = "Choose the usage location: the country where the user works."
         email = form.password_email.strip()
         if not is_mail_address(email):
             errors["password_email"] = "Enter the e-mail address the password should be sent to."

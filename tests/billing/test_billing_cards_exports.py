@@ -22,6 +22,7 @@ from cards.billing import (
 )
 from dialogs import billing as billing_dialog
 from dialogs.billing import report_view, summary_view
+from services import formatting
 from services.billing.cycles import CycleCalendar
 from services.billing.export import CSV_COLUMNS, to_csv, to_xlsx
 from services.billing.rating import rate_cycle
@@ -265,3 +266,23 @@ def test_xlsx_escapes_text_and_leaves_unpriced_cells_empty() -> None:
     assert sheet["D2"].value == "s&<1>" and sheet["F2"].value == 'R&D "Plan" <1>'
     assert sheet["J2"].value is None and sheet["M2"].value is None and sheet["N2"].value is None
     assert sheet["I2"].value == 1 and sheet["K2"].value == 30
+
+
+@pytest.mark.parametrize(
+    ("locale", "total", "period", "dated"),
+    [
+        ("nb_NO", "287,29\u00a0€", "1.–30. sep. 2026", "1. okt. 2026"),
+        ("de_DE", "287,29\u00a0€", "1.–30. Sept. 2026", "01.10.2026"),
+        ("sv_SE", "287,29\u00a0€", "1–30 sep. 2026", "1 okt. 2026"),
+        ("en_US", "€287.29", "Sep 1\u2009–\u200930, 2026", "Oct 1, 2026"),
+    ],
+)
+def test_the_bill_reads_in_the_readers_locale(locale: str, total: str, period: str, dated: str) -> None:
+    with formatting.reading(locale):
+        card = build_report_card(report_view(_reports(), "Contoso Ltd", "2026-09 to 2026-10"))
+        summary = build_bill_summary_card(summary_view(_reports()[0]))
+    assert_valid_card(card)
+    assert_valid_card(summary)
+    said = card_text(card)
+    assert f"Total\n{total}" in said and period in said and dated in said, said
+    assert dated in card_text(summary)

@@ -40,14 +40,22 @@ async def test_the_form_corrects_in_place_and_the_tenant_is_created(chat: tuple[
     browser, services = chat
     await browser.send("add tenant", expect="Create a new tenant")
     await browser.click("Create a new tenant", expect="Check and continue")
+    # The country and its state are chosen from lists (named, submitting Microsoft's codes).
+    await browser.select("Country", "United States")
+    await browser.select("State or region (required in United States)", "Washington (WA)")
+    await browser.screenshot("country-and-state")
+    await browser.fill("Contact phone", "020 7946 0000")  # a British number: no US number
     await browser.fill(DOMAIN_PREFIX, "9 not a prefix")
     await browser.click("Check and continue", expect="starts with a letter")
+    await browser.wait_for_text("is not a valid phone number for United States")
     await browser.screenshot("form-error")
     assert await _form_cards(browser) == 1, "the form shown again must replace the first copy"
+    await browser.fill("Contact phone", "425 555 0100")
     await browser.fill(DOMAIN_PREFIX, "contosobrowser")
     await browser.click("Check and continue", expect="Create this Microsoft 365 tenant?")
     await browser.click("Change details", expect="Check and continue")
     await browser.click("Check and continue", expect="contosobrowser.onmicrosoft.com")
+    await browser.wait_for_text("+1 425-555-0100")  # written the international way
     await browser.check(MCA)
     answer = await browser.click("Create the tenant", expect="Working on it")
     assert any("✓ Create the tenant — Alex Wilber" in m["text"] for m in answer)

@@ -110,8 +110,8 @@ async def test_a_new_user_is_corrected_in_place_created_and_the_password_only_ma
     await browser.fill("User name", "kim lee")
     await browser.fill("E-mail the generated password to", "kim@example.com")
     await browser.click("Create user", expect="The user name may use letters, digits")
-    kept = {field["value"] for field in await browser.inputs()}
-    assert {"Kim", "Lee", "kim lee", "kim@example.com", "US"} <= kept, kept
+    kept = {field["value"] for field in await browser.inputs()}  # the usage location: its drop-down shows the name
+    assert {"Kim", "Lee", "kim lee", "kim@example.com", "United States"} <= kept, kept
     forms = [m for m in await browser.messages() if "E-mail the generated password to" in m["text"]]
     assert len(forms) == 1, "the form shown again replaces the first copy"
     await browser.screenshot("form-error")
@@ -155,7 +155,7 @@ async def test_licences_are_assigned_to_users_picked_from_a_long_list_and_remove
     await browser.untick(TO_LICENSE, "Person 04 (")
     # Users created elsewhere without a usage location: Microsoft needs one before a licence.
     await browser.click("Assign", expect="Person 03, Person 19 have no usage location")
-    await browser.fill("Usage location for users who have none (two-letter country code)", "GB")
+    await browser.select("Usage location for users who have none", "United Kingdom")
     answer = await browser.click("Assign", expect="Licences assigned")
     outcome = next(m["text"] for m in answer if "Licences assigned" in m["text"])
     assert "✔ Person 03: assigned" in outcome and "✔ Person 19: assigned" in outcome
