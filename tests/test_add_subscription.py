@@ -264,7 +264,7 @@ async def test_a_price_changed_after_display_is_shown_and_confirmed_again(
     await services.pricing.import_csv(
         GLOBAL_LIST,
         "product_id,sku_id,term_duration,billing_cycle,currency,unit_price,valid_from,valid_to\n"
-        f"CFQ7TTC0LH18,0001,P1Y,monthly,USD,6.10,{utcnow().date().isoformat()},\n",
+        f"CFQ7TTC0LH18,0001,P1Y,monthly,USD,6.10,{services.clock.today().isoformat()},\n",
         actor="op",
     )
     again = await chat.submit(action(quote, "Create subscription"))
