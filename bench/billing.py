@@ -57,6 +57,7 @@ from services.billing import service as billing_service  # noqa: E402
 from services.billing.export import to_xlsx  # noqa: E402
 from services.billing.rating import PriceIndex, rate_cycle, rate_cycles  # noqa: E402
 from services.billing.service import BillingService  # noqa: E402
+from services.clock import Clock  # noqa: E402
 from services.db import create_engine, create_session_factory  # noqa: E402
 from services.ledger import LedgerEvent, LedgerRecord, LedgerSource, SubscriptionLedger  # noqa: E402
 from services.migrate import upgrade_database  # noqa: E402
@@ -245,7 +246,7 @@ async def _measure(engine: AsyncEngine, subs: int, timer: Timer) -> dict[str, An
     del rows
     out["setup_rss_mb"] = _rss_mb()
     ledger = SubscriptionLedger(sessions)
-    billing = BillingService(sessions, ledger, Prices(), AlertService(sessions), clock=lambda: NOW)
+    billing = BillingService(sessions, ledger, Prices(), AlertService(sessions), clock=Clock(lambda: NOW))
     caller = Caller(1, org.id, "Bench Ltd", "b@bench.example", "Bench", frozenset({"admin"}))
 
     # ---- what the app does (the peak RSS is taken after these) ----
