@@ -10,7 +10,7 @@ licence pools, users, idle layers, settings, prices) with plain SELECTs and does
 **compute** is the rules alone (`due_warnings` over every organisation's facts, in memory);
 **facts + compute** is what a pass does before it claims and sends: `load_facts` (the same rows
 into the rules' views, priced now and on each renewal day) and `due_warnings`. The ratio is
-facts + compute ÷ baseline, from the same run. Target (issue 18): facts + compute ≤ 2 s. Prints
+facts + compute ÷ baseline, from the same run. Target: facts + compute ≤ 2 s. Prints
 figures; asserts nothing.
 """
 

@@ -1,6 +1,6 @@
 """The sandbox's persistence: a small document store in its own `sandbox_*` tables.
 
-The sandbox must survive restarts (issue 4, point 4) yet stay out of the product's schema, which
+The sandbox must survive restarts yet stay out of the product's schema, which
 only changes through Alembic migrations. So it keeps its own `MetaData`, creates its tables at
 start-up, and stores every resource as a JSON document keyed by (kind, id) with a version number.
 Audit records live in their own table because they are queried by date range.

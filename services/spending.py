@@ -1,4 +1,4 @@
-"""Spending that needs an approver (issue 19 §3), per organisation, set by the operator:
+"""Spending that needs an approver, per organisation, set by the operator:
 
 - a monthly-cost threshold: a purchase, seat increase or add-on that adds more than this to the
   monthly cost needs an approver;
