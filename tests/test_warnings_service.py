@@ -33,10 +33,13 @@ class Posted:
 
     sent: list[tuple[NoticeView, Recipient]] = field(default_factory=list)
     refuse: bool = False
+    untaken: bool = False  # the connector answered without a message id: nothing was posted
 
     async def __call__(self, notice: NoticeView, recipient: Recipient) -> str | None:
         if self.refuse:
             raise ConnectionError("the connector is down")
+        if self.untaken:
+            return None
         self.sent.append((notice, recipient))
         return f"activity-{len(self.sent)}"
 
@@ -119,6 +122,18 @@ async def test_seat_window_warns_once_before_it_closes_to_admins_only(world):
     assert notice.facts["unit_price"] == "6.00" and notice.facts["currency"] == "USD"
     await world.later(hours=3)
     assert await world.run() == []  # the same window is never told twice
+    assert [n.status for n in await _notices(world.services)] == ["sent"]
+
+
+async def test_a_post_teams_did_not_take_is_sent_again_on_the_next_pass(world):
+    await buy(world.services, world.org, quantity=10)
+    await world.later(days=5)
+    world.posted.untaken = True
+    assert await world.run() == []
+    assert [n.status for n in await _notices(world.services)] == ["pending"]  # not counted as delivered
+    world.posted.untaken = False
+    await world.later(minutes=1)
+    assert await world.run() == [(Kind.SEAT_WINDOW, "Alex Wilber")]
     assert [n.status for n in await _notices(world.services)] == ["sent"]
 
 

@@ -627,6 +627,9 @@ class WarningService:
             except Exception:
                 log.exception("could not post warning %s to an admin", notice.id)
                 continue
+            if not activity_id:  # Teams took nothing (no message id): not delivered, tried on the next pass
+                log.warning("warning %s was not taken for an admin's chat; it is tried again", notice.id)
+                continue
             await self._record_post(notice.id, recipient, activity_id)
             reached = True
         if await self._post_in_channel(notice):
@@ -653,6 +656,9 @@ class WarningService:
             activity_id = await self._deliver(notice, Recipient(CHANNEL_MEMBER, "the organisation channel", channel))
         except Exception:
             log.exception("could not post warning %s in the organisation channel", notice.id)
+            return False
+        if not activity_id:
+            log.warning("warning %s was not taken in the organisation channel; it is tried again", notice.id)
             return False
         await self._record_post(notice.id, Recipient(CHANNEL_MEMBER, "", channel), activity_id)
         return True
