@@ -7,7 +7,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run test lint typecheck pytest install install-test node-tools package bench clean
+.PHONY: run test lint typecheck pytest install install-test node-tools package bench clean messages
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,14 @@ test: install-test
 ## make package: the Teams app package dist/appPackage.zip (MICROSOFT_APP_ID fills the ids).
 package: install
 	$(VENV)/bin/cspbot package
+
+## make messages: extract every translatable message into the template and merge it into each
+## language's catalog (translators then fill the new, empty entries; see docs/i18n.md).
+messages: install
+	$(VENV)/bin/pybabel extract --quiet -F babel.cfg --no-location --sort-output \
+		-k N_ -o services/translations/messages.pot .
+	$(VENV)/bin/pybabel update --quiet --no-fuzzy-matching --ignore-obsolete \
+		-i services/translations/messages.pot -d services/translations
 
 bench: install-test
 	$(PY) bench/turns.py
