@@ -180,8 +180,6 @@ def pseudo(message: str) -> str:
     for literal, field, spec, conversion in Formatter().parse(message):
         parts.append(literal.translate(_ACCENTED).replace("{", "{{").replace("}", "}}"))
         if field is not None:
-            parts.append(
-                "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
-            )
+            parts.append("{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}")
     padding = "·" * max(1, len(message) // 3)
     return f"{PSEUDO_OPEN}{''.join(parts)} {padding}{PSEUDO_CLOSE}"

@@ -12,7 +12,7 @@ from services import i18n
 from services.formatting import reading
 from services.i18n import _, ngettext, pseudo_locale
 
-NB_PO = r'''msgid ""
+NB_PO = r"""msgid ""
 msgstr ""
 "Content-Type: text/plain; charset=UTF-8\n"
 "Plural-Forms: nplurals=2; plural=(n != 1);\n"
@@ -28,10 +28,10 @@ msgid "{n} seat"
 msgid_plural "{n} seats"
 msgstr[0] "{n} lisens"
 msgstr[1] "{n} lisenser"
-'''
+"""
 
 # Polish has three plural forms: 1, 2-4 (not 12-14), and the rest.
-PL_PO = r'''msgid ""
+PL_PO = r"""msgid ""
 msgstr ""
 "Content-Type: text/plain; charset=UTF-8\n"
 "Plural-Forms: nplurals=3; plural=(n==1 ? 0 : n%10>=2 && n%10<=4 && (n%100<10 || n%100>=20) ? 1 : 2);\n"
@@ -41,7 +41,7 @@ msgid_plural "{n} seats"
 msgstr[0] "{n} licencja"
 msgstr[1] "{n} licencje"
 msgstr[2] "{n} licencji"
-'''
+"""
 
 
 @pytest.fixture
