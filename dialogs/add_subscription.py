@@ -47,18 +47,19 @@ from cards.ordering import (
     build_product_list_card,
     build_quote_card,
 )
-from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_activity, card_done
+from dialogs.approval_delivery import ApprovalPosting
+from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_activity, card_done, stored
 from dialogs.catalogue import Task
 from dialogs.sdk import DialogTurnResult, WaterfallStepContext
 from dialogs.spending import ask_an_approver
 from services import formatting
-from services.container import Services
 from services.errors import DomainError, InvalidInput
 from services.jobs import SUCCEEDED, JobView
 from services.ordering import (
     UNCONFIRMED_MESSAGE,
     OfferedProduct,
     OfferedTerm,
+    OrderingService,
     PriceChanged,
     Quote,
     Storefront,
@@ -67,6 +68,7 @@ from services.ordering import (
 from services.pricing import per_month
 from services.roles import Permission
 from services.spending import ApprovalNeeded
+from services.subscriptions import ApprovalService
 from services.subscriptions.approvals import PURCHASE
 
 ORDER_DIALOG_ID = "add_subscription"
@@ -214,16 +216,18 @@ def render_stage_card(store: Storefront, state: dict[str, Any]) -> dict[str, Any
 class AddSubscriptionDialog(TaskDialog):
     title = TITLE
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, ordering: OrderingService, approvals: ApprovalService, posting: ApprovalPosting) -> None:
         super().__init__(ORDER_DIALOG_ID, [self.show_step, self.handle_step])
-        self._services = services
+        self._ordering = ordering
+        self._approvals = approvals
+        self._posting = posting
 
     # --- showing the current card ------------------------------------------------------------------
 
     async def show_step(self, step: WaterfallStepContext) -> DialogTurnResult:
         state: dict[str, Any] = dict(step.options) if isinstance(step.options, dict) else {}
         caller = caller_of(step.context)
-        ordering = self._services.ordering
+        ordering = self._ordering
         if not state:
             state = {"stage": "category"}
             try:
@@ -253,11 +257,11 @@ class AddSubscriptionDialog(TaskDialog):
 
     async def handle_step(self, step: WaterfallStepContext) -> DialogTurnResult:
         value: dict[str, Any] = step.result if isinstance(step.result, dict) else {}
-        state: dict[str, Any] = dict(step.values["state"])
+        state = stored(step, "state")
         verb = value.get("verb")
         if value.get("card") != state.get("card"):
             state["error"] = STALE_MESSAGE
-            return await step.replace_dialog(self.initial_dialog_id, state)
+            return await step.replace_dialog(self.steps_id, state)
         if verb == CANCEL:
             await step.context.send_activity("Cancelled add subscription. Nothing was ordered.")
             return await step.end_dialog()
@@ -267,24 +271,24 @@ class AddSubscriptionDialog(TaskDialog):
             state["stage"] = back.get(stage, stage)
             if state["stage"] == "group":
                 state.pop("page", None)
-            return await step.replace_dialog(self.initial_dialog_id, state)
+            return await step.replace_dialog(self.steps_id, state)
         if verb == MORE and stage == "product":
             state["page"] = int(state.get("page", 0)) + 1
-            return await step.replace_dialog(self.initial_dialog_id, state)
+            return await step.replace_dialog(self.steps_id, state)
         if verb == PICK and stage in ("category", "group", "product"):
             return await self._pick(step, state, str(value.get("value", "")))
         if verb == QUOTE and stage == "configure":
             return await self._quote(step, state, value)
         if verb == CHANGE and stage == "confirm":
             state["stage"] = "configure"
-            return await step.replace_dialog(self.initial_dialog_id, state)
+            return await step.replace_dialog(self.steps_id, state)
         if verb == CREATE and stage == "confirm":
             return await self._create(step, state)
         state["error"] = STALE_MESSAGE
-        return await step.replace_dialog(self.initial_dialog_id, state)
+        return await step.replace_dialog(self.steps_id, state)
 
     async def _pick(self, step: WaterfallStepContext, state: dict[str, Any], picked: str) -> DialogTurnResult:
-        store = await self._services.ordering.storefront(caller_of(step.context))
+        store = await self._ordering.storefront(caller_of(step.context))
         stage = state["stage"]
         if stage == "category" and picked in store.categories():
             state.update(stage="group", category=picked)
@@ -298,7 +302,7 @@ class AddSubscriptionDialog(TaskDialog):
             state.pop("quantity", None)
         else:
             state["error"] = "That is not offered to your organisation. Pick one from this card."
-        return await step.replace_dialog(self.initial_dialog_id, state)
+        return await step.replace_dialog(self.steps_id, state)
 
     async def _quote(
         self, step: WaterfallStepContext, state: dict[str, Any], value: dict[str, Any]
@@ -306,18 +310,18 @@ class AddSubscriptionDialog(TaskDialog):
         plan, quantity = str(value.get("plan", "") or ""), value.get("quantity")
         state["plan"], state["quantity"] = plan, "" if quantity is None else str(quantity)
         try:
-            quote = await self._services.ordering.quote(caller_of(step.context), state["product"], plan, quantity)
+            quote = await self._ordering.quote(caller_of(step.context), state["product"], plan, quantity)
         except InvalidInput as error:
             state.update(error=error.message, error_field=error.field or "")
-            return await step.replace_dialog(self.initial_dialog_id, state)
+            return await step.replace_dialog(self.steps_id, state)
         state.update(stage="confirm", quote=quote.as_dict(), order_key=uuid.uuid4().hex)
-        return await step.replace_dialog(self.initial_dialog_id, state)
+        return await step.replace_dialog(self.steps_id, state)
 
     async def _create(self, step: WaterfallStepContext, state: dict[str, Any]) -> DialogTurnResult:
         caller = caller_of(step.context)
         conversation = step.context.activity.conversation
         try:
-            placed = await self._services.ordering.place_order(
+            placed = await self._ordering.place_order(
                 caller,
                 Quote.from_dict(state["quote"]),
                 str(state["order_key"]),
@@ -325,15 +329,22 @@ class AddSubscriptionDialog(TaskDialog):
             )
         except PriceChanged as changed:
             state.update(quote=changed.quote.as_dict(), order_key=uuid.uuid4().hex, error=changed.message)
-            return await step.replace_dialog(self.initial_dialog_id, state)
+            return await step.replace_dialog(self.steps_id, state)
         except InvalidInput as error:  # no longer offered, or the bounds changed: choose again
             state.update(stage="configure", error=error.message, error_field=error.field or "")
-            return await step.replace_dialog(self.initial_dialog_id, state)
+            return await step.replace_dialog(self.steps_id, state)
         except ApprovalNeeded as needed:  # above the organisation's spending policy
             change = {"quote": state["quote"], "key": state["order_key"]}
             change["conversation_id"] = conversation.id if conversation else ""
             message = await ask_an_approver(
-                step.context, self._services, caller, needed, kind=PURCHASE, subscription_id="", change=change
+                step.context,
+                self._approvals,
+                self._posting,
+                caller,
+                needed,
+                kind=PURCHASE,
+                subscription_id="",
+                change=change,
             )
             card_done(step.context, "Sent to an approver")
             await step.context.send_activity(message)
@@ -351,13 +362,13 @@ class AddSubscriptionDialog(TaskDialog):
         return await step.end_dialog()
 
 
-def add_subscription_tasks(services: Services) -> list[Task]:
+def add_subscription_tasks(dialog: AddSubscriptionDialog) -> list[Task]:
     return [
         Task(
             command="add subscription",
             title="Add subscription",
             description="Buy a Microsoft 365 subscription: browse, pick a term and quantity, see the price",
-            dialog=AddSubscriptionDialog(services),
+            dialog=dialog,
             permission=Permission.MANAGE_SERVICES,
             aliases=("buy", "order", "new subscription", "add a subscription"),
         )

@@ -13,9 +13,11 @@ from typing import Any
 from cards import renewals as cards
 from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_done
 from dialogs.sdk import DialogTurnResult, WaterfallStepContext
-from services.container import Services
 from services.errors import DomainError
+from services.i18n import _
 from services.roles import Permission
+from services.subscriptions import SubscriptionChanges
+from services.warnings.service import WarningService
 
 DIALOG_ID = "renewals_dialog"
 TITLE = "Renewals"
@@ -24,14 +26,15 @@ TITLE = "Renewals"
 class RenewalsDialog(TaskDialog):
     title = TITLE
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, warnings: WarningService, changes: SubscriptionChanges) -> None:
         super().__init__(DIALOG_ID, [self.show_step, self.handle_step])
-        self._services = services
+        self._warnings = warnings
+        self._changes = changes
 
     async def show_step(self, step: WaterfallStepContext) -> DialogTurnResult:
         options: dict[str, Any] = dict(step.options or {}) if isinstance(step.options, dict) else {}
         caller = caller_of(step.context)
-        outlook = await self._services.warnings.renewals(caller)
+        outlook = await self._warnings.renewals(caller)
         card = cards.build_renewals_card(
             outlook,
             can_manage=caller.can(Permission.MANAGE_SERVICES),
@@ -44,12 +47,12 @@ class RenewalsDialog(TaskDialog):
         value: dict[str, Any] = step.result if isinstance(step.result, dict) else {}
         if value.get("verb") == cards.WITHDRAW:
             try:
-                result = await self._services.subscription_changes.withdraw_schedule(
+                result = await self._changes.withdraw_schedule(
                     caller_of(step.context), value.get("subscription_id"), key=uuid.uuid4().hex
                 )
             except DomainError as problem:
                 return await step.replace_dialog(self.initial_dialog_id or self.id, {"problem": problem.message})
             card_done(step.context)
             return await step.replace_dialog(self.initial_dialog_id or self.id, {"notice": result.message})
-        await step.context.send_activity("Done. Type **renewals** to see them again.")
+        await step.context.send_activity(_("Done. Type **renewals** to see them again."))
         return await step.end_dialog()

@@ -13,10 +13,11 @@ from typing import Any
 from cards import warnings as cards
 from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_done
 from dialogs.sdk import DialogTurnResult, WaterfallStepContext
-from services.container import Services
 from services.errors import InvalidInput
+from services.i18n import _
 from services.roles import Permission
 from services.warnings.rules import Kind
+from services.warnings.settings import WarningSettingsStore
 
 DIALOG_ID = "warning_settings_dialog"
 TITLE = "Warning settings"
@@ -32,15 +33,15 @@ def _entered(value: dict[str, Any]) -> dict[str, str]:
 class WarningSettingsDialog(TaskDialog):
     title = TITLE
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, settings: WarningSettingsStore) -> None:
         super().__init__(DIALOG_ID, [self.show_step, self.handle_step])
-        self._services = services
+        self._settings = settings
 
     async def show_step(self, step: WaterfallStepContext) -> DialogTurnResult:
         options: dict[str, Any] = dict(step.options or {}) if isinstance(step.options, dict) else {}
         caller = caller_of(step.context)
         caller.require(Permission.MANAGE_SERVICES)
-        settings = await self._services.warnings.settings.get(caller.organisation_id)
+        settings = await self._settings.get(caller.organisation_id)
         card = cards.build_settings_card(
             settings,
             entered=options.get("entered"),
@@ -52,14 +53,14 @@ class WarningSettingsDialog(TaskDialog):
     async def handle_step(self, step: WaterfallStepContext) -> DialogTurnResult:
         value: dict[str, Any] = step.result if isinstance(step.result, dict) else {}
         if value.get("verb") != cards.SAVE_SETTINGS:
-            await step.context.send_activity("Done. Type **warning settings** to change them again.")
+            await step.context.send_activity(_("Done. Type **warning settings** to change them again."))
             return await step.end_dialog()
         caller = caller_of(step.context)
         caller.require(Permission.MANAGE_SERVICES)
         entered = _entered(value)
         enabled = [kind.value for kind in Kind if entered[f"on_{kind.value}"] == "true"]
         try:
-            await self._services.warnings.settings.change(
+            await self._settings.change(
                 caller.organisation_id,
                 actor=caller.actor,
                 enable=enabled,
@@ -73,7 +74,8 @@ class WarningSettingsDialog(TaskDialog):
             )
         except InvalidInput as bad:
             return await step.replace_dialog(
-                self.initial_dialog_id or self.id, {"entered": entered, "error": f"Nothing was saved: {bad.message}"}
+                self.initial_dialog_id or self.id,
+                {"entered": entered, "error": _("Nothing was saved: {reason}", reason=bad.message)},
             )
-        card_done(step.context, "Saved")
-        return await step.replace_dialog(self.initial_dialog_id or self.id, {"notice": "Saved."})
+        card_done(step.context, _("Saved"))
+        return await step.replace_dialog(self.initial_dialog_id or self.id, {"notice": _("Saved.")})
