@@ -207,7 +207,7 @@ class CardFlow(TaskDialog):
     """
 
     home: ClassVar[str] = "list"
-    unknown: ClassVar[str | None] = None  # an unknown verb (an old card): this screen, or the current one
+    fallback: ClassVar[str | None] = None  # an unknown verb (an old card) is read as this one (None: shown again)
     retry_errors: ClassVar[tuple[type[DomainError], ...]] = (DomainError,)
     sticky: ClassVar[tuple[str, ...]] = (ONE_SHOT,)  # view keys kept from screen to screen
 
@@ -244,9 +244,10 @@ class CardFlow(TaskDialog):
         current: View = stored(step, "view") or {SCREEN: self._start}
         name = payload.get("verb")
         verb = self.verbs.get(name) if isinstance(name, str) else None
-        if verb is None:  # not a button of this task (an old card): show where it stands
-            clean = {k: v for k, v in current.items() if k not in (ERROR, ERROR_FIELD, NOTICE)}
-            return await self._show(step, {**clean, SCREEN: self.unknown} if self.unknown else clean)
+        if verb is None and self.fallback is not None:  # not a button of this task (an old card)
+            verb, payload = self.verbs[self.fallback], {}
+        if verb is None:  # … and the task has no fallback: show where it stands
+            return await self._show(step, {k: v for k, v in current.items() if k not in (ERROR, ERROR_FIELD, NOTICE)})
         turn = Turn(step.context, caller_of(step.context), current)
         entered = kept(payload, verb.keep)
         try:

@@ -178,7 +178,7 @@ class PageWanted:
 class SubscriptionsDialog(CardFlow):
     title = TITLE
     home = LIST
-    unknown = LIST  # "Back", or an old card's button: the list again
+    fallback = cards.BACK  # an old card's button: the list again
     retry_errors = (InvalidInput, StaleSubscription)  # shown on the card; other refusals on the list
 
     def __init__(
@@ -204,6 +204,7 @@ class SubscriptionsDialog(CardFlow):
         opens = (SID,)
         self.verbs = {
             cards.CLOSE: Verb(END, self._close),
+            cards.BACK: Verb(LIST),
             cards.PAGE: Verb(LIST, self._page, parse=PageWanted.of),
             cards.REFRESH: Verb(LIST, self._page, parse=PageWanted.of),
             cards.QUANTITY: Verb(QUANTITY, keep=opens),
