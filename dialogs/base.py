@@ -18,6 +18,7 @@ is shown — with the action's notice, or on `on_error` with the service's messa
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
@@ -134,6 +135,7 @@ class TaskDialog(ComponentDialog):
 
 View = dict[str, Any]  # what a screen shows: plain values (ids, entered text), kept in the dialog's state
 END = ""  # the "next screen" of a verb that ends the task
+HERE = "."  # the screen the clicked card was on (a verb offered on several screens)
 SCREEN, ERROR, ERROR_FIELD, NOTICE, CARD = "screen", "error", "error_field", "notice", "card"
 ONE_SHOT = "one_shot"  # a view started for one change: the task ends with that change's outcome
 P = TypeVar("P")
@@ -172,10 +174,11 @@ class Verb(Generic[P]):
 
     next: str  # the screen after the action (END: the task ends, the action's text is said)
     action: Action[P] | None = None  # (turn, parsed) -> Outcome; None: the button only navigates
-    on_error: str | None = None  # the screen a refusal is shown on (None: the flow's home screen)
+    on_error: str | None = None  # the screen a refusal is shown on (None: the flow's home screen; HERE)
     parse: Callable[[Mapping[str, Any]], P] = no_payload  # type: ignore[assignment]
     keep: tuple[str, ...] = ()  # payload fields the next screen shows again (ids, what was typed)
     done: bool = False  # once carried out, the clicked card becomes a record of it
+    on: frozenset[str] = frozenset()  # the screens that offer it (empty: any); elsewhere it is stale
 
 
 def kept(payload: Mapping[str, Any], names: Sequence[str], limit: int = 2000) -> View:
@@ -210,6 +213,9 @@ class CardFlow(TaskDialog):
     fallback: ClassVar[str | None] = None  # an unknown verb (an old card) is read as this one (None: shown again)
     retry_errors: ClassVar[tuple[type[DomainError], ...]] = (DomainError,)
     sticky: ClassVar[tuple[str, ...]] = (ONE_SHOT,)  # view keys kept from screen to screen
+    carries_view: ClassVar[bool] = False  # a wizard: every choice so far goes on to the next screen
+    token_key: ClassVar[str | None] = None  # each card shown gets a new token; an older card's click is stale
+    stale_message: ClassVar[str] = ""  # said on the current card when a click is stale (translated when shown)
 
     def __init__(self, dialog_id: str, start: str | None = None) -> None:
         super().__init__(dialog_id, [self.show_step, self.handle_step])
@@ -228,6 +234,8 @@ class CardFlow(TaskDialog):
         ended = await self.opening(step, view)
         if ended is not None:
             return ended
+        if self.token_key:
+            view[self.token_key] = uuid.uuid4().hex
         turn = Turn(step.context, caller_of(step.context), view)
         try:
             card = await self.screens[view.get(SCREEN) or self.home](turn)
@@ -246,8 +254,11 @@ class CardFlow(TaskDialog):
         verb = self.verbs.get(name) if isinstance(name, str) else None
         if verb is None and self.fallback is not None:  # not a button of this task (an old card)
             verb, payload = self.verbs[self.fallback], {}
-        if verb is None:  # … and the task has no fallback: show where it stands
-            return await self._show(step, {k: v for k, v in current.items() if k not in (ERROR, ERROR_FIELD, NOTICE)})
+        here = str(current.get(SCREEN) or self.home)
+        stale = bool(self.token_key) and payload.get(self.token_key or "") != current.get(self.token_key or "")
+        if verb is None or stale or (verb.on and here not in verb.on):  # an old card: show where it stands
+            said = _(self.stale_message) if self.stale_message else None
+            return await self._show(step, {**self._carried(current, everything=True), SCREEN: here, ERROR: said})
         turn = Turn(step.context, caller_of(step.context), current)
         entered = kept(payload, verb.keep)
         try:
@@ -258,20 +269,33 @@ class CardFlow(TaskDialog):
             error_field = refused.field if isinstance(refused, InvalidInput) else None
             return await self._show(
                 step,
-                {**self._sticky(current), **entered, SCREEN: screen, ERROR: refused.message, ERROR_FIELD: error_field},
+                {
+                    **self._carried(current),
+                    **entered,
+                    SCREEN: here if screen == HERE else screen,
+                    ERROR: refused.message,
+                    ERROR_FIELD: error_field,
+                },
             )
         if verb.done:
             card_done(step.context)
+        if isinstance(outcome, Next):  # the action chose the next screen itself
+            return await self._show(step, {**self._carried(current), **outcome.view, SCREEN: outcome.screen})
         if verb.next == END or (verb.done and current.get(ONE_SHOT) and isinstance(outcome, str)):
-            if isinstance(outcome, str) and outcome:
+            if outcome:
                 await step.context.send_activity(outcome)
-            return await step.end_dialog(outcome if isinstance(outcome, str) else None)
-        if isinstance(outcome, Next):
-            return await self._show(step, {**self._sticky(current), **outcome.view, SCREEN: outcome.screen})
-        return await self._show(step, {**self._sticky(current), **entered, SCREEN: verb.next, NOTICE: outcome})
+            return await step.end_dialog(outcome or None)
+        return await self._show(step, {**self._carried(current), **entered, SCREEN: verb.next, NOTICE: outcome})
 
     def _sticky(self, view: View) -> View:
         return {key: view[key] for key in self.sticky if key in view}
+
+    def _carried(self, view: View, *, everything: bool = False) -> View:
+        """What goes on to the next screen: the sticky keys, or (a wizard, or the same screen again)
+        the whole view but its messages."""
+        if not (everything or self.carries_view):
+            return self._sticky(view)
+        return {key: item for key, item in view.items() if key not in (ERROR, ERROR_FIELD, NOTICE, self.token_key)}
 
     async def _show(self, step: WaterfallStepContext, view: View) -> DialogTurnResult:
         return await step.replace_dialog(self.steps_id, {key: item for key, item in view.items() if item is not None})

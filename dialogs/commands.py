@@ -179,7 +179,7 @@ class CommandDialog(TaskDialog):
         if isinstance(outcome, Purchase):
             quote = outcome.quote
             state = {
-                "stage": "confirm",
+                SCREEN: "confirm",
                 "category": outcome.category,
                 "group": outcome.group,
                 "product": f"{quote.product_id}:{quote.sku_id}",
