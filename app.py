@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.auth import AuthenticationFailed, RequestAuthenticator, SigningKeySource, build_connections
 from bot.connector_clients import KeepAliveClientFactory
 from bot.exports import export_handler
+from bot.file_uploads import OneDriveUploads
 from bot.handler import CspBot, InvokeHandler
 from bot.inputs import MAX_NESTING, nested_too_deeply, unsafe_ids
 from bot.invokes import default_invoke_handlers
@@ -100,12 +101,17 @@ def version() -> str:
         return "0+unknown"
 
 
+def bot_tasks(services: Services) -> Sequence[Task]:
+    """The bot's tasks, with the OneDrive upload of billing's exports (the bot's transport)."""
+    return default_tasks(services, OneDriveUploads(services.outbound_hosts.file_upload))
+
+
 def create_app(
     settings: Settings,
     *,
     connections: Connections | None = None,
     signing_keys: SigningKeySource | None = None,
-    tasks: TaskFactory = default_tasks,
+    tasks: TaskFactory = bot_tasks,
     run_jobs: bool = True,
     partner_center: PartnerCenterOpener = open_bot_partner_center,
     invokes: InvokeFactory = default_invoke_handlers,
@@ -235,7 +241,7 @@ def _delivers_waiting_approvals(services: Services, messenger: ProactiveMessenge
 
     async def deliver(chat_id: str, caller: Caller) -> None:
         if caller.can(Permission.DECIDE_SUSPENSION):
-            await ApprovalDelivery(services, messenger).deliver_waiting(
+            await ApprovalDelivery(services.approvals, services.conversations, messenger).deliver_waiting(
                 caller.organisation_id, caller.member_id, chat_id
             )
         if caller.can(Permission.MANAGE_SERVICES):

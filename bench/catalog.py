@@ -138,18 +138,18 @@ def main() -> None:
             render_stage_card(build_storefront(products, entries, DAY), {**state, "card": "t" * 32})
         )
 
-    product_state = {"stage": "product", "category": largest_category, "group": largest_group, "page": 0}
+    product_state = {"screen": "product", "category": largest_category, "group": largest_group, "page": 0}
 
     cases: list[tuple[str, Callable[[], Any]]] = [
         ("trivial card (baseline)", lambda: json.dumps(card([text("Hello")]))),
         ("storefront (1,000 products, 5,500 prices)", lambda: build_storefront(products, entries, DAY)),
-        ("category card", stage({"stage": "category"})),
-        (f"group card ({largest_category})", stage({"stage": "group", "category": largest_category})),
+        ("category card", stage({"screen": "category"})),
+        (f"group card ({largest_category})", stage({"screen": "group", "category": largest_category})),
         (
             f"product list card ({len(store.in_group(largest_category, largest_group))} products, page 1)",
             stage(product_state),
         ),
-        ("category card incl. storefront", with_storefront({"stage": "category"})),
+        ("category card incl. storefront", with_storefront({"screen": "category"})),
         ("product list card incl. storefront", with_storefront(product_state)),
     ]
     results = [(name, *measure(build, args.runs)) for name, build in cases]

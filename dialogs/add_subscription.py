@@ -1,6 +1,7 @@
-"""Dialog "add subscription" (SPEC §2): one card at a time, driven by a small state machine.
+"""Dialog "add subscription" (SPEC §2): a card flow — a wizard whose every choice goes on to the
+next card (`AddSubscriptionDialog.verbs`: pick, more, back, quote, change, create, cancel).
 
-Steps (the waterfall loops through `show_step` → `handle_step` with the new state):
+Screens, in order:
   category  → pick a category (only those with priced products)
   group     → pick a product group of it (only groups with priced products)
   product   → pick a product; "show details" reveals offer id, what it includes, terms
@@ -8,8 +9,9 @@ Steps (the waterfall loops through `show_step` → `handle_step` with the new st
   confirm   → the price (unit, total per billing period, term total, currency); "create subscription"
               places the order as a durable job keyed by this card's order key and ends the dialog
 
-Every submit's `card` token must be the current card's, or the current card is shown again with
-"out of date"; every id is re-checked against the organisation's storefront by the services.
+Every submit's `card` token must be the current card's (and its verb one that card offers), or the
+current card is shown again with "out of date"; every id is re-checked against the organisation's
+storefront by the services.
 The new subscription is posted by the job's notifier (`render_order_job`).
 """
 
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -47,18 +51,34 @@ from cards.ordering import (
     build_product_list_card,
     build_quote_card,
 )
-from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_activity, card_done
+from dialogs.approval_delivery import ApprovalPosting
+from dialogs.base import (
+    END,
+    ERROR,
+    HERE,
+    SCREEN,
+    CardFlow,
+    Next,
+    Outcome,
+    Turn,
+    Verb,
+    View,
+    caller_of,
+    card_activity,
+    card_done,
+)
 from dialogs.catalogue import Task
 from dialogs.sdk import DialogTurnResult, WaterfallStepContext
 from dialogs.spending import ask_an_approver
 from services import formatting
-from services.container import Services
 from services.errors import DomainError, InvalidInput
+from services.i18n import N_, _
 from services.jobs import SUCCEEDED, JobView
 from services.ordering import (
     UNCONFIRMED_MESSAGE,
     OfferedProduct,
     OfferedTerm,
+    OrderingService,
     PriceChanged,
     Quote,
     Storefront,
@@ -67,13 +87,14 @@ from services.ordering import (
 from services.pricing import per_month
 from services.roles import Permission
 from services.spending import ApprovalNeeded
+from services.subscriptions import ApprovalService
 from services.subscriptions.approvals import PURCHASE
 
 ORDER_DIALOG_ID = "add_subscription"
 TITLE = "add subscription"
 PAGE_SIZE = 8
-STALE_MESSAGE = "That card is out of date; this is where your order stands. Use this card."
-AGREEMENT_TITLE = "First, the Microsoft Customer Agreement"
+STALE_MESSAGE = N_("That card is out of date; this is where your order stands. Use this card.")
+AGREEMENT_TITLE = N_("First, the Microsoft Customer Agreement")
 STAGES = ("category", "group", "product", "configure", "confirm")
 
 
@@ -156,8 +177,8 @@ def render_order_job(job: JobView) -> Activity:
 
 
 def render_stage_card(store: Storefront, state: dict[str, Any]) -> dict[str, Any]:
-    """The card for the state's stage (pure: the storefront is already computed)."""
-    stage, token, error = state["stage"], state["card"], state.pop("error", "")
+    """The card for the state's screen (pure: the storefront is already computed)."""
+    stage, token, error = state[SCREEN], state["card"], state.pop("error", "")
     if stage == "category":
         choices = [Choice(category, category, ", ".join(store.groups(category))) for category in store.categories()]
         return build_choice_card(
@@ -191,8 +212,8 @@ def render_stage_card(store: Storefront, state: dict[str, Any]) -> dict[str, Any
     if stage == "configure":
         offered = store.find(state["product"])
         if offered is None:  # no longer offered (price list or catalog changed meanwhile)
-            state["stage"] = "product"
-            state["error"] = "That product is no longer offered to your organisation."
+            state[SCREEN] = "product"
+            state["error"] = _("That product is no longer offered to your organisation.")
             return render_stage_card(store, state)
         return build_configure_card(
             ConfigureView(
@@ -211,153 +232,177 @@ def render_stage_card(store: Storefront, state: dict[str, Any]) -> dict[str, Any
     return build_quote_card(quote_view(Quote.from_dict(state["quote"]), token, error))
 
 
-class AddSubscriptionDialog(TaskDialog):
+@dataclass(frozen=True)
+class Picked:
+    value: str
+
+    @classmethod
+    def of(cls, payload: Mapping[str, Any]) -> Picked:
+        value = payload.get("value")
+        return cls(value.strip()[:200] if isinstance(value, str) else "")
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """The configure card: a plan key and the quantity as typed (the quote reads it within the
+    product's own bounds, which only the storefront knows)."""
+
+    plan: str
+    quantity: str | None
+
+    @classmethod
+    def of(cls, payload: Mapping[str, Any]) -> PlanEntry:
+        plan, quantity = payload.get("plan"), payload.get("quantity")
+        typed = None if quantity is None or isinstance(quantity, bool) else str(quantity)[:40]
+        return cls(str(plan or "")[:200] if isinstance(plan, str | int) else "", typed)
+
+
+BACK_TO = {"group": "category", "product": "group", "configure": "product", "confirm": "configure"}
+
+
+class AddSubscriptionDialog(CardFlow):
     title = TITLE
+    home = "category"
+    carries_view = True
+    token_key = "card"
+    stale_message = STALE_MESSAGE
+    retry_errors = (InvalidInput,)
 
-    def __init__(self, services: Services) -> None:
-        super().__init__(ORDER_DIALOG_ID, [self.show_step, self.handle_step])
-        self._services = services
+    def __init__(self, ordering: OrderingService, approvals: ApprovalService, posting: ApprovalPosting) -> None:
+        super().__init__(ORDER_DIALOG_ID)
+        self._ordering = ordering
+        self._approvals = approvals
+        self._posting = posting
+        self.screens = {stage: self._stage for stage in STAGES}
+        self.verbs = {
+            CANCEL: Verb(END, self._cancel),
+            BACK: Verb("category", self._back),
+            MORE: Verb("product", self._more, on=frozenset({"product"})),
+            PICK: Verb(HERE, self._pick, HERE, Picked.of, on=frozenset({"category", "group", "product"})),
+            QUOTE: Verb(
+                "confirm", self._quote, "configure", PlanEntry.of, ("plan", "quantity"), on=frozenset({"configure"})
+            ),
+            CHANGE: Verb("configure", on=frozenset({"confirm"})),
+            CREATE: Verb(END, self._create, "configure", on=frozenset({"confirm"})),
+        }
 
-    # --- showing the current card ------------------------------------------------------------------
-
-    async def show_step(self, step: WaterfallStepContext) -> DialogTurnResult:
-        state: dict[str, Any] = dict(step.options) if isinstance(step.options, dict) else {}
+    async def opening(self, step: WaterfallStepContext, view: View, /) -> DialogTurnResult | None:
+        """Before the first card: a tenant and Microsoft's agreement are needed, and something priced."""
         caller = caller_of(step.context)
-        ordering = self._services.ordering
-        if not state:
-            state = {"stage": "category"}
+        if not isinstance(step.options, dict) or not step.options:
+            view.clear()
+            view[SCREEN] = self.home
             try:
-                await ordering.customer_id(caller)
+                await self._ordering.customer_id(caller)
             except DomainError as error:
                 if error.code == "no_agreement":
-                    reply = card_activity(build_no_tenant_card(error.message, title=AGREEMENT_TITLE))
+                    reply = card_activity(build_no_tenant_card(error.message, title=_(AGREEMENT_TITLE)))
                 elif error.code == "no_tenant":
                     reply = card_activity(build_no_tenant_card(error.message))
                 else:  # e.g. Microsoft unreachable while checking the agreement: say so, nothing else
-                    reply = MessageFactory.text(f"I cannot open the catalog right now: {error.message}")
+                    reply = MessageFactory.text(
+                        _("I cannot open the catalog right now: {reason}", reason=error.message)
+                    )
                 await step.context.send_activity(reply)
                 return await step.end_dialog()
-        store = await ordering.storefront(caller)
+        store = await self._ordering.storefront(caller)
         if not store.products:
-            await ordering.alert_unpriced()
+            await self._ordering.alert_unpriced()
             await step.context.send_activity(
-                "Nothing can be ordered right now: no product has a price for your organisation yet. "
-                "Your reseller has been told."
+                _(
+                    "Nothing can be ordered right now: no product has a price for your organisation yet. "
+                    "Your reseller has been told."
+                )
             )
             return await step.end_dialog()
-        state["card"] = uuid.uuid4().hex
-        step.values["state"] = state
-        return await step.prompt(CARD_PROMPT, self.prompt_card(render_stage_card(store, state)))
+        return None
 
-    # --- handling what was submitted ---------------------------------------------------------------
+    # --- screens: one renderer for the wizard's stages ----------------------------------------------
 
-    async def handle_step(self, step: WaterfallStepContext) -> DialogTurnResult:
-        value: dict[str, Any] = step.result if isinstance(step.result, dict) else {}
-        state: dict[str, Any] = dict(step.values["state"])
-        verb = value.get("verb")
-        if value.get("card") != state.get("card"):
-            state["error"] = STALE_MESSAGE
-            return await step.replace_dialog(self.initial_dialog_id, state)
-        if verb == CANCEL:
-            await step.context.send_activity("Cancelled add subscription. Nothing was ordered.")
-            return await step.end_dialog()
-        stage = state["stage"]
-        if verb == BACK:
-            back = {"group": "category", "product": "group", "configure": "product", "confirm": "configure"}
-            state["stage"] = back.get(stage, stage)
-            if state["stage"] == "group":
-                state.pop("page", None)
-            return await step.replace_dialog(self.initial_dialog_id, state)
-        if verb == MORE and stage == "product":
-            state["page"] = int(state.get("page", 0)) + 1
-            return await step.replace_dialog(self.initial_dialog_id, state)
-        if verb == PICK and stage in ("category", "group", "product"):
-            return await self._pick(step, state, str(value.get("value", "")))
-        if verb == QUOTE and stage == "configure":
-            return await self._quote(step, state, value)
-        if verb == CHANGE and stage == "confirm":
-            state["stage"] = "configure"
-            return await step.replace_dialog(self.initial_dialog_id, state)
-        if verb == CREATE and stage == "confirm":
-            return await self._create(step, state)
-        state["error"] = STALE_MESSAGE
-        return await step.replace_dialog(self.initial_dialog_id, state)
+    async def _stage(self, turn: Turn) -> dict[str, Any]:
+        return render_stage_card(await self._ordering.storefront(turn.caller), turn.view)
 
-    async def _pick(self, step: WaterfallStepContext, state: dict[str, Any], picked: str) -> DialogTurnResult:
-        store = await self._services.ordering.storefront(caller_of(step.context))
-        stage = state["stage"]
-        if stage == "category" and picked in store.categories():
-            state.update(stage="group", category=picked)
-        elif stage == "group" and picked in store.groups(state["category"]):
-            state.update(stage="product", group=picked, page=0)
-        elif stage == "product" and any(
-            item.key == picked.strip().upper() for item in store.in_group(state["category"], state["group"])
+    # --- verbs: action(turn, parsed) -> Next | what was said -----------------------------------------
+
+    async def _cancel(self, _turn: Turn, _nothing: None) -> Outcome:
+        return _("Cancelled add subscription. Nothing was ordered.")
+
+    async def _back(self, turn: Turn, _nothing: None) -> Outcome:
+        here = str(turn.view.get(SCREEN))
+        back = BACK_TO.get(here, here)
+        return Next(back, {"page": None} if back == "group" else {})
+
+    async def _more(self, turn: Turn, _nothing: None) -> Outcome:
+        return Next("product", {"page": int(turn.view.get("page", 0)) + 1})
+
+    async def _pick(self, turn: Turn, picked: Picked) -> Outcome:
+        store = await self._ordering.storefront(turn.caller)
+        stage, view, value = turn.view[SCREEN], turn.view, picked.value
+        if stage == "category" and value in store.categories():
+            return Next("group", {"category": value})
+        if stage == "group" and value in store.groups(view["category"]):
+            return Next("product", {"group": value, "page": 0})
+        if stage == "product" and any(
+            item.key == value.upper() for item in store.in_group(view["category"], view["group"])
         ):
-            state.update(stage="configure", product=picked.strip().upper())
-            state.pop("plan", None)
-            state.pop("quantity", None)
-        else:
-            state["error"] = "That is not offered to your organisation. Pick one from this card."
-        return await step.replace_dialog(self.initial_dialog_id, state)
+            return Next("configure", {"product": value.upper(), "plan": None, "quantity": None})
+        raise InvalidInput(_("That is not offered to your organisation. Pick one from this card."))
 
-    async def _quote(
-        self, step: WaterfallStepContext, state: dict[str, Any], value: dict[str, Any]
-    ) -> DialogTurnResult:
-        plan, quantity = str(value.get("plan", "") or ""), value.get("quantity")
-        state["plan"], state["quantity"] = plan, "" if quantity is None else str(quantity)
-        try:
-            quote = await self._services.ordering.quote(caller_of(step.context), state["product"], plan, quantity)
-        except InvalidInput as error:
-            state.update(error=error.message, error_field=error.field or "")
-            return await step.replace_dialog(self.initial_dialog_id, state)
-        state.update(stage="confirm", quote=quote.as_dict(), order_key=uuid.uuid4().hex)
-        return await step.replace_dialog(self.initial_dialog_id, state)
+    async def _quote(self, turn: Turn, entry: PlanEntry) -> Outcome:
+        quote = await self._ordering.quote(turn.caller, turn.view["product"], entry.plan, entry.quantity)
+        shown = "" if entry.quantity is None else entry.quantity
+        return Next(
+            "confirm", {"plan": entry.plan, "quantity": shown, "quote": quote.as_dict(), "order_key": uuid.uuid4().hex}
+        )
 
-    async def _create(self, step: WaterfallStepContext, state: dict[str, Any]) -> DialogTurnResult:
-        caller = caller_of(step.context)
-        conversation = step.context.activity.conversation
+    async def _create(self, turn: Turn, _nothing: None) -> Outcome:
+        caller, view, context = turn.caller, turn.view, turn.context
+        conversation = context.activity.conversation
         try:
-            placed = await self._services.ordering.place_order(
+            placed = await self._ordering.place_order(
                 caller,
-                Quote.from_dict(state["quote"]),
-                str(state["order_key"]),
+                Quote.from_dict(view["quote"]),
+                str(view["order_key"]),
                 notify_conversation_id=conversation.id if conversation else None,
             )
-        except PriceChanged as changed:
-            state.update(quote=changed.quote.as_dict(), order_key=uuid.uuid4().hex, error=changed.message)
-            return await step.replace_dialog(self.initial_dialog_id, state)
-        except InvalidInput as error:  # no longer offered, or the bounds changed: choose again
-            state.update(stage="configure", error=error.message, error_field=error.field or "")
-            return await step.replace_dialog(self.initial_dialog_id, state)
+        except PriceChanged as changed:  # the new price, on the same card, to confirm again
+            changes = {"quote": changed.quote.as_dict(), "order_key": uuid.uuid4().hex, ERROR: changed.message}
+            return Next("confirm", changes)
         except ApprovalNeeded as needed:  # above the organisation's spending policy
-            change = {"quote": state["quote"], "key": state["order_key"]}
+            change = {"quote": view["quote"], "key": view["order_key"]}
             change["conversation_id"] = conversation.id if conversation else ""
-            message = await ask_an_approver(
-                step.context, self._services, caller, needed, kind=PURCHASE, subscription_id="", change=change
+            card_done(context, _("Sent to an approver"))
+            return await ask_an_approver(
+                context,
+                self._approvals,
+                self._posting,
+                caller,
+                needed,
+                kind=PURCHASE,
+                subscription_id="",
+                change=change,
             )
-            card_done(step.context, "Sent to an approver")
-            await step.context.send_activity(message)
-            return await step.end_dialog()
-        quote = Quote.from_dict(state["quote"])
+        quote = Quote.from_dict(view["quote"])
         if placed.created:
-            await step.context.send_activity(
-                f"Ordering **{quote.product_name}** × {quote.quantity} from Microsoft… "
-                "I will post the new subscription here as soon as Microsoft confirms it."
+            return _(
+                "Ordering **{product}** × {quantity} from Microsoft… "
+                "I will post the new subscription here as soon as Microsoft confirms it.",
+                product=quote.product_name,
+                quantity=quote.quantity,
             )
-        elif placed.job.finished:
-            await step.context.send_activity(render_order_job(placed.job))
-        else:
-            await step.context.send_activity("That order is already being placed; I will post the result here.")
-        return await step.end_dialog()
+        if placed.job.finished:
+            await context.send_activity(render_order_job(placed.job))
+            return None
+        return _("That order is already being placed; I will post the result here.")
 
 
-def add_subscription_tasks(services: Services) -> list[Task]:
+def add_subscription_tasks(dialog: AddSubscriptionDialog) -> list[Task]:
     return [
         Task(
             command="add subscription",
             title="Add subscription",
             description="Buy a Microsoft 365 subscription: browse, pick a term and quantity, see the price",
-            dialog=AddSubscriptionDialog(services),
+            dialog=dialog,
             permission=Permission.MANAGE_SERVICES,
             aliases=("buy", "order", "new subscription", "add a subscription"),
         )

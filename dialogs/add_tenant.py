@@ -46,7 +46,7 @@ from cards.tenant import (
     build_tenant_form_card,
     build_tenant_ready_card,
 )
-from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_activity
+from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_activity, stored
 from dialogs.sdk import DialogTurnResult, WaterfallStepContext
 from services.access import Caller
 from services.db import utcnow
@@ -114,7 +114,7 @@ class AddTenantDialog(TaskDialog):
 
     # ---- the loop -------------------------------------------------------------------------------
     async def show_step(self, step: WaterfallStepContext) -> DialogTurnResult:
-        state: dict[str, Any] = dict(step.options or {})
+        state: dict[str, Any] = dict(step.options) if isinstance(step.options, dict) else {}
         caller = caller_of(step.context)
         if not state:
             state = await self._first_state(step, caller)
@@ -124,7 +124,7 @@ class AddTenantDialog(TaskDialog):
         return await step.prompt(CARD_PROMPT, self.prompt_card(self._card(state)))
 
     async def handle_step(self, step: WaterfallStepContext) -> DialogTurnResult:
-        state: dict[str, Any] = dict(step.values.get("state") or {})
+        state = stored(step, "state")
         submitted = step.result if isinstance(step.result, dict) else {}
         verb = str(submitted.get("verb", ""))
         caller = caller_of(step.context)
@@ -286,12 +286,12 @@ class AddTenantDialog(TaskDialog):
         return await self._to_confirm(step, state, form)
 
     async def _keep_address(
-        self, step: WaterfallStepContext, caller: Caller, state: dict[str, Any], _: dict[str, Any]
+        self, step: WaterfallStepContext, _caller: Caller, state: dict[str, Any], _: dict[str, Any]
     ) -> DialogTurnResult:
         return await self._to_confirm(step, state, TenantForm.from_mapping(state.get("form") or {}))
 
     async def _edit(
-        self, step: WaterfallStepContext, caller: Caller, state: dict[str, Any], _: dict[str, Any]
+        self, step: WaterfallStepContext, _caller: Caller, state: dict[str, Any], _: dict[str, Any]
     ) -> DialogTurnResult:
         return await self._again(step, {**state, "stage": "form", "taken": None})
 

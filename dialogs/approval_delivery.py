@@ -2,9 +2,10 @@
 chats, where the bot has a conversation reference) and to its approvals channel if the operator set
 one; the requester told of the decision.
 
-Used by the subscriptions dialog (a new suspension request) and by the bot's approval invokes and job
-(`bot/approvals.py`). It lives in `dialogs/` because dialogs may import only cards and services: the
-bot hands its proactive messenger to each turn (`dialogs.private_replies.MESSENGER_KEY`).
+Used by the dialogs (`ApprovalPosting`: a new suspension or spending request) and by the bot's approval
+invokes and job (`bot/approvals.py`). It lives in `dialogs/` because dialogs may import only cards and
+services: the bot hands its proactive messenger to each turn (`dialogs.private_replies.MESSENGER_KEY`).
+The whole approval flow, module by module: `services/subscriptions/approvals.py`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from cards.approvals import ApprovalCardView, build_approval_card
 from dialogs.base import card_activity
 from dialogs.private_replies import Messenger, messenger_of
 from services import formatting
-from services.container import Services
+from services.conversations import ConversationReferenceService
 from services.errors import DomainError
+from services.i18n import _
+from services.jobs import JobService
 from services.spending import PolicyView
-from services.subscriptions import ApprovalView
+from services.subscriptions import ApprovalService, ApprovalView
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +35,16 @@ TERM_WORDS = {"P1M": "1 month", "P1Y": "1 year", "P2Y": "2 years", "P3Y": "3 yea
 class ApprovalDelivery:
     """Where approval cards go, and keeping every copy current."""
 
-    def __init__(self, services: Services, messenger: Messenger) -> None:
-        self._services = services
+    def __init__(
+        self, approvals: ApprovalService, conversations: ConversationReferenceService, messenger: Messenger
+    ) -> None:
+        self._approvals = approvals
+        self._conversations = conversations
         self._messenger = messenger
 
     async def card_view(self, approval: ApprovalView) -> ApprovalCardView:
-        approvers = await self._services.approvals.approvers(approval.organisation_id)
-        allow_self = await self._services.approvals.allows_self_approval(approval.organisation_id)
+        approvers = await self._approvals.approvers(approval.organisation_id)
+        allow_self = await self._approvals.allows_self_approval(approval.organisation_id)
         deciders = [a for a in approvers if allow_self or a.member_id != approval.requested_by_member_id]
         user_ids = [a.channel_user_id for a in deciders if a.channel_user_id]
         return ApprovalCardView(
@@ -63,14 +69,14 @@ class ApprovalDelivery:
         """Send the card to each approver (not the requester, unless self-approval is allowed) and to
         the approvals channel. Returns how many approvers' chats were reached, and whether the
         channel was."""
-        services = self._services
+        approvals = self._approvals
         view = await self.card_view(approval)
-        allow_self = await services.approvals.allows_self_approval(approval.organisation_id)
+        allow_self = await approvals.allows_self_approval(approval.organisation_id)
         reached = 0
-        for approver in await services.approvals.approvers(approval.organisation_id):
+        for approver in await approvals.approvers(approval.organisation_id):
             if approver.member_id == approval.requested_by_member_id and not allow_self:
                 continue
-            chat = await services.conversations.personal_chat_of(approver.member_id)
+            chat = await self._conversations.personal_chat_of(approver.member_id)
             if chat is None:
                 continue
             try:
@@ -80,16 +86,16 @@ class ApprovalDelivery:
             except Exception:
                 log.exception("could not post approval %s to an approver", approval.id)
                 continue
-            await services.approvals.add_post(approval.id, chat.conversation_id, activity_id, approver=True)
+            await approvals.add_post(approval.id, chat.conversation_id, activity_id, approver=True)
             reached += 1
-        channel = await services.approvals.channel_of(approval.organisation_id)
+        channel = await approvals.channel_of(approval.organisation_id)
         in_channel = False
         if channel:
             try:
                 activity_id = await self._messenger.send(
                     channel, card_activity(build_approval_card(view, for_approver=False, in_channel=True))
                 )
-                await services.approvals.add_post(approval.id, channel, activity_id, approver=False)
+                await approvals.add_post(approval.id, channel, activity_id, approver=False)
                 in_channel = True
             except Exception:
                 log.exception("could not post approval %s to the approvals channel", approval.id)
@@ -98,7 +104,7 @@ class ApprovalDelivery:
     async def deliver_waiting(self, organisation_id: int, member_id: int, chat_id: str) -> int:
         """An approver has just opened a chat with the bot: post them every undecided request of
         their organisation that could not reach them before. Returns how many were posted."""
-        approvals = self._services.approvals
+        approvals = self._approvals
         approver = next((a for a in await approvals.approvers(organisation_id) if a.member_id == member_id), None)
         if approver is None:
             return 0
@@ -183,29 +189,39 @@ def spending_details(approval: ApprovalView) -> list[tuple[str, str]]:
     return details
 
 
-async def post_request(context: TurnContext, services: Services, approval: ApprovalView) -> tuple[int, bool]:
-    """From a dialog: post a new request's cards with this turn's messenger."""
-    messenger = messenger_of(context)
-    if messenger is None:
-        raise DomainError("I cannot reach the approvers right now. Try again in a moment.")
-    posted = await ApprovalDelivery(services, messenger).post(approval)
-    try:
-        await schedule_expiry(services, approval)
-    except Exception:  # the request stands; a click, a refresh or another request's check expires it
-        log.exception("could not schedule the expiry check of approval %s", approval.id)
-    return posted
+class ApprovalPosting:
+    """What a dialog needs to put a new request in front of the approvers: this turn's messenger,
+    where the cards go, and the durable job that expires the request."""
+
+    def __init__(
+        self, approvals: ApprovalService, conversations: ConversationReferenceService, jobs: JobService
+    ) -> None:
+        self._approvals = approvals
+        self._conversations = conversations
+        self._jobs = jobs
+
+    async def post(self, context: TurnContext, approval: ApprovalView) -> tuple[int, bool]:
+        """Post a new request's cards with this turn's messenger; (approvers' chats reached, channel reached)."""
+        messenger = messenger_of(context)
+        if messenger is None:
+            raise DomainError(_("I cannot reach the approvers right now. Try again in a moment."))
+        posted = await ApprovalDelivery(self._approvals, self._conversations, messenger).post(approval)
+        try:
+            await schedule_expiry(self._jobs, approval)
+        except Exception:  # the request stands; a click, a refresh or another request's check expires it
+            log.exception("could not schedule the expiry check of approval %s", approval.id)
+        return posted
+
+    async def refresh(self, context: TurnContext, approval: ApprovalView) -> None:
+        """Show a request's new state on every copy of its card (e.g. once withdrawn)."""
+        messenger = messenger_of(context)
+        if messenger is not None:
+            await ApprovalDelivery(self._approvals, self._conversations, messenger).refresh_everywhere(approval)
 
 
-async def refresh_request(context: TurnContext, services: Services, approval: ApprovalView) -> None:
-    """From a dialog: show a request's new state on every copy of its card (e.g. once withdrawn)."""
-    messenger = messenger_of(context)
-    if messenger is not None:
-        await ApprovalDelivery(services, messenger).refresh_everywhere(approval)
-
-
-async def schedule_expiry(services: Services, approval: ApprovalView) -> None:
+async def schedule_expiry(jobs: JobService, approval: ApprovalView) -> None:
     """A durable job due at the request's expiry time (one per request); `bot/approvals.py` runs it."""
-    await services.jobs.submit(
+    await jobs.submit(
         EXPIRE_JOB_KIND,
         idempotency_key=f"{EXPIRE_JOB_KIND}:{approval.id}",
         payload={"approval_id": approval.id},

@@ -12,13 +12,11 @@ with real Teams, otherwise (and when consent is declined) as a single-use downlo
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, Protocol, TypeVar, overload
 
-import aiohttp
 from microsoft_agents.activity import AdaptiveCardInvokeResponse, Attachment, InvokeResponse
 from microsoft_agents.hosting.core import MessageFactory, TurnContext
 
@@ -60,12 +58,8 @@ from services.billing.reports import (
     parse_month,
 )
 from services.billing.service import EXPORT_FORMATS, EXPORT_LINK_MINUTES, BillingService, BillMonths
-from services.container import Services
 from services.errors import DomainError, InvalidInput
-from services.outbound_hosts import HostAllowList, HostNotAllowed
 from services.roles import Permission
-
-log = logging.getLogger(__name__)
 
 BILLING_DIALOG = "billing_dialog"
 BILLING_TITLE = "Billing"
@@ -325,7 +319,7 @@ def export_file(reports: Sequence[CycleReport], file_format: str, organisation: 
 
 
 def _invoke_message(message: str) -> AdaptiveCardInvokeResponse:
-    return AdaptiveCardInvokeResponse(status_code=200, type=INVOKE_MESSAGE, value=message)  # type: ignore[arg-type]
+    return AdaptiveCardInvokeResponse(status_code=200, type=INVOKE_MESSAGE, value=message)
 
 
 def _is_personal(context: TurnContext) -> bool:
@@ -333,12 +327,22 @@ def _is_personal(context: TurnContext) -> bool:
     return conversation is None or (conversation.conversation_type or "personal") == "personal"
 
 
+class FileUploads(Protocol):
+    """Where an accepted file consent's file goes (the bot's OneDrive upload, `bot/file_uploads.py`)."""
+
+    def check(self, url: str) -> None:
+        """`InvalidInput` when the upload address Teams gave is not one we may send to."""
+
+    async def put(self, url: str, content: bytes, media_type: str) -> None:
+        """Upload the file; `InvalidInput` when the upload was refused."""
+
+
 class BillingInvokes:
     """The card action and the invokes of billing: export, file consent, the message extension."""
 
-    def __init__(self, billing: BillingService, upload_hosts: HostAllowList) -> None:
+    def __init__(self, billing: BillingService, uploads: FileUploads) -> None:
         self._billing = billing
-        self._upload_hosts = upload_hosts
+        self._uploads = uploads
 
     async def _send_link(
         self, context: TurnContext, caller: Caller, fmt: str, first: tuple[int, int], last: tuple[int, int], **kw: Any
@@ -377,7 +381,8 @@ class BillingInvokes:
         """`fileConsent/invoke`: accepted → upload to the URL Teams gave and show the file; declined →
         a download link instead. The export named in the context is re-checked against the caller."""
         value = context.activity.value if isinstance(context.activity.value, dict) else {}
-        data = value.get("context") if isinstance(value.get("context"), dict) else {}
+        given = value.get("context")
+        data: dict[str, Any] = given if isinstance(given, dict) else {}
         if caller is None:
             return InvokeResponse(status=200)
         try:
@@ -387,13 +392,14 @@ class BillingInvokes:
             if value.get("action") != "accept":
                 await self._send_link(context, caller, fmt, first, last, declined=True)
                 return InvokeResponse(status=200)
-            upload = value.get("uploadInfo") if isinstance(value.get("uploadInfo"), dict) else {}
+            info_given = value.get("uploadInfo")
+            upload: dict[str, Any] = info_given if isinstance(info_given, dict) else {}
             upload_url = str(upload.get("uploadUrl", ""))
-            self._check_upload_url(upload_url)  # before the export is used up
+            self._uploads.check(upload_url)  # before the export is used up
             grant = await self._billing.redeem_export_link(str(data.get("export", "")), caller=caller)
             reports = await self._billing.reports_for_grant(grant)
             content, media_type = export_file(reports, grant.file_format, caller.organisation_name)
-            await _upload(upload_url, content, media_type)
+            await self._uploads.put(upload_url, content, media_type)
             info = file_info_attachment(
                 str(upload.get("name", "")),
                 str(upload.get("contentUrl", "")),
@@ -404,16 +410,6 @@ class BillingInvokes:
         except DomainError as error:
             await context.send_activity(error.message)
         return InvokeResponse(status=200)
-
-    def _check_upload_url(self, url: str) -> None:
-        """The URL comes in the invoke: https to OneDrive for Business only (FILE_UPLOAD_HOSTS), or loopback in
-        local mode."""
-        try:
-            self._upload_hosts.check(url)
-        except HostNotAllowed:
-            raise InvalidInput(
-                "Teams gave an upload address I cannot use, so no file was sent. Try the export again."
-            ) from None
 
     async def search(self, context: TurnContext, caller: Caller | None) -> InvokeResponse:
         """`composeExtension/query`: a month or a product typed in the compose box → bill summaries."""
@@ -458,26 +454,14 @@ def _compose(message: str) -> InvokeResponse:
     return InvokeResponse(status=200, body=compose_extension_message(message))
 
 
-async def _upload(url: str, content: bytes, media_type: str) -> None:
-    """PUT the file to the OneDrive upload session Teams created (a URL the caller has checked)."""
-    headers = {
-        "Content-Type": media_type,
-        "Content-Range": f"bytes 0-{len(content) - 1}/{len(content)}",
-    }
-    async with aiohttp.ClientSession() as session, session.put(url, data=content, headers=headers) as response:
-        if response.status >= 400:
-            log.warning("file upload refused with HTTP %s", response.status)
-            raise InvalidInput("Uploading the file did not work. Try the export again, or ask for a link.")
-
-
-def billing_tasks(services: Services) -> list[Task]:
-    invokes = BillingInvokes(services.billing, services.outbound_hosts.file_upload)
+def billing_tasks(billing: BillingService, uploads: FileUploads) -> list[Task]:
+    invokes = BillingInvokes(billing, uploads)
     return [
         Task(
             command="billing",
             title=BILLING_TITLE,
             description="Bills: last month, a range of months, a product's spend; export to Excel/CSV",
-            dialog=BillingDialog(services.billing),
+            dialog=BillingDialog(billing),
             permission=Permission.READ_BILLING,
             aliases=CHOOSER_WORDS[1:],
             prefixes=(*CHOOSER_WORDS, "what did we spend on", "what do we spend on", "spend on"),

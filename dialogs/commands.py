@@ -24,27 +24,36 @@ from microsoft_agents.hosting.core import MessageFactory, TurnContext
 from cards import commands as ui
 from cards import subscriptions as subscription_cards
 from dialogs.add_subscription import ORDER_DIALOG_ID, AddSubscriptionDialog
-from dialogs.base import CARD_PROMPT, TASK_CLOSED_KEY, TaskDialog, caller_of, card_activity, card_done
+from dialogs.base import (
+    CARD,
+    CARD_PROMPT,
+    ONE_SHOT,
+    SCREEN,
+    TASK_CLOSED_KEY,
+    TaskDialog,
+    caller_of,
+    card_activity,
+    card_done,
+    stored,
+)
 from dialogs.catalogue import Task
 from dialogs.private_replies import send_privately
 from dialogs.sdk import DialogContext, DialogTurnResult, WaterfallStepContext
 from dialogs.subscriptions import DIALOG_ID as SUBSCRIPTIONS_DIALOG_ID
-from dialogs.subscriptions import ONE_SHOT, SubscriptionsDialog
-from dialogs.users import CARD as USERS_CARD_SCREEN
+from dialogs.subscriptions import SubscriptionsDialog
 from dialogs.users import UsersDialog
 from services.commands.parser import EXAMPLES, Command, Kind, NotUnderstood, looks_like_command, parse
-from services.commands.people import FlowResult, OffboardingPlan, OnboardingPlan, PeopleFlows, people_flows
+from services.commands.people import FlowResult, OffboardingPlan, OnboardingPlan, PeopleFlows
 from services.commands.service import (
     PRIVATE_KINDS,
     Answer,
     Choose,
+    CommandService,
     LicenceAction,
     Outcome,
     Purchase,
     SubscriptionAction,
-    command_service,
 )
-from services.container import Services
 from services.errors import DomainError, InvalidInput
 from services.roles import Permission
 from services.subscriptions import CancelPlan, QuantityPlan
@@ -71,15 +80,22 @@ def _is_personal(context: TurnContext) -> bool:
 class CommandDialog(TaskDialog):
     title = TITLE
 
-    def __init__(self, services: Services) -> None:
+    def __init__(
+        self,
+        commands: CommandService,
+        people: PeopleFlows,
+        subscriptions: SubscriptionsDialog,
+        add_subscription: AddSubscriptionDialog,
+        users: UsersDialog,
+    ) -> None:
+        """`subscriptions`, `add_subscription` and `users` (id `USERS_CHILD_ID`): the tasks whose
+        confirmations the commands show; their clicks run their own code."""
         super().__init__(COMMAND_DIALOG_ID, [self.resolve_step, self.after_step])
-        self._services = services
-        self._commands = command_service(services)
-        self._people = people_flows(services, self._commands)
-        # The tasks whose confirmations the commands show; their clicks run their own code.
-        self.add_dialog(SubscriptionsDialog(services))
-        self.add_dialog(AddSubscriptionDialog(services))
-        self.add_dialog(UsersDialog(services, USERS_CHILD_ID))
+        self._commands = commands
+        self._people = people
+        self.add_dialog(subscriptions)
+        self.add_dialog(add_subscription)
+        self.add_dialog(users)
 
     async def on_continue_dialog(self, inner_dc: DialogContext) -> DialogTurnResult:
         value = inner_dc.context.activity.value
@@ -159,11 +175,11 @@ class CommandDialog(TaskDialog):
             await step.context.send_activity(MessageFactory.text(note))
         if isinstance(outcome, SubscriptionAction):
             card = _subscription_card(outcome)
-            return await step.begin_dialog(SUBSCRIPTIONS_DIALOG_ID, {"screen": "card", "card": card, ONE_SHOT: True})
+            return await step.begin_dialog(SUBSCRIPTIONS_DIALOG_ID, {SCREEN: CARD, CARD: card, ONE_SHOT: True})
         if isinstance(outcome, Purchase):
             quote = outcome.quote
             state = {
-                "stage": "confirm",
+                SCREEN: "confirm",
                 "category": outcome.category,
                 "group": outcome.group,
                 "product": f"{quote.product_id}:{quote.sku_id}",
@@ -175,7 +191,7 @@ class CommandDialog(TaskDialog):
             return await step.begin_dialog(ORDER_DIALOG_ID, state)
         if isinstance(outcome, LicenceAction):
             card = ui.build_licence_confirm_card(outcome, uuid.uuid4().hex)
-            return await step.begin_dialog(USERS_CHILD_ID, {"screen": USERS_CARD_SCREEN, "card": card})
+            return await step.begin_dialog(USERS_CHILD_ID, {SCREEN: CARD, CARD: card})
         raise TypeError(f"no confirmation for {type(outcome).__name__}")
 
     # --- 2. after -------------------------------------------------------------------------------
@@ -191,7 +207,7 @@ class CommandDialog(TaskDialog):
         if value.get("verb") != ui.PICK or not slot or not pin:
             await step.context.send_activity("Nothing was changed.")
             return await step.end_dialog()
-        pins = {**step.values.get("pins", {}), slot: pin}
+        pins = {**stored(step, "pins"), slot: pin}
         return await step.replace_dialog(self.initial_dialog_id or self.id, {"text": step.values["text"], "pins": pins})
 
     async def _run_flow(self, step: WaterfallStepContext, waiting: str, value: dict[str, Any]) -> DialogTurnResult:
@@ -247,13 +263,13 @@ def _subscription_card(action: SubscriptionAction) -> dict[str, Any]:
     return subscription_cards.build_autorenew_card(view, key)
 
 
-def command_tasks(services: Services) -> list[Task]:
+def command_tasks(dialog: CommandDialog) -> list[Task]:
     return [
         Task(
             command="commands",
             title="One-line commands",
             description="Say what you want in one line, e.g. add 5 seats to Business Standard",
-            dialog=CommandDialog(services),
+            dialog=dialog,
             permission=Permission.READ_SUBSCRIPTIONS,
             recognise=looks_like_command,
             examples=tuple(example for _, example in EXAMPLES),

@@ -1,18 +1,25 @@
-"""The licence screens of the users loop ("assign"): pick users and a licence product, assign,
+"""The licence screens of the users flow ("assign"): pick users and a licence product, assign,
 unassign from one user. Every id comes back from the card and is re-checked by the services."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from cards import users as ui
 from services.access import Caller
-from services.container import Services
 from services.errors import InvalidInput
+from services.i18n import _
+from services.users import LicenceService, UserService
+from services.users.licences import LicenceOutcome
+
+ASSIGN_FIELDS = ("user_ids", "licence", "usage_location", "search")
 
 
-def _ids(value: Any) -> list[str]:
+def ids_of(value: Any) -> list[str]:
+    """A multi-select's value ("a,b,c") or a list of ids from a button."""
     if isinstance(value, list):
         return [str(item).strip() for item in value if str(item).strip()]
     if isinstance(value, str):
@@ -20,67 +27,95 @@ def _ids(value: Any) -> list[str]:
     return []
 
 
-def _text(value: dict[str, Any], key: str, limit: int) -> str:
+def _text(value: Mapping[str, Any], key: str, limit: int) -> str:
     item = value.get(key)
     return item.strip()[:limit] if isinstance(item, str) else ""
 
 
-def assign_values(value: dict[str, Any]) -> dict[str, Any]:
-    """What the admin had chosen on the assign card, to show it again."""
-    return {
-        "selected": _ids(value.get("user_ids"))[: ui.MAX_SELECTED],
-        "licence": _text(value, "licence", 64),
-        "usage_location": _text(value, "usage_location", 2),
-        "search": _text(value, "search", 100),
-    }
+def _request_key(payload: Mapping[str, Any]) -> str:
+    key = _text(payload, "request_key", 64)
+    if not key:
+        raise InvalidInput(_("This card is out of date; use the new one."))
+    return key
 
 
-async def render_assign(services: Services, caller: Caller, options: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class AssignChoice:
+    """What the admin chose on the assign card (shown again as chosen)."""
+
+    selected: tuple[str, ...]
+    licence: str
+    usage_location: str
+    search: str
+
+    @classmethod
+    def of(cls, payload: Mapping[str, Any]) -> AssignChoice:
+        return cls(
+            tuple(ids_of(payload.get("user_ids"))[: ui.MAX_SELECTED]),
+            _text(payload, "licence", 64),
+            _text(payload, "usage_location", 2),
+            _text(payload, "search", 100),
+        )
+
+
+@dataclass(frozen=True)
+class Assignment:
+    choice: AssignChoice
+    key: str
+
+    @classmethod
+    def of(cls, payload: Mapping[str, Any]) -> Assignment:
+        key = _request_key(payload)
+        choice = AssignChoice.of(payload)
+        if not choice.licence:
+            raise InvalidInput(_("Choose a licence product."), field="licence")
+        return cls(choice, key)
+
+
+@dataclass(frozen=True)
+class Unassignment:
+    user_id: str
+    licences: tuple[str, ...]
+    key: str
+
+    @classmethod
+    def of(cls, payload: Mapping[str, Any]) -> Unassignment:
+        key = _request_key(payload)
+        return cls(_text(payload, "user_id", 64), tuple(ids_of(payload.get("licences"))), key)
+
+
+async def render_assign(
+    users: UserService, licences: LicenceService, caller: Caller, view: Mapping[str, Any]
+) -> dict[str, Any]:
     """The assign card with Microsoft's current pool numbers (read now)."""
-    search = str(options.get("search", ""))
-    page = await services.users.list_users(caller, search=search, page_size=ui.MAX_CHOICES)
-    pools = await services.licences.pools(caller, refresh=True)
+    choice = AssignChoice.of(view)
+    page = await users.list_users(caller, search=choice.search, page_size=ui.MAX_CHOICES)
+    pools = await licences.pools(caller, refresh=True)
     # Chosen users stay ticked (and listed first) even when the search no longer finds them.
-    chosen = await services.users.rows_of(caller, [str(item) for item in options.get("selected", [])])
+    chosen = await users.rows_of(caller, list(choice.selected))
     selected = [row.user_id for row in chosen]
     return ui.build_assign_card(
         chosen + [row for row in page.rows if row.user_id not in selected],
         pools,
         uuid.uuid4().hex,
         selected_users=selected,
-        selected_pool=str(options.get("licence", "")),
-        usage_location=str(options.get("usage_location", "")),
-        search=search,
+        selected_pool=choice.licence,
+        usage_location=choice.usage_location,
+        search=choice.search,
         total_users=page.total,
-        error=options.get("error"),
-        error_field=options.get("error_field"),
+        error=view.get("error"),
+        error_field=view.get("error_field"),
     )
 
 
-async def act(services: Services, caller: Caller, verb: str, value: dict[str, Any]) -> dict[str, Any]:
-    if verb == ui.USERS_ASSIGN:
-        chosen = assign_values(value)
-        return {"screen": "assign", **chosen}
-    key = _text(value, "request_key", 64)
-    if not key:
-        raise InvalidInput("This card is out of date; use the new one.")
-    if verb == ui.USERS_ASSIGN_DO:
-        chosen = assign_values(value)
-        if not chosen["licence"]:
-            raise InvalidInput("Choose a licence product.", field="licence")
-        outcome = await services.licences.assign(
-            caller, chosen["selected"], chosen["licence"], request_key=key, usage_location=chosen["usage_location"]
-        )
-        return {"screen": "card", "card": ui.build_licence_outcome_card("Licences assigned", outcome)}
-    user_id = _text(value, "user_id", 64)
-    outcome = await services.licences.unassign(caller, user_id, _ids(value.get("licences")), request_key=key)
-    if outcome.results and all(result.ok for result in outcome.results):
-        return {"screen": "user", "user_id": user_id, "notice": "Licences removed. " + _pool_note(outcome)}
-    return {"screen": "card", "card": ui.build_licence_outcome_card("Licences removed", outcome)}
-
-
-def _pool_note(outcome: Any) -> str:
+def pool_note(outcome: LicenceOutcome) -> str:
     pool = outcome.pool
     if pool is None:
         return ""
-    return f"{pool.name}: {pool.available} available, {pool.consumed} assigned of {pool.active}."
+    return _(
+        "{pool}: {available} available, {consumed} assigned of {active}.",
+        pool=pool.name,
+        available=pool.available,
+        consumed=pool.consumed,
+        active=pool.active,
+    )

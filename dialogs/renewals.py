@@ -1,8 +1,6 @@
-"""The renewals ahead ("renewals"): one card; admins may withdraw a scheduled change from it.
-
-Steps:
-1. show_step   — the renewals of the next 90 days (with what was just done, or why not) and wait;
-2. handle_step — "Withdraw the scheduled change" (re-checked by the service) and show again; "Done" ends.
+"""The renewals ahead ("renewals"): one card, a card flow; admins may withdraw a scheduled change
+from it ("Withdraw the scheduled change" → the service re-checks it → the card again, with what was
+done or why not). "Done" (or an old card's button) ends the task.
 """
 
 from __future__ import annotations
@@ -11,45 +9,46 @@ import uuid
 from typing import Any
 
 from cards import renewals as cards
-from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_done
-from dialogs.sdk import DialogTurnResult, WaterfallStepContext
-from services.container import Services
-from services.errors import DomainError
+from dialogs.base import END, ERROR, NOTICE, CardFlow, Outcome, Turn, Verb
+from dialogs.subscriptions import Target
+from services.i18n import _
 from services.roles import Permission
+from services.subscriptions import SubscriptionChanges
+from services.warnings.service import WarningService
 
 DIALOG_ID = "renewals_dialog"
 TITLE = "Renewals"
+RENEWALS = "renewals"
 
 
-class RenewalsDialog(TaskDialog):
+class RenewalsDialog(CardFlow):
     title = TITLE
+    home = RENEWALS
+    fallback = cards.CLOSE
 
-    def __init__(self, services: Services) -> None:
-        super().__init__(DIALOG_ID, [self.show_step, self.handle_step])
-        self._services = services
+    def __init__(self, warnings: WarningService, changes: SubscriptionChanges) -> None:
+        super().__init__(DIALOG_ID)
+        self._warnings = warnings
+        self._changes = changes
+        self.screens = {RENEWALS: self._renewals}
+        self.verbs = {
+            cards.WITHDRAW: Verb(RENEWALS, self._withdraw, parse=Target.of, done=True),
+            cards.CLOSE: Verb(END, self._close),
+        }
 
-    async def show_step(self, step: WaterfallStepContext) -> DialogTurnResult:
-        options: dict[str, Any] = dict(step.options or {}) if isinstance(step.options, dict) else {}
-        caller = caller_of(step.context)
-        outlook = await self._services.warnings.renewals(caller)
-        card = cards.build_renewals_card(
+    async def _renewals(self, turn: Turn) -> dict[str, Any]:
+        """The renewals of the next 90 days, with what was just done (or why not)."""
+        outlook = await self._warnings.renewals(turn.caller)
+        return cards.build_renewals_card(
             outlook,
-            can_manage=caller.can(Permission.MANAGE_SERVICES),
-            notice=str(options.get("notice", "")),
-            problem=str(options.get("problem", "")),
+            can_manage=turn.caller.can(Permission.MANAGE_SERVICES),
+            notice=str(turn.view.get(NOTICE, "")),
+            problem=str(turn.view.get(ERROR, "")),
         )
-        return await step.prompt(CARD_PROMPT, self.prompt_card(card))
 
-    async def handle_step(self, step: WaterfallStepContext) -> DialogTurnResult:
-        value: dict[str, Any] = step.result if isinstance(step.result, dict) else {}
-        if value.get("verb") == cards.WITHDRAW:
-            try:
-                result = await self._services.subscription_changes.withdraw_schedule(
-                    caller_of(step.context), value.get("subscription_id"), key=uuid.uuid4().hex
-                )
-            except DomainError as problem:
-                return await step.replace_dialog(self.initial_dialog_id or self.id, {"problem": problem.message})
-            card_done(step.context)
-            return await step.replace_dialog(self.initial_dialog_id or self.id, {"notice": result.message})
-        await step.context.send_activity("Done. Type **renewals** to see them again.")
-        return await step.end_dialog()
+    async def _withdraw(self, turn: Turn, target: Target) -> Outcome:
+        result = await self._changes.withdraw_schedule(turn.caller, target.subscription_id, key=uuid.uuid4().hex)
+        return result.message
+
+    async def _close(self, _turn: Turn, _nothing: None) -> Outcome:
+        return _("Done. Type **renewals** to see them again.")

@@ -21,7 +21,7 @@ import importlib.util
 import sys
 from collections.abc import Callable
 from importlib.machinery import ModuleSpec, PathFinder
-from types import ModuleType
+from types import CodeType, ModuleType
 from typing import Any
 
 DIALOGS = "microsoft_agents.hosting.dialogs"
@@ -67,7 +67,7 @@ def _complete_on_miss(module: ModuleType) -> Callable[[str], Any]:
 
 def _set_up_partially() -> None:
     """Register the three packages, then run each one's `__init__` without the skipped lines."""
-    packages = []
+    packages: list[tuple[ModuleType, ModuleSpec, CodeType]] = []
     for name, skipped in _SKIPPED.items():
         # (importlib.util.find_spec would import the parent package: the whole of it)
         parent = name.rpartition(".")[0]

@@ -8,17 +8,18 @@ from typing import Any
 
 from microsoft_agents.hosting.core import TurnContext
 
-from dialogs.approval_delivery import post_request
+from dialogs.approval_delivery import ApprovalPosting
 from services import formatting
 from services.access import Caller
-from services.container import Services
 from services.spending import ApprovalNeeded
 from services.spending_requests import request_payload
+from services.subscriptions import ApprovalService
 
 
 async def ask_an_approver(
     context: TurnContext,
-    services: Services,
+    approvals: ApprovalService,
+    posting: ApprovalPosting,
     caller: Caller,
     needed: ApprovalNeeded,
     *,
@@ -27,7 +28,7 @@ async def ask_an_approver(
     change: dict[str, Any],
 ) -> str:
     """Record the request (once per card), post its approval card, and say what happens next."""
-    approval, created = await services.approvals.request_spending(
+    approval, created = await approvals.request_spending(
         caller,
         kind,
         what=needed.spend.what,
@@ -38,7 +39,7 @@ async def ask_an_approver(
     )
     if not created:
         return f"{needed.spend.what} was already sent to an approver from this card."
-    reached, in_channel = await post_request(context, services, approval)
+    reached, in_channel = await posting.post(context, approval)
     why = " ".join(needed.reasons)
     if reached or in_channel:
         asked = formatting.plural(reached, "approver", "approvers") if reached else "the approvals channel"

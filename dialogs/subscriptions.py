@@ -1,261 +1,417 @@
-"""Manage subscriptions ("subscriptions"): one card at a time, each submit decides the next card.
+"""Manage subscriptions ("subscriptions"): a card flow — one card at a time, each click is
+"verb → service → next card", declared in `SubscriptionsDialog.verbs`.
 
-Steps:
-1. show_step   — render the screen named in the options (the list, a quantity form, a cost preview,
-                 add-ons, cancel, auto-renew, suspend request, reactivate) and wait for its submit;
-2. handle_step — act on the submit (services check organisation, role and Microsoft's rules) and
-                 start again with the next screen; "Done" ends the task.
+Screens: the list, a quantity form and its cost preview, add-ons, cancel, auto-renew, a
+suspension request, reactivate (and `card`: a one-line command's confirmation, already built).
 
 Bad input comes back on the same card with what was entered; a card that went stale (the
-subscription changed meanwhile) is reloaded and the admin is asked again.
+subscription changed meanwhile) is reloaded and the admin is asked again. Started by a one-line
+command (`ONE_SHOT`), the task ends with the outcome of that one change.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from cards import subscriptions as cards
-from dialogs.approval_delivery import post_request, refresh_request
-from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_done
-from dialogs.sdk import DialogTurnResult, WaterfallStepContext
+from dialogs.approval_delivery import ApprovalPosting
+from dialogs.base import CARD, END, ERROR, NOTICE, ONE_SHOT, CardFlow, Next, Outcome, Turn, Verb, shown_card
 from dialogs.spending import ask_an_approver
 from services import formatting
-from services.container import Services
-from services.errors import DomainError, InvalidInput
-from services.payloads import page_number
+from services.errors import InvalidInput, NotFound
+from services.i18n import _, ngettext
+from services.payloads import page_number, row_id, token
 from services.spending import ApprovalNeeded
-from services.subscriptions import ApprovalView, StaleSubscription
+from services.subscriptions import ApprovalService, ApprovalView, StaleSubscription, SubscriptionChanges
+from services.subscriptions import SubscriptionService as SubscriptionListing
 from services.subscriptions.approvals import ADDON, SEATS
+from services.subscriptions.approvals import NOT_YOURS as NOT_YOUR_REQUEST
+from services.subscriptions.changes import OUT_OF_DATE, parse_quantity
+from services.subscriptions.common import NOT_YOURS
+
+__all__ = ["DIALOG_ID", "ONE_SHOT", "TITLE", "SubscriptionsDialog"]
 
 DIALOG_ID = "subscriptions_dialog"
 TITLE = "Subscriptions"
-ONE_SHOT = "one_shot"  # options: end with the outcome of the first change (a one-line command)
+LIST, QUANTITY, PREVIEW, ADDONS = "list", "quantity", "preview", "addons"
+CANCEL, AUTORENEW, SUSPEND, REACTIVATE = "cancel", "autorenew", "suspend", "reactivate"
+SID = "subscription_id"
 
 
 def _key() -> str:
     return uuid.uuid4().hex
 
 
-def _one_shot(step: WaterfallStepContext) -> bool:
-    return isinstance(step.options, dict) and step.options.get(ONE_SHOT) is True
+# --- what a card sends back, read once -------------------------------------------------------------
 
 
-class SubscriptionsDialog(TaskDialog):
+def _subscription_id(payload: Mapping[str, Any]) -> str:
+    """A subscription id as a card carries it (the services check it is the caller's)."""
+    value = payload.get(SID)
+    if not isinstance(value, str) or not value.strip() or len(value) > 64:
+        raise NotFound(NOT_YOURS)
+    return value.strip()
+
+
+def _etag(payload: Mapping[str, Any]) -> str:
+    return token(payload.get("etag"), max_length=200, out_of_date=OUT_OF_DATE, required=False)
+
+
+def _request_key(payload: Mapping[str, Any]) -> str:
+    return token(payload.get("request_key"), max_length=150, out_of_date=OUT_OF_DATE)
+
+
+@dataclass(frozen=True)
+class Target:
+    subscription_id: str
+
+    @classmethod
+    def of(cls, payload: Mapping[str, Any]) -> Target:
+        return cls(_subscription_id(payload))
+
+
+@dataclass(frozen=True)
+class QuantityEntry:
+    """The quantity form: a whole number of seats (the preview checks Microsoft's bounds)."""
+
+    subscription_id: str
+    quantity: int
+
+    @classmethod
+    def of(cls, payload: Mapping[str, Any]) -> QuantityEntry:
+        return cls(_subscription_id(payload), parse_quantity(payload.get("quantity")))
+
+
+@dataclass(frozen=True)
+class QuantityChange:
+    """A confirmed preview: the seats, the e-tag the preview was made from, the card's request key."""
+
+    subscription_id: str
+    quantity: int
+    etag: str
+    key: str
+
+    @classmethod
+    def of(cls, payload: Mapping[str, Any]) -> QuantityChange:
+        quantity, etag = parse_quantity(payload.get("quantity")), _etag(payload)
+        return cls(_subscription_id(payload), quantity, etag, _request_key(payload))
+
+
+@dataclass(frozen=True)
+class Change:
+    """A confirmation card's change of one subscription (reactivate, auto-renew on or off)."""
+
+    subscription_id: str
+    key: str
+    enabled: bool = False
+
+    @classmethod
+    def of(cls, payload: Mapping[str, Any]) -> Change:
+        return cls(_subscription_id(payload), _request_key(payload), payload.get("enabled") is True)
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """A confirmed cancel card: made from the subscription as Microsoft had it (its e-tag)."""
+
+    subscription_id: str
+    etag: str
+    key: str
+
+    @classmethod
+    def of(cls, payload: Mapping[str, Any]) -> Cancellation:
+        etag = _etag(payload)
+        return cls(_subscription_id(payload), etag, _request_key(payload))
+
+
+@dataclass(frozen=True)
+class AddonOrder:
+    subscription_id: str
+    addon: str
+    quantity: int
+    key: str
+    shown_price: str  # the price the card showed for the chosen add-on (refused if it moved)
+
+    @classmethod
+    def of(cls, payload: Mapping[str, Any]) -> AddonOrder:
+        quantity = parse_quantity(payload.get("quantity"))
+        addon = str(payload.get("addon") or "")[:200]
+        prices = payload.get("prices")
+        shown = prices.get(addon.upper(), "") if isinstance(prices, dict) else ""
+        return cls(_subscription_id(payload), addon, quantity, _request_key(payload), str(shown)[:200])
+
+
+@dataclass(frozen=True)
+class Suspension:
+    subscription_id: str
+    reason: str  # the service says when it is empty or too long
+
+    @classmethod
+    def of(cls, payload: Mapping[str, Any]) -> Suspension:
+        reason = payload.get("reason")
+        return cls(_subscription_id(payload), reason[:4000] if isinstance(reason, str) else "")
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    approval_id: int
+
+    @classmethod
+    def of(cls, payload: Mapping[str, Any]) -> Withdrawal:
+        return cls(row_id(payload.get("approval_id"), NOT_YOUR_REQUEST))
+
+
+@dataclass(frozen=True)
+class PageWanted:
+    page: int
+    refresh: bool
+
+    @classmethod
+    def of(cls, payload: Mapping[str, Any]) -> PageWanted:
+        return cls(page_number(payload.get("page"), 0), payload.get("verb") == cards.REFRESH)
+
+
+class SubscriptionsDialog(CardFlow):
     title = TITLE
+    home = LIST
+    fallback = cards.BACK  # an old card's button: the list again
+    retry_errors = (InvalidInput, StaleSubscription)  # shown on the card; other refusals on the list
 
-    def __init__(self, services: Services) -> None:
-        super().__init__(DIALOG_ID, [self.show_step, self.handle_step])
-        self._services = services
+    def __init__(
+        self,
+        listing: SubscriptionListing,
+        changes: SubscriptionChanges,
+        approvals: ApprovalService,
+        posting: ApprovalPosting,
+    ) -> None:
+        super().__init__(DIALOG_ID)
+        self._listing, self._changes, self._approvals, self._posting = listing, changes, approvals, posting
+        self.screens = {
+            LIST: self._list,
+            CARD: shown_card,
+            QUANTITY: self._quantity,
+            PREVIEW: self._preview,
+            ADDONS: self._addons,
+            CANCEL: self._cancel,
+            AUTORENEW: self._autorenew,
+            SUSPEND: self._suspend,
+            REACTIVATE: self._reactivate,
+        }
+        opens = (SID,)
+        self.verbs = {
+            cards.CLOSE: Verb(END, self._close),
+            cards.BACK: Verb(LIST),
+            cards.PAGE: Verb(LIST, self._page, parse=PageWanted.of),
+            cards.REFRESH: Verb(LIST, self._page, parse=PageWanted.of),
+            cards.QUANTITY: Verb(QUANTITY, keep=opens),
+            cards.ADDONS: Verb(ADDONS, keep=opens),
+            cards.CANCEL: Verb(CANCEL, keep=opens),
+            cards.AUTORENEW: Verb(AUTORENEW, keep=opens),
+            cards.SUSPEND: Verb(SUSPEND, keep=opens),
+            cards.REACTIVATE: Verb(REACTIVATE, keep=opens),
+            cards.PREVIEW: Verb(PREVIEW, on_error=QUANTITY, parse=QuantityEntry.of, keep=(SID, "quantity")),
+            cards.CONFIRM_QUANTITY: Verb(
+                LIST, self._change_quantity, QUANTITY, QuantityChange.of, (SID, "quantity"), done=True
+            ),
+            cards.CONFIRM_SCHEDULE: Verb(
+                LIST, self._schedule_quantity, QUANTITY, QuantityChange.of, (SID, "quantity"), done=True
+            ),
+            cards.CONFIRM_CANCEL: Verb(LIST, self._cancel_now, parse=Cancellation.of, done=True),
+            cards.CONFIRM_AUTORENEW: Verb(LIST, self._set_auto_renew, parse=Change.of, done=True),
+            cards.CONFIRM_REACTIVATE: Verb(LIST, self._reactivate_now, parse=Change.of, done=True),
+            cards.UNSCHEDULE: Verb(LIST, self._unschedule, parse=Target.of, done=True),
+            cards.ORDER_ADDON: Verb(
+                LIST, self._order_addon, ADDONS, AddonOrder.of, (SID, "addon", "quantity"), done=True
+            ),
+            cards.SEND_SUSPEND: Verb(
+                LIST, self._request_suspension, SUSPEND, Suspension.of, (SID, "reason"), done=True
+            ),
+            cards.WITHDRAW_SUSPEND: Verb(LIST, self._withdraw_suspension, parse=Withdrawal.of, done=True),
+        }
 
-    # --- 1. show ------------------------------------------------------------------------------
+    # --- screens: render(turn) -> card ---------------------------------------------------------------
 
-    async def show_step(self, step: WaterfallStepContext) -> DialogTurnResult:
-        options: dict[str, Any] = dict(step.options or {}) if isinstance(step.options, dict) else {}
-        card = await self._render(step, options)
-        return await step.prompt(CARD_PROMPT, self.prompt_card(card))
-
-    async def _render(self, step: WaterfallStepContext, options: dict[str, Any]) -> dict[str, Any]:
-        caller = caller_of(step.context)
-        screen = options.get("screen", "list")
-        sid = options.get("subscription_id")
-        subs, changes = self._services.subscriptions, self._services.subscription_changes
-        error, entered = str(options.get("error", "")), options.get("entered") or {}
-        try:
-            if screen == "card":  # a screen already built (a one-line command's confirmation)
-                return dict(options["card"])
-            if screen == "quantity":
-                view = await subs.get(caller, sid)
-                return cards.build_quantity_card(view, entered=str(entered.get("quantity", "")), error=error)
-            if screen == "preview":
-                try:
-                    plan = await changes.plan_quantity(caller, sid, entered.get("quantity"))
-                except InvalidInput as bad:
-                    view = await subs.get(caller, sid)
-                    return cards.build_quantity_card(view, entered=str(entered.get("quantity", "")), error=bad.message)
-                return cards.build_quantity_preview_card(plan, _key())
-            if screen == "addons":
-                base = await subs.get(caller, sid)
-                _, offers = await changes.addons(caller, sid)
-                return cards.build_addons_card(base, offers, _key(), error=error, entered=entered)
-            if screen == "cancel":
-                return cards.build_cancel_card(await changes.plan_cancel(caller, sid), _key())
-            if screen == "autorenew":
-                return cards.build_autorenew_card(await subs.get(caller, sid), _key())
-            if screen == "suspend":
-                view = await subs.get(caller, sid)
-                return cards.build_suspend_request_card(view, entered=str(entered.get("reason", "")), error=error)
-            if screen == "reactivate":
-                return cards.build_reactivate_card(await subs.get(caller, sid), _key())
-        except DomainError as problem:
-            options = {"screen": "list", "problem": problem.message, "page": options.get("page", 0)}
-        page = await subs.page(caller, page=int(options.get("page") or 0), refresh=bool(options.get("refresh")))
-        notice, problem = str(options.get("notice") or ""), str(options.get("problem") or "")
+    async def _list(self, turn: Turn) -> dict[str, Any]:
+        view = turn.view
+        page = await self._listing.page(
+            turn.caller, page=page_number(view.get("page"), 0), refresh=view.get("refresh") is True
+        )
+        notice, problem = str(view.get(NOTICE) or ""), str(view.get(ERROR) or "")
         if notice or problem:
             problem = " ".join(part for part in (problem, page.problem) if part)
             page = dataclasses.replace(page, notice=notice, problem=problem)
-        requests = await self._services.approvals.open_requests(caller.organisation_id)
+        requests = await self._approvals.open_requests(turn.caller.organisation_id)
         return cards.build_subscriptions_card(page, requests)
 
-    # --- 2. handle ----------------------------------------------------------------------------
+    async def _quantity(self, turn: Turn) -> dict[str, Any]:
+        view = await self._listing.get(turn.caller, turn.view.get(SID))
+        return cards.build_quantity_card(
+            view, entered=str(turn.view.get("quantity", "")), error=str(turn.view.get(ERROR, ""))
+        )
 
-    async def handle_step(self, step: WaterfallStepContext) -> DialogTurnResult:
-        value: dict[str, Any] = step.result if isinstance(step.result, dict) else {}
-        verb = value.get("verb")
-        sid = value.get("subscription_id")
-        caller = caller_of(step.context)
-        if verb == cards.CLOSE:
-            await step.context.send_activity("Done. Type **subscriptions** to open them again.")
-            return await step.end_dialog()
-        screens = {
-            cards.QUANTITY: "quantity",
-            cards.ADDONS: "addons",
-            cards.CANCEL: "cancel",
-            cards.AUTORENEW: "autorenew",
-            cards.SUSPEND: "suspend",
-            cards.REACTIVATE: "reactivate",
-        }
-        if verb in screens:
-            return await self._next(step, screen=screens[str(verb)], subscription_id=sid)
-        if verb == cards.PAGE:
-            return await self._next(step, page=page_number(value.get("page"), 0))
-        if verb == cards.REFRESH:
-            return await self._next(step, page=page_number(value.get("page"), 0), refresh=True)
-        if verb == cards.PREVIEW:
-            return await self._next(
-                step, screen="preview", subscription_id=sid, entered={"quantity": str(value.get("quantity", ""))}
-            )
+    async def _preview(self, turn: Turn) -> dict[str, Any]:
         try:
-            message = await self._act(step, caller, verb, value)
-        except StaleSubscription as stale:
-            return await self._next(
-                step,
-                screen="quantity" if verb in (cards.CONFIRM_QUANTITY, cards.CONFIRM_SCHEDULE) else "list",
-                subscription_id=sid,
-                error=stale.message,
-                problem=stale.message,
-                entered={"quantity": str(value.get("quantity", ""))},
-            )
-        except InvalidInput as bad:
-            if verb == cards.ORDER_ADDON:
-                entered = {"addon": str(value.get("addon", "")), "quantity": str(value.get("quantity", ""))}
-                return await self._next(step, screen="addons", subscription_id=sid, error=bad.message, entered=entered)
-            if verb == cards.SEND_SUSPEND:
-                entered = {"reason": str(value.get("reason", ""))}
-                return await self._next(step, screen="suspend", subscription_id=sid, error=bad.message, entered=entered)
-            if verb in (cards.CONFIRM_QUANTITY, cards.CONFIRM_SCHEDULE):
-                return await self._next(
-                    step,
-                    screen="quantity",
-                    subscription_id=sid,
-                    error=bad.message,
-                    entered={"quantity": str(value.get("quantity", ""))},
-                )
-            return await self._next(step, problem=bad.message)
-        except DomainError as problem:
-            return await self._next(step, problem=problem.message)
-        if message is None:  # "Back", or not a verb of this task (e.g. an old card): the list again
-            return await self._next(step)
-        card_done(step.context)
-        if _one_shot(step):  # started by a one-line command: its outcome, not the whole list
-            await step.context.send_activity(message)
-            return await step.end_dialog(message)
-        return await self._next(step, notice=message)
+            plan = await self._changes.plan_quantity(turn.caller, turn.view.get(SID), turn.view.get("quantity"))
+        except InvalidInput as bad:  # outside Microsoft's bounds: the form again, as entered
+            return await self._quantity(dataclasses.replace(turn, view={**turn.view, ERROR: bad.message}))
+        return cards.build_quantity_preview_card(plan, _key())
 
-    async def _act(self, step: WaterfallStepContext, caller: Any, verb: Any, value: dict[str, Any]) -> str | None:
-        changes = self._services.subscription_changes
-        sid = value.get("subscription_id")
-        key = value.get("request_key")
-        if verb == cards.CONFIRM_QUANTITY:
-            try:
-                result = await changes.change_quantity(
-                    caller, sid, value.get("quantity"), etag=value.get("etag"), key=key
-                )
-            except ApprovalNeeded as needed:  # more seats above the organisation's spending policy
-                change = {"subscription_id": str(sid), "quantity": str(value.get("quantity")), "key": str(key)}
-                return await ask_an_approver(
-                    step.context, self._services, caller, needed, kind=SEATS, subscription_id=str(sid), change=change
-                )
-            return result.message
-        if verb == cards.CONFIRM_SCHEDULE:
-            result = await changes.schedule_quantity(
-                caller, sid, value.get("quantity"), etag=value.get("etag"), key=key
+    async def _addons(self, turn: Turn) -> dict[str, Any]:
+        sid = turn.view.get(SID)
+        base = await self._listing.get(turn.caller, sid)
+        _row, offers = await self._changes.addons(turn.caller, sid)
+        entered: dict[str, str] = {
+            name: str(turn.view.get(name, "")) for name in ("addon", "quantity") if name in turn.view
+        }
+        return cards.build_addons_card(base, offers, _key(), error=str(turn.view.get(ERROR, "")), entered=entered)
+
+    async def _cancel(self, turn: Turn) -> dict[str, Any]:
+        return cards.build_cancel_card(await self._changes.plan_cancel(turn.caller, turn.view.get(SID)), _key())
+
+    async def _autorenew(self, turn: Turn) -> dict[str, Any]:
+        return cards.build_autorenew_card(await self._listing.get(turn.caller, turn.view.get(SID)), _key())
+
+    async def _suspend(self, turn: Turn) -> dict[str, Any]:
+        view = await self._listing.get(turn.caller, turn.view.get(SID))
+        return cards.build_suspend_request_card(
+            view, entered=str(turn.view.get("reason", "")), error=str(turn.view.get(ERROR, ""))
+        )
+
+    async def _reactivate(self, turn: Turn) -> dict[str, Any]:
+        return cards.build_reactivate_card(await self._listing.get(turn.caller, turn.view.get(SID)), _key())
+
+    # --- verbs: action(turn, parsed) -> notice | Next ------------------------------------------------
+
+    async def _close(self, _turn: Turn, _nothing: None) -> Outcome:
+        return _("Done. Type **subscriptions** to open them again.")
+
+    async def _page(self, _turn: Turn, wanted: PageWanted) -> Outcome:
+        return Next(LIST, {"page": wanted.page, "refresh": wanted.refresh or None})
+
+    async def _change_quantity(self, turn: Turn, change: QuantityChange) -> Outcome:
+        caller, sid = turn.caller, change.subscription_id
+        try:
+            result = await self._changes.change_quantity(caller, sid, change.quantity, etag=change.etag, key=change.key)
+        except ApprovalNeeded as needed:  # more seats above the organisation's spending policy
+            asked = {"subscription_id": sid, "quantity": str(change.quantity), "key": change.key}
+            return await ask_an_approver(
+                turn.context,
+                self._approvals,
+                self._posting,
+                caller,
+                needed,
+                kind=SEATS,
+                subscription_id=sid,
+                change=asked,
             )
-            return result.message
-        if verb == cards.CONFIRM_CANCEL:
-            return (await changes.cancel(caller, sid, etag=value.get("etag"), key=key)).message
-        if verb == cards.CONFIRM_AUTORENEW:
-            return (await changes.set_auto_renew(caller, sid, value.get("enabled") is True, key=key)).message
-        if verb == cards.CONFIRM_REACTIVATE:
-            return (await changes.reactivate(caller, sid, key=key)).message
-        if verb == cards.UNSCHEDULE:  # a second click finds nothing scheduled any more, and says so
-            return (await changes.withdraw_schedule(caller, sid, key=_key())).message
-        if verb == cards.ORDER_ADDON:
-            prices = value.get("prices")
-            shown = prices.get(str(value.get("addon") or "").upper(), "") if isinstance(prices, dict) else ""
-            try:
-                result = await changes.order_addon(
-                    caller, sid, value.get("addon"), value.get("quantity"), key=key, shown_price=shown
-                )
-            except ApprovalNeeded as needed:
-                change = {
-                    "subscription_id": str(sid),
-                    "addon": str(value.get("addon") or ""),
-                    "quantity": str(value.get("quantity")),
-                    "key": str(key),
-                }
-                return await ask_an_approver(
-                    step.context, self._services, caller, needed, kind=ADDON, subscription_id=str(sid), change=change
-                )
-            return result.message
-        if verb == cards.SEND_SUSPEND:
-            approval, created = await self._services.approvals.request_suspension(caller, sid, value.get("reason"))
-            if not created:
-                return f"A suspension of {approval.subscription_name} is already waiting for an approver."
-            reached, in_channel = await post_request(step.context, self._services, approval)
-            return await self._who_was_asked(approval, reached, in_channel)
-        if verb == cards.WITHDRAW_SUSPEND:
-            decision = await self._services.approvals.withdraw(caller, value.get("approval_id"))
-            if decision.decided_now:
-                await refresh_request(step.context, self._services, decision.approval)
-            return decision.message
-        return None
+        return result.message
+
+    async def _schedule_quantity(self, turn: Turn, change: QuantityChange) -> Outcome:
+        result = await self._changes.schedule_quantity(
+            turn.caller, change.subscription_id, change.quantity, etag=change.etag, key=change.key
+        )
+        return result.message
+
+    async def _cancel_now(self, turn: Turn, change: Cancellation) -> Outcome:
+        return (
+            await self._changes.cancel(turn.caller, change.subscription_id, etag=change.etag, key=change.key)
+        ).message
+
+    async def _set_auto_renew(self, turn: Turn, change: Change) -> Outcome:
+        result = await self._changes.set_auto_renew(turn.caller, change.subscription_id, change.enabled, key=change.key)
+        return result.message
+
+    async def _reactivate_now(self, turn: Turn, change: Change) -> Outcome:
+        return (await self._changes.reactivate(turn.caller, change.subscription_id, key=change.key)).message
+
+    async def _unschedule(self, turn: Turn, target: Target) -> Outcome:
+        # A second click finds nothing scheduled any more, and says so.
+        return (await self._changes.withdraw_schedule(turn.caller, target.subscription_id, key=_key())).message
+
+    async def _order_addon(self, turn: Turn, order: AddonOrder) -> Outcome:
+        caller, sid = turn.caller, order.subscription_id
+        try:
+            result = await self._changes.order_addon(
+                caller, sid, order.addon, order.quantity, key=order.key, shown_price=order.shown_price
+            )
+        except ApprovalNeeded as needed:
+            asked = {"subscription_id": sid, "addon": order.addon, "quantity": str(order.quantity), "key": order.key}
+            return await ask_an_approver(
+                turn.context,
+                self._approvals,
+                self._posting,
+                caller,
+                needed,
+                kind=ADDON,
+                subscription_id=sid,
+                change=asked,
+            )
+        return result.message
+
+    async def _request_suspension(self, turn: Turn, suspension: Suspension) -> Outcome:
+        approval, created = await self._approvals.request_suspension(
+            turn.caller, suspension.subscription_id, suspension.reason
+        )
+        if not created:
+            return _(
+                "A suspension of {subscription} is already waiting for an approver.",
+                subscription=approval.subscription_name,
+            )
+        reached, in_channel = await self._posting.post(turn.context, approval)
+        return await self._who_was_asked(approval, reached, in_channel)
+
+    async def _withdraw_suspension(self, turn: Turn, withdrawal: Withdrawal) -> Outcome:
+        decision = await self._approvals.withdraw(turn.caller, withdrawal.approval_id)
+        if decision.decided_now:
+            await self._posting.refresh(turn.context, decision.approval)
+        return decision.message
 
     async def _who_was_asked(self, approval: ApprovalView, reached: int, in_channel: bool) -> str:
         """Who was asked to decide — or, when nobody could be, who can and what each must do."""
+        name = approval.subscription_name
         if reached or in_channel:
-            chats = formatting.plural(reached, "approver", "approvers") + (
-                " in a 1:1 chat" if reached == 1 else " in their 1:1 chats"
-            )
             if reached and in_channel:
-                where = f"I asked {chats} and posted the request in the approvals channel"
+                where = ngettext(
+                    "I asked {n} approver in a 1:1 chat and posted the request in the approvals channel",
+                    "I asked {n} approvers in their 1:1 chats and posted the request in the approvals channel",
+                    reached,
+                )
+            elif reached:
+                where = ngettext(
+                    "I asked {n} approver in a 1:1 chat", "I asked {n} approvers in their 1:1 chats", reached
+                )
             else:
-                where = f"I asked {chats}" if reached else "I posted the request in the approvals channel"
-            return f"{where} to confirm suspending {approval.subscription_name}. I will tell you when one decides."
+                where = _("I posted the request in the approvals channel")
+            return _(
+                "{where} to confirm suspending {subscription}. I will tell you when one decides.",
+                where=where,
+                subscription=name,
+            )
         approvers = [
             a
-            for a in await self._services.approvals.approvers(approval.organisation_id)
+            for a in await self._approvals.approvers(approval.organisation_id)
             if a.member_id != approval.requested_by_member_id
         ]
         until = formatting.datetime_utc(approval.expires_at)
         if not approvers:
-            return (
-                f"I recorded your request to suspend {approval.subscription_name}, but your organisation has no "
-                "approver who could decide it. Ask your reseller to give someone the approver role; the request "
-                f"waits until {until}, and you can withdraw it from the list."
+            return _(
+                "I recorded your request to suspend {subscription}, but your organisation has no approver who "
+                "could decide it. Ask your reseller to give someone the approver role; the request waits until "
+                "{until}, and you can withdraw it from the list.",
+                subscription=name,
+                until=until,
             )
         names = ", ".join(f"{a.name} ({a.email})" if a.email and a.email != a.name else a.name for a in approvers)
-        return (
-            f"I recorded your request to suspend {approval.subscription_name}, but none of your approvers has "
-            f"chatted with me yet, so I could not ask anyone: {names}. Ask one of them to open the CSP "
-            "self-service app in Teams and say hi — I then send them the request at once. It waits until "
-            f"{until}; you can withdraw it from the list."
-        )
-
-    async def _next(self, step: WaterfallStepContext, **options: Any) -> DialogTurnResult:
-        if _one_shot(step):
-            options[ONE_SHOT] = True
-        return await step.replace_dialog(
-            self.initial_dialog_id or self.id, {key: value for key, value in options.items() if value is not None}
+        return _(
+            "I recorded your request to suspend {subscription}, but none of your approvers has chatted with me "
+            "yet, so I could not ask anyone: {names}. Ask one of them to open the CSP self-service app in Teams "
+            "and say hi — I then send them the request at once. It waits until {until}; you can withdraw it "
+            "from the list.",
+            subscription=name,
+            names=names,
+            until=until,
         )

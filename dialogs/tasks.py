@@ -1,4 +1,5 @@
-"""The bot's task list, built from the services. Each feature adds its row here."""
+"""The bot's task list, built from the services: the one place that opens the `Services` bundle and
+hands each dialog only what it uses. Each feature adds its row here."""
 
 from __future__ import annotations
 
@@ -6,15 +7,18 @@ from collections.abc import Callable
 
 from microsoft_agents.activity import Activity
 
-from dialogs.add_subscription import add_subscription_tasks, render_order_job
+from dialogs.add_subscription import AddSubscriptionDialog, add_subscription_tasks, render_order_job
 from dialogs.add_tenant import AddTenantDialog, MyServicesDialog, tenant_job_renderers
-from dialogs.billing import billing_tasks
+from dialogs.approval_delivery import ApprovalPosting
+from dialogs.billing import FileUploads, billing_tasks
 from dialogs.catalogue import Task
-from dialogs.commands import command_tasks
+from dialogs.commands import USERS_CHILD_ID, CommandDialog, command_tasks
 from dialogs.renewals import RenewalsDialog
 from dialogs.subscriptions import SubscriptionsDialog
-from dialogs.users import ASSIGN, NEW, UsersDialog
+from dialogs.users import ASSIGN, LIST, NEW, UsersDialog
 from dialogs.warning_settings import WarningSettingsDialog
+from services.commands.people import people_flows
+from services.commands.service import command_service
 from services.container import Services
 from services.jobs import JobView
 from services.ordering import ORDER_JOB
@@ -22,7 +26,28 @@ from services.roles import Permission
 from services.tenants import CREATE_JOB as TENANT_CREATE_JOB
 
 
-def default_tasks(services: Services) -> list[Task]:
+def default_tasks(services: Services, uploads: FileUploads) -> list[Task]:
+    """Every task, its dialog built with the services it uses; `uploads` puts billing's exports in
+    OneDrive (the bot's transport, `bot/file_uploads.py`)."""
+    posting = ApprovalPosting(services.approvals, services.conversations, services.jobs)
+
+    def subscriptions() -> SubscriptionsDialog:
+        return SubscriptionsDialog(services.subscriptions, services.subscription_changes, services.approvals, posting)
+
+    def add_subscription() -> AddSubscriptionDialog:
+        return AddSubscriptionDialog(services.ordering, services.approvals, posting)
+
+    def users(dialog_id: str, start: str = LIST) -> UsersDialog:
+        return UsersDialog(services.users, services.licences, services.directory, dialog_id, start)
+
+    commands = command_service(services)
+    command_dialog = CommandDialog(
+        commands,
+        people_flows(services, commands),
+        subscriptions(),
+        add_subscription(),
+        users(USERS_CHILD_ID),
+    )
     return [
         Task(
             "add tenant",
@@ -45,7 +70,7 @@ def default_tasks(services: Services) -> list[Task]:
             "users",
             "Users",
             "Your tenant's users and their licences",
-            UsersDialog(services, "users_dialog"),
+            users("users_dialog"),
             Permission.MANAGE_SERVICES,
             aliases=("user list", "list users"),
         ),
@@ -53,7 +78,7 @@ def default_tasks(services: Services) -> list[Task]:
             "new user",
             "New user",
             "Create a user in your tenant (password e-mailed)",
-            UsersDialog(services, "new_user_dialog", start=NEW),
+            users("new_user_dialog", start=NEW),
             Permission.MANAGE_SERVICES,
             aliases=("add user", "create user"),
         ),
@@ -61,17 +86,17 @@ def default_tasks(services: Services) -> list[Task]:
             "assign",
             "Assign licences",
             "Give users licences from your subscriptions",
-            UsersDialog(services, "assign_dialog", start=ASSIGN),
+            users("assign_dialog", start=ASSIGN),
             Permission.MANAGE_SERVICES,
             aliases=("assign licences", "assign licenses", "licences", "licenses"),
         ),
-        *add_subscription_tasks(services),
-        *billing_tasks(services),
+        *add_subscription_tasks(add_subscription()),
+        *billing_tasks(services.billing, uploads),
         Task(
             "subscriptions",
             "Subscriptions",
             "See your subscriptions; change seats, add-ons, cancel, auto-renew, suspend",
-            SubscriptionsDialog(services),
+            subscriptions(),
             Permission.READ_SUBSCRIPTIONS,
             aliases=("my subscriptions", "subscription"),
         ),
@@ -79,7 +104,7 @@ def default_tasks(services: Services) -> list[Task]:
             "renewals",
             "Renewals",
             "What renews in the next 90 days, what it will cost and what is scheduled",
-            RenewalsDialog(services),
+            RenewalsDialog(services.warnings, services.subscription_changes),
             Permission.READ_SUBSCRIPTIONS,
             aliases=("renewal", "upcoming renewals"),
         ),
@@ -87,12 +112,12 @@ def default_tasks(services: Services) -> list[Task]:
             "warning settings",
             "Warning settings",
             "Which warnings your admins get (seat windows, renewals, idle licences), when, and quiet hours",
-            WarningSettingsDialog(services),
+            WarningSettingsDialog(services.warnings.settings),
             Permission.MANAGE_SERVICES,
             aliases=("warnings", "warnings settings", "notification settings"),
         ),
         # One-line commands: last, so every task's own words are matched first.
-        *command_tasks(services),
+        *command_tasks(command_dialog),
     ]
 
 

@@ -1,37 +1,53 @@
-"""Users: the tenant's users and everything done from that list, as one card loop.
+"""Users: the tenant's users and everything done from that list, as a card flow — each click is
+"verb → service → next card", declared in `UsersDialog.verbs`.
 
-Steps:
-  show_step — render the current screen (list, one user, new user, assign, directory, an outcome)
-              and wait for a card submit; in a channel the list goes to the requester's 1:1 chat.
-  act_step  — run what the submit's verb asks (through the services, which re-check organisation
-              and role), then loop back to show_step with the next screen; bad input re-shows the
-              same card with the message at the field and the entered values kept.
+Screens: the list, one user, a new user form, assign licences, the directory (import/export), and
+`card` (an outcome). In a channel the list goes to the requester's 1:1 chat, where the task continues.
+Bad input re-shows the same card with the message at the field and the entered values kept.
 
-"users", "new user" and "assign" are the same loop started on a different screen.
+"users", "new user" and "assign" are the same flow started on a different screen.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from microsoft_agents.hosting.core import TurnContext
 
 from cards import users as ui
-from dialogs import licences
-from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_activity, card_done
+from dialogs.base import (
+    CARD,
+    END,
+    ERROR,
+    ERROR_FIELD,
+    NOTICE,
+    SCREEN,
+    CardFlow,
+    Next,
+    Outcome,
+    Turn,
+    Verb,
+    View,
+    caller_of,
+    card_activity,
+    shown_card,
+)
+from dialogs.licences import ASSIGN_FIELDS, AssignChoice, Assignment, Unassignment, ids_of, pool_note, render_assign
 from dialogs.private_replies import send_privately
 from dialogs.sdk import DialogTurnResult, WaterfallStepContext
-from services.access import Caller
-from services.container import Services
 from services.db import utcnow
-from services.errors import DomainError, InvalidInput
+from services.errors import InvalidInput
+from services.i18n import N_, _
 from services.payloads import page_number
+from services.users import DirectoryService, LicenceService, UserService
 from services.users.directory import matching
 from services.users.service import NewUser
 
-LIST, USER, NEW, ASSIGN, DIRECTORY, CARD = "list", "user", "new", "assign", "directory", "card"
-CHANNEL_STARTS = {NEW: ("New user", "new user"), ASSIGN: ("Assign licences", "assign")}
+LIST, USER, NEW, ASSIGN, DIRECTORY = "list", "user", "new", "assign", "directory"
+CHANNEL_STARTS = {NEW: (N_("New user"), "new user"), ASSIGN: (N_("Assign licences"), "assign")}
 DIRECTORY_FIELDS = ("entry_ids", "import_send_to", "user_ids", "send_to", "entry_search", "user_search")
 
 
@@ -44,110 +60,181 @@ def is_personal(context: TurnContext) -> bool:
     return conversation is None or (conversation.conversation_type or "personal") == "personal"
 
 
-def ids_of(value: Any) -> list[str]:
-    """A multi-select's value ("a,b,c") or a list of ids from a button."""
-    if isinstance(value, list):
-        return [str(item).strip() for item in value if str(item).strip()]
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return []
-
-
-def text_of(value: dict[str, Any], key: str, limit: int = 256) -> str:
+def text_of(value: Mapping[str, Any], key: str, limit: int = 256) -> str:
     item = value.get(key)
     return str(item).strip()[:limit] if isinstance(item, str | int) else ""
 
 
-def directory_values(value: dict[str, Any]) -> dict[str, str]:
+def directory_values(value: Mapping[str, Any]) -> dict[str, str]:
     """What the admin had entered on the directory card, to show it again."""
     return {key: text_of(value, key, 2000 if key.endswith("_ids") else 254) for key in DIRECTORY_FIELDS}
 
 
-# Buttons that change something at Microsoft or in the directory: once done, their card is a record.
-COMMITTING_VERBS = frozenset({ui.USERS_CREATE, ui.USERS_ASSIGN_DO, ui.USERS_UNASSIGN, ui.USERS_IMPORT, ui.USERS_EXPORT})
+# --- what a card sends back, read once -------------------------------------------------------------
 
 
-class UsersDialog(TaskDialog):
+@dataclass(frozen=True)
+class ListWanted:
+    search: str
+    page: int
+
+    @classmethod
+    def searched(cls, payload: Mapping[str, Any]) -> ListWanted:
+        return cls(text_of(payload, "search", 100), 1)
+
+    @classmethod
+    def paged(cls, payload: Mapping[str, Any]) -> ListWanted:
+        return cls(text_of(payload, "search_was", 100), page_number(payload.get("page"), 1))
+
+
+@dataclass(frozen=True)
+class UserWanted:
+    user_id: str
+
+    @classmethod
+    def of(cls, payload: Mapping[str, Any]) -> UserWanted:
+        return cls(text_of(payload, "user_id", 64))
+
+
+@dataclass(frozen=True)
+class NewUserForm:
+    user: NewUser
+    key: str
+
+    @classmethod
+    def of(cls, payload: Mapping[str, Any]) -> NewUserForm:
+        values = {key: text_of(payload, key) for key in ui.NEW_USER_FIELDS}
+        key = text_of(payload, "request_key", 64)
+        if not key:
+            raise InvalidInput(_("This card is out of date; fill in the new form."))
+        return cls(NewUser(**values), key)
+
+
+@dataclass(frozen=True)
+class DirectoryForm:
+    """The directory card as entered (a search keeps it; an import or export acts on its ticks)."""
+
+    values: dict[str, str]
+    searched: bool
+
+    @classmethod
+    def of(cls, payload: Mapping[str, Any]) -> DirectoryForm:
+        return cls(directory_values(payload), payload.get("searching") is True)
+
+
+@dataclass(frozen=True)
+class Transfer:
+    ids: tuple[str, ...]
+    key: str
+    send_to: str
+
+    @classmethod
+    def imported(cls, payload: Mapping[str, Any]) -> Transfer:
+        return cls(
+            tuple(ids_of(payload.get("entry_ids"))),
+            text_of(payload, "request_key", 64),
+            text_of(payload, "import_send_to", 254),
+        )
+
+    @classmethod
+    def exported(cls, payload: Mapping[str, Any]) -> Transfer:
+        return cls(
+            tuple(ids_of(payload.get("user_ids"))),
+            text_of(payload, "request_key", 64),
+            text_of(payload, "send_to", 254),
+        )
+
+
+class UsersDialog(CardFlow):
     title = "Users"
+    home = LIST
 
-    def __init__(self, services: Services, dialog_id: str = "users_dialog", start: str = LIST) -> None:
-        super().__init__(dialog_id, [self.show_step, self.act_step])
-        self._services = services
-        self._start = start
-        self._loop_id = f"{dialog_id}.steps"
+    def __init__(
+        self,
+        users: UserService,
+        licences: LicenceService,
+        directory: DirectoryService,
+        dialog_id: str = "users_dialog",
+        start: str = LIST,
+    ) -> None:
+        super().__init__(dialog_id, start)
+        self._users, self._licences, self._directory = users, licences, directory
+        self.screens = {
+            LIST: self._list,
+            USER: self._user,
+            NEW: self._new,
+            ASSIGN: self._assign,
+            DIRECTORY: self._directory_card,
+            CARD: shown_card,
+        }
+        self.verbs = {
+            ui.USERS_DONE: Verb(END, self._done),
+            ui.USERS_LIST: Verb(LIST),
+            ui.USERS_SEARCH: Verb(LIST, self._list_of, parse=ListWanted.searched),
+            ui.USERS_PAGE: Verb(LIST, self._list_of, parse=ListWanted.paged),
+            ui.USERS_REFRESH: Verb(LIST, self._refresh, parse=ListWanted.paged),
+            ui.USERS_OPEN: Verb(USER, self._open, parse=UserWanted.of),
+            ui.USERS_NEW: Verb(NEW),
+            ui.USERS_CREATE: Verb(CARD, self._create, NEW, NewUserForm.of, ui.NEW_USER_FIELDS, done=True),
+            ui.USERS_ASSIGN: Verb(ASSIGN, keep=ASSIGN_FIELDS),
+            ui.USERS_ASSIGN_DO: Verb(CARD, self._assign_licences, ASSIGN, Assignment.of, ASSIGN_FIELDS, done=True),
+            ui.USERS_UNASSIGN: Verb(USER, self._unassign, USER, Unassignment.of, ("user_id",), done=True),
+            ui.USERS_DIRECTORY: Verb(DIRECTORY, self._directory_form, parse=DirectoryForm.of),
+            ui.USERS_IMPORT: Verb(CARD, self._import, DIRECTORY, Transfer.imported, DIRECTORY_FIELDS, done=True),
+            ui.USERS_EXPORT: Verb(CARD, self._export, DIRECTORY, Transfer.exported, DIRECTORY_FIELDS, done=True),
+        }
 
-    # --- steps ----------------------------------------------------------------------------------
-
-    async def show_step(self, step: WaterfallStepContext) -> DialogTurnResult:
-        options: dict[str, Any] = dict(step.options) if isinstance(step.options, dict) else {"screen": self._start}
+    async def opening(self, step: WaterfallStepContext, view: View, /) -> DialogTurnResult | None:
+        """User data is private: asked in a channel, it goes to the requester's 1:1 chat instead."""
+        if is_personal(step.context):
+            return None
         caller = caller_of(step.context)
-        if not is_personal(step.context):
-            # User data is private: it goes to the requester's 1:1 chat, where the task continues.
-            if options.get("screen", LIST) == LIST:
-                page = await self._services.users.list_users(caller)
-                private = ui.build_users_card(page, utcnow(), interactive=False)
-            else:
-                private = ui.build_continue_here_card(*CHANNEL_STARTS.get(options.get("screen"), ("Users", "users")))
-            await send_privately(step.context, caller, card_activity(private))
-            return await step.end_dialog()
-        step.values["options"] = options
-        card = await self.render(caller, options)
-        return await step.prompt(CARD_PROMPT, self.prompt_card(card))
+        if view.get(SCREEN, LIST) == LIST:
+            page = await self._users.list_users(caller)
+            private = ui.build_users_card(page, utcnow(), interactive=False)
+        else:
+            title, command = CHANNEL_STARTS.get(str(view.get(SCREEN)), (N_("Users"), "users"))
+            private = ui.build_continue_here_card(_(title), command)
+        await send_privately(step.context, caller, card_activity(private))
+        return await step.end_dialog()
 
-    async def act_step(self, step: WaterfallStepContext) -> DialogTurnResult:
-        value = step.result if isinstance(step.result, dict) else {}
-        current = step.values.get("options") or {"screen": self._start}
-        caller = caller_of(step.context)
-        verb = str(value.get("verb", ""))
-        if verb == ui.USERS_DONE:
-            await step.context.send_activity("Done with users. Type **menu** for more.")
-            return await step.end_dialog()
-        following = await self.act(caller, verb, value, current)
-        if verb in COMMITTING_VERBS and not following.get("error"):
-            card_done(step.context)
-        return await step.replace_dialog(self._loop_id, following)
+    # --- screens: render(turn) -> card ---------------------------------------------------------------
 
-    # --- screens --------------------------------------------------------------------------------
+    async def _list(self, turn: Turn) -> dict[str, Any]:
+        view = turn.view
+        page = await self._users.list_users(
+            turn.caller, search=str(view.get("search", "")), page=page_number(view.get("page"), 1)
+        )
+        return ui.build_users_card(page, utcnow(), notice=str(view.get(NOTICE, "")), error=view.get(ERROR))
 
-    async def render(self, caller: Caller, options: dict[str, Any]) -> dict[str, Any]:
-        screen = options.get("screen", LIST)
-        users = self._services.users
-        if screen == CARD:
-            return dict(options["card"])
-        if screen == USER:
-            detail = await users.get_user(caller, str(options["user_id"]))
-            return ui.build_user_card(
-                detail, utcnow(), new_key(), notice=options.get("notice", ""), error=options.get("error")
-            )
-        if screen == NEW:
-            defaults = await users.new_user_defaults(caller)
-            return ui.build_new_user_card(
-                defaults,
-                options.get("values", {}),
-                new_key(),
-                error=options.get("error"),
-                error_field=options.get("error_field"),
-            )
-        if screen == ASSIGN:
-            return await licences.render_assign(self._services, caller, options)
-        if screen == DIRECTORY:
-            return await self._directory_card(caller, options)
-        page = await users.list_users(caller, search=options.get("search", ""), page=int(options.get("page", 1)))
-        return ui.build_users_card(page, utcnow(), notice=options.get("notice", ""), error=options.get("error"))
+    async def _user(self, turn: Turn) -> dict[str, Any]:
+        detail = await self._users.get_user(turn.caller, str(turn.view.get("user_id", "")))
+        return ui.build_user_card(
+            detail, utcnow(), new_key(), notice=str(turn.view.get(NOTICE, "")), error=turn.view.get(ERROR)
+        )
 
-    async def _directory_card(self, caller: Caller, options: dict[str, Any]) -> dict[str, Any]:
+    async def _new(self, turn: Turn) -> dict[str, Any]:
+        defaults = await self._users.new_user_defaults(turn.caller)
+        values = {key: text_of(turn.view, key) for key in ui.NEW_USER_FIELDS if key in turn.view}
+        return ui.build_new_user_card(
+            defaults, values, new_key(), error=turn.view.get(ERROR), error_field=turn.view.get(ERROR_FIELD)
+        )
+
+    async def _assign(self, turn: Turn) -> dict[str, Any]:
+        return await render_assign(self._users, self._licences, turn.caller, turn.view)
+
+    async def _directory_card(self, turn: Turn) -> dict[str, Any]:
         """The directory card: the people ticked and those the import search matches; the tenant
         users ticked and the export search's first page."""
-        values: dict[str, str] = dict(options.get("values", {}))
-        entries = await self._services.directory.entries(caller)
+        caller = turn.caller
+        values = directory_values(turn.view) if any(key in turn.view for key in DIRECTORY_FIELDS) else {}
+        entries = await self._directory.entries(caller)
         waiting = [entry for entry in entries if not entry.tenant_user_id]
         ticked_entries = set(ids_of(values.get("entry_ids")))
         matches = matching(waiting, values.get("entry_search", ""))
         shown = [entry for entry in waiting if str(entry.entry_id) in ticked_entries] + matches
-        page = await self._services.users.list_users(
-            caller, search=values.get("user_search", ""), page_size=ui.MAX_CHOICES
-        )
-        ticked_users = await self._services.users.rows_of(caller, ids_of(values.get("user_ids")))
+        page = await self._users.list_users(caller, search=values.get("user_search", ""), page_size=ui.MAX_CHOICES)
+        ticked_users = await self._users.rows_of(caller, ids_of(values.get("user_ids")))
         return ui.build_directory_card(
             shown,
             ticked_users + [row for row in page.rows if row not in ticked_users],
@@ -156,84 +243,30 @@ class UsersDialog(TaskDialog):
             waiting_total=len(waiting),
             entries_matching=len(matches),
             users_matching=page.total,
-            error=options.get("error"),
+            error=turn.view.get(ERROR),
             values=values,
         )
 
-    async def act(self, caller: Caller, verb: str, value: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
-        """The next screen's options after doing what `verb` asks."""
-        try:
-            return await self._act(caller, verb, value, current)
-        except DomainError as error:
-            # Shown on the card the admin was using; whatever they typed is kept.
-            retry = dict(current)
-            retry.update(error=error.message, error_field=error.field if isinstance(error, InvalidInput) else None)
-            if retry.get("screen") == NEW:
-                retry["values"] = {key: text_of(value, key) for key in ui.NEW_USER_FIELDS} or retry.get("values", {})
-            if retry.get("screen") == ASSIGN:
-                retry.update(licences.assign_values(value))
-            if retry.get("screen") == DIRECTORY:
-                retry["values"] = directory_values(value)
-            if retry.get("screen") in (LIST, CARD, None):
-                return {"screen": LIST, "notice": "", "error": error.message}
-            return retry
+    # --- verbs: action(turn, parsed) -> notice | Next ------------------------------------------------
 
-    async def _act(self, caller: Caller, verb: str, value: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
-        users = self._services.users
-        if verb == ui.USERS_SEARCH:
-            return {"screen": LIST, "search": text_of(value, "search", 100), "page": 1}
-        if verb == ui.USERS_PAGE:
-            return {
-                "screen": LIST,
-                "search": text_of(value, "search_was", 100),
-                "page": page_number(value.get("page"), 1),
-            }
-        if verb == ui.USERS_REFRESH:
-            finished = await users.refresh(caller)
-            notice = "Refreshed from Microsoft." if finished else "Still syncing a large tenant; refresh again shortly."
-            return {
-                "screen": LIST,
-                "search": text_of(value, "search_was", 100),
-                "page": page_number(value.get("page"), 1),
-                "notice": notice,
-            }
-        if verb == ui.USERS_OPEN:
-            return {"screen": USER, "user_id": text_of(value, "user_id", 64)}
-        if verb == ui.USERS_NEW:
-            return {"screen": NEW, "values": {}}
-        if verb == ui.USERS_CREATE:
-            return await self._create(caller, value)
-        if verb in (ui.USERS_ASSIGN, ui.USERS_ASSIGN_DO, ui.USERS_UNASSIGN):
-            return await licences.act(self._services, caller, verb, value)
-        if verb == ui.USERS_DIRECTORY:
-            searched = value.get("searching") is True
-            return {"screen": DIRECTORY, "values": directory_values(value) if searched else {}}
-        if verb == ui.USERS_IMPORT:
-            results = await self._services.directory.import_to_tenant(
-                caller,
-                ids_of(value.get("entry_ids")),
-                request_key=text_of(value, "request_key", 64),
-                send_to=text_of(value, "import_send_to", 254),
-            )
-            return {"screen": CARD, "card": ui.build_directory_outcome_card("Imported into the tenant", results)}
-        if verb == ui.USERS_EXPORT:
-            results = await self._services.directory.export_from_tenant(
-                caller,
-                ids_of(value.get("user_ids")),
-                request_key=text_of(value, "request_key", 64),
-                send_to=text_of(value, "send_to", 254),
-            )
-            return {"screen": CARD, "card": ui.build_directory_outcome_card("Exported to the directory", results)}
-        if verb == ui.USERS_LIST:
-            return {"screen": LIST}
-        return {key: item for key, item in current.items() if key not in ("error", "error_field", "notice")}
+    async def _done(self, _turn: Turn, _nothing: None) -> Outcome:
+        return _("Done with users. Type **menu** for more.")
 
-    async def _create(self, caller: Caller, value: dict[str, Any]) -> dict[str, Any]:
-        values = {key: text_of(value, key) for key in ui.NEW_USER_FIELDS}
-        key = text_of(value, "request_key", 64)
-        if not key:
-            raise InvalidInput("This card is out of date; fill in the new form.")
-        created = await self._services.users.create_user(caller, NewUser(**values), request_key=key)
+    async def _list_of(self, _turn: Turn, wanted: ListWanted) -> Outcome:
+        return Next(LIST, {"search": wanted.search, "page": wanted.page})
+
+    async def _refresh(self, turn: Turn, wanted: ListWanted) -> Outcome:
+        finished = await self._users.refresh(turn.caller)
+        notice = (
+            _("Refreshed from Microsoft.") if finished else _("Still syncing a large tenant; refresh again shortly.")
+        )
+        return Next(LIST, {"search": wanted.search, "page": wanted.page, NOTICE: notice})
+
+    async def _open(self, _turn: Turn, wanted: UserWanted) -> Outcome:
+        return Next(USER, {"user_id": wanted.user_id})
+
+    async def _create(self, turn: Turn, form: NewUserForm) -> Outcome:
+        created = await self._users.create_user(turn.caller, form.user, request_key=form.key)
         card = ui.build_user_created_card(
             created.user_id,
             created.user_principal_name,
@@ -243,4 +276,39 @@ class UsersDialog(TaskDialog):
             already=created.already_done,
             mail_queued=created.mail_queued,
         )
-        return {"screen": CARD, "card": card}
+        return Next(CARD, {CARD: card})
+
+    async def _assign_licences(self, turn: Turn, assignment: Assignment) -> Outcome:
+        choice: AssignChoice = assignment.choice
+        outcome = await self._licences.assign(
+            turn.caller,
+            list(choice.selected),
+            choice.licence,
+            request_key=assignment.key,
+            usage_location=choice.usage_location,
+        )
+        return Next(CARD, {CARD: ui.build_licence_outcome_card(_("Licences assigned"), outcome)})
+
+    async def _unassign(self, turn: Turn, unassignment: Unassignment) -> Outcome:
+        outcome = await self._licences.unassign(
+            turn.caller, unassignment.user_id, list(unassignment.licences), request_key=unassignment.key
+        )
+        if outcome.results and all(result.ok for result in outcome.results):
+            notice = _("Licences removed. {pool}", pool=pool_note(outcome)).strip()
+            return Next(USER, {"user_id": unassignment.user_id, NOTICE: notice})
+        return Next(CARD, {CARD: ui.build_licence_outcome_card(_("Licences removed"), outcome)})
+
+    async def _directory_form(self, _turn: Turn, form: DirectoryForm) -> Outcome:
+        return Next(DIRECTORY, form.values if form.searched else {})
+
+    async def _import(self, turn: Turn, transfer: Transfer) -> Outcome:
+        results = await self._directory.import_to_tenant(
+            turn.caller, list(transfer.ids), request_key=transfer.key, send_to=transfer.send_to
+        )
+        return Next(CARD, {CARD: ui.build_directory_outcome_card(_("Imported into the tenant"), results)})
+
+    async def _export(self, turn: Turn, transfer: Transfer) -> Outcome:
+        results = await self._directory.export_from_tenant(
+            turn.caller, list(transfer.ids), request_key=transfer.key, send_to=transfer.send_to
+        )
+        return Next(CARD, {CARD: ui.build_directory_outcome_card(_("Exported to the directory"), results)})

@@ -1,69 +1,84 @@
-"""An organisation's warning settings in chat ("warning settings", admins): one form card.
+"""An organisation's warning settings in chat ("warning settings", admins): one form card, a card flow.
 
-Steps:
-1. show_step   — the settings as a form (with what was just saved, or the value refused and why);
-2. handle_step — Save: every value checked by the service (a refused one saves nothing and comes
-                 back on the card as entered), then the form again; Done ends.
+Save → every value checked by the service (a refused one saves nothing and comes back on the card
+as entered, with why) → the form again with "Saved."; Done ends the task.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from cards import warnings as cards
-from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_done
-from dialogs.sdk import DialogTurnResult, WaterfallStepContext
-from services.container import Services
+from dialogs.base import END, ERROR, NOTICE, CardFlow, Outcome, Turn, Verb, card_done
 from services.errors import InvalidInput
+from services.i18n import _
 from services.roles import Permission
 from services.warnings.rules import Kind
+from services.warnings.settings import WarningSettingsStore
 
 DIALOG_ID = "warning_settings_dialog"
 TITLE = "Warning settings"
+SETTINGS = "settings"
 FIELDS = ("leads", "seat_window_hours", "idle_days", "excluded", "quiet", "timezone")
+SWITCHES = tuple(f"on_{kind.value}" for kind in Kind)
 
 
-def _entered(value: dict[str, Any]) -> dict[str, str]:
+def _entered(value: Mapping[str, Any]) -> dict[str, str]:
     shown = {key: str(value.get(key, ""))[:200] for key in FIELDS}
-    shown |= {f"on_{kind.value}": str(value.get(f"on_{kind.value}", "false")) for kind in Kind}
+    shown |= {switch: str(value.get(switch, "false")) for switch in SWITCHES}
     return shown
 
 
-class WarningSettingsDialog(TaskDialog):
+@dataclass(frozen=True)
+class SettingsForm:
+    """The form as entered: its text fields (the service reads them) and the warnings switched on."""
+
+    entered: dict[str, str]
+    enabled: tuple[str, ...]
+
+    @classmethod
+    def of(cls, payload: Mapping[str, Any]) -> SettingsForm:
+        entered = _entered(payload)
+        return cls(entered, tuple(kind.value for kind in Kind if entered[f"on_{kind.value}"] == "true"))
+
+
+class WarningSettingsDialog(CardFlow):
     title = TITLE
+    home = SETTINGS
+    fallback = cards.CLOSE_SETTINGS
 
-    def __init__(self, services: Services) -> None:
-        super().__init__(DIALOG_ID, [self.show_step, self.handle_step])
-        self._services = services
+    def __init__(self, settings: WarningSettingsStore) -> None:
+        super().__init__(DIALOG_ID)
+        self._settings = settings
+        self.screens = {SETTINGS: self._form}
+        self.verbs = {
+            cards.SAVE_SETTINGS: Verb(SETTINGS, self._save, SETTINGS, SettingsForm.of, FIELDS + SWITCHES),
+            cards.CLOSE_SETTINGS: Verb(END, self._close),
+        }
 
-    async def show_step(self, step: WaterfallStepContext) -> DialogTurnResult:
-        options: dict[str, Any] = dict(step.options or {}) if isinstance(step.options, dict) else {}
-        caller = caller_of(step.context)
-        caller.require(Permission.MANAGE_SERVICES)
-        settings = await self._services.warnings.settings.get(caller.organisation_id)
-        card = cards.build_settings_card(
+    async def _form(self, turn: Turn) -> dict[str, Any]:
+        """The settings as a form (with what was just saved, or the value refused and why, as entered)."""
+        turn.caller.require(Permission.MANAGE_SERVICES)
+        settings = await self._settings.get(turn.caller.organisation_id)
+        return cards.build_settings_card(
             settings,
-            entered=options.get("entered"),
-            error=str(options.get("error", "")),
-            notice=str(options.get("notice", "")),
+            entered=_entered(turn.view) if ERROR in turn.view else None,
+            error=str(turn.view.get(ERROR, "")),
+            notice=str(turn.view.get(NOTICE, "")),
         )
-        return await step.prompt(CARD_PROMPT, self.prompt_card(card))
 
-    async def handle_step(self, step: WaterfallStepContext) -> DialogTurnResult:
-        value: dict[str, Any] = step.result if isinstance(step.result, dict) else {}
-        if value.get("verb") != cards.SAVE_SETTINGS:
-            await step.context.send_activity("Done. Type **warning settings** to change them again.")
-            return await step.end_dialog()
-        caller = caller_of(step.context)
+    async def _save(self, turn: Turn, form: SettingsForm) -> Outcome:
+        caller = turn.caller
         caller.require(Permission.MANAGE_SERVICES)
-        entered = _entered(value)
-        enabled = [kind.value for kind in Kind if entered[f"on_{kind.value}"] == "true"]
+        entered = form.entered
         try:
-            await self._services.warnings.settings.change(
+            await self._settings.change(
                 caller.organisation_id,
                 actor=caller.actor,
-                enable=enabled,
-                disable=[kind.value for kind in Kind if kind.value not in enabled],
+                enable=list(form.enabled),
+                disable=[kind.value for kind in Kind if kind.value not in form.enabled],
                 leads=entered["leads"],
                 seat_window_hours=entered["seat_window_hours"],
                 idle_days=entered["idle_days"],
@@ -72,8 +87,9 @@ class WarningSettingsDialog(TaskDialog):
                 timezone=entered["timezone"],
             )
         except InvalidInput as bad:
-            return await step.replace_dialog(
-                self.initial_dialog_id or self.id, {"entered": entered, "error": f"Nothing was saved: {bad.message}"}
-            )
-        card_done(step.context, "Saved")
-        return await step.replace_dialog(self.initial_dialog_id or self.id, {"notice": "Saved."})
+            raise InvalidInput(_("Nothing was saved: {reason}", reason=bad.message), field=bad.field) from None
+        card_done(turn.context, _("Saved"))
+        return _("Saved.")
+
+    async def _close(self, _turn: Turn, _nothing: None) -> Outcome:
+        return _("Done. Type **warning settings** to change them again.")

@@ -16,7 +16,8 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from services.errors import Conflict, NotFound
-from services.mail import MAIL_JOB, Mail, OutboxTransport, SmtpTransport
+from services.jobs import JobService
+from services.mail import MAIL_JOB, Mail, Mailer, MailTransport, OutboxTransport, SmtpTransport
 from services.models import Job, MailMessage
 from services.sealed_secrets import SecretBox, SecretUnreadable, generate_key
 from tests.conftest import outbox_messages
@@ -32,11 +33,30 @@ MAIL = Mail(
 )
 
 
-def _smtp_down(services) -> int:
-    """Point the mailer at an SMTP port nobody listens on (yet); returns the port."""
+NO_WAIT = (timedelta(0), timedelta(0))
+
+
+def _mailer(services, transport: MailTransport, box: SecretBox | None = None) -> tuple[Mailer, JobService]:
+    """The app's mailer over `transport` (and `box`), retrying at once, with its own job runner over
+    the same database: what a second replica with that mail server (and key) would run."""
+    jobs = JobService(services.sessions, services.alerts)
+    mailer = Mailer(
+        transport,
+        sender="csp-bot@contoso.example",
+        alerts=services.alerts,
+        sessions=services.sessions,
+        jobs=jobs,
+        box=box or services.secret_box,
+        retry_delays=NO_WAIT,
+    )
+    return mailer, jobs
+
+
+def _smtp_down(services) -> tuple[Mailer, JobService, int]:
+    """A mailer whose SMTP port nobody listens on (yet); with its job runner and the port."""
     port = free_port()
-    services.mailer._transport = SmtpTransport("127.0.0.1", port, starttls=False, timeout=2)
-    return port
+    mailer, jobs = _mailer(services, SmtpTransport("127.0.0.1", port, starttls=False, timeout=2))
+    return mailer, jobs, port
 
 
 def _our_logs(caplog) -> str:
@@ -74,9 +94,8 @@ async def _job_payloads(services) -> list[str]:
 
 async def test_a_refused_message_is_queued_and_delivered_when_the_server_is_back(services, caplog) -> None:
     caplog.set_level(logging.DEBUG)
-    port = _smtp_down(services)
-    services.mailer.retry_delays = (timedelta(0), timedelta(0))
-    receipt = await services.mailer.send(MAIL, organisation_id=None)
+    mailer, jobs, port = _smtp_down(services)
+    receipt = await mailer.send(MAIL, organisation_id=None)
     assert receipt.queued and receipt.message_id is not None
     row = await _row(services, receipt.message_id)
     assert (row.status, row.attempts, row.last_error) == ("queued", 1, "ConnectionRefusedError")
@@ -91,7 +110,7 @@ async def test_a_refused_message_is_queued_and_delivered_when_the_server_is_back
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        await services.jobs.run_pending()
+        await jobs.run_pending()
     finally:
         controller.stop()
     [message] = handler.messages
@@ -101,39 +120,38 @@ async def test_a_refused_message_is_queued_and_delivered_when_the_server_is_back
     assert row.secrets is None and row.sent_at is not None
     assert await services.alerts.list() == []
     assert PASSWORD not in _our_logs(caplog)
-    [view] = await services.mailer.messages()
+    [view] = await mailer.messages()
     assert view.status == "sent" and not view.has_secrets
 
 
 async def test_exhausted_retries_alert_the_operator_and_keep_the_message(services, caplog) -> None:
     caplog.set_level(logging.DEBUG)
-    port = _smtp_down(services)
-    services.mailer.retry_delays = (timedelta(0), timedelta(0))
-    receipt = await services.mailer.send(MAIL)
+    mailer, jobs, port = _smtp_down(services)
+    receipt = await mailer.send(MAIL)
     assert receipt.message_id is not None
-    await services.jobs.run_pending()
+    await jobs.run_pending()
     row = await _row(services, receipt.message_id)
     assert (row.status, row.attempts) == ("failed", 3)
     _sealed_password(services, row)  # never lost: kept for a later retry
     [alert] = await services.alerts.list()
     assert alert.code == "mail_undeliverable" and PASSWORD not in alert.message
     assert f"cspbot mail retry {receipt.message_id}" in alert.message
-    assert [view.id for view in await services.mailer.messages(status="failed")] == [receipt.message_id]
+    assert [view.id for view in await mailer.messages(status="failed")] == [receipt.message_id]
 
     handler = SmtpInbox()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        retried = await services.mailer.retry(receipt.message_id)
+        retried = await mailer.retry(receipt.message_id)
     finally:
         controller.stop()
     assert retried.delivered and len(handler.messages) == 1
     row = await _row(services, receipt.message_id)
     assert row.status == "sent" and row.secrets is None
     with pytest.raises(Conflict):
-        await services.mailer.retry(receipt.message_id)
+        await mailer.retry(receipt.message_id)
     with pytest.raises(NotFound):
-        await services.mailer.retry(999999)
+        await mailer.retry(999999)
     assert PASSWORD not in _our_logs(caplog)
     assert all(PASSWORD not in payload for payload in await _job_payloads(services))
 
@@ -149,25 +167,24 @@ async def test_a_message_delivered_at_once_keeps_no_secret(services, outbox) -> 
 async def test_without_the_outbox_a_refused_message_still_raises(services) -> None:
     from services.mail import MailNotDelivered
 
-    _smtp_down(services)
+    mailer, _jobs, _port = _smtp_down(services)
     with pytest.raises(MailNotDelivered) as failed:
-        await services.mailer.send(MAIL, durable=False)
+        await mailer.send(MAIL, durable=False)
     assert PASSWORD not in str(failed.value)
-    assert await services.mailer.messages() == []
+    assert await mailer.messages() == []
 
 
 async def test_a_secret_sealed_under_another_key_fails_with_an_alert_until_that_key_is_back(services, outbox) -> None:
     """E.g. SECRETS_KEY rotated with the old key dropped too soon: no retry can help, so the message fails
     at once and the operator is told what to do; with the old key added back it is delivered."""
-    _smtp_down(services)
-    services.mailer.retry_delays = (timedelta(0), timedelta(0))
-    receipt = await services.mailer.send(MAIL)
+    down, _jobs, _port = _smtp_down(services)
+    receipt = await down.send(MAIL)
     assert receipt.queued and receipt.message_id is not None
-    services.mailer._transport = OutboxTransport(outbox)
     sealed_with = _tests_key()
-    services.mailer._box = SecretBox([generate_key()])  # the key it was sealed with is gone
+    # The mail server is back, but the key it was sealed with is gone:
+    mailer, jobs = _mailer(services, OutboxTransport(outbox), SecretBox([generate_key()]))
 
-    await services.jobs.run_pending()  # the scheduled retry
+    await jobs.run_pending()  # the scheduled retry
     row = await _row(services, receipt.message_id)
     assert (row.status, row.last_error) == ("failed", "SecretUnreadable")
     _sealed_password(services, row)  # kept: nothing is lost
@@ -176,11 +193,12 @@ async def test_a_secret_sealed_under_another_key_fails_with_an_alert_until_that_
     assert f"cspbot mail retry {receipt.message_id}" in alert.message and PASSWORD not in alert.message
     assert outbox_messages(outbox) == []
     with pytest.raises(SecretUnreadable, match="SECRETS_KEY"):  # the operator's retry says why at once
-        await services.mailer.retry(receipt.message_id)
+        await mailer.retry(receipt.message_id)
     assert (await _row(services, receipt.message_id)).status == "failed"
 
-    services.mailer._box = SecretBox([generate_key(), sealed_with])  # a new key first, the old one after
-    assert (await services.mailer.retry(receipt.message_id)).delivered
+    # A new key first, the old one after:
+    mailer, _jobs = _mailer(services, OutboxTransport(outbox), SecretBox([generate_key(), sealed_with]))
+    assert (await mailer.retry(receipt.message_id)).delivered
     [delivered] = outbox_messages(outbox)
     assert PASSWORD in delivered.get_body(preferencelist=("plain",)).get_content()
 

@@ -239,12 +239,12 @@ def test_commands() -> None:
 async def test_every_manifest_command_starts_something(sqlite_services: Any) -> None:
     """Each command Teams offers in its command list is a built-in word or starts one of the bot's tasks,
     and the message extension's command is the one the billing dialog answers."""
+    from app import bot_tasks
     from bot.handler import CANCEL_WORDS, HELP_WORDS, MENU_WORDS
     from dialogs.billing import SEARCH_COMMAND
     from dialogs.catalogue import TaskCatalogue
-    from dialogs.tasks import default_tasks
 
-    catalogue = TaskCatalogue(default_tasks(sqlite_services))
+    catalogue = TaskCatalogue(bot_tasks(sqlite_services))
     built_in = MENU_WORDS | HELP_WORDS | CANCEL_WORDS
     dead = [title for title, _ in build.COMMANDS if title not in built_in and catalogue.find(title) is None]
     assert dead == [], f"manifest commands that start nothing: {dead}"

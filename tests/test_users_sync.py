@@ -13,6 +13,7 @@ from services.errors import DomainError, PermissionDenied
 from services.models import TenantUser, UserSyncState
 from services.partner_center.errors import PartnerCenterError
 from services.users.leases import LeaseService
+from services.users.sync import UserSync
 from tests.users_support import BASIC, BASIC_LICENCE, admin_caller, buy_licences
 
 DOMAIN = "contosodemo.onmicrosoft.com"
@@ -222,7 +223,6 @@ async def test_a_long_sync_extends_its_lease_and_stops_unswept_when_another_repl
     await services.user_sync.sync(org.id)  # 5 users known
     await sandbox.admin("DELETE", f"{users}/{made[3]['id']}")
     lease = f"users-sync:{org.id}"
-    real = services.user_sync._leases
     calls: list[str] = []
 
     class TakenOverAfterFirstPage(LeaseService):
@@ -237,8 +237,16 @@ async def test_a_long_sync_extends_its_lease_and_stops_unswept_when_another_repl
                     )
             return await super().acquire(name, seconds)
 
-    services.user_sync._leases = TakenOverAfterFirstPage(services.sessions, owner=real.owner)
-    result = await services.user_sync.sync(org.id)
+    # This replica's sync, whose lease is taken over after its first page:
+    this_replica = UserSync(
+        services.sessions,
+        services.partner_center,
+        TakenOverAfterFirstPage(services.sessions, owner="this-replica"),
+        services.alerts,
+        page_size=2,
+        microsoft_now=services.clock.now,
+    )
+    result = await this_replica.sync(org.id)
     assert result.ran and not result.complete and result.pages == 1 and calls == [lease, lease]
     assert len(await _user_rows(services, org.id)) == 5  # nothing swept by the partial run
     async with services.sessions() as session:
@@ -248,7 +256,6 @@ async def test_a_long_sync_extends_its_lease_and_stops_unswept_when_another_repl
         assert holder is not None and holder.owner == "other-replica"  # our release left it alone
     other = LeaseService(services.sessions, owner="other-replica")
     await other.release(lease)
-    services.user_sync._leases = real
     result = await services.user_sync.sync(org.id)
     assert result.resumed and result.complete and result.removed == 1
     assert f"u3@{DOMAIN}" not in await _user_rows(services, org.id)

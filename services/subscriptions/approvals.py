@@ -4,6 +4,22 @@ Every status move is a conditional UPDATE on the current status, so two approver
 make one decision (the other reads it), and an expired request cannot be approved. Approve moves the
 request to `suspending`; the suspension then runs (a durable job) and ends `suspended`, or `failed`
 with Microsoft's reason and nothing changed — an approver may retry a failed one.
+
+One approval, module by module, in the order it happens:
+
+1. `dialogs/subscriptions.py` (a suspension: "Send to an approver") or `dialogs/spending.py`
+   (`ask_an_approver`: a purchase, seats or an add-on above `services/spending.py`'s policy, the
+   change it would run recorded by `services/spending_requests.request_payload`) — records the
+   request here (`request_suspension`, `request_spending`);
+2. `dialogs/approval_delivery.py` — `ApprovalPosting` posts its card (`cards/approvals.py`) to the
+   approvers' 1:1 chats and the approvals channel and schedules its expiry job;
+   `ApprovalDelivery.deliver_waiting` posts it later to an approver who says hi (`app.py`);
+3. `bot/approvals.py` — the card's Approve/Reject/Retry/Refresh invokes call `decide` here and
+   submit the job that carries it out (`approval.suspend`, or `approval.spend` running
+   `services/spending_requests.carry_out`), then refresh every copy and tell the requester
+   (`ApprovalDelivery`); the expiry job (`approval.expire`) does the same for a request nobody decided.
+
+For the people who use it: docs/approvals.md.
 """
 
 from __future__ import annotations

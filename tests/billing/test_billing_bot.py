@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
+from bot.file_uploads import OneDriveUploads
 from cards.billing import FILE_CONSENT, FILE_INFO
 from dialogs.billing import BILLING_SHORTCUTS, NO_BILLS, billing_tasks
 from dialogs.private_replies import SENT_PRIVATELY
@@ -41,7 +41,7 @@ def _tasks(*, file_consent: bool = False):
             export_base_url="http://127.0.0.1:3978",
             file_consent=file_consent,
         )
-        return billing_tasks(replace(services, billing=billing))
+        return billing_tasks(billing, OneDriveUploads(services.outbound_hosts.file_upload))
 
     return build
 
