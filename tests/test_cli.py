@@ -71,7 +71,7 @@ def _operator_at(monkeypatch: pytest.MonkeyPatch, folder: Path) -> Db:
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("SEED_DEMO_ORGANISATION", "false")
     monkeypatch.setenv("MICROSOFT_APP_ID", "")
-    monkeypatch.setattr("cli.main.getpass.getuser", lambda: "opsy")
+    monkeypatch.setattr("getpass.getuser", lambda: "opsy")
     return Db(url, path)
 
 
