@@ -32,7 +32,7 @@ CARD_TYPE = "application/vnd.microsoft.card.adaptive"
 
 
 def _card_response(card: Mapping[str, Any]) -> AdaptiveCardInvokeResponse:
-    return AdaptiveCardInvokeResponse(status_code=200, type=CARD_TYPE, value=dict(card))  # type: ignore[arg-type]
+    return AdaptiveCardInvokeResponse(status_code=200, type=CARD_TYPE, value=dict(card))
 
 
 def approval_invoke_handlers(services: Services, messenger: ProactiveMessenger) -> dict[str, Any]:

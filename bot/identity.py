@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from microsoft_agents.activity import Activity
-from microsoft_agents.hosting.core import TurnContext
+from microsoft_agents.hosting.core import ConnectorClientBase, TurnContext
 
 from services.access import ChannelIdentity
 
@@ -42,7 +42,7 @@ async def roster_email(context: TurnContext) -> str | None:
     """The sender's e-mail/UPN from the conversation roster (Teams' get-member call), if reachable."""
     client = context.turn_state.get(CONNECTOR_CLIENT_KEY)
     activity = context.activity
-    if client is None or activity.conversation is None or activity.from_property is None:
+    if not isinstance(client, ConnectorClientBase) or activity.conversation is None or activity.from_property is None:
         return None
     try:
         member = await client.conversations.get_conversation_member(activity.conversation.id, activity.from_property.id)

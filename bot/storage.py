@@ -31,7 +31,7 @@ _READ_STATE = select(BotStateRow.key, BotStateRow.data, BotStateRow.version).whe
 def _dialect_insert(session: AsyncSession) -> Any:
     """INSERT … ON CONFLICT exists in both SQLite and PostgreSQL, under dialect-specific constructs (each
     loaded with its engine: a bot on SQLite never imports the PostgreSQL dialect)."""
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
         return postgresql_insert

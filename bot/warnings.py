@@ -38,7 +38,7 @@ _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 def _card_response(card: Mapping[str, Any]) -> AdaptiveCardInvokeResponse:
-    return AdaptiveCardInvokeResponse(status_code=200, type=CARD_TYPE, value=dict(card))  # type: ignore[arg-type]
+    return AdaptiveCardInvokeResponse(status_code=200, type=CARD_TYPE, value=dict(card))
 
 
 def warning_invoke_handlers(services: Services, messenger: ProactiveMessenger) -> dict[str, Any]:
