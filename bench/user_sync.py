@@ -184,10 +184,10 @@ async def run(users: int, latency_ms: int, licensed: int, concurrency: int) -> N
     pages: list[tuple[float, float]] = []  # (sent, answered) of each user-list request
     trace = aiohttp.TraceConfig()
 
-    async def on_start(session: object, context: SimpleNamespace, params: aiohttp.TraceRequestStartParams) -> None:
+    async def on_start(_session: object, context: SimpleNamespace, _params: aiohttp.TraceRequestStartParams) -> None:
         context.sent = time.perf_counter()
 
-    async def on_end(session: object, context: SimpleNamespace, params: aiohttp.TraceRequestEndParams) -> None:
+    async def on_end(_session: object, context: SimpleNamespace, params: aiohttp.TraceRequestEndParams) -> None:
         kind = _kind(params.url.path)
         counts[kind] += 1
         if kind == "user pages":

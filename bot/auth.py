@@ -149,7 +149,7 @@ class RequestAuthenticator:
             raise AuthenticationFailed("Invalid authorization header format")
         try:
             identity = await self._validator().validate_token(token)
-        except Exception as error:  # PyJWT, ValueError, key look-up: all mean "not authenticated"
+        except Exception as error:  # noqa: BLE001 - PyJWT, ValueError, key look-up: all mean "not authenticated" (401)
             log.warning("rejected a token: %s", type(error).__name__)
             raise AuthenticationFailed("Invalid token or authentication failed.") from None
         self._check_lifetime(identity.claims)

@@ -124,7 +124,7 @@ class _Outbox:
         self.answered = False  # some reply has gone out to the channel
 
     async def intercept(
-        self, context: TurnContext, activities: list[Activity], send: Callable[[], Awaitable[Any]]
+        self, context: TurnContext, activities: list[Activity], _send: Callable[[], Awaitable[Any]]
     ) -> list[ResourceResponse]:
         self.held.extend(activities)
         if any(activity.type not in (ActivityTypes.trace, ActivityTypes.typing) for activity in activities):
@@ -357,7 +357,7 @@ class CspBot(ActivityHandler):
                     await turn_context.send_activity(MessageFactory.text(error.message))
                     await outbox.flush(turn_context)
                     return
-                except Exception:
+                except Exception:  # noqa: BLE001 - the turn's error boundary: logged with a reference, the user gets a card
                     await self._fail(turn_context, outbox, reset=True)
                     return
 

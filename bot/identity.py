@@ -46,7 +46,7 @@ async def roster_email(context: TurnContext) -> str | None:
         return None
     try:
         member = await client.conversations.get_conversation_member(activity.conversation.id, activity.from_property.id)
-    except Exception as error:  # the roster is a convenience: a failure just means "unknown caller"
+    except Exception as error:  # noqa: BLE001 - the roster is a convenience: a failure just means "unknown caller"
         log.warning("could not read the conversation roster: %s", type(error).__name__)
         return None
     extra = member.model_extra or {}

@@ -66,7 +66,7 @@ class SqlStorage(Storage):
             raise TypeError("SqlStorage needs a session factory bound to an AsyncEngine")
         self._engine = engine
 
-    async def read(self, keys: list[str], *, target_cls: type[Any], **kwargs: Any) -> dict[str, Any]:
+    async def read(self, keys: list[str], *, target_cls: type[Any], **_kwargs: Any) -> dict[str, Any]:
         if not keys:
             raise ValueError("Storage.read(): keys are required")
         by_row_key = {_row_key(k): k for k in keys}

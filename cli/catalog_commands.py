@@ -190,7 +190,7 @@ async def _prices_delete(args: argparse.Namespace, services: Services) -> None:
     out(f"Deleted price list {args.list_name}.")
 
 
-async def _catalog_sync(args: argparse.Namespace, services: Services) -> None:
+async def _catalog_sync(_args: argparse.Namespace, services: Services) -> None:
     report = await services.catalog.sync(actor=actor())
     out(
         f"Catalog synced: {report.products} products, {report.skus} SKUs, {report.terms} terms; "

@@ -60,7 +60,7 @@ def _package(args: argparse.Namespace, settings: Settings) -> None:
     out(f"Wrote {path} (app id {app_id}, version {args.version}). Upload it in Teams (Apps > Manage your apps).")
 
 
-def _secrets_key(args: argparse.Namespace, settings: Settings) -> None:
+def _secrets_key(_args: argparse.Namespace, _settings: Settings) -> None:
     from services.sealed_secrets import generate_key
 
     out(generate_key())

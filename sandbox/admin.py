@@ -45,7 +45,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-async def index(request: web.Request) -> web.Response:
+async def index(_request: web.Request) -> web.Response:
     return web.json_response({"endpoints": ENDPOINTS})
 
 

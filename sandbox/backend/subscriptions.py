@@ -111,7 +111,7 @@ class Subscriptions(Resource):
             self._check_not_locked(subscription, now)
         changes: dict[str, Any] = {}
         if target != status:
-            await self._change_status(tx, customer, subscription, target, now)
+            await self._change_status(tx, subscription, target, now)
             changes["Status"] = f"{status}->{target}"
         if moves_quantity:
             if status == "suspended" or target == "suspended":
@@ -153,9 +153,7 @@ class Subscriptions(Resource):
         )
         return after
 
-    async def _change_status(
-        self, tx: Unit, customer: dict[str, Any], subscription: dict[str, Any], target: str, now: datetime
-    ) -> None:
+    async def _change_status(self, tx: Unit, subscription: dict[str, Any], target: str, now: datetime) -> None:
         status = subscription["status"]
         window_open = now <= parse_instant(subscription["cancellationAllowedUntilDate"])
         if target == "deleted":
