@@ -71,7 +71,7 @@ class _SlowDialog(TaskDialog):
         return await step_context.end_dialog()
 
 
-def _slow_tasks(services):
+def _slow_tasks(_services):
     return [Task("slow", "a slow task", "tests only", _SlowDialog(), Permission.READ_SUBSCRIPTIONS)]
 
 
@@ -214,7 +214,7 @@ class _FaultyDialog(TaskDialog):
         raise RuntimeError("database password is hunter2")  # must never reach the user
 
 
-def _faulty_tasks(services):
+def _faulty_tasks(_services):
     return [Task("faulty", "Faulty", "Fails on purpose", _FaultyDialog(), Permission.READ_SUBSCRIPTIONS)]
 
 
