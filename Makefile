@@ -33,10 +33,14 @@ node-tools: $(NODE_STAMP)
 run: install
 	$(PY) -m cli.devrun
 
-## make test: lint, type-check and the whole test suite (SQLite, PostgreSQL, end-to-end).
-test: install-test
+## make lint: ruff's rules, ruff's formatting (checked, not applied) and mypy — what pre-commit runs.
+lint: install-test
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+## make test: lint, then the whole test suite (SQLite, PostgreSQL, end-to-end).
+test: lint
 	$(VENV)/bin/pytest -q
 
 ## make package: the Teams app package dist/appPackage.zip (MICROSOFT_APP_ID fills the ids).

@@ -88,7 +88,7 @@ def _bare_app(connector_url: str) -> web.Application:
     sessions: list[ClientSession] = []
     base = connector_url.rstrip("/")
 
-    async def session_ctx(app: web.Application) -> Any:
+    async def session_ctx(_app: web.Application) -> Any:
         sessions.append(ClientSession(connector=TCPConnector(limit=100)))
         yield
         await sessions[0].close()
@@ -470,7 +470,7 @@ class Connector:
                 turn.bad = body.get("text") != f"Echo: {turn.text}"
         return web.json_response({"id": f"reply-{next(self._ids)}"})
 
-    async def _member(self, request: web.Request) -> web.Response:
+    async def _member(self, _request: web.Request) -> web.Response:
         return web.json_response({"error": {"code": "MemberNotFoundInConversation"}}, status=404)
 
 
@@ -660,7 +660,7 @@ class LoadGenerator:
                 await response.read()
             if response.status >= 300:
                 turn.settle()  # no reply is coming
-        except Exception as error:  # a refused or timed-out request is counted, never raised
+        except Exception as error:  # noqa: BLE001 - a refused or timed-out request is counted, never raised
             turn.error = type(error).__name__
             turn.settle()
 

@@ -157,7 +157,7 @@ class LocalSigningKeys:
     def __init__(self, jwk: dict[str, Any]) -> None:
         self._key = jwt.PyJWK(jwk)
 
-    async def get_signing_key(self, jwks_uri: str, header: dict[str, Any]) -> Any:
+    async def get_signing_key(self, jwks_uri: str, header: dict[str, Any]) -> Any:  # noqa: ARG002 - the SDK's signature; one key set
         if header.get("kid") != KID:
             raise jwt.PyJWKClientError("no such key")
         return self._key
@@ -173,7 +173,7 @@ class FixedTokenProvider:
     def configuration(self) -> Any:
         return self._configuration
 
-    async def get_access_token(self, resource_url: str, scopes: list[str], force_refresh: bool = False) -> str:
+    async def get_access_token(self, resource_url: str, scopes: list[str], force_refresh: bool = False) -> str:  # noqa: ARG002 - the SDK's signature; one fixed token
         return OUTBOUND_TOKEN
 
     def get_token_credential(self) -> Any:
@@ -212,7 +212,7 @@ def _sandbox_opener(url: str, token: str) -> Any:
     from startup.partner_center import PartnerCenter
 
     @contextlib.asynccontextmanager
-    async def opener(settings: Any) -> AsyncIterator[Any]:
+    async def opener(settings: Any) -> AsyncIterator[Any]:  # noqa: ARG001 - start-up's signature; the bench's own Partner Center
         async with ClientSession() as session:
             yield PartnerCenter(
                 PartnerCenterClient(
@@ -296,7 +296,7 @@ def _echo_app(trust: ssl.SSLContext, keys: LocalSigningKeys) -> web.Application:
         response = await adapter.process(request, bot)
         return response if response is not None else web.Response(status=202)
 
-    async def close_pool(app: web.Application) -> AsyncIterator[None]:
+    async def close_pool(_app: web.Application) -> AsyncIterator[None]:
         yield
         await factory.close()
 
@@ -616,7 +616,7 @@ class LoadGenerator:
                         turn.status = response.status
                         retry_after = float(response.headers.get("Retry-After", "1") or 1)
                         await response.read()
-                except Exception as error:  # a refused or timed-out request is counted, never raised
+                except Exception as error:  # noqa: BLE001 - a refused or timed-out request is counted, never raised
                     turn.error = type(error).__name__
                     turn.status = None
                     return

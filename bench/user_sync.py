@@ -83,10 +83,10 @@ async def _seed(runtime: object, customer_id: str, count: int, licensed: int) ->
     backend = runtime.backend  # type: ignore[attr-defined]
     step = max(1, count // licensed) if licensed else 0
     async with backend.transaction() as tx:
-        customer = await backend.customer(tx, customer_id)
+        customer = await backend.customers.get(tx, customer_id)
         chosen = 0
         for index in range(count):
-            user = await backend._new_user(
+            user = await backend.users.new_user(
                 tx,
                 customer,
                 upn=f"user{index:05}@{customer['domain']}",
@@ -100,7 +100,7 @@ async def _seed(runtime: object, customer_id: str, count: int, licensed: int) ->
                 user["licenses"] = [BASIC_LICENCE]
                 await tx.put("user", user["id"], user, customer_id=customer["id"])
                 assigned = {"licensesToAssign": [{"skuId": BASIC_LICENCE}], "licenseWarnings": []}
-                await backend._audit(
+                await backend.core.audit(
                     tx,
                     customer,
                     "license",
@@ -184,10 +184,10 @@ async def run(users: int, latency_ms: int, licensed: int, concurrency: int) -> N
     pages: list[tuple[float, float]] = []  # (sent, answered) of each user-list request
     trace = aiohttp.TraceConfig()
 
-    async def on_start(session: object, context: SimpleNamespace, params: aiohttp.TraceRequestStartParams) -> None:
+    async def on_start(_session: object, context: SimpleNamespace, _params: aiohttp.TraceRequestStartParams) -> None:
         context.sent = time.perf_counter()
 
-    async def on_end(session: object, context: SimpleNamespace, params: aiohttp.TraceRequestEndParams) -> None:
+    async def on_end(_session: object, context: SimpleNamespace, params: aiohttp.TraceRequestEndParams) -> None:
         kind = _kind(params.url.path)
         counts[kind] += 1
         if kind == "user pages":

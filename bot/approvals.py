@@ -32,7 +32,7 @@ CARD_TYPE = "application/vnd.microsoft.card.adaptive"
 
 
 def _card_response(card: Mapping[str, Any]) -> AdaptiveCardInvokeResponse:
-    return AdaptiveCardInvokeResponse(status_code=200, type=CARD_TYPE, value=dict(card))  # type: ignore[arg-type]
+    return AdaptiveCardInvokeResponse(status_code=200, type=CARD_TYPE, value=dict(card))
 
 
 def approval_invoke_handlers(services: Services, messenger: ProactiveMessenger) -> dict[str, Any]:
@@ -60,9 +60,7 @@ def approval_invoke_handlers(services: Services, messenger: ProactiveMessenger) 
             requested_by=caller.actor,
         )
 
-    async def decide(
-        context: TurnContext, caller: Caller, data: dict[str, Any], approve: bool
-    ) -> AdaptiveCardInvokeResponse:
+    async def decide(caller: Caller, data: dict[str, Any], approve: bool) -> AdaptiveCardInvokeResponse:
         decision = await services.approvals.decide(caller, data.get("approval_id"), approve=approve)
         if decision.expired_now:
             await delivery.expired(decision.approval)
@@ -74,20 +72,20 @@ def approval_invoke_handlers(services: Services, messenger: ProactiveMessenger) 
             await delivery.refresh_everywhere(decision.approval)
         return await respond(caller, decision.approval, "" if decision.decided_now else decision.message)
 
-    async def approve(context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
-        return await decide(context, caller, data, True)
+    async def approve(_context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
+        return await decide(caller, data, True)
 
-    async def reject(context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
-        return await decide(context, caller, data, False)
+    async def reject(_context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
+        return await decide(caller, data, False)
 
-    async def retry(context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
+    async def retry(_context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
         decision = await services.approvals.retry(caller, data.get("approval_id"))
         if decision.decided_now:
             await start_suspension(caller, decision.approval)
             await delivery.refresh_everywhere(decision.approval)
         return await respond(caller, decision.approval, "" if decision.decided_now else decision.message)
 
-    async def refresh(context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
+    async def refresh(_context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
         approval, expired_now = await services.approvals.look(caller, data.get("approval_id"))
         if expired_now:
             await delivery.expired(approval)

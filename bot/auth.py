@@ -86,7 +86,7 @@ def token_provider(configuration: AgentAuthConfiguration) -> AccessTokenProvider
     """What the SDK's `MsalConnectionManager` makes for a connection (`MsalAuth`); for an anonymous one, made
     on first use. An authenticated bot needs MSAL for its first reply, so it is loaded at start-up."""
     if configuration.ANONYMOUS_ALLOWED:
-        return DeferredMsalAuth(configuration)  # type: ignore[return-value]  # a Protocol, met by delegation
+        return DeferredMsalAuth(configuration)  # meets the Protocol by delegation (__getattr__)
     from microsoft_agents.authentication.msal import MsalAuth
 
     return MsalAuth(configuration)
@@ -149,7 +149,7 @@ class RequestAuthenticator:
             raise AuthenticationFailed("Invalid authorization header format")
         try:
             identity = await self._validator().validate_token(token)
-        except Exception as error:  # PyJWT, ValueError, key look-up: all mean "not authenticated"
+        except Exception as error:  # noqa: BLE001 - PyJWT, ValueError, key look-up: all mean "not authenticated" (401)
             log.warning("rejected a token: %s", type(error).__name__)
             raise AuthenticationFailed("Invalid token or authentication failed.") from None
         self._check_lifetime(identity.claims)

@@ -23,8 +23,8 @@ import logging
 import re
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from microsoft_agents.activity import (
     Activity,
@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 
 STATE_KEY = "csp.conversation_state"
 OUTBOX_KEY = "csp.outbox"
-ARRIVED_KEY = "csp.arrived"  # (chat id, caller) when this turn stored a member's 1:1 chat
+ARRIVED_KEY = "csp.arrived"  # an _Arrival when this turn stored a member's 1:1 chat
 MENU_WORDS = frozenset({"menu", "hi", "hello", "hey", "start", "home"})
 HELP_WORDS = frozenset({"help", "?"})
 CANCEL_WORDS = frozenset({"cancel", "stop", "quit", "exit"})
@@ -124,7 +124,7 @@ class _Outbox:
         self.answered = False  # some reply has gone out to the channel
 
     async def intercept(
-        self, context: TurnContext, activities: list[Activity], send: Callable[[], Awaitable[Any]]
+        self, context: TurnContext, activities: list[Activity], _send: Callable[[], Awaitable[Any]]
     ) -> list[ResourceResponse]:
         self.held.extend(activities)
         if any(activity.type not in (ActivityTypes.trace, ActivityTypes.typing) for activity in activities):
@@ -277,11 +277,10 @@ class CspBot(ActivityHandler):
         """A member's 1:1 chat was (re)stored this turn: once its replies are out, hand them what
         waited for them (e.g. approval requests no one could post them before)."""
         arrived = turn_context.turn_state.get(ARRIVED_KEY)
-        if arrived is None or self._on_arrival is None:
+        if not isinstance(arrived, _Arrival) or self._on_arrival is None:
             return
-        chat_id, caller = arrived
         try:
-            await self._on_arrival(chat_id, caller)
+            await self._on_arrival(arrived.chat_id, arrived.caller)
         except Exception:
             log.exception("could not hand a member what waited for them")
 
@@ -358,7 +357,7 @@ class CspBot(ActivityHandler):
                     await turn_context.send_activity(MessageFactory.text(error.message))
                     await outbox.flush(turn_context)
                     return
-                except Exception:
+                except Exception:  # noqa: BLE001 - the turn's error boundary: logged with a reference, the user gets a card
                     await self._fail(turn_context, outbox, reset=True)
                     return
 
@@ -446,11 +445,11 @@ class CspBot(ActivityHandler):
             member_id=caller.member_id,
         )
         if _conversation_type(activity) == "personal":
-            turn_context.turn_state[ARRIVED_KEY] = (activity.conversation.id, caller)
+            turn_context.turn_state[ARRIVED_KEY] = _Arrival(activity.conversation.id, caller)
 
     @staticmethod
     def _reply(turn_context: TurnContext, reply: Activity | str) -> None:
-        outbox: _Outbox = turn_context.turn_state[OUTBOX_KEY]
+        outbox = _turn_value(turn_context, OUTBOX_KEY, _Outbox)
         outbox.hold(turn_context, MessageFactory.text(reply) if isinstance(reply, str) else reply)
 
     @staticmethod
@@ -471,9 +470,9 @@ class CspBot(ActivityHandler):
             return
         if _is_shared_card(activity):
             return  # a card put into the chat (a bill from the message extension): shown to people, not said to us
-        state: ConversationState = turn_context.turn_state[STATE_KEY]
+        state = _turn_value(turn_context, STATE_KEY, ConversationState)
         dialog_context = await self._tasks.dialog_set(state.create_property("DialogState")).create_context(turn_context)
-        outbox: _Outbox = turn_context.turn_state[OUTBOX_KEY]
+        outbox = _turn_value(turn_context, OUTBOX_KEY, _Outbox)
         card_turn = outbox.card_turn
         active = dialog_context.active_dialog.id if dialog_context.active_dialog is not None else None
         if card_turn is not None and self._live_cards is not None:
@@ -505,7 +504,7 @@ class CspBot(ActivityHandler):
             title = self._tasks.title_of(active_id) or "the previous task"
             await dialog_context.cancel_all_dialogs()
             following = self._tasks.find(_command_button(activity) or normalised_text(activity))
-            card_turn: CardTurn | None = turn_context.turn_state[OUTBOX_KEY].card_turn
+            card_turn = _turn_value(turn_context, OUTBOX_KEY, _Outbox).card_turn
             if following is not None and following.dialog.id == active_id:
                 # The same task typed again (e.g. one the bot started by itself): start it afresh.
                 if card_turn is not None:
@@ -586,7 +585,7 @@ class CspBot(ActivityHandler):
         await self._remember_conversation(turn_context, await self._caller(turn_context))
 
     # ---- invokes ----------------------------------------------------------------------------
-    async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:  # type: ignore[override]
+    async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse | None:  # type: ignore[override]
         activity = turn_context.activity
         if activity.name == "adaptiveCard/action":
             response = await self._card_action(turn_context)
@@ -598,13 +597,14 @@ class CspBot(ActivityHandler):
                 return await named(turn_context, caller)
             except DomainError as error:
                 return InvokeResponse(status=200, body={"composeExtension": {"type": "message", "text": error.message}})
-        return await super().on_invoke_activity(turn_context)  # type: ignore[no-any-return]
+        return await super().on_invoke_activity(turn_context)
 
     async def _card_action(self, turn_context: TurnContext) -> AdaptiveCardInvokeResponse:
-        value = turn_context.activity.value if isinstance(turn_context.activity.value, dict) else {}
-        action = value.get("action") if isinstance(value.get("action"), dict) else {}
-        verb = action.get("verb") if isinstance(action.get("verb"), str) else ""
-        data = action.get("data") if isinstance(action.get("data"), dict) else {}
+        value = turn_context.activity.value
+        action = _mapping(value.get("action") if isinstance(value, dict) else None)
+        verb = action.get("verb")
+        verb = verb if isinstance(verb, str) else ""
+        data = _mapping(action.get("data"))
         caller = await self._caller(turn_context)
         if caller is None:
             return _invoke_message("You are not registered with your reseller, so this card cannot act for you.")
@@ -615,6 +615,30 @@ class CspBot(ActivityHandler):
             return await handler(turn_context, caller, data)
         except DomainError as error:
             return _invoke_message(error.message)
+
+
+_Value = TypeVar("_Value")
+
+
+@dataclass(frozen=True)
+class _Arrival:
+    """This turn stored a member's 1:1 chat: once the replies are out, `on_arrival` gets these."""
+
+    chat_id: str
+    caller: Caller
+
+
+def _turn_value(turn_context: TurnContext, key: str, kind: type[_Value]) -> _Value:
+    """What this bot put in the turn state under `key` before the turn ran, as the type it put there."""
+    value = turn_context.turn_state[key]
+    if not isinstance(value, kind):
+        raise TypeError(f"turn state {key!r} holds {type(value).__name__}, not {kind.__name__}")
+    return value
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    """A card payload's object, or an empty one for anything else."""
+    return value if isinstance(value, dict) else {}
 
 
 def _is_shared_card(activity: Activity) -> bool:
@@ -634,7 +658,7 @@ def _command_button(activity: Activity) -> str | None:
     return None
 
 
-def _waiting_step(instance: DialogInstance) -> str:
+def _waiting_step(instance: DialogInstance) -> str | None:
     """The innermost dialog waiting for the user (inside component dialogs): e.g. the card prompt."""
     while isinstance(instance.state, dict):
         inner = instance.state.get(ComponentDialog.persisted_dialog_state)
@@ -646,7 +670,7 @@ def _waiting_step(instance: DialogInstance) -> str:
 
 
 def _invoke_message(message: str) -> AdaptiveCardInvokeResponse:
-    return AdaptiveCardInvokeResponse(status_code=200, type=INVOKE_MESSAGE, value=message)  # type: ignore[arg-type]
+    return AdaptiveCardInvokeResponse(status_code=200, type=INVOKE_MESSAGE, value=message)
 
 
 def _invoke_message_activity(message: str) -> Activity:

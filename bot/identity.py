@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from microsoft_agents.activity import Activity
-from microsoft_agents.hosting.core import TurnContext
+from microsoft_agents.hosting.core import ConnectorClientBase, TurnContext
 
 from services.access import ChannelIdentity
 
@@ -42,11 +42,11 @@ async def roster_email(context: TurnContext) -> str | None:
     """The sender's e-mail/UPN from the conversation roster (Teams' get-member call), if reachable."""
     client = context.turn_state.get(CONNECTOR_CLIENT_KEY)
     activity = context.activity
-    if client is None or activity.conversation is None or activity.from_property is None:
+    if not isinstance(client, ConnectorClientBase) or activity.conversation is None or activity.from_property is None:
         return None
     try:
         member = await client.conversations.get_conversation_member(activity.conversation.id, activity.from_property.id)
-    except Exception as error:  # the roster is a convenience: a failure just means "unknown caller"
+    except Exception as error:  # noqa: BLE001 - the roster is a convenience: a failure just means "unknown caller"
         log.warning("could not read the conversation roster: %s", type(error).__name__)
         return None
     extra = member.model_extra or {}

@@ -35,8 +35,9 @@ COMMAND_VERB = "command"  # buttons that do what typing a command does; they wor
 
 
 def _card_of(activity: Activity) -> dict[str, Any] | None:
-    cards = [a for a in activity.attachments or [] if a.content_type == ADAPTIVE and isinstance(a.content, dict)]
-    return cards[0].content if len(cards) == 1 else None
+    contents = [a.content for a in activity.attachments or [] if a.content_type == ADAPTIVE]
+    cards = [content for content in contents if isinstance(content, dict)]
+    return cards[0] if len(cards) == 1 else None
 
 
 @dataclass
@@ -147,11 +148,11 @@ class LiveCards:
                     else:
                         remaining.insert(0, replacement)
         for task, why in turn.closing.items():
-            for card in await self._store.live_of_task(turn.conversation_id, task):
-                if source is not None and card.card_id == source.card_id:
+            for live in await self._store.live_of_task(turn.conversation_id, task):
+                if source is not None and live.card_id == source.card_id:
                     continue
-                if await self._store.settle(turn.conversation_id, card.card_id, CLOSED, why):
-                    await self._update(context, card.activity_id, build_record(card.card, {}, f"✕ {why}"))
+                if await self._store.settle(turn.conversation_id, live.card_id, CLOSED, why):
+                    await self._update(context, live.activity_id, build_record(live.card, {}, f"✕ {why}"))
         return remaining
 
     @staticmethod

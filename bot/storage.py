@@ -31,7 +31,7 @@ _READ_STATE = select(BotStateRow.key, BotStateRow.data, BotStateRow.version).whe
 def _dialect_insert(session: AsyncSession) -> Any:
     """INSERT … ON CONFLICT exists in both SQLite and PostgreSQL, under dialect-specific constructs (each
     loaded with its engine: a bot on SQLite never imports the PostgreSQL dialect)."""
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
         return postgresql_insert
@@ -66,7 +66,7 @@ class SqlStorage(Storage):
             raise TypeError("SqlStorage needs a session factory bound to an AsyncEngine")
         self._engine = engine
 
-    async def read(self, keys: list[str], *, target_cls: type[Any], **kwargs: Any) -> dict[str, Any]:
+    async def read(self, keys: list[str], *, target_cls: type[Any], **_kwargs: Any) -> dict[str, Any]:
         if not keys:
             raise ValueError("Storage.read(): keys are required")
         by_row_key = {_row_key(k): k for k in keys}

@@ -38,7 +38,7 @@ _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 def _card_response(card: Mapping[str, Any]) -> AdaptiveCardInvokeResponse:
-    return AdaptiveCardInvokeResponse(status_code=200, type=CARD_TYPE, value=dict(card))  # type: ignore[arg-type]
+    return AdaptiveCardInvokeResponse(status_code=200, type=CARD_TYPE, value=dict(card))
 
 
 def warning_invoke_handlers(services: Services, messenger: ProactiveMessenger) -> dict[str, Any]:
@@ -103,7 +103,7 @@ def warning_invoke_handlers(services: Services, messenger: ProactiveMessenger) -
         """A button that answers with a card of what the action would do (re-checked now; refused now →
         the card says why)."""
 
-        async def handler(context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
+        async def handler(_context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
             notice, answer = await attempt(caller, data, kinds)
             if answer is not None:
                 return answer
@@ -130,7 +130,7 @@ def warning_invoke_handlers(services: Services, messenger: ProactiveMessenger) -
         """A button that acts on its notice: re-checked, done through the services, then every copy
         shows the outcome; refused now → the card says why."""
 
-        async def handler(context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
+        async def handler(_context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
             notice, answer = await attempt(caller, data, kinds)
             if answer is not None:
                 return answer
@@ -148,7 +148,7 @@ def warning_invoke_handlers(services: Services, messenger: ProactiveMessenger) -
             caller, notice, data.get("quantity"), etag=data.get("etag"), key=data.get("request_key")
         ),
     )
-    keep = acting((Kind.SEAT_WINDOW, Kind.RENEWAL), lambda caller, notice, data: warnings.keep(caller, notice))
+    keep = acting((Kind.SEAT_WINDOW, Kind.RENEWAL), lambda caller, notice, _data: warnings.keep(caller, notice))
     renew_with = acting(
         (Kind.RENEWAL,),
         lambda caller, notice, data: warnings.renew_with(
@@ -168,10 +168,10 @@ def warning_invoke_handlers(services: Services, messenger: ProactiveMessenger) -
     )
     auto_renew_off = acting(
         (Kind.RENEWAL,),
-        lambda caller, notice, data: warnings.auto_renew_off(caller, notice, key=f"warning:{notice.id}:autorenew"),
+        lambda caller, notice, _data: warnings.auto_renew_off(caller, notice, key=f"warning:{notice.id}:autorenew"),
     )
 
-    async def unassign(context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
+    async def unassign(_context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
         notice, answer = await attempt(caller, data, (Kind.IDLE,))
         if answer is not None:
             return answer
@@ -181,7 +181,7 @@ def warning_invoke_handlers(services: Services, messenger: ProactiveMessenger) -
         return _card_response(cards.build_unassign_confirm_card(notice, user))
 
     async def confirm_unassign(
-        context: TurnContext, caller: Caller, data: dict[str, Any]
+        _context: TurnContext, caller: Caller, data: dict[str, Any]
     ) -> AdaptiveCardInvokeResponse:
         notice, answer = await attempt(caller, data, (Kind.IDLE,))
         if answer is not None:
@@ -196,7 +196,7 @@ def warning_invoke_handlers(services: Services, messenger: ProactiveMessenger) -
         await update_everywhere(changed)
         return _card_response(await current_card(changed))
 
-    async def back(context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
+    async def back(_context: TurnContext, caller: Caller, data: dict[str, Any]) -> AdaptiveCardInvokeResponse:
         notice = await warnings.notice_for(caller, data.get("notice_id"))
         return _card_response(await current_card(notice))
 
@@ -207,7 +207,7 @@ def warning_invoke_handlers(services: Services, messenger: ProactiveMessenger) -
         )
 
     async def overview_download(
-        context: TurnContext, caller: Caller, data: dict[str, Any]
+        _context: TurnContext, caller: Caller, data: dict[str, Any]
     ) -> AdaptiveCardInvokeResponse:
         """A fresh single-use link to the overview's XLSX, for an admin or billing reader (as billing's exports)."""
         caller.require(Permission.READ_BILLING)

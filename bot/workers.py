@@ -297,7 +297,7 @@ def serve_workers(
     try:
         bound = reservation.getsockname()[1]
 
-        def worker_main(index: int, ready: Callable[[], None]) -> None:
+        def worker_main(_index: int, ready: Callable[[], None]) -> None:
             serve_app(make_app, host, bound, ready)
 
         supervisor = WorkerSupervisor(

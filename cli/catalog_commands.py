@@ -11,42 +11,33 @@
     cspbot catalog list [--json]
     cspbot catalog place PRODUCT_ID --category NAME --group NAME | cspbot catalog reset PRODUCT_ID
 
-Kept in its own module so the command tree in `cli/main.py` only gains one line.
+One module per command group; `cli/main.py` names it in COMMANDS.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import pathlib
 import sys
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cli.output import actor, out
 from services import formatting
 from services.container import Services
 from services.errors import InvalidInput
 from services.pricing import GLOBAL_LIST, parse_markup
 
-
-def _out(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
-
-
-def _actor() -> str:
-    try:
-        login = getpass.getuser()
-    except (OSError, KeyError, ImportError):
-        login = "unknown"
-    return f"operator:{login}"
+if TYPE_CHECKING:
+    from cli.output import Commands
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
-def add_catalog_commands(commands: Any) -> None:
+def add_catalog_commands(commands: Commands) -> None:
     """Add `prices` and `catalog` to the CLI's subcommands."""
     prices = commands.add_parser("prices", help="the reseller's price lists").add_subparsers(
         dest="action", required=True, metavar="{lists,import,export,assign,unassign,generate,unpriced,delete}"
@@ -114,17 +105,17 @@ def add_catalog_commands(commands: Any) -> None:
 async def _prices_lists(args: argparse.Namespace, services: Services) -> None:
     lists = await services.pricing.lists()
     if args.json:
-        _out(_json([asdict(item) for item in lists]))
+        out(_json([asdict(item) for item in lists]))
         return
     if not lists:
-        _out("No price lists yet. `cspbot prices generate --markup 15%` or `cspbot prices import global FILE`.")
+        out("No price lists yet. `cspbot prices generate --markup 15%` or `cspbot prices import global FILE`.")
     for item in lists:
         scope = (
             "global"
             if item.is_global
             else ("for " + ", ".join(item.organisations) if item.organisations else "unassigned")
         )
-        _out(f"{item.name}  {formatting.plural(item.entries, 'price', 'prices')}  {scope}")
+        out(f"{item.name}  {formatting.plural(item.entries, 'price', 'prices')}  {scope}")
 
 
 def _read(path: str) -> str:
@@ -139,8 +130,8 @@ def _read(path: str) -> str:
 
 
 async def _prices_import(args: argparse.Namespace, services: Services) -> None:
-    result = await services.pricing.import_csv(args.list_name, _read(args.file), actor=_actor(), replace=args.replace)
-    _out(
+    result = await services.pricing.import_csv(args.list_name, _read(args.file), actor=actor(), replace=args.replace)
+    out(
         f"Price list {result.list_name}: {result.created} added, {result.updated} changed, "
         f"{result.unchanged} unchanged, {result.removed} removed."
     )
@@ -155,23 +146,23 @@ async def _prices_export(args: argparse.Namespace, services: Services) -> None:
         args.out.write_text(text, encoding="utf-8")
     except OSError as error:
         raise InvalidInput(f"cannot write {args.out}: {error.strerror or error}") from None
-    _out(f"Wrote {args.out}")
+    out(f"Wrote {args.out}")
 
 
 async def _prices_assign(args: argparse.Namespace, services: Services) -> None:
-    await services.pricing.assign(args.slug, args.list_name, actor=_actor())
-    _out(f"{args.slug} now pays the prices of list {args.list_name} (global prices where it has none).")
+    await services.pricing.assign(args.slug, args.list_name, actor=actor())
+    out(f"{args.slug} now pays the prices of list {args.list_name} (global prices where it has none).")
 
 
 async def _prices_unassign(args: argparse.Namespace, services: Services) -> None:
-    await services.pricing.assign(args.slug, None, actor=_actor())
-    _out(f"{args.slug} now pays global prices.")
+    await services.pricing.assign(args.slug, None, actor=actor())
+    out(f"{args.slug} now pays global prices.")
 
 
 async def _prices_generate(args: argparse.Namespace, services: Services) -> None:
     markup = parse_markup(args.markup)
-    result = await services.pricing.generate(args.list_name, markup, actor=_actor(), market=args.market)
-    _out(
+    result = await services.pricing.generate(args.list_name, markup, actor=actor(), market=args.market)
+    out(
         f"Price list {result.list_name} from the {args.market.upper()} price sheet + {markup}%: "
         f"{result.created} added, {result.updated} changed, {result.unchanged} unchanged."
     )
@@ -184,58 +175,58 @@ async def _prices_unpriced(args: argparse.Namespace, services: Services) -> None
     else:
         missing = await services.ordering.alert_unpriced()
     if args.json:
-        _out(_json([asdict(item) for item in missing]))
+        out(_json([asdict(item) for item in missing]))
         return
     if not missing:
-        _out("Every catalog item has a price in force today.")
+        out("Every catalog item has a price in force today.")
         return
-    _out(f"No price today, so not offered ({formatting.plural(len(missing), 'catalog item', 'catalog items')}):")
+    out(f"No price today, so not offered ({formatting.plural(len(missing), 'catalog item', 'catalog items')}):")
     for item in missing:
-        _out(f"{item.product_id}:{item.sku_id}  {item.term_duration} {item.billing_cycle}  {item.title}")
+        out(f"{item.product_id}:{item.sku_id}  {item.term_duration} {item.billing_cycle}  {item.title}")
 
 
 async def _prices_delete(args: argparse.Namespace, services: Services) -> None:
-    await services.pricing.delete_list(args.list_name, actor=_actor())
-    _out(f"Deleted price list {args.list_name}.")
+    await services.pricing.delete_list(args.list_name, actor=actor())
+    out(f"Deleted price list {args.list_name}.")
 
 
-async def _catalog_sync(args: argparse.Namespace, services: Services) -> None:
-    report = await services.catalog.sync(actor=_actor())
-    _out(
+async def _catalog_sync(_args: argparse.Namespace, services: Services) -> None:
+    report = await services.catalog.sync(actor=actor())
+    out(
         f"Catalog synced: {report.products} products, {report.skus} SKUs, {report.terms} terms; "
         f"{report.deactivated} no longer sold."
     )
     if report.unmapped:
         placed = formatting.plural(len(report.unmapped), "product was", "products were")
-        _out(f"{placed} placed in Other (see `cspbot alerts list`).")
+        out(f"{placed} placed in Other (see `cspbot alerts list`).")
     missing = await services.ordering.alert_unpriced()
     if missing:
         items = formatting.plural(len(missing), "catalog item", "catalog items")
-        _out(f"No global price: {items} (`cspbot prices unpriced`).")
+        out(f"No global price: {items} (`cspbot prices unpriced`).")
 
 
 async def _catalog_list(args: argparse.Namespace, services: Services) -> None:
     entries = await services.catalog.taxonomy()
     if args.json:
-        _out(_json([asdict(entry) for entry in entries]))
+        out(_json([asdict(entry) for entry in entries]))
         return
     if not entries:
-        _out("The catalog cache is empty: `cspbot catalog sync`.")
+        out("The catalog cache is empty: `cspbot catalog sync`.")
     current = ""
     for entry in entries:
         heading = f"{entry.category} › {entry.product_group}"
         if heading != current:
-            _out(heading)
+            out(heading)
             current = heading
         marker = "" if entry.source == "default" else f"  [{entry.source}]"
-        _out(f"  {entry.product_id}  {entry.title}{marker}")
+        out(f"  {entry.product_id}  {entry.title}{marker}")
 
 
 async def _catalog_place(args: argparse.Namespace, services: Services) -> None:
-    entry = await services.catalog.place(args.product_id, args.category, args.group, actor=_actor())
-    _out(f"{entry.title} ({entry.product_id}) is now under {entry.category} › {entry.product_group}.")
+    entry = await services.catalog.place(args.product_id, args.category, args.group, actor=actor())
+    out(f"{entry.title} ({entry.product_id}) is now under {entry.category} › {entry.product_group}.")
 
 
 async def _catalog_reset(args: argparse.Namespace, services: Services) -> None:
-    entry = await services.catalog.reset_place(args.product_id, actor=_actor())
-    _out(f"{entry.title} ({entry.product_id}) is back under {entry.category} › {entry.product_group}.")
+    entry = await services.catalog.reset_place(args.product_id, actor=actor())
+    out(f"{entry.title} ({entry.product_id}) is back under {entry.category} › {entry.product_group}.")

@@ -50,7 +50,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def _interrupt(signum: int, frame: object) -> None:
+def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 

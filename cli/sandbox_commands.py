@@ -26,7 +26,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cli.errors import CliError
 from sandbox import Duration, run_sandbox
@@ -41,6 +41,9 @@ ADMIN_TIMEOUT_SECONDS = 10
 NOT_RUNNING = "No running built-in sandbox found"
 START_IT = "start the bot with `make run` (or `python app.py`)"
 
+if TYPE_CHECKING:
+    from cli.output import Commands
+
 
 def _out(text: str = "") -> None:
     sys.stdout.write(text + "\n")
@@ -53,7 +56,7 @@ def _json(value: Any) -> str:
 # ---- argument parsing -------------------------------------------------------------------------
 
 
-def add_sandbox_commands(commands: Any) -> None:
+def add_sandbox_commands(commands: Commands) -> None:
     """Add `sandbox` (serve alone; `clock`, `fault`) to the CLI's subcommands."""
     sandbox = commands.add_parser(
         "sandbox",

@@ -45,7 +45,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-async def index(request: web.Request) -> web.Response:
+async def index(_request: web.Request) -> web.Response:
     return web.json_response({"endpoints": ENDPOINTS})
 
 
@@ -124,7 +124,7 @@ async def accept_relationship(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     body = await _body(request)
     async with backend.transaction() as tx:
-        customer = await backend.accept_relationship(tx, body)
+        customer = await backend.customers.accept_relationship(tx, body)
     return web.json_response(customer, status=201)
 
 
@@ -132,8 +132,8 @@ async def create_user_elsewhere(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     body = await _body(request)
     async with backend.transaction() as tx:
-        customer = await backend.customer(tx, request.match_info["customer_id"])
-        user = await backend.create_user(
+        customer = await backend.customers.get(tx, request.match_info["customer_id"])
+        user = await backend.users.create(
             tx, customer["id"], body, actor=backend.elsewhere_actor(customer), require_location=False
         )
     return web.json_response(user, status=201)
@@ -143,8 +143,8 @@ async def update_user_elsewhere(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     body = await _body(request)
     async with backend.transaction() as tx:
-        customer = await backend.customer(tx, request.match_info["customer_id"])
-        user = await backend.update_user(
+        customer = await backend.customers.get(tx, request.match_info["customer_id"])
+        user = await backend.users.update(
             tx, customer["id"], request.match_info["user_id"], body, actor=backend.elsewhere_actor(customer)
         )
     return web.json_response(user)
@@ -153,8 +153,8 @@ async def update_user_elsewhere(request: web.Request) -> web.Response:
 async def delete_user_elsewhere(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     async with backend.transaction() as tx:
-        customer = await backend.customer(tx, request.match_info["customer_id"])
-        await backend.delete_user(
+        customer = await backend.customers.get(tx, request.match_info["customer_id"])
+        await backend.users.delete(
             tx, customer["id"], request.match_info["user_id"], actor=backend.elsewhere_actor(customer)
         )
     return web.Response(status=204)
@@ -168,8 +168,8 @@ async def licences_elsewhere(request: web.Request) -> web.Response:
         "licensesToRemove": [sku for sku in body.get("remove", []) if isinstance(sku, str)],
     }
     async with backend.transaction() as tx:
-        customer = await backend.customer(tx, request.match_info["customer_id"])
-        result = await backend.update_licences(
+        customer = await backend.customers.get(tx, request.match_info["customer_id"])
+        result = await backend.licences.update(
             tx, customer["id"], request.match_info["user_id"], update, actor=backend.elsewhere_actor(customer)
         )
     return web.json_response(result)
@@ -179,7 +179,7 @@ async def sign_in_elsewhere(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     body = await _body(request)
     async with backend.transaction() as tx:
-        user = await backend.sign_in(tx, request.match_info["customer_id"], request.match_info["user_id"], body)
+        user = await backend.users.sign_in(tx, request.match_info["customer_id"], request.match_info["user_id"], body)
     return web.json_response(user)
 
 

@@ -66,7 +66,7 @@ def _country(request: web.Request) -> str:
 async def domain_exists(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     async with backend.transaction() as tx:
-        taken = await backend.domain_taken(tx, request.match_info["domain"])
+        taken = await backend.customers.domain_taken(tx, request.match_info["domain"])
     return web.Response(status=200 if taken else 404)
 
 
@@ -101,7 +101,7 @@ async def relationship_request(request: web.Request) -> web.Response:
 async def create_customer(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     body = await _json(request)
-    return await _create_with(request, lambda tx: backend.create_customer(tx, body))
+    return await _create_with(request, lambda tx: backend.customers.create(tx, body))
 
 
 async def _create_with(
@@ -122,7 +122,7 @@ async def _create_with(
 async def list_customers(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     async with backend.transaction() as tx:
-        answer = await backend.list_customers(
+        answer = await backend.customers.listing(
             tx, filter_text=request.query.get("filter"), size=_size(request), token=_token(request)
         )
     return web.json_response(answer)
@@ -131,24 +131,24 @@ async def list_customers(request: web.Request) -> web.Response:
 async def get_customer(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     async with backend.transaction() as tx:
-        customer = await backend.customer(tx, request.match_info["customer_id"])
+        customer = await backend.customers.get(tx, request.match_info["customer_id"])
     return web.json_response(customer_json(customer))
 
 
 async def agreement_metadata(request: web.Request) -> web.Response:
-    return web.json_response(request.app[RUNTIME].backend.agreement_metadata(request.query.get("agreementType")))
+    return web.json_response(request.app[RUNTIME].backend.agreements.metadata(request.query.get("agreementType")))
 
 
 async def create_agreement(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     body = await _json(request)
-    return await _create_with(request, lambda tx: backend.add_agreement(tx, request.match_info["customer_id"], body))
+    return await _create_with(request, lambda tx: backend.agreements.add(tx, request.match_info["customer_id"], body))
 
 
 async def list_agreements(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     async with backend.transaction() as tx:
-        answer = await backend.agreements(tx, request.match_info["customer_id"])
+        answer = await backend.agreements.listing(tx, request.match_info["customer_id"])
     return web.json_response(answer)
 
 
@@ -235,41 +235,46 @@ async def price_sheet(request: web.Request) -> web.Response:
 async def create_cart(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     body = await _json(request)
-    return await _create_with(request, lambda tx: backend.create_cart(tx, request.match_info["customer_id"], body))
+    return await _create_with(
+        request, lambda tx: backend.orders.create_cart(tx, request.match_info["customer_id"], body)
+    )
 
 
 async def get_cart(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     async with backend.transaction() as tx:
-        answer = await backend.cart(tx, request.match_info["customer_id"], request.match_info["cart_id"])
+        answer = await backend.orders.cart(tx, request.match_info["customer_id"], request.match_info["cart_id"])
     return web.json_response(answer)
 
 
 async def checkout(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     return await _create_with(
-        request, lambda tx: backend.checkout(tx, request.match_info["customer_id"], request.match_info["cart_id"])
+        request,
+        lambda tx: backend.orders.checkout(tx, request.match_info["customer_id"], request.match_info["cart_id"]),
     )
 
 
 async def get_order(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     async with backend.transaction() as tx:
-        answer = await backend.order(tx, request.match_info["customer_id"], request.match_info["order_id"])
+        answer = await backend.orders.order(tx, request.match_info["customer_id"], request.match_info["order_id"])
     return web.json_response(answer)
 
 
 async def list_subscriptions(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     async with backend.transaction() as tx:
-        answer = await backend.subscriptions(tx, request.match_info["customer_id"], request.query.get("order_id"))
+        answer = await backend.subscriptions.listing(
+            tx, request.match_info["customer_id"], request.query.get("order_id")
+        )
     return web.json_response(answer)
 
 
 async def get_subscription(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     async with backend.transaction() as tx:
-        answer = await backend.subscription(
+        answer = await backend.subscriptions.get(
             tx, request.match_info["customer_id"], request.match_info["subscription_id"]
         )
     return web.json_response(answer)
@@ -279,7 +284,7 @@ async def patch_subscription(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     body = await _json(request)
     async with backend.transaction() as tx:
-        answer = await backend.update_subscription(
+        answer = await backend.subscriptions.update(
             tx,
             request.match_info["customer_id"],
             request.match_info["subscription_id"],
@@ -292,7 +297,9 @@ async def patch_subscription(request: web.Request) -> web.Response:
 async def list_addons(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     async with backend.transaction() as tx:
-        answer = await backend.addons(tx, request.match_info["customer_id"], request.match_info["subscription_id"])
+        answer = await backend.subscriptions.addons(
+            tx, request.match_info["customer_id"], request.match_info["subscription_id"]
+        )
     return web.json_response(answer)
 
 
@@ -302,7 +309,7 @@ async def list_addons(request: web.Request) -> web.Response:
 async def list_users(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     async with backend.transaction() as tx:
-        answer = await backend.users(tx, request.match_info["customer_id"], _size(request), _token(request))
+        answer = await backend.users.listing(tx, request.match_info["customer_id"], _size(request), _token(request))
     return web.json_response(answer)
 
 
@@ -310,14 +317,14 @@ async def create_user(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     body = await _json(request)
     return await _create_with(
-        request, lambda tx: backend.create_user(tx, request.match_info["customer_id"], body), sent=body
+        request, lambda tx: backend.users.create(tx, request.match_info["customer_id"], body), sent=body
     )
 
 
 async def get_user(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     async with backend.transaction() as tx:
-        answer = await backend.user(tx, request.match_info["customer_id"], request.match_info["user_id"])
+        answer = await backend.users.get(tx, request.match_info["customer_id"], request.match_info["user_id"])
     return web.json_response(answer)
 
 
@@ -325,21 +332,21 @@ async def patch_user(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     body = await _json(request)
     async with backend.transaction() as tx:
-        answer = await backend.update_user(tx, request.match_info["customer_id"], request.match_info["user_id"], body)
+        answer = await backend.users.update(tx, request.match_info["customer_id"], request.match_info["user_id"], body)
     return web.json_response(answer)
 
 
 async def delete_user(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     async with backend.transaction() as tx:
-        await backend.delete_user(tx, request.match_info["customer_id"], request.match_info["user_id"])
+        await backend.users.delete(tx, request.match_info["customer_id"], request.match_info["user_id"])
     return web.Response(status=204)
 
 
 async def user_licences(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     async with backend.transaction() as tx:
-        answer = await backend.user_licences(tx, request.match_info["customer_id"], request.match_info["user_id"])
+        answer = await backend.licences.of_user(tx, request.match_info["customer_id"], request.match_info["user_id"])
     return web.json_response(answer)
 
 
@@ -348,14 +355,14 @@ async def licence_updates(request: web.Request) -> web.Response:
     body = await _json(request)
     return await _create_with(
         request,
-        lambda tx: backend.update_licences(tx, request.match_info["customer_id"], request.match_info["user_id"], body),
+        lambda tx: backend.licences.update(tx, request.match_info["customer_id"], request.match_info["user_id"], body),
     )
 
 
 async def subscribed_skus(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     async with backend.transaction() as tx:
-        answer = await backend.subscribed_skus(
+        answer = await backend.licences.subscribed_skus(
             tx, request.match_info["customer_id"], request.query.get("licenseGroupIds")
         )
     return web.json_response(answer)
@@ -364,7 +371,7 @@ async def subscribed_skus(request: web.Request) -> web.Response:
 async def audit_records(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     async with backend.transaction() as tx:
-        answer = await backend.audit_records(
+        answer = await backend.audit.records(
             tx,
             start=request.query.get("startDate"),
             end=request.query.get("endDate"),

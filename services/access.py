@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import joinedload
 
 from services import audit
-from services.errors import NotRegistered, PermissionDenied
+from services.errors import InvalidInput, NotRegistered, PermissionDenied
 from services.locales import DEFAULT_LOCALE
 from services.models import Member, Organisation, WarningSettingRow
 from services.organisations import normalise_email
@@ -177,7 +177,7 @@ class AccessService:
             return None
         try:
             address = normalise_email(email)
-        except Exception:
+        except InvalidInput:
             return None
         async with self._sessions.begin() as session:
             member = await session.scalar(
@@ -212,7 +212,7 @@ class AccessService:
         caller with their current roles; None if they are no longer a member."""
         try:
             address = normalise_email(email)
-        except Exception:
+        except InvalidInput:
             return None
         async with self._sessions() as session:
             member = await session.scalar(

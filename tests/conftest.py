@@ -258,7 +258,7 @@ async def sandbox(tmp_path: Any, sandbox_template: Path) -> AsyncIterator[Sandbo
         await running.close()
 
 
-def _sandbox_client(session: aiohttp.ClientSession, url: str, clock: SandboxClock) -> PartnerCenterClient:
+def _sandbox_client(session: aiohttp.ClientSession, url: str, _clock: SandboxClock) -> PartnerCenterClient:
     """The product's client on a test sandbox, on the sandbox's clock as the app's client is."""
     return PartnerCenterClient(
         session,

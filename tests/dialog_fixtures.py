@@ -65,7 +65,7 @@ class SurveyDialog(TaskDialog):
         return await step_context.end_dialog()
 
 
-def survey_tasks(services: Services) -> list[Task]:
+def survey_tasks(_services: Services) -> list[Task]:
     return [
         Task(
             command="survey",

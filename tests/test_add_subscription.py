@@ -186,7 +186,8 @@ async def test_browse_price_and_buy_one_subscription(make_bot, connector, sqlite
 
 
 @pytest.mark.parametrize("bad", ["0", "-3", "301", "abc", "", "1.e999", "2.5"])
-async def test_bad_quantities_are_refused_on_the_same_card(make_bot, connector, sqlite_demo_customer, bad) -> None:
+@pytest.mark.usefixtures("sqlite_demo_customer")
+async def test_bad_quantities_are_refused_on_the_same_card(make_bot, connector, bad) -> None:
     fake, url = connector
     client = await make_bot()
     chat = Chat(client, fake, url)
@@ -199,7 +200,8 @@ async def test_bad_quantities_are_refused_on_the_same_card(make_bot, connector, 
     assert "$11.04 per month" in said(fixed)
 
 
-async def test_forged_and_stale_submits_buy_nothing(make_bot, connector, sqlite_demo_customer) -> None:
+@pytest.mark.usefixtures("sqlite_demo_customer")
+async def test_forged_and_stale_submits_buy_nothing(make_bot, connector) -> None:
     fake, url = connector
     client = await make_bot()
     chat = Chat(client, fake, url)
@@ -253,9 +255,8 @@ async def test_double_click_resubmit_and_redelivery_make_one_order(
     assert await _counts(services) == (1, 1, 1)
 
 
-async def test_a_price_changed_after_display_is_shown_and_confirmed_again(
-    make_bot, connector, sqlite_demo_customer
-) -> None:
+@pytest.mark.usefixtures("sqlite_demo_customer")
+async def test_a_price_changed_after_display_is_shown_and_confirmed_again(make_bot, connector) -> None:
     fake, url = connector
     client = await make_bot()
     services = runtime_of(client).services
@@ -281,7 +282,8 @@ async def test_a_price_changed_after_display_is_shown_and_confirmed_again(
     assert price is not None and price.amount == Decimal("6.10")
 
 
-async def test_back_change_and_cancel(make_bot, connector, sqlite_demo_customer) -> None:
+@pytest.mark.usefixtures("sqlite_demo_customer")
+async def test_back_change_and_cancel(make_bot, connector) -> None:
     fake, url = connector
     client = await make_bot()
     chat = Chat(client, fake, url)
@@ -320,7 +322,8 @@ async def test_without_the_customer_agreement_the_card_points_to_add_tenant(
     assert await _counts(runtime_of(client).services) == (0, 0, 0)
 
 
-async def test_it_is_on_the_admins_menu_and_not_on_an_approvers(make_bot, connector, sqlite_demo_customer) -> None:
+@pytest.mark.usefixtures("sqlite_demo_customer")
+async def test_it_is_on_the_admins_menu_and_not_on_an_approvers(make_bot, connector) -> None:
     fake, url = connector
     client = await make_bot()
     admin = Chat(client, fake, url)
@@ -332,7 +335,8 @@ async def test_it_is_on_the_admins_menu_and_not_on_an_approvers(make_bot, connec
     assert "What would you like to do?" in approver_menu and "add subscription" not in approver_menu
 
 
-async def test_only_admins_can_start_it(make_bot, connector, sqlite_demo_customer) -> None:
+@pytest.mark.usefixtures("sqlite_demo_customer")
+async def test_only_admins_can_start_it(make_bot, connector) -> None:
     fake, url = connector
     client = await make_bot()
     chat = Chat(client, fake, url, **APPROVER)

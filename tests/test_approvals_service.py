@@ -22,7 +22,7 @@ PATTI = ("pattif@example.com", "Patti Fernandez", "user-id-2", "00000000-0000-00
 
 
 @pytest.fixture
-async def subscription(services: Services, demo_customer: OrganisationView, sandbox: Sandbox) -> str:
+async def subscription(services: Services, demo_customer: OrganisationView, sandbox: Sandbox) -> str:  # noqa: ARG001 - a fixture this one needs for its effect
     await prepare_catalog_and_prices(services)
     sid = await buy(services, demo_customer, quantity=3)
     await services.subscriptions.sync(demo_customer.id)
@@ -128,7 +128,8 @@ async def test_the_sweep_expires_every_overdue_request(services, subscription):
     assert (await approvals.load(approval.id)).status == "expired"
 
 
-async def test_the_approvals_channel_must_be_a_conversation_of_the_organisation(services, subscription):
+@pytest.mark.usefixtures("subscription")
+async def test_the_approvals_channel_must_be_a_conversation_of_the_organisation(services):
     with pytest.raises(NotFound):
         await services.approvals.set_channel("contoso", "19:nope@thread.tacv2", actor="op")
     org = await services.organisations.get("contoso")

@@ -130,13 +130,13 @@ class FakeTokenProvider:
     def configuration(self) -> AgentAuthConfiguration:
         return self._configuration
 
-    async def get_access_token(self, resource_url: str, scopes: list[str], force_refresh: bool = False) -> str:
+    async def get_access_token(self, resource_url: str, scopes: list[str], _force_refresh: bool = False) -> str:
         self.requests.append((resource_url, list(scopes or [])))
         return OUTBOUND_TOKEN
 
     def get_token_credential(self) -> Any:
         class _Credential:
-            async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+            async def get_token(self, *_scopes: str, **_kwargs: Any) -> AccessToken:
                 return AccessToken(OUTBOUND_TOKEN, int(time.time()) + 3600)
 
         return _Credential()
@@ -331,7 +331,7 @@ UNAUTHORIZED: dict[str, Case] = {
         message("menu", service_url="http://[::1/"),
     ),
     # Authentication comes first: a bad body without a token is a 401, not a 400.
-    "malformed-body-without-token": lambda url: (None, b"{not json"),
+    "malformed-body-without-token": lambda _url: (None, b"{not json"),
 }
 
 
@@ -377,11 +377,11 @@ def _claimed_and_named(service_url: str) -> tuple[str, Any]:
 
 # The token and the activity agree, but the host is not https to CONNECTOR_HOSTS: refused before any work.
 NOT_A_CONNECTOR: dict[str, Case] = {
-    "evil-host": lambda url: _claimed_and_named("https://evil.example/"),
+    "evil-host": lambda _url: _claimed_and_named("https://evil.example/"),
     "listed-host-over-http": lambda url: _claimed_and_named(url.replace("https://", "http://")),
     "loopback-name-not-listed": lambda url: _claimed_and_named(url.replace("127.0.0.1", "localhost")),
-    "listed-ip-as-a-name-suffix": lambda url: _claimed_and_named("https://evil.127.0.0.1/"),
-    "teams-host-as-a-prefix": lambda url: _claimed_and_named("https://smba.trafficmanager.net.evil.example/amer/"),
+    "listed-ip-as-a-name-suffix": lambda _url: _claimed_and_named("https://evil.127.0.0.1/"),
+    "teams-host-as-a-prefix": lambda _url: _claimed_and_named("https://smba.trafficmanager.net.evil.example/amer/"),
     "user-info-before-the-host": lambda url: _claimed_and_named(url.replace("https://", "https://evil.example@")),
 }
 

@@ -71,7 +71,7 @@ def _operator_at(monkeypatch: pytest.MonkeyPatch, folder: Path) -> Db:
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("SEED_DEMO_ORGANISATION", "false")
     monkeypatch.setenv("MICROSOFT_APP_ID", "")
-    monkeypatch.setattr("cli.main.getpass.getuser", lambda: "opsy")
+    monkeypatch.setattr("getpass.getuser", lambda: "opsy")
     return Db(url, path)
 
 
@@ -295,7 +295,8 @@ def test_bad_input_is_one_error_line_and_changes_nothing(
         ["org", "list", "--colour"],
     ],
 )
-def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], db: Db, argv: list[str]) -> None:
+@pytest.mark.usefixtures("db")
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     result = run(capsys, *argv)
     assert result.code == 2
     assert "usage: cspbot" in result.err
@@ -319,14 +320,16 @@ def test_only_the_command_given_is_built_and_the_help_is_the_same() -> None:
         assert also_built in ([], ["catalog"] if name == "prices" else ["prices"] if name == "catalog" else [])
 
 
-def test_help_exits_0(capsys: pytest.CaptureFixture[str], db: Db) -> None:
+@pytest.mark.usefixtures("db")
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     result = run(capsys, "org", "create", "--help")
     assert result.code == 0
     for flag in ("--address-line1", "--postal-code", "--contact-email", "--domain-prefix", "--no-allow-self-approval"):
         assert flag in result.out
 
 
-def test_database_errors_never_show_the_password(capsys: pytest.CaptureFixture[str], db: Db, monkeypatch: Any) -> None:
+@pytest.mark.usefixtures("db")
+def test_database_errors_never_show_the_password(capsys: pytest.CaptureFixture[str], monkeypatch: Any) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://operator:s3cret-pw@127.0.0.1:1/cspbot")
     result = run(capsys, "org", "list")
     assert result.code == 1 and result.err.startswith("error: cannot open the database")
@@ -392,8 +395,9 @@ def test_package_builds_the_teams_app_zip(capsys: pytest.CaptureFixture[str], db
     assert not db.path.exists()  # packaging needs no database
 
 
+@pytest.mark.usefixtures("db")
 def test_package_defaults_to_microsoft_app_id_and_dist(
-    capsys: pytest.CaptureFixture[str], db: Db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MICROSOFT_APP_ID", APP_ID)
     ok(capsys, "package")
@@ -409,9 +413,8 @@ def test_package_defaults_to_microsoft_app_id_and_dist(
         (["package", "--app-id", APP_ID, "--bot-domain", "https://bot.example/x"], "bare host name"),
     ],
 )
-def test_package_bad_input(
-    capsys: pytest.CaptureFixture[str], db: Db, tmp_path: Path, argv: list[str], message: str
-) -> None:
+@pytest.mark.usefixtures("db")
+def test_package_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], message: str) -> None:
     result = run(capsys, *argv)
     assert result.code == 1
     assert result.err.startswith("error: ") and message in result.err

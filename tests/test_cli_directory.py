@@ -36,7 +36,8 @@ def test_directory_import_from_csv_and_list(capsys: pytest.CaptureFixture[str], 
     assert "0 added, 2 updated" in again.out
 
 
-def test_directory_import_refuses_bad_files(capsys: pytest.CaptureFixture[str], db: Db, tmp_path: Path) -> None:  # noqa: F811
+@pytest.mark.usefixtures("db")
+def test_directory_import_refuses_bad_files(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:  # noqa: F811
     ok(capsys, "org", "create", "fabrikam", "--name", "Fabrikam Ltd", "--country", "GB")
     missing = run(capsys, "directory", "import", "fabrikam", str(tmp_path / "nope.csv"))
     assert missing.code == 1 and "cannot read" in missing.err

@@ -45,9 +45,8 @@ def test_import_export_round_trip_and_assignment(capsys: pytest.CaptureFixture[s
     assert {"price_list.import", "price_list.assign"} <= set(actions)
 
 
-def test_bad_csv_and_unknown_names_are_one_clear_error(
-    capsys: pytest.CaptureFixture[str], db: Db, tmp_path: Path
-) -> None:
+@pytest.mark.usefixtures("db")
+def test_bad_csv_and_unknown_names_are_one_clear_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text(CSV + "CFQ7TTC0LH18,0001,P1Y,weekly,EUR,1,2026-01-01,\n", encoding="utf-8")
     result = run(capsys, "prices", "import", "global", str(bad))
@@ -59,7 +58,8 @@ def test_bad_csv_and_unknown_names_are_one_clear_error(
     assert run(capsys, "prices", "generate", "--markup", "lots").code == 1
 
 
-def test_generate_sync_unpriced_and_taxonomy(capsys: pytest.CaptureFixture[str], db: Db) -> None:
+@pytest.mark.usefixtures("db")
+def test_generate_sync_unpriced_and_taxonomy(capsys: pytest.CaptureFixture[str]) -> None:
     synced = run(capsys, "catalog", "sync")  # the unpriced alert is logged on stderr as well
     assert synced.code == 0 and "38 products" in synced.out
     assert re.search(r"^No global price: \d+ catalog items \(`cspbot prices unpriced`\)\.$", synced.out, re.M)

@@ -59,7 +59,7 @@ class RunningBot:
 
 
 @pytest.fixture
-def bot(db: Db, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningBot]:  # noqa: F811
+def bot(db: Db, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningBot]:  # noqa: F811, ARG001 - db: a fixture this one needs for its effect
     """The bot's Partner Center side, started as the app starts it, on the CLI's database settings."""
     monkeypatch.delenv("PARTNER_CENTER_URL", raising=False)
     settings = Settings()
@@ -214,15 +214,17 @@ def test_faults_are_added_listed_and_cleared_on_the_running_bots_sandbox(
         (["--status", "500", "--times", "0"], "'0' is not a whole number of 1 or more"),
     ],
 )
+@pytest.mark.usefixtures("bot")
 def test_a_bad_fault_is_a_usage_error_that_adds_nothing(
-    capsys: pytest.CaptureFixture[str], bot: RunningBot, argv: list[str], problem: str
+    capsys: pytest.CaptureFixture[str], argv: list[str], problem: str
 ) -> None:
     result = run(capsys, "sandbox", "fault", "add", *argv)
     assert result.code == 2 and problem in result.err
     assert ok(capsys, "sandbox", "fault", "list") == "No faults.\n"
 
 
-def test_what_the_sandbox_refuses_is_said_in_one_line(capsys: pytest.CaptureFixture[str], bot: RunningBot) -> None:
+@pytest.mark.usefixtures("bot")
+def test_what_the_sandbox_refuses_is_said_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     result = run(capsys, "sandbox", "fault", "add", "--status", "503", "--rate", "2")
     assert (
         result.code == 1
@@ -239,7 +241,8 @@ def test_an_accepted_fault_names_its_polls_in_a_real_plural(polls: int, said: st
 # ---- which sandbox, and when there is none ----------------------------------------------------------
 
 
-def test_nothing_running_is_said_clearly(capsys: pytest.CaptureFixture[str], db: Db) -> None:  # noqa: F811
+@pytest.mark.usefixtures("db")
+def test_nothing_running_is_said_clearly(capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     for argv in (["sandbox", "clock"], ["sandbox", "fault", "list"], ["sandbox", "clock", "--advance", "1M"]):
         result = run(capsys, *argv)
         assert result.code == 1 and result.out == ""
@@ -247,9 +250,10 @@ def test_nothing_running_is_said_clearly(capsys: pytest.CaptureFixture[str], db:
         assert "start the bot with `make run`" in result.err
 
 
+@pytest.mark.usefixtures("db")
 def test_an_admin_file_left_by_a_stopped_bot_is_said_clearly(
     capsys: pytest.CaptureFixture[str],
-    db: Db,  # noqa: F811
+    # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("PARTNER_CENTER_URL", raising=False)
@@ -306,7 +310,7 @@ def test_serving_the_sandbox_alone_keeps_its_old_form(
 ) -> None:
     served: list[tuple[int, str, str]] = []
     monkeypatch.setattr(
-        "cli.sandbox_commands.run_sandbox", lambda port, url, token, host: served.append((port, host, token))
+        "cli.sandbox_commands.run_sandbox", lambda port, _url, token, host: served.append((port, host, token))
     )
     token_file = db.path.parent / "alone.token"
     out = ok(capsys, *(arg.format(token=token_file) for arg in argv))

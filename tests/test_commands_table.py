@@ -258,8 +258,9 @@ async def test_typed_commands_produce_their_cards_and_change_nothing(make_bot, c
         assert orders == 0
 
 
+@pytest.mark.usefixtures("world")
 async def test_in_a_channel_seats_are_confirmed_there_and_people_continue_privately(
-    make_bot, connector, world, sandbox
+    make_bot, connector, sandbox
 ) -> None:
     fake, url = connector
     client = await make_bot()

@@ -126,7 +126,7 @@ class _CountingTokenProvider:
     def __init__(self) -> None:
         self.asked = 0
 
-    async def get_access_token(self, resource_url: str, scopes: list[str], force_refresh: bool = False) -> str:
+    async def get_access_token(self, _resource_url: str, _scopes: list[str], _force_refresh: bool = False) -> str:
         self.asked += 1
         return TOKEN
 
@@ -135,7 +135,7 @@ class _OneProvider:
     def __init__(self, provider: _CountingTokenProvider) -> None:
         self._provider = provider
 
-    def get_token_provider(self, claims_identity: ClaimsIdentity, service_url: str) -> _CountingTokenProvider:
+    def get_token_provider(self, _claims_identity: ClaimsIdentity, _service_url: str) -> _CountingTokenProvider:
         return self._provider
 
 

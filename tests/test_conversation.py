@@ -71,7 +71,7 @@ class _SlowDialog(TaskDialog):
         return await step_context.end_dialog()
 
 
-def _slow_tasks(services):
+def _slow_tasks(_services):
     return [Task("slow", "a slow task", "tests only", _SlowDialog(), Permission.READ_SUBSCRIPTIONS)]
 
 
@@ -95,9 +95,7 @@ async def test_a_slow_turn_in_a_channel_shows_no_typing(make_bot, connector):
     """Teams shows "typing…" in chats only; in a channel's thread it would be a request for nothing
     (and the Playground's page fails on it)."""
     fake, url = connector
-    client = await make_bot(
-        tasks=_slow_tasks, loop_lag=_KeepingUp(), settings={"typing_indicator_delay_seconds": 0.05}
-    )
+    client = await make_bot(tasks=_slow_tasks, loop_lag=_KeepingUp(), settings={"typing_indicator_delay_seconds": 0.05})
     thread = {"conversation_id": "team-id;messageid=1700000000001", "conversation_type": "channel", "mention_bot": True}
     assert "Done." in _said(await _say(client, fake, "slow", url, 1, **thread))
     assert [item.activity["type"] for item in fake.received] == ["message"]
@@ -216,7 +214,7 @@ class _FaultyDialog(TaskDialog):
         raise RuntimeError("database password is hunter2")  # must never reach the user
 
 
-def _faulty_tasks(services):
+def _faulty_tasks(_services):
     return [Task("faulty", "Faulty", "Fails on purpose", _FaultyDialog(), Permission.READ_SUBSCRIPTIONS)]
 
 

@@ -62,7 +62,8 @@ def test_english_is_the_source_text_with_its_values() -> None:
     assert ngettext("{n} seat", "{n} seats", 1250) == "1,250 seats"
 
 
-def test_the_region_falls_back_to_its_language_and_then_to_english(catalogs: Path) -> None:
+@pytest.mark.usefixtures("catalogs")
+def test_the_region_falls_back_to_its_language_and_then_to_english() -> None:
     with reading("nb_NO"):
         assert _("Buy {product}", product="E3") == "Kjøp E3"
         assert _("Not translated yet") == "Not translated yet"
@@ -72,7 +73,8 @@ def test_the_region_falls_back_to_its_language_and_then_to_english(catalogs: Pat
     assert i18n.shipped_languages() == ["nb", "pl"]
 
 
-def test_plurals_follow_the_language_and_counts_its_grouping(catalogs: Path) -> None:
+@pytest.mark.usefixtures("catalogs")
+def test_plurals_follow_the_language_and_counts_its_grouping() -> None:
     with reading("nb_NO"):
         assert ngettext("{n} seat", "{n} seats", 1) == "1 lisens"
         assert ngettext("{n} seat", "{n} seats", 1250) == "1\xa0250 lisenser"

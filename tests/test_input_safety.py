@@ -68,9 +68,8 @@ async def test_control_characters_in_a_suspension_reason_are_removed_and_the_req
     assert _errors(caplog) == []
 
 
-async def test_control_characters_in_the_users_search_are_removed(
-    make_bot_on_database, connector, services, demo_customer, caplog
-):
+@pytest.mark.usefixtures("services", "demo_customer")
+async def test_control_characters_in_the_users_search_are_removed(make_bot_on_database, connector, caplog):
     fake, url = connector
     client = await make_bot_on_database()
     await _reply(client, fake, url, "users")
@@ -230,8 +229,9 @@ async def test_malformed_pages_etags_and_keys_give_the_list_or_an_out_of_date_ca
     assert (await services.partner_center.subscription(customer, sid)).status == "active"  # nothing changed
 
 
+@pytest.mark.usefixtures("demo_customer")
 async def test_out_of_range_directory_entry_ids_are_not_in_the_directory(
-    make_bot_on_database, connector, services, demo_customer, caplog
+    make_bot_on_database, connector, services, caplog
 ):
     fake, url = connector
     await services.directory.load_csv("contoso", "email,first_name,last_name\nana@example.com,Ana,Silva\n", actor="op")
@@ -269,8 +269,9 @@ def _submit(card: dict[str, Any] | None, verb: str) -> dict[str, Any]:
 # ---- the tenant form's agreement names ------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("services", "sandbox")
 async def test_over_long_agreement_names_are_refused_on_the_card_and_the_tenant_is_created_after(
-    make_bot_on_database, connector, services, sandbox, caplog
+    make_bot_on_database, connector, caplog
 ):
     from tests.chat import Chat
     from tests.test_add_tenant_flow import action, error_under, submit
@@ -293,8 +294,9 @@ async def test_over_long_agreement_names_are_refused_on_the_card_and_the_tenant_
     assert _errors(caplog) == []
 
 
+@pytest.mark.usefixtures("demo_customer")
 async def test_control_characters_in_the_new_user_form_are_removed_and_the_user_created(
-    make_bot_on_database, connector, services, demo_customer, caplog
+    make_bot_on_database, connector, services, caplog
 ):
     from services.models import TenantUser
 

@@ -185,7 +185,7 @@ ACTIVITY = st.one_of(
 
 
 @pytest.fixture
-async def shared_bot(make_bot_on_database, demo_customer):
+async def shared_bot(make_bot_on_database, demo_customer):  # noqa: ARG001 - a fixture this one needs for its effect
     """One app for every example of the test (fixtures are made once per test, not per example):
     the examples share its conversation, as one long chat would."""
     return await make_bot_on_database()

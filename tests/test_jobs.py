@@ -66,7 +66,7 @@ async def test_two_runners_never_run_one_job_twice(services):
 
 
 async def test_an_expired_lease_is_claimed_again_after_a_crash(services):
-    async def handler(job):
+    async def handler(_job):
         return {"message": "done"}
 
     crashed = _service(services, owner="crashed")
@@ -90,7 +90,7 @@ async def test_an_expired_lease_is_claimed_again_after_a_crash(services):
 async def test_unexpected_failures_are_retried_then_alerted(services):
     attempts = []
 
-    async def handler(job):
+    async def handler(_job):
         attempts.append(1)
         raise RuntimeError("partner center said no (secret=abc)")
 
@@ -113,7 +113,7 @@ async def test_unexpected_failures_are_retried_then_alerted(services):
 
 
 async def test_domain_errors_fail_at_once_with_their_message(services):
-    async def handler(job):
+    async def handler(_job):
         raise InvalidInput("The domain contoso.onmicrosoft.com is taken.")
 
     jobs = _service(services)
@@ -130,7 +130,7 @@ async def test_a_failed_notification_is_delivered_on_a_later_pass(services):
     delivered = []
     failures = [True]
 
-    async def handler(job):
+    async def handler(_job):
         return {"message": "ok"}
 
     async def notifier(job):
@@ -217,7 +217,7 @@ async def test_a_follow_up_waits_for_the_turn_that_submitted_its_job() -> None:
     sent: list[str] = []
 
     class _Messenger:
-        async def send(self, conversation_id: str, activity: object) -> None:
+        async def send(self, conversation_id: str, _activity: object) -> None:
             sent.append(conversation_id)
 
     class _WatchedLock(asyncio.Lock):
@@ -279,7 +279,7 @@ async def test_a_task_started_by_a_follow_up_runs_like_a_typed_one_and_never_int
 async def test_the_queue_depth_counts_due_jobs_the_oldest_wait_and_running_ones(services):
     """What /metrics shows of the durable queue: a job due later does not count as waiting."""
 
-    async def handler(job):
+    async def handler(_job):
         return {}
 
     jobs = _service(services)

@@ -129,7 +129,7 @@ async def test_smtp_url_with_starttls_and_login_against_a_real_server(
     server_tls.load_cert_chain(cert, key)
     logins: list[tuple[str, str]] = []
 
-    def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:  # type: ignore[no-untyped-def]
+    def authenticate(_server, _session, _envelope, _mechanism, auth_data) -> AuthResult:  # type: ignore[no-untyped-def]
         assert isinstance(auth_data, LoginPassword)
         logins.append((auth_data.login.decode(), auth_data.password.decode()))
         ok = (auth_data.login, auth_data.password) == (b"bot@reseller.example", b"s3cret:pw/1")

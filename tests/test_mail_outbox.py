@@ -156,7 +156,8 @@ async def test_exhausted_retries_alert_the_operator_and_keep_the_message(service
     assert all(PASSWORD not in payload for payload in await _job_payloads(services))
 
 
-async def test_a_message_delivered_at_once_keeps_no_secret(services, outbox) -> None:
+@pytest.mark.usefixtures("outbox")
+async def test_a_message_delivered_at_once_keeps_no_secret(services) -> None:
     receipt = await services.mailer.send(MAIL)
     assert receipt.delivered and receipt.message_id is not None
     row = await _row(services, receipt.message_id)

@@ -123,7 +123,7 @@ async def test_a_database_at_the_head_is_not_handed_to_alembic(empty_database_ur
     try:
         await upgrade_database(engine)
 
-        def no_alembic(connection):
+        def no_alembic(_connection):
             raise AssertionError("Alembic was run on a database at the head")
 
         monkeypatch.setattr("services.migrate._upgrade", no_alembic)

@@ -254,7 +254,8 @@ async def test_one_order_per_key_then_mirror_ledger_and_audit(
         assert actions == ["subscription.purchase"]
 
 
-async def test_a_changed_price_must_be_confirmed_again(services: Services, demo_customer) -> None:
+@pytest.mark.usefixtures("demo_customer")
+async def test_a_changed_price_must_be_confirmed_again(services: Services) -> None:
     caller = await _ready(services)
     shown = await services.ordering.quote(caller, BASIC, "P1Y:monthly", "2")
     await services.pricing.import_csv(

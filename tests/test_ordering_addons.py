@@ -154,7 +154,8 @@ async def test_bad_addon_orders_buy_nothing(services: Services, sandbox: Sandbox
     assert len(await sandbox.client.subscriptions(demo_customer.partner_center_customer_id)) == 1
 
 
-async def test_an_addon_is_priced_from_the_organisations_list(services: Services, demo_customer) -> None:
+@pytest.mark.usefixtures("demo_customer")
+async def test_an_addon_is_priced_from_the_organisations_list(services: Services) -> None:
     caller = await _ready(services)
     base = await _base(services, caller)
     await services.pricing.import_csv(
@@ -173,8 +174,9 @@ async def test_an_addon_is_priced_from_the_organisations_list(services: Services
     assert entry is not None and entry.price_entry_id == offer.price.entry_id
 
 
+@pytest.mark.usefixtures("demo_customer")
 async def test_an_addon_refused_for_a_missing_agreement_says_how_to_record_it(
-    services: Services, demo_customer, monkeypatch: pytest.MonkeyPatch
+    services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A customer whose subscriptions predate the Microsoft Customer Agreement has none on record, and
     Microsoft refuses its add-ons with 13605: the admin is told to record it, and the card may retry."""
@@ -183,7 +185,7 @@ async def test_an_addon_refused_for_a_missing_agreement_says_how_to_record_it(
     before = await _counts(services)
     real_create_cart = services.partner_center.create_cart
 
-    async def refused(*args: object, **kwargs: object) -> object:
+    async def refused(*_args: object, **_kwargs: object) -> object:
         raise PartnerCenterRuleViolation("agreement missing", code="13605", http_status=403)
 
     monkeypatch.setattr(services.partner_center, "create_cart", refused)

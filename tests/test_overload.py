@@ -45,7 +45,7 @@ class _HeldDialog(TaskDialog):
 
 
 def _held_tasks(release: asyncio.Event):
-    def tasks(services):
+    def tasks(_services):
         return [Task("hold", "a held task", "tests only", _HeldDialog(release), Permission.READ_SUBSCRIPTIONS)]
 
     return tasks
@@ -159,7 +159,7 @@ class _SlowDialog(TaskDialog):
         return await step_context.end_dialog()
 
 
-def _slow_tasks(services):
+def _slow_tasks(_services):
     return [Task("slow", "a slow task", "tests only", _SlowDialog(), Permission.READ_SUBSCRIPTIONS)]
 
 

@@ -25,7 +25,7 @@ class _SecretsDialog(TaskDialog):
         return await step.end_dialog()
 
 
-def _tasks(services):
+def _tasks(_services):
     return [Task("users", "Users", "List users", _SecretsDialog(), Permission.READ_SUBSCRIPTIONS)]
 
 

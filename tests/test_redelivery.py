@@ -70,8 +70,8 @@ async def test_a_repeated_message_is_dropped_but_messages_without_an_id_are_each
 
 
 def _counting_invokes(calls: list[dict[str, Any]]):
-    def factory(services, messenger):
-        async def count(turn_context, caller, data):
+    def factory(_services, _messenger):
+        async def count(_turn_context, _caller, data):
             calls.append(data)
             return AdaptiveCardInvokeResponse(
                 status_code=200, type="application/vnd.microsoft.activity.message", value="counted"
@@ -133,7 +133,7 @@ async def test_a_turn_cut_off_before_it_answered_runs_again_when_redelivered(mak
     fake, url = connector
     dialog = _CutOffDialog()
     client = await make_bot(
-        tasks=lambda services: [Task("cut off", "cut off", "tests only", dialog, Permission.READ_SUBSCRIPTIONS)]
+        tasks=lambda _services: [Task("cut off", "cut off", "tests only", dialog, Permission.READ_SUBSCRIPTIONS)]
     )
     activity = message("cut off", service_url=url, activity_id="1733500000006")
     with pytest.raises(aiohttp.ServerDisconnectedError):  # no answer, as from a replica that stopped

@@ -329,7 +329,7 @@ class CodecMemoryStorage(Storage):
     def __init__(self) -> None:
         self.documents: dict[str, str] = {}
 
-    async def read(self, keys: list[str], *, target_cls: type[Any], **kwargs: Any) -> dict[str, Any]:
+    async def read(self, keys: list[str], *, target_cls: type[Any], **_kwargs: Any) -> dict[str, Any]:
         return {
             key: target_cls.from_json_to_store_item(state_codec.loads(self.documents[key]))
             for key in keys

@@ -40,7 +40,7 @@ async def _setup(make_bot, sqlite_services, sqlite_demo_customer, sandbox, *, qu
     return client, services, sid
 
 
-async def _send(client, fake, url, text=None, value=None, **who) -> None:
+async def _send(client, _fake, url, text=None, value=None, **who) -> None:
     response = await client.post("/api/messages", json=message(text, service_url=url, value=value, **who))
     assert response.status == 202
 

@@ -43,7 +43,8 @@ async def _ledger(services: Services, subscription_id: str) -> list[tuple[str, i
     ]
 
 
-async def test_list_syncs_bought_subscriptions_with_price_consumed_and_sharing(services, ready, sandbox):
+@pytest.mark.usefixtures("sandbox")
+async def test_list_syncs_bought_subscriptions_with_price_consumed_and_sharing(services, ready):
     first = await buy(services, ready, quantity=10)
     second = await buy(services, ready, quantity=2, term="P1M")
     page = await services.subscriptions.page(await approver(services))
@@ -203,7 +204,8 @@ async def test_never_below_assigned_and_nothing_while_suspended(services, ready,
         await services.subscription_changes.plan_quantity(caller, sid, "5")
 
 
-async def test_stale_card_is_reloaded_and_asked_again(services, ready, sandbox):
+@pytest.mark.usefixtures("sandbox")
+async def test_stale_card_is_reloaded_and_asked_again(services, ready):
     sid = await buy(services, ready, quantity=10)
     caller = await admin(services)
     await services.subscriptions.sync(caller.organisation_id)
@@ -234,7 +236,8 @@ async def test_cancel_inside_the_window_with_refund_and_not_after(services, read
         await services.subscription_changes.plan_cancel(caller, late)
 
 
-async def test_auto_renew_off_and_on_shows_the_renewal_date(services, ready, sandbox):
+@pytest.mark.usefixtures("sandbox")
+async def test_auto_renew_off_and_on_shows_the_renewal_date(services, ready):
     sid = await buy(services, ready)
     caller = await admin(services)
     await services.subscriptions.sync(caller.organisation_id)
@@ -245,7 +248,8 @@ async def test_auto_renew_off_and_on_shows_the_renewal_date(services, ready, san
     assert "renews on" in on.message
 
 
-async def test_addon_is_ordered_once_under_its_base(services, ready, sandbox):
+@pytest.mark.usefixtures("sandbox")
+async def test_addon_is_ordered_once_under_its_base(services, ready):
     base = await buy(services, ready, quantity=5)
     caller = await admin(services)
     await services.subscriptions.sync(caller.organisation_id)
@@ -263,7 +267,8 @@ async def test_addon_is_ordered_once_under_its_base(services, ready, sandbox):
     assert [(e.event_type, e.parent_subscription_id) for e in entries] == [(LedgerEvent.PURCHASE, base)]
 
 
-async def test_an_addon_is_not_ordered_at_another_price_than_the_card_showed(services, ready, sandbox):
+@pytest.mark.usefixtures("sandbox")
+async def test_an_addon_is_not_ordered_at_another_price_than_the_card_showed(services, ready):
     base = await buy(services, ready, quantity=5)
     caller = await admin(services)
     await services.subscriptions.sync(caller.organisation_id)
@@ -309,7 +314,8 @@ async def test_an_addon_order_whose_answer_was_lost_is_never_bought_twice(servic
     assert [(e.event_type, e.quantity_after) for e in entries] == [(LedgerEvent.PURCHASE, 2)]
 
 
-async def test_forged_ids_and_roles_are_refused(services, ready, sandbox):
+@pytest.mark.usefixtures("sandbox")
+async def test_forged_ids_and_roles_are_refused(services, ready):
     sid = await buy(services, ready)
     caller = await admin(services)
     await services.subscriptions.sync(caller.organisation_id)
@@ -402,7 +408,8 @@ async def test_a_412_from_microsoft_reloads_and_asks_again(services, ready, sand
     del fault
 
 
-async def test_the_list_is_paged(services, ready, sandbox):
+@pytest.mark.usefixtures("sandbox")
+async def test_the_list_is_paged(services, ready):
     for _ in range(6):
         await buy(services, ready, quantity=1, term="P1M")
     caller = await approver(services)

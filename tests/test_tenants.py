@@ -373,7 +373,8 @@ async def test_microsoft_not_answering_at_all_frees_the_request(services: Servic
     assert await services.tenants.my_service(caller) is None  # the admin may try again
 
 
-async def test_microsoft_refusing_frees_the_request_with_its_reason(services: Services, sandbox: Sandbox) -> None:
+@pytest.mark.usefixtures("sandbox")
+async def test_microsoft_refusing_frees_the_request_with_its_reason(services: Services) -> None:
     """The domain was taken between the check and the confirmation: nothing created, retry allowed."""
     caller = await _caller(services)
     job, _ = await services.tenants.start_creation(
@@ -467,8 +468,9 @@ async def _tenant_created_while_smtp_is_down(
         await engine.dispose()
 
 
+@pytest.mark.usefixtures("tmp_path")
 async def test_mail_server_down_queues_the_credentials_and_delivers_them_later(
-    sqlite_url: str, sandbox: Sandbox, tmp_path, caplog
+    sqlite_url: str, sandbox: Sandbox, caplog
 ) -> None:
     """A real SMTP server that is not there at first: the tenant is still created, the admin is told
     the e-mail is on its way, the retry delivers it and the stored password is then gone."""

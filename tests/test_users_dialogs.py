@@ -46,9 +46,8 @@ async def periodic_sync_elsewhere(sqlite_services):
     assert await LeaseService(sqlite_services.sessions).acquire("users-sync:periodic", 900)
 
 
-async def test_the_first_open_reads_the_tenant_from_microsoft_before_answering(
-    make_bot, connector, sqlite_demo_customer, sandbox, periodic_sync_elsewhere
-):
+@pytest.mark.usefixtures("sqlite_demo_customer", "periodic_sync_elsewhere")
+async def test_the_first_open_reads_the_tenant_from_microsoft_before_answering(make_bot, connector, sandbox):
     """Never synced: the admin sees their tenant's users in the first answer, "typing…" meanwhile."""
     fake, url = connector
     client = await make_bot(loop_lag=_KeepingUp(), settings={"typing_indicator_delay_seconds": 0.05})
@@ -61,9 +60,8 @@ async def test_the_first_open_reads_the_tenant_from_microsoft_before_answering(
         assert await session.scalar(select(func.count()).select_from(Job).where(Job.kind == SYNC_JOB)) == 0
 
 
-async def test_a_failed_first_sync_is_explained_and_the_list_still_opens(
-    make_bot, connector, sqlite_demo_customer, sandbox, periodic_sync_elsewhere
-):
+@pytest.mark.usefixtures("sqlite_demo_customer", "periodic_sync_elsewhere")
+async def test_a_failed_first_sync_is_explained_and_the_list_still_opens(make_bot, connector, sandbox):
     chat, _ = await _chat(make_bot, connector)
     await sandbox.admin("POST", "/faults", {"kind": "error", "status": 503, "path": USERS_LISTING, "repeat": 50})
     reply = await chat.say("users")
@@ -102,7 +100,8 @@ async def _chat(make_bot, connector):
     return Chat(client, fake, url), runtime_of(client).services
 
 
-async def test_users_list_shows_the_admin_with_freshness_and_opens_a_user(make_bot, connector, sqlite_demo_customer):
+@pytest.mark.usefixtures("sqlite_demo_customer")
+async def test_users_list_shows_the_admin_with_freshness_and_opens_a_user(make_bot, connector):
     chat, services = await _chat(make_bot, connector)
     first = said(await chat.say("users"))
     assert "Users of your Microsoft tenant" in first and "Synced with Microsoft just now" in first
@@ -223,7 +222,8 @@ async def test_in_a_channel_the_users_list_goes_to_the_personal_chat(make_bot, c
     assert all(f"admin@{DOMAIN}" not in str(a) for c, a in sent if c == THREAD)
 
 
-async def test_users_need_the_admin_role(make_bot, connector, sqlite_demo_customer):
+@pytest.mark.usefixtures("sqlite_demo_customer")
+async def test_users_need_the_admin_role(make_bot, connector):
     fake, url = connector
     client = await make_bot()
     megan = {"user_id": "user-id-1", "name": "Megan", "aad_object_id": "00000000-0000-0000-0000-0000000000021"}
@@ -233,7 +233,8 @@ async def test_users_need_the_admin_role(make_bot, connector, sqlite_demo_custom
     assert "does not allow" in said(reply)
 
 
-async def test_new_user_asked_in_a_channel_continues_in_the_personal_chat(make_bot, connector, sqlite_demo_customer):
+@pytest.mark.usefixtures("sqlite_demo_customer")
+async def test_new_user_asked_in_a_channel_continues_in_the_personal_chat(make_bot, connector):
     chat, _ = await _chat(make_bot, connector)
     await chat.say("menu")
     await chat.say("new user", conversation_id=THREAD, conversation_type="channel", mention_bot=True, expect=2)

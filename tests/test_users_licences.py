@@ -363,7 +363,8 @@ async def test_pool_counts_for_the_subscriptions_list(sqlite_services, sqlite_de
     assert await services.licences.pool_counts(org.id) == {BASIC_LICENCE: (2, 0)}
 
 
-async def test_licence_and_directory_changes_are_audited(sqlite_services, sqlite_demo_customer, sandbox, outbox):
+@pytest.mark.usefixtures("outbox")
+async def test_licence_and_directory_changes_are_audited(sqlite_services, sqlite_demo_customer, sandbox):
     services, org = sqlite_services, sqlite_demo_customer
     await buy_licences(services, org, BASIC, 1)
     ids = await _people(services, org, sandbox, 1)

@@ -450,7 +450,7 @@ async def test_a_throttled_concurrent_sync_waits_out_retry_after_and_loses_nothi
     await _forget_copy(services, org.id)
     waits: list[float] = []
     outcomes: list[str] = []
-    client = sandbox.waiting_client(waits, on_call=lambda operation, outcome, seconds: outcomes.append(outcome))
+    client = sandbox.waiting_client(waits, on_call=lambda _operation, outcome, _seconds: outcomes.append(outcome))
     sync = UserSync(
         services.sessions,
         client,

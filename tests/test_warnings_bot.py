@@ -316,8 +316,9 @@ async def test_a_member_who_is_no_admin_cannot_act_on_a_warning(
     assert (await services.partner_center.subscription(customer, sid)).quantity == 10
 
 
+@pytest.mark.usefixtures("sqlite_services")
 async def test_admins_change_their_warning_settings_in_chat_and_bad_values_save_nothing(
-    make_bot, connector, sqlite_services, sqlite_demo_customer
+    make_bot, connector, sqlite_demo_customer
 ):
     fake, url = connector
     client = await make_bot(run_jobs=False)

@@ -67,7 +67,7 @@ async def buy_licences(
 
 
 async def admin_caller(
-    services: Services, org: OrganisationView, roles: frozenset[str] = frozenset({"admin"})
+    _services: Services, org: OrganisationView, roles: frozenset[str] = frozenset({"admin"})
 ) -> Caller:
     return Caller(
         member_id=1,

@@ -228,10 +228,10 @@ class CommandService:
                 SUBSCRIPTION,
                 tuple(Option(row.name, _subscription_detail(row), row.id) for row in found[:10]),
             )
-        return await self._no_subscription(caller, command, rows, match)
+        return await self._no_subscription(command, rows, match)
 
     async def _no_subscription(
-        self, caller: Caller, command: Command, rows: Sequence[SubscriptionRow], match: Match[SubscriptionRow]
+        self, command: Command, rows: Sequence[SubscriptionRow], match: Match[SubscriptionRow]
     ) -> Answer:
         catalog = Matcher(await self._catalog_candidates()).match(command.product)
         if catalog.found and len(catalog.found) <= 3:
@@ -323,7 +323,7 @@ class CommandService:
                     ),
                 )
             if match.one is None:
-                return await self._not_offered(command, store.products, match)
+                return await self._not_offered(command, match)
             offered = match.one.value
             notes.took(match, offered.name)  # type: ignore[arg-type]
         terms = [
@@ -374,9 +374,7 @@ class CommandService:
                 + " Confirming asks them; nothing is bought until one approves."
             )
 
-    async def _not_offered(
-        self, command: Command, products: Sequence[OfferedProduct], match: Match[OfferedProduct]
-    ) -> Answer:
+    async def _not_offered(self, command: Command, match: Match[OfferedProduct]) -> Answer:
         catalog = Matcher(await self._catalog_candidates()).match(command.product)
         if catalog.found and len(catalog.found) <= 3:
             names = " or ".join(candidate.name for candidate in catalog.found)

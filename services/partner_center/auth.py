@@ -57,7 +57,7 @@ class StaticTokenProvider:
     def __init__(self, token: str = "sandbox-token") -> None:
         self._token = SecretStr(token)
 
-    async def get_token(self, kind: TokenKind, audience: Audience = "partner_center") -> str:
+    async def get_token(self, kind: TokenKind, audience: Audience = "partner_center") -> str:  # noqa: ARG002 - one token for every kind and audience
         return self._token.get_secret_value()
 
 
@@ -156,7 +156,7 @@ class MsalTokenProvider:
             raise PartnerCenterUnavailable(
                 "Microsoft's sign-in service is not responding right now. Please try again in a few minutes."
             ) from None
-        except Exception as error:  # MSAL raises ValueError for an unknown tenant or a bad authority
+        except Exception as error:  # noqa: BLE001 - MSAL's failures are untyped (ValueError for an unknown tenant or a bad authority): all end the sign-in
             logger.error("Partner Center %s sign-in failed before a token was issued (%s)", kind, type(error).__name__)
             raise PartnerCenterAuthError(AUTH_MESSAGE) from None
         return result if isinstance(result, dict) else {}

@@ -1079,7 +1079,7 @@ class PartnerCenterClient:
         await self._call(
             "DELETE",
             self._url("customers", customer_id, "users", user_id),
-            lambda response: True,
+            lambda _response: True,
             kind="app_user",
             recover=recover,
         )

@@ -733,7 +733,7 @@ class WarningService:
         )
         return created
 
-    async def _run_job(self, job: JobView) -> Mapping[str, Any]:
+    async def _run_job(self, _job: JobView) -> Mapping[str, Any]:
         result = await self.run_pass()
         return {
             "organisations": result.organisations,

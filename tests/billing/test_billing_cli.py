@@ -45,5 +45,6 @@ def test_bad_settings_are_one_error_line(capsys: pytest.CaptureFixture[str], db:
 @pytest.mark.parametrize(
     "argv", [["--effective", "2030-12-01"], ["--day", "15"], ["--day", "15", "--effective", "soon"]]
 )
-def test_set_cycle_usage_errors(capsys: pytest.CaptureFixture[str], db: Db, argv) -> None:  # noqa: F811
+@pytest.mark.usefixtures("db")
+def test_set_cycle_usage_errors(capsys: pytest.CaptureFixture[str], argv) -> None:  # noqa: F811
     assert run(capsys, "billing", "set-cycle", *argv).code == 2

@@ -95,7 +95,7 @@ async def test_other_refusals_raise_no_alert(sandbox: Sandbox, sqlite_url: str, 
 async def test_a_failing_hook_does_not_hide_the_error(sandbox: Sandbox) -> None:
     told: list[TokenKind] = []
 
-    async def broken(error: PartnerCenterAuthError, kind: TokenKind) -> None:
+    async def broken(_error: PartnerCenterAuthError, kind: TokenKind) -> None:
         told.append(kind)
         raise RuntimeError("the alert store is down")
 

@@ -698,7 +698,8 @@ async def test_every_mapped_error_code(pc: Harness, code: str) -> None:
     assert raised.value.request_id == pc.fake.requests[0].request_id
 
 
-async def test_the_reference_classes_of_key_codes(pc: Harness) -> None:
+@pytest.mark.usefixtures("pc")
+async def test_the_reference_classes_of_key_codes() -> None:
     assert ERROR_TABLE["800090"][0] is PartnerCenterRuleViolation
     assert ERROR_TABLE["900117"][0] is PartnerCenterRuleViolation
     assert ERROR_TABLE["2001"][0] is PartnerCenterRuleViolation
@@ -1000,7 +1001,7 @@ async def test_while_one_call_waits_out_a_429_other_calls_to_that_customer_wait_
 
 async def test_every_attempt_is_told_to_the_observer_by_operation_without_ids(pc: Harness) -> None:
     seen: list[tuple[str, str]] = []
-    client = pc.make_client(on_call=lambda operation, outcome, seconds: seen.append((operation, outcome)))
+    client = pc.make_client(on_call=lambda operation, outcome, _seconds: seen.append((operation, outcome)))
     pc.fake.script("GET", f"/v1/customers/{CUSTOMER}/users/u1/licenses", Reply(429, None, {"Retry-After": "1"}))
     pc.fake.always("GET", f"/v1/customers/{CUSTOMER}/users/u1/licenses", Reply(200, collection([])))
     pc.fake.always("HEAD", f"/v1/domains/{DOMAIN}", Reply(404))

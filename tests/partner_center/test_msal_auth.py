@@ -48,7 +48,7 @@ class FakeAuthority:
         app.router.add_route("*", "/{tail:.*}", self._unexpected)
         return app
 
-    async def _discovery(self, request: web.Request) -> web.Response:
+    async def _discovery(self, _request: web.Request) -> web.Response:
         root = f"{self.base_url}/{TENANT}"
         return web.json_response(
             {
