@@ -27,6 +27,7 @@ ENDPOINTS = {
     "DELETE /_sandbox/faults[/{id}]": "remove one or all faults",
     "GET|POST /_sandbox/throttle": '{"enabled", "capacity", "refillPerSecond"}',
     "POST /_sandbox/relationships/accept": '{"tenantId", "companyName", "domain", "country"?}',
+    "DELETE /_sandbox/customers/{id}/agreements": "no agreement on record (a customer from before the MCA)",
     "POST /_sandbox/customers/{id}/users": "create a user elsewhere (usageLocation optional)",
     "PATCH /_sandbox/customers/{id}/users/{userId}": "rename or change a user elsewhere",
     "DELETE /_sandbox/customers/{id}/users/{userId}": "delete a user elsewhere",
@@ -128,6 +129,13 @@ async def accept_relationship(request: web.Request) -> web.Response:
     return web.json_response(customer, status=201)
 
 
+async def forget_agreements(request: web.Request) -> web.Response:
+    backend = request.app[RUNTIME].backend
+    async with backend.transaction() as tx:
+        removed = await backend.agreements.forget(tx, request.match_info["customer_id"])
+    return web.json_response({"removed": removed})
+
+
 async def create_user_elsewhere(request: web.Request) -> web.Response:
     backend = request.app[RUNTIME].backend
     body = await _body(request)
@@ -195,6 +203,7 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_get("/_sandbox/throttle", get_throttle)
     app.router.add_post("/_sandbox/throttle", set_throttle)
     app.router.add_post("/_sandbox/relationships/accept", accept_relationship)
+    app.router.add_delete("/_sandbox/customers/{customer_id}/agreements", forget_agreements)
     app.router.add_post(users, create_user_elsewhere)
     app.router.add_patch(f"{users}/{{user_id}}", update_user_elsewhere)
     app.router.add_delete(f"{users}/{{user_id}}", delete_user_elsewhere)

@@ -17,7 +17,7 @@ from services.errors import DomainError, InvalidInput, NotFound, PermissionDenie
 from services.ledger import LedgerEvent
 from services.models import AuditEntry, LedgerEntry, PriceEntryRow, SubscriptionRow
 from services.ordering import NO_AGREEMENT_MESSAGE
-from services.partner_center.errors import PartnerCenterRuleViolation
+from services.partner_center.models import Contact
 from services.seed import PLAYGROUND_APPROVER
 from services.subscriptions.changes import ChangeResult
 from tests.conftest import Sandbox
@@ -174,26 +174,25 @@ async def test_an_addon_is_priced_from_the_organisations_list(services: Services
     assert entry is not None and entry.price_entry_id == offer.price.entry_id
 
 
-@pytest.mark.usefixtures("demo_customer")
 async def test_an_addon_refused_for_a_missing_agreement_says_how_to_record_it(
-    services: Services, monkeypatch: pytest.MonkeyPatch
+    services: Services, sandbox: Sandbox, demo_customer
 ) -> None:
     """A customer whose subscriptions predate the Microsoft Customer Agreement has none on record, and
     Microsoft refuses its add-ons with 13605: the admin is told to record it, and the card may retry."""
     caller = await _ready(services)
     base = await _base(services, caller)
     before = await _counts(services)
-    real_create_cart = services.partner_center.create_cart
+    customer_id = demo_customer.partner_center_customer_id
+    assert (await sandbox.admin("DELETE", f"/customers/{customer_id}/agreements"))["removed"] >= 1
 
-    async def refused(*_args: object, **_kwargs: object) -> object:
-        raise PartnerCenterRuleViolation("agreement missing", code="13605", http_status=403)
-
-    monkeypatch.setattr(services.partner_center, "create_cart", refused)
     with pytest.raises(DomainError) as missing:
         await _order(services, caller, base, ARCHIVING, "1", "card-mca")
     assert missing.value.message == NO_AGREEMENT_MESSAGE
     assert await _counts(services) == before
+    assert len(await sandbox.client.subscriptions(customer_id)) == 1
 
-    monkeypatch.setattr(services.partner_center, "create_cart", real_create_cart)  # recorded meanwhile
+    await services.partner_center.accept_agreement(  # recorded meanwhile
+        customer_id, Contact(first_name="Alex", last_name="Wilber", email="alexw@example.com")
+    )
     bought = await _order(services, caller, base, ARCHIVING, "1", "card-mca")
     assert not bought.repeated

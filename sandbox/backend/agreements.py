@@ -58,6 +58,15 @@ class Agreements(Resource):
         await self.core.audit(tx, customer, "customer", "create_customer_agreement", agreement, data={"Type": "MCA"})
         return agreement_json(agreement)
 
+    async def forget(self, tx: Unit, customer_id: str) -> int:
+        """The customer has no Microsoft Customer Agreement on record (as one that bought before the
+        MCA existed): Microsoft then refuses its new purchases with 13605. How many were taken off."""
+        customer = await self.core.customer(tx, customer_id)
+        removed, customer["agreements"] = len(customer["agreements"]), []
+        await tx.put("customer", customer["id"], customer, customer_id=customer["id"])
+        await self.core.audit(tx, customer, "customer", "remove_customer_agreements", {"removed": removed})
+        return removed
+
     async def listing(self, tx: Unit, customer_id: str) -> dict[str, Any]:
         customer = await self.core.customer(tx, customer_id)
         return collection(
