@@ -59,6 +59,7 @@ from services.access import AccessService, Caller
 from services.activity_receipts import ActivityReceipts, receipt_key
 from services.conversations import ConversationReferenceService
 from services.errors import DomainError
+from services.i18n import N_, _
 from services.locales import resolve_locale
 from services.logging_context import correlation_scope, current_correlation_id
 
@@ -71,7 +72,7 @@ MENU_WORDS = frozenset({"menu", "hi", "hello", "hey", "start", "home"})
 HELP_WORDS = frozenset({"help", "?"})
 CANCEL_WORDS = frozenset({"cancel", "stop", "quit", "exit"})
 INVOKE_MESSAGE = "application/vnd.microsoft.activity.message"
-ALREADY_RECEIVED = "Already received: it is being handled or done."
+ALREADY_RECEIVED = N_("Already received: it is being handled or done.")
 # Invokes that change nothing: a repeat is answered again (a message-extension search; a card's
 # automatic refresh, an adaptiveCard/action with trigger "automatic").
 READING_INVOKES = frozenset({"composeExtension/query"})
@@ -129,7 +130,7 @@ class _Outbox:
         self.held.extend(activities)
         if any(activity.type not in (ActivityTypes.trace, ActivityTypes.typing) for activity in activities):
             context.responded = True  # what the SDK would record had they been sent (prompts read it)
-        return [ResourceResponse() for _ in activities]
+        return [ResourceResponse() for _unused in activities]
 
     def hold(self, context: TurnContext, activity: Activity) -> None:
         """Queue an activity this handler has just built, for the end of the turn.
@@ -292,7 +293,7 @@ class CspBot(ActivityHandler):
         if activity.type != ActivityTypes.invoke:
             return
         if activity.name == "adaptiveCard/action":
-            await turn_context.send_activity(_invoke_message_activity(ALREADY_RECEIVED))
+            await turn_context.send_activity(_invoke_message_activity(_(ALREADY_RECEIVED)))
         else:
             await turn_context.send_activity(Activity(type=ActivityTypes.invoke_response, value={"status": 200}))
 
@@ -410,7 +411,7 @@ class CspBot(ActivityHandler):
         try:
             if turn_context.activity.type == ActivityTypes.invoke:
                 await turn_context.send_activity(
-                    _invoke_message_activity("Sorry, that did not work. Reference: " + reference)
+                    _invoke_message_activity(_("Sorry, that did not work. Reference: ") + reference)
                 )
             else:
                 await turn_context.send_activity(card_activity(build_error_card(reference)))
@@ -502,19 +503,19 @@ class CspBot(ActivityHandler):
                 return
             # A typed command (e.g. from Teams' command list) or "menu" leaves the task waiting here.
             active_id = dialog_context.active_dialog.id
-            title = self._tasks.title_of(active_id) or "the previous task"
+            title = self._tasks.title_of(active_id) or _("the previous task")
             await dialog_context.cancel_all_dialogs()
             following = self._tasks.find(_command_button(activity) or normalised_text(activity))
             card_turn: CardTurn | None = turn_context.turn_state[OUTBOX_KEY].card_turn
             if following is not None and following.dialog.id == active_id:
                 # The same task typed again (e.g. one the bot started by itself): start it afresh.
                 if card_turn is not None:
-                    card_turn.closing[active_id] = "Started again below."
+                    card_turn.closing[active_id] = _("Started again below.")
             else:
                 if card_turn is not None:
-                    what = f"**{following.title}**" if following is not None else "the menu"
-                    card_turn.closing[active_id] = f"Stopped: you went on to {what}."
-                self._reply(turn_context, f"Stopped **{title}**; nothing more was changed there.")
+                    what = f"**{_(following.title)}**" if following is not None else _("the menu")
+                    card_turn.closing[active_id] = _("Stopped: you went on to {what}.", what=what)
+                self._reply(turn_context, _("Stopped **{title}**; nothing more was changed there.", title=title))
         await self._start(turn_context, dialog_context, caller)
 
     def _switches_task(self, activity: Activity, active: DialogInstance) -> bool:
@@ -536,7 +537,7 @@ class CspBot(ActivityHandler):
         elif value is not None:
             self._reply(
                 turn_context,
-                "That card belongs to a task that has finished or was cancelled. Type **menu** to start again.",
+                _("That card belongs to a task that has finished or was cancelled. Type **menu** to start again."),
             )
             return
         else:
@@ -548,10 +549,10 @@ class CspBot(ActivityHandler):
         elif words in MENU_WORDS or not words:
             self._reply(turn_context, card_activity(build_menu_card(self._summary(caller), entries)))
         elif words in CANCEL_WORDS:
-            self._reply(turn_context, "There is nothing to cancel. Type **menu** to see what I can do.")
+            self._reply(turn_context, _("There is nothing to cancel. Type **menu** to see what I can do."))
         elif (task := self._tasks.find(words)) is not None:
             if not caller.can(task.permission):
-                self._reply(turn_context, f"Your role does not allow **{task.title}**.")
+                self._reply(turn_context, _("Your role does not allow **{title}**.", title=_(task.title)))
                 return
             await dialog_context.begin_dialog(task.dialog.id)
         else:
@@ -561,8 +562,11 @@ class CspBot(ActivityHandler):
         known = ["menu", "help", "cancel", *self._tasks.commands()]
         close = difflib.get_close_matches(words, known, n=1, cutoff=0.6)
         if close:
-            return f"I did not catch that. Did you mean **{close[0]}**? Type **menu** to see everything I can do."
-        return "I did not catch that. Type **menu** to see what I can do, or **help**."
+            return _(
+                "I did not catch that. Did you mean **{value}**? Type **menu** to see everything I can do.",
+                value=close[0],
+            )
+        return _("I did not catch that. Type **menu** to see what I can do, or **help**.")
 
     # ---- installation and conversation updates -----------------------------------------------
     async def on_members_added_activity(  # type: ignore[override]
@@ -607,10 +611,10 @@ class CspBot(ActivityHandler):
         data = action.get("data") if isinstance(action.get("data"), dict) else {}
         caller = await self._caller(turn_context)
         if caller is None:
-            return _invoke_message("You are not registered with your reseller, so this card cannot act for you.")
+            return _invoke_message(_("You are not registered with your reseller, so this card cannot act for you."))
         handler = self._invoke_handlers.get(verb)
         if handler is None:
-            return _invoke_message("This card is out of date. Type **menu** to start again.")
+            return _invoke_message(_("This card is out of date. Type **menu** to start again."))
         try:
             return await handler(turn_context, caller, data)
         except DomainError as error:

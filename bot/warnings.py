@@ -25,6 +25,7 @@ from services.access import Caller
 from services.billing.service import EXPORT_LINK_MINUTES, OVERVIEW_FORMAT
 from services.container import Services
 from services.errors import DomainError, InvalidInput
+from services.i18n import _
 from services.organisations import MemberView
 from services.roles import Permission, Role
 from services.warnings.overview import overview_name
@@ -213,7 +214,7 @@ def warning_invoke_handlers(services: Services, messenger: ProactiveMessenger) -
         caller.require(Permission.READ_BILLING)
         month = data.get("month")
         if not isinstance(month, str) or not _MONTH.fullmatch(month):
-            raise InvalidInput("That overview is not valid any more.")
+            raise InvalidInput(_("That overview is not valid any more."))
         await warnings.overview(caller.organisation_id, month)
         chosen = (int(month[:4]), int(month[5:]))
         token = await services.billing.create_export_link(caller, OVERVIEW_FORMAT, chosen, chosen)
@@ -243,13 +244,16 @@ def _too_late(notice: NoticeView, now: datetime) -> str:
         return ""
     name = notice.facts.get("name", "the subscription")
     if notice.kind is Kind.SEAT_WINDOW:
-        return (
-            f"Too late: the 7-day window of these seats closed, so Microsoft no longer takes them back with a refund. "
-            f"You can schedule fewer seats of {name} for its renewal from **subscriptions**."
+        return _(
+            "Too late: the 7-day window of these seats closed, so Microsoft no longer takes them back "
+            "with a refund. You can schedule fewer seats of {name} for its renewal from "
+            "**subscriptions**.",
+            name=name,
         )
-    return (
-        f"Too late: Microsoft locks {name} for changes in the 24 hours before it renews, so it renews as it is. "
-        "You can change its seats within 7 days after the renewal."
+    return _(
+        "Too late: Microsoft locks {name} for changes in the 24 hours before it renews, so it "
+        "renews as it is. You can change its seats within 7 days after the renewal.",
+        name=name,
     )
 
 

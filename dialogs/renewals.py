@@ -15,10 +15,11 @@ from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_done
 from dialogs.sdk import DialogTurnResult, WaterfallStepContext
 from services.container import Services
 from services.errors import DomainError
+from services.i18n import N_, _
 from services.roles import Permission
 
 DIALOG_ID = "renewals_dialog"
-TITLE = "Renewals"
+TITLE = N_("Renewals")
 
 
 class RenewalsDialog(TaskDialog):
@@ -51,5 +52,5 @@ class RenewalsDialog(TaskDialog):
                 return await step.replace_dialog(self.initial_dialog_id or self.id, {"problem": problem.message})
             card_done(step.context)
             return await step.replace_dialog(self.initial_dialog_id or self.id, {"notice": result.message})
-        await step.context.send_activity("Done. Type **renewals** to see them again.")
+        await step.context.send_activity(_("Done. Type **renewals** to see them again."))
         return await step.end_dialog()

@@ -15,11 +15,12 @@ from dialogs.base import CARD_PROMPT, TaskDialog, caller_of, card_done
 from dialogs.sdk import DialogTurnResult, WaterfallStepContext
 from services.container import Services
 from services.errors import InvalidInput
+from services.i18n import N_, _
 from services.roles import Permission
 from services.warnings.rules import Kind
 
 DIALOG_ID = "warning_settings_dialog"
-TITLE = "Warning settings"
+TITLE = N_("Warning settings")
 FIELDS = ("leads", "seat_window_hours", "idle_days", "excluded", "quiet", "timezone")
 
 
@@ -52,7 +53,7 @@ class WarningSettingsDialog(TaskDialog):
     async def handle_step(self, step: WaterfallStepContext) -> DialogTurnResult:
         value: dict[str, Any] = step.result if isinstance(step.result, dict) else {}
         if value.get("verb") != cards.SAVE_SETTINGS:
-            await step.context.send_activity("Done. Type **warning settings** to change them again.")
+            await step.context.send_activity(_("Done. Type **warning settings** to change them again."))
             return await step.end_dialog()
         caller = caller_of(step.context)
         caller.require(Permission.MANAGE_SERVICES)
@@ -73,7 +74,8 @@ class WarningSettingsDialog(TaskDialog):
             )
         except InvalidInput as bad:
             return await step.replace_dialog(
-                self.initial_dialog_id or self.id, {"entered": entered, "error": f"Nothing was saved: {bad.message}"}
+                self.initial_dialog_id or self.id,
+                {"entered": entered, "error": _("Nothing was saved: {message}", message=bad.message)},
             )
-        card_done(step.context, "Saved")
-        return await step.replace_dialog(self.initial_dialog_id or self.id, {"notice": "Saved."})
+        card_done(step.context, _("Saved"))
+        return await step.replace_dialog(self.initial_dialog_id or self.id, {"notice": _("Saved.")})

@@ -14,6 +14,7 @@ from sqlalchemy.orm import joinedload
 
 from services import audit
 from services.errors import NotRegistered, PermissionDenied
+from services.i18n import N_, _
 from services.locales import DEFAULT_LOCALE
 from services.models import Member, Organisation, WarningSettingRow
 from services.organisations import normalise_email
@@ -58,15 +59,17 @@ class Caller:
 
     def require(self, permission: Permission) -> None:
         if not self.can(permission):
-            raise PermissionDenied(_DENIED_MESSAGES.get(permission, "Your role does not allow that."))
+            raise PermissionDenied(_(_DENIED_MESSAGES.get(permission, N_("Your role does not allow that."))))
 
 
 _DENIED_MESSAGES: dict[Permission, str] = {
-    Permission.MANAGE_SERVICES: "Only an admin of your organisation can do that. Ask your reseller to make you one.",
-    Permission.REQUEST_SUSPENSION: "Only an admin of your organisation can ask for a suspension.",
-    Permission.DECIDE_SUSPENSION: "Only an approver of your organisation can decide on suspensions.",
-    Permission.READ_SUBSCRIPTIONS: "Your role does not include reading subscriptions.",
-    Permission.READ_BILLING: "Only admins and billing readers of your organisation can see bills.",
+    Permission.MANAGE_SERVICES: N_(
+        "Only an admin of your organisation can do that. Ask your reseller to make you one."
+    ),
+    Permission.REQUEST_SUSPENSION: N_("Only an admin of your organisation can ask for a suspension."),
+    Permission.DECIDE_SUSPENSION: N_("Only an approver of your organisation can decide on suspensions."),
+    Permission.READ_SUBSCRIPTIONS: N_("Your role does not include reading subscriptions."),
+    Permission.READ_BILLING: N_("Only admins and billing readers of your organisation can see bills."),
 }
 
 
@@ -227,5 +230,5 @@ class AccessService:
     async def require_caller(self, identity: ChannelIdentity) -> Caller:
         caller = await self.resolve(identity)
         if caller is None:
-            raise NotRegistered("You are not registered with your reseller yet.")
+            raise NotRegistered(_("You are not registered with your reseller yet."))
         return caller

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.alerts import AlertService
 from services.db import utcnow
 from services.errors import Conflict, DomainError
+from services.i18n import N_, _
 from services.logging_context import correlation_scope
 from services.models import Job
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
 FINISHED = (SUCCEEDED, FAILED)
-GENERIC_FAILURE = "Something went wrong on our side; the reseller's operator has been alerted."
+GENERIC_FAILURE = N_("Something went wrong on our side; the reseller's operator has been alerted.")
 # A requester who could not be told is tried again this long after the last try, for a day at most.
 RENOTIFY_AFTER = timedelta(seconds=30)
 RENOTIFY_FOR = timedelta(days=1)
@@ -152,9 +153,9 @@ class JobService:
                 created = False
             existing = await session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
             if existing is None:
-                raise Conflict("That request is being handled; try again in a moment.")
+                raise Conflict(_("That request is being handled; try again in a moment."))
             if existing.kind != kind or existing.organisation_id != organisation_id:
-                raise Conflict("That request id belongs to something else.")
+                raise Conflict(_("That request id belongs to something else."))
         if created:
             self._wake.set()
         return _view(existing), created
@@ -236,10 +237,15 @@ class JobService:
                     backoff = timedelta(seconds=min(300, 2**job.attempts))
                     await self._finish(job.id, status=PENDING, run_after=utcnow() + backoff)
                     return
-                done = await self._finish(job.id, status=FAILED, error_message=GENERIC_FAILURE, finished_at=utcnow())
+                done = await self._finish(job.id, status=FAILED, error_message=_(GENERIC_FAILURE), finished_at=utcnow())
                 await self._alerts.raise_alert(
                     "job_failed",
-                    f"Job #{job.id} ({job.kind}) failed {job.attempts} times; see the logs.",
+                    _(
+                        "Job #{id} ({kind}) failed {attempts} times; see the logs.",
+                        id=job.id,
+                        kind=job.kind,
+                        attempts=job.attempts,
+                    ),
                     dedup_key=f"job_failed:{job.id}",
                     severity="error",
                     organisation_id=job.organisation_id,
