@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+from babel import Locale
 from microsoft_agents.activity import (
     Activity,
     ActivityTypes,
@@ -60,7 +61,7 @@ from services.activity_receipts import ActivityReceipts, receipt_key
 from services.conversations import ConversationReferenceService
 from services.errors import DomainError
 from services.i18n import N_, _
-from services.locales import resolve_locale
+from services.locales import language_choices, resolve_locale
 from services.logging_context import correlation_scope, current_correlation_id
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ ARRIVED_KEY = "csp.arrived"  # (chat id, caller) when this turn stored a member'
 MENU_WORDS = frozenset({"menu", "hi", "hello", "hey", "start", "home"})
 HELP_WORDS = frozenset({"help", "?"})
 CANCEL_WORDS = frozenset({"cancel", "stop", "quit", "exit"})
+# `language` shows the language the bot answers in; `language nb`, `language de-DE`, `language auto` set it.
+LANGUAGE_WORD = "language"
 INVOKE_MESSAGE = "application/vnd.microsoft.activity.message"
 ALREADY_RECEIVED = N_("Already received: it is being handled or done.")
 # Invokes that change nothing: a repeat is answered again (a message-extension search; a card's
@@ -428,6 +431,14 @@ class CspBot(ActivityHandler):
             if email:
                 caller = await self._access.bind_by_email(identity, email)
         if caller is not None:
+            tag = turn_context.activity.locale
+            if tag:
+                try:
+                    await self._access.remember_teams_locale(caller, tag)
+                except Exception:  # a turn is not lost for want of remembering a locale
+                    log.exception("could not remember the Teams locale of member %s", caller.member_id)
+            if caller.language:  # their own choice wins over Teams' locale
+                formatting.adopt_locale(resolve_locale(caller.language))
             caller = replace(caller, locale=formatting.reader().locale)
             formatting.adopt_timezone(caller.timezone)
             turn_context.turn_state[CALLER_KEY] = caller
@@ -528,6 +539,37 @@ class CspBot(ActivityHandler):
         words = normalised_text(activity)
         return bool(words) and (words in MENU_WORDS or self._tasks.find(words) is not None)
 
+    async def _language(self, turn_context: TurnContext, caller: Caller, wanted: str) -> None:
+        """Show the language the caller reads in, or set it (`nb`, `de-DE`, `auto` to follow Teams).
+        A language the bot does not speak is refused with the list; nothing changes."""
+        chosen = caller.language
+        if wanted:
+            try:
+                chosen = await self._access.set_language(caller, wanted)
+            except DomainError as error:
+                self._reply(turn_context, error.message)
+                return
+            formatting.adopt_locale(resolve_locale(chosen or turn_context.activity.locale))
+        locale = formatting.reader().locale
+        name = Locale.parse(locale).get_display_name(locale) or locale
+        languages = ", ".join(f"{tag} ({shown})" for tag, shown in language_choices())
+        if chosen:
+            said = _(
+                "I answer you in **{language}**, as you chose. Type **language auto** to follow your Teams "
+                "language again.",
+                language=name,
+            )
+        else:
+            said = _(
+                "I answer you in **{language}**, the language of your Teams. Type **language** and a "
+                "language to choose another: {languages}.",
+                language=name,
+                languages=languages,
+            )
+        if wanted:
+            said = _("Saved. {said}", said=said)
+        self._reply(turn_context, said)
+
     async def _start(self, turn_context: TurnContext, dialog_context: Any, caller: Caller) -> None:
         activity = turn_context.activity
         value = activity.value if isinstance(activity.value, dict) else None
@@ -548,6 +590,8 @@ class CspBot(ActivityHandler):
             self._reply(turn_context, card_activity(build_help_card(entries, examples=examples)))
         elif words in MENU_WORDS or not words:
             self._reply(turn_context, card_activity(build_menu_card(self._summary(caller), entries)))
+        elif words == LANGUAGE_WORD or words.startswith(LANGUAGE_WORD + " "):
+            await self._language(turn_context, caller, words[len(LANGUAGE_WORD) :].strip())
         elif words in CANCEL_WORDS:
             self._reply(turn_context, _("There is nothing to cancel. Type **menu** to see what I can do."))
         elif (task := self._tasks.find(words)) is not None:

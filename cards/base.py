@@ -84,7 +84,7 @@ def country_choice(
         "id": input_id,
         "label": label,
         "style": "compact",
-        "placeholder": placeholder,
+        "placeholder": _(placeholder),
         "choices": [{"title": name, "value": code} for code, name in country_choices(reader().locale)],
     }
     code = normalise_country(value)

@@ -141,7 +141,7 @@ def _amount_row(left: list[dict[str, Any]], amount: str, target: str, *, bold: b
 
 def _cycle_block(index: int, cycle: CycleView, top: int, max_details: int) -> list[dict[str, Any]]:
     cycle_id = f"c{index}"
-    status = "issued" if cycle.issued else _("open — so far, not final")
+    status = _("issued") if cycle.issued else _("open — so far, not final")
     left = [
         text(f"**{cycle.title}** · {cycle.period}"),
         text(_("Report dated {report_date} · {status}", report_date=cycle.report_date, status=status), subtle=True),

@@ -33,7 +33,11 @@ def build_choice_card(choice: Choose) -> Card:
                 {
                     "type": "ActionSet",
                     "actions": [
-                        submit(f"This one: {option.title}"[:60], PICK, {"slot": choice.slot, "pin": option.pin})
+                        submit(
+                            _("This one: {title}", title=option.title)[:60],
+                            PICK,
+                            {"slot": choice.slot, "pin": option.pin},
+                        )
                     ],
                 },
             ],

@@ -102,7 +102,12 @@ def build_help_card(
             )
         )
     )
-    commands = [("menu", _("Show what I can do")), ("help", _("This help")), ("cancel", _("Stop the current task"))]
+    commands = [
+        ("menu", _("Show what I can do")),
+        ("help", _("This help")),
+        ("cancel", _("Stop the current task")),
+        ("language", _("Show or choose the language I answer in")),
+    ]
     commands.extend((entry.command, entry.description) for entry in entries)
     body.append(facts(commands))
     sections = [(entry.title, entry.shortcuts) for entry in entries if entry.shortcuts]

@@ -317,7 +317,7 @@ def build_order_result_card(view: OrderResultView) -> Card:
         body,
         [
             command_button(_("Open subscriptions"), "subscriptions"),
-            command_button(_("Add another subscription"), _("add subscription")),
+            command_button(_("Add another subscription"), "add subscription"),
             command_button(_("Menu"), "menu"),
         ],
     )
@@ -326,6 +326,6 @@ def build_order_result_card(view: OrderResultView) -> Card:
 def build_no_tenant_card(message: str, *, title: str = N_("First, a Microsoft 365 tenant")) -> Card:
     """Nothing can be bought yet (no tenant, or no Microsoft Customer Agreement): on to "add tenant"."""
     return card(
-        [heading(title), text(message)],
-        [command_button(_("Add tenant"), _("add tenant")), command_button(_("Menu"), "menu")],
+        [heading(_(title)), text(message)],
+        [command_button(_("Add tenant"), "add tenant"), command_button(_("Menu"), "menu")],
     )

@@ -63,9 +63,13 @@ def _price(view: SubscriptionView) -> str:
 
 
 def _status(view: SubscriptionView) -> str:
-    return {"active": "Active", "suspended": "⏸ Suspended", "deleted": "Cancelled", "expired": "Expired"}.get(
-        view.status, view.status.capitalize()
-    )
+    shown = {
+        "active": _("Active"),
+        "suspended": "⏸ " + _("Suspended"),
+        "deleted": _("Cancelled"),
+        "expired": _("Expired"),
+    }
+    return shown.get(view.status, view.status.capitalize())
 
 
 def _consumed(view: SubscriptionView) -> str:
@@ -83,7 +87,7 @@ def _consumed(view: SubscriptionView) -> str:
 def _renewal(view: SubscriptionView) -> str:
     if view.status in ("deleted", "expired"):
         return "—"
-    verb = "renews" if view.auto_renew else _("ends (auto-renew off)")
+    verb = _("renews") if view.auto_renew else _("ends (auto-renew off)")
     if view.auto_renew and view.scheduled_quantity is not None:
         verb = _("renews with {seats}, as scheduled", seats=_seats(view.scheduled_quantity))
     return _("{date} ({verb}; price locked until then)", date=formatting.date(view.renewal_date), verb=verb)
@@ -139,7 +143,7 @@ def _row_actions(
     if page.can_manage and view.is_active:
         actions.append(submit(_("Change quantity"), QUANTITY, ids))
         actions.append(submit(_("Add-ons"), ADDONS, ids))
-        actions.append(submit(_("Auto-renew ") + ("off" if view.auto_renew else "on"), AUTORENEW, ids))
+        actions.append(submit(_("Auto-renew off") if view.auto_renew else _("Auto-renew on"), AUTORENEW, ids))
         actions.append(submit(_("Cancel"), CANCEL, ids))
     if page.can_request_suspension and view.is_active:
         if request is None:
@@ -148,7 +152,7 @@ def _row_actions(
             actions.append(submit(_("Withdraw the suspension request"), WITHDRAW_SUSPEND, {"approval_id": request.id}))
     if page.can_manage and view.is_suspended:
         actions.append(submit(_("Reactivate"), REACTIVATE, ids))
-        actions.append(submit(_("Auto-renew ") + ("off" if view.auto_renew else "on"), AUTORENEW, ids))
+        actions.append(submit(_("Auto-renew off") if view.auto_renew else _("Auto-renew on"), AUTORENEW, ids))
     return actions
 
 
@@ -238,7 +242,10 @@ def _removable(view: SubscriptionView) -> str:
             renewal=renewal,
         )
     total = sum(seats for seats, _unused in view.refundable_batches)
-    windows = ", ".join(f"{seats} until {formatting.datetime_utc(until)}" for seats, until in view.refundable_batches)
+    windows = ", ".join(
+        _("{seats} until {until}", seats=seats, until=formatting.datetime_utc(until))
+        for seats, until in view.refundable_batches
+    )
     if len(view.refundable_batches) == 1:
         windows = _("until {datetime_utc}", datetime_utc=formatting.datetime_utc(view.refundable_batches[0][1]))
     seats = ngettext("{n} seat", "{n} seats", total)
@@ -457,12 +464,17 @@ def build_autorenew_card(view: SubscriptionView, key: str) -> Card:
             renewal=renewal,
         )
     body = [
-        heading(_("Auto-renew {value} for {name}?", value="on" if turn_on else "off", name=view.name)),
+        heading(
+            _("Auto-renew on for {name}?", name=view.name)
+            if turn_on
+            else _("Auto-renew off for {name}?", name=view.name)
+        ),
         text(explanation),
     ]
     data = {"subscription_id": view.id, "enabled": turn_on, "request_key": key}
     return card(
-        body, [submit(_("Turn auto-renew {value}", value="on" if turn_on else "off"), CONFIRM_AUTORENEW, data), _back()]
+        body,
+        [submit(_("Turn auto-renew on") if turn_on else _("Turn auto-renew off"), CONFIRM_AUTORENEW, data), _back()],
     )
 
 

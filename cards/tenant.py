@@ -355,7 +355,7 @@ def build_tenant_confirm_card(
             )
         ),
     ]
-    body += _mca_inputs(form.get("company_name", "the company"), contact, errors)
+    body += _mca_inputs(form.get("company_name", _("the company")), contact, errors)
     actions = [
         submit(_("Create the tenant"), VERB_CONFIRM, {"rev": rev}, style="positive"),
         submit(_("Change details"), VERB_EDIT, {"rev": rev}),
@@ -448,8 +448,8 @@ def build_tenant_ready_card(ready: TenantReady) -> Card:
     return card(
         body,
         [
-            command_button(_("Add a subscription"), _("add subscription")),
-            command_button(_("My services"), _("my services")),
+            command_button(_("Add a subscription"), "add subscription"),
+            command_button(_("My services"), "my services"),
         ],
     )
 
@@ -464,7 +464,7 @@ def build_my_services_card(
         body.append(text(_("You have no Microsoft 365 service with your reseller yet.")))
         if can_manage:
             body.append(text(_("Link the tenant you already have, or create a new one: **add tenant**.")))
-            actions.append(command_button(_("Add tenant"), _("add tenant")))
+            actions.append(command_button(_("Add tenant"), "add tenant"))
         else:
             body.append(text(_("An admin of your organisation can add it.")))
         return card(body, actions)
@@ -500,7 +500,7 @@ def build_my_services_card(
     actions.append(command_button(_("Subscriptions"), "subscriptions"))
     if can_manage:
         actions.append(command_button(_("Users"), "users"))
-        actions.append(command_button(_("Add a subscription"), _("add subscription")))
+        actions.append(command_button(_("Add a subscription"), "add subscription"))
     if can_read_bills:
         actions.append(command_button(_("Billing"), "billing"))
     return card(body, actions)

@@ -275,9 +275,7 @@ def build_user_card(
     actions += [
         {**submit(_("Assign a licence"), USERS_ASSIGN, {"user_ids": [detail.user_id]}), "associatedInputs": "none"},
         # the one-line command: block sign-in, remove every licence, free the seats (asked once)
-        command_button(
-            _("Offboard…"), _("offboard {user_principal_name}", user_principal_name=detail.user_principal_name)
-        ),
+        command_button(_("Offboard…"), f"offboard {detail.user_principal_name}"),
         _back(),
     ]
     return card(body, actions)

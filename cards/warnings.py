@@ -196,7 +196,11 @@ def _idle_body(notice: NoticeView, *, with_buttons: bool) -> list[dict[str, Any]
         parts.append(_("**{users}** not signed in for {days} days", users=users, days=days))
     body: list[dict[str, Any]] = [
         text(
-            " and ".join(parts) + _(" — {money} a month at your price.", money=_money(f.get("monthly_cost"), currency))
+            _(
+                "{idle} — {money} a month at your price.",
+                idle=_("{seats} and {users}", seats=parts[0], users=parts[1]) if len(parts) == 2 else "".join(parts),
+                money=_money(f.get("monthly_cost"), currency),
+            )
         ),
         facts(
             [

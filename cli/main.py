@@ -1,7 +1,7 @@
 """`cspbot`: what the reseller's operator does without Teams (SPEC "Reseller operator").
 
     cspbot org create|list|show|update|link-tenant ...
-    cspbot member add|remove|roles ...
+    cspbot member add|remove|roles|language ...
     cspbot alerts list|ack ...
     cspbot billing show | set-cycle [--day 1-31|last] [--timezone ZONE] --effective YYYY-MM-DD
     cspbot package [--app-id GUID] [--out dist/appPackage.zip] [--version X.Y.Z] [--bot-domain HOST]
@@ -241,7 +241,9 @@ def _add_org(commands: Any) -> None:
 
 
 def _add_member(commands: Any) -> None:
-    member = _command(commands, "member").add_subparsers(dest="action", required=True, metavar="{add,remove,roles}")
+    member = _command(commands, "member").add_subparsers(
+        dest="action", required=True, metavar="{add,remove,roles,language}"
+    )
     add = member.add_parser("add", help="register a member by their work e-mail / sign-in name")
     add.add_argument("slug", metavar="SLUG")
     add.add_argument("email", metavar="EMAIL")
@@ -262,6 +264,12 @@ def _add_member(commands: Any) -> None:
     roles.add_argument("--add", action="append", default=[], metavar="ROLE", help=f"repeatable: {ROLE_NAMES}")
     roles.add_argument("--remove", action="append", default=[], metavar="ROLE", help="repeatable")
     roles.set_defaults(handler=_member_roles, usage_error=roles.error)
+
+    language = member.add_parser("language", help="the language a member reads (nb, de-DE, ...; auto follows Teams)")
+    language.add_argument("slug", metavar="SLUG")
+    language.add_argument("email", metavar="EMAIL")
+    language.add_argument("language", metavar="LANGUAGE", help="a language the bot speaks, or auto")
+    language.set_defaults(handler=_member_language)
 
 
 def _add_alerts(commands: Any) -> None:
@@ -618,6 +626,12 @@ async def _member_add(args: argparse.Namespace, services: Services) -> None:
 async def _member_remove(args: argparse.Namespace, services: Services) -> None:
     await services.organisations.remove_member(args.slug, args.email, actor=_actor())
     _out(f"Removed {args.email.strip().lower()} from {args.slug.strip().lower()}.")
+
+
+async def _member_language(args: argparse.Namespace, services: Services) -> None:
+    member = await services.organisations.set_language(args.slug, args.email, args.language, actor=_actor())
+    shown = member.language or f"auto (follows Teams: {member.teams_locale or 'not seen yet'})"
+    _out(f"{member.email} in {args.slug.strip().lower()} now reads in: {shown}.")
 
 
 async def _member_roles(args: argparse.Namespace, services: Services) -> None:

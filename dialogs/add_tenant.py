@@ -210,7 +210,7 @@ class AddTenantDialog(TaskDialog):
         )
 
     async def _check_link(
-        self, step: WaterfallStepContext, caller: Caller, state: dict[str, Any], _: dict[str, Any]
+        self, step: WaterfallStepContext, caller: Caller, state: dict[str, Any], _submitted: dict[str, Any]
     ) -> DialogTurnResult:
         linked = await self._tenants.link_existing(caller)
         if linked is not None:

@@ -75,6 +75,12 @@ def adopt_timezone(timezone: str) -> None:
         _reader.set(Reader(_reader.get().locale, timezone))
 
 
+def adopt_locale(locale: str) -> None:
+    """The reader's locale from here to the end of the current `reading` block (a member's own
+    choice of language, once the bot knows who is calling)."""
+    _reader.set(Reader(locale, _reader.get().timezone))
+
+
 def _known_zone(timezone: str) -> bool:
     try:
         get_timezone(timezone)

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.alerts import AlertService
 from services.db import utcnow
 from services.errors import Conflict, DomainError
+from services.formatting import Reader, reading
 from services.i18n import N_, _
 from services.logging_context import correlation_scope
 from services.models import Job
@@ -87,6 +88,8 @@ class JobQueueDepth:
 
 JobHandler = Callable[[JobView], Awaitable[Mapping[str, Any]]]
 JobNotifier = Callable[[JobView], Awaitable[None]]
+# How a job's requester reads (see `JobService.set_reader`).
+JobReader = Callable[[JobView], Awaitable[Reader]]
 
 
 class JobService:
@@ -106,6 +109,7 @@ class JobService:
         self.owner = owner or f"runner-{uuid.uuid4().hex[:12]}"
         self._handlers: dict[str, JobHandler] = {}
         self._notifier: JobNotifier | None = None
+        self._reader: JobReader | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -116,6 +120,20 @@ class JobService:
 
     def set_notifier(self, notifier: JobNotifier) -> None:
         self._notifier = notifier
+
+    def set_reader(self, reader: JobReader) -> None:
+        """How the requester of a job reads (their language, their organisation's time zone): a job
+        runs, and its outcome is told, in it — messages, e-mails and cards the job writes included."""
+        self._reader = reader
+
+    async def _reading_of(self, job: JobView) -> Reader:
+        if self._reader is None:
+            return Reader()
+        try:
+            return await self._reader(job)
+        except Exception:  # the job still runs, in English
+            log.exception("job %s: could not tell how its requester reads", job.id)
+            return Reader()
 
     async def submit(
         self,
@@ -223,7 +241,8 @@ class JobService:
     async def _run(self, job: Job) -> None:
         view = _view(job)
         handler = self._handlers.get(job.kind)
-        with correlation_scope(f"job-{job.id}"):
+        reader = await self._reading_of(view)
+        with correlation_scope(f"job-{job.id}"), reading(reader.locale, reader.timezone):
             if handler is None:
                 log.error("job %s: no handler for kind %s", job.id, job.kind)
                 return
@@ -240,12 +259,7 @@ class JobService:
                 done = await self._finish(job.id, status=FAILED, error_message=_(GENERIC_FAILURE), finished_at=utcnow())
                 await self._alerts.raise_alert(
                     "job_failed",
-                    _(
-                        "Job #{id} ({kind}) failed {attempts} times; see the logs.",
-                        id=job.id,
-                        kind=job.kind,
-                        attempts=job.attempts,
-                    ),
+                    f"Job #{job.id} ({job.kind}) failed {job.attempts} times; see the logs.",  # for the operator
                     dedup_key=f"job_failed:{job.id}",
                     severity="error",
                     organisation_id=job.organisation_id,
@@ -260,7 +274,9 @@ class JobService:
             await self._mark_notified(job.id)
             return
         try:
-            await self._notifier(job)
+            reader = await self._reading_of(job)
+            with reading(reader.locale, reader.timezone):
+                await self._notifier(job)
         except Exception:
             log.exception("job %s: could not tell the requester; will try again", job.id)
             async with self._sessions() as session:

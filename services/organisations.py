@@ -18,6 +18,7 @@ from services import audit
 from services.countries import normalise_country
 from services.errors import Conflict, InvalidInput, NotFound
 from services.i18n import _, ngettext
+from services.locales import parse_language
 from services.models import Member, MemberRole, Organisation
 from services.roles import Role, parse_role
 
@@ -126,6 +127,8 @@ class MemberView:
     roles: frozenset[str]
     aad_object_id: str | None
     channel_user_id: str | None
+    language: str | None = None  # their own choice; None follows Teams
+    teams_locale: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,8 @@ def _member_view(member: Member) -> MemberView:
         roles=member.roles,
         aad_object_id=member.aad_object_id,
         channel_user_id=member.channel_user_id,
+        language=member.language,
+        teams_locale=member.teams_locale,
     )
 
 
@@ -490,6 +495,30 @@ class OrganisationService:
                 target=address,
                 before={"roles": before},
                 after={"roles": sorted(wanted)},
+            )
+            await session.flush()
+            return _member_view(member)
+
+    async def set_language(self, slug: str, email: str, language: str, *, actor: str) -> MemberView:
+        """A member's language, set by the operator: a language the bot speaks (`nb`, `de-DE`) or
+        `auto` (follow Teams). Anything else is refused and nothing changes."""
+        address = normalise_email(email)
+        chosen = parse_language(language)
+        async with self._sessions.begin() as session:
+            org = await self._load(session, slug)
+            member = next((m for m in org.members if m.email == address), None)
+            if member is None:
+                raise NotFound(_("{address} is not a member of {slug}.", address=address, slug=org.slug))
+            before = member.language
+            member.language = chosen
+            audit.record(
+                session,
+                actor=actor,
+                action="member.language",
+                organisation_id=org.id,
+                target=address,
+                before={"language": before},
+                after={"language": chosen},
             )
             await session.flush()
             return _member_view(member)

@@ -245,11 +245,9 @@ class CommandService:
         if catalog.found and len(catalog.found) <= 3:
             names = " or ".join(candidate.name for candidate in catalog.found)
             first = catalog.found[0].name
-            return Answer(
-                _("You have no {names} subscription.", names=names), suggestions=(_("buy 1 {first}", first=first),)
-            )
+            return Answer(_("You have no {names} subscription.", names=names), suggestions=(f"buy 1 {first}",))
         if not rows:
-            return Answer(_("You have no subscriptions yet."), suggestions=(_("add subscription"),))
+            return Answer(_("You have no subscriptions yet."), suggestions=("add subscription",))
         if not match.suggestions:
             names = ", ".join(dict.fromkeys(row.name for row in rows))
             return Answer(
@@ -456,7 +454,7 @@ class CommandService:
                     "browse what you can.",
                     product=command.product,
                 ),
-                suggestions=(_("add subscription"),),
+                suggestions=("add subscription",),
             )
         return _did_you_mean(
             _("I do not know a product called “{product}” that you can buy.", product=command.product),
@@ -552,7 +550,7 @@ class CommandService:
         if picked is not None:
             return picked
         if not pools:
-            return Answer(_("Your organisation has no licences yet."), suggestions=(_("add subscription"),))
+            return Answer(_("Your organisation has no licences yet."), suggestions=("add subscription",))
         catalog = Matcher(await self._catalog_candidates()).match(typed)
         if (
             catalog.found
@@ -562,7 +560,7 @@ class CommandService:
             names = " or ".join(candidate.name for candidate in catalog.found)
             return Answer(
                 _("Your organisation has no {names} licences.", names=names),
-                suggestions=(_("buy 1 {name}", name=catalog.found[0].name),),
+                suggestions=(f"buy 1 {catalog.found[0].name}",),
             )
         return Answer(
             _("Your organisation has no licence called “{typed}”. It has ", typed=typed)
@@ -614,7 +612,7 @@ class CommandService:
                     consumed=pool.consumed,
                     active=pool.active,
                 ),
-                suggestions=(_("add 1 seat to {subscription}", subscription=subscription),),
+                suggestions=(f"add 1 seat to {subscription}",),
             )
         location = "" if person.usage_location else (await self._users.context(caller)).country
         return LicenceAction(Kind.ASSIGN, person, pool, location)
@@ -694,12 +692,12 @@ def _quantity_problem(command: Command) -> Answer | None:
         return Answer(_("How many seats? For example **add 5 seats to {product}**.", product=command.product))
     if command.kind is Kind.ADD_SEATS and n < 1:
         if n < 0:
-            again = _("remove {seats} from {product}", seats=_seats(-n), product=command.product)
+            again = f"remove {formatting.plural(-n, 'seat', 'seats', 'en')} from {command.product}"  # a command
             return Answer(_("To remove seats, say **{again}**.", again=again), suggestions=(again,))
         return Answer(_("Adding 0 seats changes nothing. Say how many to add, at least 1."))
     if command.kind is Kind.REMOVE_SEATS and n < 1:
         if n < 0:
-            again = _("add {seats} to {product}", seats=_seats(-n), product=command.product)
+            again = f"add {formatting.plural(-n, 'seat', 'seats', 'en')} to {command.product}"  # a command
             return Answer(_("To add seats, say **{again}**.", again=again), suggestions=(again,))
         return Answer(_("Removing 0 seats changes nothing. Say how many to remove, at least 1."))
     if command.kind is Kind.SET_SEATS and n < 0:

@@ -120,12 +120,13 @@ class CredentialsMail:
             mail = Mail(
                 to=row.contact_email,
                 subject=_("Your Microsoft 365 tenant {domain} is ready", domain=row.domain),
-                body=_(CREDENTIALS_BODY).format(
-                    first_name=first_name or "there", company=org.name, user_name=row.admin_user
+                body=_(
+                    CREDENTIALS_BODY, first_name=first_name or _("there"), company=org.name, user_name=row.admin_user
                 ),
                 secrets={"password": SecretStr(self._box.open(row.credentials_password))},
-                html=_(CREDENTIALS_HTML).format(
-                    first_name=html.escape(first_name or "there"),
+                html=_(
+                    CREDENTIALS_HTML,
+                    first_name=html.escape(first_name or _("there")),
                     company=html.escape(org.name),
                     user_name=html.escape(row.admin_user),
                 ),
