@@ -5,10 +5,13 @@ wins over Teams' locale. A language the bot does not speak is refused with the l
 from __future__ import annotations
 
 import re
+from datetime import date
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
 
+from services import formatting
 from services.access import AccessService, ChannelIdentity
 from services.audit import entries_for
 from services.errors import InvalidInput
@@ -114,3 +117,47 @@ async def test_the_language_command_shows_sets_and_refuses(
     assert re.search(r"English", back) and "the language of your Teams" in back
     listing = _said(await _reply(client, fake, url, "subscriptions", locale="en-US"))
     assert "$6.00" in listing
+
+
+async def test_a_job_runs_and_is_told_in_its_requesters_language(services):
+    """A job (and the outcome the bot tells) reads as its requester does: their own choice of
+    language, else the locale Teams last sent for them; someone who is no member reads English."""
+    await _org(services)
+    await services.organisations.add_member(
+        "fabrikam", "pat@fabrikam.com", ["admin"], actor="x", aad_object_id="aad-pat", channel_user_id="29:pat"
+    )
+    await services.organisations.add_member("fabrikam", "kim@fabrikam.com", ["admin"], actor="x")
+    await services.organisations.set_language("fabrikam", "pat@fabrikam.com", "de-DE", actor="operator:test")
+    kim = await services.access.member_caller((await services.organisations.get("fabrikam")).id, "kim@fabrikam.com")
+    assert kim is not None
+    await services.access.remember_teams_locale(kim, "nb-NO")
+    organisation_id = kim.organisation_id
+
+    ran: dict[str, str] = {}
+    told: dict[str, str] = {}
+
+    async def handler(job):
+        ran[job.requested_by] = formatting.money(Decimal("1234.5"), "EUR")
+        return {"message": ran[job.requested_by]}
+
+    async def notifier(job):
+        told[job.requested_by] = formatting.date(date(2027, 1, 5))
+
+    services.jobs.register("test.reading", handler)
+    services.jobs.set_notifier(notifier)
+    for who in ("pat@fabrikam.com", "kim@fabrikam.com", "system:test"):
+        await services.jobs.submit(
+            "test.reading",
+            idempotency_key=f"reading:{who}",
+            payload={},
+            organisation_id=organisation_id,
+            requested_by=who,
+            notify_conversation_id="chat",
+        )
+    assert await services.jobs.run_pending() == 3
+    assert ran == {
+        "pat@fabrikam.com": f"1.234,50{NBSP}€",
+        "kim@fabrikam.com": f"1{NBSP}234,50{NBSP}€",
+        "system:test": "€1,234.50",
+    }
+    assert told == {"pat@fabrikam.com": "05.01.2027", "kim@fabrikam.com": "5. jan. 2027", "system:test": "Jan 5, 2027"}
