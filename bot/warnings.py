@@ -256,7 +256,7 @@ def _too_late(notice: NoticeView, now: datetime) -> str:
     """Why the notice's action can no longer be done (empty while it can)."""
     if notice.deadline is None or now < notice.deadline:
         return ""
-    name = notice.facts.get("name", "the subscription")
+    name = notice.facts.get("name") or _("the subscription")
     if notice.kind is Kind.SEAT_WINDOW:
         return _(
             "Too late: the 7-day window of these seats closed, so Microsoft no longer takes them back "

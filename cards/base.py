@@ -92,5 +92,5 @@ def country_choice(
         element["value"] = code
     if required:
         element["isRequired"] = True
-        element["errorMessage"] = _("Choose the {lower}{value}.", lower=label[0].lower(), value=label[1:])
+        element["errorMessage"] = _("Choose: {label}", label=label)
     return element

@@ -236,7 +236,7 @@ def _month_choices(input_id: str, label: str, view: RangeChoiceView, value: str)
         "label": label,
         "style": "compact",
         "isRequired": True,
-        "errorMessage": _("Pick a month ({lower}).", lower=label.lower()),
+        "errorMessage": _("Pick a month: {label}", label=label),
         "choices": [{"title": title, "value": month} for month, title in view.months],
         "value": value,
     }

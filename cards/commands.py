@@ -159,7 +159,7 @@ def _input(field_id: str, label: str, value: str, *, required: bool = True, max_
     element: dict[str, Any] = {"type": "Input.Text", "id": field_id, "label": label, "value": value}
     element["maxLength"] = max_length
     if required:
-        element.update(isRequired=True, errorMessage=_("Enter the {lower}", lower=label.lower()))
+        element.update(isRequired=True, errorMessage=_("Enter: {label}", label=label))
     return element
 
 
@@ -254,7 +254,7 @@ def build_offboard_card(plan: OffboardingPlan, request_key: str) -> Card:
                 "1. **Block sign-in**: the password is replaced by one nobody is told (the account and its "
                 "mailbox stay, and can be handed over).\n2. **Remove every licence**: {value}.\n3. **Each "
                 "freed seat**: as you choose below.",
-                value=", ".join(held) if held else "none held",
+                value=", ".join(held) if held else _("none held"),
             )
         ),
     ]

@@ -234,7 +234,7 @@ def build_tenant_form_card(
         body.append(
             _input(
                 "registration_number",
-                _("Company registration number (required by Microsoft in {value})", value=where or "this country"),
+                _("Company registration number (required by Microsoft in {value})", value=where or _("this country")),
                 form.get("registration_number", ""),
             )
         )

@@ -655,5 +655,5 @@ def build_continue_here_card(title: str, command: str) -> Card:
     """Sent to the 1:1 chat when a users task is asked for in a channel (its cards hold user data)."""
     return card(
         [heading(title), text(_("This task shows your tenant's users, so it runs here in our 1:1 chat."))],
-        [command_button(_("Start {lower} here", lower=title.lower()), command)],
+        [command_button(_("Start “{title}” here", title=title), command)],
     )

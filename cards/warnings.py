@@ -404,7 +404,7 @@ def build_term_switch_card(notice: NoticeView, plan: TermSwitchPlan) -> Card:
 def build_unassign_confirm_card(notice: NoticeView, user: Mapping[str, Any]) -> Card:
     last = formatting.date(_when(user.get("last_sign_in")))
     body = [
-        heading(_("Remove {get} from {name}?", get=notice.facts.get("name", "the licence"), name=user["name"])),
+        heading(_("Remove {get} from {name}?", get=notice.facts.get("name") or _("the licence"), name=user["name"])),
         text(
             _(
                 "{name} ({upn}) last signed in {last}. The licence goes back to the pool: you can give it "

@@ -74,13 +74,12 @@ def _flag(value: Any) -> bool:
 def _clean_profile(changes: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(changes) - set(PROFILE_FIELDS)
     if unknown:
-        fields = ngettext("{n} unknown organisation field", "{n} unknown organisation fields", len(unknown))
         raise InvalidInput(
-            _(
-                "There {value} {fields}: {join}.",
-                value="is" if len(unknown) == 1 else "are",
-                fields=fields,
-                join=", ".join(sorted(unknown)),
+            ngettext(
+                "There is {n} unknown organisation field: {fields}.",
+                "There are {n} unknown organisation fields: {fields}.",
+                len(unknown),
+                fields=", ".join(sorted(unknown)),
             )
         )
     cleaned: dict[str, Any] = {}

@@ -70,7 +70,7 @@ CODE = re.compile(r"`[^`]*`")
 # Codes and names that read the same in every language: an offer id, a domain.
 DATA_WORD = re.compile(r"\d|\.[a-z]{2,}\b")
 # The bot's basic commands, typed as they are whatever the reader's language (the help lists them).
-TYPED = {"menu", "help", "cancel"}
+TYPED = {"menu", "help", "cancel", "language"}
 GREEK = "αβγδεζηθικλμνξοπρστυφχψω"
 
 

@@ -102,7 +102,7 @@ def to_xlsx(reports: Sequence[CycleReport], *, organisation: str = "") -> bytes:
                         report.report_date,
                         report.cycle.start,
                         report.cycle.end,
-                        "issued" if report.issued else _("open (so far)"),
+                        _("issued") if report.issued else _("open (so far)"),
                         (total, money_style(minor_digits(currency or "EUR"))),
                         currency,
                         report.unpriced,

@@ -327,12 +327,12 @@ class CommandService:
                 verb = (
                     _("renews on {date}", date=formatting.date(view.renewal_date))
                     if wanted
-                    else _("ends on ") + formatting.date(view.renewal_date)
+                    else _("ends on {date}", date=formatting.date(view.renewal_date))
                 )
                 return Answer(
                     _(
-                        "Auto-renew is already {value} for {name}: it {verb}.",
-                        value="on" if wanted else "off",
+                        "Auto-renew is already {auto_renew} for {name}: it {verb}.",
+                        auto_renew=_("on") if wanted else _("off"),
                         name=view.name,
                         verb=verb,
                     )
@@ -380,13 +380,15 @@ class CommandService:
         if pinned_plan is not None:
             terms = [pinned_plan]
         if not terms:
-            said = _("with a {term_name} commitment", term_name=term_name(command.term)) if command.term else ""
-            if command.billing:
-                said += _(
-                    "{value}billed {get}",
-                    value=", " if said else "",
-                    get=_(CYCLE_NAMES.get(command.billing, command.billing)),
+            billed = _(CYCLE_NAMES.get(command.billing, command.billing)) if command.billing else ""
+            if command.term and billed:
+                said = _(
+                    "with a {term_name} commitment, billed {billed}", term_name=term_name(command.term), billed=billed
                 )
+            elif command.term:
+                said = _("with a {term_name} commitment", term_name=term_name(command.term))
+            else:
+                said = _("billed {billed}", billed=billed) if billed else ""
             offered_terms = "; ".join(term.label for term in offered.terms)
             return Answer(
                 _(

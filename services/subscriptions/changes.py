@@ -496,13 +496,14 @@ class SubscriptionChanges:
         if int(others or 0) + new < consumed:
             lowest = max(0, consumed - int(others or 0))
             raise InvalidInput(
-                _(
-                    "{plural} of {name} {value} assigned to users, and the total can't go below that. Choose "
-                    "at least {plural2}, or unassign licences first.",
-                    plural=ngettext("{n} licence", "{n} licences", consumed),
+                ngettext(
+                    "{n} licence of {name} is assigned to users, and the total can't go below that. Choose "
+                    "at least {seats}, or unassign licences first.",
+                    "{n} licences of {name} are assigned to users, and the total can't go below that. Choose "
+                    "at least {seats}, or unassign licences first.",
+                    consumed,
                     name=row.name,
-                    value="is" if consumed == 1 else "are",
-                    plural2=ngettext("{n} seat", "{n} seats", lowest),
+                    seats=ngettext("{n} seat", "{n} seats", lowest),
                 ),
                 field="quantity",
             )
@@ -615,11 +616,11 @@ class SubscriptionChanges:
             if current.status != SubscriptionStatus.ACTIVE or not current.auto_renew_enabled:
                 raise DomainError(
                     _(
-                        "{name} does not renew (it is {status}, auto-renew {value}), so there is no next term to "
+                        "{name} does not renew (it is {status}, auto-renew {auto_renew}), so there is no next term to "
                         "change.",
                         name=row.name,
                         status=current.status,
-                        value="on" if current.auto_renew_enabled else "off",
+                        auto_renew=_("on") if current.auto_renew_enabled else _("off"),
                     ),
                     code="not_renewing",
                 )

@@ -397,7 +397,7 @@ class DirectoryService:
 
 def _row_problem(values: dict[str, str]) -> str | None:
     if not is_mail_address(values["email"]):
-        return _("{value} is not an e-mail address", value=values["email"] or "(empty)")
+        return _("{value} is not an e-mail address", value=values["email"] or _("(empty)"))
     if values["usage_location"] and normalise_country(values["usage_location"]) is None:
         return _(
             "usage_location {usage_location!r} is not a two-letter country code",

@@ -181,11 +181,13 @@ class LicenceService:
         location = normalise_country(usage_location) if usage_location.strip() else None
         if without_location and location is None:
             raise InvalidInput(
-                _(
-                    "{join} {value} no usage location, which Microsoft needs before giving a licence. Choose "
+                ngettext(
+                    "{users} has no usage location, which Microsoft needs before giving a licence. Choose "
                     "the country they work in.",
-                    join=", ".join(without_location),
-                    value="has" if len(without_location) == 1 else "have",
+                    "{users} have no usage location, which Microsoft needs before giving a licence. Choose "
+                    "the country they work in.",
+                    len(without_location),
+                    users=", ".join(without_location),
                 ),
                 field="usage_location",
             )

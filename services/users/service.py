@@ -375,7 +375,7 @@ class UserService:
         if domain not in domains:
             errors["domain"] = _(
                 "{value} is not one of your tenant's domains ({join}).",
-                value=domain or "That domain",
+                value=domain or _("That domain"),
                 join=", ".join(domains),
             )
         location = normalise_country(form.usage_location)

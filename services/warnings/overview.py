@@ -141,7 +141,7 @@ def overview_xlsx(overview: Mapping[str, Any], organisation: str = "") -> bytes:
                 [
                     item["name"],
                     item["renews_on"],
-                    "yes" if item["renews"] else "ends",
+                    _("yes") if item["renews"] else _("ends"),
                     item["quantity"],
                     Decimal(item["cost_per_period"]) if item["cost_per_period"] is not None else "",
                     item["currency"],

@@ -820,7 +820,7 @@ class WarningService:
                 "Too late: Microsoft locks {get} for changes in the 24 hours before it renews "
                 "({datetime_utc}). It renews as it is; you can change seats again after the renewal, "
                 "within 7 days of it.",
-                get=notice.facts.get("name", "the subscription"),
+                get=notice.facts.get("name") or _("the subscription"),
                 datetime_utc=formatting.datetime_utc(renewal),
             )
         return None
@@ -923,10 +923,11 @@ class WarningService:
         if view.status != "active" or not view.auto_renew:
             raise DomainError(
                 _(
-                    "{name} does not renew (it is {status}, auto-renew {value}), so there is no next term to change.",
+                    "{name} does not renew (it is {status}, auto-renew {auto_renew}), so there is no next term to "
+                    "change.",
                     name=view.name,
                     status=view.status,
-                    value="on" if view.auto_renew else "off",
+                    auto_renew=_("on") if view.auto_renew else _("off"),
                 ),
                 code="not_renewing",
             )
@@ -1024,7 +1025,7 @@ class WarningService:
         if failed:
             raise DomainError(_("Microsoft refused: {message}", message=failed[0].message))
         message = _(
-            "Removed {get} from {name}.", get=notice.facts.get("name", "the licence"), name=named[user_id]["name"]
+            "Removed {get} from {name}.", get=notice.facts.get("name") or _("the licence"), name=named[user_id]["name"]
         )
         async with self._sessions.begin() as session:
             row = await session.get(WarningNotice, notice.id, with_for_update=True)
