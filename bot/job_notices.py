@@ -21,7 +21,7 @@ def default_render(job: JobView) -> Activity:
     if job.status == SUCCEEDED:
         message = (job.result or {}).get("message") or _("Done.")
         return MessageFactory.text(str(message))
-    return MessageFactory.text(f"That did not work: {job.error_message}")
+    return MessageFactory.text(_("That did not work: {error}", error=job.error_message))
 
 
 ConversationLock = Callable[[str], AbstractAsyncContextManager[object]]

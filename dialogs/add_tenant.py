@@ -469,7 +469,7 @@ def render_tenant_job(job: JobView) -> Activity:
     """The follow-up of `tenant.create`: the ready card, or what went wrong."""
     result = job.result or {}
     if job.status != SUCCEEDED:
-        return MessageFactory.text(f"The tenant was not created. {job.error_message}")
+        return MessageFactory.text(_("The tenant was not created. {error}", error=job.error_message))
     ready = TenantReady(
         domain=str(result.get("domain", "")),
         customer_id=str(result.get("customer_id", "")),
@@ -482,10 +482,14 @@ def render_tenant_job(job: JobView) -> Activity:
 
 def render_credentials_mail_job(job: JobView) -> Activity:
     if job.status == SUCCEEDED:
-        return MessageFactory.text(str((job.result or {}).get("message", "The sign-in details have been e-mailed.")))
+        return MessageFactory.text(
+            str((job.result or {}).get("message") or _("The sign-in details have been e-mailed."))
+        )
     return MessageFactory.text(
-        "The e-mail with your tenant's sign-in details still could not be delivered. Your reseller has been "
-        "alerted and will make sure it reaches you."
+        _(
+            "The e-mail with your tenant's sign-in details still could not be delivered. Your reseller has been "
+            "alerted and will make sure it reaches you."
+        )
     )
 
 

@@ -157,7 +157,10 @@ class CommandDialog(TaskDialog):
         step.values[WAITING] = "task"
         note = getattr(outcome, "note", "")
         if command.corrected_from:
-            note = f"I read “{command.corrected_from}” as **{command.corrected_to}**. {note}".strip()
+            said = _(
+                "I read “{typed}” as **{corrected}**.", typed=command.corrected_from, corrected=command.corrected_to
+            )
+            note = f"{said} {note}".strip()
         if note:
             await step.context.send_activity(MessageFactory.text(note))
         if isinstance(outcome, SubscriptionAction):

@@ -612,15 +612,15 @@ def _already(approval: ApprovalView) -> str:
     who = approval.decider_name or _("another approver")
     if approval.kind != SUSPEND and approval.status in (RUNNING, DONE, FAILED):
         return {
-            RUNNING: f"Already approved by {who}; it is being carried out.",
-            DONE: f"Already approved by {who}; it was carried out.",
-            FAILED: f"Approved by {who}, but it failed: {approval.outcome}",
+            RUNNING: _("Already approved by {who}; it is being carried out.", who=who),
+            DONE: _("Already approved by {who}; it was carried out.", who=who),
+            FAILED: _("Approved by {who}, but it failed: {outcome}", who=who, outcome=approval.outcome),
         }[approval.status]
     return {
-        SUSPENDING: f"Already approved by {who}; the suspension is running.",
-        SUSPENDED: f"Already approved by {who}; the subscription is suspended.",
-        FAILED: f"Approved by {who}, but the suspension failed: {approval.outcome}",
-        REJECTED: f"Already rejected by {who}.",
-        EXPIRED: "This request expired before anyone decided; nothing was changed. The admin can ask again.",
-        WITHDRAWN: f"Withdrawn by {who}; nothing was changed.",
-    }.get(approval.status, "This request was already decided.")
+        SUSPENDING: _("Already approved by {who}; the suspension is running.", who=who),
+        SUSPENDED: _("Already approved by {who}; the subscription is suspended.", who=who),
+        FAILED: _("Approved by {who}, but the suspension failed: {outcome}", who=who, outcome=approval.outcome),
+        REJECTED: _("Already rejected by {who}.", who=who),
+        EXPIRED: _("This request expired before anyone decided; nothing was changed. The admin can ask again."),
+        WITHDRAWN: _("Withdrawn by {who}; nothing was changed.", who=who),
+    }.get(approval.status, _("This request was already decided."))

@@ -38,7 +38,7 @@ from services.billing.service import cycle_calendar
 from services.catalog import CatalogService
 from services.db import utcnow
 from services.errors import DomainError, InvalidInput, NotFound
-from services.i18n import _
+from services.i18n import N_, _
 from services.jobs import JobService, JobView
 from services.models import (
     ConversationReferenceRow,
@@ -543,7 +543,7 @@ class WarningService:
             done = await session.execute(
                 update(WarningNotice)
                 .where(WarningNotice.status == "pending", WarningNotice.deadline <= now)
-                .values(status="expired", outcome="its moment passed before an admin could be reached")
+                .values(status="expired", outcome=N_("its moment passed before an admin could be reached"))
                 .execution_options(synchronize_session=False)
             )
         return int(done.rowcount or 0)  # type: ignore[attr-defined]
@@ -887,7 +887,7 @@ class WarningService:
         return result.message
 
     async def keep(self, caller: Caller, notice: NoticeView) -> str:
-        name = notice.facts.get("name", "The subscription")
+        name = notice.facts.get("name") or _("The subscription")
         if notice.kind is Kind.RENEWAL:
             outcome = _("Kept as is: {name} renews unchanged.", name=name)
         elif notice.kind is Kind.SEAT_WINDOW:
