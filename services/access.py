@@ -3,9 +3,11 @@ from here — never from a card payload."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,7 +17,7 @@ from sqlalchemy.orm import joinedload
 
 from services import audit
 from services.errors import NotRegistered, PermissionDenied
-from services.formatting import Reader
+from services.formatting import Reader, reading
 from services.i18n import N_, _
 from services.locales import DEFAULT_LOCALE, member_locale, parse_language
 from services.models import Member, Organisation, WarningSettingRow
@@ -99,6 +101,37 @@ async def _timezone_of(session: AsyncSession, organisation_id: int) -> str | Non
     return await session.scalar(
         select(WarningSettingRow.timezone).where(WarningSettingRow.organisation_id == organisation_id)
     )
+
+
+async def recipient_reader(
+    sessions: async_sessionmaker[AsyncSession], organisation_id: int | None, address: str
+) -> Reader | None:
+    """How the member of `organisation_id` with the e-mail `address` reads (their own choice of
+    language, else the locale Teams last sent for them; their organisation's time zone), for an
+    e-mail to them; None when no member has that address (the e-mail reads as the sender's turn)."""
+    if organisation_id is None:
+        return None
+    try:
+        email = normalise_email(address)
+    except Exception:
+        return None
+    async with sessions() as session:
+        member = await session.scalar(
+            select(Member).where(Member.organisation_id == organisation_id, Member.email == email)
+        )
+        if member is None:
+            return None
+        timezone = await _timezone_of(session, organisation_id)
+    return Reader(member_locale(member.language, member.teams_locale), timezone or "UTC")
+
+
+async def reading_for_recipient(
+    sessions: async_sessionmaker[AsyncSession], organisation_id: int | None, address: str
+) -> AbstractContextManager[object]:
+    """Write an e-mail to `address` in its recipient's language when they are a member (see
+    `recipient_reader`); otherwise as the reader of the moment (who asked)."""
+    reader = await recipient_reader(sessions, organisation_id, address)
+    return reading(reader.locale, reader.timezone) if reader is not None else contextlib.nullcontext()
 
 
 def _identity_key(identity: ChannelIdentity) -> tuple[str | None, str | None, str]:

@@ -161,3 +161,41 @@ async def test_a_job_runs_and_is_told_in_its_requesters_language(services):
         "system:test": "€1,234.50",
     }
     assert told == {"pat@fabrikam.com": "05.01.2027", "kim@fabrikam.com": "5. jan. 2027", "system:test": "Jan 5, 2027"}
+
+
+DE_PO = r"""msgid ""
+msgstr ""
+"Content-Type: text/plain; charset=UTF-8\n"
+"Plural-Forms: nplurals=2; plural=(n != 1);\n"
+
+msgid "Microsoft 365 account for {name}"
+msgstr "Microsoft-365-Konto für {name}"
+"""
+
+
+async def test_an_email_to_a_member_reads_in_their_language(services, tmp_path, monkeypatch):
+    """E-mails (a new user's password, the tenant's sign-in details) are written in the recipient's
+    language when they are a member; to anyone else, in the language of who asked."""
+    from services import i18n
+    from services.access import reading_for_recipient
+    from services.i18n import _
+
+    folder = tmp_path / "de" / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    (folder / "messages.po").write_text(DE_PO, encoding="utf-8")
+    monkeypatch.setattr(i18n, "TRANSLATIONS", tmp_path)
+    i18n.catalog.cache_clear()
+    try:
+        await _org(services)
+        await services.organisations.add_member("fabrikam", "pat@fabrikam.com", ["admin"], actor="x")
+        await services.organisations.set_language("fabrikam", "pat@fabrikam.com", "de", actor="operator:test")
+        organisation_id = (await services.organisations.get("fabrikam")).id
+        with formatting.reading("en_US"):  # the admin's turn, in English
+            with await reading_for_recipient(services.sessions, organisation_id, "PAT@fabrikam.com"):
+                assert _("Microsoft 365 account for {name}", name="Kim") == "Microsoft-365-Konto für Kim"
+            with await reading_for_recipient(services.sessions, organisation_id, "stranger@example.com"):
+                assert _("Microsoft 365 account for {name}", name="Kim") == "Microsoft 365 account for Kim"
+            with await reading_for_recipient(services.sessions, organisation_id + 1, "pat@fabrikam.com"):
+                assert _("Microsoft 365 account for {name}", name="Kim") == "Microsoft 365 account for Kim"
+    finally:
+        i18n.catalog.cache_clear()

@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit
+from services.access import reading_for_recipient
 from services.alerts import AlertService
 from services.db import utcnow
 from services.errors import Conflict, DomainError, NotFound
@@ -117,6 +118,8 @@ class CredentialsMail:
                 raise DomainError(_("The organisation's tenant is no longer recorded."))
             if row.credentials_password is None:
                 return view_of(row, org.name)
+        # In the contact's language when they are a member; else the requester's (the job reads in it).
+        with await reading_for_recipient(self._sessions, organisation_id, row.contact_email):
             mail = Mail(
                 to=row.contact_email,
                 subject=_("Your Microsoft 365 tenant {domain} is ready", domain=row.domain),

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit
-from services.access import Caller
+from services.access import Caller, reading_for_recipient
 from services.countries import normalise_country
 from services.db import utcnow
 from services.errors import DomainError, InvalidInput, NotFound
@@ -356,23 +356,20 @@ class DirectoryService:
                 )
                 await session.commit()
             to = send_to or user.user_principal_name
-            try:
-                receipt = await self._mailer.send(
-                    Mail(
-                        to=to,
-                        subject=_("Directory password for {display_name}", display_name=user.display_name),
-                        body=(
-                            _(
-                                "{display_name} ({user_principal_name}) was added to your organisation's user "
-                                "directory.\n\nDirectory password: {{password}}\n",
-                                display_name=user.display_name,
-                                user_principal_name=user.user_principal_name,
-                            )
-                        ),
-                        secrets={"password": password},
+            with await reading_for_recipient(self._sessions, ctx.organisation_id, to):  # the recipient's language
+                mail = Mail(
+                    to=to,
+                    subject=_("Directory password for {display_name}", display_name=user.display_name),
+                    body=_(
+                        "{display_name} ({user_principal_name}) was added to your organisation's user "
+                        "directory.\n\nDirectory password: {{password}}\n",
+                        display_name=user.display_name,
+                        user_principal_name=user.user_principal_name,
                     ),
-                    organisation_id=ctx.organisation_id,
+                    secrets={"password": password},
                 )
+            try:
+                receipt = await self._mailer.send(mail, organisation_id=ctx.organisation_id)
                 if receipt.queued:
                     note = _("exported; the mail server is not answering: the password e-mail to {to} is queued", to=to)
                 else:

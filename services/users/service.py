@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit
-from services.access import Caller
+from services.access import Caller, reading_for_recipient
 from services.countries import normalise_country
 from services.db import utcnow
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
@@ -484,25 +484,23 @@ class UserService:
             await session.commit()
 
     async def _send_password(self, ctx: TenantContext, to: str, upn: str, name: str, password: SecretStr) -> str:
-        """'sent', 'queued' (kept in the outbox and retried) or 'failed'."""
-        try:
-            receipt = await self._mailer.send(
-                Mail(
-                    to=to,
-                    subject=_("Microsoft 365 account for {name}", name=name),
-                    body=(
-                        _(
-                            "A Microsoft 365 account was created for {name}.\n\nUser name: {upn}\nTemporary password: "
-                            "{{password}}\n\nSign in at https://portal.office.com; you will be asked to choose a new "
-                            "password.\n",
-                            name=name,
-                            upn=upn,
-                        )
-                    ),
-                    secrets={"password": password},
+        """'sent', 'queued' (kept in the outbox and retried) or 'failed'. In the recipient's language
+        when they are a member, else in the language of the admin who created the user."""
+        with await reading_for_recipient(self._sessions, ctx.organisation_id, to):
+            mail = Mail(
+                to=to,
+                subject=_("Microsoft 365 account for {name}", name=name),
+                body=_(
+                    "A Microsoft 365 account was created for {name}.\n\nUser name: {upn}\nTemporary password: "
+                    "{{password}}\n\nSign in at https://portal.office.com; you will be asked to choose a new "
+                    "password.\n",
+                    name=name,
+                    upn=upn,
                 ),
-                organisation_id=ctx.organisation_id,
+                secrets={"password": password},
             )
+        try:
+            receipt = await self._mailer.send(mail, organisation_id=ctx.organisation_id)
         except MailNotDelivered:
             return "failed"
         return "queued" if receipt.queued else "sent"
