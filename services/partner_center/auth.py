@@ -155,7 +155,7 @@ class MsalTokenProvider:
         except OSError as error:  # includes every `requests` error: the sign-in service is unreachable
             logger.warning("Microsoft sign-in service unreachable (%s)", type(error).__name__)
             raise PartnerCenterUnavailable(
-                "Microsoft's sign-in service is not responding right now. Please try again in a few minutes."
+                _("Microsoft's sign-in service is not responding right now. Please try again in a few minutes.")
             ) from None
         except Exception as error:  # MSAL raises ValueError for an unknown tenant or a bad authority
             logger.error("Partner Center %s sign-in failed before a token was issued (%s)", kind, type(error).__name__)

@@ -676,7 +676,7 @@ class PartnerCenterClient:
         while True:
             if waited + delay > self._poll_timeout:
                 raise PartnerCenterError(
-                    "Microsoft is still processing this change. Check it again in a few minutes.",
+                    _("Microsoft is still processing this change. Check it again in a few minutes."),
                     code="still_processing",
                 )
             await self._sleep(delay)
@@ -714,7 +714,7 @@ class PartnerCenterClient:
         """
         domain = customer.domain
         if not domain:
-            raise PartnerCenterInvalidInput("The new customer needs a domain.", field="domain")
+            raise PartnerCenterInvalidInput(_("The new customer needs a domain."), field="domain")
 
         async def recover() -> Customer | None:
             found = await self.find_customer_by_domain(domain)
@@ -766,7 +766,7 @@ class PartnerCenterClient:
             and (item.agreement_type is None or item.agreement_type.lower() == MICROSOFT_CUSTOMER_AGREEMENT.lower())
         ]
         if not candidates:
-            raise PartnerCenterNotFound("Microsoft did not list the Microsoft Customer Agreement.")
+            raise PartnerCenterNotFound(_("Microsoft did not list the Microsoft Customer Agreement."))
         return min(candidates)[1]
 
     async def accept_agreement(
@@ -897,7 +897,7 @@ class PartnerCenterClient:
             return None
         if cart.status != CartStatus.ORDERED:
             raise PartnerCenterError(
-                "This order can no longer be placed (the cart expired). Please start the order again.",
+                _("This order can no longer be placed (the cart expired). Please start the order again."),
                 code="cart_not_active",
             )
         orders = await self._orders_of(customer_id, cart)
