@@ -50,9 +50,9 @@ package: install
 ## make messages: extract every translatable message into the template and merge it into each
 ## language's catalog (translators then fill the new, empty entries; see docs/i18n.md).
 messages: install
-	$(VENV)/bin/pybabel extract --quiet -F babel.cfg --no-location --sort-output \
-		-k N_ -o services/translations/messages.pot .
-	$(VENV)/bin/pybabel update --quiet --no-fuzzy-matching --ignore-obsolete \
+	$(VENV)/bin/pybabel --quiet extract -F babel.cfg --no-location --sort-output \
+		-k N_ --project=cspbot -o services/translations/messages.pot .
+	$(VENV)/bin/pybabel --quiet update --no-fuzzy-matching --ignore-obsolete \
 		-i services/translations/messages.pot -d services/translations
 
 bench: install-test

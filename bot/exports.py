@@ -14,11 +14,12 @@ from services.billing.export import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE, export_name
 from services.billing.reports import month_label
 from services.billing.service import OVERVIEW_FORMAT, BillingService
 from services.errors import Conflict, DomainError, NotFound, PermissionDenied
+from services.i18n import N_, _
 from services.warnings.overview import overview_name, overview_xlsx
 
 log = logging.getLogger(__name__)
 
-_PAGE = "<!doctype html><meta charset=utf-8><title>Export</title><p>{message}</p>"
+_PAGE = N_("<!doctype html><meta charset=utf-8><title>Export</title><p>{message}</p>")
 
 
 # An organisation's stored licence overview of a month (`WarningService.overview`).
@@ -34,7 +35,7 @@ def export_handler(
             grant = await service.redeem_export_link(request.match_info["token"])
             if grant.file_format == OVERVIEW_FORMAT:
                 if overview is None:
-                    raise NotFound("This download link is not valid.")
+                    raise NotFound(_("This download link is not valid."))
                 month = month_label(grant.first)
                 body = overview_xlsx(await overview()(grant.organisation_id, month))
                 return _download(body, XLSX_MEDIA_TYPE, overview_name(month))
@@ -42,9 +43,9 @@ def export_handler(
         except (NotFound, Conflict, PermissionDenied) as error:
             status = 404 if isinstance(error, NotFound) else 410
             log.info("export link refused (%s)", error.code)
-            return web.Response(status=status, text=_PAGE.format(message=error.message), content_type="text/html")
+            return web.Response(status=status, text=_(_PAGE).format(message=error.message), content_type="text/html")
         except DomainError as error:
-            return web.Response(status=400, text=_PAGE.format(message=error.message), content_type="text/html")
+            return web.Response(status=400, text=_(_PAGE).format(message=error.message), content_type="text/html")
         name = export_name(month_label(grant.first), month_label(grant.last), grant.file_format)
         if grant.file_format == "csv":
             body, media_type = to_csv(reports), CSV_MEDIA_TYPE
@@ -60,7 +61,7 @@ def _download(body: bytes, media_type: str, name: str) -> web.Response:
         body=body,
         content_type=media_type,
         headers={
-            "Content-Disposition": f'attachment; filename="{name}"',
+            "Content-Disposition": _('attachment; filename="{name}"', name=name),
             "Cache-Control": "no-store",
             "Referrer-Policy": "no-referrer",
         },

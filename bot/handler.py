@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+from babel import Locale
 from microsoft_agents.activity import (
     Activity,
     ActivityTypes,
@@ -59,7 +60,8 @@ from services.access import AccessService, Caller
 from services.activity_receipts import ActivityReceipts, receipt_key
 from services.conversations import ConversationReferenceService
 from services.errors import DomainError
-from services.locales import resolve_locale
+from services.i18n import N_, _
+from services.locales import language_choices, resolve_locale
 from services.logging_context import correlation_scope, current_correlation_id
 
 log = logging.getLogger(__name__)
@@ -70,8 +72,10 @@ ARRIVED_KEY = "csp.arrived"  # an _Arrival when this turn stored a member's 1:1 
 MENU_WORDS = frozenset({"menu", "hi", "hello", "hey", "start", "home"})
 HELP_WORDS = frozenset({"help", "?"})
 CANCEL_WORDS = frozenset({"cancel", "stop", "quit", "exit"})
+# `language` shows the language the bot answers in; `language nb`, `language de-DE`, `language auto` set it.
+LANGUAGE_WORD = "language"
 INVOKE_MESSAGE = "application/vnd.microsoft.activity.message"
-ALREADY_RECEIVED = "Already received: it is being handled or done."
+ALREADY_RECEIVED = N_("Already received: it is being handled or done.")
 # Invokes that change nothing: a repeat is answered again (a message-extension search; a card's
 # automatic refresh, an adaptiveCard/action with trigger "automatic").
 READING_INVOKES = frozenset({"composeExtension/query"})
@@ -129,7 +133,7 @@ class _Outbox:
         self.held.extend(activities)
         if any(activity.type not in (ActivityTypes.trace, ActivityTypes.typing) for activity in activities):
             context.responded = True  # what the SDK would record had they been sent (prompts read it)
-        return [ResourceResponse() for _ in activities]
+        return [ResourceResponse() for _unused in activities]
 
     def hold(self, context: TurnContext, activity: Activity) -> None:
         """Queue an activity this handler has just built, for the end of the turn.
@@ -291,7 +295,7 @@ class CspBot(ActivityHandler):
         if activity.type != ActivityTypes.invoke:
             return
         if activity.name == "adaptiveCard/action":
-            await turn_context.send_activity(_invoke_message_activity(ALREADY_RECEIVED))
+            await turn_context.send_activity(_invoke_message_activity(_(ALREADY_RECEIVED)))
         else:
             await turn_context.send_activity(Activity(type=ActivityTypes.invoke_response, value={"status": 200}))
 
@@ -409,7 +413,7 @@ class CspBot(ActivityHandler):
         try:
             if turn_context.activity.type == ActivityTypes.invoke:
                 await turn_context.send_activity(
-                    _invoke_message_activity("Sorry, that did not work. Reference: " + reference)
+                    _invoke_message_activity(_("Sorry, that did not work. Reference: ") + reference)
                 )
             else:
                 await turn_context.send_activity(card_activity(build_error_card(reference)))
@@ -426,6 +430,14 @@ class CspBot(ActivityHandler):
             if email:
                 caller = await self._access.bind_by_email(identity, email)
         if caller is not None:
+            tag = turn_context.activity.locale
+            if tag:
+                try:
+                    await self._access.remember_teams_locale(caller, tag)
+                except Exception:  # a turn is not lost for want of remembering a locale
+                    log.exception("could not remember the Teams locale of member %s", caller.member_id)
+            if caller.language:  # their own choice wins over Teams' locale
+                formatting.adopt_locale(resolve_locale(caller.language))
             caller = replace(caller, locale=formatting.reader().locale)
             formatting.adopt_timezone(caller.timezone)
             turn_context.turn_state[CALLER_KEY] = caller
@@ -501,19 +513,19 @@ class CspBot(ActivityHandler):
                 return
             # A typed command (e.g. from Teams' command list) or "menu" leaves the task waiting here.
             active_id = dialog_context.active_dialog.id
-            title = self._tasks.title_of(active_id) or "the previous task"
+            title = self._tasks.title_of(active_id) or _("the previous task")
             await dialog_context.cancel_all_dialogs()
             following = self._tasks.find(_command_button(activity) or normalised_text(activity))
             card_turn = _turn_value(turn_context, OUTBOX_KEY, _Outbox).card_turn
             if following is not None and following.dialog.id == active_id:
                 # The same task typed again (e.g. one the bot started by itself): start it afresh.
                 if card_turn is not None:
-                    card_turn.closing[active_id] = "Started again below."
+                    card_turn.closing[active_id] = _("Started again below.")
             else:
                 if card_turn is not None:
-                    what = f"**{following.title}**" if following is not None else "the menu"
-                    card_turn.closing[active_id] = f"Stopped: you went on to {what}."
-                self._reply(turn_context, f"Stopped **{title}**; nothing more was changed there.")
+                    what = f"**{_(following.title)}**" if following is not None else _("the menu")
+                    card_turn.closing[active_id] = _("Stopped: you went on to {what}.", what=what)
+                self._reply(turn_context, _("Stopped **{title}**; nothing more was changed there.", title=title))
         await self._start(turn_context, dialog_context, caller)
 
     def _switches_task(self, activity: Activity, active: DialogInstance) -> bool:
@@ -526,6 +538,37 @@ class CspBot(ActivityHandler):
         words = normalised_text(activity)
         return bool(words) and (words in MENU_WORDS or self._tasks.find(words) is not None)
 
+    async def _language(self, turn_context: TurnContext, caller: Caller, wanted: str) -> None:
+        """Show the language the caller reads in, or set it (`nb`, `de-DE`, `auto` to follow Teams).
+        A language the bot does not speak is refused with the list; nothing changes."""
+        chosen = caller.language
+        if wanted:
+            try:
+                chosen = await self._access.set_language(caller, wanted)
+            except DomainError as error:
+                self._reply(turn_context, error.message)
+                return
+            formatting.adopt_locale(resolve_locale(chosen or turn_context.activity.locale))
+        locale = formatting.reader().locale
+        name = Locale.parse(locale).get_display_name(locale) or locale
+        languages = ", ".join(f"{tag} ({shown})" for tag, shown in language_choices())
+        if chosen:
+            said = _(
+                "I answer you in **{language}**, as you chose. Type **language auto** to follow your Teams "
+                "language again.",
+                language=name,
+            )
+        else:
+            said = _(
+                "I answer you in **{language}**, the language of your Teams. Type **language** and a "
+                "language to choose another: {languages}.",
+                language=name,
+                languages=languages,
+            )
+        if wanted:
+            said = _("Saved. {said}", said=said)
+        self._reply(turn_context, said)
+
     async def _start(self, turn_context: TurnContext, dialog_context: Any, caller: Caller) -> None:
         activity = turn_context.activity
         value = activity.value if isinstance(activity.value, dict) else None
@@ -535,7 +578,7 @@ class CspBot(ActivityHandler):
         elif value is not None:
             self._reply(
                 turn_context,
-                "That card belongs to a task that has finished or was cancelled. Type **menu** to start again.",
+                _("That card belongs to a task that has finished or was cancelled. Type **menu** to start again."),
             )
             return
         else:
@@ -546,11 +589,13 @@ class CspBot(ActivityHandler):
             self._reply(turn_context, card_activity(build_help_card(entries, examples=examples)))
         elif words in MENU_WORDS or not words:
             self._reply(turn_context, card_activity(build_menu_card(self._summary(caller), entries)))
+        elif words == LANGUAGE_WORD or words.startswith(LANGUAGE_WORD + " "):
+            await self._language(turn_context, caller, words[len(LANGUAGE_WORD) :].strip())
         elif words in CANCEL_WORDS:
-            self._reply(turn_context, "There is nothing to cancel. Type **menu** to see what I can do.")
+            self._reply(turn_context, _("There is nothing to cancel. Type **menu** to see what I can do."))
         elif (task := self._tasks.find(words)) is not None:
             if not caller.can(task.permission):
-                self._reply(turn_context, f"Your role does not allow **{task.title}**.")
+                self._reply(turn_context, _("Your role does not allow **{title}**.", title=_(task.title)))
                 return
             await dialog_context.begin_dialog(task.dialog.id)
         else:
@@ -560,8 +605,11 @@ class CspBot(ActivityHandler):
         known = ["menu", "help", "cancel", *self._tasks.commands()]
         close = difflib.get_close_matches(words, known, n=1, cutoff=0.6)
         if close:
-            return f"I did not catch that. Did you mean **{close[0]}**? Type **menu** to see everything I can do."
-        return "I did not catch that. Type **menu** to see what I can do, or **help**."
+            return _(
+                "I did not catch that. Did you mean **{value}**? Type **menu** to see everything I can do.",
+                value=close[0],
+            )
+        return _("I did not catch that. Type **menu** to see what I can do, or **help**.")
 
     # ---- installation and conversation updates -----------------------------------------------
     async def on_members_added_activity(  # type: ignore[override]
@@ -607,10 +655,10 @@ class CspBot(ActivityHandler):
         data = _mapping(action.get("data"))
         caller = await self._caller(turn_context)
         if caller is None:
-            return _invoke_message("You are not registered with your reseller, so this card cannot act for you.")
+            return _invoke_message(_("You are not registered with your reseller, so this card cannot act for you."))
         handler = self._invoke_handlers.get(verb)
         if handler is None:
-            return _invoke_message("This card is out of date. Type **menu** to start again.")
+            return _invoke_message(_("This card is out of date. Type **menu** to start again."))
         try:
             return await handler(turn_context, caller, data)
         except DomainError as error:

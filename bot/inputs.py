@@ -23,6 +23,7 @@ from typing import Any
 from microsoft_agents.activity import Activity
 
 from bot.identity import tenant_id_of
+from services.i18n import _
 
 MAX_NESTING = 64
 MAX_TYPED_CHARS = 2_000
@@ -94,20 +95,23 @@ def sanitise_activity(activity: Activity) -> str | None:
     """Clean the activity in place. Returns why it is refused (a message for the person), or None."""
     if isinstance(activity.text, str):
         if len(activity.text) > MAX_TYPED_CHARS:
-            return (
-                f"That message is too long for me ({len(activity.text):,} characters; at most "
-                f"{MAX_TYPED_CHARS:,}). Nothing was changed: send a shorter one."
+            return _(
+                "That message is too long for me ({len:,} characters; at most {MAX_TYPED_CHARS:,}). "
+                "Nothing was changed: send a shorter one.",
+                len=len(activity.text),
+                MAX_TYPED_CHARS=MAX_TYPED_CHARS,
             )
         activity.text = clean_text(activity.text)
     if activity.value is not None:
         try:
             value = _clean_value(activity.value)
         except _TooDeep:
-            return "I could not read what that card sent. Nothing was changed: use the card again."
+            return _("I could not read what that card sent. Nothing was changed: use the card again.")
         if _longest_string(value) > MAX_FIELD_CHARS:
-            return (
-                f"Something you entered on that card is too long (at most {MAX_FIELD_CHARS:,} characters). "
-                "Nothing was changed: shorten it and send the card again."
+            return _(
+                "Something you entered on that card is too long (at most {MAX_FIELD_CHARS:,} characters). "
+                "Nothing was changed: shorten it and send the card again.",
+                MAX_FIELD_CHARS=MAX_FIELD_CHARS,
             )
         activity.value = value
     for account in (activity.from_property, activity.recipient, activity.conversation):

@@ -10,6 +10,7 @@ from microsoft_agents.activity import Activity
 from microsoft_agents.hosting.core import MessageFactory
 
 from bot.proactive import ProactiveMessenger
+from services.i18n import _
 from services.jobs import SUCCEEDED, JobView
 
 JobRenderer = Callable[[JobView], Activity]
@@ -18,9 +19,9 @@ log = logging.getLogger(__name__)
 
 def default_render(job: JobView) -> Activity:
     if job.status == SUCCEEDED:
-        message = (job.result or {}).get("message") or "Done."
+        message = (job.result or {}).get("message") or _("Done.")
         return MessageFactory.text(str(message))
-    return MessageFactory.text(f"That did not work: {job.error_message}")
+    return MessageFactory.text(_("That did not work: {error}", error=job.error_message))
 
 
 ConversationLock = Callable[[str], AbstractAsyncContextManager[object]]

@@ -26,6 +26,7 @@ from cards.records import CARD_ID_KEY, build_record, clicked_action, stamp
 from dialogs.base import CARD_DONE_KEY, TASK_CLOSED_KEY
 from services import formatting
 from services.db import utcnow
+from services.i18n import _
 from services.sent_cards import CLOSED, DONE, LIVE, REPLACED, SentCard, SentCardStore
 
 log = logging.getLogger(__name__)
@@ -91,14 +92,16 @@ class LiveCards:
             return None
         if source.status == DONE:
             what = f" ({source.outcome})" if source.outcome else ""
-            return f"That was already done from this card{what}; nothing more was done."
+            return _("That was already done from this card{what}; nothing more was done.", what=what)
         if source.status == REPLACED:
             return ""  # a second click on a screen that has just been replaced: the new one is showing
         if source.status == CLOSED or source.task != active_task:
             title, command = self._describe(source.task) or ("task", "menu")
-            return (
-                f"That card is from an earlier **{title}** that has ended; nothing was done. "
-                f"Type **{command}** to start again."
+            return _(
+                "That card is from an earlier **{title}** that has ended; nothing was done. Type "
+                "**{command}** to start again.",
+                title=title,
+                command=command,
             )
         return None
 
@@ -107,7 +110,7 @@ class LiveCards:
         shows an empty chat: its earlier cards are no longer on screen to update, so they are closed
         as they are (updating a message the client no longer has breaks the Playground's page)."""
         if conversation_id:
-            await self._store.close_all(conversation_id, "The bot was installed again in this chat.")
+            await self._store.close_all(conversation_id, _("The bot was installed again in this chat."))
 
     # ---- the end of a turn: before its replies go out ------------------------------------------
     async def settle(self, context: TurnContext, turn: CardTurn, held: list[Activity]) -> list[Activity]:
@@ -118,15 +121,15 @@ class LiveCards:
         source = turn.source
         ended = turn.task_at_start is not None and turn.task_at_start != turn.task_at_end
         if ended and turn.task_at_start not in turn.closing:
-            why = context.turn_state.get(TASK_CLOSED_KEY) or "This task has ended."
+            why = context.turn_state.get(TASK_CLOSED_KEY) or _("This task has ended.")
             turn.closing[turn.task_at_start] = str(why)  # type: ignore[index]
         if source is not None and source.status == LIVE and turn.verb != COMMAND_VERB:
             done = context.turn_state.get(CARD_DONE_KEY)
             clicked = clicked_action(source.card, turn.submitted or {})
-            title = str((clicked or {}).get("title") or "Done")
+            title = str((clicked or {}).get("title") or _("Done"))
             if done is not None or (ended and source.task == turn.task_at_start):
                 cancelled = done is None and title.lower() == "cancel"
-                what = "Cancelled" if cancelled else (str(done) if done else title)
+                what = _("Cancelled") if cancelled else (str(done) if done else title)
                 outcome = f"{what} — {turn.actor or 'someone'}, {formatting.datetime_utc(now)}"
                 status = CLOSED if cancelled else DONE
                 if await self._store.settle(turn.conversation_id, source.card_id, status, outcome):

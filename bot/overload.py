@@ -20,7 +20,7 @@ import logging
 import time
 from typing import Protocol
 
-from services import formatting
+from services.i18n import ngettext
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class TurnAdmission:
             log.warning(
                 "overloaded: %s answered 503 (Retry-After %d s) since the last notice; %d turns in "
                 "flight (MAX_CONCURRENT_TURNS=%d)",
-                formatting.plural(self._shed_since_log, "request", "requests"),
+                ngettext("{n} request", "{n} requests", self._shed_since_log),
                 RETRY_AFTER_SECONDS,
                 self.in_flight,
                 self.limit,

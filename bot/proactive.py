@@ -16,6 +16,7 @@ from microsoft_agents.hosting.core.channel_service_adapter import ChannelService
 
 from services.conversations import ConversationReferenceService
 from services.errors import NotFound
+from services.i18n import _
 from services.outbound_hosts import HostAllowList
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,12 @@ class ProactiveMessenger:
     async def _continue(self, conversation_id: str, callback: Callable[[TurnContext], Awaitable[None]]) -> None:
         stored = await self._conversations.get(conversation_id)
         if stored is None:
-            raise NotFound(f"No stored conversation {conversation_id!r}; the bot was never installed there.")
+            raise NotFound(
+                _(
+                    "No stored conversation {conversation_id!r}; the bot was never installed there.",
+                    conversation_id=conversation_id,
+                )
+            )
         reference = ConversationReference.model_validate(stored.reference)
         self._connector_hosts.check(reference.service_url)
         continuation = reference.get_continuation_activity()
@@ -77,5 +83,5 @@ class ProactiveMessenger:
         """Post into the member's 1:1 chat with the bot."""
         stored = await self._conversations.personal_chat_of(member_id)
         if stored is None:
-            raise NotFound("That person has not chatted with the bot yet, so I cannot write to them privately.")
+            raise NotFound(_("That person has not chatted with the bot yet, so I cannot write to them privately."))
         return await self.send(stored.conversation_id, activity)

@@ -7,9 +7,11 @@ other admins' copies show what was done.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
@@ -21,15 +23,17 @@ from cards import warnings as cards
 from cards.billing import build_export_link_card
 from dialogs.base import card_activity
 from dialogs.catalogue import CardActionHandler
+from services import formatting
 from services.access import Caller
 from services.billing.service import EXPORT_LINK_MINUTES, OVERVIEW_FORMAT
 from services.container import Services
 from services.errors import DomainError, InvalidInput
+from services.i18n import _
 from services.organisations import MemberView
 from services.roles import Permission, Role
 from services.warnings.overview import overview_name
 from services.warnings.rules import Kind
-from services.warnings.service import NoticeView, Recipient
+from services.warnings.service import CHANNEL_MEMBER, NoticeView, Recipient
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +62,27 @@ def warning_invoke_handlers(services: Services, messenger: ProactiveMessenger) -
             return cards.build_too_late_card(notice, too_late, user_ids=users)
         return cards.build_warning_card(notice, user_ids=users)
 
+    async def reading_for(member_id: Any) -> AbstractContextManager[object]:
+        """A member's copy reads in their language and time zone; the channel's copy (no member) in
+        the reader of the moment (the turn's, or English outside one)."""
+        if not isinstance(member_id, int) or member_id == CHANNEL_MEMBER:
+            return contextlib.nullcontext()
+        reader = await services.access.reader_of_member(member_id)
+        return formatting.reading(reader.locale, reader.timezone)
+
     async def deliver(notice: NoticeView, recipient: Recipient) -> str | None:
-        return await messenger.send(recipient.conversation_id, card_activity(await current_card(notice)))
+        with await reading_for(recipient.member_id):
+            activity = card_activity(await current_card(notice))
+        return await messenger.send(recipient.conversation_id, activity)
 
     async def update_everywhere(notice: NoticeView) -> None:
-        """Every posted copy shows the notice's state now (best effort per copy)."""
-        activity = card_activity(await current_card(notice))
+        """Every posted copy shows the notice's state now, in its reader's language (best effort per copy)."""
         for post in notice.posts:
             if not post.get("activity_id"):
                 continue
             try:
+                with await reading_for(post.get("member_id")):
+                    activity = card_activity(await current_card(notice))
                 await messenger.update(str(post["conversation_id"]), str(post["activity_id"]), activity)
             except Exception:
                 log.warning("could not update a copy of warning %s", notice.id, exc_info=True)
@@ -202,9 +217,9 @@ def warning_invoke_handlers(services: Services, messenger: ProactiveMessenger) -
 
     async def deliver_overview(organisation_id: int, overview: Mapping[str, Any], recipient: Recipient) -> str | None:
         org = await services.organisations.get_by_id(organisation_id)
-        return await messenger.send(
-            recipient.conversation_id, card_activity(cards.build_overview_card(overview, org.name))
-        )
+        with await reading_for(recipient.member_id):
+            activity = card_activity(cards.build_overview_card(overview, org.name))
+        return await messenger.send(recipient.conversation_id, activity)
 
     async def overview_download(
         _context: TurnContext, caller: Caller, data: dict[str, Any]
@@ -213,7 +228,7 @@ def warning_invoke_handlers(services: Services, messenger: ProactiveMessenger) -
         caller.require(Permission.READ_BILLING)
         month = data.get("month")
         if not isinstance(month, str) or not _MONTH.fullmatch(month):
-            raise InvalidInput("That overview is not valid any more.")
+            raise InvalidInput(_("That overview is not valid any more."))
         await warnings.overview(caller.organisation_id, month)
         chosen = (int(month[:4]), int(month[5:]))
         token = await services.billing.create_export_link(caller, OVERVIEW_FORMAT, chosen, chosen)
@@ -241,15 +256,18 @@ def _too_late(notice: NoticeView, now: datetime) -> str:
     """Why the notice's action can no longer be done (empty while it can)."""
     if notice.deadline is None or now < notice.deadline:
         return ""
-    name = notice.facts.get("name", "the subscription")
+    name = notice.facts.get("name") or _("the subscription")
     if notice.kind is Kind.SEAT_WINDOW:
-        return (
-            f"Too late: the 7-day window of these seats closed, so Microsoft no longer takes them back with a refund. "
-            f"You can schedule fewer seats of {name} for its renewal from **subscriptions**."
+        return _(
+            "Too late: the 7-day window of these seats closed, so Microsoft no longer takes them back "
+            "with a refund. You can schedule fewer seats of {name} for its renewal from "
+            "**subscriptions**.",
+            name=name,
         )
-    return (
-        f"Too late: Microsoft locks {name} for changes in the 24 hours before it renews, so it renews as it is. "
-        "You can change its seats within 7 days after the renewal."
+    return _(
+        "Too late: Microsoft locks {name} for changes in the 24 hours before it renews, so it "
+        "renews as it is. You can change its seats within 7 days after the renewal.",
+        name=name,
     )
 
 

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from services.i18n import _
+
 log = logging.getLogger("cspbot.workers")
 
 # aiohttp gives the requests in flight up to 60 s when a worker stops; then the worker cleans up.
@@ -218,7 +220,7 @@ class WorkerSupervisor:
 
     def _on_exit(self, worker: _Worker, status: int) -> None:
         code = os.waitstatus_to_exitcode(status)
-        ended = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        ended = _("was killed by signal {value}", value=-code) if code < 0 else _("exited with code {code}", code=code)
         if self._stopping:
             log.info("worker %d (pid %d) stopped", worker.index, worker.pid)
         elif not worker.serving:
@@ -303,7 +305,7 @@ def serve_workers(
         supervisor = WorkerSupervisor(
             count,
             worker_main,
-            describe=f" on http://{host}:{bound}",
+            describe=_(" on http://{host}:{bound}", host=host, bound=bound),
             keep_out=(reservation.fileno(),),
             on_error=on_error,
             on_serving=None if on_serving is None else lambda: on_serving(bound),

@@ -10,6 +10,7 @@ from typing import Any
 
 from cards.base import Card, card, facts, heading, text
 from services import formatting
+from services.i18n import _
 
 APPROVE, REJECT, RETRY, REFRESH = "approval_approve", "approval_reject", "approval_retry", "approval_refresh"
 
@@ -35,31 +36,40 @@ class ApprovalCardView:
 
 def status_line(view: ApprovalCardView) -> tuple[str, str]:
     """What happened, and the colour it is shown in."""
-    who, at = view.decider_name or "an approver", formatting.datetime_utc(view.decided_at)
+    who, at = view.decider_name or _("an approver"), formatting.datetime_utc(view.decided_at)
     if view.status == "pending":
-        return f"Waiting for an approver (expires {formatting.datetime_utc(view.expires_at)})", "Default"
+        return _(
+            "Waiting for an approver (expires {datetime_utc})", datetime_utc=formatting.datetime_utc(view.expires_at)
+        ), "Default"
     if view.status == "suspending":
-        return f"Approved by {who} ({at}) — suspending…", "Accent"
+        return _("Approved by {who} ({at}) — suspending…", who=who, at=at), "Accent"
     if view.status == "running":
-        return f"Approved by {who} ({at}) — carrying it out…", "Accent"
+        return _("Approved by {who} ({at}) — carrying it out…", who=who, at=at), "Accent"
     if view.status == "done":
-        return f"Approved by {who} ({at}) — {view.outcome}", "Good"
+        return _("Approved by {who} ({at}) — {outcome}", who=who, at=at, outcome=view.outcome), "Good"
     if view.status == "suspended":
-        return f"Approved by {who} ({at}) — suspended", "Good"
+        return _("Approved by {who} ({at}) — suspended", who=who, at=at), "Good"
     if view.status == "failed":
-        return f"Approved by {who} ({at}) — failed: {view.outcome} Retry when Microsoft is reachable.", "Attention"
+        return _(
+            "Approved by {who} ({at}) — failed: {outcome} Retry when Microsoft is reachable.",
+            who=who,
+            at=at,
+            outcome=view.outcome,
+        ), "Attention"
     if view.status == "rejected":
-        return f"Rejected by {who} ({at}) — nothing was changed", "Warning"
+        return _("Rejected by {who} ({at}) — nothing was changed", who=who, at=at), "Warning"
     if view.status == "withdrawn":
-        return f"Withdrawn by {who} ({at}) — nothing was changed", "Warning"
+        return _("Withdrawn by {who} ({at}) — nothing was changed", who=who, at=at), "Warning"
     if view.status == "expired":
-        return f"Expired {formatting.datetime_utc(view.expires_at)} — nothing was changed", "Warning"
+        return _(
+            "Expired {datetime_utc} — nothing was changed", datetime_utc=formatting.datetime_utc(view.expires_at)
+        ), "Warning"
     return view.status, "Default"
 
 
 def _names(names: Sequence[str]) -> str:
     shown = list(names)
-    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " or " + shown[-1]
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + _(" or ") + shown[-1]
 
 
 def _execute(title: str, verb: str, approval_id: int, style: str | None = None) -> dict[str, Any]:
@@ -82,47 +92,47 @@ def build_approval_card(view: ApprovalCardView, *, for_approver: bool, in_channe
     line, colour = status_line(view)
     if view.kind == "suspend":
         body = [
-            heading("Suspension request"),
+            heading(_("Suspension request")),
             facts(
                 [
-                    ("Subscription", view.subscription_name),
-                    ("Asked by", view.requester_name),
-                    ("Why", view.reason),
-                    ("Asked at", formatting.datetime_utc(view.requested_at)),
+                    (_("Subscription"), view.subscription_name),
+                    (_("Asked by"), view.requester_name),
+                    (_("Why"), view.reason),
+                    (_("Asked at"), formatting.datetime_utc(view.requested_at)),
                 ]
             ),
         ]
     else:
         body = [
-            heading("Spending request"),
+            heading(_("Spending request")),
             facts(
                 [
-                    ("What", view.subscription_name),
-                    ("Asked by", view.requester_name),
+                    (_("What"), view.subscription_name),
+                    (_("Asked by"), view.requester_name),
                     *view.details,
-                    ("Asked at", formatting.datetime_utc(view.requested_at)),
+                    (_("Asked at"), formatting.datetime_utc(view.requested_at)),
                 ]
             ),
-            text(f"**Why an approver**: {view.reason}"),
-            text("Policy when it was asked: " + " ".join(view.policy_lines), subtle=True),
+            text(_("**Why an approver**: {reason}", reason=view.reason)),
+            text(_("Policy when it was asked: ") + " ".join(view.policy_lines), subtle=True),
         ]
     body.append(text(line, weight="Bolder", color=colour))
     decides = for_approver or in_channel
     if in_channel and view.status in ("pending", "failed") and view.approver_names:
-        body.append(text(f"Only {_names(view.approver_names)} can decide.", subtle=True))
+        body.append(text(_("Only {names} can decide.", names=_names(view.approver_names)), subtle=True))
     actions: list[dict[str, Any]] = []
     if decides and view.status == "pending":
         actions = [
-            _execute("Approve", APPROVE, view.approval_id, "positive"),
-            _execute("Reject", REJECT, view.approval_id, "destructive"),
+            _execute(_("Approve"), APPROVE, view.approval_id, "positive"),
+            _execute(_("Reject"), REJECT, view.approval_id, "destructive"),
         ]
     elif decides and view.status == "failed":
-        actions = [_execute("Retry", RETRY, view.approval_id, "positive")]
+        actions = [_execute(_("Retry"), RETRY, view.approval_id, "positive")]
     result = card(body, actions)
     result["refresh"] = {
         "action": {
             "type": "Action.Execute",
-            "title": "Refresh",
+            "title": _("Refresh"),
             "verb": REFRESH,
             "data": {"approval_id": view.approval_id},
         },

@@ -7,6 +7,7 @@ from typing import Any
 
 from services.countries import country_choices, normalise_country
 from services.formatting import reader
+from services.i18n import N_, _
 
 Card = dict[str, Any]
 SCHEMA_URL = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -74,7 +75,7 @@ def command_button(title: str, command: str) -> dict[str, Any]:
 
 
 def country_choice(
-    input_id: str, label: str, value: str, *, required: bool = False, placeholder: str = "Choose a country"
+    input_id: str, label: str, value: str, *, required: bool = False, placeholder: str = N_("Choose a country")
 ) -> dict[str, Any]:
     """A drop-down of every ISO country, named in the reader's language (`Norge`, `Tyskland`),
     submitting its two-letter code. Empty `value`: nothing chosen (the placeholder shows)."""
@@ -83,7 +84,7 @@ def country_choice(
         "id": input_id,
         "label": label,
         "style": "compact",
-        "placeholder": placeholder,
+        "placeholder": _(placeholder),
         "choices": [{"title": name, "value": code} for code, name in country_choices(reader().locale)],
     }
     code = normalise_country(value)
@@ -91,5 +92,5 @@ def country_choice(
         element["value"] = code
     if required:
         element["isRequired"] = True
-        element["errorMessage"] = f"Choose the {label[0].lower()}{label[1:]}."
+        element["errorMessage"] = _("Choose: {label}", label=label)
     return element

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cards.base import Card, card, command_button, facts, heading, text
-from services import formatting
+from services.i18n import N_, _, ngettext
 
 # Teams refuses messages over ~28 KB; keep a margin for the activity envelope.
 CARD_BUDGET = 24_000
@@ -89,14 +89,18 @@ def _execute(title: str, verb: str, data: Mapping[str, Any]) -> dict[str, Any]:
 def export_actions(first_month: str, last_month: str) -> list[dict[str, Any]]:
     data = {"first_month": first_month, "last_month": last_month}
     return [
-        _execute("Export to Excel", EXPORT_VERB, {**data, "format": "xlsx"}),
-        _execute("Export CSV", EXPORT_VERB, {**data, "format": "csv"}),
+        _execute(_("Export to Excel"), EXPORT_VERB, {**data, "format": "xlsx"}),
+        _execute(_("Export CSV"), EXPORT_VERB, {**data, "format": "csv"}),
     ]
 
 
 def _detail_row(detail: DetailView) -> dict[str, Any]:
     label = detail.label if not detail.product else f"{detail.label} · {detail.product}"
-    quantity = f"{detail.quantity} × {detail.unit_price}" if not detail.unpriced else f"{detail.quantity} × no price"
+    quantity = (
+        f"{detail.quantity} × {detail.unit_price}"
+        if not detail.unpriced
+        else _("{quantity} × no price", quantity=detail.quantity)
+    )
     if detail.days:
         quantity = f"{quantity} · {detail.days}"
     amount: dict[str, Any] = {"type": "TextBlock", "text": detail.amount}
@@ -137,14 +141,16 @@ def _amount_row(left: list[dict[str, Any]], amount: str, target: str, *, bold: b
 
 def _cycle_block(index: int, cycle: CycleView, top: int, max_details: int) -> list[dict[str, Any]]:
     cycle_id = f"c{index}"
-    status = "issued" if cycle.issued else "open — so far, not final"
+    status = _("issued") if cycle.issued else _("open — so far, not final")
     left = [
         text(f"**{cycle.title}** · {cycle.period}"),
-        text(f"Report dated {cycle.report_date} · {status}", subtle=True),
+        text(_("Report dated {report_date} · {status}", report_date=cycle.report_date, status=status), subtle=True),
     ]
     if cycle.unpriced:
-        unpriced = formatting.plural(cycle.unpriced, "line", "lines")
-        left.append(text(f"⚠ {unpriced} without a price — your reseller has been told.", color="Attention"))
+        unpriced = ngettext("{n} line", "{n} lines", cycle.unpriced)
+        left.append(
+            text(_("⚠ {unpriced} without a price — your reseller has been told.", unpriced=unpriced), color="Attention")
+        )
     items: list[dict[str, Any]] = []
     shown = cycle.subscriptions[:top]
     for position, subscription in enumerate(shown):
@@ -161,15 +167,15 @@ def _cycle_block(index: int, cycle: CycleView, top: int, max_details: int) -> li
         )
         details = [_detail_row(detail) for detail in subscription.details[:max_details]]
         if len(subscription.details) > max_details:
-            more = formatting.plural(len(subscription.details) - max_details, "more line", "more lines")
-            details.append(text(f"…and {more} in the export.", subtle=True))
+            more = ngettext("{n} more line", "{n} more lines", len(subscription.details) - max_details)
+            details.append(text(_("…and {more} in the export.", more=more), subtle=True))
         items.append({"type": "Container", "id": details_id, "isVisible": False, "items": details})
     hidden = len(cycle.subscriptions) - len(shown)
     if hidden > 0:
-        more = formatting.plural(hidden, "more subscription", "more subscriptions")
-        items.append(text(f"…and {more} in the export.", subtle=True))
+        more = ngettext("{n} more subscription", "{n} more subscriptions", hidden)
+        items.append(text(_("…and {more} in the export.", more=more), subtle=True))
     if not cycle.subscriptions:
-        items.append(text("No charges in this cycle.", subtle=True))
+        items.append(text(_("No charges in this cycle."), subtle=True))
     return [
         {
             **_amount_row(left, cycle.total, cycle_id, bold=True),
@@ -186,12 +192,18 @@ def build_report_card(view: ReportView, *, top: int = 10, max_details: int = 12)
     for attempt_top, attempt_details in ((top, max_details), (5, 8), (3, 5), (1, 3), (1, 1), (0, 0)):
         body: list[dict[str, Any]] = [
             heading(view.title),
-            text(f"{view.organisation} · tap a cycle, then a subscription, for the details.", subtle=True),
+            text(
+                _(
+                    "{organisation} · tap a cycle, then a subscription, for the details.",
+                    organisation=view.organisation,
+                ),
+                subtle=True,
+            ),
         ]
         if view.note:
             body.append(text(view.note))
         if view.grand_total and len(view.cycles) > 1:
-            body.append(facts([("Total", view.grand_total)]))
+            body.append(facts([(_("Total"), view.grand_total)]))
         for index, cycle in enumerate(view.cycles):
             body += _cycle_block(index, cycle, attempt_top, attempt_details)
         result = card(body, export_actions(view.first_month, view.last_month))
@@ -201,17 +213,20 @@ def build_report_card(view: ReportView, *, top: int = 10, max_details: int = 12)
 
 
 def build_spend_card(view: SpendView) -> Card:
-    body: list[dict[str, Any]] = [heading(f"Spend on {view.product}"), text(view.label.capitalize(), subtle=True)]
+    body: list[dict[str, Any]] = [
+        heading(_("Spend on {product}", product=view.product)),
+        text(view.label.capitalize(), subtle=True),
+    ]
     if view.rows:
         body.append(facts(view.rows))
-        body.append(text(f"Total: **{view.total}**", weight=None))
+        body.append(text(_("Total: **{total}**", total=view.total), weight=None))
     else:
-        body.append(text(f"No charges for {view.product!r} in {view.label}."))
-    return card(body, [command_button("Full report", view.full_report_command)])
+        body.append(text(_("No charges for {product!r} in {label}.", product=view.product, label=view.label)))
+    return card(body, [command_button(_("Full report"), view.full_report_command)])
 
 
-LAST_MONTH_BUTTON = "Last month's bill"
-RANGE_BUTTON = "Show these months"
+LAST_MONTH_BUTTON = N_("Last month's bill")
+RANGE_BUTTON = N_("Show these months")
 
 
 def _month_choices(input_id: str, label: str, view: RangeChoiceView, value: str) -> dict[str, Any]:
@@ -221,7 +236,7 @@ def _month_choices(input_id: str, label: str, view: RangeChoiceView, value: str)
         "label": label,
         "style": "compact",
         "isRequired": True,
-        "errorMessage": f"Pick a month ({label.lower()}).",
+        "errorMessage": _("Pick a month: {label}", label=label),
         "choices": [{"title": title, "value": month} for month, title in view.months],
         "value": value,
     }
@@ -230,48 +245,54 @@ def _month_choices(input_id: str, label: str, view: RangeChoiceView, value: str)
 def build_range_card(view: RangeChoiceView) -> Card:
     """Last month's bill in one click, or a range of the months that have bills (newest first)."""
     body: list[dict[str, Any]] = [
-        heading("Billing report"),
+        heading(_("Billing report")),
         text(
-            f"**{LAST_MONTH_BUTTON}** shows the most recent billing cycle that has ended. "
-            "Or pick the months to show (both included)."
+            _(
+                "**{LAST_MONTH_BUTTON}** shows the most recent billing cycle that has ended. Or pick the "
+                "months to show (both included).",
+                LAST_MONTH_BUTTON=_(LAST_MONTH_BUTTON),
+            )
         ),
     ]
     if view.error:
         body.append(text(view.error, color="Attention", weight="Bolder"))
     newest = view.months[0][0] if view.months else ""
     body += [
-        _month_choices("first_month", "From", view, view.first_month or newest),
-        _month_choices("last_month", "To", view, view.last_month or newest),
+        _month_choices("first_month", _("From"), view, view.first_month or newest),
+        _month_choices("last_month", _("To"), view, view.last_month or newest),
     ]
     if view.older:
-        body.append(text(f"Older bills: type **billing {view.older}**.", subtle=True))
+        body.append(text(_("Older bills: type **billing {older}**.", older=view.older), subtle=True))
     return card(
         body,
         [
             {
                 "type": "Action.Submit",
-                "title": LAST_MONTH_BUTTON,
+                "title": _(LAST_MONTH_BUTTON),
                 "data": {"verb": RANGE_VERB, "choice": "last"},
                 "associatedInputs": "none",
             },
-            {"type": "Action.Submit", "title": RANGE_BUTTON, "data": {"verb": RANGE_VERB, "choice": "range"}},
+            {"type": "Action.Submit", "title": _(RANGE_BUTTON), "data": {"verb": RANGE_VERB, "choice": "range"}},
         ],
     )
 
 
 def build_export_link_card(name: str, url: str, minutes: int, *, declined: bool = False) -> Card:
-    intro = "No problem — here is a download link instead." if declined else "Your export is ready."
-    lasting = formatting.plural(minutes, "minute", "minutes")
+    intro = _("No problem — here is a download link instead.") if declined else _("Your export is ready.")
+    lasting = ngettext("{n} minute", "{n} minutes", minutes)
     return card(
         [
             heading(name),
             text(intro),
             text(
-                f"The link works **once**, for **{lasting}**, and only for you; downloads are logged.",
+                _(
+                    "The link works **once**, for **{lasting}**, and only for you; downloads are logged.",
+                    lasting=lasting,
+                ),
                 subtle=True,
             ),
         ],
-        [{"type": "Action.OpenUrl", "title": "Download", "url": url}],
+        [{"type": "Action.OpenUrl", "title": _("Download"), "url": url}],
     )
 
 
@@ -344,14 +365,14 @@ def build_bill_summary_card(view: BillSummaryView) -> Card:
     """A compact bill for look-ups and the message extension: totals and the largest subscriptions."""
     body: list[dict[str, Any]] = [
         heading(view.title),
-        facts([("Period", view.period), ("Report dated", view.report_date), ("Status", view.status)]),
-        text(f"Total: **{view.total}**"),
+        facts([(_("Period"), view.period), (_("Report dated"), view.report_date), (_("Status"), view.status)]),
+        text(_("Total: **{total}**", total=view.total)),
     ]
     if view.top:
         body.append(facts(view.top))
     if view.more:
-        more = formatting.plural(view.more, "more subscription", "more subscriptions")
-        body.append(text(f"…and {more}.", subtle=True))
+        more = ngettext("{n} more subscription", "{n} more subscriptions", view.more)
+        body.append(text(_("…and {more}.", more=more), subtle=True))
     if not view.top:
-        body.append(text("No charges in this cycle.", subtle=True))
-    return card(body, [command_button("Full report", view.full_report_command)])
+        body.append(text(_("No charges in this cycle."), subtle=True))
+    return card(body, [command_button(_("Full report"), view.full_report_command)])

@@ -14,6 +14,7 @@ from cards.users import USERS_ASSIGN_DO, USERS_UNASSIGN
 from services import formatting
 from services.commands.people import FlowResult, OffboardingPlan, OnboardingPlan
 from services.commands.service import Answer, Choose, LicenceAction, a_or_an
+from services.i18n import _, ngettext
 
 PICK, DROP = "cmd_pick", "cmd_drop"
 MAX_SUGGESTIONS = 3
@@ -32,14 +33,18 @@ def build_choice_card(choice: Choose) -> Card:
                 {
                     "type": "ActionSet",
                     "actions": [
-                        submit(f"This one: {option.title}"[:60], PICK, {"slot": choice.slot, "pin": option.pin})
+                        submit(
+                            _("This one: {title}", title=option.title)[:60],
+                            PICK,
+                            {"slot": choice.slot, "pin": option.pin},
+                        )
                     ],
                 },
             ],
         }
         for option in choice.options
     ]
-    return card([heading(choice.question), *rows], [submit("None of these", DROP)])
+    return card([heading(choice.question), *rows], [submit(_("None of these"), DROP)])
 
 
 def build_answer_card(answer: Answer) -> Card:
@@ -56,72 +61,94 @@ def build_answer_card(answer: Answer) -> Card:
 def build_did_you_mean_card(message: str, suggestions: Sequence[str]) -> Card:
     body = [text(message)]
     if suggestions:
-        body.append(text("Did you mean:", weight="Bolder"))
+        body.append(text(_("Did you mean:"), weight="Bolder"))
     actions = [command_button(suggestion[:60], suggestion) for suggestion in suggestions[:MAX_SUGGESTIONS]]
-    actions.append(command_button("Help", "help"))
+    actions.append(command_button(_("Help"), "help"))
     return card(body, actions)
 
 
 def build_licence_confirm_card(action: LicenceAction, request_key: str, *, note: str = "") -> Card:
     """Assign one licence to one person, or take it away: what happens, the pool's numbers."""
     person, pool = action.person, action.pool
-    sources = ", ".join(
-        f"{sub.name} ({formatting.plural(sub.quantity, 'seat', 'seats')})" for sub in pool.subscriptions
-    )
+    sources = ", ".join(f"{sub.name} ({ngettext('{n} seat', '{n} seats', sub.quantity)})" for sub in pool.subscriptions)
     pairs = [
-        ("Person", f"{person.display_name} ({person.user_principal_name})"),
-        ("Licence", pool.name),
-        ("Free now", f"{pool.available} of {pool.active} ({pool.consumed} assigned)"),
+        (_("Person"), f"{person.display_name} ({person.user_principal_name})"),
+        (_("Licence"), pool.name),
+        (
+            _("Free now"),
+            _(
+                "{available} of {active} ({consumed} assigned)",
+                available=pool.available,
+                active=pool.active,
+                consumed=pool.consumed,
+            ),
+        ),
     ]
     if sources:
-        pairs.append(("From", sources))
+        pairs.append((_("From"), sources))
     body: list[dict[str, Any]] = []
     assigning = action.kind.value == "assign"
     if assigning:
-        body.append(heading(f"Give {person.display_name} {a_or_an(pool.name)} {pool.name} licence?"))
+        body.append(
+            heading(
+                _(
+                    "Give {display_name} {a_or_an} {name} licence?",
+                    display_name=person.display_name,
+                    a_or_an=a_or_an(pool.name),
+                    name=pool.name,
+                )
+            )
+        )
     else:
-        body.append(heading(f"Take the {pool.name} licence from {person.display_name}?"))
+        body.append(
+            heading(_("Take the {name} licence from {display_name}?", name=pool.name, display_name=person.display_name))
+        )
     if note:
         body.append(text(note, subtle=True))
     body.append(facts(pairs))
     if assigning:
-        body.append(text("No extra cost: it uses a seat you already pay for.", subtle=True))
+        body.append(text(_("No extra cost: it uses a seat you already pay for."), subtle=True))
         if action.usage_location:
             body.append(
                 {
                     "type": "Input.Text",
                     "id": "usage_location",
-                    "label": f"{person.display_name} has no usage location, which Microsoft needs: the country "
-                    "they work in (two letters)",
+                    "label": _(
+                        "{display_name} has no usage location, which Microsoft needs: the country they work in "
+                        "(two letters)",
+                        display_name=person.display_name,
+                    ),
                     "value": action.usage_location,
                     "maxLength": 2,
                     "isRequired": True,
-                    "errorMessage": "Enter a two-letter country code",
+                    "errorMessage": _("Enter a two-letter country code"),
                 }
             )
         data = {"user_ids": [person.user_id], "licence": pool.licence_sku_id, "request_key": request_key}
-        confirm = submit("Assign the licence", USERS_ASSIGN_DO, data, style="positive")
+        confirm = submit(_("Assign the licence"), USERS_ASSIGN_DO, data, style="positive")
     else:
         body.append(
             text(
-                "The seat stays bought and billed: it is free for someone else. To stop paying for it, "
-                "lower the seats of the subscription.",
+                _(
+                    "The seat stays bought and billed: it is free for someone else. To stop paying for it, "
+                    "lower the seats of the subscription."
+                ),
                 subtle=True,
             )
         )
         data = {"user_id": person.user_id, "licences": [pool.licence_sku_id], "request_key": request_key}
-        confirm = submit("Remove the licence", USERS_UNASSIGN, data, style="destructive")
-    return card(body, [confirm, submit("Cancel", DROP)])
+        confirm = submit(_("Remove the licence"), USERS_UNASSIGN, data, style="destructive")
+    return card(body, [confirm, submit(_("Cancel"), DROP)])
 
 
 def build_continue_privately_card(command: str) -> Card:
     """Sent to the 1:1 chat when a command about people is said in a channel."""
     return card(
         [
-            heading("Let's do this here"),
-            text(f"“{command}” is about your tenant's users, so I answer it here in our 1:1 chat."),
+            heading(_("Let's do this here")),
+            text(_("“{command}” is about your tenant's users, so I answer it here in our 1:1 chat.", command=command)),
         ],
-        [command_button("Run it here", command)],
+        [command_button(_("Run it here"), command)],
     )
 
 
@@ -132,60 +159,87 @@ def _input(field_id: str, label: str, value: str, *, required: bool = True, max_
     element: dict[str, Any] = {"type": "Input.Text", "id": field_id, "label": label, "value": value}
     element["maxLength"] = max_length
     if required:
-        element.update(isRequired=True, errorMessage=f"Enter the {label.lower()}")
+        element.update(isRequired=True, errorMessage=_("Enter: {label}", label=label))
     return element
 
 
 def build_onboard_card(plan: OnboardingPlan, request_key: str) -> Card:
     """The new user (prefilled, editable), the licence, and the seat bought with it when none is free."""
     pool = plan.pool
-    body: list[dict[str, Any]] = [heading(f"New user {plan.display_name} with {pool.name}")]
+    body: list[dict[str, Any]] = [
+        heading(_("New user {display_name} with {name}", display_name=plan.display_name, name=pool.name))
+    ]
     body += [
-        _input("first_name", "First name", plan.first_name, required=False, max_length=64),
-        _input("last_name", "Last name", plan.last_name, required=False, max_length=64),
-        _input("display_name", "Display name", plan.display_name),
-        _input("user_name", "User name (before the @)", plan.user_name, max_length=64),
+        _input("first_name", _("First name"), plan.first_name, required=False, max_length=64),
+        _input("last_name", _("Last name"), plan.last_name, required=False, max_length=64),
+        _input("display_name", _("Display name"), plan.display_name),
+        _input("user_name", _("User name (before the @)"), plan.user_name, max_length=64),
         {
             "type": "Input.ChoiceSet",
             "id": "domain",
-            "label": "Domain",
+            "label": _("Domain"),
             "value": plan.domains[0] if plan.domains else "",
             "choices": [{"title": f"@{domain}", "value": domain} for domain in plan.domains],
         },
-        _input("usage_location", "Usage location (two letters)", plan.usage_location, max_length=2),
-        _input("password_email", "E-mail the password to", plan.password_email, max_length=254),
+        _input("usage_location", _("Usage location (two letters)"), plan.usage_location, max_length=2),
+        _input("password_email", _("E-mail the password to"), plan.password_email, max_length=254),
     ]
-    pairs = [("Licence", pool.name), ("Free now", f"{pool.available} of {pool.active} ({pool.consumed} assigned)")]
+    pairs = [
+        (_("Licence"), pool.name),
+        (
+            _("Free now"),
+            _(
+                "{available} of {active} ({consumed} assigned)",
+                available=pool.available,
+                active=pool.active,
+                consumed=pool.consumed,
+            ),
+        ),
+    ]
     data: dict[str, Any] = {"request_key": request_key, "licence": pool.licence_sku_id}
-    title = "Create the user and assign the licence"
+    title = _("Create the user and assign the licence")
     seat = plan.seat
     if seat is not None:
         period = formatting.per_period(seat.billing_cycle)
         charge = seat.charge_now
-        now = formatting.money(charge.amount, seat.currency) if charge is not None else NO_PRICE
-        new_cost = formatting.money(seat.recurring_new, seat.currency) if seat.recurring_new is not None else NO_PRICE
+        now = formatting.money(charge.amount, seat.currency) if charge is not None else _(NO_PRICE)
+        new_cost = (
+            formatting.money(seat.recurring_new, seat.currency) if seat.recurring_new is not None else _(NO_PRICE)
+        )
         body.append(
-            text(f"No {pool.name} licence is free, so one more seat of {seat.name} is bought with it:", color="Warning")
+            text(
+                _(
+                    "No {name} licence is free, so one more seat of {name2} is bought with it:",
+                    name=pool.name,
+                    name2=seat.name,
+                ),
+                color="Warning",
+            )
         )
         pairs += [
-            ("Seats", f"{seat.current} → {seat.new}"),
-            ("Charged now (pro rata)", now),
-            (f"New cost {period}", new_cost),
+            (_("Seats"), f"{seat.current} → {seat.new}"),
+            (_("Charged now (pro rata)"), now),
+            (_("New cost {period}", period=period), new_cost),
         ]
         data["subscription_id"] = seat.subscription_id
         if plan.seat_needs_approver:
             body.append(
                 text(
-                    f"Buying the seat needs an approver under your spending policy ({plan.seat_needs_approver}): "
-                    "the user is created now, and the seat and the licence wait for an approver's yes — "
-                    "say **add 1 seat to " + seat.name + "** to ask one, then **assign**.",
+                    _(
+                        "Buying the seat needs an approver under your spending policy ({seat_needs_approver}): the "
+                        "user is created now, and the seat and the licence wait for an approver's yes — say **add "
+                        "1 seat to ",
+                        seat_needs_approver=plan.seat_needs_approver,
+                    )
+                    + seat.name
+                    + _("** to ask one, then **assign**."),
                     color="Attention",
                 )
             )
-        title = "Buy the seat, create the user and assign the licence"
+        title = _("Buy the seat, create the user and assign the licence")
     body.append(facts(pairs))
-    body.append(text("The password is generated and e-mailed; it is never shown here.", subtle=True))
-    return card(body, [submit(title, ONBOARD, data, style="positive"), submit("Cancel", DROP)])
+    body.append(text(_("The password is generated and e-mailed; it is never shown here."), subtle=True))
+    return card(body, [submit(title, ONBOARD, data, style="positive"), submit(_("Cancel"), DROP)])
 
 
 def build_offboard_card(plan: OffboardingPlan, request_key: str) -> Card:
@@ -193,13 +247,15 @@ def build_offboard_card(plan: OffboardingPlan, request_key: str) -> Card:
     person = plan.person
     held = [seat.licence_name for seat in plan.seats] + list(plan.other_licences)
     body: list[dict[str, Any]] = [
-        heading(f"Offboard {person.display_name}?"),
+        heading(_("Offboard {display_name}?", display_name=person.display_name)),
         text(person.user_principal_name, subtle=True),
         text(
-            "1. **Block sign-in**: the password is replaced by one nobody is told (the account and its "
-            "mailbox stay, and can be handed over).\n"
-            f"2. **Remove every licence**: {', '.join(held) if held else 'none held'}.\n"
-            "3. **Each freed seat**: as you choose below."
+            _(
+                "1. **Block sign-in**: the password is replaced by one nobody is told (the account and its "
+                "mailbox stay, and can be handed over).\n2. **Remove every licence**: {value}.\n3. **Each "
+                "freed seat**: as you choose below.",
+                value=", ".join(held) if held else _("none held"),
+            )
         ),
     ]
     for seat in plan.seats:
@@ -208,12 +264,12 @@ def build_offboard_card(plan: OffboardingPlan, request_key: str) -> Card:
             if seat.subscription_name == seat.licence_name
             else (f"{seat.licence_name} — {seat.subscription_name}")
         )
-        body.append(text(f"{names} ({formatting.plural(seat.quantity, 'seat', 'seats')})", weight="Bolder"))
+        body.append(text(f"{names} ({ngettext('{n} seat', '{n} seats', seat.quantity)})", weight="Bolder"))
         body.append(
             {
                 "type": "Input.ChoiceSet",
                 "id": f"seat_{seat.licence_sku_id}",
-                "label": "The freed seat",
+                "label": _("The freed seat"),
                 "style": "expanded",
                 "value": f"{seat.subscription_id}:{seat.default}",
                 "choices": [
@@ -223,7 +279,11 @@ def build_offboard_card(plan: OffboardingPlan, request_key: str) -> Card:
         )
     data = {"user_id": person.user_id, "request_key": request_key}
     return card(
-        body, [submit(f"Offboard {person.display_name}", OFFBOARD, data, style="destructive"), submit("Cancel", DROP)]
+        body,
+        [
+            submit(_("Offboard {display_name}", display_name=person.display_name), OFFBOARD, data, style="destructive"),
+            submit(_("Cancel"), DROP),
+        ],
     )
 
 
@@ -236,9 +296,12 @@ def build_steps_card(title: str, result: FlowResult, retry: Mapping[str, Any] | 
     if result.ok or retry is None:
         return card(body)
     body.append(
-        text("Nothing after the failed step was done. Retry when the cause is fixed; done steps are not repeated.")
+        text(_("Nothing after the failed step was done. Retry when the cause is fixed; done steps are not repeated."))
     )
     return card(
         body,
-        [submit("Retry", str(retry["verb"]), {k: v for k, v in retry.items() if k != "verb"}), submit("Cancel", DROP)],
+        [
+            submit(_("Retry"), str(retry["verb"]), {k: v for k, v in retry.items() if k != "verb"}),
+            submit(_("Cancel"), DROP),
+        ],
     )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cards.base import Card, card, command_button, facts, heading, submit, text
-from services import formatting
+from services.i18n import N_, _, ngettext
 
 PICK = "order_pick"
 BACK = "order_back"
@@ -122,8 +122,8 @@ def _short(description: str) -> str:
 
 
 def _nav(token: str, *, back: bool) -> list[dict[str, Any]]:
-    actions = [submit("Back", BACK, {"card": token})] if back else []
-    actions.append(submit("Cancel", CANCEL, {"card": token}))
+    actions = [submit(_("Back"), BACK, {"card": token})] if back else []
+    actions.append(submit(_("Cancel"), CANCEL, {"card": token}))
     return actions
 
 
@@ -151,13 +151,19 @@ def _details_buttons(index: int, details_id: str, choose: dict[str, Any]) -> lis
         {
             "type": "ActionSet",
             "id": show_id,
-            "actions": [{"type": "Action.ToggleVisibility", "title": "Show details", "targetElements": toggle}, choose],
+            "actions": [
+                {"type": "Action.ToggleVisibility", "title": _("Show details"), "targetElements": toggle},
+                choose,
+            ],
         },
         {
             "type": "ActionSet",
             "id": hide_id,
             "isVisible": False,
-            "actions": [{"type": "Action.ToggleVisibility", "title": "Hide details", "targetElements": toggle}, choose],
+            "actions": [
+                {"type": "Action.ToggleVisibility", "title": _("Hide details"), "targetElements": toggle},
+                choose,
+            ],
         },
     ]
 
@@ -166,7 +172,7 @@ def build_product_list_card(view: ProductListView) -> Card:
     """The products of a group: name, short description, price from; details on request."""
     body: list[dict[str, Any]] = [
         heading(f"{view.category} › {view.group}"),
-        text("Pick a product. **Show details** tells what it includes and its terms.", subtle=True),
+        text(_("Pick a product. **Show details** tells what it includes and its terms."), subtle=True),
         *_error(view.error),
     ]
     for index, item in enumerate(view.items):
@@ -187,9 +193,9 @@ def build_product_list_card(view: ProductListView) -> Card:
                         "items": [
                             facts(
                                 [
-                                    ("Offer id / item code", item.key),
-                                    ("Quantity", item.quantity_range),
-                                    *(("Term" if i == 0 else "", plan) for i, plan in enumerate(item.plans)),
+                                    (_("Offer id / item code"), item.key),
+                                    (_("Quantity"), item.quantity_range),
+                                    *((_("Term") if i == 0 else "", plan) for i, plan in enumerate(item.plans)),
                                 ]
                             ),
                             text(item.includes or item.description, subtle=True),
@@ -198,16 +204,16 @@ def build_product_list_card(view: ProductListView) -> Card:
                     *_details_buttons(
                         index,
                         details_id,
-                        submit("Choose", PICK, {"card": view.token, "value": item.key}, style="positive"),
+                        submit(_("Choose"), PICK, {"card": view.token, "value": item.key}, style="positive"),
                     ),
                 ],
             }
         )
     if view.pages > 1:
-        body.append(text(f"Page {view.page + 1} of {view.pages}", subtle=True))
+        body.append(text(_("Page {value} of {pages}", value=view.page + 1, pages=view.pages), subtle=True))
     actions = _nav(view.token, back=True)
     if view.page + 1 < view.pages:
-        actions.insert(0, submit("More products", MORE, {"card": view.token}))
+        actions.insert(0, submit(_("More products"), MORE, {"card": view.token}))
     return card(body, actions)
 
 
@@ -219,21 +225,23 @@ def build_configure_card(view: ConfigureView) -> Card:
     plan_input: dict[str, Any] = {
         "type": "Input.ChoiceSet",
         "id": "plan",
-        "label": "Term and billing frequency",
+        "label": _("Term and billing frequency"),
         "style": "expanded",
         "isRequired": True,
-        "errorMessage": "Pick a term and billing frequency.",
+        "errorMessage": _("Pick a term and billing frequency."),
         "value": view.plan,
         "choices": [{"title": plan.label, "value": plan.key} for plan in view.plans],
     }
     quantity_input: dict[str, Any] = {
         "type": "Input.Number",
         "id": "quantity",
-        "label": f"Quantity ({view.minimum}–{view.maximum} licences)",
+        "label": _("Quantity ({minimum}–{maximum} licences)", minimum=view.minimum, maximum=view.maximum),
         "min": view.minimum,
         "max": view.maximum,
         "isRequired": True,
-        "errorMessage": f"Enter a whole number from {view.minimum} to {view.maximum}.",
+        "errorMessage": _(
+            "Enter a whole number from {minimum} to {maximum}.", minimum=view.minimum, maximum=view.maximum
+        ),
     }
     if view.quantity.strip():
         try:
@@ -245,77 +253,79 @@ def build_configure_card(view: ConfigureView) -> Card:
                 quantity_input["value"] = number
     body: list[dict[str, Any]] = [
         heading(view.product_name),
-        text(f"Offer id {view.offer_id}", subtle=True),
+        text(_("Offer id {offer_id}", offer_id=view.offer_id), subtle=True),
         *_error(general_error),
         plan_input,
         *_error(plan_error),
         quantity_input,
         *_error(quantity_error),
     ]
-    actions = [submit("Show price", QUOTE, {"card": view.token}, style="positive"), *_nav(view.token, back=True)]
+    actions = [submit(_("Show price"), QUOTE, {"card": view.token}, style="positive"), *_nav(view.token, back=True)]
     return card(body, actions)
 
 
 def build_quote_card(view: QuoteView) -> Card:
     """The price for the choice, before anything is ordered."""
     body: list[dict[str, Any]] = [
-        heading("Check and create the subscription"),
+        heading(_("Check and create the subscription")),
         *_error(view.error),
         facts(
             [
-                ("Product", view.product_name),
-                ("Offer id", view.offer_id),
-                ("Commitment", view.plan),
-                ("Quantity", formatting.plural(view.quantity, "licence", "licences")),
-                ("Unit price", view.unit_price),
-                ("Total per billing period", view.total_per_period),
-                ("Over the whole term", view.term_total),
+                (_("Product"), view.product_name),
+                (_("Offer id"), view.offer_id),
+                (_("Commitment"), view.plan),
+                (_("Quantity"), ngettext("{n} licence", "{n} licences", view.quantity)),
+                (_("Unit price"), view.unit_price),
+                (_("Total per billing period"), view.total_per_period),
+                (_("Over the whole term"), view.term_total),
             ]
         ),
         text(
-            "When you create it, Microsoft starts the subscription at once and costs start under Microsoft's "
-            "billing rules: seats can be reduced or cancelled only within 7 days; after that the commitment "
-            "runs to the end of the term.",
+            _(
+                "When you create it, Microsoft starts the subscription at once and costs start under Microsoft's "
+                "billing rules: seats can be reduced or cancelled only within 7 days; after that the commitment "
+                "runs to the end of the term."
+            ),
             subtle=True,
         ),
     ]
     actions = [
-        submit("Create subscription", CREATE, {"card": view.token}, style="positive"),
-        submit("Change", CHANGE, {"card": view.token}),
-        submit("Cancel", CANCEL, {"card": view.token}),
+        submit(_("Create subscription"), CREATE, {"card": view.token}, style="positive"),
+        submit(_("Change"), CHANGE, {"card": view.token}),
+        submit(_("Cancel"), CANCEL, {"card": view.token}),
     ]
     return card(body, actions)
 
 
 def build_order_result_card(view: OrderResultView) -> Card:
     body: list[dict[str, Any]] = [
-        heading("Subscription created"),
+        heading(_("Subscription created")),
         facts(
             [
-                ("Product", view.product_name),
-                ("Quantity", formatting.plural(view.quantity, "licence", "licences")),
-                ("Status", view.status),
-                ("Commitment", view.plan),
-                ("Price per billing period", view.total_per_period),
-                ("Term ends", view.term_end or "—"),
-                ("Subscription id", view.subscription_id),
+                (_("Product"), view.product_name),
+                (_("Quantity"), ngettext("{n} licence", "{n} licences", view.quantity)),
+                (_("Status"), view.status),
+                (_("Commitment"), view.plan),
+                (_("Price per billing period"), view.total_per_period),
+                (_("Term ends"), view.term_end or "—"),
+                (_("Subscription id"), view.subscription_id),
             ]
         ),
-        text("Costs now start under Microsoft's billing rules."),
+        text(_("Costs now start under Microsoft's billing rules.")),
     ]
     return card(
         body,
         [
-            command_button("Open subscriptions", "subscriptions"),
-            command_button("Add another subscription", "add subscription"),
-            command_button("Menu", "menu"),
+            command_button(_("Open subscriptions"), "subscriptions"),
+            command_button(_("Add another subscription"), "add subscription"),
+            command_button(_("Menu"), "menu"),
         ],
     )
 
 
-def build_no_tenant_card(message: str, *, title: str = "First, a Microsoft 365 tenant") -> Card:
+def build_no_tenant_card(message: str, *, title: str = N_("First, a Microsoft 365 tenant")) -> Card:
     """Nothing can be bought yet (no tenant, or no Microsoft Customer Agreement): on to "add tenant"."""
     return card(
-        [heading(title), text(message)],
-        [command_button("Add tenant", "add tenant"), command_button("Menu", "menu")],
+        [heading(_(title)), text(message)],
+        [command_button(_("Add tenant"), "add tenant"), command_button(_("Menu"), "menu")],
     )

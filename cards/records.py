@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cards.base import ERROR_ID, Card, text
+from services.i18n import _
 
 CARD_ID_KEY = "card_id"
 INPUT_TYPES = frozenset({"Input.Text", "Input.Number", "Input.Date", "Input.Time", "Input.ChoiceSet", "Input.Toggle"})
@@ -79,7 +80,7 @@ def _frozen(element: Mapping[str, Any], submitted: Mapping[str, Any], inputs: bo
         return None
     if kind == "Input.Toggle":
         ticked = _shown_value(element, submitted) == "yes"
-        return text(("✓ " if ticked else "Not ticked: ") + str(element.get("title") or element.get("label") or ""))
+        return text(("✓ " if ticked else _("Not ticked: ")) + str(element.get("title") or element.get("label") or ""))
     if kind in INPUT_TYPES:
         value = _shown_value(element, submitted)
         label = str(element.get("label") or element.get("title") or "").rstrip(" *")

@@ -9,6 +9,7 @@ from typing import Any
 
 from cards.base import Card, card, facts, heading, submit, text
 from services import formatting
+from services.i18n import N_, _, ngettext
 from services.subscriptions import (
     AddonOffer,
     ApprovalView,
@@ -34,79 +35,102 @@ SUSPEND, SEND_SUSPEND, WITHDRAW_SUSPEND = "subs_suspend", "subs_suspend_send", "
 UNSCHEDULE = "subs_unschedule"
 REACTIVATE, CONFIRM_REACTIVATE = "subs_reactivate", "subs_reactivate_confirm"
 
-NO_PRICE = "no price set — ask your reseller"
-_TERMS = {"P1M": "1 month", "P1Y": "1 year", "P3Y": "3 years"}
-_BILLING = {"monthly": "monthly", "annual": "annually", "triennial": "every 3 years"}
+NO_PRICE = N_("no price set — ask your reseller")
+_TERMS = {"P1M": N_("1 month"), "P1Y": N_("1 year"), "P3Y": N_("3 years")}
+_BILLING = {"monthly": N_("monthly"), "annual": N_("annually"), "triennial": N_("every 3 years")}
 
 
 def _term(term_duration: str, billing_cycle: str) -> str:
-    return f"{_TERMS.get(term_duration, term_duration)}, billed {_BILLING.get(billing_cycle, billing_cycle)}"
+    return _(
+        "{get}, billed {get2}",
+        get=_(_TERMS.get(term_duration, term_duration)),
+        get2=_(_BILLING.get(billing_cycle, billing_cycle)),
+    )
 
 
 def _seats(n: int) -> str:
-    return formatting.plural(n, "seat", "seats")
+    return ngettext("{n} seat", "{n} seats", n)
 
 
 def _money(amount: Decimal | None, currency: str) -> str:
-    return NO_PRICE if amount is None else formatting.money(amount, currency)
+    return _(NO_PRICE) if amount is None else formatting.money(amount, currency)
 
 
 def _price(view: SubscriptionView) -> str:
     if view.unit_price is None:
-        return NO_PRICE
+        return _(NO_PRICE)
     return formatting.unit_price(view.unit_price, view.currency, view.billing_cycle)
 
 
 def _status(view: SubscriptionView) -> str:
-    return {"active": "Active", "suspended": "⏸ Suspended", "deleted": "Cancelled", "expired": "Expired"}.get(
-        view.status, view.status.capitalize()
-    )
+    shown = {
+        "active": _("Active"),
+        "suspended": "⏸ " + _("Suspended"),
+        "deleted": _("Cancelled"),
+        "expired": _("Expired"),
+    }
+    return shown.get(view.status, view.status.capitalize())
 
 
 def _consumed(view: SubscriptionView) -> str:
     if not view.licence_sku_id:
-        return "— (grants no licences)"
+        return _("— (grants no licences)")
     if view.consumed is None:
-        return "unknown right now"
-    shown = f"{view.consumed} assigned"
+        return _("unknown right now")
+    shown = _("{consumed} assigned", consumed=view.consumed)
     if view.shared_with:
-        others = formatting.plural(view.shared_with, "other subscription", "other subscriptions")
-        shown += f" — shared with {others} of this licence product"
+        others = ngettext("{n} other subscription", "{n} other subscriptions", view.shared_with)
+        shown += _(" — shared with {others} of this licence product", others=others)
     return shown
 
 
 def _renewal(view: SubscriptionView) -> str:
     if view.status in ("deleted", "expired"):
         return "—"
-    verb = "renews" if view.auto_renew else "ends (auto-renew off)"
+    verb = _("renews") if view.auto_renew else _("ends (auto-renew off)")
     if view.auto_renew and view.scheduled_quantity is not None:
-        verb = f"renews with {_seats(view.scheduled_quantity)}, as scheduled"
-    return f"{formatting.date(view.renewal_date)} ({verb}; price locked until then)"
+        verb = _("renews with {seats}, as scheduled", seats=_seats(view.scheduled_quantity))
+    return _("{date} ({verb}; price locked until then)", date=formatting.date(view.renewal_date), verb=verb)
 
 
 def _row_facts(view: SubscriptionView) -> list[tuple[str, str]]:
     return [
-        ("Offer id", view.offer_id),
-        ("Price", _price(view)),
-        ("Purchased", _seats(view.quantity)),
-        ("Consumed", _consumed(view)),
-        ("Status", _status(view)),
+        (_("Offer id"), view.offer_id),
+        (_("Price"), _price(view)),
+        (_("Purchased"), _seats(view.quantity)),
+        (_("Consumed"), _consumed(view)),
+        (_("Status"), _status(view)),
         (
-            "Term",
+            _("Term"),
             _term(view.term_duration, view.billing_cycle),
         ),
-        ("Renewal", _renewal(view)),
+        (_("Renewal"), _renewal(view)),
     ]
 
 
 def _request_line(request: ApprovalView) -> tuple[str, str]:
     """What a suspension request of the row is waiting for, and its colour."""
-    asked = f"Suspension asked by {request.requester_name} ({formatting.datetime_utc(request.created_at)})"
+    asked = _(
+        "Suspension asked by {requester_name} ({datetime_utc})",
+        requester_name=request.requester_name,
+        datetime_utc=formatting.datetime_utc(request.created_at),
+    )
     if request.status == "pending":
-        return f"{asked} — waiting for an approver (until {formatting.datetime_utc(request.expires_at)}).", "Accent"
+        return _(
+            "{asked} — waiting for an approver (until {datetime_utc}).",
+            asked=asked,
+            datetime_utc=formatting.datetime_utc(request.expires_at),
+        ), "Accent"
     if request.status == "suspending":
-        return f"{asked} — approved by {request.decider_name}; suspending now.", "Accent"
-    return f"{asked} — approved by {request.decider_name}, but it failed: {request.outcome}", "Attention"
+        return _(
+            "{asked} — approved by {decider_name}; suspending now.", asked=asked, decider_name=request.decider_name
+        ), "Accent"
+    return _(
+        "{asked} — approved by {decider_name}, but it failed: {outcome}",
+        asked=asked,
+        decider_name=request.decider_name,
+        outcome=request.outcome,
+    ), "Attention"
 
 
 def _row_actions(
@@ -115,20 +139,20 @@ def _row_actions(
     ids = {"subscription_id": view.id}
     actions: list[dict[str, Any]] = []
     if page.can_manage and view.is_active and view.scheduled_quantity is not None:
-        actions.append(submit("Withdraw the scheduled change", UNSCHEDULE, ids))
+        actions.append(submit(_("Withdraw the scheduled change"), UNSCHEDULE, ids))
     if page.can_manage and view.is_active:
-        actions.append(submit("Change quantity", QUANTITY, ids))
-        actions.append(submit("Add-ons", ADDONS, ids))
-        actions.append(submit("Auto-renew " + ("off" if view.auto_renew else "on"), AUTORENEW, ids))
-        actions.append(submit("Cancel", CANCEL, ids))
+        actions.append(submit(_("Change quantity"), QUANTITY, ids))
+        actions.append(submit(_("Add-ons"), ADDONS, ids))
+        actions.append(submit(_("Auto-renew off") if view.auto_renew else _("Auto-renew on"), AUTORENEW, ids))
+        actions.append(submit(_("Cancel"), CANCEL, ids))
     if page.can_request_suspension and view.is_active:
         if request is None:
-            actions.append(submit("Suspend", SUSPEND, ids))
+            actions.append(submit(_("Suspend"), SUSPEND, ids))
         elif request.status == "pending":
-            actions.append(submit("Withdraw the suspension request", WITHDRAW_SUSPEND, {"approval_id": request.id}))
+            actions.append(submit(_("Withdraw the suspension request"), WITHDRAW_SUSPEND, {"approval_id": request.id}))
     if page.can_manage and view.is_suspended:
-        actions.append(submit("Reactivate", REACTIVATE, ids))
-        actions.append(submit("Auto-renew " + ("off" if view.auto_renew else "on"), AUTORENEW, ids))
+        actions.append(submit(_("Reactivate"), REACTIVATE, ids))
+        actions.append(submit(_("Auto-renew off") if view.auto_renew else _("Auto-renew on"), AUTORENEW, ids))
     return actions
 
 
@@ -148,7 +172,7 @@ def _row(view: SubscriptionView, page: SubscriptionPage, requests: Mapping[str, 
         items.append({"type": "ActionSet", "actions": actions[:7]})
     for addon in view.addons:
         addon_items: list[dict[str, Any]] = [
-            text(f"Add-on: {addon.name}", weight="Bolder"),
+            text(_("Add-on: {name}", name=addon.name), weight="Bolder"),
             facts(_row_facts(addon)),
         ]
         addon_request = requests.get(addon.id)
@@ -164,34 +188,42 @@ def _row(view: SubscriptionView, page: SubscriptionPage, requests: Mapping[str, 
 
 def build_subscriptions_card(page: SubscriptionPage, requests: Mapping[str, ApprovalView] | None = None) -> Card:
     """The list; `requests`: the open suspension requests by subscription id (shown on their rows)."""
-    body: list[dict[str, Any]] = [heading("Your subscriptions")]
+    body: list[dict[str, Any]] = [heading(_("Your subscriptions"))]
     if page.problem:
         body.append(text(page.problem, color="Attention"))
     if page.notice:
         body.append(text(page.notice, color="Good"))
     if not page.has_tenant:
-        body.append(text("Your organisation has no Microsoft tenant with the reseller yet. Type **add tenant** first."))
+        body.append(
+            text(_("Your organisation has no Microsoft tenant with the reseller yet. Type **add tenant** first."))
+        )
     elif not page.items:
-        body.append(text("You have no subscriptions yet. Type **add subscription** to buy one."))
+        body.append(text(_("You have no subscriptions yet. Type **add subscription** to buy one.")))
     fresh = (
-        f"Updated from Microsoft {formatting.datetime_utc(page.synced_at)}"
+        _("Updated from Microsoft {datetime_utc}", datetime_utc=formatting.datetime_utc(page.synced_at))
         if page.synced_at
-        else "Not read from Microsoft yet"
+        else _("Not read from Microsoft yet")
     )
-    body.append(text(f"{fresh}. {formatting.plural(page.total, 'subscription', 'subscriptions')}.", subtle=True))
+    body.append(text(f"{fresh}. {ngettext('{n} subscription', '{n} subscriptions', page.total)}.", subtle=True))
     body.extend(_row(view, page, requests or {}) for view in page.items)
     actions: list[dict[str, Any]] = []
     if page.page > 0:
-        actions.append(submit("◀ Previous", PAGE, {"page": page.page - 1}))
+        actions.append(submit(_("◀ Previous"), PAGE, {"page": page.page - 1}))
     if page.page + 1 < page.pages:
-        actions.append(submit(f"Next ▶ (page {page.page + 2} of {page.pages})", PAGE, {"page": page.page + 1}))
-    actions.append(submit("Refresh", REFRESH, {"page": page.page}))
-    actions.append(submit("Done", CLOSE))
+        actions.append(
+            submit(
+                _("Next ▶ (page {value} of {pages})", value=page.page + 2, pages=page.pages),
+                PAGE,
+                {"page": page.page + 1},
+            )
+        )
+    actions.append(submit(_("Refresh"), REFRESH, {"page": page.page}))
+    actions.append(submit(_("Done"), CLOSE))
     return card(body, actions)
 
 
 def _back(view_id: str | None = None) -> dict[str, Any]:
-    return submit("Back to the list", BACK, {"subscription_id": view_id} if view_id else None)
+    return submit(_("Back to the list"), BACK, {"subscription_id": view_id} if view_id else None)
 
 
 def _error(error: str) -> list[dict[str, Any]]:
@@ -200,32 +232,41 @@ def _error(error: str) -> list[dict[str, Any]]:
 
 def _removable(view: SubscriptionView) -> str:
     """What Microsoft lets be removed now, and until when (each seat only within 7 days of being added)."""
-    added = "Seats can be added at any time."
-    renewal = f" on {formatting.date(view.renewal_date)}" if view.renewal_date else ""
+    added = _("Seats can be added at any time.")
+    renewal = _(" on {date}", date=formatting.date(view.renewal_date)) if view.renewal_date else ""
     if not view.refundable_batches:
-        return (
-            f"{added} No seat can be removed now: Microsoft allows it only within 7 days of adding a seat. "
-            f"A lower quantity can be scheduled for the renewal{renewal}."
+        return _(
+            "{added} No seat can be removed now: Microsoft allows it only within 7 days of adding a "
+            "seat. A lower quantity can be scheduled for the renewal{renewal}.",
+            added=added,
+            renewal=renewal,
         )
-    total = sum(seats for seats, _ in view.refundable_batches)
-    windows = ", ".join(f"{seats} until {formatting.datetime_utc(until)}" for seats, until in view.refundable_batches)
+    total = sum(seats for seats, _unused in view.refundable_batches)
+    windows = ", ".join(
+        _("{seats} until {until}", seats=seats, until=formatting.datetime_utc(until))
+        for seats, until in view.refundable_batches
+    )
     if len(view.refundable_batches) == 1:
-        windows = f"until {formatting.datetime_utc(view.refundable_batches[0][1])}"
-    seats = formatting.plural(total, "seat", "seats")
-    return (
-        f"{added} You can remove up to {seats} with a refund ({windows}); after that, a lower quantity can be "
-        f"scheduled for the renewal{renewal}."
+        windows = _("until {datetime_utc}", datetime_utc=formatting.datetime_utc(view.refundable_batches[0][1]))
+    seats = ngettext("{n} seat", "{n} seats", total)
+    return _(
+        "{added} You can remove up to {seats} with a refund ({windows}); after that, a lower "
+        "quantity can be scheduled for the renewal{renewal}.",
+        added=added,
+        seats=seats,
+        windows=windows,
+        renewal=renewal,
     )
 
 
 def build_quantity_card(view: SubscriptionView, *, entered: str = "", error: str = "") -> Card:
     body = [
-        heading(f"Change the quantity of {view.name}"),
+        heading(_("Change the quantity of {name}", name=view.name)),
         facts(
             [
-                ("Now", _seats(view.quantity)),
-                ("Consumed", _consumed(view)),
-                ("Price", _price(view)),
+                (_("Now"), _seats(view.quantity)),
+                (_("Consumed"), _consumed(view)),
+                (_("Price"), _price(view)),
             ]
         ),
         text(_removable(view)),
@@ -233,13 +274,13 @@ def build_quantity_card(view: SubscriptionView, *, entered: str = "", error: str
         {
             "type": "Input.Text",
             "id": "quantity",
-            "label": "New number of seats",
+            "label": _("New number of seats"),
             "value": entered or str(view.quantity),
             "isRequired": True,
-            "errorMessage": "Enter a whole number of seats",
+            "errorMessage": _("Enter a whole number of seats"),
         },
     ]
-    return card(body, [submit("Show the cost", PREVIEW, {"subscription_id": view.id}), _back()])
+    return card(body, [submit(_("Show the cost"), PREVIEW, {"subscription_id": view.id}), _back()])
 
 
 def _pro_rata_text(charge: ProRata, currency: str) -> str:
@@ -247,9 +288,13 @@ def _pro_rata_text(charge: ProRata, currency: str) -> str:
     amount = _money(abs(charge.amount), currency)
     if charge.mixed:
         return amount
-    return (
-        f"{amount} ({charge.seats} × {formatting.price(charge.unit_price, currency)} × "
-        f"{charge.days}/{charge.period_days} days)"
+    return _(
+        "{amount} ({seats} × {price} × {days}/{period_days} days)",
+        amount=amount,
+        seats=charge.seats,
+        price=formatting.price(charge.unit_price, currency),
+        days=charge.days,
+        period_days=charge.period_days,
     )
 
 
@@ -260,37 +305,39 @@ def build_quantity_preview_card(plan: QuantityPlan, key: str) -> Card:
     pairs: list[tuple[str, str]] = []
     if plan.kind == "schedule":
         body.append(text(plan.explanation, color="Warning"))
-        pairs.append(("Renewal", formatting.date(plan.renewal_date)))
-        pairs.append(("From the renewal", f"{_money(plan.recurring_new, plan.currency)} {period}"))
+        pairs.append((_("Renewal"), formatting.date(plan.renewal_date)))
+        pairs.append((_("From the renewal"), f"{_money(plan.recurring_new, plan.currency)} {period}"))
         body.append(facts(pairs))
         actions = [
-            submit(f"Schedule {_seats(plan.new)} for the renewal", CONFIRM_SCHEDULE, ids, style="positive"),
-            submit("Choose another number", QUANTITY, {"subscription_id": plan.subscription_id}),
+            submit(
+                _("Schedule {seats} for the renewal", seats=_seats(plan.new)), CONFIRM_SCHEDULE, ids, style="positive"
+            ),
+            submit(_("Choose another number"), QUANTITY, {"subscription_id": plan.subscription_id}),
             _back(),
         ]
         return card(body, actions)
     charge = plan.charge_now
     if charge is not None:
-        label = "Charged now (pro rata)" if plan.kind == "increase" else "Refunded now (pro rata)"
+        label = _("Charged now (pro rata)") if plan.kind == "increase" else _("Refunded now (pro rata)")
         pairs.append((label, _pro_rata_text(charge, plan.currency)))
     else:
-        pairs.append(("Charged now", NO_PRICE))
-    pairs.append((f"Now {period}", _money(plan.recurring_now, plan.currency)))
-    pairs.append((f"New cost {period}", _money(plan.recurring_new, plan.currency)))
+        pairs.append((_("Charged now"), _(NO_PRICE)))
+    pairs.append((_("Now {period}", period=period), _money(plan.recurring_now, plan.currency)))
+    pairs.append((_("New cost {period}", period=period), _money(plan.recurring_new, plan.currency)))
     if plan.kind == "decrease" and plan.refundable_until is not None:
         until = formatting.datetime_utc(plan.refundable_until)
-        pairs.append(("Removable until", f"{_seats(plan.refundable)} until {until}"))
+        pairs.append((_("Removable until"), _("{seats} until {until}", seats=_seats(plan.refundable), until=until)))
     if plan.assigned is not None:
-        pairs.append(("Assigned licences", str(plan.assigned)))
+        pairs.append((_("Assigned licences"), str(plan.assigned)))
     body.append(facts(pairs))
-    body.append(text("Charges follow Microsoft's billing rules; the bill shows the exact lines.", subtle=True))
-    verb_title = "Add" if plan.kind == "increase" else "Remove"
+    body.append(text(_("Charges follow Microsoft's billing rules; the bill shows the exact lines."), subtle=True))
+    verb_title = _("Add") if plan.kind == "increase" else _("Remove")
     seats = abs(plan.new - plan.current)
     return card(
         body,
         [
             submit(f"{verb_title} {_seats(seats)}", CONFIRM_QUANTITY, ids, style="positive"),
-            submit("Choose another number", QUANTITY, {"subscription_id": plan.subscription_id}),
+            submit(_("Choose another number"), QUANTITY, {"subscription_id": plan.subscription_id}),
             _back(),
         ],
     )
@@ -305,16 +352,16 @@ def build_addons_card(
     entered: dict[str, str] | None = None,
 ) -> Card:
     entered = entered or {}
-    body: list[dict[str, Any]] = [heading(f"Add-ons for {base.name}"), *_error(error)]
+    body: list[dict[str, Any]] = [heading(_("Add-ons for {name}", name=base.name)), *_error(error)]
     buyable = [offer for offer in offers if offer.price is not None]
     if not offers:
-        body.append(text("No add-ons fit this subscription."))
+        body.append(text(_("No add-ons fit this subscription.")))
         return card(body, [_back()])
     for offer in offers:
         price = (
             formatting.unit_price(offer.price.amount, offer.price.currency, offer.billing_cycle)
             if offer.price is not None
-            else NO_PRICE
+            else _(NO_PRICE)
         )
         body.append(
             {
@@ -325,27 +372,27 @@ def build_addons_card(
                     text(offer.description[:300] or "—", subtle=True),
                     facts(
                         [
-                            ("Price", price),
+                            (_("Price"), price),
                             (
-                                "Term",
+                                _("Term"),
                                 _term(offer.term_duration, offer.billing_cycle),
                             ),
-                            ("Quantity", f"{formatting.count(offer.minimum)}–{formatting.count(offer.maximum)}"),
+                            (_("Quantity"), f"{formatting.count(offer.minimum)}–{formatting.count(offer.maximum)}"),
                         ]
                     ),
                 ],
             }
         )
     if not buyable:
-        body.append(text("None of these add-ons has a price yet, so they cannot be ordered here.", color="Warning"))
+        body.append(text(_("None of these add-ons has a price yet, so they cannot be ordered here."), color="Warning"))
         return card(body, [_back()])
     body.append(
         {
             "type": "Input.ChoiceSet",
             "id": "addon",
-            "label": "Add-on",
+            "label": _("Add-on"),
             "isRequired": True,
-            "errorMessage": "Pick an add-on",
+            "errorMessage": _("Pick an add-on"),
             "value": entered.get("addon") or f"{buyable[0].product_id}:{buyable[0].sku_id}",
             "choices": [{"title": offer.title, "value": f"{offer.product_id}:{offer.sku_id}"} for offer in buyable],
         }
@@ -354,18 +401,20 @@ def build_addons_card(
         {
             "type": "Input.Text",
             "id": "quantity",
-            "label": "Quantity",
+            "label": _("Quantity"),
             "value": entered.get("quantity", "1"),
             "isRequired": True,
-            "errorMessage": "Enter a quantity",
+            "errorMessage": _("Enter a quantity"),
         }
     )
-    body.append(text("Ordering starts the add-on at once; costs start under Microsoft's billing rules.", subtle=True))
+    body.append(
+        text(_("Ordering starts the add-on at once; costs start under Microsoft's billing rules."), subtle=True)
+    )
     return card(
         body,
         [
             submit(
-                "Order the add-on",
+                _("Order the add-on"),
                 ORDER_ADDON,
                 {
                     "subscription_id": base.id,
@@ -381,65 +430,83 @@ def build_addons_card(
 
 
 def build_cancel_card(plan: CancelPlan, key: str) -> Card:
-    refund = _pro_rata_text(plan.refund, plan.currency) if plan.refund is not None else NO_PRICE
+    refund = _pro_rata_text(plan.refund, plan.currency) if plan.refund is not None else _(NO_PRICE)
 
     body = [
-        heading(f"Cancel {plan.name}?"),
+        heading(_("Cancel {name}?", name=plan.name)),
         facts(
             [
-                ("Seats", str(plan.quantity)),
-                ("Refund", refund),
-                ("Cancellation possible until", formatting.datetime_utc(plan.window_ends)),
+                (_("Seats"), str(plan.quantity)),
+                (_("Refund"), refund),
+                (_("Cancellation possible until"), formatting.datetime_utc(plan.window_ends)),
             ]
         ),
         text(
-            "Cancelling ends the subscription now and removes its licences from users. It cannot be undone.",
+            _("Cancelling ends the subscription now and removes its licences from users. It cannot be undone."),
             color="Warning",
         ),
     ]
     ids = {"subscription_id": plan.subscription_id, "etag": plan.etag, "request_key": key}
-    return card(body, [submit("Cancel the subscription", CONFIRM_CANCEL, ids, style="destructive"), _back()])
+    return card(body, [submit(_("Cancel the subscription"), CONFIRM_CANCEL, ids, style="destructive"), _back()])
 
 
 def build_autorenew_card(view: SubscriptionView, key: str) -> Card:
     turn_on = not view.auto_renew
     renewal = formatting.date(view.renewal_date)
     if turn_on:
-        explanation = f"With auto-renew on, {view.name} renews on {renewal} for another term."
+        explanation = _(
+            "With auto-renew on, {name} renews on {renewal} for another term.", name=view.name, renewal=renewal
+        )
     else:
-        explanation = f"With auto-renew off, {view.name} ends on {renewal} and is not billed after that."
-    body = [heading(f"Auto-renew {'on' if turn_on else 'off'} for {view.name}?"), text(explanation)]
+        explanation = _(
+            "With auto-renew off, {name} ends on {renewal} and is not billed after that.",
+            name=view.name,
+            renewal=renewal,
+        )
+    body = [
+        heading(
+            _("Auto-renew on for {name}?", name=view.name)
+            if turn_on
+            else _("Auto-renew off for {name}?", name=view.name)
+        ),
+        text(explanation),
+    ]
     data = {"subscription_id": view.id, "enabled": turn_on, "request_key": key}
-    return card(body, [submit(f"Turn auto-renew {'on' if turn_on else 'off'}", CONFIRM_AUTORENEW, data), _back()])
+    return card(
+        body,
+        [submit(_("Turn auto-renew on") if turn_on else _("Turn auto-renew off"), CONFIRM_AUTORENEW, data), _back()],
+    )
 
 
 def build_suspend_request_card(view: SubscriptionView, *, entered: str = "", error: str = "") -> Card:
     body = [
-        heading(f"Suspend {view.name}?"),
+        heading(_("Suspend {name}?", name=view.name)),
         text(
-            "An approver of your organisation has to confirm. Suspended seats stop working for users, "
-            "but Microsoft keeps billing them until the subscription is cancelled or expires.",
+            _(
+                "An approver of your organisation has to confirm. Suspended seats stop working for users, "
+                "but Microsoft keeps billing them until the subscription is cancelled or expires."
+            ),
         ),
         *_error(error),
         {
             "type": "Input.Text",
             "id": "reason",
-            "label": "Why? (the approver reads this)",
+            "label": _("Why? (the approver reads this)"),
             "isMultiline": True,
             "maxLength": 500,
             "value": entered,
             "isRequired": True,
-            "errorMessage": "Give a reason",
+            "errorMessage": _("Give a reason"),
         },
     ]
-    return card(body, [submit("Ask an approver", SEND_SUSPEND, {"subscription_id": view.id}), _back()])
+    return card(body, [submit(_("Ask an approver"), SEND_SUSPEND, {"subscription_id": view.id}), _back()])
 
 
 def build_reactivate_card(view: SubscriptionView, key: str) -> Card:
     body = [
-        heading(f"Reactivate {view.name}?"),
-        facts([("Seats", str(view.quantity)), ("Renewal", _renewal(view))]),
-        text("Its licences work again for the users they are assigned to.", subtle=True),
+        heading(_("Reactivate {name}?", name=view.name)),
+        facts([(_("Seats"), str(view.quantity)), (_("Renewal"), _renewal(view))]),
+        text(_("Its licences work again for the users they are assigned to."), subtle=True),
     ]
     data = {"subscription_id": view.id, "request_key": key}
-    return card(body, [submit("Reactivate", CONFIRM_REACTIVATE, data, style="positive"), _back()])
+    return card(body, [submit(_("Reactivate"), CONFIRM_REACTIVATE, data, style="positive"), _back()])

@@ -11,6 +11,7 @@ from typing import Any
 from cards.base import Card, card, command_button, country_choice, facts, heading, submit, text
 from services import formatting
 from services.countries import country_name, state_choices
+from services.i18n import N_, _, ngettext
 from services.phones import example_phone
 
 VERB_CHECK_LINK = "tenant_check_link"
@@ -24,8 +25,8 @@ VERB_CANCEL = "tenant_cancel"
 VERB_ACCEPT_MCA = "tenant_accept_mca"
 
 MCA_URL = "https://www.microsoft.com/licensing/docs/customeragreement"
-NO_CHARGES = "No charges arise at this step: subscriptions are bought separately, afterwards."
-LINK_HELP = (
+NO_CHARGES = N_("No charges arise at this step: subscriptions are bought separately, afterwards.")
+LINK_HELP = N_(
     "Your Microsoft 365 **global administrator** opens the link below, signs in with your tenant's admin "
     "account and accepts the invitation that makes your reseller your Microsoft partner (CSP). Nothing is "
     "bought and nothing else changes in your tenant. Once it is accepted, press **I have accepted** and "
@@ -34,17 +35,17 @@ LINK_HELP = (
 
 # The form's inputs in order: (input id, label, placeholder).
 _FIELDS: tuple[tuple[str, str, str], ...] = (
-    ("company_name", "Company name", "Contoso Ltd"),
-    ("country", "Country", ""),  # first: it decides the states offered and how the phone is read
-    ("address_line1", "Address line 1", "1 Main Street"),
-    ("address_line2", "Address line 2 (optional)", ""),
-    ("city", "City", ""),
-    ("state", "State or region", ""),
-    ("postal_code", "Postal code", ""),
-    ("first_name", "Contact first name", ""),
-    ("last_name", "Contact last name", ""),
-    ("email", "Contact e-mail (the sign-in details are sent here)", "name@company.com"),
-    ("phone", "Contact phone", "+44 20 7946 0000"),
+    ("company_name", N_("Company name"), N_("Contoso Ltd")),
+    ("country", N_("Country"), ""),  # first: it decides the states offered and how the phone is read
+    ("address_line1", N_("Address line 1"), N_("1 Main Street")),
+    ("address_line2", N_("Address line 2 (optional)"), ""),
+    ("city", N_("City"), ""),
+    ("state", N_("State or region"), ""),
+    ("postal_code", N_("Postal code"), ""),
+    ("first_name", N_("Contact first name"), ""),
+    ("last_name", N_("Contact last name"), ""),
+    ("email", N_("Contact e-mail (the sign-in details are sent here)"), "name@company.com"),
+    ("phone", N_("Contact phone"), "+44 20 7946 0000"),
 )
 
 
@@ -112,7 +113,7 @@ def _input(input_id: str, label: str, value: str, *, placeholder: str = "", requ
         element["placeholder"] = placeholder
     if required:
         element["isRequired"] = True
-        element["errorMessage"] = f"{label} is required."
+        element["errorMessage"] = _("{label} is required.", label=label)
     return element
 
 
@@ -138,35 +139,37 @@ def _state_choice(rules: FormRules, label: str, value: str) -> dict[str, Any]:
         "id": "state",
         "label": label,
         "style": "compact",
-        "placeholder": "Choose a state or region",
+        "placeholder": _("Choose a state or region"),
         "choices": [{"title": title, "value": code} for code, title in choices],
     }
-    chosen = next((code for code, _ in choices if code.lower() == value.lower()), "")
+    chosen = next((code for code, _unused in choices if code.lower() == value.lower()), "")
     if chosen:
         element["value"] = chosen
     if rules.state_required:
         element["isRequired"] = True
-        element["errorMessage"] = "Choose the state or region."
+        element["errorMessage"] = _("Choose the state or region.")
     return element
 
 
 def build_link_or_create_card(organisation_name: str, relationship_url: str, *, notice: str = "", rev: int = 0) -> Card:
     """The start of "add tenant": link the tenant the organisation has, or create a new one."""
-    body: list[dict[str, Any]] = [heading(f"Microsoft 365 tenant for {organisation_name}")]
+    body: list[dict[str, Any]] = [
+        heading(_("Microsoft 365 tenant for {organisation_name}", organisation_name=organisation_name))
+    ]
     if notice:
         body.append(_notice(notice))
     body += [
-        text("**Already using Microsoft 365?** Link your existing tenant.", weight="Bolder"),
-        text(LINK_HELP),
-        text(f"Link: {relationship_url}", subtle=True),
-        text("**New to Microsoft 365?** Create a new tenant: I fill in a form from your company profile."),
-        text(NO_CHARGES, subtle=True),
+        text(_("**Already using Microsoft 365?** Link your existing tenant."), weight="Bolder"),
+        text(_(LINK_HELP)),
+        text(_("Link: {relationship_url}", relationship_url=relationship_url), subtle=True),
+        text(_("**New to Microsoft 365?** Create a new tenant: I fill in a form from your company profile.")),
+        text(_(NO_CHARGES), subtle=True),
     ]
     actions = [
-        {"type": "Action.OpenUrl", "title": "Open the link", "url": relationship_url},
-        submit("I have accepted — check now", VERB_CHECK_LINK, {"rev": rev}),
-        submit("Create a new tenant", VERB_NEW, {"rev": rev}, style="positive"),
-        submit("Cancel", VERB_CANCEL, {"rev": rev}),
+        {"type": "Action.OpenUrl", "title": _("Open the link"), "url": relationship_url},
+        submit(_("I have accepted — check now"), VERB_CHECK_LINK, {"rev": rev}),
+        submit(_("Create a new tenant"), VERB_NEW, {"rev": rev}, style="positive"),
+        submit(_("Cancel"), VERB_CANCEL, {"rev": rev}),
     ]
     return card(body, actions)
 
@@ -183,27 +186,31 @@ def build_tenant_form_card(
     """The new-tenant form, prefilled; each problem is shown under its field, values kept."""
     errors = errors or {}
     body: list[dict[str, Any]] = [
-        heading("Create a new Microsoft 365 tenant"),
+        heading(_("Create a new Microsoft 365 tenant")),
         text(
-            "Check the details, then press **Check and continue**. Microsoft requires the company address. "
-            "The contact becomes the tenant's first admin; the sign-in details are e-mailed, never shown here.",
+            _(
+                "Check the details, then press **Check and continue**. Microsoft requires the company address. "
+                "The contact becomes the tenant's first admin; the sign-in details are e-mailed, never shown here."
+            ),
             subtle=True,
         ),
     ]
     if notice:
         body.append(_notice(notice))
     if errors:
-        fields = formatting.plural(len(errors), "field", "fields")
-        body.append(_notice(f"Please correct the {fields} marked below; nothing was sent to Microsoft."))
+        fields = ngettext("{n} field", "{n} fields", len(errors))
+        body.append(
+            _notice(_("Please correct the {fields} marked below; nothing was sent to Microsoft.", fields=fields))
+        )
     where = country_name(rules.country) if rules.country else ""
     for input_id, label, placeholder in _FIELDS:
-        shown = label
-        if input_id == "state":
-            shown = f"State or region{' (required in ' + where + ')' if rules.state_required else ''}"
+        shown = _(label)
+        if input_id == "state" and rules.state_required:
+            shown = _("State or region (required in {country})", country=where)
         elif input_id == "postal_code" and not rules.postal_required:
-            shown = "Postal code (optional here)"
+            shown = _("Postal code (optional here)")
         elif input_id == "phone":
-            shown = f"Contact phone{' (required in ' + where + ')' if rules.phone_required else ''}"
+            shown = _("Contact phone (required in {country})", country=where) if rules.phone_required else _(label)
             if rules.country:
                 placeholder = example_phone(rules.country)
         required = input_id in {"company_name", "address_line1", "city", "first_name", "last_name", "email"}
@@ -212,49 +219,68 @@ def build_tenant_form_card(
         elif input_id == "state" and rules.states:
             body.append(_state_choice(rules, shown, form.get("state", "")))
         else:
-            body.append(_input(input_id, shown, form.get(input_id, ""), placeholder=placeholder, required=required))
+            body.append(
+                _input(
+                    input_id,
+                    shown,
+                    form.get(input_id, ""),
+                    placeholder=_(placeholder) if placeholder else "",
+                    required=required,
+                )
+            )
         if input_id in errors:
             body.append(_error(errors[input_id]))
     if rules.registration_required or form.get("registration_number") or "registration_number" in errors:
         body.append(
             _input(
                 "registration_number",
-                f"Company registration number (required by Microsoft in {where or 'this country'})",
+                _("Company registration number (required by Microsoft in {value})", value=where or _("this country")),
                 form.get("registration_number", ""),
             )
         )
         if "registration_number" in errors:
             body.append(_error(errors["registration_number"]))
-    body.append(_choices("culture", "Culture (formats)", list(rules.cultures), form.get("culture", "")))
+    body.append(_choices("culture", _("Culture (formats)"), list(rules.cultures), form.get("culture", "")))
     if "culture" in errors:
         body.append(_error(errors["culture"]))
-    body.append(_choices("language", "Language", list(rules.languages), form.get("language", "")))
+    body.append(_choices("language", _("Language"), list(rules.languages), form.get("language", "")))
     if "language" in errors:
         body.append(_error(errors["language"]))
     body.append(
         _input(
             "domain_prefix",
-            "Domain prefix (<prefix>.onmicrosoft.com: letters and digits, starts with a letter, at most 27)",
+            _("Domain prefix (<prefix>.onmicrosoft.com: letters and digits, starts with a letter, at most 27)"),
             form.get("domain_prefix", ""),
             required=True,
         )
     )
     if "domain_prefix" in errors:
         body.append(_error(errors["domain_prefix"]))
-    actions: list[dict[str, Any]] = [submit("Check and continue", VERB_CHECK_FORM, {"rev": rev}, style="positive")]
+    actions: list[dict[str, Any]] = [submit(_("Check and continue"), VERB_CHECK_FORM, {"rev": rev}, style="positive")]
     if taken is not None:
         body.append(
             text(
-                f"**{taken.domain}** already has a Microsoft tenant. If it is your organisation's, link it "
-                f"instead of creating a new one: {LINK_HELP}"
+                _(
+                    "**{domain}** already has a Microsoft tenant. If it is your organisation's, link it "
+                    "instead of creating a new one: {LINK_HELP}",
+                    domain=taken.domain,
+                    LINK_HELP=_(LINK_HELP),
+                )
             )
         )
-        body.append(text(f"Link: {taken.relationship_url}", subtle=True))
+        body.append(text(_("Link: {relationship_url}", relationship_url=taken.relationship_url), subtle=True))
         if taken.alternative:
-            body.append(text(f"Otherwise choose another prefix — for example **{taken.alternative}** is free."))
-        actions.append({"type": "Action.OpenUrl", "title": "Open the link", "url": taken.relationship_url})
-        actions.append(submit("I have accepted — check now", VERB_CHECK_LINK, {"rev": rev}))
-    actions.append(submit("Cancel", VERB_CANCEL, {"rev": rev}))
+            body.append(
+                text(
+                    _(
+                        "Otherwise choose another prefix — for example **{alternative}** is free.",
+                        alternative=taken.alternative,
+                    )
+                )
+            )
+        actions.append({"type": "Action.OpenUrl", "title": _("Open the link"), "url": taken.relationship_url})
+        actions.append(submit(_("I have accepted — check now"), VERB_CHECK_LINK, {"rev": rev}))
+    actions.append(submit(_("Cancel"), VERB_CANCEL, {"rev": rev}))
     return card(body, actions)
 
 
@@ -278,18 +304,18 @@ def build_address_suggestion_card(
     """Microsoft's address validation wants a look: its suggestion for one click, or keep as typed."""
     country = form.get("country", "")
     body: list[dict[str, Any]] = [
-        heading("Check the company address"),
+        heading(_("Check the company address")),
         _notice(message),
-        facts([("You entered", _address_lines(form, country))]),
+        facts([(_("You entered"), _address_lines(form, country))]),
     ]
     actions: list[dict[str, Any]] = []
     if suggestion:
-        body.append(facts([("Microsoft suggests", _address_lines(suggestion, country))]))
-        actions.append(submit("Use the suggested address", VERB_USE_SUGGESTION, {"rev": rev}, style="positive"))
+        body.append(facts([(_("Microsoft suggests"), _address_lines(suggestion, country))]))
+        actions.append(submit(_("Use the suggested address"), VERB_USE_SUGGESTION, {"rev": rev}, style="positive"))
     actions += [
-        submit("Keep my address", VERB_KEEP_ADDRESS, {"rev": rev}),
-        submit("Change details", VERB_EDIT, {"rev": rev}),
-        submit("Cancel", VERB_CANCEL, {"rev": rev}),
+        submit(_("Keep my address"), VERB_KEEP_ADDRESS, {"rev": rev}),
+        submit(_("Change details"), VERB_EDIT, {"rev": rev}),
+        submit(_("Cancel"), VERB_CANCEL, {"rev": rev}),
     ]
     return card(body, actions)
 
@@ -305,32 +331,35 @@ def build_tenant_confirm_card(
     errors = errors or {}
     country = form.get("country", "")
     summary = [
-        ("Tenant domain", f"{form.get('domain_prefix', '')}.onmicrosoft.com"),
-        ("Company", form.get("company_name", "")),
-        ("Address", _address_lines(form, country)),
-        ("First admin", f"{form.get('first_name', '')} {form.get('last_name', '')}".strip()),
-        ("Sign-in details e-mailed to", form.get("email", "")),
-        ("Phone", form.get("phone", "") or "—"),
-        ("Culture / language", f"{form.get('culture', '')} / {form.get('language', '')}"),
+        (_("Tenant domain"), f"{form.get('domain_prefix', '')}.onmicrosoft.com"),
+        (_("Company"), form.get("company_name", "")),
+        (_("Address"), _address_lines(form, country)),
+        (_("First admin"), f"{form.get('first_name', '')} {form.get('last_name', '')}".strip()),
+        (_("Sign-in details e-mailed to"), form.get("email", "")),
+        (_("Phone"), form.get("phone", "") or "—"),
+        (_("Culture / language"), f"{form.get('culture', '')} / {form.get('language', '')}"),
     ]
     if form.get("registration_number"):
-        summary.append(("Registration number", form["registration_number"]))
+        summary.append((_("Registration number"), form["registration_number"]))
     body: list[dict[str, Any]] = [
-        heading("Create this Microsoft 365 tenant?"),
+        heading(_("Create this Microsoft 365 tenant?")),
         facts(summary),
-        _notice(NO_CHARGES, warning=False),
-        text("**Microsoft Customer Agreement**", weight="Bolder"),
+        _notice(_(NO_CHARGES), warning=False),
+        text(_("**Microsoft Customer Agreement**"), weight="Bolder"),
         text(
-            "Microsoft requires the customer's acceptance of the Microsoft Customer Agreement before "
-            f"anything can be bought. Read it at {MCA_URL}. The name, e-mail and today's date are "
-            "recorded with Microsoft."
+            _(
+                "Microsoft requires the customer's acceptance of the Microsoft Customer Agreement before "
+                "anything can be bought. Read it at {MCA_URL}. The name, e-mail and today's date are "
+                "recorded with Microsoft.",
+                MCA_URL=MCA_URL,
+            )
         ),
     ]
-    body += _mca_inputs(form.get("company_name", "the company"), contact, errors)
+    body += _mca_inputs(form.get("company_name", _("the company")), contact, errors)
     actions = [
-        submit("Create the tenant", VERB_CONFIRM, {"rev": rev}, style="positive"),
-        submit("Change details", VERB_EDIT, {"rev": rev}),
-        submit("Cancel", VERB_CANCEL, {"rev": rev}),
+        submit(_("Create the tenant"), VERB_CONFIRM, {"rev": rev}, style="positive"),
+        submit(_("Change details"), VERB_EDIT, {"rev": rev}),
+        submit(_("Cancel"), VERB_CANCEL, {"rev": rev}),
     ]
     return card(body, actions)
 
@@ -339,11 +368,11 @@ def _mca_inputs(company: str, contact: Mapping[str, str], errors: Mapping[str, s
     """Who accepts the Microsoft Customer Agreement, and the acceptance itself."""
     body: list[dict[str, Any]] = []
     if errors:
-        body.append(_notice("Please complete the agreement details below."))
+        body.append(_notice(_("Please complete the agreement details below.")))
     for input_id, label in (
-        ("mca_first_name", "First name of the person accepting"),
-        ("mca_last_name", "Last name of the person accepting"),
-        ("mca_email", "Their e-mail"),
+        ("mca_first_name", _("First name of the person accepting")),
+        ("mca_last_name", _("Last name of the person accepting")),
+        ("mca_email", _("Their e-mail")),
     ):
         body.append(_input(input_id, label, contact.get(input_id, ""), required=True))
         if input_id in errors:
@@ -352,7 +381,7 @@ def _mca_inputs(company: str, contact: Mapping[str, str], errors: Mapping[str, s
         {
             "type": "Input.Toggle",
             "id": "mca_accept",
-            "title": f"On behalf of {company}, I accept the Microsoft Customer Agreement.",
+            "title": _("On behalf of {company}, I accept the Microsoft Customer Agreement.", company=company),
             "value": "false",
             "valueOn": "true",
             "valueOff": "false",
@@ -374,18 +403,23 @@ def build_mca_card(
 ) -> Card:
     """A linked tenant whose acceptance of the MCA Microsoft does not have yet."""
     body: list[dict[str, Any]] = [
-        heading("Accept the Microsoft Customer Agreement"),
+        heading(_("Accept the Microsoft Customer Agreement")),
         text(
-            f"Microsoft needs {organisation_name}'s acceptance of the Microsoft Customer Agreement for {domain} "
-            f"before anything can be bought. Read it at {MCA_URL}. The name, e-mail and today's date are "
-            "recorded with Microsoft."
+            _(
+                "Microsoft needs {organisation_name}'s acceptance of the Microsoft Customer Agreement for "
+                "{domain} before anything can be bought. Read it at {MCA_URL}. The name, e-mail and "
+                "today's date are recorded with Microsoft.",
+                organisation_name=organisation_name,
+                domain=domain,
+                MCA_URL=MCA_URL,
+            )
         ),
-        _notice(NO_CHARGES, warning=False),
+        _notice(_(NO_CHARGES), warning=False),
     ]
     body += _mca_inputs(organisation_name, contact, errors or {})
     actions = [
-        submit("Record the acceptance", VERB_ACCEPT_MCA, {"rev": rev}, style="positive"),
-        submit("Later", VERB_CANCEL, {"rev": rev}),
+        submit(_("Record the acceptance"), VERB_ACCEPT_MCA, {"rev": rev}, style="positive"),
+        submit(_("Later"), VERB_CANCEL, {"rev": rev}),
     ]
     return card(body, actions)
 
@@ -393,22 +427,30 @@ def build_mca_card(
 def build_tenant_ready_card(ready: TenantReady) -> Card:
     """The follow-up once Microsoft created the tenant; on to "add subscription"."""
     rows = [
-        ("Tenant domain", ready.domain),
-        ("Microsoft customer id", ready.customer_id),
-        ("First admin (user name)", ready.admin_user or "—"),
+        (_("Tenant domain"), ready.domain),
+        (_("Microsoft customer id"), ready.customer_id),
+        (_("First admin (user name)"), ready.admin_user or "—"),
     ]
     if ready.mca_name:
-        rows.append(("Microsoft Customer Agreement", f"accepted by {ready.mca_name}, recorded with Microsoft"))
+        rows.append(
+            (
+                _("Microsoft Customer Agreement"),
+                _("accepted by {mca_name}, recorded with Microsoft", mca_name=ready.mca_name),
+            )
+        )
     body = [
-        heading("Your Microsoft 365 tenant is ready"),
+        heading(_("Your Microsoft 365 tenant is ready")),
         facts(rows),
         text(ready.mail_note),
-        _notice("No charges have arisen. It now shows under My services.", warning=False),
-        text("Next: add a subscription, so your people get their licences."),
+        _notice(_("No charges have arisen. It now shows under My services."), warning=False),
+        text(_("Next: add a subscription, so your people get their licences.")),
     ]
     return card(
         body,
-        [command_button("Add a subscription", "add subscription"), command_button("My services", "my services")],
+        [
+            command_button(_("Add a subscription"), "add subscription"),
+            command_button(_("My services"), "my services"),
+        ],
     )
 
 
@@ -416,42 +458,51 @@ def build_my_services_card(
     service: ServiceCard | None, *, organisation_name: str, can_manage: bool, can_read_bills: bool = False
 ) -> Card:
     """The organisation's services: its Microsoft 365 tenant, or how to add one."""
-    body: list[dict[str, Any]] = [heading(f"My services · {organisation_name}")]
+    body: list[dict[str, Any]] = [heading(_("My services · {organisation_name}", organisation_name=organisation_name))]
     actions: list[dict[str, Any]] = []
     if service is None:
-        body.append(text("You have no Microsoft 365 service with your reseller yet."))
+        body.append(text(_("You have no Microsoft 365 service with your reseller yet.")))
         if can_manage:
-            body.append(text("Link the tenant you already have, or create a new one: **add tenant**."))
-            actions.append(command_button("Add tenant", "add tenant"))
+            body.append(text(_("Link the tenant you already have, or create a new one: **add tenant**.")))
+            actions.append(command_button(_("Add tenant"), "add tenant"))
         else:
-            body.append(text("An admin of your organisation can add it."))
+            body.append(text(_("An admin of your organisation can add it.")))
         return card(body, actions)
     if service.status != "active":
-        body.append(_notice(f"Microsoft 365 (CSP) — {service.domain} is being created. I will tell you when it is."))
-        body.append(facts([("Requested by", service.by), ("Requested", formatting.datetime_utc(service.at))]))
+        body.append(
+            _notice(
+                _("Microsoft 365 (CSP) — {domain} is being created. I will tell you when it is.", domain=service.domain)
+            )
+        )
+        body.append(facts([(_("Requested by"), service.by), (_("Requested"), formatting.datetime_utc(service.at))]))
         return card(body)
-    how = "Created here" if service.origin == "created" else "Linked (existing tenant)"
+    how = _("Created here") if service.origin == "created" else _("Linked (existing tenant)")
     rows = [
-        ("Service", "Microsoft 365 (CSP)"),
-        ("Tenant domain", service.domain or "—"),
-        ("Microsoft customer id", service.customer_id or "—"),
-        ("How", how),
-        ("By", service.by or "—"),
-        ("When", formatting.datetime_utc(service.at)),
+        (_("Service"), _("Microsoft 365 (CSP)")),
+        (_("Tenant domain"), service.domain or "—"),
+        (_("Microsoft customer id"), service.customer_id or "—"),
+        (_("How"), how),
+        (_("By"), service.by or "—"),
+        (_("When"), formatting.datetime_utc(service.at)),
     ]
     if service.admin_user:
-        rows.append(("First admin", service.admin_user))
+        rows.append((_("First admin"), service.admin_user))
     if service.mca_accepted_at is not None:
         accepted = formatting.datetime_utc(service.mca_accepted_at)
-        rows.append(("Customer Agreement", f"accepted by {service.mca_name}, {accepted}"))
+        rows.append(
+            (
+                _("Customer Agreement"),
+                _("accepted by {mca_name}, {accepted}", mca_name=service.mca_name, accepted=accepted),
+            )
+        )
     body.append(facts(rows))
     # Where the service is managed: the subscriptions everyone may read; users and billing by role.
-    actions.append(command_button("Subscriptions", "subscriptions"))
+    actions.append(command_button(_("Subscriptions"), "subscriptions"))
     if can_manage:
-        actions.append(command_button("Users", "users"))
-        actions.append(command_button("Add a subscription", "add subscription"))
+        actions.append(command_button(_("Users"), "users"))
+        actions.append(command_button(_("Add a subscription"), "add subscription"))
     if can_read_bills:
-        actions.append(command_button("Billing", "billing"))
+        actions.append(command_button(_("Billing"), "billing"))
     return card(body, actions)
 
 
@@ -461,8 +512,11 @@ def build_already_has_tenant_card(service: ServiceCard) -> Card:
     shown["body"].insert(
         1,
         text(
-            f"{service.organisation_name} already has its Microsoft 365 tenant, so there is nothing to add. "
-            "Each organisation has one tenant."
+            _(
+                "{organisation_name} already has its Microsoft 365 tenant, so there is nothing to add. "
+                "Each organisation has one tenant.",
+                organisation_name=service.organisation_name,
+            )
         ),
     )
     return shown

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from cards.base import Card, card, command_button, country_choice, error_lines, facts, heading, submit, text
 from services import formatting
+from services.i18n import _, ngettext
 from services.ordering import plan_label
 
 if TYPE_CHECKING:
@@ -55,25 +56,25 @@ def _age(synced_at: datetime, now: datetime) -> str:
     """`just now`, `7 minutes ago`, `3 hours ago`."""
     minutes = int((now - synced_at).total_seconds() // 60)
     if minutes < 1:
-        return "just now"
+        return _("just now")
     if minutes >= 120:
-        return f"{formatting.plural(minutes // 60, 'hour', 'hours')} ago"
-    return f"{formatting.plural(minutes, 'minute', 'minutes')} ago"
+        return _("{plural} ago", plural=ngettext("{n} hour", "{n} hours", minutes // 60))
+    return _("{plural} ago", plural=ngettext("{n} minute", "{n} minutes", minutes))
 
 
 def freshness(synced_at: datetime | None, now: datetime, *, syncing: bool = False) -> str:
     """How fresh the copy is, in words."""
     if synced_at is None:
         if syncing:
-            return "Still reading your users from Microsoft; use Refresh in a moment to see them all."
-        return "Not read from Microsoft yet."
-    suffix = " — refreshing in the background." if syncing else "."
-    return f"Synced with Microsoft {_age(synced_at, now)}{suffix}"
+            return _("Still reading your users from Microsoft; use Refresh in a moment to see them all.")
+        return _("Not read from Microsoft yet.")
+    suffix = _(" — refreshing in the background.") if syncing else "."
+    return _("Synced with Microsoft {age}{suffix}", age=_age(synced_at, now), suffix=suffix)
 
 
 def _back() -> dict[str, Any]:
     """Back to the list: nothing on the card is needed, so a required field left empty does not stop it."""
-    return {**submit("Back to users", USERS_LIST), "associatedInputs": "none"}
+    return {**submit(_("Back to users"), USERS_LIST), "associatedInputs": "none"}
 
 
 def _picker(
@@ -89,15 +90,18 @@ def _picker(
     `MAX_CHOICES` others (`choices` holds both, as (title, value)); `total`: how many the current
     search matches, to say when some are not listed."""
     first = {value: title for title, value in reversed(choices)}  # a person listed twice: once
-    unique = [(first[value], value) for value in dict.fromkeys(value for _, value in choices)]
+    unique = [(first[value], value) for value in dict.fromkeys(value for _unused, value in choices)]
     ticked = [choice for choice in unique if choice[1] in selected][:MAX_SELECTED]
     others = [choice for choice in unique if choice[1] not in selected][:MAX_CHOICES]
     body: list[dict[str, Any]] = []
     if total > MAX_CHOICES:
         body.append(
             text(
-                f"{formatting.plural(total, *noun)}: the first {MAX_CHOICES} are listed; "
-                "search by name to find the others.",
+                _(
+                    "{plural}: the first {MAX_CHOICES} are listed; search by name to find the others.",
+                    plural=formatting.plural(total, *noun),
+                    MAX_CHOICES=MAX_CHOICES,
+                ),
                 subtle=True,
             )
         )
@@ -109,7 +113,7 @@ def _picker(
                 "label": label,
                 "isMultiSelect": True,
                 "style": "expanded",
-                "value": ",".join(value for _, value in ticked),
+                "value": ",".join(value for _unused, value in ticked),
                 "choices": [{"title": title, "value": value} for title, value in ticked + others],
             }
         )
@@ -123,13 +127,13 @@ def _notice(message: str) -> list[dict[str, Any]]:
 def _user_line(row: UserRow) -> dict[str, Any]:
     """One user: name with their licence count and status beside it, the user name under both (a
     user name is long: it gets the card's whole width)."""
-    licences = formatting.plural(row.licence_count, "licence", "licences")
+    licences = ngettext("{n} licence", "{n} licences", row.licence_count)
     return {
         "type": "Container",
         "separator": True,
         "selectAction": {
             "type": "Action.Submit",
-            "title": f"Open {row.display_name or row.user_principal_name}",
+            "title": _("Open {value}", value=row.display_name or row.user_principal_name),
             "data": {"verb": USERS_OPEN, "user_id": row.user_id},
         },
         "items": [
@@ -155,7 +159,7 @@ def build_users_card(
     """The tenant's users (one page), with search, paging and freshness. Non-interactive (sent to the
     1:1 chat from a channel) it offers one button that opens the list there."""
     body: list[dict[str, Any]] = [
-        heading("Users of your Microsoft tenant"),
+        heading(_("Users of your Microsoft tenant")),
         text(freshness(page.synced_at, now, syncing=page.syncing), subtle=True),
         *_notice(notice),
         *error_lines(error),
@@ -163,42 +167,50 @@ def build_users_card(
     if page.last_error:
         body.append(
             text(
-                f"Could not read your users from Microsoft: {page.last_error} Use Refresh to try again.",
+                _(
+                    "Could not read your users from Microsoft: {last_error} Use Refresh to try again.",
+                    last_error=page.last_error,
+                ),
                 color="Warning",
             )
         )
     if interactive:
-        body.append(_search_row("Search by name or user name", page.search, submit("Search", USERS_SEARCH)))
+        body.append(_search_row(_("Search by name or user name"), page.search, submit(_("Search"), USERS_SEARCH)))
     if page.search:
-        matching = formatting.plural(page.total, "user matches", "users match")
+        matching = ngettext("{n} user matches", "{n} users match", page.total)
         body.append(text(f"{matching} '{page.search}'.", subtle=True))
     if not page.rows:
-        body.append(text("No users to show." if page.search or page.synced_at else "No users read yet."))
+        body.append(text(_("No users to show.") if page.search or page.synced_at else _("No users read yet.")))
     for row in page.rows:
         line = _user_line(row)
         if not interactive:
             line.pop("selectAction")
         body.append(line)
-    users = formatting.plural(page.total, "user", "users")
-    body.append(text(f"Page {page.page} of {page.page_count} · {users}", subtle=True))
+    users = ngettext("{n} user", "{n} users", page.total)
+    body.append(
+        text(
+            _("Page {page} of {page_count} · {users}", page=page.page, page_count=page.page_count, users=users),
+            subtle=True,
+        )
+    )
     if not interactive:
-        return card(body, [submit("Open the users list here", "command", {"command": "users"})])
+        return card(body, [submit(_("Open the users list here"), "command", {"command": "users"})])
     actions: list[dict[str, Any]] = []
     if page.page > 1:
-        actions.append(submit("Previous", USERS_PAGE, {"page": page.page - 1, "search_was": page.search}))
+        actions.append(submit(_("Previous"), USERS_PAGE, {"page": page.page - 1, "search_was": page.search}))
     if page.page < page.page_count:
-        actions.append(submit("Next", USERS_PAGE, {"page": page.page + 1, "search_was": page.search}))
+        actions.append(submit(_("Next"), USERS_PAGE, {"page": page.page + 1, "search_was": page.search}))
     actions += [
-        submit("Refresh", USERS_REFRESH, {"page": page.page, "search_was": page.search}),
-        submit("New user", USERS_NEW),
-        submit("Assign licences", USERS_ASSIGN),
+        submit(_("Refresh"), USERS_REFRESH, {"page": page.page, "search_was": page.search}),
+        submit(_("New user"), USERS_NEW),
+        submit(_("Assign licences"), USERS_ASSIGN),
         {
             "type": "Action.ShowCard",
-            "title": "More",
+            "title": _("More"),
             "card": {
                 "type": "AdaptiveCard",
-                "body": [text("The organisation's own user directory: import people into the tenant, or export.")],
-                "actions": [submit("User directory", USERS_DIRECTORY), submit("Done", USERS_DONE)],
+                "body": [text(_("The organisation's own user directory: import people into the tenant, or export."))],
+                "actions": [submit(_("User directory"), USERS_DIRECTORY), submit(_("Done"), USERS_DONE)],
             },
         },
     ]
@@ -215,49 +227,55 @@ def build_user_card(
         *error_lines(error),
         facts(
             [
-                ("User name", detail.user_principal_name),
-                ("First name", detail.first_name or "not set"),
-                ("Last name", detail.last_name or "not set"),
-                ("Usage location", detail.usage_location or "not set"),
-                ("Status", detail.state),
-                ("Licences", str(len(detail.licences))),
+                (_("User name"), detail.user_principal_name),
+                (_("First name"), detail.first_name or _("not set")),
+                (_("Last name"), detail.last_name or _("not set")),
+                (_("Usage location"), detail.usage_location or _("not set")),
+                (_("Status"), detail.state),
+                (_("Licences"), str(len(detail.licences))),
             ]
         ),
     ]
     if detail.licences_synced_at is not None:
-        body.append(text(f"Licences read from Microsoft {_age(detail.licences_synced_at, now)}.", subtle=True))
+        body.append(
+            text(_("Licences read from Microsoft {age}.", age=_age(detail.licences_synced_at, now)), subtle=True)
+        )
     if not detail.licences:
-        body.append(text("This user has no licences."))
+        body.append(text(_("This user has no licences.")))
     for licence in detail.licences:
         body.append(text(licence.name, weight="Bolder"))
         if licence.subscriptions:
             lines = [
-                f"- {sub.name}: {formatting.plural(sub.quantity, 'seat', 'seats')}, {sub.status}, "
+                f"- {sub.name}: {ngettext('{n} seat', '{n} seats', sub.quantity)}, {sub.status}, "
                 f"{plan_label(sub.term_duration, sub.billing_cycle)}"
                 for sub in licence.subscriptions
             ]
-            body.append({**text("From the pooled subscriptions:\n" + "\n".join(lines), subtle=True), "spacing": "None"})
+            body.append(
+                {**text(_("From the pooled subscriptions:\n") + "\n".join(lines), subtle=True), "spacing": "None"}
+            )
         else:
-            body.append({**text("No subscription of ours feeds this licence.", subtle=True), "spacing": "None"})
+            body.append({**text(_("No subscription of ours feeds this licence."), subtle=True), "spacing": "None"})
     actions: list[dict[str, Any]] = []
     if detail.licences:
         body.append(
             {
                 "type": "Input.ChoiceSet",
                 "id": "licences",
-                "label": "Licences to remove",
+                "label": _("Licences to remove"),
                 "isMultiSelect": True,
                 "style": "expanded",
                 "choices": [{"title": lic.name, "value": lic.licence_sku_id} for lic in detail.licences],
             }
         )
         actions.append(
-            submit("Remove selected licences", USERS_UNASSIGN, {"user_id": detail.user_id, "request_key": request_key})
+            submit(
+                _("Remove selected licences"), USERS_UNASSIGN, {"user_id": detail.user_id, "request_key": request_key}
+            )
         )
     actions += [
-        {**submit("Assign a licence", USERS_ASSIGN, {"user_ids": [detail.user_id]}), "associatedInputs": "none"},
+        {**submit(_("Assign a licence"), USERS_ASSIGN, {"user_ids": [detail.user_id]}), "associatedInputs": "none"},
         # the one-line command: block sign-in, remove every licence, free the seats (asked once)
-        command_button("Offboard…", f"offboard {detail.user_principal_name}"),
+        command_button(_("Offboard…"), f"offboard {detail.user_principal_name}"),
         _back(),
     ]
     return card(body, actions)
@@ -290,47 +308,51 @@ def build_new_user_card(
         }
         if required:
             block["isRequired"] = True
-            block["errorMessage"] = f"{label} is required."
+            block["errorMessage"] = _("{label} is required.", label=label)
         if placeholder:
             block["placeholder"] = placeholder
         return [*field_error(name), block]
 
     domains = defaults.domains
     body: list[dict[str, Any]] = [
-        heading("New user"),
-        text("The user is created in your Microsoft tenant at once."),
+        heading(_("New user")),
+        text(_("The user is created in your Microsoft tenant at once.")),
         *(error_lines(error) if error_field not in NEW_USER_FIELDS else []),
-        *text_input("first_name", "First name"),
-        *text_input("last_name", "Last name"),
-        *text_input("display_name", "Display name", placeholder="e.g. Kim Lee (from first and last name if empty)"),
+        *text_input("first_name", _("First name")),
+        *text_input("last_name", _("Last name")),
+        *text_input(
+            "display_name", _("Display name"), placeholder=_("e.g. Kim Lee (from first and last name if empty)")
+        ),
         *field_error("user_name"),
         *field_error("domain"),
         *_user_name_inputs(values, domains),
         *field_error("usage_location"),
         country_choice(
-            "usage_location", "Usage location", values.get("usage_location", defaults.usage_location), required=True
+            "usage_location", _("Usage location"), values.get("usage_location", defaults.usage_location), required=True
         ),
         *field_error("password_email"),
         {
             "type": "Input.Text",
             "id": "password_email",
-            "label": "E-mail the generated password to",
+            "label": _("E-mail the generated password to"),
             "style": "Email",
             "isRequired": True,
-            "errorMessage": "An e-mail address is required for the password.",
+            "errorMessage": _("An e-mail address is required for the password."),
             "value": values.get("password_email", ""),
             "maxLength": 254,
         },
         text(
-            "A strong password is generated and e-mailed to that address only — it is never shown here. "
-            "The user must change it at first sign-in.",
+            _(
+                "A strong password is generated and e-mailed to that address only — it is never shown here. "
+                "The user must change it at first sign-in."
+            ),
             subtle=True,
         ),
     ]
     create = {"request_key": request_key}
     if len(domains) == 1:
         create["domain"] = domains[0]  # the one domain is shown beside the user name, not asked for
-    return card(body, [submit("Create user", USERS_CREATE, create, style="positive"), _back()])
+    return card(body, [submit(_("Create user"), USERS_CREATE, create, style="positive"), _back()])
 
 
 def _user_name_inputs(values: Mapping[str, str], domains: Sequence[str]) -> list[dict[str, Any]]:
@@ -339,9 +361,9 @@ def _user_name_inputs(values: Mapping[str, str], domains: Sequence[str]) -> list
     user_name = {
         "type": "Input.Text",
         "id": "user_name",
-        "label": "User name",
+        "label": _("User name"),
         "isRequired": True,
-        "errorMessage": "User name is required.",
+        "errorMessage": _("User name is required."),
         "placeholder": "kim.lee",
         "value": values.get("user_name", ""),
         "maxLength": 64,
@@ -368,7 +390,7 @@ def _user_name_inputs(values: Mapping[str, str], domains: Sequence[str]) -> list
         {
             "type": "Input.ChoiceSet",
             "id": "domain",
-            "label": "Domain (after the @)",
+            "label": _("Domain (after the @)"),
             "value": values.get("domain") or domains[0],
             "choices": [{"title": f"@{domain}", "value": domain} for domain in domains],
         },
@@ -376,11 +398,17 @@ def _user_name_inputs(values: Mapping[str, str], domains: Sequence[str]) -> list
 
 
 def _pool_title(pool: PoolView) -> str:
-    return f"{pool.name} — {pool.available} available of {pool.active} ({pool.consumed} assigned)"
+    return _(
+        "{name} — {available} available of {active} ({consumed} assigned)",
+        name=pool.name,
+        available=pool.available,
+        active=pool.active,
+        consumed=pool.consumed,
+    )
 
 
 def _user_choice(row: UserRow) -> tuple[str, str]:
-    licences = formatting.plural(row.licence_count, "licence", "licences")
+    licences = ngettext("{n} licence", "{n} licences", row.licence_count)
     return f"{row.display_name} ({row.user_principal_name}) — {licences}", row.user_id
 
 
@@ -401,31 +429,33 @@ def build_assign_card(
     licence product; each product shows Microsoft's pool numbers with the subscriptions feeding it
     listed under it. `users`: the ticked users and the search's first page; `total_users`: how many
     the search matches."""
-    body: list[dict[str, Any]] = [heading("Assign licences")]
+    body: list[dict[str, Any]] = [heading(_("Assign licences"))]
     body += error_lines(error) if error_field not in ("users", "licence", "usage_location") else []
     body.append(
-        _search_row("Search users by name or user name", search, submit("Search", USERS_ASSIGN, {"searching": True}))
+        _search_row(
+            _("Search users by name or user name"), search, submit(_("Search"), USERS_ASSIGN, {"searching": True})
+        )
     )
     body += error_lines(error) if error_field == "users" else []
     body += _picker(
         "user_ids",
-        "Users to get the licence",
+        _("Users to get the licence"),
         [_user_choice(row) for row in users],
         selected_users,
         total=total_users,
-        noun=("user matches" if search else "user", "users match" if search else "users"),
+        noun=(_("user matches") if search else "user", _("users match") if search else "users"),
     )
     if not users:
-        body.append(text("No users match. Search again, or clear the search box.", subtle=True))
+        body.append(text(_("No users match. Search again, or clear the search box."), subtle=True))
     if not pools:
-        body.append(text("Your organisation has no licences to assign yet. Buy a subscription first."))
+        body.append(text(_("Your organisation has no licences to assign yet. Buy a subscription first.")))
     else:
         body += error_lines(error) if error_field == "licence" else []
         body.append(
             {
                 "type": "Input.ChoiceSet",
                 "id": "licence",
-                "label": "Licence product",
+                "label": _("Licence product"),
                 "style": "expanded",
                 "value": selected_pool or pools[0].licence_sku_id,
                 "choices": [{"title": _pool_title(pool), "value": pool.licence_sku_id} for pool in pools],
@@ -434,21 +464,21 @@ def build_assign_card(
         for pool in pools:
             if pool.subscriptions:
                 lines = [
-                    f"- {sub.name}: {formatting.plural(sub.quantity, 'seat', 'seats')} ({sub.status})"
+                    f"- {sub.name}: {ngettext('{n} seat', '{n} seats', sub.quantity)} ({sub.status})"
                     for sub in pool.subscriptions
                 ]
-                body.append(text(f"{pool.name} comes from:\n" + "\n".join(lines), subtle=True))
+                body.append(text(_("{name} comes from:\n", name=pool.name) + "\n".join(lines), subtle=True))
         body.append(
             text(
-                "Microsoft pools licences per product: subscriptions of the same product share one count.",
+                _("Microsoft pools licences per product: subscriptions of the same product share one count."),
                 subtle=True,
             )
         )
     body += error_lines(error) if error_field == "usage_location" else []
-    body.append(country_choice("usage_location", "Usage location for users who have none", usage_location))
+    body.append(country_choice("usage_location", _("Usage location for users who have none"), usage_location))
     actions = [_back()]
     if pools:
-        actions.insert(0, submit("Assign", USERS_ASSIGN_DO, {"request_key": request_key}, style="positive"))
+        actions.insert(0, submit(_("Assign"), USERS_ASSIGN_DO, {"request_key": request_key}, style="positive"))
     return card(body, actions)
 
 
@@ -456,7 +486,7 @@ def build_licence_outcome_card(title: str, outcome: LicenceOutcome) -> Card:
     """What happened per user, and the pool's numbers now."""
     body: list[dict[str, Any]] = [heading(title)]
     if outcome.already_done:
-        body.append(text("This was already done (the card was sent twice); nothing more was changed."))
+        body.append(text(_("This was already done (the card was sent twice); nothing more was changed.")))
     for result in outcome.results:
         mark = "✔" if result.ok else "✖"
         body.append(text(f"{mark} {result.display_name}: {result.message}", color=None if result.ok else "Attention"))
@@ -465,14 +495,14 @@ def build_licence_outcome_card(title: str, outcome: LicenceOutcome) -> Card:
         body.append(
             facts(
                 [
-                    ("Licence product", pool.name),
-                    ("Available", str(pool.available)),
-                    ("Assigned", str(pool.consumed)),
-                    ("Total", str(pool.active)),
+                    (_("Licence product"), pool.name),
+                    (_("Available"), str(pool.available)),
+                    (_("Assigned"), str(pool.consumed)),
+                    (_("Total"), str(pool.active)),
                 ]
             )
         )
-    return card(body, [_back(), submit("Assign more", USERS_ASSIGN)])
+    return card(body, [_back(), submit(_("Assign more"), USERS_ASSIGN)])
 
 
 def _kept(values: Mapping[str, str], key: str) -> dict[str, str]:
@@ -498,21 +528,24 @@ def build_directory_card(
     export search matches. `values`: what the admin had entered (kept when the card comes back)."""
     kept = values or {}
     entry_search, user_search = kept.get("entry_search", ""), kept.get("user_search", "")
-    searching = submit("Search", USERS_DIRECTORY, {"searching": True})
+    searching = submit(_("Search"), USERS_DIRECTORY, {"searching": True})
     body: list[dict[str, Any]] = [
-        heading("Your organisation's user directory"),
+        heading(_("Your organisation's user directory")),
         *error_lines(error),
         text(
-            f"{formatting.plural(in_directory, 'person', 'people')} in the directory; "
-            f"{waiting_total} not yet in the Microsoft tenant."
+            _(
+                "{plural} in the directory; {waiting_total} not yet in the Microsoft tenant.",
+                plural=ngettext("{n} person", "{n} people", in_directory),
+                waiting_total=waiting_total,
+            )
         ),
-        {**heading("Import into the tenant"), "size": "Medium"},
+        {**heading(_("Import into the tenant")), "size": "Medium"},
     ]
     if waiting_total:
-        body.append(_search_row("Search the directory by name or e-mail", entry_search, searching, "entry_search"))
+        body.append(_search_row(_("Search the directory by name or e-mail"), entry_search, searching, "entry_search"))
         body += _picker(
             "entry_ids",
-            "People to create in the tenant (each gets a generated password by e-mail)",
+            _("People to create in the tenant (each gets a generated password by e-mail)"),
             [(f"{entry.display_name or entry.email} ({entry.email})", str(entry.entry_id)) for entry in entries],
             kept.get("entry_ids", "").split(","),
             total=entries_matching,
@@ -523,18 +556,20 @@ def build_directory_card(
                 "type": "Input.Text",
                 "id": "import_send_to",
                 **_kept(kept, "import_send_to"),
-                "label": "E-mail the passwords to (empty: each person's own address)",
+                "label": _("E-mail the passwords to (empty: each person's own address)"),
                 "style": "Email",
                 "maxLength": 254,
             }
         )
     else:
-        body.append(text("Nobody to import. The reseller loads the directory (cspbot directory import).", subtle=True))
-    body.append({**heading("Export tenant users to the directory"), "size": "Medium"})
-    body.append(_search_row("Search users by name or user name", user_search, searching, "user_search"))
+        body.append(
+            text(_("Nobody to import. The reseller loads the directory (cspbot directory import)."), subtle=True)
+        )
+    body.append({**heading(_("Export tenant users to the directory")), "size": "Medium"})
+    body.append(_search_row(_("Search users by name or user name"), user_search, searching, "user_search"))
     body += _picker(
         "user_ids",
-        "Tenant users to add to the directory",
+        _("Tenant users to add to the directory"),
         [(f"{row.display_name} ({row.user_principal_name})", row.user_id) for row in users],
         kept.get("user_ids", "").split(","),
         total=users_matching,
@@ -545,14 +580,14 @@ def build_directory_card(
             "type": "Input.Text",
             "id": "send_to",
             **_kept(kept, "send_to"),
-            "label": "E-mail the directory passwords to (empty: each user's own address)",
+            "label": _("E-mail the directory passwords to (empty: each user's own address)"),
             "style": "Email",
             "maxLength": 254,
         }
     )
-    actions = [submit("Export selected users", USERS_EXPORT, {"request_key": request_key}), _back()]
+    actions = [submit(_("Export selected users"), USERS_EXPORT, {"request_key": request_key}), _back()]
     if waiting_total:
-        actions.insert(0, submit("Import selected people", USERS_IMPORT, {"request_key": request_key}))
+        actions.insert(0, submit(_("Import selected people"), USERS_IMPORT, {"request_key": request_key}))
     return card(body, actions)
 
 
@@ -561,39 +596,56 @@ def build_directory_outcome_card(title: str, results: Sequence[EntryResult]) -> 
     for result in results:
         mark = "✔" if result.ok else "✖"
         body.append(text(f"{mark} {result.name}: {result.message}", color=None if result.ok else "Attention"))
-    return card(body, [_back(), submit("User directory", USERS_DIRECTORY)])
+    return card(body, [_back(), submit(_("User directory"), USERS_DIRECTORY)])
 
 
 def build_user_created_card(
     user_id: str, upn: str, name: str, sent_to: str, *, mail_failed: bool, already: bool, mail_queued: bool = False
 ) -> Card:
     if already:
-        lines = [text(f"{name} ({upn}) was already created from this card; nothing more was done.")]
+        lines = [
+            text(_("{name} ({upn}) was already created from this card; nothing more was done.", name=name, upn=upn))
+        ]
     elif mail_failed:
         lines = [
-            text(f"{name} was created as {upn}."),
+            text(_("{name} was created as {upn}.", name=name, upn=upn)),
             text(
-                f"The password e-mail to {sent_to} could not be sent; the reseller was alerted. "
-                "Reset the password in the Microsoft 365 admin centre.",
+                _(
+                    "The password e-mail to {sent_to} could not be sent; the reseller was alerted. Reset the "
+                    "password in the Microsoft 365 admin centre.",
+                    sent_to=sent_to,
+                ),
                 color="Warning",
             ),
         ]
     elif mail_queued:
         lines = [
-            text(f"{name} was created as {upn}."),
+            text(_("{name} was created as {upn}.", name=name, upn=upn)),
             text(
-                f"The mail server is not answering: the password e-mail to {sent_to} is queued and will be "
-                "sent when it is back (the reseller is alerted if it keeps failing).",
+                _(
+                    "The mail server is not answering: the password e-mail to {sent_to} is queued and will be "
+                    "sent when it is back (the reseller is alerted if it keeps failing).",
+                    sent_to=sent_to,
+                ),
                 color="Warning",
             ),
         ]
     else:
-        lines = [text(f"{name} was created as {upn}. The password was e-mailed to {sent_to}.")]
+        lines = [
+            text(
+                _(
+                    "{name} was created as {upn}. The password was e-mailed to {sent_to}.",
+                    name=name,
+                    upn=upn,
+                    sent_to=sent_to,
+                )
+            )
+        ]
     return card(
-        [heading("User created"), *lines],
+        [heading(_("User created")), *lines],
         [
-            submit("Assign a licence", USERS_ASSIGN, {"user_ids": [user_id]}),
-            submit("New user", USERS_NEW),
+            submit(_("Assign a licence"), USERS_ASSIGN, {"user_ids": [user_id]}),
+            submit(_("New user"), USERS_NEW),
             _back(),
         ],
     )
@@ -602,6 +654,6 @@ def build_user_created_card(
 def build_continue_here_card(title: str, command: str) -> Card:
     """Sent to the 1:1 chat when a users task is asked for in a channel (its cards hold user data)."""
     return card(
-        [heading(title), text("This task shows your tenant's users, so it runs here in our 1:1 chat.")],
-        [command_button(f"Start {title.lower()} here", command)],
+        [heading(title), text(_("This task shows your tenant's users, so it runs here in our 1:1 chat."))],
+        [command_button(_("Start “{title}” here", title=title), command)],
     )

@@ -25,6 +25,7 @@ from typing import Any
 
 from cards.base import Card, card, facts, heading, submit, text
 from services import formatting
+from services.i18n import _, ngettext
 from services.subscriptions import QuantityPlan
 from services.warnings.rules import Kind, WarningSettings
 from services.warnings.service import NoticeView, TermSwitchPlan
@@ -39,7 +40,7 @@ OVERVIEW_XLSX = "overview_xlsx"
 
 
 def _seats(n: int) -> str:
-    return formatting.plural(n, "seat", "seats")
+    return ngettext("{n} seat", "{n} seats", n)
 
 
 def _when(value: Any) -> datetime | None:
@@ -48,7 +49,7 @@ def _when(value: Any) -> datetime | None:
 
 def _money(value: Any, currency: str) -> str:
     if value in (None, ""):
-        return "no price set — ask your reseller"
+        return _("no price set — ask your reseller")
     return formatting.money(Decimal(str(value)), currency)
 
 
@@ -63,7 +64,7 @@ def _with_refresh(result: Card, notice: NoticeView, user_ids: Sequence[str]) -> 
     """Teams re-asks the bot for the card when an admin named here opens it: it then shows what is
     still possible (a window that closed meanwhile has no button any more)."""
     result["refresh"] = {
-        "action": {"type": "Action.Execute", "title": "Refresh", "verb": REFRESH, "data": {"notice_id": notice.id}},
+        "action": {"type": "Action.Execute", "title": _("Refresh"), "verb": REFRESH, "data": {"notice_id": notice.id}},
         "userIds": list(user_ids)[:60],
     }
     return result
@@ -81,10 +82,10 @@ def _renews_on(notice: NoticeView) -> str:
 def title_of(notice: NoticeView) -> str:
     name = str(notice.facts.get("name", ""))
     if notice.kind is Kind.SEAT_WINDOW:
-        return f"Seats you can still return: {name}"
+        return _("Seats you can still return: {name}", name=name)
     if notice.kind is Kind.RENEWAL:
-        return f"{name} renews on {_renews_on(notice)}"
-    return f"Idle licences: {name}"
+        return _("{name} renews on {renews_on}", name=name, renews_on=_renews_on(notice))
+    return _("Idle licences: {name}", name=name)
 
 
 def _seat_body(notice: NoticeView) -> list[dict[str, Any]]:
@@ -94,18 +95,23 @@ def _seat_body(notice: NoticeView) -> list[dict[str, Any]]:
     unassigned = f.get("unassigned")
     lines = [
         text(
-            f"**{_seats(int(f['removable']))}** of {f['name']} can still be removed with a refund until **{closes}**. "
-            "Microsoft takes seats back only within 7 days of adding them; after that they are paid until the "
-            "renewal."
+            _(
+                "**{seats}** of {name} can still be removed with a refund until **{closes}**. Microsoft "
+                "takes seats back only within 7 days of adding them; after that they are paid until the "
+                "renewal.",
+                seats=_seats(int(f["removable"])),
+                name=f["name"],
+                closes=closes,
+            )
         ),
         facts(
             [
-                ("Seats", _seats(int(f["quantity"]))),
-                ("Unassigned now", "unknown" if unassigned is None else str(unassigned)),
-                ("Refundable now", _seats(int(f["refundable"]))),
-                ("Window closes", closes),
+                (_("Seats"), _seats(int(f["quantity"]))),
+                (_("Unassigned now"), "unknown" if unassigned is None else str(unassigned)),
+                (_("Refundable now"), _seats(int(f["refundable"]))),
+                (_("Window closes"), closes),
                 (
-                    "Price",
+                    _("Price"),
                     formatting.unit_price(Decimal(str(f["unit_price"])), currency, str(f.get("billing_cycle", "")))
                     if f.get("unit_price")
                     else _money(None, currency),
@@ -122,33 +128,56 @@ def _renewal_body(notice: NoticeView) -> list[dict[str, Any]]:
     period = formatting.per_period(str(f.get("billing_cycle", "")))
     renewing = int(f["renewing_quantity"])
     pairs = [
-        ("Renews on", _renews_on(notice)),
-        ("Seats now", _seats(int(f["quantity"]))),
+        (_("Renews on"), _renews_on(notice)),
+        (_("Seats now"), _seats(int(f["quantity"]))),
     ]
     if f.get("scheduled_quantity") is not None:
-        pairs.append(("Scheduled for the renewal", _seats(int(f["scheduled_quantity"]))))
+        pairs.append((_("Scheduled for the renewal"), _seats(int(f["scheduled_quantity"]))))
     if f.get("assigned") is not None:
-        pairs.append(("Assigned to users", str(f["assigned"])))
-        pairs.append(("Unassigned at renewal", str(f["unassigned"])))
+        pairs.append((_("Assigned to users"), str(f["assigned"])))
+        pairs.append((_("Unassigned at renewal"), str(f["unassigned"])))
     term = formatting.term(str(f.get("term_duration", "")))
-    scheduled = " (as scheduled)" if f.get("term_scheduled") else ""
-    pairs.append(("Term", f"{term}, billed {formatting.billed(str(f.get('billing_cycle', '')))}{scheduled}"))
-    pairs.append((f"Renewal cost {period}", f"{_money(f.get('cost_per_period'), currency)} for {_seats(renewing)}"))
-    pairs.append(("For the whole term", _money(f.get("cost_per_term"), currency)))
+    scheduled = _(" (as scheduled)") if f.get("term_scheduled") else ""
+    pairs.append(
+        (
+            _("Term"),
+            _(
+                "{term}, billed {billed}{scheduled}",
+                term=term,
+                billed=formatting.billed(str(f.get("billing_cycle", ""))),
+                scheduled=scheduled,
+            ),
+        )
+    )
+    pairs.append(
+        (
+            _("Renewal cost {period}", period=period),
+            _("{money} for {seats}", money=_money(f.get("cost_per_period"), currency), seats=_seats(renewing)),
+        )
+    )
+    pairs.append((_("For the whole term"), _money(f.get("cost_per_term"), currency)))
     if f.get("price_changes"):
         pairs.append(
             (
-                "Price per seat",
-                f"{_money(f.get('unit_price'), currency)} now → {_money(f.get('renewal_unit_price'), currency)} "
-                "from the renewal",
+                _("Price per seat"),
+                _(
+                    "{money} now → {money2} from the renewal",
+                    money=_money(f.get("unit_price"), currency),
+                    money2=_money(f.get("renewal_unit_price"), currency),
+                ),
             )
         )
     lock = formatting.datetime_utc(_when(f.get("lock_at")))
     return [
-        text(f"It renews automatically with **{_seats(renewing)}** for another term at the price below."),
+        text(
+            _("It renews automatically with **{seats}** for another term at the price below.", seats=_seats(renewing))
+        ),
         facts(pairs),
         text(
-            f"Changes must be in by **{lock}**: Microsoft locks the subscription for the 24 hours before it renews.",
+            _(
+                "Changes must be in by **{lock}**: Microsoft locks the subscription for the 24 hours before it renews.",
+                lock=lock,
+            ),
             subtle=True,
         ),
     ]
@@ -161,20 +190,30 @@ def _idle_body(notice: NoticeView, *, with_buttons: bool) -> list[dict[str, Any]
     idle, inactive = int(f.get("idle_seats", 0)), int(f.get("inactive_count", 0))
     parts = []
     if idle:
-        parts.append(f"**{_seats(idle)}** unassigned for more than {days} days")
+        parts.append(_("**{seats}** unassigned for more than {days} days", seats=_seats(idle), days=days))
     if inactive:
-        users = formatting.plural(inactive, "licensed user", "licensed users")
-        parts.append(f"**{users}** not signed in for {days} days")
+        users = ngettext("{n} licensed user", "{n} licensed users", inactive)
+        parts.append(_("**{users}** not signed in for {days} days", users=users, days=days))
     body: list[dict[str, Any]] = [
-        text(" and ".join(parts) + f" — {_money(f.get('monthly_cost'), currency)} a month at your price."),
+        text(
+            _(
+                "{idle} — {money} a month at your price.",
+                idle=_("{seats} and {users}", seats=parts[0], users=parts[1]) if len(parts) == 2 else "".join(parts),
+                money=_money(f.get("monthly_cost"), currency),
+            )
+        ),
         facts(
             [
-                ("Price", f"{_money(f.get('monthly_price'), currency)} per licence per month"),
-                ("Reassign now", _seats(idle) + (" (free to give to someone)" if idle else "")),
+                (_("Price"), _("{money} per licence per month", money=_money(f.get("monthly_price"), currency))),
+                (_("Reassign now"), _seats(idle) + (_(" (free to give to someone)") if idle else "")),
                 (
-                    "Reducible at renewal",
-                    f"up to {_seats(int(f.get('reducible_at_renewal', 0)))}"
-                    + (f" on {formatting.date(_when(f.get('next_renewal')))}" if f.get("next_renewal") else ""),
+                    _("Reducible at renewal"),
+                    _("up to {seats}", seats=_seats(int(f.get("reducible_at_renewal", 0))))
+                    + (
+                        _(" on {date}", date=formatting.date(_when(f.get("next_renewal"))))
+                        if f.get("next_renewal")
+                        else ""
+                    ),
                 ),
             ]
         ),
@@ -184,7 +223,7 @@ def _idle_body(notice: NoticeView, *, with_buttons: bool) -> list[dict[str, Any]
         last = formatting.date(_when(user.get("last_sign_in")))
         column: list[dict[str, Any]] = [
             text(f"{user['name']} ({user['upn']})", weight="Bolder"),
-            text(f"last signed in {last}", subtle=True),
+            text(_("last signed in {last}", last=last), subtle=True),
         ]
         row: dict[str, Any] = {
             "type": "ColumnSet",
@@ -193,7 +232,7 @@ def _idle_body(notice: NoticeView, *, with_buttons: bool) -> list[dict[str, Any]
         }
         if user["user_id"] in done:
             row["columns"].append(
-                {"type": "Column", "width": "auto", "items": [text("✓ licence removed", color="Good")]}
+                {"type": "Column", "width": "auto", "items": [text(_("✓ licence removed"), color="Good")]}
             )
         elif with_buttons:
             row["columns"].append(
@@ -204,7 +243,7 @@ def _idle_body(notice: NoticeView, *, with_buttons: bool) -> list[dict[str, Any]
                         {
                             "type": "ActionSet",
                             "actions": [
-                                execute("Unassign", UNASSIGN, {"notice_id": notice.id, "user_id": user["user_id"]})
+                                execute(_("Unassign"), UNASSIGN, {"notice_id": notice.id, "user_id": user["user_id"]})
                             ],
                         }
                     ],
@@ -212,7 +251,9 @@ def _idle_body(notice: NoticeView, *, with_buttons: bool) -> list[dict[str, Any]
             )
         body.append(row)
     if inactive > len(f.get("inactive_users", [])):
-        body.append(text(f"…and {inactive - len(f['inactive_users'])} more; see **users**.", subtle=True))
+        body.append(
+            text(_("…and {value} more; see **users**.", value=inactive - len(f["inactive_users"])), subtle=True)
+        )
     return body
 
 
@@ -229,18 +270,23 @@ def _actions(notice: NoticeView) -> list[dict[str, Any]]:
     f = notice.facts
     if notice.kind is Kind.SEAT_WINDOW:
         return [
-            execute(f"Remove {_seats(int(f['removable']))}", REMOVE, ids, "positive"),
-            execute("Keep as is", KEEP, ids),
+            execute(_("Remove {seats}", seats=_seats(int(f["removable"]))), REMOVE, ids, "positive"),
+            execute(_("Keep as is"), KEEP, ids),
         ]
     if notice.kind is Kind.RENEWAL:
-        actions = [execute("Keep as is", KEEP, ids)]
+        actions = [execute(_("Keep as is"), KEEP, ids)]
         if f.get("suggested_quantity"):
             suggested = int(f["suggested_quantity"])
             actions.append(
-                execute(f"Renew with {_seats(suggested)}", RENEW_WITH, {**ids, "quantity": suggested}, "positive")
+                execute(
+                    _("Renew with {seats}", seats=_seats(suggested)),
+                    RENEW_WITH,
+                    {**ids, "quantity": suggested},
+                    "positive",
+                )
             )
-        actions.append(execute("Switch term/billing", SWITCH_TERM, ids))
-        actions.append(execute("Turn auto-renew off", AUTORENEW_OFF, ids))
+        actions.append(execute(_("Switch term/billing"), SWITCH_TERM, ids))
+        actions.append(execute(_("Turn auto-renew off"), AUTORENEW_OFF, ids))
         return actions
     return []
 
@@ -275,30 +321,32 @@ def build_removal_preview_card(notice: NoticeView, plan: QuantityPlan, key: str)
     """Remove the seats: the change-quantity preview (the refund as the bill will show it)."""
     seats = plan.current - plan.new
     period = formatting.per_period(plan.billing_cycle)
-    pairs = [("Seats", f"{plan.current} → {plan.new}")]
+    pairs = [(_("Seats"), f"{plan.current} → {plan.new}")]
     if plan.charge_now is not None:
-        pairs.append(("Refunded now (pro rata)", _money(abs(plan.charge_now.amount), plan.currency)))
-    pairs.append((f"New cost {period}", _money(plan.recurring_new, plan.currency)))
+        pairs.append((_("Refunded now (pro rata)"), _money(abs(plan.charge_now.amount), plan.currency)))
+    pairs.append((_("New cost {period}", period=period), _money(plan.recurring_new, plan.currency)))
     if plan.refundable_until is not None:
         until = formatting.datetime_utc(plan.refundable_until)
-        pairs.append(("Refund window", f"{_seats(plan.refundable)} until {until}"))
+        pairs.append((_("Refund window"), _("{seats} until {until}", seats=_seats(plan.refundable), until=until)))
     body = [
-        heading(f"Remove {_seats(seats)} of {plan.name}?"),
+        heading(_("Remove {seats} of {name}?", seats=_seats(seats), name=plan.name)),
         facts(pairs),
-        text("Charges follow Microsoft's billing rules; the bill shows the exact lines.", subtle=True),
+        text(_("Charges follow Microsoft's billing rules; the bill shows the exact lines."), subtle=True),
     ]
     data = {"notice_id": notice.id, "quantity": plan.new, "etag": plan.etag, "request_key": key}
     return card(
         body,
         [
-            execute(f"Remove {_seats(seats)}", CONFIRM_REMOVE, data, "positive"),
-            execute("Keep as is", KEEP, {"notice_id": notice.id}),
+            execute(_("Remove {seats}", seats=_seats(seats)), CONFIRM_REMOVE, data, "positive"),
+            execute(_("Keep as is"), KEEP, {"notice_id": notice.id}),
         ],
     )
 
 
 def _option_title(term_duration: str, billing_cycle: str) -> str:
-    return f"{formatting.term(term_duration)} term, billed {formatting.billed(billing_cycle)}"
+    return _(
+        "{term} term, billed {billed}", term=formatting.term(term_duration), billed=formatting.billed(billing_cycle)
+    )
 
 
 def build_term_switch_card(notice: NoticeView, plan: TermSwitchPlan) -> Card:
@@ -310,10 +358,17 @@ def build_term_switch_card(notice: NoticeView, plan: TermSwitchPlan) -> Card:
         label = _option_title(option.term_duration, option.billing_cycle)
         period = formatting.per_period(option.billing_cycle)
         items: list[dict[str, Any]] = [
-            text(label + (" (now)" if option.current else ""), weight="Bolder"),
+            text(label + (_(" (now)") if option.current else ""), weight="Bolder"),
             text(f"{formatting.money(option.per_period, option.currency)} {period}"),
-            text(f"{formatting.money(option.per_year, option.currency)} per year", subtle=True),
-            text(f"{formatting.money(option.unit_price, option.currency)} per seat {period}", subtle=True),
+            text(_("{money} per year", money=formatting.money(option.per_year, option.currency)), subtle=True),
+            text(
+                _(
+                    "{money} per seat {period}",
+                    money=formatting.money(option.unit_price, option.currency),
+                    period=period,
+                ),
+                subtle=True,
+            ),
         ]
         columns.append({"type": "Column", "width": "stretch", "items": items})
         if not option.current:
@@ -322,39 +377,50 @@ def build_term_switch_card(notice: NoticeView, plan: TermSwitchPlan) -> Card:
                 "term_duration": option.term_duration,
                 "billing_cycle": option.billing_cycle,
             }
-            buttons.append(execute(f"Renew: {label}", CONFIRM_TERM, data))
-    when = formatting.date(plan.renews_on) if plan.renews_on else "its renewal"
+            buttons.append(execute(_("Renew: {label}", label=label), CONFIRM_TERM, data))
+    when = formatting.date(plan.renews_on) if plan.renews_on else _("its renewal")
     body = [
-        heading(f"Switch term or billing of {plan.name}"),
+        heading(_("Switch term or billing of {name}", name=plan.name)),
         text(
-            f"From the renewal on {when}, for {_seats(plan.quantity)}, at your reseller's price then. The change "
-            "is scheduled with Microsoft for the renewal; until then nothing changes.",
+            _(
+                "From the renewal on {when}, for {seats}, at your reseller's price then. The change is "
+                "scheduled with Microsoft for the renewal; until then nothing changes.",
+                when=when,
+                seats=_seats(plan.quantity),
+            ),
         ),
         {"type": "ColumnSet", "columns": columns},
         text(
-            "A monthly term can be lowered every month; an annual or 3-year term keeps its seats for the whole "
-            "term (only new seats have a 7-day refund window).",
+            _(
+                "A monthly term can be lowered every month; an annual or 3-year term keeps its seats for the whole "
+                "term (only new seats have a 7-day refund window)."
+            ),
             subtle=True,
         ),
     ]
-    return card(body, [*buttons, execute("Back", BACK, {"notice_id": notice.id})])
+    return card(body, [*buttons, execute(_("Back"), BACK, {"notice_id": notice.id})])
 
 
 def build_unassign_confirm_card(notice: NoticeView, user: Mapping[str, Any]) -> Card:
     last = formatting.date(_when(user.get("last_sign_in")))
     body = [
-        heading(f"Remove {notice.facts.get('name', 'the licence')} from {user['name']}?"),
+        heading(_("Remove {get} from {name}?", get=notice.facts.get("name") or _("the licence"), name=user["name"])),
         text(
-            f"{user['name']} ({user['upn']}) last signed in {last}. The licence goes back to the pool: you can give it "
-            "to someone else now, or schedule fewer seats for the renewal."
+            _(
+                "{name} ({upn}) last signed in {last}. The licence goes back to the pool: you can give it "
+                "to someone else now, or schedule fewer seats for the renewal.",
+                name=user["name"],
+                upn=user["upn"],
+                last=last,
+            )
         ),
     ]
     data = {"notice_id": notice.id, "user_id": user["user_id"]}
     return card(
         body,
         [
-            execute("Unassign", CONFIRM_UNASSIGN, data, "destructive"),
-            execute("Back", BACK, {"notice_id": notice.id}),
+            execute(_("Unassign"), CONFIRM_UNASSIGN, data, "destructive"),
+            execute(_("Back"), BACK, {"notice_id": notice.id}),
         ],
     )
 
@@ -393,36 +459,42 @@ def build_settings_card(
             "placeholder": placeholder,
         }
 
-    body: list[dict[str, Any]] = [heading("Warnings before money is locked in")]
+    body: list[dict[str, Any]] = [heading(_("Warnings before money is locked in"))]
     if notice:
         body.append(text(notice, color="Good"))
     if error:
         body.append(text(error, color="Attention", weight="Bolder"))
     body += [
         text(
-            "The bot tells your organisation's admins in their chat with it, in time to act, with the fix on the card.",
+            _(
+                "The bot tells your organisation's admins in their chat with it, in time to act, "
+                "with the fix on the card."
+            ),
             subtle=True,
         ),
-        toggle(Kind.SEAT_WINDOW, "Seat window closing (seats refundable only within 7 days of being added)"),
-        toggle(Kind.RENEWAL, "Renewal coming (fewer seats can be scheduled until 24 hours before)"),
-        toggle(Kind.IDLE, "Idle licences (unassigned seats, licensed users not signed in)"),
+        toggle(Kind.SEAT_WINDOW, _("Seat window closing (seats refundable only within 7 days of being added)")),
+        toggle(Kind.RENEWAL, _("Renewal coming (fewer seats can be scheduled until 24 hours before)")),
+        toggle(Kind.IDLE, _("Idle licences (unassigned seats, licensed users not signed in)")),
         field(
-            "leads", "Renewal warnings, days before the renewal", ",".join(map(str, settings.renewal_lead_days)), "30,7"
+            "leads",
+            _("Renewal warnings, days before the renewal"),
+            ",".join(map(str, settings.renewal_lead_days)),
+            "30,7",
         ),
         field(
-            "seat_window_hours", "Seat-window warning, hours before it closes", str(settings.seat_window_hours), "48"
+            "seat_window_hours", _("Seat-window warning, hours before it closes"), str(settings.seat_window_hours), "48"
         ),
-        field("idle_days", "Idle after (days)", str(settings.idle_days), "30"),
+        field("idle_days", _("Idle after (days)"), str(settings.idle_days), "30"),
         field(
             "excluded",
-            "Offers left out of idle warnings (PRODUCT:SKU, comma-separated)",
+            _("Offers left out of idle warnings (PRODUCT:SKU, comma-separated)"),
             ", ".join(record["excluded_skus"]),
             "CFQ7TTC0LH18:0001",
         ),
-        field("quiet", "Quiet hours (e.g. 20-08, or off)", record["quiet_hours"] or "off", "20-08"),
-        field("timezone", "Time zone", settings.timezone, "Europe/Oslo"),
+        field("quiet", _("Quiet hours (e.g. 20-08, or off)"), record["quiet_hours"] or "off", "20-08"),
+        field("timezone", _("Time zone"), settings.timezone, _("Europe/Oslo")),
     ]
-    return card(body, [submit("Save", SAVE_SETTINGS, style="positive"), submit("Done", CLOSE_SETTINGS)])
+    return card(body, [submit(_("Save"), SAVE_SETTINGS, style="positive"), submit(_("Done"), CLOSE_SETTINGS)])
 
 
 def _change(value: Any) -> str:
@@ -432,51 +504,59 @@ def _change(value: Any) -> str:
 
 
 def _amounts(by_currency: Mapping[str, Any]) -> str:
-    return ", ".join(_money(amount, currency) for currency, amount in sorted(by_currency.items())) or "no price set"
+    return ", ".join(_money(amount, currency) for currency, amount in sorted(by_currency.items())) or _("no price set")
 
 
 def build_overview_card(overview: Mapping[str, Any], organisation: str = "") -> Card:
     """The monthly licence overview; its XLSX comes through a single-use download link."""
     month = formatting.month(date.fromisoformat(f"{overview['month']}-01"))
-    body: list[dict[str, Any]] = [heading(f"Licence overview — {month}")]
+    body: list[dict[str, Any]] = [heading(_("Licence overview — {month}", month=month))]
     if organisation:
         body.append(text(organisation, subtle=True))
     if not overview["first"]:
-        body.append(text("Changes since last month's overview are in brackets.", subtle=True))
+        body.append(text(_("Changes since last month's overview are in brackets."), subtle=True))
     for product in overview["products"]:
         body.append(text(str(product["name"]), weight="Bolder"))
         body.append(
             facts(
                 [
-                    ("Seats", f"{product['seats']}{_change(product['seats_change'])}"),
-                    ("Assigned", f"{product['assigned']}{_change(product['assigned_change'])}"),
+                    (_("Seats"), f"{product['seats']}{_change(product['seats_change'])}"),
+                    (_("Assigned"), f"{product['assigned']}{_change(product['assigned_change'])}"),
                     (
-                        "Idle",
-                        f"{product['idle']} ({product['unassigned']} unassigned, "
-                        f"{product['inactive_users']} not signed in)",
+                        _("Idle"),
+                        _(
+                            "{idle} ({unassigned} unassigned, {inactive_users} not signed in)",
+                            idle=product["idle"],
+                            unassigned=product["unassigned"],
+                            inactive_users=product["inactive_users"],
+                        ),
                     ),
-                    ("Cost per month", _amounts(product["cost_per_month"])),
+                    (_("Cost per month"), _amounts(product["cost_per_month"])),
                 ]
             )
         )
     if not overview["products"]:
-        body.append(text("No licences."))
+        body.append(text(_("No licences.")))
     if overview["gone"]:
-        body.append(text(f"No longer held since last month: {', '.join(overview['gone'])}."))
-    body.append(text(f"Total per month: {_amounts(overview['total_per_month'])}", weight="Bolder"))
-    body.append(heading("Renewals in the next 60 days"))
+        body.append(text(_("No longer held since last month: {join}.", join=", ".join(overview["gone"]))))
+    body.append(text(_("Total per month: {amounts}", amounts=_amounts(overview["total_per_month"])), weight="Bolder"))
+    body.append(heading(_("Renewals in the next 60 days")))
     renewals = [
         (
             formatting.date(date.fromisoformat(item["renews_on"])),
             f"{item['name']}: "
             + (
-                f"renews with {_seats(int(item['quantity']))}, "
-                f"{_money(item['cost_per_period'], item['currency'])} {formatting.per_period(item['billing_cycle'])}"
+                _(
+                    "renews with {seats}, {money} {per_period}",
+                    seats=_seats(int(item["quantity"])),
+                    money=_money(item["cost_per_period"], item["currency"]),
+                    per_period=formatting.per_period(item["billing_cycle"]),
+                )
                 if item["renews"]
-                else "ends (does not renew)"
+                else _("ends (does not renew)")
             ),
         )
         for item in overview["renewals"]
     ]
-    body.append(facts(renewals) if renewals else text("None."))
-    return card(body, [execute("Download as Excel", OVERVIEW_XLSX, {"month": overview["month"]})])
+    body.append(facts(renewals) if renewals else text(_("None.")))
+    return card(body, [execute(_("Download as Excel"), OVERVIEW_XLSX, {"month": overview["month"]})])

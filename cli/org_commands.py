@@ -1,7 +1,7 @@
 """`cspbot org …` and `cspbot member …`: customer organisations, their people and roles.
 
     cspbot org create|list|show|update|link-tenant|approvals-channel|warnings|policy ...
-    cspbot member add|remove|roles ...
+    cspbot member add|remove|roles|language ...
 
 Shares the profile flags and member lines between the two groups.
 """
@@ -148,7 +148,7 @@ def add_org(commands: Commands) -> None:
 
 def add_member(commands: Commands) -> None:
     member = command_parser(commands, "member", MEMBER_HELP).add_subparsers(
-        dest="action", required=True, metavar="{add,remove,roles}"
+        dest="action", required=True, metavar="{add,remove,roles,language}"
     )
     add = member.add_parser("add", help="register a member by their work e-mail / sign-in name")
     add.add_argument("slug", metavar="SLUG")
@@ -170,6 +170,12 @@ def add_member(commands: Commands) -> None:
     roles.add_argument("--add", action="append", default=[], metavar="ROLE", help=f"repeatable: {ROLE_NAMES}")
     roles.add_argument("--remove", action="append", default=[], metavar="ROLE", help="repeatable")
     roles.set_defaults(handler=_member_roles, usage_error=roles.error, check_usage=_check_roles)
+
+    language = member.add_parser("language", help="the language a member reads (nb, de-DE, ...; auto follows Teams)")
+    language.add_argument("slug", metavar="SLUG")
+    language.add_argument("email", metavar="EMAIL")
+    language.add_argument("language", metavar="LANGUAGE", help="a language the bot speaks, or auto")
+    language.set_defaults(handler=_member_language)
 
 
 def _check_channel(args: argparse.Namespace) -> None:
@@ -365,6 +371,12 @@ async def _member_add(args: argparse.Namespace, services: Services) -> None:
 async def _member_remove(args: argparse.Namespace, services: Services) -> None:
     await services.organisations.remove_member(args.slug, args.email, actor=actor())
     out(f"Removed {args.email.strip().lower()} from {args.slug.strip().lower()}.")
+
+
+async def _member_language(args: argparse.Namespace, services: Services) -> None:
+    member = await services.organisations.set_language(args.slug, args.email, args.language, actor=actor())
+    shown = member.language or f"auto (follows Teams: {member.teams_locale or 'not seen yet'})"
+    out(f"{member.email} in {args.slug.strip().lower()} now reads in: {shown}.")
 
 
 async def _member_roles(args: argparse.Namespace, services: Services) -> None:

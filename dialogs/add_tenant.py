@@ -51,6 +51,7 @@ from dialogs.sdk import DialogTurnResult, WaterfallStepContext
 from services.access import Caller
 from services.db import utcnow
 from services.errors import Conflict
+from services.i18n import N_, _
 from services.jobs import SUCCEEDED, JobView
 from services.mail import is_mail_address
 from services.partner_center import PartnerCenterError
@@ -105,7 +106,7 @@ def _rules(profile: dict[str, Any] | None, country: str = "") -> FormRules:
 
 
 class AddTenantDialog(TaskDialog):
-    title = "add tenant"
+    title = N_("add tenant")
 
     def __init__(self, tenants: TenantService) -> None:
         super().__init__(ADD_TENANT_DIALOG, [self.show_step, self.handle_step])
@@ -129,10 +130,10 @@ class AddTenantDialog(TaskDialog):
         verb = str(submitted.get("verb", ""))
         caller = caller_of(step.context)
         if verb == VERB_CANCEL:
-            await step.context.send_activity("Cancelled add tenant. Nothing was created.")
+            await step.context.send_activity(_("Cancelled add tenant. Nothing was created."))
             return await step.end_dialog()
         if submitted.get("rev") != state.get("rev"):
-            return await self._again(step, state, notice="That card is out of date; please use this one.")
+            return await self._again(step, state, notice=_("That card is out of date; please use this one."))
         handler = {
             VERB_CHECK_LINK: self._check_link,
             VERB_NEW: self._new,
@@ -144,7 +145,7 @@ class AddTenantDialog(TaskDialog):
             VERB_ACCEPT_MCA: self._accept_mca,
         }.get(verb)
         if handler is None:
-            return await self._again(step, state, notice="Please use the buttons on this card.")
+            return await self._again(step, state, notice=_("Please use the buttons on this card."))
         return await handler(step, caller, state, submitted)
 
     async def _again(self, step: WaterfallStepContext, state: dict[str, Any], **changes: Any) -> DialogTurnResult:
@@ -162,7 +163,10 @@ class AddTenantDialog(TaskDialog):
                 return await self._mca_state(caller, existing)
             else:
                 await step.context.send_activity(
-                    f"Your tenant {existing.domain} is being created; I will tell you here when it is ready."
+                    _(
+                        "Your tenant {domain} is being created; I will tell you here when it is ready.",
+                        domain=existing.domain,
+                    )
                 )
             return {}
         linked = await self._tenants.link_existing(caller)
@@ -181,7 +185,7 @@ class AddTenantDialog(TaskDialog):
         without it). Empty when there is nothing to ask."""
         if await self._tenants.mca_recorded(caller):
             return {}
-        form, _ = await self._tenants.prefilled_form(caller)
+        form, _unused = await self._tenants.prefilled_form(caller)
         return {
             "stage": "mca",
             "rev": 1,
@@ -192,7 +196,10 @@ class AddTenantDialog(TaskDialog):
 
     async def _tell_linked(self, step: WaterfallStepContext, view: ServiceView) -> None:
         await step.context.send_activity(
-            f"Your existing tenant {view.domain} is now linked to your reseller: it shows under My services."
+            _(
+                "Your existing tenant {domain} is now linked to your reseller: it shows under My services.",
+                domain=view.domain,
+            )
         )
         await step.context.send_activity(
             card_activity(
@@ -203,7 +210,7 @@ class AddTenantDialog(TaskDialog):
         )
 
     async def _check_link(
-        self, step: WaterfallStepContext, caller: Caller, state: dict[str, Any], _: dict[str, Any]
+        self, step: WaterfallStepContext, caller: Caller, state: dict[str, Any], _submitted: dict[str, Any]
     ) -> DialogTurnResult:
         linked = await self._tenants.link_existing(caller)
         if linked is not None:
@@ -215,8 +222,10 @@ class AddTenantDialog(TaskDialog):
         return await self._again(
             step,
             {**state, "link": state.get("link") or await self._tenants.relationship_link()},
-            notice="Microsoft does not list your tenant as a customer of your reseller yet. Once your global "
-            "admin has accepted the invitation, press **I have accepted** again (it can take a few minutes).",
+            notice=_(
+                "Microsoft does not list your tenant as a customer of your reseller yet. Once your global "
+                "admin has accepted the invitation, press **I have accepted** again (it can take a few minutes)."
+            ),
         )
 
     async def _new(
@@ -263,7 +272,11 @@ class AddTenantDialog(TaskDialog):
             return await self._again(
                 step,
                 {**base, "taken": taken},
-                errors={"domain_prefix": f"{form.domain} already has a Microsoft tenant; choose another prefix."},
+                errors={
+                    "domain_prefix": _(
+                        "{domain} already has a Microsoft tenant; choose another prefix.", domain=form.domain
+                    )
+                },
             )
         check = await self._tenants.check_address(form)
         if check.ok:
@@ -309,7 +322,7 @@ class AddTenantDialog(TaskDialog):
         self, step: WaterfallStepContext, caller: Caller, state: dict[str, Any], submitted: dict[str, Any]
     ) -> DialogTurnResult:
         if state.get("stage") != "confirm":
-            return await self._again(step, state, notice="Please use this card.")
+            return await self._again(step, state, notice=_("Please use this card."))
         contact, errors = _read_acceptance(submitted)
         if errors:
             return await self._again(step, {**state, "contact": contact}, errors=errors)
@@ -329,12 +342,18 @@ class AddTenantDialog(TaskDialog):
             return await step.end_dialog()
         if started:
             await step.context.send_activity(
-                f"Working on it: Microsoft is creating **{form.domain}**. It usually takes under a minute; "
-                "I will write here when it is ready. No charges arise at this step."
+                _(
+                    "Working on it: Microsoft is creating **{domain}**. It usually takes under a minute; I "
+                    "will write here when it is ready. No charges arise at this step.",
+                    domain=form.domain,
+                )
             )
         else:
             await step.context.send_activity(
-                f"Your tenant is already being created (request #{job.id}); I will write here when it is ready."
+                _(
+                    "Your tenant is already being created (request #{id}); I will write here when it is ready.",
+                    id=job.id,
+                )
             )
         return await step.end_dialog()
 
@@ -342,7 +361,7 @@ class AddTenantDialog(TaskDialog):
         self, step: WaterfallStepContext, caller: Caller, state: dict[str, Any], submitted: dict[str, Any]
     ) -> DialogTurnResult:
         if state.get("stage") != "mca":
-            return await self._again(step, state, notice="Please use this card.")
+            return await self._again(step, state, notice=_("Please use this card."))
         contact, errors = _read_acceptance(submitted)
         if errors:
             return await self._again(step, {**state, "contact": contact}, errors=errors)
@@ -350,7 +369,7 @@ class AddTenantDialog(TaskDialog):
             caller,
             MicrosoftContact(contact["mca_first_name"], contact["mca_last_name"], contact["mca_email"], utcnow()),
         )
-        await step.context.send_activity("Recorded with Microsoft: you can buy subscriptions now.")
+        await step.context.send_activity(_("Recorded with Microsoft: you can buy subscriptions now."))
         await step.context.send_activity(
             card_activity(
                 build_my_services_card(
@@ -395,7 +414,7 @@ class AddTenantDialog(TaskDialog):
 
     @staticmethod
     def _organisation_name(state: dict[str, Any]) -> str:
-        return str(state.get("organisation") or "your organisation")
+        return str(state.get("organisation") or _("your organisation"))
 
 
 def _read_acceptance(submitted: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
@@ -405,18 +424,20 @@ def _read_acceptance(submitted: dict[str, Any]) -> tuple[dict[str, str], dict[st
     errors: dict[str, str] = {}
     for key, which in (("mca_first_name", "first"), ("mca_last_name", "last")):
         if not contact[key]:
-            errors[key] = f"Enter the {which} name of the person accepting."
+            errors[key] = _("Enter the {which} name of the person accepting.", which=which)
         elif len(contact[key]) > MCA_NAME_LIMIT:
-            errors[key] = f"The {which} name is at most {MCA_NAME_LIMIT} characters."
+            errors[key] = _(
+                "The {which} name is at most {MCA_NAME_LIMIT} characters.", which=which, MCA_NAME_LIMIT=MCA_NAME_LIMIT
+            )
     if not is_mail_address(contact["mca_email"]):
-        errors["mca_email"] = "Enter a valid e-mail address."
+        errors["mca_email"] = _("Enter a valid e-mail address.")
     if str(submitted.get("mca_accept", "")).lower() != "true":
-        errors["mca_accept"] = "Microsoft requires the agreement to be accepted; tick the box."
+        errors["mca_accept"] = _("Microsoft requires the agreement to be accepted; tick the box.")
     return contact, errors
 
 
 class MyServicesDialog(TaskDialog):
-    title = "my services"
+    title = N_("my services")
 
     def __init__(self, tenants: TenantService) -> None:
         super().__init__(MY_SERVICES_DIALOG, [self.show_step])
@@ -448,7 +469,7 @@ def render_tenant_job(job: JobView) -> Activity:
     """The follow-up of `tenant.create`: the ready card, or what went wrong."""
     result = job.result or {}
     if job.status != SUCCEEDED:
-        return MessageFactory.text(f"The tenant was not created. {job.error_message}")
+        return MessageFactory.text(_("The tenant was not created. {error}", error=job.error_message))
     ready = TenantReady(
         domain=str(result.get("domain", "")),
         customer_id=str(result.get("customer_id", "")),
@@ -461,10 +482,14 @@ def render_tenant_job(job: JobView) -> Activity:
 
 def render_credentials_mail_job(job: JobView) -> Activity:
     if job.status == SUCCEEDED:
-        return MessageFactory.text(str((job.result or {}).get("message", "The sign-in details have been e-mailed.")))
+        return MessageFactory.text(
+            str((job.result or {}).get("message") or _("The sign-in details have been e-mailed."))
+        )
     return MessageFactory.text(
-        "The e-mail with your tenant's sign-in details still could not be delivered. Your reseller has been "
-        "alerted and will make sure it reaches you."
+        _(
+            "The e-mail with your tenant's sign-in details still could not be delivered. Your reseller has been "
+            "alerted and will make sure it reaches you."
+        )
     )
 
 

@@ -15,6 +15,7 @@ from microsoft_agents.hosting.core import StatePropertyAccessor, TurnContext
 from cards.common import MenuEntry
 from dialogs.sdk import Dialog, DialogSet
 from services.access import Caller
+from services.i18n import _
 from services.roles import Permission
 
 # Action.Execute verbs (`adaptiveCard/action`): (turn, caller, data) -> the invoke's answer.
@@ -85,14 +86,19 @@ class TaskCatalogue:
 
     def menu_for(self, caller: Caller) -> list[MenuEntry]:
         return [
-            MenuEntry(task.command, task.title, task.description, task.shortcuts)
+            MenuEntry(
+                task.command,
+                _(task.title),
+                _(task.description),
+                tuple((typed, _(what)) for typed, what in task.shortcuts),
+            )
             for task in self._tasks
             if caller.can(task.permission)
         ]
 
     def title_of(self, dialog_id: str | None) -> str | None:
-        return next((task.title for task in self._tasks if task.dialog.id == dialog_id), None)
+        return next((_(task.title) for task in self._tasks if task.dialog.id == dialog_id), None)
 
     def describe(self, dialog_id: str) -> tuple[str, str] | None:
         """A task's title and the command that starts it, by its dialog id."""
-        return next(((task.title, task.command) for task in self._tasks if task.dialog.id == dialog_id), None)
+        return next(((_(task.title), task.command) for task in self._tasks if task.dialog.id == dialog_id), None)

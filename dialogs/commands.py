@@ -55,12 +55,13 @@ from services.commands.service import (
     SubscriptionAction,
 )
 from services.errors import DomainError, InvalidInput
+from services.i18n import N_, _
 from services.roles import Permission
 from services.subscriptions import CancelPlan, QuantityPlan
 
 COMMAND_DIALOG_ID = "command_dialog"
 USERS_CHILD_ID = "command_users"
-TITLE = "Command"
+TITLE = N_("Command")
 WAITING = "waiting"
 
 
@@ -100,8 +101,8 @@ class CommandDialog(TaskDialog):
     async def on_continue_dialog(self, inner_dc: DialogContext) -> DialogTurnResult:
         value = inner_dc.context.activity.value
         if isinstance(value, dict) and value.get("verb") == ui.DROP:  # "Cancel"/"None of these" on any card
-            await inner_dc.context.send_activity("Nothing was changed.")
-            inner_dc.context.turn_state[TASK_CLOSED_KEY] = "Cancelled."
+            await inner_dc.context.send_activity(_("Nothing was changed."))
+            inner_dc.context.turn_state[TASK_CLOSED_KEY] = _("Cancelled.")
             return await inner_dc.cancel_all_dialogs()
         return await super().on_continue_dialog(inner_dc)
 
@@ -119,7 +120,9 @@ class CommandDialog(TaskDialog):
         pins: dict[str, str] = dict(options.get("pins") or {})
         parsed = parse(text)
         if " ".join(text.lower().split()) in ("commands", "one-line commands"):
-            examples = Answer("Say what you want in one line, for example:", lines=tuple(e for _, e in EXAMPLES))
+            examples = Answer(
+                _("Say what you want in one line, for example:"), lines=tuple(e for _unused, e in EXAMPLES)
+            )
             await step.context.send_activity(card_activity(ui.build_answer_card(examples)))
             return await step.end_dialog()
         if isinstance(parsed, NotUnderstood):
@@ -170,7 +173,10 @@ class CommandDialog(TaskDialog):
         step.values[WAITING] = "task"
         note = getattr(outcome, "note", "")
         if command.corrected_from:
-            note = f"I read “{command.corrected_from}” as **{command.corrected_to}**. {note}".strip()
+            said = _(
+                "I read “{typed}” as **{corrected}**.", typed=command.corrected_from, corrected=command.corrected_to
+            )
+            note = f"{said} {note}".strip()
         if note:
             await step.context.send_activity(MessageFactory.text(note))
         if isinstance(outcome, SubscriptionAction):
@@ -205,27 +211,29 @@ class CommandDialog(TaskDialog):
             return await step.end_dialog(step.result)  # the owning task has ended
         slot, pin = str(value.get("slot", ""))[:20], str(value.get("pin", ""))[:100]
         if value.get("verb") != ui.PICK or not slot or not pin:
-            await step.context.send_activity("Nothing was changed.")
+            await step.context.send_activity(_("Nothing was changed."))
             return await step.end_dialog()
         pins = {**stored(step, "pins"), slot: pin}
         return await step.replace_dialog(self.initial_dialog_id or self.id, {"text": step.values["text"], "pins": pins})
 
     async def _run_flow(self, step: WaterfallStepContext, waiting: str, value: dict[str, Any]) -> DialogTurnResult:
         if value.get("verb") != waiting:
-            await step.context.send_activity("Nothing was changed.")
+            await step.context.send_activity(_("Nothing was changed."))
             return await step.end_dialog()
         try:
             result = await _run_flow_result(self._people, step, waiting, value)
         except DomainError as error:
             await step.context.send_activity(error.message)
             return await step.end_dialog()
-        title = "New user" if waiting == ui.ONBOARD else "Offboarding"
+        title = _("New user") if waiting == ui.ONBOARD else _("Offboarding")
         if result.ok:
             card_done(step.context)
-            await step.context.send_activity(card_activity(ui.build_steps_card(f"{title}: done", result)))
+            await step.context.send_activity(
+                card_activity(ui.build_steps_card(_("{title}: done", title=title), result))
+            )
             return await step.end_dialog()
         retry = {key: item for key, item in value.items() if not key.startswith("card")}
-        card = ui.build_steps_card(f"{title}: not finished", result, retry)
+        card = ui.build_steps_card(_("{title}: not finished", title=title), result, retry)
         resume = {"waiting": waiting, "card": card}
         options = {"text": step.values.get("text", ""), "pins": step.values.get("pins", {}), "resume": resume}
         return await step.replace_dialog(self.initial_dialog_id or self.id, options)
@@ -237,7 +245,7 @@ async def _run_flow_result(
     caller = caller_of(step.context)
     key = str(value.get("request_key") or "")[:64]
     if not key:
-        raise InvalidInput("This card is out of date; type the command again.")
+        raise InvalidInput(_("This card is out of date; type the command again."))
     if waiting == ui.ONBOARD:
         return await people.onboard(caller, value, key)
     choices = {
@@ -267,12 +275,12 @@ def command_tasks(dialog: CommandDialog) -> list[Task]:
     return [
         Task(
             command="commands",
-            title="One-line commands",
-            description="Say what you want in one line, e.g. add 5 seats to Business Standard",
+            title=_("One-line commands"),
+            description=_("Say what you want in one line, e.g. add 5 seats to Business Standard"),
             dialog=dialog,
             permission=Permission.READ_SUBSCRIPTIONS,
             recognise=looks_like_command,
-            examples=tuple(example for _, example in EXAMPLES),
+            examples=tuple(example for _unused, example in EXAMPLES),
         )
     ]
 

@@ -13,10 +13,11 @@ from microsoft_agents.hosting.core import TurnContext
 
 from services.access import Caller
 from services.errors import NotFound
+from services.i18n import N_, _
 
 MESSENGER_KEY = "csp.messenger"
-SENT_PRIVATELY = "I have sent that to you in our 1:1 chat."
-OPEN_A_CHAT = (
+SENT_PRIVATELY = N_("I have sent that to you in our 1:1 chat.")
+OPEN_A_CHAT = N_(
     "That answer holds private details, so I only send it in a 1:1 chat, and we have not chatted "
     "yet. Open a chat with me (Apps → CSP Self-Service) and ask there."
 )
@@ -51,6 +52,6 @@ async def send_privately(context: TurnContext, caller: Caller, activity: Activit
     try:
         await messenger.send_to_member(caller.member_id, activity)
     except NotFound:
-        await context.send_activity(OPEN_A_CHAT)
+        await context.send_activity(_(OPEN_A_CHAT))
         return
-    await context.send_activity(SENT_PRIVATELY)
+    await context.send_activity(_(SENT_PRIVATELY))

@@ -11,13 +11,13 @@ from typing import Any
 from cards import renewals as cards
 from dialogs.base import END, ERROR, NOTICE, CardFlow, Outcome, Turn, Verb
 from dialogs.subscriptions import Target
-from services.i18n import _
+from services.i18n import N_, _
 from services.roles import Permission
 from services.subscriptions import SubscriptionChanges
 from services.warnings.service import WarningService
 
 DIALOG_ID = "renewals_dialog"
-TITLE = "Renewals"
+TITLE = N_("Renewals")
 RENEWALS = "renewals"
 
 

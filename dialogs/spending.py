@@ -12,6 +12,7 @@ from dialogs.approval_delivery import ApprovalPosting
 from services import formatting
 from services.access import Caller
 from services.spending import ApprovalNeeded
+from services.i18n import _, ngettext
 from services.spending_requests import request_payload
 from services.subscriptions import ApprovalService
 
@@ -38,17 +39,23 @@ async def ask_an_approver(
         policy=needed.policy.as_dict(),
     )
     if not created:
-        return f"{needed.spend.what} was already sent to an approver from this card."
+        return _("{what} was already sent to an approver from this card.", what=needed.spend.what)
     reached, in_channel = await posting.post(context, approval)
     why = " ".join(needed.reasons)
     if reached or in_channel:
-        asked = formatting.plural(reached, "approver", "approvers") if reached else "the approvals channel"
-        return (
-            f"{needed.spend.what} needs an approver ({why}) Nothing is bought yet: I asked {asked}, and it "
-            "is carried out as soon as one approves. I will tell you."
+        asked = ngettext("{n} approver", "{n} approvers", reached) if reached else _("the approvals channel")
+        return _(
+            "{what} needs an approver ({why}) Nothing is bought yet: I asked {asked}, and it is "
+            "carried out as soon as one approves. I will tell you.",
+            what=needed.spend.what,
+            why=why,
+            asked=asked,
         )
-    return (
-        f"{needed.spend.what} needs an approver ({why}) I recorded the request, but none of your approvers has "
-        "chatted with me yet: it reaches each of them the moment they say hi to me. Nothing is bought until "
-        f"one approves (by {formatting.datetime_utc(approval.expires_at)})."
+    return _(
+        "{what} needs an approver ({why}) I recorded the request, but none of your approvers has "
+        "chatted with me yet: it reaches each of them the moment they say hi to me. Nothing is "
+        "bought until one approves (by {datetime_utc}).",
+        what=needed.spend.what,
+        why=why,
+        datetime_utc=formatting.datetime_utc(approval.expires_at),
     )

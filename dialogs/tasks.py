@@ -20,6 +20,7 @@ from dialogs.warning_settings import WarningSettingsDialog
 from services.commands.people import people_flows
 from services.commands.service import command_service
 from services.container import Services
+from services.i18n import N_
 from services.jobs import JobView
 from services.ordering import ORDER_JOB
 from services.roles import Permission
@@ -51,16 +52,16 @@ def default_tasks(services: Services, uploads: FileUploads) -> list[Task]:
     return [
         Task(
             "add tenant",
-            "Add tenant",
-            "Link your Microsoft 365 tenant or create a new one",
+            N_("Add tenant"),
+            N_("Link your Microsoft 365 tenant or create a new one"),
             AddTenantDialog(services.tenants),
             Permission.MANAGE_SERVICES,
             aliases=("link tenant", "new tenant", "create tenant"),
         ),
         Task(
             "my services",
-            "My services",
-            "Your Microsoft 365 service with your reseller",
+            N_("My services"),
+            N_("Your Microsoft 365 service with your reseller"),
             MyServicesDialog(services.tenants),
             Permission.READ_SUBSCRIPTIONS,
             aliases=("services", "my service"),
@@ -68,24 +69,24 @@ def default_tasks(services: Services, uploads: FileUploads) -> list[Task]:
         # Users and licences
         Task(
             "users",
-            "Users",
-            "Your tenant's users and their licences",
+            N_("Users"),
+            N_("Your tenant's users and their licences"),
             users("users_dialog"),
             Permission.MANAGE_SERVICES,
             aliases=("user list", "list users"),
         ),
         Task(
             "new user",
-            "New user",
-            "Create a user in your tenant (password e-mailed)",
+            N_("New user"),
+            N_("Create a user in your tenant (password e-mailed)"),
             users("new_user_dialog", start=NEW),
             Permission.MANAGE_SERVICES,
             aliases=("add user", "create user"),
         ),
         Task(
             "assign",
-            "Assign licences",
-            "Give users licences from your subscriptions",
+            N_("Assign licences"),
+            N_("Give users licences from your subscriptions"),
             users("assign_dialog", start=ASSIGN),
             Permission.MANAGE_SERVICES,
             aliases=("assign licences", "assign licenses", "licences", "licenses"),
@@ -94,24 +95,24 @@ def default_tasks(services: Services, uploads: FileUploads) -> list[Task]:
         *billing_tasks(services.billing, uploads),
         Task(
             "subscriptions",
-            "Subscriptions",
-            "See your subscriptions; change seats, add-ons, cancel, auto-renew, suspend",
+            N_("Subscriptions"),
+            N_("See your subscriptions; change seats, add-ons, cancel, auto-renew, suspend"),
             subscriptions(),
             Permission.READ_SUBSCRIPTIONS,
             aliases=("my subscriptions", "subscription"),
         ),
         Task(
             "renewals",
-            "Renewals",
-            "What renews in the next 90 days, what it will cost and what is scheduled",
+            N_("Renewals"),
+            N_("What renews in the next 90 days, what it will cost and what is scheduled"),
             RenewalsDialog(services.warnings, services.subscription_changes),
             Permission.READ_SUBSCRIPTIONS,
             aliases=("renewal", "upcoming renewals"),
         ),
         Task(
             "warning settings",
-            "Warning settings",
-            "Which warnings your admins get (seat windows, renewals, idle licences), when, and quiet hours",
+            N_("Warning settings"),
+            N_("Which warnings your admins get (seat windows, renewals, idle licences), when, and quiet hours"),
             WarningSettingsDialog(services.warnings.settings),
             Permission.MANAGE_SERVICES,
             aliases=("warnings", "warnings settings", "notification settings"),

@@ -13,13 +13,13 @@ from typing import Any
 from cards import warnings as cards
 from dialogs.base import END, ERROR, NOTICE, CardFlow, Outcome, Turn, Verb, card_done
 from services.errors import InvalidInput
-from services.i18n import _
+from services.i18n import N_, _
 from services.roles import Permission
 from services.warnings.rules import Kind
 from services.warnings.settings import WarningSettingsStore
 
 DIALOG_ID = "warning_settings_dialog"
-TITLE = "Warning settings"
+TITLE = N_("Warning settings")
 SETTINGS = "settings"
 FIELDS = ("leads", "seat_window_hours", "idle_days", "excluded", "quiet", "timezone")
 SWITCHES = tuple(f"on_{kind.value}" for kind in Kind)

@@ -3,21 +3,29 @@ from here — never from a card payload."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import joinedload
 
 from services import audit
 from services.errors import InvalidInput, NotRegistered, PermissionDenied
-from services.locales import DEFAULT_LOCALE
+from services.formatting import Reader, reading
+from services.i18n import N_, _
+from services.locales import DEFAULT_LOCALE, member_locale, parse_language
 from services.models import Member, Organisation, WarningSettingRow
 from services.organisations import normalise_email
 from services.roles import Permission, permissions_of
+
+if TYPE_CHECKING:
+    from services.jobs import JobView
 
 log = logging.getLogger(__name__)
 _MAX_REMEMBERED = 10_000
@@ -47,6 +55,9 @@ class Caller:
     # see services/locales.py) and their organisation's time zone (its warning settings; UTC if none).
     locale: str = DEFAULT_LOCALE
     timezone: str = "UTC"
+    # Their own choice of language (None: follow Teams) and the locale Teams last sent for them.
+    language: str | None = None
+    teams_locale: str | None = None
 
     @property
     def actor(self) -> str:
@@ -58,15 +69,17 @@ class Caller:
 
     def require(self, permission: Permission) -> None:
         if not self.can(permission):
-            raise PermissionDenied(_DENIED_MESSAGES.get(permission, "Your role does not allow that."))
+            raise PermissionDenied(_(_DENIED_MESSAGES.get(permission, N_("Your role does not allow that."))))
 
 
 _DENIED_MESSAGES: dict[Permission, str] = {
-    Permission.MANAGE_SERVICES: "Only an admin of your organisation can do that. Ask your reseller to make you one.",
-    Permission.REQUEST_SUSPENSION: "Only an admin of your organisation can ask for a suspension.",
-    Permission.DECIDE_SUSPENSION: "Only an approver of your organisation can decide on suspensions.",
-    Permission.READ_SUBSCRIPTIONS: "Your role does not include reading subscriptions.",
-    Permission.READ_BILLING: "Only admins and billing readers of your organisation can see bills.",
+    Permission.MANAGE_SERVICES: N_(
+        "Only an admin of your organisation can do that. Ask your reseller to make you one."
+    ),
+    Permission.REQUEST_SUSPENSION: N_("Only an admin of your organisation can ask for a suspension."),
+    Permission.DECIDE_SUSPENSION: N_("Only an approver of your organisation can decide on suspensions."),
+    Permission.READ_SUBSCRIPTIONS: N_("Your role does not include reading subscriptions."),
+    Permission.READ_BILLING: N_("Only admins and billing readers of your organisation can see bills."),
 }
 
 
@@ -79,6 +92,8 @@ def _caller(member: Member, timezone: str | None = None) -> Caller:
         display_name=member.display_name,
         roles=member.roles,
         timezone=timezone or "UTC",
+        language=member.language,
+        teams_locale=member.teams_locale,
     )
 
 
@@ -86,6 +101,37 @@ async def _timezone_of(session: AsyncSession, organisation_id: int) -> str | Non
     return await session.scalar(
         select(WarningSettingRow.timezone).where(WarningSettingRow.organisation_id == organisation_id)
     )
+
+
+async def recipient_reader(
+    sessions: async_sessionmaker[AsyncSession], organisation_id: int | None, address: str
+) -> Reader | None:
+    """How the member of `organisation_id` with the e-mail `address` reads (their own choice of
+    language, else the locale Teams last sent for them; their organisation's time zone), for an
+    e-mail to them; None when no member has that address (the e-mail reads as the sender's turn)."""
+    if organisation_id is None:
+        return None
+    try:
+        email = normalise_email(address)
+    except Exception:
+        return None
+    async with sessions() as session:
+        member = await session.scalar(
+            select(Member).where(Member.organisation_id == organisation_id, Member.email == email)
+        )
+        if member is None:
+            return None
+        timezone = await _timezone_of(session, organisation_id)
+    return Reader(member_locale(member.language, member.teams_locale), timezone or "UTC")
+
+
+async def reading_for_recipient(
+    sessions: async_sessionmaker[AsyncSession], organisation_id: int | None, address: str
+) -> AbstractContextManager[object]:
+    """Write an e-mail to `address` in its recipient's language when they are a member (see
+    `recipient_reader`); otherwise as the reader of the moment (who asked)."""
+    reader = await recipient_reader(sessions, organisation_id, address)
+    return reading(reader.locale, reader.timezone) if reader is not None else contextlib.nullcontext()
 
 
 def _identity_key(identity: ChannelIdentity) -> tuple[str | None, str | None, str]:
@@ -138,6 +184,43 @@ class AccessService:
         if len(self._remembered) >= _MAX_REMEMBERED:
             self._remembered.clear()  # bounded memory; the next turns simply query again
         self._remembered[_identity_key(identity)] = (self._clock() + self._cache_seconds, caller)
+
+    def _forget_member(self, member_id: int) -> None:
+        for key, (_expires, remembered) in list(self._remembered.items()):
+            if remembered.member_id == member_id:
+                self._remembered.pop(key, None)
+
+    async def remember_teams_locale(self, caller: Caller, tag: str) -> None:
+        """Keep the locale Teams sent with the member's activity, for what is sent to them outside
+        a turn (warnings, job notices, e-mails). Written only when it changed."""
+        tag = tag.strip()[:35]
+        if not tag or tag == caller.teams_locale:
+            return
+        async with self._sessions.begin() as session:
+            await session.execute(update(Member).where(Member.id == caller.member_id).values(teams_locale=tag))
+        self._forget_member(caller.member_id)
+
+    async def set_language(self, caller: Caller, text: str) -> str | None:
+        """The member's own choice of language (`nb`, `de-DE`, or `auto` to follow Teams): the
+        CLDR locale now used, or None for auto. Anything else is refused, nothing changes."""
+        language = parse_language(text)
+        async with self._sessions.begin() as session:
+            member = await session.get(Member, caller.member_id)
+            if member is None:
+                raise NotRegistered(_("You are not registered with your reseller yet."))
+            before = member.language
+            member.language = language
+            audit.record(
+                session,
+                actor=caller.actor,
+                action="member.language",
+                organisation_id=member.organisation_id,
+                target=member.email,
+                before={"language": before},
+                after={"language": language},
+            )
+        self._forget_member(caller.member_id)
+        return language
 
     async def resolve(self, identity: ChannelIdentity) -> Caller | None:
         """The caller, or None when they need binding by e-mail (see `bind_by_email`) or are unknown."""
@@ -224,8 +307,30 @@ class AccessService:
                 return None
             return _caller(member, await _timezone_of(session, member.organisation_id))
 
+    async def reader_of(self, organisation_id: int | None, email: str) -> Reader:
+        """How a member reads what the bot sends outside a turn (job outcomes, warnings, e-mails):
+        their own choice of language, else the locale Teams last sent for them, else English; their
+        organisation's time zone. Someone who is no member (the system, a removed member): English, UTC."""
+        caller = await self.member_caller(organisation_id, email) if organisation_id is not None else None
+        if caller is None:
+            return Reader()
+        return Reader(member_locale(caller.language, caller.teams_locale), caller.timezone)
+
+    async def reader_of_member(self, member_id: int) -> Reader:
+        """As `reader_of`, by the member's id."""
+        async with self._sessions() as session:
+            member = await session.get(Member, member_id, options=[joinedload(Member.organisation)])
+            if member is None:
+                return Reader()
+            timezone = await _timezone_of(session, member.organisation_id)
+        return Reader(member_locale(member.language, member.teams_locale), timezone or "UTC")
+
+    async def job_reader(self, job: JobView) -> Reader:
+        """How the requester of `job` reads (for `JobService.set_reader`)."""
+        return await self.reader_of(job.organisation_id, job.requested_by)
+
     async def require_caller(self, identity: ChannelIdentity) -> Caller:
         caller = await self.resolve(identity)
         if caller is None:
-            raise NotRegistered("You are not registered with your reseller yet.")
+            raise NotRegistered(_("You are not registered with your reseller yet."))
         return caller

@@ -91,6 +91,7 @@ def build_services(
         lease_seconds=settings.job_lease_seconds,
         poll_interval=settings.job_poll_interval_seconds,
     )
+    jobs.set_reader(access.job_reader)  # a job and its outcome read in its requester's language
     box = open_secret_box(settings.secrets_key.get_secret_value(), settings.secrets_key_path)
     mailer = Mailer(
         mail_transport(settings), sender=settings.mail_from, alerts=alerts, sessions=sessions, jobs=jobs, box=box

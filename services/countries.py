@@ -29,8 +29,13 @@ def _territories(locale: str) -> dict[str, str]:
         return dict(Locale.parse(DEFAULT_LOCALE).territories)
 
 
-def country_name(code: str, locale: str = DEFAULT_LOCALE) -> str:
-    """`Norway`, `Norwegen`, `Norge` for NO; ISO's English name where CLDR has none; the code if unknown."""
+def country_name(code: str, locale: str | None = None) -> str:
+    """`Norway`, `Norwegen`, `Norge` for NO (in the reader's language unless `locale` is given); ISO's
+    English name where CLDR has none; the code if unknown."""
+    if locale is None:
+        from services.formatting import reader
+
+        locale = reader().locale
     shown = _territories(locale).get(code.upper())
     if shown:
         return shown

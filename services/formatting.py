@@ -30,14 +30,16 @@ from decimal import Decimal
 from babel.dates import format_date, format_interval, format_skeleton, format_time, get_datetime_format, get_timezone
 from babel.numbers import format_currency, format_decimal
 
+from services.i18n import N_, _, ngettext
 from services.locales import DEFAULT_LOCALE
 from services.money import round_money
 
 NOTHING = "—"
 # Microsoft's billing cycles, as the period a price is for.
-PERIODS = {"monthly": "month", "annual": "year", "triennial": "3 years"}
-TERMS = {"P1M": "1 month", "P1Y": "1 year", "P3Y": "3 years"}
-BILLED = {"monthly": "monthly", "annual": "yearly", "triennial": "every 3 years"}
+# English source texts, translated where they are shown (services/i18n.py).
+PERIODS = {"monthly": N_("per month"), "annual": N_("per year"), "triennial": N_("per 3 years")}
+TERMS = {"P1M": N_("1 month"), "P1Y": N_("1 year"), "P3Y": N_("3 years")}
+BILLED = {"monthly": N_("monthly"), "annual": N_("yearly"), "triennial": N_("every 3 years")}
 # CLDR puts a space between a currency written as letters and the digits ("KWD 2.500"); Babel leaves
 # it out ("KWD2.500"). A no-break space, as ICU inserts, so an amount never wraps apart.
 _LETTERS_THEN_DIGIT = re.compile(r"(?<=[A-Za-z])(?=\d)")
@@ -73,6 +75,12 @@ def adopt_timezone(timezone: str) -> None:
         _reader.set(Reader(_reader.get().locale, timezone))
 
 
+def adopt_locale(locale: str) -> None:
+    """The reader's locale from here to the end of the current `reading` block (a member's own
+    choice of language, once the bot knows who is calling)."""
+    _reader.set(Reader(locale, _reader.get().timezone))
+
+
 def _known_zone(timezone: str) -> bool:
     try:
         get_timezone(timezone)
@@ -103,31 +111,35 @@ def price(amount: Decimal, currency: str, locale: str | None = None) -> str:
     return _spaced(format_currency(amount, code, locale=_loc(locale), currency_digits=True, decimal_quantization=False))
 
 
-def money_totals(totals: Mapping[str, Decimal], locale: str | None = None, *, empty: str = "nothing") -> str:
-    """Amounts in several currencies, `$10.00 + €4.50` (by currency code); `empty` when there are none."""
+def money_totals(totals: Mapping[str, Decimal], locale: str | None = None, *, empty: str | None = None) -> str:
+    """Amounts in several currencies, `$10.00 + €4.50` (by currency code); `empty` when there are none
+    ("nothing" in the reader's language unless given)."""
     if not totals:
-        return empty
+        return _("nothing") if empty is None else empty
     return " + ".join(money(amount, currency, locale) for currency, amount in sorted(totals.items()))
 
 
 def per_period(billing_cycle: str) -> str:
     """`per month`, `per year`, `per 3 years` for Microsoft's billing cycles."""
-    return f"per {PERIODS.get(billing_cycle.strip().lower(), billing_cycle)}"
+    known = PERIODS.get(billing_cycle.strip().lower())
+    return _(known) if known else _("per {period}", period=billing_cycle)
 
 
 def term(term_duration: str) -> str:
     """`1 year` for Microsoft's P1Y (an unknown duration as it is)."""
-    return TERMS.get(term_duration.strip().upper(), term_duration)
+    known = TERMS.get(term_duration.strip().upper())
+    return _(known) if known else term_duration
 
 
 def billed(billing_cycle: str) -> str:
     """`monthly`, `yearly`, `every 3 years` for Microsoft's billing cycles."""
-    return BILLED.get(billing_cycle.strip().lower(), billing_cycle)
+    known = BILLED.get(billing_cycle.strip().lower())
+    return _(known) if known else billing_cycle
 
 
 def unit_price(amount: Decimal, currency: str, billing_cycle: str, locale: str | None = None) -> str:
     """`$13.80 per licence per month`: a price for one licence for one billing period."""
-    return f"{price(amount, currency, locale)} per licence {per_period(billing_cycle)}"
+    return _("{price} per licence {period}", price=price(amount, currency, locale), period=per_period(billing_cycle))
 
 
 def count(n: int, locale: str | None = None) -> str:
@@ -136,8 +148,12 @@ def count(n: int, locale: str | None = None) -> str:
 
 
 def plural(n: int, singular: str, plural_form: str, locale: str | None = None) -> str:
-    """`1 seat`, `2 seats`, `0 seats`: the number and the noun that agrees with it."""
-    return f"{count(n, locale)} {singular if n == 1 else plural_form}"
+    """`1 seat`, `2 seats`, `0 seats`: the number and the noun that agrees with it. Write
+    `ngettext("{n} seat", "{n} seats", n)` where the words are known (so they are extracted for the
+    translators); this reads the reader's catalog for the same pair when some code extracted it."""
+    if locale is not None:
+        return f"{count(n, locale)} {singular if n == 1 else plural_form}"
+    return ngettext("{n} " + singular, "{n} " + plural_form, n)
 
 
 def date(value: Date | DateTime | None, locale: str | None = None) -> str:

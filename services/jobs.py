@@ -24,6 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.alerts import AlertService
 from services.db import utcnow
 from services.errors import Conflict, DomainError
+from services.formatting import Reader, reading
+from services.i18n import N_, _
 from services.logging_context import correlation_scope
 from services.models import Job
 
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
 FINISHED = (SUCCEEDED, FAILED)
-GENERIC_FAILURE = "Something went wrong on our side; the reseller's operator has been alerted."
+GENERIC_FAILURE = N_("Something went wrong on our side; the reseller's operator has been alerted.")
 # A requester who could not be told is tried again this long after the last try, for a day at most.
 RENOTIFY_AFTER = timedelta(seconds=30)
 RENOTIFY_FOR = timedelta(days=1)
@@ -86,6 +88,8 @@ class JobQueueDepth:
 
 JobHandler = Callable[[JobView], Awaitable[Mapping[str, Any]]]
 JobNotifier = Callable[[JobView], Awaitable[None]]
+# How a job's requester reads (see `JobService.set_reader`).
+JobReader = Callable[[JobView], Awaitable[Reader]]
 
 
 class JobService:
@@ -105,6 +109,7 @@ class JobService:
         self.owner = owner or f"runner-{uuid.uuid4().hex[:12]}"
         self._handlers: dict[str, JobHandler] = {}
         self._notifier: JobNotifier | None = None
+        self._reader: JobReader | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -115,6 +120,20 @@ class JobService:
 
     def set_notifier(self, notifier: JobNotifier) -> None:
         self._notifier = notifier
+
+    def set_reader(self, reader: JobReader) -> None:
+        """How the requester of a job reads (their language, their organisation's time zone): a job
+        runs, and its outcome is told, in it — messages, e-mails and cards the job writes included."""
+        self._reader = reader
+
+    async def _reading_of(self, job: JobView) -> Reader:
+        if self._reader is None:
+            return Reader()
+        try:
+            return await self._reader(job)
+        except Exception:  # the job still runs, in English
+            log.exception("job %s: could not tell how its requester reads", job.id)
+            return Reader()
 
     async def submit(
         self,
@@ -152,9 +171,9 @@ class JobService:
                 created = False
             existing = await session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
             if existing is None:
-                raise Conflict("That request is being handled; try again in a moment.")
+                raise Conflict(_("That request is being handled; try again in a moment."))
             if existing.kind != kind or existing.organisation_id != organisation_id:
-                raise Conflict("That request id belongs to something else.")
+                raise Conflict(_("That request id belongs to something else."))
         if created:
             self._wake.set()
         return _view(existing), created
@@ -222,7 +241,8 @@ class JobService:
     async def _run(self, job: Job) -> None:
         view = _view(job)
         handler = self._handlers.get(job.kind)
-        with correlation_scope(f"job-{job.id}"):
+        reader = await self._reading_of(view)
+        with correlation_scope(f"job-{job.id}"), reading(reader.locale, reader.timezone):
             if handler is None:
                 log.error("job %s: no handler for kind %s", job.id, job.kind)
                 return
@@ -236,10 +256,10 @@ class JobService:
                     backoff = timedelta(seconds=min(300, 2**job.attempts))
                     await self._finish(job.id, status=PENDING, run_after=utcnow() + backoff)
                     return
-                done = await self._finish(job.id, status=FAILED, error_message=GENERIC_FAILURE, finished_at=utcnow())
+                done = await self._finish(job.id, status=FAILED, error_message=_(GENERIC_FAILURE), finished_at=utcnow())
                 await self._alerts.raise_alert(
                     "job_failed",
-                    f"Job #{job.id} ({job.kind}) failed {job.attempts} times; see the logs.",
+                    f"Job #{job.id} ({job.kind}) failed {job.attempts} times; see the logs.",  # for the operator
                     dedup_key=f"job_failed:{job.id}",
                     severity="error",
                     organisation_id=job.organisation_id,
@@ -254,7 +274,9 @@ class JobService:
             await self._mark_notified(job.id)
             return
         try:
-            await self._notifier(job)
+            reader = await self._reading_of(job)
+            with reading(reader.locale, reader.timezone):
+                await self._notifier(job)
         except Exception:
             log.exception("job %s: could not tell the requester; will try again", job.id)
             async with self._sessions() as session:

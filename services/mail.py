@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.alerts import AlertService
 from services.db import utcnow
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
+from services.i18n import _
 from services.jobs import JobService, JobView
 from services.models import MailMessage
 from services.sealed_secrets import SecretBox, SecretUnreadable
@@ -306,21 +307,29 @@ class Mailer:
         once, and on failure leave it queued for retries (`receipt.queued`). Otherwise raise
         `MailNotDelivered` (after an operator alert) when it could not be handed over."""
         if not is_mail_address(mail.to):
-            raise InvalidInput(f"{mail.to!r} is not a valid e-mail address.")
+            raise InvalidInput(_("{to!r} is not a valid e-mail address.", to=mail.to))
         if durable and self._sessions is not None and self._jobs is not None:
             return await self._send_durable(mail, organisation_id, sent_at)
         failure = await self._deliver(mail, sent_at)
         if failure is not None:
             await self._alerts.raise_alert(
                 "mail_undeliverable",
-                f"E-mail '{mail.subject}' to {mail.to} could not be delivered ({failure}). "
-                "Check the SMTP settings; the person did not get it.",
+                _(
+                    "E-mail '{subject}' to {to} could not be delivered ({failure}). Check the SMTP settings; "
+                    "the person did not get it.",
+                    subject=mail.subject,
+                    to=mail.to,
+                    failure=failure,
+                ),
                 dedup_key=f"mail_undeliverable:{mail.to}:{mail.subject}",
                 severity="error",
                 organisation_id=organisation_id,
             )
             raise MailNotDelivered(
-                f"The e-mail to {mail.to} could not be sent. The reseller has been told; please try again later."
+                _(
+                    "The e-mail to {to} could not be sent. The reseller has been told; please try again later.",
+                    to=mail.to,
+                )
             )
         return MailReceipt(None, True)
 
@@ -364,9 +373,14 @@ class Mailer:
                 await session.commit()
                 await self._alerts.raise_alert(
                     "mail_undeliverable",
-                    f"E-mail #{message_id} '{subject}' to {to} holds a secret sealed with another key than "
-                    "SECRETS_KEY now holds. Add that key to SECRETS_KEY (after the current one), then run "
-                    f"'cspbot mail retry {message_id}'; without it, issue the password again.",
+                    _(
+                        "E-mail #{message_id} '{subject}' to {to} holds a secret sealed with another key than "
+                        "SECRETS_KEY now holds. Add that key to SECRETS_KEY (after the current one), then run "
+                        "'cspbot mail retry {message_id}'; without it, issue the password again.",
+                        message_id=message_id,
+                        subject=subject,
+                        to=to,
+                    ),
                     dedup_key=f"mail_undeliverable:{message_id}",
                     severity="error",
                     organisation_id=organisation_id,
@@ -391,8 +405,15 @@ class Mailer:
         if exhausted:
             await self._alerts.raise_alert(
                 "mail_undeliverable",
-                f"E-mail #{message_id} '{mail.subject}' to {mail.to} could not be delivered after {attempts} tries "
-                f"({failure}). It is kept: fix the mail settings, then run 'cspbot mail retry {message_id}'.",
+                _(
+                    "E-mail #{message_id} '{subject}' to {to} could not be delivered after {attempts} tries "
+                    "({failure}). It is kept: fix the mail settings, then run 'cspbot mail retry {message_id}'.",
+                    message_id=message_id,
+                    subject=mail.subject,
+                    to=mail.to,
+                    attempts=attempts,
+                    failure=failure,
+                ),
                 dedup_key=f"mail_undeliverable:{message_id}",
                 severity="error",
                 organisation_id=organisation_id,
@@ -418,13 +439,13 @@ class Mailer:
         """The operator's retry of a failed (or still queued) message: tried at once, then on the
         usual schedule. Raises NotFound, or Conflict when it was delivered already."""
         if self._sessions is None or self._jobs is None:
-            raise Conflict("Mail is not kept in an outbox here.")
+            raise Conflict(_("Mail is not kept in an outbox here."))
         async with self._sessions() as session:
             row = await session.get(MailMessage, message_id)
             if row is None:
-                raise NotFound(f"There is no e-mail #{message_id}.")
+                raise NotFound(_("There is no e-mail #{message_id}.", message_id=message_id))
             if row.status == SENT:
-                raise Conflict(f"E-mail #{message_id} was delivered already.")
+                raise Conflict(_("E-mail #{message_id} was delivered already.", message_id=message_id))
             row.status, row.attempts = QUEUED, 0
             await session.commit()
         delivered = await self._attempt(message_id)
@@ -432,8 +453,11 @@ class Mailer:
             row = await session.get(MailMessage, message_id)
             if not delivered and row is not None and row.last_error == SecretUnreadable.__name__:
                 raise SecretUnreadable(
-                    f"E-mail #{message_id} holds a secret sealed with another key than SECRETS_KEY holds. Add that "
-                    "key after the current one and retry, or issue the password again."
+                    _(
+                        "E-mail #{message_id} holds a secret sealed with another key than SECRETS_KEY holds. Add "
+                        "that key after the current one and retry, or issue the password again.",
+                        message_id=message_id,
+                    )
                 )
         return MailReceipt(message_id, delivered)
 

@@ -59,6 +59,10 @@ class Member(Base):
     # Channel ids are opaque text: the Playground's object ids are not GUIDs.
     aad_object_id: Mapped[str | None] = mapped_column(String(100), index=True)
     channel_user_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    # The language they read: their own choice (a CLDR locale, `nb`, `de_DE`; None follows Teams),
+    # and the locale Teams sent with their last activity (for messages sent outside a turn).
+    language: Mapped[str | None] = mapped_column(String(35))
+    teams_locale: Mapped[str | None] = mapped_column(String(35))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     organisation: Mapped[Organisation] = relationship(back_populates="members")

@@ -34,6 +34,7 @@ from services.alerts import AlertService
 from services.catalog import CatalogService, ProductView, SkuView
 from services.clock import SYSTEM_CLOCK, Clock
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
+from services.i18n import N_, _, ngettext
 from services.idempotency import IdempotencyService
 from services.jobs import JobService, JobView
 from services.ledger import LedgerSource, SubscriptionLedger
@@ -60,23 +61,23 @@ log = logging.getLogger(__name__)
 
 ORDER_JOB = "order_subscription"
 UNPRICED_ALERT = "unpriced_products"
-NO_TENANT_MESSAGE = (
+NO_TENANT_MESSAGE = N_(
     "Your organisation has no Microsoft 365 tenant with us yet, so nothing can be bought. "
     "Type **add tenant** to create or link one first."
 )
-NO_AGREEMENT_MESSAGE = (
+NO_AGREEMENT_MESSAGE = N_(
     "Microsoft needs your organisation's acceptance of the Microsoft Customer Agreement before anything can be "
     "bought, and it has none on record for your tenant. Type **add tenant** to record it, then order again."
 )
 # Bought, but Microsoft's answer named no subscription yet: the job ends without the mirror row; the
 # next subscriptions sync records it. Not "not placed" — the requester must not order again.
-UNCONFIRMED_MESSAGE = (
+UNCONFIRMED_MESSAGE = N_(
     "Microsoft accepted the order but has not named its subscription yet. "
     "It will appear in your subscriptions shortly; do not order again."
 )
 # A term as it qualifies a noun: "1-year commitment", "the 3-year term".
 TERM_NAMES = {"P1M": "1-month", "P1Y": "1-year", "P2Y": "2-year", "P3Y": "3-year"}
-CYCLE_NAMES = {"monthly": "monthly", "annual": "yearly", "triennial": "every 3 years"}
+CYCLE_NAMES = {"monthly": N_("monthly"), "annual": N_("yearly"), "triennial": N_("every 3 years")}
 _REQUEST_NAMESPACE = uuid.UUID("5b0c3f52-6a7e-4f0c-9d0e-8f1f3c9b6a21")
 
 
@@ -85,7 +86,11 @@ def term_name(term_duration: str) -> str:
 
 
 def plan_label(term_duration: str, billing_cycle: str) -> str:
-    return f"{term_name(term_duration)} commitment, billed {CYCLE_NAMES.get(billing_cycle, billing_cycle)}"
+    return _(
+        "{term_name} commitment, billed {get}",
+        term_name=term_name(term_duration),
+        get=_(CYCLE_NAMES.get(billing_cycle, billing_cycle)),
+    )
 
 
 def plan_key(term_duration: str, billing_cycle: str) -> str:
@@ -127,7 +132,7 @@ class OfferedProduct:
         return self.product.title
 
     def term(self, key: str) -> OfferedTerm | None:
-        duration, _, cycle = str(key).partition(":")
+        duration, _unused, cycle = str(key).partition(":")
         wanted = plan_key(duration.strip(), cycle.strip())
         return next((term for term in self.terms if term.key == wanted), None)
 
@@ -216,7 +221,9 @@ class PriceChanged(Conflict):
     code = "price_changed"
 
     def __init__(self, quote: Quote) -> None:
-        super().__init__("The price changed since it was shown. Check the new price and confirm again.", field="price")
+        super().__init__(
+            _("The price changed since it was shown. Check the new price and confirm again."), field="price"
+        )
         self.quote = quote
 
 
@@ -238,14 +245,16 @@ class UnpricedItem:
 def parse_quantity(value: Any, minimum: int, maximum: int) -> int:
     """A whole number within the SKU's bounds, or InvalidInput(field="quantity") saying which."""
     if value is None or (isinstance(value, str) and not value.strip()):
-        raise InvalidInput("Enter how many licences you need.", field="quantity")
+        raise InvalidInput(_("Enter how many licences you need."), field="quantity")
     return whole_number(
         value,
         minimum=minimum,
         maximum=maximum,
         field="quantity",
-        not_a_number=f"The quantity must be a whole number ({minimum}–{maximum}).",
-        out_of_range=f"The quantity must be between {minimum} and {maximum} for this product.",
+        not_a_number=_("The quantity must be a whole number ({minimum}–{maximum}).", minimum=minimum, maximum=maximum),
+        out_of_range=_(
+            "The quantity must be between {minimum} and {maximum} for this product.", minimum=minimum, maximum=maximum
+        ),
     )
 
 
@@ -290,7 +299,7 @@ def purchase_spend(quote: Quote) -> Spend:
     """What a purchase costs, as the spending policy weighs it."""
     period = formatting.per_period(quote.billing_cycle)
     return Spend(
-        what=f"Buy {quote.quantity} × {quote.product_name}",
+        what=_("Buy {quantity} × {product_name}", quantity=quote.quantity, product_name=quote.product_name),
         currency=quote.currency,
         monthly_increase=per_month(quote.total_per_period, quote.currency, quote.billing_cycle),
         term_duration=quote.term_duration,
@@ -325,8 +334,10 @@ class OrderRefused(DomainError):
 
     def __init__(self, errors: list[OrderError]) -> None:
         first = errors[0]
-        detail = first.description or first.code or "unknown reason"
-        super().__init__(f"Microsoft refused the order: {detail}. Nothing was bought.", code="order_error")
+        detail = first.description or first.code or _("unknown reason")
+        super().__init__(
+            _("Microsoft refused the order: {detail}. Nothing was bought.", detail=detail), code="order_error"
+        )
         self.errors = errors
 
 
@@ -360,7 +371,7 @@ async def checkout_once(
     async with sessions() as session:
         claimed = await session.get(IdempotencyKey, cart_key)
     if claimed is not None and (claimed.purpose != cart_purpose or claimed.organisation_id != organisation_id):
-        raise Conflict("That order key belongs to something else.")
+        raise Conflict(_("That order key belongs to something else."))
     cart_id = claimed.resource_id if claimed is not None else None
     if cart_id is None:
         catalog_item_id = await catalog.fresh_catalog_item_id(product_id, sku_id, term_duration, billing_cycle)
@@ -380,7 +391,7 @@ async def checkout_once(
             ],
         )
         if not cart.id:
-            raise DomainError("Microsoft did not accept the order (no cart). Nothing was bought.")
+            raise DomainError(_("Microsoft did not accept the order (no cart). Nothing was bought."))
         # One cart per order: a rerun after a crash checks out the cart the first run created.
         record = await idempotency.claim(
             cart_key,
@@ -453,12 +464,12 @@ class OrderingService:
         async with self._sessions() as session:
             organisation = await session.get(Organisation, caller.organisation_id)
         if organisation is None:
-            raise NotFound("Your organisation is no longer registered with the reseller.")
+            raise NotFound(_("Your organisation is no longer registered with the reseller."))
         if not organisation.partner_center_customer_id:
-            raise DomainError(NO_TENANT_MESSAGE, code="no_tenant")
+            raise DomainError(_(NO_TENANT_MESSAGE), code="no_tenant")
         customer_id = organisation.partner_center_customer_id
         if not await self._agreement_recorded(organisation.id, customer_id):
-            raise DomainError(NO_AGREEMENT_MESSAGE, code="no_agreement")
+            raise DomainError(_(NO_AGREEMENT_MESSAGE), code="no_agreement")
         return customer_id
 
     async def _agreement_recorded(self, organisation_id: int, customer_id: str) -> bool:
@@ -490,10 +501,10 @@ class OrderingService:
         storefront = await self.storefront(caller, on=on)
         item = storefront.find(product_key)
         if item is None:
-            raise InvalidInput("That product is not offered to your organisation.", field="product")
+            raise InvalidInput(_("That product is not offered to your organisation."), field="product")
         term = item.term(plan)
         if term is None:
-            raise InvalidInput("Pick a term and billing frequency offered for this product.", field="plan")
+            raise InvalidInput(_("Pick a term and billing frequency offered for this product."), field="plan")
         count = parse_quantity(quantity, item.sku.minimum_quantity, item.sku.maximum_quantity)
         periods = periods_in_term(term.term_duration, term.billing_cycle) or 1
         return Quote(
@@ -564,11 +575,11 @@ class OrderingService:
         quote = Quote.from_dict(payload["quote"])
         organisation_id = job.organisation_id
         if organisation_id is None:
-            raise DomainError("The order has no organisation.")
+            raise DomainError(_("The order has no organisation."))
         async with self._sessions() as session:
             organisation = await session.get(Organisation, organisation_id)
             if organisation is None or organisation.partner_center_customer_id != customer_id:
-                raise DomainError("Your organisation's Microsoft tenant changed; the order was not placed.")
+                raise DomainError(_("Your organisation's Microsoft tenant changed; the order was not placed."))
         order, subscription = await checkout_once(
             self._sessions,
             self._partner_center,
@@ -590,8 +601,12 @@ class OrderingService:
         )
         return {
             "message": (
-                f"Your subscription **{quote.product_name}** × {quote.quantity} is active "
-                "(costs now start under Microsoft's billing rules)."
+                _(
+                    "Your subscription **{product_name}** × {quantity} is active (costs now start under "
+                    "Microsoft's billing rules).",
+                    product_name=quote.product_name,
+                    quantity=quote.quantity,
+                )
             ),
             "subscription_id": subscription.id,
             "order_id": order.id or "",
@@ -676,10 +691,13 @@ class OrderingService:
             products = sorted({f"{item.title} ({item.product_id}:{item.sku_id})" for item in missing})
             await self._alerts.raise_alert(
                 UNPRICED_ALERT,
-                "Not offered to customers without their own price for want of a global price: "
-                f"{formatting.plural(len(missing), 'product term', 'product terms')}, "
-                f"{', '.join(products[:15])}{' …' if len(products) > 15 else ''}. "
-                "See `cspbot prices unpriced`.",
+                _(
+                    "Not offered to customers without their own price for want of a global price: {plural}, "
+                    "{join}{value}. See `cspbot prices unpriced`.",
+                    plural=ngettext("{n} product term", "{n} product terms", len(missing)),
+                    join=", ".join(products[:15]),
+                    value=" …" if len(products) > 15 else "",
+                ),
                 dedup_key=UNPRICED_ALERT,
             )
         return missing

@@ -14,9 +14,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
-from services import audit, formatting
+from services import audit
 from services.countries import normalise_country
 from services.errors import Conflict, InvalidInput, NotFound
+from services.i18n import _, ngettext
+from services.locales import parse_language
 from services.models import Member, MemberRole, Organisation
 from services.roles import Role, parse_role
 
@@ -54,7 +56,7 @@ PROFILE_FIELDS: tuple[str, ...] = (
 def normalise_email(value: str) -> str:
     email = value.strip().lower()
     if not EMAIL_PATTERN.match(email):
-        raise InvalidInput(f"{value!r} is not a valid e-mail address.", field="email")
+        raise InvalidInput(_("{value!r} is not a valid e-mail address.", value=value), field="email")
     return email
 
 
@@ -66,14 +68,20 @@ def _flag(value: Any) -> bool:
         return True
     if word in FALSE_WORDS:
         return False
-    raise InvalidInput(f"{value!r} is not yes or no.", field="allow_self_approval")
+    raise InvalidInput(_("{value!r} is not yes or no.", value=value), field="allow_self_approval")
 
 
 def _clean_profile(changes: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(changes) - set(PROFILE_FIELDS)
     if unknown:
-        fields = formatting.plural(len(unknown), "unknown organisation field", "unknown organisation fields")
-        raise InvalidInput(f"There {'is' if len(unknown) == 1 else 'are'} {fields}: {', '.join(sorted(unknown))}.")
+        raise InvalidInput(
+            ngettext(
+                "There is {n} unknown organisation field: {fields}.",
+                "There are {n} unknown organisation fields: {fields}.",
+                len(unknown),
+                fields=", ".join(sorted(unknown)),
+            )
+        )
     cleaned: dict[str, Any] = {}
     for key, value in changes.items():
         if key == "allow_self_approval":
@@ -82,21 +90,30 @@ def _clean_profile(changes: Mapping[str, Any]) -> dict[str, Any]:
         text = "" if value is None else str(value).strip()
         if key == "domain_prefix" and text and not DOMAIN_PREFIX_PATTERN.match(text):
             raise InvalidInput(
-                "The domain prefix must start with a letter and have only letters and digits (at most 27).",
+                _("The domain prefix must start with a letter and have only letters and digits (at most 27)."),
                 field=key,
             )
         if key == "name" and not text:
-            raise InvalidInput("The organisation needs a name.", field="name")
+            raise InvalidInput(_("The organisation needs a name."), field="name")
         if key == "country" and text:
             code = normalise_country(text)
             if code is None:
-                raise InvalidInput(f"Country must be a two-letter ISO code (e.g. GB), not {value!r}.", field=key)
+                raise InvalidInput(
+                    _("Country must be a two-letter ISO code (e.g. GB), not {value!r}.", value=value), field=key
+                )
             text = code
         if key == "contact_email" and text:
             text = normalise_email(text)
         limit = getattr(Organisation.__table__.c[key].type, "length", None)
         if limit is not None and len(text) > limit:
-            raise InvalidInput(f"{key.replace('_', ' ').capitalize()} is limited to {limit} characters.", field=key)
+            raise InvalidInput(
+                _(
+                    "{capitalize} is limited to {limit} characters.",
+                    capitalize=key.replace("_", " ").capitalize(),
+                    limit=limit,
+                ),
+                field=key,
+            )
         cleaned[key] = text
     return cleaned
 
@@ -109,6 +126,8 @@ class MemberView:
     roles: frozenset[str]
     aad_object_id: str | None
     channel_user_id: str | None
+    language: str | None = None  # their own choice; None follows Teams
+    teams_locale: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +177,8 @@ def _member_view(member: Member) -> MemberView:
         roles=member.roles,
         aad_object_id=member.aad_object_id,
         channel_user_id=member.channel_user_id,
+        language=member.language,
+        teams_locale=member.teams_locale,
     )
 
 
@@ -219,27 +240,30 @@ class OrganisationService:
             .options(selectinload(Organisation.members))
         )
         if org is None:
-            raise NotFound(f"No organisation {slug!r}. `cspbot org list` shows the registered ones.")
+            raise NotFound(_("No organisation {slug!r}. `cspbot org list` shows the registered ones.", slug=slug))
         return org
 
     async def create(self, slug: str, profile: Mapping[str, Any], *, actor: str) -> OrganisationView:
         given, slug = slug, slug.strip().lower()
         if not SLUG_PATTERN.match(slug):
             raise InvalidInput(
-                f"{given!r} is not a valid short name: use 2-63 lower-case letters and digits, "
-                "words joined by single dashes.",
+                _(
+                    "{given!r} is not a valid short name: use 2-63 lower-case letters and digits, words joined "
+                    "by single dashes.",
+                    given=given,
+                ),
                 field="slug",
             )
         values = _clean_profile(profile)
         if "name" not in values:
-            raise InvalidInput("The organisation needs a name.", field="name")
+            raise InvalidInput(_("The organisation needs a name."), field="name")
         async with self._sessions.begin() as session:
             org = Organisation(slug=slug, **values)
             session.add(org)
             try:
                 await session.flush()
             except IntegrityError:
-                raise Conflict(f"An organisation {slug!r} already exists.") from None
+                raise Conflict(_("An organisation {slug!r} already exists.", slug=slug)) from None
             audit.record(
                 session,
                 actor=actor,
@@ -266,14 +290,14 @@ class OrganisationService:
         async with self._sessions() as session:
             org = await session.get(Organisation, organisation_id, options=[selectinload(Organisation.members)])
             if org is None:
-                raise NotFound("That organisation no longer exists.")
+                raise NotFound(_("That organisation no longer exists."))
             return _organisation_view(org)
 
     @_changes_access
     async def update(self, slug: str, changes: Mapping[str, Any], *, actor: str) -> OrganisationView:
         values = _clean_profile(changes)
         if not values:
-            raise InvalidInput("Nothing to change: give at least one field.")
+            raise InvalidInput(_("Nothing to change: give at least one field."))
         async with self._sessions.begin() as session:
             org = await self._load(session, slug)
             before = _snapshot(org)
@@ -296,10 +320,14 @@ class OrganisationService:
         tenant_id = tenant_id.strip().lower()
         if not TENANT_ID_PATTERN.match(tenant_id):
             raise InvalidInput(
-                f"{tenant_id!r} is not a tenant id: give the Microsoft Entra tenant id (a GUID).", field="tenant_id"
+                _(
+                    "{tenant_id!r} is not a tenant id: give the Microsoft Entra tenant id (a GUID).",
+                    tenant_id=tenant_id,
+                ),
+                field="tenant_id",
             )
         async with (
-            _unique(f"Tenant {tenant_id} is already linked to another organisation."),
+            _unique(_("Tenant {tenant_id} is already linked to another organisation.", tenant_id=tenant_id)),
             self._sessions.begin() as session,
         ):
             org = await self._load(session, slug)
@@ -307,7 +335,13 @@ class OrganisationService:
                 select(Organisation).where(Organisation.teams_tenant_id == tenant_id, Organisation.id != org.id)
             )
             if other is not None:
-                raise Conflict(f"Tenant {tenant_id} is already linked to organisation {other.slug!r}.")
+                raise Conflict(
+                    _(
+                        "Tenant {tenant_id} is already linked to organisation {slug!r}.",
+                        tenant_id=tenant_id,
+                        slug=other.slug,
+                    )
+                )
             before = _snapshot(org)
             org.teams_tenant_id = tenant_id
             audit.record(
@@ -329,18 +363,21 @@ class OrganisationService:
         confirmed it). Setting the same id again is a no-op; another id is refused (one tenant each)."""
         customer_id = customer_id.strip().lower()
         if not TENANT_ID_PATTERN.match(customer_id):
-            raise InvalidInput(f"{customer_id!r} is not a Partner Center customer id (a GUID).", field="customer_id")
+            raise InvalidInput(
+                _("{customer_id!r} is not a Partner Center customer id (a GUID).", customer_id=customer_id),
+                field="customer_id",
+            )
         async with (
-            _unique(f"Customer {customer_id} already belongs to another organisation."),
+            _unique(_("Customer {customer_id} already belongs to another organisation.", customer_id=customer_id)),
             self._sessions.begin() as session,
         ):
             org = await session.get(Organisation, organisation_id)
             if org is None:
-                raise NotFound("That organisation no longer exists.")
+                raise NotFound(_("That organisation no longer exists."))
             if org.partner_center_customer_id == customer_id:
                 return _organisation_view(org, with_members=False)
             if org.partner_center_customer_id is not None:
-                raise Conflict(f"Organisation {org.slug!r} already has a Microsoft tenant.")
+                raise Conflict(_("Organisation {slug!r} already has a Microsoft tenant.", slug=org.slug))
             before = _snapshot(org)
             org.partner_center_customer_id = customer_id
             audit.record(
@@ -370,8 +407,11 @@ class OrganisationService:
         address = normalise_email(email)
         parsed = sorted({parse_role(role) for role in roles})
         if not parsed:
-            raise InvalidInput("Give at least one role: admin, approver or billing.", field="role")
-        async with _unique(f"{address} is already a member of {slug}."), self._sessions.begin() as session:
+            raise InvalidInput(_("Give at least one role: admin, approver or billing."), field="role")
+        async with (
+            _unique(_("{address} is already a member of {slug}.", address=address, slug=slug)),
+            self._sessions.begin() as session,
+        ):
             org = await self._load(session, slug)
             taken = await session.scalar(
                 select(func.count())
@@ -379,7 +419,13 @@ class OrganisationService:
                 .where(Member.organisation_id == org.id, Member.email == address)
             )
             if taken:
-                raise Conflict(f"{address} is already a member of {org.slug}; change their roles instead.")
+                raise Conflict(
+                    _(
+                        "{address} is already a member of {slug}; change their roles instead.",
+                        address=address,
+                        slug=org.slug,
+                    )
+                )
             member = Member(
                 organisation_id=org.id,
                 email=address,
@@ -407,7 +453,7 @@ class OrganisationService:
             org = await self._load(session, slug)
             member = next((m for m in org.members if m.email == address), None)
             if member is None:
-                raise NotFound(f"{address} is not a member of {org.slug}.")
+                raise NotFound(_("{address} is not a member of {slug}.", address=address, slug=org.slug))
             audit.record(
                 session,
                 actor=actor,
@@ -429,11 +475,14 @@ class OrganisationService:
             org = await self._load(session, slug)
             member = next((m for m in org.members if m.email == address), None)
             if member is None:
-                raise NotFound(f"{address} is not a member of {org.slug}.")
+                raise NotFound(_("{address} is not a member of {slug}.", address=address, slug=org.slug))
             before = sorted(member.roles)
             wanted = (set(member.roles) | {r.value for r in to_add}) - {r.value for r in to_remove}
             if not wanted:
-                raise InvalidInput(f"{address} would be left without a role; remove the member instead.", field="role")
+                raise InvalidInput(
+                    _("{address} would be left without a role; remove the member instead.", address=address),
+                    field="role",
+                )
             if wanted == set(before):
                 return _member_view(member)
             member.role_rows = [MemberRole(role=role) for role in sorted(wanted)]
@@ -445,6 +494,30 @@ class OrganisationService:
                 target=address,
                 before={"roles": before},
                 after={"roles": sorted(wanted)},
+            )
+            await session.flush()
+            return _member_view(member)
+
+    async def set_language(self, slug: str, email: str, language: str, *, actor: str) -> MemberView:
+        """A member's language, set by the operator: a language the bot speaks (`nb`, `de-DE`) or
+        `auto` (follow Teams). Anything else is refused and nothing changes."""
+        address = normalise_email(email)
+        chosen = parse_language(language)
+        async with self._sessions.begin() as session:
+            org = await self._load(session, slug)
+            member = next((m for m in org.members if m.email == address), None)
+            if member is None:
+                raise NotFound(_("{address} is not a member of {slug}.", address=address, slug=org.slug))
+            before = member.language
+            member.language = chosen
+            audit.record(
+                session,
+                actor=actor,
+                action="member.language",
+                organisation_id=org.id,
+                target=address,
+                before={"language": before},
+                after={"language": chosen},
             )
             await session.flush()
             return _member_view(member)

@@ -7,6 +7,7 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat
 
 from services.countries import country_name
+from services.i18n import _
 
 
 class InvalidPhone(ValueError):
@@ -20,10 +21,17 @@ def normalise_phone(value: str, country: str) -> str:
     try:
         number = phonenumbers.parse(text, region or None)
     except NumberParseException as error:
-        raise InvalidPhone(f"{text} is not a phone number{_example(region)}.") from error
+        raise InvalidPhone(_("{text} is not a phone number{example}.", text=text, example=_example(region))) from error
     if not phonenumbers.is_valid_number(number):
-        where = country_name(region) if region else "its country"
-        raise InvalidPhone(f"{text} is not a valid phone number for {where}{_example(region)}.")
+        where = country_name(region) if region else _("its country")
+        raise InvalidPhone(
+            _(
+                "{text} is not a valid phone number for {where}{example}.",
+                text=text,
+                where=where,
+                example=_example(region),
+            )
+        )
     return phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL)
 
 
@@ -34,4 +42,4 @@ def example_phone(region: str) -> str:
 
 
 def _example(region: str) -> str:
-    return f"; type it like {example_phone(region)}"
+    return _("; type it like {example}", example=example_phone(region))

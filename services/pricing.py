@@ -26,9 +26,10 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services import audit, formatting
+from services import audit
 from services.clock import SYSTEM_CLOCK, Clock
 from services.errors import Conflict, InvalidInput, NotFound
+from services.i18n import _, ngettext
 from services.models import Organisation, PriceEntryRow, PriceList, PriceListAssignment
 from services.money import plain, round_money
 from services.partner_center import PartnerCenterClient
@@ -79,9 +80,11 @@ def parse_markup(text: str) -> Decimal:
     try:
         value = Decimal(cleaned)
     except InvalidOperation:
-        raise InvalidInput(f"The markup {text!r} is not a percentage (e.g. 15%).", field="markup") from None
+        raise InvalidInput(
+            _("The markup {text!r} is not a percentage (e.g. 15%).", text=text), field="markup"
+        ) from None
     if not value.is_finite() or value <= Decimal(-100) or value > Decimal(1000):
-        raise InvalidInput("The markup must be above -100% and at most 1000%.", field="markup")
+        raise InvalidInput(_("The markup must be above -100% and at most 1000%."), field="markup")
     return value
 
 
@@ -150,34 +153,50 @@ def _clean_entry(
     """Validate one entry's fields; raise InvalidInput naming the first bad field."""
     product_id, sku_id = product_id.strip().upper(), sku_id.strip().upper()
     if not _ID.match(product_id):
-        raise InvalidInput(f"product_id {product_id!r} is not a Microsoft product id.", field="product_id")
+        raise InvalidInput(
+            _("product_id {product_id!r} is not a Microsoft product id.", product_id=product_id), field="product_id"
+        )
     if not _ID.match(sku_id):
-        raise InvalidInput(f"sku_id {sku_id!r} is not a Microsoft SKU id.", field="sku_id")
+        raise InvalidInput(_("sku_id {sku_id!r} is not a Microsoft SKU id.", sku_id=sku_id), field="sku_id")
     term, cycle = term_duration.strip().upper(), billing_cycle.strip().lower()
     if term not in TERM_MONTHS:
-        raise InvalidInput(f"term_duration {term_duration!r} must be one of {', '.join(TERM_MONTHS)}.")
+        raise InvalidInput(
+            _(
+                "term_duration {term_duration!r} must be one of {join}.",
+                term_duration=term_duration,
+                join=", ".join(TERM_MONTHS),
+            )
+        )
     if cycle not in CYCLE_MONTHS:
-        raise InvalidInput(f"billing_cycle {billing_cycle!r} must be one of {', '.join(CYCLE_MONTHS)}.")
+        raise InvalidInput(
+            _(
+                "billing_cycle {billing_cycle!r} must be one of {join}.",
+                billing_cycle=billing_cycle,
+                join=", ".join(CYCLE_MONTHS),
+            )
+        )
     if periods_in_term(term, cycle) is None:
-        raise InvalidInput(f"a {term} term cannot be billed {cycle}.")
+        raise InvalidInput(_("a {term} term cannot be billed {cycle}.", term=term, cycle=cycle))
     code = currency.strip().upper()
     if not _CURRENCY.match(code):
-        raise InvalidInput(f"currency {currency!r} is not an ISO 4217 code such as USD or EUR.")
+        raise InvalidInput(_("currency {currency!r} is not an ISO 4217 code such as USD or EUR.", currency=currency))
     try:
         amount = Decimal(unit_price.strip())
     except InvalidOperation:
-        raise InvalidInput(f"unit_price {unit_price!r} is not a number (use a dot for decimals).") from None
+        raise InvalidInput(
+            _("unit_price {unit_price!r} is not a number (use a dot for decimals).", unit_price=unit_price)
+        ) from None
     if not amount.is_finite() or amount < 0:
-        raise InvalidInput(f"unit_price {unit_price!r} must be zero or more.")
+        raise InvalidInput(_("unit_price {unit_price!r} must be zero or more.", unit_price=unit_price))
     if amount.as_tuple().exponent < -6:  # type: ignore[operator]
-        raise InvalidInput(f"unit_price {unit_price!r} has more than 6 decimals.")
+        raise InvalidInput(_("unit_price {unit_price!r} has more than 6 decimals.", unit_price=unit_price))
     try:
         start = date.fromisoformat(valid_from.strip())
         end = date.fromisoformat(valid_to.strip()) if valid_to.strip() else None
     except ValueError:
-        raise InvalidInput("valid_from/valid_to must be dates like 2026-01-31 (valid_to may be empty).") from None
+        raise InvalidInput(_("valid_from/valid_to must be dates like 2026-01-31 (valid_to may be empty).")) from None
     if end is not None and end < start:
-        raise InvalidInput("valid_to is before valid_from.")
+        raise InvalidInput(_("valid_to is before valid_from."))
     return PriceInput(product_id, sku_id, term, cycle, code, amount, start, end)
 
 
@@ -189,8 +208,12 @@ def parse_csv(text: str) -> list[PriceInput]:
     missing = [column for column in CSV_COLUMNS if column not in header]
     if missing:
         raise InvalidInput(
-            f"The CSV lacks {formatting.plural(len(missing), 'column', 'columns')}: {', '.join(missing)}; "
-            f"expected {', '.join(CSV_COLUMNS)}."
+            _(
+                "The CSV lacks {plural}: {join}; expected {join2}.",
+                plural=ngettext("{n} column", "{n} columns", len(missing)),
+                join=", ".join(missing),
+                join2=", ".join(CSV_COLUMNS),
+            )
         )
     entries: list[PriceInput] = []
     errors: list[str] = []
@@ -202,17 +225,23 @@ def parse_csv(text: str) -> list[PriceInput]:
         try:
             entry = _clean_entry(*(row.get(column, "") for column in CSV_COLUMNS))
         except InvalidInput as error:
-            errors.append(f"line {line}: {error.message}")
+            errors.append(_("line {line}: {message}", line=line, message=error.message))
             continue
         if entry.key in seen:
-            errors.append(f"line {line}: the same price as line {seen[entry.key]} (product, SKU, term, billing, from)")
+            errors.append(
+                _(
+                    "line {line}: the same price as line {value} (product, SKU, term, billing, from)",
+                    line=line,
+                    value=seen[entry.key],
+                )
+            )
             continue
         seen[entry.key] = line
         entries.append(entry)
     if errors:
         shown = "; ".join(errors[:MAX_ERRORS_SHOWN])
-        more = f" (and {len(errors) - MAX_ERRORS_SHOWN} more)" if len(errors) > MAX_ERRORS_SHOWN else ""
-        raise InvalidInput(f"Nothing was imported. {shown}{more}.")
+        more = _(" (and {value} more)", value=len(errors) - MAX_ERRORS_SHOWN) if len(errors) > MAX_ERRORS_SHOWN else ""
+        raise InvalidInput(_("Nothing was imported. {shown}{more}.", shown=shown, more=more))
     return entries
 
 
@@ -400,7 +429,7 @@ class PriceBook:
         name = name.strip().lower()
         if not _LIST_NAME.match(name):
             raise InvalidInput(
-                "A price list name is 1-80 lower-case letters, digits, '-' or '_', starting with a letter or digit.",
+                _("A price list name is 1-80 lower-case letters, digits, '-' or '_', starting with a letter or digit."),
                 field="name",
             )
         async with self._sessions() as session:
@@ -410,7 +439,7 @@ class PriceBook:
                 await session.flush()
             except IntegrityError:
                 await session.rollback()
-                raise Conflict(f"A price list named {name!r} already exists.") from None
+                raise Conflict(_("A price list named {name!r} already exists.", name=name)) from None
             audit.record(
                 session,
                 actor=actor,
@@ -444,7 +473,7 @@ class PriceBook:
         async with self._sessions() as session:
             organisation = await session.scalar(select(Organisation).where(Organisation.slug == organisation_slug))
             if organisation is None:
-                raise NotFound(f"No organisation {organisation_slug!r}.")
+                raise NotFound(_("No organisation {organisation_slug!r}.", organisation_slug=organisation_slug))
             current = await session.get(PriceListAssignment, organisation.id)
             before = None
             if current is not None:
@@ -456,7 +485,9 @@ class PriceBook:
             else:
                 price_list = await self._list(session, list_name)
                 if price_list.is_global:
-                    raise InvalidInput("The global list applies to everyone already; assign a customer-specific list.")
+                    raise InvalidInput(
+                        _("The global list applies to everyone already; assign a customer-specific list.")
+                    )
                 if current is None:
                     session.add(
                         PriceListAssignment(
@@ -479,7 +510,7 @@ class PriceBook:
                 await session.commit()
             except IntegrityError:
                 await session.rollback()
-                raise Conflict("The organisation's price list was changed at the same moment; try again.") from None
+                raise Conflict(_("The organisation's price list was changed at the same moment; try again.")) from None
 
     async def import_csv(self, list_name: str, text: str, *, actor: str, replace: bool = False) -> ImportResult:
         """Load a CSV into a list (created if missing). All rows or none. With `replace`, entries
@@ -556,7 +587,7 @@ class PriceBook:
                 await session.commit()
             except IntegrityError:
                 await session.rollback()
-                raise Conflict("The price list was changed at the same moment; run the import again.") from None
+                raise Conflict(_("The price list was changed at the same moment; run the import again.")) from None
         log.info("price list %s: %d created, %d updated, %d removed", name, created, updated, removed)
         return ImportResult(name, created, updated, unchanged, removed)
 
@@ -609,7 +640,7 @@ class PriceBook:
         if skipped:
             log.warning("price sheet %s: rows skipped (tiers, unknown term or plan, no price): %d", market, skipped)
         if not entries:
-            raise InvalidInput(f"Microsoft's price sheet for {market} had no usable prices.")
+            raise InvalidInput(_("Microsoft's price sheet for {market} had no usable prices.", market=market))
         return await self.store(list_name, list(entries.values()), actor=actor, action="price_list.generate")
 
     async def ensure_default_global(self, markup_percent: Decimal, *, actor: str, market: str = "US") -> bool:
@@ -628,5 +659,5 @@ class PriceBook:
     async def _list(session: AsyncSession, name: str) -> PriceList:
         price_list = await session.scalar(select(PriceList).where(PriceList.name == name.strip().lower()))
         if price_list is None:
-            raise NotFound(f"No price list named {name!r}. `cspbot prices lists` shows them.")
+            raise NotFound(_("No price list named {name!r}. `cspbot prices lists` shows them.", name=name))
         return price_list

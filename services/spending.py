@@ -25,12 +25,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services import audit, formatting
 from services.db import utcnow
 from services.errors import DomainError, InvalidInput, NotFound
+from services.i18n import N_, _
 from services.models import Organisation, SpendingPolicy, SubscriptionRow
 from services.pricing import PriceBook, per_month
 
 COMMITMENTS = ("P1Y", "P2Y", "P3Y")
 LIVE = ("active", "suspended")  # subscriptions that cost money
-_TERMS = {"P1Y": "1 year", "P2Y": "2 years", "P3Y": "3 years", "P1M": "1 month"}
+_TERMS = {"P1Y": N_("1 year"), "P2Y": N_("2 years"), "P3Y": N_("3 years"), "P1M": N_("1 month")}
 UNCHANGED: Any = object()
 
 
@@ -48,16 +49,16 @@ class PolicyView:
     def lines(self) -> list[str]:
         """The policy in words (the approval card and the admin read it)."""
         if self.is_empty:
-            return ["No spending needs an approver."]
+            return [_("No spending needs an approver.")]
         lines = []
         if self.monthly_threshold is not None:
             threshold = formatting.money(self.monthly_threshold, self.currency)
-            lines.append(f"A change adding more than {threshold} a month needs an approver.")
+            lines.append(_("A change adding more than {threshold} a month needs an approver.", threshold=threshold))
         if self.commitments_need_approval:
-            lines.append("Any 1-year or 3-year commitment needs an approver.")
+            lines.append(_("Any 1-year or 3-year commitment needs an approver."))
         if self.annual_limit is not None:
             limit = formatting.money(self.annual_limit, self.currency)
-            lines.append(f"Spending over {limit} a year needs an approver.")
+            lines.append(_("Spending over {limit} a year needs an approver.", limit=limit))
         return lines
 
     def as_dict(self) -> dict[str, Any]:
@@ -99,7 +100,7 @@ class ApprovalNeeded(DomainError):
     code = "approval_needed"
 
     def __init__(self, spend: Spend, reasons: list[str], policy: PolicyView) -> None:
-        super().__init__(f"{spend.what} needs an approver: " + " ".join(reasons))
+        super().__init__(_("{what} needs an approver: ", what=spend.what) + " ".join(reasons))
         self.spend = spend
         self.reasons = reasons
         self.policy = policy
@@ -111,9 +112,9 @@ def _amount(value: Any) -> Decimal | None:
     try:
         amount = Decimal(str(value).strip().replace(",", ""))
     except InvalidOperation:
-        raise InvalidInput(f"{value!r} is not an amount (for example 500 or 1250.50).") from None
+        raise InvalidInput(_("{value!r} is not an amount (for example 500 or 1250.50).", value=value)) from None
     if not amount.is_finite() or amount < 0:
-        raise InvalidInput("An amount is 0 or more.")
+        raise InvalidInput(_("An amount is 0 or more."))
     return amount
 
 
@@ -148,7 +149,7 @@ class SpendingPolicies:
         async with self._sessions() as session:
             org = await session.scalar(select(Organisation).where(Organisation.slug == slug.strip().lower()))
             if org is None:
-                raise NotFound(f"No organisation {slug!r}.")
+                raise NotFound(_("No organisation {slug!r}.", slug=slug))
             row = await session.get(SpendingPolicy, org.id)
             before = _view(row).as_dict()
             if row is None:
@@ -171,7 +172,7 @@ class SpendingPolicies:
             if currency is not UNCHANGED:
                 code = str(currency or "").strip().upper()
                 if len(code) != 3 or not code.isalpha():
-                    raise InvalidInput("The currency is a three-letter code, e.g. USD or EUR.")
+                    raise InvalidInput(_("The currency is a three-letter code, e.g. USD or EUR."))
                 row.currency = code
             row.updated_by = actor
             after = _view(row)
@@ -193,22 +194,34 @@ class SpendingPolicies:
         if policy.is_empty or (spend.monthly_increase <= 0 and spend.term_duration not in COMMITMENTS):
             return reasons, policy
         if spend.currency and spend.currency != policy.currency and not policy.is_empty:
-            reasons.append(f"It is priced in {spend.currency}, and the policy in {policy.currency}.")
+            reasons.append(
+                _(
+                    "It is priced in {currency}, and the policy in {currency2}.",
+                    currency=spend.currency,
+                    currency2=policy.currency,
+                )
+            )
             return reasons, policy
         if policy.monthly_threshold is not None and spend.monthly_increase > policy.monthly_threshold:
             reasons.append(
-                f"It adds {formatting.money(spend.monthly_increase, spend.currency)} a month, over the "
-                f"{formatting.money(policy.monthly_threshold, policy.currency)} threshold."
+                _(
+                    "It adds {money} a month, over the {money2} threshold.",
+                    money=formatting.money(spend.monthly_increase, spend.currency),
+                    money2=formatting.money(policy.monthly_threshold, policy.currency),
+                )
             )
         if policy.commitments_need_approval and spend.term_duration in COMMITMENTS:
-            reasons.append(f"It commits to {_TERMS.get(spend.term_duration, spend.term_duration)}.")
+            reasons.append(_("It commits to {get}.", get=_(_TERMS.get(spend.term_duration, spend.term_duration))))
         if policy.annual_limit is not None and spend.monthly_increase > 0:
             now = await self.annual_run_rate(organisation_id)
             after = now + spend.monthly_increase * 12
             if after > policy.annual_limit:
                 reasons.append(
-                    f"It takes the yearly spending to {formatting.money(after, spend.currency)}, over the "
-                    f"{formatting.money(policy.annual_limit, policy.currency)} limit."
+                    _(
+                        "It takes the yearly spending to {money}, over the {money2} limit.",
+                        money=formatting.money(after, spend.currency),
+                        money2=formatting.money(policy.annual_limit, policy.currency),
+                    )
                 )
         return reasons, policy
 

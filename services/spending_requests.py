@@ -8,6 +8,7 @@ from typing import Any
 
 from services.container import Services
 from services.errors import DomainError, InvalidInput
+from services.i18n import _
 from services.ordering import Quote
 from services.roles import Permission
 from services.spending import ApprovalNeeded
@@ -26,7 +27,12 @@ def request_payload(kind: str, needed: ApprovalNeeded, change: dict[str, Any]) -
 async def carry_out(services: Services, approval: ApprovalView) -> str:
     caller = await services.access.member_caller(approval.organisation_id, approval.requested_by)
     if caller is None or not caller.can(Permission.MANAGE_SERVICES):
-        raise DomainError(f"{approval.requester_name} is no longer an admin of the organisation; nothing was bought.")
+        raise DomainError(
+            _(
+                "{requester_name} is no longer an admin of the organisation; nothing was bought.",
+                requester_name=approval.requester_name,
+            )
+        )
     payload = approval.payload
     key = f"approval-{approval.id}"
     if approval.kind == PURCHASE:
@@ -38,7 +44,11 @@ async def carry_out(services: Services, approval: ApprovalView) -> str:
             notify_conversation_id=payload.get("conversation_id") or None,
             approved=True,
         )
-        return f"Ordering {quote.quantity} × {quote.product_name} from Microsoft."
+        return _(
+            "Ordering {quantity} × {product_name} from Microsoft.",
+            quantity=quote.quantity,
+            product_name=quote.product_name,
+        )
     if approval.kind == SEATS:
         changes = services.subscription_changes
         subscription_id, quantity = str(payload["subscription_id"]), int(payload["quantity"])
@@ -60,4 +70,4 @@ async def carry_out(services: Services, approval: ApprovalView) -> str:
             approved=True,
         )
         return result.message
-    raise DomainError(f"Unknown request kind {approval.kind!r}.")
+    raise DomainError(_("Unknown request kind {kind!r}.", kind=approval.kind))

@@ -243,7 +243,7 @@ async def test_new_user_asked_in_a_channel_continues_in_the_personal_chat(make_b
         for item in chat.fake.received
         if item.conversation_id == "personal-chat-alex" and card_of(item.activity)
     ]
-    assert "Start new user here" in card_text(card_of(private[-1]))
+    assert "Start “New user” here" in card_text(card_of(private[-1]))
     started = await chat.say(value={"verb": "command", "command": "new user"})
     assert "New user" in said(started) and action_data(started, ui.USERS_CREATE)
 

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from services.errors import InvalidInput
+from services.i18n import _
 
 LAST = None  # cycle_day None = the last day of every month (calendar months)
 
@@ -68,9 +69,9 @@ def parse_cycle_day(value: str | int | None) -> int | None:
     try:
         day = int(text)
     except ValueError:
-        raise InvalidInput("The cycle day is a number from 1 to 31, or 'last'.", field="day") from None
+        raise InvalidInput(_("The cycle day is a number from 1 to 31, or 'last'."), field="day") from None
     if not 1 <= day <= 31:
-        raise InvalidInput("The cycle day is a number from 1 to 31, or 'last'.", field="day")
+        raise InvalidInput(_("The cycle day is a number from 1 to 31, or 'last'."), field="day")
     return day
 
 
@@ -80,7 +81,7 @@ def parse_timezone(value: str) -> str:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise InvalidInput(
-            f"Unknown time zone {value!r}; use an IANA name such as Europe/Oslo.", field="timezone"
+            _("Unknown time zone {value!r}; use an IANA name such as Europe/Oslo.", value=value), field="timezone"
         ) from None
     return name
 
@@ -169,7 +170,7 @@ class CycleCalendar:
         # ended the day before; find the boundary under the previous setting when needed.
         if setting.effective_from == date.min:
             year, month = day.year, day.month
-            for _ in range(2):
+            for _unused in range(2):
                 year, month = (year - 1, 12) if month == 1 else (year, month - 1)
             return month_end(year, month, setting.cycle_day) + timedelta(days=1)
         # Under an older setting: the cycle of the effective date's previous day decides where the
@@ -181,7 +182,7 @@ class CycleCalendar:
         if (day - start).days > 62:
             # Far past the change: the new setting's boundaries are regular from here on.
             year, month = day.year, day.month
-            for _ in range(2):
+            for _unused in range(2):
                 year, month = (year - 1, 12) if month == 1 else (year, month - 1)
             candidate = month_end(year, month, setting.cycle_day) + timedelta(days=1)
             if candidate > start:

@@ -11,6 +11,7 @@ from decimal import Decimal
 from services.billing.rating import Line
 from services.billing.reports import CycleReport
 from services.billing.xlsx import BOLD, PLAIN, Kind, Workbook, money_style
+from services.i18n import _
 from services.money import minor_digits, plain
 
 CSV_COLUMNS = (
@@ -88,7 +89,7 @@ def to_xlsx(reports: Sequence[CycleReport], *, organisation: str = "") -> bytes:
     """A `Summary` sheet (one row per cycle and currency) and one sheet per cycle with the CSV columns."""
     workbook = Workbook()
     money_styles: dict[str, tuple[int, ...]] = {}  # currency → the line columns' styles
-    with workbook.sheet("Summary", widths=[12, 12, 12, 14, 14, 9, 14, 4, 30]) as summary:
+    with workbook.sheet(_("Summary"), widths=[12, 12, 12, 14, 14, 9, 14, 4, 30]) as summary:
         summary.append(
             (name, BOLD)
             for name in ("report_date", "cycle_start", "cycle_end", "status", "total", "currency", "unpriced_lines")
@@ -101,7 +102,7 @@ def to_xlsx(reports: Sequence[CycleReport], *, organisation: str = "") -> bytes:
                         report.report_date,
                         report.cycle.start,
                         report.cycle.end,
-                        "issued" if report.issued else "open (so far)",
+                        _("issued") if report.issued else _("open (so far)"),
                         (total, money_style(minor_digits(currency or "EUR"))),
                         currency,
                         report.unpriced,
@@ -109,7 +110,7 @@ def to_xlsx(reports: Sequence[CycleReport], *, organisation: str = "") -> bytes:
                 )
         if organisation:
             summary.append([])
-            summary.append([("Organisation", BOLD), organisation])
+            summary.append([(_("Organisation"), BOLD), organisation])
     for report in reports:
         with workbook.sheet(
             _sheet_title(report), widths=[12, 12, 12, 38, 38, 36, 44, 18, 9, 12, 6, 10, 12, 9]

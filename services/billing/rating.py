@@ -28,6 +28,7 @@ from enum import StrEnum
 from functools import lru_cache
 
 from services.billing.cycles import Cycle, CycleCalendar, add_months
+from services.i18n import N_
 from services.ledger import LedgerEvent, LedgerRecord
 from services.money import line_amount
 from services.price_rules import UnitPrice, price_in_force
@@ -45,14 +46,14 @@ class ChargeType(StrEnum):
 
 
 CHARGE_LABELS = {
-    ChargeType.CYCLE_FEE: "Cycle fee",
-    ChargeType.PRORATA_PURCHASE: "Pro-rata purchase",
-    ChargeType.PRORATA_INCREASE: "Pro-rata increase",
-    ChargeType.REFUND: "Refund",
-    ChargeType.ADDON_CYCLE_FEE: "Add-on cycle fee",
-    ChargeType.ADDON_PRORATA: "Add-on pro-rata",
-    ChargeType.ADDON_REFUND: "Add-on refund",
-    ChargeType.ADJUSTMENT: "Adjustment",
+    ChargeType.CYCLE_FEE: N_("Cycle fee"),
+    ChargeType.PRORATA_PURCHASE: N_("Pro-rata purchase"),
+    ChargeType.PRORATA_INCREASE: N_("Pro-rata increase"),
+    ChargeType.REFUND: N_("Refund"),
+    ChargeType.ADDON_CYCLE_FEE: N_("Add-on cycle fee"),
+    ChargeType.ADDON_PRORATA: N_("Add-on pro-rata"),
+    ChargeType.ADDON_REFUND: N_("Add-on refund"),
+    ChargeType.ADJUSTMENT: N_("Adjustment"),
 }
 
 

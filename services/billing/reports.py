@@ -13,6 +13,7 @@ from services import formatting
 from services.billing.cycles import Cycle
 from services.billing.rating import Line, totals_by_currency
 from services.errors import InvalidInput
+from services.i18n import N_, _
 
 MAX_MONTHS = 24
 # The years a bill may be asked for: any other year is a slip of the keyboard (and 0000 or 9999
@@ -81,7 +82,7 @@ class Query:
     first: tuple[int, int] | None = None  # None = the most recent ended cycle ("last month")
     last: tuple[int, int] | None = None
     product: str = ""  # the words looked for, lower-case
-    label: str = "last month"
+    label: str = N_("last month")
     product_name: str = ""  # how to name it to a person (`named_product`)
 
     @property
@@ -118,7 +119,7 @@ _SPEND = re.compile(r"^(?:what did we spend on|what do we spend on|spend on|spen
 
 def _checked(text: str, year: int, month: int) -> tuple[int, int]:
     if not (1 <= month <= 12 and MIN_YEAR <= year <= MAX_YEAR):
-        raise InvalidInput(f"{text!r} is not a month; write it like 2026-09.", field="month")
+        raise InvalidInput(_("{text!r} is not a month; write it like 2026-09.", text=text), field="month")
     return year, month
 
 
@@ -135,14 +136,14 @@ def parse_month(text: str, today: date) -> tuple[int, int]:
             return (today.year, month) if month <= today.month else (today.year - 1, month)
         if len(words) == 2 and words[1].isdigit() and len(words[1]) == 4:
             return _checked(text, int(words[1]), month)
-    raise InvalidInput(f"I could not read {text!r} as a month; write it like 2026-09.", field="month")
+    raise InvalidInput(_("I could not read {text!r} as a month; write it like 2026-09.", text=text), field="month")
 
 
 def month_from_label(text: str) -> tuple[int, int]:
     """A month as cards and export links carry it (`2026-09`), checked like a typed one."""
     match = _MONTH.match(text.strip())
     if not match:
-        raise InvalidInput(f"{text!r} is not a month; write it like 2026-09.", field="month")
+        raise InvalidInput(_("{text!r} is not a month; write it like 2026-09.", text=text), field="month")
     return _checked(text, int(match.group(1)), int(match.group(2)))
 
 
@@ -162,12 +163,16 @@ def months_between(first: tuple[int, int], last: tuple[int, int]) -> int:
 def check_range(first: tuple[int, int], last: tuple[int, int], today: date) -> None:
     """A range of at most 24 months, in order, not in the future."""
     if months_between(first, last) < 1:
-        raise InvalidInput("The first month must not be after the last month.", field="first_month")
+        raise InvalidInput(_("The first month must not be after the last month."), field="first_month")
     if months_between(first, last) > MAX_MONTHS:
-        raise InvalidInput(f"A report covers at most {MAX_MONTHS} months; choose a shorter range.", field="last_month")
+        raise InvalidInput(
+            _("A report covers at most {MAX_MONTHS} months; choose a shorter range.", MAX_MONTHS=MAX_MONTHS),
+            field="last_month",
+        )
     if (last[0], last[1]) > (today.year, today.month):
         raise InvalidInput(
-            f"{months_label(last, last)} is in the future: there is no bill for it yet.", field="last_month"
+            _("{months_label} is in the future: there is no bill for it yet.", months_label=months_label(last, last)),
+            field="last_month",
         )
 
 
@@ -180,14 +185,14 @@ def parse_query(text: str, today: date) -> Query:
         product = spend.group(1).strip()
         product = re.sub(r"\s+(?:this year|last year)$", "", product)
         first = (today.year - 1, today.month + 1) if today.month < 12 else (today.year, 1)
-        return Query(first=first, last=(today.year, today.month), product=product, label="the last 12 months")
+        return Query(first=first, last=(today.year, today.month), product=product, label=_("the last 12 months"))
     if words in ("", "last month", "last cycle", "last"):
         return Query()
     if words in ("this year", "year to date", "ytd"):
         return Query(first=(today.year, 1), last=(today.year, today.month), label=str(today.year))
     if words in ("this month", "current", "now"):
-        return Query(first=(today.year, today.month), last=(today.year, today.month), label="this month")
-    for separator in ("..", " to ", " - "):
+        return Query(first=(today.year, today.month), last=(today.year, today.month), label=_("this month"))
+    for separator in ("..", _(" to "), " - "):
         if separator in words:
             left, right = (part.strip() for part in words.split(separator, 1))
             first, last = parse_month(left, today), parse_month(right, today)
@@ -206,7 +211,7 @@ def parse_query(text: str, today: date) -> Query:
             raise  # "sep 0000": a month with a year out of range, not a product
         # Anything else is a product name: its spend over the last 12 months.
         first = (today.year - 1, today.month + 1) if today.month < 12 else (today.year, 1)
-        return Query(first=first, last=(today.year, today.month), product=words, label="the last 12 months")
+        return Query(first=first, last=(today.year, today.month), product=words, label=_("the last 12 months"))
     check_range(month, month, today)
     return Query(first=month, last=month, label=months_label(month, month))
 

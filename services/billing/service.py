@@ -50,6 +50,7 @@ from services.billing.reports import (
 )
 from services.clock import SYSTEM_CLOCK, Clock
 from services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from services.i18n import _
 from services.ledger import LedgerRecord, SubscriptionLedger
 from services.models import BillingExportRow, BillingReportLineRow, BillingReportRow, BillingSettingRow
 from services.price_rules import UnitPrice
@@ -223,10 +224,14 @@ class BillMonths:
 def _no_service_message(asked: Sequence[Cycle], first_day: date | None) -> str:
     when = formatting.month_range(asked[0].end, asked[-1].end)
     if first_day is None:
-        return f"There was no service in {when}: your organisation has no subscriptions with your reseller yet."
-    return (
-        f"There was no service in {when}, so there is no bill: your organisation's first subscription "
-        f"with your reseller began on {formatting.date(first_day)}."
+        return _(
+            "There was no service in {when}: your organisation has no subscriptions with your reseller yet.", when=when
+        )
+    return _(
+        "There was no service in {when}, so there is no bill: your organisation's first "
+        "subscription with your reseller began on {date}.",
+        when=when,
+        date=formatting.date(first_day),
     )
 
 
@@ -268,13 +273,15 @@ class BillingService:
         later). Refused for a date in the past or inside a cycle already issued: history is never re-cut."""
         if not MIN_YEAR <= effective.year <= MAX_YEAR:
             raise InvalidInput(
-                f"{effective} is not a date the bills can use; write it like 2026-12-01.", field="effective"
+                _("{effective} is not a date the bills can use; write it like 2026-12-01.", effective=effective),
+                field="effective",
             )
         calendar = await self.calendar()
         today = calendar.today(self._clock.now())
         if effective < today:
             raise InvalidInput(
-                f"The effective date {effective} is in the past; history is never re-cut.", field="effective"
+                _("The effective date {effective} is in the past; history is never re-cut.", effective=effective),
+                field="effective",
             )
         async with self._sessions.begin() as session:
             latest_issued = await session.scalar(
@@ -282,7 +289,11 @@ class BillingService:
             )
             if latest_issued is not None and effective <= latest_issued:
                 raise InvalidInput(
-                    f"Reports up to {latest_issued} are already issued; choose a date after it.", field="effective"
+                    _(
+                        "Reports up to {latest_issued} are already issued; choose a date after it.",
+                        latest_issued=latest_issued,
+                    ),
+                    field="effective",
                 )
             current = calendar.setting_on(effective)
             setting = CycleSetting(
@@ -571,9 +582,18 @@ class BillingService:
                 seen.add(key)
                 await self._alerts.raise_alert(
                     "billing.unpriced",
-                    f"No price for {line.product} ({line.product_id}/{line.sku_id}, {line.term_duration}, "
-                    f"{line.billing_cycle}) on {line.charge_day} for organisation #{organisation_id}: "
-                    "its bill lines are shown as unpriced. Add it to a price list.",
+                    _(
+                        "No price for {product} ({product_id}/{sku_id}, {term_duration}, {billing_cycle}) on "
+                        "{charge_day} for organisation #{organisation_id}: its bill lines are shown as unpriced. "
+                        "Add it to a price list.",
+                        product=line.product,
+                        product_id=line.product_id,
+                        sku_id=line.sku_id,
+                        term_duration=line.term_duration,
+                        billing_cycle=line.billing_cycle,
+                        charge_day=line.charge_day,
+                        organisation_id=organisation_id,
+                    ),
                     dedup_key=f"billing.unpriced:{organisation_id}:{':'.join(key)}",
                     organisation_id=organisation_id,
                 )
@@ -585,7 +605,7 @@ class BillingService:
         """A single-use bearer token for one download, valid 15 minutes (stored only as its hash)."""
         caller.require(Permission.READ_BILLING)
         if file_format not in (*EXPORT_FORMATS, OVERVIEW_FORMAT):
-            raise InvalidInput("Exports are xlsx or csv.", field="format")
+            raise InvalidInput(_("Exports are xlsx or csv."), field="format")
         check_range(first, last, await self.today())
         token = secrets.token_urlsafe(32)
         async with self._sessions.begin() as session:
@@ -619,18 +639,18 @@ class BillingService:
                 select(BillingExportRow).where(BillingExportRow.token_hash == _hash(token)).with_for_update()
             )
             if row is None:
-                raise NotFound("This download link is not valid.")
+                raise NotFound(_("This download link is not valid."))
             if caller is not None and (row.organisation_id, row.member_id) != (
                 caller.organisation_id,
                 caller.member_id,
             ):
-                raise PermissionDenied("That file belongs to someone else's export.")
+                raise PermissionDenied(_("That file belongs to someone else's export."))
             now = self._clock.now()
             if row.used_at is not None:
-                raise Conflict("This download link was already used. Ask the bot for a new export.")
+                raise Conflict(_("This download link was already used. Ask the bot for a new export."))
             expires_at = row.expires_at
             if expires_at <= now:
-                raise PermissionDenied("This download link has expired. Ask the bot for a new export.")
+                raise PermissionDenied(_("This download link has expired. Ask the bot for a new export."))
             # Conditional on "not used yet": two downloads racing with one link get one file.
             claimed = await session.execute(
                 update(BillingExportRow)
@@ -638,7 +658,7 @@ class BillingService:
                 .values(used_at=now)
             )
             if getattr(claimed, "rowcount", 0) != 1:
-                raise Conflict("This download link was already used. Ask the bot for a new export.")
+                raise Conflict(_("This download link was already used. Ask the bot for a new export."))
             audit.record(
                 session,
                 actor=row.actor,
@@ -668,7 +688,12 @@ class BillingService:
 
     @staticmethod
     def describe(setting: CycleSetting) -> str:
-        return f"from {setting.effective_from}: cycle ends on day {setting.day_label}, time zone {setting.timezone}"
+        return _(
+            "from {effective_from}: cycle ends on day {day_label}, time zone {timezone}",
+            effective_from=setting.effective_from,
+            day_label=setting.day_label,
+            timezone=setting.timezone,
+        )
 
 
 __all__ = ["OVERVIEW_FORMAT", "BillingService", "ExportGrant", "NoService", "PriceSource"]

@@ -21,7 +21,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services import audit, formatting
+from services import audit
 from services.alerts import AlertService
 from services.catalog.taxonomy import OTHER, DefaultTaxonomy, Placement, PlacementSource, clean_name
 from services.catalog.views import (
@@ -34,6 +34,7 @@ from services.catalog.views import (
 )
 from services.db import CATALOG_SYNC_LOCK, lock_transaction, utcnow
 from services.errors import Conflict, DomainError, NotFound
+from services.i18n import _, ngettext
 from services.models import CatalogAddonBase, CatalogProduct, CatalogSku, CatalogTaxonomyRow, CatalogTerm
 from services.partner_center import PartnerCenterClient, PartnerCenterError
 from services.partner_center.models import Availability, Product, Sku
@@ -101,7 +102,7 @@ class CatalogService:
         except PartnerCenterError as error:
             await self._alerts.raise_alert(
                 SYNC_FAILED_ALERT,
-                f"The catalog could not be read from Partner Center: {error.message}",
+                _("The catalog could not be read from Partner Center: {message}", message=error.message),
                 severity="error",
             )
             raise
@@ -109,10 +110,13 @@ class CatalogService:
         if report.unmapped:
             await self._alerts.raise_alert(
                 UNMAPPED_ALERT,
-                f"Shown under '{OTHER}' for want of a place in the catalog taxonomy: "
-                f"{formatting.plural(len(report.unmapped), 'product', 'products')}, "
-                f"{', '.join(report.unmapped[:20])}. "
-                "Place each with `cspbot catalog place PRODUCT_ID --category NAME --group NAME`.",
+                _(
+                    "Shown under '{OTHER}' for want of a place in the catalog taxonomy: {plural}, {join}. "
+                    "Place each with `cspbot catalog place PRODUCT_ID --category NAME --group NAME`.",
+                    OTHER=OTHER,
+                    plural=ngettext("{n} product", "{n} products", len(report.unmapped)),
+                    join=", ".join(report.unmapped[:20]),
+                ),
                 dedup_key=UNMAPPED_ALERT,
             )
         log.info(
@@ -159,7 +163,7 @@ class CatalogService:
             for item in fetched:
                 product_id = item.product.id.strip().upper()
                 title = (item.product.title or product_id).strip()[:200]
-                is_addon = bool(item.skus) and all(sku.is_addon for sku, _ in item.skus)
+                is_addon = bool(item.skus) and all(sku.is_addon for sku, _unused in item.skus)
                 placement = self._place(product_id, title, is_addon, overrides.get(product_id))
                 if placement.source is PlacementSource.UNMAPPED:
                     unmapped.append(f"{title} ({product_id})")
@@ -252,7 +256,7 @@ class CatalogService:
                 await session.commit()
             except IntegrityError:
                 await session.rollback()
-                raise Conflict("Another catalog sync ran at the same moment; run it again.") from None
+                raise Conflict(_("Another catalog sync ran at the same moment; run it again.")) from None
         return SyncReport(len(seen_products), sku_count, term_count, deactivated, tuple(unmapped), now)
 
     def _place(self, product_id: str, title: str, is_addon: bool, override: CatalogTaxonomyRow | None) -> Placement:
@@ -281,7 +285,7 @@ class CatalogService:
         async with self._sessions() as session:
             product = await session.get(CatalogProduct, product_id)
             if product is None or (not product.active and not include_inactive):
-                raise NotFound("That product is not in the catalog.")
+                raise NotFound(_("That product is not in the catalog."))
             sku_query = select(CatalogSku).where(CatalogSku.product_id == product_id)
             if not include_inactive:
                 sku_query = sku_query.where(CatalogSku.active.is_(True))
@@ -297,7 +301,7 @@ class CatalogService:
         for sku in product.skus:
             if sku.sku_id == sku_id.strip().upper():
                 return sku
-        raise NotFound("That product is not in the catalog.")
+        raise NotFound(_("That product is not in the catalog."))
 
     async def licence_sku_id(self, product_id: str, sku_id: str) -> str | None:
         """The licence SKU (subscribed SKU id) a product/SKU's seats are pooled in, if known."""
@@ -363,7 +367,7 @@ class CatalogService:
                 ).lower() == billing_cycle.lower():
                     return availability.catalog_item_id or f"{product_id}:{sku_id}:{availability.id}"
         raise DomainError(
-            "Microsoft no longer sells this product with that term and billing frequency. Pick another.",
+            _("Microsoft no longer sells this product with that term and billing frequency. Pick another."),
             code="not_available",
         )
 
@@ -384,11 +388,13 @@ class CatalogService:
         """The operator places a product (kept across syncs)."""
         product_id = product_id.strip().upper()
         category = clean_name(category, "category")
-        product_group = clean_name(product_group, "product group")
+        product_group = clean_name(product_group, _("product group"))
         async with self._sessions() as session:
             product = await session.get(CatalogProduct, product_id)
             if product is None:
-                raise NotFound(f"No product {product_id} in the catalog; run `cspbot catalog sync` first.")
+                raise NotFound(
+                    _("No product {product_id} in the catalog; run `cspbot catalog sync` first.", product_id=product_id)
+                )
             before = {"category": product.category, "product_group": product.product_group}
             row = await session.get(CatalogTaxonomyRow, product_id)
             if row is None:
@@ -414,7 +420,7 @@ class CatalogService:
                 await session.commit()
             except IntegrityError:
                 await session.rollback()
-                raise Conflict("The product was placed by someone else at the same moment; try again.") from None
+                raise Conflict(_("The product was placed by someone else at the same moment; try again.")) from None
             return TaxonomyEntry(product_id, product.title, category, product_group, product.taxonomy_source)
 
     async def reset_place(self, product_id: str, *, actor: str) -> TaxonomyEntry:
@@ -423,7 +429,7 @@ class CatalogService:
         async with self._sessions() as session:
             product = await session.get(CatalogProduct, product_id)
             if product is None:
-                raise NotFound(f"No product {product_id} in the catalog.")
+                raise NotFound(_("No product {product_id} in the catalog.", product_id=product_id))
             row = await session.get(CatalogTaxonomyRow, product_id)
             if row is not None:
                 await session.delete(row)

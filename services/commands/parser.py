@@ -17,6 +17,8 @@ from enum import StrEnum
 
 from rapidfuzz import fuzz, process
 
+from services.i18n import _
+
 
 class Kind(StrEnum):
     ADD_SEATS = "add_seats"
@@ -380,14 +382,14 @@ def _why(text: str, word: str) -> str:
     lowered = text.lower()
     has_number = re.search(r"\b[+-]?\d+\b", lowered) or any(f" {w} " in f" {lowered} " for w in _NUMBER_WORDS)
     if word in ("add", "remove", "reduce", "increase") and re.search(rf"\b{SEATS}\b", lowered) and not has_number:
-        return "How many seats? Say the number, for example **add 5 seats to Business Standard**."
+        return _("How many seats? Say the number, for example **add 5 seats to Business Standard**.")
     if word in ("set", "change") and not re.search(r"\bto\s+\S", lowered):
-        return "To how many seats? For example **set Teams Essentials to 12 seats**."
+        return _("To how many seats? For example **set Teams Essentials to 12 seats**.")
     if word == "assign" and not re.search(r"\bto\s+\S", lowered):
-        return "To whom? For example **assign E3 to diego**."
+        return _("To whom? For example **assign E3 to diego**.")
     if word in ("buy", "order", "purchase") and len(lowered.split()) == 1:
-        return "Buy what? For example **buy 3 Microsoft 365 Business Basic monthly**."
-    return "I did not understand that command."
+        return _("Buy what? For example **buy 3 Microsoft 365 Business Basic monthly**.")
+    return _("I did not understand that command.")
 
 
 def suggest(text: str, limit: int = 3) -> tuple[str, ...]:

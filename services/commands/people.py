@@ -23,6 +23,7 @@ from services.access import Caller
 from services.commands.service import Answer, Choose, CommandService, Person
 from services.container import Services
 from services.errors import DomainError, InvalidInput
+from services.i18n import _, ngettext
 from services.partner_center import PartnerCenterClient
 from services.partner_center.models import CustomerUser, PasswordProfile
 from services.subscriptions import QuantityPlan, SubscriptionChanges, SubscriptionService, SubscriptionView
@@ -135,11 +136,11 @@ class PeopleFlows:
         if pool.available < 1:
             feeding = [sub for sub in pool.subscriptions if sub.status == "active"]
             if not feeding:
-                return Answer(f"No {pool.name} licence is free and no active subscription feeds it.")
+                return Answer(_("No {name} licence is free and no active subscription feeds it.", name=pool.name))
             sub = feeding[0]
             seat = await self._changes.plan_quantity(caller, sub.subscription_id, sub.quantity + 1)
             if self._changes.spending is not None:
-                reasons, _ = await self._changes.spending.reasons(caller.organisation_id, seats_spend(seat))
+                reasons, _unused = await self._changes.spending.reasons(caller.organisation_id, seats_spend(seat))
                 needs = " ".join(reasons)
         first, last = _split_name(name)
         return OnboardingPlan(
@@ -163,10 +164,14 @@ class PeopleFlows:
             created = await self._users.create_user(caller, form, request_key=f"{key}:user")
         except DomainError as error:
             return await self._audited(
-                caller, "user.onboard", form.display_name, [Step("Create the user", False, error.message)]
+                caller, "user.onboard", form.display_name, [Step(_("Create the user"), False, error.message)]
             )
-        mail = f"; the password was e-mailed to {created.password_sent_to}" if created.password_sent_to else ""
-        steps.append(Step("Create the user", True, f"{created.user_principal_name}{mail}"))
+        mail = (
+            _("; the password was e-mailed to {password_sent_to}", password_sent_to=created.password_sent_to)
+            if created.password_sent_to
+            else ""
+        )
+        steps.append(Step(_("Create the user"), True, f"{created.user_principal_name}{mail}"))
         subscription_id = _text(values, "subscription_id")
         if subscription_id:
             try:
@@ -175,9 +180,11 @@ class PeopleFlows:
                 result = await self._changes.change_quantity(
                     caller, subscription_id, plan.new, etag=plan.etag, key=f"{key}:seat"
                 )
-                steps.append(Step("Buy one more seat", True, "already added" if result.repeated else result.message))
+                steps.append(
+                    Step(_("Buy one more seat"), True, _("already added") if result.repeated else result.message)
+                )
             except DomainError as error:
-                steps.append(Step("Buy one more seat", False, error.message))
+                steps.append(Step(_("Buy one more seat"), False, error.message))
                 return await self._audited(caller, "user.onboard", created.user_principal_name, steps)
         licence = _text(values, "licence")
         try:
@@ -187,11 +194,13 @@ class PeopleFlows:
             )
             failed = [result.message for result in outcome.results if not result.ok]
             if failed:
-                steps.append(Step("Assign the licence", False, failed[0]))
+                steps.append(Step(_("Assign the licence"), False, failed[0]))
             else:
-                steps.append(Step("Assign the licence", True, "already done" if outcome.already_done else "assigned"))
+                steps.append(
+                    Step(_("Assign the licence"), True, _("already done") if outcome.already_done else "assigned")
+                )
         except DomainError as error:
-            steps.append(Step("Assign the licence", False, error.message))
+            steps.append(Step(_("Assign the licence"), False, error.message))
         return await self._audited(caller, "user.onboard", created.user_principal_name, steps)
 
     # --- offboarding --------------------------------------------------------------------------------
@@ -232,23 +241,37 @@ class PeopleFlows:
             try:
                 plan = await self._changes.plan_quantity(caller, view.id, view.quantity - 1)
                 if plan.kind == "decrease" and plan.charge_now is not None:
-                    refund = f" ({formatting.money(abs(plan.charge_now.amount), plan.currency)} back)"
+                    refund = _(" ({money} back)", money=formatting.money(abs(plan.charge_now.amount), plan.currency))
             except InvalidInput:  # the seat is still assigned to this person: priced once it is free
                 refund = ""
             until = formatting.datetime_utc(max(windows))
-            choices.append((REFUND, f"Remove the seat now with a refund{refund}; possible until {until}"))
+            choices.append(
+                (
+                    REFUND,
+                    _("Remove the seat now with a refund{refund}; possible until {until}", refund=refund, until=until),
+                )
+            )
         if view.quantity > 1 and view.auto_renew:
             base = view.scheduled_quantity if view.scheduled_quantity is not None else view.quantity
-            seats = formatting.plural(base - 1, "seat", "seats")
-            choices.append((RENEWAL, f"Renew with {seats} on {formatting.date(view.renewal_date)} (paid until then)"))
-        choices.append((KEEP, "Keep the seat free for the next person (still paid)"))
+            seats = ngettext("{n} seat", "{n} seats", base - 1)
+            choices.append(
+                (
+                    RENEWAL,
+                    _(
+                        "Renew with {seats} on {date} (paid until then)",
+                        seats=seats,
+                        date=formatting.date(view.renewal_date),
+                    ),
+                )
+            )
+        choices.append((KEEP, _("Keep the seat free for the next person (still paid)")))
         return FreedSeat(sku, name, view.id, view.name, view.quantity, tuple(choices), choices[0][0])
 
     async def offboard(self, caller: Caller, user_id: str, choices: Mapping[str, str], key: str) -> FlowResult:
         """Block sign-in, remove every licence, then do with each freed seat what the admin chose."""
         person = await self._commands.find_person(caller, "", {"user": user_id})
         if not isinstance(person, Person):
-            raise InvalidInput("That user is not in your tenant any more.")
+            raise InvalidInput(_("That user is not in your tenant any more."))
         ctx = await self._users.context(caller)
         steps: list[Step] = []
         try:
@@ -261,9 +284,9 @@ class PeopleFlows:
                     password_profile=PasswordProfile(password=generate_password(), force_change_password=True)
                 ),
             )
-            steps.append(Step("Block sign-in", True, "the password was replaced by one nobody is told"))
+            steps.append(Step(_("Block sign-in"), True, _("the password was replaced by one nobody is told")))
         except DomainError as error:
-            steps.append(Step("Block sign-in", False, error.message))
+            steps.append(Step(_("Block sign-in"), False, error.message))
             return await self._audited(caller, "user.offboard", person.user_principal_name, steps)
         detail = await self._users.get_user(caller, person.user_id)
         held = [licence.licence_sku_id for licence in detail.licences]
@@ -272,37 +295,37 @@ class PeopleFlows:
                 outcome = await self._licences.unassign(caller, person.user_id, held, request_key=f"{key}:licences")
                 failed = [result.message for result in outcome.results if not result.ok]
                 steps.append(
-                    Step("Remove every licence", not failed, failed[0] if failed else _licences_removed(detail))
+                    Step(_("Remove every licence"), not failed, failed[0] if failed else _licences_removed(detail))
                 )
             except DomainError as error:
-                steps.append(Step("Remove every licence", False, error.message))
+                steps.append(Step(_("Remove every licence"), False, error.message))
             if not steps[-1].ok:
                 return await self._audited(caller, "user.offboard", person.user_principal_name, steps)
         else:
-            steps.append(Step("Remove every licence", True, "no licences were left"))
+            steps.append(Step(_("Remove every licence"), True, _("no licences were left")))
         for sku, choice in choices.items():
             steps.append(await self._free_seat(caller, sku, choice, f"{key}:seat:{sku}"))
         return await self._audited(caller, "user.offboard", person.user_principal_name, steps)
 
     async def _free_seat(self, caller: Caller, sku: str, choice: str, key: str) -> Step:
-        subscription_id, _, what = choice.partition(":")
+        subscription_id, _unused, what = choice.partition(":")
         try:
             view = await self._subscriptions.get(caller, subscription_id)
             if view.licence_sku_id.lower() != sku.lower():
-                raise InvalidInput("That subscription does not feed this licence.")
-            name = f"{view.name}: the freed seat"
+                raise InvalidInput(_("That subscription does not feed this licence."))
+            name = _("{name}: the freed seat", name=view.name)
             if what == REFUND:
                 plan = await self._changes.plan_quantity(caller, view.id, view.quantity - 1)
                 result = await self._changes.change_quantity(caller, view.id, plan.new, etag=plan.etag, key=key)
-                return Step(name, True, "already removed" if result.repeated else result.message)
+                return Step(name, True, _("already removed") if result.repeated else result.message)
             if what == RENEWAL:
                 base = view.scheduled_quantity if view.scheduled_quantity is not None else view.quantity
                 plan = await self._changes.plan_quantity(caller, view.id, base - 1)
                 result = await self._changes.schedule_quantity(caller, view.id, plan.new, etag=plan.etag, key=key)
-                return Step(name, True, "already scheduled" if result.repeated else result.message)
-            return Step(name, True, "kept free for the next person")
+                return Step(name, True, _("already scheduled") if result.repeated else result.message)
+            return Step(name, True, _("kept free for the next person"))
         except DomainError as error:
-            return Step(f"{sku}: the freed seat", False, error.message)
+            return Step(_("{sku}: the freed seat", sku=sku), False, error.message)
 
     async def _audited(self, caller: Caller, action: str, target: str, steps: list[Step]) -> FlowResult:
         async with self._sessions() as session:
@@ -320,7 +343,7 @@ class PeopleFlows:
 
 def _licences_removed(detail: Any) -> str:
     names = ", ".join(licence.name for licence in detail.licences)
-    return f"removed {names}"
+    return _("removed {names}", names=names)
 
 
 def _text(values: Mapping[str, Any], key: str, limit: int = 256) -> str:

@@ -24,6 +24,7 @@ from services.commands.matching import Candidate, Match, Matcher
 from services.commands.parser import Command, Kind
 from services.container import Services
 from services.errors import DomainError, InvalidInput
+from services.i18n import N_, _, ngettext
 from services.models import SubscriptionRow, TenantUser
 from services.ordering import CYCLE_NAMES, OfferedProduct, OrderingService, Quote, purchase_spend, term_name
 from services.roles import Permission
@@ -48,7 +49,7 @@ SUBSCRIPTION, OFFER, PLAN, USER, LICENCE = "subscription", "offer", "plan", "use
 SEAT_KINDS = frozenset({Kind.ADD_SEATS, Kind.REMOVE_SEATS, Kind.SET_SEATS})
 # Commands whose answers name the tenant's users: in a channel they continue in the 1:1 chat.
 PRIVATE_KINDS = frozenset({Kind.ASSIGN, Kind.UNASSIGN, Kind.WHO_HAS, Kind.NEW_USER, Kind.OFFBOARD})
-_TERM_WORDS = {"P1M": "1 month", "P1Y": "1 year", "P3Y": "3 years"}
+_TERM_WORDS = {"P1M": N_("1 month"), "P1Y": N_("1 year"), "P3Y": N_("3 years")}
 
 
 @dataclass(frozen=True)
@@ -123,20 +124,27 @@ class _Notes:
 
     def took(self, match: Match[object], name: str) -> None:
         if match.fuzzy:
-            self.items.append(f"I took “{match.typed}” to mean {name}.")
+            self.items.append(_("I took “{typed}” to mean {name}.", typed=match.typed, name=name))
 
     def __str__(self) -> str:
         return " ".join(self.items)
 
 
 def _seats(count: int) -> str:
-    return formatting.plural(count, "seat", "seats")
+    return ngettext("{n} seat", "{n} seats", count)
 
 
 def _subscription_detail(row: SubscriptionRow) -> str:
-    term = _TERM_WORDS.get(row.term_duration, row.term_duration)
-    renews = f", renews {formatting.date(row.commitment_end_date)}" if row.commitment_end_date else ""
-    return f"{_seats(row.quantity)}, {term} billed {row.billing_cycle}, {row.status}{renews}"
+    term = _(_TERM_WORDS.get(row.term_duration, row.term_duration))
+    renews = _(", renews {date}", date=formatting.date(row.commitment_end_date)) if row.commitment_end_date else ""
+    return _(
+        "{seats}, {term} billed {billing_cycle}, {status}{renews}",
+        seats=_seats(row.quantity),
+        term=term,
+        billing_cycle=row.billing_cycle,
+        status=row.status,
+        renews=renews,
+    )
 
 
 class CommandService:
@@ -210,7 +218,7 @@ class CommandService:
         pinned = pins.get(SUBSCRIPTION)
         if pinned:
             row = next((row for row in rows if row.id == pinned.lower()), None)
-            return row if row is not None else Answer("That subscription is not one of yours any more.")
+            return row if row is not None else Answer(_("That subscription is not one of yours any more."))
         matcher = Matcher(
             [Candidate(row, row.name, keys=(f"{row.product_id}:{row.sku_id}", row.product_id, row.id)) for row in rows]
         )
@@ -224,7 +232,7 @@ class CommandService:
             return found[0]
         if found:
             return Choose(
-                f"Which subscription do you mean by “{command.product}”?",
+                _("Which subscription do you mean by “{product}”?", product=command.product),
                 SUBSCRIPTION,
                 tuple(Option(row.name, _subscription_detail(row), row.id) for row in found[:10]),
             )
@@ -237,13 +245,21 @@ class CommandService:
         if catalog.found and len(catalog.found) <= 3:
             names = " or ".join(candidate.name for candidate in catalog.found)
             first = catalog.found[0].name
-            return Answer(f"You have no {names} subscription.", suggestions=(f"buy 1 {first}",))
+            return Answer(_("You have no {names} subscription.", names=names), suggestions=(f"buy 1 {first}",))
         if not rows:
-            return Answer("You have no subscriptions yet.", suggestions=("add subscription",))
+            return Answer(_("You have no subscriptions yet."), suggestions=("add subscription",))
         if not match.suggestions:
             names = ", ".join(dict.fromkeys(row.name for row in rows))
-            return Answer(f"None of your subscriptions is called “{command.product}”. You have: {names}.")
-        return _did_you_mean(f"None of your subscriptions is called “{command.product}”.", command, match.suggestions)
+            return Answer(
+                _(
+                    "None of your subscriptions is called “{product}”. You have: {names}.",
+                    product=command.product,
+                    names=names,
+                )
+            )
+        return _did_you_mean(
+            _("None of your subscriptions is called “{product}”.", product=command.product), command, match.suggestions
+        )
 
     async def _catalog_candidates(self) -> list[Candidate[str]]:
         return [
@@ -272,7 +288,12 @@ class CommandService:
             new = _new_quantity(command, view.quantity)
             if new < 0:
                 return Answer(
-                    f"{view.name} has {_seats(view.quantity)}, so {_seats(-new + view.quantity)} cannot be removed."
+                    _(
+                        "{name} has {seats}, so {seats2} cannot be removed.",
+                        name=view.name,
+                        seats=_seats(view.quantity),
+                        seats2=_seats(-new + view.quantity),
+                    )
                 )
             plan = await self._changes.plan_quantity(caller, view.id, new)
             if plan.kind == "increase":
@@ -282,21 +303,40 @@ class CommandService:
             return SubscriptionAction(kind, view, await self._changes.plan_cancel(caller, view.id), str(notes))
         if kind is Kind.SUSPEND:
             if view.status != "active":
-                return Answer(f"{view.name} is {view.status}; only an active subscription can be suspended.")
+                return Answer(
+                    _(
+                        "{name} is {status}; only an active subscription can be suspended.",
+                        name=view.name,
+                        status=view.status,
+                    )
+                )
             requests = await self._approvals.open_requests(caller.organisation_id)
             if view.id in requests:
-                return Answer(f"A suspension of {view.name} is already waiting for an approver.")
+                return Answer(_("A suspension of {name} is already waiting for an approver.", name=view.name))
         if kind is Kind.REACTIVATE and view.status != "suspended":
-            return Answer(f"{view.name} is {view.status}, not suspended: there is nothing to reactivate.")
+            return Answer(
+                _(
+                    "{name} is {status}, not suspended: there is nothing to reactivate.",
+                    name=view.name,
+                    status=view.status,
+                )
+            )
         if kind in (Kind.AUTORENEW_OFF, Kind.AUTORENEW_ON):
             wanted = kind is Kind.AUTORENEW_ON
             if view.auto_renew == wanted:
                 verb = (
-                    f"renews on {formatting.date(view.renewal_date)}"
+                    _("renews on {date}", date=formatting.date(view.renewal_date))
                     if wanted
-                    else "ends on " + formatting.date(view.renewal_date)
+                    else _("ends on {date}", date=formatting.date(view.renewal_date))
                 )
-                return Answer(f"Auto-renew is already {'on' if wanted else 'off'} for {view.name}: it {verb}.")
+                return Answer(
+                    _(
+                        "Auto-renew is already {auto_renew} for {name}: it {verb}.",
+                        auto_renew=_("on") if wanted else _("off"),
+                        name=view.name,
+                        verb=verb,
+                    )
+                )
         return SubscriptionAction(kind, view, None, str(notes))
 
     # --- buying -------------------------------------------------------------------------------------
@@ -315,10 +355,14 @@ class CommandService:
             ).match(command.product)
             if len(match.found) > 1:
                 return Choose(
-                    f"Which product do you mean by “{command.product}”?",
+                    _("Which product do you mean by “{product}”?", product=command.product),
                     OFFER,
                     tuple(
-                        Option(c.value.name, f"{c.value.key} · from {_from_price(c.value)}", c.value.key)
+                        Option(
+                            c.value.name,
+                            _("{key} · from {from_price}", key=c.value.key, from_price=_from_price(c.value)),
+                            c.value.key,
+                        )
                         for c in match.found[:10]
                     ),
                 )
@@ -336,14 +380,27 @@ class CommandService:
         if pinned_plan is not None:
             terms = [pinned_plan]
         if not terms:
-            said = f"with a {term_name(command.term)} commitment" if command.term else ""
-            if command.billing:
-                said += f"{', ' if said else ''}billed {CYCLE_NAMES.get(command.billing, command.billing)}"
+            billed = _(CYCLE_NAMES.get(command.billing, command.billing)) if command.billing else ""
+            if command.term and billed:
+                said = _(
+                    "with a {term_name} commitment, billed {billed}", term_name=term_name(command.term), billed=billed
+                )
+            elif command.term:
+                said = _("with a {term_name} commitment", term_name=term_name(command.term))
+            else:
+                said = _("billed {billed}", billed=billed) if billed else ""
             offered_terms = "; ".join(term.label for term in offered.terms)
-            return Answer(f"{offered.name} is not offered {said}. It is offered: {offered_terms}.")
+            return Answer(
+                _(
+                    "{name} is not offered {said}. It is offered: {offered_terms}.",
+                    name=offered.name,
+                    said=said,
+                    offered_terms=offered_terms,
+                )
+            )
         if len(terms) > 1:
             return Choose(
-                f"Which commitment for {offered.name}?",
+                _("Which commitment for {name}?", name=offered.name),
                 PLAN,
                 tuple(
                     Option(
@@ -356,7 +413,12 @@ class CommandService:
             )
         quantity = offered.sku.minimum_quantity if command.quantity is None else command.quantity
         if command.quantity is None:
-            notes.items.append(f"You did not say how many, so this is for {quantity}; **Change** sets another number.")
+            notes.items.append(
+                _(
+                    "You did not say how many, so this is for {quantity}; **Change** sets another number.",
+                    quantity=quantity,
+                )
+            )
         try:
             quote = await self._ordering.quote(caller, offered.key, terms[0].key, quantity)
         except InvalidInput as error:
@@ -366,12 +428,12 @@ class CommandService:
 
     async def _approver_note(self, caller: Caller, spend: Spend, notes: _Notes) -> None:
         """Say before the confirm that it goes to an approver (the same policy the services apply)."""
-        reasons, _ = await self._spending.reasons(caller.organisation_id, spend)
+        reasons, _unused = await self._spending.reasons(caller.organisation_id, spend)
         if reasons:
             notes.items.append(
-                "This needs an approver under your organisation's spending policy: "
+                _("This needs an approver under your organisation's spending policy: ")
                 + " ".join(reasons)
-                + " Confirming asks them; nothing is bought until one approves."
+                + _(" Confirming asks them; nothing is bought until one approves.")
             )
 
     async def _not_offered(self, command: Command, match: Match[OfferedProduct]) -> Answer:
@@ -379,17 +441,25 @@ class CommandService:
         if catalog.found and len(catalog.found) <= 3:
             names = " or ".join(candidate.name for candidate in catalog.found)
             return Answer(
-                f"Your reseller has no price for {names} for your organisation, so it cannot be bought here. "
-                "Ask your reseller to price it."
+                _(
+                    "Your reseller has no price for {names} for your organisation, so it cannot be bought "
+                    "here. Ask your reseller to price it.",
+                    names=names,
+                )
             )
         if not match.suggestions:
             return Answer(
-                f"I do not know a product called “{command.product}” that you can buy. "
-                "Type **add subscription** to browse what you can.",
+                _(
+                    "I do not know a product called “{product}” that you can buy. Type **add subscription** to "
+                    "browse what you can.",
+                    product=command.product,
+                ),
                 suggestions=("add subscription",),
             )
         return _did_you_mean(
-            f"I do not know a product called “{command.product}” that you can buy.", command, match.suggestions
+            _("I do not know a product called “{product}” that you can buy.", product=command.product),
+            command,
+            match.suggestions,
         )
 
     # --- people and licences ------------------------------------------------------------------------
@@ -418,7 +488,7 @@ class CommandService:
         pinned = pins.get(USER)
         if pinned:
             person = next((p for p in people if p.user_id == pinned.lower()), None)
-            return person if person is not None else Answer("That user is not in your tenant any more.")
+            return person if person is not None else Answer(_("That user is not in your tenant any more."))
         match = Matcher(
             [
                 Candidate(
@@ -434,7 +504,7 @@ class CommandService:
         ).match(typed)
         picked = _one_or_choice(
             match,
-            f"Which person do you mean by “{typed}”?",
+            _("Which person do you mean by “{typed}”?", typed=typed),
             USER,
             lambda p: (p.display_name, p.user_principal_name, p.user_id),
         )
@@ -442,11 +512,11 @@ class CommandService:
             return picked
         if match.suggestions:
             return Answer(
-                f"“{typed}” is not a user of your tenant. Did you mean "
+                _("“{typed}” is not a user of your tenant. Did you mean ", typed=typed)
                 + " or ".join(f"**{name}**" for name in match.suggestions)
                 + "?"
             )
-        return Answer(f"“{typed}” is not a user of your tenant. Type **users** to see who is.")
+        return Answer(_("“{typed}” is not a user of your tenant. Type **users** to see who is.", typed=typed))
 
     async def find_pool(
         self, caller: Caller, typed: str, pins: Mapping[str, str], pools: Sequence[PoolView] | None = None
@@ -455,7 +525,7 @@ class CommandService:
         pinned = pins.get(LICENCE)
         if pinned:
             pool = next((p for p in pools if p.licence_sku_id == pinned.lower()), None)
-            return pool if pool is not None else Answer("That licence product is not one your organisation has.")
+            return pool if pool is not None else Answer(_("That licence product is not one your organisation has."))
         match = Matcher(
             [
                 Candidate(
@@ -469,14 +539,18 @@ class CommandService:
         ).match(typed)
         picked = _one_or_choice(
             match,
-            f"Which licence do you mean by “{typed}”?",
+            _("Which licence do you mean by “{typed}”?", typed=typed),
             LICENCE,
-            lambda p: (p.name, f"{p.available} of {p.active} free", p.licence_sku_id),
+            lambda p: (
+                p.name,
+                _("{available} of {active} free", available=p.available, active=p.active),
+                p.licence_sku_id,
+            ),
         )
         if picked is not None:
             return picked
         if not pools:
-            return Answer("Your organisation has no licences yet.", suggestions=("add subscription",))
+            return Answer(_("Your organisation has no licences yet."), suggestions=("add subscription",))
         catalog = Matcher(await self._catalog_candidates()).match(typed)
         if (
             catalog.found
@@ -485,10 +559,11 @@ class CommandService:
         ):
             names = " or ".join(candidate.name for candidate in catalog.found)
             return Answer(
-                f"Your organisation has no {names} licences.", suggestions=(f"buy 1 {catalog.found[0].name}",)
+                _("Your organisation has no {names} licences.", names=names),
+                suggestions=(f"buy 1 {catalog.found[0].name}",),
             )
         return Answer(
-            f"Your organisation has no licence called “{typed}”. It has "
+            _("Your organisation has no licence called “{typed}”. It has ", typed=typed)
             + ", ".join(f"**{pool.name}**" for pool in pools)
             + "."
         )
@@ -503,9 +578,16 @@ class CommandService:
             pool = await self.find_pool(caller, command.product, pins, held)
             if isinstance(pool, Answer) and held:
                 names = ", ".join(p.name for p in held)
-                return Answer(f"{person.display_name} holds no licence called “{command.product}”; they hold {names}.")
+                return Answer(
+                    _(
+                        "{display_name} holds no licence called “{product}”; they hold {names}.",
+                        display_name=person.display_name,
+                        product=command.product,
+                        names=names,
+                    )
+                )
             if isinstance(pool, Answer):
-                return Answer(f"{person.display_name} holds no licences.")
+                return Answer(_("{display_name} holds no licences.", display_name=person.display_name))
             if not isinstance(pool, PoolView):
                 return pool
             return LicenceAction(Kind.UNASSIGN, person, pool, "")
@@ -513,12 +595,23 @@ class CommandService:
         if not isinstance(pool, PoolView):
             return pool
         if pool.licence_sku_id in person.licence_sku_ids:
-            return Answer(f"{person.display_name} already has {a_or_an(pool.name)} {pool.name} licence.")
+            return Answer(
+                _(
+                    "{display_name} already has {a_or_an} {name} licence.",
+                    display_name=person.display_name,
+                    a_or_an=a_or_an(pool.name),
+                    name=pool.name,
+                )
+            )
         if pool.available < 1:
             subscription = pool.subscriptions[0].name if pool.subscriptions else pool.name
             return Answer(
-                f"No {pool.name} licence is free: {pool.consumed} of {pool.active} are assigned. "
-                "Add a seat first, then assign it.",
+                _(
+                    "No {name} licence is free: {consumed} of {active} are assigned. Add a seat first, then assign it.",
+                    name=pool.name,
+                    consumed=pool.consumed,
+                    active=pool.active,
+                ),
                 suggestions=(f"add 1 seat to {subscription}",),
             )
         location = "" if person.usage_location else (await self._users.context(caller)).country
@@ -530,16 +623,34 @@ class CommandService:
             return pool
         sources = "; ".join(f"{sub.name}: {_seats(sub.quantity)} ({sub.status})" for sub in pool.subscriptions)
         if command.kind is Kind.FREE_SEATS:
-            free = f"{pool.available} of {pool.active} {pool.name} licences are free ({pool.consumed} assigned)."
-            return Answer(free + (f" From {sources}." if sources else ""), title=pool.name)
+            free = _(
+                "{available} of {active} {name} licences are free ({consumed} assigned).",
+                available=pool.available,
+                active=pool.active,
+                name=pool.name,
+                consumed=pool.consumed,
+            )
+            return Answer(free + (_(" From {sources}.", sources=sources) if sources else ""), title=pool.name)
         holders = [p for p in await self.people(caller) if pool.licence_sku_id in p.licence_sku_ids]
         if not holders:
             return Answer(
-                f"Nobody has {a_or_an(pool.name)} {pool.name} licence ({pool.active} bought).", title=pool.name
+                _(
+                    "Nobody has {a_or_an} {name} licence ({active} bought).",
+                    a_or_an=a_or_an(pool.name),
+                    name=pool.name,
+                    active=pool.active,
+                ),
+                title=pool.name,
             )
         return Answer(
-            f"{formatting.plural(len(holders), 'person has', 'people have')} {a_or_an(pool.name)} {pool.name} licence "
-            f"({pool.available} of {pool.active} free):",
+            _(
+                "{plural} {a_or_an} {name} licence ({available} of {active} free):",
+                plural=ngettext("{n} person has", "{n} people have", len(holders)),
+                a_or_an=a_or_an(pool.name),
+                name=pool.name,
+                available=pool.available,
+                active=pool.active,
+            ),
             lines=tuple(f"{p.display_name} ({p.user_principal_name})" for p in holders),
             title=pool.name,
         )
@@ -547,7 +658,7 @@ class CommandService:
 
 def _did_you_mean(said: str, command: Command, names: Sequence[str]) -> Answer:
     return Answer(
-        f"{said} Did you mean " + " or ".join(f"**{name}**" for name in names) + "?",
+        _("{said} Did you mean ", said=said) + " or ".join(f"**{name}**" for name in names) + "?",
         suggestions=tuple(_retyped(command, name) for name in names),
     )
 
@@ -578,19 +689,19 @@ def _quantity_problem(command: Command) -> Answer | None:
         return None
     n = command.quantity
     if n is None:
-        return Answer(f"How many seats? For example **add 5 seats to {command.product}**.")
+        return Answer(_("How many seats? For example **add 5 seats to {product}**.", product=command.product))
     if command.kind is Kind.ADD_SEATS and n < 1:
         if n < 0:
-            again = f"remove {_seats(-n)} from {command.product}"
-            return Answer(f"To remove seats, say **{again}**.", suggestions=(again,))
-        return Answer("Adding 0 seats changes nothing. Say how many to add, at least 1.")
+            again = f"remove {formatting.plural(-n, 'seat', 'seats', 'en')} from {command.product}"  # a command
+            return Answer(_("To remove seats, say **{again}**.", again=again), suggestions=(again,))
+        return Answer(_("Adding 0 seats changes nothing. Say how many to add, at least 1."))
     if command.kind is Kind.REMOVE_SEATS and n < 1:
         if n < 0:
-            again = f"add {_seats(-n)} to {command.product}"
-            return Answer(f"To add seats, say **{again}**.", suggestions=(again,))
-        return Answer("Removing 0 seats changes nothing. Say how many to remove, at least 1.")
+            again = f"add {formatting.plural(-n, 'seat', 'seats', 'en')} to {command.product}"  # a command
+            return Answer(_("To add seats, say **{again}**.", again=again), suggestions=(again,))
+        return Answer(_("Removing 0 seats changes nothing. Say how many to remove, at least 1."))
     if command.kind is Kind.SET_SEATS and n < 0:
-        return Answer("A subscription cannot have fewer than 0 seats. Say the number of seats it should have.")
+        return Answer(_("A subscription cannot have fewer than 0 seats. Say the number of seats it should have."))
     return None
 
 
@@ -605,14 +716,18 @@ def _new_quantity(command: Command, current: int) -> int:
 
 def _renewal_text(view: SubscriptionView) -> str:
     when = formatting.date(view.renewal_date)
-    state = " It is suspended." if view.status == "suspended" else ""
+    state = _(" It is suspended.") if view.status == "suspended" else ""
     if not view.auto_renew:
-        return f"{view.name} ends on {when}: auto-renew is off.{state}"
+        return _("{name} ends on {when}: auto-renew is off.{state}", name=view.name, when=when, state=state)
     seats = view.scheduled_quantity if view.scheduled_quantity is not None else view.quantity
-    return (
-        f"{view.name} renews on {when} with {_seats(seats)} "
-        f"({_TERM_WORDS.get(view.term_duration, view.term_duration)} billed {view.billing_cycle}; "
-        f"the price is locked until then).{state}"
+    return _(
+        "{name} renews on {when} with {seats} ({get} billed {billing_cycle}; the price is locked until then).{state}",
+        name=view.name,
+        when=when,
+        seats=_seats(seats),
+        get=_(_TERM_WORDS.get(view.term_duration, view.term_duration)),
+        billing_cycle=view.billing_cycle,
+        state=state,
     )
 
 

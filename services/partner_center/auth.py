@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import SecretStr
 
+from services.i18n import _
 from services.partner_center.errors import (
     AUTH_MESSAGE,
     PartnerCenterAuthError,
@@ -124,7 +125,7 @@ class MsalTokenProvider:
                 return token
             if kind == "app_user" and self._refresh_token is None:
                 logger.error("Partner Center app+user call needs PARTNER_CENTER_REFRESH_TOKEN, which is not set")
-                raise PartnerCenterAuthError(AUTH_MESSAGE, code="auth_failed")
+                raise PartnerCenterAuthError(_(AUTH_MESSAGE), code="auth_failed")
             started = self._clock()
             refresh_token = self._refresh_token if kind == "app_user" else None
             result = await asyncio.to_thread(self._acquire, kind, SCOPES[audience], refresh_token)
@@ -154,11 +155,11 @@ class MsalTokenProvider:
         except OSError as error:  # includes every `requests` error: the sign-in service is unreachable
             logger.warning("Microsoft sign-in service unreachable (%s)", type(error).__name__)
             raise PartnerCenterUnavailable(
-                "Microsoft's sign-in service is not responding right now. Please try again in a few minutes."
+                _("Microsoft's sign-in service is not responding right now. Please try again in a few minutes.")
             ) from None
         except Exception as error:  # noqa: BLE001 - MSAL's failures are untyped (ValueError for an unknown tenant or a bad authority): all end the sign-in
             logger.error("Partner Center %s sign-in failed before a token was issued (%s)", kind, type(error).__name__)
-            raise PartnerCenterAuthError(AUTH_MESSAGE) from None
+            raise PartnerCenterAuthError(_(AUTH_MESSAGE)) from None
         return result if isinstance(result, dict) else {}
 
     def _application(self) -> Any:
@@ -189,7 +190,7 @@ class MsalTokenProvider:
             result.get("error", "no_token"),
             result.get("error_codes", ""),
         )
-        raise PartnerCenterAuthError(AUTH_MESSAGE)
+        raise PartnerCenterAuthError(_(AUTH_MESSAGE))
 
     async def _keep_refresh_token(self, token: str) -> None:
         self._refresh_token = SecretStr(token)

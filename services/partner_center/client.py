@@ -46,6 +46,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from services.i18n import _
 from services.logging_context import current_correlation_id
 from services.partner_center.auth import Audience, TokenKind, TokenProvider
 from services.partner_center.errors import (
@@ -298,7 +299,7 @@ class LazyPage(Generic[M]):
                 self._items = _list_of(self._model).validate_python(self._envelope.items)
             except ValidationError as invalid:
                 _model_mismatch(self._url, invalid)
-                raise PartnerCenterError(BAD_RESPONSE_MESSAGE, code="bad_response") from None
+                raise PartnerCenterError(_(BAD_RESPONSE_MESSAGE), code="bad_response") from None
         return self._items
 
 
@@ -391,7 +392,7 @@ class PartnerCenterClient:
             allowed = {urlsplit(self._base_url)[:2], urlsplit(self._price_sheet_url)[:2]}
             if urlsplit(uri)[:2] not in allowed:
                 logger.error("Partner Center sent a link to another host (%s); not followed", urlsplit(uri).netloc)
-                raise PartnerCenterError(BAD_RESPONSE_MESSAGE, code="bad_response")
+                raise PartnerCenterError(_(BAD_RESPONSE_MESSAGE), code="bad_response")
             return uri
         if uri == "/v1" or uri.startswith(("/v1/", "/v1?")):
             return self._base_url + uri
@@ -481,7 +482,7 @@ class PartnerCenterClient:
                 uncertain = True
                 delay = self._backoff(attempt - 1)
                 error = PartnerCenterUnavailable(
-                    UNAVAILABLE_MESSAGE, request_id=request_id, correlation_id=correlation_id
+                    _(UNAVAILABLE_MESSAGE), request_id=request_id, correlation_id=correlation_id
                 )
             else:
                 status = response.status
@@ -498,7 +499,7 @@ class PartnerCenterClient:
                     retry_after = _retry_after(response.headers, fault)
                     delay = retry_after if retry_after is not None else self._backoff(attempt - 1)
                     error = PartnerCenterThrottled(
-                        THROTTLED_MESSAGE,
+                        _(THROTTLED_MESSAGE),
                         retry_after=delay,
                         http_status=status,
                         request_id=request_id,
@@ -507,7 +508,7 @@ class PartnerCenterClient:
                 elif status >= 500 and status not in _NOT_RETRYABLE_5XX:
                     description = fault.get("description") if isinstance(fault, Mapping) else None
                     error = PartnerCenterUnavailable(
-                        UNAVAILABLE_MESSAGE,
+                        _(UNAVAILABLE_MESSAGE),
                         http_status=status,
                         description=str(description) if description else None,
                         request_id=request_id,
@@ -583,7 +584,7 @@ class PartnerCenterClient:
         except ValueError:
             logger.error("Partner Center answer to %s was not valid JSON", _path(response.url))
         raise PartnerCenterError(
-            BAD_RESPONSE_MESSAGE,
+            _(BAD_RESPONSE_MESSAGE),
             code="bad_response",
             http_status=response.status,
             request_id=request_id,
@@ -660,7 +661,7 @@ class PartnerCenterClient:
     async def _poll(self, accepted: _Accepted, parse: Callable[[_Response], R], *, kind: TokenKind = "app") -> R:
         """Follow a `202 Accepted` to its end: GET `Location` until it stops answering 202."""
         if not accepted.location:
-            raise PartnerCenterError(BAD_RESPONSE_MESSAGE, code="bad_response")
+            raise PartnerCenterError(_(BAD_RESPONSE_MESSAGE), code="bad_response")
         url = self._resolve(accepted.location)
 
         def step(response: _Response) -> R | _Accepted:
@@ -675,7 +676,7 @@ class PartnerCenterClient:
         while True:
             if waited + delay > self._poll_timeout:
                 raise PartnerCenterError(
-                    "Microsoft is still processing this change. Check it again in a few minutes.",
+                    _("Microsoft is still processing this change. Check it again in a few minutes."),
                     code="still_processing",
                 )
             await self._sleep(delay)
@@ -713,7 +714,7 @@ class PartnerCenterClient:
         """
         domain = customer.domain
         if not domain:
-            raise PartnerCenterInvalidInput("The new customer needs a domain.", field="domain")
+            raise PartnerCenterInvalidInput(_("The new customer needs a domain."), field="domain")
 
         async def recover() -> Customer | None:
             found = await self.find_customer_by_domain(domain)
@@ -765,7 +766,7 @@ class PartnerCenterClient:
             and (item.agreement_type is None or item.agreement_type.lower() == MICROSOFT_CUSTOMER_AGREEMENT.lower())
         ]
         if not candidates:
-            raise PartnerCenterNotFound("Microsoft did not list the Microsoft Customer Agreement.")
+            raise PartnerCenterNotFound(_("Microsoft did not list the Microsoft Customer Agreement."))
         return min(candidates)[1]
 
     async def accept_agreement(
@@ -896,7 +897,7 @@ class PartnerCenterClient:
             return None
         if cart.status != CartStatus.ORDERED:
             raise PartnerCenterError(
-                "This order can no longer be placed (the cart expired). Please start the order again.",
+                _("This order can no longer be placed (the cart expired). Please start the order again."),
                 code="cart_not_active",
             )
         orders = await self._orders_of(customer_id, cart)
@@ -973,7 +974,7 @@ class PartnerCenterClient:
                 return current
             if etag is None or current.etag == etag:
                 return None
-            raise PartnerCenterConflict(ETAG_MESSAGE, code="etag_mismatch")
+            raise PartnerCenterConflict(_(ETAG_MESSAGE), code="etag_mismatch")
 
         def parse(response: _Response) -> Subscription | _Accepted:
             if response.status == 202:

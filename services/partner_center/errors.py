@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
+from services.i18n import N_, _
 
 
 class PartnerCenterError(DomainError):
@@ -85,16 +86,16 @@ class PartnerCenterRuleViolation(PartnerCenterError):
     code = "rule_violation"
 
 
-THROTTLED_MESSAGE = "Microsoft is handling too many requests right now. Please try again in a minute."
-UNAVAILABLE_MESSAGE = "Microsoft's service is not responding right now. Please try again in a few minutes."
-AUTH_MESSAGE = (
+THROTTLED_MESSAGE = N_("Microsoft is handling too many requests right now. Please try again in a minute.")
+UNAVAILABLE_MESSAGE = N_("Microsoft's service is not responding right now. Please try again in a few minutes.")
+AUTH_MESSAGE = N_(
     "Microsoft credentials expired or lack permission, so this could not be done. "
     "The reseller has to renew them; please try again later."
 )
-NOT_FOUND_MESSAGE = "Microsoft could not find that item. It may have been removed or renamed."
-CONFLICT_MESSAGE = "Someone else changed this at the same time. Reload it and try again."
-ETAG_MESSAGE = "This subscription was changed elsewhere a moment ago. Reload it and try again."
-BAD_RESPONSE_MESSAGE = "Microsoft sent an answer this app could not read. Please try again later."
+NOT_FOUND_MESSAGE = N_("Microsoft could not find that item. It may have been removed or renamed.")
+CONFLICT_MESSAGE = N_("Someone else changed this at the same time. Reload it and try again.")
+ETAG_MESSAGE = N_("This subscription was changed elsewhere a moment ago. Reload it and try again.")
+BAD_RESPONSE_MESSAGE = N_("Microsoft sent an answer this app could not read. Please try again later.")
 
 _REG_NUMBER = "organizationRegistrationNumber"
 
@@ -103,99 +104,105 @@ ERROR_TABLE: Mapping[str, tuple[type[PartnerCenterError], str, str | None]] = Ma
     {
         "800090": (
             PartnerCenterRuleViolation,
-            "Microsoft does not allow lowering the number of licences now: seats can only be removed in "
-            "the first days after they were added. You can lower the quantity for the next renewal instead.",
+            N_(
+                "Microsoft does not allow lowering the number of licences now: seats can only be removed in "
+                "the first days after they were added. You can lower the quantity for the next renewal instead."
+            ),
             "quantity",
         ),
         "900117": (
             PartnerCenterRuleViolation,
-            "The cancellation window for this subscription has passed, so Microsoft will not cancel it. "
-            "You can turn off auto-renew so that it ends at the end of its term.",
+            N_(
+                "The cancellation window for this subscription has passed, so Microsoft will not cancel it. "
+                "You can turn off auto-renew so that it ends at the end of its term."
+            ),
             None,
         ),
         "2001": (
             PartnerCenterRuleViolation,
-            "This subscription is suspended, so its number of licences cannot change. Reactivate it first.",
+            N_("This subscription is suspended, so its number of licences cannot change. Reactivate it first."),
             "quantity",
         ),
         "800091": (
             PartnerCenterRuleViolation,
-            "This subscription is suspended, so it cannot be changed. Reactivate it first.",
+            N_("This subscription is suspended, so it cannot be changed. Reactivate it first."),
             None,
         ),
         "2002": (
             PartnerCenterInvalidInput,
-            "That number of licences is outside the minimum and maximum Microsoft allows for this product.",
+            N_("That number of licences is outside the minimum and maximum Microsoft allows for this product."),
             "quantity",
         ),
         "800088": (
             PartnerCenterInvalidInput,
-            "That many licences would go over Microsoft's limit for this product for this customer.",
+            N_("That many licences would go over Microsoft's limit for this product for this customer."),
             "quantity",
         ),
         "2011": (
             PartnerCenterRuleViolation,
-            "This subscription has been cancelled and can no longer be changed.",
+            N_("This subscription has been cancelled and can no longer be changed."),
             None,
         ),
         "800095": (
             PartnerCenterRuleViolation,
-            "Microsoft does not allow this number of licences for this subscription; for example, it cannot "
-            "go below the licences already assigned to users. Remove licences from users first, or choose more.",
+            N_(
+                "Microsoft does not allow this number of licences for this subscription; for example, it cannot "
+                "go below the licences already assigned to users. Remove licences from users first, or choose more."
+            ),
             "quantity",
         ),
         "60012": (
             PartnerCenterRuleViolation,
-            "There are no free licences left for this product. Buy more licences, then try again.",
+            N_("There are no free licences left for this product. Buy more licences, then try again."),
             None,
         ),
         "13605": (
             PartnerCenterRuleViolation,
-            "The customer's acceptance of the Microsoft Customer Agreement has to be recorded before buying.",
+            N_("The customer's acceptance of the Microsoft Customer Agreement has to be recorded before buying."),
             None,
         ),
         "600049": (
             PartnerCenterInvalidInput,
-            "A company registration number is required for a company in this country.",
+            N_("A company registration number is required for a company in this country."),
             _REG_NUMBER,
         ),
         "600050": (
             PartnerCenterInvalidInput,
-            "The company registration number is not in the format this country uses.",
+            N_("The company registration number is not in the format this country uses."),
             _REG_NUMBER,
         ),
         "600002": (
             PartnerCenterInvalidInput,
-            "A company registration number is not accepted for a company in this country. Leave it empty.",
+            N_("A company registration number is not accepted for a company in this country. Leave it empty."),
             _REG_NUMBER,
         ),
         "600051": (
             PartnerCenterInvalidInput,
-            "A phone number is required for a company in this country.",
+            N_("A phone number is required for a company in this country."),
             "phoneNumber",
         ),
         "800070": (
             PartnerCenterRuleViolation,
-            "This product is not sold in the customer's country.",
+            N_("This product is not sold in the customer's country."),
             None,
         ),
         "2055": (PartnerCenterConflict, ETAG_MESSAGE, None),
         "800060": (
             PartnerCenterConflict,
-            "Microsoft is still processing an order. Check the subscriptions again in a few minutes.",
+            N_("Microsoft is still processing an order. Check the subscriptions again in a few minutes."),
             None,
         ),
         "800064": (
             PartnerCenterConflict,
-            "This order is already being processed. Check the subscriptions again in a few minutes.",
+            N_("This order is already being processed. Check the subscriptions again in a few minutes."),
             None,
         ),
-        "800065": (PartnerCenterConflict, "This order has already been placed.", None),
-        "20003": (PartnerCenterNotFound, "Microsoft could not find that subscription.", None),
-        "60002": (PartnerCenterNotFound, "Microsoft could not find that user.", None),
+        "800065": (PartnerCenterConflict, N_("This order has already been placed."), None),
+        "20003": (PartnerCenterNotFound, N_("Microsoft could not find that subscription."), None),
+        "60002": (PartnerCenterNotFound, N_("Microsoft could not find that user."), None),
         "400019": (
             PartnerCenterConflict,
-            "Microsoft changed this product's offer a moment ago. Choose the product again and retry.",
+            N_("Microsoft changed this product's offer a moment ago. Choose the product again and retry."),
             None,
         ),
     }
@@ -231,25 +238,25 @@ def error_from_response(
         "correlation_id": correlation_id,
     }
     if http_status == 401:
-        return PartnerCenterAuthError(AUTH_MESSAGE, **common)
+        return PartnerCenterAuthError(_(AUTH_MESSAGE), **common)
     if code is not None and code in ERROR_TABLE:
         error_class, message, field = ERROR_TABLE[code]
-        return error_class(message, code=code, field=field, **common)
+        return error_class(_(message), code=code, field=field, **common)
     if http_status == 403:
-        return PartnerCenterAuthError(AUTH_MESSAGE, **common)
+        return PartnerCenterAuthError(_(AUTH_MESSAGE), **common)
     if http_status == 429:
-        return PartnerCenterThrottled(THROTTLED_MESSAGE, **common)
+        return PartnerCenterThrottled(_(THROTTLED_MESSAGE), **common)
     if http_status == 412:
-        return PartnerCenterConflict(ETAG_MESSAGE, code="etag_mismatch", **common)
+        return PartnerCenterConflict(_(ETAG_MESSAGE), code="etag_mismatch", **common)
     if http_status == 409:
-        return PartnerCenterConflict(CONFLICT_MESSAGE, code=code, **common)
+        return PartnerCenterConflict(_(CONFLICT_MESSAGE), code=code, **common)
     if http_status in (404, 410):
-        return PartnerCenterNotFound(NOT_FOUND_MESSAGE, **common)
+        return PartnerCenterNotFound(_(NOT_FOUND_MESSAGE), **common)
     if http_status >= 500:
-        return PartnerCenterUnavailable(UNAVAILABLE_MESSAGE, **common)
-    suffix = f" (Microsoft code {code})" if code else ""
+        return PartnerCenterUnavailable(_(UNAVAILABLE_MESSAGE), **common)
+    suffix = _(" (Microsoft code {code})", code=code) if code else ""
     return PartnerCenterError(
-        f"Microsoft refused this request{suffix}. Please check the details or contact the reseller.",
+        _("Microsoft refused this request{suffix}. Please check the details or contact the reseller.", suffix=suffix),
         code=code,
         **common,
     )

@@ -38,6 +38,7 @@ from services.access import Caller
 from services.conversations import organisation_channel
 from services.db import utcnow
 from services.errors import DomainError, InvalidInput, NotFound, PermissionDenied
+from services.i18n import N_, _
 from services.models import Approval, ApprovalChannel, ConversationReferenceRow, Member, MemberRole, Organisation
 from services.payloads import row_id
 from services.roles import Permission, Role
@@ -59,7 +60,7 @@ RUNNING, DONE = "running", "done"  # a spending request: approved and being carr
 OPEN = (PENDING, SUSPENDING, RUNNING, FAILED)
 SUSPEND, PURCHASE, SEATS, ADDON = "suspend", "purchase", "seats", "addon"  # kinds of request
 MAX_REASON = 500
-NOT_YOURS = "That request is not one of your organisation's."
+NOT_YOURS = N_("That request is not one of your organisation's.")
 
 
 @dataclass(frozen=True)
@@ -155,13 +156,23 @@ class ApprovalService:
         caller.require(Permission.REQUEST_SUSPENSION)
         why = " ".join(str(reason or "").split())
         if not why:
-            raise InvalidInput("Say why the subscription should be suspended; the approver reads it.", field="reason")
+            raise InvalidInput(
+                _("Say why the subscription should be suspended; the approver reads it."), field="reason"
+            )
         if len(why) > MAX_REASON:
-            raise InvalidInput(f"Keep the reason under {MAX_REASON} characters.", field="reason")
+            raise InvalidInput(
+                _("Keep the reason under {MAX_REASON} characters.", MAX_REASON=MAX_REASON), field="reason"
+            )
         async with self._sessions() as session:
             row = await row_in_organisation(session, caller.organisation_id, subscription_id)
             if row.status != "active":
-                raise DomainError(f"{row.name} is {row.status}; only an active subscription can be suspended.")
+                raise DomainError(
+                    _(
+                        "{name} is {status}; only an active subscription can be suspended.",
+                        name=row.name,
+                        status=row.status,
+                    )
+                )
             existing = await session.scalar(
                 select(Approval).where(
                     Approval.organisation_id == caller.organisation_id,
@@ -275,14 +286,14 @@ class ApprovalService:
         async with self._sessions() as session:
             approval = await session.get(Approval, approval_id)
             if approval is None:
-                raise NotFound("That request does not exist any more.")
+                raise NotFound(_("That request does not exist any more."))
             return _view(approval)
 
     @staticmethod
     async def _in_organisation(session: AsyncSession, organisation_id: int, approval_id: Any) -> ApprovalView:
-        approval = await session.get(Approval, row_id(approval_id, NOT_YOURS))
+        approval = await session.get(Approval, row_id(approval_id, _(NOT_YOURS)))
         if approval is None or approval.organisation_id != organisation_id:
-            raise NotFound(NOT_YOURS)
+            raise NotFound(_(NOT_YOURS))
         return _view(approval)
 
     async def _expire_if_due(self, approval: ApprovalView) -> tuple[ApprovalView, bool]:
@@ -342,7 +353,7 @@ class ApprovalService:
             org = await organisation_of(session, caller.organisation_id)
             allow_self = org.allow_self_approval
         if approval.requested_by_member_id == caller.member_id and not allow_self:
-            raise PermissionDenied("You asked for this suspension yourself; another approver has to decide.")
+            raise PermissionDenied(_("You asked for this suspension yourself; another approver has to decide."))
         approval, expired_now = await self._expire_if_due(approval)
         if approval.status != PENDING:
             return Decision(approval, False, _already(approval), expired_now=expired_now)
@@ -375,8 +386,8 @@ class ApprovalService:
         if not won:
             current, expired_now = await self._expire_if_due(current)  # it fell due meanwhile
             return Decision(current, False, _already(current), expired_now=expired_now)
-        running = "Approved — suspending now." if approval.kind == SUSPEND else "Approved — carrying it out now."
-        return Decision(current, True, running if approve else "Rejected — nothing was changed.")
+        running = _("Approved — suspending now.") if approval.kind == SUSPEND else _("Approved — carrying it out now.")
+        return Decision(current, True, running if approve else _("Rejected — nothing was changed."))
 
     async def withdraw(self, caller: Caller, approval_id: Any) -> Decision:
         """The requester (or another admin) takes back a request no approver has decided yet."""
@@ -413,7 +424,11 @@ class ApprovalService:
         current = await self.load(approval.id)
         if not won:
             return Decision(current, False, _already(current))
-        return Decision(current, True, f"Withdrawn: {current.subscription_name} stays active.")
+        return Decision(
+            current,
+            True,
+            _("Withdrawn: {subscription_name} stays active.", subscription_name=current.subscription_name),
+        )
 
     async def open_requests(self, organisation_id: int) -> dict[str, ApprovalView]:
         """The organisation's undecided or running requests, by subscription id (what the list shows)."""
@@ -473,7 +488,7 @@ class ApprovalService:
                 )
             await session.commit()
         current = await self.load(approval.id)
-        return Decision(current, won, "Trying it again." if won else _already(current))
+        return Decision(current, won, _("Trying it again.") if won else _already(current))
 
     async def run_suspension(self, approval_id: int) -> ApprovalView:
         """Suspend at Microsoft; ends `suspended`, or `failed` with the reason and nothing changed."""
@@ -504,7 +519,7 @@ class ApprovalService:
             outcome, status = error.message, FAILED
         except Exception:
             log.exception("approval %s: the approved change failed unexpectedly", approval.id)
-            outcome, status = "Something went wrong on our side.", FAILED
+            outcome, status = _("Something went wrong on our side."), FAILED
         what = "suspension" if approval.kind == SUSPEND else approval.kind
         async with self._sessions() as session:
             await session.execute(
@@ -563,7 +578,7 @@ class ApprovalService:
         async with self._sessions() as session:
             org = await session.scalar(select(Organisation).where(Organisation.slug == slug.strip().lower()))
             if org is None:
-                raise NotFound(f"No organisation {slug!r}.")
+                raise NotFound(_("No organisation {slug!r}.", slug=slug))
             current = await session.get(ApprovalChannel, org.id)
             rows = await session.scalars(
                 select(ConversationReferenceRow)
@@ -583,7 +598,7 @@ class ApprovalService:
         async with self._sessions() as session:
             org = await session.scalar(select(Organisation).where(Organisation.slug == slug.strip().lower()))
             if org is None:
-                raise NotFound(f"No organisation {slug!r}.")
+                raise NotFound(_("No organisation {slug!r}.", slug=slug))
             row = await session.get(ApprovalChannel, org.id)
             before = {"conversation_id": row.conversation_id} if row is not None else None
             if conversation_id is None:
@@ -610,18 +625,18 @@ class ApprovalService:
 
 
 def _already(approval: ApprovalView) -> str:
-    who = approval.decider_name or "another approver"
+    who = approval.decider_name or _("another approver")
     if approval.kind != SUSPEND and approval.status in (RUNNING, DONE, FAILED):
         return {
-            RUNNING: f"Already approved by {who}; it is being carried out.",
-            DONE: f"Already approved by {who}; it was carried out.",
-            FAILED: f"Approved by {who}, but it failed: {approval.outcome}",
+            RUNNING: _("Already approved by {who}; it is being carried out.", who=who),
+            DONE: _("Already approved by {who}; it was carried out.", who=who),
+            FAILED: _("Approved by {who}, but it failed: {outcome}", who=who, outcome=approval.outcome),
         }[approval.status]
     return {
-        SUSPENDING: f"Already approved by {who}; the suspension is running.",
-        SUSPENDED: f"Already approved by {who}; the subscription is suspended.",
-        FAILED: f"Approved by {who}, but the suspension failed: {approval.outcome}",
-        REJECTED: f"Already rejected by {who}.",
-        EXPIRED: "This request expired before anyone decided; nothing was changed. The admin can ask again.",
-        WITHDRAWN: f"Withdrawn by {who}; nothing was changed.",
-    }.get(approval.status, "This request was already decided.")
+        SUSPENDING: _("Already approved by {who}; the suspension is running.", who=who),
+        SUSPENDED: _("Already approved by {who}; the subscription is suspended.", who=who),
+        FAILED: _("Approved by {who}, but the suspension failed: {outcome}", who=who, outcome=approval.outcome),
+        REJECTED: _("Already rejected by {who}.", who=who),
+        EXPIRED: _("This request expired before anyone decided; nothing was changed. The admin can ask again."),
+        WITHDRAWN: _("Withdrawn by {who}; nothing was changed.", who=who),
+    }.get(approval.status, _("This request was already decided."))

@@ -26,6 +26,7 @@ from services.billing.service import cycle_calendar
 from services.catalog import CatalogService, SkuView
 from services.clock import Clock
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
+from services.i18n import N_, _, ngettext
 from services.idempotency import IdempotencyService
 from services.ledger import LedgerEvent, LedgerSource, SubscriptionLedger
 from services.models import IdempotencyKey, SubscriptionRow
@@ -57,18 +58,20 @@ from services.subscriptions.listing import SubscriptionService
 
 log = logging.getLogger(__name__)
 
-OUT_OF_DATE = "This card is out of date. Open **subscriptions** again."
+OUT_OF_DATE = N_("This card is out of date. Open **subscriptions** again.")
 # Microsoft's refusals, in plain words (the client maps only the codes every feature shares).
 _RULES = {
-    "2001": "This subscription is suspended: its seats cannot change until it is reactivated.",
-    "800090": "Those seats are past their 7-day window, so Microsoft no longer lets them be removed.",
-    "800095": "Licences are assigned to users from these seats; unassign them before lowering the quantity.",
-    "900117": "The 7-day cancellation window has passed, so it can no longer be cancelled.",
-    "2011": "This subscription has ended and can no longer be changed.",
-    "900190": "Microsoft locks a subscription for changes in the 24 hours before it renews: its seats, scheduled "
-    "changes and auto-renew can change again once it has renewed.",
-    "2002": "Microsoft does not sell that quantity of this product.",
-    "27009": "The base subscription must be active before an add-on can be bought for it.",
+    "2001": N_("This subscription is suspended: its seats cannot change until it is reactivated."),
+    "800090": N_("Those seats are past their 7-day window, so Microsoft no longer lets them be removed."),
+    "800095": N_("Licences are assigned to users from these seats; unassign them before lowering the quantity."),
+    "900117": N_("The 7-day cancellation window has passed, so it can no longer be cancelled."),
+    "2011": N_("This subscription has ended and can no longer be changed."),
+    "900190": N_(
+        "Microsoft locks a subscription for changes in the 24 hours before it renews: its seats, scheduled "
+        "changes and auto-renew can change again once it has renewed."
+    ),
+    "2002": N_("Microsoft does not sell that quantity of this product."),
+    "27009": N_("The base subscription must be active before an add-on can be bought for it."),
     # A customer with subscriptions from before the Microsoft Customer Agreement (or bought through
     # Partner Center directly) may have none on record: say how to record it, as ordering does.
     "13605": NO_AGREEMENT_MESSAGE,
@@ -149,7 +152,7 @@ def seats_spend(plan: QuantityPlan) -> Spend:
         monthly = per_month(plan.unit_price * added, plan.currency, plan.billing_cycle)
     new_cost = "" if plan.recurring_new is None else formatting.money(plan.recurring_new, plan.currency)
     return Spend(
-        what=f"Add {formatting.plural(added, 'seat', 'seats')} to {plan.name}",
+        what=_("Add {plural} to {name}", plural=ngettext("{n} seat", "{n} seats", added), name=plan.name),
         currency=plan.currency,
         monthly_increase=monthly,
         term_duration=plan.term_duration,
@@ -164,18 +167,18 @@ def parse_quantity(value: Any) -> int:
         minimum=0,
         maximum=999_999,
         field="quantity",
-        not_a_number="Enter the number of seats as a whole number, for example 12.",
+        not_a_number=_("Enter the number of seats as a whole number, for example 12."),
     )
 
 
 def _etag(value: Any) -> str:
     """The e-tag the admin's card showed (compared with Microsoft's before a change)."""
-    return token(value, max_length=200, out_of_date=OUT_OF_DATE, required=False)
+    return token(value, max_length=200, out_of_date=_(OUT_OF_DATE), required=False)
 
 
 def _translate(error: PartnerCenterError) -> DomainError:
     message = _RULES.get(error.code or "")
-    return DomainError(message, code=error.code) if message else error
+    return DomainError(_(message), code=error.code) if message else error
 
 
 class SubscriptionChanges:
@@ -219,9 +222,13 @@ class SubscriptionChanges:
         if expected_etag is not None and current.etag != expected_etag:
             await self._listing.sync(caller.organisation_id)
             raise StaleSubscription(
-                f"{row.name} was changed meanwhile (it now has "
-                f"{formatting.plural(current.quantity or 0, 'seat', 'seats')}, {current.status}). "
-                "I reloaded it: please check the numbers and confirm again."
+                _(
+                    "{name} was changed meanwhile (it now has {plural}, {status}). I reloaded it: please check "
+                    "the numbers and confirm again.",
+                    name=row.name,
+                    plural=ngettext("{n} seat", "{n} seats", current.quantity or 0),
+                    status=current.status,
+                )
             )
         return current
 
@@ -234,14 +241,17 @@ class SubscriptionChanges:
             if error.http_status == 412 or error.code in ("2055", "etag_mismatch"):
                 await self._listing.sync(caller.organisation_id)
                 raise StaleSubscription(
-                    f"{row.name} was changed at Microsoft a moment ago. I reloaded it: please check and confirm again."
+                    _(
+                        "{name} was changed at Microsoft a moment ago. I reloaded it: please check and confirm again.",
+                        name=row.name,
+                    )
                 ) from None
             raise _translate(error) from None
         except PartnerCenterError as error:
             raise _translate(error) from None
 
     async def _claim(self, caller: Caller, key: Any, purpose: str) -> bool:
-        key = token(key, max_length=150, out_of_date=OUT_OF_DATE)
+        key = token(key, max_length=150, out_of_date=_(OUT_OF_DATE))
         record = await self._idempotency.claim(
             f"{purpose}:{key}",
             purpose=purpose,
@@ -372,24 +382,37 @@ class SubscriptionChanges:
     ) -> QuantityPlan:
         status = str(current.status or "")
         if status == "suspended":
-            raise DomainError(_RULES["2001"], code="suspended")
+            raise DomainError(_(_RULES["2001"]), code="suspended")
         if status != "active":
-            raise DomainError(f"This subscription is {status}; its seats cannot change.", code="not_active")
+            raise DomainError(
+                _("This subscription is {status}; its seats cannot change.", status=status), code="not_active"
+            )
         locked = renewal_locked(as_utc(current.commitment_end_date), self._clock.now())
         if locked is not None:
             raise DomainError(
-                f"{row.name} renews on {formatting.datetime_utc(locked)}, and Microsoft locks it for changes in the "
-                "24 hours before: its seats can change again once it has renewed.",
+                _(
+                    "{name} renews on {datetime_utc}, and Microsoft locks it for changes in the 24 hours "
+                    "before: its seats can change again once it has renewed.",
+                    name=row.name,
+                    datetime_utc=formatting.datetime_utc(locked),
+                ),
                 code="renewal_locked",
             )
         sku = await self._sku(row)
         low, high = (sku.minimum_quantity, sku.maximum_quantity) if sku else (1, 100000)
         if not low <= new <= high:
-            raise InvalidInput(f"Choose between {low} and {high} seats for {row.name}.", field="quantity")
+            raise InvalidInput(
+                _("Choose between {low} and {high} seats for {name}.", low=low, high=high, name=row.name),
+                field="quantity",
+            )
         have = current.quantity or 0
         if new == have:
             raise InvalidInput(
-                f"{row.name} already has {formatting.plural(have, 'seat', 'seats')}. Enter a different number.",
+                _(
+                    "{name} already has {plural}. Enter a different number.",
+                    name=row.name,
+                    plural=ngettext("{n} seat", "{n} seats", have),
+                ),
                 field="quantity",
             )
         price = await self._price(caller, row)
@@ -416,18 +439,21 @@ class SubscriptionChanges:
                 kind = "schedule"
                 renewal = as_utc(current.commitment_end_date)
                 if refundable_seats:
-                    explanation = (
-                        f"Microsoft lets seats be removed only within 7 days of being added: you can remove up to "
-                        f"{formatting.plural(refundable_seats, 'seat', 'seats')} until {formatting.date(until)} "
-                        f"(down to {have - refundable_seats})."
+                    explanation = _(
+                        "Microsoft lets seats be removed only within 7 days of being added: you can remove up to "
+                        "{plural} until {date} (down to {value}).",
+                        plural=ngettext("{n} seat", "{n} seats", refundable_seats),
+                        date=formatting.date(until),
+                        value=have - refundable_seats,
                     )
                 else:
-                    explanation = (
+                    explanation = _(
                         "These seats are past their 7-day window, so Microsoft no longer lets them be removed now."
                     )
-                explanation += (
-                    f" You can instead schedule {formatting.plural(new, 'seat', 'seats')} for the renewal on "
-                    f"{formatting.date(renewal)}."
+                explanation += _(
+                    " You can instead schedule {plural} for the renewal on {date}.",
+                    plural=ngettext("{n} seat", "{n} seats", new),
+                    date=formatting.date(renewal),
                 )
         return QuantityPlan(
             subscription_id=row.id,
@@ -470,9 +496,15 @@ class SubscriptionChanges:
         if int(others or 0) + new < consumed:
             lowest = max(0, consumed - int(others or 0))
             raise InvalidInput(
-                f"{formatting.plural(consumed, 'licence', 'licences')} of {row.name} "
-                f"{'is' if consumed == 1 else 'are'} assigned to users, and the total can't go below that. "
-                f"Choose at least {formatting.plural(lowest, 'seat', 'seats')}, or unassign licences first.",
+                ngettext(
+                    "{n} licence of {name} is assigned to users, and the total can't go below that. Choose "
+                    "at least {seats}, or unassign licences first.",
+                    "{n} licences of {name} are assigned to users, and the total can't go below that. Choose "
+                    "at least {seats}, or unassign licences first.",
+                    consumed,
+                    name=row.name,
+                    seats=ngettext("{n} seat", "{n} seats", lowest),
+                ),
                 field="quantity",
             )
         return consumed
@@ -495,7 +527,7 @@ class SubscriptionChanges:
                 await spending.require(caller.organisation_id, seats_spend(plan))
         purpose = "subscriptions.quantity"
         if not await self._claim(caller, key, purpose):
-            return ChangeResult(f"That change of {row.name} was already sent.", row.id, repeated=True)
+            return ChangeResult(_("That change of {name} was already sent.", name=row.name), row.id, repeated=True)
         try:
             current = await self._fresh(caller, customer_id, row, expected_etag)
             plan = await self._plan(caller, customer_id, row, current, new)
@@ -515,8 +547,10 @@ class SubscriptionChanges:
             [(event, plan.current, new, f"bot:quantity:{key}")],
             price_entry_id=plan.price_entry_id,
         )
-        seats = formatting.plural(new, "seat", "seats")
-        return ChangeResult(f"{row.name} now has {seats} (was {plan.current}).", row.id)
+        seats = ngettext("{n} seat", "{n} seats", new)
+        return ChangeResult(
+            _("{name} now has {seats} (was {current}).", name=row.name, seats=seats, current=plan.current), row.id
+        )
 
     async def schedule_quantity(
         self, caller: Caller, subscription_id: Any, quantity: Any, *, etag: Any, key: Any
@@ -527,12 +561,14 @@ class SubscriptionChanges:
         customer_id, row = await self._load(caller, subscription_id)
         purpose = "subscriptions.schedule"
         if not await self._claim(caller, key, purpose):
-            return ChangeResult(f"That renewal change of {row.name} was already sent.", row.id, repeated=True)
+            return ChangeResult(
+                _("That renewal change of {name} was already sent.", name=row.name), row.id, repeated=True
+            )
         try:
             current = await self._fresh(caller, customer_id, row, expected_etag)
             plan = await self._plan(caller, customer_id, row, current, new)
             if new > plan.current:
-                raise InvalidInput("Adding seats needs no scheduling: change the quantity now.", field="quantity")
+                raise InvalidInput(_("Adding seats needs no scheduling: change the quantity now."), field="quantity")
             # A term or billing change scheduled before stays: only the quantity is rescheduled.
             scheduled = current.scheduled_next_term_instructions
             instructions = ScheduledNextTermInstructions(
@@ -553,9 +589,13 @@ class SubscriptionChanges:
             raise
         await self._commit(caller.actor, caller.organisation_id, row.id, result, "subscription.schedule_quantity", [])
         return ChangeResult(
-            f"{row.name} will renew with {formatting.plural(new, 'seat', 'seats')} on "
-            f"{formatting.date(as_utc(result.commitment_end_date))}; "
-            f"until then it keeps {formatting.plural(result.quantity or 0, 'seat', 'seats')}.",
+            _(
+                "{name} will renew with {plural} on {date}; until then it keeps {plural2}.",
+                name=row.name,
+                plural=ngettext("{n} seat", "{n} seats", new),
+                date=formatting.date(as_utc(result.commitment_end_date)),
+                plural2=ngettext("{n} seat", "{n} seats", result.quantity or 0),
+            ),
             row.id,
         )
 
@@ -568,17 +608,24 @@ class SubscriptionChanges:
         customer_id, row = await self._load(caller, subscription_id)
         purpose = "subscriptions.schedule_term"
         if not await self._claim(caller, key, purpose):
-            return ChangeResult(f"That renewal change of {row.name} was already sent.", row.id, repeated=True)
+            return ChangeResult(
+                _("That renewal change of {name} was already sent.", name=row.name), row.id, repeated=True
+            )
         try:
             current = await self._fresh(caller, customer_id, row, None)
             if current.status != SubscriptionStatus.ACTIVE or not current.auto_renew_enabled:
                 raise DomainError(
-                    f"{row.name} does not renew (it is {current.status}, auto-renew "
-                    f"{'on' if current.auto_renew_enabled else 'off'}), so there is no next term to change.",
+                    _(
+                        "{name} does not renew (it is {status}, auto-renew {auto_renew}), so there is no next term to "
+                        "change.",
+                        name=row.name,
+                        status=current.status,
+                        auto_renew=_("on") if current.auto_renew_enabled else _("off"),
+                    ),
                     code="not_renewing",
                 )
             if renewal_locked(as_utc(current.commitment_end_date), self._clock.now()) is not None:
-                raise DomainError(_RULES["900190"], code="renewal_locked")
+                raise DomainError(_(_RULES["900190"]), code="renewal_locked")
             scheduled = current.scheduled_next_term_instructions
             quantity = scheduled.quantity if scheduled is not None and scheduled.quantity else current.quantity
             instructions = ScheduledNextTermInstructions(
@@ -598,9 +645,14 @@ class SubscriptionChanges:
             raise
         await self._commit(caller.actor, caller.organisation_id, row.id, result, "subscription.schedule_term", [])
         return ChangeResult(
-            f"{row.name} will renew on {formatting.date(as_utc(result.commitment_end_date))} for "
-            f"{formatting.term(term_duration)}, billed {formatting.billed(billing_cycle)}"
-            f" ({formatting.plural(quantity or 0, 'seat', 'seats')}).",
+            _(
+                "{name} will renew on {date} for {term}, billed {billed} ({plural}).",
+                name=row.name,
+                date=formatting.date(as_utc(result.commitment_end_date)),
+                term=formatting.term(term_duration),
+                billed=formatting.billed(billing_cycle),
+                plural=ngettext("{n} seat", "{n} seats", quantity or 0),
+            ),
             row.id,
         )
 
@@ -610,14 +662,18 @@ class SubscriptionChanges:
         customer_id, row = await self._load(caller, subscription_id)
         purpose = "subscriptions.unschedule"
         if not await self._claim(caller, key, purpose):
-            return ChangeResult(f"The scheduled change of {row.name} was already withdrawn.", row.id, repeated=True)
+            return ChangeResult(
+                _("The scheduled change of {name} was already withdrawn.", name=row.name), row.id, repeated=True
+            )
         try:
             current = await self._fresh(caller, customer_id, row, None)
             if current.scheduled_next_term_instructions is None:
-                raise DomainError(f"{row.name} has no change scheduled for its renewal.", code="nothing_scheduled")
+                raise DomainError(
+                    _("{name} has no change scheduled for its renewal.", name=row.name), code="nothing_scheduled"
+                )
             locked = renewal_locked(as_utc(current.commitment_end_date), self._clock.now())
             if locked is not None:
-                raise DomainError(_RULES["900190"], code="renewal_locked")
+                raise DomainError(_(_RULES["900190"]), code="renewal_locked")
             result = await self._patch(
                 caller,
                 customer_id,
@@ -630,9 +686,12 @@ class SubscriptionChanges:
             raise
         await self._commit(caller.actor, caller.organisation_id, row.id, result, "subscription.unschedule", [])
         return ChangeResult(
-            f"The scheduled change is withdrawn: {row.name} renews with "
-            f"{formatting.plural(result.quantity or 0, 'seat', 'seats')} on "
-            f"{formatting.date(as_utc(result.commitment_end_date))}.",
+            _(
+                "The scheduled change is withdrawn: {name} renews with {plural} on {date}.",
+                name=row.name,
+                plural=ngettext("{n} seat", "{n} seats", result.quantity or 0),
+                date=formatting.date(as_utc(result.commitment_end_date)),
+            ),
             row.id,
         )
 
@@ -649,13 +708,19 @@ class SubscriptionChanges:
         customer_id, row = await self._load(caller, subscription_id)
         current = await self._fresh(caller, customer_id, row, None)
         if str(current.status) not in ("active", "suspended"):
-            raise DomainError(f"This subscription is {current.status}; there is nothing to cancel.", code="not_active")
+            raise DomainError(
+                _("This subscription is {status}; there is nothing to cancel.", status=current.status),
+                code="not_active",
+            )
         if not self._in_window(current):
             raise DomainError(
-                f"The 7-day cancellation window of {row.name} ended on "
-                f"{formatting.date(as_utc(current.cancellation_allowed_until_date))}, "
-                "so it can no longer be cancelled. "
-                f"You can turn auto-renew off so it ends on {formatting.date(as_utc(current.commitment_end_date))}.",
+                _(
+                    "The 7-day cancellation window of {name} ended on {date}, so it can no longer be "
+                    "cancelled. You can turn auto-renew off so it ends on {date2}.",
+                    name=row.name,
+                    date=formatting.date(as_utc(current.cancellation_allowed_until_date)),
+                    date2=formatting.date(as_utc(current.commitment_end_date)),
+                ),
                 code="window_passed",
             )
         price = await self._price(caller, row)
@@ -676,11 +741,11 @@ class SubscriptionChanges:
         customer_id, row = await self._load(caller, subscription_id)
         purpose = "subscriptions.cancel"
         if not await self._claim(caller, key, purpose):
-            return ChangeResult(f"The cancellation of {row.name} was already sent.", row.id, repeated=True)
+            return ChangeResult(_("The cancellation of {name} was already sent.", name=row.name), row.id, repeated=True)
         try:
             current = await self._fresh(caller, customer_id, row, expected_etag)
             if not self._in_window(current):
-                raise DomainError(_RULES["900117"], code="window_passed")
+                raise DomainError(_(_RULES["900117"]), code="window_passed")
             result = await self._patch(
                 caller, customer_id, row, current.model_copy(update={"status": SubscriptionStatus.DELETED})
             )
@@ -696,18 +761,22 @@ class SubscriptionChanges:
             "subscription.cancel",
             [(LedgerEvent.CANCELLATION, quantity, 0, f"bot:cancel:{key}")],
         )
-        return ChangeResult(f"{row.name} is cancelled; the refund appears on the next bill.", row.id)
+        return ChangeResult(_("{name} is cancelled; the refund appears on the next bill.", name=row.name), row.id)
 
     async def set_auto_renew(self, caller: Caller, subscription_id: Any, enabled: bool, *, key: Any) -> ChangeResult:
         caller.require(Permission.MANAGE_SERVICES)
         customer_id, row = await self._load(caller, subscription_id)
         purpose = "subscriptions.autorenew"
         if not await self._claim(caller, key, purpose):
-            return ChangeResult(f"That auto-renew change of {row.name} was already sent.", row.id, repeated=True)
+            return ChangeResult(
+                _("That auto-renew change of {name} was already sent.", name=row.name), row.id, repeated=True
+            )
         try:
             current = await self._fresh(caller, customer_id, row, None)
             if str(current.status) not in ("active", "suspended"):
-                raise DomainError(f"This subscription is {current.status}; it does not renew.", code="not_active")
+                raise DomainError(
+                    _("This subscription is {status}; it does not renew.", status=current.status), code="not_active"
+                )
             result = await self._patch(
                 caller, customer_id, row, current.model_copy(update={"auto_renew_enabled": enabled})
             )
@@ -717,19 +786,23 @@ class SubscriptionChanges:
         await self._commit(caller.actor, caller.organisation_id, row.id, result, "subscription.auto_renew", [])
         renewal = formatting.date(as_utc(result.commitment_end_date))
         if enabled:
-            return ChangeResult(f"Auto-renew is on: {row.name} renews on {renewal}.", row.id)
-        return ChangeResult(f"Auto-renew is off: {row.name} ends on {renewal}.", row.id)
+            return ChangeResult(
+                _("Auto-renew is on: {name} renews on {renewal}.", name=row.name, renewal=renewal), row.id
+            )
+        return ChangeResult(_("Auto-renew is off: {name} ends on {renewal}.", name=row.name, renewal=renewal), row.id)
 
     async def reactivate(self, caller: Caller, subscription_id: Any, *, key: Any) -> ChangeResult:
         caller.require(Permission.MANAGE_SERVICES)
         customer_id, row = await self._load(caller, subscription_id)
         purpose = "subscriptions.reactivate"
         if not await self._claim(caller, key, purpose):
-            return ChangeResult(f"The reactivation of {row.name} was already sent.", row.id, repeated=True)
+            return ChangeResult(_("The reactivation of {name} was already sent.", name=row.name), row.id, repeated=True)
         try:
             current = await self._fresh(caller, customer_id, row, None)
             if str(current.status) != "suspended":
-                raise DomainError(f"{row.name} is {current.status}, not suspended.", code="not_suspended")
+                raise DomainError(
+                    _("{name} is {status}, not suspended.", name=row.name, status=current.status), code="not_suspended"
+                )
             result = await self._patch(
                 caller, customer_id, row, current.model_copy(update={"status": SubscriptionStatus.ACTIVE})
             )
@@ -744,7 +817,7 @@ class SubscriptionChanges:
             "subscription.reactivate",
             [(LedgerEvent.REACTIVATION, result.quantity or 0, result.quantity or 0, f"bot:reactivate:{key}")],
         )
-        return ChangeResult(f"{row.name} is active again.", row.id)
+        return ChangeResult(_("{name} is active again.", name=row.name), row.id)
 
     async def suspend_approved(
         self, organisation_id: int, subscription_id: str, *, actor: str, approval_id: int
@@ -761,7 +834,10 @@ class SubscriptionChanges:
         if str(current.status) == "suspended":
             result = current  # a lost answer of an earlier attempt: Microsoft already did it
         elif str(current.status) != "active":
-            raise DomainError(f"{row.name} is {current.status}; it cannot be suspended.", code="not_active")
+            raise DomainError(
+                _("{name} is {status}; it cannot be suspended.", name=row.name, status=current.status),
+                code="not_active",
+            )
         else:
             try:
                 result = await self._client.update_subscription(
@@ -777,14 +853,14 @@ class SubscriptionChanges:
             "subscription.suspend",
             [(LedgerEvent.SUSPENSION, result.quantity or 0, result.quantity or 0, f"approval:{approval_id}:suspend")],
         )
-        return f"{row.name} is suspended."
+        return _("{name} is suspended.", name=row.name)
 
     # --- add-ons ------------------------------------------------------------------------------------
 
     async def addons(self, caller: Caller, subscription_id: Any) -> tuple[SubscriptionRow, list[AddonOffer]]:
         """The add-ons that fit the subscription, each with its term and the reseller's price."""
         caller.require(Permission.READ_SUBSCRIPTIONS)
-        _, row = await self._load(caller, subscription_id)
+        _unused, row = await self._load(caller, subscription_id)
         offers: list[AddonOffer] = []
         for sku in await self._catalog.addons_for(row.product_id, row.sku_id):
             term = sku.term(row.term_duration, row.billing_cycle) or (sku.terms[0] if sku.terms else None)
@@ -831,28 +907,39 @@ class SubscriptionChanges:
         row, offers = await self.addons(caller, subscription_id)
         offer = next((o for o in offers if f"{o.product_id}:{o.sku_id}" == str(addon or "").upper()), None)
         if offer is None:
-            raise NotFound("That add-on does not fit this subscription. Open its add-ons again.")
+            raise NotFound(_("That add-on does not fit this subscription. Open its add-ons again."))
         if offer.price is None:
-            raise DomainError("Your reseller has not priced this add-on yet, so it cannot be ordered.", code="unpriced")
+            raise DomainError(
+                _("Your reseller has not priced this add-on yet, so it cannot be ordered."), code="unpriced"
+            )
         if shown_price is not None and str(shown_price) != addon_price_token(offer):
             raise InvalidInput(
-                f"The price of {offer.title} changed since the card was shown: it is now "
-                f"{formatting.unit_price(offer.price.amount, offer.price.currency, offer.billing_cycle)}. "
-                "Check it and order again.",
+                _(
+                    "The price of {title} changed since the card was shown: it is now {unit_price}. Check it "
+                    "and order again.",
+                    title=offer.title,
+                    unit_price=formatting.unit_price(offer.price.amount, offer.price.currency, offer.billing_cycle),
+                ),
                 field="addon",
             )
         if not offer.minimum <= count <= offer.maximum:
             raise InvalidInput(
-                f"Choose between {offer.minimum} and {offer.maximum} for {offer.title}.", field="quantity"
+                _(
+                    "Choose between {minimum} and {maximum} for {title}.",
+                    minimum=offer.minimum,
+                    maximum=offer.maximum,
+                    title=offer.title,
+                ),
+                field="quantity",
             )
         if row.status != "active":
-            raise DomainError(_RULES["27009"], code="parent_not_active")
+            raise DomainError(_(_RULES["27009"]), code="parent_not_active")
         if not approved and self.spending is not None:
             amount = offer.price.amount * count
             await self.spending.require(
                 caller.organisation_id,
                 Spend(
-                    what=f"Add {count} × {offer.title} to {row.name}",
+                    what=_("Add {count} × {title} to {name}", count=count, title=offer.title, name=row.name),
                     currency=offer.price.currency,
                     monthly_increase=per_month(amount, offer.price.currency, offer.billing_cycle),
                     term_duration=offer.term_duration,
@@ -860,14 +947,16 @@ class SubscriptionChanges:
                     f"{formatting.per_period(offer.billing_cycle)}",
                 ),
             )
-        customer_id, _ = await self._load(caller, subscription_id)
+        customer_id, _unused = await self._load(caller, subscription_id)
         purpose = "subscriptions.addon"
         if not await self._claim(caller, key, purpose):
-            return ChangeResult(f"{offer.title} was already ordered from this card.", row.id, repeated=True)
+            return ChangeResult(
+                _("{title} was already ordered from this card.", title=offer.title), row.id, repeated=True
+            )
         try:
             # The checkout core every purchase shares: one cart per card key, a request id derived
             # from it — so a retry after a lost answer or a crash can never buy the add-on twice.
-            _, bought = await checkout_once(
+            _cart, bought = await checkout_once(
                 self._sessions,
                 self._client,
                 self._catalog,
@@ -891,12 +980,12 @@ class SubscriptionChanges:
             await self._release(str(key), purpose)
             code = refused.errors[0].code or ""
             raise DomainError(
-                _RULES.get(code, "Microsoft refused the order of this add-on."), code=code or None
+                _(_RULES.get(code, N_("Microsoft refused the order of this add-on."))), code=code or None
             ) from None
         except DomainError as error:
             if error.code == "checkout_unconfirmed":  # bought: the card must not order again
                 raise DomainError(
-                    "Microsoft accepted the order but has not listed it yet. Refresh in a minute."
+                    _("Microsoft accepted the order but has not listed it yet. Refresh in a minute.")
                 ) from None
             await self._release(str(key), purpose)
             raise
@@ -924,7 +1013,12 @@ class SubscriptionChanges:
             )
             await session.commit()
         return ChangeResult(
-            f"Ordered {count} × {offer.title} for {row.name}. It is available now and shows under it; "
-            "costs start under Microsoft's billing rules.",
+            _(
+                "Ordered {count} × {title} for {name}. It is available now and shows under it; costs start "
+                "under Microsoft's billing rules.",
+                count=count,
+                title=offer.title,
+                name=row.name,
+            ),
             bought.id.lower(),
         )

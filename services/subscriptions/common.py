@@ -14,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.clock import as_utc
 from services.errors import DomainError, NotFound
+from services.i18n import N_, _
 from services.models import Organisation, SubscriptionRow
 
-NOT_YOURS = "That subscription is not one of your organisation's. Open **subscriptions** again."
+NOT_YOURS = N_("That subscription is not one of your organisation's. Open **subscriptions** again.")
 LIVE = ("active", "suspended")
 # Microsoft locks a subscription's seats, scheduled changes and auto-renew this long before it renews.
 RENEWAL_LOCK = timedelta(hours=24)
@@ -55,14 +56,14 @@ class ProRata:
 async def organisation_of(session: AsyncSession, organisation_id: int) -> Organisation:
     org = await session.get(Organisation, organisation_id)
     if org is None:
-        raise NotFound("Your organisation is not registered any more.")
+        raise NotFound(_("Your organisation is not registered any more."))
     return org
 
 
 def customer_of(org: Organisation) -> str:
     if not org.partner_center_customer_id:
         raise DomainError(
-            "Your organisation has no Microsoft tenant with the reseller yet. Type **add tenant** first.",
+            _("Your organisation has no Microsoft tenant with the reseller yet. Type **add tenant** first."),
             code="no_tenant",
         )
     return org.partner_center_customer_id
@@ -71,14 +72,14 @@ def customer_of(org: Organisation) -> str:
 async def row_in_organisation(session: AsyncSession, organisation_id: int, subscription_id: Any) -> SubscriptionRow:
     """The mirror row, only if it belongs to the organisation (ids from cards are never trusted)."""
     if not isinstance(subscription_id, str) or not subscription_id.strip() or len(subscription_id) > 64:
-        raise NotFound(NOT_YOURS)
+        raise NotFound(_(NOT_YOURS))
     row = await session.scalar(
         select(SubscriptionRow).where(
             SubscriptionRow.id == subscription_id.strip().lower(), SubscriptionRow.organisation_id == organisation_id
         )
     )
     if row is None:
-        raise NotFound(NOT_YOURS)
+        raise NotFound(_(NOT_YOURS))
     return row
 
 

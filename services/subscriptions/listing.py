@@ -27,6 +27,7 @@ from services.catalog import CatalogService
 from services.clock import SYSTEM_CLOCK, Clock
 from services.db import utcnow
 from services.errors import DomainError
+from services.i18n import _
 from services.ledger import LedgerEvent, LedgerSource, SubscriptionLedger
 from services.models import LedgerEntry, SubscriptionRow, SubscriptionSyncState
 from services.partner_center import PartnerCenterClient
@@ -127,7 +128,7 @@ def _view(row: SubscriptionRow, now: datetime) -> SubscriptionView:
         renewal_date=as_utc(row.commitment_end_date),
         cancellation_until=as_utc(row.cancellation_allowed_until),
         scheduled_quantity=row.scheduled_quantity,
-        refundable=sum(seats for seats, _ in batches),
+        refundable=sum(seats for seats, _unused in batches),
         licence_sku_id=row.licence_sku_id,
         refundable_batches=batches,
     )
@@ -224,7 +225,10 @@ class SubscriptionService:
             try:
                 await self.sync(caller.organisation_id)
             except DomainError as error:
-                problem = f"Could not refresh from Microsoft just now ({error.message}) — showing the last copy."
+                problem = _(
+                    "Could not refresh from Microsoft just now ({message}) — showing the last copy.",
+                    message=error.message,
+                )
         async with self._sessions() as session:
             rows = list(
                 await session.scalars(
@@ -288,7 +292,7 @@ class SubscriptionService:
                 )
             )
         pool: dict[str, int] = {}
-        for licence, _ in pooled:
+        for licence, _unused in pooled:
             if licence:
                 pool[licence.lower()] = pool.get(licence.lower(), 0) + 1
         entries = await self._pricing.entries_for(organisation_id) if rows else []
@@ -447,7 +451,7 @@ class SubscriptionService:
                     ):
                         continue  # already in the mirror (the bot's own change) or out of sequence
                     at = as_utc(record.operation_date) or self.clock.now()
-                    for index, event in enumerate(_events(old, new, record.data("Reason"))):
+                    for index, event in enumerate(_events(old, new, record.data(_("Reason")))):
                         after = 0 if event is LedgerEvent.CANCELLATION else int(new.get("quantity") or 0)
                         pending.append(
                             ledger_record(

@@ -13,9 +13,11 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit
+from services.access import reading_for_recipient
 from services.alerts import AlertService
 from services.db import utcnow
 from services.errors import Conflict, DomainError, NotFound
+from services.i18n import N_, _
 from services.jobs import JobService, JobView
 from services.mail import Mail, Mailer, MailNotDelivered
 from services.models import Organisation, TenantServiceRow
@@ -39,7 +41,7 @@ def new_password() -> str:
     """16 characters from all four classes (Microsoft's complexity rule needs three)."""
     alphabet = string.ascii_letters + string.digits + "!#%+-=?@"
     while True:
-        value = "".join(secrets.choice(alphabet) for _ in range(16))
+        value = "".join(secrets.choice(alphabet) for _unused in range(16))
         classes = [
             any(c.islower() for c in value),
             any(c.isupper() for c in value),
@@ -50,7 +52,7 @@ def new_password() -> str:
             return value
 
 
-CREDENTIALS_BODY = """Hello {first_name},
+CREDENTIALS_BODY = N_("""Hello {first_name},
 
 Your new Microsoft 365 tenant for {company} is ready.
 
@@ -62,10 +64,10 @@ You will be asked to choose a new password when you first sign in. No charges ha
 subscriptions are bought separately, in Teams ("add subscription").
 
 Your reseller
-"""
+""")
 
 
-CREDENTIALS_HTML = """<p>Hello {first_name},</p>
+CREDENTIALS_HTML = N_("""<p>Hello {first_name},</p>
 <p>Your new Microsoft 365 tenant for <b>{company}</b> is ready.</p>
 <p>Sign in at <a href="https://portal.office.com">portal.office.com</a> with</p>
 <table><tr><td>user name</td><td><code>{user_name}</code></td></tr>
@@ -73,7 +75,7 @@ CREDENTIALS_HTML = """<p>Hello {first_name},</p>
 <p>You will be asked to choose a new password when you first sign in. No charges have arisen yet:
 subscriptions are bought separately, in Teams (&ldquo;add subscription&rdquo;).</p>
 <p>Your reseller</p>
-"""
+""")
 
 
 log = logging.getLogger(__name__)
@@ -113,18 +115,21 @@ class CredentialsMail:
             row = await self._row(session, organisation_id)
             org = await session.get(Organisation, organisation_id)
             if row is None or org is None:
-                raise DomainError("The organisation's tenant is no longer recorded.")
+                raise DomainError(_("The organisation's tenant is no longer recorded."))
             if row.credentials_password is None:
                 return view_of(row, org.name)
+        # In the contact's language when they are a member; else the requester's (the job reads in it).
+        with await reading_for_recipient(self._sessions, organisation_id, row.contact_email):
             mail = Mail(
                 to=row.contact_email,
-                subject=f"Your Microsoft 365 tenant {row.domain} is ready",
-                body=CREDENTIALS_BODY.format(
-                    first_name=first_name or "there", company=org.name, user_name=row.admin_user
+                subject=_("Your Microsoft 365 tenant {domain} is ready", domain=row.domain),
+                body=_(
+                    CREDENTIALS_BODY, first_name=first_name or _("there"), company=org.name, user_name=row.admin_user
                 ),
                 secrets={"password": SecretStr(self._box.open(row.credentials_password))},
-                html=CREDENTIALS_HTML.format(
-                    first_name=html.escape(first_name or "there"),
+                html=_(
+                    CREDENTIALS_HTML,
+                    first_name=html.escape(first_name or _("there")),
                     company=html.escape(org.name),
                     user_name=html.escape(row.admin_user),
                 ),
@@ -146,10 +151,10 @@ class CredentialsMail:
                     )
             if job is None:
                 raise DomainError(
-                    "The mail server still does not take the message; the password stays stored for another try."
+                    _("The mail server still does not take the message; the password stays stored for another try.")
                 ) from None
             if job.kind == MAIL_JOB:
-                raise TryAgain("the mail server did not take the message") from None
+                raise TryAgain(_("the mail server did not take the message")) from None
             await self._jobs.submit(
                 MAIL_JOB,
                 idempotency_key=f"{MAIL_JOB}:{organisation_id}:{job.id}",
@@ -176,18 +181,20 @@ class CredentialsMail:
         async with self._sessions() as session:
             row = await self._row(session, organisation_id)
             if row is None:
-                raise DomainError("The organisation's tenant is no longer recorded.")
+                raise DomainError(_("The organisation's tenant is no longer recorded."))
             return view_of(row, organisation_name)
 
     async def resend(self, organisation_id: int, *, actor: str) -> ServiceView:
         """Deliver sign-in details still waiting for their e-mail (after the retries gave up)."""
         view = await service_of(self._sessions, organisation_id)
         if view is None or not view.active:
-            raise NotFound("This organisation has no Microsoft tenant created here.")
+            raise NotFound(_("This organisation has no Microsoft tenant created here."))
         if view.credentials_status not in (MAIL_QUEUED, MAIL_PENDING):
             raise Conflict(
-                "No e-mail is waiting: the sign-in details were delivered (or Microsoft gave none), and the "
-                "stored password is gone. The admin can use “Forgot password” at https://portal.office.com."
+                _(
+                    "No e-mail is waiting: the sign-in details were delivered (or Microsoft gave none), and the "
+                    "stored password is gone. The admin can use “Forgot password” at https://portal.office.com."
+                )
             )
         org = await self._organisations.get_by_id(organisation_id)
         log.info("operator %s resends the tenant credentials of organisation %s", actor, organisation_id)
@@ -195,7 +202,7 @@ class CredentialsMail:
 
     async def _run_mail(self, job: JobView) -> Mapping[str, Any]:
         if job.organisation_id is None:
-            raise DomainError("This e-mail has no organisation.")
+            raise DomainError(_("This e-mail has no organisation."))
         try:
             view = await self.deliver(job.organisation_id, job, first_name=str(job.payload.get("first_name", "")))
         except SecretUnreadable:
@@ -203,17 +210,28 @@ class CredentialsMail:
             org = await self._organisations.get_by_id(job.organisation_id)
             await self._alerts.raise_alert(
                 "mail_undeliverable",
-                f"The sign-in e-mail for {org.name}'s new tenant holds a password sealed with another key than "
-                "SECRETS_KEY now holds. Add that key to SECRETS_KEY (after the current one), then run "
-                f"'cspbot tenant resend-credentials {org.slug}'.",
+                _(
+                    "The sign-in e-mail for {name}'s new tenant holds a password sealed with another key than "
+                    "SECRETS_KEY now holds. Add that key to SECRETS_KEY (after the current one), then run "
+                    "'cspbot tenant resend-credentials {slug}'.",
+                    name=org.name,
+                    slug=org.slug,
+                ),
                 dedup_key=f"tenant_credentials_unreadable:{job.organisation_id}",
                 severity="error",
                 organisation_id=job.organisation_id,
             )
             raise DomainError(
-                "The e-mail with the sign-in details could not be sent. Your reseller has been told and will send it."
+                _(
+                    "The e-mail with the sign-in details could not be sent. "
+                    "Your reseller has been told and will send it."
+                )
             ) from None
         return {
-            "message": f"The e-mail with the sign-in details for {view.domain} has now been sent to {view.mail_to}.",
+            "message": _(
+                "The e-mail with the sign-in details for {domain} has now been sent to {mail_to}.",
+                domain=view.domain,
+                mail_to=view.mail_to,
+            ),
             "domain": view.domain,
         }

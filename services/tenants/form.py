@@ -9,6 +9,7 @@ from typing import Any
 
 from services.countries import country_name
 from services.errors import InvalidInput
+from services.i18n import _
 from services.mail import is_mail_address
 from services.partner_center.models import (
     CountryValidationRules,
@@ -148,7 +149,7 @@ class FormInvalid(InvalidInput):
         form: TenantForm | None = None,
         profile: CountryProfile | None = None,
     ) -> None:
-        first = next(iter(errors.values()), "Please check the form.")
+        first = next(iter(errors.values()), _("Please check the form."))
         super().__init__(first, field=next(iter(errors), None))
         self.errors = dict(errors)
         self.form = form  # the form as normalised so far, to show again with the errors
@@ -158,17 +159,17 @@ class FormInvalid(InvalidInput):
 def prefix_problem(prefix: str) -> str | None:
     """Microsoft's rule for `<prefix>.onmicrosoft.com`, explained for what was typed."""
     if not prefix:
-        return "Choose a domain prefix, e.g. contoso for contoso.onmicrosoft.com."
+        return _("Choose a domain prefix, e.g. contoso for contoso.onmicrosoft.com.")
     if "." in prefix:
-        return "Type only the prefix, without dots: for contoso.onmicrosoft.com type contoso."
+        return _("Type only the prefix, without dots: for contoso.onmicrosoft.com type contoso.")
     if any(ch.isspace() for ch in prefix):
-        return "The prefix cannot contain spaces."
+        return _("The prefix cannot contain spaces.")
     if len(prefix) > 27:
-        return f"The prefix can have at most 27 characters (this one has {len(prefix)})."
+        return _("The prefix can have at most 27 characters (this one has {len}).", len=len(prefix))
     if not prefix[0].isalpha():
-        return "The prefix must start with a letter."
+        return _("The prefix must start with a letter.")
     if not _PREFIX.match(prefix.lower()):
-        return "The prefix can only have letters (a-z) and digits."
+        return _("The prefix can only have letters (a-z) and digits.")
     return None
 
 
@@ -190,37 +191,39 @@ def validate_form(form: TenantForm, profile: CountryProfile) -> tuple[TenantForm
     """Normalise the form and list every problem by field; nothing is sent to Microsoft."""
     errors: dict[str, str] = {}
     required = {
-        "company_name": "Enter the company name.",
-        "address_line1": "Enter the street address; Microsoft requires it.",
-        "first_name": "Enter the contact's first name.",
-        "last_name": "Enter the contact's last name.",
-        "email": "Enter the contact's e-mail address; the sign-in details are sent there.",
+        "company_name": _("Enter the company name."),
+        "address_line1": _("Enter the street address; Microsoft requires it."),
+        "first_name": _("Enter the contact's first name."),
+        "last_name": _("Enter the contact's last name."),
+        "email": _("Enter the contact's e-mail address; the sign-in details are sent there."),
     }
     for name, message in required.items():
         if not getattr(form, name):
             errors[name] = message
     if profile.city_required and not form.city:
-        errors["city"] = "Enter the city; Microsoft requires it."
+        errors["city"] = _("Enter the city; Microsoft requires it.")
     state = form.state
     if profile.states:
         match = next((s for s in profile.states if s.lower() == state.lower()), None)
         state = match or state
     country = country_name(profile.country)
     if profile.state_required and not state:
-        errors["state"] = f"Choose the state or region; it is required in {country}."
+        errors["state"] = _("Choose the state or region; it is required in {country}.", country=country)
     elif state and profile.states and state not in profile.states:
-        errors["state"] = f"{state} is not a state of {country}; choose one from the list."
+        errors["state"] = _(
+            "{state} is not a state of {country}; choose one from the list.", state=state, country=country
+        )
     postal = form.postal_code.upper() if profile.country in {"GB", "CA", "IE", "NL"} else form.postal_code
     if profile.postal_required and not postal:
-        errors["postal_code"] = f"Enter the postal code; it is required in {country}."
+        errors["postal_code"] = _("Enter the postal code; it is required in {country}.", country=country)
     elif postal and profile.postal_pattern and not _postal_matches(profile.postal_pattern, postal):
-        errors["postal_code"] = f"{postal} is not a postal code of {country}."
+        errors["postal_code"] = _("{postal} is not a postal code of {country}.", postal=postal, country=country)
     email = form.email.lower()
     if email and not is_mail_address(email):
-        errors["email"] = f"{form.email} is not a valid e-mail address."
+        errors["email"] = _("{email} is not a valid e-mail address.", email=form.email)
     phone = form.phone
     if not phone and profile.phone_required:
-        errors["phone"] = f"Enter a phone number; Microsoft requires one in {country}."
+        errors["phone"] = _("Enter a phone number; Microsoft requires one in {country}.", country=country)
     elif phone:
         try:
             phone = normalise_phone(phone, profile.country)
@@ -230,25 +233,25 @@ def validate_form(form: TenantForm, profile: CountryProfile) -> tuple[TenantForm
     registration = form.registration_number
     if profile.registration_required:
         if not registration:
-            errors["registration_number"] = (
-                f"Microsoft requires the company registration number for a company in {country}."
+            errors["registration_number"] = _(
+                "Microsoft requires the company registration number for a company in {country}.", country=country
             )
         elif profile.registration_pattern and not re.match(profile.registration_pattern, registration):
-            errors["registration_number"] = "That registration number is not in the format this country uses."
+            errors["registration_number"] = _("That registration number is not in the format this country uses.")
     else:
         registration = ""  # Microsoft refuses one where the country does not use it (600002)
     culture = next((c for c in profile.cultures if c.lower() == form.culture.lower()), "")
     if not culture:
-        errors["culture"] = f"Choose one of the cultures Microsoft supports in {country}."
+        errors["culture"] = _("Choose one of the cultures Microsoft supports in {country}.", country=country)
     language = next((lang for lang in profile.languages if lang.lower() == form.language.lower()), "")
     if not language:
-        errors["language"] = f"Choose one of the languages Microsoft supports in {country}."
+        errors["language"] = _("Choose one of the languages Microsoft supports in {country}.", country=country)
     problem = prefix_problem(form.domain_prefix)
     if problem:
         errors["domain_prefix"] = problem
     for name, limit in _LIMITS.items():
         if name not in errors and len(getattr(form, name)) > limit:
-            errors[name] = f"At most {limit} characters."
+            errors[name] = _("At most {limit} characters.", limit=limit)
     cleaned = replace(
         form,
         country=profile.country,
@@ -270,5 +273,5 @@ def phone_digits(phone: str) -> str:
 
 def mask_email(address: str) -> str:
     """`c***@contoso.com`: enough to recognise, not enough to harvest."""
-    local, _, domain = address.partition("@")
+    local, _unused, domain = address.partition("@")
     return f"{local[:1]}***@{domain}" if domain else "***"

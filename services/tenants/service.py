@@ -21,6 +21,7 @@ from services.clock import SYSTEM_CLOCK, Clock
 from services.countries import country_name, normalise_country
 from services.db import utcnow
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
+from services.i18n import _
 from services.jobs import FAILED, JobService, JobView
 from services.mail import is_mail_address
 from services.models import Job, Organisation, TenantServiceRow
@@ -127,18 +128,23 @@ class TenantService:
                 return False
         elif job.status != FAILED:
             return False
-        await self._release(row.organisation_id, row.job_key, "system:jobs", "job failed")
+        await self._release(row.organisation_id, row.job_key, "system:jobs", _("job failed"))
         return True
 
     async def country_profile(self, country: str) -> CountryProfile:
         code = normalise_country(country)
         if code is None:
-            raise FormInvalid({"country": "Choose the company's country from the list."})
+            raise FormInvalid({"country": _("Choose the company's country from the list.")})
         try:
             rules = await self._pc.country_rules(code)
         except PartnerCenterNotFound:
             raise FormInvalid(
-                {"country": f"Microsoft does not take new customers in {country_name(code)} from this form."}
+                {
+                    "country": _(
+                        "Microsoft does not take new customers in {country_name} from this form.",
+                        country_name=country_name(code),
+                    )
+                }
             ) from None
         return country_profile_of(code, rules)
 
@@ -188,7 +194,7 @@ class TenantService:
         caller.require(Permission.MANAGE_SERVICES)
         form = TenantForm.from_mapping(values)
         if not form.country:
-            raise FormInvalid({"country": "Choose the company's country from the list."})
+            raise FormInvalid({"country": _("Choose the company's country from the list.")})
         profile = await self.country_profile(form.country)
         cleaned, errors = validate_form(form, profile)
         if errors:
@@ -236,18 +242,18 @@ class TenantService:
                 suggestion = candidate
                 break
         if status in (AddressValidationStatus.VERIFIED_SHIPPABLE, AddressValidationStatus.VERIFIED):
-            return AddressCheck(status, True, None, "Microsoft verified the address.")
+            return AddressCheck(status, True, None, _("Microsoft verified the address."))
         if status in (AddressValidationStatus.NONE, AddressValidationStatus.NOT_VALIDATED):
             return AddressCheck(
                 status,
                 False,
                 None,
-                "Microsoft could not find this address. Check the street, city, state and postal code.",
+                _("Microsoft could not find this address. Check the street, city, state and postal code."),
             )
         message = (
-            "Microsoft suggests a correction of the address."
+            _("Microsoft suggests a correction of the address.")
             if suggestion
-            else "Microsoft could not confirm every part of the address (for example the house number)."
+            else _("Microsoft could not confirm every part of the address (for example the house number).")
         )
         return AddressCheck(status, False, suggestion, message)
 
@@ -263,7 +269,7 @@ class TenantService:
         current = await self.my_service(caller)
         if current is not None:
             if current.status == CREATING:
-                raise Conflict("A new tenant is being created for your organisation; it cannot be linked now.")
+                raise Conflict(_("A new tenant is being created for your organisation; it cannot be linked now."))
             return current
         org = await self._organisations.get_by_id(caller.organisation_id)
         tenant_id = org.partner_center_customer_id or org.teams_tenant_id
@@ -291,7 +297,7 @@ class TenantService:
             try:
                 await session.flush()
             except IntegrityError:
-                raise Conflict("Your organisation's service changed a moment ago; look at My services.") from None
+                raise Conflict(_("Your organisation's service changed a moment ago; look at My services.")) from None
             audit.record(
                 session,
                 actor=caller.actor,
@@ -332,10 +338,10 @@ class TenantService:
         """Record with Microsoft that the customer accepted the MCA (name, e-mail, date)."""
         caller.require(Permission.MANAGE_SERVICES)
         if not contact.first_name or not contact.last_name or not is_mail_address(contact.email):
-            raise InvalidInput("Give the name and e-mail of the person accepting the Microsoft Customer Agreement.")
+            raise InvalidInput(_("Give the name and e-mail of the person accepting the Microsoft Customer Agreement."))
         current = await self.my_service(caller)
         if current is None or not current.active or not current.customer_id:
-            raise Conflict("Your organisation has no Microsoft tenant yet; type **add tenant** first.")
+            raise Conflict(_("Your organisation has no Microsoft tenant yet; type **add tenant** first."))
         if await self.mca_recorded(caller):
             return await self._current(caller)
         await self._pc.accept_agreement(
@@ -355,7 +361,7 @@ class TenantService:
     async def _current(self, caller: Caller) -> ServiceView:
         view = await self.my_service(caller)
         if view is None:
-            raise NotFound("Your organisation's tenant is no longer recorded.")
+            raise NotFound(_("Your organisation's tenant is no longer recorded."))
         return view
 
     async def _record_mca(
@@ -392,18 +398,18 @@ class TenantService:
         re-delivered activity, another admin) finds the job already under way. Returns the job and
         whether this call started it."""
         caller.require(Permission.MANAGE_SERVICES)
-        form, _ = await self.check_form(caller, values)  # never trust what the card carried
+        form, _unused = await self.check_form(caller, values)  # never trust what the card carried
         if not contact.first_name or not contact.last_name or not is_mail_address(contact.email):
-            raise InvalidInput("Give the name and e-mail of the person accepting the Microsoft Customer Agreement.")
+            raise InvalidInput(_("Give the name and e-mail of the person accepting the Microsoft Customer Agreement."))
         await self.my_service(caller)  # releases a claim whose job failed for good
         job_key = f"{CREATE_JOB}:{caller.organisation_id}:{uuid.uuid4()}"
         async with self._sessions() as session:
             org = await session.get(Organisation, caller.organisation_id)
             if org is None:
-                raise NotFound("Your organisation is no longer registered.")
+                raise NotFound(_("Your organisation is no longer registered."))
             row = await self._row(session, caller.organisation_id)
             if row is None and org.partner_center_customer_id:
-                raise Conflict("Your organisation already has a Microsoft tenant; see **my services**.")
+                raise Conflict(_("Your organisation already has a Microsoft tenant; see **my services**."))
             if row is None:
                 row = TenantServiceRow(
                     organisation_id=org.id,
@@ -432,9 +438,14 @@ class TenantService:
                     await session.rollback()
                     row = await self._row(session, caller.organisation_id)
                     if row is None:
-                        raise Conflict("That request is being handled; try again in a moment.") from None
+                        raise Conflict(_("That request is being handled; try again in a moment.")) from None
             if row.status == ACTIVE:
-                raise Conflict(f"Your organisation already has its Microsoft tenant {row.domain}; see **my services**.")
+                raise Conflict(
+                    _(
+                        "Your organisation already has its Microsoft tenant {domain}; see **my services**.",
+                        domain=row.domain,
+                    )
+                )
             job_key = row.job_key
         payload = {
             "job_key": job_key,
@@ -478,12 +489,12 @@ class TenantService:
         """The durable job: each step looks at what is done already, so a re-run finishes the work."""
         organisation_id = job.organisation_id
         if organisation_id is None:
-            raise DomainError("This request has no organisation.")
+            raise DomainError(_("This request has no organisation."))
         form = TenantForm.from_mapping(job.payload.get("form") or {})
         key = await self._job_key_of(organisation_id)
         if key is None or key != job.payload.get("job_key"):
             # Released (Microsoft refused, or it failed for good) and perhaps claimed again since.
-            raise DomainError("This request was withdrawn; nothing was created by it.")
+            raise DomainError(_("This request was withdrawn; nothing was created by it."))
         row_status = await self._status_of(organisation_id)
         if row_status == CREATING:
             await self._create_at_microsoft(job, organisation_id, form, key)
@@ -494,7 +505,7 @@ class TenantService:
         mca_recorded = await self._attest_mca(job, organisation_id)
         view = await self.service_of(organisation_id)
         if view is None:
-            raise DomainError("The organisation's tenant is no longer recorded.")
+            raise DomainError(_("The organisation's tenant is no longer recorded."))
         return self._outcome(view, mca_recorded=mca_recorded)
 
     async def _credentials_status_of(self, organisation_id: int) -> str | None:
@@ -540,20 +551,27 @@ class TenantService:
             customer = await self._pc.create_customer(request, request_id=str(uuid.uuid5(uuid.NAMESPACE_URL, key)))
         except (PartnerCenterUnavailable, PartnerCenterThrottled, PartnerCenterAuthError) as error:
             if job.attempts < CREATE_ATTEMPTS:
-                raise TryAgain(f"Partner Center did not answer ({error.code})") from None
+                raise TryAgain(_("Partner Center did not answer ({code})", code=error.code)) from None
             await self._release(organisation_id, key, job.requested_by, error.code)
             raise DomainError(
-                f"Microsoft did not answer, so {form.domain} was not created. Nothing was charged; "
-                "type **add tenant** to try again later."
+                _(
+                    "Microsoft did not answer, so {domain} was not created. Nothing was charged; type **add "
+                    "tenant** to try again later.",
+                    domain=form.domain,
+                )
             ) from None
         except PartnerCenterError as error:
             await self._release(organisation_id, key, job.requested_by, error.code)
             raise DomainError(
-                f"Microsoft did not create {form.domain}: {error.message} Nothing was created or charged; "
-                "type **add tenant** to correct it and try again."
+                _(
+                    "Microsoft did not create {domain}: {message} Nothing was created or charged; type **add "
+                    "tenant** to correct it and try again.",
+                    domain=form.domain,
+                    message=error.message,
+                )
             ) from None
         if not customer.id:
-            raise TryAgain("Microsoft's answer had no customer id")
+            raise TryAgain(_("Microsoft's answer had no customer id"))
         credentials = customer.user_credentials
         user_name = (credentials.user_name if credentials else None) or ""
         password = credentials.password.get_secret_value() if credentials and credentials.password else None
@@ -567,7 +585,7 @@ class TenantService:
         async with self._sessions.begin() as session:
             row = await self._row(session, organisation_id)
             if row is None:
-                raise DomainError("The request disappeared while Microsoft created the tenant.")
+                raise DomainError(_("The request disappeared while Microsoft created the tenant."))
             before = snapshot_of(row)
             row.status = ACTIVE
             row.customer_id = customer.id.lower()
@@ -641,7 +659,7 @@ class TenantService:
                 )
         except (PartnerCenterUnavailable, PartnerCenterThrottled, PartnerCenterAuthError) as error:
             if job.attempts < CREATE_ATTEMPTS:
-                raise TryAgain(f"Partner Center did not answer ({error.code})") from None
+                raise TryAgain(_("Partner Center did not answer ({code})", code=error.code)) from None
             await self._mca_not_recorded(job, organisation_id, error.code)
             return False
         except PartnerCenterError as error:
@@ -687,24 +705,29 @@ class TenantService:
     def _outcome(view: ServiceView, *, mca_recorded: bool = True) -> dict[str, Any]:
         """The job's result: what the follow-up message shows (no password, ever)."""
         if view.credentials_status == MAIL_SENT:
-            mail = f"The sign-in details were e-mailed to {view.mail_to}."
+            mail = _("The sign-in details were e-mailed to {mail_to}.", mail_to=view.mail_to)
         elif view.credentials_status == MAIL_QUEUED:
-            mail = (
-                f"The e-mail with the sign-in details to {view.mail_to} is on its way: the mail server did not "
-                "take it yet, so it is being retried."
+            mail = _(
+                "The e-mail with the sign-in details to {mail_to} is on its way: the mail server did not "
+                "take it yet, so it is being retried.",
+                mail_to=view.mail_to,
             )
         else:
-            mail = (
+            mail = _(
                 "Microsoft did not give a password for the first admin; use “Forgot password” at "
                 "https://portal.office.com or ask your reseller."
             )
         if not mca_recorded:
-            mail += (
+            mail += _(
                 " Microsoft did not record the acceptance of the Microsoft Customer Agreement yet, and nothing "
                 "can be bought without it: type **add tenant** to record it."
             )
         return {
-            "message": f"Your Microsoft 365 tenant {view.domain} is ready. {mail} No charges have arisen.",
+            "message": _(
+                "Your Microsoft 365 tenant {domain} is ready. {mail} No charges have arisen.",
+                domain=view.domain,
+                mail=mail,
+            ),
             "customer_id": view.customer_id,
             "domain": view.domain,
             "admin_user": view.admin_user,

@@ -15,11 +15,12 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services import audit, formatting
-from services.access import Caller
+from services import audit
+from services.access import Caller, reading_for_recipient
 from services.countries import normalise_country
 from services.db import utcnow
 from services.errors import DomainError, InvalidInput, NotFound
+from services.i18n import _, ngettext
 from services.idempotency import IdempotencyService
 from services.mail import Mail, Mailer, MailNotDelivered, is_mail_address
 from services.models import DirectoryUser, Organisation, TenantUser
@@ -114,26 +115,36 @@ class DirectoryService:
         header = [name.strip().lower() for name in (reader.fieldnames or [])]
         if "email" not in header:
             raise InvalidInput(
-                f"The CSV needs a header line with at least 'email' (columns: {', '.join(CSV_COLUMNS)})."
+                _("The CSV needs a header line with at least 'email' (columns: {join}).", join=", ".join(CSV_COLUMNS))
             )
         unknown = [name for name in header if name not in CSV_COLUMNS]
         if unknown:
             raise InvalidInput(
-                f"The CSV has {formatting.plural(len(unknown), 'unknown column', 'unknown columns')}: "
-                f"{', '.join(unknown)}. Known: {', '.join(CSV_COLUMNS)}."
+                _(
+                    "The CSV has {plural}: {join}. Known: {join2}.",
+                    plural=ngettext("{n} unknown column", "{n} unknown columns", len(unknown)),
+                    join=", ".join(unknown),
+                    join2=", ".join(CSV_COLUMNS),
+                )
             )
         reader.fieldnames = header
         parsed: dict[str, dict[str, str]] = {}
         errors: list[str] = []
         for number, raw in enumerate(reader, start=2):
             if number - 1 > MAX_ROWS:
-                errors.append(f"line {number}: more than {MAX_ROWS} rows; the rest was not read")
+                errors.append(
+                    _(
+                        "line {number}: more than {MAX_ROWS} rows; the rest was not read",
+                        number=number,
+                        MAX_ROWS=MAX_ROWS,
+                    )
+                )
                 break
             values = {key: (raw.get(key) or "").strip() for key in CSV_COLUMNS}
             values["email"] = values["email"].lower()
             problem = _row_problem(values)
             if problem:
-                errors.append(f"line {number}: {problem}")
+                errors.append(_("line {number}: {problem}", number=number, problem=problem))
                 continue
             if values["usage_location"]:
                 values["usage_location"] = normalise_country(values["usage_location"]) or ""
@@ -143,7 +154,7 @@ class DirectoryService:
         async with self._sessions() as session:
             org = await session.scalar(select(Organisation).where(Organisation.slug == organisation_slug))
             if org is None:
-                raise NotFound(f"No organisation {organisation_slug!r}.")
+                raise NotFound(_("No organisation {organisation_slug!r}.", organisation_slug=organisation_slug))
             existing = {
                 row.email: row
                 for row in await session.scalars(select(DirectoryUser).where(DirectoryUser.organisation_id == org.id))
@@ -174,7 +185,7 @@ class DirectoryService:
         async with self._sessions() as session:
             org = await session.scalar(select(Organisation).where(Organisation.slug == organisation_slug))
             if org is None:
-                raise NotFound(f"No organisation {organisation_slug!r}.")
+                raise NotFound(_("No organisation {organisation_slug!r}.", organisation_slug=organisation_slug))
             rows = await session.scalars(
                 select(DirectoryUser).where(DirectoryUser.organisation_id == org.id).order_by(DirectoryUser.email)
             )
@@ -203,7 +214,7 @@ class DirectoryService:
         send_to = send_to.strip()
         if send_to and not is_mail_address(send_to):
             raise InvalidInput(
-                "Enter a valid e-mail address for the passwords, or leave it empty.", field="import_send_to"
+                _("Enter a valid e-mail address for the passwords, or leave it empty."), field="import_send_to"
             )
         ids = _int_ids(entry_ids)
         async with self._sessions() as session:
@@ -215,14 +226,14 @@ class DirectoryService:
                 )
             )
         if len(rows) != len(ids):
-            raise NotFound("Some of those people are not in your organisation's directory. Nothing was changed.")
+            raise NotFound(_("Some of those people are not in your organisation's directory. Nothing was changed."))
         domains = await self._users.domains(ctx)
         results = []
         for row in rows:
             entry = _entry(row)
             name = entry.display_name or entry.email
             if entry.tenant_user_id and await self._in_tenant(ctx.organisation_id, entry.tenant_user_id):
-                results.append(EntryResult(name, True, "already in the tenant"))
+                results.append(EntryResult(name, True, _("already in the tenant")))
                 continue
             form = NewUser(
                 first_name=entry.first_name,
@@ -252,12 +263,25 @@ class DirectoryService:
                     )
                     await session.commit()
             if created.mail_failed:
-                note = "password e-mail could not be sent"
+                note = _("password e-mail could not be sent")
             elif created.mail_queued:
-                note = f"the mail server is not answering: the password e-mail to {send_to or entry.email} is queued"
+                note = _(
+                    "the mail server is not answering: the password e-mail to {value} is queued",
+                    value=send_to or entry.email,
+                )
             else:
-                note = f"password sent to {send_to or entry.email}"
-            results.append(EntryResult(name, True, f"created as {created.user_principal_name}; {note}"))
+                note = _("password sent to {value}", value=send_to or entry.email)
+            results.append(
+                EntryResult(
+                    name,
+                    True,
+                    _(
+                        "created as {user_principal_name}; {note}",
+                        user_principal_name=created.user_principal_name,
+                        note=note,
+                    ),
+                )
+            )
         return results
 
     async def _in_tenant(self, organisation_id: int, user_id: str) -> bool:
@@ -278,10 +302,10 @@ class DirectoryService:
         _need_key(request_key)
         send_to = send_to.strip()
         if send_to and not is_mail_address(send_to):
-            raise InvalidInput("Enter a valid e-mail address for the passwords, or leave it empty.", field="send_to")
+            raise InvalidInput(_("Enter a valid e-mail address for the passwords, or leave it empty."), field="send_to")
         wanted = list(dict.fromkeys(str(user_id).lower() for user_id in user_ids if str(user_id).strip()))
         if not wanted:
-            raise InvalidInput("Select at least one user.", field="users")
+            raise InvalidInput(_("Select at least one user."), field="users")
         async with self._sessions() as session:
             users = list(
                 await session.scalars(
@@ -291,7 +315,7 @@ class DirectoryService:
                 )
             )
         if len(users) != len(wanted):
-            raise NotFound("Some of those users are not in your organisation's tenant. Nothing was changed.")
+            raise NotFound(_("Some of those users are not in your organisation's tenant. Nothing was changed."))
         results = []
         for user in users:
             claim = await self._idempotency.claim(
@@ -302,7 +326,7 @@ class DirectoryService:
                 resource_id=user.user_principal_name,
             )
             if not claim.first_use:
-                results.append(EntryResult(user.display_name, True, "already exported"))
+                results.append(EntryResult(user.display_name, True, _("already exported")))
                 continue
             password = generate_password()
             digest = await hash_password(password)
@@ -332,26 +356,27 @@ class DirectoryService:
                 )
                 await session.commit()
             to = send_to or user.user_principal_name
-            try:
-                receipt = await self._mailer.send(
-                    Mail(
-                        to=to,
-                        subject=f"Directory password for {user.display_name}",
-                        body=(
-                            f"{user.display_name} ({user.user_principal_name}) was added to your organisation's "
-                            "user directory.\n\nDirectory password: {password}\n"
-                        ),
-                        secrets={"password": password},
+            with await reading_for_recipient(self._sessions, ctx.organisation_id, to):  # the recipient's language
+                mail = Mail(
+                    to=to,
+                    subject=_("Directory password for {display_name}", display_name=user.display_name),
+                    body=_(
+                        "{display_name} ({user_principal_name}) was added to your organisation's user "
+                        "directory.\n\nDirectory password: {{password}}\n",
+                        display_name=user.display_name,
+                        user_principal_name=user.user_principal_name,
                     ),
-                    organisation_id=ctx.organisation_id,
+                    secrets={"password": password},
                 )
+            try:
+                receipt = await self._mailer.send(mail, organisation_id=ctx.organisation_id)
                 if receipt.queued:
-                    note = f"exported; the mail server is not answering: the password e-mail to {to} is queued"
+                    note = _("exported; the mail server is not answering: the password e-mail to {to} is queued", to=to)
                 else:
-                    note = f"exported; password sent to {to}"
+                    note = _("exported; password sent to {to}", to=to)
                 results.append(EntryResult(user.display_name, True, note))
             except (MailNotDelivered, InvalidInput):
-                results.append(EntryResult(user.display_name, False, "exported, but the password e-mail failed"))
+                results.append(EntryResult(user.display_name, False, _("exported, but the password e-mail failed")))
         return results
 
     async def check_password(self, organisation_id: int, email: str, password: SecretStr) -> bool:
@@ -369,16 +394,19 @@ class DirectoryService:
 
 def _row_problem(values: dict[str, str]) -> str | None:
     if not is_mail_address(values["email"]):
-        return f"{values['email'] or '(empty)'} is not an e-mail address"
+        return _("{value} is not an e-mail address", value=values["email"] or _("(empty)"))
     if values["usage_location"] and normalise_country(values["usage_location"]) is None:
-        return f"usage_location {values['usage_location']!r} is not a two-letter country code"
+        return _(
+            "usage_location {usage_location!r} is not a two-letter country code",
+            usage_location=values["usage_location"],
+        )
     for key in ("first_name", "last_name"):
         if len(values[key]) > 64:
-            return f"{key} is longer than 64 characters"
+            return _("{key} is longer than 64 characters", key=key)
     if len(values["display_name"]) > 256:
-        return "display_name is longer than 256 characters"
+        return _("display_name is longer than 256 characters")
     if values["user_name"] and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", values["user_name"]):
-        return "user_name may use letters, digits, dots, dashes and underscores"
+        return _("user_name may use letters, digits, dots, dashes and underscores")
     return None
 
 
@@ -386,11 +414,11 @@ def _need_key(request_key: str) -> None:
     """Exactly once needs the card's own request key; without one, two different submits would
     share a key and the second would be taken for the first."""
     if not request_key.strip():
-        raise InvalidInput("This card is out of date; open the user directory again.")
+        raise InvalidInput(_("This card is out of date; open the user directory again."))
 
 
 def _int_ids(values: Sequence[int | str]) -> list[int]:
-    ids = row_ids(values, "That directory entry is not in your organisation's directory.")
+    ids = row_ids(values, _("That directory entry is not in your organisation's directory."))
     if not ids:
-        raise InvalidInput("Select at least one person.", field="entries")
+        raise InvalidInput(_("Select at least one person."), field="entries")
     return ids

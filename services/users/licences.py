@@ -17,10 +17,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services import audit, formatting
+from services import audit
 from services.access import Caller
 from services.countries import normalise_country
 from services.errors import InvalidInput, NotFound
+from services.i18n import _, ngettext
 from services.idempotency import IdempotencyService
 from services.models import LicencePool, TenantUser
 from services.partner_center import PartnerCenterClient
@@ -124,22 +125,25 @@ class LicenceService:
     async def _pool(self, organisation_id: int, sku: str) -> PoolView:
         views = await self._pool_views(organisation_id, str(sku).lower())
         if not views:
-            raise NotFound("That licence product is not one your organisation has. Choose one from the card.")
+            raise NotFound(_("That licence product is not one your organisation has. Choose one from the card."))
         return views[0]
 
     async def _users_of(self, session: AsyncSession, organisation_id: int, user_ids: Sequence[str]) -> list[TenantUser]:
         wanted = list(dict.fromkeys(str(user_id).lower() for user_id in user_ids if str(user_id).strip()))
         if not wanted:
-            raise InvalidInput("Select at least one user.", field="users")
+            raise InvalidInput(_("Select at least one user."), field="users")
         if len(wanted) > MAX_USERS_AT_ONCE:
-            raise InvalidInput(f"Select at most {MAX_USERS_AT_ONCE} users at once.", field="users")
+            raise InvalidInput(
+                _("Select at most {MAX_USERS_AT_ONCE} users at once.", MAX_USERS_AT_ONCE=MAX_USERS_AT_ONCE),
+                field="users",
+            )
         rows = list(
             await session.scalars(
                 select(TenantUser).where(TenantUser.organisation_id == organisation_id, TenantUser.user_id.in_(wanted))
             )
         )
         if len(rows) != len(wanted):
-            raise NotFound("Some of those users are not in your organisation's tenant. Nothing was changed.")
+            raise NotFound(_("Some of those users are not in your organisation's tenant. Nothing was changed."))
         order = {user_id: index for index, user_id in enumerate(wanted)}
         return sorted(rows, key=lambda row: order[row.user_id])
 
@@ -162,17 +166,29 @@ class LicenceService:
         need = [target for target in targets if target[0] not in holders]
         if len(need) > pool.available:
             raise InvalidInput(
-                f"{formatting.plural(len(need), 'selected user needs', 'selected users need')} a {pool.name} "
-                f"licence, but only {pool.available} of "
-                f"{pool.active} are available ({pool.consumed} assigned). Buy more licences or select fewer users.",
+                _(
+                    "{plural} a {name} licence, but only {available} of {active} are available ({consumed} "
+                    "assigned). Buy more licences or select fewer users.",
+                    plural=ngettext("{n} selected user needs", "{n} selected users need", len(need)),
+                    name=pool.name,
+                    available=pool.available,
+                    active=pool.active,
+                    consumed=pool.consumed,
+                ),
                 field="users",
             )
-        without_location = [name for _, name, location in need if not location]
+        without_location = [name for _unused, name, location in need if not location]
         location = normalise_country(usage_location) if usage_location.strip() else None
         if without_location and location is None:
             raise InvalidInput(
-                f"{', '.join(without_location)} {'has' if len(without_location) == 1 else 'have'} no usage "
-                "location, which Microsoft needs before giving a licence. Choose the country they work in.",
+                ngettext(
+                    "{users} has no usage location, which Microsoft needs before giving a licence. Choose "
+                    "the country they work in.",
+                    "{users} have no usage location, which Microsoft needs before giving a licence. Choose "
+                    "the country they work in.",
+                    len(without_location),
+                    users=", ".join(without_location),
+                ),
                 field="usage_location",
             )
         claim = await self._idempotency.claim(
@@ -185,7 +201,9 @@ class LicenceService:
         if not claim.first_use:
             return LicenceOutcome(await self._pool(ctx.organisation_id, pool.licence_sku_id), [], already_done=True)
         results = [
-            UserResult(user_id, name, True, "already had one") for user_id, name, _ in targets if user_id in holders
+            UserResult(user_id, name, True, _("already had one"))
+            for user_id, name, _unused in targets
+            if user_id in holders
         ]
         for user_id, name, user_location in need:
             results.append(await self._assign_one(ctx, user_id, name, user_location, location, pool))
@@ -281,9 +299,9 @@ class LicenceService:
             name = row.display_name
         wanted = list(dict.fromkeys(str(sku).lower() for sku in licence_sku_ids if str(sku).strip()))
         if not wanted:
-            raise InvalidInput("Select at least one licence to remove.", field="licences")
+            raise InvalidInput(_("Select at least one licence to remove."), field="licences")
         if not set(wanted) <= held:
-            raise NotFound(f"{name} does not hold some of those licences. Nothing was changed.")
+            raise NotFound(_("{name} does not hold some of those licences. Nothing was changed.", name=name))
         claim = await self._idempotency.claim(
             f"licences.unassign:{request_key}",
             purpose="licences.unassign",
@@ -303,5 +321,5 @@ class LicenceService:
             return LicenceOutcome(None, [UserResult(row.user_id, name, False, error.message)])
         await self._update_row(ctx, row.user_id, remove=wanted, audit_action="licence.unassign")
         pool = await self._after_change(ctx, wanted[0])
-        removed = f"{formatting.plural(len(wanted), 'licence', 'licences')} removed"
+        removed = _("{plural} removed", plural=ngettext("{n} licence", "{n} licences", len(wanted)))
         return LicenceOutcome(pool, [UserResult(row.user_id, name, True, removed)])

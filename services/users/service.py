@@ -15,10 +15,11 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services import audit
-from services.access import Caller
+from services.access import Caller, reading_for_recipient
 from services.countries import normalise_country
 from services.db import utcnow
 from services.errors import Conflict, DomainError, InvalidInput, NotFound
+from services.i18n import N_, _
 from services.idempotency import IdempotencyService
 from services.jobs import JobService, JobView
 from services.mail import Mail, Mailer, MailNotDelivered, is_mail_address
@@ -40,7 +41,7 @@ MAX_ROWS_BY_ID = 200
 STALE_AFTER = timedelta(minutes=5)
 SYNC_JOB = "users.sync"
 _LOCAL_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$")
-NO_TENANT = "Your organisation has no Microsoft tenant yet. Type **add tenant** to create or link one first."
+NO_TENANT = N_("Your organisation has no Microsoft tenant yet. Type **add tenant** to create or link one first.")
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ class UserService:
         async with self._sessions() as session:
             org = await session.get(Organisation, caller.organisation_id)
             if org is None or not org.partner_center_customer_id:
-                raise DomainError(NO_TENANT, code="no_tenant")
+                raise DomainError(_(NO_TENANT), code="no_tenant")
             return TenantContext(org.id, org.partner_center_customer_id, org.country, caller.actor)
 
     async def domains(self, ctx: TenantContext) -> list[str]:
@@ -251,7 +252,7 @@ class UserService:
         key = f"{SYNC_JOB}:{ctx.organisation_id}:{window}"
         if force:
             key += f":{utcnow().timestamp():.0f}"
-        _, created = await self._jobs.submit(
+        _unused, created = await self._jobs.submit(
             SYNC_JOB,
             idempotency_key=key,
             payload={"organisation_id": ctx.organisation_id},
@@ -274,7 +275,7 @@ class UserService:
         task: asyncio.Future[bool] = asyncio.ensure_future(self._sync_now(ctx.organisation_id, wait_seconds * 4))
         self._running.add(task)
         task.add_done_callback(self._finished)
-        done, _ = await asyncio.wait({task}, timeout=wait_seconds)
+        done, _unused = await asyncio.wait({task}, timeout=wait_seconds)
         return task.result() if task in done else False
 
     async def _sync_now(self, organisation_id: int, patience: float) -> bool:
@@ -299,7 +300,7 @@ class UserService:
             )
         )
         if row is None:
-            raise NotFound("That user is not in your organisation's tenant (any more).")
+            raise NotFound(_("That user is not in your organisation's tenant (any more)."))
         return row
 
     async def get_user(self, caller: Caller, user_id: str, *, fetch: bool = True) -> UserDetail:
@@ -360,23 +361,29 @@ class UserService:
         local = form.user_name.strip().lower()
         domain = form.domain.strip().lower()
         if len(first) > 64:
-            errors["first_name"] = "The first name is at most 64 characters."
+            errors["first_name"] = _("The first name is at most 64 characters.")
         if len(last) > 64:
-            errors["last_name"] = "The last name is at most 64 characters."
+            errors["last_name"] = _("The last name is at most 64 characters.")
         if not display:
-            errors["display_name"] = "Enter a display name (or a first and last name)."
+            errors["display_name"] = _("Enter a display name (or a first and last name).")
         elif len(display) > 256:
-            errors["display_name"] = "The display name is at most 256 characters."
+            errors["display_name"] = _("The display name is at most 256 characters.")
         if not _LOCAL_PART.match(local) or ".." in local:
-            errors["user_name"] = "The user name may use letters, digits, dots, dashes and underscores (e.g. kim.lee)."
+            errors["user_name"] = _(
+                "The user name may use letters, digits, dots, dashes and underscores (e.g. kim.lee)."
+            )
         if domain not in domains:
-            errors["domain"] = f"{domain or 'That domain'} is not one of your tenant's domains ({', '.join(domains)})."
+            errors["domain"] = _(
+                "{value} is not one of your tenant's domains ({join}).",
+                value=domain or _("That domain"),
+                join=", ".join(domains),
+            )
         location = normalise_country(form.usage_location)
         if location is None:
-            errors["usage_location"] = "Choose the usage location: the country where the user works."
+            errors["usage_location"] = _("Choose the usage location: the country where the user works.")
         email = form.password_email.strip()
         if not is_mail_address(email):
-            errors["password_email"] = "Enter the e-mail address the password should be sent to."
+            errors["password_email"] = _("Enter the e-mail address the password should be sent to.")
         clean = NewUser(first, last, display, local, domain, location or "", email)
         return clean, errors
 
@@ -401,7 +408,9 @@ class UserService:
                 )
             )
         if taken is not None:
-            raise InvalidInput(f"{upn} already exists in your tenant. Choose another user name.", field="user_name")
+            raise InvalidInput(
+                _("{upn} already exists in your tenant. Choose another user name.", upn=upn), field="user_name"
+            )
         claim = await self._idempotency.claim(
             key,
             purpose="users.create",
@@ -427,7 +436,7 @@ class UserService:
         except PartnerCenterConflict:
             await self._forget_claim(ctx, key)
             raise InvalidInput(
-                f"{upn} already exists in your tenant. Choose another user name.", field="user_name"
+                _("{upn} already exists in your tenant. Choose another user name.", upn=upn), field="user_name"
             ) from None
         except PartnerCenterInvalidInput:
             await self._forget_claim(ctx, key)
@@ -475,22 +484,23 @@ class UserService:
             await session.commit()
 
     async def _send_password(self, ctx: TenantContext, to: str, upn: str, name: str, password: SecretStr) -> str:
-        """'sent', 'queued' (kept in the outbox and retried) or 'failed'."""
-        try:
-            receipt = await self._mailer.send(
-                Mail(
-                    to=to,
-                    subject=f"Microsoft 365 account for {name}",
-                    body=(
-                        f"A Microsoft 365 account was created for {name}.\n\n"
-                        f"User name: {upn}\n"
-                        "Temporary password: {password}\n\n"
-                        "Sign in at https://portal.office.com; you will be asked to choose a new password.\n"
-                    ),
-                    secrets={"password": password},
+        """'sent', 'queued' (kept in the outbox and retried) or 'failed'. In the recipient's language
+        when they are a member, else in the language of the admin who created the user."""
+        with await reading_for_recipient(self._sessions, ctx.organisation_id, to):
+            mail = Mail(
+                to=to,
+                subject=_("Microsoft 365 account for {name}", name=name),
+                body=_(
+                    "A Microsoft 365 account was created for {name}.\n\nUser name: {upn}\nTemporary password: "
+                    "{{password}}\n\nSign in at https://portal.office.com; you will be asked to choose a new "
+                    "password.\n",
+                    name=name,
+                    upn=upn,
                 ),
-                organisation_id=ctx.organisation_id,
+                secrets={"password": password},
             )
+        try:
+            receipt = await self._mailer.send(mail, organisation_id=ctx.organisation_id)
         except MailNotDelivered:
             return "failed"
         return "queued" if receipt.queued else "sent"
@@ -503,7 +513,7 @@ class UserService:
                 )
             )
         if row is None:
-            raise Conflict(f"{upn} is being created already; it will show in the users list in a moment.")
+            raise Conflict(_("{upn} is being created already; it will show in the users list in a moment.", upn=upn))
         return CreatedUser(row.user_id, row.user_principal_name, row.display_name, already_done=True)
 
     async def record_created(self, ctx: TenantContext, user: CustomerUser) -> TenantUser:

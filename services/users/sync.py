@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.alerts import AlertService
 from services.db import utcnow
 from services.errors import DomainError
+from services.i18n import _
 from services.models import LicencePool, Organisation, TenantUser, UserSyncState
 from services.partner_center import PartnerCenterClient
 from services.partner_center.client import LazyPage
@@ -240,7 +241,7 @@ class UserSync:
         async with self._sessions() as session:
             org = await session.get(Organisation, organisation_id)
             if org is None or not org.partner_center_customer_id:
-                raise DomainError("This organisation has no Microsoft tenant yet.", code="no_tenant")
+                raise DomainError(_("This organisation has no Microsoft tenant yet."), code="no_tenant")
             return org.partner_center_customer_id
 
     async def _record_error(self, organisation_id: int, message: str) -> None:

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from services.billing.xlsx import Workbook
+from services.i18n import _
 from services.warnings.renewals import CYCLE_MONTHS, renewal_outlook
 from services.warnings.rules import OrganisationFacts
 
@@ -95,21 +96,23 @@ def overview_name(month: str) -> str:
 def overview_xlsx(overview: Mapping[str, Any], organisation: str = "") -> bytes:
     """The overview as an XLSX file: a sheet of products, a sheet of the renewals ahead."""
     book = Workbook()
-    with book.sheet("Licences", widths=(34, 10, 10, 12, 14, 8, 16, 10, 14, 16)) as sheet:
+    with book.sheet(_("Licences"), widths=(34, 10, 10, 12, 14, 8, 16, 10, 14, 16)) as sheet:
         if organisation:
-            sheet.append([f"{organisation} — licence overview {overview['month']}"])
+            sheet.append(
+                [_("{organisation} — licence overview {month}", organisation=organisation, month=overview["month"])]
+            )
         sheet.append(
             [
-                "Product",
-                "Seats",
-                "Assigned",
-                "Unassigned",
-                "Not signed in",
-                "Idle",
-                "Cost per month",
-                "Currency",
-                "Seats change",
-                "Assigned change",
+                _("Product"),
+                _("Seats"),
+                _("Assigned"),
+                _("Unassigned"),
+                _("Not signed in"),
+                _("Idle"),
+                _("Cost per month"),
+                _("Currency"),
+                _("Seats change"),
+                _("Assigned change"),
             ]
         )
         for product in overview["products"]:
@@ -129,14 +132,16 @@ def overview_xlsx(overview: Mapping[str, Any], organisation: str = "") -> bytes:
                         product["assigned_change"] if product["assigned_change"] is not None else "",
                     ]
                 )
-    with book.sheet(f"Renewals next {RENEWAL_DAYS} days", widths=(34, 12, 10, 10, 16, 8)) as sheet:
-        sheet.append(["Subscription", "Renews on", "Renews", "Seats", "Cost per period", "Currency"])
+    with book.sheet(
+        _("Renewals next {RENEWAL_DAYS} days", RENEWAL_DAYS=RENEWAL_DAYS), widths=(34, 12, 10, 10, 16, 8)
+    ) as sheet:
+        sheet.append([_("Subscription"), _("Renews on"), _("Renews"), _("Seats"), _("Cost per period"), _("Currency")])
         for item in overview["renewals"]:
             sheet.append(
                 [
                     item["name"],
                     item["renews_on"],
-                    "yes" if item["renews"] else "ends",
+                    _("yes") if item["renews"] else _("ends"),
                     item["quantity"],
                     Decimal(item["cost_per_period"]) if item["cost_per_period"] is not None else "",
                     item["currency"],

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 from services.billing.cycles import add_months
 from services.billing.rating import term_months
+from services.i18n import N_
 from services.pricing import per_month
 from services.subscriptions.common import RENEWAL_LOCK, renewal_instant
 
@@ -42,9 +43,9 @@ class Kind(StrEnum):
 
 
 KIND_TITLES = {
-    Kind.SEAT_WINDOW: "seat window closing",
-    Kind.RENEWAL: "renewal coming",
-    Kind.IDLE: "idle licences",
+    Kind.SEAT_WINDOW: N_("seat window closing"),
+    Kind.RENEWAL: N_("renewal coming"),
+    Kind.IDLE: N_("idle licences"),
 }
 
 

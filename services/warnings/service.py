@@ -38,6 +38,7 @@ from services.billing.service import cycle_calendar
 from services.catalog import CatalogService
 from services.db import utcnow
 from services.errors import DomainError, InvalidInput, NotFound
+from services.i18n import N_, _
 from services.jobs import JobService, JobView
 from services.models import (
     ConversationReferenceRow,
@@ -422,7 +423,7 @@ class WarningService:
                 try:
                     await self._subscriptions.sync(org)
                 except DomainError as error:
-                    result.problems.append(f"organisation {org}: {error.message}")
+                    result.problems.append(_("organisation {org}: {message}", org=org, message=error.message))
                     log.warning("warnings pass: subscriptions of organisation %s not refreshed: %s", org, error.message)
                 counts = await self._subscriptions.consumed_by_licence(customer)
                 if counts is not None:
@@ -534,7 +535,7 @@ class WarningService:
                 )
             )
         if facts is None:
-            raise NotFound("There is no licence overview of that month.")
+            raise NotFound(_("There is no licence overview of that month."))
         return dict(facts)
 
     async def _expire(self, now: datetime) -> int:
@@ -542,7 +543,7 @@ class WarningService:
             done = await session.execute(
                 update(WarningNotice)
                 .where(WarningNotice.status == "pending", WarningNotice.deadline <= now)
-                .values(status="expired", outcome="its moment passed before an admin could be reached")
+                .values(status="expired", outcome=N_("its moment passed before an admin could be reached"))
                 .execution_options(synchronize_session=False)
             )
         return int(done.rowcount or 0)  # type: ignore[attr-defined]
@@ -590,7 +591,7 @@ class WarningService:
                 await session.rollback()
             row = await session.scalar(select(WarningNotice).where(*key))
             if row is None:  # pragma: no cover - the row was just inserted or found
-                raise DomainError("The warning could not be recorded.")
+                raise DomainError(_("The warning could not be recorded."))
             return _notice(row)
 
     async def recipients(self, organisation_id: int, roles: Sequence[Role] = (Role.ADMIN,)) -> list[Recipient]:
@@ -637,9 +638,13 @@ class WarningService:
         if not reached and not notice.sent_to:
             await self._alerts.raise_alert(
                 UNDELIVERABLE_ALERT,
-                f"Organisation {notice.organisation_id} has a warning ({notice.kind.value}) that no admin can "
-                "receive: no admin has chatted with the bot yet (or the chat could not be reached). It is tried "
-                "again on every pass while its action is possible.",
+                _(
+                    "Organisation {organisation_id} has a warning ({value}) that no admin can receive: no "
+                    "admin has chatted with the bot yet (or the chat could not be reached). It is tried again "
+                    "on every pass while its action is possible.",
+                    organisation_id=notice.organisation_id,
+                    value=notice.kind.value,
+                ),
                 dedup_key=f"{UNDELIVERABLE_ALERT}:{notice.organisation_id}",
                 organisation_id=notice.organisation_id,
             )
@@ -653,7 +658,7 @@ class WarningService:
         if not channel or any(post.get("channel") for post in notice.posts):
             return False
         try:
-            activity_id = await self._deliver(notice, Recipient(CHANNEL_MEMBER, "the organisation channel", channel))
+            activity_id = await self._deliver(notice, Recipient(CHANNEL_MEMBER, _("the organisation channel"), channel))
         except Exception:
             log.exception("could not post warning %s in the organisation channel", notice.id)
             return False
@@ -723,7 +728,7 @@ class WarningService:
     async def submit_pass(self) -> bool:
         """Submit this slot's pass (every replica may; the key makes it one job). True when created."""
         slot = self.slot()
-        _, created = await self._jobs.submit(
+        _unused, created = await self._jobs.submit(
             PASS_JOB,
             idempotency_key=f"{PASS_JOB}:{slot}",
             payload={"slot": slot},
@@ -780,11 +785,11 @@ class WarningService:
 
     async def notice_for(self, caller: Caller, notice_id: Any) -> NoticeView:
         caller.require(Permission.MANAGE_SERVICES)
-        number = row_id(notice_id, not_found="That warning is not one of your organisation's.")
+        number = row_id(notice_id, not_found=_("That warning is not one of your organisation's."))
         async with self._sessions() as session:
             row = await session.get(WarningNotice, number)
             if row is None or row.organisation_id != caller.organisation_id:
-                raise NotFound("That warning is not one of your organisation's.")
+                raise NotFound(_("That warning is not one of your organisation's."))
             return _notice(row)
 
     async def notice(self, notice_id: int) -> NoticeView | None:
@@ -797,7 +802,7 @@ class WarningService:
         async with self._sessions.begin() as session:
             row = await session.get(WarningNotice, notice_id, with_for_update=True)
             if row is None:
-                raise NotFound("That warning is not one of your organisation's.")
+                raise NotFound(_("That warning is not one of your organisation's."))
             if row.status != "acted":
                 row.status = "acted"
                 row.outcome = outcome[:300]
@@ -811,10 +816,12 @@ class WarningService:
             return None
         renewal = datetime.fromisoformat(str(renews))
         if self.clock() >= renewal - RENEWAL_LOCK:
-            return (
-                f"Too late: Microsoft locks {notice.facts.get('name', 'the subscription')} for changes in the 24 hours "
-                f"before it renews ({formatting.datetime_utc(renewal)}). It renews as it is; you can change seats "
-                "again after the renewal, within 7 days of it."
+            return _(
+                "Too late: Microsoft locks {get} for changes in the 24 hours before it renews "
+                "({datetime_utc}). It renews as it is; you can change seats again after the renewal, "
+                "within 7 days of it.",
+                get=notice.facts.get("name") or _("the subscription"),
+                datetime_utc=formatting.datetime_utc(renewal),
             )
         return None
 
@@ -822,16 +829,23 @@ class WarningService:
         """The seat-window action now: remove the unassigned seats still refundable — the change-quantity
         preview, or why it can no longer be done."""
         if notice.kind is not Kind.SEAT_WINDOW:
-            raise InvalidInput("That button does not belong to this warning.")
+            raise InvalidInput(_("That button does not belong to this warning."))
         view = await self._subscriptions.get(caller, notice.subject)
         now = self.clock()
         refundable = sum(seats for seats, until in view.refundable_batches if until > now)
         if not view.is_active:
-            raise DomainError(f"{view.name} is {view.status} now, so its seats cannot change.", code="not_active")
+            raise DomainError(
+                _("{name} is {status} now, so its seats cannot change.", name=view.name, status=view.status),
+                code="not_active",
+            )
         if refundable <= 0:
             raise DomainError(
-                f"Too late: the 7-day window of {view.name}'s seats has closed, so Microsoft no longer takes them "
-                "back with a refund. You can schedule fewer seats for the renewal from **subscriptions**.",
+                _(
+                    "Too late: the 7-day window of {name}'s seats has closed, so Microsoft no longer takes "
+                    "them back with a refund. You can schedule fewer seats for the renewal from "
+                    "**subscriptions**.",
+                    name=view.name,
+                ),
                 code="window_passed",
             )
         if view.licence_sku_id:
@@ -842,12 +856,14 @@ class WarningService:
         seats = min(refundable, unassigned, view.quantity - 1)
         if seats <= 0:
             raise DomainError(
-                f"Nothing to remove from {view.name} now: its refundable seats are all assigned to users.",
+                _("Nothing to remove from {name} now: its refundable seats are all assigned to users.", name=view.name),
                 code="nothing_to_remove",
             )
         plan = await self._changes.plan_quantity(caller, notice.subject, view.quantity - seats)
         if plan.kind != "decrease":
-            raise DomainError(plan.explanation or "Microsoft no longer lets those seats be removed.", code="too_late")
+            raise DomainError(
+                plan.explanation or _("Microsoft no longer lets those seats be removed."), code="too_late"
+            )
         return plan
 
     async def _pool_others(self, organisation_id: int, subscription_id: str, licence: str) -> int:
@@ -865,31 +881,31 @@ class WarningService:
     async def remove_seats(self, caller: Caller, notice: NoticeView, quantity: Any, *, etag: Any, key: Any) -> str:
         """The confirmed removal: the subscriptions task's own change path (re-planned at Microsoft)."""
         if notice.kind is not Kind.SEAT_WINDOW:
-            raise InvalidInput("That button does not belong to this warning.")
+            raise InvalidInput(_("That button does not belong to this warning."))
         result = await self._changes.change_quantity(caller, notice.subject, quantity, etag=etag, key=key)
         await self._acted(notice, caller, result)
         return result.message
 
     async def keep(self, caller: Caller, notice: NoticeView) -> str:
-        name = notice.facts.get("name", "The subscription")
+        name = notice.facts.get("name") or _("The subscription")
         if notice.kind is Kind.RENEWAL:
-            outcome = f"Kept as is: {name} renews unchanged."
+            outcome = _("Kept as is: {name} renews unchanged.", name=name)
         elif notice.kind is Kind.SEAT_WINDOW:
-            outcome = f"Kept as is: {name} keeps its seats."
+            outcome = _("Kept as is: {name} keeps its seats.", name=name)
         else:
-            outcome = "Kept as is."
+            outcome = _("Kept as is.")
         return (await self.mark_acted(notice.id, caller, outcome)).outcome
 
     async def renew_with(self, caller: Caller, notice: NoticeView, quantity: Any, *, key: Any) -> str:
         """Schedule the lower quantity for the renewal (checked now: the lock, assigned licences)."""
         if notice.kind is not Kind.RENEWAL:
-            raise InvalidInput("That button does not belong to this warning.")
+            raise InvalidInput(_("That button does not belong to this warning."))
         too_late = self._too_late_for_renewal(notice)
         if too_late:
             raise DomainError(too_late, code="renewal_locked")
         plan = await self._changes.plan_quantity(caller, notice.subject, quantity)
         if plan.new > plan.current:
-            raise InvalidInput("That would add seats; add them from **subscriptions** instead.")
+            raise InvalidInput(_("That would add seats; add them from **subscriptions** instead."))
         result = await self._changes.schedule_quantity(caller, notice.subject, quantity, etag=plan.etag, key=key)
         await self._acted(notice, caller, result)
         return result.message
@@ -898,7 +914,7 @@ class WarningService:
         """The terms and billing frequencies the subscription can renew into, side by side at the
         reseller's price on the renewal day (checked now: the lock, still renewing, prices set)."""
         if notice.kind is not Kind.RENEWAL:
-            raise InvalidInput("That button does not belong to this warning.")
+            raise InvalidInput(_("That button does not belong to this warning."))
         caller.require(Permission.MANAGE_SERVICES)
         too_late = self._too_late_for_renewal(notice)
         if too_late:
@@ -906,8 +922,13 @@ class WarningService:
         view = await self._subscriptions.get(caller, notice.subject)
         if view.status != "active" or not view.auto_renew:
             raise DomainError(
-                f"{view.name} does not renew (it is {view.status}, auto-renew {'on' if view.auto_renew else 'off'}), "
-                "so there is no next term to change.",
+                _(
+                    "{name} does not renew (it is {status}, auto-renew {auto_renew}), so there is no next term to "
+                    "change.",
+                    name=view.name,
+                    status=view.status,
+                    auto_renew=_("on") if view.auto_renew else _("off"),
+                ),
                 code="not_renewing",
             )
         day = renewal_day(view.renewal_date)
@@ -944,8 +965,11 @@ class WarningService:
         options.sort(key=lambda option: (not option.current, option.per_year, option.term_duration))
         if not any(not option.current for option in options):
             raise DomainError(
-                f"{view.name} has no other term or billing frequency with a price from your reseller for its "
-                "renewal, so it renews as it is.",
+                _(
+                    "{name} has no other term or billing frequency with a price from your reseller for its "
+                    "renewal, so it renews as it is.",
+                    name=view.name,
+                ),
                 code="no_other_term",
             )
         return TermSwitchPlan(view.id, view.name, quantity, day, tuple(options))
@@ -968,9 +992,9 @@ class WarningService:
             None,
         )
         if chosen is None:
-            raise InvalidInput("That term and billing frequency is not offered for this subscription's renewal.")
+            raise InvalidInput(_("That term and billing frequency is not offered for this subscription's renewal."))
         if chosen.current:
-            raise InvalidInput("It already renews with that term and billing frequency: nothing to change.")
+            raise InvalidInput(_("It already renews with that term and billing frequency: nothing to change."))
         result = await self._changes.schedule_term(
             caller, notice.subject, chosen.term_duration, chosen.billing_cycle, key=key
         )
@@ -979,7 +1003,7 @@ class WarningService:
 
     async def auto_renew_off(self, caller: Caller, notice: NoticeView, *, key: Any) -> str:
         if notice.kind is not Kind.RENEWAL:
-            raise InvalidInput("That button does not belong to this warning.")
+            raise InvalidInput(_("That button does not belong to this warning."))
         too_late = self._too_late_for_renewal(notice)
         if too_late:
             raise DomainError(too_late, code="renewal_locked")
@@ -990,17 +1014,19 @@ class WarningService:
     async def unassign(self, caller: Caller, notice: NoticeView, user_id: Any, *, key: Any) -> str:
         """Take the idle licence from a user the warning named (confirmed on the card)."""
         if notice.kind is not Kind.IDLE:
-            raise InvalidInput("That button does not belong to this warning.")
+            raise InvalidInput(_("That button does not belong to this warning."))
         named = {str(user["user_id"]): user for user in notice.facts.get("inactive_users", [])}
         if not isinstance(user_id, str) or user_id not in named:
-            raise NotFound("That user is not one this warning named.")
+            raise NotFound(_("That user is not one this warning named."))
         outcome = await self._licences.unassign(caller, user_id, [notice.subject], request_key=str(key))
         if outcome.already_done:
-            return f"The licence of {named[user_id]['name']} was already removed from this card."
+            return _("The licence of {name} was already removed from this card.", name=named[user_id]["name"])
         failed = [result for result in outcome.results if not result.ok]
         if failed:
-            raise DomainError(f"Microsoft refused: {failed[0].message}")
-        message = f"Removed {notice.facts.get('name', 'the licence')} from {named[user_id]['name']}."
+            raise DomainError(_("Microsoft refused: {message}", message=failed[0].message))
+        message = _(
+            "Removed {get} from {name}.", get=notice.facts.get("name") or _("the licence"), name=named[user_id]["name"]
+        )
         async with self._sessions.begin() as session:
             row = await session.get(WarningNotice, notice.id, with_for_update=True)
             if row is not None:

@@ -15,6 +15,7 @@ from services import audit
 from services.billing.cycles import parse_timezone
 from services.conversations import organisation_channel
 from services.errors import InvalidInput
+from services.i18n import _
 from services.models import WarningSettingRow
 from services.warnings.rules import Kind, WarningSettings
 
@@ -38,7 +39,8 @@ def parse_kind(value: str) -> Kind:
     kind = KIND_NAMES.get(value.strip().lower())
     if kind is None:
         raise InvalidInput(
-            f"Unknown warning {value!r}; the warnings are seat_window, renewal and idle_licences.", field="kind"
+            _("Unknown warning {value!r}; the warnings are seat_window, renewal and idle_licences.", value=value),
+            field="kind",
         )
     return kind
 
@@ -52,18 +54,22 @@ def parse_leads(value: str | Iterable[Any]) -> tuple[int, ...]:
             continue
         if not part.isdigit() or not 1 <= int(part) <= 365:
             raise InvalidInput(
-                "Lead times are whole days from 1 to 365, separated by commas (for example 30,7).", field="leads"
+                _("Lead times are whole days from 1 to 365, separated by commas (for example 30,7)."), field="leads"
             )
         leads.append(int(part))
     if not leads or len(leads) > MAX_LEADS:
-        raise InvalidInput(f"Give from one to {MAX_LEADS} lead times (for example 30,7).", field="leads")
+        raise InvalidInput(
+            _("Give from one to {MAX_LEADS} lead times (for example 30,7).", MAX_LEADS=MAX_LEADS), field="leads"
+        )
     return tuple(sorted(set(leads), reverse=True))
 
 
 def parse_whole(value: Any, *, low: int, high: int, field: str, what: str) -> int:
     text = str(value).strip()
     if not text.isdigit() or not low <= int(text) <= high:
-        raise InvalidInput(f"{what} is a whole number from {low} to {high}.", field=field)
+        raise InvalidInput(
+            _("{what} is a whole number from {low} to {high}.", what=what, low=low, high=high), field=field
+        )
     return int(text)
 
 
@@ -75,7 +81,7 @@ def parse_quiet(value: str) -> tuple[int | None, int | None]:
     match = _QUIET.match(text)
     if match is None or not all(0 <= int(group) <= 23 for group in match.groups()) or match[1] == match[2]:
         raise InvalidInput(
-            "Quiet hours are two different hours of the day, for example 20-08 (20:00 to 08:00), or off.",
+            _("Quiet hours are two different hours of the day, for example 20-08 (20:00 to 08:00), or off."),
             field="quiet",
         )
     return int(match[1]), int(match[2])
@@ -88,7 +94,8 @@ def parse_offers(value: str | Iterable[str]) -> frozenset[str]:
     wrong = sorted(offer for offer in offers if not _OFFER.match(offer))
     if wrong:
         raise InvalidInput(
-            f"{', '.join(wrong)}: an offer is written PRODUCT:SKU, for example CFQ7TTC0LH18:0001.", field="excluded"
+            _("{join}: an offer is written PRODUCT:SKU, for example CFQ7TTC0LH18:0001.", join=", ".join(wrong)),
+            field="excluded",
         )
     return frozenset(offers)
 
@@ -156,11 +163,11 @@ class WarningSettingsStore:
             changed = replace(changed, renewal_lead_days=parse_leads(leads))
         if seat_window_hours is not None:
             hours = parse_whole(
-                seat_window_hours, low=1, high=167, field="seat_window_hours", what="The seat-window lead (hours)"
+                seat_window_hours, low=1, high=167, field="seat_window_hours", what=_("The seat-window lead (hours)")
             )
             changed = replace(changed, seat_window_hours=hours)
         if idle_days is not None:
-            days = parse_whole(idle_days, low=7, high=365, field="idle_days", what="The idle threshold (days)")
+            days = parse_whole(idle_days, low=7, high=365, field="idle_days", what=_("The idle threshold (days)"))
             changed = replace(changed, idle_days=days)
         if excluded is not None:
             changed = replace(changed, excluded_skus=parse_offers(excluded))
