@@ -11,8 +11,8 @@ from microsoft_agents.hosting.core import TurnContext
 from dialogs.approval_delivery import ApprovalPosting
 from services import formatting
 from services.access import Caller
-from services.spending import ApprovalNeeded
 from services.i18n import _, ngettext
+from services.spending import ApprovalNeeded
 from services.spending_requests import request_payload
 from services.subscriptions import ApprovalService
 

@@ -113,7 +113,7 @@ async def recipient_reader(
         return None
     try:
         email = normalise_email(address)
-    except Exception:
+    except InvalidInput:
         return None
     async with sessions() as session:
         member = await session.scalar(

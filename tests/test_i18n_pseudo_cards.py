@@ -308,7 +308,7 @@ def _render(function: Callable[..., dict[str, Any]], *, full: bool, variant: int
         return function(*positional, **keywords), data
 
 
-def _record_card(data: Data, full: bool) -> tuple[list[Any], dict[str, Any]]:
+def _record_card(data: Data, _full: bool) -> tuple[list[Any], dict[str, Any]]:
     from cards.base import card, submit, text
 
     source = card([text(data.word())], [submit(data.word(), "pick")])
