@@ -215,7 +215,7 @@ def build_report_card(view: ReportView, *, top: int = 10, max_details: int = 12)
 def build_spend_card(view: SpendView) -> Card:
     body: list[dict[str, Any]] = [
         heading(_("Spend on {product}", product=view.product)),
-        text(view.label.capitalize(), subtle=True),
+        text(view.label[:1].upper() + view.label[1:], subtle=True),  # capitalize() would lower German nouns
     ]
     if view.rows:
         body.append(facts(view.rows))

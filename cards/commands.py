@@ -13,7 +13,7 @@ from cards.subscriptions import NO_PRICE
 from cards.users import USERS_ASSIGN_DO, USERS_UNASSIGN
 from services import formatting
 from services.commands.people import FlowResult, OffboardingPlan, OnboardingPlan
-from services.commands.service import Answer, Choose, LicenceAction, a_or_an
+from services.commands.service import Answer, Choose, LicenceAction
 from services.i18n import _, ngettext
 
 PICK, DROP = "cmd_pick", "cmd_drop"
@@ -90,14 +90,7 @@ def build_licence_confirm_card(action: LicenceAction, request_key: str, *, note:
     assigning = action.kind.value == "assign"
     if assigning:
         body.append(
-            heading(
-                _(
-                    "Give {display_name} {a_or_an} {name} licence?",
-                    display_name=person.display_name,
-                    a_or_an=a_or_an(pool.name),
-                    name=pool.name,
-                )
-            )
+            heading(_("Give {display_name} a licence for {name}?", display_name=person.display_name, name=pool.name))
         )
     else:
         body.append(

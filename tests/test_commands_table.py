@@ -56,7 +56,7 @@ TABLE: list[tuple[dict[str, str], str, list[str]]] = [
     (ALEX, "add 5 seats to Bussiness Standart", ["to mean Microsoft 365 Business Standard", "10 → 15 seats"]),
     (ALEX, "ad 5 seats to E3", ["I read “ad” as **add**", "Office 365 E3: 5 → 10 seats"]),
     (ALEX, "suspnd visio", ["I read “suspnd” as **suspend**", "Suspend Visio Plan 2?", "Ask an approver"]),
-    (ALEX, "asign e3 to diego", ["I read “asign” as **assign**", "Give Diego Siciliani an Office 365 E3 licence?"]),
+    (ALEX, "asign e3 to diego", ["I read “asign” as **assign**", "Give Diego Siciliani a licence for Office 365 E3?"]),
     (
         ALEX,
         "add 2 seats to basic",
@@ -159,12 +159,12 @@ TABLE: list[tuple[dict[str, str], str, list[str]]] = [
     (
         ALEX,
         "assign E3 to diego",
-        ["Give Diego Siciliani an Office 365 E3 licence?", "5 of 5 (0 assigned)", "Assign the licence"],
+        ["Give Diego Siciliani a licence for Office 365 E3?", "5 of 5 (0 assigned)", "Assign the licence"],
     ),
-    (ALEX, "give Adele an E3 licence", ["Give Adele Vance an Office 365 E3 licence?"]),
-    (ALEX, "assign E3 to Diego Sicilani", ["Give Diego Siciliani an Office 365 E3 licence?"]),
+    (ALEX, "give Adele an E3 licence", ["Give Adele Vance a licence for Office 365 E3?"]),
+    (ALEX, "assign E3 to Diego Sicilani", ["Give Diego Siciliani a licence for Office 365 E3?"]),
     (ALEX, "assign E3 to lidia", ["Lidia Holloway has no usage location", "Assign the licence"]),
-    (ALEX, "assign Business Standard to megan", ["Megan Bowen already has a Microsoft 365 Business Standard licence"]),
+    (ALEX, "assign Business Standard to megan", ["Megan Bowen already has a licence for Microsoft 365 Business Standard"]),
     (ALEX, "assign E3 to li", ["“li” is not a user of your tenant", "Did you mean"]),
     (ALEX, "assign E3", ["To whom?"]),
     (
@@ -192,9 +192,9 @@ TABLE: list[tuple[dict[str, str], str, list[str]]] = [
     (
         ALEX,
         "who has Business Standard",
-        ["1 person has a Microsoft 365 Business Standard licence", "Megan Bowen (megan@"],
+        ["1 person has a licence for Microsoft 365 Business Standard", "Megan Bowen (megan@"],
     ),
-    (ALEX, "who has E3", ["Nobody has an Office 365 E3 licence (5 bought)"]),
+    (ALEX, "who has E3", ["Nobody has a licence for Office 365 E3 (5 bought)"]),
     (
         ALEX,
         "how many Business Standard seats are free",

@@ -596,12 +596,7 @@ class CommandService:
             return pool
         if pool.licence_sku_id in person.licence_sku_ids:
             return Answer(
-                _(
-                    "{display_name} already has {a_or_an} {name} licence.",
-                    display_name=person.display_name,
-                    a_or_an=a_or_an(pool.name),
-                    name=pool.name,
-                )
+                _("{display_name} already has a licence for {name}.", display_name=person.display_name, name=pool.name)
             )
         if pool.available < 1:
             subscription = pool.subscriptions[0].name if pool.subscriptions else pool.name
@@ -634,19 +629,14 @@ class CommandService:
         holders = [p for p in await self.people(caller) if pool.licence_sku_id in p.licence_sku_ids]
         if not holders:
             return Answer(
-                _(
-                    "Nobody has {a_or_an} {name} licence ({active} bought).",
-                    a_or_an=a_or_an(pool.name),
-                    name=pool.name,
-                    active=pool.active,
-                ),
+                _("Nobody has a licence for {name} ({active} bought).", name=pool.name, active=pool.active),
                 title=pool.name,
             )
         return Answer(
-            _(
-                "{plural} {a_or_an} {name} licence ({available} of {active} free):",
-                plural=ngettext("{n} person has", "{n} people have", len(holders)),
-                a_or_an=a_or_an(pool.name),
+            ngettext(
+                "{n} person has a licence for {name} ({available} of {active} free):",
+                "{n} people have a licence for {name} ({available} of {active} free):",
+                len(holders),
                 name=pool.name,
                 available=pool.available,
                 active=pool.active,
@@ -661,11 +651,6 @@ def _did_you_mean(said: str, command: Command, names: Sequence[str]) -> Answer:
         _("{said} Did you mean ", said=said) + " or ".join(f"**{name}**" for name in names) + "?",
         suggestions=tuple(_retyped(command, name) for name in names),
     )
-
-
-def a_or_an(name: str) -> str:
-    """The article before a product name ("an Office 365 E3 licence")."""
-    return "an" if name[:1].lower() in "aeio" else "a"
 
 
 def _one_or_choice(

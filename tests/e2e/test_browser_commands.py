@@ -63,7 +63,7 @@ async def test_seats_buying_licences_and_questions_in_one_line(chat: tuple[Brows
     await browser.send("asign E3 to diego", expect="Give Diego Siciliani an Office 365 E3 licence?")
     await browser.click("Assign the licence", expect="Licences assigned")
     answer = await browser.send("who has E3", expect="Diego Siciliani")
-    assert any("1 person has an Office 365 E3 licence" in message["text"] for message in answer)
+    assert any("1 person has a licence for Office 365 E3" in message["text"] for message in answer)
 
 
 async def test_people_join_with_a_seat_bought_and_leave_with_a_refund(chat: tuple[Browser, Services]) -> None:
