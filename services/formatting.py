@@ -44,6 +44,7 @@ BILLED = {"monthly": N_("monthly"), "annual": N_("yearly"), "triennial": N_("eve
 # it out ("KWD2.500"). A no-break space, as ICU inserts, so an amount never wraps apart.
 _LETTERS_THEN_DIGIT = re.compile(r"(?<=[A-Za-z])(?=\d)")
 _DIGIT_THEN_LETTERS = re.compile(r"(?<=\d)(?=[A-Za-z])")
+_LIST_MARKER = re.compile(r"^(\d+\.) ")
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def date(value: Date | DateTime | None, locale: str | None = None) -> str:
         return NOTHING
     if isinstance(value, DateTime):
         value = _local(value).date()
-    return format_date(value, "medium", locale=_loc(locale))
+    return _not_a_list(format_date(value, "medium", locale=_loc(locale)))
 
 
 def datetime_utc(value: DateTime | None, locale: str | None = None) -> str:
@@ -179,7 +180,7 @@ def datetime_utc(value: DateTime | None, locale: str | None = None) -> str:
 
 def date_range(start: Date, end: Date, locale: str | None = None) -> str:
     """`Sep 1 – 30, 2026`, `Dec 16, 2026 – Jan 15, 2027`: both days, inclusive."""
-    return format_interval(start, end, "yMMMd", locale=_loc(locale))
+    return _not_a_list(format_interval(start, end, "yMMMd", locale=_loc(locale)))
 
 
 def month(value: Date, locale: str | None = None) -> str:
@@ -192,6 +193,13 @@ def month_range(first: Date, last: Date, locale: str | None = None) -> str:
     if (first.year, first.month) == (last.year, last.month):
         return month(first, locale)
     return format_interval(first, last, "yMMMM", locale=_loc(locale))
+
+
+def _not_a_list(shown: str) -> str:
+    """`6. des. 2027` (nb, de, …) at the start of a card's text is a numbered list to Markdown, which
+    Teams renders as `des. 2027`: a no-break space after the day's period is not a list marker and
+    keeps the date together."""
+    return _LIST_MARKER.sub("\\1\u00a0", shown, count=1)
 
 
 def _spaced(shown: str) -> str:

@@ -160,11 +160,24 @@ def test_a_turn_reads_in_its_locale_and_time_zone_and_leaves_them_behind() -> No
     with formatting.reading("nb_NO"):
         assert formatting.money(Decimal("1234.5"), "NOK") == f"1{NBSP}234,50{NBSP}kr"
         formatting.adopt_timezone("Europe/Oslo")
-        assert formatting.date(moment) == "6. jan. 2027"  # already the 6th in Oslo
-        assert formatting.datetime_utc(moment) == "6. jan. 2027, 00:30 Europe/Oslo"
+        assert formatting.date(moment) == "6.\u00a0jan. 2027"  # already the 6th in Oslo
+        assert formatting.datetime_utc(moment) == "6.\u00a0jan. 2027, 00:30 Europe/Oslo"
         formatting.adopt_timezone("Mars/Olympus")  # unknown: nothing changes
         assert formatting.reader().timezone == "Europe/Oslo"
     with formatting.reading("de_DE", "No/Such_Zone"):
         assert formatting.reader() == formatting.Reader("de_DE", "UTC")
     assert formatting.reader() == formatting.Reader()
     assert formatting.datetime_utc(moment) == f"Jan 5, 2027, 11:30{NNBSP}PM UTC"
+
+
+def test_a_day_first_date_is_not_read_as_a_numbered_list() -> None:
+    """`6. des. 2027` starting a card's text would be Markdown's list item 6 (shown as `des. 2027`)."""
+    import re
+
+    for locale in ("nb_NO", "de_DE", "sv_SE", "en_US"):
+        for shown in (
+            formatting.date(date(2027, 12, 6), locale),
+            formatting.date_range(date(2027, 12, 6), date(2027, 12, 9), locale),
+        ):
+            assert not re.match(r"^\d+\. ", shown), (locale, shown)
+    assert formatting.date(date(2027, 12, 6), "nb_NO") == "6.\u00a0des. 2027"

@@ -186,6 +186,10 @@ class Browser:
     async def card_text(self, index: int = -1) -> str:
         return str(await self._call("cardText", index=index))
 
+    async def clipped(self, index: int = -1) -> list[str]:
+        """The texts of a card (the newest by default) that the renderer cut off."""
+        return list(await self._call("clipped", index=index))
+
     async def buttons(self, index: int = -1) -> list[str]:
         return list(await self._call("buttons", index=index))
 

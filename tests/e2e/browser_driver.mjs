@@ -242,6 +242,19 @@ const ops = {
     if (count === 0) return '';
     return cards().nth(index < 0 ? count + index : index).innerText();
   },
+  // Text on the card the renderer cut off: an element whose content is wider than its box while it
+  // hides the overflow (an ellipsis or a clipped label), with the text it holds.
+  async clipped({ index = -1 }) {
+    const count = await cards().count();
+    if (count === 0) return [];
+    const card = cards().nth(index < 0 ? count + index : index);
+    return card.locator('*').evaluateAll((nodes) => nodes.filter((node) => {
+      if (!node.innerText || !node.innerText.trim() || node.children.length > 0) return false;
+      const style = getComputedStyle(node);
+      const hides = ['hidden', 'clip'].includes(style.overflowX) || style.textOverflow === 'ellipsis';
+      return hides && node.scrollWidth > node.clientWidth + 1;
+    }).map((node) => node.innerText.trim()));
+  },
   async buttons({ index = -1 }) {
     const count = await cards().count();
     if (count === 0) return [];

@@ -1,0 +1,77 @@
+"""The bot in four languages in the rendered Playground (headless Chromium): an admin picks their
+language with `language nb-NO` (the Playground itself always sends `locale: en-US`, so the member's
+own choice is how another language reaches it here; in Teams the activity's locale does the same),
+then opens their subscriptions. The card reads in that language, its amounts and dates in that
+locale's format, and no text on it is cut off by the renderer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from babel import Locale
+
+from services import formatting
+from services.container import Services
+from services.i18n import _
+from services.locales import resolve_locale
+from tests.conftest import link_demo_customer
+from tests.e2e.browser import Browser
+from tests.e2e.playground import SharedPlayground, bot_in_playground
+from tests.subscription_fixtures import admin, buy
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+
+def _plain(text: str) -> str:
+    """The page's text and Babel's both with ordinary spaces (CLDR puts no-break spaces in amounts)."""
+    return text.replace("\xa0", " ").replace("\u202f", " ")
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def chat(
+    module_playground: SharedPlayground, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[Browser, Services]]:
+    async with (
+        bot_in_playground(module_playground, tmp_path) as (playground, services, _unused),
+        Browser(playground.base_url, request.node.name) as browser,
+    ):
+        org = await link_demo_customer(services)
+        await buy(services, org, quantity=12)
+        await services.subscriptions.sync(org.id)
+        yield browser, services
+
+
+@pytest.mark.parametrize("tag", ["en-US", "nb-NO", "sv-SE", "de-DE"])
+async def test_an_admin_reads_their_subscriptions_in_their_language(chat: tuple[Browser, Services], tag: str) -> None:
+    browser, services = chat
+    locale = resolve_locale(tag)
+    language = Locale.parse(locale).get_display_name(locale)
+    assert language
+    await browser.send(f"language {tag}", expect=language)
+
+    page = await services.subscriptions.page(await admin(services))
+    [bought] = page.items
+    assert bought.renewal_date is not None
+    with formatting.reading(locale):
+        title = _("Your subscriptions")
+        seats = _plain(formatting.count(bought.quantity))
+        renews = _plain(formatting.date(bought.renewal_date))
+        price = (
+            _plain(formatting.unit_price(bought.unit_price, bought.currency, bought.billing_cycle))
+            if bought.unit_price is not None
+            else None
+        )
+    if tag != "en-US":
+        assert title != "Your subscriptions", f"no {locale} translation of the card's title"
+
+    await browser.send("subscriptions", expect=title)
+    shown = _plain(await browser.card_text())
+    assert bought.name in shown and seats in shown
+    assert renews in shown, f"the renewal date as {locale} writes it ({renews!r}) is not on the card:\n{shown}"
+    if price is not None:
+        assert price in shown, f"the price as {locale} writes it ({price!r}) is not on the card:\n{shown}"
+    assert await browser.clipped() == [], "text cut off on the card"
+    await browser.screenshot(f"subscriptions-{tag}")
