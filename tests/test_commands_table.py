@@ -164,7 +164,11 @@ TABLE: list[tuple[dict[str, str], str, list[str]]] = [
     (ALEX, "give Adele an E3 licence", ["Give Adele Vance a licence for Office 365 E3?"]),
     (ALEX, "assign E3 to Diego Sicilani", ["Give Diego Siciliani a licence for Office 365 E3?"]),
     (ALEX, "assign E3 to lidia", ["Lidia Holloway has no usage location", "Assign the licence"]),
-    (ALEX, "assign Business Standard to megan", ["Megan Bowen already has a licence for Microsoft 365 Business Standard"]),
+    (
+        ALEX,
+        "assign Business Standard to megan",
+        ["Megan Bowen already has a licence for Microsoft 365 Business Standard"],
+    ),
     (ALEX, "assign E3 to li", ["“li” is not a user of your tenant", "Did you mean"]),
     (ALEX, "assign E3", ["To whom?"]),
     (

@@ -160,7 +160,11 @@ async def test_a_job_runs_and_is_told_in_its_requesters_language(services):
         "kim@fabrikam.com": f"1{NBSP}234,50{NBSP}€",
         "system:test": "€1,234.50",
     }
-    assert told == {"pat@fabrikam.com": "05.01.2027", "kim@fabrikam.com": "5.\u00a0jan. 2027", "system:test": "Jan 5, 2027"}
+    assert told == {
+        "pat@fabrikam.com": "05.01.2027",
+        "kim@fabrikam.com": "5.\u00a0jan. 2027",
+        "system:test": "Jan 5, 2027",
+    }
 
 
 DE_PO = r"""msgid ""
