@@ -23,7 +23,7 @@ from dialogs.base import CARD, END, ERROR, NOTICE, ONE_SHOT, CardFlow, Next, Out
 from dialogs.spending import ask_an_approver
 from services import formatting
 from services.errors import InvalidInput, NotFound
-from services.i18n import _, ngettext
+from services.i18n import N_, _, ngettext
 from services.payloads import page_number, row_id, token
 from services.spending import ApprovalNeeded
 from services.subscriptions import ApprovalService, ApprovalView, StaleSubscription, SubscriptionChanges
@@ -36,7 +36,7 @@ from services.subscriptions.common import NOT_YOURS
 __all__ = ["DIALOG_ID", "ONE_SHOT", "TITLE", "SubscriptionsDialog"]
 
 DIALOG_ID = "subscriptions_dialog"
-TITLE = "Subscriptions"
+TITLE = N_("Subscriptions")
 LIST, QUANTITY, PREVIEW, ADDONS = "list", "quantity", "preview", "addons"
 CANCEL, AUTORENEW, SUSPEND, REACTIVATE = "cancel", "autorenew", "suspend", "reactivate"
 SID = "subscription_id"
