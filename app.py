@@ -241,9 +241,9 @@ def _delivers_waiting_approvals(services: Services, messenger: ProactiveMessenge
 
     async def deliver(chat_id: str, caller: Caller) -> None:
         if caller.can(Permission.DECIDE_SUSPENSION):
-            await ApprovalDelivery(services.approvals, services.conversations, messenger).deliver_waiting(
-                caller.organisation_id, caller.member_id, chat_id
-            )
+            await ApprovalDelivery(
+                services.approvals, services.conversations, messenger, services.access.reader_of_member
+            ).deliver_waiting(caller.organisation_id, caller.member_id, chat_id)
         if caller.can(Permission.MANAGE_SERVICES):
             await services.warnings.deliver_waiting(caller.organisation_id, caller.member_id)
 

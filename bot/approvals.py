@@ -37,7 +37,7 @@ def _card_response(card: Mapping[str, Any]) -> AdaptiveCardInvokeResponse:
 
 def approval_invoke_handlers(services: Services, messenger: ProactiveMessenger) -> dict[str, Any]:
     """The `adaptiveCard/action` verbs of the approval card, and the job that runs a suspension."""
-    delivery = ApprovalDelivery(services.approvals, services.conversations, messenger)
+    delivery = ApprovalDelivery(services.approvals, services.conversations, messenger, services.access.reader_of_member)
 
     async def respond(caller: Caller, approval: ApprovalView, note: str = "") -> AdaptiveCardInvokeResponse:
         view = await delivery.card_view(approval)

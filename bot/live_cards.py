@@ -91,12 +91,15 @@ class LiveCards:
         if source is None or turn.verb == COMMAND_VERB:
             return None
         if source.status == DONE:
-            what = f" ({source.outcome})" if source.outcome else ""
-            return _("That was already done from this card{what}; nothing more was done.", what=what)
+            if source.outcome:
+                return _(
+                    "That was already done from this card ({outcome}); nothing more was done.", outcome=source.outcome
+                )
+            return _("That was already done from this card; nothing more was done.")
         if source.status == REPLACED:
             return ""  # a second click on a screen that has just been replaced: the new one is showing
         if source.status == CLOSED or source.task != active_task:
-            title, command = self._describe(source.task) or ("task", "menu")
+            title, command = self._describe(source.task) or (_("task"), "menu")
             return _(
                 "That card is from an earlier **{title}** that has ended; nothing was done. Type "
                 "**{command}** to start again.",
@@ -128,9 +131,14 @@ class LiveCards:
             clicked = clicked_action(source.card, turn.submitted or {})
             title = str((clicked or {}).get("title") or _("Done"))
             if done is not None or (ended and source.task == turn.task_at_start):
-                cancelled = done is None and title.lower() == "cancel"
+                cancelled = done is None and title.lower() in {"cancel", _("Cancel").lower()}
                 what = _("Cancelled") if cancelled else (str(done) if done else title)
-                outcome = f"{what} — {turn.actor or 'someone'}, {formatting.datetime_utc(now)}"
+                outcome = _(
+                    "{what} — {who}, {when}",
+                    what=what,
+                    who=turn.actor or _("someone"),
+                    when=formatting.datetime_utc(now),
+                )
                 status = CLOSED if cancelled else DONE
                 if await self._store.settle(turn.conversation_id, source.card_id, status, outcome):
                     record = build_record(source.card, turn.submitted or {}, f"{'✕' if cancelled else '✓'} {outcome}")

@@ -72,7 +72,7 @@ from dialogs.sdk import DialogTurnResult, WaterfallStepContext
 from dialogs.spending import ask_an_approver
 from services import formatting
 from services.errors import DomainError, InvalidInput
-from services.i18n import N_, _
+from services.i18n import N_, _, ngettext
 from services.jobs import SUCCEEDED, JobView
 from services.ordering import (
     UNCONFIRMED_MESSAGE,
@@ -91,7 +91,7 @@ from services.subscriptions import ApprovalService
 from services.subscriptions.approvals import PURCHASE
 
 ORDER_DIALOG_ID = "add_subscription"
-TITLE = "add subscription"
+TITLE = N_("add subscription")
 PAGE_SIZE = 8
 STALE_MESSAGE = N_("That card is out of date; this is where your order stands. Use this card.")
 AGREEMENT_TITLE = N_("First, the Microsoft Customer Agreement")
@@ -105,7 +105,12 @@ def per_licence(term: OfferedTerm) -> str:
     if term.billing_cycle == "monthly":
         return shown
     monthly = per_month(price.amount, price.currency, term.billing_cycle)
-    return f"{shown} ({formatting.money(monthly, price.currency)} {formatting.per_period('monthly')})"
+    return _(
+        "{price} ({monthly} {per_month})",
+        price=shown,
+        monthly=formatting.money(monthly, price.currency),
+        per_month=formatting.per_period("monthly"),
+    )
 
 
 def _monthly(term: OfferedTerm) -> Decimal:
@@ -120,9 +125,13 @@ def _product_item(item: OfferedProduct) -> ProductItem:
         key=item.key,
         name=item.name,
         description=item.product.description or item.sku.description,
-        from_price=f"From {from_price} ({cheapest.label})",
-        plans=[f"{term.label}: {per_licence(term)}" for term in item.terms],
-        quantity_range=f"{item.sku.minimum_quantity}–{item.sku.maximum_quantity} licences",
+        from_price=_("From {price} ({plan})", price=from_price, plan=cheapest.label),
+        plans=[_("{plan}: {price}", plan=term.label, price=per_licence(term)) for term in item.terms],
+        quantity_range=_(
+            "{minimum}–{maximum} licences",
+            minimum=formatting.count(item.sku.minimum_quantity),
+            maximum=formatting.count(item.sku.maximum_quantity),
+        ),
         includes=item.sku.description if item.sku.description != item.product.description else "",
     )
 
@@ -135,8 +144,10 @@ def quote_view(quote: Quote, token: str, error: str = "") -> QuoteView:
         quantity=quote.quantity,
         unit_price=formatting.unit_price(quote.unit_price, quote.currency, quote.billing_cycle),
         total_per_period=_per_period(quote),
-        term_total=(
-            f"{formatting.money(quote.total_for_term, quote.currency)} over the {term_name(quote.term_duration)} term"
+        term_total=_(
+            "{total} over the {term_name} term",
+            total=formatting.money(quote.total_for_term, quote.currency),
+            term_name=term_name(quote.term_duration),
         ),
         token=token,
         error=error,
@@ -145,7 +156,11 @@ def quote_view(quote: Quote, token: str, error: str = "") -> QuoteView:
 
 def _per_period(quote: Quote) -> str:
     """`$27.60 per month`: the total of one billing period."""
-    return f"{formatting.money(quote.total_per_period, quote.currency)} {formatting.per_period(quote.billing_cycle)}"
+    return _(
+        "{amount} {period}",
+        amount=formatting.money(quote.total_per_period, quote.currency),
+        period=formatting.per_period(quote.billing_cycle),
+    )
 
 
 def _day(value: Any) -> str:
@@ -156,19 +171,28 @@ def _day(value: Any) -> str:
         return ""
 
 
+def _order_status(status: str) -> str:
+    """Microsoft's status of the new subscription, for a person (an unknown one as Microsoft says it)."""
+    shown = {"active": _("Active"), "pending": _("Pending"), "suspended": _("Suspended")}
+    return shown.get(status.strip().lower(), status.capitalize())
+
+
 def render_order_job(job: JobView) -> Activity:
     """The job's outcome for the requester: the new subscription, or why nothing was bought."""
     result = job.result or {}
     if job.status != SUCCEEDED or "quote" not in result:
-        if job.error_message == UNCONFIRMED_MESSAGE:  # bought: never "not placed"
-            return MessageFactory.text(f"Your order went through. {UNCONFIRMED_MESSAGE}")
-        return MessageFactory.text(f"Your order was not placed: {job.error_message or 'unknown reason'}")
+        # Bought: never "not placed". The ordering service keeps this outcome as the untranslated
+        # constant (the job stores no error code), so the check holds in every language.
+        if job.error_message == UNCONFIRMED_MESSAGE:
+            return MessageFactory.text(_("Your order went through. {details}", details=_(UNCONFIRMED_MESSAGE)))
+        reason = job.error_message or _("unknown reason")
+        return MessageFactory.text(_("Your order was not placed: {reason}", reason=reason))
     quote = Quote.from_dict(result["quote"])
     view = OrderResultView(
         product_name=quote.product_name,
         quantity=quote.quantity,
         subscription_id=str(result.get("subscription_id", "")),
-        status=str(result.get("status", "active")).capitalize(),
+        status=_order_status(str(result.get("status", "active"))),
         plan=quote.plan,
         total_per_period=_per_period(quote),
         term_end=_day(result.get("commitment_end_date")),
@@ -182,16 +206,16 @@ def render_stage_card(store: Storefront, state: dict[str, Any]) -> dict[str, Any
     if stage == "category":
         choices = [Choice(category, category, ", ".join(store.groups(category))) for category in store.categories()]
         return build_choice_card(
-            ChoiceCardView("Add a subscription", "Pick a category.", choices, token, error, can_go_back=False)
+            ChoiceCardView(_("Add a subscription"), _("Pick a category."), choices, token, error, can_go_back=False)
         )
     if stage == "group":
         category = state["category"]
         choices = [
-            Choice(group, group, formatting.plural(len(store.in_group(category, group)), "product", "products"))
+            Choice(group, group, ngettext("{n} product", "{n} products", len(store.in_group(category, group))))
             for group in store.groups(category)
         ]
         return build_choice_card(
-            ChoiceCardView(category, "Pick a product group.", choices, token, error, can_go_back=True)
+            ChoiceCardView(category, _("Pick a product group."), choices, token, error, can_go_back=True)
         )
     if stage == "product":
         items = store.in_group(state["category"], state["group"])
@@ -219,7 +243,10 @@ def render_stage_card(store: Storefront, state: dict[str, Any]) -> dict[str, Any
             ConfigureView(
                 product_name=offered.name,
                 offer_id=offered.key,
-                plans=[PlanChoice(term.key, f"{term.label} — {per_licence(term)}") for term in offered.terms],
+                plans=[
+                    PlanChoice(term.key, _("{plan} — {price}", plan=term.label, price=per_licence(term)))
+                    for term in offered.terms
+                ],
                 plan=state.get("plan") or offered.terms[0].key,
                 quantity=str(state.get("quantity", offered.sku.minimum_quantity)),
                 minimum=offered.sku.minimum_quantity,
@@ -400,8 +427,8 @@ def add_subscription_tasks(dialog: AddSubscriptionDialog) -> list[Task]:
     return [
         Task(
             command="add subscription",
-            title="Add subscription",
-            description="Buy a Microsoft 365 subscription: browse, pick a term and quantity, see the price",
+            title=N_("Add subscription"),
+            description=N_("Buy a Microsoft 365 subscription: browse, pick a term and quantity, see the price"),
             dialog=dialog,
             permission=Permission.MANAGE_SERVICES,
             aliases=("buy", "order", "new subscription", "add a subscription"),

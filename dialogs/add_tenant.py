@@ -422,13 +422,19 @@ def _read_acceptance(submitted: dict[str, Any]) -> tuple[dict[str, str], dict[st
     contact = {key: " ".join(str(submitted.get(key, "")).split()) for key in ("mca_first_name", "mca_last_name")}
     contact["mca_email"] = str(submitted.get("mca_email", "")).strip().lower()
     errors: dict[str, str] = {}
-    for key, which in (("mca_first_name", "first"), ("mca_last_name", "last")):
+    missing = {
+        "mca_first_name": N_("Enter the first name of the person accepting."),
+        "mca_last_name": N_("Enter the last name of the person accepting."),
+    }
+    too_long = {
+        "mca_first_name": N_("The first name is at most {limit} characters."),
+        "mca_last_name": N_("The last name is at most {limit} characters."),
+    }
+    for key in ("mca_first_name", "mca_last_name"):
         if not contact[key]:
-            errors[key] = _("Enter the {which} name of the person accepting.", which=which)
+            errors[key] = _(missing[key])
         elif len(contact[key]) > MCA_NAME_LIMIT:
-            errors[key] = _(
-                "The {which} name is at most {MCA_NAME_LIMIT} characters.", which=which, MCA_NAME_LIMIT=MCA_NAME_LIMIT
-            )
+            errors[key] = _(too_long[key], limit=MCA_NAME_LIMIT)
     if not is_mail_address(contact["mca_email"]):
         errors["mca_email"] = _("Enter a valid e-mail address.")
     if str(submitted.get("mca_accept", "")).lower() != "true":

@@ -10,7 +10,10 @@ The whole approval flow, module by module: `services/subscriptions/approvals.py`
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from decimal import Decimal
 
 from microsoft_agents.hosting.core import MessageFactory, TurnContext
@@ -21,7 +24,8 @@ from dialogs.private_replies import Messenger, messenger_of
 from services import formatting
 from services.conversations import ConversationReferenceService
 from services.errors import DomainError
-from services.i18n import _
+from services.formatting import Reader
+from services.i18n import N_, _
 from services.jobs import JobService
 from services.spending import PolicyView
 from services.subscriptions import ApprovalService, ApprovalView
@@ -29,20 +33,36 @@ from services.subscriptions import ApprovalService, ApprovalView
 log = logging.getLogger(__name__)
 
 EXPIRE_JOB_KIND = "approval.expire"
-TERM_WORDS = {"P1M": "1 month", "P1Y": "1 year", "P2Y": "2 years", "P3Y": "3 years"}
+TERM_WORDS = {"P1M": N_("1 month"), "P1Y": N_("1 year"), "P2Y": N_("2 years"), "P3Y": N_("3 years")}
+Readers = Callable[[int], Awaitable[Reader]]  # how a member reads (`AccessService.reader_of_member`)
 
 
 class ApprovalDelivery:
-    """Where approval cards go, and keeping every copy current."""
+    """Where approval cards go, and keeping every copy current. Each approver's copy (and the
+    requester's news) reads in that person's language; the channel's copy in the reader of the moment."""
 
     def __init__(
-        self, approvals: ApprovalService, conversations: ConversationReferenceService, messenger: Messenger
+        self,
+        approvals: ApprovalService,
+        conversations: ConversationReferenceService,
+        messenger: Messenger,
+        readers: Readers,
     ) -> None:
         self._approvals = approvals
         self._conversations = conversations
         self._messenger = messenger
+        self._readers = readers
+
+    async def reading_for(self, member_id: object) -> AbstractContextManager[object]:
+        """A member's copy reads in their language and time zone; a copy with no member (the
+        channel's, or one posted before copies named their member) in the reader of the moment."""
+        if not isinstance(member_id, int) or isinstance(member_id, bool):
+            return contextlib.nullcontext()
+        reader = await self._readers(member_id)
+        return formatting.reading(reader.locale, reader.timezone)
 
     async def card_view(self, approval: ApprovalView) -> ApprovalCardView:
+        """The card's view, in the reader of the moment (its words are translated as it is made)."""
         approvers = await self._approvals.approvers(approval.organisation_id)
         allow_self = await self._approvals.allows_self_approval(approval.organisation_id)
         deciders = [a for a in approvers if allow_self or a.member_id != approval.requested_by_member_id]
@@ -70,7 +90,6 @@ class ApprovalDelivery:
         the approvals channel. Returns how many approvers' chats were reached, and whether the
         channel was."""
         approvals = self._approvals
-        view = await self.card_view(approval)
         allow_self = await approvals.allows_self_approval(approval.organisation_id)
         reached = 0
         for approver in await approvals.approvers(approval.organisation_id):
@@ -79,19 +98,22 @@ class ApprovalDelivery:
             chat = await self._conversations.personal_chat_of(approver.member_id)
             if chat is None:
                 continue
+            with await self.reading_for(approver.member_id):
+                card = build_approval_card(await self.card_view(approval), for_approver=True)
             try:
-                activity_id = await self._messenger.send(
-                    chat.conversation_id, card_activity(build_approval_card(view, for_approver=True))
-                )
+                activity_id = await self._messenger.send(chat.conversation_id, card_activity(card))
             except Exception:
                 log.exception("could not post approval %s to an approver", approval.id)
                 continue
-            await approvals.add_post(approval.id, chat.conversation_id, activity_id, approver=True)
+            await approvals.add_post(
+                approval.id, chat.conversation_id, activity_id, approver=True, member_id=approver.member_id
+            )
             reached += 1
         channel = await approvals.channel_of(approval.organisation_id)
         in_channel = False
         if channel:
             try:
+                view = await self.card_view(approval)
                 activity_id = await self._messenger.send(
                     channel, card_activity(build_approval_card(view, for_approver=False, in_channel=True))
                 )
@@ -110,26 +132,26 @@ class ApprovalDelivery:
             return 0
         posted = 0
         for approval in await approvals.waiting_for(approver, organisation_id, chat_id):
-            view = await self.card_view(approval)
+            with await self.reading_for(member_id):
+                card = build_approval_card(await self.card_view(approval), for_approver=True)
             try:
-                activity_id = await self._messenger.send(
-                    chat_id, card_activity(build_approval_card(view, for_approver=True))
-                )
+                activity_id = await self._messenger.send(chat_id, card_activity(card))
             except Exception:
                 log.exception("could not post approval %s to an approver who has just arrived", approval.id)
                 continue
-            await approvals.add_post(approval.id, chat_id, activity_id, approver=True)
+            await approvals.add_post(approval.id, chat_id, activity_id, approver=True, member_id=member_id)
             posted += 1
         return posted
 
     async def refresh_everywhere(self, approval: ApprovalView) -> None:
-        """Replace every posted copy with the current state (best effort per copy)."""
-        view = await self.card_view(approval)
+        """Replace every posted copy with the current state, in its reader's language (best effort per copy)."""
         for post in approval.posts:
             if not post.get("activity_id"):
                 continue
             approver = bool(post.get("approver"))
-            activity = card_activity(build_approval_card(view, for_approver=approver, in_channel=not approver))
+            with await self.reading_for(post.get("member_id")):
+                view = await self.card_view(approval)
+                activity = card_activity(build_approval_card(view, for_approver=approver, in_channel=not approver))
             try:
                 await self._messenger.update(str(post["conversation_id"]), str(post["activity_id"]), activity)
             except Exception:
@@ -143,30 +165,8 @@ class ApprovalDelivery:
     async def tell_requester(self, approval: ApprovalView) -> None:
         if approval.requested_by_member_id is None:
             return
-        who = approval.decider_name or "An approver"
-        what = approval.subscription_name
-        spending = {
-            "done": f"{who} approved your request ({what}): {approval.outcome}",
-            "rejected": f"{who} rejected your request ({what}). Nothing was bought.",
-            "failed": f"{who} approved your request ({what}), but it failed: {approval.outcome} "
-            "An approver can retry from the card.",
-            "expired": f"Your request ({what}) expired on {formatting.datetime_utc(approval.expires_at)} before an "
-            "approver decided. Nothing was bought; you can ask again.",
-        }
-        message = (
-            spending.get(approval.status)
-            if approval.kind != "suspend"
-            else {
-                "suspended": f"{who} approved your request: **{approval.subscription_name}** is suspended.",
-                "rejected": f"{who} rejected your request to suspend **{approval.subscription_name}**. "
-                "Nothing was changed.",
-                "failed": f"{who} approved suspending **{approval.subscription_name}**, but Microsoft refused or was "
-                f"unreachable: {approval.outcome} An approver can retry from the card.",
-                "expired": f"Your request to suspend **{approval.subscription_name}** expired on "
-                f"{formatting.datetime_utc(approval.expires_at)} before an approver decided. Nothing was changed; "
-                "you can ask again from **subscriptions**.",
-            }.get(approval.status)
-        )
+        with await self.reading_for(approval.requested_by_member_id):
+            message = requester_news(approval)
         if message is None:
             return
         try:
@@ -175,17 +175,70 @@ class ApprovalDelivery:
             log.warning("could not tell the requester of approval %s", approval.id, exc_info=True)
 
 
+def requester_news(approval: ApprovalView) -> str | None:
+    """What the requester is told of their request's state, in the reader of the moment (None: nothing yet)."""
+    who = approval.decider_name or _("An approver")
+    what = approval.subscription_name
+    until = formatting.datetime_utc(approval.expires_at)
+    if approval.kind != "suspend":
+        if approval.status == "done":
+            return _("{who} approved your request ({what}): {outcome}", who=who, what=what, outcome=approval.outcome)
+        if approval.status == "rejected":
+            return _("{who} rejected your request ({what}). Nothing was bought.", who=who, what=what)
+        if approval.status == "failed":
+            return _(
+                "{who} approved your request ({what}), but it failed: {outcome} An approver can retry from the card.",
+                who=who,
+                what=what,
+                outcome=approval.outcome,
+            )
+        if approval.status == "expired":
+            return _(
+                "Your request ({what}) expired on {until} before an approver decided. "
+                "Nothing was bought; you can ask again.",
+                what=what,
+                until=until,
+            )
+        return None
+    if approval.status == "suspended":
+        return _("{who} approved your request: **{subscription}** is suspended.", who=who, subscription=what)
+    if approval.status == "rejected":
+        return _(
+            "{who} rejected your request to suspend **{subscription}**. Nothing was changed.",
+            who=who,
+            subscription=what,
+        )
+    if approval.status == "failed":
+        return _(
+            "{who} approved suspending **{subscription}**, but Microsoft refused or was unreachable: {outcome} "
+            "An approver can retry from the card.",
+            who=who,
+            subscription=what,
+            outcome=approval.outcome,
+        )
+    if approval.status == "expired":
+        return _(
+            "Your request to suspend **{subscription}** expired on {until} before an approver decided. "
+            "Nothing was changed; you can ask again from **subscriptions**.",
+            subscription=what,
+            until=until,
+        )
+    return None
+
+
 def spending_details(approval: ApprovalView) -> list[tuple[str, str]]:
     """What a spending request's card shows: the charge now, the cost per period, the commitment."""
     shown = approval.payload.get("shown") or {}
     details: list[tuple[str, str]] = []
-    amount, _, currency = str(shown.get("charge_now") or "").partition(":")
+    amount, _sep, currency = str(shown.get("charge_now") or "").partition(":")
     if amount:
-        details.append(("Charged now", formatting.money(Decimal(amount), currency)))
+        details.append((_("Charged now"), formatting.money(Decimal(amount), currency)))
     if shown.get("per_period"):
-        details.append(("Cost", str(shown["per_period"])))
+        details.append((_("Cost"), str(shown["per_period"])))
     if shown.get("term"):
-        details.append(("Commitment", TERM_WORDS.get(str(shown["term"]), str(shown["term"]))))
+        term = str(shown["term"])
+        known = TERM_WORDS.get(term)
+        details.append((_("Commitment"), _(known) if known else term))
     return details
 
 
@@ -194,18 +247,26 @@ class ApprovalPosting:
     where the cards go, and the durable job that expires the request."""
 
     def __init__(
-        self, approvals: ApprovalService, conversations: ConversationReferenceService, jobs: JobService
+        self,
+        approvals: ApprovalService,
+        conversations: ConversationReferenceService,
+        jobs: JobService,
+        readers: Readers,
     ) -> None:
         self._approvals = approvals
         self._conversations = conversations
         self._jobs = jobs
+        self._readers = readers
+
+    def _delivery(self, messenger: Messenger) -> ApprovalDelivery:
+        return ApprovalDelivery(self._approvals, self._conversations, messenger, self._readers)
 
     async def post(self, context: TurnContext, approval: ApprovalView) -> tuple[int, bool]:
         """Post a new request's cards with this turn's messenger; (approvers' chats reached, channel reached)."""
         messenger = messenger_of(context)
         if messenger is None:
             raise DomainError(_("I cannot reach the approvers right now. Try again in a moment."))
-        posted = await ApprovalDelivery(self._approvals, self._conversations, messenger).post(approval)
+        posted = await self._delivery(messenger).post(approval)
         try:
             await schedule_expiry(self._jobs, approval)
         except Exception:  # the request stands; a click, a refresh or another request's check expires it
@@ -216,7 +277,7 @@ class ApprovalPosting:
         """Show a request's new state on every copy of its card (e.g. once withdrawn)."""
         messenger = messenger_of(context)
         if messenger is not None:
-            await ApprovalDelivery(self._approvals, self._conversations, messenger).refresh_everywhere(approval)
+            await self._delivery(messenger).refresh_everywhere(approval)
 
 
 async def schedule_expiry(jobs: JobService, approval: ApprovalView) -> None:

@@ -40,7 +40,7 @@ from dialogs.sdk import (
 )
 from services.access import Caller
 from services.errors import DomainError, InvalidInput
-from services.i18n import _
+from services.i18n import N_, _
 
 WaterfallStep = Callable[[WaterfallStepContext], Awaitable[DialogTurnResult]]
 CALLER_KEY = "csp.caller"
@@ -94,8 +94,8 @@ class TaskDialog(ComponentDialog):
     """Base of every task: its waterfall of `*_step`s, cancel/help at any step, and `prompt_card`
     for steps that wait for a card submit."""
 
-    title = "this task"
-    shortcuts: tuple[tuple[str, str], ...] = ()  # typed look-ups the task's help lists
+    title = N_("this task")  # `N_`-marked: translated where shown
+    shortcuts: tuple[tuple[str, str], ...] = ()  # typed look-ups (not translated) and what they show (`N_`)
 
     def __init__(self, dialog_id: str, steps: Sequence[WaterfallStep]) -> None:
         super().__init__(dialog_id)
@@ -115,12 +115,16 @@ class TaskDialog(ComponentDialog):
             return None
         words = normalised_text(activity)
         if words in CANCEL_WORDS:
-            await inner_dc.context.send_activity(_("Cancelled {task}. Nothing more was changed.", task=self.title))
+            await inner_dc.context.send_activity(_("Cancelled {task}. Nothing more was changed.", task=_(self.title)))
             inner_dc.context.turn_state[TASK_CLOSED_KEY] = _("Cancelled.")
             return await inner_dc.cancel_all_dialogs()
         if words in HELP_WORDS:
             await inner_dc.context.send_activity(
-                card_activity(build_help_card((), in_task=self.title, shortcuts=self.shortcuts))
+                card_activity(
+                    build_help_card(
+                        (), in_task=_(self.title), shortcuts=tuple((typed, _(what)) for typed, what in self.shortcuts)
+                    )
+                )
             )
             return DialogTurnResult(DialogTurnStatus.Waiting)
         return None

@@ -59,20 +59,23 @@ from services.billing.reports import (
 )
 from services.billing.service import EXPORT_FORMATS, EXPORT_LINK_MINUTES, BillingService, BillMonths
 from services.errors import DomainError, InvalidInput
+from services.i18n import N_, _
 from services.roles import Permission
 
 BILLING_DIALOG = "billing_dialog"
-BILLING_TITLE = "Billing"
+BILLING_TITLE = N_("Billing")
 CHOOSER_WORDS = ("billing", "bills", "bill")
-NO_BILLS = "There are no bills yet: your organisation has no subscriptions with your reseller."
-# What can be typed instead of using the chooser; `help` lists them.
+NO_BILLS = N_("There are no bills yet: your organisation has no subscriptions with your reseller.")
+EXPORT_GONE = N_("That export is not valid any more. Ask for the report again.")
+# What can be typed instead of using the chooser (typed words, not translated); `help` lists them
+# with what each shows (`N_`: translated where shown).
 BILLING_SHORTCUTS = (
-    ("billing last month", "the most recent billing cycle that has ended"),
-    ("billing this month", "the open cycle, so far"),
-    ("billing september", "one month (or billing 2026-09)"),
-    ("billing january to june", "a range of months, at most 24 (or billing 2026-01..2026-06)"),
-    ("billing this year", "this year's months so far"),
-    ("what did we spend on E3", "a product's spend over the last 12 months"),
+    ("billing last month", N_("the most recent billing cycle that has ended")),
+    ("billing this month", N_("the open cycle, so far")),
+    ("billing september", N_("one month (or billing 2026-09)")),
+    ("billing january to june", N_("a range of months, at most 24 (or billing 2026-01..2026-06)")),
+    ("billing this year", N_("this year's months so far")),
+    ("what did we spend on E3", N_("a product's spend over the last 12 months")),
 )
 SEARCH_COMMAND = "searchBills"
 SUMMARY_TOP = 5
@@ -84,7 +87,7 @@ V = TypeVar("V")
 
 # ---- view models ---------------------------------------------------------------------------------
 def _totals_text(totals: dict[str, Decimal]) -> str:
-    return formatting.money_totals(totals, empty="no charges")
+    return formatting.money_totals(totals, empty=_("no charges"))
 
 
 def _period(report: CycleReport) -> str:
@@ -96,17 +99,17 @@ def _title(report: CycleReport) -> str:
 
 
 def _detail(line: Line) -> DetailView:
-    label = CHARGE_LABELS[line.charge_type]
+    label = _(CHARGE_LABELS[line.charge_type])
     if line.charge_type is ChargeType.ADJUSTMENT and line.corrects is not None:
-        label = f"{label} for the cycle ending {formatting.date(line.corrects)}"
+        label = _("{charge} for the cycle ending {date}", charge=label, date=formatting.date(line.corrects))
     priced = line.amount is not None and line.unit_price is not None
     return DetailView(
         label=label,
         product=line.product if line.parent_subscription_id else "",
         quantity=str(line.quantity),
         unit_price=formatting.price(line.unit_price, line.currency) if priced and line.unit_price is not None else "",
-        days=f"{line.days}/{line.cycle_days} days" if line.days is not None else "",
-        amount=formatting.money(line.amount, line.currency) if line.amount is not None else "no price",
+        days=_("{days}/{cycle_days} days", days=line.days, cycle_days=line.cycle_days) if line.days is not None else "",
+        amount=formatting.money(line.amount, line.currency) if line.amount is not None else _("no price"),
         unpriced=not priced,
     )
 
@@ -115,7 +118,7 @@ def _group_amount(totals: dict[str, Decimal], unpriced: bool) -> str:
     if not unpriced:
         return _totals_text(totals)
     priced = formatting.money_totals(totals, empty="")
-    return f"{priced} + unpriced" if priced else "unpriced"
+    return _("{amount} + unpriced", amount=priced) if priced else _("unpriced")
 
 
 class Formatted(Sequence[V], Generic[S, V]):
@@ -180,24 +183,28 @@ def report_view(
     first, last = reports[0].cycle.month, reports[-1].cycle.month
     no_service_before = asked_from is not None and first > asked_from
     return ReportView(
-        title=f"Bills — {label}",
+        title=_("Bills — {label}", label=label),
         organisation=organisation,
         cycles=tuple(cycle_view(report) for report in reports),
         first_month=month_label(first),
         last_month=month_label(last),
         grand_total=_totals_text(totals),
-        note=f"No service before {_title(reports[0])}, so no bills before it." if no_service_before else "",
+        note=(
+            _("No service before {month}, so no bills before it.", month=_title(reports[0]))
+            if no_service_before
+            else ""
+        ),
     )
 
 
 def summary_view(report: CycleReport) -> BillSummaryView:
     view = cycle_view(report)
     return BillSummaryView(
-        title=f"Bill — {view.title}",
+        title=_("Bill — {month}", month=view.title),
         period=view.period,
         report_date=view.report_date,
         total=view.total,
-        status="issued" if report.issued else "open — so far, not final",
+        status=_("issued") if report.issued else _("open — so far, not final"),
         top=tuple((s.product, s.amount) for s in view.subscriptions[:SUMMARY_TOP]),
         more=max(len(view.subscriptions) - SUMMARY_TOP, 0),
         full_report_command=f"billing {month_label(report.cycle.month)}",
@@ -223,7 +230,7 @@ def spend_view(query: Query, reports: Sequence[CycleReport]) -> SpendView:
 def range_view(bill_months: BillMonths, first: str = "", last: str = "", error: str = "") -> RangeChoiceView:
     """The chooser's months (newest first), preset to last month (or what was picked before)."""
     months = tuple((month_label(m), formatting.month(date(m[0], m[1], 1))) for m in bill_months.months)
-    shown = {value for value, _ in months}
+    shown = {value for value, _name in months}
     preset = month_label(bill_months.last_ended or bill_months.months[0])
     oldest = bill_months.months[-1]
     before = (oldest[0] - 1, 12) if oldest[1] == 1 else (oldest[0], oldest[1] - 1)
@@ -273,7 +280,7 @@ class BillingDialog(TaskDialog):
         """The chooser over the months that have bills; without any, says so and ends."""
         bill_months = await self._billing.bill_months(caller)
         if not bill_months.months:
-            await step_context.context.send_activity(NO_BILLS)
+            await step_context.context.send_activity(_(NO_BILLS))
             return await step_context.end_dialog()
         card = build_range_card(range_view(bill_months, first, last, error))
         return await step_context.prompt(CARD_PROMPT, self.prompt_card(card))
@@ -287,10 +294,10 @@ class BillingDialog(TaskDialog):
         try:
             if submitted.get("choice") == "last":
                 reports = [await self._billing.last_month(caller)]
-                label = "last month"
+                label = _("last month")
             else:
                 if not first_text:
-                    raise InvalidInput("Pick the first month to show.")
+                    raise InvalidInput(_("Pick the first month to show."), field="first_month")
                 today = await self._billing.today()
                 first, last = parse_month(first_text, today), parse_month(last_text, today)
                 reports, asked_from = await self._billing.months(caller, first, last), first
@@ -309,7 +316,7 @@ def _month_argument(value: Any) -> tuple[int, int]:
     try:
         return month_from_label(value if isinstance(value, str) else "")
     except InvalidInput:
-        raise InvalidInput("That export is not valid any more. Ask for the report again.") from None
+        raise InvalidInput(_(EXPORT_GONE)) from None
 
 
 def export_file(reports: Sequence[CycleReport], file_format: str, organisation: str) -> tuple[bytes, str]:
@@ -356,11 +363,11 @@ class BillingInvokes:
         caller.require(Permission.READ_BILLING)
         fmt = str(data.get("format", ""))
         if fmt not in EXPORT_FORMATS:
-            return _invoke_message("That export is not valid any more. Ask for the report again.")
+            return _invoke_message(_(EXPORT_GONE))
         first, last = _month_argument(data.get("first_month")), _month_argument(data.get("last_month"))
         if self._billing.file_consent and _is_personal(context):
             reports = await self._billing.months(caller, first, last)
-            content, _ = export_file(reports, fmt, caller.organisation_name)
+            content, _media_type = export_file(reports, fmt, caller.organisation_name)
             token = await self._billing.create_export_link(caller, fmt, first, last)
             name = export_name(month_label(first), month_label(last), fmt)
             context_data = {
@@ -369,13 +376,15 @@ class BillingInvokes:
                 "first_month": month_label(first),
                 "last_month": month_label(last),
             }
-            attachment = file_consent_attachment(name, len(content), f"Bills {name}", context_data)
+            attachment = file_consent_attachment(
+                name, len(content), _("Bills {file_name}", file_name=name), context_data
+            )
             await context.send_activity(MessageFactory.attachment(Attachment.model_validate(attachment)))
-            return _invoke_message("Allow me to put the file in your OneDrive, and it appears here.")
+            return _invoke_message(_("Allow me to put the file in your OneDrive, and it appears here."))
         await self._send_link(context, caller, fmt, first, last)
         if _is_personal(context):
-            return _invoke_message("Your export link follows.")
-        return _invoke_message("Your export link is in our 1:1 chat.")
+            return _invoke_message(_("Your export link follows."))
+        return _invoke_message(_("Your export link is in our 1:1 chat."))
 
     async def file_consent(self, context: TurnContext, caller: Caller | None) -> InvokeResponse:
         """`fileConsent/invoke`: accepted → upload to the URL Teams gave and show the file; declined →
@@ -414,9 +423,9 @@ class BillingInvokes:
     async def search(self, context: TurnContext, caller: Caller | None) -> InvokeResponse:
         """`composeExtension/query`: a month or a product typed in the compose box → bill summaries."""
         if caller is None:
-            return _compose("You are not registered with your reseller, so I cannot show bills.")
+            return _compose(_("You are not registered with your reseller, so I cannot show bills."))
         if not caller.can(Permission.READ_BILLING):
-            return _compose("Only admins and billing readers of your organisation can see bills.")
+            return _compose(_("Only admins and billing readers of your organisation can see bills."))
         value = context.activity.value if isinstance(context.activity.value, dict) else {}
         words = ""
         parameters = value.get("parameters")
@@ -426,24 +435,32 @@ class BillingInvokes:
                 words = str(parameter.get("value") or "").strip()
                 break
         if len(words) > MAX_SEARCH_CHARS:
-            return _compose(f"Search with at most {MAX_SEARCH_CHARS} characters: a month, a range or a product name.")
+            return _compose(
+                _(
+                    "Search with at most {limit} characters: a month, a range or a product name.",
+                    limit=MAX_SEARCH_CHARS,
+                )
+            )
         try:
             if not words:
                 today = await self._billing.today()
                 first = (today.year, today.month - 5) if today.month > 5 else (today.year - 1, today.month + 7)
                 reports = await self._billing.months(caller, first, (today.year, today.month))
-                query = Query(first=first, last=(today.year, today.month), label="the last 6 months")
+                query = Query(first=first, last=(today.year, today.month), label=_("the last 6 months"))
             else:
                 query, reports = await self._billing.lookup(caller, words)
         except InvalidInput as error:
             return _compose(error.message)
         if query.product:
             spend = spend_view(query, reports)
-            hits = [SearchHit(f"Spend on {spend.product}: {spend.total}", query.label, build_spend_card(spend))]
+            title = _("Spend on {product}: {total}", product=spend.product, total=spend.total)
+            hits = [SearchHit(title, query.label, build_spend_card(spend))]
         else:
             hits = [
                 SearchHit(
-                    f"{_title(r)}: {_totals_text(r.totals)}", _period(r), build_bill_summary_card(summary_view(r))
+                    _("{month}: {total}", month=_title(r), total=_totals_text(r.totals)),
+                    _period(r),
+                    build_bill_summary_card(summary_view(r)),
                 )
                 for r in reversed(reports)
             ]
@@ -460,7 +477,7 @@ def billing_tasks(billing: BillingService, uploads: FileUploads) -> list[Task]:
         Task(
             command="billing",
             title=BILLING_TITLE,
-            description="Bills: last month, a range of months, a product's spend; export to Excel/CSV",
+            description=N_("Bills: last month, a range of months, a product's spend; export to Excel/CSV"),
             dialog=BillingDialog(billing),
             permission=Permission.READ_BILLING,
             aliases=CHOOSER_WORDS[1:],

@@ -23,7 +23,7 @@ from dialogs.base import CARD, END, ERROR, NOTICE, ONE_SHOT, CardFlow, Next, Out
 from dialogs.spending import ask_an_approver
 from services import formatting
 from services.errors import InvalidInput, NotFound
-from services.i18n import _, ngettext
+from services.i18n import N_, _, ngettext
 from services.payloads import page_number, row_id, token
 from services.spending import ApprovalNeeded
 from services.subscriptions import ApprovalService, ApprovalView, StaleSubscription, SubscriptionChanges
@@ -36,7 +36,7 @@ from services.subscriptions.common import NOT_YOURS
 __all__ = ["DIALOG_ID", "ONE_SHOT", "TITLE", "SubscriptionsDialog"]
 
 DIALOG_ID = "subscriptions_dialog"
-TITLE = "Subscriptions"
+TITLE = N_("Subscriptions")
 LIST, QUANTITY, PREVIEW, ADDONS = "list", "quantity", "preview", "addons"
 CANCEL, AUTORENEW, SUSPEND, REACTIVATE = "cancel", "autorenew", "suspend", "reactivate"
 SID = "subscription_id"
@@ -373,22 +373,28 @@ class SubscriptionsDialog(CardFlow):
     async def _who_was_asked(self, approval: ApprovalView, reached: int, in_channel: bool) -> str:
         """Who was asked to decide — or, when nobody could be, who can and what each must do."""
         name = approval.subscription_name
-        if reached or in_channel:
-            if reached and in_channel:
-                where = ngettext(
-                    "I asked {n} approver in a 1:1 chat and posted the request in the approvals channel",
-                    "I asked {n} approvers in their 1:1 chats and posted the request in the approvals channel",
-                    reached,
-                )
-            elif reached:
-                where = ngettext(
-                    "I asked {n} approver in a 1:1 chat", "I asked {n} approvers in their 1:1 chats", reached
-                )
-            else:
-                where = _("I posted the request in the approvals channel")
+        if reached and in_channel:
+            return ngettext(
+                "I asked {n} approver in a 1:1 chat and posted the request in the approvals channel to confirm "
+                "suspending {subscription}. I will tell you when one decides.",
+                "I asked {n} approvers in their 1:1 chats and posted the request in the approvals channel to "
+                "confirm suspending {subscription}. I will tell you when one decides.",
+                reached,
+                subscription=name,
+            )
+        if reached:
+            return ngettext(
+                "I asked {n} approver in a 1:1 chat to confirm suspending {subscription}. "
+                "I will tell you when one decides.",
+                "I asked {n} approvers in their 1:1 chats to confirm suspending {subscription}. "
+                "I will tell you when one decides.",
+                reached,
+                subscription=name,
+            )
+        if in_channel:
             return _(
-                "{where} to confirm suspending {subscription}. I will tell you when one decides.",
-                where=where,
+                "I posted the request in the approvals channel to confirm suspending {subscription}. "
+                "I will tell you when one decides.",
                 subscription=name,
             )
         approvers = [

@@ -30,7 +30,9 @@ from services.tenants import CREATE_JOB as TENANT_CREATE_JOB
 def default_tasks(services: Services, uploads: FileUploads) -> list[Task]:
     """Every task, its dialog built with the services it uses; `uploads` puts billing's exports in
     OneDrive (the bot's transport, `bot/file_uploads.py`)."""
-    posting = ApprovalPosting(services.approvals, services.conversations, services.jobs)
+    posting = ApprovalPosting(
+        services.approvals, services.conversations, services.jobs, services.access.reader_of_member
+    )
 
     def subscriptions() -> SubscriptionsDialog:
         return SubscriptionsDialog(services.subscriptions, services.subscription_changes, services.approvals, posting)

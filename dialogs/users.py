@@ -146,7 +146,7 @@ class Transfer:
 
 
 class UsersDialog(CardFlow):
-    title = "Users"
+    title = N_("Users")
     home = LIST
 
     def __init__(

@@ -76,13 +76,14 @@ UNCONFIRMED_MESSAGE = N_(
     "It will appear in your subscriptions shortly; do not order again."
 )
 # A term as it qualifies a noun: "1-year commitment", "the 3-year term".
-TERM_NAMES = {"P1M": "1-month", "P1Y": "1-year", "P2Y": "2-year", "P3Y": "3-year"}
+TERM_NAMES = {"P1M": N_("1-month"), "P1Y": N_("1-year"), "P2Y": N_("2-year"), "P3Y": N_("3-year")}
 CYCLE_NAMES = {"monthly": N_("monthly"), "annual": N_("yearly"), "triennial": N_("every 3 years")}
 _REQUEST_NAMESPACE = uuid.UUID("5b0c3f52-6a7e-4f0c-9d0e-8f1f3c9b6a21")
 
 
 def term_name(term_duration: str) -> str:
-    return TERM_NAMES.get(term_duration.upper(), term_duration)
+    known = TERM_NAMES.get(term_duration.upper())
+    return _(known) if known else term_duration
 
 
 def plan_label(term_duration: str, billing_cycle: str) -> str:

@@ -574,3 +574,37 @@ async def test_a_request_no_approver_could_receive_names_them_waits_for_them_and
     assert "Withdrawn by Alex Wilber" in card_text(body["value"])
     customer = sqlite_demo_customer.partner_center_customer_id
     assert str((await services.partner_center.subscription(customer, sid)).status) == "active"
+
+
+GREEK = re.compile(r"[α-ωΑ-Ω]")  # a Greek reader's dates (month names, a.m./p.m.)
+
+
+async def test_each_approver_reads_the_request_card_in_their_own_language(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    """The approver's Teams is Greek, the requester's English: the card posted to the approver's
+    chat, and its copy updated once the requester withdraws (in the requester's turn), read Greek;
+    what the requester reads stays English."""
+    fake, url = connector
+    client, services, sid = await _setup(make_bot, sqlite_services, sqlite_demo_customer, sandbox)
+    await _reply(client, fake, url, "hi", locale="el-GR", **MEGAN)  # the bot keeps her Teams locale
+    await _reply(client, fake, url, "subscriptions")
+    form = await _reply(client, fake, url, value={"verb": "subs_suspend", "subscription_id": sid})
+    posted_before = len(fake.messages(MEGAN["conversation_id"]))
+    asked = await _reply(
+        client, fake, url, value={**_action(card_of(form), "Ask an approver")["data"], "reason": "Project paused"}
+    )
+    assert "I asked 1 approver" in _said(asked) and not GREEK.search(_said(asked))
+    await fake.wait_for(posted_before + 1, MEGAN["conversation_id"])
+    posted = card_text(card_of(fake.messages(MEGAN["conversation_id"])[-1]))
+    assert "Project paused" in posted and GREEK.search(posted), posted
+    withdrawn = await _reply(
+        client, fake, url, value=_action(card_of(asked), "Withdraw the suspension request")["data"]
+    )
+    assert "Withdrawn" in _said(withdrawn) and not GREEK.search(_said(withdrawn))
+    updates = [
+        item for item in fake.received if item.method == "PUT" and item.conversation_id == MEGAN["conversation_id"]
+    ]
+    assert updates, "the approver's copy was not updated"
+    updated = card_text(card_of(updates[-1].activity))
+    assert "Withdrawn by Alex Wilber" in updated and GREEK.search(updated), updated

@@ -187,7 +187,7 @@ def parse_query(text: str, today: date) -> Query:
         first = (today.year - 1, today.month + 1) if today.month < 12 else (today.year, 1)
         return Query(first=first, last=(today.year, today.month), product=product, label=_("the last 12 months"))
     if words in ("", "last month", "last cycle", "last"):
-        return Query()
+        return Query(label=_("last month"))
     if words in ("this year", "year to date", "ytd"):
         return Query(first=(today.year, 1), last=(today.year, today.month), label=str(today.year))
     if words in ("this month", "current", "now"):

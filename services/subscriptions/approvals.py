@@ -541,16 +541,24 @@ class ApprovalService:
     # --- where the cards go -------------------------------------------------------------------------
 
     async def add_post(
-        self, approval_id: int, conversation_id: str, activity_id: str | None, *, approver: bool
+        self,
+        approval_id: int,
+        conversation_id: str,
+        activity_id: str | None,
+        *,
+        approver: bool,
+        member_id: int | None = None,
     ) -> None:
+        """Record a posted copy of the card; `member_id`: whose 1:1 chat it is in (its copy is
+        updated in that member's language), None for the approvals channel's."""
+        post: dict[str, object] = {"conversation_id": conversation_id, "activity_id": activity_id, "approver": approver}
+        if member_id is not None:
+            post["member_id"] = member_id
         async with self._sessions() as session:
             approval = await session.get(Approval, approval_id)
             if approval is None:
                 return
-            approval.posts = [
-                *(approval.posts or []),
-                {"conversation_id": conversation_id, "activity_id": activity_id, "approver": approver},
-            ]
+            approval.posts = [*(approval.posts or []), post]
             await session.commit()
 
     async def approvers(self, organisation_id: int) -> list[Approver]:
