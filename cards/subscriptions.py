@@ -331,12 +331,15 @@ def build_quantity_preview_card(plan: QuantityPlan, key: str) -> Card:
         pairs.append((_("Assigned licences"), str(plan.assigned)))
     body.append(facts(pairs))
     body.append(text(_("Charges follow Microsoft's billing rules; the bill shows the exact lines."), subtle=True))
-    verb_title = _("Add") if plan.kind == "increase" else _("Remove")
     seats = abs(plan.new - plan.current)
+    if plan.kind == "increase":
+        confirm = ngettext("Add {n} seat", "Add {n} seats", seats)
+    else:
+        confirm = ngettext("Remove {n} seat", "Remove {n} seats", seats)
     return card(
         body,
         [
-            submit(f"{verb_title} {_seats(seats)}", CONFIRM_QUANTITY, ids, style="positive"),
+            submit(confirm, CONFIRM_QUANTITY, ids, style="positive"),
             submit(_("Choose another number"), QUANTITY, {"subscription_id": plan.subscription_id}),
             _back(),
         ],
