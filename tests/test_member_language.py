@@ -15,6 +15,7 @@ from services import formatting
 from services.access import AccessService, ChannelIdentity
 from services.audit import entries_for
 from services.errors import InvalidInput
+from services.i18n import _
 from services.locales import member_locale, parse_language
 from services.models import Member
 from tests.fakes import said as _said
@@ -97,17 +98,24 @@ async def test_the_language_command_shows_sets_and_refuses(
     client, services, _sid = await _setup(make_bot, sqlite_services, sqlite_demo_customer, sandbox)
 
     shown = _said(await _reply(client, fake, url, "language", locale="sv-SE"))
-    assert "svenska" in shown and "the language of your Teams" in shown
+    assert "**svenska (Sverige)**" in shown and "språket i ditt Teams" in shown  # Swedish, in Swedish
     async with services.sessions() as session:
         assert await session.scalar(select(Member.teams_locale).where(Member.aad_object_id.is_not(None))) == "sv-SE"
 
     refused = _said(await _reply(client, fake, url, "language fr", locale="sv-SE"))
-    assert "not a language I speak" in refused and "Deutsch (de)" in refused
+    with formatting.reading("sv_SE"):
+        not_spoken = _("{given} is not a language I speak. Choose one of: {languages}, or auto (follow Teams).")
+    assert not_spoken.split("{languages}")[0].replace("{given}", "fr") in refused and "Deutsch (de)" in refused
     async with services.sessions() as session:
         assert await session.scalar(select(Member.language).where(Member.aad_object_id.is_not(None))) is None
 
     chosen = _said(await _reply(client, fake, url, "language de-DE", locale="en-US"))
-    assert "Deutsch" in chosen and "as you chose" in chosen
+    with formatting.reading("de_DE"):
+        as_chosen = _(
+            "I answer you in **{language}**, as you chose. Type **language auto** to follow your Teams language again.",
+            language="Deutsch (Deutschland)",
+        )
+    assert as_chosen in chosen and as_chosen != "I answer you in **Deutsch (Deutschland)**, as you chose."
     # Teams still says en-US, but the member chose German: the amounts read in German.
     listing = _said(await _reply(client, fake, url, "subscriptions", locale="en-US"))
     assert f"6,00{NBSP}$" in listing and "$6.00" not in listing

@@ -53,6 +53,7 @@ from services.subscriptions.common import (
     renewal_locked,
     row_in_organisation,
     snapshot,
+    status_word,
 )
 from services.subscriptions.listing import SubscriptionService
 
@@ -227,7 +228,7 @@ class SubscriptionChanges:
                     "the numbers and confirm again.",
                     name=row.name,
                     plural=ngettext("{n} seat", "{n} seats", current.quantity or 0),
-                    status=current.status,
+                    status=status_word(current.status),
                 )
             )
         return current
@@ -385,7 +386,8 @@ class SubscriptionChanges:
             raise DomainError(_(_RULES["2001"]), code="suspended")
         if status != "active":
             raise DomainError(
-                _("This subscription is {status}; its seats cannot change.", status=status), code="not_active"
+                _("This subscription is {status}; its seats cannot change.", status=status_word(status)),
+                code="not_active",
             )
         locked = renewal_locked(as_utc(current.commitment_end_date), self._clock.now())
         if locked is not None:
@@ -619,7 +621,7 @@ class SubscriptionChanges:
                         "{name} does not renew (it is {status}, auto-renew {auto_renew}), so there is no next term to "
                         "change.",
                         name=row.name,
-                        status=current.status,
+                        status=status_word(current.status),
                         auto_renew=_("on") if current.auto_renew_enabled else _("off"),
                     ),
                     code="not_renewing",

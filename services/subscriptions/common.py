@@ -19,8 +19,23 @@ from services.models import Organisation, SubscriptionRow
 
 NOT_YOURS = N_("That subscription is not one of your organisation's. Open **subscriptions** again.")
 LIVE = ("active", "suspended")
+# Microsoft's subscription statuses as a sentence names them ("it is suspended").
+STATUS_WORDS = {
+    "active": N_("active"),
+    "suspended": N_("suspended"),
+    "deleted": N_("cancelled"),
+    "expired": N_("expired"),
+    "disabled": N_("disabled"),
+    "pending": N_("pending"),
+}
 # Microsoft locks a subscription's seats, scheduled changes and auto-renew this long before it renews.
 RENEWAL_LOCK = timedelta(hours=24)
+
+
+def status_word(status: object) -> str:
+    """A subscription status in the reader's language (`suspended` → `suspendert`); an unknown one as it is."""
+    key = str(getattr(status, "value", status)).lower()
+    return _(STATUS_WORDS[key]) if key in STATUS_WORDS else key
 
 
 def renewal_instant(commitment_end: datetime | None) -> datetime | None:

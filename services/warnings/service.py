@@ -57,7 +57,7 @@ from services.price_rules import UnitPrice, price_in_force
 from services.pricing import PriceBook
 from services.roles import Permission, Role
 from services.subscriptions import ChangeResult, QuantityPlan, SubscriptionChanges, SubscriptionService
-from services.subscriptions.common import RENEWAL_LOCK, as_utc
+from services.subscriptions.common import RENEWAL_LOCK, as_utc, status_word
 from services.subscriptions.listing import refundable_batches
 from services.users import LicenceService
 from services.warnings.overview import build_overview
@@ -835,7 +835,11 @@ class WarningService:
         refundable = sum(seats for seats, until in view.refundable_batches if until > now)
         if not view.is_active:
             raise DomainError(
-                _("{name} is {status} now, so its seats cannot change.", name=view.name, status=view.status),
+                _(
+                    "{name} is {status} now, so its seats cannot change.",
+                    name=view.name,
+                    status=status_word(view.status),
+                ),
                 code="not_active",
             )
         if refundable <= 0:
@@ -926,7 +930,7 @@ class WarningService:
                     "{name} does not renew (it is {status}, auto-renew {auto_renew}), so there is no next term to "
                     "change.",
                     name=view.name,
-                    status=view.status,
+                    status=status_word(view.status),
                     auto_renew=_("on") if view.auto_renew else _("off"),
                 ),
                 code="not_renewing",
