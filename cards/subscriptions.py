@@ -204,7 +204,8 @@ def build_subscriptions_card(page: SubscriptionPage, requests: Mapping[str, Appr
         if page.synced_at
         else _("Not read from Microsoft yet")
     )
-    body.append(text(f"{fresh}. {ngettext('{n} subscription', '{n} subscriptions', page.total)}.", subtle=True))
+    counted = ngettext("{n} subscription", "{n} subscriptions", page.total)
+    body.append(text(_("{fresh}. {counted}.", fresh=fresh, counted=counted), subtle=True))
     body.extend(_row(view, page, requests or {}) for view in page.items)
     actions: list[dict[str, Any]] = []
     if page.page > 0:

@@ -11,6 +11,7 @@ from cards.base import Card, card, command_button, country_choice, error_lines, 
 from services import formatting
 from services.i18n import _, ngettext
 from services.ordering import plan_label
+from services.subscriptions.common import status_word
 
 if TYPE_CHECKING:
     from services.users.directory import DirectoryEntry, EntryResult
@@ -38,6 +39,10 @@ USERS_DONE = "users_done"
 MAX_CHOICES = 15
 # How many people one card may keep ticked across searches.
 MAX_SELECTED = 100
+
+
+def _seats(n: int) -> str:
+    return ngettext("{n} seat", "{n} seats", n)
 
 
 def _search_row(placeholder: str, value: str, search: dict[str, Any], input_id: str = "search") -> dict[str, Any]:
@@ -246,7 +251,7 @@ def build_user_card(
         body.append(text(licence.name, weight="Bolder"))
         if licence.subscriptions:
             lines = [
-                f"- {sub.name}: {ngettext('{n} seat', '{n} seats', sub.quantity)}, {sub.status}, "
+                f"- {sub.name}: {_seats(sub.quantity)}, {status_word(sub.status)}, "
                 f"{plan_label(sub.term_duration, sub.billing_cycle)}"
                 for sub in licence.subscriptions
             ]
@@ -464,8 +469,7 @@ def build_assign_card(
         for pool in pools:
             if pool.subscriptions:
                 lines = [
-                    f"- {sub.name}: {ngettext('{n} seat', '{n} seats', sub.quantity)} ({sub.status})"
-                    for sub in pool.subscriptions
+                    f"- {sub.name}: {_seats(sub.quantity)} ({status_word(sub.status)})" for sub in pool.subscriptions
                 ]
                 body.append(text(_("{name} comes from:\n", name=pool.name) + "\n".join(lines), subtle=True))
         body.append(

@@ -6,6 +6,7 @@ then fills the new entries (docs/i18n.md). These tests say exactly which message
 
 from __future__ import annotations
 
+import ast
 import io
 from pathlib import Path
 from string import Formatter
@@ -76,6 +77,40 @@ def test_the_template_is_up_to_date_with_the_code() -> None:
         f"In the code but not in the template ({len(missing)}):\n{_listed(missing)}\n"
         f"In the template but no longer in the code ({len(stale)}):\n{_listed(stale)}"
     )
+
+
+def _calls_inside_f_strings(source: str) -> list[tuple[int, str]]:
+    """`f"{ngettext('{n} seat', …)}"`: a translation call inside an f-string, which Babel's extractor
+    does not see (the f-string is one token to it), so its message never reaches the catalogs."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.JoinedStr):
+            continue
+        for inner in ast.walk(node):
+            if (
+                isinstance(inner, ast.Call)
+                and isinstance(inner.func, ast.Name)
+                and inner.func.id in {"_", "gettext", "ngettext", "N_"}
+                and inner.args
+                and isinstance(inner.args[0], ast.Constant)
+            ):
+                found.append((inner.lineno, str(inner.args[0].value)))
+    return found
+
+
+def test_no_message_hides_inside_an_f_string() -> None:
+    hidden = [
+        f"{path.relative_to(ROOT)}:{line}: {message!r}"
+        for folder in ("bot", "dialogs", "cards", "services", "cli", "startup")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for line, message in _calls_inside_f_strings(path.read_text(encoding="utf-8"))
+    ]
+    assert not hidden, "translation calls inside f-strings are never extracted; take them out:\n" + "\n".join(hidden)
+
+
+def test_the_f_string_check_finds_a_hidden_message() -> None:
+    assert _calls_inside_f_strings("x = f\"{ngettext('{n} seat', '{n} seats', 2)}.\"\n") == [(1, "{n} seat")]
+    assert _calls_inside_f_strings("x = _('{n} seat') + f'{y}'\n") == []
 
 
 def test_english_plus_the_languages_the_issue_names_are_shipped() -> None:

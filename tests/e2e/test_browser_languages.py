@@ -25,6 +25,26 @@ from tests.subscription_fixtures import admin, buy
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 
+# What the subscriptions card says in English, none of which may be left on another language's card.
+ENGLISH_ON_THE_CARD = (
+    "Your subscriptions",
+    "Updated from Microsoft",
+    "subscription.",
+    "Offer id",
+    "Price",
+    "Purchased",
+    "seats",
+    "Active",
+    "renews",
+    "price locked",
+    "Change quantity",
+    "Auto-renew",
+    "Suspend",
+    "Done",
+    "per licence",
+)
+
+
 def _plain(text: str) -> str:
     """The page's text and Babel's both with ordinary spaces (CLDR puts no-break spaces in amounts)."""
     return text.replace("\xa0", " ").replace("\u202f", " ")
@@ -73,5 +93,8 @@ async def test_an_admin_reads_their_subscriptions_in_their_language(chat: tuple[
     assert renews in shown, f"the renewal date as {locale} writes it ({renews!r}) is not on the card:\n{shown}"
     if price is not None:
         assert price in shown, f"the price as {locale} writes it ({price!r}) is not on the card:\n{shown}"
+    if tag != "en-US":  # nothing on it left in English (the product's name and offer id are data)
+        english = [word for word in ENGLISH_ON_THE_CARD if word in shown]
+        assert not english, f"English on the {locale} card: {english}"
     assert await browser.clipped() == [], "text cut off on the card"
     await browser.screenshot(f"subscriptions-{tag}")
