@@ -4,7 +4,8 @@ The Playground (npm ``@microsoft/m365agentsplayground``) is a local stand-in for
 Bot Framework activities to the bot and receives the bot's replies on its mocked connector. We start
 it as a subprocess, read its config, and collect the bot's replies from its WebSocket, so end-to-end
 tests can run the real bot over HTTP without Teams or a browser. It takes seconds to start, so one
-Playground serves a test module (`shared_playground`) and each test puts its own bot behind it.
+Playground serves a whole test session (`shared_playground`, the `session_playground` fixture) and
+each test puts its own bot behind it.
 """
 
 from __future__ import annotations
@@ -404,7 +405,7 @@ def _is_live_screen(message: dict[str, Any]) -> bool:
 
 class BotFront:
     """The bot endpoint a Playground is started with: a fixed address in front of the current test's
-    bot. The Playground is slow to start, so one serves a whole test module, while every test has its
+    bot. The Playground is slow to start, so one serves a whole test session, while every test has its
     own bot (its own database, sandbox and outbox) behind this front."""
 
     def __init__(self) -> None:

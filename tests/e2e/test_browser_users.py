@@ -23,12 +23,12 @@ import pytest_asyncio
 
 from services.container import Services
 from tests.conftest import link_demo_customer, outbox_messages
-from tests.e2e.browser import Browser
+from tests.e2e.browser import Browser, Chromium
 from tests.e2e.playground import SharedPlayground, bot_in_playground
 from tests.e2e.sandbox_admin import sandbox_admin
 from tests.users_support import BASIC, buy_licences
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 DOMAIN = "contosodemo.onmicrosoft.com"
 PEOPLE = 21  # created in Microsoft's admin centre, besides the tenant's first admin: three pages of ten
@@ -45,13 +45,13 @@ class Admin:
     folder: Path
 
 
-@pytest_asyncio.fixture(loop_scope="module")
+@pytest_asyncio.fixture(loop_scope="session")
 async def admin(
-    module_playground: SharedPlayground, tmp_path: Path, request: pytest.FixtureRequest
+    session_playground: SharedPlayground, tmp_path: Path, request: pytest.FixtureRequest, chromium: Chromium
 ) -> AsyncIterator[Admin]:
     """Contoso with a Microsoft tenant of 22 users (never synced by the bot yet) and two Business
     Basic licences; Alex Wilber, its admin, in the Playground."""
-    async with bot_in_playground(module_playground, tmp_path) as (playground, services, outbox):
+    async with bot_in_playground(session_playground, tmp_path) as (playground, services, outbox):
         org = await link_demo_customer(services)
         await buy_licences(services, org, BASIC, 2)
         users = f"/customers/{org.partner_center_customer_id}/users"
@@ -62,7 +62,7 @@ async def admin(
                 users,
                 {"userPrincipalName": f"user{index:02}@{DOMAIN}", "displayName": f"Person {index:02}"},
             )
-        async with Browser(playground.base_url, request.node.name) as browser:
+        async with chromium.page(playground.base_url, request.node.name) as browser:
             await browser.wait_for_text("Welcome, Alex Wilber")  # the chat opened: the bot greets first
             yield Admin(browser, services, outbox, tmp_path)
 
