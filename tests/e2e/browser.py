@@ -28,6 +28,8 @@ DRIVER = Path(__file__).with_name("browser_driver.mjs")
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
 BOT_AUTHOR = "Test Bot"
+# How often a wait looks at the page again (each look is one cheap call into the page).
+POLL_SECONDS = 0.05
 
 
 class BrowserError(AssertionError):
@@ -219,7 +221,7 @@ class Browser:
             for message in reversed(await self.messages()):
                 if text in message["text"]:
                     return message
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(POLL_SECONDS)
         self._failed = True
         raise BrowserError(f"no message shows {text!r} within {self.reply_timeout} s")
 
@@ -261,7 +263,7 @@ class Browser:
             shown = str(await self._call("extensionPanel"))
             if expect in shown:
                 return shown
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(POLL_SECONDS)
         self._failed = True
         raise BrowserError(f"the message extension did not show {expect!r} within {self.reply_timeout} s: {shown!r}")
 
@@ -295,7 +297,7 @@ class Browser:
             ]
             if answered and (expect is None or any(expect in m["text"] for m in answered)):
                 return answered
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(POLL_SECONDS)
         self._failed = True
         got = " | ".join(m["text"][:200] for m in answered) or "nothing"
         wanted = f" containing {expect!r}" if expect else ""
