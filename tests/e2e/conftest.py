@@ -8,12 +8,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 
+from tests.databases import copy_sqlite_template
 from tests.e2e.browser import Chromium
-from tests.e2e.playground import SharedPlayground, shared_playground
+from tests.e2e.playground import E2E_DATABASE, SharedPlayground, shared_playground
 
 MEGAN_CONFIG = Path(__file__).with_name("playground-megan.yml")
+
+
+@pytest.fixture(autouse=True)
+def _migrated_bot_database(tmp_path: Path, sqlite_template: Path) -> None:
+    """The database `bot_in_playground` opens is a copy of the migrated template: the bot's start-up
+    finds the schema at the head (it still seeds, syncs the catalog and prices as always)."""
+    copy_sqlite_template(sqlite_template, tmp_path / E2E_DATABASE)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -26,7 +26,7 @@ from cli.main import main as cli_main
 from services.container import Services
 from tests.conftest import link_demo_customer, outbox_messages
 from tests.e2e.browser import Browser, Chromium
-from tests.e2e.playground import SharedPlayground, bot_in_playground
+from tests.e2e.playground import E2E_DATABASE, SharedPlayground, bot_in_playground
 from tests.e2e.sandbox_admin import sandbox_admin
 from tests.users_support import BASIC, buy_licences
 
@@ -199,7 +199,7 @@ def _cspbot(argv: list[str], folder: Path) -> tuple[int, str, str]:
         for key in list(os.environ):
             if key.startswith(("PARTNER_CENTER_", "SMTP_")):
                 patch.delenv(key)
-        patch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{folder / 'e2e.sqlite3'}")
+        patch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{folder / E2E_DATABASE}")
         patch.setenv("SEED_DEMO_ORGANISATION", "false")
         patch.setenv("MICROSOFT_APP_ID", "")
         patch.setenv("LOG_LEVEL", "WARNING")
