@@ -21,8 +21,8 @@ import pytest
 DEFAULT_SECONDS = 0.3
 # Path suffix (from the tests folder) -> rough seconds per test.
 SECONDS_PER_TEST = {
-    "e2e/test_browser_": 12.0,  # every browser test file
-    "e2e/": 3.0,  # the other end-to-end tests
+    "e2e/test_browser_": 7.0,  # every browser test file
+    "e2e/": 1.0,  # the other end-to-end tests
     "test_replica_continuity.py": 12.0,
     "test_wheel.py": 10.0,
     "test_replica_start_up.py": 8.0,
