@@ -44,6 +44,7 @@ from services.partner_center.models import (
 from services.seed import DEMO_SLUG, PLAYGROUND_TENANT_ID, seed_demo_organisation
 from services.settings import Settings
 from startup.partner_center import PartnerCenter
+from tests.balance import in_lanes
 from tests.databases import (
     PostgresTestDatabases,
     SqliteCopy,
@@ -69,6 +70,15 @@ def pytest_configure(config: pytest.Config) -> None:
     collection on); a temporary folder keeps the checkout clean."""
     config.stash[_HYPOTHESIS_HOME] = tempfile.mkdtemp(prefix="cspbot-hypothesis-")
     set_hypothesis_home_dir(config.stash[_HYPOTHESIS_HOME])
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering (by fixture scope)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (worksteal, see pyproject): the slow tests spread over the workers' first
+    shares, each share starting with its slowest (tests/balance.py)."""
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    if workers > 1:
+        items[:] = in_lanes(items, workers, str(Path(__file__).parent))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

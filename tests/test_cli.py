@@ -1,5 +1,5 @@
-"""The operator CLI, driven in-process through `main(argv)` on a temporary SQLite database (plus one
-run of the installed `cspbot` console script). Sync tests: `main` runs its own event loop."""
+"""The operator CLI, driven in-process through `main(argv)` on a temporary SQLite database (the installed
+`cspbot` console script is run by tests/test_wheel.py). Sync tests: `main` runs its own event loop."""
 
 from __future__ import annotations
 
@@ -419,31 +419,6 @@ def test_package_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: Path, a
     assert result.code == 1
     assert result.err.startswith("error: ") and message in result.err
     assert not (tmp_path / "dist").exists()
-
-
-def test_installed_console_script(capsys: pytest.CaptureFixture[str], db: Db, tmp_path: Path) -> None:
-    """The installed script reports success and failure through its exit code and streams (each run
-    of it pays the start-up of a new interpreter, so the commands in between run in-process)."""
-    script = Path(sys.executable).with_name("cspbot")
-    assert script.exists(), "run `pip install -e .` so the cspbot console script exists"
-    env = {**os.environ, "DATABASE_URL": db.url, "SEED_DEMO_ORGANISATION": "false"}
-
-    def cspbot(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(script), *argv], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
-        )
-
-    empty = cspbot("org", "list")
-    assert empty.returncode == 0, empty.stderr
-    assert "No organisations yet" in empty.stdout
-
-    assert run(capsys, "org", "create", "acme", "--name", "Acme").code == 0
-    listed = ok(capsys, "org", "list", "--json")
-    assert [o["slug"] for o in json.loads(listed)] == ["acme"]
-
-    failed = cspbot("member", "add", "acme", "x@acme.example", "--role", "boss")
-    assert failed.returncode == 1
-    assert failed.stderr.startswith("error: Unknown role 'boss'") and "Traceback" not in failed.stderr
 
 
 def test_sandbox_command_serves_the_sandbox_alone_with_a_private_token(tmp_path: Path) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from app import create_app
+from app import main as app_main
+from services.logging_context import logging_configured
 from services.settings import PROJECT_ROOT, Settings, SettingsError
 from tests.fakes import free_port
 
@@ -142,52 +142,54 @@ def test_create_app_refuses_an_app_id_without_password(tmp_path: Path) -> None:
         create_app(settings)
 
 
-def _python_app_py(database: Path, **settings: str) -> subprocess.CompletedProcess[str]:
-    """`python app.py` with these settings on top of a local-mode environment."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.upper().startswith(("MICROSOFT_APP_", "DANGEROUSLY_", "HOST", "PORT", "DATABASE_URL", "LOG_"))
+def _app_main(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], database: Path, **settings: str
+) -> tuple[object, str]:
+    """What `python app.py` does (`app.main`, in-process: the script itself is started by the replica
+    tests) with these settings on top of a local-mode environment, in the project folder. Returns the
+    exit code it stops with and what it wrote to stderr; the tests' logging set-up is given back."""
+    for key in list(os.environ):
+        if key.upper().startswith(("MICROSOFT_APP_", "DANGEROUSLY_", "HOST", "PORT", "DATABASE_URL", "LOG_")):
+            monkeypatch.delenv(key)
+    environment = {
+        "PORT": str(free_port()),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+        # Explicitly empty: environment variables win over any developer .env in the project.
+        "MICROSOFT_APP_ID": "",
+        "DANGEROUSLY_ALLOW_UNAUTHENTICATED_REQUESTS": "false",
+        "LOG_LEVEL": "INFO",
+        **settings,
     }
-    env.update(
-        {
-            "PORT": str(free_port()),
-            "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
-            # Explicitly empty: environment variables win over any developer .env in the project.
-            "MICROSOFT_APP_ID": "",
-            "DANGEROUSLY_ALLOW_UNAUTHENTICATED_REQUESTS": "false",
-            "LOG_LEVEL": "INFO",
-            **settings,
-        }
-    )
-    return subprocess.run(
-        [sys.executable, "app.py"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(PROJECT_ROOT)
+    capsys.readouterr()
+    with logging_configured("WARNING", "text"), pytest.raises(SystemExit) as stopped:
+        app_main([])
+    return stopped.value.code, capsys.readouterr().err
 
 
-def test_python_app_py_exits_2_on_an_unauthenticated_public_host(tmp_path: Path) -> None:
+def test_python_app_py_exits_2_on_an_unauthenticated_public_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     database = tmp_path / "refused.sqlite3"
-    completed = _python_app_py(database, HOST="0.0.0.0")
-    assert completed.returncode == 2, completed.stderr
-    assert "DANGEROUSLY_ALLOW_UNAUTHENTICATED_REQUESTS" in completed.stderr
-    assert "HOST=0.0.0.0" in completed.stderr
-    assert "Traceback" not in completed.stderr
+    code, stderr = _app_main(monkeypatch, capsys, database, HOST="0.0.0.0")
+    assert code == 2, stderr
+    assert "DANGEROUSLY_ALLOW_UNAUTHENTICATED_REQUESTS" in stderr
+    assert "HOST=0.0.0.0" in stderr
+    assert "Traceback" not in stderr
     assert not database.exists()
 
 
-def test_python_app_py_exits_2_with_one_clear_line_on_an_invalid_setting(tmp_path: Path) -> None:
+def test_python_app_py_exits_2_with_one_clear_line_on_an_invalid_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     database = tmp_path / "refused.sqlite3"
-    completed = _python_app_py(database, LOG_FORMAT="xml")
-    assert completed.returncode == 2, completed.stderr
-    assert "invalid configuration: LOG_FORMAT:" in completed.stderr
-    assert "LOG_FORMAT must be auto, text or json" in completed.stderr
-    assert "Traceback" not in completed.stderr
+    code, stderr = _app_main(monkeypatch, capsys, database, LOG_FORMAT="xml")
+    assert code == 2, stderr
+    assert "invalid configuration: LOG_FORMAT:" in stderr
+    assert "LOG_FORMAT must be auto, text or json" in stderr
+    assert "Traceback" not in stderr
     assert not database.exists()
 
 

@@ -4,6 +4,7 @@ the SDK's dialog packages, set up without their prompts, look as they always do 
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -58,6 +59,13 @@ print(json.dumps({"asked": asked, "namespaces": {
 """
 
 
+@functools.cache
+def _plain_namespaces() -> dict[str, dict[str, str]]:
+    """The three namespaces after a plain import of the SDK's dialogs (the same for every case below:
+    one interpreter per test process asks)."""
+    return dict(json.loads(_python("import microsoft_agents.hosting.dialogs\nNAMES = {}\n" + NAMESPACES))["namespaces"])
+
+
 @pytest.mark.parametrize(
     "first_use",
     [
@@ -72,7 +80,7 @@ print(json.dumps({"asked": asked, "namespaces": {
 def test_the_sdk_dialogs_look_as_always_once_more_is_asked_of_them(first_use):
     """Every name a plain import of the SDK's dialogs binds is there, the same object, and then the three
     namespaces are the plain import's."""
-    plain = json.loads(_python("import microsoft_agents.hosting.dialogs\nNAMES = {}\n" + NAMESPACES))["namespaces"]
+    plain = _plain_namespaces()
     names = {package: sorted(namespace) for package, namespace in plain.items()}
     ours = json.loads(_python(f"import dialogs.sdk\n{first_use}\nNAMES = {names!r}\n" + NAMESPACES))
     assert ours["asked"] == plain

@@ -2,7 +2,8 @@
 installed into a fresh virtual environment that sees the test environment's dependencies but not this
 checkout (its editable install is not active there); then, from a folder outside the checkout, the
 installed `cspbot` opens a database (migrations, the catalog taxonomy, the built-in sandbox's catalog),
-builds the Teams app package (manifest template and icons), and `app` imports."""
+builds the Teams app package (manifest template and icons), and `app` imports; a failed command exits 1 with
+one error line. This is the suite's run of the console script; the other CLI tests call `main` in-process."""
 
 from __future__ import annotations
 
@@ -91,6 +92,19 @@ def test_the_installed_wheel_runs_without_the_checkout(tmp_path: Path) -> None:
     listed = _run([cspbot, "org", "list"], cwd=elsewhere, env=env)
     assert "No organisations yet" in listed.stdout
     assert (elsewhere / "bot.sqlite3").exists()
+
+    # A failed command: exit code 1 and one error line, no traceback.
+    failed = subprocess.run(
+        [cspbot, "member", "add", "acme", "x@acme.example", "--role", "boss"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert failed.returncode == 1, failed.stderr
+    assert failed.stderr.startswith("error: Unknown role 'boss'") and "Traceback" not in failed.stderr
 
     package = elsewhere / "appPackage.zip"
     _run([cspbot, "package", "--app-id", APP_ID, "--out", str(package)], cwd=elsewhere, env=env)

@@ -1,10 +1,12 @@
 """The rendered Agents Playground in headless Chromium, for tests that click what a person clicks.
 
-`Browser` runs `browser_driver.mjs` (npm playwright-core driving Debian's chromium) and talks to it
-in JSON lines. Every call fails the test on a page error or a console error from the card renderer
-(a button that throws sends nothing, and a person sees nothing), and `click`/`send` wait for the
-bot's answer within a bound. A failing test leaves a screenshot of the page under
-`test-artifacts/browser/`.
+`Chromium` runs `browser_driver.mjs` (npm playwright-core driving Debian's chromium) and talks to it
+in JSON lines; it takes seconds to start, so one serves a whole test session (the `chromium`
+fixture). Each `Browser` is a page of it in a browser context of its own (own cookies and storage,
+as a freshly started browser), closed when the test ends. Every call fails the test on a page error
+or a console error from the card renderer (a button that throws sends nothing, and a person sees
+nothing), and `click`/`send` wait for the bot's answer within a bound. A failing test leaves a
+screenshot of the page under `test-artifacts/browser/`.
 """
 
 from __future__ import annotations
@@ -26,25 +28,31 @@ DRIVER = Path(__file__).with_name("browser_driver.mjs")
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
 BOT_AUTHOR = "Test Bot"
+# How often a wait looks at the page again (each look is one cheap call into the page).
+POLL_SECONDS = 0.05
 
 
 class BrowserError(AssertionError):
     """The page did something a person would see as broken, or the driver failed."""
 
 
-class Browser:
-    """One Chromium page on the Playground. Use as ``async with Browser(url, name) as page:``."""
+class Chromium:
+    """One headless Chromium behind `browser_driver.mjs`, for many pages in a row (or at once).
 
-    def __init__(self, url: str, name: str, *, reply_timeout: float = 15.0) -> None:
-        self.url = url
-        self.name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-        self.reply_timeout = reply_timeout
-        self.steps = 0
+    Calls go one at a time; an answer that comes after its caller gave up is skipped by its id. If the
+    driver stopped, the next `page()` starts a new one."""
+
+    def __init__(self) -> None:
         self._proc: asyncio.subprocess.Process | None = None
         self._ids = itertools.count(1)
-        self._failed = False
+        self._lock = asyncio.Lock()
 
-    async def __aenter__(self) -> Browser:
+    async def start(self) -> None:
+        """Start the driver and its Chromium (otherwise the first page does)."""
+        async with self._lock:
+            await self._start()
+
+    async def _start(self) -> None:
         if shutil.which("node") is None:
             raise RuntimeError("node is not on PATH")
         if shutil.which(CHROMIUM) is None:
@@ -60,21 +68,54 @@ class Browser:
             limit=32 * 1024 * 1024,
         )
         try:
-            await self._call("open", url=self.url, timeout=60)
+            answer = await self._exchange("launch", 60, None, {})
         except BaseException:
             await self._stop()
             raise
-        return self
+        if not answer["ok"]:
+            await self._stop()
+            raise BrowserError(f"Chromium did not start: {answer['error']}")
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def page(self, url: str, name: str, *, reply_timeout: float = 15.0) -> Browser:
+        """A new page showing `url`: ``async with chromium.page(url, name) as browser:``."""
+        return Browser(self, url, name, reply_timeout=reply_timeout)
+
+    async def call(self, op: str, timeout: float = 30, page: int | None = None, **args: Any) -> dict[str, Any]:  # noqa: ASYNC109
+        """Send one request (about `page`) and return the driver's answer: ``ok``, ``result`` or
+        ``error``, and the page's ``problems``."""
+        async with self._lock:
+            if self._proc is None or self._proc.returncode is not None:
+                await self._stop()
+                await self._start()
+            return await self._exchange(op, timeout, page, args)
+
+    async def _exchange(self, op: str, within: float, page: int | None, args: dict[str, Any]) -> dict[str, Any]:
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        request_id = next(self._ids)
+        proc.stdin.write((json.dumps({"id": request_id, "op": op, "page": page, **args}) + "\n").encode())
+        await proc.stdin.drain()
         try:
-            if exc is not None or self._failed:
-                await self.screenshot("failure")
-            with contextlib.suppress(Exception):
-                await self._call("close", timeout=10)
-        finally:
+            async with asyncio.timeout(within):
+                while True:
+                    line = await proc.stdout.readline()
+                    if not line:
+                        stderr = (await proc.stderr.read()).decode(errors="replace") if proc.stderr else ""
+                        await self._stop()
+                        raise BrowserError(f"the browser driver stopped during {op}: {stderr[-2000:]}")
+                    answer = json.loads(line)
+                    if answer.get("id") == request_id:  # not the late answer to a call that gave up
+                        return dict(answer)
+        except TimeoutError:
+            raise BrowserError(f"the browser did not finish {op} within {within} s") from None
+
+    async def close(self) -> None:
+        """Close Chromium and stop the driver (its whole process group)."""
+        async with self._lock:
+            if self._proc is not None and self._proc.returncode is None:
+                # Closed by Chromium itself, which then removes its temporary profile.
+                with contextlib.suppress(Exception):
+                    await self._exchange("close", 10, None, {})
             await self._stop()
 
     async def _stop(self) -> None:
@@ -82,28 +123,47 @@ class Browser:
         self._proc = None
         if proc is None:
             return
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Chromium it started
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Chromium it started
         async with asyncio.timeout(10):
             await proc.wait()
 
-    async def _call(self, op: str, timeout: float = 30, **args: Any) -> Any:  # noqa: ASYNC109
-        proc = self._proc
-        assert proc is not None and proc.stdin is not None and proc.stdout is not None
-        request_id = next(self._ids)
-        proc.stdin.write((json.dumps({"id": request_id, "op": op, **args}) + "\n").encode())
-        await proc.stdin.drain()
+
+class Browser:
+    """One page of a `Chromium` on the Playground. Use as ``async with chromium.page(url, name) as page:``."""
+
+    def __init__(self, chromium: Chromium, url: str, name: str, *, reply_timeout: float = 15.0) -> None:
+        self.chromium = chromium
+        self.url = url
+        self.name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+        self.reply_timeout = reply_timeout
+        self.steps = 0
+        self._page: int | None = None
+        self._failed = False
+
+    async def __aenter__(self) -> Browser:
+        self._page = int(await self._call("open", url=self.url, timeout=60))
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._page is None:
+            return
         try:
-            async with asyncio.timeout(timeout):
-                line = await proc.stdout.readline()
-        except TimeoutError:
+            if exc is not None or self._failed:
+                await self.screenshot("failure")
+        finally:
+            with contextlib.suppress(BrowserError):
+                await self._call("closePage", timeout=10)
+            self._page = None
+
+    async def _call(self, op: str, timeout: float = 30, **args: Any) -> Any:  # noqa: ASYNC109
+        try:
+            answer = await self.chromium.call(op, timeout, self._page, **args)
+        except BrowserError:
             self._failed = True
-            raise BrowserError(f"the browser did not finish {op} within {timeout} s") from None
-        if not line:
-            stderr = (await proc.stderr.read()).decode(errors="replace") if proc.stderr else ""
-            raise BrowserError(f"the browser driver stopped during {op}: {stderr[-2000:]}")
-        answer = json.loads(line)
+            raise
         if answer.get("problems"):
             self._failed = True
             raise BrowserError(f"the page reported errors during {op}: " + "; ".join(answer["problems"]))
@@ -161,7 +221,7 @@ class Browser:
             for message in reversed(await self.messages()):
                 if text in message["text"]:
                     return message
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(POLL_SECONDS)
         self._failed = True
         raise BrowserError(f"no message shows {text!r} within {self.reply_timeout} s")
 
@@ -207,7 +267,7 @@ class Browser:
             shown = str(await self._call("extensionPanel"))
             if expect in shown:
                 return shown
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(POLL_SECONDS)
         self._failed = True
         raise BrowserError(f"the message extension did not show {expect!r} within {self.reply_timeout} s: {shown!r}")
 
@@ -241,7 +301,7 @@ class Browser:
             ]
             if answered and (expect is None or any(expect in m["text"] for m in answered)):
                 return answered
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(POLL_SECONDS)
         self._failed = True
         got = " | ".join(m["text"][:200] for m in answered) or "nothing"
         wanted = f" containing {expect!r}" if expect else ""

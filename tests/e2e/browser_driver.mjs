@@ -1,10 +1,12 @@
 // Drives the rendered Agents Playground page in headless Chromium for the Python browser tests.
 //
-// One JSON request per stdin line ({"id", "op", ...args}), one JSON answer per stdout line
-// ({"id", "ok", "result"} or {"id", "ok": false, "error"}). The browser is Debian's chromium
-// (CHROMIUM_PATH, default /usr/bin/chromium) driven by the pinned npm playwright-core: nothing
-// downloads a browser build. Page errors and the card renderer's console errors are collected and
-// returned with every answer, so a test fails on the first one.
+// One JSON request per stdin line ({"id", "op", "page", ...args}), one JSON answer per stdout line
+// ({"id", "ok", "result"} or {"id", "ok": false, "error"}). One Chromium serves many pages: `open`
+// makes a page in a context of its own and answers its id, which the page's later requests name;
+// `closePage` closes it. The browser is Debian's chromium (CHROMIUM_PATH, default /usr/bin/chromium)
+// driven by the pinned npm playwright-core: nothing downloads a browser build. Page errors and the
+// card renderer's console errors are collected per page and returned with every answer about that
+// page, so a test fails on the first one.
 import { chromium } from 'playwright-core';
 import readline from 'node:readline';
 
@@ -19,10 +21,13 @@ const NETWORK_NOISE = [/net::ERR_NAME_NOT_RESOLVED/, /net::ERR_INTERNET_DISCONNE
   /status of 404/, /cdn\.office\.net/, /net::ERR_CONNECTION_REFUSED/];
 
 let browser = null;
+// The open pages by id, each in its own browser context (its own cookies and storage, as a fresh
+// browser has); `page` is the one the request being answered is about.
+const pages = new Map();
+let nextPageId = 1;
 let page = null;
-const problems = [];
 
-function noteProblem(kind, text) {
+function noteProblem(problems, kind, text) {
   if (NETWORK_NOISE.some((pattern) => pattern.test(text))) return;
   problems.push(`${kind}: ${text}`);
 }
@@ -97,14 +102,36 @@ async function choiceIn(input, option) {
 }
 
 const ops = {
+  // Start Chromium (once per driver); pages are opened and closed in it afterwards.
+  async launch() {
+    browser ??= await chromium.launch({ executablePath, headless: true, args: LAUNCH_ARGS });
+    return null;
+  },
+  // A new page in a new context, showing `url`; returns its id (the `page` of later requests).
   async open({ url, width = 1280, height = 900 }) {
-    browser = await chromium.launch({ executablePath, headless: true, args: LAUNCH_ARGS });
-    page = await browser.newPage({ viewport: { width, height } });
+    browser ??= await chromium.launch({ executablePath, headless: true, args: LAUNCH_ARGS });
+    const context = await browser.newContext({ viewport: { width, height } });
+    const id = nextPageId;
+    nextPageId += 1;
+    page = await context.newPage();
+    const problems = [];
+    pages.set(id, { page, problems });
     page.setDefaultTimeout(10000);
-    page.on('pageerror', (error) => noteProblem('page error', error.message));
-    page.on('console', (message) => { if (message.type() === 'error') noteProblem('console error', message.text()); });
-    await page.goto(url, { timeout: 60000 });
-    await page.getByRole('textbox').first().waitFor({ timeout: 50000 });
+    page.on('pageerror', (error) => noteProblem(problems, 'page error', error.message));
+    page.on('console', (message) => { if (message.type() === 'error') noteProblem(problems, 'console error', message.text()); });
+    try {
+      await page.goto(url, { timeout: 60000 });
+      await page.getByRole('textbox').first().waitFor({ timeout: 50000 });
+    } catch (error) {
+      pages.delete(id);
+      await context.close();
+      throw error;
+    }
+    return id;
+  },
+  // Close a page and its context (what it stored goes with it).
+  async closePage() {
+    if (page) await page.context().close();
     return null;
   },
   async openChat({ name }) {
@@ -313,14 +340,20 @@ const lines = readline.createInterface({ input: process.stdin });
 for await (const line of lines) {
   if (!line.trim()) continue;
   const request = JSON.parse(line);
+  const open = request.page === undefined || request.page === null ? null : pages.get(request.page);
+  page = open ? open.page : null;
   let answer;
   try {
+    if (request.page !== undefined && request.page !== null && !open) throw new Error(`no page ${request.page}`);
     const result = await ops[request.op](request);
     answer = { id: request.id, ok: true, result };
   } catch (error) {
     answer = { id: request.id, ok: false, error: String(error && error.message ? error.message : error) };
   }
-  answer.problems = problems.splice(0);
+  // The problems of the page the request was about (a page just opened: its own).
+  const answered = open ?? (request.op === 'open' && answer.ok ? pages.get(answer.result) : null);
+  answer.problems = answered ? answered.problems.splice(0) : [];
+  if (request.op === 'closePage' && open) pages.delete(request.page);
   process.stdout.write(`${JSON.stringify(answer)}\n`);
   if (request.op === 'close') break;
 }

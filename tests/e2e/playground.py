@@ -4,7 +4,8 @@ The Playground (npm ``@microsoft/m365agentsplayground``) is a local stand-in for
 Bot Framework activities to the bot and receives the bot's replies on its mocked connector. We start
 it as a subprocess, read its config, and collect the bot's replies from its WebSocket, so end-to-end
 tests can run the real bot over HTTP without Teams or a browser. It takes seconds to start, so one
-Playground serves a test module (`shared_playground`) and each test puts its own bot behind it.
+Playground serves a whole test session (`shared_playground`, the `session_playground` fixture) and
+each test puts its own bot behind it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PLAYGROUND_BIN = REPO_ROOT / "node_modules" / ".bin" / "agentsplayground"
 
+# The bot's SQLite file in the test's folder (`bot_in_playground`).
+E2E_DATABASE = "e2e.sqlite3"
 _LISTENING = re.compile(r"Listening on (\d+)")
 _INVOKE_NEEDS_REPLY_TO = "adaptiveCard/action"
 
@@ -404,7 +407,7 @@ def _is_live_screen(message: dict[str, Any]) -> bool:
 
 class BotFront:
     """The bot endpoint a Playground is started with: a fixed address in front of the current test's
-    bot. The Playground is slow to start, so one serves a whole test module, while every test has its
+    bot. The Playground is slow to start, so one serves a whole test session, while every test has its
     own bot (its own database, sandbox and outbox) behind this front."""
 
     def __init__(self) -> None:
@@ -467,16 +470,20 @@ async def bot_in_playground(
     shared: SharedPlayground, tmp_path: Path, **overrides: Any
 ) -> AsyncIterator[tuple[Playground, Services, Path]]:
     """The bot on the embedded default — its own SQLite file, its built-in sandbox, the demo
-    organisation, mail in `tmp_path/outbox` — served on a free port, behind the shared Playground's
-    front. `overrides`: other settings. Yields the Playground, the app's services and the outbox folder."""
+    organisation, mail in `tmp_path/outbox`, durable jobs looked for every 50 ms as in the other bot
+    tests — served on a free port, behind the shared Playground's front. `overrides`: other settings.
+    Yields the Playground, the app's services and the outbox folder."""
     port = free_port()
     outbox = tmp_path / "outbox"
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'e2e.sqlite3'}",
-        port=port,
-        mail_outbox_dir=outbox,
-        **overrides,
+        **{
+            "database_url": f"sqlite+aiosqlite:///{tmp_path / E2E_DATABASE}",
+            "port": port,
+            "mail_outbox_dir": outbox,
+            "job_poll_interval_seconds": 0.05,
+            **overrides,
+        },
     )
     app = create_app(settings)
     runner = web.AppRunner(app)

@@ -22,14 +22,16 @@ from tests.e2e.test_playground import _card
 from tests.e2e.test_users_playground import _submit_data
 from tests.fakes import card_text
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 BASIC = "CFQ7TTC0LH18:0001"
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def linked(module_playground: SharedPlayground, tmp_path: Any) -> AsyncIterator[tuple[Playground, Services, str]]:
-    async with bot_in_playground(module_playground, tmp_path) as (pg, services, _):
+@pytest_asyncio.fixture(loop_scope="session")
+async def linked(
+    session_playground: SharedPlayground, tmp_path: Any
+) -> AsyncIterator[tuple[Playground, Services, str]]:
+    async with bot_in_playground(session_playground, tmp_path) as (pg, services, _):
         org = await link_demo_customer(services)
         assert org.partner_center_customer_id
         yield pg, services, org.partner_center_customer_id

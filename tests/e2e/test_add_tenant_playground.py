@@ -17,14 +17,14 @@ from tests.e2e.playground import Playground, SharedPlayground, bot_in_playground
 from tests.fakes import card_text
 from tests.mailparts import plain_text
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 
-@pytest_asyncio.fixture(loop_scope="module")
+@pytest_asyncio.fixture(loop_scope="session")
 async def bot_and_playground(
-    module_playground: SharedPlayground, tmp_path: Path
+    session_playground: SharedPlayground, tmp_path: Path
 ) -> AsyncIterator[tuple[Playground, Path]]:
-    async with bot_in_playground(module_playground, tmp_path) as (pg, _, outbox):
+    async with bot_in_playground(session_playground, tmp_path) as (pg, _, outbox):
         yield pg, outbox
 
 

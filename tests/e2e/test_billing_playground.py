@@ -28,14 +28,14 @@ from tests.e2e.playground import Playground, SharedPlayground, bot_in_playground
 from tests.fakes import card_text
 from tests.subscription_fixtures import admin
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 BASIC = "CFQ7TTC0LH18:0001"
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def running(module_playground: SharedPlayground, tmp_path: Any) -> AsyncIterator[tuple[Playground, Services]]:
-    async with bot_in_playground(module_playground, tmp_path) as (pg, services, _):
+@pytest_asyncio.fixture(loop_scope="session")
+async def running(session_playground: SharedPlayground, tmp_path: Any) -> AsyncIterator[tuple[Playground, Services]]:
+    async with bot_in_playground(session_playground, tmp_path) as (pg, services, _):
         yield pg, services
 
 

@@ -16,37 +16,30 @@ from sqlalchemy import select
 from services.container import Services
 from services.models import ConversationReferenceRow
 from tests.conftest import link_demo_customer
-from tests.e2e.browser import Browser
-from tests.e2e.playground import Playground, SharedPlayground, bot_in_playground, shared_playground
+from tests.e2e.browser import Browser, Chromium
+from tests.e2e.playground import Playground, SharedPlayground, bot_in_playground
 from tests.subscription_fixtures import buy
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
-MEGAN_CONFIG = Path(__file__).with_name("playground-megan.yml")
 PRODUCT = "Microsoft 365 Business Basic"
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def megans_playground() -> AsyncIterator[SharedPlayground]:
-    """The approver's own Playground (she is its current user), in front of each test's bot too."""
-    async with shared_playground(MEGAN_CONFIG) as shared:
-        yield shared
-
-
-@pytest_asyncio.fixture(loop_scope="module")
+@pytest_asyncio.fixture(loop_scope="session")
 async def people(
-    module_playground: SharedPlayground,
+    session_playground: SharedPlayground,
     megans_playground: SharedPlayground,
     tmp_path: Path,
     request: pytest.FixtureRequest,
+    chromium: Chromium,
 ) -> AsyncIterator[tuple[Browser, Browser, Playground, Services]]:
     """Alex's browser on the bot's Playground, Megan's on a second Playground of the same bot."""
-    async with bot_in_playground(module_playground, tmp_path) as (playground, services, _):
-        megans_playground.front.target = module_playground.front.target
+    async with bot_in_playground(session_playground, tmp_path) as (playground, services, _):
+        megans_playground.front.target = session_playground.front.target
         try:
             async with (
-                Browser(playground.base_url, request.node.name + "-alex") as alex,
-                Browser(megans_playground.playground.base_url, request.node.name + "-megan") as megan,
+                chromium.page(playground.base_url, request.node.name + "-alex") as alex,
+                chromium.page(megans_playground.playground.base_url, request.node.name + "-megan") as megan,
             ):
                 org = await link_demo_customer(services)
                 await buy(services, org, quantity=5)

@@ -26,12 +26,12 @@ from services import formatting
 from services.billing.export import CSV_COLUMNS
 from services.container import Services
 from tests.conftest import link_demo_customer
-from tests.e2e.browser import Browser
+from tests.e2e.browser import Browser, Chromium
 from tests.e2e.playground import SharedPlayground, bot_in_playground
 from tests.e2e.sandbox_admin import sandbox_admin
 from tests.subscription_fixtures import BASIC, buy
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 PRODUCT = "Microsoft 365 Business Basic"
 
@@ -58,13 +58,13 @@ async def _set_clock(services: Services, moment: datetime) -> None:
     await sandbox_admin(services, "POST", "/clock", {"set": moment.isoformat().replace("+00:00", "Z")})
 
 
-@pytest_asyncio.fixture(loop_scope="module")
+@pytest_asyncio.fixture(loop_scope="session")
 async def billed(
-    module_playground: SharedPlayground, tmp_path: Path, request: pytest.FixtureRequest
+    session_playground: SharedPlayground, tmp_path: Path, request: pytest.FixtureRequest, chromium: Chromium
 ) -> AsyncIterator[Billed]:
     async with (
-        bot_in_playground(module_playground, tmp_path) as (playground, services, _),
-        Browser(playground.base_url, request.node.name) as browser,
+        bot_in_playground(session_playground, tmp_path) as (playground, services, _),
+        chromium.page(playground.base_url, request.node.name) as browser,
     ):
         org = await link_demo_customer(services)
         now = services.clock.now()

@@ -15,21 +15,20 @@ import pytest_asyncio
 from services.container import Services
 from tests.commands_world import World, build_world
 from tests.conftest import link_demo_customer
-from tests.e2e.browser import Browser
-from tests.e2e.playground import SharedPlayground, bot_in_playground, shared_playground
+from tests.e2e.browser import Browser, Chromium
+from tests.e2e.playground import SharedPlayground, bot_in_playground
 from tests.e2e.sandbox_admin import sandbox_admin
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
-MEGAN_CONFIG = Path(__file__).with_name("playground-megan.yml")
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 
-@pytest_asyncio.fixture(loop_scope="module")
+@pytest_asyncio.fixture(loop_scope="session")
 async def chat(
-    module_playground: SharedPlayground, tmp_path: Path, request: pytest.FixtureRequest
+    session_playground: SharedPlayground, tmp_path: Path, request: pytest.FixtureRequest, chromium: Chromium
 ) -> AsyncIterator[tuple[Browser, Services]]:
     async with (
-        bot_in_playground(module_playground, tmp_path) as (playground, services, _),
-        Browser(playground.base_url, request.node.name) as browser,
+        bot_in_playground(session_playground, tmp_path) as (playground, services, _),
+        chromium.page(playground.base_url, request.node.name) as browser,
     ):
         yield browser, services
 
@@ -98,25 +97,19 @@ async def test_leaving_after_the_seat_window_schedules_the_lower_quantity(chat: 
     assert subscription.quantity == 10 and scheduled is not None and scheduled.quantity == 9
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def megans_playground() -> AsyncIterator[SharedPlayground]:
-    """The approver's own Playground (she is its current user), in front of the test's bot too."""
-    async with shared_playground(MEGAN_CONFIG) as shared:
-        yield shared
-
-
 async def test_a_purchase_above_the_policy_is_approved_by_the_approver(
-    module_playground: SharedPlayground,
+    session_playground: SharedPlayground,
     megans_playground: SharedPlayground,
     tmp_path: Path,
     request: pytest.FixtureRequest,
+    chromium: Chromium,
 ) -> None:
-    async with bot_in_playground(module_playground, tmp_path) as (playground, services, _):
-        megans_playground.front.target = module_playground.front.target
+    async with bot_in_playground(session_playground, tmp_path) as (playground, services, _):
+        megans_playground.front.target = session_playground.front.target
         try:
             async with (
-                Browser(playground.base_url, request.node.name + "-alex") as alex,
-                Browser(megans_playground.playground.base_url, request.node.name + "-megan") as megan,
+                chromium.page(playground.base_url, request.node.name + "-alex") as alex,
+                chromium.page(megans_playground.playground.base_url, request.node.name + "-megan") as megan,
             ):
                 await _world(services)
                 await services.spending.set("contoso", actor="e2e", monthly_threshold="100")

@@ -15,23 +15,23 @@ import pytest_asyncio
 from services import formatting
 from services.container import Services
 from tests.conftest import link_demo_customer
-from tests.e2e.browser import Browser
+from tests.e2e.browser import Browser, Chromium
 from tests.e2e.playground import SharedPlayground, bot_in_playground
 from tests.subscription_fixtures import buy
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 
-@pytest_asyncio.fixture(loop_scope="module")
+@pytest_asyncio.fixture(loop_scope="session")
 async def chat(
-    module_playground: SharedPlayground, tmp_path: Path, request: pytest.FixtureRequest
+    session_playground: SharedPlayground, tmp_path: Path, request: pytest.FixtureRequest, chromium: Chromium
 ) -> AsyncIterator[tuple[Browser, Services]]:
     """Contoso bought five Business Basic seats this month (elsewhere; the bot has synced them)."""
-    async with bot_in_playground(module_playground, tmp_path) as (playground, services, _):
+    async with bot_in_playground(session_playground, tmp_path) as (playground, services, _):
         org = await link_demo_customer(services)
         await buy(services, org, quantity=5)
         await services.subscriptions.sync(org.id)
-        async with Browser(playground.base_url, request.node.name) as browser:
+        async with chromium.page(playground.base_url, request.node.name) as browser:
             await browser.wait_for_text("Welcome, Alex Wilber")
             yield browser, services
 

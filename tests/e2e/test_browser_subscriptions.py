@@ -14,24 +14,24 @@ import pytest_asyncio
 from services import formatting
 from services.container import Services
 from tests.conftest import link_demo_customer
-from tests.e2e.browser import Browser
+from tests.e2e.browser import Browser, Chromium
 from tests.e2e.playground import SharedPlayground, bot_in_playground
 from tests.e2e.sandbox_admin import sandbox_admin
 from tests.subscription_fixtures import admin
 from tests.subscription_fixtures import buy as buy_directly
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 MCA = "On behalf of Contoso Ltd, I accept the Microsoft Customer Agreement."
 
 
-@pytest_asyncio.fixture(loop_scope="module")
+@pytest_asyncio.fixture(loop_scope="session")
 async def chat(
-    module_playground: SharedPlayground, tmp_path: Path, request: pytest.FixtureRequest
+    session_playground: SharedPlayground, tmp_path: Path, request: pytest.FixtureRequest, chromium: Chromium
 ) -> AsyncIterator[tuple[Browser, Services]]:
     async with (
-        bot_in_playground(module_playground, tmp_path) as (playground, services, _),
-        Browser(playground.base_url, request.node.name) as browser,
+        bot_in_playground(session_playground, tmp_path) as (playground, services, _),
+        chromium.page(playground.base_url, request.node.name) as browser,
     ):
         yield browser, services
 

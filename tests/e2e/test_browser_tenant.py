@@ -11,23 +11,23 @@ import pytest
 import pytest_asyncio
 
 from services.container import Services
-from tests.e2e.browser import Browser
+from tests.e2e.browser import Browser, Chromium
 from tests.e2e.playground import SharedPlayground, bot_in_playground, shared_playground
 from tests.e2e.sandbox_admin import sandbox_admin
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 MCA = "On behalf of Contoso Ltd, I accept the Microsoft Customer Agreement."
 DOMAIN_PREFIX = "Domain prefix (<prefix>.onmicrosoft.com: letters and digits, starts with a letter, at most 27)"
 
 
-@pytest_asyncio.fixture(loop_scope="module")
+@pytest_asyncio.fixture(loop_scope="session")
 async def chat(
-    module_playground: SharedPlayground, tmp_path: Path, request: pytest.FixtureRequest
+    session_playground: SharedPlayground, tmp_path: Path, request: pytest.FixtureRequest, chromium: Chromium
 ) -> AsyncIterator[tuple[Browser, Services]]:
     async with (
-        bot_in_playground(module_playground, tmp_path) as (playground, services, _),
-        Browser(playground.base_url, request.node.name) as browser,
+        bot_in_playground(session_playground, tmp_path) as (playground, services, _),
+        chromium.page(playground.base_url, request.node.name) as browser,
     ):
         yield browser, services
 
@@ -71,14 +71,14 @@ GUID_TENANT = "6b2f1c7e-3d4a-4b5c-8d9e-0f1a2b3c4d5e"
 
 
 async def test_an_existing_tenant_is_linked_once_its_admin_accepted(
-    tmp_path: Path, request: pytest.FixtureRequest
+    tmp_path: Path, request: pytest.FixtureRequest, chromium: Chromium
 ) -> None:
     async with (
         shared_playground(GUID_TENANT_CONFIG) as own,
         bot_in_playground(own, tmp_path) as (playground, services, _),
     ):
         await services.organisations.link_teams_tenant("contoso", GUID_TENANT, actor="e2e")
-        async with Browser(playground.base_url, request.node.name) as browser:
+        async with chromium.page(playground.base_url, request.node.name) as browser:
             await browser.send("add tenant", expect="I have accepted — check now")
             await browser.click("I have accepted — check now", expect="does not list your tenant")
             await sandbox_admin(

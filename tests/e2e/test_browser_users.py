@@ -7,13 +7,14 @@ list sent to the 1:1 chat. Every step is typing in the chat box or clicking a re
 error from the card renderer fails the test.
 
 The Playground has no way to hand the bot a file for the directory (and the bot takes none): the
-operator loads it from a CSV on the command line, which these tests run as the operator would."""
+operator loads it from a CSV with `cspbot directory import`, which these tests run in-process."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import os
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +22,15 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from cli.main import main as cli_main
 from services.container import Services
 from tests.conftest import link_demo_customer, outbox_messages
-from tests.e2e.browser import Browser
-from tests.e2e.playground import SharedPlayground, bot_in_playground
+from tests.e2e.browser import Browser, Chromium
+from tests.e2e.playground import E2E_DATABASE, SharedPlayground, bot_in_playground
 from tests.e2e.sandbox_admin import sandbox_admin
 from tests.users_support import BASIC, buy_licences
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 DOMAIN = "contosodemo.onmicrosoft.com"
 PEOPLE = 21  # created in Microsoft's admin centre, besides the tenant's first admin: three pages of ten
@@ -45,13 +47,13 @@ class Admin:
     folder: Path
 
 
-@pytest_asyncio.fixture(loop_scope="module")
+@pytest_asyncio.fixture(loop_scope="session")
 async def admin(
-    module_playground: SharedPlayground, tmp_path: Path, request: pytest.FixtureRequest
+    session_playground: SharedPlayground, tmp_path: Path, request: pytest.FixtureRequest, chromium: Chromium
 ) -> AsyncIterator[Admin]:
     """Contoso with a Microsoft tenant of 22 users (never synced by the bot yet) and two Business
     Basic licences; Alex Wilber, its admin, in the Playground."""
-    async with bot_in_playground(module_playground, tmp_path) as (playground, services, outbox):
+    async with bot_in_playground(session_playground, tmp_path) as (playground, services, outbox):
         org = await link_demo_customer(services)
         await buy_licences(services, org, BASIC, 2)
         users = f"/customers/{org.partner_center_customer_id}/users"
@@ -62,7 +64,7 @@ async def admin(
                 users,
                 {"userPrincipalName": f"user{index:02}@{DOMAIN}", "displayName": f"Person {index:02}"},
             )
-        async with Browser(playground.base_url, request.node.name) as browser:
+        async with chromium.page(playground.base_url, request.node.name) as browser:
             await browser.wait_for_text("Welcome, Alex Wilber")  # the chat opened: the bot greets first
             yield Admin(browser, services, outbox, tmp_path)
 
@@ -181,32 +183,29 @@ async def test_licences_are_assigned_to_users_picked_from_a_long_list_and_remove
 
 
 async def _operator_loads(admin: Admin, csv: str) -> None:
-    """`cspbot directory import contoso people.csv`, run by the operator while the bot runs."""
+    """`cspbot directory import contoso people.csv`, run by the operator while the bot runs (the CLI's
+    `main` on a thread of its own, in the operator's environment: the bot's database, no Partner Center
+    or SMTP settings, the folder as working directory)."""
     people = admin.folder / "people.csv"
     people.write_text(csv, encoding="utf-8")
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PARTNER_CENTER_", "SMTP_"))}
-    env.update(
-        DATABASE_URL=f"sqlite+aiosqlite:///{admin.folder / 'e2e.sqlite3'}",
-        SEED_DEMO_ORGANISATION="false",
-        MICROSOFT_APP_ID="",
-        LOG_LEVEL="WARNING",
-    )
-    cspbot = Path(sys.executable).with_name("cspbot")
-    process = await asyncio.create_subprocess_exec(
-        str(cspbot),
-        "directory",
-        "import",
-        "contoso",
-        str(people),
-        cwd=admin.folder,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(120):
-        out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
-    assert "18 added, 0 updated" in out.decode()
+    code, out, err = await asyncio.to_thread(_cspbot, ["directory", "import", "contoso", str(people)], admin.folder)
+    assert code == 0, err
+    assert "18 added, 0 updated" in out
+
+
+def _cspbot(argv: list[str], folder: Path) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        for key in list(os.environ):
+            if key.startswith(("PARTNER_CENTER_", "SMTP_")):
+                patch.delenv(key)
+        patch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{folder / E2E_DATABASE}")
+        patch.setenv("SEED_DEMO_ORGANISATION", "false")
+        patch.setenv("MICROSOFT_APP_ID", "")
+        patch.setenv("LOG_LEVEL", "WARNING")
+        patch.chdir(folder)  # settings read `.env` from the working directory
+        code = cli_main(argv)
+    return code, out.getvalue(), err.getvalue()
 
 
 async def test_directory_people_are_imported_and_tenant_users_exported(admin: Admin) -> None:

@@ -13,13 +13,13 @@ from tests.cardcheck import assert_valid_card
 from tests.e2e.playground import Playground, SharedPlayground, bot_in_playground
 from tests.fakes import card_text
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def playground(module_playground: SharedPlayground, tmp_path: Any) -> AsyncIterator[Playground]:
+@pytest_asyncio.fixture(loop_scope="session")
+async def playground(session_playground: SharedPlayground, tmp_path: Any) -> AsyncIterator[Playground]:
     """The bot on the embedded default (its own SQLite file, demo organisation) and the Playground."""
-    async with bot_in_playground(module_playground, tmp_path) as (pg, _, _):
+    async with bot_in_playground(session_playground, tmp_path) as (pg, _, _):
         yield pg
 
 

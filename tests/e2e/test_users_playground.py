@@ -21,14 +21,14 @@ from tests.e2e.test_playground import _card
 from tests.fakes import card_text
 from tests.users_support import BASIC, buy_licences
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 
-@pytest_asyncio.fixture(loop_scope="module")
+@pytest_asyncio.fixture(loop_scope="session")
 async def linked(
-    module_playground: SharedPlayground, tmp_path: Any
+    session_playground: SharedPlayground, tmp_path: Any
 ) -> AsyncIterator[tuple[Playground, Services, Path]]:
-    async with bot_in_playground(module_playground, tmp_path) as (pg, services, outbox):
+    async with bot_in_playground(session_playground, tmp_path) as (pg, services, outbox):
         org = await link_demo_customer(services)
         await buy_licences(services, org, BASIC, 2)
         yield pg, services, outbox

@@ -24,13 +24,13 @@ from tests.e2e.sandbox_admin import sandbox_admin
 from tests.fakes import card_text
 from tests.subscription_fixtures import buy
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def running(module_playground: SharedPlayground, tmp_path: Any) -> AsyncIterator[tuple[Playground, Services]]:
+@pytest_asyncio.fixture(loop_scope="session")
+async def running(session_playground: SharedPlayground, tmp_path: Any) -> AsyncIterator[tuple[Playground, Services]]:
     # The scheduler looks for a due pass every half second (one pass per hour of Microsoft's time).
-    async with bot_in_playground(module_playground, tmp_path, warnings_check_seconds=0.5) as (pg, services, _):
+    async with bot_in_playground(session_playground, tmp_path, warnings_check_seconds=0.5) as (pg, services, _):
         yield pg, services
 
 
