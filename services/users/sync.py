@@ -35,9 +35,9 @@ from services.errors import DomainError
 from services.i18n import _
 from services.models import LicencePool, Organisation, TenantUser, UserSyncState
 from services.partner_center import PartnerCenterClient
-from services.partner_center.client import LazyPage
 from services.partner_center.errors import PartnerCenterError
 from services.partner_center.models import CustomerUser, License, Link, SubscribedSku
+from services.partner_center.transport import LazyPage
 from services.users.leases import LeaseService
 
 log = logging.getLogger(__name__)

@@ -198,7 +198,7 @@ async def test_each_call_is_logged_at_debug_and_a_retried_or_refused_one_at_warn
     pc: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     """At INFO (make run) a hundred successful calls say nothing; what a person must notice still shows."""
-    caplog.set_level(logging.DEBUG, logger="services.partner_center.client")
+    caplog.set_level(logging.DEBUG, logger="services.partner_center")
     path = f"/v1/customers/{CUSTOMER}"
     pc.fake.script("GET", path, Reply(429, None, {"Retry-After": "1"}), Reply(503, None), Reply(200, {"id": CUSTOMER}))
     pc.fake.script("GET", f"/v1/customers/{CUSTOMER}/users/u1", Reply(404, fault(2000, "not found")))
@@ -1022,7 +1022,7 @@ async def test_every_attempt_is_told_to_the_observer_by_operation_without_ids(pc
 
 
 def test_operation_names_keep_only_partner_centers_words() -> None:
-    from services.partner_center.client import operation_of
+    from services.partner_center.transport import operation_of
 
     assert operation_of("get", "https://api.partner.microsoft.com/v1.0/sales/pricesheets(Market='US')/$value") == (
         "GET sales/pricesheets/{id}"
