@@ -183,11 +183,33 @@ def verdict(label: str, seconds: float, goal: float) -> str:
     return f"{'PASS' if seconds <= goal else 'MISS'}  {label}: {seconds:.3f} s (goal <= {goal} s)"
 
 
+# Who loads what at `import app`, grouped by where it comes from (self time summed): what the SDK, SQLAlchemy
+# and aiohttp cost is what a turn runs on; "ours" is what lazy imports of ours could still change.
+IMPORT_GROUPS = (
+    ("aiohttp (and the bare server)", ("aiohttp", "multidict", "yarl", "frozenlist", "aiosignal", "propcache")),
+    ("the Agents SDK (and jwt, azure.core, opentelemetry)", ("microsoft_agents", "jwt", "cryptography", "azure",
+                                                             "opentelemetry", "isodate")),
+    ("pydantic and pydantic-settings", ("pydantic", "pydantic_core", "pydantic_settings", "annotated_types",
+                                        "typing_inspection", "typing_extensions", "dotenv")),
+    ("SQLAlchemy and aiosqlite", ("sqlalchemy", "aiosqlite", "greenlet")),
+    ("ours: services.models (the ORM tables)", ("services.models",)),
+    ("ours: the rest", ("services", "bot", "dialogs", "cards", "startup", "app")),
+)  # fmt: skip
+
+
+def _group(name: str) -> str:
+    for label, prefixes in IMPORT_GROUPS:
+        if any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes):
+            return label
+    return "other (the standard library, babel, prometheus_client, ...)"
+
+
 def import_lines(folder: Path, top: int = 15) -> list[str]:
-    """The modules `import app` spends most time in (cumulative µs from `python -X importtime`)."""
+    """The modules `import app` spends most time in (cumulative µs from `python -X importtime`), and the
+    self times summed by where the modules come from."""
     env = child_environment(folder, 0)
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import app"],
+        [sys.executable, "-X", "importtime", "-c", "import gc; gc.disable(); import app"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -195,13 +217,19 @@ def import_lines(folder: Path, top: int = 15) -> list[str]:
         check=True,
     )
     rows = []
+    groups: dict[str, int] = {}
     for line in result.stderr.splitlines():
         if not line.startswith("import time:") or "self [us]" in line:
             continue
-        _self, cumulative, name = (part.strip() for part in line.split(":", 1)[1].split("|"))
+        own, cumulative, name = (part.strip() for part in line.split(":", 1)[1].split("|"))
         rows.append((int(cumulative), name))
+        groups[_group(name)] = groups.get(_group(name), 0) + int(own)
     rows.sort(reverse=True)
-    return [f"  {us / 1000:8.1f} ms  {name}" for us, name in rows[:top]]
+    lines = [f"  {us / 1000:8.1f} ms  {name}" for us, name in rows[:top]]
+    lines += ["", "the same, self time summed by origin (with the collector off, as `python app.py` loads):"]
+    lines += [f"  {us / 1000:8.1f} ms  {label}" for label, us in sorted(groups.items(), key=lambda item: -item[1])]
+    lines.append(f"  {sum(groups.values()) / 1000:8.1f} ms  in all")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,11 +3,11 @@ country: `22 12 34 56` typed for Norway becomes `+47 22 12 34 56`. Pure, no I/O.
 
 from __future__ import annotations
 
-import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberFormat
-
 from services.countries import country_name
 from services.i18n import _
+
+# `phonenumbers` is imported by the functions that use it: its metadata takes ~10 ms to load, and only a
+# tenant form (not a start, nor most turns) checks a phone number.
 
 
 class InvalidPhone(ValueError):
@@ -17,6 +17,9 @@ class InvalidPhone(ValueError):
 def normalise_phone(value: str, country: str) -> str:
     """The number in international format (`+47 22 12 34 56`). A number without a leading + is read
     as one of `country`; one with a + must still be a valid number of its own country."""
+    import phonenumbers
+    from phonenumbers import NumberParseException, PhoneNumberFormat
+
     text, region = value.strip(), country.strip().upper()
     try:
         number = phonenumbers.parse(text, region or None)
@@ -37,6 +40,9 @@ def normalise_phone(value: str, country: str) -> str:
 
 def example_phone(region: str) -> str:
     """A number of the country in international format, to show how one is typed: `+47 21 23 45 67`."""
+    import phonenumbers
+    from phonenumbers import PhoneNumberFormat
+
     example = phonenumbers.example_number(region.upper()) if region else None
     return phonenumbers.format_number(example, PhoneNumberFormat.INTERNATIONAL) if example else "+44 20 7946 0000"
 

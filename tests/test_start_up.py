@@ -23,6 +23,8 @@ NOT_AT_START_UP = {
     "recognizers_date_time": "the SDK's DateTimePrompt",
     "recognizers_number": "the SDK's choice recognizer and NumberPrompt",
     "sandbox": "only the embedded default starts it, when the app opens Partner Center",
+    "phonenumbers": "only a tenant form checks a phone number (services/phones.py)",
+    "openpyxl": "the exports write their XLSX themselves (services/billing/xlsx.py); only tests read it back",
 }
 
 

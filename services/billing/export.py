@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from services.billing.rating import Line
 from services.billing.reports import CycleReport
-from services.billing.xlsx import BOLD, PLAIN, Kind, Workbook, money_style
+from services.billing.xlsx import BOLD, PLAIN, Kind, RowFormat, Workbook, money_style
 from services.i18n import _
 from services.money import minor_digits, plain
 
@@ -88,7 +88,7 @@ def _sheet_title(report: CycleReport) -> str:
 def to_xlsx(reports: Sequence[CycleReport], *, organisation: str = "") -> bytes:
     """A `Summary` sheet (one row per cycle and currency) and one sheet per cycle with the CSV columns."""
     workbook = Workbook()
-    money_styles: dict[str, tuple[int, ...]] = {}  # currency → the line columns' styles
+    line_shapes: dict[str, RowFormat] = {}  # currency → the line rows' shape (their money columns' styles)
     with workbook.sheet(_("Summary"), widths=[12, 12, 12, 14, 14, 9, 14, 4, 30]) as summary:
         summary.append(
             (name, BOLD)
@@ -118,14 +118,14 @@ def to_xlsx(reports: Sequence[CycleReport], *, organisation: str = "") -> bytes:
             sheet.append((name, BOLD) for name in CSV_COLUMNS)
             dated, start, end = report.report_date, report.cycle.start, report.cycle.end
             for line in report.lines:
-                styles = money_styles.get(line.currency)
-                if styles is None:
+                shape = line_shapes.get(line.currency)
+                if shape is None:
                     money = money_style(minor_digits(line.currency or "EUR"))
-                    styles = money_styles[line.currency] = tuple(
-                        money if name in ("unit_price", "amount") else PLAIN for name in CSV_COLUMNS
+                    shape = line_shapes[line.currency] = RowFormat(
+                        _LINE_KINDS, [money if name in ("unit_price", "amount") else PLAIN for name in CSV_COLUMNS]
                     )
-                sheet.append_values(
-                    _LINE_KINDS,
+                sheet.append_row(
+                    shape,
                     (
                         dated,
                         start,
@@ -142,7 +142,6 @@ def to_xlsx(reports: Sequence[CycleReport], *, organisation: str = "") -> bytes:
                         line.amount,
                         line.currency,
                     ),
-                    styles,
                 )
     return workbook.finish()
 

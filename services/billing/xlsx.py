@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from datetime import date
 from decimal import Decimal
 from enum import Enum
-from typing import IO, cast
+from typing import IO, Any
 from xml.sax.saxutils import escape
 
 _MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
@@ -108,6 +108,38 @@ def _text(value: str) -> str:
     return f"<is><t{space}>{text}</t></is>"
 
 
+_TEXT, _NUMBER = Kind.TEXT, Kind.NUMBER
+
+
+class RowFormat:
+    """The shape of rows written many times (each column's kind and style): the XML of a row is made once
+    per pattern of empty cells, as a template that takes the row number and the cells' contents."""
+
+    def __init__(self, kinds: Sequence[Kind], styles: Sequence[int]) -> None:
+        self.kinds = tuple(kinds)
+        self.styles = tuple(styles)
+        self.templates: dict[int, str] = {}  # bit i set: column i has a cell → the row's template
+
+    def template(self, present: int) -> str:
+        if len(self.kinds) > len(_COLUMNS):
+            _COLUMNS.extend(_column(n) for n in range(len(_COLUMNS), len(self.kinds)))
+        parts, field = ['<row r="{0}">'], 1
+        for index, (kind, style) in enumerate(zip(self.kinds, self.styles, strict=True)):
+            if not present >> index & 1:
+                continue
+            reference = f'<c r="{_COLUMNS[index]}{{0}}"'
+            if kind is Kind.TEXT:
+                parts.append(f'{reference}{_STYLE_ATTRIBUTE[style]} t="inlineStr">{{{field}}}</c>')
+            elif kind is Kind.NUMBER:
+                parts.append(f"{reference}{_STYLE_ATTRIBUTE[style]}><v>{{{field}}}</v></c>")
+            else:
+                parts.append(f'{reference} s="{style or DATE}"><v>{{{field}}}</v></c>')
+            field += 1
+        parts.append("</row>")
+        template = self.templates[present] = "".join(parts)
+        return template
+
+
 class SheetWriter:
     """Rows of one worksheet, streamed into its part of the zip. Texts and dates are encoded once per
     workbook: the same product, subscription and day come back on many rows and sheets."""
@@ -120,6 +152,7 @@ class SheetWriter:
         self._pending: list[str] = []
         self._texts = texts  # text → its encoded cell content, shared by a workbook's sheets
         self._serials = serials  # day → Excel's day number, likewise
+        self._shapes: dict[tuple[tuple[Kind, ...], tuple[int, ...]], RowFormat] = {}
         cols = "".join(f'<col min="{i}" max="{i}" width="{w}" customWidth="1"/>' for i, w in enumerate(widths, start=1))
         self._write(
             _HEAD + f'<worksheet xmlns="{_MAIN}" xmlns:r="{_REL}">'
@@ -145,32 +178,43 @@ class SheetWriter:
     def append_values(self, kinds: Sequence[Kind], values: Sequence[Value], styles: Sequence[int]) -> None:
         """A row whose columns' kinds are known (`kinds[i]` for `values[i]`, styled `styles[i]`): the same
         cells as `append` writes for these values, without asking each value what it is."""
+        key = (tuple(kinds), tuple(styles))
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = self._shapes[key] = RowFormat(*key)
+        self.append_row(shape, values)
+
+    def append_row(self, shape: RowFormat, values: Sequence[Value]) -> None:
+        """A row of `shape` (the same cells as `append_values` with its kinds and styles): each value is
+        turned into its cell's content, and the row is one template (per pattern of empty cells) filled in."""
         self._rows += 1
-        number = self._rows
-        parts = [f'<row r="{number}">']
-        if len(values) > len(_COLUMNS):
-            _COLUMNS.extend(_column(n) for n in range(len(_COLUMNS), len(values)))
-        for index, value in enumerate(values):
-            if value is None:
-                continue
-            kind, style = kinds[index], styles[index]
-            if kind is Kind.TEXT:
-                if not value:
-                    continue
-                text = self._texts.get(cast(str, value))
-                if text is None:
-                    text = self._texts[cast(str, value)] = _text(cast(str, value))
-                parts.append(f'<c r="{_COLUMNS[index]}{number}"{_STYLE_ATTRIBUTE[style]} t="inlineStr">{text}</c>')
-            elif kind is Kind.NUMBER:
-                parts.append(f'<c r="{_COLUMNS[index]}{number}"{_STYLE_ATTRIBUTE[style]}><v>{value}</v></c>')
-            else:
-                day = cast(date, value)
-                serial = self._serials.get(day)
-                if serial is None:
-                    serial = self._serials[day] = (day - _EPOCH).days
-                parts.append(f'<c r="{_COLUMNS[index]}{number}" s="{style or DATE}"><v>{serial}</v></c>')
-        parts.append("</row>")
-        self._pending.append("".join(parts))
+        texts, serials = self._texts, self._serials
+        contents: list[object] = [str(self._rows)]
+        present, bit = 0, 1
+        row: Sequence[Any] = values  # each value is of its column's kind
+        for kind, value in zip(shape.kinds, row, strict=False):
+            if value is not None:
+                if kind is _TEXT:
+                    if value:
+                        text = texts.get(value)
+                        if text is None:
+                            text = texts[value] = _text(value)
+                        contents.append(text)
+                        present |= bit
+                elif kind is _NUMBER:
+                    contents.append(str(value))
+                    present |= bit
+                else:
+                    serial = serials.get(value)
+                    if serial is None:
+                        serial = serials[value] = (value - _EPOCH).days
+                    contents.append(serial)
+                    present |= bit
+            bit <<= 1
+        template = shape.templates.get(present)
+        if template is None:
+            template = shape.template(present)
+        self._pending.append(template.format(*contents))
         if len(self._pending) >= ROWS_PER_WRITE:
             self._flush()
 

@@ -11,9 +11,10 @@ Microsoft adds fields and enum values without notice (subscription statuses `exp
 
 Secrets (generated admin passwords, new users' passwords) are `SecretStr`, so they never appear in
 `repr`, logs or tracebacks; `WireModel.to_wire()` is the one place they are revealed, for a request body.
-"""
 
-from __future__ import annotations
+Annotations are not postponed (`from __future__ import annotations`): pydantic would evaluate each field's from
+its text at every start; only the two references to classes defined further down are written as text.
+"""
 
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -397,7 +398,7 @@ class Agreement(WireModel):
 class ItemType(WireModel):
     id: str | None = None
     display_name: str | None = None
-    sub_type: ItemType | None = None
+    sub_type: "ItemType | None" = None
 
 
 class Product(WireModel):
@@ -591,7 +592,7 @@ class CartLineItem(WireModel):
     promotion_id: str | None = None
     provisioning_context: dict[str, str] | None = None
     order_group: str | None = None
-    addon_items: list[CartLineItem] | None = None
+    addon_items: "list[CartLineItem] | None" = None
     error: CartError | None = None
     custom_term_end_date: WireDateTime = None
 

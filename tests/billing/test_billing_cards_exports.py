@@ -27,6 +27,7 @@ from services.billing.cycles import CycleCalendar
 from services.billing.export import CSV_COLUMNS, to_csv, to_xlsx
 from services.billing.rating import rate_cycle
 from services.billing.reports import CycleReport
+from services.i18n import _
 from services.ledger import LedgerEvent as Ev
 from tests.billing.ledger_fixtures import BASIC, TEAMS_PHONE, event, price
 from tests.cardcheck import assert_valid_card
@@ -271,7 +272,7 @@ def test_xlsx_escapes_text_and_leaves_unpriced_cells_empty() -> None:
 @pytest.mark.parametrize(
     ("locale", "total", "period", "dated"),
     [
-        ("nb_NO", "287,29\u00a0€", "1.–30. sep. 2026", "1. okt. 2026"),
+        ("nb_NO", "287,29\u00a0€", "1.–30. sep. 2026", "1.\u00a0okt. 2026"),
         ("de_DE", "287,29\u00a0€", "1.–30. Sept. 2026", "01.10.2026"),
         ("sv_SE", "287,29\u00a0€", "1–30 sep. 2026", "1 okt. 2026"),
         ("en_US", "€287.29", "Sep 1\u2009–\u200930, 2026", "Oct 1, 2026"),
@@ -284,5 +285,7 @@ def test_the_bill_reads_in_the_readers_locale(locale: str, total: str, period: s
     assert_valid_card(card)
     assert_valid_card(summary)
     said = card_text(card)
-    assert f"Total\n{total}" in said and period in said and dated in said, said
+    with formatting.reading(locale):
+        total_word = _("Total")
+    assert f"{total_word}\n{total}" in said and period in said and dated in said, said
     assert dated in card_text(summary)
