@@ -32,6 +32,8 @@ class FakeConnector:
     # The bot's end of the TCP connection each request came over: (host, port).
     peers: list[tuple[str, int]] = field(default_factory=list)
     fail_next: int = 0
+    # POSTs into these conversations fail (500) until the test takes them out: one member unreachable.
+    fail_conversations: set[str] = field(default_factory=set)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _changed: asyncio.Condition | None = None
 
@@ -56,8 +58,8 @@ class FakeConnector:
     async def _send(self, request: web.Request) -> web.Response:
         self.authorizations.append(request.headers.get("Authorization"))
         self.peers.append(request.transport.get_extra_info("peername")[:2] if request.transport else ("", 0))
-        if self.fail_next:
-            self.fail_next -= 1
+        if self.fail_next or request.match_info["conversation"] in self.fail_conversations:
+            self.fail_next = max(0, self.fail_next - 1)
             return web.json_response({"error": {"code": "ServiceError"}}, status=500)
         body = await request.json()
         message_id = f"msg-{next(self._ids)}"

@@ -504,3 +504,28 @@ async def test_a_licence_overview_nobody_could_receive_is_tried_again_while_due_
     await services.warnings.run_pass()
     overviews = [c for c in await _new_cards(fake, ALEX_CHAT, alex) if "Licence overview" in card_text(c)]
     assert len(overviews) == 1 and "November 2026" in card_text(overviews[0])
+
+
+async def test_a_licence_overview_one_reader_missed_reaches_them_on_the_next_pass_and_nobody_twice(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    fake, url = connector
+    client, services, _sid = await _start(make_bot, connector, sqlite_services, sqlite_demo_customer, quantity=3)
+    await services.organisations.set_roles(DEMO_SLUG, PLAYGROUND_APPROVER[0], add=["billing"], actor="op")
+    await _say(client, fake, url, "menu", **MEGAN)  # Megan (now a billing reader) has chatted with the bot
+    megan_chat = MEGAN["conversation_id"]
+    alex, megan = len(fake.messages(ALEX_CHAT)), len(fake.messages(megan_chat))
+    await sandbox.admin("POST", "/clock", {"set": "2026-12-01T09:00:00+00:00"})
+
+    def overviews(conversation: str, before: int) -> list[dict[str, Any]]:
+        cards = [card_of(m) for m in fake.messages(conversation)[before:]]
+        return [c for c in cards if c is not None and "Licence overview" in card_text(c)]
+
+    fake.fail_conversations = {megan_chat}  # Teams refuses Megan's chat during the first pass
+    await services.warnings.run_pass()
+    assert len(overviews(ALEX_CHAT, alex)) == 1 and overviews(megan_chat, megan) == []
+    fake.fail_conversations = set()
+    await services.warnings.run_pass()  # still due: Megan gets it now, Alex not a second time
+    assert len(overviews(ALEX_CHAT, alex)) == 1 and len(overviews(megan_chat, megan)) == 1
+    await services.warnings.run_pass()
+    assert len(overviews(ALEX_CHAT, alex)) == 1 and len(overviews(megan_chat, megan)) == 1

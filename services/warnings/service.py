@@ -456,7 +456,8 @@ class WarningService:
 
     async def _send_overviews(self, facts: Mapping[int, OrganisationFacts], now: datetime) -> int:
         """Each organisation's overview of the month due, claimed once by (organisation, month) and
-        sent to its admins and billing readers. Returns how many were sent."""
+        sent to its admins and billing readers — each once: one Teams did not take is tried again by
+        the next pass while the overview is due. Returns how many organisations' were sent to someone."""
         if self._deliver_overview is None or not facts:
             return 0
         month = await self.overview_due(now)
@@ -474,9 +475,8 @@ class WarningService:
         sent = 0
         for org, org_facts in facts.items():
             stored = claimed.get(org)
-            if stored is not None and stored.sent_to:
-                continue  # sent
-            if stored is not None:  # claimed, but nobody could be reached yet: tried again while due
+            already: set[int] = set(stored.sent_to or ()) if stored is not None else set()
+            if stored is not None:  # claimed: whoever could not be reached yet is tried again while due
                 number, overview = stored.id, dict(stored.facts)
             else:
                 claim = await self._claim_overview(org, org_facts, now, month)
@@ -484,7 +484,8 @@ class WarningService:
                     continue
                 number, overview = claim
             reached: list[int] = []
-            for recipient in await self.recipients(org, (Role.ADMIN, Role.BILLING)):
+            recipients = await self.recipients(org, (Role.ADMIN, Role.BILLING))
+            for recipient in (r for r in recipients if r.member_id not in already):
                 try:
                     posted = await self._deliver_overview(org, overview, recipient)
                 except Exception:
@@ -500,7 +501,7 @@ class WarningService:
                 async with self._sessions.begin() as session:
                     row = await session.get(LicenceOverviewRow, number)
                     if row is not None:
-                        row.sent_to = sorted(reached)
+                        row.sent_to = sorted(set(row.sent_to or ()) | set(reached))
                 sent += 1
         return sent
 
