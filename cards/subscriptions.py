@@ -9,7 +9,7 @@ from typing import Any
 
 from cards.base import Card, card, facts, heading, submit, text
 from services import formatting
-from services.i18n import N_, _, ngettext
+from services.i18n import N_, _, ngettext, pgettext
 from services.subscriptions import (
     AddonOffer,
     ApprovalView,
@@ -144,7 +144,7 @@ def _row_actions(
         actions.append(submit(_("Change quantity"), QUANTITY, ids))
         actions.append(submit(_("Add-ons"), ADDONS, ids))
         actions.append(submit(_("Auto-renew off") if view.auto_renew else _("Auto-renew on"), AUTORENEW, ids))
-        actions.append(submit(_("Cancel"), CANCEL, ids))
+        actions.append(submit(pgettext("subscription", "Cancel"), CANCEL, ids))  # end it, not this task
     if page.can_request_suspension and view.is_active:
         if request is None:
             actions.append(submit(_("Suspend"), SUSPEND, ids))

@@ -8,6 +8,8 @@ builders and services translate for the person who asked without passing a langu
   in, grouped for the reader's locale).
 - Messages are format strings: `{name}` is a value, `{{` a literal brace. A placeholder nobody
   filled stays as written.
+- `pgettext("subscription", "Cancel")`: the same English words with another meaning (ending a
+  subscription, not a task), so a language can say them differently (`Kündigen`, not `Abbrechen`).
 - `N_("Monthly")`: marks a constant for extraction at import time; translate it with `_()` where
   it is shown.
 
@@ -77,7 +79,7 @@ def catalog(language: str) -> Catalog | None:
             if forms and all(forms):
                 plurals[message.id[0]] = forms
         elif isinstance(message.string, str) and message.string:
-            messages[message.id] = message.string
+            messages[_keyed(message.context, message.id)] = message.string
     expression = po.plural_expr or "(n != 1)"
     return Catalog(language, messages, plurals, _gettext_module.c2py(expression))
 
@@ -100,17 +102,30 @@ def _reader_locale() -> str:
     return reader().locale
 
 
+def _keyed(context: str | None, message: str) -> str:
+    """gettext's key of a message said in a context: `context` EOT `message`."""
+    return f"{context}\x04{message}" if context else message
+
+
+def _translated(context: str | None, message: str) -> str:
+    if _pseudo.get():
+        return pseudo(message)
+    key = _keyed(context, message)
+    for found in _catalogs_for(_reader_locale()):
+        if key in found.messages:
+            return found.messages[key]
+    return message
+
+
 def _(message: str, /, **values: Any) -> str:
     """`message` in the reader's language, with `values` filled into its `{placeholders}`."""
-    text = message
-    if _pseudo.get():
-        text = pseudo(message)
-    else:
-        for found in _catalogs_for(_reader_locale()):
-            if message in found.messages:
-                text = found.messages[message]
-                break
-    return _fill(text, values)
+    return _fill(_translated(None, message), values)
+
+
+def pgettext(context: str, message: str, /, **values: Any) -> str:
+    """`message` as said in `context` (a word for translators: `subscription`), so the same English
+    can be two things in another language; as `_()` otherwise."""
+    return _fill(_translated(context, message), values)
 
 
 gettext = _

@@ -45,7 +45,7 @@ def _extract_now() -> set[str]:
     keywords (`_`, `ngettext`, `N_`), as `make messages` does."""
     with (ROOT / "babel.cfg").open(encoding="utf-8") as handle:
         method_map, options_map = parse_mapping_cfg(handle)
-    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
+    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None, "pgettext": ((1, "c"), 2)}
     found: set[str] = set()
     for _filename, _lineno, message, _comments, _context in extract_from_dir(
         str(ROOT), method_map, options_map, keywords=keywords
@@ -90,7 +90,7 @@ def _calls_inside_f_strings(source: str) -> list[tuple[int, str]]:
             if (
                 isinstance(inner, ast.Call)
                 and isinstance(inner.func, ast.Name)
-                and inner.func.id in {"_", "gettext", "ngettext", "N_"}
+                and inner.func.id in {"_", "gettext", "ngettext", "N_", "pgettext"}
                 and inner.args
                 and isinstance(inner.args[0], ast.Constant)
             ):

@@ -10,7 +10,7 @@ import pytest
 
 from services import i18n
 from services.formatting import reading
-from services.i18n import _, ngettext, pseudo_locale
+from services.i18n import _, ngettext, pgettext, pseudo_locale
 
 NB_PO = r"""msgid ""
 msgstr ""
@@ -96,3 +96,20 @@ def test_the_pseudo_locale_accents_and_lengthens_but_keeps_placeholders() -> Non
     assert "E3" in shown and "{now}" not in shown and "{ƞǿẇ}" in shown
     assert "Buy" not in shown and len(shown) > len("Buy E3 {now}") * 1.3
     assert counted.startswith("[2 ")
+
+
+def test_the_same_english_in_another_context_can_read_otherwise(catalogs: Path) -> None:
+    po = catalogs / "nb" / "LC_MESSAGES" / "messages.po"
+    po.write_text(
+        po.read_text(encoding="utf-8")
+        + '\nmsgid "Stop"\nmsgstr "Avbryt"\n\nmsgctxt "subscription"\nmsgid "Stop"\nmsgstr "Si opp"\n',
+        encoding="utf-8",
+    )
+    i18n.catalog.cache_clear()
+    with reading("nb_NO"):
+        assert (_("Stop"), pgettext("subscription", "Stop"), pgettext("licence", "Stop")) == (
+            "Avbryt",
+            "Si opp",
+            "Stop",
+        )
+    assert pgettext("subscription", "Stop") == "Stop"
