@@ -59,7 +59,7 @@ async def test_seats_buying_licences_and_questions_in_one_line(chat: tuple[Brows
     await browser.send("buy 2 Visio Plan 1 monthly", expect="Check and create the subscription")
     await browser.click("Create subscription", expect="Subscription created")
 
-    await browser.send("asign E3 to diego", expect="Give Diego Siciliani an Office 365 E3 licence?")
+    await browser.send("asign E3 to diego", expect="Give Diego Siciliani a licence for Office 365 E3?")
     await browser.click("Assign the licence", expect="Licences assigned")
     answer = await browser.send("who has E3", expect="Diego Siciliani")
     assert any("1 person has a licence for Office 365 E3" in message["text"] for message in answer)
