@@ -184,32 +184,15 @@ class ApprovalService:
             )
             if existing is not None:
                 return _view(existing), False
-            now = self._clock()
-            approval = Approval(
-                organisation_id=caller.organisation_id,
-                kind="suspend",
+            approval = await self._record_request(
+                session,
+                caller,
+                kind=SUSPEND,
                 subscription_id=row.id,
                 subscription_name=row.name,
-                requested_by_member_id=caller.member_id,
-                requested_by=caller.email,
-                requester_name=caller.display_name or caller.email,
                 reason=why,
-                status=PENDING,
-                created_at=now,
-                expires_at=now + self.expiry,
-                posts=[],
+                audited={"subscription": row.id, "kind": SUSPEND, "reason": why},
             )
-            session.add(approval)
-            await session.flush()
-            audit.record(
-                session,
-                actor=caller.actor,
-                action="approval.request",
-                organisation_id=caller.organisation_id,
-                target=f"approval:{approval.id}",
-                after={"subscription": row.id, "kind": "suspend", "reason": why},
-            )
-            await session.commit()
             return _view(approval), True
 
     async def request_spending(
@@ -238,35 +221,63 @@ class ApprovalService:
             existing = next((row for row in rows if key and (row.payload or {}).get("key") == key), None)
             if existing is not None:  # the same card clicked again
                 return _view(existing), False
-            now = self._clock()
-            approval = Approval(
-                organisation_id=caller.organisation_id,
+            approval = await self._record_request(
+                session,
+                caller,
                 kind=kind,
                 subscription_id=subscription_id,
                 subscription_name=what[:200],
-                requested_by_member_id=caller.member_id,
-                requested_by=caller.email,
-                requester_name=caller.display_name or caller.email,
                 reason=" ".join(reasons)[: MAX_REASON * 2],
-                status=PENDING,
-                created_at=now,
-                expires_at=now + self.expiry,
-                posts=[],
+                audited={"kind": kind, "what": what, "reasons": reasons, "policy": policy},
                 payload=payload,
                 policy=policy,
             )
-            session.add(approval)
-            await session.flush()
-            audit.record(
-                session,
-                actor=caller.actor,
-                action="approval.request",
-                organisation_id=caller.organisation_id,
-                target=f"approval:{approval.id}",
-                after={"kind": kind, "what": what, "reasons": reasons, "policy": policy},
-            )
-            await session.commit()
             return _view(approval), True
+
+    async def _record_request(
+        self,
+        session: AsyncSession,
+        caller: Caller,
+        *,
+        kind: str,
+        subscription_id: str,
+        subscription_name: str,
+        reason: str,
+        audited: dict[str, Any],
+        payload: dict[str, Any] | None = None,
+        policy: dict[str, Any] | None = None,
+    ) -> Approval:
+        """One new request, pending until its expiry, with its audit entry, committed: the one writer of
+        both kinds (a suspension, spending above the policy)."""
+        now = self._clock()
+        approval = Approval(
+            organisation_id=caller.organisation_id,
+            kind=kind,
+            subscription_id=subscription_id,
+            subscription_name=subscription_name,
+            requested_by_member_id=caller.member_id,
+            requested_by=caller.email,
+            requester_name=caller.display_name or caller.email,
+            reason=reason,
+            status=PENDING,
+            created_at=now,
+            expires_at=now + self.expiry,
+            posts=[],
+            payload=payload or {},
+            policy=policy or {},
+        )
+        session.add(approval)
+        await session.flush()
+        audit.record(
+            session,
+            actor=caller.actor,
+            action="approval.request",
+            organisation_id=caller.organisation_id,
+            target=f"approval:{approval.id}",
+            after=audited,
+        )
+        await session.commit()
+        return approval
 
     async def run_spending(self, approval_id: int, carry_out: Callable[[ApprovalView], Awaitable[str]]) -> ApprovalView:
         """Carry out an approved spending request once: ends `done`, or `failed` with the reason."""
