@@ -58,7 +58,11 @@ class ApprovalDelivery:
         channel's, or one posted before copies named their member) in the reader of the moment."""
         if not isinstance(member_id, int) or isinstance(member_id, bool):
             return contextlib.nullcontext()
-        reader = await self._readers(member_id)
+        try:
+            reader = await self._readers(member_id)
+        except Exception:  # the copy still goes out, in the reader of the moment
+            log.exception("could not read the language of member %s", member_id)
+            return contextlib.nullcontext()
         return formatting.reading(reader.locale, reader.timezone)
 
     async def card_view(self, approval: ApprovalView) -> ApprovalCardView:

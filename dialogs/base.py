@@ -266,7 +266,8 @@ class CardFlow(TaskDialog):
         turn = Turn(step.context, caller_of(step.context), current)
         entered = kept(payload, verb.keep)
         try:
-            outcome = await verb.action(turn, verb.parse(payload)) if verb.action else None
+            parsed = verb.parse(payload)  # also for a button that only navigates: a bad id is refused here
+            outcome = await verb.action(turn, parsed) if verb.action else None
         except DomainError as refused:
             retry = isinstance(refused, self.retry_errors)
             screen = (verb.on_error or self.home) if retry else self.home

@@ -53,16 +53,16 @@ def _subscription_id(payload: Mapping[str, Any]) -> str:
     """A subscription id as a card carries it (the services check it is the caller's)."""
     value = payload.get(SID)
     if not isinstance(value, str) or not value.strip() or len(value) > 64:
-        raise NotFound(NOT_YOURS)
+        raise NotFound(_(NOT_YOURS))
     return value.strip()
 
 
 def _etag(payload: Mapping[str, Any]) -> str:
-    return token(payload.get("etag"), max_length=200, out_of_date=OUT_OF_DATE, required=False)
+    return token(payload.get("etag"), max_length=200, out_of_date=_(OUT_OF_DATE), required=False)
 
 
 def _request_key(payload: Mapping[str, Any]) -> str:
-    return token(payload.get("request_key"), max_length=150, out_of_date=OUT_OF_DATE)
+    return token(payload.get("request_key"), max_length=150, out_of_date=_(OUT_OF_DATE))
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ class Withdrawal:
 
     @classmethod
     def of(cls, payload: Mapping[str, Any]) -> Withdrawal:
-        return cls(row_id(payload.get("approval_id"), NOT_YOUR_REQUEST))
+        return cls(row_id(payload.get("approval_id"), _(NOT_YOUR_REQUEST)))
 
 
 @dataclass(frozen=True)

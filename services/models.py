@@ -770,6 +770,19 @@ class LicenceOverviewRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class DeliveryClaim(Base):
+    """A warning or a monthly overview claimed for one recipient (a member id, or `channel`) before it
+    is posted: the primary key lets one pass, replica or turn post it, however many run at once. A post
+    Teams did not take gives its claim back, so the next pass tries again."""
+
+    __tablename__ = "delivery_claims"
+
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)  # warning | overview
+    ref_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # the notice's or the overview's id
+    recipient: Mapped[str] = mapped_column(String(40), primary_key=True)
+    claimed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 class WarningNotice(Base):
     """One warning, claimed once by its key (organisation, kind, subject, window) before it is sent:
     who it reached, where its cards are, and what was done from them."""

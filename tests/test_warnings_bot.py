@@ -6,6 +6,7 @@ button. Every card is checked against the Adaptive Card schema."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -529,3 +530,28 @@ async def test_a_licence_overview_one_reader_missed_reaches_them_on_the_next_pas
     assert len(overviews(ALEX_CHAT, alex)) == 1 and len(overviews(megan_chat, megan)) == 1
     await services.warnings.run_pass()
     assert len(overviews(ALEX_CHAT, alex)) == 1 and len(overviews(megan_chat, megan)) == 1
+
+
+async def test_two_passes_at_once_post_each_warning_and_overview_once(
+    make_bot, connector, sqlite_services, sqlite_demo_customer, sandbox
+):
+    """Two passes running together (a pass that outlived its job lease and its second runner, or two
+    replicas) claim each recipient's post before sending it: nobody gets a warning or an overview twice."""
+    fake, url = connector
+    client, services, _sid = await _start(make_bot, connector, sqlite_services, sqlite_demo_customer, quantity=10)
+    await services.organisations.set_roles(DEMO_SLUG, PLAYGROUND_APPROVER[0], add=["billing"], actor="op")
+    await _say(client, fake, url, "menu", **MEGAN)
+    megan_chat = MEGAN["conversation_id"]
+    alex, megan = len(fake.messages(ALEX_CHAT)), len(fake.messages(megan_chat))
+    await sandbox.admin("POST", "/clock", {"set": "2026-12-01T09:00:00+00:00"})  # billing day: overviews due
+
+    def cards(conversation: str, before: int, title: str) -> list[dict[str, Any]]:
+        found = [card_of(m) for m in fake.messages(conversation)[before:]]
+        return [c for c in found if c is not None and title in card_text(c)]
+
+    await asyncio.gather(services.warnings.run_pass(), services.warnings.run_pass(), services.warnings.run_pass())
+    assert len(cards(ALEX_CHAT, alex, "Licence overview")) == 1
+    assert len(cards(megan_chat, megan, "Licence overview")) == 1
+    warned = [c for c in (card_of(m) for m in fake.messages(ALEX_CHAT)[alex:]) if c is not None]
+    titles = [card_text(c).split("\n")[0] for c in warned]
+    assert len(titles) == len(set(titles)), titles  # each warning once

@@ -27,7 +27,7 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -42,6 +42,7 @@ from services.i18n import N_, _
 from services.jobs import JobService, JobView
 from services.models import (
     ConversationReferenceRow,
+    DeliveryClaim,
     LicenceIdleRow,
     LicenceOverviewRow,
     LicencePool,
@@ -84,6 +85,8 @@ PASS_ACTOR = "system:warnings"
 UNDELIVERABLE_ALERT = "warnings_undeliverable"
 CHANNEL_MEMBER = 0  # the Recipient of the organisation channel's copy (no member)
 LIVE = ("active", "suspended")
+# Kinds of delivery claim (services/models.py: DeliveryClaim), and the organisation channel's recipient.
+WARNING_CLAIM, OVERVIEW_CLAIM, CHANNEL_CLAIM = "warning", "overview", "channel"
 OVERVIEW_LATE_DAYS = 3  # a monthly overview missed on the billing day is sent this long after it
 Clock = Callable[[], datetime]
 
@@ -483,25 +486,29 @@ class WarningService:
                 if claim is None:
                     continue
                 number, overview = claim
-            reached: list[int] = []
+            reached = False
             recipients = await self.recipients(org, (Role.ADMIN, Role.BILLING))
             for recipient in (r for r in recipients if r.member_id not in already):
+                held = (OVERVIEW_CLAIM, number, str(recipient.member_id))
+                if not await self._claim_delivery(*held):
+                    continue  # another pass has it (or had it)
                 try:
                     posted = await self._deliver_overview(org, overview, recipient)
                 except Exception:
                     log.exception("could not post the licence overview of organisation %s", org)
-                    continue
+                    posted = None
                 if posted is None:  # Teams gave no message id: the post did not arrive
                     log.warning(
                         "the licence overview of organisation %s did not reach member %s", org, recipient.member_id
                     )
+                    await self._release_delivery(*held)
                     continue
-                reached.append(recipient.member_id)
-            if reached:
                 async with self._sessions.begin() as session:
-                    row = await session.get(LicenceOverviewRow, number)
+                    row = await session.get(LicenceOverviewRow, number, with_for_update=True)
                     if row is not None:
-                        row.sent_to = sorted(set(row.sent_to or ()) | set(reached))
+                        row.sent_to = sorted({*(row.sent_to or ()), recipient.member_id})
+                reached = True
+            if reached:
                 sent += 1
         return sent
 
@@ -624,13 +631,17 @@ class WarningService:
         reached = False
         recipients = [r for r in await self.recipients(notice.organisation_id) if r.member_id not in notice.sent_to]
         for recipient in recipients:
+            claim = (WARNING_CLAIM, notice.id, str(recipient.member_id))
+            if not await self._claim_delivery(*claim):
+                continue  # posted (or being posted) by another pass, or on the admin's hello
             try:
                 activity_id = await self._deliver(notice, recipient)
             except Exception:
                 log.exception("could not post warning %s to an admin", notice.id)
-                continue
+                activity_id = None
             if not activity_id:  # Teams took nothing (no message id): not delivered, tried on the next pass
                 log.warning("warning %s was not taken for an admin's chat; it is tried again", notice.id)
+                await self._release_delivery(*claim)
                 continue
             await self._record_post(notice.id, recipient, activity_id)
             reached = True
@@ -658,13 +669,17 @@ class WarningService:
         channel = await self.settings.channel(notice.organisation_id)
         if not channel or any(post.get("channel") for post in notice.posts):
             return False
+        claim = (WARNING_CLAIM, notice.id, CHANNEL_CLAIM)
+        if not await self._claim_delivery(*claim):
+            return False
         try:
             activity_id = await self._deliver(notice, Recipient(CHANNEL_MEMBER, _("the organisation channel"), channel))
         except Exception:
             log.exception("could not post warning %s in the organisation channel", notice.id)
-            return False
+            activity_id = None
         if not activity_id:
             log.warning("warning %s was not taken in the organisation channel; it is tried again", notice.id)
+            await self._release_delivery(*claim)
             return False
         await self._record_post(notice.id, Recipient(CHANNEL_MEMBER, "", channel), activity_id)
         return True
@@ -691,14 +706,41 @@ class WarningService:
         for notice in (_notice(row) for row in rows):
             if member_id in notice.sent_to or not still_possible(notice.deadline, now):
                 continue
+            claim = (WARNING_CLAIM, notice.id, str(member_id))
+            if not await self._claim_delivery(*claim):
+                continue
             try:
                 activity_id = await self._deliver(notice, recipient)
             except Exception:
                 log.exception("could not post warning %s to an admin who has just arrived", notice.id)
+                activity_id = None
+            if not activity_id:
+                await self._release_delivery(*claim)
                 continue
             await self._record_post(notice.id, recipient, activity_id)
             posted += 1
         return posted
+
+    async def _claim_delivery(self, kind: str, ref_id: int, recipient: str) -> bool:
+        """Claim one message for one recipient before posting it: False when another pass, replica or
+        turn claimed it first (it posts it, or has)."""
+        async with self._sessions() as session:
+            session.add(DeliveryClaim(kind=kind, ref_id=ref_id, recipient=recipient))
+            try:
+                await session.commit()
+            except IntegrityError:
+                await session.rollback()
+                return False
+        return True
+
+    async def _release_delivery(self, kind: str, ref_id: int, recipient: str) -> None:
+        """Give a claim back when Teams did not take the post, so the next pass tries again."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                delete(DeliveryClaim).where(
+                    DeliveryClaim.kind == kind, DeliveryClaim.ref_id == ref_id, DeliveryClaim.recipient == recipient
+                )
+            )
 
     async def _record_post(self, notice_id: int, recipient: Recipient, activity_id: str | None) -> None:
         async with self._sessions.begin() as session:
