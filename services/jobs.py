@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -29,6 +29,7 @@ from services.i18n import N_, _
 from services.logging_context import correlation_scope
 from services.models import Job
 
+R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
@@ -98,7 +99,7 @@ class JobService:
         sessions: async_sessionmaker[AsyncSession],
         alerts: AlertService,
         *,
-        lease_seconds: int = 120,
+        lease_seconds: float = 120,
         poll_interval: float = 1.0,
         owner: str | None = None,
     ) -> None:
@@ -223,6 +224,37 @@ class JobService:
                     return await session.get(Job, job_id, populate_existing=True)
         return None
 
+    async def _holding_lease(self, job_id: int, work: Awaitable[R]) -> R:
+        """Run a job's handler while its lease is extended every third of it: a long job (a warnings
+        pass over many organisations) is not claimed by a second runner while the first is at it."""
+        keeper = asyncio.create_task(self._keep_lease(job_id), name=f"job-{job_id}-lease")
+        try:
+            return await work
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _keep_lease(self, job_id: int) -> None:
+        interval = max(0.05, self._lease.total_seconds() / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with self._sessions() as session:
+                    result = await session.execute(
+                        update(Job)
+                        .where(Job.id == job_id, Job.lease_owner == self.owner, Job.status == RUNNING)
+                        .values(lease_expires_at=utcnow() + self._lease)
+                        .execution_options(synchronize_session=False)
+                    )
+                    await session.commit()
+            except Exception:  # the next try may get through; the lease lasts two more of these
+                log.exception("job %s: could not extend its lease", job_id)
+                continue
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                log.warning("job %s: lease lost while running; another runner may run it", job_id)
+                return
+
     async def _finish(self, job_id: int, **values: Any) -> JobView | None:
         async with self._sessions() as session:
             result = await session.execute(
@@ -247,7 +279,7 @@ class JobService:
                 log.error("job %s: no handler for kind %s", job.id, job.kind)
                 return
             try:
-                result = await handler(view)
+                result = await self._holding_lease(job.id, handler(view))
             except DomainError as error:
                 done = await self._finish(job.id, status=FAILED, error_message=error.message, finished_at=utcnow())
             except Exception:

@@ -87,6 +87,33 @@ async def test_an_expired_lease_is_claimed_again_after_a_crash(services):
     assert finished.status == SUCCEEDED and finished.attempts == 2
 
 
+async def test_a_long_job_keeps_its_lease_and_no_second_runner_takes_it(services):
+    """A handler that runs several leases long (a warnings pass over many organisations): its lease is
+    extended while it runs, so another runner finds nothing to claim until it has finished."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def long_handler(_job):
+        started.set()
+        await release.wait()
+        return {"message": "done"}
+
+    first = _service(services, owner="first", lease_seconds=0.3)
+    first.register("work", long_handler)
+    second = _service(services, owner="second", lease_seconds=0.3)
+    second.register("work", long_handler)
+    job, _ = await first.submit("work", idempotency_key="long", payload={}, organisation_id=None, requested_by="x")
+    running = asyncio.create_task(first.run_pending())
+    await started.wait()
+    claimed_at = utcnow()
+    while utcnow() < claimed_at + timedelta(seconds=1.0):  # more than three leases pass
+        assert await second._claim() is None, "a second runner claimed a job whose runner is at it"
+        await asyncio.sleep(0.05)
+    release.set()
+    assert await running == 1
+    finished = await first.get(job.id)
+    assert finished.status == SUCCEEDED and finished.attempts == 1
+
+
 async def test_unexpected_failures_are_retried_then_alerted(services):
     attempts = []
 
