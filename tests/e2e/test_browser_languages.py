@@ -99,3 +99,32 @@ async def test_an_admin_reads_their_subscriptions_in_their_language(chat: tuple[
         assert not english, f"English on the {locale} card: {english}"
     assert await browser.clipped() == [], "text cut off on the card"
     await browser.screenshot(f"subscriptions-{tag}")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def newcomer(
+    session_playground: SharedPlayground, tmp_path: Path, request: pytest.FixtureRequest, chromium: Chromium
+) -> AsyncIterator[Browser]:
+    """An admin whose organisation has no tenant yet."""
+    async with (
+        bot_in_playground(session_playground, tmp_path) as (playground, _services, _unused),
+        chromium.page(playground.base_url, request.node.name) as browser,
+    ):
+        yield browser
+
+
+async def test_the_tenant_form_reads_german_and_fits(newcomer: Browser) -> None:
+    """German runs longest of the four: the busiest card (the tenant form, every label and hint) in it,
+    reached by clicking its translated buttons, with nothing cut off."""
+    browser = newcomer
+    await browser.send("language de-DE", expect="Deutsch (Deutschland)")
+    with formatting.reading("de_DE"):
+        new_tenant, check = _("Create a new tenant"), _("Check and continue")
+    await browser.send("add tenant", expect=new_tenant)
+    assert await browser.clipped() == []
+    await browser.click(new_tenant, expect=check)
+    form = _plain(await browser.card_text())
+    english = [word for word in ("Company name", "Country", "Postal code", "required") if word in form]
+    assert not english, f"English on the German tenant form: {english}"
+    assert await browser.clipped() == [], "text cut off on the German tenant form"
+    await browser.screenshot("tenant-form-de-DE")
