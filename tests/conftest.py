@@ -120,10 +120,13 @@ def postgres_databases() -> Iterator[PostgresTestDatabases]:
 
 
 @pytest.fixture
-def test_database_file(tmp_path: Any, sqlite_template: Path) -> SqliteCopy:
-    """The test's SQLite database, a copy of the migrated template: `sqlite_url`, and `database_url`
-    on SQLite, name this same file."""
-    return SqliteCopy(sqlite_template, Path(tmp_path) / "test.sqlite3")
+def test_database_file(
+    request: pytest.FixtureRequest, tmp_path: Any, sqlite_template: Path, linked_demo: LinkedDemoSnapshots
+) -> SqliteCopy:
+    """The test's SQLite database, a copy of the migrated template (or, for a test of the linked demo
+    customer, of `linked_demo`'s): `sqlite_url`, and `database_url` on SQLite, name this same file."""
+    template = linked_demo.sqlite().database if _links_the_demo_customer(request) == "sqlite" else sqlite_template
+    return SqliteCopy(Path(template), Path(tmp_path) / "test.sqlite3")
 
 
 @pytest.fixture
@@ -155,7 +158,11 @@ async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
         yield request.getfixturevalue("test_database_file").url
         return
     databases: PostgresTestDatabases = request.getfixturevalue("postgres_databases")
-    name = await databases.take()
+    if _links_the_demo_customer(request) == "postgres":
+        linked: LinkedDemoSnapshots = request.getfixturevalue("linked_demo")
+        name = await databases.take_copy_of(str(linked.postgres(databases).database))
+    else:
+        name = await databases.take()
     try:
         yield databases.url_of(name)
     finally:
@@ -254,11 +261,19 @@ def sandbox_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def sandbox(tmp_path: Any, sandbox_template: Path) -> AsyncIterator[Sandbox]:
+async def sandbox(
+    request: pytest.FixtureRequest, tmp_path: Any, sandbox_template: Path, linked_demo: LinkedDemoSnapshots
+) -> AsyncIterator[Sandbox]:
+    """Started on a copy of `sandbox_template`, or for a test of the linked demo customer, of the
+    sandbox in `linked_demo` that holds its tenant (the test's database is the matching copy)."""
+    template = sandbox_template
+    match _links_the_demo_customer(request):
+        case "sqlite":
+            template = linked_demo.sqlite().sandbox
+        case "postgres":
+            template = linked_demo.postgres(request.getfixturevalue("postgres_databases")).sandbox
     clock = SandboxClock(frozen_at=SANDBOX_START)
-    running = await _start_test_sandbox(
-        copy_sqlite_template(sandbox_template, Path(tmp_path) / "sandbox.sqlite3"), clock
-    )
+    running = await _start_test_sandbox(copy_sqlite_template(template, Path(tmp_path) / "sandbox.sqlite3"), clock)
     try:
         async with aiohttp.ClientSession() as session:
             yield Sandbox(
@@ -545,6 +560,87 @@ async def link_demo_customer(services: Services, *, domain_prefix: str = "contos
         Contact(first_name=org.contact_first_name, last_name=org.contact_last_name, email=org.contact_email),
     )
     return await services.organisations.set_partner_center_customer(org.id, customer.id, actor="tests")
+
+
+@dataclass(frozen=True)
+class LinkedDemo:
+    """A database where `link_demo_customer` has run (a SQLite file or a PostgreSQL template
+    database) and the SQLite file of the sandbox that holds its tenant."""
+
+    database: Path | str
+    sandbox: Path
+
+
+class LinkedDemoSnapshots:
+    """What `link_demo_customer` leaves in the app's database and the sandbox, made once per test
+    process and database kind (on first use) by `link_demo_customer` itself. A test that uses the
+    `demo_customer` or `sqlite_demo_customer` fixture starts on copies of both: that fixture then finds
+    the demo organisation linked (and checks it is), instead of seeding it and creating its tenant."""
+
+    def __init__(self, folder: Path, sqlite_template: Path, sandbox_template: Path) -> None:
+        self._folder = folder
+        self._sqlite_template = sqlite_template
+        self._sandbox_template = sandbox_template
+        self._sqlite: LinkedDemo | None = None
+        self._postgres: LinkedDemo | None = None
+
+    def sqlite(self) -> LinkedDemo:
+        if self._sqlite is None:
+            path = self._folder / "linked-demo.sqlite3"
+            sandbox = self._folder / "linked-demo-sandbox.sqlite3"
+            run_in_own_loop(self._link(copy_sqlite_template(self._sqlite_template, path), sandbox))
+            assert_self_contained(path)
+            self._sqlite = LinkedDemo(path, sandbox)
+        return self._sqlite
+
+    def postgres(self, databases: PostgresTestDatabases) -> LinkedDemo:
+        if self._postgres is None:
+            sandbox = self._folder / "linked-demo-sandbox-postgres.sqlite3"
+
+            async def _make() -> str:
+                name = await databases.take()
+                await self._link(databases.url_of(name), sandbox)
+                return name
+
+            name = run_in_own_loop(_make())
+            databases.keep_as_template(name)
+            self._postgres = LinkedDemo(name, sandbox)
+        return self._postgres
+
+    async def _link(self, database_url: str, sandbox_path: Path) -> None:
+        clock = SandboxClock(frozen_at=SANDBOX_START)
+        running = await _start_test_sandbox(copy_sqlite_template(self._sandbox_template, sandbox_path), clock)
+        try:
+            async with aiohttp.ClientSession() as session:
+                engine = create_engine(database_url)
+                try:
+                    settings = Settings(database_url=database_url, mail_outbox_dir=self._folder / "outbox")
+                    client = _sandbox_client(session, running.url, clock)
+                    await link_demo_customer(build_services(engine, settings, client, Clock(clock.now)))
+                finally:
+                    await engine.dispose()
+        finally:
+            await running.close()
+        assert_self_contained(sandbox_path)
+
+
+@pytest.fixture(scope="session")
+def linked_demo(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, sandbox_template: Path
+) -> LinkedDemoSnapshots:
+    return LinkedDemoSnapshots(tmp_path_factory.mktemp("linked-demo"), sqlite_template, sandbox_template)
+
+
+def _links_the_demo_customer(request: pytest.FixtureRequest) -> str | None:
+    """ "sqlite" or "postgres" when the test links the demo customer in that database, through exactly
+    one of the `demo_customer` fixtures (on SQLite, both use the same file); else None."""
+    names = request.fixturenames
+    backend = getattr(getattr(request.node, "callspec", None), "params", {}).get("database_url")
+    if "demo_customer" in names and ("sqlite_demo_customer" not in names or backend == "sqlite"):
+        return backend if isinstance(backend, str) else None
+    if "sqlite_demo_customer" in names and "demo_customer" not in names:
+        return "sqlite"
+    return None
 
 
 @pytest.fixture
