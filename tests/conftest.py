@@ -16,7 +16,7 @@ from email import message_from_bytes
 from email import policy as email_policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
@@ -61,6 +61,8 @@ SANDBOX_START = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
 
 POSTGRES_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
+
+T = TypeVar("T")
 
 _HYPOTHESIS_HOME = pytest.StashKey[str]()
 
@@ -125,7 +127,8 @@ def test_database_file(
 ) -> SqliteCopy:
     """The test's SQLite database, a copy of the migrated template (or, for a test of the linked demo
     customer, of `linked_demo`'s): `sqlite_url`, and `database_url` on SQLite, name this same file."""
-    template = linked_demo.sqlite().database if _links_the_demo_customer(request) == "sqlite" else sqlite_template
+    linked = _links_the_demo_customer(request) == "sqlite"
+    template = linked_demo.sqlite(_recipe(request)).database if linked else sqlite_template
     return SqliteCopy(Path(template), Path(tmp_path) / "test.sqlite3")
 
 
@@ -160,7 +163,7 @@ async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     databases: PostgresTestDatabases = request.getfixturevalue("postgres_databases")
     if _links_the_demo_customer(request) == "postgres":
         linked: LinkedDemoSnapshots = request.getfixturevalue("linked_demo")
-        name = await databases.take_copy_of(str(linked.postgres(databases).database))
+        name = await databases.take_copy_of(str(linked.postgres(databases, _recipe(request)).database))
     else:
         name = await databases.take()
     try:
@@ -269,9 +272,9 @@ async def sandbox(
     template = sandbox_template
     match _links_the_demo_customer(request):
         case "sqlite":
-            template = linked_demo.sqlite().sandbox
+            template = linked_demo.sqlite(_recipe(request)).sandbox
         case "postgres":
-            template = linked_demo.postgres(request.getfixturevalue("postgres_databases")).sandbox
+            template = linked_demo.postgres(request.getfixturevalue("postgres_databases"), _recipe(request)).sandbox
     clock = SandboxClock(frozen_at=SANDBOX_START)
     running = await _start_test_sandbox(copy_sqlite_template(template, Path(tmp_path) / "sandbox.sqlite3"), clock)
     try:
@@ -581,33 +584,33 @@ class LinkedDemoSnapshots:
         self._folder = folder
         self._sqlite_template = sqlite_template
         self._sandbox_template = sandbox_template
-        self._sqlite: LinkedDemo | None = None
-        self._postgres: LinkedDemo | None = None
+        self._sqlite: dict[Recipe, LinkedDemo] = {}
+        self._postgres: dict[Recipe, LinkedDemo] = {}
 
-    def sqlite(self) -> LinkedDemo:
-        if self._sqlite is None:
-            path = self._folder / "linked-demo.sqlite3"
-            sandbox = self._folder / "linked-demo-sandbox.sqlite3"
-            run_in_own_loop(self._link(copy_sqlite_template(self._sqlite_template, path), sandbox))
+    def sqlite(self, recipe: Recipe = ()) -> LinkedDemo:
+        if recipe not in self._sqlite:
+            stem = f"linked-demo-{len(self._sqlite)}"
+            path, sandbox = self._folder / f"{stem}.sqlite3", self._folder / f"{stem}-sandbox.sqlite3"
+            run_in_own_loop(self._link(copy_sqlite_template(self._sqlite_template, path), sandbox, recipe))
             assert_self_contained(path)
-            self._sqlite = LinkedDemo(path, sandbox)
-        return self._sqlite
+            self._sqlite[recipe] = LinkedDemo(path, sandbox)
+        return self._sqlite[recipe]
 
-    def postgres(self, databases: PostgresTestDatabases) -> LinkedDemo:
-        if self._postgres is None:
-            sandbox = self._folder / "linked-demo-sandbox-postgres.sqlite3"
+    def postgres(self, databases: PostgresTestDatabases, recipe: Recipe = ()) -> LinkedDemo:
+        if recipe not in self._postgres:
+            sandbox = self._folder / f"linked-demo-postgres-{len(self._postgres)}-sandbox.sqlite3"
 
             async def _make() -> str:
                 name = await databases.take()
-                await self._link(databases.url_of(name), sandbox)
+                await self._link(databases.url_of(name), sandbox, recipe)
                 return name
 
             name = run_in_own_loop(_make())
             databases.keep_as_template(name)
-            self._postgres = LinkedDemo(name, sandbox)
-        return self._postgres
+            self._postgres[recipe] = LinkedDemo(name, sandbox)
+        return self._postgres[recipe]
 
-    async def _link(self, database_url: str, sandbox_path: Path) -> None:
+    async def _link(self, database_url: str, sandbox_path: Path, recipe: Recipe) -> None:
         clock = SandboxClock(frozen_at=SANDBOX_START)
         running = await _start_test_sandbox(copy_sqlite_template(self._sandbox_template, sandbox_path), clock)
         try:
@@ -616,7 +619,10 @@ class LinkedDemoSnapshots:
                 try:
                     settings = Settings(database_url=database_url, mail_outbox_dir=self._folder / "outbox")
                     client = _sandbox_client(session, running.url, clock)
-                    await link_demo_customer(build_services(engine, settings, client, Clock(clock.now)))
+                    services = build_services(engine, settings, client, Clock(clock.now))
+                    await link_demo_customer(services)
+                    for step in recipe:
+                        await step(services)
                 finally:
                     await engine.dispose()
         finally:
@@ -629,6 +635,39 @@ def linked_demo(
     tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, sandbox_template: Path
 ) -> LinkedDemoSnapshots:
     return LinkedDemoSnapshots(tmp_path_factory.mktemp("linked-demo"), sqlite_template, sandbox_template)
+
+
+Recipe = tuple[Callable[[Services], Awaitable[None]], ...]
+_RECIPES: dict[tuple[str, str], Recipe] = {}
+
+
+def demo_customer_then(*steps: Callable[[Services], Awaitable[None]]) -> Callable[[T], T]:
+    """On a fixture (under `@pytest.fixture`) that uses `demo_customer` or `sqlite_demo_customer`:
+    the tests using it need `steps` taken after the demo customer is linked. That fixture takes them
+    (in place of the decorated one), or rather, the test starts on a snapshot where they were taken
+    once per process on the same state (`LinkedDemoSnapshots`)."""
+
+    def declare(fixture_function: T) -> T:
+        _RECIPES[(fixture_function.__module__, fixture_function.__name__)] = steps  # type: ignore[attr-defined]
+        return fixture_function
+
+    return declare
+
+
+def _recipe(request: pytest.FixtureRequest) -> Recipe:
+    """The steps a fixture of the test's module declared with `demo_customer_then`."""
+    module = getattr(request.node.module, "__name__", "") if request.node.module else ""
+    recipes = {_RECIPES[(module, name)] for name in request.fixturenames if (module, name) in _RECIPES}
+    assert len(recipes) <= 1, f"{request.node.nodeid}: two fixtures declare different demo_customer_then steps"
+    return recipes.pop() if recipes else ()
+
+
+async def _linked_demo_customer(request: pytest.FixtureRequest, services: Services) -> OrganisationView:
+    org = await link_demo_customer(services)
+    if _links_the_demo_customer(request) is None:  # not on a snapshot: take the steps here
+        for step in _recipe(request):
+            await step(services)
+    return org
 
 
 def _links_the_demo_customer(request: pytest.FixtureRequest) -> str | None:
@@ -644,12 +683,13 @@ def _links_the_demo_customer(request: pytest.FixtureRequest) -> str | None:
 
 
 @pytest.fixture
-async def demo_customer(services: Services) -> OrganisationView:
-    """On SQLite and PostgreSQL: the demo organisation as a sandbox customer that may buy."""
-    return await link_demo_customer(services)
+async def demo_customer(request: pytest.FixtureRequest, services: Services) -> OrganisationView:
+    """On SQLite and PostgreSQL: the demo organisation as a sandbox customer that may buy (and the
+    steps of `demo_customer_then` taken)."""
+    return await _linked_demo_customer(request, services)
 
 
 @pytest.fixture
-async def sqlite_demo_customer(sqlite_services: Services) -> OrganisationView:
+async def sqlite_demo_customer(request: pytest.FixtureRequest, sqlite_services: Services) -> OrganisationView:
     """The same on the SQLite file `make_bot` uses, so a bot test starts with a linked tenant."""
-    return await link_demo_customer(sqlite_services)
+    return await _linked_demo_customer(request, sqlite_services)
