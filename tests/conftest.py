@@ -638,17 +638,18 @@ def linked_demo(
 
 
 Recipe = tuple[Callable[[Services], Awaitable[None]], ...]
-_RECIPES: dict[tuple[str, str], Recipe] = {}
+_STEPS = "demo_customer_steps"
 
 
 def demo_customer_then(*steps: Callable[[Services], Awaitable[None]]) -> Callable[[T], T]:
     """On a fixture (under `@pytest.fixture`) that uses `demo_customer` or `sqlite_demo_customer`:
     the tests using it need `steps` taken after the demo customer is linked. That fixture takes them
     (in place of the decorated one), or rather, the test starts on a snapshot where they were taken
-    once per process on the same state (`LinkedDemoSnapshots`)."""
+    once per process on the same state (`LinkedDemoSnapshots`). The decorated fixture must be
+    defined (or imported) in the test's module."""
 
     def declare(fixture_function: T) -> T:
-        _RECIPES[(fixture_function.__module__, fixture_function.__name__)] = steps  # type: ignore[attr-defined]
+        setattr(fixture_function, _STEPS, steps)
         return fixture_function
 
     return declare
@@ -656,8 +657,10 @@ def demo_customer_then(*steps: Callable[[Services], Awaitable[None]]) -> Callabl
 
 def _recipe(request: pytest.FixtureRequest) -> Recipe:
     """The steps a fixture of the test's module declared with `demo_customer_then`."""
-    module = getattr(request.node.module, "__name__", "") if request.node.module else ""
-    recipes = {_RECIPES[(module, name)] for name in request.fixturenames if (module, name) in _RECIPES}
+    module = request.node.module
+    declared = (getattr(getattr(module, name, None), _STEPS, None) for name in request.fixturenames)
+    recipes = {steps for steps in declared if isinstance(steps, tuple)}
+    recipes.discard(())
     assert len(recipes) <= 1, f"{request.node.nodeid}: two fixtures declare different demo_customer_then steps"
     return recipes.pop() if recipes else ()
 
