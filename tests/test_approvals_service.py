@@ -15,15 +15,15 @@ from services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from services.models import AuditEntry
 from services.organisations import OrganisationView
 from services.subscriptions import ApprovalService
-from tests.conftest import Sandbox
+from tests.conftest import Sandbox, demo_customer_then
 from tests.subscription_fixtures import admin, approver, buy, caller, prepare_catalog_and_prices
 
 PATTI = ("pattif@example.com", "Patti Fernandez", "user-id-2", "00000000-0000-0000-0000-0000000000022")
 
 
 @pytest.fixture
+@demo_customer_then(prepare_catalog_and_prices)
 async def subscription(services: Services, demo_customer: OrganisationView, sandbox: Sandbox) -> str:  # noqa: ARG001 - a fixture this one needs for its effect
-    await prepare_catalog_and_prices(services)
     sid = await buy(services, demo_customer, quantity=3)
     await services.subscriptions.sync(demo_customer.id)
     return sid

@@ -1,10 +1,20 @@
 """The card checker itself must reject what Teams would reject."""
 
+import copy
+import random
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
-from cards.base import card, text
-from tests.cardcheck import assert_valid_attachment, assert_valid_card, assert_valid_compose_result
+from cards.base import card, command_button, country_choice, facts, heading, submit, text
+from tests.cardcheck import (
+    assert_valid_attachment,
+    assert_valid_card,
+    assert_valid_compose_result,
+    fast_says_valid,
+    schema_errors,
+)
 
 
 def test_accepts_a_minimal_card_with_the_teams_property():
@@ -73,3 +83,54 @@ def test_other_attachments_are_checked_against_their_own_models():
     broken_preview["composeExtension"]["attachments"][0]["preview"]["content"]["titel"] = "x"
     with pytest.raises(AssertionError, match="no field"):
         assert_valid_compose_result(broken_preview)
+
+
+def _mutated(node: Any, rng: random.Random) -> None:
+    """One change somewhere in `node`: a wrong type, an unknown element or property, a bad member."""
+    if isinstance(node, dict) and node:
+        key = rng.choice(sorted(node))
+        match rng.randrange(5):
+            case 0:
+                node[key] = 12345
+            case 1:
+                node[key] = {"bogus": 1}
+            case 2:
+                node["type"] = "NotAType"
+            case 3:
+                node["unknownProperty"] = True
+            case _:
+                _mutated(node[key], rng)
+    elif isinstance(node, list) and node:
+        index = rng.randrange(len(node))
+        if rng.random() < 0.3:
+            node[index] = "text"
+        else:
+            _mutated(node[index], rng)
+
+
+def test_the_fast_validator_agrees_with_the_reference_on_valid_and_broken_cards():
+    """`assert_valid_card` lets jsonschema-rs decide and jsonschema list the errors: on cards of the
+    kinds the bot sends, and hundreds of broken variants of them, both must say the same."""
+    cards = [
+        card([heading("Subscriptions"), text("hello", subtle=True), facts([("Seats", "10"), ("Term", "P1Y")])]),
+        card(
+            [country_choice("country", "Country", "NO", required=True), {"type": "Input.Number", "id": "q", "min": 1}],
+            [submit("Save", "save", {"id": "x"}, style="positive"), command_button("Back", "subscriptions")],
+        ),
+        card(
+            [{"type": "Container", "items": [text("a")], "selectAction": submit("Open", "open")}],
+            [{"type": "Action.ShowCard", "title": "More", "card": {"type": "AdaptiveCard", "body": [text("b")]}}],
+        ),
+    ]
+    rng = random.Random(16)
+    broken = 0
+    for original in cards:
+        bare = {key: value for key, value in original.items() if key != "msteams"}
+        assert fast_says_valid(bare) and not schema_errors(bare)
+        for _attempt in range(150):
+            variant = copy.deepcopy(bare)
+            _mutated(variant, rng)
+            reference_valid = not schema_errors(variant)
+            broken += not reference_valid
+            assert fast_says_valid(variant) == reference_valid, variant
+    assert broken > 300  # the variants did exercise rejection

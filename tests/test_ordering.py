@@ -19,11 +19,12 @@ from services.errors import DomainError, InvalidInput, PermissionDenied
 from services.ledger import LedgerEvent
 from services.models import AuditEntry, Job, LedgerEntry, SubscriptionRow, TenantServiceRow
 from services.ordering import NO_AGREEMENT_MESSAGE, NO_TENANT_MESSAGE, PriceChanged, Quote
+from services.organisations import OrganisationView
 from services.partner_center.client import MICROSOFT_CUSTOMER_AGREEMENT
 from services.partner_center.models import Address, Contact, Customer, CustomerBillingProfile, CustomerCompanyProfile
 from services.pricing import GLOBAL_LIST
 from services.seed import DEMO_SLUG, PLAYGROUND_ADMIN, PLAYGROUND_APPROVER, PLAYGROUND_TENANT_ID, seed_demo_organisation
-from tests.conftest import SANDBOX_START, Sandbox
+from tests.conftest import SANDBOX_START, Sandbox, demo_customer_then
 
 BASIC = "CFQ7TTC0LH18:0001"
 DAY = SANDBOX_START.date()
@@ -37,9 +38,20 @@ async def _caller(services: Services, who: tuple[str, str, str, str] = PLAYGROUN
     return caller
 
 
-async def _ready(services: Services) -> Caller:
+async def sync_and_price(services: Services) -> None:
     await services.catalog.sync()
     await services.pricing.generate(GLOBAL_LIST, Decimal(15), actor="op")
+
+
+async def _ready(services: Services) -> Caller:
+    await sync_and_price(services)
+    return await _caller(services)
+
+
+@pytest.fixture
+@demo_customer_then(sync_and_price)
+async def ready_caller(services: Services, demo_customer: OrganisationView) -> Caller:  # noqa: ARG001 - needed for its effect
+    """The demo organisation's admin, the organisation linked, the catalog synced and priced (`_ready`)."""
     return await _caller(services)
 
 
@@ -188,9 +200,9 @@ async def test_without_the_customer_agreement_nothing_is_ordered(services: Servi
 
 
 async def test_an_acceptance_recorded_in_my_services_is_not_asked_of_microsoft_again(
-    services: Services, sandbox: Sandbox, demo_customer
+    services: Services, sandbox: Sandbox, demo_customer, ready_caller: Caller
 ) -> None:
-    caller = await _ready(services)
+    caller = ready_caller
     customer_id = demo_customer.partner_center_customer_id
     assert await sandbox.client.agreements(customer_id, agreement_type=MICROSOFT_CUSTOMER_AGREEMENT)
     async with services.sessions() as session:
@@ -214,9 +226,9 @@ async def test_an_acceptance_recorded_in_my_services_is_not_asked_of_microsoft_a
 
 
 async def test_one_order_per_key_then_mirror_ledger_and_audit(
-    services: Services, sandbox: Sandbox, demo_customer
+    services: Services, sandbox: Sandbox, demo_customer, ready_caller: Caller
 ) -> None:
-    caller = await _ready(services)
+    caller = ready_caller
     quote = await services.ordering.quote(caller, BASIC, "P1Y:monthly", "5")
     key = uuid.uuid4().hex
     first = await services.ordering.place_order(caller, quote, key, notify_conversation_id=None)
@@ -281,8 +293,10 @@ async def test_a_changed_price_must_be_confirmed_again(services: Services) -> No
     ],
     ids=["503", "429", "500-after-commit", "lost-answer"],
 )
-async def test_faults_at_checkout_never_buy_twice(services: Services, sandbox: Sandbox, demo_customer, fault) -> None:
-    caller = await _ready(services)
+async def test_faults_at_checkout_never_buy_twice(
+    services: Services, sandbox: Sandbox, demo_customer, fault, ready_caller: Caller
+) -> None:
+    caller = ready_caller
     await sandbox.admin("POST", "/faults", fault)
     quote = await services.ordering.quote(caller, BASIC, "P1Y:monthly", "3")
     placed = await services.ordering.place_order(caller, quote, "k-fault", notify_conversation_id=None)
@@ -296,12 +310,12 @@ async def test_faults_at_checkout_never_buy_twice(services: Services, sandbox: S
 
 
 async def test_a_job_rerun_after_a_crash_past_checkout_buys_nothing_more(
-    services: Services, sandbox: Sandbox, demo_customer, monkeypatch: pytest.MonkeyPatch
+    services: Services, sandbox: Sandbox, demo_customer, monkeypatch: pytest.MonkeyPatch, ready_caller: Caller
 ) -> None:
     """The process dies after Microsoft bought, before the mirror/ledger were written: the job runs
     again, checks out the cart the first run created (claimed under the order key) with the same
     request id, finds the order already placed, and records it once."""
-    caller = await _ready(services)
+    caller = ready_caller
     record = services.ordering._record_purchase
     crashes = []
 
@@ -333,8 +347,10 @@ async def test_a_job_rerun_after_a_crash_past_checkout_buys_nothing_more(
         assert await session.scalar(select(func.count()).select_from(LedgerEntry)) == 1
 
 
-async def test_a_refused_order_changes_nothing_here(services: Services, sandbox: Sandbox, demo_customer) -> None:
-    caller = await _ready(services)
+async def test_a_refused_order_changes_nothing_here(
+    services: Services, sandbox: Sandbox, demo_customer, ready_caller: Caller
+) -> None:
+    caller = ready_caller
     # 300 is Business Basic's maximum per customer: a second order of 300 breaks Microsoft's pooled limit.
     first = await services.ordering.place_order(
         caller, await services.ordering.quote(caller, BASIC, "P1Y:monthly", "300"), "k-a", notify_conversation_id=None
@@ -374,9 +390,9 @@ async def test_a_customer_specific_price_is_offered_to_its_organisation_only(ser
 
 
 async def test_an_unreadable_new_subscription_is_still_recorded_as_bought(
-    services: Services, sandbox: Sandbox, demo_customer
+    services: Services, sandbox: Sandbox, demo_customer, ready_caller: Caller
 ) -> None:
-    caller = await _ready(services)
+    caller = ready_caller
     await sandbox.admin(
         "POST",
         "/faults",
@@ -398,11 +414,11 @@ async def test_an_unreadable_new_subscription_is_still_recorded_as_bought(
 
 
 async def test_order_errors_at_checkout_are_reported_and_nothing_is_recorded(
-    services: Services, sandbox: Sandbox, demo_customer
+    services: Services, sandbox: Sandbox, demo_customer, ready_caller: Caller
 ) -> None:
     """Both carts pass Microsoft's pooled-maximum check when created; the checkout that comes second
     gets `orderErrors` (HTTP 200). The checkouts are slowed so both carts exist before either is bought."""
-    caller = await _ready(services)
+    caller = ready_caller
     await sandbox.admin(
         "POST", "/faults", {"kind": "latency", "latencyMs": 1500, "method": "POST", "path": "*/checkout"}
     )
@@ -424,9 +440,9 @@ async def test_order_errors_at_checkout_are_reported_and_nothing_is_recorded(
 
 
 async def test_microsoft_unavailable_fails_with_a_clear_message_and_buys_nothing(
-    services: Services, sandbox: Sandbox, demo_customer
+    services: Services, sandbox: Sandbox, demo_customer, ready_caller: Caller
 ) -> None:
-    caller = await _ready(services)
+    caller = ready_caller
     await sandbox.admin(
         "POST", "/faults", {"kind": "error", "status": 503, "method": "POST", "path": "*/carts", "repeat": 50}
     )
@@ -445,11 +461,16 @@ async def test_microsoft_unavailable_fails_with_a_clear_message_and_buys_nothing
 
 @pytest.mark.parametrize("first", ["order", "sync"])
 async def test_a_purchase_is_ledgered_once_whichever_path_sees_it_first(
-    services: Services, sandbox: Sandbox, demo_customer, monkeypatch: pytest.MonkeyPatch, first: str
+    services: Services,
+    sandbox: Sandbox,
+    demo_customer,
+    monkeypatch: pytest.MonkeyPatch,
+    first: str,
+    ready_caller: Caller,
 ) -> None:
     """The order job and the subscriptions sync both record a purchase through one writer: the one
     that sees the new subscription first writes its PURCHASE entry, the other only the mirror row."""
-    caller = await _ready(services)
+    caller = ready_caller
     record = services.ordering._record_purchase
 
     async def sync_between_checkout_and_record(*args, **kwargs):  # type: ignore[no-untyped-def]

@@ -17,11 +17,12 @@ from services.errors import DomainError, InvalidInput, NotFound, PermissionDenie
 from services.ledger import LedgerEvent
 from services.models import AuditEntry, LedgerEntry, PriceEntryRow, SubscriptionRow
 from services.ordering import NO_AGREEMENT_MESSAGE
+from services.organisations import OrganisationView
 from services.partner_center.models import Contact
 from services.seed import PLAYGROUND_APPROVER
 from services.subscriptions.changes import ChangeResult
-from tests.conftest import Sandbox
-from tests.test_ordering import BASIC, _caller, _ready, link_new_customer
+from tests.conftest import Sandbox, demo_customer_then
+from tests.test_ordering import BASIC, _caller, _ready, link_new_customer, sync_and_price
 
 ARCHIVING = "CFQ7TTC0LH0J:0001"  # Exchange Online Archiving: an add-on of Business Basic
 
@@ -47,10 +48,17 @@ async def _counts(services: Services) -> tuple[int, int]:
     return int(rows or 0), int(ledger or 0)
 
 
+@pytest.fixture
+@demo_customer_then(sync_and_price)
+async def ready_caller(services: Services, demo_customer: OrganisationView) -> Caller:  # noqa: ARG001 - needed for its effect
+    """The demo organisation's admin, the organisation linked, the catalog synced and priced."""
+    return await _caller(services)
+
+
 async def test_an_addon_is_bought_once_under_its_parent_and_ledgered_with_it(
-    services: Services, sandbox: Sandbox, demo_customer
+    services: Services, sandbox: Sandbox, demo_customer, ready_caller: Caller
 ) -> None:
-    caller = await _ready(services)
+    caller = ready_caller
     base = await _base(services, caller)
     # Counts the carts created from here on (never fires).
     await sandbox.admin("POST", "/faults", {"kind": "latency", "method": "POST", "path": "*/carts", "nth": 1000})
@@ -103,9 +111,9 @@ async def test_an_addon_is_bought_once_under_its_parent_and_ledgered_with_it(
     ids=["lost-answer", "500-after-commit"],
 )
 async def test_a_lost_checkout_answer_buys_the_addon_once(
-    services: Services, sandbox: Sandbox, demo_customer, fault
+    services: Services, sandbox: Sandbox, demo_customer, fault, ready_caller: Caller
 ) -> None:
-    caller = await _ready(services)
+    caller = ready_caller
     base = await _base(services, caller)
     await sandbox.admin("POST", "/faults", fault)
     bought = await _order(services, caller, base, ARCHIVING, "2", "card-lost")
@@ -115,8 +123,10 @@ async def test_a_lost_checkout_answer_buys_the_addon_once(
     assert await _counts(services) == (2, 2)
 
 
-async def test_bad_addon_orders_buy_nothing(services: Services, sandbox: Sandbox, demo_customer) -> None:
-    caller = await _ready(services)
+async def test_bad_addon_orders_buy_nothing(
+    services: Services, sandbox: Sandbox, demo_customer, ready_caller: Caller
+) -> None:
+    caller = ready_caller
     base = await _base(services, caller)
     before = await _counts(services)
     outsider_org = await services.organisations.create("fabrikam", {"name": "Fabrikam"}, actor="op")
@@ -175,11 +185,11 @@ async def test_an_addon_is_priced_from_the_organisations_list(services: Services
 
 
 async def test_an_addon_refused_for_a_missing_agreement_says_how_to_record_it(
-    services: Services, sandbox: Sandbox, demo_customer
+    services: Services, sandbox: Sandbox, demo_customer, ready_caller: Caller
 ) -> None:
     """A customer whose subscriptions predate the Microsoft Customer Agreement has none on record, and
     Microsoft refuses its add-ons with 13605: the admin is told to record it, and the card may retry."""
-    caller = await _ready(services)
+    caller = ready_caller
     base = await _base(services, caller)
     before = await _counts(services)
     customer_id = demo_customer.partner_center_customer_id

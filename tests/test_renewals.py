@@ -14,7 +14,7 @@ import pytest
 from services.errors import DomainError
 from tests.cardcheck import assert_valid_card
 from tests.chat import button
-from tests.conftest import message, runtime_of
+from tests.conftest import demo_customer_then, message, runtime_of
 from tests.fakes import card_of, card_text
 from tests.subscription_fixtures import admin, approver, buy, prepare_catalog_and_prices
 
@@ -23,8 +23,8 @@ ANNUAL_END = datetime(2027, 11, 15, tzinfo=UTC)
 
 
 @pytest.fixture
+@demo_customer_then(prepare_catalog_and_prices)
 async def ready(sqlite_services, sqlite_demo_customer, sandbox):
-    await prepare_catalog_and_prices(sqlite_services)
     sqlite_services.subscriptions.use_clock(sandbox.clock.now)
     return sqlite_demo_customer
 

@@ -15,13 +15,13 @@ from services.billing.service import BillingService
 from services.container import Services
 from services.models import BillingSettingRow
 from services.organisations import OrganisationView
-from tests.conftest import Sandbox
+from tests.conftest import Sandbox, demo_customer_then
 from tests.subscription_fixtures import admin, buy, prepare_catalog_and_prices
 
 
 @pytest.fixture
+@demo_customer_then(prepare_catalog_and_prices)
 async def ready(services: Services, demo_customer: OrganisationView, sandbox: Sandbox) -> OrganisationView:
-    await prepare_catalog_and_prices(services)
     services.subscriptions.use_clock(sandbox.clock.now)
     # The reseller's cycle ends on the 20th (21 Oct – 20 Nov holds the sandbox's 16 Nov), not the
     # calendar month: a calendar-month preview would show other amounts than the bill.

@@ -18,7 +18,7 @@ from services.models import AuditEntry, LedgerEntry, SubscriptionRow
 from services.organisations import OrganisationView
 from services.partner_center.models import SubscriptionStatus
 from services.subscriptions.changes import addon_price_token
-from tests.conftest import Sandbox
+from tests.conftest import Sandbox, demo_customer_then
 from tests.subscription_fixtures import (
     ARCHIVING,
     BASIC_LICENCE,
@@ -30,8 +30,8 @@ from tests.subscription_fixtures import (
 
 
 @pytest.fixture
+@demo_customer_then(prepare_catalog_and_prices)
 async def ready(services: Services, demo_customer: OrganisationView, sandbox: Sandbox) -> OrganisationView:
-    await prepare_catalog_and_prices(services)
     services.subscriptions.use_clock(sandbox.clock.now)
     return demo_customer
 

@@ -21,7 +21,7 @@ from services.partner_center.models import SubscriptionStatus
 from services.seed import DEMO_SLUG, PLAYGROUND_ADMIN, PLAYGROUND_APPROVER
 from services.warnings.rules import Kind
 from services.warnings.service import NoticeView, Recipient, WarningService
-from tests.conftest import SANDBOX_START, Sandbox, link_demo_customer
+from tests.conftest import SANDBOX_START, Sandbox, demo_customer_then
 from tests.subscription_fixtures import BASIC_LICENCE, admin, buy, prepare_catalog_and_prices
 
 ANNUAL_RENEWAL = datetime(2027, 11, 16, tzinfo=UTC)  # a P1Y term bought on 2026-11-16 renews then
@@ -71,9 +71,11 @@ class World:
 
 
 @pytest.fixture
-async def world(sqlite_services: Services, sandbox: Sandbox) -> AsyncIterator[World]:
-    org = await link_demo_customer(sqlite_services)
-    await prepare_catalog_and_prices(sqlite_services)
+@demo_customer_then(prepare_catalog_and_prices)
+async def world(
+    sqlite_services: Services, sandbox: Sandbox, sqlite_demo_customer: OrganisationView
+) -> AsyncIterator[World]:
+    org = sqlite_demo_customer
     sqlite_services.subscriptions.use_clock(sandbox.clock.now)
     sqlite_services.warnings.clock = sandbox.clock.now
     members = {m.email: m.id for m in (await sqlite_services.organisations.get(DEMO_SLUG)).members}
