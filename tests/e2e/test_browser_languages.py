@@ -14,10 +14,12 @@ import pytest
 import pytest_asyncio
 from babel import Locale
 
+from dialogs.subscriptions import TITLE as SUBSCRIPTIONS_TITLE
 from services import formatting
 from services.container import Services
 from services.i18n import _
 from services.locales import resolve_locale
+from services.subscriptions.listing import SubscriptionView
 from tests.conftest import link_demo_customer
 from tests.e2e.browser import Browser, Chromium
 from tests.e2e.playground import SharedPlayground, bot_in_playground
@@ -65,19 +67,24 @@ async def chat(
         yield browser, services
 
 
-@pytest.mark.parametrize("tag", ["en-US", "nb-NO", "sv-SE", "de-DE"])
-async def test_an_admin_reads_their_subscriptions_in_their_language(chat: tuple[Browser, Services], tag: str) -> None:
+async def test_an_admin_reads_their_subscriptions_in_each_language(chat: tuple[Browser, Services]) -> None:
+    """One chat, four languages in turn (one page and one bot: the page load is most of a browser test)."""
     browser, services = chat
-    locale = resolve_locale(tag)
-    language = Locale.parse(locale).get_display_name(locale)
-    assert language
-    await browser.send(f"language {tag}", expect=language)
-
     page = await services.subscriptions.page(await admin(services))
     [bought] = page.items
     assert bought.renewal_date is not None
+    for tag in ("en-US", "nb-NO", "sv-SE", "de-DE"):
+        await _subscriptions_read_in(browser, bought, tag)
+
+
+async def _subscriptions_read_in(browser: Browser, bought: SubscriptionView, tag: str) -> None:
+    locale = resolve_locale(tag)
+    language = Locale.parse(locale).get_display_name(locale)
+    assert language and bought.renewal_date is not None
+    await browser.send(f"language {tag}", expect=language)
     with formatting.reading(locale):
         title = _("Your subscriptions")
+        cancelled = _("Cancelled {task}. Nothing more was changed.", task=_(SUBSCRIPTIONS_TITLE))
         seats = _plain(formatting.count(bought.quantity))
         renews = _plain(formatting.date(bought.renewal_date))
         price = (
@@ -97,8 +104,9 @@ async def test_an_admin_reads_their_subscriptions_in_their_language(chat: tuple[
     if tag != "en-US":  # nothing on it left in English (the product's name and offer id are data)
         english = [word for word in ENGLISH_ON_THE_CARD if re.search(rf"(?<!\w){re.escape(word)}(?!\w)", shown)]
         assert not english, f"English on the {locale} card: {english}"
-    assert await browser.clipped() == [], "text cut off on the card"
+    assert await browser.clipped() == [], f"text cut off on the {locale} card"
     await browser.screenshot(f"subscriptions-{tag}")
+    await browser.send("cancel", expect=_plain(cancelled).split(".")[0])  # the task ends in that language too
 
 
 @pytest_asyncio.fixture(loop_scope="session")
