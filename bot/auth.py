@@ -13,6 +13,7 @@ it), and a `serviceurl` claim equal to the activity's `serviceUrl`. Every failur
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -30,6 +31,7 @@ from microsoft_agents.hosting.core.authorization.jwt import JwtTokenValidator
 
 from services.settings import Settings
 
+_WHITESPACE = re.compile(r"\s")  # a token never holds any
 log = logging.getLogger(__name__)
 
 BOT_FRAMEWORK_ISSUER = "https://api.botframework.com"
@@ -145,7 +147,7 @@ class RequestAuthenticator:
             raise AuthenticationFailed("Authorization header not found")
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token or any(c.isspace() for c in token):
+        if scheme.lower() != "bearer" or not token or _WHITESPACE.search(token):
             raise AuthenticationFailed("Invalid authorization header format")
         try:
             identity = await self._validator().validate_token(token)

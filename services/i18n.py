@@ -86,20 +86,24 @@ def catalog(language: str) -> Catalog | None:
 
 def _catalogs_for(locale: str) -> Iterator[Catalog]:
     """`nb_NO` → the `nb_NO` catalog if there is one, then `nb`'s."""
-    seen: set[str] = set()
-    for language in (locale, locale.split("_")[0]):
-        if language in seen:
-            continue
-        seen.add(language)
-        found = catalog(language)
+    language = locale.partition("_")[0]
+    for candidate in (locale, language) if language != locale else (locale,):
+        found = catalog(candidate)
         if found is not None:
             yield found
 
 
-def _reader_locale() -> str:
-    from services.formatting import reader
+_reader_of_turn: Callable[[], Any] | None = None
 
-    return reader().locale
+
+def _reader_locale() -> str:
+    global _reader_of_turn
+    if _reader_of_turn is None:  # formatting imports this module: looked up once, on first use
+        from services.formatting import reader
+
+        _reader_of_turn = reader
+    locale: str = _reader_of_turn().locale
+    return locale
 
 
 def _keyed(context: str | None, message: str) -> str:
@@ -111,8 +115,11 @@ def _translated(context: str | None, message: str) -> str:
     if _pseudo.get():
         return pseudo(message)
     key = _keyed(context, message)
-    for found in _catalogs_for(_reader_locale()):
-        if key in found.messages:
+    locale = _reader_locale()
+    language = locale.partition("_")[0]
+    for candidate in (locale, language):  # inline: a card asks this hundreds of times
+        found = catalog(candidate)
+        if found is not None and key in found.messages:
             return found.messages[key]
     return message
 
