@@ -14,14 +14,10 @@ from cards.users import USERS_ASSIGN_DO, USERS_UNASSIGN
 from services import formatting
 from services.commands.people import FlowResult, OffboardingPlan, OnboardingPlan
 from services.commands.service import Answer, Choose, LicenceAction
-from services.i18n import _, ngettext
+from services.i18n import _
 
 PICK, DROP = "cmd_pick", "cmd_drop"
 MAX_SUGGESTIONS = 3
-
-
-def _seats(n: int) -> str:
-    return ngettext("{n} seat", "{n} seats", n)
 
 
 def build_choice_card(choice: Choose) -> Card:
@@ -74,7 +70,7 @@ def build_did_you_mean_card(message: str, suggestions: Sequence[str]) -> Card:
 def build_licence_confirm_card(action: LicenceAction, request_key: str, *, note: str = "") -> Card:
     """Assign one licence to one person, or take it away: what happens, the pool's numbers."""
     person, pool = action.person, action.pool
-    sources = ", ".join(f"{sub.name} ({_seats(sub.quantity)})" for sub in pool.subscriptions)
+    sources = ", ".join(f"{sub.name} ({formatting.seats(sub.quantity)})" for sub in pool.subscriptions)
     pairs = [
         (_("Person"), f"{person.display_name} ({person.user_principal_name})"),
         (_("Licence"), pool.name),
@@ -261,7 +257,7 @@ def build_offboard_card(plan: OffboardingPlan, request_key: str) -> Card:
             if seat.subscription_name == seat.licence_name
             else (f"{seat.licence_name} — {seat.subscription_name}")
         )
-        body.append(text(f"{names} ({_seats(seat.quantity)})", weight="Bolder"))
+        body.append(text(f"{names} ({formatting.seats(seat.quantity)})", weight="Bolder"))
         body.append(
             {
                 "type": "Input.ChoiceSet",

@@ -13,10 +13,6 @@ from services.warnings.renewals import RenewalOutlook, RenewalView
 WITHDRAW, CLOSE = "renewals_withdraw", "renewals_close"
 
 
-def _seats(n: int) -> str:
-    return ngettext("{n} seat", "{n} seats", n)
-
-
 def _cost(item: RenewalView) -> str:
     if item.cost_per_period is None:
         return _("no price set — ask your reseller") if item.renews else "—"
@@ -33,10 +29,10 @@ def _what(item: RenewalView) -> str:
     if item.has_schedule:
         return _(
             "renews with {seats} (now {quantity}), as scheduled",
-            seats=_seats(item.renewing_quantity),
+            seats=formatting.seats(item.renewing_quantity),
             quantity=item.quantity,
         )
-    return _("renews with {seats}", seats=_seats(item.renewing_quantity))
+    return _("renews with {seats}", seats=formatting.seats(item.renewing_quantity))
 
 
 def _row(item: RenewalView, can_manage: bool) -> dict[str, Any]:

@@ -48,10 +48,6 @@ def _term(term_duration: str, billing_cycle: str) -> str:
     )
 
 
-def _seats(n: int) -> str:
-    return ngettext("{n} seat", "{n} seats", n)
-
-
 def _money(amount: Decimal | None, currency: str) -> str:
     return _(NO_PRICE) if amount is None else formatting.money(amount, currency)
 
@@ -89,7 +85,7 @@ def _renewal(view: SubscriptionView) -> str:
         return "—"
     verb = _("renews") if view.auto_renew else _("ends (auto-renew off)")
     if view.auto_renew and view.scheduled_quantity is not None:
-        verb = _("renews with {seats}, as scheduled", seats=_seats(view.scheduled_quantity))
+        verb = _("renews with {seats}, as scheduled", seats=formatting.seats(view.scheduled_quantity))
     return _("{date} ({verb}; price locked until then)", date=formatting.date(view.renewal_date), verb=verb)
 
 
@@ -97,7 +93,7 @@ def _row_facts(view: SubscriptionView) -> list[tuple[str, str]]:
     return [
         (_("Offer id"), view.offer_id),
         (_("Price"), _price(view)),
-        (_("Purchased"), _seats(view.quantity)),
+        (_("Purchased"), formatting.seats(view.quantity)),
         (_("Consumed"), _consumed(view)),
         (_("Status"), _status(view)),
         (
@@ -249,7 +245,7 @@ def _removable(view: SubscriptionView) -> str:
     )
     if len(view.refundable_batches) == 1:
         windows = _("until {datetime_utc}", datetime_utc=formatting.datetime_utc(view.refundable_batches[0][1]))
-    seats = ngettext("{n} seat", "{n} seats", total)
+    seats = formatting.seats(total)
     return _(
         "{added} You can remove up to {seats} with a refund ({windows}); after that, a lower "
         "quantity can be scheduled for the renewal{renewal}.",
@@ -265,7 +261,7 @@ def build_quantity_card(view: SubscriptionView, *, entered: str = "", error: str
         heading(_("Change the quantity of {name}", name=view.name)),
         facts(
             [
-                (_("Now"), _seats(view.quantity)),
+                (_("Now"), formatting.seats(view.quantity)),
                 (_("Consumed"), _consumed(view)),
                 (_("Price"), _price(view)),
             ]
@@ -302,7 +298,7 @@ def _pro_rata_text(charge: ProRata, currency: str) -> str:
 def build_quantity_preview_card(plan: QuantityPlan, key: str) -> Card:
     period = formatting.per_period(plan.billing_cycle)
     ids = {"subscription_id": plan.subscription_id, "quantity": str(plan.new), "etag": plan.etag, "request_key": key}
-    body: list[dict[str, Any]] = [heading(f"{plan.name}: {plan.current} → {_seats(plan.new)}")]
+    body: list[dict[str, Any]] = [heading(f"{plan.name}: {plan.current} → {formatting.seats(plan.new)}")]
     pairs: list[tuple[str, str]] = []
     if plan.kind == "schedule":
         body.append(text(plan.explanation, color="Warning"))
@@ -311,7 +307,10 @@ def build_quantity_preview_card(plan: QuantityPlan, key: str) -> Card:
         body.append(facts(pairs))
         actions = [
             submit(
-                _("Schedule {seats} for the renewal", seats=_seats(plan.new)), CONFIRM_SCHEDULE, ids, style="positive"
+                _("Schedule {seats} for the renewal", seats=formatting.seats(plan.new)),
+                CONFIRM_SCHEDULE,
+                ids,
+                style="positive",
             ),
             submit(_("Choose another number"), QUANTITY, {"subscription_id": plan.subscription_id}),
             _back(),
@@ -327,7 +326,9 @@ def build_quantity_preview_card(plan: QuantityPlan, key: str) -> Card:
     pairs.append((_("New cost {period}", period=period), _money(plan.recurring_new, plan.currency)))
     if plan.kind == "decrease" and plan.refundable_until is not None:
         until = formatting.datetime_utc(plan.refundable_until)
-        pairs.append((_("Removable until"), _("{seats} until {until}", seats=_seats(plan.refundable), until=until)))
+        pairs.append(
+            (_("Removable until"), _("{seats} until {until}", seats=formatting.seats(plan.refundable), until=until))
+        )
     if plan.assigned is not None:
         pairs.append((_("Assigned licences"), str(plan.assigned)))
     body.append(facts(pairs))

@@ -41,10 +41,6 @@ MAX_CHOICES = 15
 MAX_SELECTED = 100
 
 
-def _seats(n: int) -> str:
-    return ngettext("{n} seat", "{n} seats", n)
-
-
 def _search_row(placeholder: str, value: str, search: dict[str, Any], input_id: str = "search") -> dict[str, Any]:
     """A search box with its Search button beside it."""
     box = {"type": "Input.Text", "id": input_id, "placeholder": placeholder, "value": value, "maxLength": 100}
@@ -251,7 +247,7 @@ def build_user_card(
         body.append(text(licence.name, weight="Bolder"))
         if licence.subscriptions:
             lines = [
-                f"- {sub.name}: {_seats(sub.quantity)}, {status_word(sub.status)}, "
+                f"- {sub.name}: {formatting.seats(sub.quantity)}, {status_word(sub.status)}, "
                 f"{plan_label(sub.term_duration, sub.billing_cycle)}"
                 for sub in licence.subscriptions
             ]
@@ -469,7 +465,8 @@ def build_assign_card(
         for pool in pools:
             if pool.subscriptions:
                 lines = [
-                    f"- {sub.name}: {_seats(sub.quantity)} ({status_word(sub.status)})" for sub in pool.subscriptions
+                    f"- {sub.name}: {formatting.seats(sub.quantity)} ({status_word(sub.status)})"
+                    for sub in pool.subscriptions
                 ]
                 body.append(text(_("{name} comes from:\n", name=pool.name) + "\n".join(lines), subtle=True))
         body.append(

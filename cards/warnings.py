@@ -39,10 +39,6 @@ REFRESH, BACK = "warn_refresh", "warn_back"
 OVERVIEW_XLSX = "overview_xlsx"
 
 
-def _seats(n: int) -> str:
-    return ngettext("{n} seat", "{n} seats", n)
-
-
 def _when(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value)) if value else None
 
@@ -99,16 +95,16 @@ def _seat_body(notice: NoticeView) -> list[dict[str, Any]]:
                 "**{seats}** of {name} can still be removed with a refund until **{closes}**. Microsoft "
                 "takes seats back only within 7 days of adding them; after that they are paid until the "
                 "renewal.",
-                seats=_seats(int(f["removable"])),
+                seats=formatting.seats(int(f["removable"])),
                 name=f["name"],
                 closes=closes,
             )
         ),
         facts(
             [
-                (_("Seats"), _seats(int(f["quantity"]))),
+                (_("Seats"), formatting.seats(int(f["quantity"]))),
                 (_("Unassigned now"), "unknown" if unassigned is None else str(unassigned)),
-                (_("Refundable now"), _seats(int(f["refundable"]))),
+                (_("Refundable now"), formatting.seats(int(f["refundable"]))),
                 (_("Window closes"), closes),
                 (
                     _("Price"),
@@ -129,10 +125,10 @@ def _renewal_body(notice: NoticeView) -> list[dict[str, Any]]:
     renewing = int(f["renewing_quantity"])
     pairs = [
         (_("Renews on"), _renews_on(notice)),
-        (_("Seats now"), _seats(int(f["quantity"]))),
+        (_("Seats now"), formatting.seats(int(f["quantity"]))),
     ]
     if f.get("scheduled_quantity") is not None:
-        pairs.append((_("Scheduled for the renewal"), _seats(int(f["scheduled_quantity"]))))
+        pairs.append((_("Scheduled for the renewal"), formatting.seats(int(f["scheduled_quantity"]))))
     if f.get("assigned") is not None:
         pairs.append((_("Assigned to users"), str(f["assigned"])))
         pairs.append((_("Unassigned at renewal"), str(f["unassigned"])))
@@ -152,7 +148,11 @@ def _renewal_body(notice: NoticeView) -> list[dict[str, Any]]:
     pairs.append(
         (
             _("Renewal cost {period}", period=period),
-            _("{money} for {seats}", money=_money(f.get("cost_per_period"), currency), seats=_seats(renewing)),
+            _(
+                "{money} for {seats}",
+                money=_money(f.get("cost_per_period"), currency),
+                seats=formatting.seats(renewing),
+            ),
         )
     )
     pairs.append((_("For the whole term"), _money(f.get("cost_per_term"), currency)))
@@ -170,7 +170,10 @@ def _renewal_body(notice: NoticeView) -> list[dict[str, Any]]:
     lock = formatting.datetime_utc(_when(f.get("lock_at")))
     return [
         text(
-            _("It renews automatically with **{seats}** for another term at the price below.", seats=_seats(renewing))
+            _(
+                "It renews automatically with **{seats}** for another term at the price below.",
+                seats=formatting.seats(renewing),
+            )
         ),
         facts(pairs),
         text(
@@ -190,7 +193,7 @@ def _idle_body(notice: NoticeView, *, with_buttons: bool) -> list[dict[str, Any]
     idle, inactive = int(f.get("idle_seats", 0)), int(f.get("inactive_count", 0))
     parts = []
     if idle:
-        parts.append(_("**{seats}** unassigned for more than {days} days", seats=_seats(idle), days=days))
+        parts.append(_("**{seats}** unassigned for more than {days} days", seats=formatting.seats(idle), days=days))
     if inactive:
         users = ngettext("{n} licensed user", "{n} licensed users", inactive)
         parts.append(_("**{users}** not signed in for {days} days", users=users, days=days))
@@ -205,10 +208,10 @@ def _idle_body(notice: NoticeView, *, with_buttons: bool) -> list[dict[str, Any]
         facts(
             [
                 (_("Price"), _("{money} per licence per month", money=_money(f.get("monthly_price"), currency))),
-                (_("Reassign now"), _seats(idle) + (_(" (free to give to someone)") if idle else "")),
+                (_("Reassign now"), formatting.seats(idle) + (_(" (free to give to someone)") if idle else "")),
                 (
                     _("Reducible at renewal"),
-                    _("up to {seats}", seats=_seats(int(f.get("reducible_at_renewal", 0))))
+                    _("up to {seats}", seats=formatting.seats(int(f.get("reducible_at_renewal", 0))))
                     + (
                         _(" on {date}", date=formatting.date(_when(f.get("next_renewal"))))
                         if f.get("next_renewal")
@@ -270,7 +273,7 @@ def _actions(notice: NoticeView) -> list[dict[str, Any]]:
     f = notice.facts
     if notice.kind is Kind.SEAT_WINDOW:
         return [
-            execute(_("Remove {seats}", seats=_seats(int(f["removable"]))), REMOVE, ids, "positive"),
+            execute(_("Remove {seats}", seats=formatting.seats(int(f["removable"]))), REMOVE, ids, "positive"),
             execute(_("Keep as is"), KEEP, ids),
         ]
     if notice.kind is Kind.RENEWAL:
@@ -279,7 +282,7 @@ def _actions(notice: NoticeView) -> list[dict[str, Any]]:
             suggested = int(f["suggested_quantity"])
             actions.append(
                 execute(
-                    _("Renew with {seats}", seats=_seats(suggested)),
+                    _("Renew with {seats}", seats=formatting.seats(suggested)),
                     RENEW_WITH,
                     {**ids, "quantity": suggested},
                     "positive",
@@ -327,9 +330,11 @@ def build_removal_preview_card(notice: NoticeView, plan: QuantityPlan, key: str)
     pairs.append((_("New cost {period}", period=period), _money(plan.recurring_new, plan.currency)))
     if plan.refundable_until is not None:
         until = formatting.datetime_utc(plan.refundable_until)
-        pairs.append((_("Refund window"), _("{seats} until {until}", seats=_seats(plan.refundable), until=until)))
+        pairs.append(
+            (_("Refund window"), _("{seats} until {until}", seats=formatting.seats(plan.refundable), until=until))
+        )
     body = [
-        heading(_("Remove {seats} of {name}?", seats=_seats(seats), name=plan.name)),
+        heading(_("Remove {seats} of {name}?", seats=formatting.seats(seats), name=plan.name)),
         facts(pairs),
         text(_("Charges follow Microsoft's billing rules; the bill shows the exact lines."), subtle=True),
     ]
@@ -337,7 +342,7 @@ def build_removal_preview_card(notice: NoticeView, plan: QuantityPlan, key: str)
     return card(
         body,
         [
-            execute(_("Remove {seats}", seats=_seats(seats)), CONFIRM_REMOVE, data, "positive"),
+            execute(_("Remove {seats}", seats=formatting.seats(seats)), CONFIRM_REMOVE, data, "positive"),
             execute(_("Keep as is"), KEEP, {"notice_id": notice.id}),
         ],
     )
@@ -386,7 +391,7 @@ def build_term_switch_card(notice: NoticeView, plan: TermSwitchPlan) -> Card:
                 "From the renewal on {when}, for {seats}, at your reseller's price then. The change is "
                 "scheduled with Microsoft for the renewal; until then nothing changes.",
                 when=when,
-                seats=_seats(plan.quantity),
+                seats=formatting.seats(plan.quantity),
             ),
         ),
         {"type": "ColumnSet", "columns": columns},
@@ -548,7 +553,7 @@ def build_overview_card(overview: Mapping[str, Any], organisation: str = "") -> 
             + (
                 _(
                     "renews with {seats}, {money} {per_period}",
-                    seats=_seats(int(item["quantity"])),
+                    seats=formatting.seats(int(item["quantity"])),
                     money=_money(item["cost_per_period"], item["currency"]),
                     per_period=formatting.per_period(item["billing_cycle"]),
                 )

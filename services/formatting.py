@@ -6,7 +6,7 @@ message the services write. Pure (no I/O), built on Babel's CLDR data.
 - A unit price: exact (`$5.9125` when a price list sets one below the minor unit), and
   `$13.80 per licence per month` with its period.
 - Dates: the locale's medium date, `Jan 5, 2027`; a moment: `Jan 5, 2027, 2:03 PM UTC`.
-- Counts: `1 seat`, `2 seats` — always through `plural`, never a noun with an optional "s".
+- Counts: `1 seat`, `2 seats` — `seats(n)`, or `ngettext` for other nouns; never a noun with an optional "s".
 
 Every function takes a `locale` (a CLDR locale name). Left out, it is the reader's: the bot sets
 the caller's locale and their organisation's time zone for the turn with `reading(...)` (a context
@@ -146,6 +146,11 @@ def unit_price(amount: Decimal, currency: str, billing_cycle: str, locale: str |
 def count(n: int, locale: str | None = None) -> str:
     """A whole number with the locale's grouping: `1,250`."""
     return format_decimal(n, locale=_loc(locale))
+
+
+def seats(n: int) -> str:
+    """`1 seat`, `12 seats` (`12 plasser`): the count every card and message about licences says."""
+    return ngettext("{n} seat", "{n} seats", n)
 
 
 def plural(n: int, singular: str, plural_form: str, locale: str | None = None) -> str:

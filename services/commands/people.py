@@ -23,7 +23,7 @@ from services.access import Caller
 from services.commands.service import Answer, Choose, CommandService, Person
 from services.container import Services
 from services.errors import DomainError, InvalidInput
-from services.i18n import _, ngettext
+from services.i18n import _
 from services.partner_center import PartnerCenterClient
 from services.partner_center.models import CustomerUser, PasswordProfile
 from services.subscriptions import QuantityPlan, SubscriptionChanges, SubscriptionService, SubscriptionView
@@ -253,7 +253,7 @@ class PeopleFlows:
             )
         if view.quantity > 1 and view.auto_renew:
             base = view.scheduled_quantity if view.scheduled_quantity is not None else view.quantity
-            seats = ngettext("{n} seat", "{n} seats", base - 1)
+            seats = formatting.seats(base - 1)
             choices.append(
                 (
                     RENEWAL,

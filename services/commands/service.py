@@ -130,16 +130,12 @@ class _Notes:
         return " ".join(self.items)
 
 
-def _seats(count: int) -> str:
-    return ngettext("{n} seat", "{n} seats", count)
-
-
 def _subscription_detail(row: SubscriptionRow) -> str:
     term = _(_TERM_WORDS.get(row.term_duration, row.term_duration))
     renews = _(", renews {date}", date=formatting.date(row.commitment_end_date)) if row.commitment_end_date else ""
     return _(
         "{seats}, {term} billed {billing_cycle}, {status}{renews}",
-        seats=_seats(row.quantity),
+        seats=formatting.seats(row.quantity),
         term=term,
         billing_cycle=row.billing_cycle,
         status=row.status,
@@ -291,8 +287,8 @@ class CommandService:
                     _(
                         "{name} has {seats}, so {seats2} cannot be removed.",
                         name=view.name,
-                        seats=_seats(view.quantity),
-                        seats2=_seats(-new + view.quantity),
+                        seats=formatting.seats(view.quantity),
+                        seats2=formatting.seats(-new + view.quantity),
                     )
                 )
             plan = await self._changes.plan_quantity(caller, view.id, new)
@@ -616,7 +612,9 @@ class CommandService:
         pool = await self.find_pool(caller, command.product, pins)
         if not isinstance(pool, PoolView):
             return pool
-        sources = "; ".join(f"{sub.name}: {_seats(sub.quantity)} ({sub.status})" for sub in pool.subscriptions)
+        sources = "; ".join(
+            f"{sub.name}: {formatting.seats(sub.quantity)} ({sub.status})" for sub in pool.subscriptions
+        )
         if command.kind is Kind.FREE_SEATS:
             free = _(
                 "{available} of {active} {name} licences are free ({consumed} assigned).",
@@ -709,7 +707,7 @@ def _renewal_text(view: SubscriptionView) -> str:
         "{name} renews on {when} with {seats} ({get} billed {billing_cycle}; the price is locked until then).{state}",
         name=view.name,
         when=when,
-        seats=_seats(seats),
+        seats=formatting.seats(seats),
         get=_(_TERM_WORDS.get(view.term_duration, view.term_duration)),
         billing_cycle=view.billing_cycle,
         state=state,

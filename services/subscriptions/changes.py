@@ -153,7 +153,7 @@ def seats_spend(plan: QuantityPlan) -> Spend:
         monthly = per_month(plan.unit_price * added, plan.currency, plan.billing_cycle)
     new_cost = "" if plan.recurring_new is None else formatting.money(plan.recurring_new, plan.currency)
     return Spend(
-        what=_("Add {plural} to {name}", plural=ngettext("{n} seat", "{n} seats", added), name=plan.name),
+        what=_("Add {plural} to {name}", plural=formatting.seats(added), name=plan.name),
         currency=plan.currency,
         monthly_increase=monthly,
         term_duration=plan.term_duration,
@@ -227,7 +227,7 @@ class SubscriptionChanges:
                     "{name} was changed meanwhile (it now has {plural}, {status}). I reloaded it: please check "
                     "the numbers and confirm again.",
                     name=row.name,
-                    plural=ngettext("{n} seat", "{n} seats", current.quantity or 0),
+                    plural=formatting.seats(current.quantity or 0),
                     status=status_word(current.status),
                 )
             )
@@ -413,7 +413,7 @@ class SubscriptionChanges:
                 _(
                     "{name} already has {plural}. Enter a different number.",
                     name=row.name,
-                    plural=ngettext("{n} seat", "{n} seats", have),
+                    plural=formatting.seats(have),
                 ),
                 field="quantity",
             )
@@ -444,7 +444,7 @@ class SubscriptionChanges:
                     explanation = _(
                         "Microsoft lets seats be removed only within 7 days of being added: you can remove up to "
                         "{plural} until {date} (down to {value}).",
-                        plural=ngettext("{n} seat", "{n} seats", refundable_seats),
+                        plural=formatting.seats(refundable_seats),
                         date=formatting.date(until),
                         value=have - refundable_seats,
                     )
@@ -454,7 +454,7 @@ class SubscriptionChanges:
                     )
                 explanation += _(
                     " You can instead schedule {plural} for the renewal on {date}.",
-                    plural=ngettext("{n} seat", "{n} seats", new),
+                    plural=formatting.seats(new),
                     date=formatting.date(renewal),
                 )
         return QuantityPlan(
@@ -505,7 +505,7 @@ class SubscriptionChanges:
                     "at least {seats}, or unassign licences first.",
                     consumed,
                     name=row.name,
-                    seats=ngettext("{n} seat", "{n} seats", lowest),
+                    seats=formatting.seats(lowest),
                 ),
                 field="quantity",
             )
@@ -549,7 +549,7 @@ class SubscriptionChanges:
             [(event, plan.current, new, f"bot:quantity:{key}")],
             price_entry_id=plan.price_entry_id,
         )
-        seats = ngettext("{n} seat", "{n} seats", new)
+        seats = formatting.seats(new)
         return ChangeResult(
             _("{name} now has {seats} (was {current}).", name=row.name, seats=seats, current=plan.current), row.id
         )
@@ -594,9 +594,9 @@ class SubscriptionChanges:
             _(
                 "{name} will renew with {plural} on {date}; until then it keeps {plural2}.",
                 name=row.name,
-                plural=ngettext("{n} seat", "{n} seats", new),
+                plural=formatting.seats(new),
                 date=formatting.date(as_utc(result.commitment_end_date)),
-                plural2=ngettext("{n} seat", "{n} seats", result.quantity or 0),
+                plural2=formatting.seats(result.quantity or 0),
             ),
             row.id,
         )
@@ -653,7 +653,7 @@ class SubscriptionChanges:
                 date=formatting.date(as_utc(result.commitment_end_date)),
                 term=formatting.term(term_duration),
                 billed=formatting.billed(billing_cycle),
-                plural=ngettext("{n} seat", "{n} seats", quantity or 0),
+                plural=formatting.seats(quantity or 0),
             ),
             row.id,
         )
@@ -691,7 +691,7 @@ class SubscriptionChanges:
             _(
                 "The scheduled change is withdrawn: {name} renews with {plural} on {date}.",
                 name=row.name,
-                plural=ngettext("{n} seat", "{n} seats", result.quantity or 0),
+                plural=formatting.seats(result.quantity or 0),
                 date=formatting.date(as_utc(result.commitment_end_date)),
             ),
             row.id,
