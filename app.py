@@ -127,7 +127,7 @@ def create_app(
     settings.check_safe_to_serve()
     app = web.Application()
     app[SETTINGS] = settings
-    app[ADMISSION] = TurnAdmission(settings.max_concurrent_turns)
+    app[ADMISSION] = TurnAdmission(settings.max_concurrent_turns, settings.max_working_turns)
     app[METRICS] = metrics = Metrics(version())
 
     async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -222,7 +222,12 @@ def create_app(
         metrics_handler(
             metrics,
             settings.metrics_token.get_secret_value(),
-            turns=lambda: (app[ADMISSION].in_flight, app[ADMISSION].limit),
+            turns=lambda: (
+                app[ADMISSION].in_flight,
+                app[ADMISSION].limit,
+                app[ADMISSION].working,
+                app[ADMISSION].working_limit,
+            ),
             snapshot=lambda: read_snapshot(
                 app[RUNTIME].services.jobs, app[RUNTIME].services.mailer, app[RUNTIME].services.alerts
             ),
@@ -271,7 +276,8 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
     """Admit the turn, or answer 503 with Retry-After before doing any work (bot/overload.py)."""
     admission = request.app[ADMISSION]
     metrics = request.app[METRICS]
-    if not admission.try_enter():
+    ticket = admission.try_enter()
+    if ticket is None:
         metrics.turn_shed()
         return web.json_response(
             {"error": f"The bot is busy; send the activity again in {RETRY_AFTER_SECONDS} s."},
@@ -285,7 +291,7 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
         status = response.status
         return response
     finally:
-        admission.leave()
+        admission.leave(ticket)
         metrics.turn_done(request.get(TURN_KIND, "unknown"), status, time.perf_counter() - started)
 
 

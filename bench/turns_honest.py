@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import gc
 import json
 import math
@@ -77,6 +78,7 @@ OUTBOUND_TOKEN = "bench-outbound-token"
 ORGANISATIONS = 50
 USERS_PER_ORGANISATION = 20
 SERVER_KINDS = ("echo", "ours")
+PROFILE_ENV = "BENCH_TURNS_PROFILE_DIR"  # set by --profile: each server writes its cProfile there when it stops
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,7 @@ def _our_app(run: dict[str, Any], workdir: Path, trust: ssl.SSLContext, keys: Lo
         database_url=run["database_url"],
         secrets_key=Fernet.generate_key().decode(),
         max_concurrent_turns=run["max_concurrent_turns"],
+        max_working_turns=run["max_working_turns"],
         mail_outbox_dir=workdir / "outbox",
         job_poll_interval_seconds=1.0,
     )
@@ -331,14 +334,21 @@ async def serve(kind: str, run: dict[str, Any]) -> None:
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        profile_folder = os.environ.get(PROFILE_ENV)
+        profiler = cProfile.Profile(time.process_time) if profile_folder else None
         sys.stdout.write(f"READY {runner.addresses[0][1]}\n")
         sys.stdout.flush()
         parent = os.getppid()
+        if profiler is not None:
+            profiler.enable()
         while not stop.is_set():  # also stop if the load generator died without telling us
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
             if os.getppid() != parent:
                 break
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(Path(profile_folder or ".") / f"{kind}-{os.getpid()}.prof")
         await runner.cleanup()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -792,16 +802,15 @@ async def run(args: argparse.Namespace) -> None:
                 if "echo" in args.servers:
                     plan.append(("echo", "echo", {}))
                 for database in args.databases:
-                    variants = [("ours-unbounded", 10_000)] if "ours-unbounded" in args.servers else []
+                    variants = [("ours-unbounded", 10_000, 10_000)] if "ours-unbounded" in args.servers else []
                     if "ours" in args.servers:
-                        several = len(args.max_concurrent_turns) > 1
-                        variants += [(f"ours-{b}" if several else "ours", b) for b in args.max_concurrent_turns]
-                    for label, bound in variants:
+                        variants += bound_variants(args.max_concurrent_turns, args.max_working_turns)
+                    for label, bound, working in variants:
                         if database == "sqlite":
                             url = f"sqlite+aiosqlite:///{folder / (label + '.sqlite3')}"
                         else:
                             url = await stack.enter_async_context(postgres_database())
-                        extra = {"database_url": url, "max_concurrent_turns": bound}
+                        extra = {"database_url": url, "max_concurrent_turns": bound, "max_working_turns": working}
                         plan.append((f"{label}-{database}", "ours", extra))
                 for label, kind, extra in plan:
                     server = Server(label, kind, {**common, **extra}, folder)
@@ -818,6 +827,21 @@ async def run(args: argparse.Namespace) -> None:
         finally:
             for server in servers:
                 await server.stop()
+
+
+def bound_variants(in_flight: list[int], working: list[int]) -> list[tuple[str, int, int]]:
+    """One of our servers per pair of bounds (MAX_CONCURRENT_TURNS, MAX_WORKING_TURNS), labelled by the
+    bounds that vary."""
+    variants = []
+    for bound in in_flight:
+        for busy in working:
+            label = "ours"
+            if len(in_flight) > 1:
+                label += f"-{bound}"
+            if len(working) > 1:
+                label += f"-w{busy}"
+            variants.append((label, bound, busy))
+    return variants
 
 
 async def measure(args: argparse.Namespace, generator: LoadGenerator, servers: list[Server]) -> None:
@@ -932,8 +956,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--warmup", type=float, help="unmeasured seconds per server first (default 30, about 1.5 turns per user)")
     add("--servers", default="echo,ours", help="from echo,ours,ours-unbounded (ours without admission control)")
     add("--databases", default="sqlite,postgres", help="our servers' databases: sqlite,postgres (default both)")
-    add("--max-concurrent-turns", default="16",
-        help="ours: MAX_CONCURRENT_TURNS; several (8,16,32) start one server each (default 16)")  # fmt: skip
+    add("--max-concurrent-turns", default="64",
+        help="ours: MAX_CONCURRENT_TURNS; several (16,32,64) start one server each (default 64)")  # fmt: skip
+    add("--max-working-turns", default="4",
+        help="ours: MAX_WORKING_TURNS; several (2,4,8) start one server each (default 4)")  # fmt: skip
     add("--overload-rate", type=float,
         help="after the sweep, every server at this rate (default: twice the capacity found for ours)")  # fmt: skip
     add("--overload-duration", type=float, help="seconds of the overload step (default 30; quick 10)")
@@ -945,14 +971,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--lost-after", type=float, default=10.0, help="an admitted turn's reply is waited for this long (default 10)")
     add("--quiet-wait", type=float, default=20.0, help="wait up to this long for other processes to go quiet")
     add("--keep-logs", action="store_true", help="keep the servers' logs (their folder is printed)")
+    add("--profile", metavar="DIR",
+        help="each server runs under cProfile (CPU time) once ready; writes DIR/KIND-PID.prof as it stops")  # fmt: skip
     add("--serve", choices=SERVER_KINDS, help=argparse.SUPPRESS)
     add("--run-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+        os.environ[PROFILE_ENV] = str(Path(args.profile).resolve())  # the servers inherit it
     args.duration = args.duration or (10.0 if args.quick else 30.0)
     args.rounds = args.rounds or (2 if args.quick else 3)
     args.warmup = args.warmup if args.warmup is not None else (20.0 if args.quick else 30.0)
     args.sweep_step = args.sweep_step or (5.0 if args.quick else 10.0)
     args.max_concurrent_turns = [int(part) for part in args.max_concurrent_turns.split(",") if part.strip()]
+    args.max_working_turns = [int(part) for part in args.max_working_turns.split(",") if part.strip()]
     args.overload_duration = args.overload_duration or (10.0 if args.quick else 30.0)
     args.servers = [name.strip() for name in args.servers.split(",") if name.strip()]
     args.databases = database_names(parser, args.databases)

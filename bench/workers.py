@@ -127,6 +127,7 @@ async def sweep(args: argparse.Namespace, generator: honest.LoadGenerator, serve
         window = await generator.window(server, idle[server.label], "warm-up", args.warmup_rate, args.warmup)
         base.out(f"[{server.label}] warm-up: {len(window.turns)} turns, p99 {base.fmt(window.percentile(99))} ms")
     best: dict[str, tuple[float, float, honest.Window]] = {}  # label: (answered/s, rate, window)
+    unrefused: dict[str, honest.Window] = {}  # label: its highest step with no 503 at all
     rows: list[list[str]] = []
     going = list(servers)
     for index, rate in enumerate(args.rates):
@@ -142,6 +143,8 @@ async def sweep(args: argparse.Namespace, generator: honest.LoadGenerator, serve
                      f"CPU {base.fmt(window.share(window.cpu_seconds), 0)} %, generator "
                      f"{base.fmt(window.share(window.generator_cpu_seconds), 0)} %, others "
                      f"{base.fmt(window.share(window.other_cpu_seconds), 0)} %, load {window.load}")  # fmt: skip
+            if window.admitted and not any(turn.tries > 1 or turn.refused for turn in window.turns):
+                unrefused[server.label] = window
             previous = best.get(server.label, (0.0, 0.0, window))[0]
             if answered > previous:
                 best[server.label] = (answered, rate, window)
@@ -171,6 +174,24 @@ async def sweep(args: argparse.Namespace, generator: honest.LoadGenerator, serve
         verdict = "PASS" if ratio >= GOAL_RATIO else "MISS"
         base.out(f"  {verdict}  {database}: 2 workers / 1 worker = {ratio:.2f}x ({two[0]:.1f} vs {one[0]:.1f} "
                  f"turns/s; goal >= {GOAL_RATIO}x)")  # fmt: skip
+        clean = unrefused.get(f"1-worker-{database}")
+        if clean is not None:
+            ceiling(database, clean)
+
+
+def ceiling(database: str, window: honest.Window) -> None:
+    """The best ratio this machine allows, from one worker's CPU per turn and everyone else's: one worker can use
+    one core; two workers share both cores with PostgreSQL, the sandbox and the load generator, which need their
+    CPU per turn wherever the turn is served."""
+    server = window.cpu_seconds * 1000 / window.admitted
+    others = (window.other_cpu_seconds + window.generator_cpu_seconds) * 1000 / window.admitted
+    cores = os.cpu_count() or 2
+    best = min(cores, (cores * server) / (server + others)) if server + others else float("nan")
+    base.out(f"  INFO  ceiling on this machine ({database}, from one worker's {window.rate:g}/s step with no 503): "
+             f"a turn costs {server:.1f} ms of the worker's CPU and {others:.1f} ms of everyone else's (PostgreSQL, "
+             f"the sandbox, the load generator); one worker can use one core, two share all {cores} with the rest: "
+             f"CPU-bound, two give at most {cores} x {server:.1f} / ({server:.1f} + {others:.1f}) "
+             f"= {best:.2f}x one")  # fmt: skip
 
 
 async def health_throughput(server: honest.Server, seconds: float, connections: int = 32) -> tuple[float, float, float]:
@@ -233,6 +254,7 @@ async def run(args: argparse.Namespace) -> None:
                         settings = {
                             "database_url": url,
                             "max_concurrent_turns": args.max_concurrent_turns,
+                            "max_working_turns": args.max_working_turns,
                             "workers": workers,
                         }
                         server = WorkersServer(label, "ours", {**shared.common, **settings}, shared.folder)
@@ -260,7 +282,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--warmup", type=float, help="unmeasured seconds per server first (default 30; quick 10)")
     add("--warmup-rate", type=float, default=40.0, help="turns per second of the warm-up (default 40)")
     add("--databases", default="postgres", help="the servers' databases: sqlite,postgres (default postgres)")
-    add("--max-concurrent-turns", type=int, default=16, help="MAX_CONCURRENT_TURNS of each worker (default 16)")
+    add("--max-concurrent-turns", type=int, default=64, help="MAX_CONCURRENT_TURNS of each worker (default 64)")
+    add("--max-working-turns", type=int, default=4, help="MAX_WORKING_TURNS of each worker (default 4)")
     add("--max-retries", type=int, default=4, help="times a 503 is sent again, as Teams would (default 4)")
     add("--connector-delay", type=float, default=0.1, help="seconds the connector stub takes per POST (default 0.1)")
     add("--lost-after", type=float, default=10.0, help="an admitted turn's reply is waited for this long (default 10)")

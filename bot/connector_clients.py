@@ -21,8 +21,16 @@ refused (`HostNotAllowed`), and the bot's token never leaves for it.
 from __future__ import annotations
 
 import ssl
+from types import SimpleNamespace
 
-from aiohttp import ClientSession, TCPConnector
+from aiohttp import (
+    ClientSession,
+    TCPConnector,
+    TraceConfig,
+    TraceRequestEndParams,
+    TraceRequestExceptionParams,
+    TraceRequestStartParams,
+)
 from microsoft_agents.activity import RoleTypes
 from microsoft_agents.hosting.core import RestChannelServiceClientFactory, TurnContext
 from microsoft_agents.hosting.core.authorization import AccessTokenProviderBase, ClaimsIdentity, Connections
@@ -37,6 +45,7 @@ from microsoft_agents.hosting.core.connector.client.user_token import UserToken
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
 from services.outbound_hosts import HostAllowList
+from services.remote_waits import RemoteWaiter, current_waiter
 
 # How many connections the pool keeps open at once (all hosts together); turns beyond it wait for one.
 CONNECTION_LIMIT = 100
@@ -45,6 +54,33 @@ CONNECTION_LIMIT = 100
 # requests. Below Node's default of 5 s (the Agents Playground) and far below Azure's ~4 minutes (Teams'
 # Bot Connector); turns in a busy app still share connections.
 IDLE_CONNECTION_SECONDS = 4.0
+
+
+async def _request_started(_session: ClientSession, trace: SimpleNamespace, _params: TraceRequestStartParams) -> None:
+    """A request to the channel is out: the turn it is sent for waits, and stops counting as working."""
+    waiter = current_waiter()
+    trace.waiter = waiter
+    if waiter is not None:
+        waiter.remote_call_started()
+
+
+async def _request_ended(
+    _session: ClientSession, trace: SimpleNamespace, _params: TraceRequestEndParams | TraceRequestExceptionParams
+) -> None:
+    waiter: RemoteWaiter | None = getattr(trace, "waiter", None)
+    if waiter is not None:
+        waiter.remote_call_ended()
+
+
+def _channel_wait_tracing() -> TraceConfig:
+    """Marks the turn being served waiting while one of its requests to the channel is out
+    (services/remote_waits.py)."""
+    tracing = TraceConfig()
+    tracing.on_request_start.append(_request_started)
+    tracing.on_request_end.append(_request_ended)
+    tracing.on_request_exception.append(_request_ended)
+    tracing.freeze()
+    return tracing
 
 
 def _with_json_and_token(session: ClientSession, token: str) -> ClientSession:
@@ -90,6 +126,7 @@ class KeepAliveClientFactory(RestChannelServiceClientFactory):
         self._tls = tls
         self._user_agent = get_product_info()
         self._pool: TCPConnector | None = None
+        self._tracing = [_channel_wait_tracing()]
 
     def _session(self, endpoint: str) -> ClientSession:
         if self._pool is None or self._pool.closed:
@@ -99,7 +136,11 @@ class KeepAliveClientFactory(RestChannelServiceClientFactory):
         if not endpoint.endswith("/"):
             endpoint += "/"
         return ClientSession(
-            base_url=endpoint, connector=self._pool, connector_owner=False, headers={"User-Agent": self._user_agent}
+            base_url=endpoint,
+            connector=self._pool,
+            connector_owner=False,
+            headers={"User-Agent": self._user_agent},
+            trace_configs=self._tracing,
         )
 
     async def create_connector_client(

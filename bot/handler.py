@@ -63,6 +63,7 @@ from services.errors import DomainError
 from services.i18n import N_, _
 from services.locales import language_choices, resolve_locale
 from services.logging_context import correlation_scope, current_correlation_id
+from services.remote_waits import serve_as
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class _DelayedTyping:
         self._task = asyncio.create_task(self._after(delay))
 
     async def _after(self, delay: float) -> None:
+        serve_as(None)  # sent beside the turn's work, not instead of it: the turn is still working
         await asyncio.sleep(delay)
         if self._loop_lag is not None and self._loop_lag.lagging():
             log.debug("no typing indicator: the event loop is lagging")

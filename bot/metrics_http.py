@@ -54,10 +54,11 @@ def _refusal(request: web.Request, token: str) -> web.Response | None:
 def metrics_handler(
     metrics: Metrics,
     token: str,
-    turns: Callable[[], tuple[int, int]],
+    turns: Callable[[], tuple[int, int, int, int]],
     snapshot: Callable[[], Awaitable[Snapshot]],
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """`turns()` says (in flight, limit) now; `snapshot()` reads the queues from the database."""
+    """`turns()` says (in flight, its limit, working, its limit) now; `snapshot()` reads the queues from the
+    database."""
 
     async def handle_metrics(request: web.Request) -> web.StreamResponse:
         refused = _refusal(request, token)

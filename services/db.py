@@ -3,12 +3,19 @@ database take turns with.
 
 SQLite (the embedded default) runs with WAL and a busy timeout so the bot, its job runner and the
 operator CLI can use one file at once; PostgreSQL is the scale-out target.
+
+A pooled PostgreSQL connection is checked before use only when it has sat idle in the pool for
+IDLE_SECONDS_BEFORE_PING or longer (a server restart, a proxy's idle timeout): SQLAlchemy's own
+`pool_pre_ping` checks at every check-out, and with asyncpg that is three round trips (BEGIN, a
+query, ROLLBACK) — a turn checks out a connection several times, so most of its database round trips
+were pings of connections used milliseconds before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,12 +23,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator, event, text
+from sqlalchemy import DateTime, MetaData, TypeDecorator, event, exc, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+IDLE_SECONDS_BEFORE_PING = 5.0
+_IDLE_SINCE = "idle_since"  # in a pooled connection's `info`: when it was last checked in
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -81,10 +90,35 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cursor.close()
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_connections_idle_in_the_pool(engine)
+    return engine
+
+
+def _ping_connections_idle_in_the_pool(engine: AsyncEngine) -> None:
+    """Check a pooled connection at check-out if it sat idle IDLE_SECONDS_BEFORE_PING or longer; a dead
+    one is dropped and another taken (SQLAlchemy's pool retries a check-out that raises
+    `DisconnectionError`), so the caller never sees it."""
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _note_idle_since(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop(_IDLE_SINCE, None)
+        if idle_since is None or time.monotonic() - idle_since < IDLE_SECONDS_BEFORE_PING:
+            return  # new, or used a moment ago
+        try:
+            alive = dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise exc.DisconnectionError("a pooled connection did not answer its ping") from error
+        if not alive:
+            raise exc.DisconnectionError("a pooled connection did not answer its ping")
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

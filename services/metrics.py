@@ -64,13 +64,22 @@ class Metrics:
         self.turns_shed = Counter(
             "cspbot_turns_shed",
             "Requests on /api/messages answered 503 + Retry-After at once because MAX_CONCURRENT_TURNS were "
-            "in flight (Teams sends them again).",
+            "in flight or MAX_WORKING_TURNS working (Teams sends them again).",
             registry=registry,
         )
         self.turns_in_flight = Gauge(
             "cspbot_turns_in_flight", "Turns running now (at most MAX_CONCURRENT_TURNS).", registry=registry
         )
         self.turns_limit = Gauge("cspbot_turns_limit", "MAX_CONCURRENT_TURNS of this process.", registry=registry)
+        self.turns_working = Gauge(
+            "cspbot_turns_working",
+            "Turns working now: in flight and not waiting for Teams or Partner Center (at most MAX_WORKING_TURNS "
+            "when a turn is admitted).",
+            registry=registry,
+        )
+        self.turns_working_limit = Gauge(
+            "cspbot_turns_working_limit", "MAX_WORKING_TURNS of this process.", registry=registry
+        )
         self.partner_center_requests = Counter(
             "cspbot_partner_center_requests",
             "HTTP requests to Partner Center (each retry counts), by operation and outcome (HTTP status, "
@@ -139,9 +148,11 @@ class Metrics:
         if outcome == "429":
             self.partner_center_throttled.labels(operation=operation).inc()
 
-    def set_turns(self, in_flight: int, limit: int) -> None:
+    def set_turns(self, in_flight: int, limit: int, working: int, working_limit: int) -> None:
         self.turns_in_flight.set(in_flight)
         self.turns_limit.set(limit)
+        self.turns_working.set(working)
+        self.turns_working_limit.set(working_limit)
 
     def set_queues(self, snapshot: Snapshot) -> None:
         self.jobs_waiting.set(snapshot.jobs.waiting)

@@ -142,9 +142,12 @@ class Settings(BaseSettings):
     # ...and not while the event loop runs more than this many seconds behind: the process is
     # overloaded, and "typing…" would be one more request to Teams exactly then.
     typing_indicator_max_loop_lag_seconds: float = Field(default=0.1, gt=0)
-    # Turns this process runs at once; a message beyond it is answered 503 with Retry-After: 1 before
-    # any work is done (Teams sends it again), so admitted turns stay fast past capacity.
-    max_concurrent_turns: int = Field(default=16, ge=1, le=10_000)
+    # Turns this process takes on at once (bot/overload.py): at most MAX_CONCURRENT_TURNS in flight,
+    # of which at most MAX_WORKING_TURNS working (not waiting for Teams to take a reply). A message
+    # beyond either is answered 503 with Retry-After: 1 before any work is done (Teams sends it
+    # again), so admitted turns stay fast past capacity.
+    max_concurrent_turns: int = Field(default=64, ge=1, le=10_000)
+    max_working_turns: int = Field(default=4, ge=1, le=10_000)
 
     # --- Subscriptions and approvals -----------------------------------------------------------
     # A suspension request not decided within this many hours expires.

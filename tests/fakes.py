@@ -34,6 +34,9 @@ class FakeConnector:
     fail_next: int = 0
     # POSTs into these conversations fail (500) until the test takes them out: one member unreachable.
     fail_conversations: set[str] = field(default_factory=set)
+    # While set (and not yet released), a POST is recorded at once but answered only on release: Teams
+    # slow to take a reply.
+    hold_answers: asyncio.Event | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _changed: asyncio.Condition | None = None
 
@@ -68,6 +71,8 @@ class FakeConnector:
                 request.match_info["conversation"], body, "POST", reply_to_id=request.match_info.get("activity")
             )
         )
+        if self.hold_answers is not None:
+            await self.hold_answers.wait()
         return web.json_response({"id": message_id})
 
     async def _update(self, request: web.Request) -> web.Response:

@@ -162,7 +162,8 @@ def bot_on(make_bot: Callable[..., Awaitable[TestClient]]) -> Callable[..., Awai
     async def _bot(database_url: str | None = None) -> TestClient:
         # Every conversation's turn in flight at once: the bound on concurrent turns would send some back
         # with 503 for Teams to retry (tests/test_overload.py); here every turn must run concurrently.
-        settings: dict[str, Any] = {"max_concurrent_turns": 2 * CONVERSATIONS}
+        bound = 2 * CONVERSATIONS
+        settings: dict[str, Any] = {"max_concurrent_turns": bound, "max_working_turns": bound}
         if database_url:
             settings["database_url"] = database_url
         return await make_bot(tasks=survey_tasks, settings=settings)

@@ -79,6 +79,7 @@ PARTNER_CENTER_MAY_USE = {
     "services.errors",
     "services.i18n",
     "services.logging_context",
+    "services.remote_waits",
     "services.settings",
 }
 

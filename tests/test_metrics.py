@@ -25,7 +25,8 @@ async def test_a_handled_message_and_invoke_are_counted_and_timed_by_kind(make_b
     client = await make_bot()
     before = await scrape(client)
     assert value(before, "cspbot_turns_total", kind="message", status="202") == 0
-    assert value(before, "cspbot_turns_limit") == 16
+    assert value(before, "cspbot_turns_limit") == 64
+    assert value(before, "cspbot_turns_working_limit") == 4
 
     assert (await client.post("/api/messages", json=message("menu", service_url=url))).status == 202
     invoke = {**message(None, service_url=url), "type": "invoke", "name": "adaptiveCard/action", "value": {}}
@@ -41,6 +42,7 @@ async def test_a_handled_message_and_invoke_are_counted_and_timed_by_kind(make_b
     assert value(after, "cspbot_turns_total", kind="invoke", status="200") == 1
     assert value(after, "cspbot_turns_total", kind="unknown", status="400") == 1
     assert value(after, "cspbot_turns_in_flight") == 0
+    assert value(after, "cspbot_turns_working") == 0
     assert value(after, "cspbot_build_info", version=runtime_version()) == 1
 
 
@@ -109,7 +111,7 @@ async def test_with_a_token_only_its_bearer_reads_the_metrics(make_bot):
     wrong = await client.get("/metrics", headers={"Authorization": "Bearer " + TOKEN[:-1] + "x"})
     assert wrong.status == 401
     samples = await scrape(client, Authorization=f"Bearer {TOKEN}")
-    assert value(samples, "cspbot_turns_limit") == 16
+    assert value(samples, "cspbot_turns_limit") == 64
 
 
 async def test_without_a_token_only_a_direct_request_from_this_machine_reads_them(make_bot):

@@ -4,6 +4,7 @@ refused activity is taken on), and no typing indicator while the event loop lags
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 
 import pytest
@@ -11,11 +12,12 @@ from microsoft_agents.hosting.dialogs import WaterfallStepContext
 from sqlalchemy import func, select
 
 from app import ADMISSION
-from bot.overload import LoopLagMonitor, TurnAdmission
+from bot.overload import LoopLagMonitor, TurnAdmission, TurnTicket
 from dialogs.base import TaskDialog
 from dialogs.catalogue import Task
 from services.activity_receipts import receipt_key
 from services.models import ActivityReceipt
+from services.remote_waits import remote_call
 from services.roles import Permission
 from tests.conftest import message, runtime_of
 from tests.fakes import said
@@ -42,6 +44,13 @@ class _HeldDialog(TaskDialog):
         await self._release.wait()
         await step_context.context.send_activity("Released.")
         return await step_context.end_dialog()
+
+
+class _KeepingUp:
+    """An event loop that is never behind, so the indicator is sent on a busy test machine too."""
+
+    def lagging(self) -> bool:
+        return False
 
 
 def _held_tasks(release: asyncio.Event):
@@ -104,13 +113,79 @@ async def test_refused_and_failed_requests_leave_no_turn_counted_in_flight(make_
 
 def test_the_bound_counts_turns_in_flight() -> None:
     admission = TurnAdmission(2)
-    assert admission.try_enter() and admission.try_enter()
-    assert not admission.try_enter()
-    admission.leave()
-    assert admission.try_enter()
-    assert (admission.in_flight, admission.shed) == (2, 1)
+    first, second = admission.try_enter(), admission.try_enter()
+    assert first is not None and second is not None
+    assert admission.try_enter() is None
+    admission.leave(first)
+    admission.leave(first)  # leaving twice frees one place, not two
+    assert admission.try_enter() is not None
+    assert admission.try_enter() is None
+    assert (admission.in_flight, admission.shed) == (2, 2)
     with pytest.raises(ValueError):
         TurnAdmission(0)
+    with pytest.raises(ValueError):
+        TurnAdmission(4, 0)
+
+
+def _enter_in_its_own_context(admission: TurnAdmission) -> tuple[TurnTicket | None, contextvars.Context]:
+    """A turn's admission as a request handler makes it: in the request's own context."""
+    context = contextvars.copy_context()
+    return context.run(admission.try_enter), context
+
+
+def test_a_turn_waiting_for_a_remote_service_does_not_count_as_working() -> None:
+    admission = TurnAdmission(limit=3, working_limit=1)
+    first, first_context = _enter_in_its_own_context(admission)
+    assert first is not None and admission.working == 1
+    assert _enter_in_its_own_context(admission)[0] is None  # one working already
+
+    waiting = remote_call()
+    first_context.run(waiting.__enter__)  # the first turn's reply is out to Teams
+    assert (admission.in_flight, admission.working) == (1, 0)
+    second, _ = _enter_in_its_own_context(admission)
+    assert second is not None and (admission.in_flight, admission.working) == (2, 1)
+
+    # Teams answered: the first turn works again, past the bound for a moment.
+    first_context.run(waiting.__exit__, None, None, None)
+    assert admission.working == 2
+    assert _enter_in_its_own_context(admission)[0] is None
+    admission.leave(first)
+    admission.leave(second)
+    assert (admission.in_flight, admission.working) == (0, 0)
+
+
+def test_a_call_after_its_turn_left_changes_no_count() -> None:
+    """A task the turn started may still send after the turn ended; the turn is no longer counted."""
+    admission = TurnAdmission(limit=2, working_limit=1)
+    ticket, context = _enter_in_its_own_context(admission)
+    assert ticket is not None
+    admission.leave(ticket)
+    waiting = remote_call()
+    context.run(waiting.__enter__)
+    assert (admission.in_flight, admission.working) == (0, 0)
+    context.run(waiting.__exit__, None, None, None)
+    assert (admission.in_flight, admission.working) == (0, 0)
+
+
+async def test_a_turn_waiting_for_teams_to_take_its_reply_leaves_room_for_another(make_bot, connector):
+    fake, url = connector
+    fake.hold_answers = asyncio.Event()
+    client = await make_bot(settings={"max_concurrent_turns": 4, "max_working_turns": 1})
+    admission = client.app[ADMISSION]
+
+    def menu_in(chat: str):
+        activity = message("menu", service_url=url, conversation_id=chat)
+        return asyncio.create_task(client.post("/api/messages", json=activity))
+
+    first = menu_in("c1")
+    await fake.wait_for(1, "c1")  # its reply is at Teams, not answered yet
+    assert (admission.in_flight, admission.working) == (1, 0)
+
+    second = menu_in("c2")
+    await fake.wait_for(1, "c2")  # admitted, not refused: the first turn was only waiting
+    fake.hold_answers.set()
+    assert [(await first).status, (await second).status] == [202, 202]
+    assert (admission.in_flight, admission.working, admission.shed) == (0, 0, 0)
 
 
 # ---- event-loop lag -------------------------------------------------------------------------
@@ -186,9 +261,31 @@ async def test_a_shed_turn_is_counted_in_the_metrics_with_the_turns_in_flight(ma
     samples = await scrape(client)
     assert value(samples, "cspbot_turns_shed_total") == 1
     assert (value(samples, "cspbot_turns_in_flight"), value(samples, "cspbot_turns_limit")) == (1, 1)
+    assert (value(samples, "cspbot_turns_working"), value(samples, "cspbot_turns_working_limit")) == (1, 1)
     assert value(samples, "cspbot_turns_total", kind="message", status="503") == 0  # shed, not a turn
     release.set()
     assert (await held).status == 202
     samples = await scrape(client)
     assert value(samples, "cspbot_turns_total", kind="message", status="202") == 1
     assert value(samples, "cspbot_turns_in_flight") == 0
+
+
+async def test_a_typing_indicator_out_while_the_turn_works_leaves_it_counted_as_working(make_bot, connector):
+    fake, url = connector
+    release = asyncio.Event()
+    fake.hold_answers = asyncio.Event()  # the indicator's POST stays out
+    client = await make_bot(
+        tasks=_held_tasks(release),
+        loop_lag=_KeepingUp(),
+        settings={"typing_indicator_delay_seconds": 0.01, "max_working_turns": 1},
+    )
+    admission = client.app[ADMISSION]
+    held = asyncio.create_task(client.post("/api/messages", json=message("hold", service_url=url)))
+    await _until(lambda: any(item.activity.get("type") == "typing" for item in fake.received), "the typing indicator")
+    assert (admission.in_flight, admission.working) == (1, 1)
+    other = message("menu", service_url=url, conversation_id="other")
+    refused = await asyncio.wait_for(client.post("/api/messages", json=other), 10)  # admitted, it would hang
+    assert refused.status == 503
+    fake.hold_answers.set()
+    release.set()
+    assert (await held).status == 202

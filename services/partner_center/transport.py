@@ -44,12 +44,16 @@ from services.partner_center.models import (
     Link,
     ThrottledFault,
 )
+from services.remote_waits import remote_call
 
 logger = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "MS-RequestId"
 CORRELATION_ID_HEADER = "MS-CorrelationId"
 CONTINUATION_HEADER = "MS-ContinuationToken"
+# A turn waiting on a call counts as working for this long (services/remote_waits.py): most answers
+# come sooner and the turn goes straight on; a slower one stops holding a working turn's place.
+WORKING_WHILE_WAITING_SECONDS = 0.25
 
 _OK = frozenset({200, 201, 204})
 _NOT_RETRYABLE_5XX = frozenset({501, 505})
@@ -366,17 +370,18 @@ class PartnerCenterTransport:
             started = time.perf_counter()
             error: PartnerCenterError
             try:
-                async with self._session.request(
-                    method,
-                    url,
-                    params=params,
-                    data=data,
-                    headers=request_headers,
-                    timeout=client_timeout or self._timeout,
-                    allow_redirects=False,
-                ) as raw:
-                    payload = await raw.read()
-                    response = Response(raw.status, raw.headers, payload, url)
+                with remote_call(still_working_for=WORKING_WHILE_WAITING_SECONDS):
+                    async with self._session.request(
+                        method,
+                        url,
+                        params=params,
+                        data=data,
+                        headers=request_headers,
+                        timeout=client_timeout or self._timeout,
+                        allow_redirects=False,
+                    ) as raw:
+                        payload = await raw.read()
+                response = Response(raw.status, raw.headers, payload, url)
             except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as failure:
                 timed_out = isinstance(failure, TimeoutError)
                 self._observe(operation, "timeout" if timed_out else "connection_error", started)

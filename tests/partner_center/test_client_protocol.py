@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from services.errors import Conflict, InvalidInput, NotFound
 from services.logging_context import correlation_scope
+from services.partner_center import transport
 from services.partner_center.auth import Audience, TokenKind
 from services.partner_center.client import PartnerCenterClient
 from services.partner_center.errors import (
@@ -47,6 +48,7 @@ from services.partner_center.models import (
     Subscription,
     SubscriptionStatus,
 )
+from services.remote_waits import serve_as
 from tests.partner_center.scripted_fake import Reply, ScriptedPartnerCenter, collection, fault, serve
 
 CUSTOMER = "dfd8cc0a-c592-468c-8461-869a38d24738"
@@ -1031,3 +1033,29 @@ def test_operation_names_keep_only_partner_centers_words() -> None:
         "POST customers/{id}/carts/{id}/checkout"
     )
     assert operation_of("GET", "http://x/v1/countryvalidationrules/US") == "GET countryvalidationrules/{id}"
+
+
+async def test_a_slow_call_marks_the_turn_it_serves_waiting_until_the_answer(
+    pc: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bound on turns working (bot/overload.py) leaves out a turn waiting long for Partner Center;
+    a quick answer never marks it (the turn goes straight on working)."""
+    monkeypatch.setattr(transport, "WORKING_WHILE_WAITING_SECONDS", 0.05)
+    customer = {"id": CUSTOMER}
+    pc.fake.script("GET", f"/v1/customers/{CUSTOMER}", Reply(200, customer), Reply(200, customer, delay=0.5))
+    seen: list[tuple[str, int]] = []
+
+    class Waiter:
+        def remote_call_started(self) -> None:
+            seen.append(("waiting", len(pc.fake.requests)))
+
+        def remote_call_ended(self) -> None:
+            seen.append(("working", len(pc.fake.requests)))
+
+    async def a_turn() -> None:
+        serve_as(Waiter())
+        await pc.client.get_customer(CUSTOMER)  # answered at once
+        await pc.client.get_customer(CUSTOMER)  # answered after 0.5 s
+
+    await asyncio.create_task(a_turn())  # a task: its own context, as a request's handler has
+    assert seen == [("waiting", 2), ("working", 2)]
