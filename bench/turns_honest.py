@@ -78,6 +78,7 @@ OUTBOUND_TOKEN = "bench-outbound-token"
 ORGANISATIONS = 50
 USERS_PER_ORGANISATION = 20
 SERVER_KINDS = ("echo", "ours")
+STAGGER_RATE = 40.0  # turns per second while users are spread over the script (unmeasured)
 PROFILE_ENV = "BENCH_TURNS_PROFILE_DIR"  # set by --profile: each server writes its cProfile there when it stops
 
 
@@ -87,12 +88,13 @@ class Step:
     text: str | None
     value: dict[str, Any] | None
     expect: bytes  # in one of the turn's replies (ours); the echo bot answers "Echo: <text>"
+    calls_partner_center: bool = False  # ours asks the sandbox before it answers
 
 
 SCRIPT = (
     Step("menu", "menu", None, b"What would you like to do?"),
-    Step("subscriptions", "subscriptions", None, b"subs_refresh"),
-    Step("refresh", None, {"verb": "subs_refresh", "page": 0}, b"subs_refresh"),
+    Step("subscriptions", "subscriptions", None, b"subs_refresh", calls_partner_center=True),  # licence counts
+    Step("refresh", None, {"verb": "subs_refresh", "page": 0}, b"subs_refresh", calls_partner_center=True),
     Step("close", None, {"verb": "subs_close"}, b"Type **subscriptions** to open them again"),
     Step("users", "users", None, b"users_done"),
     Step("users-done", None, {"verb": "users_done"}, b"Done with users."),
@@ -556,6 +558,18 @@ class LoadGenerator:
     def users(self, organisations: list[dict[str, Any]]) -> deque[User]:
         return deque(User(org, user) for org in organisations for user in org["users"])
 
+    async def stagger(self, server: Server, idle: deque[User], rate: float) -> int:
+        """Before the warm-up, user i takes the script's first i mod 6 steps, so that consecutive users (the
+        order turns are sent in) stand at consecutive steps and every window has the script's whole mix, not
+        just the step all users happen to be at. Returns the users not where they should be (a lost turn sends
+        its user back to the menu)."""
+        offsets = {id(user): index % len(SCRIPT) for index, user in enumerate(idle)}
+        for round_number in range(1, len(SCRIPT)):
+            behind = deque(user for user in idle if user.step < offsets[id(user)] and user.step == round_number - 1)
+            if behind:
+                await self.window(server, behind, "stagger", rate, len(behind) / rate)
+        return sum(1 for user in idle if user.step != offsets[id(user)])
+
     def activity(self, turn: Turn) -> dict[str, Any]:
         user, org = turn.user.user, turn.user.org
         activity: dict[str, Any] = {
@@ -848,6 +862,8 @@ async def measure(args: argparse.Namespace, generator: LoadGenerator, servers: l
     """Warm-up, the main rounds (CPU per turn, latency, the ratio to echo), the sweep, the overload step."""
     idle = {server.label: generator.users(server.organisations) for server in servers}
     for server in servers:  # every user once round the script: state rows, mirrors and caches as in use
+        astray = await generator.stagger(server, idle[server.label], STAGGER_RATE)
+        out(f"[{server.label}] staggered the users over the script's steps ({astray} not where they should be)")
         window = await generator.window(server, idle[server.label], "warm-up", args.rate, args.warmup)
         out(f"[{server.label}] warm-up: {len(window.turns)} turns, p99 {base.fmt(window.percentile(99))} ms, "
             f"missed {window.count(lambda t: t.missed)}, wrong "
@@ -886,14 +902,17 @@ async def measure(args: argparse.Namespace, generator: LoadGenerator, servers: l
     out(f"OVERLOAD: every server at {overload_rate:g} turns/s for {args.overload_duration:g} s (a 503 is retried "
         f"after Retry-After, at most {args.max_retries} times)")  # fmt: skip
     rows: list[list[str]] = []
+    windows: list[Window] = []
     for server in servers:
         window = await measured(
             generator, server, idle[server.label], "overload", overload_rate, args.overload_duration, args.quiet_wait
         )
+        windows.append(window)
         rows.append(row(server.label, window) + [window.load])
         out(f"[overload] {server.label}: admitted {window.admitted}/{len(window.turns)}, p99 "
             f"{base.fmt(window.percentile(99))} ms, missed {window.count(lambda t: t.missed)}, refused "
             f"{window.count(lambda t: t.refused)}, load {window.load}")  # fmt: skip
+        out(f"[overload] {server.label}: p50 / p99 ms by step: {by_step(window)}")
     for line in base.table([*HEADERS, "load avg"], rows):
         out(line)
     for server, cells in zip(servers, rows, strict=True):
@@ -901,6 +920,11 @@ async def measure(args: argparse.Namespace, generator: LoadGenerator, servers: l
         verdict = "PASS" if missed == "0" and p99 != "-" and float(p99) <= 100 else "MISS"
         out(f"  {verdict}  {server.label} at {overload_rate:g} turns/s: admitted p99 {p99} ms (<= 100), missed "
             f"{missed} (0)")  # fmt: skip
+    for server, window in zip(servers, windows, strict=True):
+        own = sorted(t.latency_ms for t in window.turns if not t.step.calls_partner_center and t.latency_ms is not None)
+        if own and server.kind == "ours":
+            out(f"  INFO  {server.label}: admitted p99 of the turns that answer without asking Partner Center: "
+                f"{base.fmt(base.nearest_rank(own, 99))} ms ({len(own)} turns)")  # fmt: skip
 
 
 async def sweep(
@@ -937,6 +961,17 @@ async def sweep(
     for label, rate in capacity.items():
         out(f"  INFO  {label}: capacity (highest swept rate with no 503, none missed, p99 <= 100 ms): {rate:g} turns/s")
     return capacity
+
+
+def by_step(window: Window) -> str:
+    """Each script step's admitted latency, p50 / p99: which kind of turn makes the tail."""
+    parts = []
+    for step in SCRIPT:
+        latencies = sorted(t.latency_ms for t in window.turns if t.step is step and t.latency_ms is not None)
+        if latencies:
+            p50, p99 = base.nearest_rank(latencies, 50), base.nearest_rank(latencies, 99)
+            parts.append(f"{step.name} {base.fmt(p50)} / {base.fmt(p99)} ({len(latencies)})")
+    return ", ".join(parts)
 
 
 def _rates(text: str) -> list[float]:

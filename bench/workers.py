@@ -124,6 +124,8 @@ HEADERS = [*honest.HEADERS, "answered/s", "load avg"]
 async def sweep(args: argparse.Namespace, generator: honest.LoadGenerator, servers: list[honest.Server]) -> None:
     idle = {server.label: generator.users(server.organisations) for server in servers}
     for server in servers:  # every user once round the script: state rows, mirrors and caches as in use
+        astray = await generator.stagger(server, idle[server.label], honest.STAGGER_RATE)
+        base.out(f"[{server.label}] staggered the users over the script's steps ({astray} not where they should be)")
         window = await generator.window(server, idle[server.label], "warm-up", args.warmup_rate, args.warmup)
         base.out(f"[{server.label}] warm-up: {len(window.turns)} turns, p99 {base.fmt(window.percentile(99))} ms")
     best: dict[str, tuple[float, float, honest.Window]] = {}  # label: (answered/s, rate, window)

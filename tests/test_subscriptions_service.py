@@ -437,3 +437,26 @@ async def test_a_sync_after_the_clock_moved_a_year_on_still_reads_microsofts_aud
     entries = await services.ledger.entries(caller.organisation_id, subscription_id=sid)
     assert [e.event_type.value for e in entries] == ["purchase", "renewal"]
     assert entries[-1].source_key is not None and entries[-1].source_key.startswith("audit:")
+
+
+@pytest.mark.usefixtures("sandbox")
+async def test_a_refreshing_list_asks_microsoft_for_the_licence_counts_while_it_syncs(services, ready, monkeypatch):
+    """One round trip to Microsoft less in a row: the counts do not wait for the sync."""
+    await buy(services, ready, quantity=3)
+    client = services.subscriptions._client
+    counting_started = asyncio.Event()
+    real_subscriptions, real_skus = client.subscriptions, client.subscribed_skus
+
+    async def subscriptions(customer_id):
+        await asyncio.wait_for(counting_started.wait(), 5)  # waited in vain if the counts came after the sync
+        return await real_subscriptions(customer_id)
+
+    async def subscribed_skus(customer_id):
+        counting_started.set()
+        return await real_skus(customer_id)
+
+    monkeypatch.setattr(client, "subscriptions", subscriptions)
+    monkeypatch.setattr(client, "subscribed_skus", subscribed_skus)
+    page = await services.subscriptions.page(await admin(services), refresh=True)
+    assert page.problem == "" and page.total == 1
+    assert page.items[0].consumed == 0
