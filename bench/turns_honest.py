@@ -13,10 +13,12 @@ What `bench/turns.py` leaves out, this one has (docs/benchmarks.md, "Honest turn
   127.0.0.1 whose certificate comes from a CA made for the run (trustme), with `CONNECTOR_HOSTS=127.0.0.1`.
 * **1,000 users in 50 organisations**, registered through the services before the run (each organisation with
   its Teams tenant and its own Partner Center customer in the sandbox). Each user has a personal chat; each turn
-  comes from one user (tenant id + AAD object id), so the caller cache rarely helps.
-* **A mix of turns.** Each user goes round the script in SCRIPT (menu; subscriptions, which lists from the mirror
-  and starts a dialog; a refresh submit, which calls the Partner Center sandbox; close; users; done): one turn in
-  six is a menu turn, the others are dialog steps that write the conversation state.
+  comes from one user (tenant id + AAD object id), so the caller cache rarely helps. Before the warm-up, user i
+  takes the script's first i mod 6 steps, so that every window has the script's whole mix; a user whose turn was
+  refused (503 every try) tries the same step again later.
+* **A mix of turns.** Each user goes round the script in SCRIPT (menu; subscriptions, which lists from the mirror with
+  the sandbox's licence counts and starts a dialog; a refresh submit, which syncs from the sandbox; close; users;
+  done): one turn in six is a menu turn, the others are dialog steps that write the conversation state.
 * **SQLite and PostgreSQL.** One of our servers per database (a fresh SQLite file; a fresh PostgreSQL database,
   dropped at the end).
 * **A connector that takes 100 ms** to answer each POST (typing or reply), as Teams' does over the internet.
@@ -651,10 +653,15 @@ class LoadGenerator:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(turn.replied.wait(), self.args.lost_after)
         finally:
-            # The user's next turn follows this one's script step only if this one was answered; else the user
-            # starts over from the menu (which also leaves a task that was waiting).
+            # The user's next turn follows this one's script step if this one was answered, and tries the same
+            # step again if every try was refused (a 503 comes before any work: nothing changed on the server,
+            # and the windows keep the script's mix); else the user starts over from the menu (which also
+            # leaves a task that was waiting).
             user = turn.user
-            user.step = (user.step + 1) % len(SCRIPT) if turn.reply_at is not None else 0
+            if turn.reply_at is not None:
+                user.step = (user.step + 1) % len(SCRIPT)
+            elif not turn.refused:
+                user.step = 0
             idle.append(user)
 
 

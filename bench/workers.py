@@ -129,7 +129,6 @@ async def sweep(args: argparse.Namespace, generator: honest.LoadGenerator, serve
         window = await generator.window(server, idle[server.label], "warm-up", args.warmup_rate, args.warmup)
         base.out(f"[{server.label}] warm-up: {len(window.turns)} turns, p99 {base.fmt(window.percentile(99))} ms")
     best: dict[str, tuple[float, float, honest.Window]] = {}  # label: (answered/s, rate, window)
-    unrefused: dict[str, honest.Window] = {}  # label: its highest step with no 503 at all
     rows: list[list[str]] = []
     going = list(servers)
     for index, rate in enumerate(args.rates):
@@ -145,8 +144,6 @@ async def sweep(args: argparse.Namespace, generator: honest.LoadGenerator, serve
                      f"CPU {base.fmt(window.share(window.cpu_seconds), 0)} %, generator "
                      f"{base.fmt(window.share(window.generator_cpu_seconds), 0)} %, others "
                      f"{base.fmt(window.share(window.other_cpu_seconds), 0)} %, load {window.load}")  # fmt: skip
-            if window.admitted and not any(turn.tries > 1 or turn.refused for turn in window.turns):
-                unrefused[server.label] = window
             previous = best.get(server.label, (0.0, 0.0, window))[0]
             if answered > previous:
                 best[server.label] = (answered, rate, window)
@@ -176,20 +173,18 @@ async def sweep(args: argparse.Namespace, generator: honest.LoadGenerator, serve
         verdict = "PASS" if ratio >= GOAL_RATIO else "MISS"
         base.out(f"  {verdict}  {database}: 2 workers / 1 worker = {ratio:.2f}x ({two[0]:.1f} vs {one[0]:.1f} "
                  f"turns/s; goal >= {GOAL_RATIO}x)")  # fmt: skip
-        clean = unrefused.get(f"1-worker-{database}")
-        if clean is not None:
-            ceiling(database, clean)
+        ceiling(database, one[2])
 
 
 def ceiling(database: str, window: honest.Window) -> None:
-    """The best ratio this machine allows, from one worker's CPU per turn and everyone else's: one worker can use
-    one core; two workers share both cores with PostgreSQL, the sandbox and the load generator, which need their
-    CPU per turn wherever the turn is served."""
+    """The best ratio this machine allows, from one worker's CPU per turn and everyone else's at its capacity (where
+    it is CPU-bound): one worker can use one core; two workers share both cores with PostgreSQL, the sandbox and the
+    load generator, which need their CPU per turn wherever the turn is served."""
     server = window.cpu_seconds * 1000 / window.admitted
     others = (window.other_cpu_seconds + window.generator_cpu_seconds) * 1000 / window.admitted
     cores = os.cpu_count() or 2
     best = min(cores, (cores * server) / (server + others)) if server + others else float("nan")
-    base.out(f"  INFO  ceiling on this machine ({database}, from one worker's {window.rate:g}/s step with no 503): "
+    base.out(f"  INFO  ceiling on this machine ({database}, one worker's step at its capacity, {window.rate:g}/s): "
              f"a turn costs {server:.1f} ms of the worker's CPU and {others:.1f} ms of everyone else's (PostgreSQL, "
              f"the sandbox, the load generator); one worker can use one core, two share all {cores} with the rest: "
              f"CPU-bound, two give at most {cores} x {server:.1f} / ({server:.1f} + {others:.1f}) "

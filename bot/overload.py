@@ -65,8 +65,8 @@ class TurnTicket:
 
 
 class TurnAdmission:
-    """At most `limit` turns in flight, of which at most `working_limit` working (not waiting for the
-    channel); `try_enter()` gives a ticket when one more may start, None when it may not."""
+    """At most `limit` turns in flight, of which at most `working_limit` working (not waiting for a remote
+    service); `try_enter()` gives a ticket when one more may start, None when it may not."""
 
     def __init__(self, limit: int, working_limit: int | None = None) -> None:
         working_limit = limit if working_limit is None else working_limit
