@@ -15,6 +15,7 @@ from services import formatting
 from services.commands.people import FlowResult, OffboardingPlan, OnboardingPlan
 from services.commands.service import Answer, Choose, LicenceAction
 from services.i18n import _
+from services.users.licences import PoolView
 
 PICK, DROP = "cmd_pick", "cmd_drop"
 MAX_SUGGESTIONS = 3
@@ -67,23 +68,22 @@ def build_did_you_mean_card(message: str, suggestions: Sequence[str]) -> Card:
     return card(body, actions)
 
 
+def _pool_pairs(pool: PoolView) -> list[tuple[str, str]]:
+    """The licence and how many of its seats are free: the facts both licence cards show."""
+    free = _(
+        "{available} of {active} ({consumed} assigned)",
+        available=pool.available,
+        active=pool.active,
+        consumed=pool.consumed,
+    )
+    return [(_("Licence"), pool.name), (_("Free now"), free)]
+
+
 def build_licence_confirm_card(action: LicenceAction, request_key: str, *, note: str = "") -> Card:
     """Assign one licence to one person, or take it away: what happens, the pool's numbers."""
     person, pool = action.person, action.pool
     sources = ", ".join(f"{sub.name} ({formatting.seats(sub.quantity)})" for sub in pool.subscriptions)
-    pairs = [
-        (_("Person"), f"{person.display_name} ({person.user_principal_name})"),
-        (_("Licence"), pool.name),
-        (
-            _("Free now"),
-            _(
-                "{available} of {active} ({consumed} assigned)",
-                available=pool.available,
-                active=pool.active,
-                consumed=pool.consumed,
-            ),
-        ),
-    ]
+    pairs = [(_("Person"), f"{person.display_name} ({person.user_principal_name})"), *_pool_pairs(pool)]
     if sources:
         pairs.append((_("From"), sources))
     body: list[dict[str, Any]] = []
@@ -177,18 +177,7 @@ def build_onboard_card(plan: OnboardingPlan, request_key: str) -> Card:
         _input("usage_location", _("Usage location (two letters)"), plan.usage_location, max_length=2),
         _input("password_email", _("E-mail the password to"), plan.password_email, max_length=254),
     ]
-    pairs = [
-        (_("Licence"), pool.name),
-        (
-            _("Free now"),
-            _(
-                "{available} of {active} ({consumed} assigned)",
-                available=pool.available,
-                active=pool.active,
-                consumed=pool.consumed,
-            ),
-        ),
-    ]
+    pairs = _pool_pairs(pool)
     data: dict[str, Any] = {"request_key": request_key, "licence": pool.licence_sku_id}
     title = _("Create the user and assign the licence")
     seat = plan.seat

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
-from sandbox.backend.core import Resource, as_dict, as_text, normalise
+from sandbox.backend.core import Resource, parse_filter
 from sandbox.clock import parse_instant
 from sandbox.errors import invalid_input
 from sandbox.store import Unit
@@ -36,11 +35,7 @@ class AuditLog(Resource):
             raise invalid_input("startDate must be within the last 90 days")
         records = await tx.audit_between(begin, finish)
         if filter_text:
-            try:
-                spec = normalise(json.loads(filter_text))
-            except ValueError:
-                raise invalid_input("filter must be URL-encoded JSON") from None
-            field_name, value = as_text(as_dict(spec).get("field")).lower(), as_text(as_dict(spec).get("value")).lower()
+            field_name, value, _operator = parse_filter(filter_text)
             if field_name == "customerid":
                 records = [r for r in records if (r.get("customerId") or "").lower() == value]
             elif field_name == "resourcetype":

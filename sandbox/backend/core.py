@@ -90,6 +90,16 @@ def as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def parse_filter(filter_text: str) -> tuple[str, str, str]:
+    """A list's `filter` query (URL-encoded JSON {Field, Value, Operator}): its field, value and operator,
+    lower-cased."""
+    try:
+        spec = as_dict(normalise(json.loads(filter_text)))
+    except ValueError:
+        raise invalid_input("filter must be URL-encoded JSON") from None
+    return as_text(spec.get("field")).lower(), as_text(spec.get("value")).lower(), as_text(spec.get("operator")).lower()
+
+
 def as_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise invalid_input(f"{name} must be a whole number")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import uuid
@@ -10,7 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from sandbox import errors as codes
-from sandbox.backend.core import Core, Resource, as_dict, as_text, new_password, normalise
+from sandbox.backend.core import Core, Resource, as_dict, as_text, new_password, normalise, parse_filter
 from sandbox.backend.users import Users
 from sandbox.clock import iso
 from sandbox.countries import check_new_customer, rules_for
@@ -164,12 +163,8 @@ class Customers(Resource):
         # The next link keeps the filter, or the following pages would list everyone.
         self_uri = f"/customers?filter={quote(filter_text, safe='')}" if filter_text else "/customers"
         if filter_text:
-            try:
-                spec = normalise(json.loads(filter_text))
-            except ValueError:
-                raise invalid_input("filter must be URL-encoded JSON") from None
-            field_name, value = as_text(as_dict(spec).get("field")).lower(), as_text(as_dict(spec).get("value")).lower()
-            if as_text(as_dict(spec).get("operator")).lower() != "starts_with":
+            field_name, value, operator = parse_filter(filter_text)
+            if operator != "starts_with":
                 raise invalid_input('the only supported filter operator is "starts_with"')
             if field_name == "domain":
                 customers = [c for c in customers if c["domain"].startswith(value)]
